@@ -1,0 +1,449 @@
+//! The configuration file: one TOML document, parsed and validated before anything serves.
+//!
+//! Owns the schema (every key, its default and its meaning) and the checks that need only the
+//! file itself. Every error names the file, the key and the problem. Secrets never appear
+//! inline: keys ending in `_env` name an environment variable to read them from. This module
+//! must not open sockets or load plugins; the caller does that with the validated [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sandbox::{Limits, SandboxConfig};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener and transport settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How callers are authenticated.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Engine-wide sandbox settings.
+    #[serde(default)]
+    pub sandbox: SandboxSection,
+    /// Limits applied to every plugin unless its tenant overrides them.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Identity for `portcullis stdio` (there is no token on stdio).
+    #[serde(default)]
+    pub stdio: StdioConfig,
+    /// The tenants; a single-tenant deployment has exactly one.
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<TenantConfig>,
+    /// The directory the file was read from; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file this configuration came from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The URL clients use to reach this gateway (scheme, host, port), e.g.
+    /// `https://mcp.example.com`. Resource URLs and allowed hosts derive from it.
+    /// Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Extra `Host` header values to accept (DNS-rebinding protection). The public URL's host
+    /// and, on a loopback listener, `localhost`/`127.0.0.1`/`::1` are always accepted.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the gateway (`scheme://host:port`). Requests with an
+    /// `Origin` outside this list get 403. Default: the public URL's origin and, on a loopback
+    /// listener, loopback origins on any port.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted (bytes); larger bodies get 413. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Most live MCP sessions (2025 revisions) at once; more `initialize` calls get 503.
+    pub max_sessions: usize,
+    /// Sessions idle this long are closed. Default 600 s.
+    pub session_idle_timeout_secs: u64,
+    /// Environment variable holding the key that protects `requestState` (at least 32
+    /// bytes). Set it when several gateway instances serve the same clients; otherwise a
+    /// random per-process key is used.
+    pub state_key_env: Option<String>,
+    /// Allow serving with `auth.mode = "none"` on a non-loopback address. Never in production.
+    pub allow_unauthenticated_public: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 << 20,
+            max_sessions: 1000,
+            session_idle_timeout_secs: 600,
+            state_key_env: None,
+            allow_unauthenticated_public: false,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `"none"` (local development and the conformance suite only) or `"oauth"`.
+    pub mode: AuthMode,
+    /// With `mode = "none"`: the identity every request gets.
+    pub anonymous: Identity,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { mode: AuthMode::None, anonymous: Identity::default() }
+    }
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication: every request acts as `auth.anonymous`. Logged loudly.
+    None,
+    /// OAuth 2.1 bearer tokens (see the resource-server documentation).
+    Oauth,
+}
+
+/// A fixed identity (anonymous HTTP callers, or the stdio user).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Identity {
+    /// The subject plugins see.
+    pub subject: String,
+    /// Scopes granted; `"*"` grants every scope.
+    pub scopes: Vec<String>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self { subject: "anonymous".into(), scopes: vec!["*".into()] }
+    }
+}
+
+/// `[stdio]`: who the local user of `portcullis stdio` is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdioConfig {
+    /// The tenant to serve. Default: the first tenant.
+    pub tenant: Option<String>,
+    /// The identity; `PORTCULLIS_SUBJECT` and `PORTCULLIS_SCOPES` (space-separated) in the
+    /// environment override it.
+    #[serde(flatten)]
+    pub identity: Identity,
+}
+
+impl Default for StdioConfig {
+    fn default() -> Self {
+        Self { tenant: None, identity: Identity { subject: "local-user".into(), scopes: vec!["*".into()] } }
+    }
+}
+
+/// `[sandbox]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Plugin instances that may exist at once, across all tenants. Default 200.
+    pub max_instances: u32,
+    /// Hard ceiling on any plugin's memory, in MiB. Default 256.
+    pub max_memory_mb: usize,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        let d = SandboxConfig::default();
+        Self { max_instances: d.max_instances, max_memory_mb: d.max_memory_bytes >> 20 }
+    }
+}
+
+/// `[limits]` and `[tenant.limits]`: per-call limits for plugins. Unset keys inherit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Deadline for one call, in milliseconds. Default 30000.
+    pub deadline_ms: Option<u64>,
+    /// Memory one instance may use, in MiB. Default 64.
+    pub memory_mb: Option<usize>,
+    /// Concurrent calls into one plugin. Default 64.
+    pub max_concurrency: Option<usize>,
+}
+
+impl LimitsSection {
+    /// These limits, with unset keys taken from `base`.
+    pub fn resolve(&self, base: &Limits) -> Limits {
+        Limits {
+            deadline: self.deadline_ms.map_or(base.deadline, Duration::from_millis),
+            memory_bytes: self.memory_mb.map_or(base.memory_bytes, |mb| mb << 20),
+            max_concurrency: self.max_concurrency.unwrap_or(base.max_concurrency),
+        }
+    }
+}
+
+/// `[[tenant]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Stable identifier, `[a-z0-9-]{1,64}`.
+    pub id: String,
+    /// The MCP endpoint path for this tenant. Default `/mcp` for the first tenant, else
+    /// `/t/<id>/mcp`.
+    pub path: Option<String>,
+    /// Plugin files (`.wasm`) or directories of them, relative to this file.
+    #[serde(default)]
+    pub plugins: Vec<PathBuf>,
+    /// Limits for this tenant's plugins (override `[limits]`).
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Per-plugin settings, keyed by plugin name (the file stem).
+    #[serde(default)]
+    pub plugin: BTreeMap<String, PluginSettings>,
+}
+
+/// `[tenant.plugin.<name>]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Limits for this plugin (override the tenant's).
+    #[serde(flatten)]
+    pub limits: LimitsSection,
+    /// Scope overrides: tool name → scopes required (replaces what the plugin declares).
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// Configuration values passed to the plugin in every call context.
+    pub config: BTreeMap<String, String>,
+}
+
+/// A configuration problem: which file, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: String,
+    /// The key, as a TOML path (e.g. `tenant[0].path`).
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl Config {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            problem: format!("cannot read the file: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, &base_dir)
+    }
+
+    /// Parse and validate `text` as if read from `source`.
+    pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
+        let file = source.display().to_string();
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| locate(text, s.start)).unwrap_or_else(|| "(document)".into());
+            ConfigError { file: file.clone(), key, problem: e.message().to_string() }
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        config.source = source.to_path_buf();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn error(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.source.display().to_string(), key: key.into(), problem: problem.into() }
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.tenants.is_empty() {
+            return Err(self.error("tenant", "at least one [[tenant]] is required"));
+        }
+        if let Some(url) = &self.server.public_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && !url.trim_end_matches('/').contains(['?', '#'])
+                && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+            if !ok {
+                return Err(self.error("server.public_url", format!("`{url}` must be an http(s) URL like https://mcp.example.com")));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(self.error("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_sessions == 0 {
+            return Err(self.error("server.max_sessions", "must be at least 1"));
+        }
+        if self.sandbox.max_instances == 0 {
+            return Err(self.error("sandbox.max_instances", "must be at least 1"));
+        }
+        if self.auth.mode == AuthMode::None
+            && !self.server.listen.ip().is_loopback()
+            && !self.server.allow_unauthenticated_public
+        {
+            return Err(self.error(
+                "auth.mode",
+                format!(
+                    "\"none\" on the non-loopback address {} would let anyone call every tool; \
+                     configure OAuth, bind to 127.0.0.1, or set server.allow_unauthenticated_public = true",
+                    self.server.listen
+                ),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for i in 0..self.tenants.len() {
+            let t = &self.tenants[i];
+            let valid_id = !t.id.is_empty()
+                && t.id.len() <= 64
+                && t.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_id {
+                return Err(self.error(format!("tenant[{i}].id"), format!("`{}` must match [a-z0-9-]{{1,64}}", t.id)));
+            }
+            if !ids.insert(t.id.clone()) {
+                return Err(self.error(format!("tenant[{i}].id"), format!("`{}` is used by another tenant", t.id)));
+            }
+            let path = t.path.clone().unwrap_or_else(|| if i == 0 { "/mcp".into() } else { format!("/t/{}/mcp", t.id) });
+            let valid_path = path.starts_with('/')
+                && path.len() > 1
+                && !path.ends_with('/')
+                && !path.starts_with("/.well-known")
+                && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+            if !valid_path {
+                return Err(self.error(
+                    format!("tenant[{i}].path"),
+                    format!("`{path}` must be an absolute path like /mcp (no trailing slash, not under /.well-known)"),
+                ));
+            }
+            if !paths.insert(path.clone()) {
+                return Err(self.error(format!("tenant[{i}].path"), format!("`{path}` is used by another tenant")));
+            }
+            self.tenants[i].path = Some(path);
+            for (j, p) in self.tenants[i].plugins.clone().iter().enumerate() {
+                if p.as_os_str().is_empty() {
+                    return Err(self.error(format!("tenant[{i}].plugins[{j}]"), "empty path"));
+                }
+            }
+            for (name, settings) in &self.tenants[i].plugin {
+                if settings.limits.memory_mb.is_some_and(|mb| mb << 20 > self.sandbox.max_memory_mb << 20) {
+                    return Err(self.error(
+                        format!("tenant[{i}].plugin.{name}.memory_mb"),
+                        format!("exceeds sandbox.max_memory_mb ({})", self.sandbox.max_memory_mb),
+                    ));
+                }
+            }
+        }
+        let limits = std::iter::once(("limits".to_string(), &self.limits))
+            .chain(self.tenants.iter().enumerate().map(|(i, t)| (format!("tenant[{i}].limits"), &t.limits)));
+        for (key, l) in limits {
+            if l.deadline_ms == Some(0) {
+                return Err(self.error(format!("{key}.deadline_ms"), "must be greater than 0"));
+            }
+            if l.memory_mb.is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb) {
+                return Err(self.error(
+                    format!("{key}.memory_mb"),
+                    format!("must be between 1 and sandbox.max_memory_mb ({})", self.sandbox.max_memory_mb),
+                ));
+            }
+            if l.max_concurrency == Some(0) {
+                return Err(self.error(format!("{key}.max_concurrency"), "must be at least 1"));
+            }
+        }
+        if let Some(t) = &self.stdio.tenant
+            && !self.tenants.iter().any(|x| &x.id == t)
+        {
+            return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
+        }
+        Ok(())
+    }
+
+    /// The engine-wide sandbox settings.
+    pub fn sandbox_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            max_instances: self.sandbox.max_instances,
+            max_memory_bytes: self.sandbox.max_memory_mb << 20,
+        }
+    }
+
+    /// The URL clients use to reach this gateway, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+
+    /// Resolve a path from the file against the file's directory.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+}
+
+/// Describe a byte offset in TOML text as "line L, column C".
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, str::len) + 1;
+    format!("line {line}, column {column}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn minimal_single_tenant() {
+        let c = parse("[[tenant]]\nid = \"default\"\nplugins = [\"a.wasm\"]\n").unwrap();
+        assert_eq!(c.tenants[0].path.as_deref(), Some("/mcp"));
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_names_the_file_and_line() {
+        let e = parse("[server]\nlisen = \"127.0.0.1:1\"\n[[tenant]]\nid=\"a\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.toml: line 2"), "{msg}");
+        assert!(msg.contains("lisen"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse("[[tenant]]\nid = \"Bad Id\"\n").unwrap_err();
+        assert_eq!(e.key, "tenant[0].id");
+        let e = parse("[[tenant]]\nid = \"a\"\npath = \"mcp/\"\n").unwrap_err();
+        assert_eq!(e.key, "tenant[0].path");
+        let e = parse("[[tenant]]\nid = \"a\"\n[tenant.limits]\ndeadline_ms = 0\n").unwrap_err();
+        assert_eq!(e.key, "tenant[0].limits.deadline_ms");
+        let e = parse("").unwrap_err();
+        assert_eq!(e.key, "tenant");
+    }
+
+    #[test]
+    fn unauthenticated_public_bind_is_refused_unless_forced() {
+        let text = "[server]\nlisten = \"0.0.0.0:8080\"\n[[tenant]]\nid = \"a\"\n";
+        assert_eq!(parse(text).unwrap_err().key, "auth.mode");
+        let forced = text.replace("[server]\n", "[server]\nallow_unauthenticated_public = true\n");
+        assert!(parse(&forced).is_ok());
+    }
+
+    #[test]
+    fn tenants_get_distinct_default_paths() {
+        let c = parse("[[tenant]]\nid = \"a\"\n[[tenant]]\nid = \"b\"\n").unwrap();
+        assert_eq!(c.tenants[1].path.as_deref(), Some("/t/b/mcp"));
+        assert!(parse("[[tenant]]\nid = \"a\"\n[[tenant]]\nid = \"a\"\n").is_err());
+    }
+}

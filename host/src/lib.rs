@@ -1,0 +1,136 @@
+//! Portcullis: a WebAssembly-extensible MCP gateway.
+//!
+//! One process serves the Model Context Protocol over Streamable HTTP (2025-03-26, 2025-06-18,
+//! 2025-11-25 with sessions; 2026-07-28 stateless, all on one endpoint) and over stdio, and
+//! routes every tool, resource and prompt request into a sandboxed WebAssembly component.
+//!
+//! The data path is the architecture; each step is one module:
+//!
+//! ```text
+//! HTTP/stdio ─► transport ─► auth ─► mcp (routing, eras) ─► sandbox ─► plugin.wasm
+//! side modules: config, plugins (registry, loading, validation)
+//! ```
+//!
+//! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session cap),
+//!   Host/Origin allow-lists, stdio.
+//! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`], never a token.
+//! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
+//! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
+//! * [`plugins`]: loading, validating and indexing plugins per tenant.
+//! * [`config`]: the TOML file and its validation.
+//!
+//! Start with [`Portcullis::start`], which turns a validated [`config::Config`] into a router.
+
+pub mod auth;
+pub mod config;
+pub mod mcp;
+pub mod plugins;
+pub mod sandbox;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthMode, Config};
+use crate::mcp::{HttpSettings, TenantContext};
+use crate::plugins::TenantPlugins;
+use crate::sandbox::Sandbox;
+
+/// A configured gateway: plugins loaded, endpoints built, ready to serve.
+#[derive(Debug)]
+pub struct Portcullis {
+    config: Config,
+    tenants: BTreeMap<String, Arc<TenantContext>>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+}
+
+impl Portcullis {
+    /// Load every tenant's plugins and build the HTTP router.
+    ///
+    /// Plugins that fail to load are logged and skipped; the rest serve. Fails only for
+    /// problems that make serving impossible (engine, state key, unsupported settings).
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        if config.auth.mode == AuthMode::None {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (auth.mode = \"none\"): every request acts as `{}` with scopes {:?}. \
+                 Use this only for local development and conformance testing.",
+                config.auth.anonymous.subject,
+                config.auth.anonymous.scopes
+            );
+        }
+        let state_key = match &config.server.state_key_env {
+            Some(var) => {
+                let key = std::env::var(var).with_context(|| {
+                    format!("{}: server.state_key_env: environment variable {var} is not set", config.source.display())
+                })?;
+                anyhow::ensure!(
+                    key.len() >= 32,
+                    "{}: server.state_key_env: the key in {var} must be at least 32 bytes",
+                    config.source.display()
+                );
+                Some(key.into_bytes())
+            }
+            None => None,
+        };
+        let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
+        let loaded: BTreeMap<String, Arc<TenantPlugins>> = plugins::load_all(&sandbox, &config).await;
+        let tenants: BTreeMap<String, Arc<TenantContext>> = loaded
+            .into_iter()
+            .map(|(id, p)| (id, Arc::new(TenantContext::new(p, state_key.clone()))))
+            .collect();
+        let shutdown = CancellationToken::new();
+        let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(&config);
+        let settings = HttpSettings {
+            allowed_hosts,
+            allowed_origins,
+            max_body_bytes: config.server.max_body_bytes,
+            session_idle: Duration::from_secs(config.server.session_idle_timeout_secs),
+            shutdown: shutdown.clone(),
+        };
+        let mounts: Vec<(String, Arc<TenantContext>)> = config
+            .tenants
+            .iter()
+            .map(|t| (t.path.clone().unwrap_or_else(|| "/mcp".into()), tenants[&t.id].clone()))
+            .collect();
+        let router = transport::router(&config, &mounts, &settings)?;
+        Ok(Self { config, tenants, router, shutdown })
+    }
+
+    /// The HTTP router (tests drive it directly or serve it on an ephemeral port).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// The configuration this gateway runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A tenant's context by id.
+    pub fn tenant(&self, id: &str) -> Option<Arc<TenantContext>> {
+        self.tenants.get(id).cloned()
+    }
+
+    /// The tenant `portcullis stdio` serves: `[stdio] tenant`, else the first one.
+    pub fn stdio_tenant(&self) -> Arc<TenantContext> {
+        let id = self.config.stdio.tenant.clone().unwrap_or_else(|| self.config.tenants[0].id.clone());
+        self.tenants[&id].clone()
+    }
+
+    /// Cancelled to stop serving: open streams end and [`Portcullis::serve`] returns.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve HTTP on `listener` until the shutdown token is cancelled.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        axum::serve(listener, self.router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The MCP protocol layer, on rmcp 3.9 (pinned). Every rmcp type stays inside this module.
+//!
+//! Owns: the [`Gateway`] handler (method routing to plugins, era differences between the 2025
+//! revisions and 2026-07-28, input-required round trips, list-change notifications), the
+//! Streamable HTTP endpoint per tenant ([`http_endpoint`]) and the stdio server
+//! ([`serve_stdio`]). It must not authenticate (the `auth` layer in front does, and hands over
+//! a [`crate::auth::Principal`]) and must not touch wasmtime (the `sandbox` does).
+//!
+//! Era dispatch is rmcp's: a request carrying 2026-07-28 `_meta` (or header) is served
+//! statelessly; `initialize`, an `Mcp-Session-Id` or a legacy version header selects a 2025
+//! session. See `README.md` in this directory for the decisions behind this.
+
+mod convert;
+mod gateway;
+mod observer;
+mod request_state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Principal;
+pub use gateway::{Gateway, TenantContext};
+
+/// Transport settings for the HTTP endpoint.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Accepted `Host` header values (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// Accepted `Origin` values; a request with another `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Idle time after which a session is closed.
+    pub session_idle: Duration,
+    /// Cancelled on shutdown: open streams end.
+    pub shutdown: CancellationToken,
+}
+
+/// One tenant's Streamable HTTP endpoint and its session table.
+pub struct McpEndpoint {
+    /// The tower service to mount at the tenant's path.
+    pub service: StreamableHttpService<Gateway, LocalSessionManager>,
+    sessions: Arc<LocalSessionManager>,
+}
+
+impl std::fmt::Debug for McpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpEndpoint").finish_non_exhaustive()
+    }
+}
+
+impl McpEndpoint {
+    /// Live 2025 sessions.
+    pub async fn live_sessions(&self) -> usize {
+        self.sessions.sessions.read().await.len()
+    }
+
+    /// A handle that can count sessions later.
+    pub fn session_counter(&self) -> SessionCounter {
+        SessionCounter(self.sessions.clone())
+    }
+}
+
+/// Counts a tenant's live sessions (for the session cap and metrics).
+#[derive(Clone)]
+pub struct SessionCounter(Arc<LocalSessionManager>);
+
+impl std::fmt::Debug for SessionCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCounter")
+    }
+}
+
+impl SessionCounter {
+    /// Live sessions now.
+    pub async fn live(&self) -> usize {
+        self.0.sessions.read().await.len()
+    }
+}
+
+/// Build the Streamable HTTP endpoint for `tenant`.
+pub fn http_endpoint(tenant: Arc<TenantContext>, settings: &HttpSettings) -> McpEndpoint {
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(settings.session_idle);
+    let sessions = Arc::new(manager);
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(settings.allowed_hosts.clone())
+        .with_allowed_origins(settings.allowed_origins.clone())
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(settings.max_body_bytes)
+        .with_legacy_session_mode(true)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        .with_cancellation_token(settings.shutdown.child_token());
+    let service = StreamableHttpService::new(move || Ok(Gateway::new(tenant.clone(), None)), sessions.clone(), config);
+    McpEndpoint { service, sessions }
+}
+
+/// Serve `tenant` over stdin/stdout to one local client, as `principal`, until the client
+/// disconnects.
+pub async fn serve_stdio(tenant: Arc<TenantContext>, principal: Principal) -> anyhow::Result<()> {
+    let gateway = Gateway::new(tenant, Some(Arc::new(principal)));
+    let running = gateway.serve((tokio::io::stdin(), tokio::io::stdout())).await?;
+    running.waiting().await?;
+    Ok(())
+}

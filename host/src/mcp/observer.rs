@@ -1,0 +1,117 @@
+//! Where a running plugin's log and progress reports go: the request's own stream.
+//!
+//! Logs reach the client only at or above the level it asked for (per request `_meta` on
+//! 2026-07-28, `logging/setLevel` on 2025 sessions) and always reach the gateway log at debug.
+//! Progress goes out only when the client sent a progress token, echoed with its JSON type,
+//! and only when it increases.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rmcp::RoleServer;
+use rmcp::model::{ProgressToken, ServerNotification};
+use rmcp::service::Peer;
+use serde_json::json;
+
+use crate::plugins::{Change, TenantPlugins};
+use crate::sandbox::{BoxFuture, CallObserver, wit};
+
+/// RFC 5424 severities in increasing order, as MCP spells them.
+pub(crate) const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// The rank of a level name in [`LEVELS`].
+pub(crate) fn level_rank(name: &str) -> Option<usize> {
+    LEVELS.iter().position(|l| *l == name)
+}
+
+fn wit_rank(level: wit::LogLevel) -> usize {
+    match level {
+        wit::LogLevel::Debug => 0,
+        wit::LogLevel::Info => 1,
+        wit::LogLevel::Notice => 2,
+        wit::LogLevel::Warning => 3,
+        wit::LogLevel::Error => 4,
+        wit::LogLevel::Critical => 5,
+        wit::LogLevel::Alert => 6,
+        wit::LogLevel::Emergency => 7,
+    }
+}
+
+/// Forwards one request's plugin reports to the client that made the request.
+pub(crate) struct RequestObserver {
+    pub(crate) peer: Peer<RoleServer>,
+    pub(crate) plugin: Arc<str>,
+    /// Lowest level the client wants; `None` means no log notifications at all.
+    pub(crate) min_level: Option<usize>,
+    pub(crate) progress_token: Option<ProgressToken>,
+    pub(crate) last_progress: Mutex<Option<f64>>,
+    pub(crate) plugins: Arc<TenantPlugins>,
+}
+
+impl RequestObserver {
+    async fn send(&self, method: &str, params: serde_json::Value) {
+        let notification: ServerNotification = match serde_json::from_value(json!({"method": method, "params": params})) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin, "dropping a {method} notification the protocol cannot carry: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.peer.send_notification(notification).await {
+            tracing::debug!(plugin = %self.plugin, "could not deliver {method}: {e}");
+        }
+    }
+}
+
+impl CallObserver for RequestObserver {
+    fn log(&self, level: wit::LogLevel, logger: Option<String>, message: String) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let rank = wit_rank(level);
+            tracing::debug!(plugin = %self.plugin, level = LEVELS[rank], logger = logger.as_deref(), "plugin log: {message}");
+            if self.min_level.is_some_and(|min| rank >= min) {
+                let mut params = json!({"level": LEVELS[rank], "data": message});
+                if let Some(l) = logger {
+                    params["logger"] = l.into();
+                }
+                self.send("notifications/message", params).await;
+            }
+        })
+    }
+
+    fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(token) = &self.progress_token else { return };
+            if !progress.is_finite() {
+                return;
+            }
+            {
+                let mut last = self.last_progress.lock();
+                if last.is_some_and(|l| progress <= l) {
+                    tracing::debug!(plugin = %self.plugin, progress, "dropping progress that does not increase");
+                    return;
+                }
+                *last = Some(progress);
+            }
+            let mut params = json!({"progressToken": token, "progress": progress});
+            if let Some(t) = total {
+                params["total"] = t.into();
+            }
+            if let Some(m) = message {
+                params["message"] = m.into();
+            }
+            self.send("notifications/progress", params).await;
+        })
+    }
+
+    fn lists_changed(&self, kinds: wit::ListKinds) {
+        self.plugins.announce(Change::Lists {
+            tools: kinds.contains(wit::ListKinds::TOOLS),
+            prompts: kinds.contains(wit::ListKinds::PROMPTS),
+            resources: kinds.contains(wit::ListKinds::RESOURCES),
+        });
+    }
+
+    fn resource_updated(&self, uri: String) {
+        self.plugins.announce(Change::ResourceUpdated(uri));
+    }
+}

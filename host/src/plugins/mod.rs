@@ -1,0 +1,468 @@
+//! The plugin registry: which plugins a tenant serves, and what each one offers.
+//!
+//! Owns loading (read, compile off the async runtime, ask the plugin to describe itself),
+//! validation (tool names, schemas, duplicates across plugins), operator overrides (scopes,
+//! limits, config values) and the immutable [`Catalog`] snapshot each request reads. A plugin
+//! that fails to load is recorded with its reason and the others keep serving. This module
+//! must not speak MCP: the `mcp` module turns catalog entries into protocol answers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TenantConfig};
+use crate::sandbox::{
+    BoxFuture, CallEnv, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox, wit,
+};
+
+/// One loaded plugin version. Immutable; a reload builds a new one.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    /// The plugin's name (its file stem).
+    pub name: Arc<str>,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component bytes, hex.
+    pub sha256: String,
+    /// The compiled component.
+    pub code: PluginCode,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Bounds concurrent calls into this plugin.
+    pub concurrency: Arc<Semaphore>,
+    /// Operator configuration passed in each call context.
+    pub config: Vec<(String, String)>,
+    /// Tools, with operator scope overrides applied.
+    pub tools: Vec<wit::Tool>,
+    /// Direct resources.
+    pub resources: Vec<wit::Resource>,
+    /// Resource templates.
+    pub templates: Vec<wit::ResourceTemplate>,
+    /// Prompts.
+    pub prompts: Vec<wit::Prompt>,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// How long compiling and describing took.
+    pub load_time: Duration,
+}
+
+/// A plugin that failed to load, and why.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    /// The file.
+    pub path: PathBuf,
+    /// The reason, naming the file.
+    pub error: String,
+}
+
+/// What a tenant serves right now. Immutable; replaced atomically on change.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Loaded plugins in load order.
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Plugins that failed to load.
+    pub failures: Vec<LoadFailure>,
+    tools: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
+    prompts: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
+    resources: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
+}
+
+impl Catalog {
+    /// All tools in name order, with their plugin.
+    pub fn tools(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::Tool)> {
+        self.tools.values().map(|(p, i)| (p, &p.tools[*i]))
+    }
+
+    /// The tool called `name`.
+    pub fn tool(&self, name: &str) -> Option<(&Arc<LoadedPlugin>, &wit::Tool)> {
+        self.tools.get(name).map(|(p, i)| (p, &p.tools[*i]))
+    }
+
+    /// All prompts in name order.
+    pub fn prompts(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::Prompt)> {
+        self.prompts.values().map(|(p, i)| (p, &p.prompts[*i]))
+    }
+
+    /// The prompt called `name`.
+    pub fn prompt(&self, name: &str) -> Option<(&Arc<LoadedPlugin>, &wit::Prompt)> {
+        self.prompts.get(name).map(|(p, i)| (p, &p.prompts[*i]))
+    }
+
+    /// All direct resources in URI order.
+    pub fn resources(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::Resource)> {
+        self.resources.values().map(|(p, i)| (p, &p.resources[*i]))
+    }
+
+    /// All resource templates, plugin by plugin.
+    pub fn templates(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::ResourceTemplate)> {
+        self.plugins.iter().flat_map(|p| p.templates.iter().map(move |t| (p, t)))
+    }
+
+    /// The plugin serving `uri` and the scopes it requires: a direct resource first, then the
+    /// first template that matches.
+    pub fn resource_owner(&self, uri: &str) -> Option<(&Arc<LoadedPlugin>, &[String])> {
+        if let Some((p, i)) = self.resources.get(uri) {
+            return Some((p, &p.resources[*i].required_scopes));
+        }
+        self.templates()
+            .find(|(_, t)| template_matches(&t.uri_template, uri))
+            .map(|(p, t)| (p, t.required_scopes.as_slice()))
+    }
+
+    /// The plugin owning the resource template `uri_template`.
+    pub fn template_owner(&self, uri_template: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.templates().find(|(_, t)| t.uri_template == uri_template).map(|(p, _)| p)
+    }
+}
+
+/// Whether `uri` matches an RFC 6570 level-1 template (each `{var}` matches one or more
+/// characters other than `/`).
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    let mut rest = uri;
+    let mut parts = template.split('{');
+    let Some(prefix) = parts.next() else { return false };
+    let Some(r) = rest.strip_prefix(prefix) else { return false };
+    rest = r;
+    for part in parts {
+        let Some((_var, literal)) = part.split_once('}') else { return false };
+        // The variable takes everything up to the next literal (or the end), but never a '/'.
+        let end = if literal.is_empty() { rest.len() } else {
+            match rest.find(literal) { Some(i) => i, None => return false }
+        };
+        let value = &rest[..end];
+        if value.is_empty() || value.contains('/') {
+            return false;
+        }
+        rest = &rest[end + literal.len()..];
+    }
+    rest.is_empty()
+}
+
+/// Which lists changed (tools, prompts, resources), or a resource that was updated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// One or more lists changed.
+    Lists {
+        /// The tool list changed.
+        tools: bool,
+        /// The prompt list changed.
+        prompts: bool,
+        /// The resource list changed.
+        resources: bool,
+    },
+    /// A resource's content changed.
+    ResourceUpdated(String),
+}
+
+/// One tenant's plugins: the current catalog and a feed of changes.
+#[derive(Debug)]
+pub struct TenantPlugins {
+    /// The tenant id.
+    pub tenant: Arc<str>,
+    catalog: ArcSwap<Catalog>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl TenantPlugins {
+    /// The current catalog. Calls in flight keep the snapshot they started with.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// Subscribe to list and resource changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Announce a change to every subscriber.
+    pub fn announce(&self, change: Change) {
+        // No subscribers is fine.
+        let _ = self.changes.send(change);
+    }
+
+    /// Replace the catalog and announce what changed.
+    pub fn publish(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+        self.announce(Change::Lists { tools: true, prompts: true, resources: true });
+    }
+}
+
+/// Load every plugin a tenant lists. Failures are recorded in the catalog, not returned.
+pub async fn load_tenant(sandbox: &Sandbox, config: &Config, tenant: &TenantConfig) -> TenantPlugins {
+    let tenant_id: Arc<str> = Arc::from(tenant.id.as_str());
+    let base = config.limits.resolve(&Limits::default());
+    let tenant_limits = tenant.limits.resolve(&base);
+    let files = expand_plugin_paths(config, tenant);
+    let mut catalog = Catalog::default();
+    let total = files.len();
+    for (n, file) in files.into_iter().enumerate() {
+        let file = match file {
+            Ok(f) => f,
+            Err(failure) => {
+                tracing::error!(tenant = %tenant_id, path = %failure.path.display(), "plugin not loaded: {}", failure.error);
+                catalog.failures.push(failure);
+                continue;
+            }
+        };
+        let name = plugin_name(&file);
+        let settings = tenant.plugin.get(&name).cloned().unwrap_or_default();
+        let limits = settings.limits.resolve(&tenant_limits);
+        match load_plugin(sandbox, &file, &name, limits, &settings).await {
+            Ok(plugin) => {
+                tracing::info!(
+                    tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
+                    tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
+                    "loaded plugin {}/{total}", n + 1
+                );
+                if let Err(error) = add_to_catalog(&mut catalog, Arc::new(plugin)) {
+                    tracing::error!(tenant = %tenant_id, path = %file.display(), "plugin not loaded: {error}");
+                    catalog.failures.push(LoadFailure { path: file, error });
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                tracing::error!(tenant = %tenant_id, path = %file.display(), "plugin not loaded: {error}");
+                catalog.failures.push(LoadFailure { path: file, error });
+            }
+        }
+    }
+    let (changes, _) = broadcast::channel(64);
+    TenantPlugins { tenant: tenant_id, catalog: ArcSwap::from_pointee(catalog), changes }
+}
+
+/// The `.wasm` files a tenant's `plugins` entries name, in a stable order.
+fn expand_plugin_paths(config: &Config, tenant: &TenantConfig) -> Vec<Result<PathBuf, LoadFailure>> {
+    let mut out = Vec::new();
+    for entry in &tenant.plugins {
+        let path = config.resolve_path(entry);
+        if path.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(dir) => {
+                    let mut files: Vec<PathBuf> = dir
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+                        .collect();
+                    files.sort();
+                    out.extend(files.into_iter().map(Ok));
+                }
+                Err(e) => out.push(Err(LoadFailure { path: path.clone(), error: format!("cannot list {}: {e}", path.display()) })),
+            }
+        } else {
+            out.push(Ok(path));
+        }
+    }
+    out
+}
+
+/// The plugin name for a file: its stem.
+pub fn plugin_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into())
+}
+
+/// Why a plugin was refused after it compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// A tool name breaks the naming rule.
+    #[error("tool name `{0}` must match [A-Za-z0-9_.-]{{1,128}}")]
+    ToolName(String),
+    /// A schema is not a JSON object with `"type": "object"` at the root.
+    #[error("{what} of tool `{tool}` is not valid: {problem}")]
+    Schema {
+        /// The tool.
+        tool: String,
+        /// Which schema.
+        what: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The plugin declares the same name twice.
+    #[error("the plugin declares {kind} `{name}` more than once")]
+    Duplicate {
+        /// tool, prompt or resource.
+        kind: &'static str,
+        /// The repeated name.
+        name: String,
+    },
+}
+
+async fn load_plugin(
+    sandbox: &Sandbox,
+    path: &Path,
+    name: &str,
+    limits: Limits,
+    settings: &crate::config::PluginSettings,
+) -> Result<LoadedPlugin, PluginLoadError> {
+    let started = std::time::Instant::now();
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let code = {
+        let sandbox = sandbox.clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || sandbox.compile(&path, &bytes))
+            .await
+            .map_err(|e| PluginLoadError::Internal(format!("compile task failed: {e}")))??
+    };
+    let plugin_name: Arc<str> = Arc::from(name);
+    let env = CallEnv {
+        plugin: plugin_name.clone(),
+        limits: limits.clone(),
+        cancel: CancellationToken::new(),
+        observer: Arc::new(Describing(plugin_name.clone())),
+        egress: Arc::new(NoEgress),
+        concurrency: Arc::new(Semaphore::new(1)),
+    };
+    let describe = |source| LoadError::Describe { path: path.display().to_string(), source };
+    let mut tools = code.list_tools(&env).await.map_err(describe)?;
+    let (resources, templates) = code.list_resources(&env).await.map_err(describe)?;
+    let prompts = code.list_prompts(&env).await.map_err(describe)?;
+    let in_file = |e: ValidationError| PluginLoadError::Invalid { path: path.display().to_string(), source: e };
+    validate_tools(&tools).map_err(in_file)?;
+    for tool in &mut tools {
+        if let Some(scopes) = settings.scopes.get(&tool.name) {
+            tool.required_scopes = scopes.clone();
+        }
+    }
+    Ok(LoadedPlugin {
+        name: plugin_name,
+        path: path.to_path_buf(),
+        sha256,
+        code,
+        concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
+        limits,
+        config: settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        tools,
+        resources,
+        templates,
+        prompts,
+        loaded_at: SystemTime::now(),
+        load_time: started.elapsed(),
+    })
+}
+
+/// Why loading one plugin failed.
+#[derive(Debug, thiserror::Error)]
+enum PluginLoadError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path} was refused: {source}")]
+    Invalid { path: String, source: ValidationError },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Check tool names and schemas.
+pub fn validate_tools(tools: &[wit::Tool]) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashSet::new();
+    for tool in tools {
+        let name_ok = (1..=128).contains(&tool.name.len())
+            && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !name_ok {
+            return Err(ValidationError::ToolName(tool.name.clone()));
+        }
+        if !seen.insert(tool.name.as_str()) {
+            return Err(ValidationError::Duplicate { kind: "tool", name: tool.name.clone() });
+        }
+        check_schema(&tool.name, "input schema", &tool.input_schema, true)?;
+        if let Some(out) = &tool.output_schema {
+            check_schema(&tool.name, "output schema", out, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_schema(tool: &str, what: &'static str, text: &str, object_root: bool) -> Result<(), ValidationError> {
+    let err = |problem: String| ValidationError::Schema { tool: tool.into(), what, problem };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+    let Some(obj) = value.as_object() else { return Err(err("must be a JSON object".into())) };
+    if object_root && obj.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(err("the root must have \"type\": \"object\"".into()));
+    }
+    Ok(())
+}
+
+/// Add `plugin` to `catalog`, refusing it if a name it declares is already taken.
+fn add_to_catalog(catalog: &mut Catalog, plugin: Arc<LoadedPlugin>) -> Result<(), String> {
+    let clash = |kind: &str, name: &str, other: &LoadedPlugin| {
+        format!(
+            "{}: {kind} `{name}` is already provided by plugin `{}` ({}); rename it or remove one plugin",
+            plugin.path.display(),
+            other.name,
+            other.path.display()
+        )
+    };
+    for t in &plugin.tools {
+        if let Some((other, _)) = catalog.tools.get(&t.name) {
+            return Err(clash("tool", &t.name, other));
+        }
+    }
+    for p in &plugin.prompts {
+        if let Some((other, _)) = catalog.prompts.get(&p.name) {
+            return Err(clash("prompt", &p.name, other));
+        }
+    }
+    for r in &plugin.resources {
+        if let Some((other, _)) = catalog.resources.get(&r.uri) {
+            return Err(clash("resource", &r.uri, other));
+        }
+    }
+    for (i, t) in plugin.tools.iter().enumerate() {
+        catalog.tools.insert(t.name.clone(), (plugin.clone(), i));
+    }
+    for (i, p) in plugin.prompts.iter().enumerate() {
+        catalog.prompts.insert(p.name.clone(), (plugin.clone(), i));
+    }
+    for (i, r) in plugin.resources.iter().enumerate() {
+        catalog.resources.insert(r.uri.clone(), (plugin.clone(), i));
+    }
+    catalog.plugins.push(plugin);
+    Ok(())
+}
+
+/// Observer used while a plugin describes itself at load time: output goes to the log only.
+struct Describing(Arc<str>);
+
+impl CallObserver for Describing {
+    fn log(&self, level: wit::LogLevel, _logger: Option<String>, message: String) -> BoxFuture<'_, ()> {
+        tracing::debug!(plugin = %self.0, ?level, "while loading: {message}");
+        Box::pin(async {})
+    }
+    fn progress(&self, _: f64, _: Option<f64>, _: Option<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn lists_changed(&self, _: wit::ListKinds) {}
+    fn resource_updated(&self, _: String) {}
+}
+
+/// Load every tenant's plugins.
+pub async fn load_all(sandbox: &Sandbox, config: &Config) -> BTreeMap<String, Arc<TenantPlugins>> {
+    let mut out = BTreeMap::new();
+    for tenant in &config.tenants {
+        out.insert(tenant.id.clone(), Arc::new(load_tenant(sandbox, config, tenant).await));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn level1_templates() {
+        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
+        assert!(!template_matches("test://template/{id}/data", "test://template//data"));
+        assert!(!template_matches("test://template/{id}/data", "test://template/1/2/data"));
+        assert!(!template_matches("test://template/{id}/data", "test://template/123/data/x"));
+        assert!(template_matches("notes://{id}", "notes://abc"));
+        assert!(!template_matches("notes://{id}", "other://abc"));
+        assert!(template_matches("a://{x}-{y}", "a://1-2"));
+    }
+}

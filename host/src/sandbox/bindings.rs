@@ -1,0 +1,14 @@
+//! Rust bindings generated from `wit/plugin.wit`.
+//!
+//! The host links the `full-plugin` world's imports once; exports are looked up per interface
+//! (see [`super::Exports`]) so a plugin may export only `tools` and still load.
+
+wasmtime::component::bindgen!({
+    world: "full-plugin",
+    path: "../wit",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub(crate) use exports::portcullis::plugin::{completion, prompts, resources, tools};
+pub(crate) use portcullis::plugin::{downstream, host, types};

@@ -1,0 +1,474 @@
+//! The wasm sandbox: compiles plugin components and runs each call in a fresh instance.
+//!
+//! Owns everything wasmtime: the [`Engine`] and its pooling allocator, the epoch ticker, the
+//! linker with WASI and the Portcullis host imports, per-call stores with CPU, wall-clock and
+//! memory limits, and the mapping of traps to [`SandboxError`]. It must not know about MCP,
+//! HTTP or tokens: callers hand it a [`CallEnv`] (limits, cancellation, an observer for the
+//! host imports) and plain data from the WIT package, re-exported as [`wit`].
+//!
+//! Isolation model: a plugin is compiled once into an [`InstancePre`]; every call gets a new
+//! [`Store`] and instance from the pool, so no memory survives between calls, users or
+//! tenants. The WASI context is empty: no preopened directories, no environment, no
+//! arguments, no sockets or name lookups; stdout/stderr go to `tracing`. Imports the host
+//! does not provide are defined as traps, so a plugin importing more than it may still loads
+//! and fails only if it actually calls them.
+
+mod bindings;
+mod output;
+mod state;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
+use state::HostState;
+
+/// The WIT package's data types, for the rest of the host.
+pub mod wit {
+    pub use super::bindings::completion::{CompletionResult, Reference};
+    pub use super::bindings::downstream::{Error as FetchError, Request as FetchRequest, Response as FetchResponse};
+    pub use super::bindings::host::{ListKinds, LogLevel};
+    pub use super::bindings::prompts::{
+        GetOutcome, Prompt, PromptArgument, PromptError, PromptMessage, PromptResult, Role,
+    };
+    pub use super::bindings::resources::{ReadOutcome, Resource, ResourceError, ResourceTemplate};
+    pub use super::bindings::tools::{CallOutcome, Tool, ToolAnnotations, ToolError, ToolResult};
+    pub use super::bindings::types::{
+        Binary, CallContext, ClientFeatures, Content, Continuation, Elicitation, InputRequest,
+        InputRequired, InputResponse, KeyedRequest, ResourceBody, ResourceContents, ResourceLink,
+    };
+}
+
+/// How often the epoch advances; deadlines are enforced with this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings: the pool sizes bound the whole process.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Instances that may exist at once across all plugins (the pool size).
+    pub max_instances: u32,
+    /// Hard ceiling on any plugin's linear memory; per-plugin limits must be at or below it.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { max_instances: 200, max_memory_bytes: 256 << 20 }
+    }
+}
+
+/// Limits for each call into one plugin.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Wall-clock deadline for one call, covering CPU time and time blocked in host calls.
+    pub deadline: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Instances of this plugin that may run at once; more calls wait (within the deadline).
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(30), memory_bytes: 64 << 20, max_concurrency: 64 }
+    }
+}
+
+/// Why a call into a plugin did not produce a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The call ran past its deadline and was stopped.
+    #[error("the plugin did not finish within its {0:?} deadline and was stopped")]
+    Timeout(Duration),
+    /// The plugin tried to grow its memory past its limit.
+    #[error("the plugin exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)")]
+    MemoryLimit {
+        /// The configured limit.
+        limit: usize,
+        /// What the plugin asked for.
+        requested: usize,
+    },
+    /// The plugin trapped (panicked, hit `unreachable`, divided by zero, …).
+    #[error("the plugin crashed: {0}")]
+    Trap(String),
+    /// The client cancelled the request; the instance was torn down.
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// The plugin has too many calls in flight and none finished in time.
+    #[error("the plugin is at its concurrency limit ({0} calls in flight)")]
+    Busy(usize),
+    /// The instance could not be created (for example the instance pool is exhausted).
+    #[error("the plugin could not be started: {0}")]
+    Instantiate(String),
+}
+
+/// Why a component could not be loaded as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("{path} is not a valid WebAssembly component: {reason}")]
+    NotAComponent {
+        /// The file.
+        path: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// The component does not implement the Portcullis plugin world.
+    #[error("{path} does not implement the portcullis:plugin world: {reason}")]
+    WrongWorld {
+        /// The file.
+        path: String,
+        /// What is missing or mistyped.
+        reason: String,
+    },
+    /// Describing itself (list-tools and friends) failed.
+    #[error("{path} failed while describing itself: {source}")]
+    Describe {
+        /// The file.
+        path: String,
+        /// What went wrong in the sandbox.
+        source: SandboxError,
+    },
+}
+
+/// The shared engine, linker and epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<SandboxInner>,
+}
+
+struct SandboxInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Build the engine (pooling allocator, epoch interruption) and the linker, and start the
+    /// epoch ticker thread, which stops when the last clone of this sandbox is dropped.
+    pub fn new(config: &SandboxConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = config.max_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memory_size(config.max_memory_bytes)
+            .max_core_instances_per_component(50)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16);
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg)?;
+
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::downstream::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+
+        let inner = Arc::new(SandboxInner { engine, linker });
+        spawn_epoch_ticker(Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    /// Compile `bytes` (read from `path`, named in errors) and check that the component
+    /// implements the plugin world. Blocking and CPU-heavy: call it off the async runtime.
+    pub fn compile(&self, path: &Path, bytes: &[u8]) -> Result<PluginCode, LoadError> {
+        let path_s = path.display().to_string();
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::NotAComponent { path: path_s.clone(), reason: format!("{e:#}") })?;
+        let mut linker = self.inner.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") })?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") };
+        let exports = Exports {
+            tools: bindings::tools::GuestIndices::new(&pre).map_err(wrong_world)?,
+            resources: bindings::resources::GuestIndices::new(&pre).ok(),
+            prompts: bindings::prompts::GuestIndices::new(&pre).ok(),
+            completion: bindings::completion::GuestIndices::new(&pre).ok(),
+        };
+        Ok(PluginCode { sandbox: self.clone(), pre, exports: Arc::new(exports) })
+    }
+}
+
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the sandbox is gone.
+fn spawn_epoch_ticker(inner: Weak<SandboxInner>) {
+    std::thread::Builder::new()
+        .name("portcullis-epoch".into())
+        .spawn(move || {
+            while let Some(inner) = inner.upgrade() {
+                inner.engine.increment_epoch();
+                drop(inner);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// Which plugin interfaces a component exports.
+struct Exports {
+    tools: bindings::tools::GuestIndices,
+    resources: Option<bindings::resources::GuestIndices>,
+    prompts: Option<bindings::prompts::GuestIndices>,
+    completion: Option<bindings::completion::GuestIndices>,
+}
+
+/// Everything a single call needs besides its arguments.
+#[derive(Clone)]
+pub struct CallEnv {
+    /// The plugin's name, for logs and errors.
+    pub plugin: Arc<str>,
+    /// Limits for this call.
+    pub limits: Limits,
+    /// Cancelled when the client cancels or disconnects: the instance is torn down.
+    pub cancel: CancellationToken,
+    /// Receives the plugin's log, progress and change notifications.
+    pub observer: Arc<dyn CallObserver>,
+    /// The plugin's way out (the downstream capability).
+    pub egress: Arc<dyn Egress>,
+    /// Bounds this plugin's concurrent instances.
+    pub concurrency: Arc<Semaphore>,
+}
+
+type CallFuture<'s, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 's>>;
+
+/// A compiled plugin, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginCode {
+    sandbox: Sandbox,
+    pre: InstancePre<HostState>,
+    exports: Arc<Exports>,
+}
+
+impl std::fmt::Debug for PluginCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginCode")
+            .field("resources", &self.exports.resources.is_some())
+            .field("prompts", &self.exports.prompts.is_some())
+            .field("completion", &self.exports.completion.is_some())
+            .finish()
+    }
+}
+
+impl PluginCode {
+    /// Whether the plugin exports the `resources` interface.
+    pub fn has_resources(&self) -> bool {
+        self.exports.resources.is_some()
+    }
+
+    /// Whether the plugin exports the `prompts` interface.
+    pub fn has_prompts(&self) -> bool {
+        self.exports.prompts.is_some()
+    }
+
+    /// Whether the plugin exports the `completion` interface.
+    pub fn has_completion(&self) -> bool {
+        self.exports.completion.is_some()
+    }
+
+    /// Run `call` in a fresh instance under `env`'s limits.
+    async fn run<R: Send>(
+        &self,
+        env: &CallEnv,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>, Instance) -> CallFuture<'s, R> + Send,
+    ) -> Result<R, SandboxError> {
+        let started = Instant::now();
+        let deadline = started + env.limits.deadline;
+        let _permit = tokio::select! {
+            permit = env.concurrency.clone().acquire_owned() => permit.map_err(|_| SandboxError::Cancelled)?,
+            () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::Busy(env.limits.max_concurrency)),
+            () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
+
+        let mut store = Store::new(&self.sandbox.inner.engine, HostState::new(env));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            // Yield to the runtime every tick so a busy plugin never pins a worker thread, and
+            // stop it once its deadline has passed.
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+
+        let outcome = {
+            let work = async {
+                let instance = self.pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
+                call(&mut store, instance).await.map_err(Failure::Run)
+            };
+            tokio::select! {
+                r = work => Some(r),
+                () = tokio::time::sleep_until(deadline.into()) => None,
+                () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
+            }
+        };
+        let limiter = &store.data().limiter;
+        match outcome {
+            None => Err(SandboxError::Timeout(env.limits.deadline)),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err(classify(e, limiter.denied(), &env.limits)),
+        }
+    }
+
+    /// The plugin's tools.
+    pub async fn list_tools(&self, env: &CallEnv) -> Result<Vec<wit::Tool>, SandboxError> {
+        let idx = self.exports.tools.clone();
+        self.run(env, move |store, inst| {
+            Box::pin(async move { idx.load(&mut *store, &inst)?.call_list_tools(store).await })
+        })
+        .await
+    }
+
+    /// Call one tool.
+    pub async fn call_tool(
+        &self,
+        env: &CallEnv,
+        ctx: wit::CallContext,
+        name: String,
+        arguments: String,
+        continuation: Option<wit::Continuation>,
+    ) -> Result<Result<wit::CallOutcome, wit::ToolError>, SandboxError> {
+        let idx = self.exports.tools.clone();
+        self.run(env, move |store, inst| {
+            Box::pin(async move {
+                let guest = idx.load(&mut *store, &inst)?;
+                guest.call_call_tool(store, &ctx, &name, &arguments, continuation.as_ref()).await
+            })
+        })
+        .await
+    }
+
+    /// The plugin's resources and resource templates (empty if it exports none).
+    pub async fn list_resources(
+        &self,
+        env: &CallEnv,
+    ) -> Result<(Vec<wit::Resource>, Vec<wit::ResourceTemplate>), SandboxError> {
+        let Some(idx) = self.exports.resources.clone() else { return Ok(Default::default()) };
+        self.run(env, move |store, inst| {
+            Box::pin(async move {
+                let guest = idx.load(&mut *store, &inst)?;
+                let resources = guest.call_list_resources(&mut *store).await?;
+                let templates = guest.call_list_resource_templates(store).await?;
+                Ok((resources, templates))
+            })
+        })
+        .await
+    }
+
+    /// Read one resource. `Ok(Err(NotFound))` if the plugin exports no resources.
+    pub async fn read_resource(
+        &self,
+        env: &CallEnv,
+        ctx: wit::CallContext,
+        uri: String,
+        continuation: Option<wit::Continuation>,
+    ) -> Result<Result<wit::ReadOutcome, wit::ResourceError>, SandboxError> {
+        let Some(idx) = self.exports.resources.clone() else { return Ok(Err(wit::ResourceError::NotFound)) };
+        self.run(env, move |store, inst| {
+            Box::pin(async move {
+                let guest = idx.load(&mut *store, &inst)?;
+                guest.call_read_resource(store, &ctx, &uri, continuation.as_ref()).await
+            })
+        })
+        .await
+    }
+
+    /// The plugin's prompts (empty if it exports none).
+    pub async fn list_prompts(&self, env: &CallEnv) -> Result<Vec<wit::Prompt>, SandboxError> {
+        let Some(idx) = self.exports.prompts.clone() else { return Ok(Vec::new()) };
+        self.run(env, move |store, inst| {
+            Box::pin(async move { idx.load(&mut *store, &inst)?.call_list_prompts(store).await })
+        })
+        .await
+    }
+
+    /// Render one prompt. `Ok(Err(UnknownPrompt))` if the plugin exports no prompts.
+    pub async fn get_prompt(
+        &self,
+        env: &CallEnv,
+        ctx: wit::CallContext,
+        name: String,
+        arguments: Vec<(String, String)>,
+        continuation: Option<wit::Continuation>,
+    ) -> Result<Result<wit::GetOutcome, wit::PromptError>, SandboxError> {
+        let Some(idx) = self.exports.prompts.clone() else { return Ok(Err(wit::PromptError::UnknownPrompt)) };
+        self.run(env, move |store, inst| {
+            Box::pin(async move {
+                let guest = idx.load(&mut *store, &inst)?;
+                guest.call_get_prompt(store, &ctx, &name, &arguments, continuation.as_ref()).await
+            })
+        })
+        .await
+    }
+
+    /// Complete an argument. `Ok(None)` if the plugin exports no completion.
+    pub async fn complete(
+        &self,
+        env: &CallEnv,
+        ctx: wit::CallContext,
+        reference: wit::Reference,
+        argument: (String, String),
+        context: Vec<(String, String)>,
+    ) -> Result<Option<Result<wit::CompletionResult, String>>, SandboxError> {
+        let Some(idx) = self.exports.completion.clone() else { return Ok(None) };
+        self.run(env, move |store, inst| {
+            Box::pin(async move {
+                let guest = idx.load(&mut *store, &inst)?;
+                guest.call_complete(store, &ctx, &reference, &argument.0, &argument.1, &context).await.map(Some)
+            })
+        })
+        .await
+    }
+}
+
+/// Where a call failed: creating the instance, or running it.
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+/// Turn a wasmtime failure into the reason a caller can act on.
+fn classify(failure: Failure, memory_denied: Option<usize>, limits: &Limits) -> SandboxError {
+    if let Some(requested) = memory_denied {
+        return SandboxError::MemoryLimit { limit: limits.memory_bytes, requested };
+    }
+    let e = match failure {
+        Failure::Instantiate(e) if e.downcast_ref::<Trap>().is_none() => {
+            return SandboxError::Instantiate(format!("{e:#}"));
+        }
+        Failure::Instantiate(e) | Failure::Run(e) => e,
+    };
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => SandboxError::Timeout(limits.deadline),
+        Some(trap) => SandboxError::Trap(trap.to_string()),
+        None => SandboxError::Trap(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,79 @@
+//! Transports: the HTTP router (one MCP endpoint per tenant, health) and stdio.
+//!
+//! Owns listeners, routing by path, the front guard ([`http`]), Host/Origin allow-lists and
+//! graceful shutdown. It must not implement MCP methods or authenticate tokens: it composes
+//! the `auth` layer and the `mcp` endpoint for each tenant.
+
+pub(crate) mod http;
+pub mod stdio;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::from_fn;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::auth::{Principal, attach_fixed_principal};
+use crate::config::{AuthMode, Config};
+use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
+
+/// Hosts and origins the gateway accepts, derived from the configuration.
+pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<String>) {
+    let public = config.public_url();
+    let authority = public.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
+    let mut hosts = vec![host, authority];
+    let mut origins = vec![public.split('/').take(3).collect::<Vec<_>>().join("/")];
+    if config.server.listen.ip().is_loopback() {
+        for h in ["localhost", "127.0.0.1", "::1", "[::1]"] {
+            hosts.push(h.to_string());
+        }
+        for o in ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"] {
+            origins.push(o.to_string());
+        }
+    }
+    hosts.extend(config.server.allowed_hosts.iter().cloned());
+    origins.extend(config.server.allowed_origins.iter().cloned());
+    hosts.sort();
+    hosts.dedup();
+    origins.sort();
+    origins.dedup();
+    (hosts, origins)
+}
+
+/// Build the router serving every tenant's endpoint.
+pub(crate) fn router(config: &Config, tenants: &[(String, Arc<TenantContext>)], settings: &HttpSettings) -> anyhow::Result<Router> {
+    let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
+    for (path, tenant) in tenants {
+        let endpoint = http_endpoint(tenant.clone(), settings);
+        let guard = http::Guard {
+            max_body_bytes: config.server.max_body_bytes,
+            max_sessions: config.server.max_sessions,
+            sessions: endpoint.session_counter(),
+            tenant: tenant.plugins.tenant.clone(),
+        };
+        let mcp = ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
+        let inner: http::Inner = match config.auth.mode {
+            AuthMode::None => {
+                let principal = Arc::new(Principal::from_identity(tenant.plugins.tenant.clone(), &config.auth.anonymous));
+                let layer = from_fn(move |req, next| attach_fixed_principal(principal.clone(), req, next));
+                BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer).service(mcp))
+            }
+            AuthMode::Oauth => anyhow::bail!(
+                "{}: auth.mode: \"oauth\" is not available in this build yet; use \"none\" on a loopback address",
+                config.source.display()
+            ),
+        };
+        let guarded = tower::service_fn(move |req: Request| {
+            let (guard, inner) = (guard.clone(), inner.clone());
+            async move { Ok::<_, Infallible>(guard.handle(req, inner).await.into_response()) }
+        });
+        router = router.route_service(path, guarded);
+    }
+    Ok(router)
+}

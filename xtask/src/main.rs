@@ -1,0 +1,106 @@
+//! Project tasks. Run with `cargo xtask <task>`:
+//!
+//! * `build-plugins`: install the `wasm32-wasip2` target if missing, build the guest plugins in
+//!   `plugins/` and copy the components to `target/plugins/<name>.wasm`.
+//! * `run`: build the plugins, then run the gateway with `examples/quickstart.toml`.
+//! * `test`: build the plugins, install the pinned test peers (Node 22, the conformance suite,
+//!   the TypeScript SDK) under `tests/`, then run every Rust test, including the integration
+//!   tests that drive the real peers.
+//!
+//! It only shells out to cargo, rustup and npm; it has no dependencies of its own so it builds
+//! in seconds on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    match args.first().map(String::as_str) {
+        Some("build-plugins") => build_plugins(&root),
+        Some("run") => {
+            build_plugins(&root)?;
+            let config = args.get(1).cloned().unwrap_or_else(|| "examples/quickstart.toml".into());
+            run(Command::new(cargo()).current_dir(&root).args(["run", "-p", "portcullis", "--", "serve", "--config", &config]))
+        }
+        Some("test") => {
+            build_plugins(&root)?;
+            install_test_peers(&root)?;
+            let mut cmd = Command::new(cargo());
+            cmd.current_dir(&root).args(["test", "--workspace"]).args(&args[1..]);
+            run(&mut cmd)
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <build-plugins | run [CONFIG] | test [CARGO TEST ARGS]>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Install the wasm target if rustup does not list it yet.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
+    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the wasm32-wasip2 target");
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+}
+
+fn build_plugins(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    let guest_target = root.join("target/guest");
+    run(Command::new(cargo())
+        .current_dir(root.join("plugins"))
+        .env("CARGO_TARGET_DIR", &guest_target)
+        .args(["build", "--release", "--target", "wasm32-wasip2"]))?;
+    let built = guest_target.join("wasm32-wasip2/release");
+    let out = root.join("target/plugins");
+    std::fs::create_dir_all(&out)?;
+    for entry in std::fs::read_dir(&built)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let name = path.file_name().expect("a file").to_string_lossy().replace('_', "-");
+            std::fs::copy(&path, out.join(&name)).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    eprintln!("xtask: plugins are in {}", out.display());
+    Ok(())
+}
+
+/// Install the pinned npm test peers (lockfiles in `tests/`) if they are missing or stale.
+fn install_test_peers(root: &Path) -> anyhow::Result<()> {
+    for dir in ["tests", "tests/conformance-0.1.16", "tests/conformance-0.2.0"] {
+        let dir = root.join(dir);
+        let lock = dir.join("package-lock.json");
+        let installed = dir.join("node_modules/.package-lock.json");
+        let fresh = match (std::fs::metadata(&lock), std::fs::metadata(&installed)) {
+            (Ok(l), Ok(i)) => i.modified()? >= l.modified()?,
+            _ => false,
+        };
+        if fresh {
+            continue;
+        }
+        eprintln!("xtask: installing test peers in {}", dir.display());
+        run(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund"]))?;
+    }
+    Ok(())
+}
