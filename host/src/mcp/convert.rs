@@ -22,6 +22,15 @@ pub(crate) fn model<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
     serde_json::from_value(value).map_err(|e| ErrorData::internal_error(format!("cannot express plugin output in MCP: {e}"), None))
 }
 
+/// Like [`model`], for a complete result: stamps `"resultType": "complete"`, which 2026-07-28
+/// requires and rmcp strips again for peers on earlier revisions.
+pub(crate) fn complete<T: DeserializeOwned>(mut value: Value) -> Result<T, ErrorData> {
+    if let Value::Object(m) = &mut value {
+        m.entry("resultType").or_insert_with(|| "complete".into());
+    }
+    model(value)
+}
+
 fn insert_opt(map: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
     if let Some(v) = value {
         map.insert(key.into(), v.into());

@@ -28,7 +28,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::convert::{self, model};
+use super::convert::{self, complete, model};
 use super::observer::{RequestObserver, level_rank};
 use super::request_state::{Binding, StateSealer};
 use crate::auth::Principal;
@@ -520,7 +520,7 @@ impl ServerHandler for Gateway {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let tools = catalog.tools().map(|(_, t)| convert::tool(t)).collect();
-        model(page("tools", tools, request.as_ref())?)
+        complete(page("tools", tools, request.as_ref())?)
     }
 
     async fn call_tool(
@@ -537,7 +537,7 @@ impl ServerHandler for Gateway {
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
             let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
-            return Ok(CallToolResponse::Complete(model(convert::error_result(&msg))?));
+            return Ok(CallToolResponse::Complete(complete(convert::error_result(&msg))?));
         }
         let plugin = plugin.clone();
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
@@ -585,7 +585,7 @@ impl ServerHandler for Gateway {
             Err(RoundError::Input(msg)) => convert::error_result(&format!("Tool `{name}` could not get input: {msg}")),
             Err(RoundError::Rpc(e)) => return Err(e),
         };
-        Ok(CallToolResponse::Complete(model(result)?))
+        Ok(CallToolResponse::Complete(complete(result)?))
     }
 
     async fn list_resources(
@@ -596,7 +596,7 @@ impl ServerHandler for Gateway {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let items = catalog.resources().map(|(_, r)| convert::resource(r)).collect();
-        model(page("resources", items, request.as_ref())?)
+        complete(page("resources", items, request.as_ref())?)
     }
 
     async fn list_resource_templates(
@@ -607,7 +607,7 @@ impl ServerHandler for Gateway {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let items = catalog.templates().map(|(_, t)| convert::resource_template(t)).collect();
-        model(page("resourceTemplates", items, request.as_ref())?)
+        complete(page("resourceTemplates", items, request.as_ref())?)
     }
 
     async fn read_resource(
@@ -648,7 +648,7 @@ impl ServerHandler for Gateway {
             })
         };
         match self.drive(&ctx, &binding, request.input_responses.as_ref(), request.request_state.as_deref(), invoke).await {
-            Ok(Rounds::Done(v)) => Ok(ReadResourceResponse::Complete(model(v)?)),
+            Ok(Rounds::Done(v)) => Ok(ReadResourceResponse::Complete(complete(v)?)),
             Ok(Rounds::InputRequired(r)) => Ok(ReadResourceResponse::InputRequired(r)),
             Err(e) => Err(self.round_error(&ctx, e)),
         }
@@ -662,7 +662,7 @@ impl ServerHandler for Gateway {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let items = catalog.prompts().map(|(_, p)| convert::prompt(p)).collect();
-        model(page("prompts", items, request.as_ref())?)
+        complete(page("prompts", items, request.as_ref())?)
     }
 
     async fn get_prompt(
@@ -707,7 +707,7 @@ impl ServerHandler for Gateway {
             })
         };
         match self.drive(&ctx, &binding, request.input_responses.as_ref(), request.request_state.as_deref(), invoke).await {
-            Ok(Rounds::Done(v)) => Ok(GetPromptResponse::Complete(model(v)?)),
+            Ok(Rounds::Done(v)) => Ok(GetPromptResponse::Complete(complete(v)?)),
             Ok(Rounds::InputRequired(r)) => Ok(GetPromptResponse::InputRequired(r)),
             Err(e) => Err(self.round_error(&ctx, e)),
         }
@@ -717,7 +717,7 @@ impl ServerHandler for Gateway {
         let who = self.principal(&ctx)?;
         let req = serde_json::to_value(&request).unwrap_or_default();
         let catalog = self.tenant.plugins.catalog();
-        let empty = || model(json!({"completion": {"values": [], "hasMore": false}}));
+        let empty = || complete(json!({"completion": {"values": [], "hasMore": false}}));
         let (plugin, reference, scopes) = match req["ref"]["type"].as_str() {
             Some("ref/prompt") => {
                 let name = req["ref"]["name"].as_str().unwrap_or_default();
@@ -753,7 +753,7 @@ impl ServerHandler for Gateway {
                 if let Some(total) = r.total {
                     completion["total"] = total.into();
                 }
-                model(json!({"completion": completion}))
+                complete(json!({"completion": completion}))
             }
             Ok(None) => empty(),
             Ok(Some(Err(m))) => Err(ErrorData::internal_error(format!("completion failed: {m}"), None)),

@@ -204,8 +204,7 @@ impl Sandbox {
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| LoadError::NotAComponent { path: path_s.clone(), reason: format!("{e:#}") })?;
         let mut linker = self.inner.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(&component)
+        stub_foreign_imports(&mut linker, &component, &self.inner.engine)
             .map_err(|e| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") })?;
         let pre = linker
             .instantiate_pre(&component)
@@ -219,6 +218,59 @@ impl Sandbox {
         };
         Ok(PluginCode { sandbox: self.clone(), pre, exports: Arc::new(exports) })
     }
+}
+
+/// Whether the host provides an import: WASI 0.2 (any minor, the linker matches semver) and
+/// this package's `host`/`downstream`/`types` interfaces.
+fn provided_by_host(import: &str) -> bool {
+    let version = import.rsplit_once('@').map(|(_, v)| v);
+    (import.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2.")))
+        || (import.starts_with("portcullis:plugin/") && version.is_some_and(|v| v.starts_with("0.1.")))
+}
+
+/// Define every import the host does not provide as a function that traps when called, so a
+/// plugin that imports more than it may still loads and fails only if it uses those imports.
+///
+/// Not `Linker::define_unknown_imports_as_traps`: that matches names exactly, so a plugin
+/// built against WASI 0.2.6 would get traps instead of the host's semver-compatible 0.2.x.
+fn stub_foreign_imports(linker: &mut Linker<HostState>, component: &Component, engine: &Engine) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let ty = component.component_type();
+    for (name, item) in ty.imports(engine) {
+        if provided_by_host(name) {
+            continue;
+        }
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => {
+                let fq = name.to_string();
+                linker.root().func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("the host does not provide `{fq}`")
+                })?;
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let mut inst = linker.instance(name)?;
+                for (export, export_item) in instance.exports(engine) {
+                    match export_item.ty {
+                        ComponentItem::ComponentFunc(_) => {
+                            let fq = format!("{name}#{export}");
+                            inst.func_new(export, move |_, _, _, _| {
+                                wasmtime::bail!("the host does not provide `{fq}`")
+                            })?;
+                        }
+                        ComponentItem::Resource(_) => {
+                            inst.resource(export, wasmtime::component::ResourceType::host::<()>(), |_, _| Ok(()))?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ComponentItem::Resource(_) => {
+                linker.root().resource(name, wasmtime::component::ResourceType::host::<()>(), |_, _| Ok(()))?;
+            }
+            _ => wasmtime::bail!("the component imports `{name}`, which is neither a function nor an interface"),
+        }
+    }
+    Ok(())
 }
 
 /// Advance the engine's epoch every [`EPOCH_TICK`] until the sandbox is gone.
