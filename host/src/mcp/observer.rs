@@ -67,7 +67,7 @@ impl CallObserver for RequestObserver {
     fn log(&self, level: wit::LogLevel, logger: Option<String>, message: String) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let rank = wit_rank(level);
-            tracing::debug!(plugin = %self.plugin, level = LEVELS[rank], logger = logger.as_deref(), "plugin log: {message}");
+            tracing::debug!(plugin = %self.plugin, level = LEVELS[rank], min = ?self.min_level, logger = logger.as_deref(), "plugin log: {message}");
             if self.min_level.is_some_and(|min| rank >= min) {
                 let mut params = json!({"level": LEVELS[rank], "data": message});
                 if let Some(l) = logger {

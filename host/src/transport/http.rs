@@ -71,6 +71,9 @@ impl Guard {
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return self.batch(parts, bytes, inner).await;
         }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: the body is not valid JSON ({e})"));
+        }
         if !parts.headers.contains_key("mcp-session-id") && is_initialize(&bytes) {
             let live = self.sessions.live().await;
             if live >= self.max_sessions {
