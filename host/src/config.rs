@@ -103,7 +103,10 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { mode: AuthMode::None, anonymous: Identity::default() }
+        Self {
+            mode: AuthMode::None,
+            anonymous: Identity::default(),
+        }
     }
 }
 
@@ -129,7 +132,10 @@ pub struct Identity {
 
 impl Default for Identity {
     fn default() -> Self {
-        Self { subject: "anonymous".into(), scopes: vec!["*".into()] }
+        Self {
+            subject: "anonymous".into(),
+            scopes: vec!["*".into()],
+        }
     }
 }
 
@@ -147,7 +153,13 @@ pub struct StdioConfig {
 
 impl Default for StdioConfig {
     fn default() -> Self {
-        Self { tenant: None, identity: Identity { subject: "local-user".into(), scopes: vec!["*".into()] } }
+        Self {
+            tenant: None,
+            identity: Identity {
+                subject: "local-user".into(),
+                scopes: vec!["*".into()],
+            },
+        }
     }
 }
 
@@ -164,7 +176,10 @@ pub struct SandboxSection {
 impl Default for SandboxSection {
     fn default() -> Self {
         let d = SandboxConfig::default();
-        Self { max_instances: d.max_instances, max_memory_mb: d.max_memory_bytes >> 20 }
+        Self {
+            max_instances: d.max_instances,
+            max_memory_mb: d.max_memory_bytes >> 20,
+        }
     }
 }
 
@@ -184,7 +199,9 @@ impl LimitsSection {
     /// These limits, with unset keys taken from `base`.
     pub fn resolve(&self, base: &Limits) -> Limits {
         Limits {
-            deadline: self.deadline_ms.map_or(base.deadline, Duration::from_millis),
+            deadline: self
+                .deadline_ms
+                .map_or(base.deadline, Duration::from_millis),
             memory_bytes: self.memory_mb.map_or(base.memory_bytes, |mb| mb << 20),
             max_concurrency: self.max_concurrency.unwrap_or(base.max_concurrency),
         }
@@ -253,8 +270,15 @@ impl Config {
     pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
         let file = source.display().to_string();
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| locate(text, s.start)).unwrap_or_else(|| "(document)".into());
-            ConfigError { file: file.clone(), key, problem: e.message().to_string() }
+            let key = e
+                .span()
+                .map(|s| locate(text, s.start))
+                .unwrap_or_else(|| "(document)".into());
+            ConfigError {
+                file: file.clone(),
+                key,
+                problem: e.message().to_string(),
+            }
         })?;
         config.base_dir = base_dir.to_path_buf();
         config.source = source.to_path_buf();
@@ -263,7 +287,11 @@ impl Config {
     }
 
     fn error(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.source.display().to_string(), key: key.into(), problem: problem.into() }
+        ConfigError {
+            file: self.source.display().to_string(),
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -275,7 +303,10 @@ impl Config {
                 && !url.trim_end_matches('/').contains(['?', '#'])
                 && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
             if !ok {
-                return Err(self.error("server.public_url", format!("`{url}` must be an http(s) URL like https://mcp.example.com")));
+                return Err(self.error(
+                    "server.public_url",
+                    format!("`{url}` must be an http(s) URL like https://mcp.example.com"),
+                ));
             }
         }
         if self.server.max_body_bytes < 1024 {
@@ -306,19 +337,35 @@ impl Config {
             let t = &self.tenants[i];
             let valid_id = !t.id.is_empty()
                 && t.id.len() <= 64
-                && t.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && t.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !valid_id {
-                return Err(self.error(format!("tenant[{i}].id"), format!("`{}` must match [a-z0-9-]{{1,64}}", t.id)));
+                return Err(self.error(
+                    format!("tenant[{i}].id"),
+                    format!("`{}` must match [a-z0-9-]{{1,64}}", t.id),
+                ));
             }
             if !ids.insert(t.id.clone()) {
-                return Err(self.error(format!("tenant[{i}].id"), format!("`{}` is used by another tenant", t.id)));
+                return Err(self.error(
+                    format!("tenant[{i}].id"),
+                    format!("`{}` is used by another tenant", t.id),
+                ));
             }
-            let path = t.path.clone().unwrap_or_else(|| if i == 0 { "/mcp".into() } else { format!("/t/{}/mcp", t.id) });
+            let path = t.path.clone().unwrap_or_else(|| {
+                if i == 0 {
+                    "/mcp".into()
+                } else {
+                    format!("/t/{}/mcp", t.id)
+                }
+            });
             let valid_path = path.starts_with('/')
                 && path.len() > 1
                 && !path.ends_with('/')
                 && !path.starts_with("/.well-known")
-                && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
             if !valid_path {
                 return Err(self.error(
                     format!("tenant[{i}].path"),
@@ -326,7 +373,10 @@ impl Config {
                 ));
             }
             if !paths.insert(path.clone()) {
-                return Err(self.error(format!("tenant[{i}].path"), format!("`{path}` is used by another tenant")));
+                return Err(self.error(
+                    format!("tenant[{i}].path"),
+                    format!("`{path}` is used by another tenant"),
+                ));
             }
             self.tenants[i].path = Some(path);
             for (j, p) in self.tenants[i].plugins.clone().iter().enumerate() {
@@ -335,24 +385,40 @@ impl Config {
                 }
             }
             for (name, settings) in &self.tenants[i].plugin {
-                if settings.limits.memory_mb.is_some_and(|mb| mb << 20 > self.sandbox.max_memory_mb << 20) {
+                if settings
+                    .limits
+                    .memory_mb
+                    .is_some_and(|mb| mb << 20 > self.sandbox.max_memory_mb << 20)
+                {
                     return Err(self.error(
                         format!("tenant[{i}].plugin.{name}.memory_mb"),
-                        format!("exceeds sandbox.max_memory_mb ({})", self.sandbox.max_memory_mb),
+                        format!(
+                            "exceeds sandbox.max_memory_mb ({})",
+                            self.sandbox.max_memory_mb
+                        ),
                     ));
                 }
             }
         }
-        let limits = std::iter::once(("limits".to_string(), &self.limits))
-            .chain(self.tenants.iter().enumerate().map(|(i, t)| (format!("tenant[{i}].limits"), &t.limits)));
+        let limits = std::iter::once(("limits".to_string(), &self.limits)).chain(
+            self.tenants
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("tenant[{i}].limits"), &t.limits)),
+        );
         for (key, l) in limits {
             if l.deadline_ms == Some(0) {
                 return Err(self.error(format!("{key}.deadline_ms"), "must be greater than 0"));
             }
-            if l.memory_mb.is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb) {
+            if l.memory_mb
+                .is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb)
+            {
                 return Err(self.error(
                     format!("{key}.memory_mb"),
-                    format!("must be between 1 and sandbox.max_memory_mb ({})", self.sandbox.max_memory_mb),
+                    format!(
+                        "must be between 1 and sandbox.max_memory_mb ({})",
+                        self.sandbox.max_memory_mb
+                    ),
                 ));
             }
             if l.max_concurrency == Some(0) {
@@ -385,7 +451,11 @@ impl Config {
 
     /// Resolve a path from the file against the file's directory.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 }
 
@@ -436,7 +506,10 @@ mod tests {
     fn unauthenticated_public_bind_is_refused_unless_forced() {
         let text = "[server]\nlisten = \"0.0.0.0:8080\"\n[[tenant]]\nid = \"a\"\n";
         assert_eq!(parse(text).unwrap_err().key, "auth.mode");
-        let forced = text.replace("[server]\n", "[server]\nallow_unauthenticated_public = true\n");
+        let forced = text.replace(
+            "[server]\n",
+            "[server]\nallow_unauthenticated_public = true\n",
+        );
         assert!(parse(&forced).is_ok());
     }
 

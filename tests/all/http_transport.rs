@@ -28,7 +28,12 @@ async fn notification_gets_202_and_empty_body() {
 async fn unsupported_protocol_version_is_400() {
     let gw = gateway("").await;
     let c = Client::new(&gw.url("/mcp"));
-    let r = c.post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), &[("mcp-protocol-version", "1999-01-01")]).await;
+    let r = c
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &[("mcp-protocol-version", "1999-01-01")],
+        )
+        .await;
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("1999-01-01"), "{r:?}");
 }
@@ -38,7 +43,12 @@ async fn unknown_session_is_404_and_modern_get_is_405() {
     let gw = gateway("").await;
     let mut c = Client::new(&gw.url("/mcp"));
     c.session = Some("no-such-session".into());
-    let r = c.post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), &[]).await;
+    let r = c
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 404, "{r:?}");
 
     let get = reqwest::Client::new()
@@ -63,7 +73,12 @@ async fn terminated_session_is_404() {
         .await
         .unwrap();
     assert!(del.status().is_success(), "{}", del.status());
-    let r = c.post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), &[]).await;
+    let r = c
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 404, "{r:?}");
 }
 
@@ -72,14 +87,18 @@ async fn bad_origin_and_bad_host_are_403() {
     let gw = gateway("").await;
     let c = Client::new(&gw.url("/mcp"));
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    let r = c.post_raw(ping.clone(), &[("origin", "http://evil.example")]).await;
+    let r = c
+        .post_raw(ping.clone(), &[("origin", "http://evil.example")])
+        .await;
     assert_eq!(r.status, 403, "{r:?}");
     let r = c.post_raw(ping.clone(), &[("host", "evil.example")]).await;
     assert_eq!(r.status, 403, "{r:?}");
     // A loopback origin on any port is allowed for a loopback listener.
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-    let r = c.post_raw(init, &[("origin", "http://localhost:5173")]).await;
+    let r = c
+        .post_raw(init, &[("origin", "http://localhost:5173")])
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
 }
 
@@ -98,7 +117,9 @@ async fn oversized_body_is_413_with_a_jsonrpc_error() {
 async fn malformed_json_is_a_parse_error() {
     let gw = gateway("").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
-    let r = c.post_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 1,".to_vec(), &[]).await;
+    let r = c
+        .post_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 1,".to_vec(), &[])
+        .await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(r.error()["code"], -32700);
 }
@@ -138,7 +159,11 @@ async fn batches_are_served_for_2025_03_26_and_refused_later() {
     let r = old.post_raw(batch.clone(), &[]).await;
     assert_eq!(r.status, 200, "{r:?}");
     let answers: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(answers.len(), 2, "one answer per request, none for the notification: {answers:?}");
+    assert_eq!(
+        answers.len(),
+        2,
+        "one answer per request, none for the notification: {answers:?}"
+    );
     assert_eq!(answers[0]["id"], 1);
     assert_eq!(answers[1]["result"]["content"][0]["text"], "Hello, B!");
 
@@ -146,10 +171,17 @@ async fn batches_are_served_for_2025_03_26_and_refused_later() {
     let r = new.post_raw(batch, &[]).await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(r.error()["code"], -32600);
-    assert!(r.error()["message"].as_str().unwrap().contains("2025-11-25"));
+    assert!(
+        r.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("2025-11-25")
+    );
 
     let init_in_batch = json!([{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}]);
-    let r = Client::new(&gw.url("/mcp")).post_raw(init_in_batch, &[("mcp-protocol-version", "2025-03-26")]).await;
+    let r = Client::new(&gw.url("/mcp"))
+        .post_raw(init_in_batch, &[("mcp-protocol-version", "2025-03-26")])
+        .await;
     assert_eq!(r.status, 400, "{r:?}");
 }
 
@@ -165,7 +197,9 @@ async fn session_cap_refuses_new_sessions_with_503() {
     assert!(r.headers.contains_key("retry-after"));
     // Stateless requests still work at the cap.
     let mut modern = Client::modern(&gw.url("/mcp"));
-    let r = modern.call_tool("hello.greet", json!({"name": "cap"})).await;
+    let r = modern
+        .call_tool("hello.greet", json!({"name": "cap"}))
+        .await;
     assert_eq!(r.text(), "Hello, cap!");
 }
 
@@ -177,18 +211,35 @@ async fn both_eras_list_the_same_tools_in_a_stable_order() {
     let a = legacy.request("tools/list", json!({})).await;
     let b = modern.request("tools/list", json!({})).await;
     let names = |r: &crate::support::Reply| -> Vec<String> {
-        r.result()["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+        r.result()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(names(&a), names(&b));
     let mut sorted = names(&a);
     sorted.sort();
     assert_eq!(names(&a), sorted);
-    assert!(a.result().get("resultType").is_none(), "legacy results carry no resultType");
+    assert!(
+        a.result().get("resultType").is_none(),
+        "legacy results carry no resultType"
+    );
     assert_eq!(b.result()["resultType"], "complete");
     assert!(b.result().get("ttlMs").is_some() && b.result()["cacheScope"] == "private");
     // Required scopes are visible so clients can step up.
-    let greet = a.result()["tools"].as_array().unwrap().iter().find(|t| t["name"] == "hello.greet").unwrap().clone();
-    assert_eq!(greet["_meta"]["dev.portcullis/requiredScopes"], json!(["mcp:tools"]));
+    let greet = a.result()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hello.greet")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        greet["_meta"]["dev.portcullis/requiredScopes"],
+        json!(["mcp:tools"])
+    );
 }
 
 #[tokio::test]
@@ -199,24 +250,46 @@ async fn progress_and_logs_reach_a_2025_session() {
     let r = c
         .request("tools/call", json!({"name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": 7}}))
         .await;
-    let progress: Vec<_> = r.others.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    let progress: Vec<_> = r
+        .others
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
     assert_eq!(progress.len(), 3, "{r:?}");
-    assert!(progress.iter().all(|p| p["params"]["progressToken"] == 7), "integer token kept as integer");
-    let values: Vec<f64> = progress.iter().map(|p| p["params"]["progress"].as_f64().unwrap()).collect();
+    assert!(
+        progress.iter().all(|p| p["params"]["progressToken"] == 7),
+        "integer token kept as integer"
+    );
+    let values: Vec<f64> = progress
+        .iter()
+        .map(|p| p["params"]["progress"].as_f64().unwrap())
+        .collect();
     assert_eq!(values, vec![0.0, 50.0, 100.0]);
 
     // rmcp's session manager sends log notifications on the session's GET stream.
     let mut stream = c.open_get_stream().await;
-    c.call_tool("test_tool_with_logging", json!({})).await.result();
+    c.call_tool("test_tool_with_logging", json!({}))
+        .await
+        .result();
     let logs = collect(&mut stream, 3, Duration::from_secs(5)).await;
-    let logs: Vec<_> = logs.iter().filter(|m| m["method"] == "notifications/message").collect();
+    let logs: Vec<_> = logs
+        .iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .collect();
     assert_eq!(logs.len(), 3, "{logs:?}");
     assert_eq!(logs[0]["params"]["data"], "Tool execution started");
     // After setLevel warning, info messages are filtered out.
-    c.request("logging/setLevel", json!({"level": "warning"})).await.result();
-    c.call_tool("test_tool_with_logging", json!({})).await.result();
+    c.request("logging/setLevel", json!({"level": "warning"}))
+        .await
+        .result();
+    c.call_tool("test_tool_with_logging", json!({}))
+        .await
+        .result();
     let more = collect(&mut stream, 1, Duration::from_millis(500)).await;
-    assert!(more.iter().all(|m| m["method"] != "notifications/message"), "{more:?}");
+    assert!(
+        more.iter().all(|m| m["method"] != "notifications/message"),
+        "{more:?}"
+    );
 }
 
 #[tokio::test]
@@ -224,12 +297,25 @@ async fn a_2026_request_gets_logs_only_when_it_asks_for_them() {
     let gw = gateway("").await;
     let mut c = Client::modern(&gw.url("/mcp"));
     let quiet = c.call_tool("test_tool_with_logging", json!({})).await;
-    assert!(quiet.others.iter().all(|m| m["method"] != "notifications/message"), "{quiet:?}");
+    assert!(
+        quiet
+            .others
+            .iter()
+            .all(|m| m["method"] != "notifications/message"),
+        "{quiet:?}"
+    );
     let loud = c
-        .request("tools/call", json!({"name": "test_tool_with_logging", "arguments": {},
-            "_meta": {"io.modelcontextprotocol/logLevel": "info"}}))
+        .request(
+            "tools/call",
+            json!({"name": "test_tool_with_logging", "arguments": {},
+            "_meta": {"io.modelcontextprotocol/logLevel": "info"}}),
+        )
         .await;
-    let logs = loud.others.iter().filter(|m| m["method"] == "notifications/message").count();
+    let logs = loud
+        .others
+        .iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .count();
     assert_eq!(logs, 3, "on the request's own stream: {loud:?}");
     assert_eq!(loud.result()["resultType"], "complete");
 }

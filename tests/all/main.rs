@@ -3,9 +3,13 @@
 //! Tests start real gateways on 127.0.0.1 with ephemeral ports and stop them when done. The
 //! plugins and the npm test peers must be built/installed first: `cargo xtask test` does both.
 
-#![allow(unreachable_pub, reason = "items are shared between test modules of one binary")]
+#![allow(
+    unreachable_pub,
+    reason = "items are shared between test modules of one binary"
+)]
 
 mod conformance;
 mod http_transport;
 mod sandbox_limits;
+mod stdio;
 mod support;

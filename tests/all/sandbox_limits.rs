@@ -28,10 +28,17 @@ async fn infinite_loop_hits_the_deadline_and_the_next_call_succeeds() {
     let r = c.call_tool("probe.spin", json!({})).await;
     let took = started.elapsed();
     assert!(r.is_error(), "{r:?}");
-    assert!(r.text().contains("deadline"), "names the cause: {}", r.text());
+    assert!(
+        r.text().contains("deadline"),
+        "names the cause: {}",
+        r.text()
+    );
     let deadline = Duration::from_millis(DEADLINE_MS);
     assert!(took >= deadline, "stopped before the deadline: {took:?}");
-    assert!(took < deadline * 2, "stopped well after the deadline: {took:?}");
+    assert!(
+        took < deadline * 2,
+        "stopped well after the deadline: {took:?}"
+    );
     let ok = c.call_tool("probe.echo", json!({"still": "alive"})).await;
     assert!(!ok.is_error(), "{ok:?}");
 }
@@ -52,8 +59,16 @@ async fn memory_bomb_hits_the_memory_limit() {
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("probe.alloc", json!({})).await;
     assert!(r.is_error(), "{r:?}");
-    assert!(r.text().contains("memory limit"), "names the cause: {}", r.text());
-    assert!(r.text().contains(&(32usize << 20).to_string()), "names the limit: {}", r.text());
+    assert!(
+        r.text().contains("memory limit"),
+        "names the cause: {}",
+        r.text()
+    );
+    assert!(
+        r.text().contains(&(32usize << 20).to_string()),
+        "names the limit: {}",
+        r.text()
+    );
     assert!(!c.call_tool("probe.echo", json!({})).await.is_error());
 }
 
@@ -66,13 +81,20 @@ async fn a_plugin_sees_no_files_env_args_or_sockets() {
     assert!(!r.is_error(), "{r:?}");
     let seen: Value = r.result()["structuredContent"].clone();
     assert_eq!(seen["env"], json!([]), "environment: {}", seen["env"]);
-    assert!(seen["args"].as_array().unwrap().is_empty(), "arguments: {}", seen["args"]);
+    assert!(
+        seen["args"].as_array().unwrap().is_empty(),
+        "arguments: {}",
+        seen["args"]
+    );
     for (path, outcome) in seen["files"].as_object().unwrap() {
         assert_eq!(outcome["opened"], false, "{path} was readable: {outcome}");
     }
     assert_eq!(seen["root_dir"]["listed"], false, "{}", seen["root_dir"]);
     for (addr, outcome) in seen["sockets"].as_object().unwrap() {
-        assert_eq!(outcome["connected"], false, "{addr} was reachable: {outcome}");
+        assert_eq!(
+            outcome["connected"], false,
+            "{addr} was reachable: {outcome}"
+        );
     }
     // What the plugin is told about the caller: identity, never a token.
     assert_eq!(seen["context"]["tenant"], "t");
@@ -86,10 +108,15 @@ async fn a_trapping_plugin_does_not_affect_other_plugins() {
     let r = c.call_tool("probe.trap", json!({})).await;
     assert!(r.is_error(), "{r:?}");
     assert!(r.text().contains("crashed"), "{}", r.text());
-    let other = c.call_tool("hello.greet", json!({"name": "neighbour"})).await;
+    let other = c
+        .call_tool("hello.greet", json!({"name": "neighbour"}))
+        .await;
     assert_eq!(other.text(), "Hello, neighbour!");
     let same = c.call_tool("probe.echo", json!({"n": 1})).await;
-    assert!(!same.is_error(), "the trapping plugin itself recovers on its next call: {same:?}");
+    assert!(
+        !same.is_error(),
+        "the trapping plugin itself recovers on its next call: {same:?}"
+    );
 }
 
 #[tokio::test]
@@ -99,14 +126,24 @@ async fn concurrent_runaway_calls_do_not_block_other_plugins() {
     let spinners: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { Client::modern(&url).call_tool("probe.spin", json!({})).await })
+            tokio::spawn(async move {
+                Client::modern(&url)
+                    .call_tool("probe.spin", json!({}))
+                    .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let r = Client::modern(&url).call_tool("hello.greet", json!({"name": "x"})).await;
+    let r = Client::modern(&url)
+        .call_tool("hello.greet", json!({"name": "x"}))
+        .await;
     assert_eq!(r.text(), "Hello, x!");
-    assert!(started.elapsed() < Duration::from_millis(DEADLINE_MS), "starved: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(DEADLINE_MS),
+        "starved: {:?}",
+        started.elapsed()
+    );
     for s in spinners {
         assert!(s.await.unwrap().is_error());
     }
@@ -121,17 +158,41 @@ async fn bad_components_fail_at_load_naming_the_file_while_others_serve() {
     let missing = dir.join("missing.wasm");
     let gw = gateway(&[toml_path(&garbage), toml_path(&wrong), toml_path(&missing)]).await;
 
-    let gateway = portcullis::Portcullis::start(gw.gateway_config.clone()).await.unwrap();
+    let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())
+        .await
+        .unwrap();
     let catalog = gateway.tenant("t").unwrap().plugins.catalog();
     let failures: Vec<&str> = catalog.failures.iter().map(|f| f.error.as_str()).collect();
     assert_eq!(failures.len(), 3, "{failures:?}");
-    assert!(failures[0].contains("garbage.wasm") && failures[0].contains("not a valid WebAssembly component"), "{}", failures[0]);
-    assert!(failures[1].contains("wrong-world.wasm") && failures[1].contains("portcullis:plugin"), "{}", failures[1]);
-    assert!(failures[1].contains("tools"), "names what is missing: {}", failures[1]);
-    assert!(failures[2].contains("missing.wasm") && failures[2].contains("cannot read"), "{}", failures[2]);
+    assert!(
+        failures[0].contains("garbage.wasm")
+            && failures[0].contains("not a valid WebAssembly component"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        failures[1].contains("wrong-world.wasm") && failures[1].contains("portcullis:plugin"),
+        "{}",
+        failures[1]
+    );
+    assert!(
+        failures[1].contains("tools"),
+        "names what is missing: {}",
+        failures[1]
+    );
+    assert!(
+        failures[2].contains("missing.wasm") && failures[2].contains("cannot read"),
+        "{}",
+        failures[2]
+    );
 
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
-    assert_eq!(c.call_tool("hello.greet", json!({"name": "still"})).await.text(), "Hello, still!");
+    assert_eq!(
+        c.call_tool("hello.greet", json!({"name": "still"}))
+            .await
+            .text(),
+        "Hello, still!"
+    );
 }
 
 #[tokio::test]
@@ -140,9 +201,16 @@ async fn duplicate_tool_names_across_plugins_refuse_the_later_plugin() {
     let copy = dir.join("hello-copy.wasm");
     std::fs::copy(plugin("hello"), &copy).unwrap();
     let gw = gateway(&[toml_path(&copy)]).await;
-    let gateway = portcullis::Portcullis::start(gw.gateway_config.clone()).await.unwrap();
+    let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())
+        .await
+        .unwrap();
     let catalog = gateway.tenant("t").unwrap().plugins.catalog();
     assert_eq!(catalog.failures.len(), 1);
     let e = &catalog.failures[0].error;
-    assert!(e.contains("hello-copy.wasm") && e.contains("hello.greet") && e.contains("already provided by plugin `hello`"), "{e}");
+    assert!(
+        e.contains("hello-copy.wasm")
+            && e.contains("hello.greet")
+            && e.contains("already provided by plugin `hello`"),
+        "{e}"
+    );
 }

@@ -12,13 +12,20 @@ use tokio_util::sync::CancellationToken;
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A built plugin component; fails the test with instructions if plugins were not built.
 pub fn plugin(name: &str) -> PathBuf {
     let p = root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(p.is_file(), "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        p.display()
+    );
     p
 }
 
@@ -42,11 +49,18 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let text = format!("[server]\nlisten = \"{addr}\"\n{server_extra}\n{body}");
         let dir = tempdir();
-        let config = Config::parse(&text, &dir.join("test.toml"), &dir).unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
-        let gateway = Portcullis::start(config.clone()).await.expect("gateway starts");
+        let config = Config::parse(&text, &dir.join("test.toml"), &dir)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        let gateway = Portcullis::start(config.clone())
+            .await
+            .expect("gateway starts");
         let shutdown = gateway.shutdown_token();
         tokio::spawn(gateway.serve(listener));
-        Self { base: format!("http://{addr}"), gateway_config: config, shutdown }
+        Self {
+            base: format!("http://{addr}"),
+            gateway_config: config,
+            shutdown,
+        }
     }
 
     /// The MCP endpoint URL at `path`.
@@ -65,7 +79,9 @@ impl Drop for TestGateway {
 pub fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = root().join("target/test-tmp").join(format!("{}-{n}", std::process::id()));
+    let dir = root()
+        .join("target/test-tmp")
+        .join(format!("{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -83,18 +99,29 @@ pub struct Reply {
 
 impl Reply {
     pub fn result(&self) -> &Value {
-        let m = self.message.as_ref().unwrap_or_else(|| panic!("no JSON-RPC message in {self:?}"));
-        m.get("result").unwrap_or_else(|| panic!("not a result: {m}"))
+        let m = self
+            .message
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON-RPC message in {self:?}"));
+        m.get("result")
+            .unwrap_or_else(|| panic!("not a result: {m}"))
     }
 
     pub fn error(&self) -> &Value {
-        let m = self.message.as_ref().unwrap_or_else(|| panic!("no JSON-RPC message in {self:?}"));
-        m.get("error").unwrap_or_else(|| panic!("not an error: {m}"))
+        let m = self
+            .message
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON-RPC message in {self:?}"));
+        m.get("error")
+            .unwrap_or_else(|| panic!("not an error: {m}"))
     }
 
     /// The text of a tool result's first content block.
     pub fn text(&self) -> String {
-        self.result()["content"][0]["text"].as_str().unwrap_or_default().to_string()
+        self.result()["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn is_error(&self) -> bool {
@@ -113,8 +140,17 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Self { url: url.into(), http, session: None, version: "2025-11-25".into(), next_id: 1 }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Self {
+            url: url.into(),
+            http,
+            session: None,
+            version: "2025-11-25".into(),
+            next_id: 1,
+        }
     }
 
     /// Initialize a 2025 session at `version`.
@@ -131,9 +167,17 @@ impl Client {
             )
             .await;
         assert_eq!(reply.status, 200, "initialize: {reply:?}");
-        c.session = reply.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_string());
+        c.session = reply
+            .headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_string());
         assert!(c.session.is_some(), "no session id: {reply:?}");
-        let note = c.post_raw(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}), &[]).await;
+        let note = c
+            .post_raw(
+                json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                &[],
+            )
+            .await;
         assert_eq!(note.status, 202);
         c
     }
@@ -155,22 +199,41 @@ impl Client {
         self.next_id += 1;
         let mut headers = vec![];
         if self.is_modern() {
-            let meta = params.as_object_mut().unwrap().entry("_meta").or_insert_with(|| json!({}));
+            let meta = params
+                .as_object_mut()
+                .unwrap()
+                .entry("_meta")
+                .or_insert_with(|| json!({}));
             meta["io.modelcontextprotocol/protocolVersion"] = self.version.clone().into();
-            if meta.get("io.modelcontextprotocol/clientCapabilities").is_none() {
+            if meta
+                .get("io.modelcontextprotocol/clientCapabilities")
+                .is_none()
+            {
                 meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
             }
             headers.push(("mcp-method".to_string(), method.to_string()));
-            if let Some(name) = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str) {
+            if let Some(name) = params
+                .get("name")
+                .or_else(|| params.get("uri"))
+                .and_then(Value::as_str)
+            {
                 headers.push(("mcp-name".to_string(), name.to_string()));
             }
         }
-        let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.post_raw(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}), &hdrs).await
+        let hdrs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.post_raw(
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+            &hdrs,
+        )
+        .await
     }
 
     pub async fn call_tool(&mut self, name: &str, arguments: Value) -> Reply {
-        self.request("tools/call", json!({"name": name, "arguments": arguments})).await
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
     }
 
     /// POST a JSON body with the session and version headers plus `extra`.
@@ -233,7 +296,11 @@ impl Client {
 }
 
 /// Collect messages from `rx` for up to `wait`, stopping early once `want` have arrived.
-pub async fn collect(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, want: usize, wait: Duration) -> Vec<Value> {
+pub async fn collect(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    want: usize,
+    wait: Duration,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while out.len() < want {
@@ -249,14 +316,27 @@ pub async fn collect(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, want:
 pub async fn read_reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let sse = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+    let sse = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
     let body = resp.text().await.unwrap_or_default();
     let messages: Vec<Value> = if sse {
-        body.lines().filter_map(|l| l.strip_prefix("data:")).filter_map(|d| serde_json::from_str(d.trim()).ok()).collect()
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
     } else {
         serde_json::from_str(&body).ok().into_iter().collect()
     };
-    let (answers, others): (Vec<Value>, Vec<Value>) =
-        messages.into_iter().partition(|m| m.get("result").is_some() || m.get("error").is_some());
-    Reply { status, headers, body, message: answers.into_iter().last(), others }
+    let (answers, others): (Vec<Value>, Vec<Value>) = messages
+        .into_iter()
+        .partition(|m| m.get("result").is_some() || m.get("error").is_some());
+    Reply {
+        status,
+        headers,
+        body,
+        message: answers.into_iter().last(),
+        others,
+    }
 }

@@ -3,9 +3,9 @@
 //! * `build-plugins`: install the `wasm32-wasip2` target if missing, build the guest plugins in
 //!   `plugins/` and copy the components to `target/plugins/<name>.wasm`.
 //! * `run`: build the plugins, then run the gateway with `examples/quickstart.toml`.
-//! * `test`: build the plugins, install the pinned test peers (Node 22, the conformance suite,
-//!   the TypeScript SDK) under `tests/`, then run every Rust test, including the integration
-//!   tests that drive the real peers.
+//! * `test`: check formatting and clippy (`-D warnings`), build the plugins, install the pinned
+//!   test peers (Node 22, the conformance suites, the TypeScript SDK) under `tests/`, then run
+//!   every Rust test, including the integration tests that drive the real peers.
 //!
 //! It only shells out to cargo, rustup and npm; it has no dependencies of its own so it builds
 //! in seconds on a fresh machine.
@@ -22,14 +22,42 @@ fn main() -> anyhow::Result<()> {
         Some("build-plugins") => build_plugins(&root),
         Some("run") => {
             build_plugins(&root)?;
-            let config = args.get(1).cloned().unwrap_or_else(|| "examples/quickstart.toml".into());
-            run(Command::new(cargo()).current_dir(&root).args(["run", "-p", "portcullis", "--", "serve", "--config", &config]))
+            let config = args
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "examples/quickstart.toml".into());
+            run(Command::new(cargo()).current_dir(&root).args([
+                "run",
+                "-p",
+                "portcullis",
+                "--",
+                "serve",
+                "--config",
+                &config,
+            ]))
         }
         Some("test") => {
+            // Cheap checks first, so style problems fail in seconds.
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["fmt", "--all", "--", "--check"]))?;
+            run(Command::new(cargo())
+                .current_dir(root.join("plugins"))
+                .args(["fmt", "--all", "--", "--check"]))?;
+            run(Command::new(cargo()).current_dir(&root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             build_plugins(&root)?;
             install_test_peers(&root)?;
             let mut cmd = Command::new(cargo());
-            cmd.current_dir(&root).args(["test", "--workspace"]).args(&args[1..]);
+            cmd.current_dir(&root)
+                .args(["test", "--workspace"])
+                .args(&args[1..]);
             run(&mut cmd)
         }
         _ => {
@@ -40,7 +68,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> String {
@@ -57,8 +88,14 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Install the wasm target if rustup does not list it yet.
 fn ensure_wasm_target() -> anyhow::Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
-    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
         return Ok(());
     }
     eprintln!("xtask: installing the wasm32-wasip2 target");
@@ -78,8 +115,13 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(&built)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "wasm") {
-            let name = path.file_name().expect("a file").to_string_lossy().replace('_', "-");
-            std::fs::copy(&path, out.join(&name)).with_context(|| format!("copying {}", path.display()))?;
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .replace('_', "-");
+            std::fs::copy(&path, out.join(&name))
+                .with_context(|| format!("copying {}", path.display()))?;
         }
     }
     eprintln!("xtask: plugins are in {}", out.display());
@@ -88,7 +130,11 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
 
 /// Install the pinned npm test peers (lockfiles in `tests/`) if they are missing or stale.
 fn install_test_peers(root: &Path) -> anyhow::Result<()> {
-    for dir in ["tests", "tests/conformance-0.1.16", "tests/conformance-0.2.0"] {
+    for dir in [
+        "tests",
+        "tests/conformance-0.1.16",
+        "tests/conformance-0.2.0",
+    ] {
         let dir = root.join(dir);
         let lock = dir.join("package-lock.json");
         let installed = dir.join("node_modules/.package-lock.json");
@@ -100,7 +146,9 @@ fn install_test_peers(root: &Path) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("xtask: installing test peers in {}", dir.display());
-        run(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund"]))?;
+        run(Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]))?;
     }
     Ok(())
 }

@@ -46,7 +46,8 @@ impl Principal {
 
     /// Whether every scope in `required` is granted.
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
-        self.scopes.contains(ALL_SCOPES) || required.iter().all(|s| self.scopes.contains(s.as_ref()))
+        self.scopes.contains(ALL_SCOPES)
+            || required.iter().all(|s| self.scopes.contains(s.as_ref()))
     }
 
     /// The scopes in `required` that are not granted.
@@ -54,12 +55,20 @@ impl Principal {
         if self.scopes.contains(ALL_SCOPES) {
             return Vec::new();
         }
-        required.iter().map(AsRef::as_ref).filter(|s| !self.scopes.contains(*s)).collect()
+        required
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| !self.scopes.contains(*s))
+            .collect()
     }
 }
 
 /// Axum middleware for `auth.mode = "none"`: attach the fixed principal to every request.
-pub async fn attach_fixed_principal(principal: Arc<Principal>, mut req: Request, next: Next) -> Response {
+pub async fn attach_fixed_principal(
+    principal: Arc<Principal>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     req.extensions_mut().insert(principal.as_ref().clone());
     next.run(req).await
 }

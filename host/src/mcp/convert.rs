@@ -19,7 +19,9 @@ pub(crate) const REQUIRED_SCOPES_META: &str = "dev.portcullis/requiredScopes";
 /// Deserialize an rmcp model value from JSON we built; a failure is a host bug or a plugin
 /// returning something the protocol cannot carry, reported as an internal error.
 pub(crate) fn model<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
-    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(format!("cannot express plugin output in MCP: {e}"), None))
+    serde_json::from_value(value).map_err(|e| {
+        ErrorData::internal_error(format!("cannot express plugin output in MCP: {e}"), None)
+    })
 }
 
 /// Like [`model`], for a complete result: stamps `"resultType": "complete"`, which 2026-07-28
@@ -57,7 +59,10 @@ pub(crate) fn tool(t: &wit::Tool) -> Value {
     insert_opt(&mut m, "title", t.title.clone());
     m.insert("description".into(), t.description.clone().into());
     // Validated as JSON objects at load time.
-    m.insert("inputSchema".into(), serde_json::from_str(&t.input_schema).unwrap_or_else(|_| json!({"type": "object"})));
+    m.insert(
+        "inputSchema".into(),
+        serde_json::from_str(&t.input_schema).unwrap_or_else(|_| json!({"type": "object"})),
+    );
     if let Some(out) = &t.output_schema
         && let Ok(v) = serde_json::from_str::<Value>(out)
     {
@@ -94,8 +99,12 @@ pub(crate) fn resource_contents(c: &wit::ResourceContents) -> Value {
 pub(crate) fn content(c: &wit::Content) -> Value {
     match c {
         wit::Content::Text(t) => json!({"type": "text", "text": t}),
-        wit::Content::Image(b) => json!({"type": "image", "data": B64.encode(&b.data), "mimeType": b.mime_type}),
-        wit::Content::Audio(b) => json!({"type": "audio", "data": B64.encode(&b.data), "mimeType": b.mime_type}),
+        wit::Content::Image(b) => {
+            json!({"type": "image", "data": B64.encode(&b.data), "mimeType": b.mime_type})
+        }
+        wit::Content::Audio(b) => {
+            json!({"type": "audio", "data": B64.encode(&b.data), "mimeType": b.mime_type})
+        }
         wit::Content::ResourceLink(l) => {
             let mut m = Map::new();
             m.insert("type".into(), "resource_link".into());
@@ -113,13 +122,20 @@ pub(crate) fn content(c: &wit::Content) -> Value {
 /// A tool result. Structured content that is not valid JSON turns the result into an error.
 pub(crate) fn tool_result(r: &wit::ToolResult) -> Value {
     let mut m = Map::new();
-    m.insert("content".into(), r.content.iter().map(content).collect::<Vec<_>>().into());
+    m.insert(
+        "content".into(),
+        r.content.iter().map(content).collect::<Vec<_>>().into(),
+    );
     if let Some(s) = &r.structured_content {
         match serde_json::from_str::<Value>(s) {
             Ok(v) => {
                 m.insert("structuredContent".into(), v);
             }
-            Err(e) => return error_result(&format!("the tool returned structured content that is not valid JSON: {e}")),
+            Err(e) => {
+                return error_result(&format!(
+                    "the tool returned structured content that is not valid JSON: {e}"
+                ));
+            }
         }
     }
     if r.is_error {
@@ -212,7 +228,12 @@ pub(crate) fn prompt_result(r: &wit::PromptResult) -> Value {
 pub(crate) fn prompt_arguments(args: Option<&JsonObject>) -> Vec<(String, String)> {
     args.into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            )
+        })
         .collect()
 }
 
@@ -221,11 +242,15 @@ pub(crate) fn input_request(r: &wit::InputRequest) -> Result<(&'static str, Valu
     match r {
         wit::InputRequest::Elicit(e) => {
             let schema = json_object(&e.requested_schema, "the elicitation's requested schema")?;
-            Ok(("elicitation/create", json!({"message": e.message, "requestedSchema": schema})))
+            Ok((
+                "elicitation/create",
+                json!({"message": e.message, "requestedSchema": schema}),
+            ))
         }
-        wit::InputRequest::Sample(params) => {
-            Ok(("sampling/createMessage", Value::Object(json_object(params, "the sampling parameters")?)))
-        }
+        wit::InputRequest::Sample(params) => Ok((
+            "sampling/createMessage",
+            Value::Object(json_object(params, "the sampling parameters")?),
+        )),
         wit::InputRequest::ListRoots => Ok(("roots/list", json!({}))),
     }
 }

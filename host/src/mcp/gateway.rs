@@ -6,7 +6,10 @@
 //! right protocol answer for the request's era: "input required" becomes server→client
 //! requests on a 2025 session and an `InputRequiredResult` on 2026-07-28.
 
-#![allow(deprecated, reason = "logging/setLevel and resources/subscribe are deprecated by SEP-2577, but 2025 sessions still use them")]
+#![allow(
+    deprecated,
+    reason = "logging/setLevel and resources/subscribe are deprecated by SEP-2577, but 2025 sessions still use them"
+)]
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -52,7 +55,10 @@ pub struct TenantContext {
 impl TenantContext {
     /// A context for `plugins`, sealing `requestState` with `state_key` (random if `None`).
     pub fn new(plugins: Arc<TenantPlugins>, state_key: Option<Vec<u8>>) -> Self {
-        Self { plugins, sealer: Arc::new(StateSealer::new(state_key)) }
+        Self {
+            plugins,
+            sealer: Arc::new(StateSealer::new(state_key)),
+        }
     }
 }
 
@@ -113,11 +119,14 @@ impl From<ErrorData> for RoundError {
 }
 
 fn is_modern(ctx: &RequestContext<RoleServer>) -> bool {
-    ctx.protocol_version().is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+    ctx.protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
 fn client_capabilities(ctx: &RequestContext<RoleServer>) -> Value {
-    ctx.client_capabilities().and_then(|c| serde_json::to_value(c).ok()).unwrap_or_else(|| json!({}))
+    ctx.client_capabilities()
+        .and_then(|c| serde_json::to_value(c).ok())
+        .unwrap_or_else(|| json!({}))
 }
 
 fn client_features(caps: &Value) -> wit::ClientFeatures {
@@ -147,11 +156,20 @@ fn decode_cursor(cursor: Option<&str>) -> Result<usize, ErrorData> {
 }
 
 /// One page of `items` starting at the request's cursor, as `{key: [...], nextCursor?}`.
-fn page(key: &str, items: Vec<Value>, request: Option<&PaginatedRequestParams>) -> Result<Value, ErrorData> {
-    let cursor = request.and_then(|r| serde_json::to_value(r).ok()).and_then(|v| v["cursor"].as_str().map(str::to_string));
+fn page(
+    key: &str,
+    items: Vec<Value>,
+    request: Option<&PaginatedRequestParams>,
+) -> Result<Value, ErrorData> {
+    let cursor = request
+        .and_then(|r| serde_json::to_value(r).ok())
+        .and_then(|v| v["cursor"].as_str().map(str::to_string));
     let start = decode_cursor(cursor.as_deref())?;
     if start > items.len() {
-        return Err(ErrorData::invalid_params("pagination cursor is past the end of the list", None));
+        return Err(ErrorData::invalid_params(
+            "pagination cursor is past the end of the list",
+            None,
+        ));
     }
     let end = (start + PAGE_SIZE).min(items.len());
     let mut out = json!({ key: items[start..end].to_vec() });
@@ -165,7 +183,11 @@ impl Gateway {
     /// A handler for `tenant`. `fixed_principal` is the identity on transports that carry no
     /// credentials (stdio); HTTP requests carry theirs in the request extensions.
     pub fn new(tenant: Arc<TenantContext>, fixed_principal: Option<Arc<Principal>>) -> Self {
-        Self { tenant, session: Arc::new(SessionState::default()), fixed_principal }
+        Self {
+            tenant,
+            session: Arc::new(SessionState::default()),
+            fixed_principal,
+        }
     }
 
     fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
@@ -177,7 +199,9 @@ impl Gateway {
             .and_then(|parts| parts.extensions.get::<Principal>())
             .cloned()
             .ok_or_else(|| {
-                tracing::error!("request reached the MCP handler without a principal; check the auth layer");
+                tracing::error!(
+                    "request reached the MCP handler without a principal; check the auth layer"
+                );
                 ErrorData::internal_error("request is not authenticated", None)
             })
     }
@@ -187,7 +211,9 @@ impl Gateway {
         if is_modern(ctx) {
             // 2026-07-28: only when this request asked, never otherwise.
             let level = ctx.meta.log_level()?;
-            serde_json::to_value(level).ok().and_then(|v| v.as_str().and_then(level_rank))
+            serde_json::to_value(level)
+                .ok()
+                .and_then(|v| v.as_str().and_then(level_rank))
         } else {
             // 2025 sessions: what logging/setLevel chose, everything until then.
             Some(self.session.log_level.lock().unwrap_or(0))
@@ -213,8 +239,15 @@ impl Gateway {
         }
     }
 
-    fn call_context(&self, ctx: &RequestContext<RoleServer>, who: &Principal, plugin: &LoadedPlugin) -> wit::CallContext {
-        let request_id = serde_json::to_value(&ctx.id).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default();
+    fn call_context(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        who: &Principal,
+        plugin: &LoadedPlugin,
+    ) -> wit::CallContext {
+        let request_id = serde_json::to_value(&ctx.id)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default();
         wit::CallContext {
             tenant: who.tenant.to_string(),
             subject: who.subject.clone(),
@@ -229,7 +262,12 @@ impl Gateway {
     }
 
     fn binding(&self, who: &Principal, method: &str, target: &str) -> Binding {
-        Binding { tenant: who.tenant.to_string(), subject: who.subject.clone(), method: method.into(), target: target.into() }
+        Binding {
+            tenant: who.tenant.to_string(),
+            subject: who.subject.clone(),
+            method: method.into(),
+            target: target.into(),
+        }
     }
 
     /// The continuation carried by a 2026-07-28 retry (`inputResponses` + `requestState`).
@@ -253,13 +291,21 @@ impl Gateway {
         for (key, value) in responses.into_iter().flatten() {
             if !value.is_object() {
                 return Err(ErrorData::invalid_params(
-                    format!("inputResponses.{key} must be an object (the client's result for that request)"),
+                    format!(
+                        "inputResponses.{key} must be an object (the client's result for that request)"
+                    ),
                     None,
                 ));
             }
-            out.push(wit::InputResponse { key: key.clone(), value: value.to_string() });
+            out.push(wit::InputResponse {
+                key: key.clone(),
+                value: value.to_string(),
+            });
         }
-        Ok(Some(wit::Continuation { responses: out, state: plugin_state }))
+        Ok(Some(wit::Continuation {
+            responses: out,
+            state: plugin_state,
+        }))
     }
 
     /// Invoke a plugin until it is done, serving its input requests the way the request's era
@@ -276,14 +322,21 @@ impl Gateway {
         F: FnMut(Option<wit::Continuation>) -> BoxFuture<'static, Result<Step<T>, RoundError>>,
     {
         let modern = is_modern(ctx);
-        let mut continuation = if modern { self.retry_continuation(binding, responses, state)? } else { None };
+        let mut continuation = if modern {
+            self.retry_continuation(binding, responses, state)?
+        } else {
+            None
+        };
         for _ in 0..MAX_INPUT_ROUNDS {
             let needed = match invoke(continuation.take()).await? {
                 Step::Done(v) => return Ok(Rounds::Done(v)),
                 Step::Input(ir) => ir,
             };
             if needed.requests.is_empty() && needed.state.is_none() {
-                return Err(RoundError::Rpc(ErrorData::internal_error("the plugin asked for input but named none", None)));
+                return Err(RoundError::Rpc(ErrorData::internal_error(
+                    "the plugin asked for input but named none",
+                    None,
+                )));
             }
             let caps = client_capabilities(ctx);
             let missing: serde_json::Map<String, Value> = needed
@@ -298,8 +351,12 @@ impl Gateway {
             }
             let mut requests = Vec::with_capacity(needed.requests.len());
             for r in &needed.requests {
-                let (method, params) = convert::input_request(&r.request)
-                    .map_err(|e| RoundError::Rpc(ErrorData::internal_error(format!("the plugin's input request is invalid: {e}"), None)))?;
+                let (method, params) = convert::input_request(&r.request).map_err(|e| {
+                    RoundError::Rpc(ErrorData::internal_error(
+                        format!("the plugin's input request is invalid: {e}"),
+                        None,
+                    ))
+                })?;
                 requests.push((r.key.clone(), method, params));
             }
             if modern {
@@ -317,16 +374,22 @@ impl Gateway {
             }
             let mut answers = Vec::with_capacity(requests.len());
             for (key, method, params) in requests {
-                let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+                let request =
+                    ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
                 let answer = ctx.peer.send_request(request).await.map_err(|e| {
                     RoundError::Input(format!("the client did not answer {method}: {e}"))
                 })?;
                 let value = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
                 answers.push(wit::InputResponse { key, value });
             }
-            continuation = Some(wit::Continuation { responses: answers, state: needed.state });
+            continuation = Some(wit::Continuation {
+                responses: answers,
+                state: needed.state,
+            });
         }
-        Err(RoundError::Input(format!("the plugin asked for input more than {MAX_INPUT_ROUNDS} times")))
+        Err(RoundError::Input(format!(
+            "the plugin asked for input more than {MAX_INPUT_ROUNDS} times"
+        )))
     }
 
     /// Map a request-level failure of a prompt or resource read to a protocol error.
@@ -337,9 +400,12 @@ impl Gateway {
                 Ok(caps) => ErrorData::missing_required_client_capability(caps),
                 Err(e) => e,
             },
-            RoundError::MissingCapability(caps) => {
-                ErrorData::invalid_request(format!("this request needs client capabilities the client did not declare: {caps}"), None)
-            }
+            RoundError::MissingCapability(caps) => ErrorData::invalid_request(
+                format!(
+                    "this request needs client capabilities the client did not declare: {caps}"
+                ),
+                None,
+            ),
             RoundError::Input(msg) => ErrorData::internal_error(msg, None),
         }
     }
@@ -351,7 +417,10 @@ impl Gateway {
 
     fn forbidden(&self, who: &Principal, missing: &[&str], what: &str) -> String {
         tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), "denied {what}: missing scopes {missing:?}");
-        format!("Forbidden: {what} requires the scope(s) {}", missing.join(" "))
+        format!(
+            "Forbidden: {what} requires the scope(s) {}",
+            missing.join(" ")
+        )
     }
 
     /// Start pushing list and resource changes to this 2025 session.
@@ -362,11 +431,19 @@ impl Gateway {
             loop {
                 let change = match rx.recv().await {
                     Ok(c) => c,
-                    Err(RecvError::Lagged(_)) => Change::Lists { tools: true, prompts: true, resources: true },
+                    Err(RecvError::Lagged(_)) => Change::Lists {
+                        tools: true,
+                        prompts: true,
+                        resources: true,
+                    },
                     Err(RecvError::Closed) => return,
                 };
                 let sent = match change {
-                    Change::Lists { tools, prompts, resources } => {
+                    Change::Lists {
+                        tools,
+                        prompts,
+                        resources,
+                    } => {
                         let mut ok = true;
                         if tools {
                             ok &= peer.notify_tool_list_changed().await.is_ok();
@@ -380,7 +457,9 @@ impl Gateway {
                         ok
                     }
                     Change::ResourceUpdated(uri) => {
-                        let Some(session) = session.upgrade() else { return };
+                        let Some(session) = session.upgrade() else {
+                            return;
+                        };
                         let subscribed = session.subscriptions.lock().contains(&uri);
                         drop(session);
                         if subscribed {
@@ -422,7 +501,10 @@ impl ServerHandler for Gateway {
         .expect("static server info");
         ServerConfig::new(capabilities)
             .with_server_info(info)
-            .with_instructions(format!("Tools, resources and prompts of tenant `{}`, served from sandboxed plugins.", self.tenant.plugins.tenant))
+            .with_instructions(format!(
+                "Tools, resources and prompts of tenant `{}`, served from sandboxed plugins.",
+                self.tenant.plugins.tenant
+            ))
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -438,39 +520,68 @@ impl ServerHandler for Gateway {
         self.watch_changes(context.peer);
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, _ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        let level = serde_json::to_value(&request).ok().and_then(|v| v["level"].as_str().and_then(level_rank));
-        let Some(rank) = level else { return Err(ErrorData::invalid_params("unknown log level", None)) };
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let level = serde_json::to_value(&request)
+            .ok()
+            .and_then(|v| v["level"].as_str().and_then(level_rank));
+        let Some(rank) = level else {
+            return Err(ErrorData::invalid_params("unknown log level", None));
+        };
         *self.session.log_level.lock() = Some(rank);
         Ok(())
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let Some((_, scopes)) = catalog.resource_owner(&request.uri) else {
-            return Err(ErrorData::resource_not_found("Resource not found", Some(json!({"uri": request.uri}))));
+            return Err(ErrorData::resource_not_found(
+                "Resource not found",
+                Some(json!({"uri": request.uri})),
+            ));
         };
         if !who.has_scopes(scopes) {
-            return Err(ErrorData::invalid_request(self.forbidden(&who, &who.missing_scopes(scopes), "this resource"), None));
+            return Err(ErrorData::invalid_request(
+                self.forbidden(&who, &who.missing_scopes(scopes), "this resource"),
+                None,
+            ));
         }
         self.session.subscriptions.lock().insert(request.uri);
         Ok(())
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, _ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         self.session.subscriptions.lock().remove(&request.uri);
         Ok(())
     }
 
-    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
         Some(requested.clone())
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
         let accepted = serde_json::to_value(ctx.accepted()).unwrap_or_default();
         let wants = |key: &str| accepted[key].as_bool().unwrap_or(false);
-        let (tools, prompts, resources) = (wants("toolsListChanged"), wants("promptsListChanged"), wants("resourcesListChanged"));
+        let (tools, prompts, resources) = (
+            wants("toolsListChanged"),
+            wants("promptsListChanged"),
+            wants("resourcesListChanged"),
+        );
         let uris: HashSet<String> = accepted["resourceSubscriptions"]
             .as_array()
             .into_iter()
@@ -485,12 +596,20 @@ impl ServerHandler for Gateway {
             };
             let change = match change {
                 Ok(c) => c,
-                Err(RecvError::Lagged(_)) => Change::Lists { tools: true, prompts: true, resources: true },
+                Err(RecvError::Lagged(_)) => Change::Lists {
+                    tools: true,
+                    prompts: true,
+                    resources: true,
+                },
                 Err(RecvError::Closed) => return Ok(()),
             };
             let sink = ctx.sink();
             let sent = match change {
-                Change::Lists { tools: t, prompts: p, resources: r } => {
+                Change::Lists {
+                    tools: t,
+                    prompts: p,
+                    resources: r,
+                } => {
                     let mut ok = true;
                     if t && tools {
                         ok &= sink.notify_tool_list_changed().await.is_ok();
@@ -503,7 +622,9 @@ impl ServerHandler for Gateway {
                     }
                     ok
                 }
-                Change::ResourceUpdated(uri) if uris.contains(&uri) => sink.notify_resource_updated(uri).await.is_ok(),
+                Change::ResourceUpdated(uri) if uris.contains(&uri) => {
+                    sink.notify_resource_updated(uri).await.is_ok()
+                }
                 Change::ResourceUpdated(_) => true,
             };
             if !sent {
@@ -532,12 +653,17 @@ impl ServerHandler for Gateway {
         let catalog = self.tenant.plugins.catalog();
         let name = request.name.to_string();
         let Some((plugin, tool)) = catalog.tool(&name) else {
-            return Err(ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name}))));
+            return Err(ErrorData::invalid_params(
+                format!("Unknown tool: {name}"),
+                Some(json!({"name": name})),
+            ));
         };
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
             let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
-            return Ok(CallToolResponse::Complete(complete(convert::error_result(&msg))?));
+            return Ok(CallToolResponse::Complete(complete(
+                convert::error_result(&msg),
+            )?));
         }
         let plugin = plugin.clone();
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
@@ -571,7 +697,13 @@ impl ServerHandler for Gateway {
         };
         let modern = is_modern(&ctx);
         let result = match self
-            .drive(&ctx, &binding, request.input_responses.as_ref(), request.request_state.as_deref(), invoke)
+            .drive(
+                &ctx,
+                &binding,
+                request.input_responses.as_ref(),
+                request.request_state.as_deref(),
+                invoke,
+            )
             .await
         {
             Ok(Rounds::Done(v)) => v,
@@ -582,7 +714,9 @@ impl ServerHandler for Gateway {
             Err(RoundError::MissingCapability(caps)) => convert::error_result(&format!(
                 "Tool `{name}` needs client capabilities this client did not declare: {caps}"
             )),
-            Err(RoundError::Input(msg)) => convert::error_result(&format!("Tool `{name}` could not get input: {msg}")),
+            Err(RoundError::Input(msg)) => {
+                convert::error_result(&format!("Tool `{name}` could not get input: {msg}"))
+            }
             Err(RoundError::Rpc(e)) => return Err(e),
         };
         Ok(CallToolResponse::Complete(complete(result)?))
@@ -595,7 +729,10 @@ impl ServerHandler for Gateway {
     ) -> Result<ListResourcesResult, ErrorData> {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let items = catalog.resources().map(|(_, r)| convert::resource(r)).collect();
+        let items = catalog
+            .resources()
+            .map(|(_, r)| convert::resource(r))
+            .collect();
         complete(page("resources", items, request.as_ref())?)
     }
 
@@ -606,7 +743,10 @@ impl ServerHandler for Gateway {
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let items = catalog.templates().map(|(_, t)| convert::resource_template(t)).collect();
+        let items = catalog
+            .templates()
+            .map(|(_, t)| convert::resource_template(t))
+            .collect();
         complete(page("resourceTemplates", items, request.as_ref())?)
     }
 
@@ -617,12 +757,18 @@ impl ServerHandler for Gateway {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let who = self.principal(&ctx)?;
         let uri = request.uri.clone();
-        let not_found = || ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})));
+        let not_found =
+            || ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})));
         let catalog = self.tenant.plugins.catalog();
-        let Some((plugin, scopes)) = catalog.resource_owner(&uri) else { return Err(not_found()) };
+        let Some((plugin, scopes)) = catalog.resource_owner(&uri) else {
+            return Err(not_found());
+        };
         let missing = who.missing_scopes(scopes);
         if !missing.is_empty() {
-            return Err(ErrorData::invalid_request(self.forbidden(&who, &missing, "this resource"), None));
+            return Err(ErrorData::invalid_request(
+                self.forbidden(&who, &missing, "this resource"),
+                None,
+            ));
         }
         let plugin = plugin.clone();
         let env = self.call_env(&ctx, &plugin);
@@ -630,24 +776,52 @@ impl ServerHandler for Gateway {
         let binding = self.binding(&who, "resources/read", &uri);
         let gateway = self.clone();
         let invoke = |continuation| -> BoxFuture<'static, Result<Step<Value>, RoundError>> {
-            let (plugin, env, call_ctx, uri, gateway) = (plugin.clone(), env.clone(), call_ctx.clone(), uri.clone(), gateway.clone());
+            let (plugin, env, call_ctx, uri, gateway) = (
+                plugin.clone(),
+                env.clone(),
+                call_ctx.clone(),
+                uri.clone(),
+                gateway.clone(),
+            );
             Box::pin(async move {
-                match plugin.code.read_resource(&env, call_ctx, uri.clone(), continuation).await {
-                    Ok(Ok(wit::ReadOutcome::Done(contents))) if !contents.is_empty() => Ok(Step::Done(json!({
-                        "contents": contents.iter().map(convert::resource_contents).collect::<Vec<_>>()
-                    }))),
-                    Ok(Ok(wit::ReadOutcome::Done(_)) | Err(wit::ResourceError::NotFound)) => Err(RoundError::Rpc(
-                        ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri}))),
-                    )),
-                    Ok(Ok(wit::ReadOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
-                    Ok(Err(wit::ResourceError::Failed(m))) => {
-                        Err(RoundError::Rpc(ErrorData::internal_error(format!("reading {uri} failed: {m}"), None)))
+                match plugin
+                    .code
+                    .read_resource(&env, call_ctx, uri.clone(), continuation)
+                    .await
+                {
+                    Ok(Ok(wit::ReadOutcome::Done(contents))) if !contents.is_empty() => {
+                        Ok(Step::Done(json!({
+                            "contents": contents.iter().map(convert::resource_contents).collect::<Vec<_>>()
+                        })))
                     }
-                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(&plugin, &format!("reading {uri}"), &e))),
+                    Ok(Ok(wit::ReadOutcome::Done(_)) | Err(wit::ResourceError::NotFound)) => {
+                        Err(RoundError::Rpc(ErrorData::resource_not_found(
+                            "Resource not found",
+                            Some(json!({"uri": uri})),
+                        )))
+                    }
+                    Ok(Ok(wit::ReadOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+                    Ok(Err(wit::ResourceError::Failed(m))) => Err(RoundError::Rpc(
+                        ErrorData::internal_error(format!("reading {uri} failed: {m}"), None),
+                    )),
+                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(
+                        &plugin,
+                        &format!("reading {uri}"),
+                        &e,
+                    ))),
                 }
             })
         };
-        match self.drive(&ctx, &binding, request.input_responses.as_ref(), request.request_state.as_deref(), invoke).await {
+        match self
+            .drive(
+                &ctx,
+                &binding,
+                request.input_responses.as_ref(),
+                request.request_state.as_deref(),
+                invoke,
+            )
+            .await
+        {
             Ok(Rounds::Done(v)) => Ok(ReadResourceResponse::Complete(complete(v)?)),
             Ok(Rounds::InputRequired(r)) => Ok(ReadResourceResponse::InputRequired(r)),
             Err(e) => Err(self.round_error(&ctx, e)),
@@ -674,11 +848,17 @@ impl ServerHandler for Gateway {
         let name = request.name.clone();
         let catalog = self.tenant.plugins.catalog();
         let Some((plugin, prompt)) = catalog.prompt(&name) else {
-            return Err(ErrorData::invalid_params(format!("Unknown prompt: {name}"), Some(json!({"name": name}))));
+            return Err(ErrorData::invalid_params(
+                format!("Unknown prompt: {name}"),
+                Some(json!({"name": name})),
+            ));
         };
         let missing = who.missing_scopes(&prompt.required_scopes);
         if !missing.is_empty() {
-            return Err(ErrorData::invalid_request(self.forbidden(&who, &missing, &format!("prompt `{name}`")), None));
+            return Err(ErrorData::invalid_request(
+                self.forbidden(&who, &missing, &format!("prompt `{name}`")),
+                None,
+            ));
         }
         let plugin = plugin.clone();
         let arguments = convert::prompt_arguments(request.arguments.as_ref());
@@ -687,33 +867,63 @@ impl ServerHandler for Gateway {
         let binding = self.binding(&who, "prompts/get", &name);
         let gateway = self.clone();
         let invoke = |continuation| -> BoxFuture<'static, Result<Step<Value>, RoundError>> {
-            let (plugin, env, call_ctx, name, arguments, gateway) =
-                (plugin.clone(), env.clone(), call_ctx.clone(), name.clone(), arguments.clone(), gateway.clone());
+            let (plugin, env, call_ctx, name, arguments, gateway) = (
+                plugin.clone(),
+                env.clone(),
+                call_ctx.clone(),
+                name.clone(),
+                arguments.clone(),
+                gateway.clone(),
+            );
             Box::pin(async move {
-                match plugin.code.get_prompt(&env, call_ctx, name.clone(), arguments, continuation).await {
+                match plugin
+                    .code
+                    .get_prompt(&env, call_ctx, name.clone(), arguments, continuation)
+                    .await
+                {
                     Ok(Ok(wit::GetOutcome::Done(r))) => Ok(Step::Done(convert::prompt_result(&r))),
                     Ok(Ok(wit::GetOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
-                    Ok(Err(wit::PromptError::UnknownPrompt)) => {
-                        Err(RoundError::Rpc(ErrorData::invalid_params(format!("Unknown prompt: {name}"), None)))
-                    }
+                    Ok(Err(wit::PromptError::UnknownPrompt)) => Err(RoundError::Rpc(
+                        ErrorData::invalid_params(format!("Unknown prompt: {name}"), None),
+                    )),
                     Ok(Err(wit::PromptError::InvalidArguments(m))) => {
-                        Err(RoundError::Rpc(ErrorData::invalid_params(format!("Invalid arguments for prompt `{name}`: {m}"), None)))
+                        Err(RoundError::Rpc(ErrorData::invalid_params(
+                            format!("Invalid arguments for prompt `{name}`: {m}"),
+                            None,
+                        )))
                     }
-                    Ok(Err(wit::PromptError::Failed(m))) => {
-                        Err(RoundError::Rpc(ErrorData::internal_error(format!("prompt `{name}` failed: {m}"), None)))
-                    }
-                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(&plugin, &format!("prompt `{name}`"), &e))),
+                    Ok(Err(wit::PromptError::Failed(m))) => Err(RoundError::Rpc(
+                        ErrorData::internal_error(format!("prompt `{name}` failed: {m}"), None),
+                    )),
+                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(
+                        &plugin,
+                        &format!("prompt `{name}`"),
+                        &e,
+                    ))),
                 }
             })
         };
-        match self.drive(&ctx, &binding, request.input_responses.as_ref(), request.request_state.as_deref(), invoke).await {
+        match self
+            .drive(
+                &ctx,
+                &binding,
+                request.input_responses.as_ref(),
+                request.request_state.as_deref(),
+                invoke,
+            )
+            .await
+        {
             Ok(Rounds::Done(v)) => Ok(GetPromptResponse::Complete(complete(v)?)),
             Ok(Rounds::InputRequired(r)) => Ok(GetPromptResponse::InputRequired(r)),
             Err(e) => Err(self.round_error(&ctx, e)),
         }
     }
 
-    async fn complete(&self, request: CompleteRequestParams, ctx: RequestContext<RoleServer>) -> Result<CompleteResult, ErrorData> {
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
         let who = self.principal(&ctx)?;
         let req = serde_json::to_value(&request).unwrap_or_default();
         let catalog = self.tenant.plugins.catalog();
@@ -722,30 +932,58 @@ impl ServerHandler for Gateway {
             Some("ref/prompt") => {
                 let name = req["ref"]["name"].as_str().unwrap_or_default();
                 match catalog.prompt(name) {
-                    Some((p, prompt)) => (p.clone(), wit::Reference::Prompt(name.into()), prompt.required_scopes.clone()),
-                    None => return Err(ErrorData::invalid_params(format!("Unknown prompt: {name}"), None)),
+                    Some((p, prompt)) => (
+                        p.clone(),
+                        wit::Reference::Prompt(name.into()),
+                        prompt.required_scopes.clone(),
+                    ),
+                    None => {
+                        return Err(ErrorData::invalid_params(
+                            format!("Unknown prompt: {name}"),
+                            None,
+                        ));
+                    }
                 }
             }
             Some("ref/resource") => {
                 let uri = req["ref"]["uri"].as_str().unwrap_or_default();
                 match catalog.template_owner(uri) {
-                    Some(p) => (p.clone(), wit::Reference::ResourceTemplate(uri.into()), Vec::new()),
+                    Some(p) => (
+                        p.clone(),
+                        wit::Reference::ResourceTemplate(uri.into()),
+                        Vec::new(),
+                    ),
                     None => return empty(),
                 }
             }
-            _ => return Err(ErrorData::invalid_params("unknown completion reference type", None)),
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "unknown completion reference type",
+                    None,
+                ));
+            }
         };
         if !who.has_scopes(&scopes) {
             return empty();
         }
         let argument = (
-            req["argument"]["name"].as_str().unwrap_or_default().to_string(),
-            req["argument"]["value"].as_str().unwrap_or_default().to_string(),
+            req["argument"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            req["argument"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         );
         let context = convert::prompt_arguments(req["context"]["arguments"].as_object());
         let env = self.call_env(&ctx, &plugin);
         let call_ctx = self.call_context(&ctx, &who, &plugin);
-        match plugin.code.complete(&env, call_ctx, reference, argument, context).await {
+        match plugin
+            .code
+            .complete(&env, call_ctx, reference, argument, context)
+            .await
+        {
             Ok(Some(Ok(r))) => {
                 let mut values = r.values;
                 values.truncate(100);
@@ -756,7 +994,10 @@ impl ServerHandler for Gateway {
                 complete(json!({"completion": completion}))
             }
             Ok(None) => empty(),
-            Ok(Some(Err(m))) => Err(ErrorData::internal_error(format!("completion failed: {m}"), None)),
+            Ok(Some(Err(m))) => Err(ErrorData::internal_error(
+                format!("completion failed: {m}"),
+                None,
+            )),
             Err(e) => Err(self.sandbox_error(&plugin, "completion", &e)),
         }
     }

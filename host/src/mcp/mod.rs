@@ -96,7 +96,11 @@ pub fn http_endpoint(tenant: Arc<TenantContext>, settings: &HttpSettings) -> Mcp
         .with_legacy_session_mode(true)
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_cancellation_token(settings.shutdown.child_token());
-    let service = StreamableHttpService::new(move || Ok(Gateway::new(tenant.clone(), None)), sessions.clone(), config);
+    let service = StreamableHttpService::new(
+        move || Ok(Gateway::new(tenant.clone(), None)),
+        sessions.clone(),
+        config,
+    );
     McpEndpoint { service, sessions }
 }
 
@@ -104,7 +108,9 @@ pub fn http_endpoint(tenant: Arc<TenantContext>, settings: &HttpSettings) -> Mcp
 /// disconnects.
 pub async fn serve_stdio(tenant: Arc<TenantContext>, principal: Principal) -> anyhow::Result<()> {
     let gateway = Gateway::new(tenant, Some(Arc::new(principal)));
-    let running = gateway.serve((tokio::io::stdin(), tokio::io::stdout())).await?;
+    let running = gateway
+        .serve((tokio::io::stdin(), tokio::io::stdout()))
+        .await?;
     running.waiting().await?;
     Ok(())
 }

@@ -17,7 +17,16 @@ use crate::plugins::{Change, TenantPlugins};
 use crate::sandbox::{BoxFuture, CallObserver, wit};
 
 /// RFC 5424 severities in increasing order, as MCP spells them.
-pub(crate) const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+pub(crate) const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// The rank of a level name in [`LEVELS`].
 pub(crate) fn level_rank(name: &str) -> Option<usize> {
@@ -50,7 +59,9 @@ pub(crate) struct RequestObserver {
 
 impl RequestObserver {
     async fn send(&self, method: &str, params: serde_json::Value) {
-        let notification: ServerNotification = match serde_json::from_value(json!({"method": method, "params": params})) {
+        let notification: ServerNotification = match serde_json::from_value(
+            json!({"method": method, "params": params}),
+        ) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(plugin = %self.plugin, "dropping a {method} notification the protocol cannot carry: {e}");
@@ -64,7 +75,12 @@ impl RequestObserver {
 }
 
 impl CallObserver for RequestObserver {
-    fn log(&self, level: wit::LogLevel, logger: Option<String>, message: String) -> BoxFuture<'_, ()> {
+    fn log(
+        &self,
+        level: wit::LogLevel,
+        logger: Option<String>,
+        message: String,
+    ) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let rank = wit_rank(level);
             tracing::debug!(plugin = %self.plugin, level = LEVELS[rank], min = ?self.min_level, logger = logger.as_deref(), "plugin log: {message}");
@@ -78,9 +94,16 @@ impl CallObserver for RequestObserver {
         })
     }
 
-    fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> BoxFuture<'_, ()> {
+    fn progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(token) = &self.progress_token else { return };
+            let Some(token) = &self.progress_token else {
+                return;
+            };
             if !progress.is_finite() {
                 return;
             }

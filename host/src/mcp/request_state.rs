@@ -69,28 +69,43 @@ impl StateSealer {
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(payload);
         mac
     }
 
     /// Seal `state` for `binding`.
     pub(crate) fn seal(&self, binding: &Binding, state: Option<&str>) -> String {
-        let exp = (SystemTime::now() + TTL).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let payload = serde_json::to_vec(&Sealed { binding: binding.clone(), exp, state: state.map(str::to_string) })
-            .expect("serialising plain data");
+        let exp = (SystemTime::now() + TTL)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let payload = serde_json::to_vec(&Sealed {
+            binding: binding.clone(),
+            exp,
+            state: state.map(str::to_string),
+        })
+        .expect("serialising plain data");
         let tag = self.mac(&payload).finalize().into_bytes();
         format!("{}.{}", B64.encode(&payload), B64.encode(tag))
     }
 
     /// Verify `token` and return the plugin state it carries.
-    pub(crate) fn open(&self, token: &str, expected: &Binding) -> Result<Option<String>, StateError> {
+    pub(crate) fn open(
+        &self,
+        token: &str,
+        expected: &Binding,
+    ) -> Result<Option<String>, StateError> {
         let (payload, tag) = token.split_once('.').ok_or(StateError::Malformed)?;
         let payload = B64.decode(payload).map_err(|_| StateError::Malformed)?;
         let tag = B64.decode(tag).map_err(|_| StateError::Malformed)?;
-        self.mac(&payload).verify_slice(&tag).map_err(|_| StateError::BadSignature)?;
+        self.mac(&payload)
+            .verify_slice(&tag)
+            .map_err(|_| StateError::BadSignature)?;
         let sealed: Sealed = serde_json::from_slice(&payload).map_err(|_| StateError::Malformed)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if sealed.exp < now {
             return Err(StateError::Expired);
         }
@@ -106,25 +121,42 @@ mod tests {
     use super::*;
 
     fn binding() -> Binding {
-        Binding { tenant: "t".into(), subject: Some("alice".into()), method: "tools/call".into(), target: "x".into() }
+        Binding {
+            tenant: "t".into(),
+            subject: Some("alice".into()),
+            method: "tools/call".into(),
+            target: "x".into(),
+        }
     }
 
     #[test]
     fn round_trip_and_every_refusal() {
         let s = StateSealer::new(None);
         let token = s.seal(&binding(), Some("round-1"));
-        assert_eq!(s.open(&token, &binding()).unwrap().as_deref(), Some("round-1"));
+        assert_eq!(
+            s.open(&token, &binding()).unwrap().as_deref(),
+            Some("round-1")
+        );
 
         let mut tampered = token.clone().into_bytes();
         tampered[3] ^= 1;
         let tampered = String::from_utf8(tampered).unwrap();
-        assert!(matches!(s.open(&tampered, &binding()), Err(StateError::BadSignature | StateError::Malformed)));
+        assert!(matches!(
+            s.open(&tampered, &binding()),
+            Err(StateError::BadSignature | StateError::Malformed)
+        ));
         assert_eq!(s.open("garbage", &binding()), Err(StateError::Malformed));
 
-        let other = Binding { subject: Some("mallory".into()), ..binding() };
+        let other = Binding {
+            subject: Some("mallory".into()),
+            ..binding()
+        };
         assert_eq!(s.open(&token, &other), Err(StateError::WrongBinding));
 
         let other_key = StateSealer::new(None);
-        assert_eq!(other_key.open(&token, &binding()), Err(StateError::BadSignature));
+        assert_eq!(
+            other_key.open(&token, &binding()),
+            Err(StateError::BadSignature)
+        );
     }
 }

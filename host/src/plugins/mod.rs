@@ -101,7 +101,9 @@ impl Catalog {
 
     /// All resource templates, plugin by plugin.
     pub fn templates(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::ResourceTemplate)> {
-        self.plugins.iter().flat_map(|p| p.templates.iter().map(move |t| (p, t)))
+        self.plugins
+            .iter()
+            .flat_map(|p| p.templates.iter().map(move |t| (p, t)))
     }
 
     /// The plugin serving `uri` and the scopes it requires: a direct resource first, then the
@@ -117,7 +119,9 @@ impl Catalog {
 
     /// The plugin owning the resource template `uri_template`.
     pub fn template_owner(&self, uri_template: &str) -> Option<&Arc<LoadedPlugin>> {
-        self.templates().find(|(_, t)| t.uri_template == uri_template).map(|(p, _)| p)
+        self.templates()
+            .find(|(_, t)| t.uri_template == uri_template)
+            .map(|(p, _)| p)
     }
 }
 
@@ -126,14 +130,25 @@ impl Catalog {
 pub fn template_matches(template: &str, uri: &str) -> bool {
     let mut rest = uri;
     let mut parts = template.split('{');
-    let Some(prefix) = parts.next() else { return false };
-    let Some(r) = rest.strip_prefix(prefix) else { return false };
+    let Some(prefix) = parts.next() else {
+        return false;
+    };
+    let Some(r) = rest.strip_prefix(prefix) else {
+        return false;
+    };
     rest = r;
     for part in parts {
-        let Some((_var, literal)) = part.split_once('}') else { return false };
+        let Some((_var, literal)) = part.split_once('}') else {
+            return false;
+        };
         // The variable takes everything up to the next literal (or the end), but never a '/'.
-        let end = if literal.is_empty() { rest.len() } else {
-            match rest.find(literal) { Some(i) => i, None => return false }
+        let end = if literal.is_empty() {
+            rest.len()
+        } else {
+            match rest.find(literal) {
+                Some(i) => i,
+                None => return false,
+            }
         };
         let value = &rest[..end];
         if value.is_empty() || value.contains('/') {
@@ -189,12 +204,20 @@ impl TenantPlugins {
     /// Replace the catalog and announce what changed.
     pub fn publish(&self, catalog: Catalog) {
         self.catalog.store(Arc::new(catalog));
-        self.announce(Change::Lists { tools: true, prompts: true, resources: true });
+        self.announce(Change::Lists {
+            tools: true,
+            prompts: true,
+            resources: true,
+        });
     }
 }
 
 /// Load every plugin a tenant lists. Failures are recorded in the catalog, not returned.
-pub async fn load_tenant(sandbox: &Sandbox, config: &Config, tenant: &TenantConfig) -> TenantPlugins {
+pub async fn load_tenant(
+    sandbox: &Sandbox,
+    config: &Config,
+    tenant: &TenantConfig,
+) -> TenantPlugins {
     let tenant_id: Arc<str> = Arc::from(tenant.id.as_str());
     let base = config.limits.resolve(&Limits::default());
     let tenant_limits = tenant.limits.resolve(&base);
@@ -233,11 +256,18 @@ pub async fn load_tenant(sandbox: &Sandbox, config: &Config, tenant: &TenantConf
         }
     }
     let (changes, _) = broadcast::channel(64);
-    TenantPlugins { tenant: tenant_id, catalog: ArcSwap::from_pointee(catalog), changes }
+    TenantPlugins {
+        tenant: tenant_id,
+        catalog: ArcSwap::from_pointee(catalog),
+        changes,
+    }
 }
 
 /// The `.wasm` files a tenant's `plugins` entries name, in a stable order.
-fn expand_plugin_paths(config: &Config, tenant: &TenantConfig) -> Vec<Result<PathBuf, LoadFailure>> {
+fn expand_plugin_paths(
+    config: &Config,
+    tenant: &TenantConfig,
+) -> Vec<Result<PathBuf, LoadFailure>> {
     let mut out = Vec::new();
     for entry in &tenant.plugins {
         let path = config.resolve_path(entry);
@@ -252,7 +282,10 @@ fn expand_plugin_paths(config: &Config, tenant: &TenantConfig) -> Vec<Result<Pat
                     files.sort();
                     out.extend(files.into_iter().map(Ok));
                 }
-                Err(e) => out.push(Err(LoadFailure { path: path.clone(), error: format!("cannot list {}: {e}", path.display()) })),
+                Err(e) => out.push(Err(LoadFailure {
+                    path: path.clone(),
+                    error: format!("cannot list {}: {e}", path.display()),
+                })),
             }
         } else {
             out.push(Ok(path));
@@ -263,7 +296,9 @@ fn expand_plugin_paths(config: &Config, tenant: &TenantConfig) -> Vec<Result<Pat
 
 /// The plugin name for a file: its stem.
 pub fn plugin_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
 }
 
 /// Why a plugin was refused after it compiled.
@@ -302,7 +337,10 @@ async fn load_plugin(
     let started = std::time::Instant::now();
     let bytes = tokio::fs::read(path)
         .await
-        .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        .map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let code = {
         let sandbox = sandbox.clone();
@@ -320,11 +358,17 @@ async fn load_plugin(
         egress: Arc::new(NoEgress),
         concurrency: Arc::new(Semaphore::new(1)),
     };
-    let describe = |source| LoadError::Describe { path: path.display().to_string(), source };
+    let describe = |source| LoadError::Describe {
+        path: path.display().to_string(),
+        source,
+    };
     let mut tools = code.list_tools(&env).await.map_err(describe)?;
     let (resources, templates) = code.list_resources(&env).await.map_err(describe)?;
     let prompts = code.list_prompts(&env).await.map_err(describe)?;
-    let in_file = |e: ValidationError| PluginLoadError::Invalid { path: path.display().to_string(), source: e };
+    let in_file = |e: ValidationError| PluginLoadError::Invalid {
+        path: path.display().to_string(),
+        source: e,
+    };
     validate_tools(&tools).map_err(in_file)?;
     for tool in &mut tools {
         if let Some(scopes) = settings.scopes.get(&tool.name) {
@@ -338,7 +382,11 @@ async fn load_plugin(
         code,
         concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
         limits,
-        config: settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        config: settings
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         tools,
         resources,
         templates,
@@ -354,7 +402,10 @@ enum PluginLoadError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("{path} was refused: {source}")]
-    Invalid { path: String, source: ValidationError },
+    Invalid {
+        path: String,
+        source: ValidationError,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -364,12 +415,18 @@ pub fn validate_tools(tools: &[wit::Tool]) -> Result<(), ValidationError> {
     let mut seen = std::collections::HashSet::new();
     for tool in tools {
         let name_ok = (1..=128).contains(&tool.name.len())
-            && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && tool
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !name_ok {
             return Err(ValidationError::ToolName(tool.name.clone()));
         }
         if !seen.insert(tool.name.as_str()) {
-            return Err(ValidationError::Duplicate { kind: "tool", name: tool.name.clone() });
+            return Err(ValidationError::Duplicate {
+                kind: "tool",
+                name: tool.name.clone(),
+            });
         }
         check_schema(&tool.name, "input schema", &tool.input_schema, true)?;
         if let Some(out) = &tool.output_schema {
@@ -379,10 +436,22 @@ pub fn validate_tools(tools: &[wit::Tool]) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn check_schema(tool: &str, what: &'static str, text: &str, object_root: bool) -> Result<(), ValidationError> {
-    let err = |problem: String| ValidationError::Schema { tool: tool.into(), what, problem };
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
-    let Some(obj) = value.as_object() else { return Err(err("must be a JSON object".into())) };
+fn check_schema(
+    tool: &str,
+    what: &'static str,
+    text: &str,
+    object_root: bool,
+) -> Result<(), ValidationError> {
+    let err = |problem: String| ValidationError::Schema {
+        tool: tool.into(),
+        what,
+        problem,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+    let Some(obj) = value.as_object() else {
+        return Err(err("must be a JSON object".into()));
+    };
     if object_root && obj.get("type").and_then(|t| t.as_str()) != Some("object") {
         return Err(err("the root must have \"type\": \"object\"".into()));
     }
@@ -431,7 +500,12 @@ fn add_to_catalog(catalog: &mut Catalog, plugin: Arc<LoadedPlugin>) -> Result<()
 struct Describing(Arc<str>);
 
 impl CallObserver for Describing {
-    fn log(&self, level: wit::LogLevel, _logger: Option<String>, message: String) -> BoxFuture<'_, ()> {
+    fn log(
+        &self,
+        level: wit::LogLevel,
+        _logger: Option<String>,
+        message: String,
+    ) -> BoxFuture<'_, ()> {
         tracing::debug!(plugin = %self.0, ?level, "while loading: {message}");
         Box::pin(async {})
     }
@@ -446,7 +520,10 @@ impl CallObserver for Describing {
 pub async fn load_all(sandbox: &Sandbox, config: &Config) -> BTreeMap<String, Arc<TenantPlugins>> {
     let mut out = BTreeMap::new();
     for tenant in &config.tenants {
-        out.insert(tenant.id.clone(), Arc::new(load_tenant(sandbox, config, tenant).await));
+        out.insert(
+            tenant.id.clone(),
+            Arc::new(load_tenant(sandbox, config, tenant).await),
+        );
     }
     out
 }
@@ -457,10 +534,22 @@ mod tests {
 
     #[test]
     fn level1_templates() {
-        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
-        assert!(!template_matches("test://template/{id}/data", "test://template//data"));
-        assert!(!template_matches("test://template/{id}/data", "test://template/1/2/data"));
-        assert!(!template_matches("test://template/{id}/data", "test://template/123/data/x"));
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template//data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/1/2/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data/x"
+        ));
         assert!(template_matches("notes://{id}", "notes://abc"));
         assert!(!template_matches("notes://{id}", "other://abc"));
         assert!(template_matches("a://{x}-{y}", "a://1-2"));

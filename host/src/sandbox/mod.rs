@@ -26,15 +26,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
-pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
 use state::HostState;
+pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
 
 /// The WIT package's data types, for the rest of the host.
 pub mod wit {
     pub use super::bindings::completion::{CompletionResult, Reference};
-    pub use super::bindings::downstream::{Error as FetchError, Request as FetchRequest, Response as FetchResponse};
+    pub use super::bindings::downstream::{
+        Error as FetchError, Request as FetchRequest, Response as FetchResponse,
+    };
     pub use super::bindings::host::{ListKinds, LogLevel};
     pub use super::bindings::prompts::{
         GetOutcome, Prompt, PromptArgument, PromptError, PromptMessage, PromptResult, Role,
@@ -61,7 +66,10 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { max_instances: 200, max_memory_bytes: 256 << 20 }
+        Self {
+            max_instances: 200,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -78,7 +86,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { deadline: Duration::from_secs(30), memory_bytes: 64 << 20, max_concurrency: 64 }
+        Self {
+            deadline: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            max_concurrency: 64,
+        }
     }
 }
 
@@ -89,7 +101,9 @@ pub enum SandboxError {
     #[error("the plugin did not finish within its {0:?} deadline and was stopped")]
     Timeout(Duration),
     /// The plugin tried to grow its memory past its limit.
-    #[error("the plugin exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)")]
+    #[error(
+        "the plugin exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)"
+    )]
     MemoryLimit {
         /// The configured limit.
         limit: usize,
@@ -201,22 +215,39 @@ impl Sandbox {
     /// implements the plugin world. Blocking and CPU-heavy: call it off the async runtime.
     pub fn compile(&self, path: &Path, bytes: &[u8]) -> Result<PluginCode, LoadError> {
         let path_s = path.display().to_string();
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent { path: path_s.clone(), reason: format!("{e:#}") })?;
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                path: path_s.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let mut linker = self.inner.linker.clone();
-        stub_foreign_imports(&mut linker, &component, &self.inner.engine)
-            .map_err(|e| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") })?;
+        stub_foreign_imports(&mut linker, &component, &self.inner.engine).map_err(|e| {
+            LoadError::WrongWorld {
+                path: path_s.clone(),
+                reason: format!("{e:#}"),
+            }
+        })?;
         let pre = linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") })?;
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path_s.clone(), reason: format!("{e:#}") };
+            .map_err(|e| LoadError::WrongWorld {
+                path: path_s.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path_s.clone(),
+            reason: format!("{e:#}"),
+        };
         let exports = Exports {
             tools: bindings::tools::GuestIndices::new(&pre).map_err(wrong_world)?,
             resources: bindings::resources::GuestIndices::new(&pre).ok(),
             prompts: bindings::prompts::GuestIndices::new(&pre).ok(),
             completion: bindings::completion::GuestIndices::new(&pre).ok(),
         };
-        Ok(PluginCode { sandbox: self.clone(), pre, exports: Arc::new(exports) })
+        Ok(PluginCode {
+            sandbox: self.clone(),
+            pre,
+            exports: Arc::new(exports),
+        })
     }
 }
 
@@ -225,7 +256,8 @@ impl Sandbox {
 fn provided_by_host(import: &str) -> bool {
     let version = import.rsplit_once('@').map(|(_, v)| v);
     (import.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2.")))
-        || (import.starts_with("portcullis:plugin/") && version.is_some_and(|v| v.starts_with("0.1.")))
+        || (import.starts_with("portcullis:plugin/")
+            && version.is_some_and(|v| v.starts_with("0.1.")))
 }
 
 /// Define every import the host does not provide as a function that traps when called, so a
@@ -233,7 +265,11 @@ fn provided_by_host(import: &str) -> bool {
 ///
 /// Not `Linker::define_unknown_imports_as_traps`: that matches names exactly, so a plugin
 /// built against WASI 0.2.6 would get traps instead of the host's semver-compatible 0.2.x.
-fn stub_foreign_imports(linker: &mut Linker<HostState>, component: &Component, engine: &Engine) -> wasmtime::Result<()> {
+fn stub_foreign_imports(
+    linker: &mut Linker<HostState>,
+    component: &Component,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
     use wasmtime::component::types::ComponentItem;
     let ty = component.component_type();
     for (name, item) in ty.imports(engine) {
@@ -258,16 +294,26 @@ fn stub_foreign_imports(linker: &mut Linker<HostState>, component: &Component, e
                             })?;
                         }
                         ComponentItem::Resource(_) => {
-                            inst.resource(export, wasmtime::component::ResourceType::host::<()>(), |_, _| Ok(()))?;
+                            inst.resource(
+                                export,
+                                wasmtime::component::ResourceType::host::<()>(),
+                                |_, _| Ok(()),
+                            )?;
                         }
                         _ => {}
                     }
                 }
             }
             ComponentItem::Resource(_) => {
-                linker.root().resource(name, wasmtime::component::ResourceType::host::<()>(), |_, _| Ok(()))?;
+                linker.root().resource(
+                    name,
+                    wasmtime::component::ResourceType::host::<()>(),
+                    |_, _| Ok(()),
+                )?;
             }
-            _ => wasmtime::bail!("the component imports `{name}`, which is neither a function nor an interface"),
+            _ => wasmtime::bail!(
+                "the component imports `{name}`, which is neither a function nor an interface"
+            ),
         }
     }
     Ok(())
@@ -368,12 +414,20 @@ impl PluginCode {
         store.epoch_deadline_callback(move |_| {
             // Yield to the runtime every tick so a busy plugin never pins a worker thread, and
             // stop it once its deadline has passed.
-            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
 
         let outcome = {
             let work = async {
-                let instance = self.pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
+                let instance = self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(Failure::Instantiate)?;
                 call(&mut store, instance).await.map_err(Failure::Run)
             };
             tokio::select! {
@@ -412,7 +466,9 @@ impl PluginCode {
         self.run(env, move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
-                guest.call_call_tool(store, &ctx, &name, &arguments, continuation.as_ref()).await
+                guest
+                    .call_call_tool(store, &ctx, &name, &arguments, continuation.as_ref())
+                    .await
             })
         })
         .await
@@ -423,7 +479,9 @@ impl PluginCode {
         &self,
         env: &CallEnv,
     ) -> Result<(Vec<wit::Resource>, Vec<wit::ResourceTemplate>), SandboxError> {
-        let Some(idx) = self.exports.resources.clone() else { return Ok(Default::default()) };
+        let Some(idx) = self.exports.resources.clone() else {
+            return Ok(Default::default());
+        };
         self.run(env, move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
@@ -443,11 +501,15 @@ impl PluginCode {
         uri: String,
         continuation: Option<wit::Continuation>,
     ) -> Result<Result<wit::ReadOutcome, wit::ResourceError>, SandboxError> {
-        let Some(idx) = self.exports.resources.clone() else { return Ok(Err(wit::ResourceError::NotFound)) };
+        let Some(idx) = self.exports.resources.clone() else {
+            return Ok(Err(wit::ResourceError::NotFound));
+        };
         self.run(env, move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
-                guest.call_read_resource(store, &ctx, &uri, continuation.as_ref()).await
+                guest
+                    .call_read_resource(store, &ctx, &uri, continuation.as_ref())
+                    .await
             })
         })
         .await
@@ -455,7 +517,9 @@ impl PluginCode {
 
     /// The plugin's prompts (empty if it exports none).
     pub async fn list_prompts(&self, env: &CallEnv) -> Result<Vec<wit::Prompt>, SandboxError> {
-        let Some(idx) = self.exports.prompts.clone() else { return Ok(Vec::new()) };
+        let Some(idx) = self.exports.prompts.clone() else {
+            return Ok(Vec::new());
+        };
         self.run(env, move |store, inst| {
             Box::pin(async move { idx.load(&mut *store, &inst)?.call_list_prompts(store).await })
         })
@@ -471,11 +535,15 @@ impl PluginCode {
         arguments: Vec<(String, String)>,
         continuation: Option<wit::Continuation>,
     ) -> Result<Result<wit::GetOutcome, wit::PromptError>, SandboxError> {
-        let Some(idx) = self.exports.prompts.clone() else { return Ok(Err(wit::PromptError::UnknownPrompt)) };
+        let Some(idx) = self.exports.prompts.clone() else {
+            return Ok(Err(wit::PromptError::UnknownPrompt));
+        };
         self.run(env, move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
-                guest.call_get_prompt(store, &ctx, &name, &arguments, continuation.as_ref()).await
+                guest
+                    .call_get_prompt(store, &ctx, &name, &arguments, continuation.as_ref())
+                    .await
             })
         })
         .await
@@ -490,11 +558,16 @@ impl PluginCode {
         argument: (String, String),
         context: Vec<(String, String)>,
     ) -> Result<Option<Result<wit::CompletionResult, String>>, SandboxError> {
-        let Some(idx) = self.exports.completion.clone() else { return Ok(None) };
+        let Some(idx) = self.exports.completion.clone() else {
+            return Ok(None);
+        };
         self.run(env, move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
-                guest.call_complete(store, &ctx, &reference, &argument.0, &argument.1, &context).await.map(Some)
+                guest
+                    .call_complete(store, &ctx, &reference, &argument.0, &argument.1, &context)
+                    .await
+                    .map(Some)
             })
         })
         .await
@@ -510,7 +583,10 @@ enum Failure {
 /// Turn a wasmtime failure into the reason a caller can act on.
 fn classify(failure: Failure, memory_denied: Option<usize>, limits: &Limits) -> SandboxError {
     if let Some(requested) = memory_denied {
-        return SandboxError::MemoryLimit { limit: limits.memory_bytes, requested };
+        return SandboxError::MemoryLimit {
+            limit: limits.memory_bytes,
+            requested,
+        };
     }
     let e = match failure {
         Failure::Instantiate(e) if e.downcast_ref::<Trap>().is_none() => {

@@ -39,7 +39,10 @@ impl IsTerminal for TracingOutput {
 
 impl StdoutStream for TracingOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { out: self.clone(), line: Vec::new() })
+        Box::new(LineWriter {
+            out: self.clone(),
+            line: Vec::new(),
+        })
     }
 }
 
@@ -56,15 +59,23 @@ impl LineWriter {
         let text = String::from_utf8_lossy(&self.line);
         let plugin = &*self.out.plugin;
         match self.out.stream {
-            Stream::Stdout => tracing::info!(target: "portcullis::plugin_output", plugin, stream = "stdout", "{text}"),
-            Stream::Stderr => tracing::warn!(target: "portcullis::plugin_output", plugin, stream = "stderr", "{text}"),
+            Stream::Stdout => {
+                tracing::info!(target: "portcullis::plugin_output", plugin, stream = "stdout", "{text}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(target: "portcullis::plugin_output", plugin, stream = "stderr", "{text}")
+            }
         }
         self.line.clear();
     }
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         for &b in buf {
             if b == b'\n' {
                 self.emit();

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::CallEnv;
 use super::bindings::{downstream, host, types};
 use super::output::{Stream, TracingOutput};
-use super::CallEnv;
 
 /// Receives what a running plugin reports through the `host` interface.
 ///
@@ -21,9 +21,19 @@ use super::CallEnv;
 /// asked for, only increasing progress values). All methods must return promptly.
 pub trait CallObserver: Send + Sync {
     /// A log message from the plugin.
-    fn log(&self, level: host::LogLevel, logger: Option<String>, message: String) -> BoxFuture<'_, ()>;
+    fn log(
+        &self,
+        level: host::LogLevel,
+        logger: Option<String>,
+        message: String,
+    ) -> BoxFuture<'_, ()>;
     /// A progress report from the plugin.
-    fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> BoxFuture<'_, ()>;
+    fn progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> BoxFuture<'_, ()>;
     /// The plugin says its lists changed.
     fn lists_changed(&self, kinds: host::ListKinds);
     /// The plugin says a resource changed.
@@ -79,7 +89,12 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.denied = Some(desired);
             return Ok(false);
@@ -87,7 +102,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -114,7 +134,10 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter { memory_bytes: env.limits.memory_bytes, denied: None },
+            limiter: Limiter {
+                memory_bytes: env.limits.memory_bytes,
+                denied: None,
+            },
             observer: env.observer.clone(),
             egress: env.egress.clone(),
         }
@@ -123,19 +146,32 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
-    async fn log(&mut self, level: host::LogLevel, logger: Option<String>, message: String) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: host::LogLevel,
+        logger: Option<String>,
+        message: String,
+    ) -> wasmtime::Result<()> {
         self.observer.log(level, logger, message).await;
         Ok(())
     }
 
-    async fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) -> wasmtime::Result<()> {
+    async fn progress(
+        &mut self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> wasmtime::Result<()> {
         self.observer.progress(progress, total, message).await;
         Ok(())
     }

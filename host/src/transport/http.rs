@@ -37,8 +37,14 @@ pub(crate) struct Guard {
 
 /// A JSON-RPC error response without an id, with an HTTP status.
 pub(crate) fn rpc_error(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
-    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message.into()}});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let body =
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message.into()}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl Guard {
@@ -52,10 +58,17 @@ impl Guard {
             rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
-                format!("request body exceeds the limit of {} bytes", self.max_body_bytes),
+                format!(
+                    "request body exceeds the limit of {} bytes",
+                    self.max_body_bytes
+                ),
             )
         };
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes) {
             return too_large();
         }
@@ -65,14 +78,22 @@ impl Guard {
             Err(e) if is_length_limit(&e) => return too_large(),
             Err(e) => {
                 tracing::debug!(tenant = %self.tenant, "could not read request body: {e}");
-                return rpc_error(StatusCode::BAD_REQUEST, -32700, "could not read the request body");
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32700,
+                    "could not read the request body",
+                );
             }
         };
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return self.batch(parts, bytes, inner).await;
         }
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: the body is not valid JSON ({e})"));
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                format!("parse error: the body is not valid JSON ({e})"),
+            );
         }
         if !parts.headers.contains_key("mcp-session-id") && is_initialize(&bytes) {
             let live = self.sessions.live().await;
@@ -83,7 +104,8 @@ impl Guard {
                     -32000,
                     "the gateway has reached its session limit; retry later or use stateless requests",
                 );
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 return resp;
             }
         }
@@ -92,23 +114,42 @@ impl Guard {
 
     /// A JSON-RPC batch: split it for 2025-03-26 clients, refuse it for later revisions.
     async fn batch(&self, parts: http::request::Parts, bytes: Bytes, inner: Inner) -> Response {
-        let version = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).unwrap_or(BATCH_REVISION);
+        let version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(BATCH_REVISION);
         if version != BATCH_REVISION {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 -32600,
-                format!("JSON-RPC batches are not part of MCP {version} (only {BATCH_REVISION}); send one message per request"),
+                format!(
+                    "JSON-RPC batches are not part of MCP {version} (only {BATCH_REVISION}); send one message per request"
+                ),
             );
         }
         let items: Vec<Value> = match serde_json::from_slice(&bytes) {
             Ok(items) => items,
-            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: {e}")),
+            Err(e) => {
+                return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: {e}"));
+            }
         };
         if items.is_empty() {
-            return rpc_error(StatusCode::BAD_REQUEST, -32600, "an empty batch is not a valid request");
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "an empty batch is not a valid request",
+            );
         }
-        if items.iter().any(|i| i.get("method").and_then(Value::as_str) == Some("initialize")) {
-            return rpc_error(StatusCode::BAD_REQUEST, -32600, "initialize must not be part of a batch");
+        if items
+            .iter()
+            .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
+        {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "initialize must not be part of a batch",
+            );
         }
         let mut responses = Vec::new();
         for item in items {
@@ -127,7 +168,12 @@ impl Guard {
         if responses.is_empty() {
             return StatusCode::ACCEPTED.into_response();
         }
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Value::Array(responses).to_string()).into_response()
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Value::Array(responses).to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -142,7 +188,9 @@ async fn batch_answer(resp: Response, id: Option<Value>) -> Option<Value> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let body = axum::body::to_bytes(resp.into_body(), 16 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .unwrap_or_default();
     let messages: Vec<Value> = if is_sse {
         String::from_utf8_lossy(&body)
             .lines()
@@ -188,5 +236,8 @@ fn is_initialize(body: &[u8]) -> bool {
         #[serde(borrow)]
         method: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Peek<'_>>(body).ok().and_then(|p| p.method).is_some_and(|m| m == "initialize")
+    serde_json::from_slice::<Peek<'_>>(body)
+        .ok()
+        .and_then(|p| p.method)
+        .is_some_and(|m| m == "initialize")
 }

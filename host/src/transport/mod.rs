@@ -25,8 +25,18 @@ use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
 /// Hosts and origins the gateway accepts, derived from the configuration.
 pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<String>) {
     let public = config.public_url();
-    let authority = public.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default().to_string();
-    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
+    let authority = public
+        .split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h)
+        .to_string();
     let mut hosts = vec![host, authority];
     let mut origins = vec![public.split('/').take(3).collect::<Vec<_>>().join("/")];
     if config.server.listen.ip().is_loopback() {
@@ -47,7 +57,11 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
 }
 
 /// Build the router serving every tenant's endpoint.
-pub(crate) fn router(config: &Config, tenants: &[(String, Arc<TenantContext>)], settings: &HttpSettings) -> anyhow::Result<Router> {
+pub(crate) fn router(
+    config: &Config,
+    tenants: &[(String, Arc<TenantContext>)],
+    settings: &HttpSettings,
+) -> anyhow::Result<Router> {
     let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
     for (path, tenant) in tenants {
         let endpoint = http_endpoint(tenant.clone(), settings);
@@ -57,11 +71,16 @@ pub(crate) fn router(config: &Config, tenants: &[(String, Arc<TenantContext>)], 
             sessions: endpoint.session_counter(),
             tenant: tenant.plugins.tenant.clone(),
         };
-        let mcp = ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
+        let mcp =
+            ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
         let inner: http::Inner = match config.auth.mode {
             AuthMode::None => {
-                let principal = Arc::new(Principal::from_identity(tenant.plugins.tenant.clone(), &config.auth.anonymous));
-                let layer = from_fn(move |req, next| attach_fixed_principal(principal.clone(), req, next));
+                let principal = Arc::new(Principal::from_identity(
+                    tenant.plugins.tenant.clone(),
+                    &config.auth.anonymous,
+                ));
+                let layer =
+                    from_fn(move |req, next| attach_fixed_principal(principal.clone(), req, next));
                 BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer).service(mcp))
             }
             AuthMode::Oauth => anyhow::bail!(

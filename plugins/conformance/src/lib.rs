@@ -61,7 +61,11 @@ fn tool(name: &str, description: &str, input_schema: &str) -> Tool {
 }
 
 fn done(content: Vec<Content>) -> CallOutcome {
-    CallOutcome::Done(ToolResult { content, structured_content: None, is_error: false })
+    CallOutcome::Done(ToolResult {
+        content,
+        structured_content: None,
+        is_error: false,
+    })
 }
 
 fn text(t: impl Into<String>) -> Content {
@@ -69,7 +73,10 @@ fn text(t: impl Into<String>) -> Content {
 }
 
 fn png() -> Binary {
-    Binary { data: PNG.to_vec(), mime_type: "image/png".into() }
+    Binary {
+        data: PNG.to_vec(),
+        mime_type: "image/png".into(),
+    }
 }
 
 fn elicit(key: &str, message: &str, schema: Value) -> KeyedRequest {
@@ -96,11 +103,17 @@ fn sample(key: &str, prompt: &str, max_tokens: u32) -> KeyedRequest {
 }
 
 fn roots(key: &str) -> KeyedRequest {
-    KeyedRequest { key: key.into(), request: InputRequest::ListRoots }
+    KeyedRequest {
+        key: key.into(),
+        request: InputRequest::ListRoots,
+    }
 }
 
 fn ask(requests: Vec<KeyedRequest>, state: Option<&str>) -> InputRequired {
-    InputRequired { requests, state: state.map(str::to_string) }
+    InputRequired {
+        requests,
+        state: state.map(str::to_string),
+    }
 }
 
 fn name_schema() -> Value {
@@ -111,7 +124,12 @@ fn name_schema() -> Value {
 fn answers(c: &Option<Continuation>) -> Vec<(String, Value)> {
     c.iter()
         .flat_map(|c| c.responses.iter())
-        .map(|r| (r.key.clone(), serde_json::from_str(&r.value).unwrap_or(Value::Null)))
+        .map(|r| {
+            (
+                r.key.clone(),
+                serde_json::from_str(&r.value).unwrap_or(Value::Null),
+            )
+        })
         .collect()
 }
 
@@ -126,7 +144,11 @@ fn state(c: &Option<Continuation>) -> Option<&str> {
 /// The text of a sampling result (`content` is one block or a list).
 fn sampled_text(v: &Value) -> String {
     let content = &v["content"];
-    let block = if content.is_array() { &content[0] } else { content };
+    let block = if content.is_array() {
+        &content[0]
+    } else {
+        content
+    };
     block["text"].as_str().unwrap_or_default().to_string()
 }
 
@@ -142,8 +164,10 @@ fn ask_until_answered(
     finish: impl FnOnce(&[(String, Value)]) -> CallOutcome,
 ) -> CallOutcome {
     let got = answers(c);
-    let missing: Vec<KeyedRequest> =
-        requests.into_iter().filter(|r| answer(&got, &r.key).is_none()).collect();
+    let missing: Vec<KeyedRequest> = requests
+        .into_iter()
+        .filter(|r| answer(&got, &r.key).is_none())
+        .collect();
     if missing.is_empty() {
         finish(&got)
     } else {
@@ -155,14 +179,38 @@ fn ask_until_answered(
 impl tools::Guest for Fixture {
     fn list_tools() -> Vec<Tool> {
         let mut tools = vec![
-            tool("test_simple_text", "Returns a simple text response", NO_ARGS),
+            tool(
+                "test_simple_text",
+                "Returns a simple text response",
+                NO_ARGS,
+            ),
             tool("test_image_content", "Returns an image", NO_ARGS),
             tool("test_audio_content", "Returns an audio clip", NO_ARGS),
-            tool("test_embedded_resource", "Returns an embedded resource", NO_ARGS),
-            tool("test_multiple_content_types", "Returns text, image and a resource", NO_ARGS),
-            tool("test_tool_with_logging", "Emits three log messages while it runs", NO_ARGS),
-            tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100", NO_ARGS),
-            tool("test_error_handling", "Always fails with a tool error", NO_ARGS),
+            tool(
+                "test_embedded_resource",
+                "Returns an embedded resource",
+                NO_ARGS,
+            ),
+            tool(
+                "test_multiple_content_types",
+                "Returns text, image and a resource",
+                NO_ARGS,
+            ),
+            tool(
+                "test_tool_with_logging",
+                "Emits three log messages while it runs",
+                NO_ARGS,
+            ),
+            tool(
+                "test_tool_with_progress",
+                "Reports progress 0, 50 and 100 of 100",
+                NO_ARGS,
+            ),
+            tool(
+                "test_error_handling",
+                "Always fails with a tool error",
+                NO_ARGS,
+            ),
             tool(
                 "test_sampling",
                 "Asks the client's model to answer a prompt",
@@ -173,21 +221,81 @@ impl tools::Guest for Fixture {
                 "Asks the user for a username and email",
                 r#"{"type":"object","properties":{"message":{"type":"string","description":"The message to show"}},"required":["message"]}"#,
             ),
-            tool("test_elicitation_sep1034_defaults", "Elicitation with defaults for every primitive type", NO_ARGS),
-            tool("test_elicitation_sep1330_enums", "Elicitation with every enum schema variant", NO_ARGS),
-            tool("test_missing_capability", "Needs the client's sampling capability", NO_ARGS),
-            tool("test_streaming_elicitation", "Asks for input while streaming", NO_ARGS),
-            tool("test_logging_tool", "Logs while it runs (only if the client set a log level)", NO_ARGS),
-            tool("test_trigger_tool_change", "Announces that the tool list changed", NO_ARGS),
-            tool("test_trigger_prompt_change", "Announces that the prompt list changed", NO_ARGS),
-            tool("test_input_required_result_elicitation", "InputRequiredResult with one elicitation", NO_ARGS),
-            tool("test_input_required_result_sampling", "InputRequiredResult with one sampling request", NO_ARGS),
-            tool("test_input_required_result_list_roots", "InputRequiredResult with one roots request", NO_ARGS),
-            tool("test_input_required_result_request_state", "InputRequiredResult that round-trips requestState", NO_ARGS),
-            tool("test_input_required_result_multiple_inputs", "InputRequiredResult with three requests", NO_ARGS),
-            tool("test_input_required_result_multi_round", "Two rounds of InputRequiredResult", NO_ARGS),
-            tool("test_input_required_result_tampered_state", "InputRequiredResult with integrity-protected state", NO_ARGS),
-            tool("test_input_required_result_capabilities", "Asks only for what the client declared", NO_ARGS),
+            tool(
+                "test_elicitation_sep1034_defaults",
+                "Elicitation with defaults for every primitive type",
+                NO_ARGS,
+            ),
+            tool(
+                "test_elicitation_sep1330_enums",
+                "Elicitation with every enum schema variant",
+                NO_ARGS,
+            ),
+            tool(
+                "test_missing_capability",
+                "Needs the client's sampling capability",
+                NO_ARGS,
+            ),
+            tool(
+                "test_streaming_elicitation",
+                "Asks for input while streaming",
+                NO_ARGS,
+            ),
+            tool(
+                "test_logging_tool",
+                "Logs while it runs (only if the client set a log level)",
+                NO_ARGS,
+            ),
+            tool(
+                "test_trigger_tool_change",
+                "Announces that the tool list changed",
+                NO_ARGS,
+            ),
+            tool(
+                "test_trigger_prompt_change",
+                "Announces that the prompt list changed",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_elicitation",
+                "InputRequiredResult with one elicitation",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_sampling",
+                "InputRequiredResult with one sampling request",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_list_roots",
+                "InputRequiredResult with one roots request",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_request_state",
+                "InputRequiredResult that round-trips requestState",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_multiple_inputs",
+                "InputRequiredResult with three requests",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_multi_round",
+                "Two rounds of InputRequiredResult",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_tampered_state",
+                "InputRequiredResult with integrity-protected state",
+                NO_ARGS,
+            ),
+            tool(
+                "test_input_required_result_capabilities",
+                "Asks only for what the client declared",
+                NO_ARGS,
+            ),
         ];
         tools.push(tool(
             "json_schema_2020_12_tool",
@@ -226,9 +334,10 @@ impl tools::Guest for Fixture {
         let outcome = match name.as_str() {
             "test_simple_text" => done(vec![text("This is a simple text response for testing.")]),
             "test_image_content" => done(vec![Content::Image(png())]),
-            "test_audio_content" => {
-                done(vec![Content::Audio(Binary { data: WAV.to_vec(), mime_type: "audio/wav".into() })])
-            }
+            "test_audio_content" => done(vec![Content::Audio(Binary {
+                data: WAV.to_vec(),
+                mime_type: "audio/wav".into(),
+            })]),
             "test_embedded_resource" => done(vec![Content::Resource(ResourceContents {
                 uri: "test://embedded-resource".into(),
                 mime_type: Some("text/plain".into()),
@@ -260,22 +369,33 @@ impl tools::Guest for Fixture {
                 done(vec![text("Tool with progress executed successfully")])
             }
             "test_error_handling" => {
-                return Err(ToolError::Failed("This tool intentionally returns an error for testing".into()));
+                return Err(ToolError::Failed(
+                    "This tool intentionally returns an error for testing".into(),
+                ));
             }
             "test_sampling" => {
                 let prompt = args["prompt"].as_str().unwrap_or("Hello").to_string();
                 ask_until_answered(&c, vec![sample("sample", &prompt, 100)], None, |got| {
-                    done(vec![text(format!("LLM response: {}", sampled_text(answer(got, "sample").unwrap())))])
+                    done(vec![text(format!(
+                        "LLM response: {}",
+                        sampled_text(answer(got, "sample").unwrap())
+                    ))])
                 })
             }
             "test_elicitation" => {
-                let message = args["message"].as_str().unwrap_or("Please provide your details").to_string();
+                let message = args["message"]
+                    .as_str()
+                    .unwrap_or("Please provide your details")
+                    .to_string();
                 let schema = json!({"type": "object", "properties": {
                     "username": {"type": "string", "description": "User's response"},
                     "email": {"type": "string", "description": "User's email address"}},
                     "required": ["username", "email"]});
                 ask_until_answered(&c, vec![elicit("user", &message, schema)], None, |got| {
-                    done(vec![text(format!("User response: {}", answer(got, "user").unwrap()))])
+                    done(vec![text(format!(
+                        "User response: {}",
+                        answer(got, "user").unwrap()
+                    ))])
                 })
             }
             "test_elicitation_sep1034_defaults" => {
@@ -285,9 +405,12 @@ impl tools::Guest for Fixture {
                     "score": {"type": "number", "default": 95.5},
                     "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
                     "verified": {"type": "boolean", "default": true}}});
-                ask_until_answered(&c, vec![elicit("form", "Please review your details", schema)], None, |got| {
-                    elicitation_completed(answer(got, "form").unwrap())
-                })
+                ask_until_answered(
+                    &c,
+                    vec![elicit("form", "Please review your details", schema)],
+                    None,
+                    |got| elicitation_completed(answer(got, "form").unwrap()),
+                )
             }
             "test_elicitation_sep1330_enums" => {
                 let schema = json!({"type": "object", "properties": {
@@ -303,20 +426,34 @@ impl tools::Guest for Fixture {
                         {"const": "value1", "title": "First Choice"},
                         {"const": "value2", "title": "Second Choice"},
                         {"const": "value3", "title": "Third Choice"}]}}}});
-                ask_until_answered(&c, vec![elicit("form", "Choose your options", schema)], None, |got| {
-                    elicitation_completed(answer(got, "form").unwrap())
-                })
+                ask_until_answered(
+                    &c,
+                    vec![elicit("form", "Choose your options", schema)],
+                    None,
+                    |got| elicitation_completed(answer(got, "form").unwrap()),
+                )
             }
             "test_missing_capability" => {
                 ask_until_answered(&c, vec![sample("sample", "Say hello", 20)], None, |got| {
-                    done(vec![text(format!("Sampled: {}", sampled_text(answer(got, "sample").unwrap())))])
+                    done(vec![text(format!(
+                        "Sampled: {}",
+                        sampled_text(answer(got, "sample").unwrap())
+                    ))])
                 })
             }
             "test_streaming_elicitation" => {
                 host::progress(1.0, Some(2.0), Some("asking the user"));
-                ask_until_answered(&c, vec![elicit("user_name", "What is your name?", name_schema())], None, |got| {
-                    done(vec![text(format!("Hello, {}!", answer(got, "user_name").unwrap()["content"]["name"]))])
-                })
+                ask_until_answered(
+                    &c,
+                    vec![elicit("user_name", "What is your name?", name_schema())],
+                    None,
+                    |got| {
+                        done(vec![text(format!(
+                            "Hello, {}!",
+                            answer(got, "user_name").unwrap()["content"]["name"]
+                        ))])
+                    },
+                )
             }
             "test_trigger_tool_change" => {
                 host::notify_lists_changed(ListKinds::TOOLS);
@@ -326,31 +463,55 @@ impl tools::Guest for Fixture {
                 host::notify_lists_changed(ListKinds::PROMPTS);
                 done(vec![text("Prompt list change announced")])
             }
-            "test_input_required_result_elicitation" => {
-                ask_until_answered(&c, vec![elicit("user_name", "What is your name?", name_schema())], None, |got| {
-                    let name = answer(got, "user_name").unwrap()["content"]["name"].as_str().unwrap_or("stranger").to_string();
+            "test_input_required_result_elicitation" => ask_until_answered(
+                &c,
+                vec![elicit("user_name", "What is your name?", name_schema())],
+                None,
+                |got| {
+                    let name = answer(got, "user_name").unwrap()["content"]["name"]
+                        .as_str()
+                        .unwrap_or("stranger")
+                        .to_string();
                     done(vec![text(format!("Hello, {name}!"))])
-                })
-            }
+                },
+            ),
             "test_input_required_result_sampling" => ask_until_answered(
                 &c,
-                vec![sample("capital_question", "What is the capital of France?", 100)],
+                vec![sample(
+                    "capital_question",
+                    "What is the capital of France?",
+                    100,
+                )],
                 None,
-                |got| done(vec![text(sampled_text(answer(got, "capital_question").unwrap()))]),
+                |got| {
+                    done(vec![text(sampled_text(
+                        answer(got, "capital_question").unwrap(),
+                    ))])
+                },
             ),
             "test_input_required_result_list_roots" => {
                 ask_until_answered(&c, vec![roots("client_roots")], None, |got| {
                     let roots = &answer(got, "client_roots").unwrap()["roots"];
-                    let uris: Vec<&str> = roots.as_array().into_iter().flatten().filter_map(|r| r["uri"].as_str()).collect();
+                    let uris: Vec<&str> = roots
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r["uri"].as_str())
+                        .collect();
                     done(vec![text(format!("Client roots: {}", uris.join(", ")))])
                 })
             }
             "test_input_required_result_request_state" => {
                 let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
-                if state(&c) == Some("awaiting-confirmation") && answer(&answers(&c), "confirm").is_some() {
+                if state(&c) == Some("awaiting-confirmation")
+                    && answer(&answers(&c), "confirm").is_some()
+                {
                     done(vec![text("state-ok: confirmation received")])
                 } else {
-                    CallOutcome::InputRequired(ask(vec![elicit("confirm", "Please confirm", schema)], Some("awaiting-confirmation")))
+                    CallOutcome::InputRequired(ask(
+                        vec![elicit("confirm", "Please confirm", schema)],
+                        Some("awaiting-confirmation"),
+                    ))
                 }
             }
             "test_input_required_result_multiple_inputs" => ask_until_answered(
@@ -366,12 +527,20 @@ impl tools::Guest for Fixture {
             "test_input_required_result_multi_round" => {
                 let got = answers(&c);
                 match (state(&c), answer(&got, "step1"), answer(&got, "step2")) {
-                    (Some("round-2"), _, Some(color)) => {
-                        done(vec![text(format!("Favourite colour: {}", color["content"]["color"]))])
-                    }
+                    (Some("round-2"), _, Some(color)) => done(vec![text(format!(
+                        "Favourite colour: {}",
+                        color["content"]["color"]
+                    ))]),
                     (Some("round-1"), Some(_), _) | (Some("round-2"), _, None) => {
                         let schema = json!({"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]});
-                        CallOutcome::InputRequired(ask(vec![elicit("step2", "Step 2: What is your favorite color?", schema)], Some("round-2")))
+                        CallOutcome::InputRequired(ask(
+                            vec![elicit(
+                                "step2",
+                                "Step 2: What is your favorite color?",
+                                schema,
+                            )],
+                            Some("round-2"),
+                        ))
                     }
                     _ => CallOutcome::InputRequired(ask(
                         vec![elicit("step1", "Step 1: What is your name?", name_schema())],
@@ -383,7 +552,10 @@ impl tools::Guest for Fixture {
                 if state(&c) == Some("untampered") {
                     done(vec![text("state verified")])
                 } else {
-                    CallOutcome::InputRequired(ask(vec![elicit("confirm", "Please confirm", name_schema())], Some("untampered")))
+                    CallOutcome::InputRequired(ask(
+                        vec![elicit("confirm", "Please confirm", name_schema())],
+                        Some("untampered"),
+                    ))
                 }
             }
             "test_input_required_result_capabilities" => {
@@ -400,7 +572,9 @@ impl tools::Guest for Fixture {
                 if wanted.is_empty() {
                     done(vec![text("The client declared no input capabilities")])
                 } else {
-                    ask_until_answered(&c, wanted, None, |_| done(vec![text("Capability-appropriate inputs received")]))
+                    ask_until_answered(&c, wanted, None, |_| {
+                        done(vec![text("Capability-appropriate inputs received")])
+                    })
                 }
             }
             "json_schema_2020_12_tool" => done(vec![text("ok")]),
@@ -430,9 +604,24 @@ impl resources::Guest for Fixture {
             required_scopes: vec![],
         };
         vec![
-            r("test://static-text", "static-text", "A static text resource", "text/plain"),
-            r("test://static-binary", "static-binary", "A static binary resource (PNG)", "image/png"),
-            r("test://watched-resource", "watched-resource", "A resource clients may subscribe to", "text/plain"),
+            r(
+                "test://static-text",
+                "static-text",
+                "A static text resource",
+                "text/plain",
+            ),
+            r(
+                "test://static-binary",
+                "static-binary",
+                "A static binary resource (PNG)",
+                "image/png",
+            ),
+            r(
+                "test://watched-resource",
+                "watched-resource",
+                "A resource clients may subscribe to",
+                "text/plain",
+            ),
         ]
     }
 
@@ -453,7 +642,11 @@ impl resources::Guest for Fixture {
         _c: Option<Continuation>,
     ) -> Result<ReadOutcome, ResourceError> {
         let contents = |mime: &str, body: ResourceBody| {
-            Ok(ReadOutcome::Done(vec![ResourceContents { uri: uri.clone(), mime_type: Some(mime.into()), body }]))
+            Ok(ReadOutcome::Done(vec![ResourceContents {
+                uri: uri.clone(),
+                mime_type: Some(mime.into()),
+                body,
+            }]))
         };
         match uri.as_str() {
             "test://static-text" => {
@@ -488,11 +681,18 @@ impl prompts::Guest for Fixture {
             required_scopes: vec![],
         };
         vec![
-            p("test_simple_prompt", "A simple prompt without arguments", vec![]),
+            p(
+                "test_simple_prompt",
+                "A simple prompt without arguments",
+                vec![],
+            ),
             p(
                 "test_prompt_with_arguments",
                 "A prompt with two arguments",
-                vec![arg("arg1", "First test argument"), arg("arg2", "Second test argument")],
+                vec![
+                    arg("arg1", "First test argument"),
+                    arg("arg2", "Second test argument"),
+                ],
             ),
             p(
                 "test_prompt_with_embedded_resource",
@@ -500,7 +700,11 @@ impl prompts::Guest for Fixture {
                 vec![arg("resourceUri", "URI of the resource to embed")],
             ),
             p("test_prompt_with_image", "A prompt with an image", vec![]),
-            p("test_input_required_result_prompt", "A prompt that needs input from the user first", vec![]),
+            p(
+                "test_input_required_result_prompt",
+                "A prompt that needs input from the user first",
+                vec![],
+            ),
         ]
     }
 
@@ -510,20 +714,41 @@ impl prompts::Guest for Fixture {
         arguments: Vec<(String, String)>,
         c: Option<Continuation>,
     ) -> Result<GetOutcome, PromptError> {
-        let arg = |n: &str| arguments.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let user = |content: Content| PromptMessage { role: Role::User, content };
-        let result = |messages: Vec<PromptMessage>| GetOutcome::Done(PromptResult { description: None, messages });
+        let arg = |n: &str| {
+            arguments
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        let user = |content: Content| PromptMessage {
+            role: Role::User,
+            content,
+        };
+        let result = |messages: Vec<PromptMessage>| {
+            GetOutcome::Done(PromptResult {
+                description: None,
+                messages,
+            })
+        };
         Ok(match name.as_str() {
-            "test_simple_prompt" => result(vec![user(text("This is a simple prompt for testing."))]),
+            "test_simple_prompt" => {
+                result(vec![user(text("This is a simple prompt for testing."))])
+            }
             "test_prompt_with_arguments" => {
                 let (Some(a1), Some(a2)) = (arg("arg1"), arg("arg2")) else {
-                    return Err(PromptError::InvalidArguments("arg1 and arg2 are required".into()));
+                    return Err(PromptError::InvalidArguments(
+                        "arg1 and arg2 are required".into(),
+                    ));
                 };
-                result(vec![user(text(format!("Prompt with arguments: arg1='{a1}', arg2='{a2}'")))])
+                result(vec![user(text(format!(
+                    "Prompt with arguments: arg1='{a1}', arg2='{a2}'"
+                )))])
             }
             "test_prompt_with_embedded_resource" => {
                 let Some(uri) = arg("resourceUri") else {
-                    return Err(PromptError::InvalidArguments("resourceUri is required".into()));
+                    return Err(PromptError::InvalidArguments(
+                        "resourceUri is required".into(),
+                    ));
                 };
                 result(vec![
                     user(Content::Resource(ResourceContents {
@@ -534,9 +759,10 @@ impl prompts::Guest for Fixture {
                     user(text("Please process the embedded resource above.")),
                 ])
             }
-            "test_prompt_with_image" => {
-                result(vec![user(Content::Image(png())), user(text("Please analyze the image above."))])
-            }
+            "test_prompt_with_image" => result(vec![
+                user(Content::Image(png())),
+                user(text("Please analyze the image above.")),
+            ]),
             "test_input_required_result_prompt" => {
                 let schema = json!({"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]});
                 let got = answers(&c);
@@ -546,7 +772,11 @@ impl prompts::Guest for Fixture {
                         a["content"]["context"].as_str().unwrap_or("none")
                     )))]),
                     None => GetOutcome::InputRequired(ask(
-                        vec![elicit("user_context", "What context should the prompt use?", schema)],
+                        vec![elicit(
+                            "user_context",
+                            "What context should the prompt use?",
+                            schema,
+                        )],
                         None,
                     )),
                 }
@@ -568,12 +798,21 @@ impl completion::Guest for Fixture {
             (Reference::Prompt(p), "arg1" | "arg2") if p == "test_prompt_with_arguments" => {
                 &["paris", "park", "party", "parade", "pasta"]
             }
-            (Reference::ResourceTemplate(t), "id") if t == "test://template/{id}/data" => &["1", "2", "3", "123"],
+            (Reference::ResourceTemplate(t), "id") if t == "test://template/{id}/data" => {
+                &["1", "2", "3", "123"]
+            }
             _ => &[],
         };
-        let values: Vec<String> =
-            candidates.iter().filter(|c| c.starts_with(&argument_value)).map(|c| c.to_string()).collect();
-        Ok(CompletionResult { total: Some(values.len() as u32), values, has_more: false })
+        let values: Vec<String> = candidates
+            .iter()
+            .filter(|c| c.starts_with(&argument_value))
+            .map(|c| c.to_string())
+            .collect();
+        Ok(CompletionResult {
+            total: Some(values.len() as u32),
+            values,
+            has_more: false,
+        })
     }
 }
 

@@ -73,11 +73,14 @@ impl Guest for Hello {
     ) -> Result<CallOutcome, ToolError> {
         match name.as_str() {
             "hello.greet" => {
-                let args: serde_json::Value = serde_json::from_str(&arguments)
-                    .map_err(|e| ToolError::InvalidArguments(format!("arguments are not JSON: {e}")))?;
+                let args: serde_json::Value = serde_json::from_str(&arguments).map_err(|e| {
+                    ToolError::InvalidArguments(format!("arguments are not JSON: {e}"))
+                })?;
                 let Some(who) = args.get("name").and_then(|n| n.as_str()) else {
                     // Invalid arguments become an `isError` result the model can correct.
-                    return Err(ToolError::InvalidArguments("`name` (a string) is required".into()));
+                    return Err(ToolError::InvalidArguments(
+                        "`name` (a string) is required".into(),
+                    ));
                 };
                 // Goes to the client as notifications/message if it asked for info-level logs.
                 host::log(LogLevel::Info, Some("hello"), &format!("greeting {who}"));
@@ -91,7 +94,10 @@ impl Guest for Hello {
                 })
                 .to_string();
                 // Tools with an output schema return structured content plus the same JSON as text.
-                Ok(done(vec![Content::Text(structured.clone())], Some(structured)))
+                Ok(done(
+                    vec![Content::Text(structured.clone())],
+                    Some(structured),
+                ))
             }
             // Unknown names become a JSON-RPC error for the client.
             _ => Err(ToolError::UnknownTool),
@@ -100,7 +106,11 @@ impl Guest for Hello {
 }
 
 fn done(content: Vec<Content>, structured_content: Option<String>) -> CallOutcome {
-    CallOutcome::Done(ToolResult { content, structured_content, is_error: false })
+    CallOutcome::Done(ToolResult {
+        content,
+        structured_content,
+        is_error: false,
+    })
 }
 
 export!(Hello);

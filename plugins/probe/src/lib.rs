@@ -44,12 +44,8 @@ fn observe(ctx: &CallContext) -> Value {
         Ok(entries) => json!({"listed": true, "entries": entries.count()}),
         Err(e) => json!({"listed": false, "error": e.to_string()}),
     };
-    let mut random = [0u8; 8];
-    let random_ok = std::collections::hash_map::RandomState::new();
-    let _ = &random_ok;
-    for (i, b) in random.iter_mut().enumerate() {
-        *b = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) >> i) as u8;
-    }
+    // Randomness is available (it is not ambient authority): RandomState seeds from it.
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     json!({
         "context": {
             "tenant": ctx.tenant,
@@ -82,22 +78,52 @@ fn observe(ctx: &CallContext) -> Value {
 impl Guest for Probe {
     fn list_tools() -> Vec<Tool> {
         vec![
-            tool("probe.observe", "Report everything the plugin can observe: context, env, args, files, sockets, clocks", NO_ARGS),
-            tool("probe.spin", "Loop forever (tests the CPU deadline)", NO_ARGS),
-            tool("probe.sleep", "Sleep for `ms` milliseconds (tests the wall-clock deadline)",
-                r#"{"type":"object","properties":{"ms":{"type":"integer","minimum":0}},"required":["ms"]}"#),
-            tool("probe.alloc", "Allocate memory until the limit stops it (tests the memory limit)", NO_ARGS),
+            tool(
+                "probe.observe",
+                "Report everything the plugin can observe: context, env, args, files, sockets, clocks",
+                NO_ARGS,
+            ),
+            tool(
+                "probe.spin",
+                "Loop forever (tests the CPU deadline)",
+                NO_ARGS,
+            ),
+            tool(
+                "probe.sleep",
+                "Sleep for `ms` milliseconds (tests the wall-clock deadline)",
+                r#"{"type":"object","properties":{"ms":{"type":"integer","minimum":0}},"required":["ms"]}"#,
+            ),
+            tool(
+                "probe.alloc",
+                "Allocate memory until the limit stops it (tests the memory limit)",
+                NO_ARGS,
+            ),
             tool("probe.trap", "Trap (panic) immediately", NO_ARGS),
             tool("probe.echo", "Echo the arguments back", NO_ARGS),
         ]
     }
 
-    fn call_tool(ctx: CallContext, name: String, arguments: String, _c: Option<Continuation>) -> Result<CallOutcome, ToolError> {
-        let text = |t: String| Ok(CallOutcome::Done(ToolResult { content: vec![Content::Text(t)], structured_content: None, is_error: false }));
+    fn call_tool(
+        ctx: CallContext,
+        name: String,
+        arguments: String,
+        _c: Option<Continuation>,
+    ) -> Result<CallOutcome, ToolError> {
+        let text = |t: String| {
+            Ok(CallOutcome::Done(ToolResult {
+                content: vec![Content::Text(t)],
+                structured_content: None,
+                is_error: false,
+            }))
+        };
         match name.as_str() {
             "probe.observe" => {
                 let seen = observe(&ctx).to_string();
-                Ok(CallOutcome::Done(ToolResult { content: vec![Content::Text(seen.clone())], structured_content: Some(seen), is_error: false }))
+                Ok(CallOutcome::Done(ToolResult {
+                    content: vec![Content::Text(seen.clone())],
+                    structured_content: Some(seen),
+                    is_error: false,
+                }))
             }
             "probe.spin" => {
                 let mut n: u64 = 0;
@@ -107,7 +133,9 @@ impl Guest for Probe {
             }
             "probe.sleep" => {
                 let args: Value = serde_json::from_str(&arguments).unwrap_or_default();
-                let ms = args["ms"].as_u64().ok_or_else(|| ToolError::InvalidArguments("`ms` must be a non-negative integer".into()))?;
+                let ms = args["ms"].as_u64().ok_or_else(|| {
+                    ToolError::InvalidArguments("`ms` must be a non-negative integer".into())
+                })?;
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 text(format!("slept {ms} ms"))
             }
