@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use exports::portcullis::plugin::{completion, prompts, resources, tools};
-pub(crate) use portcullis::plugin::{downstream, host, types};
+pub(crate) use self::exports::portcullis::plugin::{completion, prompts, resources, tools};
+pub(crate) use self::portcullis::plugin::{downstream, host, types};

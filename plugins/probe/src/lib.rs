@@ -45,7 +45,8 @@ fn observe(ctx: &CallContext) -> Value {
         Err(e) => json!({"listed": false, "error": e.to_string()}),
     };
     // Randomness is available (it is not ambient authority): RandomState seeds from it.
-    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+    let random =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     json!({
         "context": {
             "tenant": ctx.tenant,
