@@ -319,3 +319,18 @@ async fn a_2026_request_gets_logs_only_when_it_asks_for_them() {
     assert_eq!(logs, 3, "on the request's own stream: {loud:?}");
     assert_eq!(loud.result()["resultType"], "complete");
 }
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let gw = gateway("session_idle_timeout_secs = 1").await;
+    let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
+    let r = c
+        .post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}), &[])
+        .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = c
+        .post_raw(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}), &[])
+        .await;
+    assert_eq!(r.status, 404, "an idle session is gone: {r:?}");
+}

@@ -214,3 +214,109 @@ async fn duplicate_tool_names_across_plugins_refuse_the_later_plugin() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn foreign_imports_load_and_trap_only_when_called() {
+    let gw = gateway(&[toml_path(&plugin("foreign-import"))]).await;
+    let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
+    let safe = c.call_tool("foreign.safe", json!({})).await;
+    assert_eq!(safe.text(), "no foreign import used", "{safe:?}");
+    let r = c.call_tool("foreign.call", json!({})).await;
+    assert!(r.is_error(), "{r:?}");
+    assert!(
+        r.text().contains("fixture:foreign/api@0.1.0#hello"),
+        "names the import: {}",
+        r.text()
+    );
+    assert_eq!(
+        c.call_tool("foreign.safe", json!({})).await.text(),
+        "no foreign import used"
+    );
+}
+
+#[tokio::test]
+async fn downstream_without_services_gives_the_plugin_a_clear_error() {
+    let gw = gateway(&[]).await;
+    let mut c = Client::modern(&gw.url("/mcp"));
+    let r = c
+        .call_tool("probe.fetch", json!({"service": "notes"}))
+        .await;
+    assert!(!r.is_error(), "the plugin handles the error itself: {r:?}");
+    let text = r.text();
+    assert!(
+        text.contains("UnknownService("),
+        "a typed error the plugin can match on: {text}"
+    );
+    assert!(
+        text.contains("no downstream service named `notes`"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_request_tears_down_its_instance() {
+    // One instance at a time: the echo below can only run once the spinning call is gone.
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"none\"\n[limits]\ndeadline_ms = 30000\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{}]\n[tenant.plugin.probe]\nmax_concurrency = 1\n",
+        toml_path(&plugin("probe"))
+    );
+    let gw = TestGateway::start("", &body).await;
+    let session = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
+    let spin = {
+        let (url, sid) = (gw.url("/mcp"), session.session.clone());
+        tokio::spawn(async move {
+            let mut c = Client::new(&url);
+            c.session = sid;
+            c.post_raw(
+                json!({"jsonrpc": "2.0", "id": "spin-1", "method": "tools/call",
+                "params": {"name": "probe.spin", "arguments": {}}}),
+                &[],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cancel = session
+        .post_raw(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": "spin-1", "reason": "test"}}),
+            &[],
+        )
+        .await;
+    assert_eq!(cancel.status, 202);
+    let started = Instant::now();
+    let mut c = Client::new(&gw.url("/mcp"));
+    c.session = session.session.clone();
+    let echo = c.call_tool("probe.echo", json!({"after": "cancel"})).await;
+    assert!(!echo.is_error(), "{echo:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the cancelled call still held the instance: {:?}",
+        started.elapsed()
+    );
+    spin.abort();
+
+    // 2026-07-28: a client that closes the response stream cancels the request.
+    let url = gw.url("/mcp");
+    let abandoned = tokio::spawn(async move {
+        let mut c = Client::modern(&url);
+        c.http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.call_tool("probe.spin", json!({})))
+            .await;
+    });
+    let _ = abandoned.await;
+    let started = Instant::now();
+    let echo = Client::modern(&gw.url("/mcp"))
+        .call_tool("probe.echo", json!({}))
+        .await;
+    assert!(!echo.is_error(), "{echo:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the abandoned call still held the instance: {:?}",
+        started.elapsed()
+    );
+}

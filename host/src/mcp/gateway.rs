@@ -1002,3 +1002,42 @@ impl ServerHandler for Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor_of(v: &Value) -> Option<PaginatedRequestParams> {
+        v.get("nextCursor")
+            .map(|c| serde_json::from_value(json!({"cursor": c})).unwrap())
+    }
+
+    #[test]
+    fn pages_cover_every_item_once_in_order() {
+        let items: Vec<Value> = (0..250).map(|i| json!(i)).collect();
+        let mut seen = Vec::new();
+        let mut request = None;
+        loop {
+            let p = page("tools", items.clone(), request.as_ref()).unwrap();
+            seen.extend(p["tools"].as_array().unwrap().iter().cloned());
+            request = cursor_of(&p);
+            if request.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, items);
+    }
+
+    #[test]
+    fn bad_cursors_are_invalid_params() {
+        for bad in ["not-base64!", "eDo1", ""] {
+            let request: PaginatedRequestParams =
+                serde_json::from_value(json!({"cursor": bad})).unwrap();
+            let e = page("tools", vec![json!(1)], Some(&request)).unwrap_err();
+            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{bad}");
+        }
+        let past: PaginatedRequestParams =
+            serde_json::from_value(json!({"cursor": B64.encode("o:99")})).unwrap();
+        assert!(page("tools", vec![json!(1)], Some(&past)).is_err());
+    }
+}

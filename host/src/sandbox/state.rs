@@ -65,8 +65,7 @@ impl Egress for NoEgress {
     ) -> BoxFuture<'_, Result<downstream::Response, downstream::Error>> {
         Box::pin(async move {
             Err(downstream::Error::UnknownService(format!(
-                "no downstream service named `{service}` is configured for this tenant \
-                 (declare it under [tenant.services] and grant it to the plugin)"
+                "no downstream service named `{service}` is configured for this tenant"
             )))
         })
     }

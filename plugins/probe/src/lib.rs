@@ -11,6 +11,7 @@ wit_bindgen::generate!({
 });
 
 use exports::portcullis::plugin::tools::{CallOutcome, Guest, Tool, ToolError, ToolResult};
+use portcullis::plugin::downstream;
 use portcullis::plugin::types::{CallContext, Content, Continuation};
 use serde_json::{Value, json};
 
@@ -101,6 +102,11 @@ impl Guest for Probe {
             ),
             tool("probe.trap", "Trap (panic) immediately", NO_ARGS),
             tool("probe.echo", "Echo the arguments back", NO_ARGS),
+            tool(
+                "probe.fetch",
+                "Call a downstream service through the host and report exactly what came back",
+                r#"{"type":"object","properties":{"service":{"type":"string"},"path":{"type":"string"}},"required":["service"]}"#,
+            ),
         ]
     }
 
@@ -150,6 +156,24 @@ impl Guest for Probe {
             }
             "probe.trap" => panic!("probe.trap was asked to trap"),
             "probe.echo" => text(arguments),
+            "probe.fetch" => {
+                let args: Value = serde_json::from_str(&arguments).unwrap_or_default();
+                let service = args["service"].as_str().unwrap_or_default();
+                let request = downstream::Request {
+                    method: "GET".into(),
+                    path: args["path"].as_str().unwrap_or("/").into(),
+                    headers: vec![],
+                    body: None,
+                };
+                match downstream::fetch(service, &request) {
+                    Ok(r) => text(format!(
+                        "status {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    )),
+                    Err(e) => text(format!("error: {e:?}")),
+                }
+            }
             _ => Err(ToolError::UnknownTool),
         }
     }
