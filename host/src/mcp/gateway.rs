@@ -516,6 +516,14 @@ impl ServerHandler for Gateway {
         ])
     }
 
+    /// rmcp validates SEP-2243 `Mcp-Param-*` headers against the tool's schema (its
+    /// `x-mcp-header` properties); this is the tenant's current catalog entry.
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        let catalog = self.tenant.plugins.catalog();
+        let (_, tool) = catalog.tool(name)?;
+        model(convert::tool(tool)).ok()
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.watch_changes(context.peer);
     }

@@ -298,6 +298,14 @@ impl tools::Guest for Fixture {
             ),
         ];
         tools.push(tool(
+            "test_custom_headers",
+            "Echoes a region mirrored into the Mcp-Param-Region header (SEP-2243)",
+            r#"{"type":"object","properties":{
+                "region":{"type":"string","description":"Mirrored into a header","x-mcp-header":"Region"},
+                "query":{"type":"string","description":"Not mirrored"}},
+                "required":["region"]}"#,
+        ));
+        tools.push(tool(
             "json_schema_2020_12_tool",
             "A tool whose input schema uses JSON Schema 2020-12 keywords",
             &json!({
@@ -578,6 +586,10 @@ impl tools::Guest for Fixture {
                 }
             }
             "json_schema_2020_12_tool" => done(vec![text("ok")]),
+            "test_custom_headers" => done(vec![text(format!(
+                "region={}",
+                args["region"].as_str().unwrap_or_default()
+            ))]),
             _ => return Err(ToolError::UnknownTool),
         };
         Ok(outcome)
