@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Client, TestGateway, collect, plugin, toml_path};
+use crate::support::{Client, TestGateway, collect, initialize_request, plugin, toml_path};
 
 async fn gateway(server_extra: &str) -> TestGateway {
     let body = format!(
@@ -94,8 +94,7 @@ async fn bad_origin_and_bad_host_are_403() {
     let r = c.post_raw(ping.clone(), &[("host", "evil.example")]).await;
     assert_eq!(r.status, 403, "{r:?}");
     // A loopback origin on any port is allowed for a loopback listener.
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let init = initialize_request("2025-11-25", json!({}));
     let r = c
         .post_raw(init, &[("origin", "http://localhost:5173")])
         .await;
@@ -190,8 +189,7 @@ async fn session_cap_refuses_new_sessions_with_503() {
     let gw = gateway("max_sessions = 2").await;
     let _a = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let _b = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let init = initialize_request("2025-11-25", json!({}));
     let r = Client::new(&gw.url("/mcp")).post_raw(init, &[]).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.headers.contains_key("retry-after"));

@@ -138,6 +138,14 @@ pub struct Client {
     next_id: i64,
 }
 
+/// An `initialize` request for `version`, declaring `capabilities`.
+pub fn initialize_request(version: &str, capabilities: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "clientInfo": {"name": "portcullis-tests", "version": "0"}}})
+}
+
 impl Client {
     pub fn new(url: &str) -> Self {
         let http = reqwest::Client::builder()
@@ -159,10 +167,7 @@ impl Client {
         c.version = version.into();
         let reply = c
             .post_raw(
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": version,
-                    "capabilities": {"sampling": {}, "elicitation": {}},
-                    "clientInfo": {"name": "portcullis-tests", "version": "0"}}}),
+                initialize_request(version, json!({"sampling": {}, "elicitation": {}})),
                 &[],
             )
             .await;

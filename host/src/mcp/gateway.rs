@@ -20,11 +20,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use parking_lot::Mutex;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
-    GetPromptRequestParams, GetPromptResponse, InputRequiredResult, InputResponses,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
-    ServerConfig, ServerRequest, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
-    UnsubscribeRequestParams,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, InputRequiredResult,
+    InputResponses, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ServerConfig, ServerRequest, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -390,6 +390,23 @@ impl Gateway {
         Err(RoundError::Input(format!(
             "the plugin asked for input more than {MAX_INPUT_ROUNDS} times"
         )))
+    }
+
+    /// The protocol answer for a prompt or resource read that may have needed input.
+    fn respond<R, C>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        rounds: Result<Rounds<Value>, RoundError>,
+    ) -> Result<R, ErrorData>
+    where
+        R: From<C> + From<InputRequiredResult>,
+        C: serde::de::DeserializeOwned,
+    {
+        match rounds {
+            Ok(Rounds::Done(v)) => Ok(R::from(complete::<C>(v)?)),
+            Ok(Rounds::InputRequired(r)) => Ok(R::from(r)),
+            Err(e) => Err(self.round_error(ctx, e)),
+        }
     }
 
     /// Map a request-level failure of a prompt or resource read to a protocol error.
@@ -820,7 +837,7 @@ impl ServerHandler for Gateway {
                 }
             })
         };
-        match self
+        let rounds = self
             .drive(
                 &ctx,
                 &binding,
@@ -828,12 +845,8 @@ impl ServerHandler for Gateway {
                 request.request_state.as_deref(),
                 invoke,
             )
-            .await
-        {
-            Ok(Rounds::Done(v)) => Ok(ReadResourceResponse::Complete(complete(v)?)),
-            Ok(Rounds::InputRequired(r)) => Ok(ReadResourceResponse::InputRequired(r)),
-            Err(e) => Err(self.round_error(&ctx, e)),
-        }
+            .await;
+        self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds)
     }
 
     async fn list_prompts(
@@ -911,7 +924,7 @@ impl ServerHandler for Gateway {
                 }
             })
         };
-        match self
+        let rounds = self
             .drive(
                 &ctx,
                 &binding,
@@ -919,12 +932,8 @@ impl ServerHandler for Gateway {
                 request.request_state.as_deref(),
                 invoke,
             )
-            .await
-        {
-            Ok(Rounds::Done(v)) => Ok(GetPromptResponse::Complete(complete(v)?)),
-            Ok(Rounds::InputRequired(r)) => Ok(GetPromptResponse::InputRequired(r)),
-            Err(e) => Err(self.round_error(&ctx, e)),
-        }
+            .await;
+        self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds)
     }
 
     async fn complete(
