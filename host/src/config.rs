@@ -99,6 +99,30 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// With `mode = "none"`: the identity every request gets.
     pub anonymous: Identity,
+    /// With `mode = "oauth"`: the authorization servers whose tokens are accepted.
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+    /// Scopes advertised in the protected resource metadata (never `offline_access`).
+    pub scopes_supported: Vec<String>,
+    /// `scope` in a 401 challenge: what a client should ask for first. Default: `scopes_supported`.
+    pub challenge_scopes: Option<Vec<String>>,
+    /// Scope hierarchy: a scope and the narrower scopes it implies, e.g.
+    /// `{ "mcp:write" = ["mcp:read"] }`. Applied transitively.
+    pub scope_implies: BTreeMap<String, Vec<String>>,
+    /// Non-secret claims passed to plugins in the call context (e.g. `["email", "groups"]`).
+    pub claims: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds. Default 30.
+    pub leeway_secs: u64,
+    /// Require `typ: at+jwt` (RFC 9068) in JWT headers. Default false (many IdPs send `JWT`).
+    pub require_at_jwt: bool,
+    /// Longest token accepted, in bytes. Default 8192.
+    pub max_token_bytes: usize,
+    /// Validated tokens remembered (by hash, until they expire). Default 10000.
+    pub token_cache_entries: usize,
+    /// Refresh every issuer's JWKS this often, in seconds. Default 600.
+    pub jwks_refresh_secs: u64,
+    /// Least time between JWKS fetches triggered by unknown key ids, in seconds. Default 30.
+    pub jwks_min_refresh_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -106,8 +130,36 @@ impl Default for AuthConfig {
         Self {
             mode: AuthMode::None,
             anonymous: Identity::default(),
+            issuers: Vec::new(),
+            scopes_supported: Vec::new(),
+            challenge_scopes: None,
+            scope_implies: BTreeMap::new(),
+            claims: Vec::new(),
+            leeway_secs: 30,
+            require_at_jwt: false,
+            max_token_bytes: 8192,
+            token_cache_entries: 10_000,
+            jwks_refresh_secs: 600,
+            jwks_min_refresh_secs: 30,
         }
     }
+}
+
+/// `[[auth.issuer]]`: an authorization server whose access tokens are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer identifier, exactly as in its metadata and in tokens' `iss`.
+    pub issuer: String,
+    /// Accepted JWS algorithms. Default `["RS256", "ES256"]`. `none` and HMAC are refused.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The JWKS URL; default: discovered from the issuer's RFC 8414 / OIDC metadata.
+    pub jwks_uri: Option<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
 }
 
 /// How callers are authenticated.
@@ -331,6 +383,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_auth()?;
         let mut ids = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for i in 0..self.tenants.len() {
@@ -429,6 +482,48 @@ impl Config {
             && !self.tenants.iter().any(|x| &x.id == t)
         {
             return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if a.mode != AuthMode::Oauth {
+            return Ok(());
+        }
+        if a.issuers.is_empty() {
+            return Err(self.error(
+                "auth.issuer",
+                "mode = \"oauth\" needs at least one [[auth.issuer]]",
+            ));
+        }
+        for (i, iss) in a.issuers.iter().enumerate() {
+            if !(iss.issuer.starts_with("https://") || iss.issuer.starts_with("http://")) {
+                return Err(self.error(
+                    format!("auth.issuer[{i}].issuer"),
+                    format!("`{}` must be an http(s) URL", iss.issuer),
+                ));
+            }
+            for alg in &iss.algorithms {
+                if !crate::auth::ACCEPTED_ALGORITHMS.contains(&alg.as_str()) {
+                    return Err(self.error(
+                        format!("auth.issuer[{i}].algorithms"),
+                        format!(
+                            "`{alg}` is not accepted; use asymmetric algorithms: {}",
+                            crate::auth::ACCEPTED_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if a.scopes_supported.iter().any(|s| s == "offline_access") {
+            return Err(self.error(
+                "auth.scopes_supported",
+                "must not list offline_access (MCP resource servers do not advertise it)",
+            ));
+        }
+        if a.max_token_bytes < 256 {
+            return Err(self.error("auth.max_token_bytes", "must be at least 256"));
         }
         Ok(())
     }

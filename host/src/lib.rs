@@ -106,7 +106,15 @@ impl Portcullis {
                 )
             })
             .collect();
-        let router = transport::router(&config, &mounts, &settings)?;
+        let resource_server = match config.auth.mode {
+            AuthMode::Oauth => Some(
+                auth::ResourceServer::start(&config.auth)
+                    .await
+                    .context("starting the OAuth resource server")?,
+            ),
+            AuthMode::None => None,
+        };
+        let router = transport::router(&config, &mounts, &settings, resource_server);
         Ok(Self {
             config,
             tenants,

@@ -8,6 +8,7 @@
     reason = "items are shared between test modules of one binary"
 )]
 
+mod auth;
 mod conformance;
 mod http_transport;
 mod sandbox_limits;

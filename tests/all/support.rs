@@ -38,6 +38,7 @@ pub fn toml_path(p: &Path) -> String {
 pub struct TestGateway {
     pub base: String,
     pub gateway_config: Config,
+    pub tenants: Vec<std::sync::Arc<portcullis::mcp::TenantContext>>,
     shutdown: CancellationToken,
 }
 
@@ -55,12 +56,27 @@ impl TestGateway {
             .await
             .expect("gateway starts");
         let shutdown = gateway.shutdown_token();
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|t| gateway.tenant(&t.id).unwrap())
+            .collect();
         tokio::spawn(gateway.serve(listener));
         Self {
             base: format!("http://{addr}"),
             gateway_config: config,
+            tenants,
             shutdown,
         }
+    }
+
+    /// Instances created so far across every plugin of every tenant.
+    pub fn plugin_instances(&self) -> u64 {
+        self.tenants
+            .iter()
+            .flat_map(|t| t.plugins.catalog().plugins.clone())
+            .map(|p| p.code.instances_created())
+            .sum()
     }
 
     /// The MCP endpoint URL at `path`.
@@ -135,6 +151,8 @@ pub struct Client {
     pub http: reqwest::Client,
     pub session: Option<String>,
     pub version: String,
+    /// The `Authorization` header value to send, if any.
+    pub authorization: Option<String>,
     next_id: i64,
 }
 
@@ -157,6 +175,7 @@ impl Client {
             http,
             session: None,
             version: "2025-11-25".into(),
+            authorization: None,
             next_id: 1,
         }
     }
@@ -185,6 +204,12 @@ impl Client {
             .await;
         assert_eq!(note.status, 202);
         c
+    }
+
+    /// This client, sending `Authorization: Bearer <token>`.
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.authorization = Some(format!("Bearer {token}"));
+        self
     }
 
     /// A stateless 2026-07-28 client.
@@ -258,6 +283,9 @@ impl Client {
             req = req.header("mcp-protocol-version", &self.version);
         } else if self.is_modern() {
             req = req.header("mcp-protocol-version", &self.version);
+        }
+        if let Some(a) = &self.authorization {
+            req = req.header("authorization", a);
         }
         for (k, v) in extra {
             req = req.header(*k, HeaderValue::from_str(v).unwrap());

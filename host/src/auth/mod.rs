@@ -1,21 +1,34 @@
-//! Who is calling: the [`Principal`] every request carries, and how it is established.
+//! Who is calling: authentication at the edge, and the [`Principal`] every request carries.
 //!
-//! Owns authentication at the edge. The rest of the host reads the principal from request
-//! extensions and never sees a token. This module must not route MCP methods or call plugins.
-//! With `auth.mode = "none"` every request acts as the configured anonymous identity, which is
-//! for local development and the conformance suite only.
+//! Owns the OAuth 2.1 resource server (bearer tokens validated once per request, JWT/JWKS via
+//! [`jwt`]), the protected resource metadata (RFC 9728), the exact `WWW-Authenticate`
+//! challenges (401, 403 step-up, 400), scope hierarchies and the validated-token cache. The
+//! rest of the host reads the [`Principal`]; the raw token survives only as a [`SecretToken`]
+//! that cannot be printed, logged or serialized. This module must not route MCP methods or
+//! call plugins. With `auth.mode = "none"` every request acts as a configured identity, for
+//! local development and the conformance suite only.
 
-use std::collections::BTreeSet;
+mod jwt;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::config::Identity;
+use crate::config::{AuthConfig, AuthMode, Identity};
 
 /// The scope that stands for "every scope" in a configured identity.
 pub const ALL_SCOPES: &str = "*";
+
+/// JWS algorithms an issuer may be configured with: asymmetric only.
+pub const ACCEPTED_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// An authenticated (or, with auth off, configured) caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +39,7 @@ pub struct Principal {
     pub subject: Option<String>,
     /// The OAuth client id, if known.
     pub client_id: Option<String>,
-    /// Granted scopes.
+    /// Granted scopes, with the scope hierarchy applied.
     pub scopes: BTreeSet<String>,
     /// Operator-selected non-secret claims: name and JSON value as text.
     pub claims: Vec<(String, String)>,
@@ -46,8 +59,7 @@ impl Principal {
 
     /// Whether every scope in `required` is granted.
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
-        self.scopes.contains(ALL_SCOPES)
-            || required.iter().all(|s| self.scopes.contains(s.as_ref()))
+        self.missing_scopes(required).is_empty()
     }
 
     /// The scopes in `required` that are not granted.
@@ -63,12 +75,455 @@ impl Principal {
     }
 }
 
-/// Axum middleware for `auth.mode = "none"`: attach the fixed principal to every request.
-pub async fn attach_fixed_principal(
-    principal: Arc<Principal>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    req.extensions_mut().insert(principal.as_ref().clone());
-    next.run(req).await
+/// The caller's raw bearer token. It exists only so the downstream capability can exchange it
+/// (RFC 8693); it implements neither `Debug`, `Display` nor `Serialize`, so it cannot end up
+/// in a log line, a span or a response by accident.
+#[derive(Clone)]
+pub struct SecretToken(Arc<str>);
+
+impl SecretToken {
+    /// The token itself, for the one place that must send it to the authorization server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a request is refused at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No credentials: 401 without `error` (RFC 6750 §3.1).
+    Missing,
+    /// A token was presented and is not acceptable: 401 `invalid_token`.
+    InvalidToken(String),
+    /// The request is malformed (e.g. a token in the query string): 400 `invalid_request`.
+    InvalidRequest(String),
+    /// Valid token without the scopes this call needs: 403 `insufficient_scope`.
+    InsufficientScope {
+        /// Every scope the call needs.
+        required: Vec<String>,
+    },
+}
+
+impl Denial {
+    /// A short label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::Missing => "missing_token",
+            Denial::InvalidToken(_) => "invalid_token",
+            Denial::InvalidRequest(_) => "invalid_request",
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+        }
+    }
+}
+
+/// A validated token as the cache keeps it.
+#[derive(Clone)]
+struct CachedToken {
+    subject: Option<String>,
+    client_id: Option<String>,
+    scopes: BTreeSet<String>,
+    claims: Vec<(String, String)>,
+    expires: u64,
+}
+
+/// Validated tokens by hash (token + audience), bounded, never outliving the token.
+struct TokenCache {
+    capacity: usize,
+    entries: Mutex<HashMap<[u8; 32], CachedToken>>,
+}
+
+impl TokenCache {
+    fn key(token: &str, audience: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(audience.as_bytes());
+        h.update([0]);
+        h.update(token.as_bytes());
+        h.finalize().into()
+    }
+
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedToken> {
+        let mut entries = self.entries.lock();
+        match entries.get(key) {
+            Some(e) if e.expires > now => Some(e.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: [u8; 32], value: CachedToken, now: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, e| e.expires > now);
+        }
+        if entries.len() >= self.capacity
+            && let Some(victim) = entries.keys().next().copied()
+        {
+            entries.remove(&victim);
+        }
+        entries.insert(key, value);
+    }
+}
+
+/// The OAuth resource server shared by every tenant: trusted issuers, rules, cache.
+pub struct ResourceServer {
+    issuers: Vec<Arc<jwt::Issuer>>,
+    rules: jwt::JwtRules,
+    implies: HashMap<String, Vec<String>>,
+    claims: Vec<String>,
+    max_token_bytes: usize,
+    cache: TokenCache,
+}
+
+impl std::fmt::Debug for ResourceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceServer")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceServer {
+    /// Build from `[auth]`, fetch every issuer's keys once, and keep them fresh in the
+    /// background. An issuer that cannot be reached yet is logged and retried on demand.
+    pub async fn start(config: &AuthConfig) -> anyhow::Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let min_refresh = Duration::from_secs(config.jwks_min_refresh_secs);
+        let issuers: Vec<Arc<jwt::Issuer>> = config
+            .issuers
+            .iter()
+            .map(|i| Arc::new(jwt::Issuer::new(i, min_refresh, http.clone())))
+            .collect();
+        for issuer in &issuers {
+            if let Err(e) = issuer.refresh().await {
+                tracing::error!(issuer = %issuer.issuer, jwks = issuer.configured_jwks(), "cannot fetch signing keys yet (will retry): {e}");
+            }
+        }
+        let every = Duration::from_secs(config.jwks_refresh_secs.max(1));
+        for issuer in &issuers {
+            let weak = Arc::downgrade(issuer);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(issuer) = weak.upgrade() else { return };
+                    if let Err(e) = issuer.refresh().await {
+                        tracing::warn!(issuer = %issuer.issuer, "periodic key refresh failed, keeping the last good keys: {e}");
+                    }
+                }
+            });
+        }
+        Ok(Arc::new(Self {
+            issuers,
+            rules: jwt::JwtRules {
+                leeway: config.leeway_secs,
+                require_at_jwt: config.require_at_jwt,
+            },
+            implies: config
+                .scope_implies
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            claims: config.claims.clone(),
+            max_token_bytes: config.max_token_bytes,
+            cache: TokenCache {
+                capacity: config.token_cache_entries,
+                entries: Mutex::new(HashMap::new()),
+            },
+        }))
+    }
+
+    /// Whether every issuer's keys have been fetched at least once.
+    pub fn keys_loaded(&self) -> bool {
+        self.issuers.iter().all(|i| i.has_keys())
+    }
+
+    /// Apply the scope hierarchy (transitively).
+    fn expand(&self, scopes: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut todo: Vec<String> = scopes.into_iter().collect();
+        while let Some(s) = todo.pop() {
+            if out.insert(s.clone())
+                && let Some(narrower) = self.implies.get(&s)
+            {
+                todo.extend(narrower.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Validate `token` for `audience` (the tenant's resource URL).
+    async fn validate(&self, token: &str, audience: &str) -> Result<CachedToken, Denial> {
+        if token.len() > self.max_token_bytes {
+            return Err(Denial::InvalidToken(format!(
+                "the token is longer than {} bytes",
+                self.max_token_bytes
+            )));
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        let key = TokenCache::key(token, audience);
+        if let Some(hit) = self.cache.get(&key, now) {
+            return Ok(hit);
+        }
+        let verified = jwt::validate(token, audience, &self.issuers, &self.rules)
+            .await
+            .map_err(Denial::InvalidToken)?;
+        let c = &verified.claims;
+        let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        let granted: Vec<String> = match (c.get("scope"), c.get("scp")) {
+            (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+            (_, Some(Value::Array(a))) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            (_, Some(Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let entry = CachedToken {
+            subject: text("sub"),
+            client_id: text("client_id").or_else(|| text("azp")),
+            scopes: self.expand(granted),
+            claims: self
+                .claims
+                .iter()
+                .filter_map(|k| c.get(k).map(|v| (k.clone(), v.to_string())))
+                .collect(),
+            expires: verified.expires,
+        };
+        self.cache.put(key, entry.clone(), now);
+        Ok(entry)
+    }
+}
+
+/// How one tenant authenticates, and what it tells clients about it.
+pub struct TenantAuth {
+    tenant: Arc<str>,
+    mode: Mode,
+    /// The tenant's resource URL: the MCP endpoint clients connect to, and the token audience.
+    pub resource: String,
+    /// Where the protected resource metadata is served.
+    pub metadata_url: String,
+    scopes_supported: Vec<String>,
+    challenge_scopes: Vec<String>,
+    authorization_servers: Vec<String>,
+}
+
+enum Mode {
+    Fixed(Principal),
+    OAuth(Arc<ResourceServer>),
+}
+
+impl std::fmt::Debug for TenantAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantAuth")
+            .field("tenant", &self.tenant)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The path-inserted RFC 9728 metadata URL for a resource URL.
+pub fn metadata_url_for(resource: &str) -> String {
+    let after_scheme = resource.find("://").map_or(0, |i| i + 3);
+    let (origin, path) = match resource[after_scheme..].find('/') {
+        Some(i) => resource.split_at(after_scheme + i),
+        None => (resource, ""),
+    };
+    format!("{origin}/.well-known/oauth-protected-resource{path}")
+}
+
+impl TenantAuth {
+    /// Authentication for `tenant`, whose endpoint is `resource`.
+    pub fn new(
+        tenant: Arc<str>,
+        resource: String,
+        config: &AuthConfig,
+        server: Option<Arc<ResourceServer>>,
+    ) -> Self {
+        let mode = match (config.mode, server) {
+            (AuthMode::Oauth, Some(s)) => Mode::OAuth(s),
+            _ => Mode::Fixed(Principal::from_identity(tenant.clone(), &config.anonymous)),
+        };
+        Self {
+            metadata_url: metadata_url_for(&resource),
+            tenant,
+            mode,
+            resource,
+            scopes_supported: config.scopes_supported.clone(),
+            challenge_scopes: config
+                .challenge_scopes
+                .clone()
+                .unwrap_or_else(|| config.scopes_supported.clone()),
+            authorization_servers: config.issuers.iter().map(|i| i.issuer.clone()).collect(),
+        }
+    }
+
+    /// Whether requests must carry a bearer token.
+    pub fn requires_token(&self) -> bool {
+        matches!(self.mode, Mode::OAuth(_))
+    }
+
+    /// Establish who is calling. The token is re-validated on every request (through the
+    /// cache); sessions are never authentication.
+    pub async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<(Principal, Option<SecretToken>), Denial> {
+        let server = match &self.mode {
+            Mode::Fixed(p) => return Ok((p.clone(), None)),
+            Mode::OAuth(s) => s,
+        };
+        if let Some(q) = parts.uri.query()
+            && q.split('&')
+                .any(|kv| kv.split('=').next() == Some("access_token"))
+        {
+            return Err(Denial::InvalidRequest(
+                "access tokens are accepted only in the Authorization header".into(),
+            ));
+        }
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Err(Denial::Missing);
+        };
+        if values.next().is_some() {
+            return Err(Denial::InvalidRequest(
+                "more than one Authorization header".into(),
+            ));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| Denial::InvalidToken("the Authorization header is not ASCII".into()))?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                token.trim()
+            }
+            _ => {
+                return Err(Denial::InvalidToken(
+                    "expected `Authorization: Bearer <token>`".into(),
+                ));
+            }
+        };
+        let t = server.validate(token, &self.resource).await?;
+        let principal = Principal {
+            tenant: self.tenant.clone(),
+            subject: t.subject,
+            client_id: t.client_id,
+            scopes: t.scopes,
+            claims: t.claims,
+        };
+        Ok((principal, Some(SecretToken(Arc::from(token)))))
+    }
+
+    /// The 401/403/400 response for `denial`, with the exact `WWW-Authenticate` challenge.
+    /// `principal` (for a step-up) contributes the scopes it already holds, so a client that
+    /// re-authorizes with the challenged set keeps them.
+    pub fn challenge(&self, denial: &Denial, principal: Option<&Principal>) -> Response {
+        let q = |s: &str| s.replace(['"', '\\'], "'");
+        let (status, error, description, scopes) = match denial {
+            Denial::Missing => (
+                StatusCode::UNAUTHORIZED,
+                None,
+                None,
+                self.challenge_scopes.clone(),
+            ),
+            Denial::InvalidToken(why) => (
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                Some(why.clone()),
+                self.challenge_scopes.clone(),
+            ),
+            Denial::InvalidRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                Some(why.clone()),
+                Vec::new(),
+            ),
+            Denial::InsufficientScope { required } => {
+                let mut all: BTreeSet<String> = required.iter().cloned().collect();
+                if let Some(p) = principal {
+                    all.extend(
+                        p.scopes
+                            .iter()
+                            .filter(|s| self.scopes_supported.contains(s))
+                            .cloned(),
+                    );
+                }
+                (
+                    StatusCode::FORBIDDEN,
+                    Some("insufficient_scope"),
+                    None,
+                    all.into_iter().collect(),
+                )
+            }
+        };
+        let mut parts = Vec::new();
+        if let Some(e) = error {
+            parts.push(format!("error=\"{e}\""));
+        }
+        if let Some(d) = &description {
+            parts.push(format!("error_description=\"{}\"", q(d)));
+        }
+        parts.push(format!("resource_metadata=\"{}\"", self.metadata_url));
+        if !scopes.is_empty() {
+            parts.push(format!("scope=\"{}\"", scopes.join(" ")));
+        }
+        let challenge = format!("Bearer {}", parts.join(", "));
+        // An OAuth-style body (RFC 6750 defines none); JSON-RPC codes are not ours to invent here.
+        let message = match denial {
+            Denial::Missing => "authentication required".to_string(),
+            Denial::InsufficientScope { required } => {
+                format!("this call needs the scope(s) {}", required.join(" "))
+            }
+            Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.clone(),
+        };
+        let body = json!({"error": error.unwrap_or("unauthorized"), "error_description": message});
+        let mut resp = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    /// The RFC 9728 protected resource metadata document, with OAuth on.
+    pub fn metadata(&self) -> Option<Value> {
+        self.requires_token().then(|| {
+            json!({
+                "resource": self.resource,
+                "authorization_servers": self.authorization_servers,
+                "scopes_supported": self.scopes_supported,
+                "bearer_methods_supported": ["header"],
+                "resource_name": format!("Portcullis MCP gateway ({})", self.tenant),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metadata_url_for;
+
+    #[test]
+    fn metadata_urls_are_path_inserted() {
+        assert_eq!(
+            metadata_url_for("https://gw.example/mcp"),
+            "https://gw.example/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            metadata_url_for("http://127.0.0.1:8080/t/a/mcp"),
+            "http://127.0.0.1:8080/.well-known/oauth-protected-resource/t/a/mcp"
+        );
+    }
 }

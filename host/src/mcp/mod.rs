@@ -81,6 +81,17 @@ impl SessionCounter {
     pub async fn live(&self) -> usize {
         self.0.sessions.read().await.len()
     }
+
+    /// The ids of the live sessions.
+    pub async fn live_ids(&self) -> std::collections::HashSet<String> {
+        self.0
+            .sessions
+            .read()
+            .await
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
 }
 
 /// Build the Streamable HTTP endpoint for `tenant`.
@@ -102,6 +113,30 @@ pub fn http_endpoint(tenant: Arc<TenantContext>, settings: &HttpSettings) -> Mcp
         config,
     );
     McpEndpoint { service, sessions }
+}
+
+/// The scopes a single JSON-RPC message needs, if it targets a scope-tagged item: the tool of
+/// `tools/call`, the prompt of `prompts/get`, the resource of `resources/read` and
+/// `resources/subscribe`. `None` when the message names nothing that carries scopes (the
+/// protocol layer then answers unknown names itself).
+pub fn required_scopes(
+    catalog: &crate::plugins::Catalog,
+    message: &serde_json::Value,
+) -> Option<Vec<String>> {
+    let params = &message["params"];
+    let name = || params["name"].as_str();
+    match message["method"].as_str()? {
+        "tools/call" => catalog
+            .tool(name()?)
+            .map(|(_, t)| t.required_scopes.clone()),
+        "prompts/get" => catalog
+            .prompt(name()?)
+            .map(|(_, p)| p.required_scopes.clone()),
+        "resources/read" | "resources/subscribe" => catalog
+            .resource_owner(params["uri"].as_str()?)
+            .map(|(_, scopes)| scopes.to_vec()),
+        _ => None,
+    }
 }
 
 /// Serve `tenant` over stdin/stdout to one local client, as `principal`, until the client

@@ -247,6 +247,7 @@ impl Sandbox {
             sandbox: self.clone(),
             pre,
             exports: Arc::new(exports),
+            instances: Arc::default(),
         })
     }
 }
@@ -366,6 +367,8 @@ pub struct PluginCode {
     sandbox: Sandbox,
     pre: InstancePre<HostState>,
     exports: Arc<Exports>,
+    /// Instances created so far (every call, including describing itself at load).
+    instances: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PluginCode {
@@ -394,6 +397,11 @@ impl PluginCode {
         self.exports.completion.is_some()
     }
 
+    /// How many instances of this plugin have been created (one per call).
+    pub fn instances_created(&self) -> u64 {
+        self.instances.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Run `call` in a fresh instance under `env`'s limits.
     async fn run<R: Send>(
         &self,
@@ -408,6 +416,8 @@ impl PluginCode {
             () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
 
+        self.instances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(&self.sandbox.inner.engine, HostState::new(env));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);

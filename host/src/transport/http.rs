@@ -1,11 +1,14 @@
 //! The HTTP front of each tenant's MCP endpoint.
 //!
-//! Owns what must happen before the protocol layer sees a request: the body size limit (413),
-//! JSON-RPC batches (served for 2025-03-26 clients, refused with a clear error for later
-//! revisions), and the cap on live sessions (503). Authentication, Host/Origin validation and
-//! MCP itself are the layers behind it; this module must not interpret MCP methods beyond
-//! recognising `initialize`.
+//! Owns what must happen before the protocol layer sees a request: authentication (every
+//! request, through [`TenantAuth`]) and the per-call scope check that answers a 403 step-up
+//! challenge before any stream opens; binding sessions to the subject that created them; the
+//! body size limit (413); JSON-RPC batches (served for 2025-03-26 clients, refused with a clear
+//! error for later revisions); and the cap on live sessions (503). Host/Origin validation and
+//! MCP itself are the layers behind it; this module interprets JSON-RPC only as far as finding
+//! `initialize` and the item a call targets.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -13,26 +16,31 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::mcp::SessionCounter;
+use crate::auth::{Denial, Principal, TenantAuth};
+use crate::mcp::{SessionCounter, TenantContext, required_scopes};
 
-/// The authenticated MCP stack behind the guard.
+/// The MCP stack behind the guard.
 pub(crate) type Inner = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// The only revision whose clients may send JSON-RPC batches.
 const BATCH_REVISION: &str = "2025-03-26";
 
-/// Limits enforced at the front of an MCP endpoint.
-#[derive(Clone, Debug)]
+/// Everything enforced at the front of one tenant's endpoint.
 pub(crate) struct Guard {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_sessions: usize,
     pub(crate) sessions: SessionCounter,
-    pub(crate) tenant: Arc<str>,
+    pub(crate) tenant: Arc<TenantContext>,
+    pub(crate) auth: Arc<TenantAuth>,
+    /// Which subject created each session: a session is usable only by its creator.
+    pub(crate) owners: Mutex<HashMap<String, Option<String>>>,
 }
 
 /// A JSON-RPC error response without an id, with an HTTP status.
@@ -47,14 +55,69 @@ pub(crate) fn rpc_error(status: StatusCode, code: i64, message: impl Into<String
         .into_response()
 }
 
+fn session_id(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A request with `parts`' method, URI, headers and extensions and a new body.
+fn rebuild(parts: &Parts, body: Bytes) -> Request {
+    let mut req = Request::new(Body::from(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = parts.headers.clone();
+    req.headers_mut().remove(header::CONTENT_LENGTH);
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
 impl Guard {
+    fn deny(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) -> Response {
+        tracing::info!(
+            tenant = %self.tenant.plugins.tenant,
+            reason = denial.reason(),
+            subject = principal.and_then(|p| p.subject.as_deref()),
+            method = %parts.method,
+            "request denied: {}",
+            match denial {
+                Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.as_str(),
+                Denial::InsufficientScope { .. } => "the token lacks scopes this call needs",
+                Denial::Missing => "no bearer token",
+            }
+        );
+        self.auth.challenge(denial, principal)
+    }
+
     /// Handle one request to the endpoint.
     pub(crate) async fn handle(&self, req: Request, inner: Inner) -> Response {
-        if req.method() != Method::POST {
-            return call(inner, req).await;
+        let (mut parts, body) = req.into_parts();
+        let (principal, secret) = match self.auth.authenticate(&parts).await {
+            Ok(p) => p,
+            Err(denial) => return self.deny(&denial, None, &parts),
+        };
+        // The token goes no further than this point: handlers get the principal, and the
+        // downstream capability the non-printable secret.
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.extensions.insert(principal.clone());
+        if let Some(secret) = secret {
+            parts.extensions.insert(secret);
+        }
+        if let Some(id) = session_id(&parts)
+            && let Some(owner) = self.owners.lock().get(&id)
+            && owner != &principal.subject
+        {
+            tracing::warn!(tenant = %self.tenant.plugins.tenant, subject = principal.subject.as_deref(),
+                "refused a session created by another subject");
+            return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        }
+        if parts.method != Method::POST {
+            return call(inner, Request::from_parts(parts, body)).await;
         }
         let too_large = || {
-            tracing::info!(tenant = %self.tenant, limit = self.max_body_bytes, "refused an oversized request body");
+            tracing::info!(tenant = %self.tenant.plugins.tenant, limit = self.max_body_bytes, "refused an oversized request body");
             rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
@@ -64,20 +127,19 @@ impl Guard {
                 ),
             )
         };
-        let declared = req
-            .headers()
+        let declared = parts
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes) {
             return too_large();
         }
-        let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(b) => b,
             Err(e) if is_length_limit(&e) => return too_large(),
             Err(e) => {
-                tracing::debug!(tenant = %self.tenant, "could not read request body: {e}");
+                tracing::debug!(tenant = %self.tenant.plugins.tenant, "could not read request body: {e}");
                 return rpc_error(
                     StatusCode::BAD_REQUEST,
                     -32700,
@@ -85,20 +147,48 @@ impl Guard {
                 );
             }
         };
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return self.batch(parts, bytes, inner).await;
+        let message: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32700,
+                    format!("parse error: the body is not valid JSON ({e})"),
+                );
+            }
+        };
+        match message {
+            Value::Array(items) => self.batch(&parts, items, inner, &principal).await,
+            message => {
+                self.single(&parts, bytes, &message, inner, &principal)
+                    .await
+            }
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32700,
-                format!("parse error: the body is not valid JSON ({e})"),
+    }
+
+    /// One JSON-RPC message: scope check, session cap, then the protocol layer.
+    async fn single(
+        &self,
+        parts: &Parts,
+        bytes: Bytes,
+        message: &Value,
+        inner: Inner,
+        principal: &Principal,
+    ) -> Response {
+        if let Some(required) = required_scopes(&self.tenant.plugins.catalog(), message)
+            && !principal.has_scopes(&required)
+        {
+            return self.deny(
+                &Denial::InsufficientScope { required },
+                Some(principal),
+                parts,
             );
         }
-        if !parts.headers.contains_key("mcp-session-id") && is_initialize(&bytes) {
+        let initialize = message["method"] == "initialize" && session_id(parts).is_none();
+        if initialize {
             let live = self.sessions.live().await;
             if live >= self.max_sessions {
-                tracing::warn!(tenant = %self.tenant, live, max = self.max_sessions, "refused a new session: session limit reached");
+                tracing::warn!(tenant = %self.tenant.plugins.tenant, live, max = self.max_sessions, "refused a new session: session limit reached");
                 let mut resp = rpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     -32000,
@@ -109,11 +199,37 @@ impl Guard {
                 return resp;
             }
         }
-        call(inner, Request::from_parts(parts, Body::from(bytes))).await
+        let resp = call(inner, rebuild(parts, bytes)).await;
+        if initialize
+            && let Some(id) = resp
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+        {
+            self.bind_session(id.to_string(), principal.subject.clone())
+                .await;
+        }
+        resp
+    }
+
+    /// Remember who owns a new session, forgetting sessions that have ended.
+    async fn bind_session(&self, id: String, subject: Option<String>) {
+        let crowded = self.owners.lock().len() >= self.max_sessions * 2;
+        if crowded {
+            let live = self.sessions.live_ids().await;
+            self.owners.lock().retain(|k, _| live.contains(k));
+        }
+        self.owners.lock().insert(id, subject);
     }
 
     /// A JSON-RPC batch: split it for 2025-03-26 clients, refuse it for later revisions.
-    async fn batch(&self, parts: http::request::Parts, bytes: Bytes, inner: Inner) -> Response {
+    async fn batch(
+        &self,
+        parts: &Parts,
+        items: Vec<Value>,
+        inner: Inner,
+        principal: &Principal,
+    ) -> Response {
         let version = parts
             .headers
             .get("mcp-protocol-version")
@@ -128,12 +244,6 @@ impl Guard {
                 ),
             );
         }
-        let items: Vec<Value> = match serde_json::from_slice(&bytes) {
-            Ok(items) => items,
-            Err(e) => {
-                return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: {e}"));
-            }
-        };
         if items.is_empty() {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -141,10 +251,7 @@ impl Guard {
                 "an empty batch is not a valid request",
             );
         }
-        if items
-            .iter()
-            .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
-        {
+        if items.iter().any(|i| i["method"] == "initialize") {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 -32600,
@@ -153,15 +260,11 @@ impl Guard {
         }
         let mut responses = Vec::new();
         for item in items {
-            let id = item.get("id").cloned();
-            let mut req = Request::new(Body::from(item.to_string()));
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = parts.uri.clone();
-            *req.headers_mut() = parts.headers.clone();
-            req.headers_mut().remove(header::CONTENT_LENGTH);
-            *req.extensions_mut() = parts.extensions.clone();
-            let resp = call(inner.clone(), req).await;
-            if let Some(answer) = batch_answer(resp, id).await {
+            let bytes = Bytes::from(item.to_string());
+            let resp = self
+                .single(parts, bytes, &item, inner.clone(), principal)
+                .await;
+            if let Some(answer) = batch_answer(resp, item.get("id").cloned()).await {
                 responses.push(answer);
             }
         }
@@ -200,15 +303,12 @@ async fn batch_answer(resp: Response, id: Option<Value>) -> Option<Value> {
     } else {
         serde_json::from_slice(&body).ok().into_iter().collect()
     };
-    messages
-        .into_iter()
-        .find(|m| m.get("result").is_some() || m.get("error").is_some())
-        .or_else(|| {
-            id.map(|id| {
-                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
-                    "message": format!("request failed with HTTP {status}: {}", String::from_utf8_lossy(&body))}})
-            })
+    messages.into_iter().find(|m| m.get("result").is_some() || m.get("error").is_some()).or_else(|| {
+        id.map(|id| {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
+                "message": format!("request failed with HTTP {status}: {}", String::from_utf8_lossy(&body))}})
         })
+    })
 }
 
 async fn call(inner: Inner, req: Request) -> Response {
@@ -227,17 +327,4 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
-}
-
-/// Whether a (non-batch) body is an `initialize` request.
-fn is_initialize(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Peek<'_>>(body)
-        .ok()
-        .and_then(|p| p.method)
-        .is_some_and(|m| m == "initialize")
 }

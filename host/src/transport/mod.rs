@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::auth::{Principal, attach_fixed_principal};
-use crate::config::{AuthMode, Config};
+use crate::auth::{ResourceServer, TenantAuth};
+use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
 
 /// Hosts and origins the gateway accepts, derived from the configuration.
@@ -56,43 +55,54 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
     (hosts, origins)
 }
 
-/// Build the router serving every tenant's endpoint.
+/// Build the router serving every tenant's endpoint (and, with OAuth on, each tenant's
+/// protected resource metadata).
 pub(crate) fn router(
     config: &Config,
     tenants: &[(String, Arc<TenantContext>)],
     settings: &HttpSettings,
-) -> anyhow::Result<Router> {
+    resource_server: Option<Arc<ResourceServer>>,
+) -> Router {
     let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
     for (path, tenant) in tenants {
+        let resource = format!("{}{path}", config.public_url());
+        let auth = Arc::new(TenantAuth::new(
+            tenant.plugins.tenant.clone(),
+            resource,
+            &config.auth,
+            resource_server.clone(),
+        ));
+        if let Some(doc) = auth.metadata() {
+            let doc = Arc::new(doc);
+            let serve_doc = move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            };
+            router = router.route(
+                &format!("/.well-known/oauth-protected-resource{path}"),
+                get(serve_doc.clone()),
+            );
+            if tenants.len() == 1 {
+                router = router.route("/.well-known/oauth-protected-resource", get(serve_doc));
+            }
+        }
         let endpoint = http_endpoint(tenant.clone(), settings);
-        let guard = http::Guard {
+        let guard = Arc::new(http::Guard {
             max_body_bytes: config.server.max_body_bytes,
             max_sessions: config.server.max_sessions,
             sessions: endpoint.session_counter(),
-            tenant: tenant.plugins.tenant.clone(),
-        };
+            tenant: tenant.clone(),
+            auth,
+            owners: Default::default(),
+        });
         let mcp =
             ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
-        let inner: http::Inner = match config.auth.mode {
-            AuthMode::None => {
-                let principal = Arc::new(Principal::from_identity(
-                    tenant.plugins.tenant.clone(),
-                    &config.auth.anonymous,
-                ));
-                let layer =
-                    from_fn(move |req, next| attach_fixed_principal(principal.clone(), req, next));
-                BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer).service(mcp))
-            }
-            AuthMode::Oauth => anyhow::bail!(
-                "{}: auth.mode: \"oauth\" is not available in this build yet; use \"none\" on a loopback address",
-                config.source.display()
-            ),
-        };
+        let inner: http::Inner = BoxCloneSyncService::new(mcp);
         let guarded = tower::service_fn(move |req: Request| {
             let (guard, inner) = (guard.clone(), inner.clone());
             async move { Ok::<_, Infallible>(guard.handle(req, inner).await.into_response()) }
         });
         router = router.route_service(path, guarded);
     }
-    Ok(router)
+    router
 }

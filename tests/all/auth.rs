@@ -1,0 +1,565 @@
+//! The OAuth resource server at the edge: metadata, challenges, the JWT attack set, step-up,
+//! session binding, key rotation. The issuer here is a minimal in-test authorization server
+//! (RFC 8414 metadata + JWKS) so the tests can sign tokens no real server would issue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Client, TestGateway, plugin, root, toml_path};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures").join(name)).unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A minimal authorization server: metadata and a JWKS the test can swap.
+struct TestIssuer {
+    url: String,
+    jwks: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl TestIssuer {
+    async fn start(keys: &[&str]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = Arc::new(Mutex::new(Value::Null));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let metadata = json!({
+            "issuer": url,
+            "authorization_endpoint": format!("{url}/authorize"),
+            "token_endpoint": format!("{url}/token"),
+            "jwks_uri": format!("{url}/jwks"),
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        });
+        let (j, f) = (jwks.clone(), fetches.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(move || async move { axum::Json(metadata) }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let (j, f) = (j.clone(), f.clone());
+                    async move {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        axum::Json(j.lock().clone())
+                    }
+                }),
+            );
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await
+                .unwrap();
+        });
+        let issuer = Self {
+            url,
+            jwks,
+            fetches,
+            stop,
+        };
+        issuer.publish(keys);
+        issuer
+    }
+
+    /// Serve exactly these keys (`"a"`, `"b"`).
+    fn publish(&self, keys: &[&str]) {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| {
+                serde_json::from_slice(&fixture(&format!("test-issuer-{k}.jwk.json"))).unwrap()
+            })
+            .collect();
+        *self.jwks.lock() = json!({ "keys": keys });
+    }
+
+    /// A token signed by key `k` with `claims` (standard ones filled in unless given).
+    fn token(&self, k: &str, claims: Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(format!("test-key-{k}"));
+        header.typ = Some("at+jwt".into());
+        let key = EncodingKey::from_rsa_pem(&fixture(&format!("test-issuer-{k}.pem"))).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+const SCOPES: &str = r#"scopes_supported = ["mcp:tools", "mcp:admin", "mcp:write", "mcp:read"]"#;
+
+async fn gateway(issuer: &TestIssuer, extra_auth: &str) -> TestGateway {
+    let body = format!(
+        "[sandbox]\nmax_instances = 16\n\
+         [auth]\nmode = \"oauth\"\n{SCOPES}\nchallenge_scopes = [\"mcp:tools\"]\nclaims = [\"email\"]\n\
+         jwks_min_refresh_secs = 1\nscope_implies = {{ \"mcp:write\" = [\"mcp:read\"] }}\n{extra_auth}\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\
+         [[tenant]]\nid = \"a\"\nplugins = [{}, {}]\n\
+         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n\
+         [tenant.plugin.probe]\nscopes = {{ \"probe.echo\" = [\"mcp:read\"] }}\n\
+         [[tenant]]\nid = \"b\"\nplugins = [{}]\n",
+        issuer.url,
+        toml_path(&plugin("hello")),
+        toml_path(&plugin("probe")),
+        toml_path(&plugin("hello")),
+    );
+    TestGateway::start("", &body).await
+}
+
+/// Standard claims for tenant `a` of `gw`.
+fn claims(gw: &TestGateway, issuer: &TestIssuer, scope: &str) -> Value {
+    json!({"iss": issuer.url, "sub": "alice", "aud": gw.url("/mcp"), "exp": now() + 600, "iat": now(),
+           "scope": scope, "client_id": "test-client", "email": "alice@example.com"})
+}
+
+fn challenge(r: &crate::support::Reply) -> String {
+    r.headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// A stateless call of `hello.greet` with `authorization` (if any) and a URL suffix.
+async fn greet(
+    gw: &TestGateway,
+    authorization: Option<&str>,
+    url_suffix: &str,
+) -> crate::support::Reply {
+    let mut c = Client::modern(&format!("{}{url_suffix}", gw.url("/mcp")));
+    c.authorization = authorization.map(str::to_string);
+    c.call_tool("hello.greet", json!({"name": "x"})).await
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_and_the_401_challenge() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let prm_url = format!("{}/.well-known/oauth-protected-resource/mcp", gw.base);
+    let prm: Value = reqwest::get(&prm_url).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        prm["resource"],
+        gw.url("/mcp"),
+        "resource is exactly the URL clients connect to"
+    );
+    assert_eq!(prm["authorization_servers"], json!([issuer.url]));
+    assert_eq!(prm["bearer_methods_supported"], json!(["header"]));
+    assert!(
+        !prm["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "offline_access")
+    );
+    let b: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/t/b/mcp",
+        gw.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        b["resource"],
+        gw.url("/t/b/mcp"),
+        "each tenant has its own resource"
+    );
+    // Two tenants: the root form would be ambiguous, so it is not served.
+    let root = reqwest::get(format!("{}/.well-known/oauth-protected-resource", gw.base))
+        .await
+        .unwrap();
+    assert_eq!(root.status().as_u16(), 404);
+
+    let r = greet(&gw, None, "").await;
+    assert_eq!(r.status, 401);
+    let c = challenge(&r);
+    assert_eq!(
+        c,
+        format!("Bearer resource_metadata=\"{prm_url}\", scope=\"mcp:tools\""),
+        "no error= without credentials"
+    );
+    // GET and DELETE need a token too.
+    let get = reqwest::Client::new()
+        .get(gw.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn jwt_attack_set_is_refused_before_any_plugin_runs() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "max_token_bytes = 4096").await;
+    let good = claims(&gw, &issuer, "mcp:tools");
+    let before = gw.plugin_instances();
+
+    let sign_hs256_with_public_key = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("test-key-a".into());
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &EncodingKey::from_secret(&fixture("test-issuer-a.pub.pem")),
+        )
+        .unwrap()
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        B64.encode(br#"{"alg":"none","typ":"at+jwt","kid":"test-key-a"}"#),
+        B64.encode(good.to_string())
+    );
+    // Key a's header and payload with key b's signature.
+    let wrong_signature = {
+        let (signed_part, _) = issuer
+            .token("a", good.clone())
+            .rsplit_once('.')
+            .map(|(h, s)| (h.to_string(), s.to_string()))
+            .unwrap();
+        let other_signature = issuer
+            .token("b", good.clone())
+            .rsplit_once('.')
+            .unwrap()
+            .1
+            .to_string();
+        format!("{signed_part}.{other_signature}")
+    };
+    let unknown_kid = {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("no-such-key".into());
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &EncodingKey::from_rsa_pem(&fixture("test-issuer-a.pem")).unwrap(),
+        )
+        .unwrap()
+    };
+    let with = |patch: Value| {
+        let mut c = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        issuer.token("a", c)
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "malformed header",
+            "Bearer".to_string(),
+            401,
+            "invalid_token",
+        ),
+        (
+            "wrong scheme",
+            "Basic dXNlcjpwYXNz".to_string(),
+            401,
+            "invalid_token",
+        ),
+        (
+            "alg none",
+            format!("Bearer {alg_none}"),
+            401,
+            "invalid_token",
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            format!("Bearer {sign_hs256_with_public_key}"),
+            401,
+            "invalid_token",
+        ),
+        (
+            "unknown kid",
+            format!("Bearer {unknown_kid}"),
+            401,
+            "invalid_token",
+        ),
+        (
+            "wrong signature",
+            format!("Bearer {wrong_signature}"),
+            401,
+            "invalid_token",
+        ),
+        (
+            "expired",
+            format!(
+                "Bearer {}",
+                with(json!({"exp": now() - 3600, "iat": now() - 7200}))
+            ),
+            401,
+            "invalid_token",
+        ),
+        (
+            "nbf in the future",
+            format!("Bearer {}", with(json!({"nbf": now() + 3600}))),
+            401,
+            "invalid_token",
+        ),
+        (
+            "iat in the future",
+            format!("Bearer {}", with(json!({"iat": now() + 3600}))),
+            401,
+            "invalid_token",
+        ),
+        (
+            "wrong iss",
+            format!("Bearer {}", with(json!({"iss": "https://evil.example"}))),
+            401,
+            "invalid_token",
+        ),
+        (
+            "aud of another resource",
+            format!(
+                "Bearer {}",
+                with(json!({"aud": "https://other.example/mcp"}))
+            ),
+            401,
+            "invalid_token",
+        ),
+        (
+            "aud of another tenant",
+            format!("Bearer {}", with(json!({"aud": gw.url("/t/b/mcp")}))),
+            401,
+            "invalid_token",
+        ),
+        (
+            "no aud",
+            format!("Bearer {}", with(json!({"aud": null}))),
+            401,
+            "invalid_token",
+        ),
+        (
+            "right audience, missing scope",
+            format!("Bearer {}", with(json!({"scope": "mcp:read"}))),
+            403,
+            "insufficient_scope",
+        ),
+        (
+            "oversized token",
+            format!("Bearer {}", "a".repeat(5000)),
+            401,
+            "invalid_token",
+        ),
+        (
+            "garbage base64",
+            "Bearer !!!.@@@.###".to_string(),
+            401,
+            "invalid_token",
+        ),
+    ];
+    for (name, authorization, status, error) in &cases {
+        let r = greet(&gw, Some(authorization), "").await;
+        assert_eq!(r.status, *status, "{name}: {r:?}");
+        let c = challenge(&r);
+        assert!(c.starts_with("Bearer "), "{name}: {c}");
+        assert!(c.contains(&format!("error=\"{error}\"")), "{name}: {c}");
+        assert!(c.contains("resource_metadata=\"http://"), "{name}: {c}");
+        let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+        assert!(
+            token.len() < 20 || !c.contains(token),
+            "{name}: the challenge echoes the token"
+        );
+    }
+    // A token in the query string is refused even if it is valid.
+    let valid = issuer.token("a", good.clone());
+    let r = greet(&gw, None, &format!("?access_token={valid}")).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(challenge(&r).contains("error=\"invalid_request\""));
+    assert_eq!(
+        gw.plugin_instances(),
+        before,
+        "a refused request must never reach a plugin"
+    );
+
+    // The valid token works, and only then does a plugin run.
+    let r = greet(&gw, Some(&format!("Bearer {valid}")), "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "Hello, x!");
+    assert_eq!(gw.plugin_instances(), before + 1);
+}
+
+#[tokio::test]
+async fn step_up_challenge_names_every_scope_the_call_needs() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let token = issuer.token("a", claims(&gw, &issuer, "mcp:tools mcp:write"));
+    let mut c = Client::modern(&gw.url("/mcp")).bearer(&token);
+    let r = c.call_tool("hello.whoami", json!({})).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let ch = challenge(&r);
+    assert!(ch.contains("error=\"insufficient_scope\""), "{ch}");
+    // Every scope the call needs plus those already granted (so the client keeps them),
+    // including ones implied by the hierarchy (mcp:write implies mcp:read).
+    assert!(
+        ch.contains("scope=\"mcp:admin mcp:read mcp:tools mcp:write\""),
+        "{ch}"
+    );
+    assert!(ch.contains("resource_metadata=\""), "{ch}");
+
+    // The hierarchy is honoured: mcp:write implies mcp:read, which probe.echo needs.
+    let r = c.call_tool("probe.echo", json!({})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // After re-authorization with the larger scope the call succeeds, and the plugin sees
+    // the identity (never the token).
+    let bigger = issuer.token("a", claims(&gw, &issuer, "mcp:admin mcp:tools mcp:write"));
+    let r = Client::modern(&gw.url("/mcp"))
+        .bearer(&bigger)
+        .call_tool("hello.whoami", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let who = &r.result()["structuredContent"];
+    assert_eq!(who["subject"], "alice");
+    assert_eq!(who["tenant"], "a");
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_their_subject_and_tokens_rechecked_every_request() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let alice = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
+    let mut bob_claims = claims(&gw, &issuer, "mcp:tools");
+    bob_claims["sub"] = "bob".into();
+    let bob = issuer.token("a", bob_claims);
+
+    let mut c = Client::new(&gw.url("/mcp"));
+    let init = crate::support::initialize_request("2025-11-25", json!({}));
+    let r = c
+        .post_raw(init, &[("authorization", &format!("Bearer {alice}"))])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    c.session = r
+        .headers
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let r = c
+        .post_raw(
+            list.clone(),
+            &[("authorization", &format!("Bearer {alice}"))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = c
+        .post_raw(list.clone(), &[("authorization", &format!("Bearer {bob}"))])
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "another subject presenting the session id: {r:?}"
+    );
+    let r = c.post_raw(list, &[]).await;
+    assert_eq!(r.status, 401, "a session is not authentication: {r:?}");
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up_and_known_keys_survive_an_outage() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let fetched = issuer.fetches.load(Ordering::SeqCst);
+    let with_a = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
+    assert_eq!(
+        greet(&gw, Some(&format!("Bearer {with_a}")), "")
+            .await
+            .status,
+        200
+    );
+
+    // The AS rotates to key b: the first token signed with it triggers one refresh.
+    issuer.publish(&["a", "b"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let with_b = issuer.token("b", claims(&gw, &issuer, "mcp:tools"));
+    assert_eq!(
+        greet(&gw, Some(&format!("Bearer {with_b}")), "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        issuer.fetches.load(Ordering::SeqCst),
+        fetched + 1,
+        "exactly one refresh"
+    );
+
+    // Unknown kids do not hammer the AS: refreshes are rate-limited.
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("random-kid".into());
+    let forged = jsonwebtoken::encode(
+        &h,
+        &claims(&gw, &issuer, "mcp:tools"),
+        &EncodingKey::from_rsa_pem(&fixture("test-issuer-a.pem")).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            greet(&gw, Some(&format!("Bearer {forged}")), "")
+                .await
+                .status,
+            401
+        );
+    }
+    assert!(
+        issuer.fetches.load(Ordering::SeqCst) <= fetched + 2,
+        "refresh is rate-limited"
+    );
+
+    // The AS goes down: new tokens signed with known keys still validate.
+    issuer.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fresh = claims(&gw, &issuer, "mcp:tools");
+    fresh["jti"] = "after-outage".into();
+    let token = issuer.token("a", fresh);
+    assert_eq!(
+        greet(&gw, Some(&format!("Bearer {token}")), "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_plugin_sees_the_identity_but_never_the_token() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let mut cl = claims(&gw, &issuer, "mcp:tools mcp:read");
+    cl["sub"] = "carol".into();
+    let token = issuer.token("a", cl);
+    let r = Client::modern(&gw.url("/mcp"))
+        .bearer(&token)
+        .call_tool("probe.observe", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = r.result()["structuredContent"].to_string();
+    let ctx = &r.result()["structuredContent"]["context"];
+    assert_eq!(ctx["subject"], "carol");
+    assert_eq!(ctx["client_id"], "test-client");
+    assert_eq!(ctx["claims"], json!([["email", "\"alice@example.com\""]]));
+    for part in token.split('.') {
+        assert!(
+            !seen.contains(part),
+            "a piece of the token reached the plugin"
+        );
+    }
+}
