@@ -11,6 +11,7 @@
 mod auth;
 mod conformance;
 mod http_transport;
+mod real_as;
 mod sandbox_limits;
 mod stdio;
 mod support;

@@ -47,6 +47,16 @@ impl TestGateway {
     /// sets). `server_extra` is appended to the `[server]` table.
     pub async fn start(server_extra: &str, body: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, server_extra, body).await
+    }
+
+    /// Like [`TestGateway::start`], on a listener bound beforehand (when a peer must know the
+    /// gateway's URL before the gateway's configuration can be written).
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        server_extra: &str,
+        body: &str,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let text = format!("[server]\nlisten = \"{addr}\"\n{server_extra}\n{body}");
         let dir = tempdir();

