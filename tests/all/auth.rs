@@ -563,3 +563,108 @@ async fn the_plugin_sees_the_identity_but_never_the_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_token_appears_in_the_log_even_at_trace_level() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = crate::support::tempdir();
+    let config = dir.join("trace.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nmax_instances = 8\n\
+             [auth]\nmode = \"oauth\"\n{SCOPES}\n[[auth.issuer]]\nissuer = \"{}\"\n\
+             [[tenant]]\nid = \"a\"\nplugins = [{}]\n",
+            issuer.url,
+            toml_path(&plugin("hello"))
+        ),
+    )
+    .unwrap();
+    let log = dir.join("trace.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        // Everything at trace, except the wasm compiler's own passes (hundreds of MB of
+        // instruction selection that never sees a request).
+        .env("PORTCULLIS_LOG", "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,wasmtime_cranelift=info,wasmtime_environ=info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("{base}/mcp");
+    let good = json!({"iss": issuer.url, "sub": "alice", "aud": url, "exp": now() + 600, "iat": now(), "scope": "mcp:tools"});
+    let valid = issuer.token("a", good.clone());
+    let mut expired_claims = good.clone();
+    expired_claims["exp"] = (now() - 3600).into();
+    let expired = issuer.token("a", expired_claims);
+    let mut other_claims = good.clone();
+    other_claims["aud"] = "https://elsewhere.example/mcp".into();
+    let wrong_audience = issuer.token("a", other_claims);
+
+    // A session (initialize + calls) and stateless calls with the valid token...
+    let mut session =
+        Client::initialize_with(&url, "2025-11-25", Some(&format!("Bearer {valid}"))).await;
+    assert_eq!(
+        session
+            .call_tool("hello.greet", json!({"name": "trace"}))
+            .await
+            .text(),
+        "Hello, trace!"
+    );
+    assert_eq!(
+        Client::modern(&url)
+            .bearer(&valid)
+            .call_tool("hello.greet", json!({"name": "x"}))
+            .await
+            .status,
+        200
+    );
+    // ...refused tokens, and a token in the query string.
+    for bad in [&expired, &wrong_audience] {
+        assert_eq!(
+            Client::modern(&url)
+                .bearer(bad)
+                .call_tool("hello.greet", json!({}))
+                .await
+                .status,
+            401
+        );
+    }
+    let q = Client::modern(&format!("{url}?access_token={valid}"))
+        .call_tool("hello.greet", json!({}))
+        .await;
+    assert_eq!(q.status, 400);
+    drop(session);
+    child.kill().await.unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).ok();
+    assert!(text.contains("TRACE"), "trace logging was on");
+    assert!(
+        text.contains("request denied"),
+        "denials are logged for operators"
+    );
+    for token in [&valid, &expired, &wrong_audience] {
+        for part in token.split('.') {
+            assert!(
+                !text.contains(part),
+                "a token segment appears in the log:\n{}",
+                &text[..text.len().min(2000)]
+            );
+        }
+    }
+}

@@ -192,7 +192,13 @@ impl Client {
 
     /// Initialize a 2025 session at `version`.
     pub async fn initialize(url: &str, version: &str) -> Self {
+        Self::initialize_with(url, version, None).await
+    }
+
+    /// Initialize a 2025 session at `version`, sending `authorization` on every request.
+    pub async fn initialize_with(url: &str, version: &str, authorization: Option<&str>) -> Self {
         let mut c = Self::new(url);
+        c.authorization = authorization.map(str::to_string);
         c.version = version.into();
         let reply = c
             .post_raw(
