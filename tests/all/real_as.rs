@@ -54,8 +54,14 @@ impl RealAs {
     }
 }
 
-#[tokio::test]
-async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_provider() {
+/// oidc-provider plus a gateway trusting it, with `hello.whoami` needing `mcp:admin`.
+struct OAuthSetup {
+    mcp_url: String,
+    as_: RealAs,
+    _gw: TestGateway,
+}
+
+async fn oauth_setup() -> OAuthSetup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mcp_url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let as_ = RealAs::start(std::slice::from_ref(&mcp_url), "mcp:tools mcp:admin").await;
@@ -70,12 +76,16 @@ async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oid
         toml_path(&plugin("hello")),
     );
     let _gw = TestGateway::start_on(listener, "", &body).await;
+    OAuthSetup { mcp_url, as_, _gw }
+}
 
+/// Run a client program with the MCP URL as its last argument; returns its JSON transcript.
+async fn run_client(program: &std::path::Path, script: &str, mcp_url: &str) -> Value {
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        Command::new(node())
-            .arg(root().join("tests/js/oauth-client.mjs"))
-            .arg(&mcp_url)
+        Command::new(program)
+            .arg(root().join(script))
+            .arg(mcp_url)
             .current_dir(root().join("tests"))
             .kill_on_drop(true)
             .output(),
@@ -89,8 +99,14 @@ async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oid
         "client failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let t: Value = serde_json::from_str(stdout.lines().last().unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test]
+async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_provider() {
+    let OAuthSetup { mcp_url, as_, _gw } = oauth_setup().await;
+    let t = run_client(&node(), "tests/js/oauth-client.mjs", &mcp_url).await;
 
     // 1. The first request is refused with the discovery challenge.
     let first = &t["challenges"][0];
@@ -134,4 +150,46 @@ async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oid
             .any(|s| s == "mcp:admin"),
         "{t}"
     );
+}
+
+#[tokio::test]
+async fn python_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_provider() {
+    let OAuthSetup { mcp_url, as_, _gw } = oauth_setup().await;
+    let python = root().join("tests/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "Python test peers missing: run `cargo xtask test`"
+    );
+    let t = run_client(&python, "tests/py/oauth_client.py", &mcp_url).await;
+
+    assert_eq!(t["statuses"][0], 401, "{t}");
+    let challenges: Vec<&str> = t["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        challenges[0].contains("resource_metadata=")
+            && challenges[0].contains("scope=\"mcp:tools\""),
+        "{t}"
+    );
+    assert!(
+        challenges[1].contains("error=\"insufficient_scope\"")
+            && challenges[1].contains("scope=\"mcp:admin mcp:tools\""),
+        "{t}"
+    );
+    assert!(t["registered_client_id"].is_string(), "DCR: {t}");
+    assert_eq!(t["authorize_params"]["code_challenge_method"], "S256");
+    assert_eq!(t["authorize_params"]["resource"], mcp_url);
+    assert_eq!(t["iss"], as_.issuer);
+    assert_eq!(
+        t["authorizations"], 2,
+        "initial authorization and one step-up"
+    );
+    // The Python SDK 2.3 negotiates the stateless 2026-07-28 revision.
+    assert_eq!(t["protocol_version"], "2026-07-28");
+    assert_eq!(t["greet"], "Hello, Python!");
+    assert_eq!(t["whoami_is_error"], false);
+    assert_eq!(t["whoami"]["subject"], "alice");
 }

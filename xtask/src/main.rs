@@ -4,7 +4,8 @@
 //!   `plugins/` and copy the components to `target/plugins/<name>.wasm`.
 //! * `run`: build the plugins, then run the gateway with `examples/quickstart.toml`.
 //! * `test`: check formatting and clippy (`-D warnings`), build the plugins, install the pinned
-//!   test peers (Node 22, the conformance suites, the TypeScript SDK) under `tests/`, then run
+//!   test peers (Node 22, the conformance suites, the TypeScript SDK, oidc-provider; the Python
+//!   SDK in `tests/.venv`) under `tests/`, then run
 //!   every Rust test, including the integration tests that drive the real peers.
 //!
 //! It only shells out to cargo, rustup and npm; it has no dependencies of its own so it builds
@@ -61,6 +62,7 @@ fn task() -> anyhow::Result<()> {
             ]))?;
             build_plugins(&root)?;
             install_test_peers(&root)?;
+            install_python_peers(&root)?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(&root)
                 .args(["test", "--workspace"])
@@ -132,6 +134,29 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
         }
     }
     eprintln!("xtask: plugins are in {}", out.display());
+    Ok(())
+}
+
+/// Install the pinned Python test peers (`tests/requirements.txt`) into `tests/.venv`.
+fn install_python_peers(root: &Path) -> anyhow::Result<()> {
+    let venv = root.join("tests/.venv");
+    let requirements = root.join("tests/requirements.txt");
+    let stamp = venv.join("installed-requirements.txt");
+    if std::fs::read(&stamp).ok() == std::fs::read(&requirements).ok() {
+        return Ok(());
+    }
+    if !venv.join("bin/python").is_file() {
+        eprintln!("xtask: creating {}", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    eprintln!(
+        "xtask: installing Python test peers from {}",
+        requirements.display()
+    );
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::copy(&requirements, &stamp)?;
     Ok(())
 }
 
