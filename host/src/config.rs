@@ -156,6 +156,20 @@ pub struct IssuerConfig {
     pub algorithms: Vec<String>,
     /// The JWKS URL; default: discovered from the issuer's RFC 8414 / OIDC metadata.
     pub jwks_uri: Option<String>,
+    /// Validate opaque (non-JWT) tokens with this issuer's RFC 7662 introspection endpoint.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// `[auth.issuer.introspection]`: the gateway's own client credentials for introspection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The gateway's client id at the authorization server.
+    pub client_id: String,
+    /// Environment variable holding the client secret (sent with HTTP Basic).
+    pub client_secret_env: String,
+    /// The endpoint; default: `introspection_endpoint` from the issuer's metadata.
+    pub endpoint: Option<String>,
 }
 
 fn default_algorithms() -> Vec<String> {

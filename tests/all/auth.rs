@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Client, TestGateway, plugin, root, toml_path};
+use crate::support::{BinaryGateway, Client, TestGateway, plugin, root, toml_path};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/fixtures").join(name)).unwrap()
@@ -567,44 +567,17 @@ async fn the_plugin_sees_the_identity_but_never_the_token() {
 #[tokio::test]
 async fn no_token_appears_in_the_log_even_at_trace_level() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let dir = crate::support::tempdir();
-    let config = dir.join("trace.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nmax_instances = 8\n\
-             [auth]\nmode = \"oauth\"\n{SCOPES}\n[[auth.issuer]]\nissuer = \"{}\"\n\
-             [[tenant]]\nid = \"a\"\nplugins = [{}]\n",
-            issuer.url,
-            toml_path(&plugin("hello"))
-        ),
-    )
-    .unwrap();
-    let log = dir.join("trace.log");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        // Everything at trace, except the wasm compiler's own passes (hundreds of MB of
-        // instruction selection that never sees a request).
-        .env("PORTCULLIS_LOG", "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,wasmtime_cranelift=info,wasmtime_environ=info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\n{SCOPES}\n[[auth.issuer]]\nissuer = \"{}\"\n\
+         [[tenant]]\nid = \"a\"\nplugins = [{}]\n",
+        issuer.url,
+        toml_path(&plugin("hello"))
+    );
+    // Everything at trace, except the wasm compiler's own passes (hundreds of MB of
+    // instruction selection that never sees a request).
+    let filter = "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,wasmtime_cranelift=info,wasmtime_environ=info";
+    let gw = BinaryGateway::start(&body, &[("PORTCULLIS_LOG", filter)]).await;
+    let base = gw.base.clone();
     let url = format!("{base}/mcp");
     let good = json!({"iss": issuer.url, "sub": "alice", "aud": url, "exp": now() + 600, "iat": now(), "scope": "mcp:tools"});
     let valid = issuer.token("a", good.clone());
@@ -649,10 +622,7 @@ async fn no_token_appears_in_the_log_even_at_trace_level() {
         .await;
     assert_eq!(q.status, 400);
     drop(session);
-    child.kill().await.unwrap();
-
-    let text = std::fs::read_to_string(&log).unwrap();
-    std::fs::remove_file(&log).ok();
+    let text = gw.stop().await;
     assert!(text.contains("TRACE"), "trace logging was on");
     assert!(
         text.contains("request denied"),

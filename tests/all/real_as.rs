@@ -24,7 +24,17 @@ pub(crate) struct RealAs {
 
 impl RealAs {
     pub(crate) async fn start(resources: &[String], scopes: &str) -> Self {
-        let mut child = Command::new(node())
+        Self::start_with(resources, scopes, &[]).await
+    }
+
+    pub(crate) async fn start_with(
+        resources: &[String],
+        scopes: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut child = Command::new(node());
+        child.envs(env.iter().copied());
+        let mut child = child
             .arg(root().join("tests/js/as.mjs"))
             .current_dir(root().join("tests"))
             .env("AS_RESOURCES", resources.join(" "))
@@ -192,4 +202,90 @@ async fn python_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_pr
     assert_eq!(t["greet"], "Hello, Python!");
     assert_eq!(t["whoami_is_error"], false);
     assert_eq!(t["whoami"]["subject"], "alice");
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_validated_by_introspection_at_oidc_provider() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
+    let elsewhere = "http://127.0.0.1:1/other".to_string();
+    let as_ = RealAs::start_with(
+        &[mcp_url.clone(), elsewhere.clone()],
+        "mcp:tools mcp:admin",
+        &[("AS_TOKEN_FORMAT", "opaque")],
+    )
+    .await;
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"mcp:admin\"]\n\
+         [[auth.issuer]]\nissuer = \"{}\"\nintrospection = {{ client_id = \"gateway\", client_secret_env = \"PORTCULLIS_TEST_SECRET\" }}\n\
+         [[tenant]]\nid = \"default\"\nplugins = [{}]\n",
+        as_.issuer,
+        toml_path(&plugin("hello")),
+    );
+    let gw = crate::support::BinaryGateway::start_on_port(
+        port,
+        &body,
+        &[("PORTCULLIS_TEST_SECRET", "gateway-secret")],
+    )
+    .await;
+    let token_for = |resource: String| {
+        let issuer = as_.issuer.clone();
+        async move {
+            let r: Value = reqwest::Client::new()
+                .post(format!("{issuer}/token"))
+                .basic_auth("gateway", Some("gateway-secret"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("resource", &resource),
+                    ("scope", "mcp:tools"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+                .to_string()
+        }
+    };
+    let ours = token_for(mcp_url.clone()).await;
+    assert_eq!(ours.split('.').count(), 1, "an opaque token, not a JWT");
+    let r = crate::support::Client::modern(&mcp_url)
+        .bearer(&ours)
+        .call_tool("hello.greet", serde_json::json!({"name": "opaque"}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "Hello, opaque!");
+
+    let theirs = token_for(elsewhere).await;
+    let r = crate::support::Client::modern(&mcp_url)
+        .bearer(&theirs)
+        .call_tool("hello.greet", serde_json::json!({}))
+        .await;
+    assert_eq!(r.status, 401, "an active token for another resource: {r:?}");
+    let r = crate::support::Client::modern(&mcp_url)
+        .bearer("not-a-real-token")
+        .call_tool("hello.greet", serde_json::json!({}))
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("the token is not active"),
+        "{r:?}"
+    );
+    let log = gw.stop().await;
+    assert!(
+        !log.contains("gateway-secret") && !log.contains(&ours),
+        "no secret or token in the log"
+    );
 }

@@ -389,3 +389,66 @@ pub async fn read_reply(resp: reqwest::Response) -> Reply {
         others,
     }
 }
+
+/// The real `portcullis` binary serving a configuration on an ephemeral port, with its own
+/// environment; stderr goes to a log file. Killed when dropped.
+pub struct BinaryGateway {
+    pub base: String,
+    pub log: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl BinaryGateway {
+    /// Start `portcullis serve` with `body` (everything but `[server] listen`) and `env`.
+    pub async fn start(body: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on_port(port, body, env).await
+    }
+
+    /// Like [`BinaryGateway::start`], on a port chosen beforehand.
+    pub async fn start_on_port(port: u16, body: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempdir();
+        let config = dir.join("binary.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{body}"),
+        )
+        .unwrap();
+        let log = dir.join("binary.log");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                return Self { base, log, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "portcullis did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stop the process and return everything it logged.
+    pub async fn stop(mut self) -> String {
+        self.child.kill().await.ok();
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        std::fs::remove_file(&self.log).ok();
+        text
+    }
+}

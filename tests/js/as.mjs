@@ -8,6 +8,7 @@
 //   AS_RESOURCES     space-separated resource URLs tokens may be issued for
 //   AS_SCOPES        space-separated scopes the resources accept
 //   AS_USER          the account every login becomes (default alice)
+//   AS_TOKEN_FORMAT  "jwt" (default) or "opaque" (validated by introspection)
 //   AS_READY_FILE    where to write {"issuer": ...} once listening
 import http from 'node:http';
 import { writeFileSync } from 'node:fs';
@@ -52,8 +53,9 @@ const provider = new Provider(issuer, {
           audience: resourceIndicator,
           scope: scopes.join(' '),
           accessTokenTTL: 600,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          ...(process.env.AS_TOKEN_FORMAT === 'opaque'
+            ? { accessTokenFormat: 'opaque' }
+            : { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
         };
       },
     },

@@ -31,11 +31,12 @@ pub(crate) struct Issuer {
     algorithms: Vec<Algorithm>,
     configured_jwks: Option<String>,
     jwks_uri: ArcSwapOption<String>,
+    metadata: ArcSwapOption<Value>,
     keys: ArcSwap<HashMap<String, DecodingKey>>,
     /// When keys were last fetched; also the single-flight lock for refreshes.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     min_refresh: Duration,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -59,6 +60,7 @@ impl Issuer {
             algorithms,
             configured_jwks: config.jwks_uri.clone(),
             jwks_uri: ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new)),
+            metadata: ArcSwapOption::empty(),
             keys: ArcSwap::from_pointee(HashMap::new()),
             last_fetch: tokio::sync::Mutex::new(None),
             min_refresh,
@@ -112,8 +114,12 @@ impl Issuer {
         Ok(n)
     }
 
-    /// RFC 8414 first, then OIDC discovery; the metadata's `issuer` must match exactly.
-    async fn discover_jwks_uri(&self) -> Result<String, String> {
+    /// The issuer's metadata: RFC 8414 first, then OIDC discovery; its `issuer` must match
+    /// exactly. Fetched once and remembered.
+    pub(crate) async fn metadata(&self) -> Result<Arc<Value>, String> {
+        if let Some(m) = self.metadata.load_full() {
+            return Ok(m);
+        }
         let issuer = self.issuer.trim_end_matches('/');
         let (origin, path) = split_origin(issuer);
         let mut candidates = vec![format!(
@@ -128,19 +134,15 @@ impl Issuer {
         let mut errors = Vec::new();
         for url in candidates {
             match fetch_json(&self.http, &url).await {
-                Ok(doc) => {
-                    if doc["issuer"].as_str() != Some(self.issuer.as_str()) {
-                        errors.push(format!(
-                            "{url}: issuer {} does not match {}",
-                            doc["issuer"], self.issuer
-                        ));
-                        continue;
-                    }
-                    return doc["jwks_uri"]
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("{url} has no jwks_uri"));
+                Ok(doc) if doc["issuer"].as_str() == Some(self.issuer.as_str()) => {
+                    let doc = Arc::new(doc);
+                    self.metadata.store(Some(doc.clone()));
+                    return Ok(doc);
                 }
+                Ok(doc) => errors.push(format!(
+                    "{url}: issuer {} does not match {}",
+                    doc["issuer"], self.issuer
+                )),
                 Err(e) => errors.push(e),
             }
         }
@@ -149,6 +151,14 @@ impl Issuer {
             self.issuer,
             errors.join("; ")
         ))
+    }
+
+    async fn discover_jwks_uri(&self) -> Result<String, String> {
+        let doc = self.metadata().await?;
+        doc["jwks_uri"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("the metadata of {} has no jwks_uri", self.issuer))
     }
 
     /// The key for `kid`, refreshing once (rate-limited) if it is unknown.
@@ -193,7 +203,7 @@ fn split_origin(url: &str) -> (&str, &str) {
     }
 }
 
-async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+pub(crate) async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     let resp = http
         .get(url)
         .timeout(FETCH_TIMEOUT)

@@ -8,6 +8,7 @@
 //! call plugins. With `auth.mode = "none"` every request acts as a configured identity, for
 //! local development and the conformance suite only.
 
+mod introspect;
 mod jwt;
 
 use std::collections::{BTreeSet, HashMap};
@@ -173,6 +174,7 @@ impl TokenCache {
 /// The OAuth resource server shared by every tenant: trusted issuers, rules, cache.
 pub struct ResourceServer {
     issuers: Vec<Arc<jwt::Issuer>>,
+    introspectors: Vec<introspect::Introspector>,
     rules: jwt::JwtRules,
     implies: HashMap<String, Vec<String>>,
     claims: Vec<String>,
@@ -201,6 +203,14 @@ impl ResourceServer {
             .iter()
             .map(|i| Arc::new(jwt::Issuer::new(i, min_refresh, http.clone())))
             .collect();
+        let mut introspectors = Vec::new();
+        for (i, (issuer, cfg)) in issuers.iter().zip(&config.issuers).enumerate() {
+            if let Some(ic) = &cfg.introspection {
+                let intro = introspect::Introspector::new(issuer.clone(), ic)
+                    .map_err(|e| anyhow::anyhow!("auth.issuer[{i}].introspection: {e}"))?;
+                introspectors.push(intro);
+            }
+        }
         for issuer in &issuers {
             if let Err(e) = issuer.refresh().await {
                 tracing::error!(issuer = %issuer.issuer, jwks = issuer.configured_jwks(), "cannot fetch signing keys yet (will retry): {e}");
@@ -221,6 +231,7 @@ impl ResourceServer {
         }
         Ok(Arc::new(Self {
             issuers,
+            introspectors,
             rules: jwt::JwtRules {
                 leeway: config.leeway_secs,
                 require_at_jwt: config.require_at_jwt,
@@ -258,6 +269,18 @@ impl ResourceServer {
         out
     }
 
+    /// Ask each issuer that offers introspection, in order, whether an opaque token is active.
+    async fn introspect(&self, token: &str, audience: &str) -> Result<jwt::Verified, String> {
+        let mut last = String::from("no introspection endpoint accepted the token");
+        for i in &self.introspectors {
+            match i.introspect(token, audience).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Validate `token` for `audience` (the tenant's resource URL).
     async fn validate(&self, token: &str, audience: &str) -> Result<CachedToken, Denial> {
         if token.len() > self.max_token_bytes {
@@ -271,9 +294,14 @@ impl ResourceServer {
         if let Some(hit) = self.cache.get(&key, now) {
             return Ok(hit);
         }
-        let verified = jwt::validate(token, audience, &self.issuers, &self.rules)
-            .await
-            .map_err(Denial::InvalidToken)?;
+        let looks_like_jwt =
+            token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok();
+        let verified = if looks_like_jwt || self.introspectors.is_empty() {
+            jwt::validate(token, audience, &self.issuers, &self.rules).await
+        } else {
+            self.introspect(token, audience).await
+        }
+        .map_err(Denial::InvalidToken)?;
         let c = &verified.claims;
         let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
         let granted: Vec<String> = match (c.get("scope"), c.get("scp")) {
