@@ -123,6 +123,20 @@ pub struct AuthConfig {
     pub jwks_refresh_secs: u64,
     /// Least time between JWKS fetches triggered by unknown key ids, in seconds. Default 30.
     pub jwks_min_refresh_secs: u64,
+    /// What `tools/list` shows: every tool with its required scopes (`"all"`, the default, so
+    /// clients can step up) or only the tools the caller may call (`"permitted"`).
+    pub tools_list: ToolsList,
+}
+
+/// `auth.tools_list`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolsList {
+    /// Every tool, with its required scopes in `_meta`.
+    #[default]
+    All,
+    /// Only tools whose scopes and claim rules the caller satisfies.
+    Permitted,
 }
 
 impl Default for AuthConfig {
@@ -141,6 +155,7 @@ impl Default for AuthConfig {
             token_cache_entries: 10_000,
             jwks_refresh_secs: 600,
             jwks_min_refresh_secs: 30,
+            tools_list: ToolsList::All,
         }
     }
 }
@@ -305,6 +320,9 @@ pub struct PluginSettings {
     pub scopes: BTreeMap<String, Vec<String>>,
     /// Configuration values passed to the plugin in every call context.
     pub config: BTreeMap<String, String>,
+    /// Claim rules: tool name → claim → value the claim must equal (or, for a list, contain),
+    /// e.g. `{ "admin.reset" = { groups = "admin" } }`. Claims must be listed in `auth.claims`.
+    pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -536,6 +554,18 @@ impl Config {
                 "must not list offline_access (MCP resource servers do not advertise it)",
             ));
         }
+        for (i, t) in self.tenants.iter().enumerate() {
+            for (plugin, settings) in &t.plugin {
+                for (tool, rules) in &settings.require_claims {
+                    if let Some(claim) = rules.keys().find(|c| !a.claims.contains(c)) {
+                        return Err(self.error(
+                            format!("tenant[{i}].plugin.{plugin}.require_claims.{tool}"),
+                            format!("claim `{claim}` must also be listed in auth.claims so the gateway keeps it"),
+                        ));
+                    }
+                }
+            }
+        }
         if a.max_token_bytes < 256 {
             return Err(self.error("auth.max_token_bytes", "must be at least 256"));
         }
@@ -620,6 +650,37 @@ mod tests {
             "[server]\nallow_unauthenticated_public = true\n",
         );
         assert!(parse(&forced).is_ok());
+    }
+
+    #[test]
+    fn oauth_settings_are_checked() {
+        let base = "[auth]\nmode = \"oauth\"\n";
+        let tenant = "[[tenant]]\nid = \"a\"\n";
+        assert_eq!(
+            parse(&format!("{base}{tenant}")).unwrap_err().key,
+            "auth.issuer"
+        );
+        let issuer = "[[auth.issuer]]\nissuer = \"https://as.example\"\n";
+        assert!(parse(&format!("{base}{issuer}{tenant}")).is_ok());
+        let hs = "[[auth.issuer]]\nissuer = \"https://as.example\"\nalgorithms = [\"HS256\"]\n";
+        assert_eq!(
+            parse(&format!("{base}{hs}{tenant}")).unwrap_err().key,
+            "auth.issuer[0].algorithms"
+        );
+        let offline = format!("{base}scopes_supported = [\"offline_access\"]\n{issuer}{tenant}");
+        assert_eq!(parse(&offline).unwrap_err().key, "auth.scopes_supported");
+        let rule = format!(
+            "{base}{issuer}{tenant}[tenant.plugin.p]\nrequire_claims = {{ t = {{ groups = \"admin\" }} }}\n"
+        );
+        assert_eq!(
+            parse(&rule).unwrap_err().key,
+            "tenant[0].plugin.p.require_claims.t"
+        );
+        let listed = rule.replace(
+            "mode = \"oauth\"\n",
+            "mode = \"oauth\"\nclaims = [\"groups\"]\n",
+        );
+        assert!(parse(&listed).is_ok());
     }
 
     #[test]

@@ -85,7 +85,16 @@ impl Portcullis {
             plugins::load_all(&sandbox, &config).await;
         let tenants: BTreeMap<String, Arc<TenantContext>> = loaded
             .into_iter()
-            .map(|(id, p)| (id, Arc::new(TenantContext::new(p, state_key.clone()))))
+            .map(|(id, p)| {
+                (
+                    id,
+                    Arc::new(TenantContext::new(
+                        p,
+                        state_key.clone(),
+                        config.auth.tools_list,
+                    )),
+                )
+            })
             .collect();
         let shutdown = CancellationToken::new();
         let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(&config);

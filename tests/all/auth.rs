@@ -638,3 +638,59 @@ async fn no_token_appears_in_the_log_even_at_trace_level() {
         }
     }
 }
+
+#[tokio::test]
+async fn claim_rules_and_a_permitted_only_tool_list() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\n{SCOPES}\nclaims = [\"groups\"]\ntools_list = \"permitted\"\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\
+         [[tenant]]\nid = \"a\"\nplugins = [{}]\n\
+         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n\
+         require_claims = {{ \"hello.greet\" = {{ groups = \"admin\" }} }}\n",
+        issuer.url,
+        toml_path(&plugin("hello"))
+    );
+    let gw = TestGateway::start("", &body).await;
+    let token_with = |groups: Value| {
+        let mut c = json!({"iss": issuer.url, "sub": "dana", "aud": gw.url("/mcp"), "exp": now() + 600, "iat": now(), "scope": "mcp:tools"});
+        c["groups"] = groups;
+        issuer.token("a", c)
+    };
+    let names = |r: &crate::support::Reply| -> Vec<String> {
+        r.result()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let user = token_with(json!(["users"]));
+    let mut c = Client::modern(&gw.url("/mcp")).bearer(&user);
+    assert!(
+        names(&c.request("tools/list", json!({})).await).is_empty(),
+        "neither tool is permitted"
+    );
+    let r = c.call_tool("hello.greet", json!({"name": "x"})).await;
+    assert!(r.is_error(), "{r:?}");
+    assert!(
+        r.text().contains("claim `groups` must contain `admin`"),
+        "{}",
+        r.text()
+    );
+
+    let admin = token_with(json!(["users", "admin"]));
+    let mut c = Client::modern(&gw.url("/mcp")).bearer(&admin);
+    assert_eq!(
+        names(&c.request("tools/list", json!({})).await),
+        vec!["hello.greet"],
+        "whoami still needs mcp:admin"
+    );
+    assert_eq!(
+        c.call_tool("hello.greet", json!({"name": "D"}))
+            .await
+            .text(),
+        "Hello, D!"
+    );
+}

@@ -35,6 +35,7 @@ use super::convert::{self, complete, model};
 use super::observer::{RequestObserver, level_rank};
 use super::request_state::{Binding, StateSealer};
 use crate::auth::Principal;
+use crate::config::ToolsList;
 use crate::plugins::{Change, LoadedPlugin, TenantPlugins};
 use crate::sandbox::{BoxFuture, CallEnv, NoEgress, SandboxError, wit};
 
@@ -50,14 +51,21 @@ pub struct TenantContext {
     /// The tenant's plugins.
     pub plugins: Arc<TenantPlugins>,
     pub(crate) sealer: Arc<StateSealer>,
+    /// What `tools/list` shows.
+    pub(crate) tools_list: ToolsList,
 }
 
 impl TenantContext {
     /// A context for `plugins`, sealing `requestState` with `state_key` (random if `None`).
-    pub fn new(plugins: Arc<TenantPlugins>, state_key: Option<Vec<u8>>) -> Self {
+    pub fn new(
+        plugins: Arc<TenantPlugins>,
+        state_key: Option<Vec<u8>>,
+        tools_list: ToolsList,
+    ) -> Self {
         Self {
             plugins,
             sealer: Arc::new(StateSealer::new(state_key)),
+            tools_list,
         }
     }
 }
@@ -663,9 +671,19 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.principal(&ctx)?;
+        let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let tools = catalog.tools().map(|(_, t)| convert::tool(t)).collect();
+        let visible = |p: &LoadedPlugin, t: &wit::Tool| match self.tenant.tools_list {
+            ToolsList::All => true,
+            ToolsList::Permitted => {
+                who.has_scopes(&t.required_scopes) && p.claims_permit(&t.name, &who.claims).is_ok()
+            }
+        };
+        let tools = catalog
+            .tools()
+            .filter(|(p, t)| visible(p, t))
+            .map(|(_, t)| convert::tool(t))
+            .collect();
         complete(page("tools", tools, request.as_ref())?)
     }
 
@@ -686,6 +704,13 @@ impl ServerHandler for Gateway {
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
             let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
+            return Ok(CallToolResponse::Complete(complete(
+                convert::error_result(&msg),
+            )?));
+        }
+        if let Err(why) = plugin.claims_permit(&name, &who.claims) {
+            tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), tool = %name, "denied by a claim rule: {why}");
+            let msg = format!("Forbidden: tool `{name}` is not available to this caller ({why})");
             return Ok(CallToolResponse::Complete(complete(
                 convert::error_result(&msg),
             )?));

@@ -38,6 +38,8 @@ pub struct LoadedPlugin {
     pub concurrency: Arc<Semaphore>,
     /// Operator configuration passed in each call context.
     pub config: Vec<(String, String)>,
+    /// Claim rules per tool: claim → required value.
+    pub claim_rules: BTreeMap<String, BTreeMap<String, String>>,
     /// Tools, with operator scope overrides applied.
     pub tools: Vec<wit::Tool>,
     /// Direct resources.
@@ -50,6 +52,31 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// How long compiling and describing took.
     pub load_time: Duration,
+}
+
+impl LoadedPlugin {
+    /// Whether `claims` (name, JSON value text) satisfy `tool`'s claim rules; the error says
+    /// which rule failed.
+    pub fn claims_permit(&self, tool: &str, claims: &[(String, String)]) -> Result<(), String> {
+        let Some(rules) = self.claim_rules.get(tool) else {
+            return Ok(());
+        };
+        for (claim, wanted) in rules {
+            let value = claims
+                .iter()
+                .find(|(k, _)| k == claim)
+                .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok());
+            let ok = match &value {
+                Some(serde_json::Value::String(s)) => s == wanted,
+                Some(serde_json::Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(wanted)),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("claim `{claim}` must contain `{wanted}`"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A plugin that failed to load, and why.
@@ -387,6 +414,7 @@ async fn load_plugin(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        claim_rules: settings.require_claims.clone(),
         tools,
         resources,
         templates,
