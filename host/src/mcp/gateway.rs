@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 
 use base64::Engine as _;
@@ -96,6 +97,21 @@ pub struct Gateway {
     session: Arc<SessionState>,
     /// The identity on transports without per-request authentication (stdio).
     fixed_principal: Option<Arc<Principal>>,
+}
+
+/// One round's inputs to a plugin export (cloned per round).
+#[derive(Clone)]
+struct Invocation {
+    tenant: Arc<str>,
+    plugin: Arc<LoadedPlugin>,
+    env: CallEnv,
+    context: wit::CallContext,
+}
+
+/// Log a sandbox failure with its tenant and plugin, and describe it for the client.
+fn failed(tenant: &str, plugin: &LoadedPlugin, what: &str, e: &SandboxError) -> ErrorData {
+    tracing::warn!(tenant, plugin = %plugin.name, "{what} failed: {e}");
+    ErrorData::internal_error(format!("{what} failed: {e}"), None)
 }
 
 /// The outcome of one plugin invocation.
@@ -435,9 +451,38 @@ impl Gateway {
         }
     }
 
+    /// Run one plugin export that may ask for input (tool call, prompt, resource read): set up
+    /// the call's environment and context once, then let [`Gateway::drive`] invoke `call` for
+    /// each round the request's era allows.
+    async fn run_with_input<F, Fut>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        who: &Principal,
+        plugin: &Arc<LoadedPlugin>,
+        (method, target): (&str, &str),
+        (responses, state): (Option<&InputResponses>, Option<&str>),
+        call: F,
+    ) -> Result<Rounds<Value>, RoundError>
+    where
+        F: Fn(Invocation, Option<wit::Continuation>) -> Fut,
+        Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
+    {
+        let invocation = Invocation {
+            tenant: self.tenant.plugins.tenant.clone(),
+            plugin: plugin.clone(),
+            env: self.call_env(ctx, plugin),
+            context: self.call_context(ctx, who, plugin),
+        };
+        let binding = self.binding(who, method, target);
+        self.drive(ctx, &binding, responses, state, |continuation| {
+            Box::pin(call(invocation.clone(), continuation))
+        })
+        .await
+    }
+
+    /// The completion failure for a sandbox error, logged for the operator.
     fn sandbox_error(&self, plugin: &LoadedPlugin, what: &str, e: &SandboxError) -> ErrorData {
-        tracing::warn!(tenant = %self.tenant.plugins.tenant, plugin = %plugin.name, "{what} failed: {e}");
-        ErrorData::internal_error(format!("{what} failed: {e}"), None)
+        failed(&self.tenant.plugins.tenant, plugin, what, e)
     }
 
     fn forbidden(&self, who: &Principal, missing: &[&str], what: &str) -> String {
@@ -695,11 +740,11 @@ impl ServerHandler for Gateway {
         let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let name = request.name.to_string();
+        let unknown = |name: &str| {
+            ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
+        };
         let Some((plugin, tool)) = catalog.tool(&name) else {
-            return Err(ErrorData::invalid_params(
-                format!("Unknown tool: {name}"),
-                Some(json!({"name": name})),
-            ));
+            return Err(unknown(&name));
         };
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
@@ -715,50 +760,65 @@ impl ServerHandler for Gateway {
                 convert::error_result(&msg),
             )?));
         }
-        let plugin = plugin.clone();
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
-        let env = self.call_env(&ctx, &plugin);
-        let call_ctx = self.call_context(&ctx, &who, &plugin);
-        let binding = self.binding(&who, "tools/call", &name);
-        let tenant = self.tenant.plugins.tenant.clone();
-        let invoke = |continuation: Option<wit::Continuation>| -> BoxFuture<'static, Result<Step<Value>, RoundError>> {
-            let (plugin, env, call_ctx, name, arguments, tenant) =
-                (plugin.clone(), env.clone(), call_ctx.clone(), name.clone(), arguments.clone(), tenant.clone());
-            Box::pin(async move {
-                let outcome = plugin.code.call_tool(&env, call_ctx, name.clone(), arguments, continuation).await;
-                match outcome {
-                    Ok(Ok(wit::CallOutcome::Done(r))) => Ok(Step::Done(convert::tool_result(&r))),
-                    Ok(Ok(wit::CallOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
-                    Ok(Err(wit::ToolError::UnknownTool)) => Err(RoundError::Rpc(ErrorData::invalid_params(
-                        format!("Unknown tool: {name}"),
-                        Some(json!({"name": name})),
-                    ))),
-                    Ok(Err(wit::ToolError::InvalidArguments(m))) => {
-                        Ok(Step::Done(convert::error_result(&format!("Invalid arguments for tool `{name}`: {m}"))))
-                    }
-                    Ok(Err(wit::ToolError::Failed(m))) => Ok(Step::Done(convert::error_result(&m))),
-                    Err(SandboxError::Cancelled) => Err(RoundError::Rpc(ErrorData::internal_error("request cancelled", None))),
-                    Err(e) => {
-                        tracing::warn!(tenant = %tenant, plugin = %plugin.name, tool = %name, "tool call failed: {e}");
-                        Ok(Step::Done(convert::error_result(&format!("Tool `{name}` failed: {e}"))))
-                    }
-                }
-            })
-        };
-        let modern = is_modern(&ctx);
-        let result = match self
-            .drive(
+        let retry = (
+            request.input_responses.as_ref(),
+            request.request_state.as_deref(),
+        );
+        let rounds = self
+            .run_with_input(
                 &ctx,
-                &binding,
-                request.input_responses.as_ref(),
-                request.request_state.as_deref(),
-                invoke,
+                &who,
+                plugin,
+                ("tools/call", &name),
+                retry,
+                |call, continuation| {
+                    let (name, arguments) = (name.clone(), arguments.clone());
+                    async move {
+                        match call
+                            .plugin
+                            .code
+                            .call_tool(
+                                &call.env,
+                                call.context,
+                                name.clone(),
+                                arguments,
+                                continuation,
+                            )
+                            .await
+                        {
+                            Ok(Ok(wit::CallOutcome::Done(r))) => {
+                                Ok(Step::Done(convert::tool_result(&r)))
+                            }
+                            Ok(Ok(wit::CallOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+                            Ok(Err(wit::ToolError::UnknownTool)) => {
+                                Err(RoundError::Rpc(unknown(&name)))
+                            }
+                            Ok(Err(wit::ToolError::InvalidArguments(m))) => {
+                                Ok(Step::Done(convert::error_result(&format!(
+                                    "Invalid arguments for tool `{name}`: {m}"
+                                ))))
+                            }
+                            Ok(Err(wit::ToolError::Failed(m))) => {
+                                Ok(Step::Done(convert::error_result(&m)))
+                            }
+                            Err(SandboxError::Cancelled) => Err(RoundError::Rpc(
+                                ErrorData::internal_error("request cancelled", None),
+                            )),
+                            // A crash, timeout or memory exhaustion is the tool's failure, shown to the model.
+                            Err(e) => Ok(Step::Done(convert::error_result(
+                                &failed(&call.tenant, &call.plugin, &format!("Tool `{name}`"), &e)
+                                    .message,
+                            ))),
+                        }
+                    }
+                },
             )
-            .await
-        {
+            .await;
+        let result = match rounds {
             Ok(Rounds::Done(v)) => v,
             Ok(Rounds::InputRequired(r)) => return Ok(CallToolResponse::InputRequired(r)),
-            Err(RoundError::MissingCapability(caps)) if modern => {
+            Err(RoundError::MissingCapability(caps)) if is_modern(&ctx) => {
                 return Err(ErrorData::missing_required_client_capability(model(caps)?));
             }
             Err(RoundError::MissingCapability(caps)) => convert::error_result(&format!(
@@ -807,11 +867,12 @@ impl ServerHandler for Gateway {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let who = self.principal(&ctx)?;
         let uri = request.uri.clone();
-        let not_found =
-            || ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})));
+        let not_found = |uri: &str| {
+            ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})))
+        };
         let catalog = self.tenant.plugins.catalog();
         let Some((plugin, scopes)) = catalog.resource_owner(&uri) else {
-            return Err(not_found());
+            return Err(not_found(&uri));
         };
         let missing = who.missing_scopes(scopes);
         if !missing.is_empty() {
@@ -820,56 +881,29 @@ impl ServerHandler for Gateway {
                 None,
             ));
         }
-        let plugin = plugin.clone();
-        let env = self.call_env(&ctx, &plugin);
-        let call_ctx = self.call_context(&ctx, &who, &plugin);
-        let binding = self.binding(&who, "resources/read", &uri);
-        let gateway = self.clone();
-        let invoke = |continuation| -> BoxFuture<'static, Result<Step<Value>, RoundError>> {
-            let (plugin, env, call_ctx, uri, gateway) = (
-                plugin.clone(),
-                env.clone(),
-                call_ctx.clone(),
-                uri.clone(),
-                gateway.clone(),
-            );
-            Box::pin(async move {
-                match plugin
-                    .code
-                    .read_resource(&env, call_ctx, uri.clone(), continuation)
-                    .await
-                {
-                    Ok(Ok(wit::ReadOutcome::Done(contents))) if !contents.is_empty() => {
-                        Ok(Step::Done(json!({
+        let retry = (
+            request.input_responses.as_ref(),
+            request.request_state.as_deref(),
+        );
+        let rounds = self
+            .run_with_input(&ctx, &who, plugin, ("resources/read", &uri), retry, |call, continuation| {
+                let uri = uri.clone();
+                async move {
+                    match call.plugin.code.read_resource(&call.env, call.context, uri.clone(), continuation).await {
+                        Ok(Ok(wit::ReadOutcome::Done(contents))) if !contents.is_empty() => Ok(Step::Done(json!({
                             "contents": contents.iter().map(convert::resource_contents).collect::<Vec<_>>()
-                        })))
+                        }))),
+                        Ok(Ok(wit::ReadOutcome::Done(_)) | Err(wit::ResourceError::NotFound)) => {
+                            Err(RoundError::Rpc(not_found(&uri)))
+                        }
+                        Ok(Ok(wit::ReadOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+                        Ok(Err(wit::ResourceError::Failed(m))) => {
+                            Err(RoundError::Rpc(ErrorData::internal_error(format!("reading {uri} failed: {m}"), None)))
+                        }
+                        Err(e) => Err(RoundError::Rpc(failed(&call.tenant, &call.plugin, &format!("reading {uri}"), &e))),
                     }
-                    Ok(Ok(wit::ReadOutcome::Done(_)) | Err(wit::ResourceError::NotFound)) => {
-                        Err(RoundError::Rpc(ErrorData::resource_not_found(
-                            "Resource not found",
-                            Some(json!({"uri": uri})),
-                        )))
-                    }
-                    Ok(Ok(wit::ReadOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
-                    Ok(Err(wit::ResourceError::Failed(m))) => Err(RoundError::Rpc(
-                        ErrorData::internal_error(format!("reading {uri} failed: {m}"), None),
-                    )),
-                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(
-                        &plugin,
-                        &format!("reading {uri}"),
-                        &e,
-                    ))),
                 }
             })
-        };
-        let rounds = self
-            .drive(
-                &ctx,
-                &binding,
-                request.input_responses.as_ref(),
-                request.request_state.as_deref(),
-                invoke,
-            )
             .await;
         self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds)
     }
@@ -906,56 +940,60 @@ impl ServerHandler for Gateway {
                 None,
             ));
         }
-        let plugin = plugin.clone();
         let arguments = convert::prompt_arguments(request.arguments.as_ref());
-        let env = self.call_env(&ctx, &plugin);
-        let call_ctx = self.call_context(&ctx, &who, &plugin);
-        let binding = self.binding(&who, "prompts/get", &name);
-        let gateway = self.clone();
-        let invoke = |continuation| -> BoxFuture<'static, Result<Step<Value>, RoundError>> {
-            let (plugin, env, call_ctx, name, arguments, gateway) = (
-                plugin.clone(),
-                env.clone(),
-                call_ctx.clone(),
-                name.clone(),
-                arguments.clone(),
-                gateway.clone(),
-            );
-            Box::pin(async move {
-                match plugin
-                    .code
-                    .get_prompt(&env, call_ctx, name.clone(), arguments, continuation)
-                    .await
-                {
-                    Ok(Ok(wit::GetOutcome::Done(r))) => Ok(Step::Done(convert::prompt_result(&r))),
-                    Ok(Ok(wit::GetOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
-                    Ok(Err(wit::PromptError::UnknownPrompt)) => Err(RoundError::Rpc(
-                        ErrorData::invalid_params(format!("Unknown prompt: {name}"), None),
-                    )),
-                    Ok(Err(wit::PromptError::InvalidArguments(m))) => {
-                        Err(RoundError::Rpc(ErrorData::invalid_params(
-                            format!("Invalid arguments for prompt `{name}`: {m}"),
-                            None,
-                        )))
-                    }
-                    Ok(Err(wit::PromptError::Failed(m))) => Err(RoundError::Rpc(
-                        ErrorData::internal_error(format!("prompt `{name}` failed: {m}"), None),
-                    )),
-                    Err(e) => Err(RoundError::Rpc(gateway.sandbox_error(
-                        &plugin,
-                        &format!("prompt `{name}`"),
-                        &e,
-                    ))),
-                }
-            })
-        };
+        let retry = (
+            request.input_responses.as_ref(),
+            request.request_state.as_deref(),
+        );
         let rounds = self
-            .drive(
+            .run_with_input(
                 &ctx,
-                &binding,
-                request.input_responses.as_ref(),
-                request.request_state.as_deref(),
-                invoke,
+                &who,
+                plugin,
+                ("prompts/get", &name),
+                retry,
+                |call, continuation| {
+                    let (name, arguments) = (name.clone(), arguments.clone());
+                    async move {
+                        let rpc = |e: ErrorData| Err(RoundError::Rpc(e));
+                        match call
+                            .plugin
+                            .code
+                            .get_prompt(
+                                &call.env,
+                                call.context,
+                                name.clone(),
+                                arguments,
+                                continuation,
+                            )
+                            .await
+                        {
+                            Ok(Ok(wit::GetOutcome::Done(r))) => {
+                                Ok(Step::Done(convert::prompt_result(&r)))
+                            }
+                            Ok(Ok(wit::GetOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+                            Ok(Err(wit::PromptError::UnknownPrompt)) => rpc(
+                                ErrorData::invalid_params(format!("Unknown prompt: {name}"), None),
+                            ),
+                            Ok(Err(wit::PromptError::InvalidArguments(m))) => {
+                                rpc(ErrorData::invalid_params(
+                                    format!("Invalid arguments for prompt `{name}`: {m}"),
+                                    None,
+                                ))
+                            }
+                            Ok(Err(wit::PromptError::Failed(m))) => rpc(ErrorData::internal_error(
+                                format!("prompt `{name}` failed: {m}"),
+                                None,
+                            )),
+                            Err(e) => rpc(failed(
+                                &call.tenant,
+                                &call.plugin,
+                                &format!("prompt `{name}`"),
+                                &e,
+                            )),
+                        }
+                    }
+                },
             )
             .await;
         self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds)
