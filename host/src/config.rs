@@ -33,6 +33,9 @@ pub struct Config {
     /// Identity for `portcullis stdio` (there is no token on stdio).
     #[serde(default)]
     pub stdio: StdioConfig,
+    /// The embedded development authorization server (off unless enabled).
+    #[serde(default)]
+    pub dev_as: DevAsConfig,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
@@ -218,6 +221,71 @@ impl Default for Identity {
             scopes: vec!["*".into()],
         }
     }
+}
+
+/// `[dev_as]`: the embedded development authorization server, for the quickstart and tests.
+/// It serves at `<public_url>/dev-as`; with `auth.mode = "oauth"` and no `[[auth.issuer]]` the
+/// gateway trusts it automatically. Never enable it in production.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevAsConfig {
+    /// Serve the development authorization server.
+    pub enabled: bool,
+    /// Approve every authorization request as the first user, without a consent page
+    /// (headless tests). Default false: a consent page with a user picker.
+    pub auto_approve: bool,
+    /// The users the consent page offers (the first is the auto-approve user).
+    pub users: Vec<String>,
+    /// Open dynamic client registration (RFC 7591).
+    pub dcr: bool,
+    /// Client ID metadata documents (https `client_id` URLs).
+    pub cimd: bool,
+    /// Pre-registered clients.
+    pub clients: Vec<DevClient>,
+    /// Access token lifetime, in seconds. Default 600.
+    pub access_token_ttl_secs: u64,
+    /// Refresh token lifetime, in seconds. Default 86400.
+    pub refresh_token_ttl_secs: u64,
+    /// Where to keep the signing key so restarts keep it; default: a new key at every start.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for DevAsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            auto_approve: false,
+            users: vec!["alice".into(), "bob".into()],
+            dcr: true,
+            cimd: true,
+            clients: Vec::new(),
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 86_400,
+            key_file: None,
+        }
+    }
+}
+
+/// `[[dev_as.clients]]`: a pre-registered client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevClient {
+    /// The client id.
+    pub client_id: String,
+    /// Display name on the consent page.
+    pub name: Option<String>,
+    /// Environment variable with the secret of a confidential client; none: a public client.
+    pub client_secret_env: Option<String>,
+    /// Exact redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grant types. Default: authorization_code and refresh_token.
+    #[serde(default = "default_grants")]
+    pub grant_types: Vec<String>,
+}
+
+fn default_grants() -> Vec<String> {
+    vec!["authorization_code".into(), "refresh_token".into()]
 }
 
 /// `[stdio]`: who the local user of `portcullis stdio` is.
@@ -523,7 +591,7 @@ impl Config {
         if a.mode != AuthMode::Oauth {
             return Ok(());
         }
-        if a.issuers.is_empty() {
+        if a.issuers.is_empty() && !self.dev_as.enabled {
             return Err(self.error(
                 "auth.issuer",
                 "mode = \"oauth\" needs at least one [[auth.issuer]]",
@@ -570,6 +638,26 @@ impl Config {
             return Err(self.error("auth.max_token_bytes", "must be at least 256"));
         }
         Ok(())
+    }
+
+    /// The development authorization server's issuer URL.
+    pub fn dev_as_issuer(&self) -> String {
+        format!("{}/dev-as", self.public_url())
+    }
+
+    /// The issuers tokens are accepted from: `[[auth.issuer]]`, or the development
+    /// authorization server when it is enabled and none are listed.
+    pub fn trusted_issuers(&self) -> Vec<IssuerConfig> {
+        if self.auth.issuers.is_empty() && self.dev_as.enabled {
+            vec![IssuerConfig {
+                issuer: self.dev_as_issuer(),
+                algorithms: vec!["ES256".into()],
+                jwks_uri: None,
+                introspection: None,
+            }]
+        } else {
+            self.auth.issuers.clone()
+        }
     }
 
     /// The engine-wide sandbox settings.

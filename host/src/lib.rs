@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! HTTP/stdio ─► transport ─► auth ─► mcp (routing, eras) ─► sandbox ─► plugin.wasm
-//! side modules: config, plugins (registry, loading, validation)
+//! side modules: config, plugins (registry, loading, validation), dev_as (development AS)
 //! ```
 //!
 //! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session cap),
@@ -18,11 +18,13 @@
 //! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
 //! * [`plugins`]: loading, validating and indexing plugins per tenant.
 //! * [`config`]: the TOML file and its validation.
+//! * [`dev_as`]: the embedded development authorization server (off unless enabled).
 //!
 //! Start with [`Portcullis::start`], which turns a validated [`config::Config`] into a router.
 
 pub mod auth;
 pub mod config;
+pub mod dev_as;
 pub mod mcp;
 pub mod plugins;
 pub mod sandbox;
@@ -46,6 +48,7 @@ pub struct Portcullis {
     config: Config,
     tenants: BTreeMap<String, Arc<TenantContext>>,
     router: axum::Router,
+    dev_as: Option<Arc<dev_as::DevAs>>,
     shutdown: CancellationToken,
 }
 
@@ -117,17 +120,26 @@ impl Portcullis {
             .collect();
         let resource_server = match config.auth.mode {
             AuthMode::Oauth => Some(
-                auth::ResourceServer::start(&config.auth)
+                auth::ResourceServer::start(&config.auth, &config.trusted_issuers())
                     .await
                     .context("starting the OAuth resource server")?,
             ),
             AuthMode::None => None,
         };
-        let router = transport::router(&config, &mounts, &settings, resource_server);
+        let mut router = transport::router(&config, &mounts, &settings, resource_server);
+        let dev_as = if config.dev_as.enabled {
+            let dev = dev_as::DevAs::new(&config)
+                .context("starting the development authorization server")?;
+            router = router.merge(dev.router());
+            Some(dev)
+        } else {
+            None
+        };
         Ok(Self {
             config,
             tenants,
             router,
+            dev_as,
             shutdown,
         })
     }
@@ -145,6 +157,11 @@ impl Portcullis {
     /// A tenant's context by id.
     pub fn tenant(&self, id: &str) -> Option<Arc<TenantContext>> {
         self.tenants.get(id).cloned()
+    }
+
+    /// The development authorization server, when enabled.
+    pub fn dev_as(&self) -> Option<Arc<dev_as::DevAs>> {
+        self.dev_as.clone()
     }
 
     /// The tenant `portcullis stdio` serves: `[stdio] tenant`, else the first one.

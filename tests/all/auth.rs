@@ -478,7 +478,6 @@ async fn sessions_are_bound_to_their_subject_and_tokens_rechecked_every_request(
 async fn key_rotation_is_picked_up_and_known_keys_survive_an_outage() {
     let issuer = TestIssuer::start(&["a"]).await;
     let gw = gateway(&issuer, "").await;
-    let fetched = issuer.fetches.load(Ordering::SeqCst);
     let with_a = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
     assert_eq!(
         greet(&gw, Some(&format!("Bearer {with_a}")), "")
@@ -486,6 +485,8 @@ async fn key_rotation_is_picked_up_and_known_keys_survive_an_outage() {
             .status,
         200
     );
+    // Keys are loaded now (the first fetch runs in the background at start).
+    let fetched = issuer.fetches.load(Ordering::SeqCst);
 
     // The AS rotates to key b: the first token signed with it triggers one refresh.
     issuer.publish(&["a", "b"]);

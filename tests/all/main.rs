@@ -10,6 +10,7 @@
 
 mod auth;
 mod conformance;
+mod dev_as;
 mod http_transport;
 mod real_as;
 mod sandbox_limits;

@@ -171,7 +171,13 @@ impl Issuer {
         if let Some(k) = lookup(&self.keys.load(), kid) {
             return Some(k);
         }
-        if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+        // Until keys were fetched once (e.g. the issuer started after us), retry sooner.
+        let cooldown = if self.has_keys() {
+            self.min_refresh
+        } else {
+            self.min_refresh.min(Duration::from_secs(1))
+        };
+        if last.is_some_and(|t| t.elapsed() < cooldown) {
             return None;
         }
         if let Err(e) = self.fetch_locked(&mut last).await {

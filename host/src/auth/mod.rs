@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthConfig, AuthMode, Identity};
+use crate::config::{AuthConfig, AuthMode, Identity, IssuerConfig};
 
 /// The scope that stands for "every scope" in a configured identity.
 pub const ALL_SCOPES: &str = "*";
@@ -191,41 +191,48 @@ impl std::fmt::Debug for ResourceServer {
 }
 
 impl ResourceServer {
-    /// Build from `[auth]`, fetch every issuer's keys once, and keep them fresh in the
+    /// Build from `[auth]` and the trusted issuers, and fetch and refresh their keys in the
     /// background. An issuer that cannot be reached yet is logged and retried on demand.
-    pub async fn start(config: &AuthConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(config: &AuthConfig, trusted: &[IssuerConfig]) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let min_refresh = Duration::from_secs(config.jwks_min_refresh_secs);
-        let issuers: Vec<Arc<jwt::Issuer>> = config
-            .issuers
+        let issuers: Vec<Arc<jwt::Issuer>> = trusted
             .iter()
             .map(|i| Arc::new(jwt::Issuer::new(i, min_refresh, http.clone())))
             .collect();
         let mut introspectors = Vec::new();
-        for (i, (issuer, cfg)) in issuers.iter().zip(&config.issuers).enumerate() {
+        for (i, (issuer, cfg)) in issuers.iter().zip(trusted).enumerate() {
             if let Some(ic) = &cfg.introspection {
                 let intro = introspect::Introspector::new(issuer.clone(), ic)
                     .map_err(|e| anyhow::anyhow!("auth.issuer[{i}].introspection: {e}"))?;
                 introspectors.push(intro);
             }
         }
-        for issuer in &issuers {
-            if let Err(e) = issuer.refresh().await {
-                tracing::error!(issuer = %issuer.issuer, jwks = issuer.configured_jwks(), "cannot fetch signing keys yet (will retry): {e}");
-            }
-        }
+        // Fetch keys in the background: start-up never waits on a slow or absent issuer (a
+        // request arriving meanwhile waits on the same single-flight fetch), then refresh
+        // periodically, keeping the last good keys when a fetch fails.
         let every = Duration::from_secs(config.jwks_refresh_secs.max(1));
         for issuer in &issuers {
             let weak = Arc::downgrade(issuer);
             tokio::spawn(async move {
+                let mut first = true;
                 loop {
-                    tokio::time::sleep(every).await;
                     let Some(issuer) = weak.upgrade() else { return };
-                    if let Err(e) = issuer.refresh().await {
-                        tracing::warn!(issuer = %issuer.issuer, "periodic key refresh failed, keeping the last good keys: {e}");
+                    match issuer.refresh().await {
+                        Err(e) if first => {
+                            tracing::error!(issuer = %issuer.issuer, jwks = issuer.configured_jwks(),
+                            "cannot fetch signing keys yet (will retry on demand and every {every:?}): {e}")
+                        }
+                        Err(e) => {
+                            tracing::warn!(issuer = %issuer.issuer, "periodic key refresh failed, keeping the last good keys: {e}")
+                        }
+                        Ok(_) => {}
                     }
+                    first = false;
+                    drop(issuer);
+                    tokio::time::sleep(every).await;
                 }
             });
         }
@@ -374,6 +381,12 @@ impl TenantAuth {
         config: &AuthConfig,
         server: Option<Arc<ResourceServer>>,
     ) -> Self {
+        let authorization_servers = match &server {
+            Some(s) if config.mode == AuthMode::Oauth => {
+                s.issuers.iter().map(|i| i.issuer.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
         let mode = match (config.mode, server) {
             (AuthMode::Oauth, Some(s)) => Mode::OAuth(s),
             _ => Mode::Fixed(Principal::from_identity(tenant.clone(), &config.anonymous)),
@@ -388,7 +401,7 @@ impl TenantAuth {
                 .challenge_scopes
                 .clone()
                 .unwrap_or_else(|| config.scopes_supported.clone()),
-            authorization_servers: config.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            authorization_servers,
         }
     }
 

@@ -1,0 +1,818 @@
+//! The embedded development authorization server: zero-setup OAuth for the quickstart and for
+//! hermetic tests. **Never for production** (it says so loudly when it starts).
+//!
+//! Owns RFC 8414 metadata (and the OIDC discovery alias), the JWKS, `/authorize`
+//! (authorization code with PKCE S256 only, exact redirect URIs, `state` echoed, RFC 9207
+//! `iss`, RFC 8707 `resource` limited to this gateway's tenants, a consent page with a user
+//! picker or auto-approval), `/token` (authorization code, rotating refresh tokens, client
+//! credentials; `Cache-Control: no-store`; short-lived ES256 JWT access tokens, `typ at+jwt`,
+//! `aud` = the resource; refresh tokens for `offline_access` only) and client registration (open DCR, pre-registered clients). State
+//! lives in memory. It must not validate tokens for the gateway: the `auth` module trusts it
+//! exactly as it would trust any external issuer, through its metadata and JWKS.
+
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, DevAsConfig};
+
+/// How long an authorization code may be redeemed.
+const CODE_TTL: Duration = Duration::from_secs(60);
+
+/// A registered client.
+#[derive(Clone, Debug)]
+struct Client {
+    client_id: String,
+    name: String,
+    /// `None` for a public client.
+    secret: Option<String>,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+}
+
+/// An authorization code awaiting redemption.
+struct CodeGrant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    resource: String,
+    scope: String,
+    subject: String,
+    expires: Instant,
+}
+
+/// A refresh token (rotated on every use).
+struct RefreshGrant {
+    client_id: String,
+    resource: String,
+    scope: String,
+    subject: String,
+    expires: Instant,
+}
+
+/// The development authorization server.
+pub struct DevAs {
+    issuer: String,
+    config: DevAsConfig,
+    /// The resource URLs tokens may be issued for (the tenants' endpoints).
+    resources: Vec<String>,
+    scopes: Vec<String>,
+    key: keys::SigningKey,
+    clients: Mutex<HashMap<String, Client>>,
+    codes: Mutex<HashMap<String, CodeGrant>>,
+    refresh: Mutex<HashMap<String, RefreshGrant>>,
+}
+
+impl std::fmt::Debug for DevAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevAs")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b);
+    B64.encode(b)
+}
+
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// An OAuth error response (RFC 6749 §5.2).
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    let body = json!({"error": error, "error_description": description.into()});
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Whether a redirect URI is acceptable: https, or http on a loopback host.
+fn acceptable_redirect(uri: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(uri) else {
+        return false;
+    };
+    if u.fragment().is_some() {
+        return false;
+    }
+    match u.scheme() {
+        "https" => true,
+        "http" => matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+        // Native apps' private-use schemes (RFC 8252 §7.1).
+        s => s.contains('.'),
+    }
+}
+
+impl DevAs {
+    /// Build from the configuration: the issuer is `<public_url>/dev-as`, tokens may target
+    /// every tenant's resource URL.
+    pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let dev = &config.dev_as;
+        let key_file = dev.key_file.as_ref().map(|p| config.resolve_path(p));
+        let key = keys::SigningKey::load_or_generate(key_file.as_deref())?;
+        let mut clients = HashMap::new();
+        for (i, c) in dev.clients.iter().enumerate() {
+            let secret = match &c.client_secret_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: dev_as.clients[{i}].client_secret_env: {var} is not set",
+                        config.source.display()
+                    )
+                })?),
+                None => None,
+            };
+            clients.insert(
+                c.client_id.clone(),
+                Client {
+                    client_id: c.client_id.clone(),
+                    name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
+                    secret,
+                    redirect_uris: c.redirect_uris.clone(),
+                    grant_types: c.grant_types.clone(),
+                },
+            );
+        }
+        let resources = config
+            .tenants
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}{}",
+                    config.public_url(),
+                    t.path.as_deref().unwrap_or("/mcp")
+                )
+            })
+            .collect();
+        let mut scopes = config.auth.scopes_supported.clone();
+        scopes.push("offline_access".into());
+        tracing::warn!(
+            issuer = %config.dev_as_issuer(),
+            "THE DEVELOPMENT AUTHORIZATION SERVER IS ON: it issues tokens to anyone who asks. Never enable it in production."
+        );
+        Ok(Arc::new(Self {
+            issuer: config.dev_as_issuer(),
+            config: dev.clone(),
+            resources,
+            scopes,
+            key,
+            clients: Mutex::new(clients),
+            codes: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Mint an access token directly (the `portcullis token` command and tests).
+    pub fn mint(
+        &self,
+        subject: &str,
+        client_id: &str,
+        resource: &str,
+        scope: &str,
+    ) -> anyhow::Result<String> {
+        let now = now_secs();
+        self.key.sign(&json!({
+            "iss": self.issuer, "sub": subject, "aud": resource, "client_id": client_id, "scope": scope,
+            "iat": now, "exp": now + self.config.access_token_ttl_secs, "jti": random_token(),
+        }))
+    }
+
+    fn metadata(&self) -> Value {
+        let i = &self.issuer;
+        let mut m = json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/authorize"),
+            "token_endpoint": format!("{i}/token"),
+            "jwks_uri": format!("{i}/jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "scopes_supported": self.scopes,
+            "authorization_response_iss_parameter_supported": true,
+            "client_id_metadata_document_supported": false,
+        });
+        if self.config.dcr {
+            m["registration_endpoint"] = format!("{i}/register").into();
+        }
+        m
+    }
+
+    /// The routes, for the gateway's router.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let metadata = get(|State(d): State<Arc<DevAs>>| async move { axum::Json(d.metadata()) });
+        Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server/dev-as",
+                metadata.clone(),
+            )
+            .route("/.well-known/openid-configuration/dev-as", metadata.clone())
+            .route("/dev-as/.well-known/openid-configuration", metadata)
+            .route(
+                "/dev-as/jwks",
+                get(|State(d): State<Arc<DevAs>>| async move { axum::Json(d.key.jwks()) }),
+            )
+            .route("/dev-as/authorize", get(authorize).post(decide))
+            .route("/dev-as/token", post(token))
+            .route("/dev-as/register", post(register))
+            .with_state(self.clone())
+    }
+
+    /// Checks shared by the authorization request and the consent decision. Errors before the
+    /// redirect URI is trusted are shown, never redirected.
+    fn check_authorization(
+        &self,
+        p: &AuthorizeParams,
+    ) -> Result<(Client, String, String), AuthorizeError> {
+        let client = self
+            .clients
+            .lock()
+            .get(&p.client_id)
+            .cloned()
+            .ok_or_else(|| AuthorizeError::Show(format!("unknown client_id `{}`", p.client_id)))?;
+        let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
+        if !client.redirect_uris.contains(&redirect_uri) {
+            return Err(AuthorizeError::Show(format!(
+                "redirect_uri `{redirect_uri}` is not registered for this client"
+            )));
+        }
+        let back = |error: &str, description: &str| AuthorizeError::Redirect {
+            redirect_uri: redirect_uri.clone(),
+            error: error.into(),
+            description: description.into(),
+            state: p.state.clone(),
+        };
+        if p.response_type.as_deref() != Some("code") {
+            return Err(back(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+        match (
+            p.code_challenge.as_deref(),
+            p.code_challenge_method.as_deref(),
+        ) {
+            (Some(c), Some("S256")) if !c.is_empty() => {}
+            (None, _) | (Some(""), _) => {
+                return Err(back(
+                    "invalid_request",
+                    "PKCE is required: send code_challenge",
+                ));
+            }
+            _ => {
+                return Err(back(
+                    "invalid_request",
+                    "only code_challenge_method=S256 is supported",
+                ));
+            }
+        }
+        let resource = match &p.resource {
+            Some(r) if self.resources.contains(r) => r.clone(),
+            Some(r) => return Err(back("invalid_target", &format!("unknown resource {r}"))),
+            None if self.resources.len() == 1 => self.resources[0].clone(),
+            None => {
+                return Err(back(
+                    "invalid_target",
+                    "resource is required (this server protects several)",
+                ));
+            }
+        };
+        let scope = p.scope.clone().unwrap_or_default();
+        if let Some(bad) = scope
+            .split_whitespace()
+            .find(|s| !self.scopes.iter().any(|x| x == s))
+        {
+            return Err(back("invalid_scope", &format!("unknown scope {bad}")));
+        }
+        Ok((client, resource, scope))
+    }
+
+    fn issue_code(
+        &self,
+        p: &AuthorizeParams,
+        client: &Client,
+        resource: String,
+        scope: String,
+        subject: String,
+    ) -> Response {
+        let code = random_token();
+        let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
+        self.codes.lock().insert(
+            code.clone(),
+            CodeGrant {
+                client_id: client.client_id.clone(),
+                redirect_uri: redirect_uri.clone(),
+                challenge: p.code_challenge.clone().unwrap_or_default(),
+                resource,
+                scope,
+                subject,
+                expires: Instant::now() + CODE_TTL,
+            },
+        );
+        let mut url = reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs parse");
+        url.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("iss", &self.issuer);
+        if let Some(s) = &p.state {
+            url.query_pairs_mut().append_pair("state", s);
+        }
+        Redirect::to(url.as_str()).into_response()
+    }
+
+    /// Issue an access token (and a rotated refresh token if the client may refresh).
+    fn tokens(&self, client: &Client, subject: &str, resource: &str, scope: &str) -> Response {
+        let access = match self.mint(subject, &client.client_id, resource, scope) {
+            Ok(t) => t,
+            Err(e) => {
+                return oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    e.to_string(),
+                );
+            }
+        };
+        let mut body = json!({
+            "access_token": access, "token_type": "Bearer",
+            "expires_in": self.config.access_token_ttl_secs, "scope": scope,
+        });
+        // As in OIDC, a refresh token only for `offline_access`: a client that refreshes to
+        // step up would otherwise get its old scope back (the TypeScript SDK does exactly that).
+        let offline = scope.split_whitespace().any(|s| s == "offline_access");
+        if offline && client.grant_types.iter().any(|g| g == "refresh_token") {
+            let refresh = random_token();
+            self.refresh.lock().insert(
+                refresh.clone(),
+                RefreshGrant {
+                    client_id: client.client_id.clone(),
+                    resource: resource.into(),
+                    scope: scope.into(),
+                    subject: subject.into(),
+                    expires: Instant::now()
+                        + Duration::from_secs(self.config.refresh_token_ttl_secs),
+                },
+            );
+            body["refresh_token"] = refresh.into();
+        }
+        (
+            StatusCode::OK,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            axum::Json(body),
+        )
+            .into_response()
+    }
+
+    /// Authenticate the client at the token endpoint (basic, post, or none for public clients).
+    /// The error is the `invalid_client` description.
+    fn client_at_token(
+        &self,
+        headers: &HeaderMap,
+        form: &TokenForm,
+    ) -> Result<Client, &'static str> {
+        let basic = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            });
+        let (id, secret) = match (&basic, &form.client_id) {
+            (Some((id, secret)), _) => (id.clone(), Some(secret.clone())),
+            (None, Some(id)) => (id.clone(), form.client_secret.clone()),
+            (None, None) => return Err("client authentication is required"),
+        };
+        let client = self
+            .clients
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or("unknown client")?;
+        match (&client.secret, secret) {
+            (None, _) => Ok(client),
+            (Some(expected), Some(given))
+                if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
+            {
+                Ok(client)
+            }
+            _ => Err("client authentication failed"),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why an authorization request failed.
+enum AuthorizeError {
+    /// Show the error to the user: the redirect URI cannot be trusted.
+    Show(String),
+    /// Send the client an error at its (verified) redirect URI.
+    Redirect {
+        redirect_uri: String,
+        error: String,
+        description: String,
+        state: Option<String>,
+    },
+}
+
+impl IntoResponse for AuthorizeError {
+    fn into_response(self) -> Response {
+        match self {
+            AuthorizeError::Show(msg) => (
+                StatusCode::BAD_REQUEST,
+                Html(format!(
+                    "<h1>Authorization request refused</h1><p>{}</p>",
+                    escape(&msg)
+                )),
+            )
+                .into_response(),
+            AuthorizeError::Redirect {
+                redirect_uri,
+                error,
+                description,
+                state,
+            } => {
+                let mut url =
+                    reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs parse");
+                url.query_pairs_mut()
+                    .append_pair("error", &error)
+                    .append_pair("error_description", &description);
+                if let Some(s) = state {
+                    url.query_pairs_mut().append_pair("state", &s);
+                }
+                Redirect::to(url.as_str()).into_response()
+            }
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `/authorize` parameters (query on GET, form on the consent POST).
+#[derive(Debug, Clone, Deserialize)]
+struct AuthorizeParams {
+    response_type: Option<String>,
+    #[serde(default)]
+    client_id: String,
+    redirect_uri: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    state: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    /// Consent page only: the chosen user and the decision.
+    user: Option<String>,
+    decision: Option<String>,
+}
+
+async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParams>) -> Response {
+    let (client, resource, scope) = match dev.check_authorization(&p) {
+        Ok(ok) => ok,
+        Err(e) => return e.into_response(),
+    };
+    if dev.config.auto_approve {
+        let user = dev
+            .config
+            .users
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "dev-user".into());
+        return dev.issue_code(&p, &client, resource, scope, user);
+    }
+    let host = reqwest::Url::parse(p.redirect_uri.as_deref().unwrap_or_default())
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let hidden: String = [
+        ("response_type", p.response_type.clone()),
+        ("client_id", Some(p.client_id.clone())),
+        ("redirect_uri", p.redirect_uri.clone()),
+        ("code_challenge", p.code_challenge.clone()),
+        ("code_challenge_method", p.code_challenge_method.clone()),
+        ("state", p.state.clone()),
+        ("scope", p.scope.clone()),
+        ("resource", Some(resource.clone())),
+    ]
+    .iter()
+    .filter_map(|(k, v)| {
+        v.as_ref()
+            .map(|v| format!("<input type=hidden name=\"{k}\" value=\"{}\">", escape(v)))
+    })
+    .collect();
+    let users: String = dev
+        .config
+        .users
+        .iter()
+        .map(|u| format!("<option>{}</option>", escape(u)))
+        .collect();
+    let scopes = if scope.is_empty() {
+        "(none)".to_string()
+    } else {
+        escape(&scope)
+    };
+    Html(format!(
+        "<!doctype html><title>Portcullis dev authorization</title>\
+         <p><b>DEVELOPMENT AUTHORIZATION SERVER</b> &mdash; not for production.</p>\
+         <h1>{name} wants to access {resource}</h1>\
+         <p>It will send you back to <b>{host}</b>.</p><p>Scopes: <code>{scopes}</code></p>\
+         <form method=post action=\"authorize\">{hidden}\
+         <label>Sign in as <select name=user>{users}</select></label>\
+         <button name=decision value=approve>Approve</button> <button name=decision value=deny>Deny</button></form>",
+        name = escape(&client.name),
+        resource = escape(&resource),
+        host = escape(&host),
+    ))
+    .into_response()
+}
+
+async fn decide(State(dev): State<Arc<DevAs>>, Form(p): Form<AuthorizeParams>) -> Response {
+    let (client, resource, scope) = match dev.check_authorization(&p) {
+        Ok(ok) => ok,
+        Err(e) => return e.into_response(),
+    };
+    let user = p.user.clone().filter(|u| dev.config.users.contains(u));
+    match (p.decision.as_deref(), user) {
+        (Some("approve"), Some(user)) => dev.issue_code(&p, &client, resource, scope, user),
+        _ => AuthorizeError::Redirect {
+            redirect_uri: p.redirect_uri.clone().unwrap_or_default(),
+            error: "access_denied".into(),
+            description: "the user denied the request".into(),
+            state: p.state.clone(),
+        }
+        .into_response(),
+    }
+}
+
+/// `/token` form fields.
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    resource: Option<String>,
+    scope: Option<String>,
+}
+
+async fn token(
+    State(dev): State<Arc<DevAs>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+    let client = match dev.client_at_token(&headers, &form) {
+        Ok(c) => c,
+        Err(why) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why),
+    };
+    if !client.grant_types.iter().any(|g| g == &form.grant_type) {
+        return bad(
+            "unauthorized_client",
+            &format!("this client may not use {}", form.grant_type),
+        );
+    }
+    match form.grant_type.as_str() {
+        "authorization_code" => {
+            // Single use: the code is gone whether or not the rest succeeds.
+            let Some(grant) = form.code.as_ref().and_then(|c| dev.codes.lock().remove(c)) else {
+                return bad(
+                    "invalid_grant",
+                    "the code is unknown, expired or already used",
+                );
+            };
+            if grant.expires < Instant::now() || grant.client_id != client.client_id {
+                return bad(
+                    "invalid_grant",
+                    "the code is expired or belongs to another client",
+                );
+            }
+            if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+                return bad(
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                );
+            }
+            let verifier = form.code_verifier.as_deref().unwrap_or_default();
+            if verifier.len() < 43
+                || B64.encode(Sha256::digest(verifier.as_bytes())) != grant.challenge
+            {
+                return bad(
+                    "invalid_grant",
+                    "code_verifier does not match the code_challenge",
+                );
+            }
+            if form.resource.as_ref().is_some_and(|r| r != &grant.resource) {
+                return bad(
+                    "invalid_target",
+                    "resource differs from the authorization request",
+                );
+            }
+            dev.tokens(&client, &grant.subject, &grant.resource, &grant.scope)
+        }
+        "refresh_token" => {
+            // Rotation: a refresh token works once; a reused one is refused.
+            let Some(grant) = form
+                .refresh_token
+                .as_ref()
+                .and_then(|t| dev.refresh.lock().remove(t))
+            else {
+                return bad(
+                    "invalid_grant",
+                    "the refresh token is unknown, expired or already used",
+                );
+            };
+            if grant.expires < Instant::now() || grant.client_id != client.client_id {
+                return bad(
+                    "invalid_grant",
+                    "the refresh token is expired or belongs to another client",
+                );
+            }
+            let scope = match &form.scope {
+                Some(s)
+                    if s.split_whitespace()
+                        .all(|x| grant.scope.split_whitespace().any(|g| g == x)) =>
+                {
+                    s.clone()
+                }
+                Some(_) => return bad("invalid_scope", "a refresh may only narrow the scope"),
+                None => grant.scope.clone(),
+            };
+            dev.tokens(&client, &grant.subject, &grant.resource, &scope)
+        }
+        "client_credentials" => {
+            if client.secret.is_none() {
+                return bad(
+                    "unauthorized_client",
+                    "client_credentials needs a confidential client",
+                );
+            }
+            let Some(resource) = form.resource.clone().filter(|r| dev.resources.contains(r)) else {
+                return bad(
+                    "invalid_target",
+                    "resource must be one of this gateway's tenants",
+                );
+            };
+            let scope = form.scope.clone().unwrap_or_default();
+            if let Some(s) = scope
+                .split_whitespace()
+                .find(|s| !dev.scopes.iter().any(|x| x == s))
+            {
+                return bad("invalid_scope", &format!("unknown scope {s}"));
+            }
+            dev.tokens(
+                &Client {
+                    grant_types: vec![],
+                    ..client.clone()
+                },
+                &client.client_id,
+                &resource,
+                &scope,
+            )
+        }
+        other => bad(
+            "unsupported_grant_type",
+            &format!("grant_type {other} is not supported"),
+        ),
+    }
+}
+
+/// RFC 7591 dynamic client registration.
+async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Value>) -> Response {
+    let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+    if !dev.config.dcr {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "dynamic client registration is turned off (dev_as.dcr)",
+        );
+    }
+    let Some(redirects) = meta["redirect_uris"].as_array().filter(|a| !a.is_empty()) else {
+        return bad(
+            "invalid_redirect_uri",
+            "redirect_uris must be a non-empty array",
+        );
+    };
+    let redirect_uris: Vec<String> = redirects
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    if redirect_uris.len() != redirects.len()
+        || !redirect_uris.iter().all(|u| acceptable_redirect(u))
+    {
+        return bad(
+            "invalid_redirect_uri",
+            "redirect URIs must be https, or http on a loopback host, without a fragment",
+        );
+    }
+    let auth_method = meta["token_endpoint_auth_method"]
+        .as_str()
+        .unwrap_or("client_secret_basic");
+    if !["none", "client_secret_basic", "client_secret_post"].contains(&auth_method) {
+        return bad(
+            "invalid_client_metadata",
+            &format!("token_endpoint_auth_method {auth_method} is not supported"),
+        );
+    }
+    let grant_types: Vec<String> = match meta["grant_types"].as_array() {
+        Some(g) => g
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        None => vec!["authorization_code".into(), "refresh_token".into()],
+    };
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !["authorization_code", "refresh_token"].contains(&g.as_str()))
+    {
+        return bad(
+            "invalid_client_metadata",
+            &format!("grant type {g} cannot be registered here"),
+        );
+    }
+    let client_id = random_token();
+    let secret = (auth_method != "none").then(random_token);
+    let name = meta["client_name"]
+        .as_str()
+        .unwrap_or("unnamed client")
+        .to_string();
+    dev.clients.lock().insert(
+        client_id.clone(),
+        Client {
+            client_id: client_id.clone(),
+            name: name.clone(),
+            secret: secret.clone(),
+            redirect_uris: redirect_uris.clone(),
+            grant_types: grant_types.clone(),
+        },
+    );
+    let mut out = meta.clone();
+    out["client_id"] = client_id.into();
+    out["client_id_issued_at"] = now_secs().into();
+    out["client_name"] = name.into();
+    out["redirect_uris"] = json!(redirect_uris);
+    out["grant_types"] = json!(grant_types);
+    out["response_types"] = json!(["code"]);
+    out["token_endpoint_auth_method"] = auth_method.into();
+    if let Some(s) = secret {
+        out["client_secret"] = s.into();
+        out["client_secret_expires_at"] = 0.into();
+    }
+    (
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(out),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable_redirect;
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(acceptable_redirect("https://app.example/cb"));
+        assert!(acceptable_redirect("http://127.0.0.1:33418/callback"));
+        assert!(acceptable_redirect("http://localhost/cb"));
+        assert!(!acceptable_redirect("http://evil.example/cb"));
+        assert!(!acceptable_redirect("https://app.example/cb#frag"));
+        assert!(!acceptable_redirect("not a url"));
+    }
+}

@@ -1,0 +1,342 @@
+//! The embedded development authorization server: the real SDK client's full flow against it,
+//! and each refusal with the right OAuth error.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{TestGateway, node, plugin, run_json_program, toml_path};
+
+async fn gateway(dev_extra: &str) -> TestGateway {
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"mcp:admin\"]\nchallenge_scopes = [\"mcp:tools\"]\n\
+         [dev_as]\nenabled = true\nauto_approve = true\n{dev_extra}\n\
+         [[tenant]]\nid = \"default\"\nplugins = [{}]\n\
+         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n",
+        toml_path(&plugin("hello"))
+    );
+    TestGateway::start("", &body).await
+}
+
+#[tokio::test]
+async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
+    let gw = gateway("").await;
+    let mcp_url = gw.url("/mcp");
+    let t = run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[],
+    )
+    .await;
+    assert_eq!(t["challenges"][0]["status"], 401, "{t}");
+    assert!(
+        t["registeredClientId"].is_string(),
+        "registered by DCR: {t}"
+    );
+    assert_eq!(t["lastAuthorizeParams"]["resource"], mcp_url);
+    assert_eq!(t["iss"], gw.url("/dev-as"), "RFC 9207 iss");
+    assert_eq!(t["greet"]["content"][0]["text"], "Hello, OAuth!");
+    assert_eq!(t["challenges"][1]["status"], 403, "step-up: {t}");
+    assert_eq!(t["challenges"][1]["scope"], "mcp:admin mcp:tools");
+    assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice");
+}
+
+/// A small OAuth client for the negative cases: no redirects followed.
+struct Flow {
+    http: reqwest::Client,
+    issuer: String,
+    resource: String,
+    client_id: String,
+    redirect: String,
+}
+
+fn challenge_for(verifier: &str) -> String {
+    B64.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+
+impl Flow {
+    async fn register(gw: &TestGateway) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let issuer = gw.url("/dev-as");
+        let redirect = "http://127.0.0.1:1/cb".to_string();
+        let r: Value = http
+            .post(format!("{issuer}/register"))
+            .json(&json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none", "client_name": "neg"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            issuer,
+            resource: gw.url("/mcp"),
+            client_id: r["client_id"].as_str().unwrap().into(),
+            redirect,
+        }
+    }
+
+    /// GET /authorize with `params` overriding the defaults; returns the Location's query.
+    async fn authorize(&self, params: &[(&str, &str)]) -> (u16, Vec<(String, String)>) {
+        let challenge = challenge_for(VERIFIER);
+        let mut q: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "st-1"),
+            ("scope", "mcp:tools"),
+            ("resource", &self.resource),
+        ];
+        for (k, v) in params {
+            q.retain(|(kk, _)| kk != k);
+            if !v.is_empty() {
+                q.push((k, v));
+            }
+        }
+        let resp = self
+            .http
+            .get(
+                reqwest::Url::parse_with_params(&format!("{}/authorize", self.issuer), &q).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let pairs = reqwest::Url::parse(&location)
+            .map(|u| {
+                u.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, pairs)
+    }
+
+    async fn code(&self) -> String {
+        let (_, q) = self
+            .authorize(&[("scope", "mcp:tools offline_access")])
+            .await;
+        q.iter()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.clone())
+            .expect("a code")
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+        let mut f: Vec<(&str, &str)> = vec![("client_id", &self.client_id)];
+        f.extend_from_slice(form);
+        let resp = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .form(&f)
+            .send()
+            .await
+            .unwrap();
+        let cache = resp
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), resp.json().await.unwrap(), cache)
+    }
+
+    async fn redeem(&self, code: &str, verifier: &str) -> (u16, Value, Option<String>) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+}
+
+fn error_of(q: &[(String, String)]) -> &str {
+    q.iter()
+        .find(|(k, _)| k == "error")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_dev_as_refuses_every_bad_request_with_the_right_error() {
+    let gw = gateway("").await;
+    let f = Flow::register(&gw).await;
+
+    // Metadata: issuer matches, PKCE S256 only, iss parameter, registration advertised.
+    let meta: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server/dev-as"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], f.issuer);
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    assert!(meta["registration_endpoint"].is_string());
+
+    // PKCE missing, or plain.
+    let (_, q) = f
+        .authorize(&[("code_challenge", ""), ("code_challenge_method", "")])
+        .await;
+    assert_eq!(error_of(&q), "invalid_request", "{q:?}");
+    let (_, q) = f.authorize(&[("code_challenge_method", "plain")]).await;
+    assert_eq!(error_of(&q), "invalid_request", "{q:?}");
+    assert!(
+        q.iter().any(|(k, v)| k == "state" && v == "st-1"),
+        "state echoed on errors too"
+    );
+    // Unknown resource.
+    let (_, q) = f
+        .authorize(&[("resource", "https://elsewhere.example/mcp")])
+        .await;
+    assert_eq!(error_of(&q), "invalid_target", "{q:?}");
+    // A redirect URI that is not registered is never redirected to.
+    let (status, q) = f
+        .authorize(&[("redirect_uri", "http://127.0.0.1:2/other")])
+        .await;
+    assert_eq!(status, 400);
+    assert!(q.is_empty());
+
+    // Success carries code, state and iss.
+    let (status, q) = f.authorize(&[]).await;
+    assert_eq!(status, 303, "{q:?}");
+    assert!(q.iter().any(|(k, v)| k == "iss" && v == &f.issuer));
+    assert!(q.iter().any(|(k, v)| k == "state" && v == "st-1"));
+
+    // Wrong verifier; then the same code is used up.
+    let code = f.code().await;
+    let (status, body, _) = f
+        .redeem(&code, "a-different-verifier-that-is-long-enough-000000000")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, _, _) = f.redeem(&code, VERIFIER).await;
+    assert_eq!(status, 400, "a code fails after any redemption attempt");
+
+    // A good redemption, then reuse of the same code.
+    let code = f.code().await;
+    let (status, tokens, cache) = f.redeem(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    let (status, body, _) = f.redeem(&code, VERIFIER).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "reused code: {body}"
+    );
+    // Redirect URI mismatch at the token endpoint.
+    let code = f.code().await;
+    let (status, body, _) = f
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:1/other"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
+    // The access token is an at+jwt for the resource, accepted by the gateway.
+    let access = tokens["access_token"].as_str().unwrap();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    let r = crate::support::Client::modern(&gw.url("/mcp"))
+        .bearer(access)
+        .call_tool("hello.greet", json!({"name": "dev"}))
+        .await;
+    assert_eq!(r.text(), "Hello, dev!");
+
+    // Refresh tokens come with offline_access; rotation: the new one works, the old one is refused.
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (status, rotated, _) = f
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &first)])
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_ne!(rotated["refresh_token"], first);
+    let (status, body, _) = f
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &first)])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "refresh reuse: {body}"
+    );
+    // A refresh can only narrow the scope.
+    let second = rotated["refresh_token"].as_str().unwrap();
+    let (status, body, _) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", second),
+            ("scope", "mcp:tools mcp:admin"),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+
+    // Registration errors.
+    let reg = |meta: Value| {
+        let (http, url) = (f.http.clone(), format!("{}/register", f.issuer));
+        async move {
+            let r = http.post(url).json(&meta).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = reg(json!({"redirect_uris": ["http://evil.example/cb"]})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_redirect_uri")),
+        "{body}"
+    );
+    let (status, body) = reg(json!({"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "private_key_jwt"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn registration_can_be_turned_off_and_metadata_says_so() {
+    let gw = gateway("dcr = false").await;
+    let meta: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server/dev-as"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta.get("registration_endpoint").is_none(), "{meta}");
+    let r = reqwest::Client::new()
+        .post(gw.url("/dev-as/register"))
+        .json(&json!({"redirect_uris": ["https://ok.example/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
