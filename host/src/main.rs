@@ -38,6 +38,22 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print an access token from the development authorization server (for curl users). The
+    /// configuration must enable `[dev_as]` with a `key_file`, so the server accepts it.
+    Token {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The subject.
+        #[arg(long, default_value = "alice")]
+        sub: String,
+        /// Space-separated scopes.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// The tenant whose resource the token is for (default: the first).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 fn init_logging() {
@@ -67,9 +83,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
+            // Bind first: a busy port fails before plugins load, and issuers served by this
+            // process (the dev AS) are reachable as soon as key fetching starts.
             let listen = config.server.listen;
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: server.listen: cannot listen on {listen}: {e}",
+                    config.source.display()
+                )
+            })?;
             let gateway = Portcullis::start(config).await?;
-            let listener = tokio::net::TcpListener::bind(listen).await?;
             let shutdown = gateway.shutdown_token();
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -86,6 +109,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             let gateway = Portcullis::start(config).await?;
             portcullis::transport::stdio::run(gateway.config(), gateway.stdio_tenant()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            config,
+            sub,
+            scope,
+            tenant,
+        } => {
+            let config = Config::load(&config)?;
+            anyhow::ensure!(
+                config.dev_as.enabled && config.dev_as.key_file.is_some(),
+                "{}: `portcullis token` needs [dev_as] enabled = true with a key_file, so the running gateway \
+                 and this command sign with the same key",
+                config.source.display()
+            );
+            let t = match &tenant {
+                Some(id) => config
+                    .tenants
+                    .iter()
+                    .find(|t| &t.id == id)
+                    .ok_or_else(|| anyhow::anyhow!("no tenant `{id}`"))?,
+                None => &config.tenants[0],
+            };
+            let resource = format!(
+                "{}{}",
+                config.public_url(),
+                t.path.as_deref().unwrap_or("/mcp")
+            );
+            let dev = portcullis::dev_as::DevAs::new(&config)?;
+            println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

@@ -8,16 +8,20 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{TestGateway, node, plugin, run_json_program, toml_path};
 
-async fn gateway(dev_extra: &str) -> TestGateway {
-    let body = format!(
+/// A gateway trusting its own dev AS; `hello.whoami` needs `mcp:admin`.
+fn body(auto_approve: bool, dev_extra: &str) -> String {
+    format!(
         "[sandbox]\nmax_instances = 8\n\
          [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"mcp:admin\"]\nchallenge_scopes = [\"mcp:tools\"]\n\
-         [dev_as]\nenabled = true\nauto_approve = true\n{dev_extra}\n\
+         [dev_as]\nenabled = true\nauto_approve = {auto_approve}\n{dev_extra}\n\
          [[tenant]]\nid = \"default\"\nplugins = [{}]\n\
          [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n",
         toml_path(&plugin("hello"))
-    );
-    TestGateway::start("", &body).await
+    )
+}
+
+async fn gateway(dev_extra: &str) -> TestGateway {
+    TestGateway::start("", &body(true, dev_extra)).await
 }
 
 #[tokio::test]
@@ -339,4 +343,189 @@ async fn registration_can_be_turned_off_and_metadata_says_so() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn the_token_command_mints_a_token_the_gateway_accepts() {
+    let dir = crate::support::tempdir();
+    let key = dir.join("dev-as.key");
+    let body = |extra: &str| {
+        format!(
+            "{extra}[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+             [dev_as]\nenabled = true\nkey_file = {}\n[[tenant]]\nid = \"default\"\nplugins = [{}]\n",
+            toml_path(&key),
+            toml_path(&plugin("hello"))
+        )
+    };
+    let gw = TestGateway::start("", &body("")).await;
+    assert!(key.is_file(), "the key is kept for restarts and the CLI");
+    let cli_config = dir.join("cli.toml");
+    let listen = gw.base.trim_start_matches("http://");
+    std::fs::write(
+        &cli_config,
+        body(&format!("[server]\nlisten = \"{listen}\"\n")),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--config"])
+        .arg(&cli_config)
+        .args(["--sub", "carol", "--scope", "mcp:tools"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut c = crate::support::Client::modern(&gw.url("/mcp")).bearer(&token);
+    let r = c.call_tool("hello.whoami", json!({})).await;
+    assert_eq!(r.result()["structuredContent"]["subject"], "carol", "{r:?}");
+}
+
+#[tokio::test]
+async fn the_consent_page_shows_the_request_and_honours_the_decision() {
+    // A human at the consent page.
+    let gw = TestGateway::start("", &body(false, "")).await;
+    let f = Flow::register(&gw).await;
+    let http = &f.http;
+    let challenge = challenge_for(VERIFIER);
+    let params = [
+        ("response_type", "code"),
+        ("client_id", f.client_id.as_str()),
+        ("redirect_uri", f.redirect.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "st-9"),
+        ("scope", "mcp:tools"),
+        ("resource", f.resource.as_str()),
+    ];
+    let url = reqwest::Url::parse_with_params(&format!("{}/authorize", f.issuer), &params).unwrap();
+    let page = http.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("neg wants to access"), "client name: {page}");
+    assert!(page.contains("<b>127.0.0.1</b>"), "redirect host: {page}");
+    assert!(
+        page.contains("mcp:tools") && page.contains("<option>bob</option>"),
+        "{page}"
+    );
+
+    let decide = |decision: &'static str| {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        form.push(("user", "bob"));
+        form.push(("decision", decision));
+        let form: Vec<(String, String)> = form
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (http, url) = (http.clone(), format!("{}/authorize", f.issuer));
+        async move {
+            let r = http.post(url).form(&form).send().await.unwrap();
+            reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap()
+        }
+    };
+    let denied = decide("deny").await;
+    assert!(
+        denied
+            .query_pairs()
+            .any(|(k, v)| k == "error" && v == "access_denied"),
+        "{denied}"
+    );
+    let approved = decide("approve").await;
+    let code = approved
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let (status, tokens, _) = f.redeem(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    let claims: Value = serde_json::from_slice(
+        &B64.decode(
+            tokens["access_token"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "bob", "the user picked on the consent page");
+    assert_eq!(claims["aud"], f.resource);
+}
+
+#[tokio::test]
+async fn a_pre_registered_confidential_client_gets_agent_tokens_with_client_credentials() {
+    let body = body(
+        true,
+        "[[dev_as.clients]]\nclient_id = \"agent\"\nclient_secret_env = \"AGENT_SECRET\"\n\
+         grant_types = [\"client_credentials\"]\n",
+    );
+    let gw =
+        crate::support::BinaryGateway::start(&body, &[("AGENT_SECRET", "s3cret-for-tests")]).await;
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/dev-as/token", gw.base);
+    let resource = format!("{}/mcp", gw.base);
+    let ask = |secret: &'static str, resource: String| {
+        let (http, url) = (http.clone(), token_url.clone());
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("agent", Some(secret))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("resource", resource.as_str()),
+                    ("scope", "mcp:tools"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ask("wrong", resource.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, body) = ask("s3cret-for-tests", "https://elsewhere.example/mcp".into()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let (status, tokens) = ask("s3cret-for-tests", resource.clone()).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no refresh token for client credentials"
+    );
+    let r = crate::support::Client::modern(&resource)
+        .bearer(tokens["access_token"].as_str().unwrap())
+        .call_tool("hello.greet", json!({"name": "agent"}))
+        .await;
+    assert_eq!(r.text(), "Hello, agent!");
+    // The pre-registered client may not use the authorization code grant.
+    let (status, body) = {
+        let r = http
+            .post(&token_url)
+            .basic_auth("agent", Some("s3cret-for-tests"))
+            .form(&[("grant_type", "authorization_code"), ("code", "x")])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    let log = gw.stop().await;
+    assert!(
+        !log.contains("s3cret-for-tests"),
+        "the client secret is never logged"
+    );
 }
