@@ -529,3 +529,57 @@ async fn a_pre_registered_confidential_client_gets_agent_tokens_with_client_cred
         "the client secret is never logged"
     );
 }
+
+#[tokio::test]
+async fn the_official_authorization_server_scenarios_pass_against_the_dev_as() {
+    use tokio::io::AsyncBufReadExt as _;
+    let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "[[dev_as.clients]]\nclient_id = \"conformance\"\nredirect_uris = [\"http://127.0.0.1:{callback_port}/callback\"]\n"
+    );
+    let gw = TestGateway::start("", &body(true, &extra)).await;
+    let cli = crate::support::root().join(
+        "tests/conformance-0.2.0/node_modules/@modelcontextprotocol/conformance/dist/index.js",
+    );
+    let mut suite = tokio::process::Command::new(node())
+        .arg(cli)
+        .args([
+            "authorization",
+            "--url",
+            &gw.url("/dev-as"),
+            "--client-id",
+            "conformance",
+            "--resource",
+            &gw.url("/mcp"),
+        ])
+        .args(["-p", &callback_port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(suite.stdout.take().unwrap()).lines();
+    let mut output = Vec::new();
+    let authorize = format!("{}/authorize?", gw.url("/dev-as"));
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(&authorize) {
+                // Play the user's browser: the dev AS auto-approves and redirects to the suite's callback.
+                let done = reqwest::get(&line).await.unwrap();
+                assert!(done.status().is_success(), "callback: {}", done.status());
+            }
+            output.push(line);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the suite finished in time");
+    let status = suite.wait().await.unwrap();
+    let text = output.join("\n");
+    assert!(status.success(), "authorization scenarios failed:\n{text}");
+    assert!(text.contains("Total: 2 passed, 0 failed"), "{text}");
+}
