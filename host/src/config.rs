@@ -248,6 +248,9 @@ pub struct DevAsConfig {
     pub refresh_token_ttl_secs: u64,
     /// Where to keep the signing key so restarts keep it; default: a new key at every start.
     pub key_file: Option<PathBuf>,
+    /// Audiences (downstream APIs) a confidential client may exchange a user's token for
+    /// (RFC 8693). Anything else is `invalid_target`.
+    pub exchange_audiences: Vec<String>,
 }
 
 impl Default for DevAsConfig {
@@ -262,6 +265,7 @@ impl Default for DevAsConfig {
             access_token_ttl_secs: 600,
             refresh_token_ttl_secs: 86_400,
             key_file: None,
+            exchange_audiences: Vec::new(),
         }
     }
 }

@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.public_url(),
                 t.path.as_deref().unwrap_or("/mcp")
             );
-            let dev = portcullis::dev_as::DevAs::new(&config)?;
+            let dev = portcullis::dev_as::DevAs::minter(&config)?;
             println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -583,3 +583,109 @@ async fn the_official_authorization_server_scenarios_pass_against_the_dev_as() {
     assert!(status.success(), "authorization scenarios failed:\n{text}");
     assert!(text.contains("Total: 2 passed, 0 failed"), "{text}");
 }
+
+#[tokio::test]
+async fn token_exchange_issues_a_downstream_token_acting_for_the_user_and_refuses_the_rest() {
+    let dir = crate::support::tempdir();
+    let extra = format!(
+        "key_file = {}\nexchange_audiences = [\"https://notes.example/api\"]\n\
+         [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n",
+        toml_path(&dir.join("dev-as.key"))
+    );
+    let gw = crate::support::BinaryGateway::start(
+        &body(true, &extra),
+        &[("GATEWAY_SECRET", "exchange-secret")],
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--config"])
+        .arg(&gw.config)
+        .args(["--sub", "alice", "--scope", "mcp:tools"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let http = reqwest::Client::new();
+    let exchange = |subject: String, audience: &'static str, scope: Option<&'static str>| {
+        let (http, url) = (http.clone(), format!("{}/dev-as/token", gw.base));
+        async move {
+            let mut form = vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+                ),
+                ("subject_token", subject),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token".to_string(),
+                ),
+                ("audience", audience.to_string()),
+            ];
+            if let Some(s) = scope {
+                form.push(("scope", s.to_string()));
+            }
+            let r = http
+                .post(url)
+                .basic_auth("gateway", Some("exchange-secret"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = exchange(
+        user_token.clone(),
+        "https://notes.example/api",
+        Some("mcp:tools"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let exchanged = body["access_token"].as_str().unwrap();
+    assert_ne!(exchanged, user_token, "a new token, never the inbound one");
+    let claims: Value =
+        serde_json::from_slice(&B64.decode(exchanged.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["aud"], "https://notes.example/api");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(
+        claims["act"]["sub"], "gateway",
+        "acting party: the exchanging client"
+    );
+
+    let (status, body) = exchange(
+        user_token.clone(),
+        "https://notes.example/api",
+        Some("mcp:tools mcp:admin"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "widening: {body}"
+    );
+    let (status, body) = exchange(user_token.clone(), "https://unknown.example/api", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "unknown audience: {body}"
+    );
+    let (status, body) = exchange("not-a-token".into(), "https://notes.example/api", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "bad subject token: {body}"
+    );
+    let log = gw.stop().await;
+    assert!(!log.contains(&user_token) && !log.contains("exchange-secret"));
+}

@@ -394,6 +394,7 @@ pub async fn read_reply(resp: reqwest::Response) -> Reply {
 /// environment; stderr goes to a log file. Killed when dropped.
 pub struct BinaryGateway {
     pub base: String,
+    pub config: PathBuf,
     pub log: PathBuf,
     child: tokio::process::Child,
 }
@@ -434,7 +435,12 @@ impl BinaryGateway {
         let http = reqwest::Client::new();
         for _ in 0..200 {
             if http.get(format!("{base}/healthz")).send().await.is_ok() {
-                return Self { base, log, child };
+                return Self {
+                    base,
+                    config,
+                    log,
+                    child,
+                };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -8,7 +8,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 pub(crate) struct SigningKey {
     kid: String,
     encoding: EncodingKey,
+    decoding: DecodingKey,
     jwk: Value,
 }
 
@@ -56,9 +57,14 @@ impl SigningKey {
             "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
             "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
         });
+        let decoding = DecodingKey::from_ec_components(
+            jwk["x"].as_str().unwrap_or_default(),
+            jwk["y"].as_str().unwrap_or_default(),
+        )?;
         Ok(Self {
             kid,
             encoding: EncodingKey::from_ec_der(&pkcs8),
+            decoding,
             jwk,
         })
     }
@@ -69,6 +75,23 @@ impl SigningKey {
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".into());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+
+    /// Verify a token this key signed, issued by `issuer` for one of `audiences`; returns its claims.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audiences: &[String],
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+        v.set_issuer(&[issuer]);
+        v.set_audience(audiences);
+        v.leeway = 5;
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| format!("the subject token is not valid here ({:?})", e.kind()))
     }
 
     /// The public key set.

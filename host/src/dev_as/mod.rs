@@ -30,6 +30,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, DevAsConfig};
 
+/// RFC 8693 grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of an access token.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
 /// How long an authorization code may be redeemed.
 const CODE_TTL: Duration = Duration::from_secs(60);
 
@@ -126,11 +131,26 @@ impl DevAs {
     /// Build from the configuration: the issuer is `<public_url>/dev-as`, tokens may target
     /// every tenant's resource URL.
     pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let dev = Self::build(config, true)?;
+        tracing::warn!(
+            issuer = %dev.issuer,
+            "THE DEVELOPMENT AUTHORIZATION SERVER IS ON: it issues tokens to anyone who asks. Never enable it in production."
+        );
+        Ok(dev)
+    }
+
+    /// Only the signing side (the `portcullis token` command): no clients, so no client
+    /// secrets need to be in the environment.
+    pub fn minter(config: &Config) -> anyhow::Result<Arc<Self>> {
+        Self::build(config, false)
+    }
+
+    fn build(config: &Config, with_clients: bool) -> anyhow::Result<Arc<Self>> {
         let dev = &config.dev_as;
         let key_file = dev.key_file.as_ref().map(|p| config.resolve_path(p));
         let key = keys::SigningKey::load_or_generate(key_file.as_deref())?;
         let mut clients = HashMap::new();
-        for (i, c) in dev.clients.iter().enumerate() {
+        for (i, c) in dev.clients.iter().enumerate().filter(|_| with_clients) {
             let secret = match &c.client_secret_env {
                 Some(var) => Some(std::env::var(var).map_err(|_| {
                     anyhow::anyhow!(
@@ -164,10 +184,6 @@ impl DevAs {
             .collect();
         let mut scopes = config.auth.scopes_supported.clone();
         scopes.push("offline_access".into());
-        tracing::warn!(
-            issuer = %config.dev_as_issuer(),
-            "THE DEVELOPMENT AUTHORIZATION SERVER IS ON: it issues tokens to anyone who asks. Never enable it in production."
-        );
         Ok(Arc::new(Self {
             issuer: config.dev_as_issuer(),
             config: dev.clone(),
@@ -209,7 +225,7 @@ impl DevAs {
             "jwks_uri": format!("{i}/jwks"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": self.scopes,
@@ -386,6 +402,95 @@ impl DevAs {
             axum::Json(body),
         )
             .into_response()
+    }
+
+    /// RFC 8693: exchange a user's access token (issued here, for one of the gateway's
+    /// resources) for a token for a configured downstream audience, acting as `client`.
+    fn exchange(&self, client: &Client, form: &TokenForm) -> Response {
+        let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+        if client.secret.is_none() {
+            return bad(
+                "unauthorized_client",
+                "token exchange needs a confidential client",
+            );
+        }
+        if form.subject_token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return bad(
+                "invalid_request",
+                "subject_token_type must be an access token",
+            );
+        }
+        if form
+            .requested_token_type
+            .as_deref()
+            .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+        {
+            return bad("invalid_request", "only access tokens can be requested");
+        }
+        let Some(subject_token) = &form.subject_token else {
+            return bad("invalid_request", "subject_token is required");
+        };
+        let subject = match self
+            .key
+            .verify(subject_token, &self.issuer, &self.resources)
+        {
+            Ok(c) => c,
+            Err(e) => return bad("invalid_grant", &e),
+        };
+        let target = match (&form.audience, &form.resource) {
+            (Some(a), None) | (None, Some(a)) => a.clone(),
+            (Some(a), Some(r)) if a == r => a.clone(),
+            _ => {
+                return bad(
+                    "invalid_target",
+                    "name exactly one target with audience or resource",
+                );
+            }
+        };
+        if !self.config.exchange_audiences.contains(&target) {
+            return bad(
+                "invalid_target",
+                &format!("{target} is not an audience tokens can be exchanged for"),
+            );
+        }
+        let granted: Vec<&str> = subject
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let scope = match &form.scope {
+            Some(s) if s.split_whitespace().all(|x| granted.contains(&x)) => s.clone(),
+            Some(_) => {
+                return bad(
+                    "invalid_scope",
+                    "an exchange may only narrow the subject token's scopes",
+                );
+            }
+            None => granted.join(" "),
+        };
+        let sub = subject
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let now = now_secs();
+        let claims = json!({
+            "iss": self.issuer, "sub": sub, "aud": target, "client_id": client.client_id, "scope": scope,
+            "act": {"sub": client.client_id}, "iat": now, "exp": now + self.config.access_token_ttl_secs,
+            "jti": random_token(),
+        });
+        match self.key.sign(&claims) {
+            Ok(token) => (
+                StatusCode::OK,
+                [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+                axum::Json(json!({
+                    "access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
+                    "expires_in": self.config.access_token_ttl_secs, "scope": scope,
+                })),
+            )
+                .into_response(),
+            Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string()),
+        }
     }
 
     /// Authenticate the client at the token endpoint (basic, post, or none for public clients).
@@ -586,6 +691,10 @@ struct TokenForm {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    audience: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
     resource: Option<String>,
@@ -706,6 +815,7 @@ async fn token(
                 &scope,
             )
         }
+        TOKEN_EXCHANGE => dev.exchange(&client, &form),
         other => bad(
             "unsupported_grant_type",
             &format!("grant_type {other} is not supported"),
