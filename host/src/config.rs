@@ -248,6 +248,9 @@ pub struct DevAsConfig {
     pub refresh_token_ttl_secs: u64,
     /// Where to keep the signing key so restarts keep it; default: a new key at every start.
     pub key_file: Option<PathBuf>,
+    /// Test hook: fixed https `client_id` URLs served from local files instead of the network,
+    /// so client ID metadata document flows stay hermetic.
+    pub cimd_documents: BTreeMap<String, PathBuf>,
     /// Audiences (downstream APIs) a confidential client may exchange a user's token for
     /// (RFC 8693). Anything else is `invalid_target`.
     pub exchange_audiences: Vec<String>,
@@ -266,6 +269,7 @@ impl Default for DevAsConfig {
             refresh_token_ttl_secs: 86_400,
             key_file: None,
             exchange_audiences: Vec::new(),
+            cimd_documents: BTreeMap::new(),
         }
     }
 }

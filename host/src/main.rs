@@ -26,6 +26,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Serve with the development authorization server on and OAuth required (trusting it
+    /// unless the file names issuers). For local development only.
+    Dev {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Serve one tenant over stdin/stdout to a local client.
     Stdio {
         /// The configuration file.
@@ -81,29 +88,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
-            // Bind first: a busy port fails before plugins load, and issuers served by this
-            // process (the dev AS) are reachable as soon as key fetching starts.
-            let listen = config.server.listen;
-            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: server.listen: cannot listen on {listen}: {e}",
-                    config.source.display()
-                )
-            })?;
-            let gateway = Portcullis::start(config).await?;
-            let shutdown = gateway.shutdown_token();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-                shutdown.cancel();
-            });
-            for t in &gateway.config().tenants {
-                tracing::info!(tenant = %t.id, "MCP endpoint: {}{}", gateway.config().public_url(), t.path.as_deref().unwrap_or("/mcp"));
-            }
-            gateway.serve(listener).await?;
-            Ok(ExitCode::SUCCESS)
+        Command::Serve { config } => serve(Config::load(&config)?).await,
+        Command::Dev { config } => {
+            let mut config = Config::load(&config)?;
+            config.dev_as.enabled = true;
+            config.auth.mode = portcullis::config::AuthMode::Oauth;
+            serve(config).await
         }
         Command::Stdio { config } => {
             let config = Config::load(&config)?;
@@ -172,4 +162,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Serve HTTP until Ctrl-C.
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // Bind first: a busy port fails before plugins load, and issuers served by this
+    // process (the dev AS) are reachable as soon as key fetching starts.
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: server.listen: cannot listen on {listen}: {e}",
+            config.source.display()
+        )
+    })?;
+    let gateway = Portcullis::start(config).await?;
+    let shutdown = gateway.shutdown_token();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    for t in &gateway.config().tenants {
+        tracing::info!(tenant = %t.id, "MCP endpoint: {}{}", gateway.config().public_url(), t.path.as_deref().unwrap_or("/mcp"));
+    }
+    gateway.serve(listener).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -689,3 +689,122 @@ async fn token_exchange_issues_a_downstream_token_acting_for_the_user_and_refuse
     let log = gw.stop().await;
     assert!(!log.contains(&user_token) && !log.contains("exchange-secret"));
 }
+
+#[tokio::test]
+async fn typescript_sdk_client_completes_the_flow_with_cimd_and_with_a_pre_registered_client() {
+    let dir = crate::support::tempdir();
+    let cimd_url = "https://client.example/portcullis-e2e.json";
+    let doc = dir.join("client.json");
+    std::fs::write(
+        &doc,
+        json!({"client_id": cimd_url, "client_name": "portcullis-e2e-cimd",
+               "redirect_uris": ["http://127.0.0.1:33418/callback"], "token_endpoint_auth_method": "none",
+               "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]})
+        .to_string(),
+    )
+    .unwrap();
+    let mismatched = dir.join("mismatched.json");
+    std::fs::write(&mismatched, json!({"client_id": "https://elsewhere.example/x.json", "client_name": "x", "redirect_uris": ["http://127.0.0.1:1/cb"]}).to_string()).unwrap();
+    let extra = format!(
+        "cimd_documents = {{ \"{cimd_url}\" = {}, \"https://client.example/mismatched.json\" = {} }}\n\
+         [[dev_as.clients]]\nclient_id = \"pre-registered\"\nredirect_uris = [\"http://127.0.0.1:33418/callback\"]\n",
+        toml_path(&doc),
+        toml_path(&mismatched)
+    );
+    let gw = TestGateway::start("", &body(true, &extra)).await;
+    let mcp_url = gw.url("/mcp");
+    let meta: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server/dev-as"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+
+    let t = run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[("CLIENT_MODE", "cimd"), ("CIMD_URL", cimd_url)],
+    )
+    .await;
+    assert_eq!(
+        t["clientId"], cimd_url,
+        "the metadata document URL is the client id: {t}"
+    );
+    assert!(
+        t.get("registeredClientId").is_none() || t["registeredClientId"] == cimd_url,
+        "no DCR: {t}"
+    );
+    assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice", "{t}");
+
+    let t = run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[
+            ("CLIENT_MODE", "preregistered"),
+            ("CLIENT_ID", "pre-registered"),
+        ],
+    )
+    .await;
+    assert_eq!(t["clientId"], "pre-registered", "{t}");
+    assert_eq!(t["greet"]["content"][0]["text"], "Hello, OAuth!");
+    assert_eq!(
+        t["whoami"]["structuredContent"]["subject"], "alice",
+        "step-up works for it too: {t}"
+    );
+
+    // A document whose client_id is not its own URL is refused before anything is redirected.
+    let url = reqwest::Url::parse_with_params(
+        &gw.url("/dev-as/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", "https://client.example/mismatched.json"),
+            ("redirect_uri", "http://127.0.0.1:1/cb"),
+            ("code_challenge", &challenge_for(VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("invalid_client") && page.contains("does not match"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn the_dev_command_turns_on_the_dev_as_and_oauth() {
+    // A file with authentication off: `portcullis dev` serves it with OAuth and the dev AS.
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"none\"\n[[tenant]]\nid = \"d\"\nplugins = [{}]\n",
+        toml_path(&plugin("hello"))
+    );
+    let gw = crate::support::BinaryGateway::start_command("dev", &body, &[]).await;
+    let meta = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server/dev-as",
+        gw.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(meta.status().as_u16(), 200);
+    let r = crate::support::Client::modern(&format!("{}/mcp", gw.base))
+        .call_tool("hello.greet", json!({"name": "x"}))
+        .await;
+    assert_eq!(r.status, 401, "OAuth is required: {r:?}");
+    let log = gw.stop().await;
+    assert!(
+        log.contains("THE DEVELOPMENT AUTHORIZATION SERVER IS ON"),
+        "and says so loudly"
+    );
+}

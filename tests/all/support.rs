@@ -412,6 +412,20 @@ impl BinaryGateway {
 
     /// Like [`BinaryGateway::start`], on a port chosen beforehand.
     pub async fn start_on_port(port: u16, body: &str, env: &[(&str, &str)]) -> Self {
+        Self::run(port, "serve", body, env).await
+    }
+
+    /// `portcullis <command> --config ...` (`serve` or `dev`) on an ephemeral port.
+    pub async fn start_command(command: &str, body: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::run(port, command, body, env).await
+    }
+
+    async fn run(port: u16, command: &str, body: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempdir();
         let config = dir.join("binary.toml");
         std::fs::write(
@@ -421,7 +435,7 @@ impl BinaryGateway {
         .unwrap();
         let log = dir.join("binary.log");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.args(["serve", "--config"])
+        cmd.args([command, "--config"])
             .arg(&config)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())

@@ -4,6 +4,8 @@
 // with the challenged scope -> success. Prints a JSON transcript for the Rust test to check.
 //
 // usage: node oauth-client.mjs <mcp url>
+// CLIENT_MODE=dcr (default) | cimd (client_id = CIMD_URL, a client ID metadata document) |
+//   preregistered (client_id = CLIENT_ID)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auth, extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -36,8 +38,13 @@ async function followToCode(start) {
   throw new Error('too many redirects');
 }
 
+const mode = process.env.CLIENT_MODE ?? 'dcr';
+transcript.mode = mode;
+
 const provider = {
   lastRedirect: null,
+  _client: mode === 'preregistered' ? { client_id: process.env.CLIENT_ID } : undefined,
+  clientMetadataUrl: mode === 'cimd' ? process.env.CIMD_URL : undefined,
   get redirectUrl() { return redirectUrl; },
   get clientMetadata() {
     return {
@@ -51,6 +58,7 @@ const provider = {
   state: () => `st-${Math.random().toString(36).slice(2)}`,
   clientInformation() { return this._client; },
   saveClientInformation(info) { this._client = info; transcript.registeredClientId = info.client_id; },
+  clientIdUsed() { return this._client?.client_id; },
   tokens() { return this._tokens; },
   saveTokens(t) { this._tokens = t; transcript.scopesGranted = t.scope; },
   saveCodeVerifier(v) { this._verifier = v; },
@@ -95,5 +103,6 @@ transcript.tools = (await client.listTools()).tools.map((t) => t.name);
 transcript.greet = await client.callTool({ name: 'hello.greet', arguments: { name: 'OAuth' } });
 transcript.whoami = await client.callTool({ name: 'hello.whoami', arguments: {} });
 transcript.iss = provider.lastRedirect?.iss ?? null;
+transcript.clientId = provider.clientIdUsed();
 await client.close();
 console.log(JSON.stringify(transcript));

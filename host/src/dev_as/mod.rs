@@ -10,6 +10,7 @@
 //! lives in memory. It must not validate tokens for the gateway: the `auth` module trusts it
 //! exactly as it would trust any external issuer, through its metadata and JWKS.
 
+mod cimd;
 mod keys;
 
 use std::collections::HashMap;
@@ -77,6 +78,8 @@ pub struct DevAs {
     resources: Vec<String>,
     scopes: Vec<String>,
     key: keys::SigningKey,
+    /// Test hook: client metadata documents served from files.
+    cimd_documents: std::collections::BTreeMap<String, std::path::PathBuf>,
     clients: Mutex<HashMap<String, Client>>,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh: Mutex<HashMap<String, RefreshGrant>>,
@@ -190,6 +193,11 @@ impl DevAs {
             resources,
             scopes,
             key,
+            cimd_documents: dev
+                .cimd_documents
+                .iter()
+                .map(|(k, v)| (k.clone(), config.resolve_path(v)))
+                .collect(),
             clients: Mutex::new(clients),
             codes: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
@@ -230,7 +238,7 @@ impl DevAs {
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": self.scopes,
             "authorization_response_iss_parameter_supported": true,
-            "client_id_metadata_document_supported": false,
+            "client_id_metadata_document_supported": self.config.cimd,
         });
         if self.config.dcr {
             m["registration_endpoint"] = format!("{i}/register").into();
@@ -256,6 +264,30 @@ impl DevAs {
             .route("/dev-as/token", post(token))
             .route("/dev-as/register", post(register))
             .with_state(self.clone())
+    }
+
+    /// A client whose id is an https URL is (re)loaded from its metadata document.
+    async fn load_metadata_client(&self, client_id: &str) -> Result<(), AuthorizeError> {
+        if !self.config.cimd || !cimd::is_metadata_url(client_id) {
+            return Ok(());
+        }
+        let doc = cimd::fetch(client_id, &self.cimd_documents)
+            .await
+            .map_err(|e| {
+                tracing::info!(client_id, "refused a client metadata document: {e}");
+                AuthorizeError::Show(format!("invalid_client: {e}"))
+            })?;
+        self.clients.lock().insert(
+            client_id.to_string(),
+            Client {
+                client_id: client_id.to_string(),
+                name: doc.name,
+                secret: None,
+                redirect_uris: doc.redirect_uris,
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            },
+        );
+        Ok(())
     }
 
     /// Checks shared by the authorization request and the consent decision. Errors before the
@@ -606,6 +638,9 @@ struct AuthorizeParams {
 }
 
 async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParams>) -> Response {
+    if let Err(e) = dev.load_metadata_client(&p.client_id).await {
+        return e.into_response();
+    }
     let (client, resource, scope) = match dev.check_authorization(&p) {
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
@@ -666,6 +701,9 @@ async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParam
 }
 
 async fn decide(State(dev): State<Arc<DevAs>>, Form(p): Form<AuthorizeParams>) -> Response {
+    if let Err(e) = dev.load_metadata_client(&p.client_id).await {
+        return e.into_response();
+    }
     let (client, resource, scope) = match dev.check_authorization(&p) {
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
