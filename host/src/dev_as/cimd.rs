@@ -20,6 +20,7 @@ const MAX_BYTES: usize = 64 << 10;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A validated client description.
+#[derive(Debug)]
 pub(crate) struct ClientDocument {
     pub(crate) name: String,
     pub(crate) redirect_uris: Vec<String>,
