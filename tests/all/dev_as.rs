@@ -26,8 +26,9 @@ async fn gateway(dev_extra: &str) -> TestGateway {
 
 #[tokio::test]
 async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
-    let gw = gateway("").await;
-    let mcp_url = gw.url("/mcp");
+    // The real binary's `dev` command (the body keeps dev_as.auto_approve for headless runs).
+    let gw = crate::support::BinaryGateway::start_command("dev", &body(true, ""), &[]).await;
+    let mcp_url = format!("{}/mcp", gw.base);
     let t = run_json_program(
         &node(),
         "tests/js/oauth-client.mjs",
@@ -41,7 +42,7 @@ async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
         "registered by DCR: {t}"
     );
     assert_eq!(t["lastAuthorizeParams"]["resource"], mcp_url);
-    assert_eq!(t["iss"], gw.url("/dev-as"), "RFC 9207 iss");
+    assert_eq!(t["iss"], format!("{}/dev-as", gw.base), "RFC 9207 iss");
     assert_eq!(t["greet"]["content"][0]["text"], "Hello, OAuth!");
     assert_eq!(t["challenges"][1]["status"], 403, "step-up: {t}");
     assert_eq!(t["challenges"][1]["scope"], "mcp:admin mcp:tools");
@@ -581,7 +582,19 @@ async fn the_official_authorization_server_scenarios_pass_against_the_dev_as() {
     let status = suite.wait().await.unwrap();
     let text = output.join("\n");
     assert!(status.success(), "authorization scenarios failed:\n{text}");
-    assert!(text.contains("Total: 2 passed, 0 failed"), "{text}");
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("Total:"))
+        .unwrap_or_default();
+    assert!(
+        total.ends_with(", 0 failed") && !text.contains('✗'),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ authorization-server-metadata-endpoint")
+            && text.contains("✓ authorization-code-grant"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -711,9 +724,10 @@ async fn typescript_sdk_client_completes_the_flow_with_cimd_and_with_a_pre_regis
         toml_path(&doc),
         toml_path(&mismatched)
     );
-    let gw = TestGateway::start("", &body(true, &extra)).await;
-    let mcp_url = gw.url("/mcp");
-    let meta: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server/dev-as"))
+    let gw = crate::support::BinaryGateway::start_command("dev", &body(true, &extra), &[]).await;
+    let url = |path: &str| format!("{}{path}", gw.base);
+    let mcp_url = url("/mcp");
+    let meta: Value = reqwest::get(url("/.well-known/oauth-authorization-server/dev-as"))
         .await
         .unwrap()
         .json()
@@ -757,7 +771,7 @@ async fn typescript_sdk_client_completes_the_flow_with_cimd_and_with_a_pre_regis
 
     // A document whose client_id is not its own URL is refused before anything is redirected.
     let url = reqwest::Url::parse_with_params(
-        &gw.url("/dev-as/authorize"),
+        &url("/dev-as/authorize"),
         &[
             ("response_type", "code"),
             ("client_id", "https://client.example/mismatched.json"),
