@@ -266,6 +266,13 @@ impl DevAs {
             .with_state(self.clone())
     }
 
+    /// The first scope in `scope` this server does not know, if any.
+    fn unknown_scope<'s>(&self, scope: &'s str) -> Option<&'s str> {
+        scope
+            .split_whitespace()
+            .find(|s| !self.scopes.iter().any(|x| x == s))
+    }
+
     /// A client whose id is an https URL is (re)loaded from its metadata document.
     async fn load_metadata_client(&self, client_id: &str) -> Result<(), AuthorizeError> {
         if !self.config.cimd || !cimd::is_metadata_url(client_id) {
@@ -350,10 +357,7 @@ impl DevAs {
             }
         };
         let scope = p.scope.clone().unwrap_or_default();
-        if let Some(bad) = scope
-            .split_whitespace()
-            .find(|s| !self.scopes.iter().any(|x| x == s))
-        {
+        if let Some(bad) = self.unknown_scope(&scope) {
             return Err(back("invalid_scope", &format!("unknown scope {bad}")));
         }
         Ok((client, resource, scope))
@@ -837,10 +841,7 @@ async fn token(
                 );
             };
             let scope = form.scope.clone().unwrap_or_default();
-            if let Some(s) = scope
-                .split_whitespace()
-                .find(|s| !dev.scopes.iter().any(|x| x == s))
-            {
+            if let Some(s) = dev.unknown_scope(&scope) {
                 return bad("invalid_scope", &format!("unknown scope {s}"));
             }
             dev.tokens(
