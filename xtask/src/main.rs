@@ -34,6 +34,14 @@ fn task() -> anyhow::Result<()> {
                 .get(1)
                 .cloned()
                 .unwrap_or_else(|| "examples/quickstart.toml".into());
+            eprintln!(
+                "xtask: starting Portcullis with {config}\n\
+                 xtask: MCP endpoint http://127.0.0.1:8080/mcp (Streamable HTTP, every MCP revision), OAuth required\n\
+                 xtask: development authorization server http://127.0.0.1:8080/dev-as (consent page, DCR; never in production)\n\
+                 xtask: MCP Inspector: npx @modelcontextprotocol/inspector, transport \"Streamable HTTP\", the URL above\n\
+                 xtask: curl: TOKEN=$(cargo run -q -p portcullis -- token --config {config} --sub alice --scope mcp:tools)\n\
+                 xtask:       then see README.md \"Quickstart\" for the request"
+            );
             run(Command::new(cargo()).current_dir(&root).args([
                 "run",
                 "-p",
