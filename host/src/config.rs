@@ -383,6 +383,54 @@ pub struct TenantConfig {
     /// Per-plugin settings, keyed by plugin name (the file stem).
     #[serde(default)]
     pub plugin: BTreeMap<String, PluginSettings>,
+    /// Downstream services plugins may call through the `downstream` capability.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[[tenant.service]]`: a logical downstream service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The name plugins use, `[a-z0-9-]{1,64}`.
+    pub name: String,
+    /// Scheme, host, port and path prefix every request stays under.
+    pub base_url: String,
+    /// How the gateway authenticates to the service.
+    #[serde(default)]
+    pub credential: CredentialMode,
+    /// With `credential = "static"`: environment variable holding the header value.
+    pub header_env: Option<String>,
+    /// With `credential = "static"`: the header to send it in. Default `authorization`.
+    pub header_name: Option<String>,
+    /// Per-request timeout, in milliseconds. Default 10000.
+    #[serde(default = "default_service_timeout")]
+    pub timeout_ms: u64,
+    /// Largest request body a plugin may send, in bytes. Default 1 MiB.
+    #[serde(default = "default_service_bytes")]
+    pub max_request_bytes: usize,
+    /// Largest response body returned to the plugin, in bytes. Default 1 MiB.
+    #[serde(default = "default_service_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_service_timeout() -> u64 {
+    10_000
+}
+
+fn default_service_bytes() -> usize {
+    1 << 20
+}
+
+/// How the gateway authenticates to a downstream service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialMode {
+    /// No credential.
+    #[default]
+    None,
+    /// A fixed header value from the environment (local and stdio deployments).
+    Static,
 }
 
 /// `[tenant.plugin.<name>]`
@@ -396,6 +444,8 @@ pub struct PluginSettings {
     pub scopes: BTreeMap<String, Vec<String>>,
     /// Configuration values passed to the plugin in every call context.
     pub config: BTreeMap<String, String>,
+    /// Downstream services (by name) this plugin may call; none by default.
+    pub services: Vec<String>,
     /// Claim rules: tool name → claim → value the claim must equal (or, for a list, contain),
     /// e.g. `{ "admin.reset" = { groups = "admin" } }`. Claims must be listed in `auth.claims`.
     pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
@@ -545,7 +595,54 @@ impl Config {
                     return Err(self.error(format!("tenant[{i}].plugins[{j}]"), "empty path"));
                 }
             }
+            for (j, svc) in self.tenants[i].services.iter().enumerate() {
+                let key = format!("tenant[{i}].service[{j}]");
+                let valid_name = !svc.name.is_empty()
+                    && svc.name.len() <= 64
+                    && svc
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid_name {
+                    return Err(self.error(
+                        format!("{key}.name"),
+                        format!("`{}` must match [a-z0-9-]{{1,64}}", svc.name),
+                    ));
+                }
+                let url_ok = reqwest::Url::parse(&svc.base_url).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && u.username().is_empty()
+                });
+                if !url_ok {
+                    return Err(self.error(
+                        format!("{key}.base_url"),
+                        format!(
+                            "`{}` must be an http(s) URL without query, fragment or credentials",
+                            svc.base_url
+                        ),
+                    ));
+                }
+                if svc.credential == CredentialMode::Static && svc.header_env.is_none() {
+                    return Err(self.error(
+                        format!("{key}.header_env"),
+                        "credential = \"static\" needs header_env",
+                    ));
+                }
+            }
             for (name, settings) in &self.tenants[i].plugin {
+                if let Some(s) = settings
+                    .services
+                    .iter()
+                    .find(|s| !self.tenants[i].services.iter().any(|x| &x.name == *s))
+                {
+                    return Err(self.error(
+                        format!("tenant[{i}].plugin.{name}.services"),
+                        format!("no [[tenant.service]] named `{s}`"),
+                    ));
+                }
                 if settings
                     .limits
                     .memory_mb

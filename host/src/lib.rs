@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod config;
 pub mod dev_as;
+pub mod downstream;
 pub mod mcp;
 pub mod plugins;
 pub mod sandbox;
@@ -86,19 +87,27 @@ impl Portcullis {
         let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
         let loaded: BTreeMap<String, Arc<TenantPlugins>> =
             plugins::load_all(&sandbox, &config).await;
-        let tenants: BTreeMap<String, Arc<TenantContext>> = loaded
-            .into_iter()
-            .map(|(id, p)| {
-                (
-                    id,
-                    Arc::new(TenantContext::new(
-                        p,
-                        state_key.clone(),
-                        config.auth.tools_list,
-                    )),
+        let mut tenants: BTreeMap<String, Arc<TenantContext>> = BTreeMap::new();
+        for (id, plugins) in loaded {
+            let tenant_config = config
+                .tenants
+                .iter()
+                .find(|t| t.id == id)
+                .expect("loaded tenants are configured");
+            let services = downstream::TenantServices::new(tenant_config).with_context(|| {
+                format!(
+                    "{}: tenant `{id}` downstream services",
+                    config.source.display()
                 )
-            })
-            .collect();
+            })?;
+            let context = TenantContext::new(
+                plugins,
+                state_key.clone(),
+                config.auth.tools_list,
+                Arc::new(services),
+            );
+            tenants.insert(id, Arc::new(context));
+        }
         let shutdown = CancellationToken::new();
         let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(&config);
         let settings = HttpSettings {

@@ -11,6 +11,7 @@
 mod auth;
 mod conformance;
 mod dev_as;
+mod downstream;
 mod http_transport;
 mod real_as;
 mod sandbox_limits;

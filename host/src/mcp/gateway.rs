@@ -37,8 +37,9 @@ use super::observer::{RequestObserver, level_rank};
 use super::request_state::{Binding, StateSealer};
 use crate::auth::Principal;
 use crate::config::ToolsList;
+use crate::downstream::{PluginEgress, TenantServices};
 use crate::plugins::{Change, LoadedPlugin, TenantPlugins};
-use crate::sandbox::{BoxFuture, CallEnv, NoEgress, SandboxError, wit};
+use crate::sandbox::{BoxFuture, CallEnv, SandboxError, wit};
 
 /// Items per page of a list result.
 const PAGE_SIZE: usize = 100;
@@ -54,6 +55,8 @@ pub struct TenantContext {
     pub(crate) sealer: Arc<StateSealer>,
     /// What `tools/list` shows.
     pub(crate) tools_list: ToolsList,
+    /// The tenant's downstream services.
+    pub(crate) services: Arc<TenantServices>,
 }
 
 impl TenantContext {
@@ -62,11 +65,13 @@ impl TenantContext {
         plugins: Arc<TenantPlugins>,
         state_key: Option<Vec<u8>>,
         tools_list: ToolsList,
+        services: Arc<TenantServices>,
     ) -> Self {
         Self {
             plugins,
             sealer: Arc::new(StateSealer::new(state_key)),
             tools_list,
+            services,
         }
     }
 }
@@ -258,7 +263,12 @@ impl Gateway {
             limits: plugin.limits.clone(),
             cancel: ctx.ct.clone(),
             observer: Arc::new(observer),
-            egress: Arc::new(NoEgress),
+            egress: Arc::new(PluginEgress {
+                services: self.tenant.services.clone(),
+                granted: plugin.services.clone(),
+                plugin: plugin.name.clone(),
+                trace_parent: ctx.meta.get_traceparent().map(str::to_string),
+            }),
             concurrency: plugin.concurrency.clone(),
         }
     }

@@ -40,6 +40,8 @@ pub struct LoadedPlugin {
     pub config: Vec<(String, String)>,
     /// Claim rules per tool: claim → required value.
     pub claim_rules: BTreeMap<String, BTreeMap<String, String>>,
+    /// Downstream services the operator granted this plugin.
+    pub services: Arc<[String]>,
     /// Tools, with operator scope overrides applied.
     pub tools: Vec<wit::Tool>,
     /// Direct resources.
@@ -415,6 +417,7 @@ async fn load_plugin(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         claim_rules: settings.require_claims.clone(),
+        services: settings.services.clone().into(),
         tools,
         resources,
         templates,

@@ -105,7 +105,7 @@ impl Guest for Probe {
             tool(
                 "probe.fetch",
                 "Call a downstream service through the host and report exactly what came back",
-                r#"{"type":"object","properties":{"service":{"type":"string"},"path":{"type":"string"}},"required":["service"]}"#,
+                r#"{"type":"object","properties":{"service":{"type":"string"},"path":{"type":"string"},"method":{"type":"string"},"headers":{"type":"array"},"body":{"type":"string"}},"required":["service"]}"#,
             ),
         ]
     }
@@ -159,11 +159,17 @@ impl Guest for Probe {
             "probe.fetch" => {
                 let args: Value = serde_json::from_str(&arguments).unwrap_or_default();
                 let service = args["service"].as_str().unwrap_or_default();
+                let headers = args["headers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| Some((h[0].as_str()?.to_string(), h[1].as_str()?.to_string())))
+                    .collect();
                 let request = downstream::Request {
-                    method: "GET".into(),
+                    method: args["method"].as_str().unwrap_or("GET").into(),
                     path: args["path"].as_str().unwrap_or("/").into(),
-                    headers: vec![],
-                    body: None,
+                    headers,
+                    body: args["body"].as_str().map(|b| b.as_bytes().to_vec()),
                 };
                 match downstream::fetch(service, &request) {
                     Ok(r) => text(format!(

@@ -1,0 +1,468 @@
+//! The plugins' only way out of the sandbox: HTTP to logical services the operator declared.
+//!
+//! Owns the per-tenant service registry, the grants (a plugin may call only the services its
+//! settings list), the egress guard and the credentials the gateway adds. A plugin names a
+//! service and a path; this module confines the request to the service's base URL (scheme,
+//! host, port, path prefix), refuses path tricks (`..`, encoded slashes, `@`, absolute URLs),
+//! strips credentials and hop-by-hop headers the plugin sets, refuses addresses that are
+//! link-local or cloud metadata (and private or loopback ones unless the service itself lives
+//! there), follows redirects only within the service, bounds request and response sizes and
+//! time, and adds the service's credential. It must not see the caller's token: credentials
+//! come from the service's configuration.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderName, HeaderValue};
+use reqwest::Url;
+
+use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
+use crate::sandbox::{BoxFuture, Egress, wit};
+
+/// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
+const STRIPPED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "traceparent",
+    "tracestate",
+];
+
+/// Methods a plugin may use.
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Most redirects followed (all within the service).
+const MAX_REDIRECTS: usize = 5;
+
+/// Whether an address is never reachable from a plugin: link-local (incl. cloud metadata at
+/// 169.254.169.254), the AWS IPv6 metadata address, unspecified, multicast, broadcast.
+fn always_blocked(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return always_blocked(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            (s[0] & 0xffc0) == 0xfe80
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6 == "fd00:ec2::254".parse::<std::net::Ipv6Addr>().unwrap()
+        }
+    }
+}
+
+/// Whether an address is internal: loopback, private, shared, unique-local.
+fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback() || v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) || o[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return internal(IpAddr::V4(v4));
+            }
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00
+        }
+    }
+}
+
+/// Resolves service hosts and drops addresses the service may not reach.
+struct GuardedResolver {
+    allow_internal: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_internal = self.allow_internal;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| !always_blocked(a.ip()) && (allow_internal || !internal(a.ip())))
+                .collect();
+            if allowed.is_empty() {
+                return Err(
+                    format!("{host} resolves only to addresses plugins may not reach").into(),
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// One configured service.
+struct Service {
+    config: ServiceConfig,
+    base: Url,
+    credential: Option<(HeaderName, HeaderValue)>,
+    client: reqwest::Client,
+}
+
+impl Service {
+    fn new(config: &ServiceConfig) -> anyhow::Result<Self> {
+        let base = Url::parse(&config.base_url)?;
+        let host = base
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        let literal: Option<IpAddr> = host.parse().ok();
+        if literal.is_some_and(always_blocked) {
+            anyhow::bail!(
+                "service `{}`: base_url points at a link-local or metadata address",
+                config.name
+            );
+        }
+        // A service configured on an internal address may use internal addresses.
+        let allow_internal = literal.is_some_and(internal) || host == "localhost";
+        let credential = match config.credential {
+            CredentialMode::None => None,
+            CredentialMode::Static => {
+                let var = config.header_env.clone().unwrap_or_default();
+                let value = std::env::var(&var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "service `{}`: environment variable {var} (header_env) is not set",
+                        config.name
+                    )
+                })?;
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    anyhow::anyhow!(
+                        "service `{}`: {var} is not a valid header value",
+                        config.name
+                    )
+                })?;
+                value.set_sensitive(true);
+                let name = HeaderName::from_bytes(
+                    config
+                        .header_name
+                        .as_deref()
+                        .unwrap_or("authorization")
+                        .as_bytes(),
+                )?;
+                Some((name, value))
+            }
+        };
+        let origin = base.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if within(&origin, attempt.url()) {
+                attempt.follow()
+            } else {
+                let target = attempt.url().origin().ascii_serialization();
+                attempt.error(format!("redirect to {target} leaves the service"))
+            }
+        });
+        let client = reqwest::Client::builder()
+            .redirect(policy)
+            .dns_resolver(Arc::new(GuardedResolver { allow_internal }))
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            config: config.clone(),
+            base,
+            credential,
+            client,
+        })
+    }
+
+    /// The full URL for a plugin-supplied path, if it stays within the service.
+    fn url_for(&self, path: &str) -> Result<Url, String> {
+        let lower = path.to_ascii_lowercase();
+        let (route, _query) = lower.split_once('?').unwrap_or((&lower, ""));
+        let suspicious = !path.starts_with('/')
+            || path.starts_with("//")
+            || path.contains(['\\', '#', '@'])
+            || path.chars().any(|c| c.is_control() || c == ' ')
+            || route.contains("%2f")
+            || route.contains("%5c")
+            || route.contains("%2e")
+            || route.split('/').any(|seg| seg == ".." || seg == ".");
+        if suspicious {
+            return Err(format!(
+                "path `{path}` is not a plain path under the service"
+            ));
+        }
+        let joined = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
+        let url =
+            Url::parse(&joined).map_err(|e| format!("path `{path}` does not form a URL: {e}"))?;
+        if !within(&self.base, &url) {
+            return Err(format!("path `{path}` leaves the service"));
+        }
+        Ok(url)
+    }
+}
+
+/// Whether `url` has `base`'s origin and lies under its path prefix.
+fn within(base: &Url, url: &Url) -> bool {
+    let prefix = base.path().trim_end_matches('/');
+    url.scheme() == base.scheme()
+        && url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default()
+        && (url.path() == prefix
+            || url.path().starts_with(&format!("{prefix}/"))
+            || prefix.is_empty())
+}
+
+/// A tenant's services.
+#[derive(Default)]
+pub struct TenantServices {
+    services: HashMap<String, Arc<Service>>,
+}
+
+impl std::fmt::Debug for TenantServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.services.keys()).finish()
+    }
+}
+
+impl TenantServices {
+    /// Build the tenant's services; fails on a missing secret or a forbidden base URL.
+    pub fn new(tenant: &TenantConfig) -> anyhow::Result<Self> {
+        let mut services = HashMap::new();
+        for s in &tenant.services {
+            services.insert(s.name.clone(), Arc::new(Service::new(s)?));
+        }
+        Ok(Self { services })
+    }
+}
+
+/// What one plugin call may reach.
+pub struct PluginEgress {
+    /// The tenant's services.
+    pub services: Arc<TenantServices>,
+    /// The services this plugin was granted.
+    pub granted: Arc<[String]>,
+    /// The plugin, for logs.
+    pub plugin: Arc<str>,
+    /// The W3C trace context to pass on.
+    pub trace_parent: Option<String>,
+}
+
+impl Egress for PluginEgress {
+    fn fetch(
+        &self,
+        service: String,
+        request: wit::FetchRequest,
+    ) -> BoxFuture<'_, Result<wit::FetchResponse, wit::FetchError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.send(&service, request).await;
+            match &result {
+                Ok(r) => {
+                    tracing::info!(plugin = %self.plugin, service, status = r.status, ms = started.elapsed().as_millis() as u64, "downstream call")
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.plugin, service, ms = started.elapsed().as_millis() as u64, "downstream call refused or failed: {e:?}")
+                }
+            }
+            result
+        })
+    }
+}
+
+impl PluginEgress {
+    async fn send(
+        &self,
+        name: &str,
+        request: wit::FetchRequest,
+    ) -> Result<wit::FetchResponse, wit::FetchError> {
+        let Some(service) = self.services.services.get(name) else {
+            return Err(wit::FetchError::UnknownService(format!(
+                "no downstream service named `{name}` is configured for this tenant"
+            )));
+        };
+        if !self.granted.iter().any(|g| g == name) {
+            return Err(wit::FetchError::NotGranted(format!(
+                "this plugin was not granted the service `{name}`"
+            )));
+        }
+        let method = request.method.to_ascii_uppercase();
+        if !METHODS.contains(&method.as_str()) {
+            return Err(wit::FetchError::Blocked(format!(
+                "method {method} is not allowed"
+            )));
+        }
+        let url = service
+            .url_for(&request.path)
+            .map_err(wit::FetchError::Blocked)?;
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > service.config.max_request_bytes)
+        {
+            return Err(wit::FetchError::TooLarge);
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| wit::FetchError::Blocked("bad method".into()))?;
+        let mut req = service.client.request(method, url);
+        for (k, v) in &request.headers {
+            let lower = k.to_ascii_lowercase();
+            if STRIPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                continue;
+            }
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                req = req.header(k, v);
+            }
+        }
+        if let Some(tp) = &self.trace_parent {
+            req = req.header("traceparent", tp);
+        }
+        if let Some((k, v)) = &service.credential {
+            req = req.header(k, v);
+        }
+        if let Some(body) = request.body {
+            req = req.body(body);
+        }
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "set-cookie" | "www-authenticate" | "authorization"
+                )
+            })
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
+            .collect();
+        let limit = service.config.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n as usize > limit) {
+            return Err(wit::FetchError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(wit::FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(wit::FetchResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// The plugin-visible error for a failed request; never carries credentials.
+fn classify(e: reqwest::Error) -> wit::FetchError {
+    if e.is_timeout() {
+        return wit::FetchError::Timeout;
+    }
+    let redirect = e.is_redirect();
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    if redirect || msg.contains("may not reach") || msg.contains("leaves the service") {
+        wit::FetchError::Blocked(msg)
+    } else {
+        wit::FetchError::Transport(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(base: &str) -> Service {
+        Service::new(&ServiceConfig {
+            name: "s".into(),
+            base_url: base.into(),
+            credential: CredentialMode::None,
+            header_env: None,
+            header_name: None,
+            timeout_ms: 1000,
+            max_request_bytes: 100,
+            max_response_bytes: 100,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_stay_under_the_service() {
+        let s = service("https://api.example/v1");
+        assert_eq!(
+            s.url_for("/notes?limit=5").unwrap().as_str(),
+            "https://api.example/v1/notes?limit=5"
+        );
+        for bad in [
+            "notes",
+            "//evil.example/x",
+            "/../admin",
+            "/a/../../b",
+            "/%2e%2e/admin",
+            "/a%2fb",
+            "/a%5cb",
+            "/@evil.example",
+            "/x#frag",
+            "/a\\b",
+            "/a b",
+            "http://evil.example/",
+            "/./x",
+        ] {
+            assert!(s.url_for(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for ip in [
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "fe80::1",
+            "0.0.0.0",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(always_blocked(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "::1", "fd12::1"] {
+            assert!(
+                internal(ip.parse().unwrap()) && !always_blocked(ip.parse().unwrap()),
+                "{ip}"
+            );
+        }
+        assert!(!internal("93.184.216.34".parse().unwrap()));
+        assert!(
+            Service::new(&ServiceConfig {
+                name: "m".into(),
+                base_url: "http://169.254.169.254/latest".into(),
+                credential: CredentialMode::None,
+                header_env: None,
+                header_name: None,
+                timeout_ms: 1,
+                max_request_bytes: 1,
+                max_response_bytes: 1
+            })
+            .is_err()
+        );
+    }
+}
