@@ -36,6 +36,8 @@ pub struct Config {
     /// The embedded development authorization server (off unless enabled).
     #[serde(default)]
     pub dev_as: DevAsConfig,
+    /// Token exchange for downstream services with `credential = "token-exchange"`.
+    pub exchange: Option<ExchangeConfig>,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
@@ -399,6 +401,11 @@ pub struct ServiceConfig {
     /// How the gateway authenticates to the service.
     #[serde(default)]
     pub credential: CredentialMode,
+    /// With `credential = "token-exchange"`: the audience (or resource) to exchange for.
+    pub audience: Option<String>,
+    /// With `credential = "token-exchange"`: scopes to request (default: the caller's).
+    #[serde(default)]
+    pub scopes: Vec<String>,
     /// With `credential = "static"`: environment variable holding the header value.
     pub header_env: Option<String>,
     /// With `credential = "static"`: the header to send it in. Default `authorization`.
@@ -431,6 +438,20 @@ pub enum CredentialMode {
     None,
     /// A fixed header value from the environment (local and stdio deployments).
     Static,
+    /// RFC 8693: the caller's token exchanged for one for this service (see `[exchange]`).
+    TokenExchange,
+}
+
+/// `[exchange]`: how the gateway authenticates when it exchanges tokens (RFC 8693).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The gateway's client id at the authorization server.
+    pub client_id: String,
+    /// Environment variable holding its secret (sent with HTTP Basic).
+    pub client_secret_env: String,
+    /// The issuer whose token endpoint performs exchanges; default: the first trusted issuer.
+    pub issuer: Option<String>,
 }
 
 /// `[tenant.plugin.<name>]`
@@ -623,6 +644,14 @@ impl Config {
                             "`{}` must be an http(s) URL without query, fragment or credentials",
                             svc.base_url
                         ),
+                    ));
+                }
+                if svc.credential == CredentialMode::TokenExchange
+                    && (svc.audience.is_none() || self.exchange.is_none())
+                {
+                    return Err(self.error(
+                        format!("{key}.credential"),
+                        "\"token-exchange\" needs an audience and an [exchange] section with the gateway's client credentials",
                     ));
                 }
                 if svc.credential == CredentialMode::Static && svc.header_env.is_none() {

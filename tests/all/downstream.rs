@@ -162,3 +162,79 @@ async fn escapes_redirects_size_and_time_are_refused() {
         "the service's 1 s timeout applies"
     );
 }
+
+#[tokio::test]
+async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_the_inbound_one() {
+    let api = downstream_api().await;
+    let dir = crate::support::tempdir();
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+         [dev_as]\nenabled = true\nauto_approve = true\nkey_file = {}\nexchange_audiences = [\"{api}/api\"]\n\
+         [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
+         [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"token-exchange\"\naudience = \"{api}/api\"\n\
+         [tenant.plugin.probe]\nservices = [\"notes\"]\n",
+        toml_path(&dir.join("dev-as.key")),
+        toml_path(&plugin("probe"))
+    );
+    let gw =
+        crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--config"])
+        .arg(&gw.config)
+        .args(["--sub", "alice", "--scope", "mcp:tools"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let call = || {
+        let (url, token) = (format!("{}/mcp", gw.base), user_token.clone());
+        async move {
+            let r = Client::modern(&url)
+                .bearer(&token)
+                .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
+                .await;
+            let text = r.text();
+            let seen: Value = serde_json::from_str(
+                text.strip_prefix("status 200: ")
+                    .unwrap_or_else(|| panic!("{text}")),
+            )
+            .unwrap();
+            seen["headers"]["authorization"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no credential: {seen}"))
+                .to_string()
+        }
+    };
+    let first = call().await;
+    let exchanged = first.strip_prefix("Bearer ").unwrap();
+    assert_ne!(
+        exchanged, user_token,
+        "the inbound token never reaches the downstream API"
+    );
+    let payload = exchanged.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], format!("{api}/api"), "audience: the API");
+    assert_eq!(claims["sub"], "alice", "subject: the user");
+    assert_eq!(claims["act"]["sub"], "gateway", "actor: the gateway");
+    // Within the token's lifetime the exchanged token is reused, not exchanged again.
+    assert_eq!(call().await, first);
+    let log = gw.stop().await;
+    assert!(
+        !log.contains(&user_token) && !log.contains(exchanged) && !log.contains("exchange-secret"),
+        "no token or secret in the log"
+    );
+}

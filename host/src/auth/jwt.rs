@@ -120,37 +120,9 @@ impl Issuer {
         if let Some(m) = self.metadata.load_full() {
             return Ok(m);
         }
-        let issuer = self.issuer.trim_end_matches('/');
-        let (origin, path) = split_origin(issuer);
-        let mut candidates = vec![format!(
-            "{origin}/.well-known/oauth-authorization-server{path}"
-        )];
-        if path.is_empty() {
-            candidates.push(format!("{origin}/.well-known/openid-configuration"));
-        } else {
-            candidates.push(format!("{origin}/.well-known/openid-configuration{path}"));
-            candidates.push(format!("{issuer}/.well-known/openid-configuration"));
-        }
-        let mut errors = Vec::new();
-        for url in candidates {
-            match fetch_json(&self.http, &url).await {
-                Ok(doc) if doc["issuer"].as_str() == Some(self.issuer.as_str()) => {
-                    let doc = Arc::new(doc);
-                    self.metadata.store(Some(doc.clone()));
-                    return Ok(doc);
-                }
-                Ok(doc) => errors.push(format!(
-                    "{url}: issuer {} does not match {}",
-                    doc["issuer"], self.issuer
-                )),
-                Err(e) => errors.push(e),
-            }
-        }
-        Err(format!(
-            "cannot discover the metadata of {}: {}",
-            self.issuer,
-            errors.join("; ")
-        ))
+        let doc = Arc::new(discover(&self.http, &self.issuer).await?);
+        self.metadata.store(Some(doc.clone()));
+        Ok(doc)
     }
 
     async fn discover_jwks_uri(&self) -> Result<String, String> {
@@ -230,6 +202,37 @@ pub(crate) async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Valu
         return Err(format!("{url}: document too large"));
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("{url}: not JSON: {e}"))
+}
+
+/// An issuer's metadata: RFC 8414 first, then OIDC discovery; its `issuer` must equal
+/// `issuer` exactly.
+pub(crate) async fn discover(http: &reqwest::Client, issuer_id: &str) -> Result<Value, String> {
+    let issuer = issuer_id.trim_end_matches('/');
+    let (origin, path) = split_origin(issuer);
+    let mut candidates = vec![format!(
+        "{origin}/.well-known/oauth-authorization-server{path}"
+    )];
+    if path.is_empty() {
+        candidates.push(format!("{origin}/.well-known/openid-configuration"));
+    } else {
+        candidates.push(format!("{origin}/.well-known/openid-configuration{path}"));
+        candidates.push(format!("{issuer}/.well-known/openid-configuration"));
+    }
+    let mut errors = Vec::new();
+    for url in candidates {
+        match fetch_json(http, &url).await {
+            Ok(doc) if doc["issuer"].as_str() == Some(issuer_id) => return Ok(doc),
+            Ok(doc) => errors.push(format!(
+                "{url}: issuer {} does not match {issuer_id}",
+                doc["issuer"]
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!(
+        "cannot discover the metadata of {issuer_id}: {}",
+        errors.join("; ")
+    ))
 }
 
 /// Settings for validating JWTs.

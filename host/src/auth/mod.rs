@@ -11,6 +11,8 @@
 mod introspect;
 mod jwt;
 
+pub(crate) use jwt::discover as discover_metadata;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;

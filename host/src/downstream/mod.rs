@@ -10,6 +10,8 @@
 //! time, and adds the service's credential. It must not see the caller's token: credentials
 //! come from the service's configuration.
 
+mod exchange;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,8 +20,10 @@ use std::time::{Duration, Instant};
 use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
+use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
+pub(crate) use exchange::Exchanger;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
 const STRIPPED: &[&str] = &[
@@ -109,12 +113,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
 struct Service {
     config: ServiceConfig,
     base: Url,
-    credential: Option<(HeaderName, HeaderValue)>,
+    credential: Credential,
     client: reqwest::Client,
 }
 
+/// What the gateway adds to a service request.
+enum Credential {
+    None,
+    Static(HeaderName, HeaderValue),
+    Exchange(Arc<Exchanger>),
+}
+
 impl Service {
-    fn new(config: &ServiceConfig) -> anyhow::Result<Self> {
+    fn new(config: &ServiceConfig, exchanger: Option<&Arc<Exchanger>>) -> anyhow::Result<Self> {
         let base = Url::parse(&config.base_url)?;
         let host = base
             .host_str()
@@ -131,7 +142,15 @@ impl Service {
         // A service configured on an internal address may use internal addresses.
         let allow_internal = literal.is_some_and(internal) || host == "localhost";
         let credential = match config.credential {
-            CredentialMode::None => None,
+            CredentialMode::None => Credential::None,
+            CredentialMode::TokenExchange => {
+                Credential::Exchange(exchanger.cloned().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "service `{}`: token exchange needs an [exchange] section",
+                        config.name
+                    )
+                })?)
+            }
             CredentialMode::Static => {
                 let var = config.header_env.clone().unwrap_or_default();
                 let value = std::env::var(&var).map_err(|_| {
@@ -154,7 +173,7 @@ impl Service {
                         .unwrap_or("authorization")
                         .as_bytes(),
                 )?;
-                Some((name, value))
+                Credential::Static(name, value)
             }
         };
         let origin = base.clone();
@@ -234,10 +253,13 @@ impl std::fmt::Debug for TenantServices {
 
 impl TenantServices {
     /// Build the tenant's services; fails on a missing secret or a forbidden base URL.
-    pub fn new(tenant: &TenantConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        tenant: &TenantConfig,
+        exchanger: Option<&Arc<Exchanger>>,
+    ) -> anyhow::Result<Self> {
         let mut services = HashMap::new();
         for s in &tenant.services {
-            services.insert(s.name.clone(), Arc::new(Service::new(s)?));
+            services.insert(s.name.clone(), Arc::new(Service::new(s, exchanger)?));
         }
         Ok(Self { services })
     }
@@ -253,6 +275,8 @@ pub struct PluginEgress {
     pub plugin: Arc<str>,
     /// The W3C trace context to pass on.
     pub trace_parent: Option<String>,
+    /// The caller's token, for token exchange only (never sent anywhere else).
+    pub subject: Option<SecretToken>,
 }
 
 impl Egress for PluginEgress {
@@ -278,6 +302,24 @@ impl Egress for PluginEgress {
 }
 
 impl PluginEgress {
+    /// The exchanged token for `service`, acting for this call's caller.
+    async fn exchanged(
+        &self,
+        x: &Exchanger,
+        name: &str,
+        service: &Service,
+    ) -> Result<String, wit::FetchError> {
+        let Some(subject) = &self.subject else {
+            return Err(wit::FetchError::Credential(
+                "this request carries no user token to exchange (authentication is off or this is stdio)".into(),
+            ));
+        };
+        let audience = service.config.audience.as_deref().unwrap_or_default();
+        x.token(subject, name, audience, &service.config.scopes)
+            .await
+            .map_err(wit::FetchError::Credential)
+    }
+
     async fn send(
         &self,
         name: &str,
@@ -311,7 +353,7 @@ impl PluginEgress {
         }
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| wit::FetchError::Blocked("bad method".into()))?;
-        let mut req = service.client.request(method, url);
+        let mut headers = http::HeaderMap::new();
         for (k, v) in &request.headers {
             let lower = k.to_ascii_lowercase();
             if STRIPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
@@ -321,19 +363,47 @@ impl PluginEgress {
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),
             ) {
-                req = req.header(k, v);
+                headers.append(k, v);
             }
         }
-        if let Some(tp) = &self.trace_parent {
-            req = req.header("traceparent", tp);
+        if let Some(tp) = self
+            .trace_parent
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            headers.insert("traceparent", tp);
         }
-        if let Some((k, v)) = &service.credential {
-            req = req.header(k, v);
-        }
-        if let Some(body) = request.body {
-            req = req.body(body);
-        }
-        let mut resp = req.send().await.map_err(classify)?;
+        let body = request.body.map(bytes::Bytes::from);
+        // A service that refuses an exchanged token gets one fresh exchange and one retry.
+        let mut retried = false;
+        let mut resp = loop {
+            let mut req = service
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            match &service.credential {
+                Credential::None => {}
+                Credential::Static(k, v) => req = req.header(k, v),
+                Credential::Exchange(x) => {
+                    req = req.bearer_auth(self.exchanged(x, name, service).await?)
+                }
+            }
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await.map_err(classify)?;
+            if let (Credential::Exchange(x), 401, false, Some(subject)) = (
+                &service.credential,
+                resp.status().as_u16(),
+                retried,
+                &self.subject,
+            ) {
+                x.evict(subject, name, &service.config.scopes);
+                retried = true;
+                continue;
+            }
+            break resp;
+        };
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -393,23 +463,24 @@ fn classify(e: reqwest::Error) -> wit::FetchError {
 mod tests {
     use super::*;
 
-    fn service(base: &str) -> Service {
-        Service::new(&ServiceConfig {
+    fn config(base: &str) -> ServiceConfig {
+        ServiceConfig {
             name: "s".into(),
             base_url: base.into(),
             credential: CredentialMode::None,
+            audience: None,
+            scopes: Vec::new(),
             header_env: None,
             header_name: None,
             timeout_ms: 1000,
             max_request_bytes: 100,
             max_response_bytes: 100,
-        })
-        .unwrap()
+        }
     }
 
     #[test]
     fn paths_stay_under_the_service() {
-        let s = service("https://api.example/v1");
+        let s = Service::new(&config("https://api.example/v1"), None).unwrap();
         assert_eq!(
             s.url_for("/notes?limit=5").unwrap().as_str(),
             "https://api.example/v1/notes?limit=5"
@@ -451,18 +522,12 @@ mod tests {
             );
         }
         assert!(!internal("93.184.216.34".parse().unwrap()));
+        assert!(Service::new(&config("http://169.254.169.254/latest"), None).is_err());
+        let mut exchange = config("https://api.example/v1");
+        exchange.credential = CredentialMode::TokenExchange;
         assert!(
-            Service::new(&ServiceConfig {
-                name: "m".into(),
-                base_url: "http://169.254.169.254/latest".into(),
-                credential: CredentialMode::None,
-                header_env: None,
-                header_name: None,
-                timeout_ms: 1,
-                max_request_bytes: 1,
-                max_response_bytes: 1
-            })
-            .is_err()
+            Service::new(&exchange, None).is_err(),
+            "token exchange without an exchanger"
         );
     }
 }

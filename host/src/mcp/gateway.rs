@@ -35,7 +35,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::convert::{self, complete, model};
 use super::observer::{RequestObserver, level_rank};
 use super::request_state::{Binding, StateSealer};
-use crate::auth::Principal;
+use crate::auth::{Principal, SecretToken};
 use crate::config::ToolsList;
 use crate::downstream::{PluginEgress, TenantServices};
 use crate::plugins::{Change, LoadedPlugin, TenantPlugins};
@@ -268,6 +268,11 @@ impl Gateway {
                 granted: plugin.services.clone(),
                 plugin: plugin.name.clone(),
                 trace_parent: ctx.meta.get_traceparent().map(str::to_string),
+                subject: ctx
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<SecretToken>())
+                    .cloned(),
             }),
             concurrency: plugin.concurrency.clone(),
         }
