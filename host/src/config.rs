@@ -254,7 +254,8 @@ pub struct DevAsConfig {
     /// so client ID metadata document flows stay hermetic.
     pub cimd_documents: BTreeMap<String, PathBuf>,
     /// Audiences (downstream APIs) a confidential client may exchange a user's token for
-    /// (RFC 8693). Anything else is `invalid_target`.
+    /// (RFC 8693), in addition to every `credential = "token-exchange"` service's audience.
+    /// Anything else is `invalid_target`.
     pub exchange_audiences: Vec<String>,
 }
 

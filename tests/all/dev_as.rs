@@ -346,23 +346,6 @@ async fn registration_can_be_turned_off_and_metadata_says_so() {
     assert_eq!(r.status().as_u16(), 403);
 }
 
-/// `portcullis token --config <config> --sub <sub> --scope <scope>`.
-async fn mint_with_cli(config: &std::path::Path, sub: &str, scope: &str) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["token", "--config"])
-        .arg(config)
-        .args(["--sub", sub, "--scope", scope])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test]
 async fn the_token_command_mints_a_token_the_gateway_accepts() {
     let dir = crate::support::tempdir();
@@ -384,7 +367,7 @@ async fn the_token_command_mints_a_token_the_gateway_accepts() {
         body(&format!("[server]\nlisten = \"{listen}\"\n")),
     )
     .unwrap();
-    let token = mint_with_cli(&cli_config, "carol", "mcp:tools").await;
+    let token = crate::support::mint_with_cli(&cli_config, "carol", "mcp:tools").await;
     let mut c = crate::support::Client::modern(&gw.url("/mcp")).bearer(&token);
     let r = c.call_tool("hello.whoami", json!({})).await;
     assert_eq!(r.result()["structuredContent"]["subject"], "carol", "{r:?}");
@@ -616,7 +599,7 @@ async fn token_exchange_issues_a_downstream_token_acting_for_the_user_and_refuse
         &[("GATEWAY_SECRET", "exchange-secret")],
     )
     .await;
-    let user_token = mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    let user_token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
 
     let http = reqwest::Client::new();
     let exchange = |subject: String, audience: &'static str, scope: Option<&'static str>| {

@@ -170,7 +170,7 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
     let body = format!(
         "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
          [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
-         [dev_as]\nenabled = true\nauto_approve = true\nkey_file = {}\nexchange_audiences = [\"{api}/api\"]\n\
+         [dev_as]\nenabled = true\nauto_approve = true\nkey_file = {}\n\
          [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
          grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
          [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
@@ -181,19 +181,7 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
     );
     let gw =
         crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["token", "--config"])
-        .arg(&gw.config)
-        .args(["--sub", "alice", "--scope", "mcp:tools"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let user_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let user_token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
     let call = || {
         let (url, token) = (format!("{}/mcp", gw.base), user_token.clone());
         async move {
@@ -237,4 +225,47 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
         !log.contains(&user_token) && !log.contains(exchanged) && !log.contains("exchange-secret"),
         "no token or secret in the log"
     );
+}
+
+#[tokio::test]
+async fn an_unreachable_exchange_server_gives_the_plugin_an_actionable_error_and_the_gateway_keeps_serving()
+ {
+    let api = downstream_api().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = crate::support::tempdir();
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\nissuer = \"http://{dead}\"\n\
+         [dev_as]\nenabled = true\nkey_file = {}\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
+         [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"token-exchange\"\naudience = \"{api}/api\"\n\
+         [tenant.plugin.probe]\nservices = [\"notes\"]\n",
+        toml_path(&dir.join("dev-as.key")),
+        toml_path(&plugin("probe"))
+    );
+    let gw =
+        crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
+    let token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    for _ in 0..2 {
+        let r = Client::modern(&format!("{}/mcp", gw.base))
+            .bearer(&token)
+            .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
+            .await;
+        let text = r.text();
+        assert!(text.starts_with("error: Error::Credential("), "{text}");
+        assert!(
+            text.contains("cannot discover the metadata"),
+            "says what failed: {text}"
+        );
+    }
+    let echo = Client::modern(&format!("{}/mcp", gw.base))
+        .bearer(&token)
+        .call_tool("probe.echo", json!({"still": "serving"}))
+        .await;
+    assert!(!echo.is_error(), "{echo:?}");
+    let log = gw.stop().await;
+    assert!(!log.contains(&token) && !log.contains("exchange-secret"));
 }

@@ -507,3 +507,20 @@ pub fn node() -> PathBuf {
     assert!(node.is_file(), "test peers missing: run `cargo xtask test`");
     node
 }
+
+/// `portcullis token --config <config> --sub <sub> --scope <scope>`.
+pub async fn mint_with_cli(config: &std::path::Path, sub: &str, scope: &str) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--config"])
+        .arg(config)
+        .args(["--sub", sub, "--scope", scope])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -76,6 +76,8 @@ pub struct DevAs {
     config: DevAsConfig,
     /// The resource URLs tokens may be issued for (the tenants' endpoints).
     resources: Vec<String>,
+    /// Audiences tokens may be exchanged for.
+    exchange_audiences: Vec<String>,
     scopes: Vec<String>,
     key: keys::SigningKey,
     /// Test hook: client metadata documents served from files.
@@ -187,7 +189,19 @@ impl DevAs {
             .collect();
         let mut scopes = config.auth.scopes_supported.clone();
         scopes.push("offline_access".into());
+        // Tokens may be exchanged for the listed audiences and for every token-exchange
+        // service the tenants declare.
+        let mut exchange_audiences = dev.exchange_audiences.clone();
+        exchange_audiences.extend(
+            config
+                .tenants
+                .iter()
+                .flat_map(|t| &t.services)
+                .filter(|s| s.credential == crate::config::CredentialMode::TokenExchange)
+                .filter_map(|s| s.audience.clone()),
+        );
         Ok(Arc::new(Self {
+            exchange_audiences,
             issuer: config.dev_as_issuer(),
             config: dev.clone(),
             resources,
@@ -483,7 +497,7 @@ impl DevAs {
                 );
             }
         };
-        if !self.config.exchange_audiences.contains(&target) {
+        if !self.exchange_audiences.contains(&target) {
             return bad(
                 "invalid_target",
                 &format!("{target} is not an audience tokens can be exchanged for"),
