@@ -163,14 +163,20 @@ async fn escapes_redirects_size_and_time_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_the_inbound_one() {
-    let api = downstream_api().await;
+/// The real binary with its dev AS, a token-exchange service `notes` at `api` granted to the
+/// probe, and a user token for alice. `exchange_issuer` overrides where exchanges happen.
+async fn exchange_gateway(
+    api: &str,
+    exchange_issuer: Option<&str>,
+) -> (crate::support::BinaryGateway, String) {
     let dir = crate::support::tempdir();
+    let issuer = exchange_issuer
+        .map(|i| format!("issuer = \"{i}\"\n"))
+        .unwrap_or_default();
     let body = format!(
         "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
-         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
-         [dev_as]\nenabled = true\nauto_approve = true\nkey_file = {}\n\
+         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n{issuer}\
+         [dev_as]\nenabled = true\nkey_file = {}\n\
          [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
          grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
          [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
@@ -181,7 +187,14 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
     );
     let gw =
         crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
-    let user_token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    let token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    (gw, token)
+}
+
+#[tokio::test]
+async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_the_inbound_one() {
+    let api = downstream_api().await;
+    let (gw, user_token) = exchange_gateway(&api, None).await;
     let call = || {
         let (url, token) = (format!("{}/mcp", gw.base), user_token.clone());
         async move {
@@ -235,20 +248,7 @@ async fn an_unreachable_exchange_server_gives_the_plugin_an_actionable_error_and
         .unwrap()
         .local_addr()
         .unwrap();
-    let dir = crate::support::tempdir();
-    let body = format!(
-        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
-         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\nissuer = \"http://{dead}\"\n\
-         [dev_as]\nenabled = true\nkey_file = {}\n\
-         [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
-         [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"token-exchange\"\naudience = \"{api}/api\"\n\
-         [tenant.plugin.probe]\nservices = [\"notes\"]\n",
-        toml_path(&dir.join("dev-as.key")),
-        toml_path(&plugin("probe"))
-    );
-    let gw =
-        crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
-    let token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    let (gw, token) = exchange_gateway(&api, Some(&format!("http://{dead}"))).await;
     for _ in 0..2 {
         let r = Client::modern(&format!("{}/mcp", gw.base))
             .bearer(&token)
