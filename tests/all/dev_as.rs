@@ -555,10 +555,17 @@ async fn the_official_authorization_server_scenarios_pass_against_the_dev_as() {
     let mut output = Vec::new();
     let authorize = format!("{}/authorize?", gw.url("/dev-as"));
     let run = async {
+        let (mut pending, mut listening): (Option<String>, bool) = (None, false);
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.starts_with(&authorize) {
+                pending = Some(line.clone());
+            }
+            // The suite prints the URL before its callback server listens: follow the URL
+            // only once both have been seen.
+            listening |= line.starts_with("Callback server started");
+            if listening && let Some(url) = pending.take() {
                 // Play the user's browser: the dev AS auto-approves and redirects to the suite's callback.
-                let done = reqwest::get(&line).await.unwrap();
+                let done = reqwest::get(&url).await.unwrap();
                 assert!(done.status().is_success(), "callback: {}", done.status());
             }
             output.push(line);
