@@ -266,8 +266,7 @@ async fn the_dev_as_refuses_every_bad_request_with_the_right_error() {
 
     // The access token is an at+jwt for the resource, accepted by the gateway.
     let access = tokens["access_token"].as_str().unwrap();
-    let header: Value =
-        serde_json::from_slice(&B64.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    let header = crate::support::jwt_part(access, 0);
     assert_eq!(header["typ"], "at+jwt");
     let r = crate::support::Client::modern(&gw.url("/mcp"))
         .bearer(access)
@@ -428,18 +427,7 @@ async fn the_consent_page_shows_the_request_and_honours_the_decision() {
         .expect("a code");
     let (status, tokens, _) = f.redeem(&code, VERIFIER).await;
     assert_eq!(status, 200, "{tokens}");
-    let claims: Value = serde_json::from_slice(
-        &B64.decode(
-            tokens["access_token"]
-                .as_str()
-                .unwrap()
-                .split('.')
-                .nth(1)
-                .unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let claims = crate::support::jwt_part(tokens["access_token"].as_str().unwrap(), 1);
     assert_eq!(claims["sub"], "bob", "the user picked on the consent page");
     assert_eq!(claims["aud"], f.resource);
 }
@@ -650,8 +638,7 @@ async fn token_exchange_issues_a_downstream_token_acting_for_the_user_and_refuse
     );
     let exchanged = body["access_token"].as_str().unwrap();
     assert_ne!(exchanged, user_token, "a new token, never the inbound one");
-    let claims: Value =
-        serde_json::from_slice(&B64.decode(exchanged.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims = crate::support::jwt_part(exchanged, 1);
     assert_eq!(claims["aud"], "https://notes.example/api");
     assert_eq!(claims["sub"], "alice");
     assert_eq!(

@@ -524,3 +524,13 @@ pub async fn mint_with_cli(config: &std::path::Path, sub: &str, scope: &str) -> 
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// Segment `index` of a JWT (0 = header, 1 = claims), decoded. Tests only: no verification.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine as _;
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

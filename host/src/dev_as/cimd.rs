@@ -2,17 +2,19 @@
 //! `client_id` is an https URL is described by the JSON document at that URL.
 //!
 //! Fetching a URL chosen by whoever calls `/authorize` is a server-side request forgery risk,
-//! so the fetch is guarded: https only, a host that resolves only to public addresses (no
-//! loopback, private, link-local, metadata or other special ranges), pinned to the checked
+//! so the fetch is guarded: https only, a host that resolves only to public addresses (the
+//! egress rules of `downstream::is_public`), pinned to the checked
 //! address, no redirects, a size limit and a timeout. A test hook maps fixed URLs to local
 //! files so tests stay hermetic.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::downstream::is_public;
 
 /// Largest document accepted.
 const MAX_BYTES: usize = 64 << 10;
@@ -30,38 +32,6 @@ pub(crate) struct ClientDocument {
 pub(crate) fn is_metadata_url(client_id: &str) -> bool {
     reqwest::Url::parse(client_id)
         .is_ok_and(|u| u.scheme() == "https" && u.path() != "/" && !u.path().is_empty())
-}
-
-/// Whether an address may be fetched: public unicast only.
-pub(crate) fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 (shared address space)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 (protocol assignments)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
-        }
-    }
 }
 
 /// Fetch and validate the document for `client_id`.

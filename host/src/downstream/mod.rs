@@ -52,7 +52,14 @@ const MAX_REDIRECTS: usize = 5;
 fn always_blocked(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            let o = v4.octets();
+            v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+                || o[0] >= 240 // reserved
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
@@ -62,6 +69,7 @@ fn always_blocked(ip: IpAddr) -> bool {
             (s[0] & 0xffc0) == 0xfe80
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || v6 == "fd00:ec2::254".parse::<std::net::Ipv6Addr>().unwrap()
         }
     }
@@ -81,6 +89,12 @@ fn internal(ip: IpAddr) -> bool {
             v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00
         }
     }
+}
+
+/// Whether an address is public unicast: neither always blocked nor internal. The one rule
+/// for every outbound request a caller can influence (services, client metadata documents).
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    !always_blocked(ip) && !internal(ip)
 }
 
 /// Resolves service hosts and drops addresses the service may not reach.
