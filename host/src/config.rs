@@ -402,9 +402,11 @@ pub struct ServiceConfig {
     /// How the gateway authenticates to the service.
     #[serde(default)]
     pub credential: CredentialMode,
-    /// With `credential = "token-exchange"`: the audience (or resource) to exchange for.
+    /// With `credential = "token-exchange"` or `"client-credentials"`: the audience (resource)
+    /// the token is for.
     pub audience: Option<String>,
-    /// With `credential = "token-exchange"`: scopes to request (default: the caller's).
+    /// With `credential = "token-exchange"` or `"client-credentials"`: scopes to request
+    /// (default: none named, so the AS decides; for an exchange, the caller's).
     #[serde(default)]
     pub scopes: Vec<String>,
     /// With `credential = "static"`: environment variable holding the header value.
@@ -441,18 +443,54 @@ pub enum CredentialMode {
     Static,
     /// RFC 8693: the caller's token exchanged for one for this service (see `[exchange]`).
     TokenExchange,
+    /// The gateway's own token from the `client_credentials` grant, for services called as
+    /// the gateway rather than for a user (see `[exchange]`).
+    ClientCredentials,
 }
 
-/// `[exchange]`: how the gateway authenticates when it exchanges tokens (RFC 8693).
+impl CredentialMode {
+    /// Whether tokens for this service come from the authorization server.
+    pub fn uses_authorization_server(self) -> bool {
+        matches!(self, Self::TokenExchange | Self::ClientCredentials)
+    }
+}
+
+/// `[exchange]`: the gateway as an OAuth client of the authorization server, for services
+/// with `credential = "token-exchange"` (RFC 8693) or `"client-credentials"`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeConfig {
     /// The gateway's client id at the authorization server.
     pub client_id: String,
-    /// Environment variable holding its secret (sent with HTTP Basic).
-    pub client_secret_env: String,
-    /// The issuer whose token endpoint performs exchanges; default: the first trusted issuer.
+    /// How the gateway authenticates at the token endpoint. Default `client_secret_basic`.
+    #[serde(default)]
+    pub auth_method: ClientAuthMethod,
+    /// With `client_secret_basic`: environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// With `private_key_jwt`: PKCS#8 PEM private key file (relative to this file).
+    pub private_key_file: Option<PathBuf>,
+    /// With `private_key_jwt`: `RS256` (default), `PS256` or `ES256`.
+    #[serde(default = "default_assertion_alg")]
+    pub private_key_alg: String,
+    /// With `private_key_jwt`: the `kid` to put in the assertion header, if the AS needs one.
+    pub key_id: Option<String>,
+    /// The issuer whose token endpoint is used; default: the first trusted issuer.
     pub issuer: Option<String>,
+}
+
+fn default_assertion_alg() -> String {
+    "RS256".into()
+}
+
+/// How the gateway authenticates at the authorization server's token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with a secret from the environment.
+    #[default]
+    ClientSecretBasic,
+    /// RFC 7523 JWT assertion signed with the gateway's private key.
+    PrivateKeyJwt,
 }
 
 /// `[tenant.plugin.<name>]`
@@ -529,6 +567,26 @@ impl Config {
     fn validate(&mut self) -> Result<(), ConfigError> {
         if self.tenants.is_empty() {
             return Err(self.error("tenant", "at least one [[tenant]] is required"));
+        }
+        if let Some(x) = &self.exchange {
+            let missing = match x.auth_method {
+                ClientAuthMethod::ClientSecretBasic if x.client_secret_env.is_none() => {
+                    Some(("exchange.client_secret_env", "client_secret_basic"))
+                }
+                ClientAuthMethod::PrivateKeyJwt if x.private_key_file.is_none() => {
+                    Some(("exchange.private_key_file", "private_key_jwt"))
+                }
+                _ => None,
+            };
+            if let Some((key, method)) = missing {
+                return Err(self.error(key, format!("auth_method = \"{method}\" needs it")));
+            }
+            if !matches!(x.private_key_alg.as_str(), "RS256" | "PS256" | "ES256") {
+                return Err(self.error(
+                    "exchange.private_key_alg",
+                    format!("`{}` is not RS256, PS256 or ES256", x.private_key_alg),
+                ));
+            }
         }
         if let Some(url) = &self.server.public_url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -647,12 +705,12 @@ impl Config {
                         ),
                     ));
                 }
-                if svc.credential == CredentialMode::TokenExchange
+                if svc.credential.uses_authorization_server()
                     && (svc.audience.is_none() || self.exchange.is_none())
                 {
                     return Err(self.error(
                         format!("{key}.credential"),
-                        "\"token-exchange\" needs an audience and an [exchange] section with the gateway's client credentials",
+                        "\"token-exchange\" and \"client-credentials\" need an audience and an [exchange] section with the gateway's client credentials",
                     ));
                 }
                 if svc.credential == CredentialMode::Static && svc.header_env.is_none() {

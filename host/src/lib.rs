@@ -87,33 +87,7 @@ impl Portcullis {
         let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
         let loaded: BTreeMap<String, Arc<TenantPlugins>> =
             plugins::load_all(&sandbox, &config).await;
-        let exchanger = match &config.exchange {
-            Some(x) => {
-                let secret = std::env::var(&x.client_secret_env).with_context(|| {
-                    format!(
-                        "{}: exchange.client_secret_env: {} is not set",
-                        config.source.display(),
-                        x.client_secret_env
-                    )
-                })?;
-                let issuer = x
-                    .issuer
-                    .clone()
-                    .or_else(|| config.trusted_issuers().first().map(|i| i.issuer.clone()))
-                    .with_context(|| {
-                        format!(
-                            "{}: exchange.issuer: no issuer to exchange tokens at",
-                            config.source.display()
-                        )
-                    })?;
-                Some(Arc::new(downstream::Exchanger::new(
-                    issuer,
-                    x.client_id.clone(),
-                    secret,
-                )?))
-            }
-            None => None,
-        };
+        let oauth_client = downstream::OAuthClient::from_config(&config)?.map(Arc::new);
         let mut tenants: BTreeMap<String, Arc<TenantContext>> = BTreeMap::new();
         for (id, plugins) in loaded {
             let tenant_config = config
@@ -121,7 +95,7 @@ impl Portcullis {
                 .iter()
                 .find(|t| t.id == id)
                 .expect("loaded tenants are configured");
-            let services = downstream::TenantServices::new(tenant_config, exchanger.as_ref())
+            let services = downstream::TenantServices::new(tenant_config, oauth_client.as_ref())
                 .with_context(|| {
                     format!(
                         "{}: tenant `{id}` downstream services",

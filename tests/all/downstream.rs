@@ -1,5 +1,9 @@
 //! The downstream capability's egress guard, against a small in-test API on loopback.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -7,47 +11,94 @@ use serde_json::{Value, json};
 
 use crate::support::{Client, TestGateway, plugin, toml_path};
 
-/// A downstream API: `/api/*` routes plus `/outside`, which the service must never reach.
-async fn downstream_api() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route(
-            "/api/echo",
-            get(|headers: http::HeaderMap, uri: http::Uri| async move {
-                let h: serde_json::Map<String, Value> = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").into()))
-                    .collect();
-                axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
-            })
-            .post(|body: String| async move { body }),
-        )
-        .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
-        .route(
-            "/api/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late"
-            }),
-        )
-        .route(
-            "/api/redirect-in",
-            get(|| async { axum::response::Redirect::temporary("/api/echo") }),
-        )
-        .route(
-            "/api/redirect-metadata",
-            get(|| async {
-                axum::response::Redirect::temporary("http://169.254.169.254/latest/meta-data/")
-            }),
-        )
-        .route(
-            "/api/redirect-outside",
-            get(|| async { axum::response::Redirect::temporary("/outside") }),
-        )
-        .route("/outside", get(|| async { "SECRET OUTSIDE THE SERVICE" }));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+/// A downstream API on loopback: `/api/*` routes plus `/outside`, which the service must never
+/// reach. It records the `Authorization` header of every request under `/api`.
+pub(crate) struct DownstreamApi {
+    pub(crate) base: String,
+    seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl DownstreamApi {
+    pub(crate) async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let record = seen.clone();
+        let rejected_once = Arc::new(AtomicBool::new(false));
+        let app = axum::Router::new()
+            .route(
+                "/api/echo",
+                get(|headers: http::HeaderMap, uri: http::Uri| async move {
+                    let h: serde_json::Map<String, Value> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").into()))
+                        .collect();
+                    axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
+                })
+                .post(|body: String| async move { body }),
+            )
+            .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
+            .route(
+                "/api/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/api/redirect-in",
+                get(|| async { axum::response::Redirect::temporary("/api/echo") }),
+            )
+            .route(
+                "/api/redirect-metadata",
+                get(|| async {
+                    axum::response::Redirect::temporary("http://169.254.169.254/latest/meta-data/")
+                }),
+            )
+            .route(
+                "/api/redirect-outside",
+                get(|| async { axum::response::Redirect::temporary("/outside") }),
+            )
+            // Refuses the first request it ever gets, as an API that revoked a token would.
+            .route(
+                "/api/reject-first",
+                get(move || async move {
+                    if rejected_once.swap(true, Ordering::SeqCst) {
+                        (http::StatusCode::OK, "accepted")
+                    } else {
+                        (http::StatusCode::UNAUTHORIZED, "token revoked")
+                    }
+                }),
+            )
+            .route(
+                "/api/always-401",
+                get(|| async { (http::StatusCode::UNAUTHORIZED, "never") }),
+            )
+            .route("/outside", get(|| async { "SECRET OUTSIDE THE SERVICE" }))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let record = record.clone();
+                    async move {
+                        if req.uri().path().starts_with("/api/") {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            record.lock().push(auth);
+                        }
+                        next.run(req).await
+                    }
+                },
+            ));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, seen }
+    }
+
+    /// The `Authorization` headers of every request so far, in order.
+    pub(crate) fn authorizations(&self) -> Vec<Option<String>> {
+        self.seen.lock().clone()
+    }
 }
 
 async fn gateway(api: &str, granted: &str) -> TestGateway {
@@ -72,8 +123,9 @@ async fn fetch(gw: &TestGateway, args: Value) -> String {
 
 #[tokio::test]
 async fn a_granted_service_is_reached_and_plugin_credentials_are_stripped() {
-    let api = downstream_api().await;
-    let gw = gateway(&api, "\"notes\"").await;
+    let api = DownstreamApi::start().await;
+    let api = &api.base;
+    let gw = gateway(api, "\"notes\"").await;
     let out = fetch(
         &gw,
         json!({"service": "notes", "path": "/echo?limit=5", "headers": [
@@ -117,8 +169,9 @@ async fn a_granted_service_is_reached_and_plugin_credentials_are_stripped() {
 
 #[tokio::test]
 async fn undeclared_and_ungranted_services_are_refused() {
-    let api = downstream_api().await;
-    let gw = gateway(&api, "\"notes\"").await;
+    let api = DownstreamApi::start().await;
+    let api = &api.base;
+    let gw = gateway(api, "\"notes\"").await;
     let out = fetch(&gw, json!({"service": "nope"})).await;
     assert!(out.starts_with("error: Error::UnknownService("), "{out}");
     let out = fetch(&gw, json!({"service": "other", "path": "/echo"})).await;
@@ -130,8 +183,9 @@ async fn undeclared_and_ungranted_services_are_refused() {
 
 #[tokio::test]
 async fn escapes_redirects_size_and_time_are_refused() {
-    let api = downstream_api().await;
-    let gw = gateway(&api, "\"notes\"").await;
+    let api = DownstreamApi::start().await;
+    let api = &api.base;
+    let gw = gateway(api, "\"notes\"").await;
     for path in [
         "/../outside",
         "/%2e%2e/outside",
@@ -193,8 +247,9 @@ async fn exchange_gateway(
 
 #[tokio::test]
 async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_the_inbound_one() {
-    let api = downstream_api().await;
-    let (gw, user_token) = exchange_gateway(&api, None).await;
+    let api = DownstreamApi::start().await;
+    let api = &api.base;
+    let (gw, user_token) = exchange_gateway(api, None).await;
     let call = || {
         let (url, token) = (format!("{}/mcp", gw.base), user_token.clone());
         async move {
@@ -236,12 +291,13 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
 #[tokio::test]
 async fn an_unreachable_exchange_server_gives_the_plugin_an_actionable_error_and_the_gateway_keeps_serving()
  {
-    let api = downstream_api().await;
+    let api = DownstreamApi::start().await;
+    let api = &api.base;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (gw, token) = exchange_gateway(&api, Some(&format!("http://{dead}"))).await;
+    let (gw, token) = exchange_gateway(api, Some(&format!("http://{dead}"))).await;
     for _ in 0..2 {
         let r = Client::modern(&format!("{}/mcp", gw.base))
             .bearer(&token)

@@ -12,6 +12,7 @@ mod auth;
 mod conformance;
 mod dev_as;
 mod downstream;
+mod exchange;
 mod http_transport;
 mod real_as;
 mod sandbox_limits;

@@ -58,6 +58,32 @@ impl RealAs {
     }
 }
 
+impl RealAs {
+    /// An access token for `alice` at `resource` with `scope` (authorization code + PKCE as
+    /// the AS's static public client, headless).
+    pub(crate) async fn user_token(&self, resource: &str, scope: &str) -> String {
+        let out = crate::support::run_json_program(
+            &node(),
+            "tests/js/user-token.mjs",
+            &[self.issuer.as_ref(), resource.as_ref(), scope.as_ref()],
+            &[],
+        )
+        .await;
+        out["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// How many tokens the AS issued for downstream audiences (exchanges, client credentials).
+    pub(crate) async fn downstream_tokens_issued(&self) -> u64 {
+        let v: Value = reqwest::get(format!("{}/__exchanges", self.issuer))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["count"].as_u64().unwrap()
+    }
+}
+
 /// oidc-provider plus a gateway trusting it, with `hello.whoami` needing `mcp:admin`.
 struct OAuthSetup {
     mcp_url: String,

@@ -10,14 +10,35 @@
 //   AS_USER          the account every login becomes (default alice)
 //   AS_TOKEN_FORMAT  "jwt" (default) or "opaque" (validated by introspection)
 //   AS_READY_FILE    where to write {"issuer": ...} once listening
+//   AS_EXCHANGE_RESOURCES  space-separated downstream audiences for RFC 8693 token exchange and
+//                    the gateway's client_credentials grant
+//   AS_EXCHANGE_TTL  lifetime in seconds of tokens issued for those audiences (default 600)
+//   AS_GATEWAY_JWKS  file with the public JWK (or JWK set) of the `gateway-pkjwt` client (private_key_jwt)
+//
+// Token exchange (urn:ietf:params:oauth:grant-type:token-exchange) is a custom grant: the
+// subject token must be an access token this AS issued for one of AS_RESOURCES, the target
+// one of AS_EXCHANGE_RESOURCES, scopes may only narrow, and the issued token names the
+// exchanging client in `act`. `GET /__exchanges` reports how many token requests for
+// downstream audiences were served, for cache tests.
 import http from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
+import { exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet } from 'jose';
 
 const port = Number(process.env.AS_PORT ?? 0);
 const resources = (process.env.AS_RESOURCES ?? '').split(' ').filter(Boolean);
 const scopes = (process.env.AS_SCOPES ?? 'mcp:tools').split(' ').filter(Boolean);
 const user = process.env.AS_USER ?? 'alice';
+const exchangeResources = (process.env.AS_EXCHANGE_RESOURCES ?? '').split(' ').filter(Boolean);
+const exchangeTtl = Number(process.env.AS_EXCHANGE_TTL ?? 600);
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+// The signing key is ours, so exchanged subject tokens can be verified locally.
+const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+const signingJwk = { ...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: 'as-key' };
+const verifyKeys = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), alg: 'RS256', kid: 'as-key' }] });
+let downstreamTokens = 0;
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -29,12 +50,33 @@ const provider = new Provider(issuer, {
       // The gateway's own confidential client (introspection, later token exchange).
       client_id: 'gateway',
       client_secret: 'gateway-secret',
-      grant_types: ['client_credentials'],
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
     },
+    ...(process.env.AS_GATEWAY_JWKS
+      ? [{
+        client_id: 'gateway-pkjwt',
+        response_types: [],
+        redirect_uris: [],
+        grant_types: ['client_credentials', TOKEN_EXCHANGE],
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: ((k) => (k.keys ? k : { keys: [k] }))(JSON.parse(readFileSync(process.env.AS_GATEWAY_JWKS, 'utf8'))),
+      }]
+      : []),
+    {
+      // A public client for tests that need a user token without an MCP client.
+      client_id: 'test-public',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1:33418/callback'],
+      token_endpoint_auth_method: 'none',
+    },
   ],
+  jwks: { keys: [signingJwk] },
+  // Keep the `act` claim of exchanged tokens (the default hook would replace `extra`).
+  extraTokenClaims: (ctx, token) => token.extra,
   scopes: ['openid', 'offline_access', ...scopes],
   responseTypes: ['code'],
   pkce: { required: () => true },
@@ -48,6 +90,7 @@ const provider = new Provider(issuer, {
       useGrantedResource: () => true,
       defaultResource: () => undefined,
       getResourceServerInfo: (ctx, resourceIndicator) => {
+        if (exchangeResources.includes(resourceIndicator)) return downstreamServer(resourceIndicator, scopes.join(' '));
         if (!resources.includes(resourceIndicator)) throw new errors.InvalidTarget();
         return {
           audience: resourceIndicator,
@@ -76,6 +119,59 @@ const provider = new Provider(issuer, {
   },
 });
 
+function downstreamServer(audience, scope) {
+  return { audience, scope, accessTokenTTL: exchangeTtl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+}
+
+// RFC 8693 token exchange for a user's access token, acting as the authenticated client.
+async function tokenExchange(ctx) {
+  const { client, params } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('subject_token_type must be an access token');
+  if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('only access tokens can be requested');
+  let subject;
+  try {
+    ({ payload: subject } = await jwtVerify(params.subject_token, verifyKeys, { issuer, typ: 'at+jwt' }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`the subject token is not valid: ${e.code ?? e.message}`);
+  }
+  if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the subject token was not issued for a resource that may exchange it');
+  const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
+  if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
+  const [target] = targets;
+  if (!exchangeResources.includes(target)) throw new errors.InvalidTarget(`${target} is not an audience tokens can be exchanged for`);
+  const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+  const requested = params.scope ? params.scope.split(' ') : [...held];
+  if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('an exchange may only narrow the subject token\'s scopes', params.scope);
+  const token = new provider.AccessToken({
+    accountId: subject.sub,
+    client,
+    gty: 'token_exchange',
+    scope: requested.join(' '),
+    extra: { act: { sub: client.clientId } },
+  });
+  token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    scope: token.scope,
+  };
+}
+provider.registerGrantType(
+  TOKEN_EXCHANGE,
+  tokenExchange,
+  ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
+  ['resource', 'audience'],
+);
+
+// Count every token issued for a downstream audience (exchange or client credentials).
+provider.on('grant.success', (ctx) => {
+  const { grant_type: grantType, resource, audience } = ctx.oidc.params;
+  if (grantType === TOKEN_EXCHANGE || [resource, audience].flat().some((r) => exchangeResources.includes(r))) downstreamTokens += 1;
+});
+
 // Headless login and consent: log in as `user`, grant every requested scope and resource scope.
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
@@ -97,6 +193,10 @@ const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/interaction/')) return await interaction(req, res);
+    if (req.url === '/__exchanges') {
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify({ count: downstreamTokens }));
+    }
     // oidc-provider serves only the OIDC discovery path; strict RFC 8414 clients ask here.
     if (req.url === '/.well-known/oauth-authorization-server') req.url = '/.well-known/openid-configuration';
     return callback(req, res);

@@ -4,39 +4,20 @@
 // with the challenged scope -> success. Prints a JSON transcript for the Rust test to check.
 //
 // usage: node oauth-client.mjs <mcp url>
+// CALLS (JSON list of {name, arguments}) replaces the default tool calls; the transcript then
+//   has their results and the access token the client used.
 // CLIENT_MODE=dcr (default) | cimd (client_id = CIMD_URL, a client ID metadata document) |
 //   preregistered (client_id = CLIENT_ID)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auth, extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
+import { cookieJarFollower } from './headless.mjs';
 
 const mcpUrl = process.argv[2];
 const redirectUrl = 'http://127.0.0.1:33418/callback';
 const transcript = { http: [], challenges: [], authorizations: 0 };
 
-// Follow the AS's redirects with a cookie jar until it sends us to the redirect URI.
-const jar = new Map();
-async function followToCode(start) {
-  let url = start;
-  for (let i = 0; i < 20; i++) {
-    const cookie = [...jar.entries()].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await fetch(url, { redirect: 'manual', headers: cookie ? { cookie } : {} });
-    for (const c of res.headers.getSetCookie()) {
-      const [kv] = c.split(';');
-      const [k, v] = kv.split('=');
-      jar.set(k.trim(), v);
-    }
-    const location = res.headers.get('location');
-    if (!location) throw new Error(`authorization stopped at ${url}: HTTP ${res.status} ${await res.text()}`);
-    const next = new URL(location, url);
-    if (next.href.startsWith(redirectUrl)) {
-      if (next.searchParams.get('error')) throw new Error(`authorization failed: ${next.search}`);
-      return { code: next.searchParams.get('code'), state: next.searchParams.get('state'), iss: next.searchParams.get('iss') };
-    }
-    url = next.href;
-  }
-  throw new Error('too many redirects');
-}
+const followToCode = cookieJarFollower(redirectUrl);
 
 const mode = process.env.CLIENT_MODE ?? 'dcr';
 transcript.mode = mode;
@@ -100,8 +81,15 @@ const client = new Client({ name: 'portcullis-e2e-ts', version: '1.0.0' });
 await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauthFetch }));
 transcript.protocolVersion = client.getServerVersion()?.name;
 transcript.tools = (await client.listTools()).tools.map((t) => t.name);
-transcript.greet = await client.callTool({ name: 'hello.greet', arguments: { name: 'OAuth' } });
-transcript.whoami = await client.callTool({ name: 'hello.whoami', arguments: {} });
+if (process.env.CALLS) {
+  // Tests that need other tools name them: [{"name": ..., "arguments": {...}}, ...].
+  transcript.calls = [];
+  for (const call of JSON.parse(process.env.CALLS)) transcript.calls.push(await client.callTool(call));
+  transcript.accessToken = provider.tokens()?.access_token;
+} else {
+  transcript.greet = await client.callTool({ name: 'hello.greet', arguments: { name: 'OAuth' } });
+  transcript.whoami = await client.callTool({ name: 'hello.whoami', arguments: {} });
+}
 transcript.iss = provider.lastRedirect?.iss ?? null;
 transcript.clientId = provider.clientIdUsed();
 await client.close();

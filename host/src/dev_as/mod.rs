@@ -189,15 +189,15 @@ impl DevAs {
             .collect();
         let mut scopes = config.auth.scopes_supported.clone();
         scopes.push("offline_access".into());
-        // Tokens may be exchanged for the listed audiences and for every token-exchange
-        // service the tenants declare.
+        // Tokens may be issued for the listed audiences and for every service the tenants
+        // declare with a token-exchange or client-credentials credential.
         let mut exchange_audiences = dev.exchange_audiences.clone();
         exchange_audiences.extend(
             config
                 .tenants
                 .iter()
                 .flat_map(|t| &t.services)
-                .filter(|s| s.credential == crate::config::CredentialMode::TokenExchange)
+                .filter(|s| s.credential.uses_authorization_server())
                 .filter_map(|s| s.audience.clone()),
         );
         Ok(Arc::new(Self {
@@ -848,10 +848,14 @@ async fn token(
                     "client_credentials needs a confidential client",
                 );
             }
-            let Some(resource) = form.resource.clone().filter(|r| dev.resources.contains(r)) else {
+            let Some(resource) = form
+                .resource
+                .clone()
+                .filter(|r| dev.resources.contains(r) || dev.exchange_audiences.contains(r))
+            else {
                 return bad(
                     "invalid_target",
-                    "resource must be one of this gateway's tenants",
+                    "resource must be one of this gateway's tenants or downstream audiences",
                 );
             };
             let scope = form.scope.clone().unwrap_or_default();

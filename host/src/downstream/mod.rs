@@ -10,7 +10,7 @@
 //! time, and adds the service's credential. It must not see the caller's token: credentials
 //! come from the service's configuration.
 
-mod exchange;
+mod oauth_client;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +23,8 @@ use reqwest::Url;
 use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
-pub(crate) use exchange::Exchanger;
+use oauth_client::Grant;
+pub(crate) use oauth_client::OAuthClient;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
 const STRIPPED: &[&str] = &[
@@ -135,11 +136,12 @@ struct Service {
 enum Credential {
     None,
     Static(HeaderName, HeaderValue),
-    Exchange(Arc<Exchanger>),
+    /// A token from the authorization server: exchanged for the caller, or the gateway's own.
+    Authorized(Arc<OAuthClient>, CredentialMode),
 }
 
 impl Service {
-    fn new(config: &ServiceConfig, exchanger: Option<&Arc<Exchanger>>) -> anyhow::Result<Self> {
+    fn new(config: &ServiceConfig, oauth: Option<&Arc<OAuthClient>>) -> anyhow::Result<Self> {
         let base = Url::parse(&config.base_url)?;
         let host = base
             .host_str()
@@ -157,13 +159,14 @@ impl Service {
         let allow_internal = literal.is_some_and(internal) || host == "localhost";
         let credential = match config.credential {
             CredentialMode::None => Credential::None,
-            CredentialMode::TokenExchange => {
-                Credential::Exchange(exchanger.cloned().ok_or_else(|| {
+            mode @ (CredentialMode::TokenExchange | CredentialMode::ClientCredentials) => {
+                let oauth = oauth.cloned().ok_or_else(|| {
                     anyhow::anyhow!(
-                        "service `{}`: token exchange needs an [exchange] section",
+                        "service `{}`: tokens from the authorization server need an [exchange] section",
                         config.name
                     )
-                })?)
+                })?;
+                Credential::Authorized(oauth, mode)
             }
             CredentialMode::Static => {
                 let var = config.header_env.clone().unwrap_or_default();
@@ -269,11 +272,11 @@ impl TenantServices {
     /// Build the tenant's services; fails on a missing secret or a forbidden base URL.
     pub(crate) fn new(
         tenant: &TenantConfig,
-        exchanger: Option<&Arc<Exchanger>>,
+        oauth: Option<&Arc<OAuthClient>>,
     ) -> anyhow::Result<Self> {
         let mut services = HashMap::new();
         for s in &tenant.services {
-            services.insert(s.name.clone(), Arc::new(Service::new(s, exchanger)?));
+            services.insert(s.name.clone(), Arc::new(Service::new(s, oauth)?));
         }
         Ok(Self { services })
     }
@@ -316,22 +319,16 @@ impl Egress for PluginEgress {
 }
 
 impl PluginEgress {
-    /// The exchanged token for `service`, acting for this call's caller.
-    async fn exchanged(
-        &self,
-        x: &Exchanger,
-        name: &str,
-        service: &Service,
-    ) -> Result<String, wit::FetchError> {
-        let Some(subject) = &self.subject else {
-            return Err(wit::FetchError::Credential(
+    /// How this call obtains `service`'s token: an exchange needs the caller's token.
+    fn grant(&self, mode: CredentialMode) -> Result<Grant<'_>, wit::FetchError> {
+        if mode == CredentialMode::ClientCredentials {
+            return Ok(Grant::ClientCredentials);
+        }
+        self.subject.as_ref().map(Grant::Exchange).ok_or_else(|| {
+            wit::FetchError::Credential(
                 "this request carries no user token to exchange (authentication is off or this is stdio)".into(),
-            ));
-        };
-        let audience = service.config.audience.as_deref().unwrap_or_default();
-        x.token(subject, name, audience, &service.config.scopes)
-            .await
-            .map_err(wit::FetchError::Credential)
+            )
+        })
     }
 
     async fn send(
@@ -398,21 +395,23 @@ impl PluginEgress {
             match &service.credential {
                 Credential::None => {}
                 Credential::Static(k, v) => req = req.header(k, v),
-                Credential::Exchange(x) => {
-                    req = req.bearer_auth(self.exchanged(x, name, service).await?)
+                Credential::Authorized(oauth, mode) => {
+                    let audience = service.config.audience.as_deref().unwrap_or_default();
+                    let token = oauth
+                        .token(&self.grant(*mode)?, name, audience, &service.config.scopes)
+                        .await
+                        .map_err(wit::FetchError::Credential)?;
+                    req = req.bearer_auth(token);
                 }
             }
             if let Some(b) = &body {
                 req = req.body(b.clone());
             }
             let resp = req.send().await.map_err(classify)?;
-            if let (Credential::Exchange(x), 401, false, Some(subject)) = (
-                &service.credential,
-                resp.status().as_u16(),
-                retried,
-                &self.subject,
-            ) {
-                x.evict(subject, name, &service.config.scopes);
+            if let (Credential::Authorized(oauth, mode), 401, false) =
+                (&service.credential, resp.status().as_u16(), retried)
+            {
+                oauth.evict(&self.grant(*mode)?, name, &service.config.scopes);
                 retried = true;
                 continue;
             }
