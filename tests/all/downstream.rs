@@ -37,6 +37,10 @@ impl DownstreamApi {
                 })
                 .post(|body: String| async move { body }),
             )
+            .route(
+                "/api/hello",
+                get(|| async { ([("x-api", "notes")], "hello from the API") }),
+            )
             .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
             .route(
                 "/api/slow",

@@ -275,3 +275,61 @@ async fn client_credentials_and_private_key_jwt_against_oidc_provider() {
     let log = s.gw.stop().await;
     assert!(!log.contains(&token) && !log.contains("client_assertion"));
 }
+
+#[tokio::test]
+async fn nothing_the_plugin_can_observe_contains_the_inbound_or_the_exchanged_token() {
+    let s = Setup::basic(&[], 600).await;
+    let token = s.user_token().await;
+    // Every host function, with good and deliberately bad requests.
+    let fetches = json!([
+        {"service": "notes", "path": "/hello"},
+        {"service": "notes", "path": "/hello", "headers": [["Authorization", "Bearer forged"]]},
+        {"service": "notes", "path": "/always-401"},
+        {"service": "notes", "path": "/../outside"},
+        {"service": "notes", "path": "/redirect-metadata"},
+        {"service": "notes", "path": "/big"},
+        {"service": "notes", "path": "/hello", "method": "TRACE"},
+        {"service": "notes", "path": "/echo", "method": "POST", "body": "x".repeat(2 << 20)},
+        {"service": "nope", "path": "/"},
+    ]);
+    let r = Client::modern(&s.mcp_url)
+        .bearer(&token)
+        .call_tool("probe.observe", json!({ "fetches": fetches }))
+        .await;
+    assert!(!r.is_error(), "{r:?}");
+    let seen = &r.result()["structuredContent"];
+    // The probe really saw each answer...
+    let outcomes: Vec<String> = seen["host"]["fetches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["outcome"].to_string())
+        .collect();
+    let expected = [
+        "hello from the API",
+        "hello from the API",
+        "\"status\":401",
+        "Blocked",
+        "leaves the service",
+        "TooLarge",
+        "method TRACE is not allowed",
+        "TooLarge",
+        "UnknownService",
+    ];
+    for (outcome, want) in outcomes.iter().zip(expected) {
+        assert!(outcome.contains(want), "{outcome} should contain {want}");
+    }
+    assert_eq!(outcomes.len(), expected.len());
+    assert_eq!(seen["context"]["subject"], "alice");
+    // ...and no piece of either token is anywhere in it.
+    let exchanged = bearer(&s.api, 0);
+    assert_ne!(exchanged, token);
+    let text = seen.to_string();
+    for t in [&token, &exchanged] {
+        for part in t.split('.') {
+            assert!(!text.contains(part), "a piece of a token reached the plugin");
+        }
+    }
+    let log = s.gw.stop().await;
+    assert!(!log.contains(&token) && !log.contains(&exchanged) && !log.contains(SECRET));
+}

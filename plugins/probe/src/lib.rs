@@ -31,6 +31,64 @@ fn tool(name: &str, description: &str, schema: &str) -> Tool {
 
 const NO_ARGS: &str = r#"{"type":"object"}"#;
 
+/// A downstream request from the probe's JSON arguments.
+fn request(args: &Value) -> downstream::Request {
+    let headers = args["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| Some((h[0].as_str()?.to_string(), h[1].as_str()?.to_string())))
+        .collect();
+    downstream::Request {
+        method: args["method"].as_str().unwrap_or("GET").into(),
+        path: args["path"].as_str().unwrap_or("/").into(),
+        headers,
+        body: args["body"].as_str().map(|b| b.as_bytes().to_vec()),
+    }
+}
+
+/// Everything a downstream call returned: status, every header, the body, or the error.
+fn fetch_outcome(args: &Value) -> Value {
+    match downstream::fetch(args["service"].as_str().unwrap_or_default(), &request(args)) {
+        Ok(r) => json!({
+            "status": r.status,
+            "headers": r.headers,
+            "body": String::from_utf8_lossy(&r.body),
+        }),
+        Err(e) => json!({"error": format!("{e:?}")}),
+    }
+}
+
+/// Every host function's answer, including deliberately bad calls: log at every level,
+/// progress (also out of order), list-change notices, and the downstream requests in
+/// `fetches` (which can name unknown services, escape paths, oversized bodies...).
+fn exercise_host(args: &Value) -> Value {
+    use portcullis::plugin::host::{self, ListKinds, LogLevel};
+    for level in [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ] {
+        host::log(level, Some("probe"), "probe log line");
+    }
+    host::progress(2.0, Some(1.0), Some("beyond the total"));
+    host::progress(1.0, None, Some("going backwards"));
+    host::notify_lists_changed(ListKinds::all());
+    host::notify_resource_updated("probe://nothing");
+    let fetches: Vec<Value> = args["fetches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| json!({"request": f, "outcome": fetch_outcome(f)}))
+        .collect();
+    json!({"fetches": fetches})
+}
+
 /// Everything the plugin can see of its environment, as JSON.
 fn observe(ctx: &CallContext) -> Value {
     let file = |path: &str| match std::fs::read(path) {
@@ -41,7 +99,7 @@ fn observe(ctx: &CallContext) -> Value {
         Ok(_) => json!({"connected": true}),
         Err(e) => json!({"connected": false, "error": e.to_string()}),
     };
-    let dir = match std::fs::read_dir("/") {
+    let list = |path: &str| match std::fs::read_dir(path) {
         Ok(entries) => json!({"listed": true, "entries": entries.count()}),
         Err(e) => json!({"listed": false, "error": e.to_string()}),
     };
@@ -67,12 +125,14 @@ fn observe(ctx: &CallContext) -> Value {
             "/proc/self/environ": file("/proc/self/environ"),
             "plugin.wasm": file("plugin.wasm"),
         },
-        "root_dir": dir,
+        "root_dir": list("/"),
         "sockets": {
             "127.0.0.1:80": socket("127.0.0.1:80"),
             "169.254.169.254:80": socket("169.254.169.254:80"),
         },
+        "cwd_dir": list("."),
         "clock_unix_secs": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "clock_monotonic_ns": std::time::Instant::now().elapsed().as_nanos() as u64,
         "random_sample": random,
     })
 }
@@ -82,8 +142,8 @@ impl Guest for Probe {
         vec![
             tool(
                 "probe.observe",
-                "Report everything the plugin can observe: context, env, args, files, sockets, clocks",
-                NO_ARGS,
+                "Report everything the plugin can observe: context, env, args, files, sockets, clocks, random, and every host function's answer (downstream requests listed in `fetches`)",
+                r#"{"type":"object","properties":{"fetches":{"type":"array","items":{"type":"object"}}}}"#,
             ),
             tool(
                 "probe.spin",
@@ -125,7 +185,10 @@ impl Guest for Probe {
         };
         match name.as_str() {
             "probe.observe" => {
-                let seen = observe(&ctx).to_string();
+                let args: Value = serde_json::from_str(&arguments).unwrap_or_default();
+                let mut seen = observe(&ctx);
+                seen["host"] = exercise_host(&args);
+                let seen = seen.to_string();
                 Ok(CallOutcome::Done(ToolResult {
                     content: vec![Content::Text(seen.clone())],
                     structured_content: Some(seen),
@@ -158,20 +221,10 @@ impl Guest for Probe {
             "probe.echo" => text(arguments),
             "probe.fetch" => {
                 let args: Value = serde_json::from_str(&arguments).unwrap_or_default();
-                let service = args["service"].as_str().unwrap_or_default();
-                let headers = args["headers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|h| Some((h[0].as_str()?.to_string(), h[1].as_str()?.to_string())))
-                    .collect();
-                let request = downstream::Request {
-                    method: args["method"].as_str().unwrap_or("GET").into(),
-                    path: args["path"].as_str().unwrap_or("/").into(),
-                    headers,
-                    body: args["body"].as_str().map(|b| b.as_bytes().to_vec()),
-                };
-                match downstream::fetch(service, &request) {
+                match downstream::fetch(
+                    args["service"].as_str().unwrap_or_default(),
+                    &request(&args),
+                ) {
                     Ok(r) => text(format!(
                         "status {}: {}",
                         r.status,
