@@ -510,11 +510,7 @@ async fn a_pre_registered_confidential_client_gets_agent_tokens_with_client_cred
 #[tokio::test]
 async fn the_official_authorization_server_scenarios_pass_against_the_dev_as() {
     use tokio::io::AsyncBufReadExt as _;
-    let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let callback_port = crate::support::free_port();
     let extra = format!(
         "[[dev_as.clients]]\nclient_id = \"conformance\"\nredirect_uris = [\"http://127.0.0.1:{callback_port}/callback\"]\n"
     );

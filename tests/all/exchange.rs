@@ -26,11 +26,7 @@ impl Setup {
     /// `exchange`: the `[exchange]` table's body. `ttl`: exchanged tokens' lifetime.
     async fn start(exchange: &str, services: &[&str], ttl: u64) -> Self {
         let api = DownstreamApi::start().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let mcp_url = format!("http://127.0.0.1:{port}/mcp");
         let audience = format!("{}/api", api.base);
         let as_ = RealAs::start_with(
@@ -327,7 +323,10 @@ async fn nothing_the_plugin_can_observe_contains_the_inbound_or_the_exchanged_to
     let text = seen.to_string();
     for t in [&token, &exchanged] {
         for part in t.split('.') {
-            assert!(!text.contains(part), "a piece of a token reached the plugin");
+            assert!(
+                !text.contains(part),
+                "a piece of a token reached the plugin"
+            );
         }
     }
     let log = s.gw.stop().await;

@@ -207,11 +207,7 @@ async fn python_sdk_client_completes_the_oauth_flow_with_step_up_against_oidc_pr
 
 #[tokio::test]
 async fn opaque_tokens_are_validated_by_introspection_at_oidc_provider() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mcp_url = format!("http://127.0.0.1:{port}/mcp");
     let elsewhere = "http://127.0.0.1:1/other".to_string();
     let as_ = RealAs::start_with(

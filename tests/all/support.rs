@@ -402,11 +402,7 @@ pub struct BinaryGateway {
 impl BinaryGateway {
     /// Start `portcullis serve` with `body` (everything but `[server] listen`) and `env`.
     pub async fn start(body: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Self::start_on_port(port, body, env).await
     }
 
@@ -417,22 +413,21 @@ impl BinaryGateway {
 
     /// `portcullis <command> --config ...` (`serve` or `dev`) on an ephemeral port.
     pub async fn start_command(command: &str, body: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Self::run(port, command, body, env).await
     }
 
     async fn run(port: u16, command: &str, body: &str, env: &[(&str, &str)]) -> Self {
+        let text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{body}");
+        Self::start_text(port, command, &text, env).await
+    }
+
+    /// `portcullis <command> --config FILE` with the complete configuration `text`, which
+    /// must listen on 127.0.0.1:`port`.
+    pub async fn start_text(port: u16, command: &str, text: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempdir();
         let config = dir.join("binary.toml");
-        std::fs::write(
-            &config,
-            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{body}"),
-        )
-        .unwrap();
+        std::fs::write(&config, text).unwrap();
         let log = dir.join("binary.log");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
         cmd.args([command, "--config"])
@@ -499,6 +494,15 @@ pub async fn run_json_program(
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// An unused loopback port (bound and released; fine for tests that start a server on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Node 22 from the pinned test peers.

@@ -1,0 +1,133 @@
+//! The README's downstream demo, as written in `examples/notes.toml`: the `notes` plugin, the
+//! `notes-api` example (which accepts only exchanged tokens) and `portcullis dev` performing
+//! the exchange, checked end to end.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{BinaryGateway, Client, free_port, mint_with_cli, root, tempdir, toml_path};
+
+/// The `notes-api` example binary, built by `cargo test` next to the test executables.
+fn notes_api_binary() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
+        .parent()
+        .unwrap()
+        .join("examples/notes-api");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo test`",
+        bin.display()
+    );
+    bin
+}
+
+struct Demo {
+    gw: BinaryGateway,
+    api: tokio::process::Child,
+    api_url: String,
+}
+
+async fn demo() -> Demo {
+    let (gw_port, api_port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{gw_port}/dev-as");
+    let api = tokio::process::Command::new(notes_api_binary())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+            "--issuer",
+            &issuer,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The example configuration, moved to ephemeral ports and absolute paths.
+    let text = std::fs::read_to_string(root().join("examples/notes.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{gw_port}"))
+        .replace("127.0.0.1:8090", &format!("127.0.0.1:{api_port}"))
+        .replace(
+            "key_file = \"../target/dev-as.key\"",
+            &format!("key_file = {}", toml_path(&tempdir().join("dev-as.key"))),
+        )
+        .replace("\"../target/", &format!("\"{}/target/", root().display()));
+    let gw = BinaryGateway::start_text(
+        gw_port,
+        "dev",
+        &text,
+        &[("GATEWAY_SECRET", "demo-gateway-secret-7f3a")],
+    )
+    .await;
+    let api_url = format!("http://127.0.0.1:{api_port}/api/notes");
+    for _ in 0..100 {
+        if reqwest::get(&api_url).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Demo { gw, api, api_url }
+}
+
+async fn call(d: &Demo, token: &str, tool: &str, args: Value) -> crate::support::Reply {
+    Client::modern(&format!("{}/mcp", d.gw.base))
+        .bearer(token)
+        .call_tool(tool, args)
+        .await
+}
+
+#[tokio::test]
+async fn the_notes_demo_runs_user_to_client_to_gateway_to_api() {
+    let mut d = demo().await;
+    let all = "mcp:tools notes:read notes:write";
+    let alice = mint_with_cli(&d.gw.config, "alice", all).await;
+    let bob = mint_with_cli(&d.gw.config, "bob", all).await;
+
+    let added = call(&d, &alice, "notes.add", json!({"text": "buy milk"})).await;
+    assert!(!added.is_error(), "{added:?}");
+    assert_eq!(
+        added.result()["structuredContent"],
+        json!({"user": "alice", "actor": "gateway", "count": 1}),
+        "the API saw alice, acted for by the gateway"
+    );
+    let listed = call(&d, &alice, "notes.list", json!({})).await;
+    assert_eq!(
+        listed.result()["structuredContent"],
+        json!({"user": "alice", "actor": "gateway", "notes": ["buy milk"]})
+    );
+    // Per user: bob's exchanged token is bob's.
+    let bobs = call(&d, &bob, "notes.list", json!({})).await;
+    assert_eq!(bobs.result()["structuredContent"]["notes"], json!([]));
+
+    // The API refuses the user's own token: it is for the gateway, and has no actor.
+    let direct = reqwest::Client::new()
+        .get(&d.api_url)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 401);
+
+    // A caller without notes:write is stopped at the gateway with a step-up challenge.
+    let reader = mint_with_cli(&d.gw.config, "alice", "mcp:tools notes:read").await;
+    let denied = call(&d, &reader, "notes.add", json!({"text": "x"})).await;
+    assert_eq!(denied.status, 403);
+    assert!(
+        denied.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("notes:write")
+    );
+
+    // The API going away is an actionable tool error, and the gateway keeps serving.
+    d.api.kill().await.unwrap();
+    let down = call(&d, &alice, "notes.list", json!({})).await;
+    assert!(down.is_error(), "{down:?}");
+    assert!(down.text().contains("unreachable"), "{}", down.text());
+    let log = d.gw.stop().await;
+    assert!(
+        !log.contains(&alice) && !log.contains(&bob) && !log.contains("demo-gateway-secret-7f3a")
+    );
+}
