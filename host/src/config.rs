@@ -923,6 +923,38 @@ mod tests {
     }
 
     #[test]
+    fn gateway_client_settings_are_checked() {
+        let tenant = "[[tenant]]\nid = \"a\"\n";
+        let key = |x: &str| parse(&format!("[exchange]\n{x}\n{tenant}")).map_err(|e| e.key);
+        assert_eq!(
+            key("client_id = \"g\"").unwrap_err(),
+            "exchange.client_secret_env"
+        );
+        assert_eq!(
+            key("client_id = \"g\"\nauth_method = \"private_key_jwt\"").unwrap_err(),
+            "exchange.private_key_file"
+        );
+        assert_eq!(
+            key("client_id = \"g\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = \"k.pem\"\nprivate_key_alg = \"HS256\"")
+                .unwrap_err(),
+            "exchange.private_key_alg"
+        );
+        assert!(key("client_id = \"g\"\nclient_secret_env = \"S\"").is_ok());
+        let service = |mode: &str| {
+            parse(&format!(
+                "{tenant}[[tenant.service]]\nname = \"s\"\nbase_url = \"https://api.example\"\ncredential = \"{mode}\"\n"
+            ))
+            .map_err(|e| e.key)
+        };
+        assert_eq!(
+            service("client-credentials").unwrap_err(),
+            "tenant[0].service[0].credential",
+            "needs an audience and [exchange]"
+        );
+        assert!(service("none").is_ok());
+    }
+
+    #[test]
     fn unauthenticated_public_bind_is_refused_unless_forced() {
         let text = "[server]\nlisten = \"0.0.0.0:8080\"\n[[tenant]]\nid = \"a\"\n";
         assert_eq!(parse(text).unwrap_err().key, "auth.mode");

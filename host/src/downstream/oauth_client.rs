@@ -29,6 +29,8 @@ use crate::config::{ClientAuthMethod, Config};
 const EXPIRY_SKEW: Duration = Duration::from_secs(30);
 /// How long a token request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Most tokens kept; beyond it expired entries are dropped first.
+const MAX_CACHED: usize = 10_000;
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -241,7 +243,18 @@ impl OAuthClient {
         self.inflight.lock().remove(&key);
         let (token, lifetime) = result?;
         let skew = EXPIRY_SKEW.min(lifetime / 10);
-        self.cache.lock().insert(
+        let mut cache = self.cache.lock();
+        if cache.len() >= MAX_CACHED {
+            // Bounded memory: drop what has expired, then (rarely) anything to make room.
+            let now = Instant::now();
+            cache.retain(|_, c| c.expires > now);
+            let excess = (cache.len() + 1).saturating_sub(MAX_CACHED);
+            let victims: Vec<Key> = cache.keys().take(excess).copied().collect();
+            for k in victims {
+                cache.remove(&k);
+            }
+        }
+        cache.insert(
             key,
             Cached {
                 token: token.clone(),
