@@ -331,6 +331,14 @@ pub struct SandboxSection {
     pub max_instances: u32,
     /// Hard ceiling on any plugin's memory, in MiB. Default 256.
     pub max_memory_mb: usize,
+    /// Where compiled plugins are cached across restarts (created owner-only; must be a
+    /// directory only this gateway writes). Default `$XDG_CACHE_HOME/portcullis` or
+    /// `~/.cache/portcullis`; `""` turns the cache off.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch plugin files, directories and manifests, and reload on change. Default true.
+    pub watch: bool,
+    /// How long changes must settle before a reload, in milliseconds. Default 300.
+    pub reload_debounce_ms: u64,
 }
 
 impl Default for SandboxSection {
@@ -339,6 +347,9 @@ impl Default for SandboxSection {
         Self {
             max_instances: d.max_instances,
             max_memory_mb: d.max_memory_bytes >> 20,
+            cache_dir: None,
+            watch: true,
+            reload_debounce_ms: 300,
         }
     }
 }
@@ -509,6 +520,8 @@ pub struct PluginSettings {
     /// Claim rules: tool name → claim → value the claim must equal (or, for a list, contain),
     /// e.g. `{ "admin.reset" = { groups = "admin" } }`. Claims must be listed in `auth.claims`.
     pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
+    /// The tools to serve (an allow-list); default: every tool the plugin declares.
+    pub tools: Option<Vec<String>>,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -721,29 +734,10 @@ impl Config {
                 }
             }
             for (name, settings) in &self.tenants[i].plugin {
-                if let Some(s) = settings
-                    .services
-                    .iter()
-                    .find(|s| !self.tenants[i].services.iter().any(|x| &x.name == *s))
-                {
-                    return Err(self.error(
-                        format!("tenant[{i}].plugin.{name}.services"),
-                        format!("no [[tenant.service]] named `{s}`"),
-                    ));
-                }
-                if settings
-                    .limits
-                    .memory_mb
-                    .is_some_and(|mb| mb << 20 > self.sandbox.max_memory_mb << 20)
-                {
-                    return Err(self.error(
-                        format!("tenant[{i}].plugin.{name}.memory_mb"),
-                        format!(
-                            "exceeds sandbox.max_memory_mb ({})",
-                            self.sandbox.max_memory_mb
-                        ),
-                    ));
-                }
+                self.check_plugin_settings(&self.tenants[i], settings)
+                    .map_err(|(k, problem)| {
+                        self.error(format!("tenant[{i}].plugin.{name}.{k}"), problem)
+                    })?;
             }
         }
         let limits = std::iter::once(("limits".to_string(), &self.limits)).chain(
@@ -777,6 +771,68 @@ impl Config {
             return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
         }
         Ok(())
+    }
+
+    /// Check one plugin's settings (from `[tenant.plugin.<name>]` or a manifest) against the
+    /// tenant and the sandbox; the error is (key, problem).
+    fn check_plugin_settings(
+        &self,
+        tenant: &TenantConfig,
+        settings: &PluginSettings,
+    ) -> Result<(), (&'static str, String)> {
+        if let Some(s) = settings
+            .services
+            .iter()
+            .find(|s| !tenant.services.iter().any(|x| &x.name == *s))
+        {
+            return Err(("services", format!("no [[tenant.service]] named `{s}`")));
+        }
+        let l = &settings.limits;
+        if l.memory_mb
+            .is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb)
+        {
+            return Err((
+                "memory_mb",
+                format!(
+                    "must be between 1 and sandbox.max_memory_mb ({})",
+                    self.sandbox.max_memory_mb
+                ),
+            ));
+        }
+        if l.deadline_ms == Some(0) {
+            return Err(("deadline_ms", "must be greater than 0".into()));
+        }
+        if l.max_concurrency == Some(0) {
+            return Err(("max_concurrency", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Parse and check an operator manifest (`<plugin>.toml` beside `<plugin>.wasm`): the
+    /// same keys as `[tenant.plugin.<name>]`, which it replaces for that plugin.
+    pub fn parse_manifest(
+        &self,
+        tenant: &TenantConfig,
+        path: &Path,
+        text: &str,
+    ) -> Result<PluginSettings, ConfigError> {
+        let error = |key: String, problem: String| ConfigError {
+            file: path.display().to_string(),
+            key,
+            problem,
+        };
+        let settings: PluginSettings = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            error(
+                line.map_or_else(|| "manifest".into(), |l| format!("line {l}")),
+                e.message().to_string(),
+            )
+        })?;
+        self.check_plugin_settings(tenant, &settings)
+            .map_err(|(k, problem)| error(k.into(), problem))?;
+        Ok(settings)
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -858,6 +914,11 @@ impl Config {
         SandboxConfig {
             max_instances: self.sandbox.max_instances,
             max_memory_bytes: self.sandbox.max_memory_mb << 20,
+            cache_dir: match &self.sandbox.cache_dir {
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) => Some(self.resolve_path(p)),
+                None => default_cache_dir(),
+            },
         }
     }
 
@@ -885,6 +946,15 @@ fn locate(text: &str, offset: usize) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, str::len) + 1;
     format!("line {line}, column {column}")
+}
+
+/// `$XDG_CACHE_HOME/portcullis`, else `$HOME/.cache/portcullis`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("portcullis"))
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct Portcullis {
     router: axum::Router,
     dev_as: Option<Arc<dev_as::DevAs>>,
     shutdown: CancellationToken,
+    /// Reloads plugins while the gateway lives.
+    _watcher: Option<plugins::watch::PluginWatcher>,
 }
 
 impl Portcullis {
@@ -87,6 +89,7 @@ impl Portcullis {
         let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
         let loaded: BTreeMap<String, Arc<TenantPlugins>> =
             plugins::load_all(&sandbox, &config).await;
+        let loaded_for_watch = loaded.clone();
         let oauth_client = downstream::OAuthClient::from_config(&config)?.map(Arc::new);
         let mut tenants: BTreeMap<String, Arc<TenantContext>> = BTreeMap::new();
         for (id, plugins) in loaded {
@@ -111,6 +114,20 @@ impl Portcullis {
             tenants.insert(id, Arc::new(context));
         }
         let shutdown = CancellationToken::new();
+        let watcher = if config.sandbox.watch {
+            Some(
+                plugins::watch::start(
+                    sandbox.clone(),
+                    Arc::new(config.clone()),
+                    loaded_for_watch,
+                    Duration::from_millis(config.sandbox.reload_debounce_ms),
+                    shutdown.clone(),
+                )
+                .context("watching the plugin files")?,
+            )
+        } else {
+            None
+        };
         let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(&config);
         let settings = HttpSettings {
             allowed_hosts,
@@ -152,6 +169,7 @@ impl Portcullis {
             router,
             dev_as,
             shutdown,
+            _watcher: watcher,
         })
     }
 

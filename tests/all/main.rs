@@ -16,6 +16,7 @@ mod exchange;
 mod http_transport;
 mod notes_demo;
 mod real_as;
+mod reload;
 mod sandbox_limits;
 mod stdio;
 mod support;

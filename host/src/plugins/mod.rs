@@ -17,6 +17,8 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TenantConfig};
+
+pub mod watch;
 use crate::sandbox::{
     BoxFuture, CallEnv, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox, wit,
 };
@@ -30,6 +32,8 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     /// SHA-256 of the component bytes, hex.
     pub sha256: String,
+    /// Changes when the component or its manifest changes (reloads reuse unchanged plugins).
+    source_key: String,
     /// The compiled component.
     pub code: PluginCode,
     /// Per-call limits.
@@ -230,14 +234,39 @@ impl TenantPlugins {
         let _ = self.changes.send(change);
     }
 
-    /// Replace the catalog and announce what changed.
-    pub fn publish(&self, catalog: Catalog) {
+    /// Replace the catalog and announce the lists that changed (a list changes when an entry
+    /// appears, disappears, or now comes from another plugin version). Returns that change.
+    pub fn publish(&self, catalog: Catalog) -> Option<Change> {
+        fn version<'a>(
+            entries: impl Iterator<Item = (&'a String, &'a (Arc<LoadedPlugin>, usize))>,
+        ) -> Vec<(String, String)> {
+            entries
+                .map(|(k, (p, _))| (k.clone(), p.source_key.clone()))
+                .collect()
+        }
+        let old = self.catalog.load();
+        let tools = version(old.tools.iter()) != version(catalog.tools.iter());
+        let prompts = version(old.prompts.iter()) != version(catalog.prompts.iter());
+        let templates = |c: &Catalog| -> Vec<String> {
+            c.templates()
+                .map(|(p, t)| format!("{}:{}", t.uri_template, p.source_key))
+                .collect()
+        };
+        let resources = version(old.resources.iter()) != version(catalog.resources.iter())
+            || templates(&old) != templates(&catalog);
+        drop(old);
         self.catalog.store(Arc::new(catalog));
-        self.announce(Change::Lists {
-            tools: true,
-            prompts: true,
-            resources: true,
-        });
+        let change = Change::Lists {
+            tools,
+            prompts,
+            resources,
+        };
+        if tools || prompts || resources {
+            self.announce(change.clone());
+            Some(change)
+        } else {
+            None
+        }
     }
 }
 
@@ -247,48 +276,142 @@ pub async fn load_tenant(
     config: &Config,
     tenant: &TenantConfig,
 ) -> TenantPlugins {
-    let tenant_id: Arc<str> = Arc::from(tenant.id.as_str());
+    let catalog = build_catalog(sandbox, config, tenant, &Catalog::default()).await;
+    let (changes, _) = broadcast::channel(64);
+    TenantPlugins {
+        tenant: Arc::from(tenant.id.as_str()),
+        catalog: ArcSwap::from_pointee(catalog),
+        changes,
+    }
+}
+
+/// The manifest file for a plugin file: `<stem>.toml` beside it.
+pub fn manifest_path(wasm: &Path) -> PathBuf {
+    wasm.with_extension("toml")
+}
+
+/// Build a tenant's catalog from its files. Plugins whose component and manifest are
+/// unchanged since `previous` are reused as they are; a plugin whose new version fails to
+/// load keeps serving its previous version, and the failure is recorded.
+pub async fn build_catalog(
+    sandbox: &Sandbox,
+    config: &Config,
+    tenant: &TenantConfig,
+    previous: &Catalog,
+) -> Catalog {
+    let tenant_id = tenant.id.as_str();
     let base = config.limits.resolve(&Limits::default());
     let tenant_limits = tenant.limits.resolve(&base);
     let files = expand_plugin_paths(config, tenant);
     let mut catalog = Catalog::default();
     let total = files.len();
+    let fail = |catalog: &mut Catalog, path: PathBuf, error: String| {
+        let old = previous.plugins.iter().find(|p| p.path == path).cloned();
+        let error = match &old {
+            Some(old) => format!(
+                "{error} (still serving the previous version, sha256 {})",
+                &old.sha256[..12]
+            ),
+            None => error,
+        };
+        tracing::error!(tenant = %tenant_id, path = %path.display(), "plugin not loaded: {error}");
+        catalog.failures.push(LoadFailure { path, error });
+        if let Some(old) = old
+            && let Err(e) = add_to_catalog(catalog, old)
+        {
+            tracing::error!(tenant = %tenant_id, "the previous version cannot be kept either: {e}");
+        }
+    };
     for (n, file) in files.into_iter().enumerate() {
         let file = match file {
             Ok(f) => f,
             Err(failure) => {
-                tracing::error!(tenant = %tenant_id, path = %failure.path.display(), "plugin not loaded: {}", failure.error);
-                catalog.failures.push(failure);
+                fail(&mut catalog, failure.path, failure.error);
                 continue;
             }
         };
-        let name = plugin_name(&file);
-        let settings = tenant.plugin.get(&name).cloned().unwrap_or_default();
-        let limits = settings.limits.resolve(&tenant_limits);
-        match load_plugin(sandbox, &file, &name, limits, &settings).await {
-            Ok(plugin) => {
-                tracing::info!(
-                    tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
-                    tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
-                    "loaded plugin {}/{total}", n + 1
-                );
-                if let Err(error) = add_to_catalog(&mut catalog, Arc::new(plugin)) {
-                    tracing::error!(tenant = %tenant_id, path = %file.display(), "plugin not loaded: {error}");
-                    catalog.failures.push(LoadFailure { path: file, error });
+        let source = match PluginSource::read(config, tenant, &file).await {
+            Ok(s) => s,
+            Err(error) => {
+                fail(&mut catalog, file, error);
+                continue;
+            }
+        };
+        let unchanged = previous
+            .plugins
+            .iter()
+            .find(|p| p.path == file && p.source_key == source.key)
+            .cloned();
+        let plugin = match unchanged {
+            Some(p) => p,
+            None => {
+                let limits = source.settings.limits.resolve(&tenant_limits);
+                match load_plugin(sandbox, &file, &source, limits).await {
+                    Ok(plugin) => {
+                        tracing::info!(
+                            tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
+                            tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
+                            cached = plugin.code.from_cache(),
+                            "loaded plugin {}/{total}", n + 1
+                        );
+                        Arc::new(plugin)
+                    }
+                    Err(error) => {
+                        fail(&mut catalog, file, error.to_string());
+                        continue;
+                    }
                 }
             }
-            Err(error) => {
-                let error = error.to_string();
-                tracing::error!(tenant = %tenant_id, path = %file.display(), "plugin not loaded: {error}");
-                catalog.failures.push(LoadFailure { path: file, error });
-            }
+        };
+        if let Err(error) = add_to_catalog(&mut catalog, plugin) {
+            fail(&mut catalog, file, error);
         }
     }
-    let (changes, _) = broadcast::channel(64);
-    TenantPlugins {
-        tenant: tenant_id,
-        catalog: ArcSwap::from_pointee(catalog),
-        changes,
+    catalog
+}
+
+/// A plugin's inputs: the component bytes, the settings that apply (its manifest, else the
+/// tenant's `[tenant.plugin.<name>]`), and a key that changes when either changes.
+struct PluginSource {
+    name: String,
+    bytes: Vec<u8>,
+    sha256: String,
+    settings: crate::config::PluginSettings,
+    key: String,
+}
+
+impl PluginSource {
+    async fn read(config: &Config, tenant: &TenantConfig, file: &Path) -> Result<Self, String> {
+        let name = plugin_name(file);
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let manifest = manifest_path(file);
+        let (settings, manifest_text) = match tokio::fs::read_to_string(&manifest).await {
+            Ok(text) => (
+                config
+                    .parse_manifest(tenant, &manifest, &text)
+                    .map_err(|e| e.to_string())?,
+                text,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                tenant.plugin.get(&name).cloned().unwrap_or_default(),
+                String::new(),
+            ),
+            Err(e) => return Err(format!("cannot read {}: {e}", manifest.display())),
+        };
+        let key = format!(
+            "{sha256}:{}",
+            hex::encode(Sha256::digest(manifest_text.as_bytes()))
+        );
+        Ok(Self {
+            name,
+            bytes,
+            sha256,
+            settings,
+            key,
+        })
     }
 }
 
@@ -359,26 +482,20 @@ pub enum ValidationError {
 async fn load_plugin(
     sandbox: &Sandbox,
     path: &Path,
-    name: &str,
+    source: &PluginSource,
     limits: Limits,
-    settings: &crate::config::PluginSettings,
 ) -> Result<LoadedPlugin, PluginLoadError> {
     let started = std::time::Instant::now();
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|source| LoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let settings = &source.settings;
     let code = {
         let sandbox = sandbox.clone();
         let path = path.to_path_buf();
+        let bytes = source.bytes.clone();
         tokio::task::spawn_blocking(move || sandbox.compile(&path, &bytes))
             .await
             .map_err(|e| PluginLoadError::Internal(format!("compile task failed: {e}")))??
     };
-    let plugin_name: Arc<str> = Arc::from(name);
+    let plugin_name: Arc<str> = Arc::from(source.name.as_str());
     let env = CallEnv {
         plugin: plugin_name.clone(),
         limits: limits.clone(),
@@ -399,6 +516,18 @@ async fn load_plugin(
         source: e,
     };
     validate_tools(&tools).map_err(in_file)?;
+    if let Some(enabled) = &settings.tools {
+        if let Some(unknown) = enabled
+            .iter()
+            .find(|t| !tools.iter().any(|x| &x.name == *t))
+        {
+            return Err(PluginLoadError::Internal(format!(
+                "{}: tools: the plugin has no tool `{unknown}`",
+                manifest_path(path).display()
+            )));
+        }
+        tools.retain(|t| enabled.contains(&t.name));
+    }
     for tool in &mut tools {
         if let Some(scopes) = settings.scopes.get(&tool.name) {
             tool.required_scopes = scopes.clone();
@@ -407,7 +536,8 @@ async fn load_plugin(
     Ok(LoadedPlugin {
         name: plugin_name,
         path: path.to_path_buf(),
-        sha256,
+        sha256: source.sha256.clone(),
+        source_key: source.key.clone(),
         code,
         concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
         limits,

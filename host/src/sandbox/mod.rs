@@ -13,6 +13,7 @@
 //! does not provide are defined as traps, so a plugin importing more than it may still loads
 //! and fails only if it actually calls them.
 
+mod artifacts;
 mod bindings;
 mod output;
 mod state;
@@ -20,6 +21,7 @@ mod state;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,8 @@ pub struct SandboxConfig {
     pub max_instances: u32,
     /// Hard ceiling on any plugin's linear memory; per-plugin limits must be at or below it.
     pub max_memory_bytes: usize,
+    /// Where compiled artifacts are kept across restarts; `None` compiles every time.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -69,6 +73,7 @@ impl Default for SandboxConfig {
         Self {
             max_instances: 200,
             max_memory_bytes: 256 << 20,
+            cache_dir: None,
         }
     }
 }
@@ -170,6 +175,9 @@ pub struct Sandbox {
 struct SandboxInner {
     engine: Engine,
     linker: Linker<HostState>,
+    artifacts: Option<artifacts::ArtifactCache>,
+    compiled: AtomicU64,
+    from_cache: AtomicU64,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -206,7 +214,20 @@ impl Sandbox {
         bindings::downstream::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
-        let inner = Arc::new(SandboxInner { engine, linker });
+        let artifacts = match &config.cache_dir {
+            Some(dir) => Some(
+                artifacts::ArtifactCache::open(dir, &engine)
+                    .map_err(|e| anyhow::anyhow!("sandbox.cache_dir {}: {e}", dir.display()))?,
+            ),
+            None => None,
+        };
+        let inner = Arc::new(SandboxInner {
+            engine,
+            linker,
+            artifacts,
+            compiled: AtomicU64::new(0),
+            from_cache: AtomicU64::new(0),
+        });
         spawn_epoch_ticker(Arc::downgrade(&inner));
         Ok(Self { inner })
     }
@@ -215,11 +236,28 @@ impl Sandbox {
     /// implements the plugin world. Blocking and CPU-heavy: call it off the async runtime.
     pub fn compile(&self, path: &Path, bytes: &[u8]) -> Result<PluginCode, LoadError> {
         let path_s = path.display().to_string();
-        let component =
-            Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                path: path_s.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let cached = self
+            .inner
+            .artifacts
+            .as_ref()
+            .and_then(|c| c.load(&self.inner.engine, bytes));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => {
+                self.inner.from_cache.fetch_add(1, Ordering::Relaxed);
+                c
+            }
+            None => {
+                let c = Component::new(&self.inner.engine, bytes).map_err(|e| {
+                    LoadError::NotAComponent {
+                        path: path_s.clone(),
+                        reason: format!("{e:#}"),
+                    }
+                })?;
+                self.inner.compiled.fetch_add(1, Ordering::Relaxed);
+                c
+            }
+        };
         let mut linker = self.inner.linker.clone();
         stub_foreign_imports(&mut linker, &component, &self.inner.engine).map_err(|e| {
             LoadError::WrongWorld {
@@ -243,12 +281,27 @@ impl Sandbox {
             prompts: bindings::prompts::GuestIndices::new(&pre).ok(),
             completion: bindings::completion::GuestIndices::new(&pre).ok(),
         };
+        // Only components that fit the plugin world are worth keeping.
+        if let (Some(cache), false) = (&self.inner.artifacts, from_cache) {
+            cache.store(bytes, &component);
+        }
         Ok(PluginCode {
             sandbox: self.clone(),
             pre,
             exports: Arc::new(exports),
             instances: Arc::default(),
+            from_cache,
         })
+    }
+
+    /// Components compiled from source so far (cache misses included).
+    pub fn compiled_count(&self) -> u64 {
+        self.inner.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Components loaded from the artifact cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.inner.from_cache.load(Ordering::Relaxed)
     }
 }
 
@@ -369,6 +422,8 @@ pub struct PluginCode {
     exports: Arc<Exports>,
     /// Instances created so far (every call, including describing itself at load).
     instances: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether this code came from the artifact cache rather than a compile.
+    from_cache: bool,
 }
 
 impl std::fmt::Debug for PluginCode {
@@ -382,6 +437,11 @@ impl std::fmt::Debug for PluginCode {
 }
 
 impl PluginCode {
+    /// Whether this code was loaded from the artifact cache instead of compiled.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
     /// Whether the plugin exports the `resources` interface.
     pub fn has_resources(&self) -> bool {
         self.exports.resources.is_some()

@@ -1,0 +1,209 @@
+//! Hot reload of a plugin directory: broken updates keep the old version serving, deletes and
+//! additions change the lists and notify clients, and a restart with a warm artifact cache
+//! does not compile.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Client, TestGateway, plugin, tempdir, toml_path};
+
+/// Write `bytes` to `path` the way deploys should: a temporary file, then a rename.
+fn deploy(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A gateway serving the plugin directory `dir`, with its artifact cache in `cache`.
+async fn gateway(dir: &Path, cache: &Path) -> TestGateway {
+    let body = format!(
+        "[sandbox]\nmax_instances = 16\nreload_debounce_ms = 100\ncache_dir = {}\n\
+         [auth]\nmode = \"none\"\n[[tenant]]\nid = \"t\"\nplugins = [{}]\n",
+        toml_path(cache),
+        toml_path(dir)
+    );
+    TestGateway::start("", &body).await
+}
+
+/// Wait (up to 10 s) until the tenant's catalog satisfies `ready`.
+async fn until(
+    gw: &TestGateway,
+    what: &str,
+    ready: impl Fn(&portcullis::plugins::Catalog) -> bool,
+) {
+    for _ in 0..200 {
+        if ready(&gw.tenants[0].plugins.catalog()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn greet(gw: &TestGateway) -> String {
+    let r = Client::modern(&gw.url("/mcp"))
+        .call_tool("hello.greet", json!({"name": "reload"}))
+        .await;
+    r.text()
+}
+
+fn plugin_dir() -> (PathBuf, PathBuf) {
+    let root = tempdir();
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(plugin("hello"), dir.join("hello.wasm")).unwrap();
+    (dir, root.join("cache"))
+}
+
+#[tokio::test]
+async fn broken_updates_keep_the_old_version_serving_and_a_fix_recovers() {
+    let (dir, cache) = plugin_dir();
+    let gw = gateway(&dir, &cache).await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+    let good = std::fs::read(plugin("hello")).unwrap();
+    let hello = dir.join("hello.wasm");
+    let failure = |c: &portcullis::plugins::Catalog| {
+        c.failures
+            .iter()
+            .map(|f| f.error.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // A truncated file.
+    deploy(&hello, &good[..good.len() / 2]);
+    until(&gw, "the truncated file is refused", |c| {
+        failure(c).contains("still serving the previous version")
+    })
+    .await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+
+    // A component of the wrong world.
+    deploy(&hello, &std::fs::read(plugin("wrong-world")).unwrap());
+    until(&gw, "the wrong world is refused", |c| {
+        let f = failure(c);
+        f.contains("does not implement") || f.contains("wrong") || f.contains("world")
+    })
+    .await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+
+    // Back to good, then an invalid manifest: the error names the file and the key.
+    deploy(&hello, &good);
+    until(&gw, "the good file loads", |c| c.failures.is_empty()).await;
+    deploy(&dir.join("hello.toml"), b"deadline_ms = 0\n");
+    until(&gw, "the bad manifest is refused", |c| {
+        failure(c).contains("hello.toml: deadline_ms: must be greater than 0")
+    })
+    .await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+    deploy(&dir.join("hello.toml"), b"unknown_key = 1\n");
+    until(&gw, "the unknown manifest key is refused", |c| {
+        failure(c).contains("hello.toml: line 1: unknown field `unknown_key`")
+    })
+    .await;
+
+    // A second plugin declaring the same tool names is refused; hello keeps serving.
+    std::fs::remove_file(dir.join("hello.toml")).unwrap();
+    deploy(&dir.join("hello2.wasm"), &good);
+    until(&gw, "the duplicate is refused", |c| {
+        failure(c).contains("is already provided by plugin `hello`")
+    })
+    .await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+    std::fs::remove_file(dir.join("hello2.wasm")).unwrap();
+    until(&gw, "everything is healthy again", |c| {
+        c.failures.is_empty() && c.plugins.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_valid_manifest_applies_without_a_restart() {
+    let (dir, cache) = plugin_dir();
+    let gw = gateway(&dir, &cache).await;
+    deploy(
+        &dir.join("hello.toml"),
+        b"tools = [\"hello.greet\"]\nscopes = { \"hello.greet\" = [\"mcp:tools\"] }\n",
+    );
+    until(&gw, "the allow-list applies", |c| {
+        c.tool("hello.whoami").is_none() && c.tool("hello.greet").is_some()
+    })
+    .await;
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+}
+
+/// Wait (up to 10 s) for `notifications/tools/list_changed` on a session's GET stream.
+async fn next_list_changed(stream: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = stream.recv().await {
+            if m["method"] == "notifications/tools/list_changed" {
+                return;
+            }
+        }
+        panic!("the stream ended");
+    })
+    .await
+    .expect("a tools/list_changed notification");
+}
+
+#[tokio::test]
+async fn deleting_and_adding_a_plugin_changes_the_tools_and_notifies_sessions() {
+    let (dir, cache) = plugin_dir();
+    let gw = gateway(&dir, &cache).await;
+    let mut session = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
+    let mut stream = session.open_get_stream().await;
+    let names = |r: crate::support::Reply| -> Vec<String> {
+        r.result()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = names(session.request("tools/list", json!({})).await);
+    assert!(listed.contains(&"hello.greet".to_string()), "{listed:?}");
+
+    std::fs::remove_file(dir.join("hello.wasm")).unwrap();
+    next_list_changed(&mut stream).await;
+    assert!(names(session.request("tools/list", json!({})).await).is_empty());
+
+    deploy(
+        &dir.join("hello.wasm"),
+        &std::fs::read(plugin("hello")).unwrap(),
+    );
+    next_list_changed(&mut stream).await;
+    assert!(
+        names(session.request("tools/list", json!({})).await).contains(&"hello.greet".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_restart_with_a_warm_artifact_cache_does_not_compile() {
+    let (dir, cache) = plugin_dir();
+    let from_cache = |gw: &TestGateway| -> Vec<bool> {
+        gw.tenants[0]
+            .plugins
+            .catalog()
+            .plugins
+            .iter()
+            .map(|p| p.code.from_cache())
+            .collect()
+    };
+    let first = gateway(&dir, &cache).await;
+    assert_eq!(from_cache(&first), [false], "a cold cache compiles");
+    drop(first);
+    let second = gateway(&dir, &cache).await;
+    assert_eq!(from_cache(&second), [true], "a warm cache does not");
+    assert_eq!(greet(&second).await, "Hello, reload!");
+    // A corrupted artifact is discarded and the plugin compiled again. (Replaced, not written
+    // in place: the running gateway may still map the old file.)
+    drop(second);
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        deploy(&entry.unwrap().path(), b"garbage");
+    }
+    let third = gateway(&dir, &cache).await;
+    assert_eq!(from_cache(&third), [false]);
+    assert_eq!(greet(&third).await, "Hello, reload!");
+}
