@@ -207,3 +207,79 @@ async fn a_restart_with_a_warm_artifact_cache_does_not_compile() {
     assert_eq!(from_cache(&third), [false]);
     assert_eq!(greet(&third).await, "Hello, reload!");
 }
+
+#[tokio::test]
+async fn swapping_versions_under_load_fails_no_call() {
+    let root = tempdir();
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let versions = [
+        ("one", std::fs::read(plugin("version-one")).unwrap()),
+        ("two", std::fs::read(plugin("version-two")).unwrap()),
+    ];
+    let target = dir.join("versioned.wasm");
+    deploy(&target, &versions[0].1);
+    let gw = gateway(&dir, &root.join("cache")).await;
+    let url = gw.url("/mcp");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Eight callers, each call taking a few milliseconds inside the plugin, non-stop.
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = Client::modern(&url)
+                        .call_tool("versioned.which", json!({"ms": 3}))
+                        .await;
+                    answers.push(if r.status == 200 && !r.is_error() {
+                        r.text()
+                    } else {
+                        format!("FAILED: {r:?}")
+                    });
+                }
+                answers
+            })
+        })
+        .collect();
+    let serving = |gw: &TestGateway| -> Option<String> {
+        gw.tenants[0]
+            .plugins
+            .catalog()
+            .tool("versioned.which")
+            .map(|(p, _)| p.sha256.clone())
+    };
+    use sha2::Digest as _;
+    for i in 1..=20 {
+        let (_, bytes) = &versions[i % 2];
+        deploy(&target, bytes);
+        let want = hex::encode(sha2::Sha256::digest(bytes));
+        until(&gw, &format!("swap {i} is serving"), |c| {
+            c.tool("versioned.which")
+                .is_some_and(|(p, _)| p.sha256 == want)
+        })
+        .await;
+        // Let some calls run on this version.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for c in callers {
+        for a in c.await.unwrap() {
+            *counts.entry(a).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        counts.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["one", "two"],
+        "every call succeeded and came from one of the two versions: {counts:?}"
+    );
+    // The last swap (20, even) deployed version one: only it answers now.
+    assert!(serving(&gw).is_some());
+    for _ in 0..5 {
+        let r = Client::modern(&url)
+            .call_tool("versioned.which", json!({}))
+            .await;
+        assert_eq!(r.text(), "one");
+    }
+}

@@ -63,7 +63,10 @@ impl ArtifactCache {
         // file and rename) with the output of `Component::serialize` for exactly those bytes.
         // wasmtime additionally checks the artifact's header against the engine's settings.
         // An operator must not point `cache_dir` at a directory others can write.
-        #[allow(unsafe_code, reason = "deserializing artifacts this host wrote; see SAFETY above")]
+        #[allow(
+            unsafe_code,
+            reason = "deserializing artifacts this host wrote; see SAFETY above"
+        )]
         let loaded = unsafe { Component::deserialize_file(engine, &path) };
         match loaded {
             Ok(component) => Some(component),
