@@ -283,3 +283,54 @@ async fn swapping_versions_under_load_fails_no_call() {
         assert_eq!(r.text(), "one");
     }
 }
+
+#[tokio::test]
+async fn the_typescript_sdk_client_is_told_when_plugins_go_and_come() {
+    use tokio::io::AsyncBufReadExt as _;
+    let (dir, cache) = plugin_dir();
+    let gw = gateway(&dir, &cache).await;
+    let mut child = tokio::process::Command::new(crate::support::node())
+        .arg(crate::support::root().join("tests/js/list-changed-client.mjs"))
+        .args([gw.url("/mcp").as_str(), "2"])
+        .current_dir(crate::support::root().join("tests"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+            .await
+            .expect("the client reports in time")
+            .unwrap()
+            .expect("the client is still running");
+        serde_json::from_str(&line).unwrap()
+    };
+    let ready = next().await;
+    assert_eq!(ready["event"], "ready");
+    assert!(
+        ready["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hello.greet")),
+        "{ready}"
+    );
+
+    std::fs::remove_file(dir.join("hello.wasm")).unwrap();
+    let gone = next().await;
+    assert_eq!(gone, json!({"event": "changed", "tools": []}));
+
+    deploy(
+        &dir.join("hello.wasm"),
+        &std::fs::read(plugin("hello")).unwrap(),
+    );
+    let back = next().await;
+    assert!(
+        back["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hello.greet")),
+        "{back}"
+    );
+    assert!(child.wait().await.unwrap().success());
+}
