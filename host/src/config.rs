@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub state_key_env: Option<String>,
     /// Allow serving with `auth.mode = "none"` on a non-loopback address. Never in production.
     pub allow_unauthenticated_public: bool,
+    /// The scope a token needs for `GET /admin/plugins` (with OAuth on; with it off, only
+    /// loopback clients are served). Default `portcullis:admin`.
+    pub admin_scope: String,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             session_idle_timeout_secs: 600,
             state_key_env: None,
             allow_unauthenticated_public: false,
+            admin_scope: "portcullis:admin".into(),
         }
     }
 }

@@ -212,7 +212,10 @@ impl Portcullis {
     /// Serve HTTP on `listener` until the shutdown token is cancelled.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        axum::serve(listener, self.router)
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await?;
         Ok(())

@@ -39,6 +39,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the plugin inventory (JSON): each tenant's plugins with version hash, tools,
+    /// load time, cache use and last error, and the files that failed to load.
+    Plugins {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate the configuration and load every plugin, without serving.
     Check {
         /// The configuration file.
@@ -129,6 +136,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let dev = portcullis::dev_as::DevAs::minter(&config)?;
             println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins { config } => {
+            let config = Config::load(&config)?;
+            let gateway = Portcullis::start(config).await?;
+            let mut out = serde_json::Map::new();
+            for t in &gateway.config().tenants {
+                let catalog = gateway
+                    .tenant(&t.id)
+                    .expect("every configured tenant is loaded")
+                    .plugins
+                    .catalog();
+                out.insert(t.id.clone(), catalog.inventory());
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

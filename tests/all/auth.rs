@@ -695,3 +695,59 @@ async fn claim_rules_and_a_permitted_only_tool_list() {
         "Hello, D!"
     );
 }
+
+#[tokio::test]
+async fn the_plugin_inventory_needs_the_admin_scope_and_shows_only_that_tenant() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer, "").await;
+    let get = |query: &str, token: Option<String>| {
+        let url = gw.url(&format!("/admin/plugins{query}"));
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    // Two tenants: which one must be named.
+    assert_eq!(get("", None).await.status(), 400);
+    let none = get("?tenant=a", None).await;
+    assert_eq!(none.status(), 401);
+    assert!(
+        none.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("resource_metadata=")
+    );
+    let user = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
+    let refused = get("?tenant=a", Some(user)).await;
+    assert_eq!(refused.status(), 403);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("portcullis:admin"),
+        "{challenge}"
+    );
+    let admin = issuer.token("a", claims(&gw, &issuer, "mcp:tools portcullis:admin"));
+    let ok = get("?tenant=a", Some(admin.clone())).await;
+    assert_eq!(ok.status(), 200);
+    let inventory: Value = ok.json().await.unwrap();
+    assert_eq!(inventory["tenant"], "a");
+    let names: Vec<&str> = inventory["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "probe"]);
+    assert_eq!(
+        inventory["plugins"][0]["sha256"].as_str().unwrap().len(),
+        64
+    );
+    // Tenant a's token is not valid at tenant b.
+    assert_eq!(get("?tenant=b", Some(admin)).await.status(), 401);
+    assert_eq!(get("?tenant=zzz", None).await.status(), 404);
+}

@@ -79,6 +79,22 @@ async fn broken_updates_keep_the_old_version_serving_and_a_fix_recovers() {
     })
     .await;
     assert_eq!(greet(&gw).await, "Hello, reload!");
+    // The inventory shows what serves and why the update was refused (loopback, auth off).
+    let inventory: serde_json::Value = reqwest::get(gw.url("/admin/plugins"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &inventory["plugins"][0];
+    assert_eq!(entry["name"], "hello");
+    assert_eq!(entry["tools"][0]["name"], "hello.greet");
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("still serving the previous version")),
+        "{inventory}"
+    );
 
     // A component of the wrong world.
     deploy(&hello, &std::fs::read(plugin("wrong-world")).unwrap());
@@ -333,4 +349,42 @@ async fn the_typescript_sdk_client_is_told_when_plugins_go_and_come() {
         "{back}"
     );
     assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn the_plugins_command_prints_the_inventory_and_uses_the_cache() {
+    let (dir, cache) = plugin_dir();
+    let config = dir.parent().unwrap().join("inventory.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sandbox]\ncache_dir = {}\n[auth]\nmode = \"none\"\n[[tenant]]\nid = \"t\"\nplugins = [{}]\n",
+            toml_path(&cache),
+            toml_path(&dir)
+        ),
+    )
+    .unwrap();
+    let inventory = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["plugins", "--config"])
+            .arg(&config)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let cold = inventory().await;
+    assert_eq!(cold["t"]["plugins"][0]["name"], "hello");
+    assert_eq!(cold["t"]["plugins"][0]["from_cache"], false);
+    let warm = inventory().await;
+    assert_eq!(warm["t"]["plugins"][0]["from_cache"], true, "{warm}");
+    assert_eq!(
+        warm["t"]["plugins"][0]["sha256"],
+        cold["t"]["plugins"][0]["sha256"]
+    );
 }

@@ -158,6 +158,55 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The plugin inventory for operators: each plugin's version (hash), tools, load time,
+    /// whether it came from the artifact cache, and its last load error; then failures of
+    /// files that serve nothing.
+    pub fn inventory(&self) -> serde_json::Value {
+        let error_for = |path: &Path| {
+            self.failures
+                .iter()
+                .find(|f| f.path == path)
+                .map(|f| f.error.clone())
+        };
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        let plugins: Vec<serde_json::Value> = self
+            .plugins
+            .iter()
+            .map(|p| {
+                let manifest = manifest_path(&p.path);
+                serde_json::json!({
+                    "name": &*p.name,
+                    "path": p.path.display().to_string(),
+                    "sha256": p.sha256,
+                    "manifest": manifest.is_file().then(|| manifest.display().to_string()),
+                    "tools": p.tools.iter().map(|t| serde_json::json!({
+                        "name": t.name, "scopes": t.required_scopes,
+                    })).collect::<Vec<_>>(),
+                    "prompts": p.prompts.len(),
+                    "resources": p.resources.len() + p.templates.len(),
+                    "services": &*p.services,
+                    "loaded_at_unix": unix(p.loaded_at),
+                    "load_ms": p.load_time.as_millis() as u64,
+                    "from_cache": p.code.from_cache(),
+                    "last_error": error_for(&p.path),
+                })
+            })
+            .collect();
+        let failed: Vec<serde_json::Value> = self
+            .failures
+            .iter()
+            .filter(|f| !self.plugins.iter().any(|p| p.path == f.path))
+            .map(|f| serde_json::json!({"path": f.path.display().to_string(), "error": f.error}))
+            .collect();
+        serde_json::json!({"plugins": plugins, "failed": failed})
+    }
+}
+
 /// Whether `uri` matches an RFC 6570 level-1 template (each `{var}` matches one or more
 /// characters other than `/`).
 pub fn template_matches(template: &str, uri: &str) -> bool {

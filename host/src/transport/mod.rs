@@ -64,6 +64,10 @@ pub(crate) fn router(
     resource_server: Option<Arc<ResourceServer>>,
 ) -> Router {
     let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
+    let mut admin = Admin {
+        scope: config.server.admin_scope.clone(),
+        tenants: Vec::new(),
+    };
     for (path, tenant) in tenants {
         let resource = format!("{}{path}", config.public_url());
         let auth = Arc::new(TenantAuth::new(
@@ -86,6 +90,7 @@ pub(crate) fn router(
                 router = router.route("/.well-known/oauth-protected-resource", get(serve_doc));
             }
         }
+        admin.tenants.push((tenant.clone(), auth.clone()));
         let endpoint = http_endpoint(tenant.clone(), settings);
         let guard = Arc::new(http::Guard {
             max_body_bytes: config.server.max_body_bytes,
@@ -104,5 +109,83 @@ pub(crate) fn router(
         });
         router = router.route_service(path, guarded);
     }
-    router
+    let admin = Arc::new(admin);
+    router.route(
+        "/admin/plugins",
+        get(move |req: Request| {
+            let admin = admin.clone();
+            async move { admin.plugins(req).await }
+        }),
+    )
+}
+
+/// The operators' endpoints: authenticated like the tenant's MCP endpoint and requiring the
+/// admin scope, or, with authentication off, served to loopback clients only.
+struct Admin {
+    scope: String,
+    tenants: Vec<(Arc<TenantContext>, Arc<TenantAuth>)>,
+}
+
+impl Admin {
+    /// `GET /admin/plugins[?tenant=<id>]`: the tenant's plugin inventory.
+    async fn plugins(&self, req: Request) -> axum::response::Response {
+        use axum::http::StatusCode;
+        let refuse = |status: StatusCode, why: String| {
+            (status, axum::Json(serde_json::json!({"error": why}))).into_response()
+        };
+        let wanted = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("tenant="))
+                .map(str::to_string)
+        });
+        let found = match &wanted {
+            Some(id) => self
+                .tenants
+                .iter()
+                .find(|(t, _)| &*t.plugins.tenant == id.as_str()),
+            None if self.tenants.len() == 1 => self.tenants.first(),
+            None => {
+                let ids: Vec<&str> = self
+                    .tenants
+                    .iter()
+                    .map(|(t, _)| &*t.plugins.tenant)
+                    .collect();
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("name a tenant: ?tenant=<id> (one of {})", ids.join(", ")),
+                );
+            }
+        };
+        let Some((tenant, auth)) = found else {
+            return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
+        };
+        let (parts, _) = req.into_parts();
+        let principal = match auth.authenticate(&parts).await {
+            Ok((p, _)) => p,
+            Err(denial) => return auth.challenge(&denial, None),
+        };
+        if auth.requires_token() {
+            if !principal.has_scopes(std::slice::from_ref(&self.scope)) {
+                let denial = crate::auth::Denial::InsufficientScope {
+                    required: vec![self.scope.clone()],
+                };
+                tracing::warn!(tenant = %tenant.plugins.tenant, "plugin inventory refused: the token lacks {}", self.scope);
+                return auth.challenge(&denial, Some(&principal));
+            }
+        } else {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            if !peer.is_some_and(|ip| ip.is_loopback()) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "with authentication off the plugin inventory is served to loopback clients only".into(),
+                );
+            }
+        }
+        let mut body = tenant.plugins.catalog().inventory();
+        body["tenant"] = serde_json::Value::from(&*tenant.plugins.tenant);
+        axum::Json(body).into_response()
+    }
 }
