@@ -114,17 +114,19 @@ impl Portcullis {
             tenants.insert(id, Arc::new(context));
         }
         let shutdown = CancellationToken::new();
+        // Without a watcher the gateway still serves what it loaded; say so loudly.
         let watcher = if config.sandbox.watch {
-            Some(
-                plugins::watch::start(
-                    sandbox.clone(),
-                    Arc::new(config.clone()),
-                    loaded_for_watch,
-                    Duration::from_millis(config.sandbox.reload_debounce_ms),
-                    shutdown.clone(),
-                )
-                .context("watching the plugin files")?,
+            plugins::watch::start(
+                sandbox.clone(),
+                Arc::new(config.clone()),
+                loaded_for_watch,
+                Duration::from_millis(config.sandbox.reload_debounce_ms),
+                shutdown.clone(),
             )
+            .inspect_err(|e| {
+                tracing::error!("hot reload is OFF: cannot watch the plugin files: {e:#} (on Linux, check fs.inotify.max_user_instances)");
+            })
+            .ok()
         } else {
             None
         };
