@@ -30,6 +30,11 @@ struct Demo {
 }
 
 async fn demo() -> Demo {
+    demo_with(|text| text).await
+}
+
+/// The demo with its configuration text changed by `edit`.
+async fn demo_with(edit: impl FnOnce(String) -> String) -> Demo {
     let (gw_port, api_port) = (free_port(), free_port());
     let issuer = format!("http://127.0.0.1:{gw_port}/dev-as");
     let api = tokio::process::Command::new(notes_api_binary())
@@ -54,6 +59,7 @@ async fn demo() -> Demo {
             &format!("key_file = {}", toml_path(&tempdir().join("dev-as.key"))),
         )
         .replace("\"../target/", &format!("\"{}/target/", root().display()));
+    let text = edit(text);
     let gw = BinaryGateway::start_text(
         gw_port,
         "dev",
@@ -130,4 +136,38 @@ async fn the_notes_demo_runs_user_to_client_to_gateway_to_api() {
     assert!(
         !log.contains(&alice) && !log.contains(&bob) && !log.contains("demo-gateway-secret-7f3a")
     );
+}
+
+#[tokio::test]
+async fn an_authorization_server_that_cannot_exchange_gives_an_is_error_result() {
+    let dead = free_port();
+    let d = demo_with(|text| {
+        text.replace(
+            "[exchange]\n",
+            &format!("[exchange]\nissuer = \"http://127.0.0.1:{dead}\"\n"),
+        )
+    })
+    .await;
+    let alice = mint_with_cli(&d.gw.config, "alice", "mcp:tools notes:read").await;
+    let r = call(&d, &alice, "notes.list", json!({})).await;
+    assert!(r.is_error(), "{r:?}");
+    assert!(
+        r.text()
+            .starts_with("could not get a credential for the notes API")
+            && r.text().contains("cannot discover the metadata"),
+        "{}",
+        r.text()
+    );
+    // The gateway keeps serving.
+    let listed = Client::modern(&format!("{}/mcp", d.gw.base))
+        .bearer(&alice)
+        .request("tools/list", json!({}))
+        .await;
+    assert_eq!(listed.status, 200);
+    let log = d.gw.stop().await;
+    assert!(
+        log.contains("downstream call refused or failed"),
+        "operators see it"
+    );
+    assert!(!log.contains(&alice));
 }
