@@ -195,6 +195,15 @@ impl Portcullis {
         self.dev_as.clone()
     }
 
+    /// Every tenant's current plugin catalog, in configuration order.
+    pub fn catalogs(&self) -> Vec<(String, Arc<plugins::Catalog>)> {
+        self.config
+            .tenants
+            .iter()
+            .map(|t| (t.id.clone(), self.tenants[&t.id].plugins.catalog()))
+            .collect()
+    }
+
     /// The tenant `portcullis stdio` serves: `[stdio] tenant`, else the first one.
     pub fn stdio_tenant(&self) -> Arc<TenantContext> {
         let id = self

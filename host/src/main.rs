@@ -139,34 +139,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { config } => {
-            let config = Config::load(&config)?;
-            let gateway = Portcullis::start(config).await?;
-            let mut out = serde_json::Map::new();
-            for t in &gateway.config().tenants {
-                let catalog = gateway
-                    .tenant(&t.id)
-                    .expect("every configured tenant is loaded")
-                    .plugins
-                    .catalog();
-                out.insert(t.id.clone(), catalog.inventory());
-            }
+            let gateway = load_once(&config).await?;
+            let out: serde_json::Map<String, serde_json::Value> = gateway
+                .catalogs()
+                .into_iter()
+                .map(|(id, catalog)| (id, catalog.inventory()))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
-            let config = Config::load(&config)?;
-            let gateway = Portcullis::start(config).await?;
+            let gateway = load_once(&config).await?;
             let mut failed = 0;
-            for t in &gateway.config().tenants {
-                let catalog = gateway
-                    .tenant(&t.id)
-                    .expect("every configured tenant is loaded")
-                    .plugins
-                    .catalog();
+            for (id, catalog) in gateway.catalogs() {
                 for p in &catalog.plugins {
                     println!(
                         "ok      {}/{} ({} tools, sha256 {})",
-                        t.id,
+                        id,
                         p.name,
                         p.tools.len(),
                         &p.sha256[..12]
@@ -174,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 for f in &catalog.failures {
                     failed += 1;
-                    println!("FAILED  {}: {}", t.id, f.error);
+                    println!("FAILED  {}: {}", id, f.error);
                 }
             }
             Ok(if failed == 0 {
@@ -184,6 +173,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Load a configuration and its plugins for a one-shot command: no file watcher.
+async fn load_once(path: &std::path::Path) -> anyhow::Result<Portcullis> {
+    let mut config = Config::load(path)?;
+    config.sandbox.watch = false;
+    Portcullis::start(config).await
 }
 
 /// Serve HTTP until Ctrl-C.

@@ -658,19 +658,14 @@ async fn claim_rules_and_a_permitted_only_tool_list() {
         c["groups"] = groups;
         issuer.token("a", c)
     };
-    let names = |r: &crate::support::Reply| -> Vec<String> {
-        r.result()["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
-    };
 
     let user = token_with(json!(["users"]));
     let mut c = Client::modern(&gw.url("/mcp")).bearer(&user);
     assert!(
-        names(&c.request("tools/list", json!({})).await).is_empty(),
+        c.request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .is_empty(),
         "neither tool is permitted"
     );
     let r = c.call_tool("hello.greet", json!({"name": "x"})).await;
@@ -684,7 +679,7 @@ async fn claim_rules_and_a_permitted_only_tool_list() {
     let admin = token_with(json!(["users", "admin"]));
     let mut c = Client::modern(&gw.url("/mcp")).bearer(&admin);
     assert_eq!(
-        names(&c.request("tools/list", json!({})).await),
+        c.request("tools/list", json!({})).await.tool_names(),
         vec!["hello.greet"],
         "whoami still needs mcp:admin"
     );

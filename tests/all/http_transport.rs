@@ -208,18 +208,10 @@ async fn both_eras_list_the_same_tools_in_a_stable_order() {
     let mut modern = Client::modern(&gw.url("/mcp"));
     let a = legacy.request("tools/list", json!({})).await;
     let b = modern.request("tools/list", json!({})).await;
-    let names = |r: &crate::support::Reply| -> Vec<String> {
-        r.result()["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(names(&a), names(&b));
-    let mut sorted = names(&a);
+    assert_eq!(a.tool_names(), b.tool_names());
+    let mut sorted = a.tool_names();
     sorted.sort();
-    assert_eq!(names(&a), sorted);
+    assert_eq!(a.tool_names(), sorted);
     assert!(
         a.result().get("resultType").is_none(),
         "legacy results carry no resultType"

@@ -170,20 +170,18 @@ async fn deleting_and_adding_a_plugin_changes_the_tools_and_notifies_sessions() 
     let gw = gateway(&dir, &cache).await;
     let mut session = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let mut stream = session.open_get_stream().await;
-    let names = |r: crate::support::Reply| -> Vec<String> {
-        r.result()["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let listed = names(session.request("tools/list", json!({})).await);
+    let listed = session.request("tools/list", json!({})).await.tool_names();
     assert!(listed.contains(&"hello.greet".to_string()), "{listed:?}");
 
     std::fs::remove_file(dir.join("hello.wasm")).unwrap();
     next_list_changed(&mut stream).await;
-    assert!(names(session.request("tools/list", json!({})).await).is_empty());
+    assert!(
+        session
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .is_empty()
+    );
 
     deploy(
         &dir.join("hello.wasm"),
@@ -191,7 +189,11 @@ async fn deleting_and_adding_a_plugin_changes_the_tools_and_notifies_sessions() 
     );
     next_list_changed(&mut stream).await;
     assert!(
-        names(session.request("tools/list", json!({})).await).contains(&"hello.greet".to_string())
+        session
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .contains(&"hello.greet".to_string())
     );
 }
 
@@ -365,18 +367,10 @@ async fn the_plugins_command_prints_the_inventory_and_uses_the_cache() {
     )
     .unwrap();
     let inventory = || async {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["plugins", "--config"])
-            .arg(&config)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        serde_json::from_str::<serde_json::Value>(
+            &crate::support::run_cli("plugins", &config, &[]).await,
+        )
+        .unwrap()
     };
     let cold = inventory().await;
     assert_eq!(cold["t"]["plugins"][0]["name"], "hello");

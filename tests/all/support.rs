@@ -153,6 +153,16 @@ impl Reply {
     pub fn is_error(&self) -> bool {
         self.result()["isError"].as_bool().unwrap_or(false)
     }
+
+    /// The tool names of a `tools/list` result, in order.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.result()["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a tools/list result: {self:?}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
 }
 
 /// A minimal MCP client over HTTP.
@@ -512,21 +522,29 @@ pub fn node() -> PathBuf {
     node
 }
 
-/// `portcullis token --config <config> --sub <sub> --scope <scope>`.
-pub async fn mint_with_cli(config: &std::path::Path, sub: &str, scope: &str) -> String {
+/// `portcullis <command> --config <config> <args>`, which must succeed; its stdout.
+pub async fn run_cli(command: &str, config: &Path, args: &[&str]) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["token", "--config"])
+        .args([command, "--config"])
         .arg(config)
-        .args(["--sub", sub, "--scope", scope])
+        .args(args)
         .output()
         .await
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "portcullis {command}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `portcullis token --config <config> --sub <sub> --scope <scope>`.
+pub async fn mint_with_cli(config: &Path, sub: &str, scope: &str) -> String {
+    run_cli("token", config, &["--sub", sub, "--scope", scope])
+        .await
+        .trim()
+        .to_string()
 }
 
 /// Segment `index` of a JWT (0 = header, 1 = claims), decoded. Tests only: no verification.

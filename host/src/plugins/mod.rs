@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod watch;
+
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TenantConfig};
-
-pub mod watch;
 use crate::sandbox::{
     BoxFuture, CallEnv, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox, wit,
 };
@@ -34,6 +34,8 @@ pub struct LoadedPlugin {
     pub sha256: String,
     /// Changes when the component or its manifest changes (reloads reuse unchanged plugins).
     source_key: String,
+    /// The operator manifest its settings came from, if it has one.
+    pub manifest: Option<PathBuf>,
     /// The compiled component.
     pub code: PluginCode,
     /// Per-call limits.
@@ -156,9 +158,7 @@ impl Catalog {
             .find(|(_, t)| t.uri_template == uri_template)
             .map(|(p, _)| p)
     }
-}
 
-impl Catalog {
     /// The plugin inventory for operators: each plugin's version (hash), tools, load time,
     /// whether it came from the artifact cache, and its last load error; then failures of
     /// files that serve nothing.
@@ -178,12 +178,11 @@ impl Catalog {
             .plugins
             .iter()
             .map(|p| {
-                let manifest = manifest_path(&p.path);
                 serde_json::json!({
                     "name": &*p.name,
                     "path": p.path.display().to_string(),
                     "sha256": p.sha256,
-                    "manifest": manifest.is_file().then(|| manifest.display().to_string()),
+                    "manifest": p.manifest.as_ref().map(|m| m.display().to_string()),
                     "tools": p.tools.iter().map(|t| serde_json::json!({
                         "name": t.name, "scopes": t.required_scopes,
                     })).collect::<Vec<_>>(),
@@ -284,8 +283,9 @@ impl TenantPlugins {
     }
 
     /// Replace the catalog and announce the lists that changed (a list changes when an entry
-    /// appears, disappears, or now comes from another plugin version). Returns that change.
-    pub fn publish(&self, catalog: Catalog) -> Option<Change> {
+    /// appears, disappears, or now comes from another plugin version). Returns whether any
+    /// list changed.
+    pub fn publish(&self, catalog: Catalog) -> bool {
         fn version<'a>(
             entries: impl Iterator<Item = (&'a String, &'a (Arc<LoadedPlugin>, usize))>,
         ) -> Vec<(String, String)> {
@@ -305,17 +305,15 @@ impl TenantPlugins {
             || templates(&old) != templates(&catalog);
         drop(old);
         self.catalog.store(Arc::new(catalog));
-        let change = Change::Lists {
-            tools,
-            prompts,
-            resources,
-        };
-        if tools || prompts || resources {
-            self.announce(change.clone());
-            Some(change)
-        } else {
-            None
+        let changed = tools || prompts || resources;
+        if changed {
+            self.announce(Change::Lists {
+                tools,
+                prompts,
+                resources,
+            });
         }
+        changed
     }
 }
 
@@ -395,7 +393,7 @@ pub async fn build_catalog(
             Some(p) => p,
             None => {
                 let limits = source.settings.limits.resolve(&tenant_limits);
-                match load_plugin(sandbox, &file, &source, limits).await {
+                match load_plugin(sandbox, &file, source, limits).await {
                     Ok(plugin) => {
                         tracing::info!(
                             tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
@@ -426,6 +424,9 @@ struct PluginSource {
     bytes: Vec<u8>,
     sha256: String,
     settings: crate::config::PluginSettings,
+    /// Where `settings` came from, for messages: the manifest, or the configuration file.
+    settings_from: String,
+    manifest: Option<PathBuf>,
     key: String,
 }
 
@@ -437,18 +438,24 @@ impl PluginSource {
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let manifest = manifest_path(file);
-        let (settings, manifest_text) = match tokio::fs::read_to_string(&manifest).await {
+        let (settings, manifest_text, manifest) = match tokio::fs::read_to_string(&manifest).await {
             Ok(text) => (
                 config
                     .parse_manifest(tenant, &manifest, &text)
                     .map_err(|e| e.to_string())?,
                 text,
+                Some(manifest),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
                 tenant.plugin.get(&name).cloned().unwrap_or_default(),
                 String::new(),
+                None,
             ),
             Err(e) => return Err(format!("cannot read {}: {e}", manifest.display())),
+        };
+        let settings_from = match &manifest {
+            Some(m) => m.display().to_string(),
+            None => format!("{}: tenant.plugin.{name}", config.source.display()),
         };
         let key = format!(
             "{sha256}:{}",
@@ -459,6 +466,8 @@ impl PluginSource {
             bytes,
             sha256,
             settings,
+            settings_from,
+            manifest,
             key,
         })
     }
@@ -531,20 +540,27 @@ pub enum ValidationError {
 async fn load_plugin(
     sandbox: &Sandbox,
     path: &Path,
-    source: &PluginSource,
+    source: PluginSource,
     limits: Limits,
 ) -> Result<LoadedPlugin, PluginLoadError> {
     let started = std::time::Instant::now();
-    let settings = &source.settings;
+    let PluginSource {
+        name,
+        bytes,
+        sha256,
+        settings,
+        settings_from,
+        manifest,
+        key,
+    } = source;
     let code = {
         let sandbox = sandbox.clone();
         let path = path.to_path_buf();
-        let bytes = source.bytes.clone();
         tokio::task::spawn_blocking(move || sandbox.compile(&path, &bytes))
             .await
             .map_err(|e| PluginLoadError::Internal(format!("compile task failed: {e}")))??
     };
-    let plugin_name: Arc<str> = Arc::from(source.name.as_str());
+    let plugin_name: Arc<str> = Arc::from(name.as_str());
     let env = CallEnv {
         plugin: plugin_name.clone(),
         limits: limits.clone(),
@@ -571,8 +587,7 @@ async fn load_plugin(
             .find(|t| !tools.iter().any(|x| &x.name == *t))
         {
             return Err(PluginLoadError::Internal(format!(
-                "{}: tools: the plugin has no tool `{unknown}`",
-                manifest_path(path).display()
+                "{settings_from}: tools: the plugin has no tool `{unknown}`"
             )));
         }
         tools.retain(|t| enabled.contains(&t.name));
@@ -585,8 +600,9 @@ async fn load_plugin(
     Ok(LoadedPlugin {
         name: plugin_name,
         path: path.to_path_buf(),
-        sha256: source.sha256.clone(),
-        source_key: source.key.clone(),
+        sha256,
+        source_key: key,
+        manifest,
         code,
         concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
         limits,

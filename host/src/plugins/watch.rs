@@ -123,11 +123,11 @@ pub fn start(
                 let previous = plugins.catalog();
                 let catalog = build_catalog(&sandbox, &config, tenant, &previous).await;
                 let failures = catalog.failures.len();
-                let change = plugins.publish(catalog);
+                let changed = plugins.publish(catalog);
                 tracing::info!(
                     tenant = %id, ms = started.elapsed().as_millis() as u64, failures,
                     "plugins reloaded{}",
-                    if change.is_some() { "; clients notified of changed lists" } else { "" }
+                    if changed { "; clients notified of changed lists" } else { "" }
                 );
             }
         }
