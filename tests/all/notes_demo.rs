@@ -138,23 +138,17 @@ async fn the_notes_demo_runs_user_to_client_to_gateway_to_api() {
     );
 }
 
-#[tokio::test]
-async fn an_authorization_server_that_cannot_exchange_gives_an_is_error_result() {
-    let dead = free_port();
-    let d = demo_with(|text| {
-        text.replace(
-            "[exchange]\n",
-            &format!("[exchange]\nissuer = \"http://127.0.0.1:{dead}\"\n"),
-        )
-    })
-    .await;
+/// The demo with `edit` applied to its configuration must answer `notes.list` with an
+/// `isError` result naming the credential failure (`cause`), log it, and keep serving.
+async fn exchange_fails_cleanly(edit: impl FnOnce(String) -> String, cause: &str) {
+    let d = demo_with(edit).await;
     let alice = mint_with_cli(&d.gw.config, "alice", "mcp:tools notes:read").await;
     let r = call(&d, &alice, "notes.list", json!({})).await;
     assert!(r.is_error(), "{r:?}");
     assert!(
         r.text()
             .starts_with("could not get a credential for the notes API")
-            && r.text().contains("cannot discover the metadata"),
+            && r.text().contains(cause),
         "{}",
         r.text()
     );
@@ -166,8 +160,38 @@ async fn an_authorization_server_that_cannot_exchange_gives_an_is_error_result()
     assert_eq!(listed.status, 200);
     let log = d.gw.stop().await;
     assert!(
-        log.contains("downstream call refused or failed"),
+        log.contains("downstream call refused or failed") && log.contains(cause),
         "operators see it"
     );
     assert!(!log.contains(&alice));
+}
+
+#[tokio::test]
+async fn an_authorization_server_that_is_down_gives_an_is_error_result() {
+    let dead = free_port();
+    exchange_fails_cleanly(
+        |text| {
+            text.replace(
+                "[exchange]\n",
+                &format!("[exchange]\nissuer = \"http://127.0.0.1:{dead}\"\n"),
+            )
+        },
+        "cannot discover the metadata",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_authorization_server_that_refuses_the_exchange_gives_an_is_error_result() {
+    // The AS does not know this client: it refuses with its OAuth error.
+    exchange_fails_cleanly(
+        |text| {
+            text.replace(
+                "[exchange]\nclient_id = \"gateway\"",
+                "[exchange]\nclient_id = \"stranger\"",
+            )
+        },
+        "refused the token exchange: invalid_client",
+    )
+    .await;
 }
