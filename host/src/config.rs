@@ -38,6 +38,9 @@ pub struct Config {
     pub dev_as: DevAsConfig,
     /// Token exchange for downstream services with `credential = "token-exchange"`.
     pub exchange: Option<ExchangeConfig>,
+    /// Log format and OpenTelemetry export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
@@ -383,6 +386,90 @@ impl LimitsSection {
     }
 }
 
+/// `[telemetry]`: log lines and OpenTelemetry export. Unset keys fall back to the standard
+/// `OTEL_*` environment variables; export is off unless an endpoint is set in either place.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `false` turns export off even when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub enabled: Option<bool>,
+    /// OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`; `/v1/traces` and `/v1/metrics` are
+    /// appended. Default: `OTEL_EXPORTER_OTLP_ENDPOINT` (and the per-signal variables).
+    pub endpoint: Option<String>,
+    /// `"http/protobuf"` (default) or `"http/json"`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub protocol: Option<String>,
+    /// Headers sent with every export (added to `OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: BTreeMap<String, String>,
+    /// Headers whose values are read from environment variables (API keys): name → variable.
+    pub headers_env: BTreeMap<String, String>,
+    /// `service.name`. Default: `OTEL_SERVICE_NAME`, else `portcullis`.
+    pub service_name: Option<String>,
+    /// Fraction of new traces to sample (0.0–1.0); a caller's sampling decision is followed.
+    /// Default: `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, else every trace.
+    pub sample_ratio: Option<f64>,
+    /// Export metrics as well as traces. Default true.
+    pub metrics: bool,
+    /// How often metrics are exported, in milliseconds. Default:
+    /// `OTEL_METRIC_EXPORT_INTERVAL`, else 60000.
+    pub metrics_interval_ms: Option<u64>,
+    /// Extra resource attributes (e.g. `deployment.environment.name`), added to
+    /// `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: BTreeMap<String, String>,
+    /// Log lines on stderr: `"text"` (default) or `"json"`.
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            endpoint: None,
+            protocol: None,
+            headers: BTreeMap::new(),
+            headers_env: BTreeMap::new(),
+            service_name: None,
+            sample_ratio: None,
+            metrics: true,
+            metrics_interval_ms: None,
+            resource: BTreeMap::new(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tenant.quota]`: what one tenant may consume. Unset keys are unlimited, except
+/// `max_instances`, which defaults to an even share of `sandbox.max_instances`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// JSON-RPC requests per minute for the whole tenant (token bucket).
+    pub requests_per_minute: Option<u32>,
+    /// How many of them may arrive at once (the bucket size). Default: requests_per_minute.
+    pub burst: Option<u32>,
+    /// JSON-RPC requests per minute for each subject (user or client) of the tenant.
+    pub subject_requests_per_minute: Option<u32>,
+    /// The per-subject bucket size. Default: subject_requests_per_minute.
+    pub subject_burst: Option<u32>,
+    /// JSON-RPC requests of this tenant in progress at once; more are refused with 429.
+    pub max_concurrent_requests: Option<usize>,
+    /// Plugin instances this tenant may run at once, its share of `sandbox.max_instances`;
+    /// calls beyond wait (within their deadline). The shares of all tenants must fit in the
+    /// pool, so one tenant can never take another's instances. Default: an even share of
+    /// what explicit shares leave.
+    pub max_instances: Option<u32>,
+}
+
 /// `[[tenant]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -392,6 +479,21 @@ pub struct TenantConfig {
     /// The MCP endpoint path for this tenant. Default `/mcp` for the first tenant, else
     /// `/t/<id>/mcp`.
     pub path: Option<String>,
+    /// Host names (optionally `host:port`) this tenant answers for. Tenants may share a path
+    /// when their hosts differ; a tenant without hosts answers its path for any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The tenant's resource URL (its token audience and metadata document). Default:
+    /// `server.public_url` + path, or with `hosts`, the public URL's scheme + the first host
+    /// + path.
+    pub resource: Option<String>,
+    /// Issuers (from `[[auth.issuer]]`, by `issuer` URL) whose tokens this tenant accepts.
+    /// Default: all of them.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Rate limits and concurrency caps.
+    #[serde(default)]
+    pub quota: QuotaConfig,
     /// Plugin files (`.wasm`) or directories of them, relative to this file.
     #[serde(default)]
     pub plugins: Vec<PathBuf>,
@@ -641,6 +743,7 @@ impl Config {
         self.validate_auth()?;
         let mut ids = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
+        let mut resources = std::collections::HashSet::new();
         for i in 0..self.tenants.len() {
             let t = &self.tenants[i];
             let valid_id = !t.id.is_empty()
@@ -680,13 +783,97 @@ impl Config {
                     format!("`{path}` must be an absolute path like /mcp (no trailing slash, not under /.well-known)"),
                 ));
             }
-            if !paths.insert(path.clone()) {
-                return Err(self.error(
-                    format!("tenant[{i}].path"),
-                    format!("`{path}` is used by another tenant"),
-                ));
+            for (j, h) in t.hosts.iter().enumerate() {
+                let ok = !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                if !ok {
+                    return Err(self.error(
+                        format!("tenant[{i}].hosts[{j}]"),
+                        format!("`{h}` must be a host name, optionally with :port"),
+                    ));
+                }
+            }
+            let hosts: Vec<String> = if t.hosts.is_empty() {
+                vec!["*".into()]
+            } else {
+                t.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+            };
+            for h in hosts {
+                if !paths.insert((path.clone(), h.clone())) {
+                    let whom = if h == "*" {
+                        "another tenant without hosts".to_string()
+                    } else {
+                        format!("another tenant for host {h}")
+                    };
+                    return Err(self.error(
+                        format!("tenant[{i}].path"),
+                        format!("`{path}` is used by {whom}"),
+                    ));
+                }
             }
             self.tenants[i].path = Some(path);
+            if let Some(r) = &self.tenants[i].resource {
+                let ok = reqwest::Url::parse(r).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if !ok {
+                    return Err(self.error(
+                        format!("tenant[{i}].resource"),
+                        format!("`{r}` must be an http(s) URL without query or fragment"),
+                    ));
+                }
+            }
+            let resource = self.tenant_resource(&self.tenants[i]);
+            if !resources.insert(resource.clone()) {
+                return Err(self.error(
+                    format!("tenant[{i}].resource"),
+                    format!("`{resource}` is another tenant's resource URL too; a token for one would be accepted by both"),
+                ));
+            }
+            let trusted = self.trusted_issuers();
+            for (j, iss) in self.tenants[i].issuers.iter().enumerate() {
+                let known =
+                    trusted.iter().any(|t| &t.issuer == iss) || *iss == self.dev_as_issuer();
+                if !known {
+                    return Err(self.error(
+                        format!("tenant[{i}].issuers[{j}]"),
+                        format!("`{iss}` is not an [[auth.issuer]]"),
+                    ));
+                }
+            }
+            let q = &self.tenants[i].quota;
+            let zero = [
+                ("requests_per_minute", q.requests_per_minute),
+                ("burst", q.burst),
+                ("subject_requests_per_minute", q.subject_requests_per_minute),
+                ("subject_burst", q.subject_burst),
+                (
+                    "max_concurrent_requests",
+                    q.max_concurrent_requests.map(|n| u32::from(n != 0)),
+                ),
+                ("max_instances", q.max_instances),
+            ]
+            .into_iter()
+            .find(|(_, v)| *v == Some(0));
+            if let Some((key, _)) = zero {
+                return Err(self.error(format!("tenant[{i}].quota.{key}"), "must be at least 1"));
+            }
+            if q.burst.is_some() && q.requests_per_minute.is_none() {
+                return Err(self.error(
+                    format!("tenant[{i}].quota.burst"),
+                    "needs requests_per_minute",
+                ));
+            }
+            if q.subject_burst.is_some() && q.subject_requests_per_minute.is_none() {
+                return Err(self.error(
+                    format!("tenant[{i}].quota.subject_burst"),
+                    "needs subject_requests_per_minute",
+                ));
+            }
             for (j, p) in self.tenants[i].plugins.clone().iter().enumerate() {
                 if p.as_os_str().is_empty() {
                     return Err(self.error(format!("tenant[{i}].plugins[{j}]"), "empty path"));
@@ -768,6 +955,32 @@ impl Config {
             if l.max_concurrency == Some(0) {
                 return Err(self.error(format!("{key}.max_concurrency"), "must be at least 1"));
             }
+        }
+        let explicit: u64 = self
+            .tenants
+            .iter()
+            .filter_map(|t| t.quota.max_instances)
+            .map(u64::from)
+            .sum();
+        if explicit > u64::from(self.sandbox.max_instances) {
+            return Err(self.error(
+                "tenant.quota.max_instances",
+                format!(
+                    "the tenants' shares add up to {explicit}, more than sandbox.max_instances ({})",
+                    self.sandbox.max_instances
+                ),
+            ));
+        }
+        if self.tenants.iter().any(|t| t.quota.max_instances.is_none())
+            && self.instance_share_default() == 0
+        {
+            return Err(self.error(
+                "tenant.quota.max_instances",
+                format!(
+                    "the explicit shares leave no instances of sandbox.max_instances ({}) for the tenants without one",
+                    self.sandbox.max_instances
+                ),
+            ));
         }
         if let Some(t) = &self.stdio.tenant
             && !self.tenants.iter().any(|x| &x.id == t)
@@ -910,6 +1123,52 @@ impl Config {
             }]
         } else {
             self.auth.issuers.clone()
+        }
+    }
+
+    /// The instances a tenant without an explicit `quota.max_instances` may run: an even
+    /// share of what the explicit shares leave of the pool.
+    fn instance_share_default(&self) -> u32 {
+        let explicit: u32 = self
+            .tenants
+            .iter()
+            .filter_map(|t| t.quota.max_instances)
+            .sum();
+        let without = self
+            .tenants
+            .iter()
+            .filter(|t| t.quota.max_instances.is_none())
+            .count()
+            .max(1) as u32;
+        self.sandbox.max_instances.saturating_sub(explicit) / without
+    }
+
+    /// The plugin instances `tenant` may run at once.
+    pub fn instance_share(&self, tenant: &TenantConfig) -> u32 {
+        tenant
+            .quota
+            .max_instances
+            .unwrap_or_else(|| self.instance_share_default())
+    }
+
+    /// The tenant's MCP endpoint path.
+    pub fn tenant_path(tenant: &TenantConfig) -> &str {
+        tenant.path.as_deref().unwrap_or("/mcp")
+    }
+
+    /// The tenant's resource URL: its token audience and the subject of its metadata.
+    pub fn tenant_resource(&self, tenant: &TenantConfig) -> String {
+        if let Some(r) = &tenant.resource {
+            return r.trim_end_matches('/').to_string();
+        }
+        let path = Self::tenant_path(tenant);
+        match tenant.hosts.first() {
+            Some(host) => {
+                let public = self.public_url();
+                let scheme = public.split("://").next().unwrap_or("http");
+                format!("{scheme}://{host}{path}")
+            }
+            None => format!("{}{path}", self.public_url()),
         }
     }
 

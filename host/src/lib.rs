@@ -7,13 +7,18 @@
 //! The data path is the architecture; each step is one module:
 //!
 //! ```text
-//! HTTP/stdio ─► transport ─► auth ─► mcp (routing, eras) ─► sandbox ─► plugin.wasm
-//! side modules: config, plugins (registry, loading, validation), dev_as (development AS)
+//! HTTP/stdio ─► transport ─► auth ─► tenancy ─► mcp (routing, eras) ─► sandbox ─► plugin.wasm
+//!                                      downstream (exchange, egress guard) ◄┘ (WIT import)
+//! side modules: config, plugins (registry, loading, validation, reload), dev_as (development
+//!               AS), telemetry (logs, traces, metrics)
 //! ```
 //!
 //! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session cap),
-//!   Host/Origin allow-lists, stdio.
+//!   Host/Origin allow-lists, health endpoints, stdio.
 //! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`], never a token.
+//! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
+//! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
+//! * [`telemetry`]: the log subscriber, OpenTelemetry spans and metrics.
 //! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
 //! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
 //! * [`plugins`]: loading, validating and indexing plugins per tenant.
@@ -29,6 +34,8 @@ pub mod downstream;
 pub mod mcp;
 pub mod plugins;
 pub mod sandbox;
+pub mod telemetry;
+pub mod tenancy;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -105,11 +112,16 @@ impl Portcullis {
                         config.source.display()
                     )
                 })?;
+            let quotas = Arc::new(tenancy::quota::Quotas::new(
+                &tenant_config.quota,
+                config.instance_share(tenant_config),
+            ));
             let context = TenantContext::new(
                 plugins,
                 state_key.clone(),
                 config.auth.tools_list,
                 Arc::new(services),
+                quotas,
             );
             tenants.insert(id, Arc::new(context));
         }
@@ -138,16 +150,12 @@ impl Portcullis {
             session_idle: Duration::from_secs(config.server.session_idle_timeout_secs),
             shutdown: shutdown.clone(),
         };
-        let mounts: Vec<(String, Arc<TenantContext>)> = config
+        let in_order: Vec<Arc<TenantContext>> = config
             .tenants
             .iter()
-            .map(|t| {
-                (
-                    t.path.clone().unwrap_or_else(|| "/mcp".into()),
-                    tenants[&t.id].clone(),
-                )
-            })
+            .map(|t| tenants[&t.id].clone())
             .collect();
+        spawn_quota_upkeep(&in_order, shutdown.clone());
         let resource_server = match config.auth.mode {
             AuthMode::Oauth => Some(
                 auth::ResourceServer::start(&config.auth, &config.trusted_issuers())
@@ -156,7 +164,7 @@ impl Portcullis {
             ),
             AuthMode::None => None,
         };
-        let mut router = transport::router(&config, &mounts, &settings, resource_server);
+        let mut router = transport::router(&config, &in_order, &settings, resource_server);
         let dev_as = if config.dev_as.enabled {
             let dev = dev_as::DevAs::new(&config)
                 .context("starting the development authorization server")?;
@@ -231,4 +239,19 @@ impl Portcullis {
             .await?;
         Ok(())
     }
+}
+
+/// Forget idle subjects' rate-limit buckets every minute, so their memory stays bounded by
+/// the subjects active recently.
+fn spawn_quota_upkeep(tenants: &[Arc<TenantContext>], shutdown: CancellationToken) {
+    let tenants: Vec<_> = tenants.iter().map(|t| t.quotas.clone()).collect();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => tenants.iter().for_each(|q| q.forget_idle_subjects()),
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portcullis::Portcullis;
 use portcullis::config::Config;
+use portcullis::telemetry::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -70,20 +71,8 @@ enum Command {
     },
 }
 
-fn init_logging() {
-    // Logs go to stderr: on stdio, stdout carries the protocol.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
@@ -93,17 +82,41 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Load the configuration and install logging: with the file's `[telemetry]` (OTLP export)
+/// for serving commands, log lines only for one-shot ones. Logs go to stderr: on stdio,
+/// stdout carries the protocol.
+fn load(path: &std::path::Path, export: bool) -> anyhow::Result<(Config, Telemetry)> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = Telemetry::init(None);
+            return Err(e.into());
+        }
+    };
+    let telemetry = if export {
+        Telemetry::init(Some(&config.telemetry))?
+    } else {
+        let mut quiet = config.telemetry.clone();
+        quiet.enabled = Some(false);
+        Telemetry::init(Some(&quiet))?
+    };
+    Ok((config, telemetry))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => serve(Config::load(&config)?).await,
+        Command::Serve { config } => {
+            let (config, telemetry) = load(&config, true)?;
+            serve(config, telemetry).await
+        }
         Command::Dev { config } => {
-            let mut config = Config::load(&config)?;
+            let (mut config, telemetry) = load(&config, true)?;
             config.dev_as.enabled = true;
             config.auth.mode = portcullis::config::AuthMode::Oauth;
-            serve(config).await
+            serve(config, telemetry).await
         }
         Command::Stdio { config } => {
-            let config = Config::load(&config)?;
+            let (config, _telemetry) = load(&config, true)?;
             let gateway = Portcullis::start(config).await?;
             portcullis::transport::stdio::run(gateway.config(), gateway.stdio_tenant()).await?;
             Ok(ExitCode::SUCCESS)
@@ -114,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scope,
             tenant,
         } => {
-            let config = Config::load(&config)?;
+            let (config, _telemetry) = load(&config, false)?;
             anyhow::ensure!(
                 config.dev_as.enabled && config.dev_as.key_file.is_some(),
                 "{}: `portcullis token` needs [dev_as] enabled = true with a key_file, so the running gateway \
@@ -129,17 +142,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .ok_or_else(|| anyhow::anyhow!("no tenant `{id}`"))?,
                 None => &config.tenants[0],
             };
-            let resource = format!(
-                "{}{}",
-                config.public_url(),
-                t.path.as_deref().unwrap_or("/mcp")
-            );
+            let resource = config.tenant_resource(t);
             let dev = portcullis::dev_as::DevAs::minter(&config)?;
             println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { config } => {
-            let gateway = load_once(&config).await?;
+            let (gateway, _telemetry) = load_once(&config).await?;
             let out: serde_json::Map<String, serde_json::Value> = gateway
                 .catalogs()
                 .into_iter()
@@ -149,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
-            let gateway = load_once(&config).await?;
+            let (gateway, _telemetry) = load_once(&config).await?;
             let mut failed = 0;
             for (id, catalog) in gateway.catalogs() {
                 for p in &catalog.plugins {
@@ -176,14 +185,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Load a configuration and its plugins for a one-shot command: no file watcher.
-async fn load_once(path: &std::path::Path) -> anyhow::Result<Portcullis> {
-    let mut config = Config::load(path)?;
+async fn load_once(path: &std::path::Path) -> anyhow::Result<(Portcullis, Telemetry)> {
+    let (mut config, telemetry) = load(path, false)?;
     config.sandbox.watch = false;
-    Portcullis::start(config).await
+    Ok((Portcullis::start(config).await?, telemetry))
 }
 
-/// Serve HTTP until Ctrl-C.
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+/// Serve HTTP until Ctrl-C or SIGTERM; buffered telemetry is flushed on the way out.
+async fn serve(config: Config, telemetry: Telemetry) -> anyhow::Result<ExitCode> {
     // Bind first: a busy port fails before plugins load, and issuers served by this
     // process (the dev AS) are reachable as soon as key fetching starts.
     let listen = config.server.listen;
@@ -196,13 +205,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let gateway = Portcullis::start(config).await?;
     let shutdown = gateway.shutdown_token();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         tracing::info!("shutting down");
         shutdown.cancel();
     });
     for t in &gateway.config().tenants {
-        tracing::info!(tenant = %t.id, "MCP endpoint: {}{}", gateway.config().public_url(), t.path.as_deref().unwrap_or("/mcp"));
+        tracing::info!(tenant = %t.id, "MCP endpoint: {}", gateway.config().tenant_resource(t));
     }
     gateway.serve(listener).await?;
+    drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }

@@ -227,6 +227,16 @@ async fn exchange_gateway(
     api: &str,
     exchange_issuer: Option<&str>,
 ) -> (crate::support::BinaryGateway, String) {
+    exchange_gateway_with(api, exchange_issuer, "", &[]).await
+}
+
+/// [`exchange_gateway`] with `extra` configuration appended and `env` for the process.
+pub(crate) async fn exchange_gateway_with(
+    api: &str,
+    exchange_issuer: Option<&str>,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (crate::support::BinaryGateway, String) {
     let dir = crate::support::tempdir();
     let issuer = exchange_issuer
         .map(|i| format!("issuer = \"{i}\"\n"))
@@ -239,12 +249,15 @@ async fn exchange_gateway(
          grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
          [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
          [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"token-exchange\"\naudience = \"{api}/api\"\n\
-         [tenant.plugin.probe]\nservices = [\"notes\"]\n",
+         [tenant.plugin.probe]\nservices = [\"notes\"]\n{extra}",
         toml_path(&dir.join("dev-as.key")),
         toml_path(&plugin("probe"))
     );
-    let gw =
-        crate::support::BinaryGateway::start(&body, &[("GATEWAY_SECRET", "exchange-secret")]).await;
+    let env: Vec<(&str, &str)> = [("GATEWAY_SECRET", "exchange-secret")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let gw = crate::support::BinaryGateway::start(&body, &env).await;
     let token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
     (gw, token)
 }

@@ -20,3 +20,4 @@ mod reload;
 mod sandbox_limits;
 mod stdio;
 mod support;
+mod telemetry;

@@ -250,7 +250,17 @@ impl Client {
     }
 
     /// Send a request (method + params), adding what the era requires.
-    pub async fn request(&mut self, method: &str, mut params: Value) -> Reply {
+    pub async fn request(&mut self, method: &str, params: Value) -> Reply {
+        self.request_with(method, params, &[]).await
+    }
+
+    /// Like [`Client::request`], with `extra` headers.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        mut params: Value,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let id = self.next_id;
         self.next_id += 1;
         let mut headers = vec![];
@@ -279,6 +289,7 @@ impl Client {
         let hdrs: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra.iter().copied())
             .collect();
         self.post_raw(
             json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),

@@ -25,6 +25,11 @@ pub(crate) struct Introspector {
 
 impl Introspector {
     /// From configuration; fails if the secret's environment variable is unset.
+    /// The issuer this endpoint belongs to.
+    pub(crate) fn issuer_url(&self) -> &str {
+        &self.issuer.issuer
+    }
+
     pub(crate) fn new(issuer: Arc<Issuer>, config: &IntrospectionConfig) -> Result<Self, String> {
         let client_secret = std::env::var(&config.client_secret_env).map_err(|_| {
             format!(

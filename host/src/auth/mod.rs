@@ -259,9 +259,20 @@ impl ResourceServer {
         }))
     }
 
-    /// Whether every issuer's keys have been fetched at least once.
-    pub fn keys_loaded(&self) -> bool {
-        self.issuers.iter().all(|i| i.has_keys())
+    /// The issuers whose signing keys have not been fetched yet (issuers checked only by
+    /// introspection need none).
+    pub fn issuers_without_keys(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .filter(|i| {
+                !i.has_keys()
+                    && !self
+                        .introspectors
+                        .iter()
+                        .any(|x| x.issuer_url() == i.issuer)
+            })
+            .map(|i| i.issuer.clone())
+            .collect()
     }
 
     /// Apply the scope hierarchy (transitively).
@@ -278,10 +289,20 @@ impl ResourceServer {
         out
     }
 
-    /// Ask each issuer that offers introspection, in order, whether an opaque token is active.
-    async fn introspect(&self, token: &str, audience: &str) -> Result<jwt::Verified, String> {
+    /// Ask each trusted issuer that offers introspection, in order, whether an opaque token
+    /// is active.
+    async fn introspect(
+        &self,
+        token: &str,
+        audience: &str,
+        trusted: &[Arc<jwt::Issuer>],
+    ) -> Result<jwt::Verified, String> {
         let mut last = String::from("no introspection endpoint accepted the token");
-        for i in &self.introspectors {
+        let offered = self
+            .introspectors
+            .iter()
+            .filter(|i| trusted.iter().any(|t| t.issuer == i.issuer_url()));
+        for i in offered {
             match i.introspect(token, audience).await {
                 Ok(v) => return Ok(v),
                 Err(e) => last = e,
@@ -290,8 +311,23 @@ impl ResourceServer {
         Err(last)
     }
 
-    /// Validate `token` for `audience` (the tenant's resource URL).
-    async fn validate(&self, token: &str, audience: &str) -> Result<CachedToken, Denial> {
+    /// The configured issuers named in `urls` (all of them when `urls` is empty).
+    fn issuers_named(&self, urls: &[String]) -> Vec<Arc<jwt::Issuer>> {
+        self.issuers
+            .iter()
+            .filter(|i| urls.is_empty() || urls.contains(&i.issuer))
+            .cloned()
+            .collect()
+    }
+
+    /// Validate `token` for `audience` (the tenant's resource URL), accepting only tokens
+    /// from `trusted` issuers.
+    async fn validate(
+        &self,
+        token: &str,
+        audience: &str,
+        trusted: &[Arc<jwt::Issuer>],
+    ) -> Result<CachedToken, Denial> {
         if token.len() > self.max_token_bytes {
             return Err(Denial::InvalidToken(format!(
                 "the token is longer than {} bytes",
@@ -306,9 +342,9 @@ impl ResourceServer {
         let looks_like_jwt =
             token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok();
         let verified = if looks_like_jwt || self.introspectors.is_empty() {
-            jwt::validate(token, audience, &self.issuers, &self.rules).await
+            jwt::validate(token, audience, trusted, &self.rules).await
         } else {
-            self.introspect(token, audience).await
+            self.introspect(token, audience, trusted).await
         }
         .map_err(Denial::InvalidToken)?;
         let c = &verified.claims;
@@ -353,7 +389,8 @@ pub struct TenantAuth {
 
 enum Mode {
     Fixed(Principal),
-    OAuth(Arc<ResourceServer>),
+    /// The shared resource server and the issuers this tenant trusts.
+    OAuth(Arc<ResourceServer>, Vec<Arc<jwt::Issuer>>),
 }
 
 impl std::fmt::Debug for TenantAuth {
@@ -376,22 +413,25 @@ pub fn metadata_url_for(resource: &str) -> String {
 }
 
 impl TenantAuth {
-    /// Authentication for `tenant`, whose endpoint is `resource`.
+    /// Authentication for `tenant`, whose endpoint is `resource`, accepting tokens from the
+    /// issuers named in `issuers` (every configured issuer when empty).
     pub fn new(
         tenant: Arc<str>,
         resource: String,
+        issuers: &[String],
         config: &AuthConfig,
         server: Option<Arc<ResourceServer>>,
     ) -> Self {
-        let authorization_servers = match &server {
-            Some(s) if config.mode == AuthMode::Oauth => {
-                s.issuers.iter().map(|i| i.issuer.clone()).collect()
-            }
-            _ => Vec::new(),
-        };
         let mode = match (config.mode, server) {
-            (AuthMode::Oauth, Some(s)) => Mode::OAuth(s),
+            (AuthMode::Oauth, Some(s)) => {
+                let trusted = s.issuers_named(issuers);
+                Mode::OAuth(s, trusted)
+            }
             _ => Mode::Fixed(Principal::from_identity(tenant.clone(), &config.anonymous)),
+        };
+        let authorization_servers = match &mode {
+            Mode::OAuth(_, trusted) => trusted.iter().map(|i| i.issuer.clone()).collect(),
+            Mode::Fixed(_) => Vec::new(),
         };
         Self {
             metadata_url: metadata_url_for(&resource),
@@ -409,7 +449,7 @@ impl TenantAuth {
 
     /// Whether requests must carry a bearer token.
     pub fn requires_token(&self) -> bool {
-        matches!(self.mode, Mode::OAuth(_))
+        matches!(self.mode, Mode::OAuth(..))
     }
 
     /// Establish who is calling. The token is re-validated on every request (through the
@@ -418,9 +458,9 @@ impl TenantAuth {
         &self,
         parts: &http::request::Parts,
     ) -> Result<(Principal, Option<SecretToken>), Denial> {
-        let server = match &self.mode {
+        let (server, trusted) = match &self.mode {
             Mode::Fixed(p) => return Ok((p.clone(), None)),
-            Mode::OAuth(s) => s,
+            Mode::OAuth(s, trusted) => (s, trusted),
         };
         if let Some(q) = parts.uri.query()
             && q.split('&')
@@ -454,7 +494,7 @@ impl TenantAuth {
                 ));
             }
         };
-        let t = server.validate(token, &self.resource).await?;
+        let t = server.validate(token, &self.resource, trusted).await?;
         let principal = Principal {
             tenant: self.tenant.clone(),
             subject: t.subject,

@@ -179,13 +179,7 @@ impl DevAs {
         let resources = config
             .tenants
             .iter()
-            .map(|t| {
-                format!(
-                    "{}{}",
-                    config.public_url(),
-                    t.path.as_deref().unwrap_or("/mcp")
-                )
-            })
+            .map(|t| config.tenant_resource(t))
             .collect();
         let mut scopes = config.auth.scopes_supported.clone();
         scopes.push("offline_access".into());

@@ -23,8 +23,10 @@ use reqwest::Url;
 use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
+use crate::telemetry;
 use oauth_client::Grant;
 pub(crate) use oauth_client::OAuthClient;
+use tracing::Instrument as _;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
 const STRIPPED: &[&str] = &[
@@ -284,13 +286,15 @@ impl TenantServices {
 
 /// What one plugin call may reach.
 pub struct PluginEgress {
+    /// The tenant, for logs and metrics.
+    pub tenant: Arc<str>,
     /// The tenant's services.
     pub services: Arc<TenantServices>,
     /// The services this plugin was granted.
     pub granted: Arc<[String]>,
     /// The plugin, for logs.
     pub plugin: Arc<str>,
-    /// The W3C trace context to pass on.
+    /// The caller's W3C trace context, passed on when no trace of ours is being exported.
     pub trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     pub subject: Option<SecretToken>,
@@ -305,14 +309,28 @@ impl Egress for PluginEgress {
         Box::pin(async move {
             let started = Instant::now();
             let result = self.send(&service, request).await;
-            match &result {
+            let status = match &result {
                 Ok(r) => {
-                    tracing::info!(plugin = %self.plugin, service, status = r.status, ms = started.elapsed().as_millis() as u64, "downstream call")
+                    tracing::info!(plugin = %self.plugin, service, status = r.status, ms = started.elapsed().as_millis() as u64, "downstream call");
+                    r.status.to_string()
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %self.plugin, service, ms = started.elapsed().as_millis() as u64, "downstream call refused or failed: {e:?}")
+                    tracing::warn!(plugin = %self.plugin, service, ms = started.elapsed().as_millis() as u64, "downstream call refused or failed: {e:?}");
+                    fetch_error_kind(e).to_string()
                 }
-            }
+            };
+            let m = telemetry::metrics::get();
+            let attrs = telemetry::metrics::attrs(
+                &self.tenant,
+                &[
+                    ("portcullis.plugin", &self.plugin),
+                    ("portcullis.service", &service),
+                    ("portcullis.outcome", &status),
+                ],
+            );
+            m.downstream.add(1, &attrs);
+            m.downstream_duration
+                .record(started.elapsed().as_secs_f64(), &attrs);
             result
         })
     }
@@ -377,46 +395,23 @@ impl PluginEgress {
                 headers.append(k, v);
             }
         }
-        if let Some(tp) = self
-            .trace_parent
-            .as_deref()
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            headers.insert("traceparent", tp);
-        }
         let body = request.body.map(bytes::Bytes::from);
-        // A service that refuses an exchanged token gets one fresh exchange and one retry.
-        let mut retried = false;
-        let mut resp = loop {
-            let mut req = service
-                .client
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            match &service.credential {
-                Credential::None => {}
-                Credential::Static(k, v) => req = req.header(k, v),
-                Credential::Authorized(oauth, mode) => {
-                    let audience = service.config.audience.as_deref().unwrap_or_default();
-                    let token = oauth
-                        .token(&self.grant(*mode)?, name, audience, &service.config.scopes)
-                        .await
-                        .map_err(wit::FetchError::Credential)?;
-                    req = req.bearer_auth(token);
+        let span = telemetry::downstream_span(name, method.as_str(), &url);
+        let sent = self
+            .exchange(service, name, (method, url, headers, body))
+            .instrument(span.clone())
+            .await;
+        match &sent {
+            Ok(resp) => {
+                span.record("http.response.status_code", resp.status().as_u16());
+                if resp.status().is_server_error() {
+                    telemetry::fail(&span, &resp.status().as_u16().to_string());
                 }
             }
-            if let Some(b) = &body {
-                req = req.body(b.clone());
-            }
-            let resp = req.send().await.map_err(classify)?;
-            if let (Credential::Authorized(oauth, mode), 401, false) =
-                (&service.credential, resp.status().as_u16(), retried)
-            {
-                oauth.evict(&self.grant(*mode)?, name, &service.config.scopes);
-                retried = true;
-                continue;
-            }
-            break resp;
-        };
+            Err(e) => telemetry::fail(&span, fetch_error_kind(e)),
+        }
+        let mut resp = sent?;
+        drop(span);
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -449,6 +444,76 @@ impl PluginEgress {
             headers,
             body,
         })
+    }
+}
+
+impl PluginEgress {
+    /// Send the request with the service's credential. A service that refuses an exchanged
+    /// token gets one fresh exchange and one retry. The current span's trace context goes
+    /// along (or, without an exported trace, the caller's own `traceparent`).
+    async fn exchange(
+        &self,
+        service: &Service,
+        name: &str,
+        (method, url, mut headers, body): (
+            reqwest::Method,
+            Url,
+            http::HeaderMap,
+            Option<bytes::Bytes>,
+        ),
+    ) -> Result<reqwest::Response, wit::FetchError> {
+        if !telemetry::inject(&mut headers)
+            && let Some(tp) = self
+                .trace_parent
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            headers.insert("traceparent", tp);
+        }
+        let mut retried = false;
+        Ok(loop {
+            let mut req = service
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            match &service.credential {
+                Credential::None => {}
+                Credential::Static(k, v) => req = req.header(k, v),
+                Credential::Authorized(oauth, mode) => {
+                    let audience = service.config.audience.as_deref().unwrap_or_default();
+                    let token = oauth
+                        .token(&self.grant(*mode)?, name, audience, &service.config.scopes)
+                        .await
+                        .map_err(wit::FetchError::Credential)?;
+                    req = req.bearer_auth(token);
+                }
+            }
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await.map_err(classify)?;
+            if let (Credential::Authorized(oauth, mode), 401, false) =
+                (&service.credential, resp.status().as_u16(), retried)
+            {
+                oauth.evict(&self.grant(*mode)?, name, &service.config.scopes);
+                retried = true;
+                continue;
+            }
+            break resp;
+        })
+    }
+}
+
+/// A fixed word for a refused or failed request, for metrics and span attributes.
+fn fetch_error_kind(e: &wit::FetchError) -> &'static str {
+    match e {
+        wit::FetchError::UnknownService(_) => "unknown_service",
+        wit::FetchError::NotGranted(_) => "not_granted",
+        wit::FetchError::Credential(_) => "credential",
+        wit::FetchError::Blocked(_) => "blocked",
+        wit::FetchError::Timeout => "timeout",
+        wit::FetchError::TooLarge => "too_large",
+        wit::FetchError::Transport(_) => "transport",
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{SecretToken, discover_metadata};
 use crate::config::{ClientAuthMethod, Config};
+use crate::telemetry;
 
 /// Cached tokens are dropped this long before they expire (or a tenth of their lifetime, if
 /// shorter).
@@ -114,6 +115,14 @@ pub(crate) enum Grant<'a> {
 }
 
 impl Grant<'_> {
+    /// The grant as a fixed word for spans and metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Grant::Exchange(_) => "token_exchange",
+            Grant::ClientCredentials => "client_credentials",
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Grant::Exchange(_) => "token exchange",
@@ -221,7 +230,9 @@ impl OAuthClient {
         Ok(Some(Self::new(issuer, x.client_id.clone(), auth)?))
     }
 
-    /// A token for `audience` obtained with `grant` (or cached).
+    /// A token for `audience` obtained with `grant` (or cached), inside an `oauth.token`
+    /// span and counted by outcome (cache hit, shared with a concurrent request, issued,
+    /// failed).
     pub(crate) async fn token(
         &self,
         grant: &Grant<'_>,
@@ -229,19 +240,50 @@ impl OAuthClient {
         audience: &str,
         scopes: &[String],
     ) -> Result<String, String> {
+        use tracing::Instrument as _;
+        let span = telemetry::token_span(grant.kind(), service, audience);
+        let (result, outcome) = self
+            .obtain(grant, service, audience, scopes)
+            .instrument(span.clone())
+            .await;
+        span.record("portcullis.cache", outcome);
+        if result.is_err() {
+            telemetry::fail(&span, outcome);
+        }
+        telemetry::metrics::get().tokens.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("portcullis.service", service.to_string()),
+                opentelemetry::KeyValue::new("oauth.grant_type", grant.kind()),
+                opentelemetry::KeyValue::new("portcullis.outcome", outcome),
+            ],
+        );
+        result
+    }
+
+    async fn obtain(
+        &self,
+        grant: &Grant<'_>,
+        service: &str,
+        audience: &str,
+        scopes: &[String],
+    ) -> (Result<String, String>, &'static str) {
         let key = Self::key(grant, service, scopes);
         if let Some(t) = self.cached(&key) {
-            return Ok(t);
+            return (Ok(t), "hit");
         }
         // One request per key at a time: later callers wait and then find it cached.
         let gate = self.inflight.lock().entry(key).or_default().clone();
         let _turn = gate.lock().await;
         if let Some(t) = self.cached(&key) {
-            return Ok(t);
+            return (Ok(t), "shared");
         }
         let result = self.request(grant, audience, scopes).await;
         self.inflight.lock().remove(&key);
-        let (token, lifetime) = result?;
+        let (token, lifetime) = match result {
+            Ok(t) => t,
+            Err(e) => return (Err(e), "failed"),
+        };
         let skew = EXPIRY_SKEW.min(lifetime / 10);
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
@@ -261,7 +303,7 @@ impl OAuthClient {
                 expires: Instant::now() + lifetime.saturating_sub(skew),
             },
         );
-        Ok(token)
+        (Ok(token), "issued")
     }
 
     fn cached(&self, key: &Key) -> Option<String> {
@@ -332,7 +374,9 @@ impl OAuthClient {
                 ));
             }
         }
-        let resp = req.form(&form).send().await.map_err(|e| {
+        let mut trace = http::HeaderMap::new();
+        telemetry::inject(&mut trace);
+        let resp = req.headers(trace).form(&form).send().await.map_err(|e| {
             format!(
                 "the {} at {endpoint} failed: {}",
                 grant.name(),
@@ -340,8 +384,12 @@ impl OAuthClient {
             )
         })?;
         let status = resp.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         let body: Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
+            if let Some(e) = body["error"].as_str() {
+                tracing::Span::current().record("oauth.error", e);
+            }
             return Err(format!(
                 "the authorization server refused the {}: {} ({})",
                 grant.name(),

@@ -39,7 +39,9 @@ use crate::auth::{Principal, SecretToken};
 use crate::config::ToolsList;
 use crate::downstream::{PluginEgress, TenantServices};
 use crate::plugins::{Change, LoadedPlugin, TenantPlugins};
-use crate::sandbox::{BoxFuture, CallEnv, SandboxError, wit};
+use crate::sandbox::{BoxFuture, CallEnv, CallLabels, SandboxError, wit};
+use crate::telemetry::{self, McpRequest, RequestSpan};
+use crate::tenancy::quota::Quotas;
 
 /// Items per page of a list result.
 const PAGE_SIZE: usize = 100;
@@ -57,6 +59,8 @@ pub struct TenantContext {
     pub(crate) tools_list: ToolsList,
     /// The tenant's downstream services.
     pub(crate) services: Arc<TenantServices>,
+    /// What the tenant may consume.
+    pub quotas: Arc<Quotas>,
 }
 
 impl TenantContext {
@@ -66,12 +70,14 @@ impl TenantContext {
         state_key: Option<Vec<u8>>,
         tools_list: ToolsList,
         services: Arc<TenantServices>,
+        quotas: Arc<Quotas>,
     ) -> Self {
         Self {
             plugins,
             sealer: Arc::new(StateSealer::new(state_key)),
             tools_list,
             services,
+            quotas,
         }
     }
 }
@@ -249,7 +255,73 @@ impl Gateway {
         }
     }
 
-    fn call_env(&self, ctx: &RequestContext<RoleServer>, plugin: &LoadedPlugin) -> CallEnv {
+    /// The span of this MCP request: opened by the HTTP front (and passed in the request's
+    /// extensions), or on stdio opened here as the root, continuing `_meta.traceparent`.
+    fn request_span(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        method: &str,
+        target: Option<&str>,
+    ) -> tracing::Span {
+        if let Some(RequestSpan(span)) = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestSpan>())
+        {
+            return span.clone();
+        }
+        let request_id = serde_json::to_value(&ctx.id).ok().map(|v| v.to_string());
+        telemetry::mcp_span(
+            &McpRequest {
+                tenant: &self.tenant.plugins.tenant,
+                method,
+                target,
+                request_id,
+                ..Default::default()
+            },
+            Some(&ctx.meta.0.0),
+            true,
+        )
+    }
+
+    /// Record how a request that ran a plugin ended: on its span and in the metrics.
+    fn finish(
+        &self,
+        span: &tracing::Span,
+        (method, target): (&str, &str),
+        started: std::time::Instant,
+        outcome: &str,
+    ) {
+        if outcome != "ok" {
+            telemetry::fail(span, outcome);
+        }
+        let m = telemetry::metrics::get();
+        let tenant = &self.tenant.plugins.tenant;
+        let mut attrs = vec![("mcp.method.name", method), ("portcullis.outcome", outcome)];
+        if method == "tools/call" {
+            attrs.push(("gen_ai.tool.name", target));
+            if let Some((plugin, _)) = self.tenant.plugins.catalog().tool(target) {
+                let plugin = plugin.name.clone();
+                let mut with_plugin = attrs.clone();
+                with_plugin.push(("portcullis.plugin", &plugin));
+                m.tool_calls
+                    .add(1, &telemetry::metrics::attrs(tenant, &with_plugin));
+            }
+        }
+        m.mcp_duration.record(
+            started.elapsed().as_secs_f64(),
+            &telemetry::metrics::attrs(tenant, &attrs),
+        );
+    }
+
+    fn call_env(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        plugin: &LoadedPlugin,
+        span: &tracing::Span,
+    ) -> CallEnv {
+        span.record("portcullis.plugin", &*plugin.name);
+        span.record("portcullis.plugin.version", &plugin.sha256[..12]);
         let observer = RequestObserver {
             peer: ctx.peer.clone(),
             plugin: plugin.name.clone(),
@@ -264,6 +336,7 @@ impl Gateway {
             cancel: ctx.ct.clone(),
             observer: Arc::new(observer),
             egress: Arc::new(PluginEgress {
+                tenant: self.tenant.plugins.tenant.clone(),
                 services: self.tenant.services.clone(),
                 granted: plugin.services.clone(),
                 plugin: plugin.name.clone(),
@@ -275,6 +348,15 @@ impl Gateway {
                     .cloned(),
             }),
             concurrency: plugin.concurrency.clone(),
+            share: (
+                self.tenant.quotas.instances.clone(),
+                self.tenant.quotas.instance_share as usize,
+            ),
+            labels: CallLabels {
+                owner: self.tenant.plugins.tenant.clone(),
+                version: Arc::from(&plugin.sha256[..12]),
+                parent: span.clone(),
+            },
         }
     }
 
@@ -472,7 +554,7 @@ impl Gateway {
     async fn run_with_input<F, Fut>(
         &self,
         ctx: &RequestContext<RoleServer>,
-        who: &Principal,
+        (who, span): (&Principal, &tracing::Span),
         plugin: &Arc<LoadedPlugin>,
         (method, target): (&str, &str),
         (responses, state): (Option<&InputResponses>, Option<&str>),
@@ -485,7 +567,7 @@ impl Gateway {
         let invocation = Invocation {
             tenant: self.tenant.plugins.tenant.clone(),
             plugin: plugin.clone(),
-            env: self.call_env(ctx, plugin),
+            env: self.call_env(ctx, plugin, span),
             context: self.call_context(ctx, who, plugin),
         };
         let binding = self.binding(who, method, target);
@@ -752,23 +834,28 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let started = std::time::Instant::now();
         let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
         let name = request.name.to_string();
+        let span = self.request_span(&ctx, "tools/call", Some(&name));
         let unknown = |name: &str| {
             ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
         };
         let Some((plugin, tool)) = catalog.tool(&name) else {
+            self.finish(&span, ("tools/call", &name), started, "unknown_tool");
             return Err(unknown(&name));
         };
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
+            self.finish(&span, ("tools/call", &name), started, "denied");
             let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
             return Ok(CallToolResponse::Complete(complete(
                 convert::error_result(&msg),
             )?));
         }
         if let Err(why) = plugin.claims_permit(&name, &who.claims) {
+            self.finish(&span, ("tools/call", &name), started, "denied");
             tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), tool = %name, "denied by a claim rule: {why}");
             let msg = format!("Forbidden: tool `{name}` is not available to this caller ({why})");
             return Ok(CallToolResponse::Complete(complete(
@@ -783,7 +870,7 @@ impl ServerHandler for Gateway {
         let rounds = self
             .run_with_input(
                 &ctx,
-                &who,
+                (&who, &span),
                 plugin,
                 ("tools/call", &name),
                 retry,
@@ -830,6 +917,14 @@ impl ServerHandler for Gateway {
                 },
             )
             .await;
+        let outcome = match &rounds {
+            Ok(Rounds::Done(v)) if v["isError"] == true => "tool_error",
+            Ok(Rounds::Done(_)) => "ok",
+            Ok(Rounds::InputRequired(_)) => "input_required",
+            Err(RoundError::Rpc(_)) => "error",
+            Err(_) => "tool_error",
+        };
+        self.finish(&span, ("tools/call", &name), started, outcome);
         let result = match rounds {
             Ok(Rounds::Done(v)) => v,
             Ok(Rounds::InputRequired(r)) => return Ok(CallToolResponse::InputRequired(r)),
@@ -900,8 +995,10 @@ impl ServerHandler for Gateway {
             request.input_responses.as_ref(),
             request.request_state.as_deref(),
         );
+        let started = std::time::Instant::now();
+        let span = self.request_span(&ctx, "resources/read", Some(&uri));
         let rounds = self
-            .run_with_input(&ctx, &who, plugin, ("resources/read", &uri), retry, |call, continuation| {
+            .run_with_input(&ctx, (&who, &span), plugin, ("resources/read", &uri), retry, |call, continuation| {
                 let uri = uri.clone();
                 async move {
                     match call.plugin.code.read_resource(&call.env, call.context, uri.clone(), continuation).await {
@@ -920,7 +1017,10 @@ impl ServerHandler for Gateway {
                 }
             })
             .await;
-        self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds)
+        let response = self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds);
+        let outcome = if response.is_ok() { "ok" } else { "error" };
+        self.finish(&span, ("resources/read", &uri), started, outcome);
+        response
     }
 
     async fn list_prompts(
@@ -960,10 +1060,12 @@ impl ServerHandler for Gateway {
             request.input_responses.as_ref(),
             request.request_state.as_deref(),
         );
+        let started = std::time::Instant::now();
+        let span = self.request_span(&ctx, "prompts/get", Some(&name));
         let rounds = self
             .run_with_input(
                 &ctx,
-                &who,
+                (&who, &span),
                 plugin,
                 ("prompts/get", &name),
                 retry,
@@ -1011,7 +1113,10 @@ impl ServerHandler for Gateway {
                 },
             )
             .await;
-        self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds)
+        let response = self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds);
+        let outcome = if response.is_ok() { "ok" } else { "error" };
+        self.finish(&span, ("prompts/get", &name), started, outcome);
+        response
     }
 
     async fn complete(
@@ -1072,7 +1177,8 @@ impl ServerHandler for Gateway {
                 .to_string(),
         );
         let context = convert::prompt_arguments(req["context"]["arguments"].as_object());
-        let env = self.call_env(&ctx, &plugin);
+        let span = self.request_span(&ctx, "completion/complete", None);
+        let env = self.call_env(&ctx, &plugin, &span);
         let call_ctx = self.call_context(&ctx, &who, &plugin);
         match plugin
             .code

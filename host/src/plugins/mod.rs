@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TenantConfig};
 use crate::sandbox::{
-    BoxFuture, CallEnv, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox, wit,
+    BoxFuture, CallEnv, CallLabels, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox,
+    wit,
 };
 
 /// One loaded plugin version. Immutable; a reload builds a new one.
@@ -362,6 +363,10 @@ pub async fn build_catalog(
             None => error,
         };
         tracing::error!(tenant = %tenant_id, path = %path.display(), "plugin not loaded: {error}");
+        crate::telemetry::metrics::get().loads.add(
+            1,
+            &crate::telemetry::metrics::attrs(tenant_id, &[("portcullis.outcome", "failed")]),
+        );
         catalog.failures.push(LoadFailure { path, error });
         if let Some(old) = old
             && let Err(e) = add_to_catalog(catalog, old)
@@ -393,8 +398,18 @@ pub async fn build_catalog(
             Some(p) => p,
             None => {
                 let limits = source.settings.limits.resolve(&tenant_limits);
-                match load_plugin(sandbox, &file, source, limits).await {
+                match load_plugin(sandbox, tenant_id, &file, source, limits).await {
                     Ok(plugin) => {
+                        crate::telemetry::metrics::get().loads.add(
+                            1,
+                            &crate::telemetry::metrics::attrs(
+                                tenant_id,
+                                &[
+                                    ("portcullis.plugin", &plugin.name),
+                                    ("portcullis.outcome", "loaded"),
+                                ],
+                            ),
+                        );
                         tracing::info!(
                             tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
                             tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
@@ -539,6 +554,7 @@ pub enum ValidationError {
 
 async fn load_plugin(
     sandbox: &Sandbox,
+    tenant: &str,
     path: &Path,
     source: PluginSource,
     limits: Limits,
@@ -568,6 +584,12 @@ async fn load_plugin(
         observer: Arc::new(Describing(plugin_name.clone())),
         egress: Arc::new(NoEgress),
         concurrency: Arc::new(Semaphore::new(1)),
+        share: (Arc::new(Semaphore::new(1)), 1),
+        labels: CallLabels {
+            owner: Arc::from(tenant),
+            version: Arc::from(&sha256[..12]),
+            parent: tracing::Span::none(),
+        },
     };
     let describe = |source| LoadError::Describe {
         path: path.display().to_string(),

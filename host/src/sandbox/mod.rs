@@ -33,6 +33,7 @@ use wasmtime::{
     UpdateDeadline,
 };
 
+use crate::telemetry;
 use state::HostState;
 pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
 
@@ -124,9 +125,27 @@ pub enum SandboxError {
     /// The plugin has too many calls in flight and none finished in time.
     #[error("the plugin is at its concurrency limit ({0} calls in flight)")]
     Busy(usize),
+    /// The caller's share of the instance pool is in use and no instance freed up in time.
+    #[error("all {0} plugin instances of this tenant's share are busy and none finished in time")]
+    ShareBusy(usize),
     /// The instance could not be created (for example the instance pool is exhausted).
     #[error("the plugin could not be started: {0}")]
     Instantiate(String),
+}
+
+impl SandboxError {
+    /// A fixed word for the outcome, for metrics and span attributes.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            SandboxError::Timeout(_) => "timeout",
+            SandboxError::MemoryLimit { .. } => "memory_limit",
+            SandboxError::Trap(_) => "trap",
+            SandboxError::Cancelled => "cancelled",
+            SandboxError::Busy(_) => "busy",
+            SandboxError::ShareBusy(_) => "tenant_busy",
+            SandboxError::Instantiate(_) => "instantiate",
+        }
+    }
 }
 
 /// Why a component could not be loaded as a plugin.
@@ -410,6 +429,22 @@ pub struct CallEnv {
     pub egress: Arc<dyn Egress>,
     /// Bounds this plugin's concurrent instances.
     pub concurrency: Arc<Semaphore>,
+    /// Bounds the instances of every plugin sharing it (a tenant's share of the pool), with
+    /// its size for messages.
+    pub share: (Arc<Semaphore>, usize),
+    /// How the call appears in traces and metrics.
+    pub labels: CallLabels,
+}
+
+/// How a call is described in traces and metrics (no effect on what it may do).
+#[derive(Clone, Debug)]
+pub struct CallLabels {
+    /// Whose call this is (the tenant).
+    pub owner: Arc<str>,
+    /// The plugin's version (its component digest).
+    pub version: Arc<str>,
+    /// The span the call's span belongs under (`Span::none()` for loads).
+    pub parent: tracing::Span,
 }
 
 type CallFuture<'s, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 's>>;
@@ -462,17 +497,74 @@ impl PluginCode {
         self.instances.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Run `call` in a fresh instance under `env`'s limits.
+    /// Run `call` (the export `export`, about `item`) in a fresh instance under `env`'s
+    /// limits, inside a `plugin.call` span, recording its duration and outcome.
     async fn run<R: Send>(
         &self,
         env: &CallEnv,
+        (export, item): (&'static str, Option<&str>),
         call: impl for<'s> FnOnce(&'s mut Store<HostState>, Instance) -> CallFuture<'s, R> + Send,
     ) -> Result<R, SandboxError> {
+        use tracing::Instrument as _;
+        let labels = &env.labels;
+        let span =
+            telemetry::plugin_span(&labels.parent, &env.plugin, &labels.version, export, item);
         let started = Instant::now();
+        let result = self
+            .run_limited(env, started, call)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => {
+                telemetry::fail(&span, e.cause());
+                if let SandboxError::Trap(why) = e {
+                    span.record(
+                        "portcullis.trap.cause",
+                        why.chars().take(160).collect::<String>(),
+                    );
+                }
+                e.cause()
+            }
+        };
+        span.record("portcullis.outcome", outcome);
+        let m = telemetry::metrics::get();
+        let attrs = telemetry::metrics::attrs(
+            &labels.owner,
+            &[
+                ("portcullis.plugin", &env.plugin),
+                ("portcullis.plugin.export", export),
+                ("portcullis.outcome", outcome),
+            ],
+        );
+        m.plugin_duration
+            .record(started.elapsed().as_secs_f64(), &attrs);
+        if matches!(
+            &result,
+            Err(SandboxError::Trap(_)
+                | SandboxError::Timeout(_)
+                | SandboxError::MemoryLimit { .. })
+        ) {
+            m.traps.add(1, &attrs);
+        }
+        result
+    }
+
+    async fn run_limited<R: Send>(
+        &self,
+        env: &CallEnv,
+        started: Instant,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>, Instance) -> CallFuture<'s, R> + Send,
+    ) -> Result<R, SandboxError> {
         let deadline = started + env.limits.deadline;
         let _permit = tokio::select! {
             permit = env.concurrency.clone().acquire_owned() => permit.map_err(|_| SandboxError::Cancelled)?,
             () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::Busy(env.limits.max_concurrency)),
+            () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
+        let _share = tokio::select! {
+            permit = env.share.0.clone().acquire_owned() => permit.map_err(|_| SandboxError::Cancelled)?,
+            () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::ShareBusy(env.share.1)),
             () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
 
@@ -517,7 +609,7 @@ impl PluginCode {
     /// The plugin's tools.
     pub async fn list_tools(&self, env: &CallEnv) -> Result<Vec<wit::Tool>, SandboxError> {
         let idx = self.exports.tools.clone();
-        self.run(env, move |store, inst| {
+        self.run(env, ("list-tools", None), move |store, inst| {
             Box::pin(async move { idx.load(&mut *store, &inst)?.call_list_tools(store).await })
         })
         .await
@@ -533,14 +625,19 @@ impl PluginCode {
         continuation: Option<wit::Continuation>,
     ) -> Result<Result<wit::CallOutcome, wit::ToolError>, SandboxError> {
         let idx = self.exports.tools.clone();
-        self.run(env, move |store, inst| {
-            Box::pin(async move {
-                let guest = idx.load(&mut *store, &inst)?;
-                guest
-                    .call_call_tool(store, &ctx, &name, &arguments, continuation.as_ref())
-                    .await
-            })
-        })
+        let item = name.clone();
+        self.run(
+            env,
+            ("call-tool", Some(item.as_str())),
+            move |store, inst| {
+                Box::pin(async move {
+                    let guest = idx.load(&mut *store, &inst)?;
+                    guest
+                        .call_call_tool(store, &ctx, &name, &arguments, continuation.as_ref())
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -552,7 +649,7 @@ impl PluginCode {
         let Some(idx) = self.exports.resources.clone() else {
             return Ok(Default::default());
         };
-        self.run(env, move |store, inst| {
+        self.run(env, ("list-resources", None), move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
                 let resources = guest.call_list_resources(&mut *store).await?;
@@ -574,14 +671,19 @@ impl PluginCode {
         let Some(idx) = self.exports.resources.clone() else {
             return Ok(Err(wit::ResourceError::NotFound));
         };
-        self.run(env, move |store, inst| {
-            Box::pin(async move {
-                let guest = idx.load(&mut *store, &inst)?;
-                guest
-                    .call_read_resource(store, &ctx, &uri, continuation.as_ref())
-                    .await
-            })
-        })
+        let item = uri.clone();
+        self.run(
+            env,
+            ("read-resource", Some(item.as_str())),
+            move |store, inst| {
+                Box::pin(async move {
+                    let guest = idx.load(&mut *store, &inst)?;
+                    guest
+                        .call_read_resource(store, &ctx, &uri, continuation.as_ref())
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -590,7 +692,7 @@ impl PluginCode {
         let Some(idx) = self.exports.prompts.clone() else {
             return Ok(Vec::new());
         };
-        self.run(env, move |store, inst| {
+        self.run(env, ("list-prompts", None), move |store, inst| {
             Box::pin(async move { idx.load(&mut *store, &inst)?.call_list_prompts(store).await })
         })
         .await
@@ -608,14 +710,19 @@ impl PluginCode {
         let Some(idx) = self.exports.prompts.clone() else {
             return Ok(Err(wit::PromptError::UnknownPrompt));
         };
-        self.run(env, move |store, inst| {
-            Box::pin(async move {
-                let guest = idx.load(&mut *store, &inst)?;
-                guest
-                    .call_get_prompt(store, &ctx, &name, &arguments, continuation.as_ref())
-                    .await
-            })
-        })
+        let item = name.clone();
+        self.run(
+            env,
+            ("get-prompt", Some(item.as_str())),
+            move |store, inst| {
+                Box::pin(async move {
+                    let guest = idx.load(&mut *store, &inst)?;
+                    guest
+                        .call_get_prompt(store, &ctx, &name, &arguments, continuation.as_ref())
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -631,7 +738,7 @@ impl PluginCode {
         let Some(idx) = self.exports.completion.clone() else {
             return Ok(None);
         };
-        self.run(env, move |store, inst| {
+        self.run(env, ("complete", None), move |store, inst| {
             Box::pin(async move {
                 let guest = idx.load(&mut *store, &inst)?;
                 guest

@@ -6,7 +6,8 @@
 //! body size limit (413); JSON-RPC batches (served for 2025-03-26 clients, refused with a clear
 //! error for later revisions); and the cap on live sessions (503). Host/Origin validation and
 //! MCP itself are the layers behind it; this module interprets JSON-RPC only as far as finding
-//! `initialize` and the item a call targets.
+//! `initialize` and the item a call targets. It also opens each request's HTTP and MCP spans
+//! and applies the tenant's quotas (429 with `Retry-After`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,6 +26,9 @@ use tower::util::BoxCloneSyncService;
 
 use crate::auth::{Denial, Principal, TenantAuth};
 use crate::mcp::{SessionCounter, TenantContext, required_scopes};
+use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
+use crate::tenancy::quota::Refusal;
+use tracing::Instrument as _;
 
 /// The MCP stack behind the guard.
 pub(crate) type Inner = BoxCloneSyncService<Request, Response, Infallible>;
@@ -75,7 +79,15 @@ fn rebuild(parts: &Parts, body: Bytes) -> Request {
 }
 
 impl Guard {
+    fn tenant_id(&self) -> &str {
+        &self.tenant.plugins.tenant
+    }
+
     fn deny(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) -> Response {
+        metrics::get().denials.add(
+            1,
+            &metrics::attrs(self.tenant_id(), &[("portcullis.reason", denial.reason())]),
+        );
         tracing::info!(
             tenant = %self.tenant.plugins.tenant,
             reason = denial.reason(),
@@ -91,8 +103,31 @@ impl Guard {
         self.auth.challenge(denial, principal)
     }
 
-    /// Handle one request to the endpoint.
+    /// Handle one request to the endpoint, inside its `http.request` span.
     pub(crate) async fn handle(&self, req: Request, inner: Inner) -> Response {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let span = telemetry::http_span(self.tenant_id(), &method, req.uri().path(), req.headers());
+        let resp = self.handle_inner(req, inner).instrument(span.clone()).await;
+        let status = resp.status().as_u16();
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            telemetry::fail(&span, &status.to_string());
+        }
+        metrics::get().http_duration.record(
+            started.elapsed().as_secs_f64(),
+            &metrics::attrs(
+                self.tenant_id(),
+                &[
+                    ("http.request.method", method.as_str()),
+                    ("http.response.status_code", &status.to_string()),
+                ],
+            ),
+        );
+        resp
+    }
+
+    async fn handle_inner(&self, req: Request, inner: Inner) -> Response {
         let (mut parts, body) = req.into_parts();
         let (principal, secret) = match self.auth.authenticate(&parts).await {
             Ok(p) => p,
@@ -166,7 +201,71 @@ impl Guard {
         }
     }
 
-    /// One JSON-RPC message: scope check, session cap, then the protocol layer.
+    /// Refuse a request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id.
+    fn refuse(&self, refusal: &Refusal, principal: &Principal, message: &Value) -> Response {
+        metrics::get().quota_rejections.add(
+            1,
+            &metrics::attrs(self.tenant_id(), &[("portcullis.limit", refusal.limit())]),
+        );
+        let wait = refusal.retry_after_secs();
+        tracing::info!(tenant = %self.tenant_id(), subject = principal.subject.as_deref(),
+            limit = refusal.limit(), retry_after = wait, "request refused: {refusal}");
+        let body = json!({"jsonrpc": "2.0", "id": message.get("id").cloned().unwrap_or(Value::Null),
+            "error": {"code": -32000, "message": format!("Too many requests: {refusal}; retry in {wait} s"),
+                      "data": {"limit": refusal.limit(), "retryAfter": wait}}});
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        resp
+    }
+
+    /// The `mcp.request` span for `message` (a child of the current HTTP span, or of the
+    /// trace its `_meta` names).
+    fn mcp_span(&self, parts: &Parts, message: &Value) -> tracing::Span {
+        let params = &message["params"];
+        let target = params["name"]
+            .as_str()
+            .or_else(|| params["uri"].as_str())
+            .or_else(|| {
+                params["ref"]["name"]
+                    .as_str()
+                    .or_else(|| params["ref"]["uri"].as_str())
+            });
+        let meta = params.get("_meta").and_then(Value::as_object);
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let protocol_version = header_version.or_else(|| {
+            meta.and_then(|m| m.get("io.modelcontextprotocol/protocolVersion"))
+                .and_then(Value::as_str)
+        });
+        let session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        telemetry::mcp_span(
+            &McpRequest {
+                tenant: self.tenant_id(),
+                method: message["method"].as_str().unwrap_or("unknown"),
+                target,
+                request_id: message
+                    .get("id")
+                    .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string)),
+                session,
+                protocol_version,
+            },
+            meta,
+            false,
+        )
+    }
+
+    /// One JSON-RPC message: quotas, scope check, session cap, then the protocol layer.
     async fn single(
         &self,
         parts: &Parts,
@@ -175,6 +274,20 @@ impl Guard {
         inner: Inner,
         principal: &Principal,
     ) -> Response {
+        let is_request = message.get("method").is_some() && message.get("id").is_some();
+        let admission = if is_request && self.tenant.quotas.limits_requests() {
+            let subject = principal
+                .subject
+                .as_deref()
+                .or(principal.client_id.as_deref())
+                .unwrap_or("anonymous");
+            match self.tenant.quotas.admit(subject) {
+                Ok(a) => Some(a),
+                Err(refusal) => return self.refuse(&refusal, principal, message),
+            }
+        } else {
+            None
+        };
         if let Some(required) = required_scopes(&self.tenant.plugins.catalog(), message)
             && !principal.has_scopes(&required)
         {
@@ -199,7 +312,26 @@ impl Guard {
                 return resp;
             }
         }
-        let resp = call(inner, rebuild(parts, bytes)).await;
+        let mut req = rebuild(parts, bytes);
+        if is_request {
+            let span = self.mcp_span(parts, message);
+            req.extensions_mut().insert(RequestSpan(span));
+        }
+        let mut resp = call(inner, req).await;
+        if let Some(admission) = admission
+            && is_event_stream(&resp)
+        {
+            // A streamed answer is in progress until its stream ends.
+            resp = resp.map(|body| {
+                Body::from_stream(futures::StreamExt::map(
+                    body.into_data_stream(),
+                    move |chunk| {
+                        let _held = &admission;
+                        chunk
+                    },
+                ))
+            });
+        }
         if initialize
             && let Some(id) = resp
                 .headers()
@@ -280,17 +412,20 @@ impl Guard {
     }
 }
 
+fn is_event_stream(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// The JSON-RPC response for one batch item, from the response the endpoint gave it alone.
 async fn batch_answer(resp: Response, id: Option<Value>) -> Option<Value> {
     let status = resp.status();
     if status == StatusCode::ACCEPTED {
         return None;
     }
-    let is_sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let is_sse = is_event_stream(&resp);
     let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
         .await
         .unwrap_or_default();

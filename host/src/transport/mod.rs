@@ -1,6 +1,7 @@
 //! Transports: the HTTP router (one MCP endpoint per tenant, health) and stdio.
 //!
-//! Owns listeners, routing by path, the front guard ([`http`]), Host/Origin allow-lists and
+//! Owns listeners, routing by path and host (as [`crate::tenancy`] maps them), the front guard
+//! ([`http`]), Host/Origin allow-lists, the health endpoints (`/healthz`, `/readyz`) and
 //! graceful shutdown. It must not implement MCP methods or authenticate tokens: it composes
 //! the `auth` layer and the `mcp` endpoint for each tenant.
 
@@ -20,6 +21,7 @@ use tower::util::BoxCloneSyncService;
 use crate::auth::{ResourceServer, TenantAuth};
 use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
+use crate::tenancy;
 
 /// Hosts and origins the gateway accepts, derived from the configuration.
 pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<String>) {
@@ -46,6 +48,12 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
             origins.push(o.to_string());
         }
     }
+    for h in tenancy::tenant_hosts(&config.tenants) {
+        let bare = h.rsplit_once(':').map_or(h, |(b, _)| b);
+        hosts.extend([h.to_string(), bare.to_string()]);
+        let scheme = public.split("://").next().unwrap_or("http");
+        origins.push(format!("{scheme}://{h}"));
+    }
     hosts.extend(config.server.allowed_hosts.iter().cloned());
     origins.extend(config.server.allowed_origins.iter().cloned());
     hosts.sort();
@@ -55,41 +63,63 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
     (hosts, origins)
 }
 
+/// One tenant's endpoint pieces.
+struct Served {
+    endpoint: http::Inner,
+    metadata: Option<Arc<serde_json::Value>>,
+}
+
+/// A service answering `path` for the tenants mounted there, picked by the `Host` header.
+fn by_host<F, Fut>(mount: tenancy::Mount, pick: F) -> http::Inner
+where
+    F: Fn(usize, Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = axum::response::Response> + Send + 'static,
+{
+    BoxCloneSyncService::new(tower::service_fn(move |req: Request| {
+        let (mount, pick) = (mount.clone(), pick.clone());
+        async move {
+            let host = req
+                .headers()
+                .get(::http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| req.uri().authority().map(|a| a.to_string()));
+            Ok::<_, Infallible>(match mount.pick(host.as_deref()) {
+                Some(i) => pick(i, req).await,
+                None => {
+                    tracing::debug!(host = host.as_deref(), path = %mount.path, "no tenant serves this host here");
+                    (
+                        ::http::StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({"error": "no tenant is served for this host at this path"})),
+                    )
+                        .into_response()
+                }
+            })
+        }
+    }))
+}
+
 /// Build the router serving every tenant's endpoint (and, with OAuth on, each tenant's
-/// protected resource metadata).
+/// protected resource metadata), the health endpoints and the operators' endpoints.
 pub(crate) fn router(
     config: &Config,
-    tenants: &[(String, Arc<TenantContext>)],
+    tenants: &[Arc<TenantContext>],
     settings: &HttpSettings,
     resource_server: Option<Arc<ResourceServer>>,
 ) -> Router {
-    let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
     let mut admin = Admin {
         scope: config.server.admin_scope.clone(),
         tenants: Vec::new(),
     };
-    for (path, tenant) in tenants {
-        let resource = format!("{}{path}", config.public_url());
+    let mut served = Vec::new();
+    for (t, tenant) in config.tenants.iter().zip(tenants) {
         let auth = Arc::new(TenantAuth::new(
             tenant.plugins.tenant.clone(),
-            resource,
+            config.tenant_resource(t),
+            &t.issuers,
             &config.auth,
             resource_server.clone(),
         ));
-        if let Some(doc) = auth.metadata() {
-            let doc = Arc::new(doc);
-            let serve_doc = move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            };
-            router = router.route(
-                &format!("/.well-known/oauth-protected-resource{path}"),
-                get(serve_doc.clone()),
-            );
-            if tenants.len() == 1 {
-                router = router.route("/.well-known/oauth-protected-resource", get(serve_doc));
-            }
-        }
         admin.tenants.push((tenant.clone(), auth.clone()));
         let endpoint = http_endpoint(tenant.clone(), settings);
         let guard = Arc::new(http::Guard {
@@ -97,7 +127,7 @@ pub(crate) fn router(
             max_sessions: config.server.max_sessions,
             sessions: endpoint.session_counter(),
             tenant: tenant.clone(),
-            auth,
+            auth: auth.clone(),
             owners: Default::default(),
         });
         let mcp =
@@ -107,7 +137,59 @@ pub(crate) fn router(
             let (guard, inner) = (guard.clone(), inner.clone());
             async move { Ok::<_, Infallible>(guard.handle(req, inner).await.into_response()) }
         });
-        router = router.route_service(path, guarded);
+        served.push(Served {
+            endpoint: BoxCloneSyncService::new(guarded),
+            metadata: auth.metadata().map(Arc::new),
+        });
+    }
+    let served = Arc::new(served);
+    let readiness = Arc::new(Readiness {
+        tenants: tenants.to_vec(),
+        resource_server,
+    });
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { readiness.check() }
+            }),
+        );
+    let mounts = tenancy::mounts(config);
+    for mount in mounts.iter().cloned() {
+        let path = mount.path.clone();
+        let s = served.clone();
+        let endpoint = by_host(mount.clone(), move |i, req| {
+            let inner = s[i].endpoint.clone();
+            async move {
+                match inner.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            }
+        });
+        router = router.route_service(&path, endpoint);
+        let s = served.clone();
+        let serve_doc = move |i: usize, _req: Request| {
+            let doc = s[i].metadata.clone();
+            async move {
+                match doc {
+                    Some(doc) => axum::Json(doc.as_ref().clone()).into_response(),
+                    None => ::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        };
+        if served.iter().any(|s| s.metadata.is_some()) {
+            let doc = by_host(mount.clone(), serve_doc.clone());
+            router = router.route_service(
+                &format!("/.well-known/oauth-protected-resource{path}"),
+                doc.clone(),
+            );
+            if let ([_], Some(_)) = (mounts.as_slice(), mount.single()) {
+                router = router.route_service("/.well-known/oauth-protected-resource", doc);
+            }
+        }
     }
     let admin = Arc::new(admin);
     router.route(
@@ -117,6 +199,47 @@ pub(crate) fn router(
             async move { admin.plugins(req).await }
         }),
     )
+}
+
+/// `/readyz`: ready once plugins are loaded (they are before the router exists) and every
+/// issuer's signing keys have been fetched at least once.
+struct Readiness {
+    tenants: Vec<Arc<TenantContext>>,
+    resource_server: Option<Arc<ResourceServer>>,
+}
+
+impl Readiness {
+    fn check(&self) -> axum::response::Response {
+        let waiting = self
+            .resource_server
+            .as_ref()
+            .map(|rs| rs.issuers_without_keys())
+            .unwrap_or_default();
+        let plugins: serde_json::Map<String, serde_json::Value> = self
+            .tenants
+            .iter()
+            .map(|t| {
+                let c = t.plugins.catalog();
+                (
+                    t.plugins.tenant.to_string(),
+                    serde_json::json!({"loaded": c.plugins.len(), "failed": c.failures.len()}),
+                )
+            })
+            .collect();
+        let ready = waiting.is_empty();
+        let body = serde_json::json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "config": "loaded",
+            "plugins": plugins,
+            "issuers_without_keys": waiting,
+        });
+        let status = if ready {
+            ::http::StatusCode::OK
+        } else {
+            ::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, axum::Json(body)).into_response()
+    }
 }
 
 /// The operators' endpoints: authenticated like the tenant's MCP endpoint and requiring the

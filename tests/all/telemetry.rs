@@ -1,0 +1,312 @@
+//! OpenTelemetry end to end: the real `portcullis` binary exports over OTLP/HTTP to a real
+//! receiver (`tests/py/otlp_receiver.py`, decoding with the official `opentelemetry-proto`
+//! messages), and a tool call that reaches a downstream API through a token exchange must
+//! arrive as one span tree continuing the caller's trace, with the trace carried on to the
+//! API, metrics for what happened, and no token or secret anywhere in what was exported.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::downstream::{DownstreamApi, exchange_gateway_with};
+use crate::support::{Client, root, tempdir};
+
+/// The OTLP receiver, on an ephemeral loopback port; stops when dropped (stdin closes).
+struct Receiver {
+    base: String,
+    _child: tokio::process::Child,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let ready: PathBuf = tempdir().join("otlp-port");
+        let child = tokio::process::Command::new(root().join("tests/.venv/bin/python"))
+            .arg(root().join("tests/py/otlp_receiver.py"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the OTLP receiver starts (tests/.venv from cargo xtask test)");
+        for _ in 0..200 {
+            if let Ok(port) = std::fs::read_to_string(&ready) {
+                return Self {
+                    base: format!("http://127.0.0.1:{}", port.trim()),
+                    _child: child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the OTLP receiver did not start");
+    }
+
+    async fn get(&self, what: &str) -> String {
+        reqwest::get(format!("{}/{what}", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Poll (up to 20 s) until `ready` holds for the spans or metric points received.
+    async fn wait(&self, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        for _ in 0..200 {
+            let items: Vec<Value> = serde_json::from_str(&self.get(what).await).unwrap();
+            if ready(&items) {
+                return items;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the receiver never got the expected {what}: {}",
+            self.get(what).await
+        );
+    }
+}
+
+fn find<'a>(spans: &'a [Value], name: &str, trace: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| s["name"] == name && s["trace_id"] == trace)
+        .unwrap_or_else(|| panic!("no span {name} in trace {trace}: {spans:#?}"))
+}
+
+fn child_of<'a>(spans: &'a [Value], parent: &Value, prefix: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| {
+            s["parent_span_id"] == parent["span_id"]
+                && s["name"].as_str().unwrap().starts_with(prefix)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no span `{prefix}…` under {}: {spans:#?}",
+                parent["name"]
+            )
+        })
+}
+
+const SPAN_SERVER: i64 = 2;
+const SPAN_CLIENT: i64 = 3;
+
+#[tokio::test]
+async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_api() {
+    let rx = Receiver::start().await;
+    let api = DownstreamApi::start().await;
+    let telemetry = format!(
+        "[telemetry]\nendpoint = \"{}\"\nmetrics_interval_ms = 300\nservice_name = \"portcullis-under-test\"\n\
+         resource = {{ \"deployment.environment.name\" = \"test\" }}\n",
+        rx.base
+    );
+    let (gw, user_token) = exchange_gateway_with(
+        &api.base,
+        None,
+        &telemetry,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("PORTCULLIS_LOG", "info")],
+    )
+    .await;
+    let url = format!("{}/mcp", gw.base);
+
+    // A 2025-11-25 session, and a caller that is itself traced: the gateway continues its trace.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace}-{caller_span}-01");
+    let mut client = Client::initialize_with(&url, "2025-11-25", Some(&format!("Bearer {user_token}"))).await;
+    let session = client.session.clone().unwrap();
+    let r = client
+        .request_with(
+            "tools/call",
+            json!({"name": "probe.fetch", "arguments": {"service": "notes", "path": "/echo"}}),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert!(!r.is_error(), "{r:?}");
+    let seen_by_api: Value = serde_json::from_str(
+        r.text().strip_prefix("status 200: ").expect("the API answered"),
+    )
+    .unwrap();
+    let exchanged = seen_by_api["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string();
+
+    let spans = rx
+        .wait("spans", |s| {
+            s.iter()
+                .any(|x| x["trace_id"] == trace && x["name"].as_str().unwrap().starts_with("GET "))
+                && s.iter()
+                    .any(|x| x["trace_id"] == trace && x["name"] == "POST /mcp")
+                && s.iter()
+                    .any(|x| x["trace_id"] == trace && x["name"] == "tools/call probe.fetch")
+        })
+        .await;
+    let http = find(&spans, "POST /mcp", trace);
+    assert_eq!(http["parent_span_id"], caller_span, "continues the caller's span");
+    assert_eq!(http["kind"], SPAN_SERVER);
+    assert_eq!(http["service"], "portcullis-under-test");
+    assert_eq!(http["resource"]["deployment.environment.name"], "test");
+    assert_eq!(http["attributes"]["http.request.method"], "POST");
+    assert_eq!(http["attributes"]["http.response.status_code"], 200);
+    assert_eq!(http["attributes"]["portcullis.tenant"], "t");
+
+    let mcp = child_of(&spans, http, "tools/call");
+    let a = &mcp["attributes"];
+    assert_eq!(a["mcp.method.name"], "tools/call");
+    assert_eq!(a["gen_ai.tool.name"], "probe.fetch");
+    assert_eq!(a["gen_ai.operation.name"], "execute_tool");
+    assert_eq!(a["portcullis.tenant"], "t");
+    assert_eq!(a["portcullis.plugin"], "probe");
+    assert_eq!(a["portcullis.plugin.version"].as_str().unwrap().len(), 12);
+    assert_eq!(a["mcp.protocol.version"], "2025-11-25");
+    let hashed = a["mcp.session.id"].as_str().unwrap();
+    assert_eq!(hashed.len(), 16);
+    assert!(!session.contains(hashed) && hashed != session, "the session id is hashed");
+
+    let plugin = child_of(&spans, mcp, "plugin probe call-tool");
+    assert_eq!(plugin["attributes"]["portcullis.outcome"], "ok");
+    assert_eq!(plugin["attributes"]["portcullis.item"], "probe.fetch");
+
+    let token = child_of(&spans, plugin, "token_exchange notes");
+    assert_eq!(token["kind"], SPAN_CLIENT);
+    assert_eq!(token["attributes"]["oauth.grant_type"], "token_exchange");
+    assert_eq!(token["attributes"]["portcullis.cache"], "issued");
+    assert_eq!(token["attributes"]["http.response.status_code"], 200);
+
+    let downstream = child_of(&spans, plugin, "GET notes");
+    assert_eq!(downstream["kind"], SPAN_CLIENT);
+    assert_eq!(downstream["attributes"]["portcullis.service"], "notes");
+    assert_eq!(downstream["attributes"]["http.response.status_code"], 200);
+    assert_eq!(downstream["attributes"]["url.path"], "/api/echo");
+
+    // The API got the same trace, with the downstream span as its parent.
+    let carried = seen_by_api["headers"]["traceparent"].as_str().unwrap();
+    assert_eq!(
+        carried,
+        format!("00-{trace}-{}-01", downstream["span_id"].as_str().unwrap()),
+        "the downstream request carries the trace"
+    );
+
+    // A second call finds the exchanged token cached, inside its own trace this time.
+    let r = client
+        .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
+        .await;
+    assert!(!r.is_error(), "{r:?}");
+    let spans = rx
+        .wait("spans", |s| {
+            s.iter().any(|x| {
+                x["name"] == "token_exchange notes"
+                    && x["attributes"]["portcullis.cache"] == "hit"
+                    && x["trace_id"] != trace
+            })
+        })
+        .await;
+    let hit = spans
+        .iter()
+        .find(|x| x["attributes"]["portcullis.cache"] == "hit")
+        .unwrap();
+    assert!(hit["trace_id"].as_str().unwrap().len() == 32 && hit["trace_id"] != "0".repeat(32));
+
+    // A request without a token is denied; a plugin that traps is one.
+    let denied = Client::new(&url)
+        .post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), &[])
+        .await;
+    assert_eq!(denied.status, 401);
+    let trapped = client.call_tool("probe.trap", json!({})).await;
+    assert!(trapped.is_error());
+
+    // Metrics for all of it.
+    let points = rx
+        .wait("metrics", |p| {
+            let has = |name: &str, pred: &dyn Fn(&Value) -> bool| {
+                p.iter().any(|x| x["name"] == name && pred(&x["attributes"]))
+            };
+            has("portcullis.tool.calls", &|a| {
+                a["gen_ai.tool.name"] == "probe.fetch"
+                    && a["portcullis.outcome"] == "ok"
+                    && a["portcullis.plugin"] == "probe"
+                    && a["portcullis.tenant"] == "t"
+            }) && has("portcullis.tool.calls", &|a| {
+                a["gen_ai.tool.name"] == "probe.trap" && a["portcullis.outcome"] == "tool_error"
+            }) && has("portcullis.sandbox.traps", &|a| a["portcullis.outcome"] == "trap")
+                && has("portcullis.auth.denials", &|a| a["portcullis.reason"] == "missing")
+                && has("portcullis.downstream.requests", &|a| {
+                    a["portcullis.service"] == "notes" && a["portcullis.outcome"] == "200"
+                })
+                && has("portcullis.token.requests", &|a| a["portcullis.outcome"] == "issued")
+                && has("portcullis.token.requests", &|a| a["portcullis.outcome"] == "hit")
+                && has("portcullis.plugin.loads", &|a| a["portcullis.outcome"] == "loaded")
+                && has("http.server.request.duration", &|a| {
+                    a["http.response.status_code"] == "401"
+                })
+                && has("mcp.server.operation.duration", &|a| {
+                    a["mcp.method.name"] == "tools/call"
+                })
+                && has("portcullis.plugin.call.duration", &|a| {
+                    a["portcullis.plugin.export"] == "call-tool"
+                })
+        })
+        .await;
+    assert!(!points.is_empty());
+
+    // Nothing secret was exported: not the caller's token, not the exchanged one, not the
+    // gateway's client secret, not the raw session id.
+    let raw = rx.get("raw").await + &rx.get("spans").await + &rx.get("metrics").await;
+    for secret in [user_token.as_str(), exchanged.as_str()] {
+        for part in secret.split('.').filter(|p| p.len() > 8) {
+            assert!(!raw.contains(part), "a token segment was exported");
+        }
+    }
+    assert!(!raw.contains("exchange-secret"));
+    assert!(!raw.contains(&session));
+
+    // Log lines name the trace they belong to.
+    let log = gw.stop().await;
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("trace_id={trace}")) && l.contains("downstream call")),
+        "log lines carry the trace id:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_traceparent_in_the_request_meta_is_continued_too() {
+    let rx = Receiver::start().await;
+    let api = DownstreamApi::start().await;
+    let telemetry = format!("[telemetry]\nendpoint = \"{}\"\n", rx.base);
+    let (gw, user_token) = exchange_gateway_with(
+        &api.base,
+        None,
+        &telemetry,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let parent = "b7ad6b7169203331";
+    // Stateless 2026-07-28 request, trace context only in `_meta` (as MCP defines it).
+    let r = Client::modern(&format!("{}/mcp", gw.base))
+        .bearer(&user_token)
+        .request(
+            "tools/call",
+            json!({"name": "probe.echo", "arguments": {},
+                   "_meta": {"traceparent": format!("00-{trace}-{parent}-01")}}),
+        )
+        .await;
+    assert!(!r.is_error(), "{r:?}");
+    let spans = rx
+        .wait("spans", |s| {
+            s.iter()
+                .any(|x| x["trace_id"] == trace && x["name"] == "plugin probe call-tool")
+        })
+        .await;
+    let mcp = find(&spans, "tools/call probe.echo", trace);
+    assert_eq!(mcp["parent_span_id"], parent);
+    assert_eq!(mcp["attributes"]["mcp.protocol.version"], "2026-07-28");
+    let plugin = child_of(&spans, mcp, "plugin probe");
+    assert_eq!(plugin["attributes"]["portcullis.outcome"], "ok");
+    gw.stop().await;
+}
