@@ -60,10 +60,12 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "the receiver never got the expected {what}: {}",
-            self.get(what).await
-        );
+        let got = self.get(what).await;
+        let tail: String = got
+            .chars()
+            .skip(got.chars().count().saturating_sub(4000))
+            .collect();
+        panic!("the receiver never got the expected {what}; the last of it: {tail}");
     }
 }
 
@@ -81,12 +83,7 @@ fn child_of<'a>(spans: &'a [Value], parent: &Value, prefix: &str) -> &'a Value {
             s["parent_span_id"] == parent["span_id"]
                 && s["name"].as_str().unwrap().starts_with(prefix)
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "no span `{prefix}…` under {}: {spans:#?}",
-                parent["name"]
-            )
-        })
+        .unwrap_or_else(|| panic!("no span `{prefix}…` under {}: {spans:#?}", parent["name"]))
 }
 
 const SPAN_SERVER: i64 = 2;
@@ -105,7 +102,10 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
         &api.base,
         None,
         &telemetry,
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("PORTCULLIS_LOG", "info")],
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("PORTCULLIS_LOG", "info"),
+        ],
     )
     .await;
     let url = format!("{}/mcp", gw.base);
@@ -114,7 +114,8 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{trace}-{caller_span}-01");
-    let mut client = Client::initialize_with(&url, "2025-11-25", Some(&format!("Bearer {user_token}"))).await;
+    let mut client =
+        Client::initialize_with(&url, "2025-11-25", Some(&format!("Bearer {user_token}"))).await;
     let session = client.session.clone().unwrap();
     let r = client
         .request_with(
@@ -125,7 +126,9 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
         .await;
     assert!(!r.is_error(), "{r:?}");
     let seen_by_api: Value = serde_json::from_str(
-        r.text().strip_prefix("status 200: ").expect("the API answered"),
+        r.text()
+            .strip_prefix("status 200: ")
+            .expect("the API answered"),
     )
     .unwrap();
     let exchanged = seen_by_api["headers"]["authorization"]
@@ -146,7 +149,10 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
         })
         .await;
     let http = find(&spans, "POST /mcp", trace);
-    assert_eq!(http["parent_span_id"], caller_span, "continues the caller's span");
+    assert_eq!(
+        http["parent_span_id"], caller_span,
+        "continues the caller's span"
+    );
     assert_eq!(http["kind"], SPAN_SERVER);
     assert_eq!(http["service"], "portcullis-under-test");
     assert_eq!(http["resource"]["deployment.environment.name"], "test");
@@ -165,23 +171,27 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
     assert_eq!(a["mcp.protocol.version"], "2025-11-25");
     let hashed = a["mcp.session.id"].as_str().unwrap();
     assert_eq!(hashed.len(), 16);
-    assert!(!session.contains(hashed) && hashed != session, "the session id is hashed");
+    assert!(
+        !session.contains(hashed) && hashed != session,
+        "the session id is hashed"
+    );
 
     let plugin = child_of(&spans, mcp, "plugin probe call-tool");
     assert_eq!(plugin["attributes"]["portcullis.outcome"], "ok");
     assert_eq!(plugin["attributes"]["portcullis.item"], "probe.fetch");
-
-    let token = child_of(&spans, plugin, "token_exchange notes");
-    assert_eq!(token["kind"], SPAN_CLIENT);
-    assert_eq!(token["attributes"]["oauth.grant_type"], "token_exchange");
-    assert_eq!(token["attributes"]["portcullis.cache"], "issued");
-    assert_eq!(token["attributes"]["http.response.status_code"], 200);
 
     let downstream = child_of(&spans, plugin, "GET notes");
     assert_eq!(downstream["kind"], SPAN_CLIENT);
     assert_eq!(downstream["attributes"]["portcullis.service"], "notes");
     assert_eq!(downstream["attributes"]["http.response.status_code"], 200);
     assert_eq!(downstream["attributes"]["url.path"], "/api/echo");
+
+    // Obtaining the service's token is part of the downstream request.
+    let token = child_of(&spans, downstream, "token_exchange notes");
+    assert_eq!(token["kind"], SPAN_CLIENT);
+    assert_eq!(token["attributes"]["oauth.grant_type"], "token_exchange");
+    assert_eq!(token["attributes"]["portcullis.cache"], "issued");
+    assert_eq!(token["attributes"]["http.response.status_code"], 200);
 
     // The API got the same trace, with the downstream span as its parent.
     let carried = seen_by_api["headers"]["traceparent"].as_str().unwrap();
@@ -213,7 +223,10 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
 
     // A request without a token is denied; a plugin that traps is one.
     let denied = Client::new(&url)
-        .post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), &[])
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            &[],
+        )
         .await;
     assert_eq!(denied.status, 401);
     let trapped = client.call_tool("probe.trap", json!({})).await;
@@ -223,7 +236,8 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
     let points = rx
         .wait("metrics", |p| {
             let has = |name: &str, pred: &dyn Fn(&Value) -> bool| {
-                p.iter().any(|x| x["name"] == name && pred(&x["attributes"]))
+                p.iter()
+                    .any(|x| x["name"] == name && pred(&x["attributes"]))
             };
             has("portcullis.tool.calls", &|a| {
                 a["gen_ai.tool.name"] == "probe.fetch"
@@ -232,23 +246,25 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
                     && a["portcullis.tenant"] == "t"
             }) && has("portcullis.tool.calls", &|a| {
                 a["gen_ai.tool.name"] == "probe.trap" && a["portcullis.outcome"] == "tool_error"
-            }) && has("portcullis.sandbox.traps", &|a| a["portcullis.outcome"] == "trap")
-                && has("portcullis.auth.denials", &|a| a["portcullis.reason"] == "missing")
-                && has("portcullis.downstream.requests", &|a| {
-                    a["portcullis.service"] == "notes" && a["portcullis.outcome"] == "200"
-                })
-                && has("portcullis.token.requests", &|a| a["portcullis.outcome"] == "issued")
-                && has("portcullis.token.requests", &|a| a["portcullis.outcome"] == "hit")
-                && has("portcullis.plugin.loads", &|a| a["portcullis.outcome"] == "loaded")
-                && has("http.server.request.duration", &|a| {
-                    a["http.response.status_code"] == "401"
-                })
-                && has("mcp.server.operation.duration", &|a| {
-                    a["mcp.method.name"] == "tools/call"
-                })
-                && has("portcullis.plugin.call.duration", &|a| {
-                    a["portcullis.plugin.export"] == "call-tool"
-                })
+            }) && has("portcullis.sandbox.traps", &|a| {
+                a["portcullis.outcome"] == "trap"
+            }) && has("portcullis.auth.denials", &|a| {
+                a["portcullis.reason"] == "missing_token"
+            }) && has("portcullis.downstream.requests", &|a| {
+                a["portcullis.service"] == "notes" && a["portcullis.outcome"] == "200"
+            }) && has("portcullis.token.requests", &|a| {
+                a["portcullis.outcome"] == "issued"
+            }) && has("portcullis.token.requests", &|a| {
+                a["portcullis.outcome"] == "hit"
+            }) && has("portcullis.plugin.loads", &|a| {
+                a["portcullis.outcome"] == "loaded"
+            }) && has("http.server.request.duration", &|a| {
+                a["http.response.status_code"] == "401"
+            }) && has("mcp.server.operation.duration", &|a| {
+                a["mcp.method.name"] == "tools/call"
+            }) && has("portcullis.plugin.call.duration", &|a| {
+                a["portcullis.plugin.export"] == "call-tool"
+            })
         })
         .await;
     assert!(!points.is_empty());

@@ -403,7 +403,10 @@ impl PluginEgress {
             .await;
         match &sent {
             Ok(resp) => {
-                span.record("http.response.status_code", resp.status().as_u16());
+                span.record(
+                    "http.response.status_code",
+                    i64::from(resp.status().as_u16()),
+                );
                 if resp.status().is_server_error() {
                     telemetry::fail(&span, &resp.status().as_u16().to_string());
                 }

@@ -384,7 +384,7 @@ impl OAuthClient {
             )
         })?;
         let status = resp.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let body: Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
             if let Some(e) = body["error"].as_str() {

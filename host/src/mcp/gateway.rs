@@ -31,6 +31,7 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument as _;
 
 use super::convert::{self, complete, model};
 use super::observer::{RequestObserver, level_rank};
@@ -916,6 +917,7 @@ impl ServerHandler for Gateway {
                     }
                 },
             )
+            .instrument(span.clone())
             .await;
         let outcome = match &rounds {
             Ok(Rounds::Done(v)) if v["isError"] == true => "tool_error",
@@ -1016,6 +1018,7 @@ impl ServerHandler for Gateway {
                     }
                 }
             })
+            .instrument(span.clone())
             .await;
         let response = self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds);
         let outcome = if response.is_ok() { "ok" } else { "error" };
@@ -1112,6 +1115,7 @@ impl ServerHandler for Gateway {
                     }
                 },
             )
+            .instrument(span.clone())
             .await;
         let response = self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds);
         let outcome = if response.is_ok() { "ok" } else { "error" };

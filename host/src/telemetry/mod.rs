@@ -16,8 +16,8 @@
 //! http.request (server)            POST /mcp                 ← traceparent header continues here
 //! └─ mcp.request                   tools/call notes.add      ← or _meta.traceparent (stdio, or no header)
 //!    └─ plugin.call                plugin notes call-tool    outcome, trap cause
-//!       ├─ oauth.token (client)    token-exchange notes-api  cache hit/miss, AS status
 //!       └─ downstream.request (client) POST notes-api        status; carries traceparent
+//!          └─ oauth.token (client) token_exchange notes-api  cache hit/miss, AS status
 //! ```
 
 pub mod metrics;
@@ -42,7 +42,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Span and metric attribute keys shared by several layers.
+/// Span and metric attribute keys shared by several layers. (Integer attributes are recorded
+/// as `i64`: tracing-opentelemetry exports other integer types as strings.)
 pub mod keys {
     /// The tenant a request was routed to.
     pub const TENANT: &str = "portcullis.tenant";
@@ -335,7 +336,7 @@ pub fn adopt(span: &Span, parent: Option<opentelemetry::Context>) {
         let _ = span.set_parent(cx);
     }
     if let Some(id) = trace_id(span) {
-        span.record("trace_id", id.as_str());
+        span.record("trace_id", tracing::field::display(id));
     }
 }
 
@@ -459,7 +460,7 @@ pub fn downstream_span(service: &str, method: &str, url: &reqwest::Url) -> Span 
         portcullis.service = %service,
         http.request.method = %method,
         server.address = url.host_str(),
-        server.port = url.port_or_known_default(),
+        server.port = url.port_or_known_default().map(i64::from),
         url.path = %url.path(),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,

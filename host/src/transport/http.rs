@@ -110,7 +110,7 @@ impl Guard {
         let span = telemetry::http_span(self.tenant_id(), &method, req.uri().path(), req.headers());
         let resp = self.handle_inner(req, inner).instrument(span.clone()).await;
         let status = resp.status().as_u16();
-        span.record("http.response.status_code", status);
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             telemetry::fail(&span, &status.to_string());
         }
