@@ -718,6 +718,26 @@ impl Config {
                 ));
             }
         }
+        let t = &self.telemetry;
+        if let Some(p) = &t.protocol
+            && !matches!(p.as_str(), "http/protobuf" | "http/json")
+        {
+            return Err(self.error(
+                "telemetry.protocol",
+                format!("`{p}` is not supported; use \"http/protobuf\" (OTLP/HTTP, port 4318 on collectors, Jaeger and Tempo) or \"http/json\""),
+            ));
+        }
+        if t.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            return Err(self.error("telemetry.sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if let Some(e) = &t.endpoint
+            && !reqwest::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(self.error(
+                "telemetry.endpoint",
+                format!("`{e}` must be an http(s) URL such as http://127.0.0.1:4318"),
+            ));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(self.error("server.max_body_bytes", "must be at least 1024"));
         }
@@ -1334,5 +1354,64 @@ mod tests {
         let c = parse("[[tenant]]\nid = \"a\"\n[[tenant]]\nid = \"b\"\n").unwrap();
         assert_eq!(c.tenants[1].path.as_deref(), Some("/t/b/mcp"));
         assert!(parse("[[tenant]]\nid = \"a\"\n[[tenant]]\nid = \"a\"\n").is_err());
+    }
+
+    #[test]
+    fn tenant_routing_resources_issuers_and_quotas_are_checked() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        // Two tenants on one path need different hosts.
+        assert!(
+            err(
+                "[[tenant]]\nid = \"a\"\npath = \"/mcp\"\n[[tenant]]\nid = \"b\"\npath = \"/mcp\"\n"
+            )
+            .contains("tenant[1].path")
+        );
+        let c = parse(
+            "[server]\npublic_url = \"https://gw.example\"\n\
+             [[tenant]]\nid = \"a\"\npath = \"/mcp\"\nhosts = [\"a.example\"]\n\
+             [[tenant]]\nid = \"b\"\npath = \"/mcp\"\nhosts = [\"b.example:8443\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.tenant_resource(&c.tenants[0]), "https://a.example/mcp");
+        assert_eq!(
+            c.tenant_resource(&c.tenants[1]),
+            "https://b.example:8443/mcp"
+        );
+        // One resource URL for two tenants would let one tenant's tokens work at the other.
+        assert!(
+            err(
+                "[[tenant]]\nid = \"a\"\nresource = \"https://x.example/mcp\"\n\
+                     [[tenant]]\nid = \"b\"\nresource = \"https://x.example/mcp\"\n"
+            )
+            .contains("another tenant's resource URL")
+        );
+        assert!(
+            err("[[tenant]]\nid = \"a\"\nissuers = [\"https://unknown.example\"]\n")
+                .contains("tenant[0].issuers[0]")
+        );
+        assert!(
+            err("[[tenant]]\nid = \"a\"\n[tenant.quota]\nsubject_burst = 3\n")
+                .contains("needs subject_requests_per_minute")
+        );
+        assert!(
+            err("[[tenant]]\nid = \"a\"\n[tenant.quota]\nrequests_per_minute = 0\n")
+                .contains("tenant[0].quota.requests_per_minute")
+        );
+        // Instance shares must fit in the pool; unset shares split what is left.
+        assert!(err("[sandbox]\nmax_instances = 10\n[[tenant]]\nid = \"a\"\n[tenant.quota]\nmax_instances = 8\n\
+                     [[tenant]]\nid = \"b\"\n[tenant.quota]\nmax_instances = 4\n")
+            .contains("add up to 12"));
+        let c = parse(
+            "[sandbox]\nmax_instances = 10\n[[tenant]]\nid = \"a\"\n[tenant.quota]\nmax_instances = 4\n\
+             [[tenant]]\nid = \"b\"\n[[tenant]]\nid = \"c\"\n",
+        )
+        .unwrap();
+        let shares: Vec<u32> = c.tenants.iter().map(|t| c.instance_share(t)).collect();
+        assert_eq!(shares, [4, 3, 3]);
+        let telemetry = |kv: &str| err(&format!("[telemetry]\n{kv}\n[[tenant]]\nid = \"a\"\n"));
+        assert!(telemetry("log_format = \"xml\"").contains("unknown variant `xml`"));
+        assert!(telemetry("protocol = \"grpc\"").contains("telemetry.protocol"));
+        assert!(telemetry("sample_ratio = 1.5").contains("telemetry.sample_ratio"));
+        assert!(telemetry("endpoint = \"collector:4318\"").contains("telemetry.endpoint"));
     }
 }

@@ -20,7 +20,7 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/fixtures").join(name)).unwrap()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -28,15 +28,15 @@ fn now() -> u64 {
 }
 
 /// A minimal authorization server: metadata and a JWKS the test can swap.
-struct TestIssuer {
-    url: String,
+pub(crate) struct TestIssuer {
+    pub(crate) url: String,
     jwks: Arc<Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
 impl TestIssuer {
-    async fn start(keys: &[&str]) -> Self {
+    pub(crate) async fn start(keys: &[&str]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let jwks = Arc::new(Mutex::new(Value::Null));
@@ -95,7 +95,7 @@ impl TestIssuer {
     }
 
     /// A token signed by key `k` with `claims` (standard ones filled in unless given).
-    fn token(&self, k: &str, claims: Value) -> String {
+    pub(crate) fn token(&self, k: &str, claims: Value) -> String {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(format!("test-key-{k}"));
         header.typ = Some("at+jwt".into());

@@ -21,3 +21,4 @@ mod sandbox_limits;
 mod stdio;
 mod support;
 mod telemetry;
+mod tenancy;

@@ -193,6 +193,9 @@ pub struct Sandbox {
 
 struct SandboxInner {
     engine: Engine,
+    /// Plugin code runs here, never on the runtime serving HTTP: a plugin burning CPU delays
+    /// other plugins' calls by at most a time slice, and never the gateway's I/O.
+    workers: Workers,
     linker: Linker<HostState>,
     artifacts: Option<artifacts::ArtifactCache>,
     compiled: AtomicU64,
@@ -241,6 +244,7 @@ impl Sandbox {
             None => None,
         };
         let inner = Arc::new(SandboxInner {
+            workers: Workers::start()?,
             engine,
             linker,
             artifacts,
@@ -393,6 +397,57 @@ fn stub_foreign_imports(
 }
 
 /// Advance the engine's epoch every [`EPOCH_TICK`] until the sandbox is gone.
+/// The runtime plugin calls run on, with one worker per core.
+struct Workers(Option<tokio::runtime::Runtime>);
+
+impl Workers {
+    fn start() -> anyhow::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("portcullis-plugin")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the plugin runtime lives as long as the sandbox")
+            .handle()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // The last sandbox handle may be dropped on an async thread, where a blocking
+        // shutdown would panic; calls in flight were cancelled with their requests.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A spawned call that is aborted when its caller stops waiting (the client went away).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 fn spawn_epoch_ticker(inner: Weak<SandboxInner>) {
     std::thread::Builder::new()
         .name("portcullis-epoch".into())
@@ -498,22 +553,34 @@ impl PluginCode {
     }
 
     /// Run `call` (the export `export`, about `item`) in a fresh instance under `env`'s
-    /// limits, inside a `plugin.call` span, recording its duration and outcome.
-    async fn run<R: Send>(
+    /// limits, on the plugin runtime, inside a `plugin.call` span, recording its duration and
+    /// outcome.
+    async fn run<R: Send + 'static>(
         &self,
         env: &CallEnv,
         (export, item): (&'static str, Option<&str>),
-        call: impl for<'s> FnOnce(&'s mut Store<HostState>, Instance) -> CallFuture<'s, R> + Send,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>, Instance) -> CallFuture<'s, R>
+        + Send
+        + 'static,
     ) -> Result<R, SandboxError> {
         use tracing::Instrument as _;
         let labels = &env.labels;
         let span =
             telemetry::plugin_span(&labels.parent, &env.plugin, &labels.version, export, item);
         let started = Instant::now();
-        let result = self
-            .run_limited(env, started, call)
-            .instrument(span.clone())
-            .await;
+        let (code, task_env) = (self.clone(), env.clone());
+        let work = async move { code.run_limited(&task_env, started, call).await };
+        let task = self
+            .sandbox
+            .inner
+            .workers
+            .handle()
+            .spawn(work.instrument(span.clone()));
+        let result = match AbortOnDrop(task).await {
+            Ok(r) => r,
+            Err(e) if e.is_cancelled() => Err(SandboxError::Cancelled),
+            Err(e) => Err(SandboxError::Trap(format!("the call's task failed: {e}"))),
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => {
@@ -567,6 +634,10 @@ impl PluginCode {
             () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::ShareBusy(env.share.1)),
             () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
+        if Instant::now() >= deadline {
+            // The share freed up only as this call's own time ran out.
+            return Err(SandboxError::ShareBusy(env.share.1));
+        }
 
         self.instances
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
