@@ -367,3 +367,15 @@ async fn readiness_waits_for_every_issuers_keys() {
     }
     assert_eq!(status, 200);
 }
+
+#[test]
+fn the_multi_tenant_example_is_valid() {
+    let c = portcullis::config::Config::load(&crate::support::root().join("examples/tenants.toml"))
+        .expect("examples/tenants.toml is valid");
+    let shares: Vec<u32> = c.tenants.iter().map(|t| c.instance_share(t)).collect();
+    assert_eq!(shares, [48, 16]);
+    assert_eq!(
+        c.tenant_resource(&c.tenants[1]),
+        "http://127.0.0.1:8080/t/team-b/mcp"
+    );
+}
