@@ -87,6 +87,14 @@ def points(req):
     return out
 
 
+ROUTES = {
+    "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest,
+                   trace_service_pb2.ExportTraceServiceResponse, SPANS, spans),
+    "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest,
+                    metrics_service_pb2.ExportMetricsServiceResponse, POINTS, points),
+}
+
+
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -104,20 +112,15 @@ class Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         if not self.headers.get("content-type", "").startswith("application/x-protobuf"):
             return self.reply(415, b'{"error":"this receiver decodes application/x-protobuf only"}')
-        if self.path == "/v1/traces":
-            req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-            with LOCK:
-                SPANS.extend(spans(req))
-                RAW.append(str(req))
-            answer = trace_service_pb2.ExportTraceServiceResponse()
-        elif self.path == "/v1/metrics":
-            req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
-            with LOCK:
-                POINTS.extend(points(req))
-                RAW.append(str(req))
-            answer = metrics_service_pb2.ExportMetricsServiceResponse()
-        else:
+        route = ROUTES.get(self.path)
+        if route is None:
             return self.reply(404, b"{}")
+        request_type, response_type, store, flatten = route
+        req = request_type.FromString(body)
+        with LOCK:
+            store.extend(flatten(req))
+            RAW.append(str(req))
+        answer = response_type()
         self.reply(200, answer.SerializeToString(), "application/x-protobuf")
 
     def do_GET(self):

@@ -156,15 +156,23 @@ impl Export {
             .build()
     }
 
-    fn tracer(&self) -> anyhow::Result<SdkTracerProvider> {
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
+    /// Protocol, headers and (when configured) the signal's endpoint on an exporter builder.
+    fn http<B: WithExportConfig + WithHttpConfig>(&self, builder: B, signal_path: &str) -> B {
+        let builder = builder
             .with_protocol(self.protocol())
             .with_headers(self.headers.clone());
-        if let Some(base) = &self.endpoint {
-            exporter = exporter.with_endpoint(format!("{base}/v1/traces"));
+        match &self.endpoint {
+            Some(base) => builder.with_endpoint(format!("{base}{signal_path}")),
+            None => builder,
         }
-        let exporter = exporter
+    }
+
+    fn tracer(&self) -> anyhow::Result<SdkTracerProvider> {
+        let exporter = self
+            .http(
+                opentelemetry_otlp::SpanExporter::builder().with_http(),
+                "/v1/traces",
+            )
             .build()
             .context("telemetry: the OTLP span exporter")?;
         let mut builder = SdkTracerProvider::builder()
@@ -179,14 +187,11 @@ impl Export {
     }
 
     fn meter(&self) -> anyhow::Result<SdkMeterProvider> {
-        let mut exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(self.protocol())
-            .with_headers(self.headers.clone());
-        if let Some(base) = &self.endpoint {
-            exporter = exporter.with_endpoint(format!("{base}/v1/metrics"));
-        }
-        let exporter = exporter
+        let exporter = self
+            .http(
+                opentelemetry_otlp::MetricExporter::builder().with_http(),
+                "/v1/metrics",
+            )
             .build()
             .context("telemetry: the OTLP metric exporter")?;
         let mut reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter);
