@@ -230,6 +230,14 @@ impl Portcullis {
 
     /// Serve HTTP on `listener` until the shutdown token is cancelled.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        use axum::serve::ListenerExt as _;
+        // Without TCP_NODELAY a response written in two segments (headers, then body or SSE
+        // events) waits for the client's delayed ACK: ~40 ms per request on Linux.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+            }
+        });
         let shutdown = self.shutdown.clone();
         let app = self
             .router

@@ -6,7 +6,10 @@
 //! * `test`: check formatting and clippy (`-D warnings`), build the plugins, install the pinned
 //!   test peers (Node 22, the conformance suites, the TypeScript SDK, oidc-provider; the Python
 //!   SDK in `tests/.venv`) under `tests/`, then run
-//!   every Rust test, including the integration tests that drive the real peers.
+//!   every Rust test, including the integration tests that drive the real peers, and a smoke
+//!   run of the benchmark (every system starts and answers correctly).
+//! * `bench`: the side-by-side benchmark in release builds (`bench/`), results in
+//!   `target/bench/` (JSON, Markdown, SVG). Extra arguments go to `portcullis-bench`.
 //!
 //! It only shells out to cargo, rustup and npm; it has no dependencies of its own so it builds
 //! in seconds on a fresh machine.
@@ -75,10 +78,49 @@ fn task() -> anyhow::Result<()> {
             cmd.current_dir(&root)
                 .args(["test", "--workspace"])
                 .args(&args[1..]);
-            run(&mut cmd)
+            run(&mut cmd)?;
+            if args.len() > 1 {
+                // A filtered test run skips the benchmark smoke.
+                return Ok(());
+            }
+            // The benchmark harness, briefly, on the debug builds the tests just made.
+            run(Command::new(cargo()).current_dir(&root).args([
+                "build",
+                "-p",
+                "portcullis",
+                "-p",
+                "portcullis-bench",
+                "--bins",
+            ]))?;
+            run(
+                pinned_to_core_0(&root.join("target/debug/portcullis-bench")).args([
+                    "--smoke",
+                    "--bin-dir",
+                    &root.join("target/debug").display().to_string(),
+                    "--out",
+                    &root.join("target/bench-smoke").display().to_string(),
+                ]),
+            )
+        }
+        Some("bench") => {
+            build_plugins(&root)?;
+            install_test_peers(&root)?;
+            install_python_peers(&root)?;
+            run(Command::new(cargo()).current_dir(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "portcullis",
+                "-p",
+                "portcullis-bench",
+                "--bins",
+            ]))?;
+            run(pinned_to_core_0(&root.join("target/release/portcullis-bench")).args(&args[1..]))
         }
         _ => {
-            eprintln!("usage: cargo xtask <build-plugins | run [CONFIG] | test [CARGO TEST ARGS]>");
+            eprintln!(
+                "usage: cargo xtask <build-plugins | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS]>"
+            );
             std::process::exit(2);
         }
     }
@@ -89,6 +131,19 @@ fn project_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// `program`, pinned to core 0 when `taskset` is there and the machine has two cores or more
+/// (the benchmark's servers get core 1).
+fn pinned_to_core_0(program: &Path) -> Command {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores >= 2 && Path::new("/usr/bin/taskset").exists() {
+        let mut c = Command::new("/usr/bin/taskset");
+        c.args(["-c", "0"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 fn cargo() -> String {

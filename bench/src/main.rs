@@ -1,0 +1,140 @@
+//! `portcullis-bench`: Portcullis side by side with a native rmcp server and the TypeScript
+//! and Python SDK servers, in one run on one machine (`cargo xtask bench`).
+//!
+//! Every server gets the same workload (`tools/call echo` with a small argument, stateless
+//! and in 2025 sessions, at several concurrencies, warm-up first) and the same core budget:
+//! servers run under `taskset -c 1` with one worker thread, the load generator (this
+//! process, one thread) under `taskset -c 0`. Ratios are taken against the native server
+//! measured in the same run. Results go to `<out>/results.json`, `<out>/results.md` and
+//! `<out>/throughput.svg`.
+//!
+//! `--smoke` runs every system for a moment at concurrency 1 and fails unless each one starts
+//! and answers correctly (`cargo xtask test` runs it so the harness cannot rot).
+
+mod load;
+mod report;
+mod systems;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use load::Measured;
+use serde::Serialize;
+
+/// Command-line settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) smoke: bool,
+    pub(crate) root: PathBuf,
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) concurrency: Vec<usize>,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) only: Option<Vec<String>>,
+}
+
+impl Settings {
+    fn parse() -> anyhow::Result<Self> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut s = Self {
+            smoke: false,
+            bin_dir: root.join("target/release"),
+            out: root.join("target/bench"),
+            root,
+            concurrency: vec![1, 8, 32],
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(4),
+            only: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+            };
+            match a.as_str() {
+                "--smoke" => s.smoke = true,
+                "--bin-dir" => s.bin_dir = PathBuf::from(value()?),
+                "--out" => s.out = PathBuf::from(value()?),
+                "--concurrency" => {
+                    s.concurrency = value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?
+                }
+                "--duration-secs" => s.duration = Duration::from_secs_f64(value()?.parse()?),
+                "--warmup-secs" => s.warmup = Duration::from_secs_f64(value()?.parse()?),
+                "--only" => s.only = Some(value()?.split(',').map(str::to_string).collect()),
+                other => anyhow::bail!(
+                    "unknown argument {other}; use --smoke, --bin-dir, --out, --concurrency 1,8,32, \
+                     --duration-secs, --warmup-secs, --only native,portcullis,..."
+                ),
+            }
+        }
+        if s.smoke {
+            s.concurrency = vec![1, 4];
+            s.warmup = Duration::from_millis(200);
+            s.duration = Duration::from_millis(500);
+        }
+        Ok(s)
+    }
+}
+
+/// One system in one mode: what it sustained at each concurrency, and its peak memory.
+#[derive(Debug, Serialize)]
+pub(crate) struct Run {
+    pub(crate) system: String,
+    pub(crate) mode: String,
+    pub(crate) protocol: load::Protocol,
+    pub(crate) points: Vec<Measured>,
+    pub(crate) peak_rss_kib: Option<u64>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse()?;
+    std::fs::create_dir_all(&settings.out)?;
+    let issuer = systems::Issuer::start(&settings.root).await?;
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    for system in systems::all() {
+        if let Some(only) = &settings.only
+            && !only.iter().any(|o| o == system.name)
+        {
+            continue;
+        }
+        for mode in [systems::Mode::Stateless, systems::Mode::Session] {
+            eprintln!("bench: {} ({})", system.name, mode.name());
+            match system.measure(&settings, &issuer, mode).await {
+                Ok(run) => {
+                    for p in &run.points {
+                        eprintln!(
+                            "bench:   c={:<3} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}",
+                            p.concurrency, p.req_per_s, p.p50_us, p.p99_us, p.errors
+                        );
+                        if p.errors > 0 || p.requests == 0 {
+                            failures.push(format!(
+                                "{} {} c={}: {} errors, {} requests ({})",
+                                run.system,
+                                run.mode,
+                                p.concurrency,
+                                p.errors,
+                                p.requests,
+                                p.first_error.as_deref().unwrap_or("no answer")
+                            ));
+                        }
+                    }
+                    runs.push(run);
+                }
+                Err(e) => failures.push(format!("{} {}: {e:#}", system.name, mode.name())),
+            }
+        }
+    }
+    let written = report::write(&settings, &runs)?;
+    eprintln!("bench: wrote {}", written.join(", "));
+    if !failures.is_empty() {
+        anyhow::bail!("{} failures:\n  {}", failures.len(), failures.join("\n  "));
+    }
+    Ok(())
+}

