@@ -23,7 +23,9 @@ fn machine() -> serde_json::Value {
         .unwrap_or_default();
     json!({
         "cpu": cpu,
-        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        // Not available_parallelism: this process is pinned to one core.
+        "cores": std::fs::read_to_string("/proc/cpuinfo")
+            .map_or(0, |c| c.lines().filter(|l| l.starts_with("processor")).count()),
         "kernel": kernel,
         "pinning": "server: taskset -c 1, one worker thread; load generator: taskset -c 0, one thread",
     })

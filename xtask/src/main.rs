@@ -115,7 +115,17 @@ fn task() -> anyhow::Result<()> {
                 "portcullis-bench",
                 "--bins",
             ]))?;
-            run(pinned_to_core_0(&root.join("target/release/portcullis-bench")).args(&args[1..]))
+            run(pinned_to_core_0(&root.join("target/release/portcullis-bench")).args(&args[1..]))?;
+            // The per-request costs, in isolation (criterion, quick mode).
+            run(Command::new(cargo()).current_dir(&root).args([
+                "bench",
+                "-p",
+                "portcullis",
+                "--bench",
+                "micro",
+                "--",
+                "--quick",
+            ]))
         }
         _ => {
             eprintln!(

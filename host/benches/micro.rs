@@ -1,0 +1,243 @@
+//! Micro-benchmarks of the per-request costs the gateway adds (criterion):
+//!
+//! * `sandbox/echo_call`: one `tools/call` into the `echo` plugin — a fresh store and instance
+//!   from the pool, the call, the drop, and the hop to the plugin runtime and back;
+//! * `sandbox/spawn_hop`: that hop alone (a task on another runtime, awaited), to separate it
+//!   from wasmtime's share;
+//! * `jwt/*`: authenticating a request: validated-token cache hit, RS256 and ES256 without
+//!   the cache (signature, claims, scope expansion);
+//! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does.
+//!
+//! Run: `cargo bench -p portcullis --bench micro` (after `cargo xtask build-plugins`);
+//! `cargo xtask bench` runs it with `--quick` and records the medians.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis::auth::{ResourceServer, TenantAuth};
+use portcullis::config::Config;
+use portcullis::sandbox::{
+    BoxFuture, CallEnv, CallLabels, CallObserver, Limits, NoEgress, Sandbox, SandboxConfig, wit,
+};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Quiet;
+
+impl CallObserver for Quiet {
+    fn log(&self, _: wit::LogLevel, _: Option<String>, _: String) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn progress(&self, _: f64, _: Option<f64>, _: Option<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn lists_changed(&self, _: wit::ListKinds) {}
+    fn resource_updated(&self, _: String) {}
+}
+
+fn context() -> wit::CallContext {
+    wit::CallContext {
+        tenant: "bench".into(),
+        subject: Some("bench".into()),
+        client_id: None,
+        scopes: vec!["mcp:tools".into()],
+        claims: Vec::new(),
+        request_id: "1".into(),
+        trace_parent: None,
+        client: wit::ClientFeatures::empty(),
+        config: Vec::new(),
+    }
+}
+
+fn sandbox(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = root().join("target/plugins/echo.wasm");
+    let bytes =
+        std::fs::read(&path).expect("target/plugins/echo.wasm: run cargo xtask build-plugins");
+    let sandbox = Sandbox::new(&SandboxConfig::default()).unwrap();
+    let code = sandbox.compile(&path, &bytes).unwrap();
+    let env = CallEnv {
+        plugin: Arc::from("echo"),
+        limits: Limits::default(),
+        cancel: CancellationToken::new(),
+        observer: Arc::new(Quiet),
+        egress: Arc::new(NoEgress),
+        concurrency: Arc::new(Semaphore::new(64)),
+        share: (Arc::new(Semaphore::new(64)), 64),
+        labels: CallLabels {
+            owner: Arc::from("bench"),
+            version: Arc::from("bench"),
+            parent: tracing::Span::none(),
+        },
+    };
+    let mut g = c.benchmark_group("sandbox");
+    g.bench_function("echo_call", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = code
+                .call_tool(
+                    &env,
+                    context(),
+                    "echo".into(),
+                    r#"{"text":"hello"}"#.into(),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(out, Ok(wit::CallOutcome::Done(_))));
+        })
+    });
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let handle = other.handle().clone();
+    g.bench_function("spawn_hop", |b| {
+        b.to_async(&rt)
+            .iter(|| async { handle.spawn(async { 1u8 }).await.unwrap() })
+    });
+    g.finish();
+}
+
+/// A gateway configuration trusting the RS256 test issuer (served here) and, for ES256, a
+/// development authorization server (served here too); tokens from both for `resource`.
+struct Issuers {
+    resource: String,
+    rs256: String,
+    es256: String,
+    config: Config,
+}
+
+async fn issuers() -> Issuers {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let fixtures = root().join("tests/fixtures");
+    let jwk: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("test-issuer-a.jwk.json")).unwrap())
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("portcullis-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[server]\nlisten = \"{addr}\"\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [[auth.issuer]]\nissuer = \"{base}/rs\"\nalgorithms = [\"RS256\"]\n\
+         [[auth.issuer]]\nissuer = \"{base}/dev-as\"\nalgorithms = [\"ES256\"]\n\
+         [dev_as]\nenabled = true\nkey_file = \"dev-as.key\"\n[[tenant]]\nid = \"bench\"\n"
+    );
+    let config = Config::parse(&text, &dir.join("bench.toml"), &dir).unwrap();
+    let dev = portcullis::dev_as::DevAs::minter(&config).unwrap();
+    let rs_meta = json!({"issuer": format!("{base}/rs"), "jwks_uri": format!("{base}/rs/jwks"),
+        "authorization_endpoint": format!("{base}/rs/authorize"), "token_endpoint": format!("{base}/rs/token"),
+        "response_types_supported": ["code"]});
+    let jwks = json!({"keys": [jwk]});
+    let app = dev
+        .router()
+        .route(
+            "/.well-known/oauth-authorization-server/rs",
+            axum::routing::get(move || async move { axum::Json(rs_meta) }),
+        )
+        .route(
+            "/rs/jwks",
+            axum::routing::get(move || async move { axum::Json(jwks) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let resource = format!("{base}/mcp");
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-a".into());
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(fixtures.join("test-issuer-a.pem")).unwrap(),
+    )
+    .unwrap();
+    let rs256 = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": format!("{base}/rs"), "sub": "bench", "aud": resource, "iat": now, "exp": now + 3600, "scope": "mcp:tools"}),
+        &key,
+    )
+    .unwrap();
+    let es256 = dev.mint("bench", "bench", &resource, "mcp:tools").unwrap();
+    Issuers {
+        resource,
+        rs256,
+        es256,
+        config,
+    }
+}
+
+fn request_parts(token: &str) -> http::request::Parts {
+    http::Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn jwt(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let issuers = rt.block_on(issuers());
+    let auth = |cache: usize| {
+        let mut a = issuers.config.auth.clone();
+        a.token_cache_entries = cache;
+        let rs = rt
+            .block_on(ResourceServer::start(&a, &issuers.config.auth.issuers))
+            .unwrap();
+        TenantAuth::new(
+            Arc::from("bench"),
+            issuers.resource.clone(),
+            &[],
+            &a,
+            Some(rs),
+        )
+    };
+    let (cached, uncached) = (auth(1000), auth(0));
+    // First use fetches the keys.
+    for t in [&issuers.rs256, &issuers.es256] {
+        rt.block_on(cached.authenticate(&request_parts(t))).unwrap();
+        rt.block_on(uncached.authenticate(&request_parts(t)))
+            .unwrap();
+    }
+    let mut g = c.benchmark_group("jwt");
+    let parts = request_parts(&issuers.rs256);
+    g.bench_function("cache_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { cached.authenticate(&parts).await.unwrap() })
+    });
+    g.bench_function("rs256_uncached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { uncached.authenticate(&parts).await.unwrap() })
+    });
+    let parts = request_parts(&issuers.es256);
+    g.bench_function("es256_uncached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { uncached.authenticate(&parts).await.unwrap() })
+    });
+    g.finish();
+}
+
+fn jsonrpc(c: &mut Criterion) {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"text": "hello-7"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string()
+    .into_bytes();
+    c.bench_function("jsonrpc/parse", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_slice(std::hint::black_box(&body)).unwrap();
+            std::hint::black_box(v);
+        })
+    });
+}
+
+criterion_group! {
+    name = micro;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = sandbox, jwt, jsonrpc
+}
+criterion_main!(micro);
