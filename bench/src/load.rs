@@ -221,6 +221,71 @@ pub(crate) async fn run(
             (latencies, errors, first_error)
         }));
     }
+    summarize(tasks, concurrency, duration).await
+}
+
+/// Offer `rate` requests per second (open loop) from `connections` clients for `duration`,
+/// after `warmup`. Each client keeps its own schedule; a request's latency is measured from
+/// when it was due, not when it was sent, so a server that falls behind is charged for the
+/// queue it causes (no coordinated omission).
+pub(crate) async fn run_open(
+    target: &Target,
+    rate: f64,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Measured {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+    let mut tasks = Vec::new();
+    for k in 0..connections {
+        let t = target.clone();
+        // Stagger the clients evenly over one interval.
+        let first = start + interval.mul_f64(k as f64 / connections as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::new();
+            let (mut errors, mut first_error) = (0u64, None);
+            let mut conn = match t.connect().await {
+                Ok(c) => Some(c),
+                Err(e) => return (latencies, 1, Some(format!("connect: {e:#}"))),
+            };
+            let mut due = first;
+            while due < end {
+                tokio::time::sleep_until(due.into()).await;
+                let Some(c) = conn.as_mut() else { break };
+                let r = t.call(c).await;
+                let took = due.elapsed();
+                let counted = due >= measure_from;
+                match r {
+                    Ok(()) if counted => {
+                        latencies.push(took.as_micros().min(u32::MAX as u128) as u32)
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        if counted {
+                            errors += 1;
+                        }
+                        first_error.get_or_insert_with(|| format!("{e:#}"));
+                        conn = t.connect().await.ok();
+                    }
+                }
+                due += interval;
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    summarize(tasks, connections, duration).await
+}
+
+type Outcome = (Vec<u32>, u64, Option<String>);
+
+async fn summarize(
+    tasks: Vec<tokio::task::JoinHandle<Outcome>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
     let mut all = Vec::new();
     let mut errors = 0;
     let mut first_error = None;

@@ -88,6 +88,8 @@ pub(crate) struct Run {
     pub(crate) mode: String,
     pub(crate) protocol: load::Protocol,
     pub(crate) points: Vec<Measured>,
+    /// Open loop at half the best req/s of `points`: the latency of a server not saturated.
+    pub(crate) half_load: Option<Measured>,
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
@@ -122,6 +124,21 @@ async fn main() -> anyhow::Result<()> {
                                 p.errors,
                                 p.requests,
                                 p.first_error.as_deref().unwrap_or("no answer")
+                            ));
+                        }
+                    }
+                    if let Some(h) = &run.half_load {
+                        eprintln!(
+                            "bench:   open loop at {:.0} req/s (half of peak): p50 {:.0} µs  p99 {:.0} µs  errors {}",
+                            h.req_per_s, h.p50_us, h.p99_us, h.errors
+                        );
+                        if h.errors > 0 {
+                            failures.push(format!(
+                                "{} {} half load: {} errors ({})",
+                                run.system,
+                                run.mode,
+                                h.errors,
+                                h.first_error.as_deref().unwrap_or("?")
                             ));
                         }
                     }

@@ -78,6 +78,29 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
             }
         }
         md.push('\n');
+        let _ = writeln!(
+            md,
+            "Latency at half of each system's peak (open loop, {OPEN} clients, measured from when each request was due):\n\n\
+             | system | offered req/s | p50 µs | p99 µs | p99 − native p99 µs |\n|---|---:|---:|---:|---:|",
+            OPEN = 16
+        );
+        let native_p99 = runs
+            .iter()
+            .find(|r| r.system == "native" && r.mode == mode)
+            .and_then(|r| r.half_load.as_ref())
+            .map(|h| h.p99_us);
+        for r in runs.iter().filter(|r| r.mode == mode) {
+            if let Some(h) = &r.half_load {
+                let delta =
+                    native_p99.map_or("–".to_string(), |n| format!("{:+.0}", h.p99_us - n));
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.0} | {:.0} | {} |",
+                    r.system, h.req_per_s, h.p50_us, h.p99_us, delta
+                );
+            }
+        }
+        md.push('\n');
     }
     md
 }

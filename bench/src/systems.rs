@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use crate::load::{self, Protocol, Target};
 use crate::{Run, Settings};
 
+/// Clients offering the open-loop half-peak load (enough that none falls behind its schedule
+/// while the server keeps up).
+const OPEN_LOOP_CLIENTS: usize = 16;
+
 /// Stateless requests, or 2025 sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -309,12 +313,20 @@ impl System {
         for &c in &s.concurrency {
             points.push(load::run(&target, c, s.warmup, s.duration).await);
         }
+        // Latency at a steady half of this system's peak, offered open loop.
+        let peak = points.iter().map(|p| p.req_per_s).fold(0.0, f64::max);
+        let half_load = if peak > 0.0 {
+            Some(load::run_open(&target, peak / 2.0, OPEN_LOOP_CLIENTS, s.warmup, s.duration).await)
+        } else {
+            None
+        };
         Ok(Run {
             system: self.name.into(),
             mode: mode.name().into(),
             protocol: target.protocol,
             peak_rss_kib: server.peak_rss_kib(),
             points,
+            half_load,
         })
     }
 }
