@@ -225,9 +225,10 @@ pub(crate) async fn run(
 }
 
 /// Offer `rate` requests per second (open loop) from `connections` clients for `duration`,
-/// after `warmup`. Each client keeps its own schedule; a request's latency is measured from
-/// when it was due, not when it was sent, so a server that falls behind is charged for the
-/// queue it causes (no coordinated omission).
+/// after `warmup`. Each client keeps its own schedule. When a client's previous answer came
+/// back after the next request was due, the server made it late, and that request's latency
+/// counts from when it was due (no coordinated omission); otherwise it counts from when it was
+/// sent, so the timer's millisecond granularity is not charged to the server.
 pub(crate) async fn run_open(
     target: &Target,
     rate: f64,
@@ -252,11 +253,18 @@ pub(crate) async fn run_open(
                 Err(e) => return (latencies, 1, Some(format!("connect: {e:#}"))),
             };
             let mut due = first;
+            let mut previous_answer = start;
             while due < end {
                 tokio::time::sleep_until(due.into()).await;
                 let Some(c) = conn.as_mut() else { break };
+                let from = if previous_answer > due {
+                    due
+                } else {
+                    Instant::now()
+                };
                 let r = t.call(c).await;
-                let took = due.elapsed();
+                previous_answer = Instant::now();
+                let took = previous_answer - from;
                 let counted = due >= measure_from;
                 match r {
                     Ok(()) if counted => {

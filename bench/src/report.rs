@@ -80,7 +80,7 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
         md.push('\n');
         let _ = writeln!(
             md,
-            "Latency at half of each system's peak (open loop, {OPEN} clients, measured from when each request was due):\n\n\
+            "Latency at half of each system's peak (open loop, {OPEN} clients; a request delayed by the server's previous answer counts from when it was due):\n\n\
              | system | offered req/s | p50 µs | p99 µs | p99 − native p99 µs |\n|---|---:|---:|---:|---:|",
             OPEN = 16
         );
