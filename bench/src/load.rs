@@ -183,17 +183,14 @@ pub(crate) async fn run(
     for _ in 0..concurrency {
         let t = target.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies: Vec<u32> = Vec::new();
-            let mut errors = 0u64;
-            let mut first_error = None;
+            let mut tally = Tally::default();
             let mut conn = None;
             while Instant::now() < end {
                 if conn.is_none() {
                     match t.connect().await {
                         Ok(c) => conn = Some(c),
                         Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert_with(|| format!("connect: {e:#}"));
+                            tally.record(Err(e.context("connect")), Duration::ZERO, true);
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         }
@@ -204,21 +201,11 @@ pub(crate) async fn run(
                 let r = t.call(c).await;
                 let took = sent.elapsed();
                 let counted = sent >= measure_from && Instant::now() <= end;
-                match r {
-                    Ok(()) if counted => {
-                        latencies.push(took.as_micros().min(u32::MAX as u128) as u32)
-                    }
-                    Ok(()) => {}
-                    Err(e) => {
-                        if counted {
-                            errors += 1;
-                        }
-                        first_error.get_or_insert_with(|| format!("{e:#}"));
-                        conn = None;
-                    }
+                if tally.record(r, took, counted) {
+                    conn = None;
                 }
             }
-            (latencies, errors, first_error)
+            tally.into_outcome()
         }));
     }
     summarize(tasks, concurrency, duration).await
@@ -246,11 +233,13 @@ pub(crate) async fn run_open(
         // Stagger the clients evenly over one interval.
         let first = start + interval.mul_f64(k as f64 / connections as f64);
         tasks.push(tokio::spawn(async move {
-            let mut latencies: Vec<u32> = Vec::new();
-            let (mut errors, mut first_error) = (0u64, None);
+            let mut tally = Tally::default();
             let mut conn = match t.connect().await {
                 Ok(c) => Some(c),
-                Err(e) => return (latencies, 1, Some(format!("connect: {e:#}"))),
+                Err(e) => {
+                    tally.record(Err(e.context("connect")), Duration::ZERO, true);
+                    return tally.into_outcome();
+                }
             };
             let mut due = first;
             let mut previous_answer = start;
@@ -265,29 +254,53 @@ pub(crate) async fn run_open(
                 let r = t.call(c).await;
                 previous_answer = Instant::now();
                 let took = previous_answer - from;
-                let counted = due >= measure_from;
-                match r {
-                    Ok(()) if counted => {
-                        latencies.push(took.as_micros().min(u32::MAX as u128) as u32)
-                    }
-                    Ok(()) => {}
-                    Err(e) => {
-                        if counted {
-                            errors += 1;
-                        }
-                        first_error.get_or_insert_with(|| format!("{e:#}"));
-                        conn = t.connect().await.ok();
-                    }
+                if tally.record(r, took, due >= measure_from) {
+                    conn = t.connect().await.ok();
                 }
                 due += interval;
             }
-            (latencies, errors, first_error)
+            tally.into_outcome()
         }));
     }
     summarize(tasks, connections, duration).await
 }
 
 type Outcome = (Vec<u32>, u64, Option<String>);
+
+/// One client's latencies and errors.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    /// Count one call's result (only if `counted`: inside the measured window); returns
+    /// whether it failed, so the caller reconnects.
+    fn record(&mut self, r: anyhow::Result<()>, took: Duration, counted: bool) -> bool {
+        match r {
+            Ok(()) => {
+                if counted {
+                    self.latencies
+                        .push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+                false
+            }
+            Err(e) => {
+                if counted {
+                    self.errors += 1;
+                }
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+                true
+            }
+        }
+    }
+
+    fn into_outcome(self) -> Outcome {
+        (self.latencies, self.errors, self.first_error)
+    }
+}
 
 async fn summarize(
     tasks: Vec<tokio::task::JoinHandle<Outcome>>,

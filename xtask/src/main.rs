@@ -84,14 +84,7 @@ fn task() -> anyhow::Result<()> {
                 return Ok(());
             }
             // The benchmark harness, briefly, on the debug builds the tests just made.
-            run(Command::new(cargo()).current_dir(&root).args([
-                "build",
-                "-p",
-                "portcullis",
-                "-p",
-                "portcullis-bench",
-                "--bins",
-            ]))?;
+            build_bench_binaries(&root, false)?;
             run(
                 pinned_to_core_0(&root.join("target/debug/portcullis-bench")).args([
                     "--smoke",
@@ -106,15 +99,7 @@ fn task() -> anyhow::Result<()> {
             build_plugins(&root)?;
             install_test_peers(&root)?;
             install_python_peers(&root)?;
-            run(Command::new(cargo()).current_dir(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "portcullis",
-                "-p",
-                "portcullis-bench",
-                "--bins",
-            ]))?;
+            build_bench_binaries(&root, true)?;
             run(pinned_to_core_0(&root.join("target/release/portcullis-bench")).args(&args[1..]))?;
             // The per-request costs, in isolation (criterion, quick mode).
             run(Command::new(cargo()).current_dir(&root).args([
@@ -141,6 +126,16 @@ fn project_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// Build the gateway and the benchmark binaries (`target/release` or `target/debug`).
+fn build_bench_binaries(root: &Path, release: bool) -> anyhow::Result<()> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root).arg("build");
+    if release {
+        cmd.arg("--release");
+    }
+    run(cmd.args(["-p", "portcullis", "-p", "portcullis-bench", "--bins"]))
 }
 
 /// `program`, pinned to core 0 when `taskset` is there and the machine has two cores or more
