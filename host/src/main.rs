@@ -86,13 +86,7 @@ async fn main() -> ExitCode {
 /// for serving commands, log lines only for one-shot ones. Logs go to stderr: on stdio,
 /// stdout carries the protocol.
 fn load(path: &std::path::Path, export: bool) -> anyhow::Result<(Config, Telemetry)> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = Telemetry::init(None);
-            return Err(e.into());
-        }
-    };
+    let config = Config::load(path)?;
     let telemetry = if export {
         Telemetry::init(Some(&config.telemetry))?
     } else {

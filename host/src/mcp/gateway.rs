@@ -285,11 +285,12 @@ impl Gateway {
         )
     }
 
-    /// Record how a request that ran a plugin ended: on its span and in the metrics.
+    /// Record how a request that ran a plugin ended: on its span and in the metrics (a tool
+    /// call is counted when `plugin`, the tool's owner, is known).
     fn finish(
         &self,
         span: &tracing::Span,
-        (method, target): (&str, &str),
+        (method, target, plugin): (&str, &str, Option<&str>),
         started: std::time::Instant,
         outcome: &str,
     ) {
@@ -301,10 +302,9 @@ impl Gateway {
         let mut attrs = vec![("mcp.method.name", method), ("portcullis.outcome", outcome)];
         if method == "tools/call" {
             attrs.push(("gen_ai.tool.name", target));
-            if let Some((plugin, _)) = self.tenant.plugins.catalog().tool(target) {
-                let plugin = plugin.name.clone();
+            if let Some(plugin) = plugin {
                 let mut with_plugin = attrs.clone();
-                with_plugin.push(("portcullis.plugin", &plugin));
+                with_plugin.push(("portcullis.plugin", plugin));
                 m.tool_calls
                     .add(1, &telemetry::metrics::attrs(tenant, &with_plugin));
             }
@@ -844,19 +844,29 @@ impl ServerHandler for Gateway {
             ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
         };
         let Some((plugin, tool)) = catalog.tool(&name) else {
-            self.finish(&span, ("tools/call", &name), started, "unknown_tool");
+            self.finish(&span, ("tools/call", &name, None), started, "unknown_tool");
             return Err(unknown(&name));
         };
         let missing = who.missing_scopes(&tool.required_scopes);
         if !missing.is_empty() {
-            self.finish(&span, ("tools/call", &name), started, "denied");
+            self.finish(
+                &span,
+                ("tools/call", &name, Some(&plugin.name)),
+                started,
+                "denied",
+            );
             let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
             return Ok(CallToolResponse::Complete(complete(
                 convert::error_result(&msg),
             )?));
         }
         if let Err(why) = plugin.claims_permit(&name, &who.claims) {
-            self.finish(&span, ("tools/call", &name), started, "denied");
+            self.finish(
+                &span,
+                ("tools/call", &name, Some(&plugin.name)),
+                started,
+                "denied",
+            );
             tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), tool = %name, "denied by a claim rule: {why}");
             let msg = format!("Forbidden: tool `{name}` is not available to this caller ({why})");
             return Ok(CallToolResponse::Complete(complete(
@@ -926,7 +936,12 @@ impl ServerHandler for Gateway {
             Err(RoundError::Rpc(_)) => "error",
             Err(_) => "tool_error",
         };
-        self.finish(&span, ("tools/call", &name), started, outcome);
+        self.finish(
+            &span,
+            ("tools/call", &name, Some(&plugin.name)),
+            started,
+            outcome,
+        );
         let result = match rounds {
             Ok(Rounds::Done(v)) => v,
             Ok(Rounds::InputRequired(r)) => return Ok(CallToolResponse::InputRequired(r)),
@@ -1022,7 +1037,7 @@ impl ServerHandler for Gateway {
             .await;
         let response = self.respond::<ReadResourceResponse, ReadResourceResult>(&ctx, rounds);
         let outcome = if response.is_ok() { "ok" } else { "error" };
-        self.finish(&span, ("resources/read", &uri), started, outcome);
+        self.finish(&span, ("resources/read", &uri, None), started, outcome);
         response
     }
 
@@ -1119,7 +1134,7 @@ impl ServerHandler for Gateway {
             .await;
         let response = self.respond::<GetPromptResponse, GetPromptResult>(&ctx, rounds);
         let outcome = if response.is_ok() { "ok" } else { "error" };
-        self.finish(&span, ("prompts/get", &name), started, outcome);
+        self.finish(&span, ("prompts/get", &name, None), started, outcome);
         response
     }
 
