@@ -7,6 +7,7 @@
 //! error, never as throughput. It runs on one thread (the benchmark pins it to its own core).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,6 +47,18 @@ pub(crate) struct Measured {
     pub(crate) p90_us: f64,
     pub(crate) p99_us: f64,
     pub(crate) mean_us: f64,
+    /// Open loop: the rate offered (closed loop: 0).
+    pub(crate) offered_per_s: f64,
+    /// The server's CPU time per answered request (all its threads), in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_cpu_us_per_req: Option<f64>,
+    /// The share of its one core the server used while measured (1.0 = saturated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_cpu: Option<f64>,
+    /// The share of its core the load generator used (near 1.0: the client, not the server,
+    /// limited the point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cpu: Option<f64>,
     /// The first error seen, to explain a failed point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) first_error: Option<String>,
@@ -173,8 +186,8 @@ impl Target {
 pub(crate) async fn run(
     target: &Target,
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    (warmup, duration): (Duration, Duration),
+    meter: &CpuMeter,
 ) -> Measured {
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -208,61 +221,153 @@ pub(crate) async fn run(
             tally.into_outcome()
         }));
     }
-    summarize(tasks, concurrency, duration).await
+    tokio::time::sleep_until(measure_from.into()).await;
+    let before = meter.sample();
+    tokio::time::sleep_until(end.into()).await;
+    let used = meter.sample().since(&before, duration);
+    summarize(tasks, concurrency, duration, Some(used)).await
 }
 
-/// Offer `rate` requests per second (open loop) from `connections` clients for `duration`,
-/// after `warmup`. Each client keeps its own schedule. When a client's previous answer came
-/// back after the next request was due, the server made it late, and that request's latency
-/// counts from when it was due (no coordinated omission); otherwise it counts from when it was
-/// sent, so the timer's millisecond granularity is not charged to the server.
+/// Offer `rate` requests per second (open loop) for `duration`, after `warmup`, through
+/// `connections` clients.
+///
+/// One pacer issues arrivals at exact intervals (it sleeps until a millisecond before each is
+/// due, then yields until it is due, since Tokio's timer only has millisecond granularity and
+/// would release requests in bursts) and hands them to whichever client is free. Latency
+/// counts from when a request was due, so time spent waiting for a free client or a slow
+/// server is charged to the server (no coordinated omission).
 pub(crate) async fn run_open(
     target: &Target,
     rate: f64,
     connections: usize,
-    warmup: Duration,
-    duration: Duration,
+    (warmup, duration): (Duration, Duration),
+    meter: &CpuMeter,
 ) -> Measured {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
-    let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let measure_from = Instant::now() + warmup;
     let mut tasks = Vec::new();
-    for k in 0..connections {
-        let t = target.clone();
-        // Stagger the clients evenly over one interval.
-        let first = start + interval.mul_f64(k as f64 / connections as f64);
+    for _ in 0..connections {
+        let (t, rx) = (target.clone(), rx.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let mut conn = match t.connect().await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tally.record(Err(e.context("connect")), Duration::ZERO, true);
-                    return tally.into_outcome();
-                }
-            };
-            let mut due = first;
-            let mut previous_answer = start;
-            while due < end {
-                tokio::time::sleep_until(due.into()).await;
-                let Some(c) = conn.as_mut() else { break };
-                let from = if previous_answer > due {
-                    due
-                } else {
-                    Instant::now()
+            let mut conn = None;
+            loop {
+                let Some(due) = rx.lock().await.recv().await else {
+                    break;
                 };
-                let r = t.call(c).await;
-                previous_answer = Instant::now();
-                let took = previous_answer - from;
-                if tally.record(r, took, due >= measure_from) {
-                    conn = t.connect().await.ok();
+                if conn.is_none() {
+                    match t.connect().await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            tally.record(Err(e.context("connect")), Duration::ZERO, true);
+                            continue;
+                        }
+                    }
                 }
-                due += interval;
+                let r = t.call(conn.as_mut().expect("connected")).await;
+                if tally.record(r, due.elapsed(), due >= measure_from) {
+                    conn = None;
+                }
             }
             tally.into_outcome()
         }));
     }
-    summarize(tasks, connections, duration).await
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let end = measure_from + duration;
+    let mut due = Instant::now();
+    let mut before = None;
+    while due < end {
+        let now = Instant::now();
+        if before.is_none() && now >= measure_from {
+            before = Some(meter.sample());
+        }
+        if now >= due {
+            let _ = tx.send(due);
+            due += interval;
+        } else if due - now > Duration::from_millis(2) {
+            tokio::time::sleep(due - now - Duration::from_millis(1)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(tx);
+    let used = before.map(|b| meter.sample().since(&b, duration));
+    let mut m = summarize(tasks, connections, duration, used).await;
+    m.offered_per_s = rate;
+    // The pacer spins: the client's core is busy by design here.
+    m.client_cpu = None;
+    m
+}
+
+/// On-CPU time of the server process (every thread, including exited ones) and of this
+/// process, read from `/proc` (Linux; elsewhere nothing is reported).
+#[derive(Clone, Debug)]
+pub(crate) struct CpuMeter {
+    server_pid: Option<u32>,
+    ticks_per_s: f64,
+}
+
+/// One reading of a [`CpuMeter`].
+pub(crate) struct CpuSample {
+    at: Instant,
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+/// CPU used between two samples.
+pub(crate) struct CpuUsed {
+    server_secs: Option<f64>,
+    server_share: Option<f64>,
+    client_share: Option<f64>,
+}
+
+impl CpuMeter {
+    pub(crate) fn new(server_pid: Option<u32>) -> Self {
+        // USER_HZ: 100 on every Linux configuration in use; `getconf` says if not.
+        let ticks_per_s = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        Self {
+            server_pid,
+            ticks_per_s,
+        }
+    }
+
+    /// utime + stime of `pid` in seconds (`/proc/<pid>/stat` fields 14 and 15).
+    fn cpu_secs(&self, pid: &str) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / self.ticks_per_s)
+    }
+
+    pub(crate) fn sample(&self) -> CpuSample {
+        CpuSample {
+            at: Instant::now(),
+            server: self.server_pid.and_then(|p| self.cpu_secs(&p.to_string())),
+            client: self.cpu_secs("self"),
+        }
+    }
+}
+
+impl CpuSample {
+    /// What was used since `before`; `nominal` is the window's intended length.
+    fn since(&self, before: &CpuSample, nominal: Duration) -> CpuUsed {
+        let wall = (self.at - before.at)
+            .as_secs_f64()
+            .max(nominal.as_secs_f64() / 2.0);
+        let server_secs = self.server.zip(before.server).map(|(a, b)| a - b);
+        CpuUsed {
+            server_secs,
+            server_share: server_secs.map(|s| s / wall),
+            client_share: self.client.zip(before.client).map(|(a, b)| (a - b) / wall),
+        }
+    }
 }
 
 type Outcome = (Vec<u32>, u64, Option<String>);
@@ -306,6 +411,7 @@ async fn summarize(
     tasks: Vec<tokio::task::JoinHandle<Outcome>>,
     concurrency: usize,
     duration: Duration,
+    cpu: Option<CpuUsed>,
 ) -> Measured {
     let mut all = Vec::new();
     let mut errors = 0;
@@ -328,7 +434,19 @@ async fn summarize(
         f64::from(all[i])
     };
     let seconds = duration.as_secs_f64();
+    let cpu = cpu.unwrap_or(CpuUsed {
+        server_secs: None,
+        server_share: None,
+        client_share: None,
+    });
     Measured {
+        server_cpu_us_per_req: cpu
+            .server_secs
+            .filter(|_| !all.is_empty())
+            .map(|s| s * 1e6 / all.len() as f64),
+        server_cpu: cpu.server_share,
+        offered_per_s: 0.0,
+        client_cpu: cpu.client_share,
         concurrency,
         requests: all.len() as u64,
         errors,

@@ -5,8 +5,12 @@
 //! and in 2025 sessions, at several concurrencies, warm-up first) and the same core budget:
 //! servers run under `taskset -c 1` with one worker thread, the load generator (this
 //! process, one thread) under `taskset -c 0`. Ratios are taken against the native server
-//! measured in the same run. Results go to `<out>/results.json`, `<out>/results.md` and
-//! `<out>/throughput.svg`.
+//! measured in the same run, both for throughput and for the server's CPU time per request
+//! (read from `/proc`, so a point where the load generator rather than the server was the
+//! limit still compares the servers' cost). After the closed-loop phase every system of a
+//! mode is offered the same open-loop rate, half of Portcullis's (JWT cached) peak, for
+//! latency when not saturated. Results go to `<out>/results.json`, `<out>/results.md` and
+//! `<out>/throughput-{stateless,session}.svg`.
 //!
 //! `--smoke` runs every system for a moment at concurrency 1 and fails unless each one starts
 //! and answers correctly (`cargo xtask test` runs it so the harness cannot rot).
@@ -66,10 +70,11 @@ impl Settings {
                 "--duration-secs" => s.duration = Duration::from_secs_f64(value()?.parse()?),
                 "--warmup-secs" => s.warmup = Duration::from_secs_f64(value()?.parse()?),
                 "--only" => s.only = Some(value()?.split(',').map(str::to_string).collect()),
-                other => anyhow::bail!(
-                    "unknown argument {other}; use --smoke, --bin-dir, --out, --concurrency 1,8,32, \
-                     --duration-secs, --warmup-secs, --only native,portcullis,..."
-                ),
+                "--help" | "-h" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
             }
         }
         if s.smoke {
@@ -93,13 +98,35 @@ pub(crate) struct Run {
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
+const USAGE: &str = "usage: portcullis-bench [--smoke] [--bin-dir DIR] [--out DIR] \
+    [--concurrency 1,8,32] [--duration-secs 4] [--warmup-secs 1] \
+    [--only native,portcullis,portcullis-jwt,portcullis-jwt-nocache,typescript-sdk,python-sdk]";
+
+/// The system whose half-peak rate every system is offered in the open-loop phase.
+pub(crate) const HALF_LOAD_REFERENCE: &str = "portcullis-jwt";
+
+/// Record a failed point: errors, or no answer at all.
+fn check(failures: &mut Vec<String>, run: &Run, point: &str, m: &Measured) {
+    if m.errors > 0 || m.requests == 0 {
+        failures.push(format!(
+            "{} {} {point}: {} errors, {} requests ({})",
+            run.system,
+            run.mode,
+            m.errors,
+            m.requests,
+            m.first_error.as_deref().unwrap_or("no answer")
+        ));
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse()?;
     std::fs::create_dir_all(&settings.out)?;
     let issuer = systems::Issuer::start(&settings.root).await?;
-    let mut runs = Vec::new();
+    let mut live = Vec::new();
     let mut failures = Vec::new();
+    // Phase 1: every system, closed loop; each stays up (idle) for phase 2.
     for system in systems::all() {
         if let Some(only) = &settings.only
             && !only.iter().any(|o| o == system.name)
@@ -109,45 +136,54 @@ async fn main() -> anyhow::Result<()> {
         for mode in [systems::Mode::Stateless, systems::Mode::Session] {
             eprintln!("bench: {} ({})", system.name, mode.name());
             match system.measure(&settings, &issuer, mode).await {
-                Ok(run) => {
-                    for p in &run.points {
+                Ok(l) => {
+                    for p in &l.run.points {
                         eprintln!(
-                            "bench:   c={:<3} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}",
-                            p.concurrency, p.req_per_s, p.p50_us, p.p99_us, p.errors
+                            "bench:   c={:<3} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  server CPU {:>5.0} µs/req ({:.0}% of its core)  errors {}",
+                            p.concurrency,
+                            p.req_per_s,
+                            p.p50_us,
+                            p.p99_us,
+                            p.server_cpu_us_per_req.unwrap_or(f64::NAN),
+                            p.server_cpu.unwrap_or(f64::NAN) * 100.0,
+                            p.errors
                         );
-                        if p.errors > 0 || p.requests == 0 {
-                            failures.push(format!(
-                                "{} {} c={}: {} errors, {} requests ({})",
-                                run.system,
-                                run.mode,
-                                p.concurrency,
-                                p.errors,
-                                p.requests,
-                                p.first_error.as_deref().unwrap_or("no answer")
-                            ));
-                        }
+                        check(&mut failures, &l.run, &format!("c={}", p.concurrency), p);
                     }
-                    if let Some(h) = &run.half_load {
-                        eprintln!(
-                            "bench:   open loop at {:.0} req/s (half of peak): p50 {:.0} µs  p99 {:.0} µs  errors {}",
-                            h.req_per_s, h.p50_us, h.p99_us, h.errors
-                        );
-                        if h.errors > 0 {
-                            failures.push(format!(
-                                "{} {} half load: {} errors ({})",
-                                run.system,
-                                run.mode,
-                                h.errors,
-                                h.first_error.as_deref().unwrap_or("?")
-                            ));
-                        }
-                    }
-                    runs.push(run);
+                    live.push(l);
                 }
                 Err(e) => failures.push(format!("{} {}: {e:#}", system.name, mode.name())),
             }
         }
     }
+    // Phase 2: latency when not saturated. Every system of a mode is offered the same rate,
+    // half the peak of the reference system (Portcullis, JWT cached) — or of its own peak if
+    // that system was not measured.
+    for mode in [systems::Mode::Stateless, systems::Mode::Session] {
+        let reference = live
+            .iter()
+            .find(|l| l.run.mode == mode.name() && l.run.system == HALF_LOAD_REFERENCE)
+            .map(systems::Live::peak);
+        for l in live.iter_mut().filter(|l| l.run.mode == mode.name()) {
+            let rate = reference.unwrap_or_else(|| l.peak()) / 2.0;
+            if rate <= 0.0 {
+                continue;
+            }
+            l.half_load(&settings, rate).await;
+            if let Some(h) = &l.run.half_load {
+                eprintln!(
+                    "bench: {} ({}) open loop at {rate:.0} req/s: p50 {:.0} µs  p99 {:.0} µs  errors {}",
+                    l.run.system,
+                    mode.name(),
+                    h.p50_us,
+                    h.p99_us,
+                    h.errors
+                );
+                check(&mut failures, &l.run, "half load", h);
+            }
+        }
+    }
+    let runs: Vec<Run> = live.into_iter().map(systems::Live::finish).collect();
     let written = report::write(&settings, &runs)?;
     eprintln!("bench: wrote {}", written.join(", "));
     if !failures.is_empty() {

@@ -7,7 +7,16 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::{Run, Settings};
+use crate::load::Measured;
+use crate::{HALF_LOAD_REFERENCE, Run, Settings};
+
+/// The machine's cores (not `available_parallelism`, which says 1 in this process: it is
+/// pinned to core 0).
+pub(crate) fn machine_cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo").map_or(0, |c| {
+        c.lines().filter(|l| l.starts_with("processor")).count()
+    })
+}
 
 fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -23,23 +32,24 @@ fn machine() -> serde_json::Value {
         .unwrap_or_default();
     json!({
         "cpu": cpu,
-        // Not available_parallelism: this process is pinned to one core.
-        "cores": std::fs::read_to_string("/proc/cpuinfo")
-            .map_or(0, |c| c.lines().filter(|l| l.starts_with("processor")).count()),
+        "cores": machine_cores(),
         "kernel": kernel,
         "pinning": "server: taskset -c 1, one worker thread; load generator: taskset -c 0, one thread",
     })
 }
 
-/// The native baseline's req/s for `mode` at `concurrency`.
-fn baseline(runs: &[Run], mode: &str, concurrency: usize) -> Option<f64> {
+/// The native baseline's point for `mode` at `concurrency`.
+fn baseline<'r>(runs: &'r [Run], mode: &str, concurrency: usize) -> Option<&'r Measured> {
     runs.iter()
         .find(|r| r.system == "native" && r.mode == mode)?
         .points
         .iter()
-        .find(|p| p.concurrency == concurrency)
-        .map(|p| p.req_per_s)
-        .filter(|v| *v > 0.0)
+        .find(|p| p.concurrency == concurrency && p.req_per_s > 0.0)
+}
+
+/// `f` of a point as text, or a dash.
+fn show(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.filter(|v| v.is_finite()).map_or("–".to_string(), f)
 }
 
 fn markdown(s: &Settings, runs: &[Run]) -> String {
@@ -50,7 +60,10 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
         "# Benchmark results\n\nMachine: {} ({} cores), Linux {}. {}.\n\
          Each point: {:.1} s warm-up, {:.1} s measured, closed loop (each client sends its next \
          request when the answer arrives). Ratio = req/s ÷ the native rmcp server's req/s at the \
-         same mode and concurrency in this run.\n",
+         same mode and concurrency in this run. Server CPU = the server process's CPU time (all \
+         threads) per answered request; CPU ratio = native's CPU per request ÷ the system's \
+         (what the req/s ratio would be if both servers saturated their core). Core % = the \
+         share of its core each side used; a load generator near 100 % limited the point.\n",
         m["cpu"].as_str().unwrap_or_default(),
         m["cores"],
         m["kernel"].as_str().unwrap_or_default(),
@@ -61,28 +74,45 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
     for mode in ["stateless", "session"] {
         let _ = writeln!(
             md,
-            "## {mode}\n\n| system | concurrency | req/s | ratio to native | p50 µs | p99 µs | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "## {mode}\n\n| system | concurrency | req/s | ratio to native | p50 µs | p99 µs | server CPU µs/req | CPU ratio | server core % | load generator core % | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in runs.iter().filter(|r| r.mode == mode) {
             for p in &r.points {
-                let ratio = baseline(runs, mode, p.concurrency)
-                    .map_or("–".to_string(), |b| format!("{:.2}×", p.req_per_s / b));
-                let rss = r
-                    .peak_rss_kib
-                    .map_or("–".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+                let base = baseline(runs, mode, p.concurrency);
+                let ratio = show(base.map(|b| p.req_per_s / b.req_per_s), |v| {
+                    format!("{v:.2}×")
+                });
+                let cpu_ratio = show(
+                    base.and_then(|b| b.server_cpu_us_per_req)
+                        .zip(p.server_cpu_us_per_req)
+                        .map(|(b, s)| b / s),
+                    |v| format!("{v:.2}×"),
+                );
+                let rss = show(r.peak_rss_kib.map(|k| k as f64 / 1024.0), |v| {
+                    format!("{v:.1}")
+                });
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {} | {:.0} | {:.0} | {} | {} |",
-                    r.system, p.concurrency, p.req_per_s, ratio, p.p50_us, p.p99_us, p.errors, rss
+                    "| {} | {} | {:.0} | {ratio} | {:.0} | {:.0} | {} | {cpu_ratio} | {} | {} | {} | {rss} |",
+                    r.system,
+                    p.concurrency,
+                    p.req_per_s,
+                    p.p50_us,
+                    p.p99_us,
+                    show(p.server_cpu_us_per_req, |v| format!("{v:.0}")),
+                    show(p.server_cpu, |v| format!("{:.0}", v * 100.0)),
+                    show(p.client_cpu, |v| format!("{:.0}", v * 100.0)),
+                    p.errors,
                 );
             }
         }
         md.push('\n');
         let _ = writeln!(
             md,
-            "Latency at half of each system's peak (open loop, {OPEN} clients; a request delayed by the server's previous answer counts from when it was due):\n\n\
-             | system | offered req/s | p50 µs | p99 µs | p99 − native p99 µs |\n|---|---:|---:|---:|---:|",
-            OPEN = 16
+            "Latency when not saturated: every system offered the same rate, half of \
+             {HALF_LOAD_REFERENCE}'s peak (open loop: arrivals paced to the microsecond, handed \
+             to whichever of 16 clients is free; latency counts from when a request was due):\n\n\
+             | system | offered req/s | answered req/s | p50 µs | p99 µs | p99 − native p99 µs | server CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         let native_p99 = runs
             .iter()
@@ -95,8 +125,14 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
                     native_p99.map_or("–".to_string(), |n| format!("{:+.0}", h.p99_us - n));
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.0} | {:.0} | {} |",
-                    r.system, h.req_per_s, h.p50_us, h.p99_us, delta
+                    "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                    r.system,
+                    h.offered_per_s,
+                    h.req_per_s,
+                    h.p50_us,
+                    h.p99_us,
+                    delta,
+                    show(h.server_cpu_us_per_req, |v| format!("{v:.0}")),
                 );
             }
         }
@@ -106,7 +142,7 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
 }
 
 /// Reads one plotted value off a point.
-type Metric = fn(&crate::load::Measured) -> f64;
+type Metric = fn(&Measured) -> f64;
 
 const COLORS: [&str; 6] = [
     "#222222", "#1f77b4", "#2ca02c", "#98df8a", "#d62728", "#9467bd",

@@ -157,7 +157,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// `program args…`, pinned to core 1 when the machine has two cores or more.
 fn pinned(program: &Path, args: &[String]) -> tokio::process::Command {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // The machine's cores, not `available_parallelism`: this process is pinned to core 0,
+    // so that would say 1 and leave every server sharing the load generator's core.
+    let cores = crate::report::machine_cores();
     let taskset = Path::new("/usr/bin/taskset");
     let mut cmd = if cores >= 2 && taskset.exists() {
         let mut c = tokio::process::Command::new(taskset);
@@ -285,14 +287,14 @@ impl System {
         Ok(path)
     }
 
-    /// Start the system for `mode`, wait until it answers correctly, measure every
-    /// concurrency, and stop it.
+    /// Start the system for `mode`, wait until it answers correctly and measure every
+    /// concurrency; it keeps running for the open-loop phase ([`Live::half_load`]).
     pub(crate) async fn measure(
         &self,
         s: &Settings,
         issuer: &Issuer,
         mode: Mode,
-    ) -> anyhow::Result<Run> {
+    ) -> anyhow::Result<Live> {
         let (server, authorization) = self.start(s, issuer, mode).await?;
         let target = Target {
             addr: server.addr,
@@ -309,24 +311,62 @@ impl System {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+        let meter = load::CpuMeter::new(server.child.id());
         let mut points = Vec::new();
         for &c in &s.concurrency {
-            points.push(load::run(&target, c, s.warmup, s.duration).await);
+            points.push(load::run(&target, c, (s.warmup, s.duration), &meter).await);
         }
-        // Latency at a steady half of this system's peak, offered open loop.
-        let peak = points.iter().map(|p| p.req_per_s).fold(0.0, f64::max);
-        let half_load = if peak > 0.0 {
-            Some(load::run_open(&target, peak / 2.0, OPEN_LOOP_CLIENTS, s.warmup, s.duration).await)
-        } else {
-            None
-        };
-        Ok(Run {
-            system: self.name.into(),
-            mode: mode.name().into(),
-            protocol: target.protocol,
-            peak_rss_kib: server.peak_rss_kib(),
-            points,
-            half_load,
+        Ok(Live {
+            run: Run {
+                system: self.name.into(),
+                mode: mode.name().into(),
+                protocol: target.protocol.clone(),
+                peak_rss_kib: None,
+                points,
+                half_load: None,
+            },
+            server,
+            target,
+            meter,
         })
+    }
+}
+
+/// A system measured closed loop and still running, for the open-loop phase.
+pub(crate) struct Live {
+    pub(crate) run: Run,
+    server: Server,
+    target: Target,
+    meter: load::CpuMeter,
+}
+
+impl Live {
+    /// The highest req/s of the closed-loop points.
+    pub(crate) fn peak(&self) -> f64 {
+        self.run
+            .points
+            .iter()
+            .map(|p| p.req_per_s)
+            .fold(0.0, f64::max)
+    }
+
+    /// Latency at a steady offered `rate`, open loop.
+    pub(crate) async fn half_load(&mut self, s: &Settings, rate: f64) {
+        self.run.half_load = Some(
+            load::run_open(
+                &self.target,
+                rate,
+                OPEN_LOOP_CLIENTS,
+                (s.warmup, s.duration),
+                &self.meter,
+            )
+            .await,
+        );
+    }
+
+    /// Stop the server; the run with its peak memory.
+    pub(crate) fn finish(mut self) -> Run {
+        self.run.peak_rss_kib = self.server.peak_rss_kib();
+        self.run
     }
 }
