@@ -6,6 +6,9 @@
 //!   from wasmtime's share;
 //! * `jwt/*`: authenticating a request: validated-token cache hit, RS256 and ES256 without
 //!   the cache (signature, claims, scope expansion);
+//! * `exchange/cache_hit`: a plugin's downstream call finding the caller's exchanged token
+//!   (RFC 8693) in the cache — the cost every downstream request pays once the first
+//!   exchange for that user and service is done;
 //! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does.
 //!
 //! Run: `cargo bench -p portcullis --bench micro` (after `cargo xtask build-plugins`);
@@ -14,9 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use portcullis::auth::{ResourceServer, TenantAuth};
 use portcullis::config::Config;
+use portcullis::downstream::{Grant, OAuthClient};
 use portcullis::sandbox::{
     BoxFuture, CallEnv, CallLabels, CallObserver, Limits, NoEgress, Sandbox, SandboxConfig, wit,
 };
@@ -127,10 +131,14 @@ async fn issuers() -> Issuers {
         "[server]\nlisten = \"{addr}\"\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
          [[auth.issuer]]\nissuer = \"{base}/rs\"\nalgorithms = [\"RS256\"]\n\
          [[auth.issuer]]\nissuer = \"{base}/dev-as\"\nalgorithms = [\"ES256\"]\n\
-         [dev_as]\nenabled = true\nkey_file = \"dev-as.key\"\n[[tenant]]\nid = \"bench\"\n"
+         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"PORTCULLIS_BENCH_SECRET\"\nissuer = \"{base}/dev-as\"\n\
+         [dev_as]\nenabled = true\nkey_file = \"dev-as.key\"\nexchange_audiences = [\"{EXCHANGE_AUDIENCE}\"]\n\
+         [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"PORTCULLIS_BENCH_SECRET\"\n\
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
+         [[tenant]]\nid = \"bench\"\n"
     );
     let config = Config::parse(&text, &dir.join("bench.toml"), &dir).unwrap();
-    let dev = portcullis::dev_as::DevAs::minter(&config).unwrap();
+    let dev = portcullis::dev_as::DevAs::new(&config).unwrap();
     let rs_meta = json!({"issuer": format!("{base}/rs"), "jwks_uri": format!("{base}/rs/jwks"),
         "authorization_endpoint": format!("{base}/rs/authorize"), "token_endpoint": format!("{base}/rs/token"),
         "response_types_supported": ["code"]});
@@ -220,6 +228,54 @@ fn jwt(c: &mut Criterion) {
     g.finish();
 }
 
+/// The audience the exchange benchmark asks tokens for.
+const EXCHANGE_AUDIENCE: &str = "https://api.bench.test/";
+
+fn exchange(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let issuers = rt.block_on(issuers());
+    let rs = rt
+        .block_on(ResourceServer::start(
+            &issuers.config.auth,
+            &issuers.config.auth.issuers,
+        ))
+        .unwrap();
+    let auth = TenantAuth::new(
+        Arc::from("bench"),
+        issuers.resource.clone(),
+        &[],
+        &issuers.config.auth,
+        Some(rs),
+    );
+    let (_, secret) = rt
+        .block_on(auth.authenticate(&request_parts(&issuers.es256)))
+        .unwrap();
+    let subject = secret.expect("an authenticated caller's token");
+    let client = OAuthClient::from_config(&issuers.config)
+        .unwrap()
+        .expect("[exchange] is configured");
+    let scopes = vec!["mcp:tools".to_string()];
+    let grant = Grant::Exchange(&subject);
+    // The first call exchanges at the dev AS; every later one is a cache hit.
+    let first = rt
+        .block_on(client.token(&grant, "api", EXCHANGE_AUDIENCE, &scopes))
+        .unwrap();
+    assert_ne!(
+        first,
+        subject.expose(),
+        "an exchanged token, not the caller's"
+    );
+    c.bench_function("exchange/cache_hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let t = client
+                .token(&grant, "api", EXCHANGE_AUDIENCE, &scopes)
+                .await
+                .unwrap();
+            assert_eq!(t.len(), first.len());
+        })
+    });
+}
+
 fn jsonrpc(c: &mut Criterion) {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
         "name": "echo", "arguments": {"text": "hello-7"},
@@ -238,6 +294,20 @@ fn jsonrpc(c: &mut Criterion) {
 criterion_group! {
     name = micro;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = sandbox, jwt, jsonrpc
+    targets = sandbox, jwt, exchange, jsonrpc
 }
-criterion_main!(micro);
+/// Criterion's `criterion_main!`, with the one environment variable the exchange benchmark
+/// needs set first, while this is the only thread.
+fn main() {
+    // The dev AS and the exchange client read the client secret from the environment.
+    #[allow(
+        unsafe_code,
+        clippy::disallowed_methods,
+        reason = "set before any other thread exists"
+    )]
+    unsafe {
+        std::env::set_var("PORTCULLIS_BENCH_SECRET", "bench-exchange-secret");
+    }
+    micro();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -72,7 +72,7 @@ fn task() -> anyhow::Result<()> {
                 "warnings",
             ]))?;
             build_plugins(&root)?;
-            install_test_peers(&root)?;
+            install_test_peers(&root, &NPM_PEERS)?;
             install_python_peers(&root)?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(&root)
@@ -97,15 +97,19 @@ fn task() -> anyhow::Result<()> {
         }
         Some("bench") => {
             build_plugins(&root)?;
-            install_test_peers(&root)?;
+            // Only the TypeScript SDK and Node 22 (the conformance suites are not needed).
+            install_test_peers(&root, &NPM_PEERS[..1])?;
             install_python_peers(&root)?;
             build_bench_binaries(&root, true)?;
             run(pinned_to_core_0(&root.join("target/release/portcullis-bench")).args(&args[1..]))?;
-            // The per-request costs, in isolation (criterion, quick mode).
+            // The per-request costs, in isolation (criterion, quick mode; already built).
             run(Command::new(cargo()).current_dir(&root).args([
                 "bench",
+                // The same package set as the build, so the same features: nothing rebuilds.
                 "-p",
                 "portcullis",
+                "-p",
+                "portcullis-bench",
                 "--bench",
                 "micro",
                 "--",
@@ -128,12 +132,15 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Build the gateway and the benchmark binaries (`target/release` or `target/debug`).
+/// Build the gateway and the benchmark binaries (`target/release` or `target/debug`); in
+/// release, the micro-benchmarks too, in the same cargo invocation: one feature resolution
+/// (dev-dependencies included) for all of them, so the gateway library is compiled once
+/// rather than once for the binaries and again for `cargo bench`.
 fn build_bench_binaries(root: &Path, release: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root).arg("build");
     if release {
-        cmd.arg("--release");
+        cmd.args(["--release", "--benches"]);
     }
     run(cmd.args(["-p", "portcullis", "-p", "portcullis-bench", "--bins"]))
 }
@@ -228,13 +235,17 @@ fn install_python_peers(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Install the pinned npm test peers (lockfiles in `tests/`) if they are missing or stale.
-fn install_test_peers(root: &Path) -> anyhow::Result<()> {
-    for dir in [
-        "tests",
-        "tests/conformance-0.1.16",
-        "tests/conformance-0.2.0",
-    ] {
+/// The npm projects with pinned test peers: Node 22 and the SDKs, then the two conformance
+/// suite versions.
+const NPM_PEERS: [&str; 3] = [
+    "tests",
+    "tests/conformance-0.1.16",
+    "tests/conformance-0.2.0",
+];
+
+/// Install the pinned npm test peers in `dirs` (lockfiles there) if missing or stale.
+fn install_test_peers(root: &Path, dirs: &[&str]) -> anyhow::Result<()> {
+    for dir in dirs {
         let dir = root.join(dir);
         let lock = dir.join("package-lock.json");
         let installed = dir.join("node_modules/.package-lock.json");

@@ -24,8 +24,7 @@ use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry;
-use oauth_client::Grant;
-pub(crate) use oauth_client::OAuthClient;
+pub use oauth_client::{Grant, OAuthClient};
 use tracing::Instrument as _;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.

@@ -107,7 +107,7 @@ impl ClientAuth {
 }
 
 /// Which grant obtains a service's token.
-pub(crate) enum Grant<'a> {
+pub enum Grant<'a> {
     /// RFC 8693: act for the caller whose token this is.
     Exchange(&'a SecretToken),
     /// `client_credentials`: the gateway calls as itself.
@@ -136,8 +136,9 @@ struct Cached {
     expires: Instant,
 }
 
-/// Obtains service tokens at one issuer, as one client.
-pub(crate) struct OAuthClient {
+/// Obtains service tokens at one issuer, as one client, and caches them until shortly before
+/// they expire (keyed by a hash of the grant's subject, the service and the scopes).
+pub struct OAuthClient {
     issuer: String,
     client_id: String,
     auth: ClientAuth,
@@ -185,7 +186,7 @@ impl OAuthClient {
     }
 
     /// The client `[exchange]` describes, if any; fails on a missing secret or bad key.
-    pub(crate) fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
         let Some(x) = &config.exchange else {
             return Ok(None);
         };
@@ -233,7 +234,7 @@ impl OAuthClient {
     /// A token for `audience` obtained with `grant` (or cached), inside an `oauth.token`
     /// span and counted by outcome (cache hit, shared with a concurrent request, issued,
     /// failed).
-    pub(crate) async fn token(
+    pub async fn token(
         &self,
         grant: &Grant<'_>,
         service: &str,

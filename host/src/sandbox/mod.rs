@@ -201,8 +201,8 @@ pub struct Sandbox {
 
 struct SandboxInner {
     engine: Engine,
-    /// Plugin code runs here, never on the runtime serving HTTP: a plugin burning CPU delays
-    /// other plugins' calls by at most a time slice, and never the gateway's I/O.
+    /// Plugin calls that outlast their first time slice continue here, off the runtime
+    /// serving HTTP: a plugin burning CPU holds an I/O thread for one slice at most.
     workers: Workers,
     linker: Linker<HostState>,
     artifacts: Option<artifacts::ArtifactCache>,
@@ -587,17 +587,25 @@ impl PluginCode {
             telemetry::plugin_span(&labels.parent, &env.plugin, &labels.version, export, item);
         let started = Instant::now();
         let (code, task_env) = (self.clone(), env.clone());
-        let work = async move { code.run_limited(&task_env, started, call).await };
-        let task = self
-            .sandbox
-            .inner
-            .workers
-            .handle()
-            .spawn(work.instrument(span.clone()));
-        let result = match AbortOnDrop(task).await {
-            Ok(r) => r,
-            Err(e) if e.is_cancelled() => Err(SandboxError::Cancelled),
-            Err(e) => Err(SandboxError::Trap(format!("the call's task failed: {e}"))),
+        let mut work = Box::pin(
+            async move { code.run_limited(&task_env, started, call).await }
+                .instrument(span.clone()),
+        );
+        // Most calls finish within their first epoch slice: run that slice here and skip the
+        // hop to the plugin runtime. A call that yields (its slice ran out, or it waits for a
+        // permit or a host call) continues on the plugin runtime, so a busy plugin holds this
+        // thread for one slice at most.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+        let result = match first {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => {
+                let task = self.sandbox.inner.workers.handle().spawn(work);
+                match AbortOnDrop(task).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_cancelled() => Err(SandboxError::Cancelled),
+                    Err(e) => Err(SandboxError::Trap(format!("the call's task failed: {e}"))),
+                }
+            }
         };
         let outcome = match &result {
             Ok(_) => "ok",
