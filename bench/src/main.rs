@@ -47,8 +47,10 @@ impl Settings {
             out: root.join("target/bench"),
             root,
             concurrency: vec![1, 8, 32],
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(4),
+            // Short enough that a cold `cargo xtask bench` stays under 15 minutes on two cores
+            // (48 points); long enough for tens of thousands of samples per Rust point.
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_millis(2500),
             only: None,
         };
         let mut args = std::env::args().skip(1);
@@ -99,7 +101,7 @@ pub(crate) struct Run {
 }
 
 const USAGE: &str = "usage: portcullis-bench [--smoke] [--bin-dir DIR] [--out DIR] \
-    [--concurrency 1,8,32] [--duration-secs 4] [--warmup-secs 1] \
+    [--concurrency 1,8,32] [--duration-secs 2.5] [--warmup-secs 0.5] \
     [--only native,portcullis,portcullis-jwt,portcullis-jwt-nocache,typescript-sdk,python-sdk]";
 
 /// The system whose half-peak rate every system is offered in the open-loop phase.
