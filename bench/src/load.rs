@@ -49,6 +49,9 @@ pub(crate) struct Measured {
     pub(crate) mean_us: f64,
     /// Open loop: the rate offered (closed loop: 0).
     pub(crate) offered_per_s: f64,
+    /// Open loop: requests due in the window that no client could start before it closed
+    /// (the server could not keep up; they are not in the latencies).
+    pub(crate) unserved: u64,
     /// The server's CPU time per answered request (all its threads), in µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) server_cpu_us_per_req: Option<f64>,
@@ -218,7 +221,7 @@ pub(crate) async fn run(
                     conn = None;
                 }
             }
-            tally.into_outcome()
+            tally
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
@@ -246,6 +249,7 @@ pub(crate) async fn run_open(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let measure_from = Instant::now() + warmup;
+    let end = measure_from + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (t, rx) = (target.clone(), rx.clone());
@@ -256,6 +260,11 @@ pub(crate) async fn run_open(
                 let Some(due) = rx.lock().await.recv().await else {
                     break;
                 };
+                if Instant::now() > end {
+                    // The window has closed: an overloaded server's backlog is not drained.
+                    tally.unserved += u64::from(due >= measure_from);
+                    continue;
+                }
                 if conn.is_none() {
                     match t.connect().await {
                         Ok(c) => conn = Some(c),
@@ -270,11 +279,10 @@ pub(crate) async fn run_open(
                     conn = None;
                 }
             }
-            tally.into_outcome()
+            tally
         }));
     }
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let end = measure_from + duration;
     let mut due = Instant::now();
     let mut before = None;
     while due < end {
@@ -370,13 +378,13 @@ impl CpuSample {
     }
 }
 
-type Outcome = (Vec<u32>, u64, Option<String>);
-
 /// One client's latencies and errors.
 #[derive(Default)]
 struct Tally {
     latencies: Vec<u32>,
     errors: u64,
+    /// Open loop: requests still waiting for a free client when the window closed.
+    unserved: u64,
     first_error: Option<String>,
 }
 
@@ -401,27 +409,25 @@ impl Tally {
             }
         }
     }
-
-    fn into_outcome(self) -> Outcome {
-        (self.latencies, self.errors, self.first_error)
-    }
 }
 
 async fn summarize(
-    tasks: Vec<tokio::task::JoinHandle<Outcome>>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
     concurrency: usize,
     duration: Duration,
     cpu: Option<CpuUsed>,
 ) -> Measured {
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut unserved = 0;
     let mut first_error = None;
     for t in tasks {
-        if let Ok((l, e, f)) = t.await {
-            all.extend(l);
-            errors += e;
+        if let Ok(t) = t.await {
+            all.extend(t.latencies);
+            errors += t.errors;
+            unserved += t.unserved;
             if first_error.is_none() {
-                first_error = f;
+                first_error = t.first_error;
             }
         }
     }
@@ -445,6 +451,7 @@ async fn summarize(
             .filter(|_| !all.is_empty())
             .map(|s| s * 1e6 / all.len() as f64),
         server_cpu: cpu.server_share,
+        unserved,
         offered_per_s: 0.0,
         client_cpu: cpu.client_share,
         concurrency,

@@ -112,7 +112,8 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
             "Latency when not saturated: every system offered the same rate, half of \
              {HALF_LOAD_REFERENCE}'s peak (open loop: arrivals paced to the microsecond, handed \
              to whichever of 16 clients is free; latency counts from when a request was due):\n\n\
-             | system | offered req/s | answered req/s | p50 µs | p99 µs | p99 − native p99 µs | server CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|"
+             Requests not started when the window closed are counted as unserved, not timed.\n\n\
+             | system | offered req/s | answered req/s | unserved | p50 µs | p99 µs | p99 − native p99 µs | server CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         let native_p99 = runs
             .iter()
@@ -125,10 +126,11 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
                     native_p99.map_or("–".to_string(), |n| format!("{:+.0}", h.p99_us - n));
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                    "| {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {} |",
                     r.system,
                     h.offered_per_s,
                     h.req_per_s,
+                    h.unserved,
                     h.p50_us,
                     h.p99_us,
                     delta,
