@@ -571,8 +571,8 @@ impl PluginCode {
     }
 
     /// Run `call` (the export `export`, about `item`) in a fresh instance under `env`'s
-    /// limits, on the plugin runtime, inside a `plugin.call` span, recording its duration and
-    /// outcome.
+    /// limits (its first time slice here, the rest on the plugin runtime), inside a
+    /// `plugin.call` span, recording its duration and outcome.
     async fn run<R: Send + 'static>(
         &self,
         env: &CallEnv,
