@@ -313,7 +313,20 @@ pub(crate) async fn run_open(
 #[derive(Clone, Debug)]
 pub(crate) struct CpuMeter {
     server_pid: Option<u32>,
-    ticks_per_s: f64,
+}
+
+/// USER_HZ, the unit of `/proc/<pid>/stat` times: 100 on every Linux configuration in use;
+/// `getconf` (asked once per run) says if not.
+fn ticks_per_s() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// One reading of a [`CpuMeter`].
@@ -324,6 +337,7 @@ pub(crate) struct CpuSample {
 }
 
 /// CPU used between two samples.
+#[derive(Default)]
 pub(crate) struct CpuUsed {
     server_secs: Option<f64>,
     server_share: Option<f64>,
@@ -332,17 +346,7 @@ pub(crate) struct CpuUsed {
 
 impl CpuMeter {
     pub(crate) fn new(server_pid: Option<u32>) -> Self {
-        // USER_HZ: 100 on every Linux configuration in use; `getconf` says if not.
-        let ticks_per_s = std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0);
-        Self {
-            server_pid,
-            ticks_per_s,
-        }
+        Self { server_pid }
     }
 
     /// utime + stime of `pid` in seconds (`/proc/<pid>/stat` fields 14 and 15).
@@ -351,7 +355,7 @@ impl CpuMeter {
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let ticks: f64 =
             fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / self.ticks_per_s)
+        Some(ticks / ticks_per_s())
     }
 
     pub(crate) fn sample(&self) -> CpuSample {
@@ -440,11 +444,7 @@ async fn summarize(
         f64::from(all[i])
     };
     let seconds = duration.as_secs_f64();
-    let cpu = cpu.unwrap_or(CpuUsed {
-        server_secs: None,
-        server_share: None,
-        client_share: None,
-    });
+    let cpu = cpu.unwrap_or_default();
     Measured {
         server_cpu_us_per_req: cpu
             .server_secs

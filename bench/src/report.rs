@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::load::Measured;
+use crate::systems::OPEN_LOOP_CLIENTS;
 use crate::{HALF_LOAD_REFERENCE, Run, Settings};
 
 /// The machine's cores (not `available_parallelism`, which says 1 in this process: it is
@@ -111,7 +112,7 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
             md,
             "Latency when not saturated: every system offered the same rate, half of \
              {HALF_LOAD_REFERENCE}'s peak (open loop: arrivals paced to the microsecond, handed \
-             to whichever of 16 clients is free; latency counts from when a request was due):\n\n\
+             to whichever of {OPEN_LOOP_CLIENTS} clients is free; latency counts from when a request was due):\n\n\
              Requests not started when the window closed are counted as unserved, not timed.\n\n\
              | system | offered req/s | answered req/s | unserved | p50 µs | p99 µs | p99 − native p99 µs | server CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use crate::load::{self, Protocol, Target};
 use crate::{Run, Settings};
 
-/// Clients offering the open-loop half-peak load (enough that none falls behind its schedule
-/// while the server keeps up).
-const OPEN_LOOP_CLIENTS: usize = 16;
+/// Clients serving the open-loop arrivals (enough that an arrival rarely waits for a free
+/// client while the server keeps up).
+pub(crate) const OPEN_LOOP_CLIENTS: usize = 16;
 
 /// Stateless requests, or 2025 sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
