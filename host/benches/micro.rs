@@ -20,7 +20,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use portcullis::auth::{ResourceServer, TenantAuth};
 use portcullis::config::Config;
-use portcullis::downstream::{Grant, OAuthClient};
+use portcullis::downstream::{Grant, OAuthClients, TokenRequest};
 use portcullis::sandbox::{
     BoxFuture, CallEnv, CallLabels, CallObserver, Limits, NoEgress, Sandbox, SandboxConfig, wit,
 };
@@ -48,6 +48,7 @@ impl CallObserver for Quiet {
 fn context() -> wit::CallContext {
     wit::CallContext {
         tenant: "bench".into(),
+        issuer: Some("https://as.bench".into()),
         subject: Some("bench".into()),
         client_id: None,
         scopes: vec!["mcp:tools".into()],
@@ -251,15 +252,20 @@ fn exchange(c: &mut Criterion) {
         .block_on(auth.authenticate(&request_parts(&issuers.es256)))
         .unwrap();
     let subject = secret.expect("an authenticated caller's token");
-    let client = OAuthClient::from_config(&issuers.config)
-        .unwrap()
-        .expect("[exchange] is configured");
+    let clients = OAuthClients::from_config(&issuers.config).unwrap();
+    let client = clients
+        .at(subject.issuer())
+        .expect("[exchange] is configured at the token's issuer");
     let scopes = vec!["mcp:tools".to_string()];
-    let grant = Grant::Exchange(&subject);
+    let request = TokenRequest {
+        tenant: "bench",
+        service: "api",
+        audience: EXCHANGE_AUDIENCE,
+        scopes: &scopes,
+        grant: Grant::Exchange(&subject),
+    };
     // The first call exchanges at the dev AS; every later one is a cache hit.
-    let first = rt
-        .block_on(client.token(&grant, "api", EXCHANGE_AUDIENCE, &scopes))
-        .unwrap();
+    let first = rt.block_on(client.token(&request)).unwrap();
     assert_ne!(
         first,
         subject.expose(),
@@ -267,10 +273,7 @@ fn exchange(c: &mut Criterion) {
     );
     c.bench_function("exchange/cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
-            let t = client
-                .token(&grant, "api", EXCHANGE_AUDIENCE, &scopes)
-                .await
-                .unwrap();
+            let t = client.token(&request).await.unwrap();
             assert_eq!(t.len(), first.len());
         })
     });

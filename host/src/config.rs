@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most live MCP sessions (2025 revisions) at once; more `initialize` calls get 503.
     pub max_sessions: usize,
+    /// Most live sessions one caller (tenant, issuer, subject) may hold; its next
+    /// `initialize` gets 503 while others still get sessions. Default 50 (at most
+    /// `max_sessions`).
+    pub max_sessions_per_subject: usize,
     /// Sessions idle this long are closed. Default 600 s.
     pub session_idle_timeout_secs: u64,
     /// Environment variable holding the key that protects `requestState` (at least 32
@@ -95,6 +99,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 4 << 20,
             max_sessions: 1000,
+            max_sessions_per_subject: 50,
             session_idle_timeout_secs: 600,
             state_key_env: None,
             allow_unauthenticated_public: false,
@@ -135,6 +140,12 @@ pub struct AuthConfig {
     pub jwks_refresh_secs: u64,
     /// Least time between JWKS fetches triggered by unknown key ids, in seconds. Default 30.
     pub jwks_min_refresh_secs: u64,
+    /// Longest an introspection answer is trusted, in seconds (a revoked opaque token stops
+    /// working within it). Default 30.
+    pub introspection_cache_secs: u64,
+    /// Refused introspections one client address may cause per minute; then 429 until the
+    /// minute is over. Default 30.
+    pub introspection_failures_per_minute: u32,
     /// What `tools/list` shows: every tool with its required scopes (`"all"`, the default, so
     /// clients can step up) or only the tools the caller may call (`"permitted"`).
     pub tools_list: ToolsList,
@@ -167,6 +178,8 @@ impl Default for AuthConfig {
             token_cache_entries: 10_000,
             jwks_refresh_secs: 600,
             jwks_min_refresh_secs: 30,
+            introspection_cache_secs: 30,
+            introspection_failures_per_minute: 30,
             tools_list: ToolsList::All,
         }
     }
@@ -185,6 +198,10 @@ pub struct IssuerConfig {
     pub jwks_uri: Option<String>,
     /// Validate opaque (non-JWT) tokens with this issuer's RFC 7662 introspection endpoint.
     pub introspection: Option<IntrospectionConfig>,
+    /// The gateway as an OAuth client of this issuer: exchanges (RFC 8693) of tokens this
+    /// issuer issued, and client-credentials tokens for services that name it. The same
+    /// keys as `[exchange]`, without `issuer`.
+    pub exchange: Option<ExchangeConfig>,
 }
 
 /// `[auth.issuer.introspection]`: the gateway's own client credentials for introspection.
@@ -197,6 +214,11 @@ pub struct IntrospectionConfig {
     pub client_secret_env: String,
     /// The endpoint; default: `introspection_endpoint` from the issuer's metadata.
     pub endpoint: Option<String>,
+    /// The prefix this issuer's opaque tokens start with. A token is introspected at exactly
+    /// one issuer: the one whose prefix it carries (the longest match), else the tenant's one
+    /// introspecting issuer without a prefix. Required when a tenant trusts more than one
+    /// introspecting issuer.
+    pub token_prefix: Option<String>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -526,6 +548,12 @@ pub struct ServiceConfig {
     /// (default: none named, so the AS decides; for an exchange, the caller's).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The authorization server that issues this service's tokens (an `[[auth.issuer]]`
+    /// URL). With `token-exchange`, only callers whose token this issuer issued can reach the
+    /// service (default: any trusted issuer with an exchange client, each exchanging its own
+    /// tokens); with `client-credentials`, where the gateway's token comes from (default:
+    /// the `[exchange]` issuer).
+    pub issuer: Option<String>,
     /// With `credential = "static"`: environment variable holding the header value.
     pub header_env: Option<String>,
     /// With `credential = "static"`: the header to send it in. Default `authorization`.
@@ -572,8 +600,9 @@ impl CredentialMode {
     }
 }
 
-/// `[exchange]`: the gateway as an OAuth client of the authorization server, for services
-/// with `credential = "token-exchange"` (RFC 8693) or `"client-credentials"`.
+/// `[exchange]` and `[auth.issuer.exchange]`: the gateway as an OAuth client of an
+/// authorization server, for services with `credential = "token-exchange"` (RFC 8693) or
+/// `"client-credentials"`. A caller's token is exchanged only at the issuer that issued it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeConfig {
@@ -591,7 +620,8 @@ pub struct ExchangeConfig {
     pub private_key_alg: String,
     /// With `private_key_jwt`: the `kid` to put in the assertion header, if the AS needs one.
     pub key_id: Option<String>,
-    /// The issuer whose token endpoint is used; default: the first trusted issuer.
+    /// `[exchange]` only: the issuer this client belongs to; default: the first trusted
+    /// issuer. (In `[auth.issuer.exchange]` it is the enclosing issuer.)
     pub issuer: Option<String>,
 }
 
@@ -628,6 +658,21 @@ pub struct PluginSettings {
     pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
     /// The tools to serve (an allow-list); default: every tool the plugin declares.
     pub tools: Option<Vec<String>>,
+}
+
+/// Read a secret named by an `*_env` key from the environment. The error names the variable,
+/// never a value.
+pub fn secret_from_env(var: &str) -> Result<String, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        Ok(_) => Err(format!("environment variable {var} is empty")),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable {var} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("environment variable {var} is not valid UTF-8"))
+        }
+    }
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -688,24 +733,7 @@ impl Config {
             return Err(self.error("tenant", "at least one [[tenant]] is required"));
         }
         if let Some(x) = &self.exchange {
-            let missing = match x.auth_method {
-                ClientAuthMethod::ClientSecretBasic if x.client_secret_env.is_none() => {
-                    Some(("exchange.client_secret_env", "client_secret_basic"))
-                }
-                ClientAuthMethod::PrivateKeyJwt if x.private_key_file.is_none() => {
-                    Some(("exchange.private_key_file", "private_key_jwt"))
-                }
-                _ => None,
-            };
-            if let Some((key, method)) = missing {
-                return Err(self.error(key, format!("auth_method = \"{method}\" needs it")));
-            }
-            if !matches!(x.private_key_alg.as_str(), "RS256" | "PS256" | "ES256") {
-                return Err(self.error(
-                    "exchange.private_key_alg",
-                    format!("`{}` is not RS256, PS256 or ES256", x.private_key_alg),
-                ));
-            }
+            self.check_exchange("exchange", x)?;
         }
         if let Some(url) = &self.server.public_url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -743,6 +771,9 @@ impl Config {
         }
         if self.server.max_sessions == 0 {
             return Err(self.error("server.max_sessions", "must be at least 1"));
+        }
+        if self.server.max_sessions_per_subject == 0 {
+            return Err(self.error("server.max_sessions_per_subject", "must be at least 1"));
         }
         if self.sandbox.max_instances == 0 {
             return Err(self.error("sandbox.max_instances", "must be at least 1"));
@@ -929,14 +960,8 @@ impl Config {
                         ),
                     ));
                 }
-                if svc.credential.uses_authorization_server()
-                    && (svc.audience.is_none() || self.exchange.is_none())
-                {
-                    return Err(self.error(
-                        format!("{key}.credential"),
-                        "\"token-exchange\" and \"client-credentials\" need an audience and an [exchange] section with the gateway's client credentials",
-                    ));
-                }
+                self.check_service_credential(&self.tenants[i], svc)
+                    .map_err(|(k, problem)| self.error(format!("{key}.{k}"), problem))?;
                 if svc.credential == CredentialMode::Static && svc.header_env.is_none() {
                     return Err(self.error(
                         format!("{key}.header_env"),
@@ -1008,6 +1033,119 @@ impl Config {
             return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
         }
         Ok(())
+    }
+
+    /// Check a gateway OAuth client section (`at` names it in errors).
+    fn check_exchange(&self, at: &str, x: &ExchangeConfig) -> Result<(), ConfigError> {
+        let missing = match x.auth_method {
+            ClientAuthMethod::ClientSecretBasic if x.client_secret_env.is_none() => {
+                Some(("client_secret_env", "client_secret_basic"))
+            }
+            ClientAuthMethod::PrivateKeyJwt if x.private_key_file.is_none() => {
+                Some(("private_key_file", "private_key_jwt"))
+            }
+            _ => None,
+        };
+        if let Some((key, method)) = missing {
+            return Err(self.error(
+                format!("{at}.{key}"),
+                format!("auth_method = \"{method}\" needs it"),
+            ));
+        }
+        if !matches!(x.private_key_alg.as_str(), "RS256" | "PS256" | "ES256") {
+            return Err(self.error(
+                format!("{at}.private_key_alg"),
+                format!("`{}` is not RS256, PS256 or ES256", x.private_key_alg),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check that a service's tokens can be obtained at an issuer the tenant trusts; the
+    /// error is (key, problem).
+    fn check_service_credential(
+        &self,
+        tenant: &TenantConfig,
+        svc: &ServiceConfig,
+    ) -> Result<(), (&'static str, String)> {
+        if !svc.credential.uses_authorization_server() {
+            return Ok(());
+        }
+        if svc.audience.is_none() {
+            return Err((
+                "audience",
+                "\"token-exchange\" and \"client-credentials\" need the audience tokens are for".into(),
+            ));
+        }
+        let trusted = self.tenant_issuers(tenant);
+        if let Some(iss) = &svc.issuer
+            && !trusted.contains(iss)
+        {
+            return Err((
+                "issuer",
+                format!("`{iss}` is not an issuer this tenant trusts"),
+            ));
+        }
+        let clients: Vec<String> = self.exchange_clients().into_iter().map(|(i, _)| i).collect();
+        match svc.credential {
+            CredentialMode::TokenExchange => {
+                let can = trusted
+                    .iter()
+                    .filter(|i| svc.issuer.as_ref().is_none_or(|s| s == *i))
+                    .any(|i| clients.contains(i));
+                if !can {
+                    return Err((
+                        "credential",
+                        format!(
+                            "no issuer this tenant trusts can exchange tokens for it (a caller's token is exchanged only at its own issuer): \
+                             give {} an [auth.issuer.exchange] client, or an [exchange] section",
+                            svc.issuer.clone().unwrap_or_else(|| trusted.join(" or "))
+                        ),
+                    ));
+                }
+            }
+            _ => {
+                let at = svc.issuer.clone().or_else(|| self.default_exchange_issuer());
+                if !at.is_some_and(|i| clients.contains(&i)) {
+                    return Err((
+                        "credential",
+                        "\"client-credentials\" needs an [exchange] section (or an [auth.issuer.exchange] client at the service's `issuer`) with the gateway's client credentials".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The issuers `tenant` accepts tokens from: its `issuers`, else every trusted issuer.
+    pub fn tenant_issuers(&self, tenant: &TenantConfig) -> Vec<String> {
+        if tenant.issuers.is_empty() {
+            self.trusted_issuers().into_iter().map(|i| i.issuer).collect()
+        } else {
+            tenant.issuers.clone()
+        }
+    }
+
+    /// The issuer of the `[exchange]` client: its `issuer`, else the first trusted issuer.
+    pub fn default_exchange_issuer(&self) -> Option<String> {
+        let x = self.exchange.as_ref()?;
+        x.issuer
+            .clone()
+            .or_else(|| self.trusted_issuers().first().map(|i| i.issuer.clone()))
+    }
+
+    /// The gateway's OAuth clients, one per issuer: `[exchange]` for its issuer and every
+    /// `[auth.issuer.exchange]`.
+    pub fn exchange_clients(&self) -> Vec<(String, ExchangeConfig)> {
+        let mut out: Vec<(String, ExchangeConfig)> = self
+            .trusted_issuers()
+            .into_iter()
+            .filter_map(|i| i.exchange.map(|x| (i.issuer, x)))
+            .collect();
+        if let (Some(x), Some(issuer)) = (&self.exchange, self.default_exchange_issuer()) {
+            out.push((issuer, x.clone()));
+        }
+        out
     }
 
     /// Check one plugin's settings (from `[tenant.plugin.<name>]` or a manifest) against the
@@ -1102,6 +1240,68 @@ impl Config {
                 }
             }
         }
+        for (i, iss) in a.issuers.iter().enumerate() {
+            if let Some(x) = &iss.exchange {
+                self.check_exchange(&format!("auth.issuer[{i}].exchange"), x)?;
+                if x.issuer.is_some() {
+                    return Err(self.error(
+                        format!("auth.issuer[{i}].exchange.issuer"),
+                        "is implied by the enclosing [[auth.issuer]]; remove it",
+                    ));
+                }
+            }
+        }
+        if let Some(x) = &self.exchange {
+            let issuer = self.default_exchange_issuer().unwrap_or_default();
+            if !self.trusted_issuers().iter().any(|t| t.issuer == issuer) {
+                return Err(self.error(
+                    "exchange.issuer",
+                    format!("`{issuer}` is not an [[auth.issuer]]"),
+                ));
+            }
+            if x.issuer.is_some() || !issuer.is_empty() {
+                let both = a.issuers.iter().position(|t| t.issuer == issuer && t.exchange.is_some());
+                if let Some(j) = both {
+                    return Err(self.error(
+                        format!("auth.issuer[{j}].exchange"),
+                        format!("`{issuer}` has a client in [exchange] already; keep one"),
+                    ));
+                }
+            }
+        }
+        for (t, tenant) in self.tenants.iter().enumerate() {
+            let trusted = self.tenant_issuers(tenant);
+            let introspecting: Vec<&IssuerConfig> = a
+                .issuers
+                .iter()
+                .filter(|i| i.introspection.is_some() && trusted.contains(&i.issuer))
+                .collect();
+            let prefixes: Vec<Option<&str>> = introspecting
+                .iter()
+                .map(|i| i.introspection.as_ref().and_then(|x| x.token_prefix.as_deref()))
+                .collect();
+            let unprefixed = prefixes.iter().filter(|p| p.is_none()).count();
+            let mut distinct = prefixes.iter().flatten().collect::<Vec<_>>();
+            distinct.sort();
+            let before = distinct.len();
+            distinct.dedup();
+            if unprefixed > 1 || distinct.len() != before {
+                return Err(self.error(
+                    format!("tenant[{t}].issuers"),
+                    "more than one trusted issuer introspects opaque tokens without a distinct \
+                     introspection.token_prefix; an opaque token must have exactly one issuer to ask",
+                ));
+            }
+        }
+        if a.introspection_cache_secs > 300 {
+            return Err(self.error(
+                "auth.introspection_cache_secs",
+                "at most 300: a revoked token keeps working for this long",
+            ));
+        }
+        if a.introspection_failures_per_minute == 0 {
+            return Err(self.error("auth.introspection_failures_per_minute", "must be at least 1"));
+        }
         if a.scopes_supported.iter().any(|s| s == "offline_access") {
             return Err(self.error(
                 "auth.scopes_supported",
@@ -1140,6 +1340,7 @@ impl Config {
                 algorithms: vec!["ES256".into()],
                 jwks_uri: None,
                 introspection: None,
+                exchange: None,
             }]
         } else {
             self.auth.issuers.clone()

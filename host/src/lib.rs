@@ -78,11 +78,8 @@ impl Portcullis {
         }
         let state_key = match &config.server.state_key_env {
             Some(var) => {
-                let key = std::env::var(var).with_context(|| {
-                    format!(
-                        "{}: server.state_key_env: environment variable {var} is not set",
-                        config.source.display()
-                    )
+                let key = config::secret_from_env(var).map_err(|e| {
+                    anyhow::anyhow!("{}: server.state_key_env: {e}", config.source.display())
                 })?;
                 anyhow::ensure!(
                     key.len() >= 32,
@@ -97,7 +94,7 @@ impl Portcullis {
         let loaded: BTreeMap<String, Arc<TenantPlugins>> =
             plugins::load_all(&sandbox, &config).await;
         let loaded_for_watch = loaded.clone();
-        let oauth_client = downstream::OAuthClient::from_config(&config)?.map(Arc::new);
+        let oauth_clients = Arc::new(downstream::OAuthClients::from_config(&config)?);
         let mut tenants: BTreeMap<String, Arc<TenantContext>> = BTreeMap::new();
         for (id, plugins) in loaded {
             let tenant_config = config
@@ -105,7 +102,7 @@ impl Portcullis {
                 .iter()
                 .find(|t| t.id == id)
                 .expect("loaded tenants are configured");
-            let services = downstream::TenantServices::new(tenant_config, oauth_client.as_ref())
+            let services = downstream::TenantServices::new(tenant_config, &oauth_clients)
                 .with_context(|| {
                     format!(
                         "{}: tenant `{id}` downstream services",
@@ -173,6 +170,8 @@ impl Portcullis {
         } else {
             None
         };
+        // Last, so it covers every route: MCP, metadata, health, admin and the dev AS.
+        let router = transport::guard_hosts(router, &settings);
         Ok(Self {
             config,
             tenants,

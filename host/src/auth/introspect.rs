@@ -1,18 +1,46 @@
-//! Opaque access tokens: RFC 7662 introspection at the issuer, with the gateway's own client
-//! credentials (the secret comes from the environment and is never logged).
+//! Opaque access tokens: RFC 7662 introspection at the one issuer responsible for a token,
+//! with the gateway's own client credentials (the secret comes from the environment and is
+//! never logged).
+//!
+//! Owns the introspection request and what its answer must say (active, an access token,
+//! this issuer, this audience, not expired), how long a positive answer is trusted (at most
+//! `auth.introspection_cache_secs`, so a revocation takes effect within it), and the
+//! per-address budget of refused introspections that keeps junk bearers from turning the
+//! gateway into an amplifier against the authorization server. It must not choose the
+//! issuer: the resource server picks exactly one introspector per token.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::jwt::{Issuer, Verified};
 use crate::config::IntrospectionConfig;
+use crate::telemetry::untrusted;
 
 /// How long an introspection call may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to trust an active token whose introspection response carries no `exp`.
-const DEFAULT_TTL: u64 = 60;
+/// Client addresses whose refusals are tracked at once.
+const TRACKED_ADDRESSES: usize = 10_000;
+/// The window refusals are counted in.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Why introspection did not accept a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IntrospectError {
+    /// The issuer answered, and the token is not acceptable here (inactive, revoked, not an
+    /// access token, another audience, expired). Remembered briefly and counted against the
+    /// client's address.
+    #[error("{0}")]
+    Refused(String),
+    /// The issuer could not be asked (unreachable, an HTTP error, not JSON): nothing is
+    /// remembered, the next request asks again.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// Introspects tokens at one issuer.
 pub(crate) struct Introspector {
@@ -21,49 +49,68 @@ pub(crate) struct Introspector {
     /// Never printed: this type implements no `Debug`.
     client_secret: String,
     endpoint: Option<String>,
+    prefix: Option<String>,
+    /// Longest a positive answer is trusted.
+    ttl: Duration,
 }
 
 impl Introspector {
     /// From configuration; fails if the secret's environment variable is unset.
-    /// The issuer this endpoint belongs to.
-    pub(crate) fn issuer_url(&self) -> &str {
-        &self.issuer.issuer
-    }
-
-    pub(crate) fn new(issuer: Arc<Issuer>, config: &IntrospectionConfig) -> Result<Self, String> {
-        let client_secret = std::env::var(&config.client_secret_env).map_err(|_| {
-            format!(
-                "environment variable {} (client_secret_env) is not set",
-                config.client_secret_env
-            )
-        })?;
+    pub(crate) fn new(
+        issuer: Arc<Issuer>,
+        config: &IntrospectionConfig,
+        ttl: Duration,
+    ) -> Result<Self, String> {
+        let client_secret = crate::config::secret_from_env(&config.client_secret_env)
+            .map_err(|e| format!("client_secret_env: {e}"))?;
         Ok(Self {
             issuer,
             client_id: config.client_id.clone(),
             client_secret,
             endpoint: config.endpoint.clone(),
+            prefix: config.token_prefix.clone(),
+            ttl,
         })
     }
 
-    async fn endpoint(&self) -> Result<String, String> {
+    /// The issuer this endpoint belongs to.
+    pub(crate) fn issuer_url(&self) -> &str {
+        &self.issuer.issuer
+    }
+
+    /// The prefix this issuer's opaque tokens carry, if configured.
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
+    async fn endpoint(&self) -> Result<String, IntrospectError> {
         if let Some(e) = &self.endpoint {
             return Ok(e.clone());
         }
-        let doc = self.issuer.metadata().await?;
+        let doc = self
+            .issuer
+            .metadata()
+            .await
+            .map_err(IntrospectError::Unavailable)?;
         doc["introspection_endpoint"]
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| {
-                format!(
+                IntrospectError::Unavailable(format!(
                     "{} advertises no introspection_endpoint",
                     self.issuer.issuer
-                )
+                ))
             })
     }
 
-    /// Ask the issuer whether `token` is active and meant for `audience`. Errors never contain
-    /// the token or the client secret.
-    pub(crate) async fn introspect(&self, token: &str, audience: &str) -> Result<Verified, String> {
+    /// Ask the issuer whether `token` is an active access token meant for `audience`.
+    /// Errors never contain the token or the client secret.
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<Verified, IntrospectError> {
+        use IntrospectError::Unavailable;
         let endpoint = self.endpoint().await?;
         let resp = self
             .issuer
@@ -74,24 +121,43 @@ impl Introspector {
             .timeout(TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("introspection at {endpoint} failed: {}", e.without_url()))?;
+            .map_err(|e| Unavailable(format!("introspection at {endpoint} failed: {}", e.without_url())))?;
         if !resp.status().is_success() {
-            return Err(format!(
+            return Err(Unavailable(format!(
                 "introspection at {endpoint} answered HTTP {}",
                 resp.status()
-            ));
+            )));
         }
         let body: Value = resp
             .json()
             .await
-            .map_err(|_| format!("introspection at {endpoint} did not answer JSON"))?;
+            .map_err(|_| Unavailable(format!("introspection at {endpoint} did not answer JSON")))?;
+        self.judge(&body, audience)
+    }
+
+    /// What an introspection answer means for a request to `audience`.
+    fn judge(&self, body: &Value, audience: &str) -> Result<Verified, IntrospectError> {
+        use IntrospectError::Refused;
         if body["active"] != Value::Bool(true) {
-            return Err("the token is not active".into());
+            return Err(Refused("the token is not active".into()));
+        }
+        // RFC 7662 §2.2 `token_type` is the RFC 6749 §7.1 type of an access token; a refresh
+        // token (or anything else) presented as a bearer token is refused.
+        if let Some(kind) = body.get("token_type") {
+            let ok = kind
+                .as_str()
+                .is_some_and(|k| matches!(k.to_ascii_lowercase().as_str(), "bearer" | "dpop" | "access_token"));
+            if !ok {
+                return Err(Refused(format!(
+                    "the token is not an access token (token_type {})",
+                    untrusted(&kind.to_string())
+                )));
+            }
         }
         if let Some(iss) = body["iss"].as_str()
             && iss != self.issuer.issuer
         {
-            return Err("the token's issuer does not match".into());
+            return Err(Refused("the token's issuer does not match".into()));
         }
         let for_us = match &body["aud"] {
             Value::String(a) => a == audience,
@@ -99,14 +165,139 @@ impl Introspector {
             _ => false,
         };
         if !for_us {
-            return Err("the token was not issued for this resource (aud)".into());
+            return Err(Refused(
+                "the token was not issued for this resource (aud)".into(),
+            ));
         }
         let now = jsonwebtoken::get_current_timestamp();
-        let expires = body["exp"].as_u64().unwrap_or(now + DEFAULT_TTL);
+        let trusted_until = now + self.ttl.as_secs();
+        let expires = body["exp"].as_u64().unwrap_or(trusted_until);
         if expires <= now {
-            return Err("the token has expired".into());
+            return Err(Refused("the token has expired".into()));
         }
-        let claims = body.as_object().cloned().unwrap_or_default();
-        Ok(Verified { claims, expires })
+        Ok(Verified {
+            claims: body.as_object().cloned().unwrap_or_default(),
+            // Trusted until it expires or the cache window closes, whichever is first: a
+            // revoked token stops working within the window.
+            expires: expires.min(trusted_until),
+            issuer: Arc::from(self.issuer.issuer.as_str()),
+        })
+    }
+}
+
+/// Refused introspections per client address in a fixed one-minute window. Only refusals
+/// count, so a busy address with good tokens is never slowed; one that presents junk gets
+/// at most `per_minute` introspections, then 429 until the window ends.
+pub(crate) struct FailureLimiter {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailureLimiter {
+    pub(crate) fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(peer: Option<IpAddr>) -> IpAddr {
+        peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Seconds until `peer` may introspect again, if its budget is spent.
+    pub(crate) fn blocked(&self, peer: Option<IpAddr>) -> Option<u64> {
+        let seen = self.seen.lock();
+        let (start, n) = seen.get(&Self::key(peer))?;
+        let left = WINDOW.checked_sub(start.elapsed())?;
+        (*n >= self.per_minute).then(|| left.as_secs().max(1))
+    }
+
+    /// Count one refused introspection for `peer`.
+    pub(crate) fn record(&self, peer: Option<IpAddr>) {
+        let mut seen = self.seen.lock();
+        if seen.len() >= TRACKED_ADDRESSES {
+            seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
+        }
+        if seen.len() >= TRACKED_ADDRESSES {
+            // Every tracked address is active: make room rather than grow without bound.
+            if let Some(victim) = seen.keys().next().copied() {
+                seen.remove(&victim);
+            }
+        }
+        let entry = seen
+            .entry(Self::key(peer))
+            .or_insert_with(|| (Instant::now(), 0));
+        if entry.0.elapsed() >= WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn introspector() -> Introspector {
+        let issuer = Arc::new(Issuer::new(
+            &crate::config::IssuerConfig {
+                issuer: "https://as.example".into(),
+                algorithms: vec!["RS256".into()],
+                jwks_uri: None,
+                introspection: None,
+                exchange: None,
+            },
+            Duration::from_secs(30),
+            reqwest::Client::new(),
+        ));
+        Introspector {
+            issuer,
+            client_id: "gw".into(),
+            client_secret: "s".into(),
+            endpoint: None,
+            prefix: None,
+            ttl: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn only_active_access_tokens_for_this_audience_pass() {
+        let i = introspector();
+        let now = jsonwebtoken::get_current_timestamp();
+        let good = serde_json::json!({"active": true, "token_type": "Bearer",
+            "iss": "https://as.example", "aud": "https://gw/mcp", "exp": now + 3600, "sub": "alice"});
+        let v = i.judge(&good, "https://gw/mcp").unwrap();
+        assert!(v.expires <= now + 30, "trusted for the cache window only, not until exp");
+        let refused = |body: Value| match i.judge(&body, "https://gw/mcp") {
+            Err(IntrospectError::Refused(why)) => why,
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        };
+        let mut refresh = good.clone();
+        refresh["token_type"] = "refresh_token".into();
+        assert!(refused(refresh).contains("not an access token"));
+        let mut inactive = good.clone();
+        inactive["active"] = false.into();
+        assert!(refused(inactive).contains("not active"));
+        let mut other_aud = good.clone();
+        other_aud["aud"] = "https://other/mcp".into();
+        assert!(refused(other_aud).contains("aud"));
+        let mut other_iss = good;
+        other_iss["iss"] = "https://evil.example".into();
+        assert!(refused(other_iss).contains("issuer"));
+    }
+
+    #[test]
+    fn an_address_gets_its_budget_of_refusals_then_waits() {
+        let limiter = FailureLimiter::new(3);
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let b = Some(IpAddr::from([10, 0, 0, 2]));
+        for _ in 0..3 {
+            assert_eq!(limiter.blocked(a), None);
+            limiter.record(a);
+        }
+        let wait = limiter.blocked(a).expect("budget spent");
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(limiter.blocked(b), None, "another address is unaffected");
     }
 }

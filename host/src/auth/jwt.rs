@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::IssuerConfig;
+use crate::telemetry::untrusted;
 
 /// How long a metadata or JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -245,7 +246,10 @@ pub(crate) struct JwtRules {
 /// A validated token's claims.
 pub(crate) struct Verified {
     pub(crate) claims: Map<String, Value>,
+    /// Until when the validation may be reused (never past the token's expiry).
     pub(crate) expires: u64,
+    /// The issuer that vouched for the token.
+    pub(crate) issuer: Arc<str>,
 }
 
 /// Validate `token` for `audience` against the trusted `issuers`. Errors are safe to show to
@@ -279,7 +283,7 @@ pub(crate) async fn validate(
     let issuer = issuers
         .iter()
         .find(|i| i.issuer == iss)
-        .ok_or_else(|| format!("issuer {iss} is not trusted here"))?;
+        .ok_or_else(|| format!("issuer {} is not trusted here", untrusted(iss)))?;
     if !issuer.algorithms.contains(&header.alg) {
         return Err(format!(
             "algorithm {:?} is not accepted for {iss}",
@@ -290,7 +294,7 @@ pub(crate) async fn validate(
         .key(header.kid.as_deref())
         .await
         .ok_or_else(|| match &header.kid {
-            Some(kid) => format!("no signing key {kid} is known for {iss}"),
+            Some(kid) => format!("no signing key {} is known for {iss}", untrusted(kid)),
             None => format!("the token names no key and {iss} has several"),
         })?;
     if key.family() != header.alg.family() {
@@ -335,6 +339,7 @@ pub(crate) async fn validate(
     Ok(Verified {
         claims: data.claims,
         expires,
+        issuer: Arc::from(issuer.issuer.as_str()),
     })
 }
 

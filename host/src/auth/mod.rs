@@ -14,6 +14,7 @@ mod jwt;
 pub(crate) use jwt::discover as discover_metadata;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,14 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, AuthMode, Identity, IssuerConfig};
 
-/// The scope that stands for "every scope" in a configured identity.
+/// The scope that stands for "every scope" in a configured identity (auth off, stdio). A
+/// token can never grant it: `*` in a token's `scope`/`scp` is dropped.
 pub const ALL_SCOPES: &str = "*";
+
+/// How long a refused opaque token is answered from memory, in seconds.
+const REJECTED_SECS: u64 = 10;
+/// Most refused tokens remembered.
+const REJECTED_ENTRIES: usize = 10_000;
 
 /// JWS algorithms an issuer may be configured with: asymmetric only.
 pub const ACCEPTED_ALGORITHMS: &[&str] = &[
@@ -34,10 +41,16 @@ pub const ACCEPTED_ALGORITHMS: &[&str] = &[
 ];
 
 /// An authenticated (or, with auth off, configured) caller.
+///
+/// Identity is (tenant, issuer, subject): two principals are the same caller only when all
+/// three match ([`Principal::caller`]). A `sub` means nothing without the issuer that
+/// vouched for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     /// The tenant the request was routed to.
     pub tenant: Arc<str>,
+    /// The issuer that validated the token (`None` for a configured identity).
+    pub issuer: Option<Arc<str>>,
     /// The subject (`sub`), if any.
     pub subject: Option<String>,
     /// The OAuth client id, if known.
@@ -46,17 +59,72 @@ pub struct Principal {
     pub scopes: BTreeSet<String>,
     /// Operator-selected non-secret claims: name and JSON value as text.
     pub claims: Vec<(String, String)>,
+    /// Every scope, without listing them: only a configured identity whose scopes name `*`.
+    all_scopes: bool,
+}
+
+/// Who a caller is within its tenant: the issuer and the name it vouched for. Sessions,
+/// `requestState`, quota buckets and caches are keyed by it (with the tenant).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallerId {
+    /// The validating issuer; `None` for a configured identity.
+    pub issuer: Option<Arc<str>>,
+    /// The subject, or for a token without one the client it was issued to.
+    pub name: CallerName,
+}
+
+/// The name part of a [`CallerId`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallerName {
+    /// A `sub` claim (or a configured identity's subject).
+    Subject(String),
+    /// No `sub`: the OAuth client the token was issued to.
+    Client(String),
+    /// Neither.
+    Anonymous,
+}
+
+impl std::fmt::Display for CallerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let issuer = self.issuer.as_deref().unwrap_or("(configured)");
+        match &self.name {
+            CallerName::Subject(s) => write!(f, "{s} @ {issuer}"),
+            CallerName::Client(c) => write!(f, "client {c} @ {issuer}"),
+            CallerName::Anonymous => write!(f, "anonymous @ {issuer}"),
+        }
+    }
 }
 
 impl Principal {
-    /// A principal with a fixed identity (auth off, or stdio).
+    /// A principal with a fixed identity (auth off, or stdio); `*` in its scopes grants
+    /// every scope.
     pub fn from_identity(tenant: Arc<str>, identity: &Identity) -> Self {
         Self {
             tenant,
+            issuer: None,
             subject: Some(identity.subject.clone()),
             client_id: None,
-            scopes: identity.scopes.iter().cloned().collect(),
+            all_scopes: identity.scopes.iter().any(|s| s == ALL_SCOPES),
+            scopes: identity
+                .scopes
+                .iter()
+                .filter(|s| *s != ALL_SCOPES)
+                .cloned()
+                .collect(),
             claims: Vec::new(),
+        }
+    }
+
+    /// Who this is within the tenant: (issuer, subject or client).
+    pub fn caller(&self) -> CallerId {
+        let name = match (&self.subject, &self.client_id) {
+            (Some(s), _) => CallerName::Subject(s.clone()),
+            (None, Some(c)) => CallerName::Client(c.clone()),
+            (None, None) => CallerName::Anonymous,
+        };
+        CallerId {
+            issuer: self.issuer.clone(),
+            name,
         }
     }
 
@@ -67,7 +135,7 @@ impl Principal {
 
     /// The scopes in `required` that are not granted.
     pub fn missing_scopes<'a, S: AsRef<str>>(&self, required: &'a [S]) -> Vec<&'a str> {
-        if self.scopes.contains(ALL_SCOPES) {
+        if self.all_scopes {
             return Vec::new();
         }
         required
@@ -76,18 +144,46 @@ impl Principal {
             .filter(|s| !self.scopes.contains(*s))
             .collect()
     }
+
+    /// The scopes a plugin is told about: the granted ones, plus `*` for a configured
+    /// identity that has every scope.
+    pub fn scope_list(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.scopes.iter().cloned().collect();
+        if self.all_scopes {
+            out.push(ALL_SCOPES.into());
+        }
+        out
+    }
 }
 
-/// The caller's raw bearer token. It exists only so the downstream capability can exchange it
-/// (RFC 8693); it implements neither `Debug`, `Display` nor `Serialize`, so it cannot end up
-/// in a log line, a span or a response by accident.
+/// The caller's raw bearer token and the issuer that validated it. It exists only so the
+/// downstream capability can exchange it (RFC 8693) at that issuer and nowhere else; it
+/// implements neither `Debug`, `Display` nor `Serialize`, so it cannot end up in a log line,
+/// a span or a response by accident.
 #[derive(Clone)]
-pub struct SecretToken(Arc<str>);
+pub struct SecretToken {
+    token: Arc<str>,
+    issuer: Arc<str>,
+}
 
 impl SecretToken {
-    /// The token itself, for the one place that must send it to the authorization server.
+    /// The token itself, for the one place that must send it to its authorization server.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.token
+    }
+
+    /// The issuer that issued and validated this token: the only authorization server it
+    /// may be sent to.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// A token `issuer` issued (tests and benchmarks build exchange requests with it).
+    pub fn new(token: &str, issuer: &str) -> Self {
+        Self {
+            token: Arc::from(token),
+            issuer: Arc::from(issuer),
+        }
     }
 }
 
@@ -105,6 +201,11 @@ pub enum Denial {
         /// Every scope the call needs.
         required: Vec<String>,
     },
+    /// Too many unacceptable tokens from this client address: 429 with `Retry-After`.
+    TooManyFailures {
+        /// Seconds until the address may try again.
+        retry_after: u64,
+    },
 }
 
 impl Denial {
@@ -115,6 +216,7 @@ impl Denial {
             Denial::InvalidToken(_) => "invalid_token",
             Denial::InvalidRequest(_) => "invalid_request",
             Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::TooManyFailures { .. } => "too_many_failures",
         }
     }
 }
@@ -122,6 +224,7 @@ impl Denial {
 /// A validated token as the cache keeps it.
 #[derive(Clone)]
 struct CachedToken {
+    issuer: Arc<str>,
     subject: Option<String>,
     client_id: Option<String>,
     scopes: BTreeSet<String>,
@@ -182,6 +285,10 @@ pub struct ResourceServer {
     claims: Vec<String>,
     max_token_bytes: usize,
     cache: TokenCache,
+    /// Opaque tokens an issuer said are not acceptable, briefly (hash → until, reason).
+    rejected: Mutex<HashMap<[u8; 32], (u64, String)>>,
+    /// Refused introspections per client address.
+    failures: introspect::FailureLimiter,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -205,9 +312,10 @@ impl ResourceServer {
             .map(|i| Arc::new(jwt::Issuer::new(i, min_refresh, http.clone())))
             .collect();
         let mut introspectors = Vec::new();
+        let ttl = Duration::from_secs(config.introspection_cache_secs);
         for (i, (issuer, cfg)) in issuers.iter().zip(trusted).enumerate() {
             if let Some(ic) = &cfg.introspection {
-                let intro = introspect::Introspector::new(issuer.clone(), ic)
+                let intro = introspect::Introspector::new(issuer.clone(), ic, ttl)
                     .map_err(|e| anyhow::anyhow!("auth.issuer[{i}].introspection: {e}"))?;
                 introspectors.push(intro);
             }
@@ -256,6 +364,8 @@ impl ResourceServer {
                 capacity: config.token_cache_entries,
                 entries: Mutex::new(HashMap::new()),
             },
+            rejected: Mutex::new(HashMap::new()),
+            failures: introspect::FailureLimiter::new(config.introspection_failures_per_minute),
         }))
     }
 
@@ -289,26 +399,74 @@ impl ResourceServer {
         out
     }
 
-    /// Ask each trusted issuer that offers introspection, in order, whether an opaque token
-    /// is active.
-    async fn introspect(
+    /// The one introspector responsible for an opaque `token` among the `trusted` issuers:
+    /// the longest `token_prefix` that matches, else the one issuer without a prefix. Never
+    /// more than one: a token is only ever shown to the issuer that should have issued it.
+    fn introspector_for(
         &self,
         token: &str,
-        audience: &str,
         trusted: &[Arc<jwt::Issuer>],
-    ) -> Result<jwt::Verified, String> {
-        let mut last = String::from("no introspection endpoint accepted the token");
-        let offered = self
-            .introspectors
-            .iter()
-            .filter(|i| trusted.iter().any(|t| t.issuer == i.issuer_url()));
-        for i in offered {
-            match i.introspect(token, audience).await {
-                Ok(v) => return Ok(v),
-                Err(e) => last = e,
+    ) -> Option<&introspect::Introspector> {
+        let offered = || {
+            self.introspectors
+                .iter()
+                .filter(|i| trusted.iter().any(|t| t.issuer == i.issuer_url()))
+        };
+        offered()
+            .filter(|i| i.prefix().is_some_and(|p| token.starts_with(p)))
+            .max_by_key(|i| i.prefix().map_or(0, str::len))
+            .or_else(|| offered().find(|i| i.prefix().is_none()))
+    }
+
+    /// A recent refusal of this opaque token, if any.
+    fn recently_rejected(&self, key: &[u8; 32], now: u64) -> Option<String> {
+        let mut rejected = self.rejected.lock();
+        match rejected.get(key) {
+            Some((until, why)) if *until > now => Some(why.clone()),
+            Some(_) => {
+                rejected.remove(key);
+                None
             }
+            None => None,
         }
-        Err(last)
+    }
+
+    fn remember_rejection(&self, key: [u8; 32], why: String, now: u64) {
+        let mut rejected = self.rejected.lock();
+        if rejected.len() >= REJECTED_ENTRIES {
+            rejected.retain(|_, (until, _)| *until > now);
+        }
+        if rejected.len() < REJECTED_ENTRIES {
+            rejected.insert(key, (now + REJECTED_SECS, why));
+        }
+    }
+
+    /// Validate an opaque token by introspection at `at`, the one issuer responsible for it;
+    /// refusals are remembered briefly and counted against the client's address.
+    async fn introspect(
+        &self,
+        at: &introspect::Introspector,
+        token: &str,
+        audience: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<jwt::Verified, Denial> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let key = TokenCache::key(token, audience);
+        if let Some(why) = self.recently_rejected(&key, now) {
+            return Err(Denial::InvalidToken(why));
+        }
+        if let Some(retry_after) = self.failures.blocked(peer) {
+            return Err(Denial::TooManyFailures { retry_after });
+        }
+        match at.introspect(token, audience).await {
+            Ok(v) => Ok(v),
+            Err(introspect::IntrospectError::Refused(why)) => {
+                self.failures.record(peer);
+                self.remember_rejection(key, why.clone(), now);
+                Err(Denial::InvalidToken(why))
+            }
+            Err(introspect::IntrospectError::Unavailable(why)) => Err(Denial::InvalidToken(why)),
+        }
     }
 
     /// The configured issuers named in `urls` (all of them when `urls` is empty).
@@ -327,6 +485,7 @@ impl ResourceServer {
         token: &str,
         audience: &str,
         trusted: &[Arc<jwt::Issuer>],
+        peer: Option<IpAddr>,
     ) -> Result<CachedToken, Denial> {
         if token.len() > self.max_token_bytes {
             return Err(Denial::InvalidToken(format!(
@@ -341,14 +500,15 @@ impl ResourceServer {
         }
         let looks_like_jwt =
             token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok();
-        let verified = if looks_like_jwt || self.introspectors.is_empty() {
-            jwt::validate(token, audience, trusted, &self.rules).await
-        } else {
-            self.introspect(token, audience, trusted).await
-        }
-        .map_err(Denial::InvalidToken)?;
+        let verified = match self.introspector_for(token, trusted) {
+            Some(at) if !looks_like_jwt => self.introspect(at, token, audience, peer).await?,
+            _ => jwt::validate(token, audience, trusted, &self.rules)
+                .await
+                .map_err(Denial::InvalidToken)?,
+        };
         let c = &verified.claims;
         let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        // `*` is for configured identities only: a token cannot grant every scope.
         let granted: Vec<String> = match (c.get("scope"), c.get("scp")) {
             (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
             (_, Some(Value::Array(a))) => a
@@ -358,7 +518,9 @@ impl ResourceServer {
             (_, Some(Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),
             _ => Vec::new(),
         };
+        let granted = granted.into_iter().filter(|s| s != ALL_SCOPES);
         let entry = CachedToken {
+            issuer: verified.issuer.clone(),
             subject: text("sub"),
             client_id: text("client_id").or_else(|| text("azp")),
             scopes: self.expand(granted),
@@ -400,6 +562,21 @@ impl std::fmt::Debug for TenantAuth {
             .field("resource", &self.resource)
             .finish_non_exhaustive()
     }
+}
+
+/// 429 for an address that presented too many unacceptable tokens.
+fn too_many_failures(retry_after: u64) -> Response {
+    let body = json!({"error": "too_many_requests",
+        "error_description": "too many unacceptable tokens from this address; retry later"});
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    resp
 }
 
 /// The path-inserted RFC 9728 metadata URL for a resource URL.
@@ -494,15 +671,25 @@ impl TenantAuth {
                 ));
             }
         };
-        let t = server.validate(token, &self.resource, trusted).await?;
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let t = server.validate(token, &self.resource, trusted, peer).await?;
+        let secret = SecretToken {
+            token: Arc::from(token),
+            issuer: t.issuer.clone(),
+        };
         let principal = Principal {
             tenant: self.tenant.clone(),
+            issuer: Some(t.issuer),
             subject: t.subject,
             client_id: t.client_id,
             scopes: t.scopes,
             claims: t.claims,
+            all_scopes: false,
         };
-        Ok((principal, Some(SecretToken(Arc::from(token)))))
+        Ok((principal, Some(secret)))
     }
 
     /// The 401/403/400 response for `denial`, with the exact `WWW-Authenticate` challenge.
@@ -529,6 +716,7 @@ impl TenantAuth {
                 Some(why.clone()),
                 Vec::new(),
             ),
+            Denial::TooManyFailures { retry_after } => return too_many_failures(*retry_after),
             Denial::InsufficientScope { required } => {
                 let mut all: BTreeSet<String> = required.iter().cloned().collect();
                 if let Some(p) = principal {
@@ -566,6 +754,7 @@ impl TenantAuth {
                 format!("this call needs the scope(s) {}", required.join(" "))
             }
             Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.clone(),
+            Denial::TooManyFailures { .. } => String::new(),
         };
         let body = json!({"error": error.unwrap_or("unauthorized"), "error_description": message});
         let mut resp = (

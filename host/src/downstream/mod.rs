@@ -7,8 +7,9 @@
 //! strips credentials and hop-by-hop headers the plugin sets, refuses addresses that are
 //! link-local or cloud metadata (and private or loopback ones unless the service itself lives
 //! there), follows redirects only within the service, bounds request and response sizes and
-//! time, and adds the service's credential. It must not see the caller's token: credentials
-//! come from the service's configuration.
+//! time, and adds the service's credential. The caller's token (a [`SecretToken`]) is used
+//! for one thing only: an RFC 8693 exchange at the issuer that issued it; it never enters the
+//! sandbox and is never sent to a service or to another authorization server.
 
 mod oauth_client;
 
@@ -24,7 +25,7 @@ use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry;
-pub use oauth_client::{Grant, OAuthClient};
+pub use oauth_client::{Grant, OAuthClient, OAuthClients, TokenRequest};
 use tracing::Instrument as _;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
@@ -138,11 +139,11 @@ enum Credential {
     None,
     Static(HeaderName, HeaderValue),
     /// A token from the authorization server: exchanged for the caller, or the gateway's own.
-    Authorized(Arc<OAuthClient>, CredentialMode),
+    Authorized(Arc<OAuthClients>, CredentialMode),
 }
 
 impl Service {
-    fn new(config: &ServiceConfig, oauth: Option<&Arc<OAuthClient>>) -> anyhow::Result<Self> {
+    fn new(config: &ServiceConfig, oauth: &Arc<OAuthClients>) -> anyhow::Result<Self> {
         let base = Url::parse(&config.base_url)?;
         let host = base
             .host_str()
@@ -161,22 +162,12 @@ impl Service {
         let credential = match config.credential {
             CredentialMode::None => Credential::None,
             mode @ (CredentialMode::TokenExchange | CredentialMode::ClientCredentials) => {
-                let oauth = oauth.cloned().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "service `{}`: tokens from the authorization server need an [exchange] section",
-                        config.name
-                    )
-                })?;
-                Credential::Authorized(oauth, mode)
+                Credential::Authorized(oauth.clone(), mode)
             }
             CredentialMode::Static => {
                 let var = config.header_env.clone().unwrap_or_default();
-                let value = std::env::var(&var).map_err(|_| {
-                    anyhow::anyhow!(
-                        "service `{}`: environment variable {var} (header_env) is not set",
-                        config.name
-                    )
-                })?;
+                let value = crate::config::secret_from_env(&var)
+                    .map_err(|e| anyhow::anyhow!("service `{}`: header_env: {e}", config.name))?;
                 let mut value = HeaderValue::from_str(&value).map_err(|_| {
                     anyhow::anyhow!(
                         "service `{}`: {var} is not a valid header value",
@@ -271,10 +262,7 @@ impl std::fmt::Debug for TenantServices {
 
 impl TenantServices {
     /// Build the tenant's services; fails on a missing secret or a forbidden base URL.
-    pub(crate) fn new(
-        tenant: &TenantConfig,
-        oauth: Option<&Arc<OAuthClient>>,
-    ) -> anyhow::Result<Self> {
+    pub(crate) fn new(tenant: &TenantConfig, oauth: &Arc<OAuthClients>) -> anyhow::Result<Self> {
         let mut services = HashMap::new();
         for s in &tenant.services {
             services.insert(s.name.clone(), Arc::new(Service::new(s, oauth)?));
@@ -336,16 +324,54 @@ impl Egress for PluginEgress {
 }
 
 impl PluginEgress {
-    /// How this call obtains `service`'s token: an exchange needs the caller's token.
-    fn grant(&self, mode: CredentialMode) -> Result<Grant<'_>, wit::FetchError> {
-        if mode == CredentialMode::ClientCredentials {
-            return Ok(Grant::ClientCredentials);
-        }
-        self.subject.as_ref().map(Grant::Exchange).ok_or_else(|| {
-            wit::FetchError::Credential(
-                "this request carries no user token to exchange (authentication is off or this is stdio)".into(),
-            )
-        })
+    /// How this call obtains `service`'s token, and from which client: an exchange needs
+    /// the caller's token and happens only at the issuer that issued it; anything else is a
+    /// `credential` error, never a request to another authorization server.
+    fn grant<'s>(
+        &'s self,
+        clients: &'s OAuthClients,
+        mode: CredentialMode,
+        service: &'s Service,
+    ) -> Result<(&'s Arc<OAuthClient>, TokenRequest<'s>), wit::FetchError> {
+        let config = &service.config;
+        let wanted = config.issuer.as_deref();
+        let (client, grant) = if mode == CredentialMode::ClientCredentials {
+            let client = clients.for_gateway(wanted).ok_or_else(|| {
+                wit::FetchError::Credential(format!(
+                    "the gateway has no OAuth client to obtain a token for `{}`",
+                    config.name
+                ))
+            })?;
+            (client, Grant::ClientCredentials)
+        } else {
+            let subject = self.subject.as_ref().ok_or_else(|| {
+                wit::FetchError::Credential(
+                    "this request carries no user token to exchange (authentication is off or this is stdio)".into(),
+                )
+            })?;
+            if wanted.is_some_and(|w| w != subject.issuer()) {
+                return Err(wit::FetchError::Credential(format!(
+                    "`{}` accepts only tokens exchanged at {}; this caller's token was issued by another authorization server",
+                    config.name,
+                    wanted.unwrap_or_default()
+                )));
+            }
+            let client = clients.at(subject.issuer()).ok_or_else(|| {
+                wit::FetchError::Credential(format!(
+                    "the caller's token cannot be exchanged for `{}`: the gateway has no exchange client at the issuer that issued it",
+                    config.name
+                ))
+            })?;
+            (client, Grant::Exchange(subject))
+        };
+        let request = TokenRequest {
+            tenant: &self.tenant,
+            service: &config.name,
+            audience: config.audience.as_deref().unwrap_or_default(),
+            scopes: &config.scopes,
+            grant,
+        };
+        Ok((client, request))
     }
 
     async fn send(
@@ -397,7 +423,7 @@ impl PluginEgress {
         let body = request.body.map(bytes::Bytes::from);
         let span = telemetry::downstream_span(name, method.as_str(), &url);
         let sent = self
-            .exchange(service, name, (method, url, headers, body))
+            .exchange(service, (method, url, headers, body))
             .instrument(span.clone())
             .await;
         match &sent {
@@ -456,7 +482,6 @@ impl PluginEgress {
     async fn exchange(
         &self,
         service: &Service,
-        name: &str,
         (method, url, mut headers, body): (
             reqwest::Method,
             Url,
@@ -481,10 +506,10 @@ impl PluginEgress {
             match &service.credential {
                 Credential::None => {}
                 Credential::Static(k, v) => req = req.header(k, v),
-                Credential::Authorized(oauth, mode) => {
-                    let audience = service.config.audience.as_deref().unwrap_or_default();
-                    let token = oauth
-                        .token(&self.grant(*mode)?, name, audience, &service.config.scopes)
+                Credential::Authorized(clients, mode) => {
+                    let (client, request) = self.grant(clients, *mode, service)?;
+                    let token = client
+                        .token(&request)
                         .await
                         .map_err(wit::FetchError::Credential)?;
                     req = req.bearer_auth(token);
@@ -494,10 +519,11 @@ impl PluginEgress {
                 req = req.body(b.clone());
             }
             let resp = req.send().await.map_err(classify)?;
-            if let (Credential::Authorized(oauth, mode), 401, false) =
+            if let (Credential::Authorized(clients, mode), 401, false) =
                 (&service.credential, resp.status().as_u16(), retried)
             {
-                oauth.evict(&self.grant(*mode)?, name, &service.config.scopes);
+                let (client, request) = self.grant(clients, *mode, service)?;
+                client.evict(&request);
                 retried = true;
                 continue;
             }
@@ -552,6 +578,7 @@ mod tests {
             scopes: Vec::new(),
             header_env: None,
             header_name: None,
+            issuer: None,
             timeout_ms: 1000,
             max_request_bytes: 100,
             max_response_bytes: 100,
@@ -560,7 +587,7 @@ mod tests {
 
     #[test]
     fn paths_stay_under_the_service() {
-        let s = Service::new(&config("https://api.example/v1"), None).unwrap();
+        let s = Service::new(&config("https://api.example/v1"), &Arc::default()).unwrap();
         assert_eq!(
             s.url_for("/notes?limit=5").unwrap().as_str(),
             "https://api.example/v1/notes?limit=5"
@@ -602,12 +629,6 @@ mod tests {
             );
         }
         assert!(!internal("93.184.216.34".parse().unwrap()));
-        assert!(Service::new(&config("http://169.254.169.254/latest"), None).is_err());
-        let mut exchange = config("https://api.example/v1");
-        exchange.credential = CredentialMode::TokenExchange;
-        assert!(
-            Service::new(&exchange, None).is_err(),
-            "token exchange without an exchanger"
-        );
+        assert!(Service::new(&config("http://169.254.169.254/latest"), &Arc::default()).is_err());
     }
 }

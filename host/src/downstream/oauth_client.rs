@@ -6,10 +6,13 @@
 //! audience is the service, and `client_credentials` for services called as the gateway
 //! itself — and the cache of the tokens it obtained.
 //!
-//! Tokens are cached per (hash of the subject token, service, scopes) until shortly before
-//! they expire; concurrent identical requests wait for one; a service that answers 401 makes
-//! the caller evict the entry and retry once. Neither tokens, assertions nor secrets are
-//! logged or returned in an error.
+//! There is one client per issuer ([`OAuthClients`]), and a caller's token is exchanged
+//! only at the issuer that issued it. Tokens are cached per (tenant, issuer and client,
+//! grant, audience, sorted scopes, hash of the subject token) until shortly before they
+//! expire, so two tenants — or two services of different audiences — never share one;
+//! concurrent identical requests wait for one; a service that answers 401 makes the caller
+//! evict the entry and retry once. Neither tokens, assertions nor secrets are logged or
+//! returned in an error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::auth::{SecretToken, discover_metadata};
-use crate::config::{ClientAuthMethod, Config};
+use crate::config::{ClientAuthMethod, Config, ExchangeConfig};
 use crate::telemetry;
 
 /// Cached tokens are dropped this long before they expire (or a tenth of their lifetime, if
@@ -136,8 +139,23 @@ struct Cached {
     expires: Instant,
 }
 
+/// One token request: for whom, for what, and how.
+pub struct TokenRequest<'a> {
+    /// The tenant the call belongs to (part of the cache key: tenants never share tokens).
+    pub tenant: &'a str,
+    /// The service, for spans and metrics.
+    pub service: &'a str,
+    /// The audience (resource) the token is for.
+    pub audience: &'a str,
+    /// Scopes to ask for (none: the AS decides).
+    pub scopes: &'a [String],
+    /// How to obtain it.
+    pub grant: Grant<'a>,
+}
+
 /// Obtains service tokens at one issuer, as one client, and caches them until shortly before
-/// they expire (keyed by a hash of the grant's subject, the service and the scopes).
+/// they expire (keyed by tenant, this issuer and client, grant, audience, sorted scopes and
+/// a hash of the grant's subject token).
 pub struct OAuthClient {
     issuer: String,
     client_id: String,
@@ -164,39 +182,56 @@ impl OAuthClient {
         })
     }
 
-    fn key(grant: &Grant<'_>, service: &str, scopes: &[String]) -> Key {
+    fn key(&self, r: &TokenRequest<'_>) -> Key {
         let mut h = Sha256::new();
-        match grant {
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(r.tenant.as_bytes());
+        field(self.issuer.as_bytes());
+        field(self.client_id.as_bytes());
+        match &r.grant {
             Grant::Exchange(subject) => {
-                h.update(b"x");
-                h.update(subject.expose().as_bytes());
+                field(b"token-exchange");
+                field(&Sha256::digest(subject.expose().as_bytes()));
             }
-            Grant::ClientCredentials => h.update(b"c"),
+            Grant::ClientCredentials => field(b"client-credentials"),
         }
-        h.update([0]);
-        h.update(service.as_bytes());
-        h.update([0]);
-        h.update(scopes.join(" ").as_bytes());
+        field(r.audience.as_bytes());
+        let mut scopes: Vec<&str> = r.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        for s in scopes {
+            field(s.as_bytes());
+        }
         h.finalize().into()
     }
 
-    /// Forget the token for this grant and service (the service refused it).
-    pub(crate) fn evict(&self, grant: &Grant<'_>, service: &str, scopes: &[String]) {
-        self.cache.lock().remove(&Self::key(grant, service, scopes));
+    /// Forget the token for this request (the service refused it).
+    pub(crate) fn evict(&self, request: &TokenRequest<'_>) {
+        self.cache.lock().remove(&self.key(request));
     }
 
-    /// The client `[exchange]` describes, if any; fails on a missing secret or bad key.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        let Some(x) = &config.exchange else {
-            return Ok(None);
-        };
+    /// The issuer this client obtains tokens at.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The client an exchange section describes, for `issuer`; fails on a missing secret or
+    /// a bad key. `at` names the section in errors.
+    fn from_section(
+        config: &Config,
+        at: &str,
+        issuer: String,
+        x: &ExchangeConfig,
+    ) -> anyhow::Result<Self> {
         let file = config.source.display();
         let auth = match x.auth_method {
             ClientAuthMethod::ClientSecretBasic => {
                 let var = x.client_secret_env.as_deref().unwrap_or_default();
-                let secret = std::env::var(var).map_err(|_| {
-                    anyhow::anyhow!("{file}: exchange.client_secret_env: {var} is not set")
-                })?;
+                let secret = crate::config::secret_from_env(var)
+                    .map_err(|e| anyhow::anyhow!("{file}: {at}.client_secret_env: {e}"))?;
                 ClientAuth::SecretBasic(secret)
             }
             ClientAuthMethod::PrivateKeyJwt => {
@@ -207,69 +242,45 @@ impl OAuthClient {
                 );
                 let pem = std::fs::read(&path).map_err(|e| {
                     anyhow::anyhow!(
-                        "{file}: exchange.private_key_file: cannot read {}: {e}",
+                        "{file}: {at}.private_key_file: cannot read {}: {e}",
                         path.display()
                     )
                 })?;
                 ClientAuth::private_key_jwt(&pem, &x.private_key_alg, x.key_id.clone()).map_err(
-                    |e| {
-                        anyhow::anyhow!(
-                            "{file}: exchange.private_key_file: {}: {e}",
-                            path.display()
-                        )
-                    },
+                    |e| anyhow::anyhow!("{file}: {at}.private_key_file: {}: {e}", path.display()),
                 )?
             }
         };
-        let issuer = x
-            .issuer
-            .clone()
-            .or_else(|| config.trusted_issuers().first().map(|i| i.issuer.clone()))
-            .ok_or_else(|| {
-                anyhow::anyhow!("{file}: exchange.issuer: no issuer to obtain tokens at")
-            })?;
-        Ok(Some(Self::new(issuer, x.client_id.clone(), auth)?))
+        Self::new(issuer, x.client_id.clone(), auth)
     }
 
-    /// A token for `audience` obtained with `grant` (or cached), inside an `oauth.token`
-    /// span and counted by outcome (cache hit, shared with a concurrent request, issued,
-    /// failed).
-    pub async fn token(
-        &self,
-        grant: &Grant<'_>,
-        service: &str,
-        audience: &str,
-        scopes: &[String],
-    ) -> Result<String, String> {
+    /// A token for the request (or cached), inside an `oauth.token` span and counted by
+    /// tenant and outcome (cache hit, shared with a concurrent request, issued, failed).
+    pub async fn token(&self, request: &TokenRequest<'_>) -> Result<String, String> {
         use tracing::Instrument as _;
-        let span = telemetry::token_span(grant.kind(), service, audience);
-        let (result, outcome) = self
-            .obtain(grant, service, audience, scopes)
-            .instrument(span.clone())
-            .await;
+        let grant = &request.grant;
+        let span = telemetry::token_span(grant.kind(), request.service, request.audience);
+        let (result, outcome) = self.obtain(request).instrument(span.clone()).await;
         span.record("portcullis.cache", outcome);
         if result.is_err() {
             telemetry::fail(&span, outcome);
         }
         telemetry::metrics::get().tokens.add(
             1,
-            &[
-                opentelemetry::KeyValue::new("portcullis.service", service.to_string()),
-                opentelemetry::KeyValue::new("oauth.grant_type", grant.kind()),
-                opentelemetry::KeyValue::new("portcullis.outcome", outcome),
-            ],
+            &telemetry::metrics::attrs(
+                request.tenant,
+                &[
+                    ("portcullis.service", request.service),
+                    ("oauth.grant_type", grant.kind()),
+                    ("portcullis.outcome", outcome),
+                ],
+            ),
         );
         result
     }
 
-    async fn obtain(
-        &self,
-        grant: &Grant<'_>,
-        service: &str,
-        audience: &str,
-        scopes: &[String],
-    ) -> (Result<String, String>, &'static str) {
-        let key = Self::key(grant, service, scopes);
+    async fn obtain(&self, request: &TokenRequest<'_>) -> (Result<String, String>, &'static str) {
+        let key = self.key(request);
         if let Some(t) = self.cached(&key) {
             return (Ok(t), "hit");
         }
@@ -279,7 +290,9 @@ impl OAuthClient {
         if let Some(t) = self.cached(&key) {
             return (Ok(t), "shared");
         }
-        let result = self.request(grant, audience, scopes).await;
+        let result = self
+            .request(&request.grant, request.audience, request.scopes)
+            .await;
         self.inflight.lock().remove(&key);
         let (token, lifetime) = match result {
             Ok(t) => t,
@@ -408,5 +421,51 @@ impl OAuthClient {
             .as_u64()
             .map_or(DEFAULT_LIFETIME, Duration::from_secs);
         Ok((token, lifetime))
+    }
+}
+
+/// The gateway's OAuth clients, one per issuer (`[exchange]` and every
+/// `[auth.issuer.exchange]`). The only way to a client for an exchange is the subject token's
+/// own issuer: a token is never sent to an authorization server that did not issue it.
+#[derive(Default)]
+pub struct OAuthClients {
+    by_issuer: HashMap<String, Arc<OAuthClient>>,
+    /// The `[exchange]` issuer: where client-credentials tokens come from by default.
+    default: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_issuer.keys()).finish()
+    }
+}
+
+impl OAuthClients {
+    /// Every client the configuration describes; fails on a missing secret or a bad key.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let mut by_issuer = HashMap::new();
+        for (i, issuer) in config.auth.issuers.iter().enumerate() {
+            if let Some(x) = &issuer.exchange {
+                let at = format!("auth.issuer[{i}].exchange");
+                let client = OAuthClient::from_section(config, &at, issuer.issuer.clone(), x)?;
+                by_issuer.insert(issuer.issuer.clone(), Arc::new(client));
+            }
+        }
+        let default = config.default_exchange_issuer();
+        if let (Some(x), Some(issuer)) = (&config.exchange, &default) {
+            let client = OAuthClient::from_section(config, "exchange", issuer.clone(), x)?;
+            by_issuer.insert(issuer.clone(), Arc::new(client));
+        }
+        Ok(Self { by_issuer, default })
+    }
+
+    /// The client at `issuer`, if the gateway has one there.
+    pub fn at(&self, issuer: &str) -> Option<&Arc<OAuthClient>> {
+        self.by_issuer.get(issuer)
+    }
+
+    /// The client for client-credentials tokens: at `issuer`, else the `[exchange]` one.
+    pub fn for_gateway(&self, issuer: Option<&str>) -> Option<&Arc<OAuthClient>> {
+        self.at(issuer.or(self.default.as_deref())?)
     }
 }

@@ -372,9 +372,10 @@ impl Gateway {
             .unwrap_or_default();
         wit::CallContext {
             tenant: who.tenant.to_string(),
+            issuer: who.issuer.as_deref().map(str::to_string),
             subject: who.subject.clone(),
             client_id: who.client_id.clone(),
-            scopes: who.scopes.iter().cloned().collect(),
+            scopes: who.scope_list(),
             claims: who.claims.clone(),
             request_id,
             trace_parent: ctx.meta.get_traceparent().map(str::to_string),
@@ -386,6 +387,7 @@ impl Gateway {
     fn binding(&self, who: &Principal, method: &str, target: &str) -> Binding {
         Binding {
             tenant: who.tenant.to_string(),
+            issuer: who.issuer.as_deref().map(str::to_string),
             subject: who.subject.clone(),
             method: method.into(),
             target: target.into(),
@@ -402,12 +404,28 @@ impl Gateway {
         if responses.is_none() && state.is_none() {
             return Ok(None);
         }
+        let refuse = |e: &dyn std::fmt::Display| {
+            tracing::warn!(tenant = %binding.tenant, method = %binding.method,
+                target = %crate::telemetry::untrusted(&binding.target), "refused requestState: {e}");
+            ErrorData::invalid_params(e.to_string(), None)
+        };
+        let answered: Vec<&str> = responses
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
         let plugin_state = match state {
-            Some(s) => self.tenant.sealer.open(s, binding).map_err(|e| {
-                tracing::warn!(tenant = %binding.tenant, method = %binding.method, target = %binding.target, "refused requestState: {e}");
-                ErrorData::invalid_params(e.to_string(), None)
-            })?,
-            None => None,
+            Some(s) => self
+                .tenant
+                .sealer
+                .open(s, binding, &answered)
+                .map_err(|e| refuse(&e))?,
+            // Answers without the state that asked for them answer nothing the server asked.
+            None => {
+                return Err(refuse(
+                    &"inputResponses without requestState: the server asked no such questions",
+                ));
+            }
         };
         let mut out = Vec::new();
         for (key, value) in responses.into_iter().flatten() {
@@ -486,7 +504,11 @@ impl Gateway {
                     .into_iter()
                     .map(|(key, method, params)| (key, json!({"method": method, "params": params})))
                     .collect();
-                let sealed = self.tenant.sealer.seal(binding, needed.state.as_deref());
+                let keys: Vec<String> = input_requests.keys().cloned().collect();
+                let sealed = self
+                    .tenant
+                    .sealer
+                    .seal(binding, &keys, needed.state.as_deref());
                 let result = model::<InputRequiredResult>(json!({
                     "resultType": "input_required",
                     "inputRequests": input_requests,

@@ -299,6 +299,15 @@ impl Sandbox {
                 c
             }
         };
+        if let Some(old) = older_plugin_world(&component, &self.inner.engine) {
+            return Err(LoadError::WrongWorld {
+                path: path_s,
+                reason: format!(
+                    "the plugin was built for `{old}`; this gateway serves portcullis:plugin@0.2.0 \
+                     (the call context gained `issuer`): rebuild it against wit/plugin.wit"
+                ),
+            });
+        }
         let mut linker = self.inner.linker.clone();
         stub_foreign_imports(&mut linker, &component, &self.inner.engine).map_err(|e| {
             LoadError::WrongWorld {
@@ -352,7 +361,17 @@ fn provided_by_host(import: &str) -> bool {
     let version = import.rsplit_once('@').map(|(_, v)| v);
     (import.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2.")))
         || (import.starts_with("portcullis:plugin/")
-            && version.is_some_and(|v| v.starts_with("0.1.")))
+            && version.is_some_and(|v| v.starts_with("0.2.")))
+}
+
+/// The first `portcullis:plugin` interface of an older package version the component exports.
+fn older_plugin_world(component: &Component, engine: &Engine) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name)
+        .find(|name| name.starts_with("portcullis:plugin/") && name.contains("@0.1."))
+        .map(str::to_string)
 }
 
 /// Define every import the host does not provide as a function that traps when called, so a

@@ -20,7 +20,10 @@
 //!          └─ oauth.token (client) token_exchange notes-api  cache hit/miss, AS status
 //! ```
 
+mod log_line;
 pub mod metrics;
+
+pub use log_line::untrusted;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -216,7 +219,10 @@ impl Telemetry {
         let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
             .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(log_line::OneLinePerEvent { ansi });
         let fmt = match config.log_format {
             LogFormat::Text => fmt.boxed(),
             LogFormat::Json => fmt.json().boxed(),

@@ -9,6 +9,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::CallerId;
 use crate::config::QuotaConfig;
 
 /// Why a request was refused.
@@ -65,7 +66,8 @@ pub struct Admission {
 /// One tenant's limits.
 pub struct Quotas {
     tenant_rate: Option<DefaultDirectRateLimiter>,
-    subject_rate: Option<DefaultKeyedRateLimiter<String>>,
+    /// Per caller: (issuer, subject), so equal `sub`s from two issuers never share a bucket.
+    subject_rate: Option<DefaultKeyedRateLimiter<CallerId>>,
     in_progress: Option<(Arc<Semaphore>, usize)>,
     /// The tenant's share of the instance pool; every plugin call holds one permit.
     pub instances: Arc<Semaphore>,
@@ -106,9 +108,9 @@ impl Quotas {
         }
     }
 
-    /// Admit one JSON-RPC request from `subject`, or say why not. The subject's bucket is
-    /// checked before the tenant's, so a noisy subject spends only its own budget.
-    pub fn admit(&self, subject: &str) -> Result<Admission, Refusal> {
+    /// Admit one JSON-RPC request from `caller`, or say why not. The caller's bucket is
+    /// checked before the tenant's, so a noisy caller spends only its own budget.
+    pub fn admit(&self, caller: &CallerId) -> Result<Admission, Refusal> {
         let permit = match &self.in_progress {
             Some((sem, limit)) => Some(
                 sem.clone()
@@ -119,7 +121,7 @@ impl Quotas {
         };
         let clock = DefaultClock::default();
         if let Some(limiter) = &self.subject_rate
-            && let Err(wait) = limiter.check_key(&subject.to_string())
+            && let Err(wait) = limiter.check_key(caller)
         {
             return Err(Refusal::SubjectRate {
                 retry_after: wait.wait_time_from(clock.now()),
@@ -152,6 +154,28 @@ impl Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::CallerName;
+
+    fn who(issuer: &str, sub: &str) -> CallerId {
+        CallerId {
+            issuer: Some(Arc::from(issuer)),
+            name: CallerName::Subject(sub.into()),
+        }
+    }
+
+    #[test]
+    fn the_same_sub_from_two_issuers_has_two_buckets() {
+        let q = Quotas::new(
+            &QuotaConfig {
+                subject_requests_per_minute: Some(1),
+                ..Default::default()
+            },
+            4,
+        );
+        assert!(q.admit(&who("https://x", "alice")).is_ok());
+        assert!(q.admit(&who("https://x", "alice")).is_err());
+        assert!(q.admit(&who("https://y", "alice")).is_ok(), "alice@y is not alice@x");
+    }
 
     #[test]
     fn subject_and_tenant_buckets() {
@@ -163,17 +187,17 @@ mod tests {
             },
             4,
         );
-        assert!(q.admit("alice").is_ok());
-        assert!(q.admit("alice").is_ok());
-        let refused = q.admit("alice").unwrap_err();
+        assert!(q.admit(&who("https://x", "alice")).is_ok());
+        assert!(q.admit(&who("https://x", "alice")).is_ok());
+        let refused = q.admit(&who("https://x", "alice")).unwrap_err();
         assert!(matches!(refused, Refusal::SubjectRate { .. }));
         // 2 per minute: the next cell is 30 s away.
         assert!((29..=30).contains(&refused.retry_after_secs()));
-        assert!(q.admit("bob").is_ok());
-        assert!(q.admit("bob").is_ok());
-        assert!(q.admit("carol").is_ok());
+        assert!(q.admit(&who("https://x", "bob")).is_ok());
+        assert!(q.admit(&who("https://x", "bob")).is_ok());
+        assert!(q.admit(&who("https://x", "carol")).is_ok());
         assert!(matches!(
-            q.admit("dave").unwrap_err(),
+            q.admit(&who("https://x", "dave")).unwrap_err(),
             Refusal::TenantRate { .. }
         ));
     }
@@ -187,9 +211,9 @@ mod tests {
             },
             1,
         );
-        let held = q.admit("a").unwrap();
-        assert_eq!(q.admit("b").unwrap_err(), Refusal::Concurrency { limit: 1 });
+        let held = q.admit(&who("https://x", "a")).unwrap();
+        assert_eq!(q.admit(&who("https://x", "b")).unwrap_err(), Refusal::Concurrency { limit: 1 });
         drop(held);
-        assert!(q.admit("b").is_ok());
+        assert!(q.admit(&who("https://x", "b")).is_ok());
     }
 }

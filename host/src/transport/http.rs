@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::auth::{Denial, Principal, TenantAuth};
+use crate::auth::{CallerId, Denial, Principal, TenantAuth};
 use crate::mcp::{SessionCounter, TenantContext, required_scopes};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::Refusal;
@@ -40,11 +40,14 @@ const BATCH_REVISION: &str = "2025-03-26";
 pub(crate) struct Guard {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_sessions: usize,
+    /// Most live sessions one caller may hold.
+    pub(crate) max_sessions_per_subject: usize,
     pub(crate) sessions: SessionCounter,
     pub(crate) tenant: Arc<TenantContext>,
     pub(crate) auth: Arc<TenantAuth>,
-    /// Which subject created each session: a session is usable only by its creator.
-    pub(crate) owners: Mutex<HashMap<String, Option<String>>>,
+    /// Which caller (issuer, subject) created each session: a session is usable only by
+    /// its creator.
+    pub(crate) owners: Mutex<HashMap<String, CallerId>>,
 }
 
 /// A JSON-RPC error response without an id, with an HTTP status.
@@ -98,6 +101,7 @@ impl Guard {
                 Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.as_str(),
                 Denial::InsufficientScope { .. } => "the token lacks scopes this call needs",
                 Denial::Missing => "no bearer token",
+                Denial::TooManyFailures { .. } => "too many unacceptable tokens from this address",
             }
         );
         self.auth.challenge(denial, principal)
@@ -142,10 +146,10 @@ impl Guard {
         }
         if let Some(id) = session_id(&parts)
             && let Some(owner) = self.owners.lock().get(&id)
-            && owner != &principal.subject
+            && owner != &principal.caller()
         {
-            tracing::warn!(tenant = %self.tenant.plugins.tenant, subject = principal.subject.as_deref(),
-                "refused a session created by another subject");
+            tracing::warn!(tenant = %self.tenant.plugins.tenant, caller = %principal.caller(),
+                "refused a session created by another caller");
             return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
         }
         if parts.method != Method::POST {
@@ -276,12 +280,7 @@ impl Guard {
     ) -> Response {
         let is_request = message.get("method").is_some() && message.get("id").is_some();
         let admission = if is_request && self.tenant.quotas.limits_requests() {
-            let subject = principal
-                .subject
-                .as_deref()
-                .or(principal.client_id.as_deref())
-                .unwrap_or("anonymous");
-            match self.tenant.quotas.admit(subject) {
+            match self.tenant.quotas.admit(&principal.caller()) {
                 Ok(a) => Some(a),
                 Err(refusal) => return self.refuse(&refusal, principal, message),
             }
@@ -298,19 +297,8 @@ impl Guard {
             );
         }
         let initialize = message["method"] == "initialize" && session_id(parts).is_none();
-        if initialize {
-            let live = self.sessions.live().await;
-            if live >= self.max_sessions {
-                tracing::warn!(tenant = %self.tenant.plugins.tenant, live, max = self.max_sessions, "refused a new session: session limit reached");
-                let mut resp = rpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    -32000,
-                    "the gateway has reached its session limit; retry later or use stateless requests",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return resp;
-            }
+        if initialize && let Err(resp) = self.session_capacity(&principal.caller()).await {
+            return resp;
         }
         let mut req = rebuild(parts, bytes);
         if is_request {
@@ -338,20 +326,45 @@ impl Guard {
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
         {
-            self.bind_session(id.to_string(), principal.subject.clone())
-                .await;
+            self.bind_session(id.to_string(), principal.caller()).await;
         }
         resp
     }
 
-    /// Remember who owns a new session, forgetting sessions that have ended.
-    async fn bind_session(&self, id: String, subject: Option<String>) {
-        let crowded = self.owners.lock().len() >= self.max_sessions * 2;
-        if crowded {
-            let live = self.sessions.live_ids().await;
-            self.owners.lock().retain(|k, _| live.contains(k));
+    /// Whether `caller` may open another session: 503 + `Retry-After` when the gateway or
+    /// this caller's share of it is full, so one caller cannot lock everyone else out.
+    async fn session_capacity(&self, caller: &CallerId) -> Result<(), Response> {
+        let live = self.sessions.live_ids().await;
+        let full = |why: &str| {
+            let mut resp = rpc_error(StatusCode::SERVICE_UNAVAILABLE, -32000, why);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            resp
+        };
+        if live.len() >= self.max_sessions {
+            tracing::warn!(tenant = %self.tenant.plugins.tenant, live = live.len(), max = self.max_sessions, "refused a new session: session limit reached");
+            return Err(full(
+                "the gateway has reached its session limit; retry later or use stateless requests",
+            ));
         }
-        self.owners.lock().insert(id, subject);
+        let mine = {
+            let mut owners = self.owners.lock();
+            owners.retain(|id, _| live.contains(id));
+            owners.values().filter(|o| *o == caller).count()
+        };
+        if mine >= self.max_sessions_per_subject {
+            tracing::warn!(tenant = %self.tenant.plugins.tenant, caller = %caller, live = mine,
+                max = self.max_sessions_per_subject, "refused a new session: this caller's session limit reached");
+            return Err(full(
+                "you have reached your limit of open sessions; close one (DELETE) or retry later",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Remember who owns a new session.
+    async fn bind_session(&self, id: String, caller: CallerId) {
+        self.owners.lock().insert(id, caller);
     }
 
     /// A JSON-RPC batch: split it for 2025-03-26 clients, refuse it for later revisions.

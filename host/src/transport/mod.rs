@@ -5,6 +5,7 @@
 //! graceful shutdown. It must not implement MCP methods or authenticate tokens: it composes
 //! the `auth` layer and the `mcp` endpoint for each tenant.
 
+mod host_guard;
 pub(crate) mod http;
 pub mod stdio;
 
@@ -22,6 +23,12 @@ use crate::auth::{ResourceServer, TenantAuth};
 use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
 use crate::tenancy;
+
+/// Put the Host/Origin allow-lists in front of every route of `router`.
+pub(crate) fn guard_hosts(router: Router, settings: &HttpSettings) -> Router {
+    let guard = host_guard::HostGuard::new(&settings.allowed_hosts, &settings.allowed_origins);
+    router.layer(axum::middleware::from_fn_with_state(guard, host_guard::enforce))
+}
 
 /// Hosts and origins the gateway accepts, derived from the configuration.
 pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<String>) {
@@ -125,6 +132,10 @@ pub(crate) fn router(
         let guard = Arc::new(http::Guard {
             max_body_bytes: config.server.max_body_bytes,
             max_sessions: config.server.max_sessions,
+            max_sessions_per_subject: config
+                .server
+                .max_sessions_per_subject
+                .min(config.server.max_sessions),
             sessions: endpoint.session_counter(),
             tenant: tenant.clone(),
             auth: auth.clone(),
@@ -146,14 +157,15 @@ pub(crate) fn router(
     let readiness = Arc::new(Readiness {
         tenants: tenants.to_vec(),
         resource_server,
+        admin: admin_scope_checker(config, &admin),
     });
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move || {
+            get(move |req: Request| {
                 let readiness = readiness.clone();
-                async move { readiness.check() }
+                async move { readiness.check(req).await }
             }),
         );
     let mounts = tenancy::mounts(config);
@@ -201,20 +213,71 @@ pub(crate) fn router(
     )
 }
 
+/// Whether a request comes from an operator: a loopback peer, or a token some tenant
+/// accepts that carries the admin scope.
+#[derive(Clone)]
+struct OperatorCheck {
+    scope: String,
+    auths: Vec<Arc<TenantAuth>>,
+}
+
+fn admin_scope_checker(config: &Config, admin: &Admin) -> OperatorCheck {
+    OperatorCheck {
+        scope: config.server.admin_scope.clone(),
+        auths: admin.tenants.iter().map(|(_, a)| a.clone()).collect(),
+    }
+}
+
+impl OperatorCheck {
+    async fn is_operator(&self, parts: &::http::request::Parts) -> bool {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if peer.is_some_and(|ip| ip.is_loopback()) {
+            return true;
+        }
+        if !parts.headers.contains_key(::http::header::AUTHORIZATION) {
+            return false;
+        }
+        for auth in self.auths.iter().filter(|a| a.requires_token()) {
+            if let Ok((p, _)) = auth.authenticate(parts).await
+                && p.has_scopes(std::slice::from_ref(&self.scope))
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// `/readyz`: ready once plugins are loaded (they are before the router exists) and every
-/// issuer's signing keys have been fetched at least once.
+/// issuer's signing keys have been fetched at least once. Everyone gets the status; only an
+/// operator (loopback, or an admin token) gets the details, which name tenants and issuers.
 struct Readiness {
     tenants: Vec<Arc<TenantContext>>,
     resource_server: Option<Arc<ResourceServer>>,
+    admin: OperatorCheck,
 }
 
 impl Readiness {
-    fn check(&self) -> axum::response::Response {
+    async fn check(&self, req: Request) -> axum::response::Response {
         let waiting = self
             .resource_server
             .as_ref()
             .map(|rs| rs.issuers_without_keys())
             .unwrap_or_default();
+        let ready = waiting.is_empty();
+        let status = if ready {
+            ::http::StatusCode::OK
+        } else {
+            ::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        let word = if ready { "ready" } else { "not ready" };
+        let (parts, _) = req.into_parts();
+        if !self.admin.is_operator(&parts).await {
+            return (status, axum::Json(serde_json::json!({"status": word}))).into_response();
+        }
         let plugins: serde_json::Map<String, serde_json::Value> = self
             .tenants
             .iter()
@@ -226,18 +289,12 @@ impl Readiness {
                 )
             })
             .collect();
-        let ready = waiting.is_empty();
         let body = serde_json::json!({
-            "status": if ready { "ready" } else { "not ready" },
+            "status": word,
             "config": "loaded",
             "plugins": plugins,
             "issuers_without_keys": waiting,
         });
-        let status = if ready {
-            ::http::StatusCode::OK
-        } else {
-            ::http::StatusCode::SERVICE_UNAVAILABLE
-        };
         (status, axum::Json(body)).into_response()
     }
 }
@@ -267,15 +324,11 @@ impl Admin {
                 .iter()
                 .find(|(t, _)| &*t.plugins.tenant == id.as_str()),
             None if self.tenants.len() == 1 => self.tenants.first(),
+            // Never list the tenants to an unauthenticated caller.
             None => {
-                let ids: Vec<&str> = self
-                    .tenants
-                    .iter()
-                    .map(|(t, _)| &*t.plugins.tenant)
-                    .collect();
                 return refuse(
                     StatusCode::BAD_REQUEST,
-                    format!("name a tenant: ?tenant=<id> (one of {})", ids.join(", ")),
+                    "name a tenant: ?tenant=<id>".into(),
                 );
             }
         };

@@ -53,10 +53,10 @@ impl Guest for Hello {
             Tool {
                 name: "hello.whoami".into(),
                 title: Some("Who am I?".into()),
-                description: "Report who the gateway says is calling (tenant, subject, scopes).".into(),
+                description: "Report who the gateway says is calling (tenant, issuer, subject, scopes).".into(),
                 input_schema: r#"{"type":"object","additionalProperties":false}"#.into(),
                 output_schema: Some(
-                    r#"{"type":"object","properties":{"tenant":{"type":"string"},"subject":{"type":["string","null"]},"scopes":{"type":"array","items":{"type":"string"}}},"required":["tenant","subject","scopes"]}"#.into(),
+                    r#"{"type":"object","properties":{"tenant":{"type":"string"},"issuer":{"type":["string","null"]},"subject":{"type":["string","null"]},"scopes":{"type":"array","items":{"type":"string"}}},"required":["tenant","subject","scopes"]}"#.into(),
                 ),
                 annotations: None,
                 required_scopes: vec!["mcp:tools".into()],
@@ -89,6 +89,7 @@ impl Guest for Hello {
             "hello.whoami" => {
                 let structured = serde_json::json!({
                     "tenant": ctx.tenant,
+                    "issuer": ctx.issuer,
                     "subject": ctx.subject,
                     "scopes": ctx.scopes,
                 })

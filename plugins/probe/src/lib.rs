@@ -109,6 +109,7 @@ fn observe(ctx: &CallContext) -> Value {
     json!({
         "context": {
             "tenant": ctx.tenant,
+            "issuer": ctx.issuer,
             "subject": ctx.subject,
             "client_id": ctx.client_id,
             "scopes": ctx.scopes,
