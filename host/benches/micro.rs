@@ -22,7 +22,8 @@ use portcullis::auth::{ResourceServer, TenantAuth};
 use portcullis::config::Config;
 use portcullis::downstream::{Grant, OAuthClients, TokenRequest};
 use portcullis::sandbox::{
-    BoxFuture, CallEnv, CallLabels, CallObserver, Limits, NoEgress, Sandbox, SandboxConfig, wit,
+    BoxFuture, CallEnv, CallLabels, CallObserver, Limits, NoEgress, Sandbox, SandboxConfig, Share,
+    wit,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -74,7 +75,10 @@ fn sandbox(c: &mut Criterion) {
         observer: Arc::new(Quiet),
         egress: Arc::new(NoEgress),
         concurrency: Arc::new(Semaphore::new(64)),
-        share: (Arc::new(Semaphore::new(64)), 64),
+        share: Share {
+            permits: Arc::new(Semaphore::new(64)),
+            size: 64,
+        },
         labels: CallLabels {
             owner: Arc::from("bench"),
             version: Arc::from("bench"),

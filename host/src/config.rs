@@ -1074,7 +1074,8 @@ impl Config {
         if svc.audience.is_none() {
             return Err((
                 "audience",
-                "\"token-exchange\" and \"client-credentials\" need the audience tokens are for".into(),
+                "\"token-exchange\" and \"client-credentials\" need the audience tokens are for"
+                    .into(),
             ));
         }
         let trusted = self.tenant_issuers(tenant);
@@ -1086,7 +1087,11 @@ impl Config {
                 format!("`{iss}` is not an issuer this tenant trusts"),
             ));
         }
-        let clients: Vec<String> = self.exchange_clients().into_iter().map(|(i, _)| i).collect();
+        let clients: Vec<String> = self
+            .exchange_clients()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
         match svc.credential {
             CredentialMode::TokenExchange => {
                 let can = trusted
@@ -1105,7 +1110,10 @@ impl Config {
                 }
             }
             _ => {
-                let at = svc.issuer.clone().or_else(|| self.default_exchange_issuer());
+                let at = svc
+                    .issuer
+                    .clone()
+                    .or_else(|| self.default_exchange_issuer());
                 if !at.is_some_and(|i| clients.contains(&i)) {
                     return Err((
                         "credential",
@@ -1120,7 +1128,10 @@ impl Config {
     /// The issuers `tenant` accepts tokens from: its `issuers`, else every trusted issuer.
     pub fn tenant_issuers(&self, tenant: &TenantConfig) -> Vec<String> {
         if tenant.issuers.is_empty() {
-            self.trusted_issuers().into_iter().map(|i| i.issuer).collect()
+            self.trusted_issuers()
+                .into_iter()
+                .map(|i| i.issuer)
+                .collect()
         } else {
             tenant.issuers.clone()
         }
@@ -1260,7 +1271,10 @@ impl Config {
                 ));
             }
             if x.issuer.is_some() || !issuer.is_empty() {
-                let both = a.issuers.iter().position(|t| t.issuer == issuer && t.exchange.is_some());
+                let both = a
+                    .issuers
+                    .iter()
+                    .position(|t| t.issuer == issuer && t.exchange.is_some());
                 if let Some(j) = both {
                     return Err(self.error(
                         format!("auth.issuer[{j}].exchange"),
@@ -1278,7 +1292,11 @@ impl Config {
                 .collect();
             let prefixes: Vec<Option<&str>> = introspecting
                 .iter()
-                .map(|i| i.introspection.as_ref().and_then(|x| x.token_prefix.as_deref()))
+                .map(|i| {
+                    i.introspection
+                        .as_ref()
+                        .and_then(|x| x.token_prefix.as_deref())
+                })
                 .collect();
             let unprefixed = prefixes.iter().filter(|p| p.is_none()).count();
             let mut distinct = prefixes.iter().flatten().collect::<Vec<_>>();
@@ -1300,7 +1318,10 @@ impl Config {
             ));
         }
         if a.introspection_failures_per_minute == 0 {
-            return Err(self.error("auth.introspection_failures_per_minute", "must be at least 1"));
+            return Err(self.error(
+                "auth.introspection_failures_per_minute",
+                "must be at least 1",
+            ));
         }
         if a.scopes_supported.iter().any(|s| s == "offline_access") {
             return Err(self.error(

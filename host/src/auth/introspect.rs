@@ -121,7 +121,12 @@ impl Introspector {
             .timeout(TIMEOUT)
             .send()
             .await
-            .map_err(|e| Unavailable(format!("introspection at {endpoint} failed: {}", e.without_url())))?;
+            .map_err(|e| {
+                Unavailable(format!(
+                    "introspection at {endpoint} failed: {}",
+                    e.without_url()
+                ))
+            })?;
         if !resp.status().is_success() {
             return Err(Unavailable(format!(
                 "introspection at {endpoint} answered HTTP {}",
@@ -144,9 +149,12 @@ impl Introspector {
         // RFC 7662 §2.2 `token_type` is the RFC 6749 §7.1 type of an access token; a refresh
         // token (or anything else) presented as a bearer token is refused.
         if let Some(kind) = body.get("token_type") {
-            let ok = kind
-                .as_str()
-                .is_some_and(|k| matches!(k.to_ascii_lowercase().as_str(), "bearer" | "dpop" | "access_token"));
+            let ok = kind.as_str().is_some_and(|k| {
+                matches!(
+                    k.to_ascii_lowercase().as_str(),
+                    "bearer" | "dpop" | "access_token"
+                )
+            });
             if !ok {
                 return Err(Refused(format!(
                     "the token is not an access token (token_type {})",
@@ -268,7 +276,10 @@ mod tests {
         let good = serde_json::json!({"active": true, "token_type": "Bearer",
             "iss": "https://as.example", "aud": "https://gw/mcp", "exp": now + 3600, "sub": "alice"});
         let v = i.judge(&good, "https://gw/mcp").unwrap();
-        assert!(v.expires <= now + 30, "trusted for the cache window only, not until exp");
+        assert!(
+            v.expires <= now + 30,
+            "trusted for the cache window only, not until exp"
+        );
         let refused = |body: Value| match i.judge(&body, "https://gw/mcp") {
             Err(IntrospectError::Refused(why)) => why,
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),

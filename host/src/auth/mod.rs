@@ -675,7 +675,9 @@ impl TenantAuth {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        let t = server.validate(token, &self.resource, trusted, peer).await?;
+        let t = server
+            .validate(token, &self.resource, trusted, peer)
+            .await?;
         let secret = SecretToken {
             token: Arc::from(token),
             issuer: t.issuer.clone(),

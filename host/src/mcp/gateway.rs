@@ -39,8 +39,9 @@ use super::request_state::{Binding, StateSealer};
 use crate::auth::{Principal, SecretToken};
 use crate::config::ToolsList;
 use crate::downstream::{PluginEgress, TenantServices};
-use crate::plugins::{Change, LoadedPlugin, TenantPlugins};
+use crate::plugins::{Catalog, Change, Forbidden, LoadedPlugin, Permit, Target, TenantPlugins};
 use crate::sandbox::{BoxFuture, CallEnv, CallLabels, SandboxError, wit};
+use crate::telemetry::untrusted;
 use crate::telemetry::{self, McpRequest, RequestSpan};
 use crate::tenancy::quota::Quotas;
 
@@ -118,6 +119,40 @@ struct Invocation {
     plugin: Arc<LoadedPlugin>,
     env: CallEnv,
     context: wit::CallContext,
+}
+
+/// A refused request, as the protocol layer answers it.
+enum Refused {
+    /// The method's "unknown item" error (also for items hidden from this caller).
+    Unknown(ErrorData),
+    /// Why a visible item may not be used (an `isError` tool result, else `invalid_request`).
+    Forbidden(String),
+}
+
+impl Refused {
+    /// As a JSON-RPC error (prompts, resources, subscriptions).
+    fn into_error(self) -> ErrorData {
+        match self {
+            Refused::Unknown(e) => e,
+            Refused::Forbidden(msg) => ErrorData::invalid_request(msg, None),
+        }
+    }
+}
+
+/// The "unknown item" error for `target`: the same whether it does not exist or is hidden.
+fn unknown(target: Target<'_>) -> ErrorData {
+    match target {
+        Target::Tool(name) => {
+            ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
+        }
+        Target::Prompt(name) => ErrorData::invalid_params(
+            format!("Unknown prompt: {name}"),
+            Some(json!({"name": name})),
+        ),
+        Target::Resource(uri) | Target::Template(uri) => {
+            ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})))
+        }
+    }
 }
 
 /// Log a sandbox failure with its tenant and plugin, and describe it for the client.
@@ -349,10 +384,7 @@ impl Gateway {
                     .cloned(),
             }),
             concurrency: plugin.concurrency.clone(),
-            share: (
-                self.tenant.quotas.instances.clone(),
-                self.tenant.quotas.instance_share as usize,
-            ),
+            share: self.tenant.quotas.instances.clone(),
             labels: CallLabels {
                 owner: self.tenant.plugins.tenant.clone(),
                 version: Arc::from(&plugin.sha256[..12]),
@@ -605,12 +637,41 @@ impl Gateway {
         failed(&self.tenant.plugins.tenant, plugin, what, e)
     }
 
-    fn forbidden(&self, who: &Principal, missing: &[&str], what: &str) -> String {
-        tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), "denied {what}: missing scopes {missing:?}");
-        format!(
-            "Forbidden: {what} requires the scope(s) {}",
-            missing.join(" ")
-        )
+    /// The one authorization decision ([`Catalog::authorize`]) for this tenant, mapped to the
+    /// protocol in one place: an unknown — or hidden — item gets its method's "unknown"
+    /// error, byte for byte the same either way; a visible item the caller may not use gets
+    /// the refusal text, which the caller wraps for its method.
+    fn authorize<'c>(
+        &self,
+        catalog: &'c Catalog,
+        who: &Principal,
+        target: Target<'_>,
+    ) -> Result<Permit<'c>, Refused> {
+        catalog
+            .authorize(who, target, self.tenant.tools_list)
+            .map_err(|f| {
+                let what = match target {
+                    Target::Tool(n) => format!("tool `{n}`"),
+                    Target::Prompt(n) => format!("prompt `{n}`"),
+                    Target::Resource(_) | Target::Template(_) => "this resource".to_string(),
+                };
+                match f {
+                    Forbidden::Unknown => Refused::Unknown(unknown(target)),
+                    Forbidden::Scopes { missing, .. } => {
+                        tracing::info!(tenant = %who.tenant, caller = %who.caller(), "denied {}: missing scopes {missing:?}", untrusted(&what));
+                        Refused::Forbidden(format!(
+                            "Forbidden: {what} requires the scope(s) {}",
+                            missing.join(" ")
+                        ))
+                    }
+                    Forbidden::Claim(why) => {
+                        tracing::info!(tenant = %who.tenant, caller = %who.caller(), "denied {} by a claim rule: {why}", untrusted(&what));
+                        Refused::Forbidden(format!(
+                            "Forbidden: {what} is not available to this caller ({why})"
+                        ))
+                    }
+                }
+            })
     }
 
     /// Start pushing list and resource changes to this 2025 session.
@@ -740,18 +801,8 @@ impl ServerHandler for Gateway {
     ) -> Result<(), ErrorData> {
         let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let Some((_, scopes)) = catalog.resource_owner(&request.uri) else {
-            return Err(ErrorData::resource_not_found(
-                "Resource not found",
-                Some(json!({"uri": request.uri})),
-            ));
-        };
-        if !who.has_scopes(scopes) {
-            return Err(ErrorData::invalid_request(
-                self.forbidden(&who, &who.missing_scopes(scopes), "this resource"),
-                None,
-            ));
-        }
+        self.authorize(&catalog, &who, Target::Resource(&request.uri))
+            .map_err(Refused::into_error)?;
         self.session.subscriptions.lock().insert(request.uri);
         Ok(())
     }
@@ -780,6 +831,7 @@ impl ServerHandler for Gateway {
             wants("promptsListChanged"),
             wants("resourcesListChanged"),
         );
+        let who = self.principal(ctx.request_context())?;
         let uris: HashSet<String> = accepted["resourceSubscriptions"]
             .as_array()
             .into_iter()
@@ -820,7 +872,13 @@ impl ServerHandler for Gateway {
                     }
                     ok
                 }
-                Change::ResourceUpdated(uri) if uris.contains(&uri) => {
+                // Checked at every update: a caller hears only of resources it may read now.
+                Change::ResourceUpdated(uri)
+                    if uris.contains(&uri)
+                        && self
+                            .authorize(&self.tenant.plugins.catalog(), &who, Target::Resource(&uri))
+                            .is_ok() =>
+                {
                     sink.notify_resource_updated(uri).await.is_ok()
                 }
                 Change::ResourceUpdated(_) => true,
@@ -838,15 +896,10 @@ impl ServerHandler for Gateway {
     ) -> Result<ListToolsResult, ErrorData> {
         let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let visible = |p: &LoadedPlugin, t: &wit::Tool| match self.tenant.tools_list {
-            ToolsList::All => true,
-            ToolsList::Permitted => {
-                who.has_scopes(&t.required_scopes) && p.claims_permit(&t.name, &who.claims).is_ok()
-            }
-        };
+        let listing = self.tenant.tools_list;
         let tools = catalog
             .tools()
-            .filter(|(p, t)| visible(p, t))
+            .filter(|(_, t)| catalog.visible(&who, Target::Tool(&t.name), listing))
             .map(|(_, t)| convert::tool(t))
             .collect();
         complete(page("tools", tools, request.as_ref())?)
@@ -862,39 +915,25 @@ impl ServerHandler for Gateway {
         let catalog = self.tenant.plugins.catalog();
         let name = request.name.to_string();
         let span = self.request_span(&ctx, "tools/call", Some(&name));
-        let unknown = |name: &str| {
-            ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
+        let plugin = match self.authorize(&catalog, &who, Target::Tool(&name)) {
+            Ok(permit) => permit.plugin,
+            Err(Refused::Unknown(e)) => {
+                self.finish(&span, ("tools/call", &name, None), started, "unknown_tool");
+                return Err(e);
+            }
+            Err(Refused::Forbidden(msg)) => {
+                let owner = catalog.tool(&name).map(|(p, _)| p.name.clone());
+                self.finish(
+                    &span,
+                    ("tools/call", &name, owner.as_deref()),
+                    started,
+                    "denied",
+                );
+                return Ok(CallToolResponse::Complete(complete(
+                    convert::error_result(&msg),
+                )?));
+            }
         };
-        let Some((plugin, tool)) = catalog.tool(&name) else {
-            self.finish(&span, ("tools/call", &name, None), started, "unknown_tool");
-            return Err(unknown(&name));
-        };
-        let missing = who.missing_scopes(&tool.required_scopes);
-        if !missing.is_empty() {
-            self.finish(
-                &span,
-                ("tools/call", &name, Some(&plugin.name)),
-                started,
-                "denied",
-            );
-            let msg = self.forbidden(&who, &missing, &format!("tool `{name}`"));
-            return Ok(CallToolResponse::Complete(complete(
-                convert::error_result(&msg),
-            )?));
-        }
-        if let Err(why) = plugin.claims_permit(&name, &who.claims) {
-            self.finish(
-                &span,
-                ("tools/call", &name, Some(&plugin.name)),
-                started,
-                "denied",
-            );
-            tracing::info!(tenant = %who.tenant, subject = who.subject.as_deref(), tool = %name, "denied by a claim rule: {why}");
-            let msg = format!("Forbidden: tool `{name}` is not available to this caller ({why})");
-            return Ok(CallToolResponse::Complete(complete(
-                convert::error_result(&msg),
-            )?));
-        }
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
         let retry = (
             request.input_responses.as_ref(),
@@ -927,7 +966,7 @@ impl ServerHandler for Gateway {
                             }
                             Ok(Ok(wit::CallOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
                             Ok(Err(wit::ToolError::UnknownTool)) => {
-                                Err(RoundError::Rpc(unknown(&name)))
+                                Err(RoundError::Rpc(unknown(Target::Tool(&name))))
                             }
                             Ok(Err(wit::ToolError::InvalidArguments(m))) => {
                                 Ok(Step::Done(convert::error_result(&format!(
@@ -986,10 +1025,12 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.principal(&ctx)?;
+        let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
+        let listing = self.tenant.tools_list;
         let items = catalog
             .resources()
+            .filter(|(_, r)| catalog.visible(&who, Target::Resource(&r.uri), listing))
             .map(|(_, r)| convert::resource(r))
             .collect();
         complete(page("resources", items, request.as_ref())?)
@@ -1000,10 +1041,12 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.principal(&ctx)?;
+        let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
+        let listing = self.tenant.tools_list;
         let items = catalog
             .templates()
+            .filter(|(_, t)| catalog.visible(&who, Target::Template(&t.uri_template), listing))
             .map(|(_, t)| convert::resource_template(t))
             .collect();
         complete(page("resourceTemplates", items, request.as_ref())?)
@@ -1020,16 +1063,10 @@ impl ServerHandler for Gateway {
             ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})))
         };
         let catalog = self.tenant.plugins.catalog();
-        let Some((plugin, scopes)) = catalog.resource_owner(&uri) else {
-            return Err(not_found(&uri));
-        };
-        let missing = who.missing_scopes(scopes);
-        if !missing.is_empty() {
-            return Err(ErrorData::invalid_request(
-                self.forbidden(&who, &missing, "this resource"),
-                None,
-            ));
-        }
+        let plugin = self
+            .authorize(&catalog, &who, Target::Resource(&uri))
+            .map_err(Refused::into_error)?
+            .plugin;
         let retry = (
             request.input_responses.as_ref(),
             request.request_state.as_deref(),
@@ -1068,9 +1105,14 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.principal(&ctx)?;
+        let who = self.principal(&ctx)?;
         let catalog = self.tenant.plugins.catalog();
-        let items = catalog.prompts().map(|(_, p)| convert::prompt(p)).collect();
+        let listing = self.tenant.tools_list;
+        let items = catalog
+            .prompts()
+            .filter(|(_, p)| catalog.visible(&who, Target::Prompt(&p.name), listing))
+            .map(|(_, p)| convert::prompt(p))
+            .collect();
         complete(page("prompts", items, request.as_ref())?)
     }
 
@@ -1082,19 +1124,10 @@ impl ServerHandler for Gateway {
         let who = self.principal(&ctx)?;
         let name = request.name.clone();
         let catalog = self.tenant.plugins.catalog();
-        let Some((plugin, prompt)) = catalog.prompt(&name) else {
-            return Err(ErrorData::invalid_params(
-                format!("Unknown prompt: {name}"),
-                Some(json!({"name": name})),
-            ));
-        };
-        let missing = who.missing_scopes(&prompt.required_scopes);
-        if !missing.is_empty() {
-            return Err(ErrorData::invalid_request(
-                self.forbidden(&who, &missing, &format!("prompt `{name}`")),
-                None,
-            ));
-        }
+        let plugin = self
+            .authorize(&catalog, &who, Target::Prompt(&name))
+            .map_err(Refused::into_error)?
+            .plugin;
         let arguments = convert::prompt_arguments(request.arguments.as_ref());
         let retry = (
             request.input_responses.as_ref(),
@@ -1169,33 +1202,17 @@ impl ServerHandler for Gateway {
         let req = serde_json::to_value(&request).unwrap_or_default();
         let catalog = self.tenant.plugins.catalog();
         let empty = || complete(json!({"completion": {"values": [], "hasMore": false}}));
-        let (plugin, reference, scopes) = match req["ref"]["type"].as_str() {
+        let (target, reference) = match req["ref"]["type"].as_str() {
             Some("ref/prompt") => {
                 let name = req["ref"]["name"].as_str().unwrap_or_default();
-                match catalog.prompt(name) {
-                    Some((p, prompt)) => (
-                        p.clone(),
-                        wit::Reference::Prompt(name.into()),
-                        prompt.required_scopes.clone(),
-                    ),
-                    None => {
-                        return Err(ErrorData::invalid_params(
-                            format!("Unknown prompt: {name}"),
-                            None,
-                        ));
-                    }
-                }
+                (Target::Prompt(name), wit::Reference::Prompt(name.into()))
             }
             Some("ref/resource") => {
                 let uri = req["ref"]["uri"].as_str().unwrap_or_default();
-                match catalog.template_owner(uri) {
-                    Some(p) => (
-                        p.clone(),
-                        wit::Reference::ResourceTemplate(uri.into()),
-                        Vec::new(),
-                    ),
-                    None => return empty(),
-                }
+                (
+                    Target::Template(uri),
+                    wit::Reference::ResourceTemplate(uri.into()),
+                )
             }
             _ => {
                 return Err(ErrorData::invalid_params(
@@ -1204,9 +1221,12 @@ impl ServerHandler for Gateway {
                 ));
             }
         };
-        if !who.has_scopes(&scopes) {
-            return empty();
-        }
+        let plugin = match self.authorize(&catalog, &who, target) {
+            Ok(permit) => permit.plugin.clone(),
+            // An unknown template has nothing to complete (not an error in the protocol).
+            Err(Refused::Unknown(_)) if matches!(target, Target::Template(_)) => return empty(),
+            Err(refused) => return Err(refused.into_error()),
+        };
         let argument = (
             req["argument"]["name"]
                 .as_str()

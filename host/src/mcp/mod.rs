@@ -24,6 +24,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
+use crate::config::ToolsList;
+use crate::plugins::{Catalog, Forbidden, Target};
 pub use gateway::{Gateway, TenantContext};
 
 /// Transport settings for the HTTP endpoint.
@@ -115,28 +117,54 @@ pub fn http_endpoint(tenant: Arc<TenantContext>, settings: &HttpSettings) -> Mcp
     McpEndpoint { service, sessions }
 }
 
-/// The scopes a single JSON-RPC message needs, if it targets a scope-tagged item: the tool of
-/// `tools/call`, the prompt of `prompts/get`, the resource of `resources/read` and
-/// `resources/subscribe`. `None` when the message names nothing that carries scopes (the
-/// protocol layer then answers unknown names itself).
-pub fn required_scopes(
-    catalog: &crate::plugins::Catalog,
-    message: &serde_json::Value,
-) -> Option<Vec<String>> {
+/// The targets a single JSON-RPC message names: the tool of `tools/call`, the prompt of
+/// `prompts/get`, the resource of `resources/read` and `resources/subscribe`, every
+/// resource of `subscriptions/listen`, the prompt or template of `completion/complete`.
+pub fn targets(message: &serde_json::Value) -> Vec<Target<'_>> {
     let params = &message["params"];
-    let name = || params["name"].as_str();
-    match message["method"].as_str()? {
-        "tools/call" => catalog
-            .tool(name()?)
-            .map(|(_, t)| t.required_scopes.clone()),
-        "prompts/get" => catalog
-            .prompt(name()?)
-            .map(|(_, p)| p.required_scopes.clone()),
-        "resources/read" | "resources/subscribe" => catalog
-            .resource_owner(params["uri"].as_str()?)
-            .map(|(_, scopes)| scopes.to_vec()),
-        _ => None,
+    let name = params["name"].as_str();
+    let uri = params["uri"].as_str();
+    match message["method"].as_str() {
+        Some("tools/call") => name.map(Target::Tool).into_iter().collect(),
+        Some("prompts/get") => name.map(Target::Prompt).into_iter().collect(),
+        Some("resources/read" | "resources/subscribe") => {
+            uri.map(Target::Resource).into_iter().collect()
+        }
+        Some("subscriptions/listen") => params["notifications"]["resourceSubscriptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(Target::Resource))
+            .collect(),
+        Some("completion/complete") => match params["ref"]["type"].as_str() {
+            Some("ref/prompt") => params["ref"]["name"].as_str().map(Target::Prompt),
+            Some("ref/resource") => params["ref"]["uri"].as_str().map(Target::Template),
+            _ => None,
+        }
+        .into_iter()
+        .collect(),
+        _ => Vec::new(),
     }
+}
+
+/// The scopes to challenge for (a 403 step-up at the HTTP front, before any stream opens)
+/// when `who` lacks scopes an item `message` targets declares. Every other outcome of the
+/// authorization decision is the protocol layer's to answer.
+pub fn step_up_scopes(
+    catalog: &Catalog,
+    who: &Principal,
+    message: &serde_json::Value,
+    listing: ToolsList,
+) -> Option<Vec<String>> {
+    let mut needed: Vec<String> = Vec::new();
+    for target in targets(message) {
+        if let Err(Forbidden::Scopes { required, .. }) = catalog.authorize(who, target, listing) {
+            needed.extend(required);
+        }
+    }
+    needed.sort();
+    needed.dedup();
+    (!needed.is_empty()).then_some(needed)
 }
 
 /// Serve `tenant` over stdin/stdout to one local client, as `principal`, until the client

@@ -143,7 +143,10 @@ impl StateSealer {
         if &sealed.binding != expected {
             return Err(StateError::WrongBinding);
         }
-        if let Some(k) = answered.iter().find(|k| !sealed.keys.iter().any(|x| x == *k)) {
+        if let Some(k) = answered
+            .iter()
+            .find(|k| !sealed.keys.iter().any(|x| x == *k))
+        {
             return Err(StateError::Unsolicited((*k).to_string()));
         }
         let mut spent = self.spent.lock();
@@ -185,7 +188,10 @@ mod tests {
             s.open(&token, &binding(), &["q"]).unwrap().as_deref(),
             Some("round-1")
         );
-        assert_eq!(s.open(&token, &binding(), &["q"]), Err(StateError::Replayed));
+        assert_eq!(
+            s.open(&token, &binding(), &["q"]),
+            Err(StateError::Replayed)
+        );
         assert_eq!(
             s.open(&fresh(), &binding(), &["q", "never-asked"]),
             Err(StateError::Unsolicited("never-asked".into()))

@@ -18,10 +18,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TenantConfig};
+use crate::auth::Principal;
+use crate::config::{Config, TenantConfig, ToolsList};
 use crate::sandbox::{
     BoxFuture, CallEnv, CallLabels, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox,
-    wit,
+    Share, wit,
 };
 
 /// One loaded plugin version. Immutable; a reload builds a new one.
@@ -160,6 +161,64 @@ impl Catalog {
             .map(|(p, _)| p)
     }
 
+    /// The plugin serving `target` and the scopes it declares, if it exists.
+    fn lookup(&self, target: Target<'_>) -> Option<(&Arc<LoadedPlugin>, &[String])> {
+        match target {
+            Target::Tool(name) => self
+                .tool(name)
+                .map(|(p, t)| (p, t.required_scopes.as_slice())),
+            Target::Prompt(name) => self
+                .prompt(name)
+                .map(|(p, t)| (p, t.required_scopes.as_slice())),
+            Target::Resource(uri) => self.resource_owner(uri),
+            Target::Template(template) => self
+                .templates()
+                .find(|(_, t)| t.uri_template == template)
+                .map(|(p, t)| (p, t.required_scopes.as_slice())),
+        }
+    }
+
+    /// The one authorization decision: may `who` use `target`? Every path asks it — lists
+    /// (what is visible), calls, reads, subscriptions, completions — so they all answer the
+    /// same. With `listing = Permitted` callers see only what they may use, and a denial is
+    /// [`Forbidden::Unknown`], indistinguishable from an item that does not exist.
+    pub fn authorize<'c>(
+        &'c self,
+        who: &Principal,
+        target: Target<'_>,
+        listing: ToolsList,
+    ) -> Result<Permit<'c>, Forbidden> {
+        let (plugin, required) = self.lookup(target).ok_or(Forbidden::Unknown)?;
+        let missing = who.missing_scopes(required);
+        let denied = if !missing.is_empty() {
+            Some(Forbidden::Scopes {
+                required: required.to_vec(),
+                missing: missing.into_iter().map(str::to_string).collect(),
+            })
+        } else if let Target::Tool(name) = target {
+            plugin
+                .claims_permit(name, &who.claims)
+                .err()
+                .map(Forbidden::Claim)
+        } else {
+            None
+        };
+        match (denied, listing) {
+            (None, _) => Ok(Permit { plugin }),
+            (Some(_), ToolsList::Permitted) => Err(Forbidden::Unknown),
+            (Some(f), ToolsList::All) => Err(f),
+        }
+    }
+
+    /// Whether `target` appears in `who`'s lists: everything that exists with
+    /// `listing = All` (scopes shown so clients can step up), only permitted items otherwise.
+    pub fn visible(&self, who: &Principal, target: Target<'_>, listing: ToolsList) -> bool {
+        !matches!(
+            self.authorize(who, target, listing),
+            Err(Forbidden::Unknown)
+        )
+    }
+
     /// The plugin inventory for operators: each plugin's version (hash), tools, load time,
     /// whether it came from the artifact cache, and its last load error; then failures of
     /// files that serve nothing.
@@ -205,6 +264,49 @@ impl Catalog {
             .collect();
         serde_json::json!({"plugins": plugins, "failed": failed})
     }
+}
+
+/// What a request targets: with the caller, the only input to an authorization decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A tool, by name (`tools/call`, `tools/list`).
+    Tool(&'a str),
+    /// A prompt, by name (`prompts/get`, `prompts/list`, completion of its arguments).
+    Prompt(&'a str),
+    /// A resource, by URI: a direct resource or one a template matches (`resources/read`,
+    /// `resources/subscribe`, `subscriptions/listen`, `resources/list`).
+    Resource(&'a str),
+    /// A resource template, by its URI template (`resources/templates/list`, completion).
+    Template(&'a str),
+}
+
+/// Proof that a caller may use a target, and the plugin that serves it. Only
+/// [`Catalog::authorize`] makes one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Permit<'c> {
+    /// The plugin serving the target.
+    pub plugin: &'c Arc<LoadedPlugin>,
+}
+
+/// Why a caller may not use a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    /// No such item — or, where callers see only what they may use, one they may not use:
+    /// both answer alike, so a hidden item's existence and scopes are not disclosed.
+    #[error("unknown")]
+    Unknown,
+    /// The caller lacks scopes the item declares (a client can step up).
+    #[error("requires the scope(s) {}", .missing.join(" "))]
+    Scopes {
+        /// Every scope the item needs.
+        required: Vec<String>,
+        /// The ones the caller lacks.
+        missing: Vec<String>,
+    },
+    /// A claim rule of the operator's refuses this caller.
+    #[error("is not available to this caller ({0})")]
+    Claim(String),
 }
 
 /// Whether `uri` matches an RFC 6570 level-1 template (each `{var}` matches one or more
@@ -398,7 +500,8 @@ pub async fn build_catalog(
             Some(p) => p,
             None => {
                 let limits = source.settings.limits.resolve(&tenant_limits);
-                match load_plugin(sandbox, tenant_id, &file, source, limits).await {
+                let share = config.instance_share(tenant);
+                match load_plugin(sandbox, (tenant_id, share), &file, source, limits).await {
                     Ok(plugin) => {
                         crate::telemetry::metrics::get().loads.add(
                             1,
@@ -554,7 +657,7 @@ pub enum ValidationError {
 
 async fn load_plugin(
     sandbox: &Sandbox,
-    tenant: &str,
+    (tenant, share): (&str, u32),
     path: &Path,
     source: PluginSource,
     limits: Limits,
@@ -576,6 +679,18 @@ async fn load_plugin(
             .await
             .map_err(|e| PluginLoadError::Internal(format!("compile task failed: {e}")))??
     };
+    let units = code.footprint().units();
+    if units > share {
+        let f = code.footprint();
+        return Err(PluginLoadError::Load(LoadError::TooLarge {
+            path: path.display().to_string(),
+            reason: format!(
+                "one instance takes {units} units of the pool ({} core instances, {} memories, {} tables), \
+                 more than this tenant's whole share of {share} (raise [tenant.quota] max_instances)",
+                f.core_instances, f.memories, f.tables
+            ),
+        }));
+    }
     let plugin_name: Arc<str> = Arc::from(name.as_str());
     let env = CallEnv {
         plugin: plugin_name.clone(),
@@ -584,7 +699,10 @@ async fn load_plugin(
         observer: Arc::new(Describing(plugin_name.clone())),
         egress: Arc::new(NoEgress),
         concurrency: Arc::new(Semaphore::new(1)),
-        share: (Arc::new(Semaphore::new(1)), 1),
+        share: Share {
+            permits: Arc::new(Semaphore::new(units as usize)),
+            size: units,
+        },
         labels: CallLabels {
             owner: Arc::from(tenant),
             version: Arc::from(&sha256[..12]),

@@ -183,6 +183,14 @@ pub enum LoadError {
         /// What is missing or mistyped.
         reason: String,
     },
+    /// One instance would take more of the pool than any plugin may.
+    #[error("{path} is too large to run: {reason}")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The numbers: what it needs and the budget.
+        reason: String,
+    },
     /// Describing itself (list-tools and friends) failed.
     #[error("{path} failed while describing itself: {source}")]
     Describe {
@@ -223,14 +231,14 @@ impl Sandbox {
         let mut pool = PoolingAllocationConfig::new();
         let instances = config.max_instances.max(1);
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(4))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(4))
+            .total_core_instances(instances.saturating_mul(Footprint::CORE_INSTANCES_PER_UNIT))
+            .total_memories(instances.saturating_mul(Footprint::MEMORIES_PER_UNIT))
+            .total_tables(instances.saturating_mul(Footprint::TABLES_PER_UNIT))
             .total_stacks(instances)
             .max_memory_size(config.max_memory_bytes)
-            .max_core_instances_per_component(50)
-            .max_memories_per_component(4)
-            .max_tables_per_component(16);
+            .max_core_instances_per_component(Footprint::MAX_CORE_INSTANCES)
+            .max_memories_per_component(Footprint::MAX_MEMORIES)
+            .max_tables_per_component(Footprint::MAX_TABLES);
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             // Reset a returned slot by rewriting only the pages the call dirtied, instead of
             // `madvise` dropping them: the next call on the slot takes no page faults, and
@@ -308,6 +316,13 @@ impl Sandbox {
                 ),
             });
         }
+        let footprint = Footprint::measure(&component, bytes);
+        if let Some(over) = footprint.over_budget() {
+            return Err(LoadError::TooLarge {
+                path: path_s,
+                reason: over,
+            });
+        }
         let mut linker = self.inner.linker.clone();
         stub_foreign_imports(&mut linker, &component, &self.inner.engine).map_err(|e| {
             LoadError::WrongWorld {
@@ -341,6 +356,7 @@ impl Sandbox {
             exports: Arc::new(exports),
             instances: Arc::default(),
             from_cache,
+            footprint,
         })
     }
 
@@ -362,6 +378,75 @@ fn provided_by_host(import: &str) -> bool {
     (import.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2.")))
         || (import.starts_with("portcullis:plugin/")
             && version.is_some_and(|v| v.starts_with("0.2.")))
+}
+
+/// What one instance of a component takes from the engine-wide pool: core instances,
+/// memories and tables, measured at load. A call holds `units()` permits of its tenant's
+/// share, one unit being one slot of each pool resource in the proportion the pool is
+/// sized (1 component instance, 4 core instances, 2 memories, 4 tables): so no tenant can
+/// take more of any pool resource than its share, however its components are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Core module instances per component instance.
+    pub core_instances: u32,
+    /// Linear memories defined.
+    pub memories: u32,
+    /// Tables defined.
+    pub tables: u32,
+}
+
+impl Footprint {
+    const CORE_INSTANCES_PER_UNIT: u32 = 4;
+    const MEMORIES_PER_UNIT: u32 = 2;
+    const TABLES_PER_UNIT: u32 = 4;
+    /// The per-instance budget: a component needing more is refused at load.
+    const MAX_CORE_INSTANCES: u32 = 50;
+    const MAX_MEMORIES: u32 = 4;
+    const MAX_TABLES: u32 = 16;
+
+    /// Count what `component` (compiled from `bytes`) instantiates.
+    fn measure(component: &Component, bytes: &[u8]) -> Self {
+        let required = component.resources_required();
+        let mut core_instances = 0u32;
+        for payload in wasmparser::Parser::new(0).parse_all(bytes).flatten() {
+            if let wasmparser::Payload::InstanceSection(reader) = payload {
+                core_instances += reader
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| matches!(i, wasmparser::Instance::Instantiate { .. }))
+                    .count() as u32;
+            }
+        }
+        Self {
+            core_instances: core_instances.max(1),
+            memories: required.as_ref().map_or(0, |r| r.num_memories),
+            tables: required.as_ref().map_or(0, |r| r.num_tables),
+        }
+    }
+
+    /// Pool units one instance takes (at least 1).
+    pub fn units(&self) -> u32 {
+        self.core_instances
+            .div_ceil(Self::CORE_INSTANCES_PER_UNIT)
+            .max(self.memories.div_ceil(Self::MEMORIES_PER_UNIT))
+            .max(self.tables.div_ceil(Self::TABLES_PER_UNIT))
+            .max(1)
+    }
+
+    /// Why this footprint exceeds the per-instance budget, if it does.
+    fn over_budget(&self) -> Option<String> {
+        let over = |what: &str, n: u32, max: u32| {
+            (n > max)
+                .then(|| format!("one instance needs {n} {what}; the per-instance budget is {max}"))
+        };
+        over(
+            "core instances",
+            self.core_instances,
+            Self::MAX_CORE_INSTANCES,
+        )
+        .or_else(|| over("memories", self.memories, Self::MAX_MEMORIES))
+        .or_else(|| over("tables", self.tables, Self::MAX_TABLES))
+    }
 }
 
 /// The first `portcullis:plugin` interface of an older package version the component exports.
@@ -521,11 +606,19 @@ pub struct CallEnv {
     pub egress: Arc<dyn Egress>,
     /// Bounds this plugin's concurrent instances.
     pub concurrency: Arc<Semaphore>,
-    /// Bounds the instances of every plugin sharing it (a tenant's share of the pool), with
-    /// its size for messages.
-    pub share: (Arc<Semaphore>, usize),
+    /// The pool units of every plugin sharing it (a tenant's share of the pool).
+    pub share: Share,
     /// How the call appears in traces and metrics.
     pub labels: CallLabels,
+}
+
+/// A tenant's share of the instance pool, in units ([`Footprint::units`]).
+#[derive(Clone, Debug)]
+pub struct Share {
+    /// One permit per unit.
+    pub permits: Arc<Semaphore>,
+    /// Its size, for messages.
+    pub size: u32,
 }
 
 /// How a call is described in traces and metrics (no effect on what it may do).
@@ -551,6 +644,8 @@ pub struct PluginCode {
     instances: Arc<std::sync::atomic::AtomicU64>,
     /// Whether this code came from the artifact cache rather than a compile.
     from_cache: bool,
+    /// What one instance takes from the pool.
+    footprint: Footprint,
 }
 
 impl std::fmt::Debug for PluginCode {
@@ -567,6 +662,11 @@ impl PluginCode {
     /// Whether this code was loaded from the artifact cache instead of compiled.
     pub fn from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// What one instance of this plugin takes from the pool.
+    pub fn footprint(&self) -> Footprint {
+        self.footprint
     }
 
     /// Whether the plugin exports the `resources` interface.
@@ -674,14 +774,17 @@ impl PluginCode {
             () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::Busy(env.limits.max_concurrency)),
             () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
+        // An instance takes as many units of the share as its footprint in the pool.
+        let units = self.footprint.units();
+        let size = env.share.size as usize;
         let _share = tokio::select! {
-            permit = env.share.0.clone().acquire_owned() => permit.map_err(|_| SandboxError::Cancelled)?,
-            () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::ShareBusy(env.share.1)),
+            permit = env.share.permits.clone().acquire_many_owned(units) => permit.map_err(|_| SandboxError::Cancelled)?,
+            () = tokio::time::sleep_until(deadline.into()) => return Err(SandboxError::ShareBusy(size)),
             () = env.cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
         if Instant::now() >= deadline {
             // The share freed up only as this call's own time ran out.
-            return Err(SandboxError::ShareBusy(env.share.1));
+            return Err(SandboxError::ShareBusy(size));
         }
 
         self.instances

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::CallerId;
 use crate::config::QuotaConfig;
+use crate::sandbox::Share;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,10 +70,9 @@ pub struct Quotas {
     /// Per caller: (issuer, subject), so equal `sub`s from two issuers never share a bucket.
     subject_rate: Option<DefaultKeyedRateLimiter<CallerId>>,
     in_progress: Option<(Arc<Semaphore>, usize)>,
-    /// The tenant's share of the instance pool; every plugin call holds one permit.
-    pub instances: Arc<Semaphore>,
-    /// The size of that share.
-    pub instance_share: u32,
+    /// The tenant's share of the instance pool, in units: every plugin call holds as many
+    /// as its component's footprint in the pool.
+    pub instances: Share,
 }
 
 impl std::fmt::Debug for Quotas {
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Quotas {
             .field("tenant_rate", &self.tenant_rate.is_some())
             .field("subject_rate", &self.subject_rate.is_some())
             .field("in_progress", &self.in_progress.as_ref().map(|(_, n)| n))
-            .field("instance_share", &self.instance_share)
+            .field("instance_share", &self.instances.size)
             .finish()
     }
 }
@@ -103,8 +103,10 @@ impl Quotas {
             in_progress: config
                 .max_concurrent_requests
                 .map(|n| (Arc::new(Semaphore::new(n)), n)),
-            instances: Arc::new(Semaphore::new(instance_share.max(1) as usize)),
-            instance_share: instance_share.max(1),
+            instances: Share {
+                permits: Arc::new(Semaphore::new(instance_share.max(1) as usize)),
+                size: instance_share.max(1),
+            },
         }
     }
 
@@ -174,7 +176,10 @@ mod tests {
         );
         assert!(q.admit(&who("https://x", "alice")).is_ok());
         assert!(q.admit(&who("https://x", "alice")).is_err());
-        assert!(q.admit(&who("https://y", "alice")).is_ok(), "alice@y is not alice@x");
+        assert!(
+            q.admit(&who("https://y", "alice")).is_ok(),
+            "alice@y is not alice@x"
+        );
     }
 
     #[test]
@@ -212,7 +217,10 @@ mod tests {
             1,
         );
         let held = q.admit(&who("https://x", "a")).unwrap();
-        assert_eq!(q.admit(&who("https://x", "b")).unwrap_err(), Refusal::Concurrency { limit: 1 });
+        assert_eq!(
+            q.admit(&who("https://x", "b")).unwrap_err(),
+            Refusal::Concurrency { limit: 1 }
+        );
         drop(held);
         assert!(q.admit(&who("https://x", "b")).is_ok());
     }

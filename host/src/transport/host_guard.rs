@@ -37,6 +37,30 @@ enum AllowedOrigin {
     },
 }
 
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// No `Host` (nor `:authority`), or one that is not a host name.
+    #[error("Bad Request: missing or invalid Host header")]
+    BadHost,
+    /// A `Host` this gateway does not serve.
+    #[error("Forbidden: Host header is not allowed")]
+    ForeignHost,
+    /// An `Origin` the operator did not allow.
+    #[error("Forbidden: Origin header is not allowed")]
+    ForeignOrigin,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refusal::BadHost => StatusCode::BAD_REQUEST,
+            Refusal::ForeignHost | Refusal::ForeignOrigin => StatusCode::FORBIDDEN,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
 /// The allow-lists, shared by every request.
 #[derive(Debug, Clone)]
 pub(crate) struct HostGuard {
@@ -107,19 +131,12 @@ impl HostGuard {
     }
 
     /// Whether a request with `uri` and `headers` may be served; the refusal otherwise.
-    pub(crate) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
-        let refuse = |status: StatusCode, why: &'static str| (status, why).into_response();
+    pub(crate) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
         let host = match headers.get(header::HOST) {
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(parse_authority)
-                .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "Bad Request: invalid Host header"))?,
-            None => uri
-                .authority()
-                .and_then(|a| parse_authority(a.as_str()))
-                .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "Bad Request: missing Host header"))?,
-        };
+            Some(v) => v.to_str().ok().and_then(parse_authority),
+            None => uri.authority().and_then(|a| parse_authority(a.as_str())),
+        }
+        .ok_or(Refusal::BadHost)?;
         let known = self
             .hosts
             .iter()
@@ -127,7 +144,7 @@ impl HostGuard {
         if !known {
             tracing::warn!(host = %untrusted(&host.host), port = host.port,
                 "refused a request for a host this gateway does not serve (possible DNS rebinding)");
-            return Err(refuse(StatusCode::FORBIDDEN, "Forbidden: Host header is not allowed"));
+            return Err(Refusal::ForeignHost);
         }
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
@@ -149,7 +166,7 @@ impl HostGuard {
         };
         if !allowed {
             tracing::warn!(origin = %untrusted(origin), "refused a request from a browser origin that is not allowed");
-            return Err(refuse(StatusCode::FORBIDDEN, "Forbidden: Origin header is not allowed"));
+            return Err(Refusal::ForeignOrigin);
         }
         Ok(())
     }
@@ -159,7 +176,7 @@ impl HostGuard {
 pub(crate) async fn enforce(State(guard): State<HostGuard>, req: Request, next: Next) -> Response {
     match guard.check(req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -184,25 +201,39 @@ mod tests {
         }
         match guard().check(&Uri::from_static("/readyz"), &headers) {
             Ok(()) => 200,
-            Err(r) => r.status().as_u16(),
+            Err(r) => r.into_response().status().as_u16(),
         }
     }
 
     #[test]
     fn hosts_and_origins() {
-        assert_eq!(check(Some("127.0.0.1:9999"), None), 200, "a bare name allows any port");
+        assert_eq!(
+            check(Some("127.0.0.1:9999"), None),
+            200,
+            "a bare name allows any port"
+        );
         assert_eq!(check(Some("[::1]:80"), None), 200);
         assert_eq!(check(Some("gw.example:8443"), None), 200);
-        assert_eq!(check(Some("gw.example:8080"), None), 403, "a listed port is that port");
+        assert_eq!(
+            check(Some("gw.example:8080"), None),
+            403,
+            "a listed port is that port"
+        );
         assert_eq!(check(Some("evil.example"), None), 403);
         assert_eq!(check(Some("127.0.0.1.evil.example"), None), 403);
         assert_eq!(check(None, None), 400);
         assert_eq!(check(Some("127.0.0.1"), Some("https://app.example")), 200);
-        assert_eq!(check(Some("127.0.0.1"), Some("https://app.example:443")), 200);
+        assert_eq!(
+            check(Some("127.0.0.1"), Some("https://app.example:443")),
+            200
+        );
         assert_eq!(check(Some("127.0.0.1"), Some("http://app.example")), 403);
         assert_eq!(check(Some("127.0.0.1"), Some("http://localhost:5173")), 200);
         assert_eq!(check(Some("127.0.0.1"), Some("https://evil.example")), 403);
         assert_eq!(check(Some("127.0.0.1"), Some("null")), 403);
-        assert_eq!(check(Some("127.0.0.1"), Some("https://app.example/path")), 403);
+        assert_eq!(
+            check(Some("127.0.0.1"), Some("https://app.example/path")),
+            403
+        );
     }
 }

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::auth::{CallerId, Denial, Principal, TenantAuth};
-use crate::mcp::{SessionCounter, TenantContext, required_scopes};
+use crate::mcp::{SessionCounter, TenantContext, step_up_scopes};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::Refusal;
 use tracing::Instrument as _;
@@ -287,8 +287,8 @@ impl Guard {
         } else {
             None
         };
-        if let Some(required) = required_scopes(&self.tenant.plugins.catalog(), message)
-            && !principal.has_scopes(&required)
+        let catalog = self.tenant.plugins.catalog();
+        if let Some(required) = step_up_scopes(&catalog, principal, message, self.tenant.tools_list)
         {
             return self.deny(
                 &Denial::InsufficientScope { required },

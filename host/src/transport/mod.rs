@@ -27,7 +27,10 @@ use crate::tenancy;
 /// Put the Host/Origin allow-lists in front of every route of `router`.
 pub(crate) fn guard_hosts(router: Router, settings: &HttpSettings) -> Router {
     let guard = host_guard::HostGuard::new(&settings.allowed_hosts, &settings.allowed_origins);
-    router.layer(axum::middleware::from_fn_with_state(guard, host_guard::enforce))
+    router.layer(axum::middleware::from_fn_with_state(
+        guard,
+        host_guard::enforce,
+    ))
 }
 
 /// Hosts and origins the gateway accepts, derived from the configuration.
