@@ -647,7 +647,8 @@ pub struct PluginSettings {
     /// Limits for this plugin (override the tenant's).
     #[serde(flatten)]
     pub limits: LimitsSection,
-    /// Scope overrides: tool name → scopes required (replaces what the plugin declares).
+    /// Scope overrides: tool or prompt name, resource URI or URI template → scopes required
+    /// (replaces what the plugin declares).
     pub scopes: BTreeMap<String, Vec<String>>,
     /// Configuration values passed to the plugin in every call context.
     pub config: BTreeMap<String, String>,
@@ -1523,8 +1524,19 @@ mod tests {
         };
         assert_eq!(
             service("client-credentials").unwrap_err(),
+            "tenant[0].service[0].audience",
+            "needs an audience"
+        );
+        let with_audience = |mode: &str| {
+            parse(&format!(
+                "{tenant}[[tenant.service]]\nname = \"s\"\nbase_url = \"https://api.example\"\ncredential = \"{mode}\"\naudience = \"https://api.example\"\n"
+            ))
+            .map_err(|e| e.key)
+        };
+        assert_eq!(
+            with_audience("client-credentials").unwrap_err(),
             "tenant[0].service[0].credential",
-            "needs an audience and [exchange]"
+            "and an [exchange] client"
         );
         assert!(service("none").is_ok());
     }

@@ -14,6 +14,7 @@ mod dev_as;
 mod downstream;
 mod exchange;
 mod http_transport;
+mod isolation;
 mod notes_demo;
 mod real_as;
 mod reload;

@@ -72,6 +72,51 @@ impl RealAs {
         out["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Alice's access and refresh tokens at `resource` (`scope` gains `offline_access`).
+    pub(crate) async fn user_tokens_with_refresh(
+        &self,
+        resource: &str,
+        scope: &str,
+    ) -> (String, String) {
+        let scope = format!("{scope} offline_access");
+        let out = crate::support::run_json_program(
+            &node(),
+            "tests/js/user-token.mjs",
+            &[self.issuer.as_ref(), resource.as_ref(), scope.as_ref()],
+            &[],
+        )
+        .await;
+        let text = |k: &str| {
+            out[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {k} in {out}"))
+                .to_string()
+        };
+        (text("access_token"), text("refresh_token"))
+    }
+
+    /// Revoke `token` (RFC 7009) as the public client it was issued to.
+    pub(crate) async fn revoke(&self, token: &str) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token/revocation", self.issuer))
+            .form(&[("token", token), ("client_id", "test-public")])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "revocation: {}", resp.status());
+    }
+
+    /// Every token, introspection and revocation request this AS received, in order:
+    /// `{endpoint, grant_type, target, tokens: [sha256 hex], client, status}`.
+    pub(crate) async fn requests(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/__requests", self.issuer))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// How many tokens the AS issued for downstream audiences (exchanges, client credentials).
     pub(crate) async fn downstream_tokens_issued(&self) -> u64 {
         let v: Value = reqwest::get(format!("{}/__exchanges", self.issuer))

@@ -19,8 +19,13 @@
 // subject token must be an access token this AS issued for one of AS_RESOURCES, the target
 // one of AS_EXCHANGE_RESOURCES, scopes may only narrow, and the issued token names the
 // exchanging client in `act`. `GET /__exchanges` reports how many token requests for
-// downstream audiences were served, for cache tests.
+// downstream audiences were served, for cache tests. `GET /__requests` lists every token,
+// introspection and revocation request: its endpoint, grant, target, and the SHA-256 of any
+// token it carried (subject_token or token), so isolation tests can count which tokens
+// reached which authorization server. Revocation (RFC 7009) is on; `test-public` may ask
+// for refresh tokens (offline_access).
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
 import { exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet } from 'jose';
@@ -68,7 +73,7 @@ const provider = new Provider(issuer, {
     {
       // A public client for tests that need a user token without an MCP client.
       client_id: 'test-public',
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1:33418/callback'],
       token_endpoint_auth_method: 'none',
@@ -84,6 +89,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     registration: { enabled: true },
     introspection: { enabled: true },
+    revocation: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -166,6 +172,24 @@ provider.registerGrantType(
   ['resource', 'audience'],
 );
 
+// Record what reached this AS: endpoint, grant, target, and hashes of the tokens carried.
+const requests = [];
+const sha256 = (v) => createHash('sha256').update(v).digest('hex');
+provider.use(async (ctx, next) => {
+  await next();
+  const route = ctx.oidc?.route;
+  if (!['token', 'introspection', 'revocation'].includes(route)) return;
+  const p = ctx.oidc.params ?? {};
+  requests.push({
+    endpoint: route,
+    grant_type: p.grant_type,
+    target: [p.resource, p.audience].flat().filter(Boolean),
+    tokens: [p.subject_token, p.token].filter(Boolean).map(sha256),
+    client: ctx.oidc.client?.clientId,
+    status: ctx.status,
+  });
+});
+
 // Count every token issued for a downstream audience (exchange or client credentials).
 provider.on('grant.success', (ctx) => {
   const { grant_type: grantType, resource, audience } = ctx.oidc.params;
@@ -193,6 +217,10 @@ const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/interaction/')) return await interaction(req, res);
+    if (req.url === '/__requests') {
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify(requests));
+    }
     if (req.url === '/__exchanges') {
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify({ count: downstreamTokens }));

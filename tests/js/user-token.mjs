@@ -14,6 +14,8 @@ const authorize = new URL(meta.authorization_endpoint);
 for (const [k, v] of Object.entries({
   client_id: 'test-public', response_type: 'code', redirect_uri: redirectUri, scope, resource,
   code_challenge: challenge, code_challenge_method: 'S256', state: 'user-token',
+  // OIDC grants offline_access (a refresh token) only with an explicit consent prompt.
+  ...(scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
 })) authorize.searchParams.set(k, v);
 const { code } = await cookieJarFollower(redirectUri)(authorize.href);
 const res = await fetch(meta.token_endpoint, {
@@ -23,4 +25,4 @@ const res = await fetch(meta.token_endpoint, {
 });
 const body = await res.json();
 if (!res.ok) throw new Error(`token request failed: ${JSON.stringify(body)}`);
-console.log(JSON.stringify({ access_token: body.access_token, scope: body.scope }));
+console.log(JSON.stringify({ access_token: body.access_token, refresh_token: body.refresh_token, scope: body.scope }));

@@ -732,10 +732,25 @@ async fn load_plugin(
         }
         tools.retain(|t| enabled.contains(&t.name));
     }
-    for tool in &mut tools {
-        if let Some(scopes) = settings.scopes.get(&tool.name) {
-            tool.required_scopes = scopes.clone();
+    // Operator scope overrides: by tool or prompt name, resource URI or URI template.
+    let scopes_for = |key: &str, declared: &mut Vec<String>| {
+        if let Some(scopes) = settings.scopes.get(key) {
+            declared.clone_from(scopes);
         }
+    };
+    for tool in &mut tools {
+        scopes_for(&tool.name, &mut tool.required_scopes);
+    }
+    let mut prompts = prompts;
+    for prompt in &mut prompts {
+        scopes_for(&prompt.name, &mut prompt.required_scopes);
+    }
+    let (mut resources, mut templates) = (resources, templates);
+    for resource in &mut resources {
+        scopes_for(&resource.uri, &mut resource.required_scopes);
+    }
+    for template in &mut templates {
+        scopes_for(&template.uri_template, &mut template.required_scopes);
     }
     Ok(LoadedPlugin {
         name: plugin_name,

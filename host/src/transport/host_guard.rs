@@ -122,7 +122,16 @@ impl HostGuard {
     /// neither are ignored (the configuration check refuses them).
     pub(crate) fn new(hosts: &[String], origins: &[String]) -> Self {
         Self {
-            hosts: hosts.iter().filter_map(|h| parse_authority(h)).collect(),
+            // `::1` is not an authority, but it is a host name to accept on any port.
+            hosts: hosts
+                .iter()
+                .map(|h| {
+                    parse_authority(h).unwrap_or_else(|| Authority {
+                        host: normalize_host(h),
+                        port: None,
+                    })
+                })
+                .collect(),
             origins: origins
                 .iter()
                 .filter_map(|o| parse_allowed_origin(o))
