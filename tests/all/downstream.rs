@@ -305,33 +305,42 @@ async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_th
     );
 }
 
-#[tokio::test]
-async fn an_unreachable_exchange_server_gives_the_plugin_an_actionable_error_and_the_gateway_keeps_serving()
- {
-    let api = DownstreamApi::start().await;
-    let api = &api.base;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (gw, token) = exchange_gateway(api, Some(&format!("http://{dead}"))).await;
-    for _ in 0..2 {
-        let r = Client::modern(&format!("{}/mcp", gw.base))
-            .bearer(&token)
-            .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
-            .await;
-        let text = r.text();
-        assert!(text.starts_with("error: Error::Credential("), "{text}");
-        assert!(
-            text.contains("cannot discover the metadata"),
-            "says what failed: {text}"
-        );
-    }
-    let echo = Client::modern(&format!("{}/mcp", gw.base))
-        .bearer(&token)
-        .call_tool("probe.echo", json!({"still": "serving"}))
-        .await;
-    assert!(!echo.is_error(), "{echo:?}");
-    let log = gw.stop().await;
-    assert!(!log.contains(&token) && !log.contains("exchange-secret"));
+/// An `[exchange]` client at a server that issues no token the tenant accepts: the
+/// gateway refuses to start rather than send callers' tokens there.
+#[test]
+fn an_exchange_server_that_issues_no_accepted_token_is_refused_at_start() {
+    let text = r#"
+[auth]
+mode = "oauth"
+scopes_supported = ["mcp:tools"]
+[[auth.issuer]]
+issuer = "https://login.example"
+[exchange]
+client_id = "gateway"
+client_secret_env = "GATEWAY_SECRET"
+issuer = "https://other-as.example"
+[[tenant]]
+id = "t"
+[[tenant.service]]
+name = "notes"
+base_url = "https://notes.example/api"
+credential = "token-exchange"
+audience = "https://notes.example/api"
+"#;
+    let parse = |text: &str| {
+        portcullis::config::Config::parse(
+            text,
+            std::path::Path::new("x.toml"),
+            std::path::Path::new("."),
+        )
+    };
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.key, "tenant[0].service[0].credential", "{e}");
+    assert!(
+        e.problem.contains("https://login.example"),
+        "names the issuer to configure: {e}"
+    );
+    // Client credentials from that server are fine: no caller's token is involved.
+    let cc = text.replace("\"token-exchange\"", "\"client-credentials\"");
+    assert!(parse(&cc).is_ok());
 }

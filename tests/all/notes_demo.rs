@@ -166,19 +166,22 @@ async fn exchange_fails_cleanly(edit: impl FnOnce(String) -> String, cause: &str
     assert!(!log.contains(&alice));
 }
 
-#[tokio::test]
-async fn an_authorization_server_that_is_down_gives_an_is_error_result() {
-    let dead = free_port();
-    exchange_fails_cleanly(
-        |text| {
-            text.replace(
-                "[exchange]\n",
-                &format!("[exchange]\nissuer = \"http://127.0.0.1:{dead}\"\n"),
-            )
-        },
-        "cannot discover the metadata",
-    )
-    .await;
+/// The demo with its `[exchange]` client moved to another authorization server than the one
+/// that issues the users' tokens: refused at start, since no caller's token could ever be
+/// exchanged there (a token goes only to its own issuer).
+#[test]
+fn an_exchange_client_at_another_authorization_server_is_refused_at_start() {
+    let path = crate::support::root().join("examples/notes.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[exchange]\n",
+        "[exchange]\nissuer = \"http://127.0.0.1:9/other-as\"\n",
+    );
+    let e = portcullis::config::Config::parse(&text, &path, path.parent().unwrap()).unwrap_err();
+    assert_eq!(e.key, "tenant[0].service[0].credential", "{e}");
+    assert!(
+        e.problem.contains("exchanged only at its own issuer"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
