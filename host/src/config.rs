@@ -1539,6 +1539,72 @@ mod tests {
     }
 
     #[test]
+    fn every_token_has_one_issuer_to_go_to() {
+        let key = |text: &str| parse(text).map(|_| ()).map_err(|e| e.key);
+        let oauth = "[auth]\nmode = \"oauth\"\n";
+        let intro = |iss: &str, prefix: &str| {
+            format!(
+                "[[auth.issuer]]\nissuer = \"{iss}\"\nintrospection = {{ client_id = \"g\", client_secret_env = \"S\"{prefix} }}\n"
+            )
+        };
+        let tenant = "[[tenant]]\nid = \"t\"\n";
+        // Two introspecting issuers need distinct prefixes: an opaque token has one issuer.
+        let both = format!(
+            "{oauth}{}{}{tenant}",
+            intro("https://x", ""),
+            intro("https://y", "")
+        );
+        assert_eq!(key(&both).unwrap_err(), "tenant[0].issuers");
+        let same = format!(
+            "{oauth}{}{}{tenant}",
+            intro("https://x", ", token_prefix = \"a_\""),
+            intro("https://y", ", token_prefix = \"a_\"")
+        );
+        assert_eq!(key(&same).unwrap_err(), "tenant[0].issuers");
+        let prefixed = format!(
+            "{oauth}{}{}{tenant}",
+            intro("https://x", ""),
+            intro("https://y", ", token_prefix = \"y_\"")
+        );
+        assert!(key(&prefixed).is_ok());
+        // A tenant trusting only one of them has no ambiguity.
+        let scoped = both.replace(
+            tenant,
+            "[[tenant]]\nid = \"t\"\nissuers = [\"https://x\"]\n",
+        );
+        assert!(key(&scoped).is_ok());
+
+        // Exchange clients: one per issuer; the per-issuer table implies its issuer.
+        let x = "[[auth.issuer]]\nissuer = \"https://x\"\n";
+        let with_client = "[[auth.issuer]]\nissuer = \"https://x\"\nexchange = { client_id = \"g\", client_secret_env = \"S\", issuer = \"https://y\" }\n";
+        assert_eq!(
+            key(&format!("{oauth}{with_client}{tenant}")).unwrap_err(),
+            "auth.issuer[0].exchange.issuer"
+        );
+        let service = |extra: &str| {
+            format!(
+                "{tenant}[[tenant.service]]\nname = \"s\"\nbase_url = \"https://api\"\ncredential = \"token-exchange\"\naudience = \"https://api\"\n{extra}"
+            )
+        };
+        let exchange = "[exchange]\nclient_id = \"g\"\nclient_secret_env = \"S\"\n";
+        assert!(key(&format!("{oauth}{x}{exchange}{}", service(""))).is_ok());
+        assert_eq!(
+            key(&format!("{oauth}{x}{}", service(""))).unwrap_err(),
+            "tenant[0].service[0].credential",
+            "no exchange client at the only trusted issuer"
+        );
+        assert_eq!(
+            key(&format!(
+                "{oauth}{x}{exchange}{}",
+                service("issuer = \"https://elsewhere\"\n")
+            ))
+            .unwrap_err(),
+            "tenant[0].service[0].issuer",
+            "a service bound to an issuer the tenant does not trust"
+        );
+    }
+
+    #[test]
     fn unauthenticated_public_bind_is_refused_unless_forced() {
         let text = "[server]\nlisten = \"0.0.0.0:8080\"\n[[tenant]]\nid = \"a\"\n";
         assert_eq!(parse(text).unwrap_err().key, "auth.mode");

@@ -797,17 +797,26 @@ scopes = { "test_simple_text" = ["mcp:admin"], "test_simple_prompt" = ["mcp:admi
     );
 }
 
-/// A copy of the probe plugin with `extra` more core instances (of an empty module),
-/// appended as a core module section and a core instance section.
-fn with_core_instances(extra: u32) -> std::path::PathBuf {
+/// A copy of the probe plugin with `total` core instances: the probe's own plus instances
+/// of an empty module, appended as a core module section and a core instance section.
+fn with_core_instances(total: u32) -> std::path::PathBuf {
     let mut bytes = std::fs::read(plugin("probe")).unwrap();
     // The new module's index is the number of core modules the component already defines.
-    let mut modules = 0u32;
+    let (mut modules, mut instances) = (0u32, 0u32);
     for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
-        if let Ok(wasmparser::Payload::ModuleSection { .. }) = payload {
-            modules += 1;
+        match payload {
+            Ok(wasmparser::Payload::ModuleSection { .. }) => modules += 1,
+            Ok(wasmparser::Payload::InstanceSection(r)) => {
+                instances += r
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| matches!(i, wasmparser::Instance::Instantiate { .. }))
+                    .count() as u32
+            }
+            _ => {}
         }
     }
+    let extra = total - instances;
     let leb = |mut n: u32, out: &mut Vec<u8>| loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -838,9 +847,12 @@ fn with_core_instances(extra: u32) -> std::path::PathBuf {
 
 /// AC10. Before: shares counted calls, so a component with many core instances took far
 /// more of the engine-wide pool than its tenant's share, and other tenants' calls failed.
+/// The pool has 20 units (80 core instances); each tenant a share of 10. The heavy component
+/// has 39 core instances (10 units): counted per call, two of its calls held 78 of the 80
+/// core instances and nothing else could instantiate; counted in units, one runs at a time.
 #[tokio::test]
 async fn a_component_with_many_core_instances_cannot_stop_another_tenant() {
-    let heavy = with_core_instances(30);
+    let heavy = with_core_instances(39);
     let body = format!(
         r#"
 [sandbox]
@@ -868,15 +880,15 @@ max_instances = 10
     let gw = TestGateway::start("", &body).await;
     let catalog = gw.tenants[0].plugins.catalog();
     let footprint = catalog.plugins[0].code.footprint();
-    assert!(footprint.core_instances >= 30, "{footprint:?}");
-    assert!(footprint.units() >= 8, "{footprint:?}");
+    assert_eq!(footprint.core_instances, 39, "{footprint:?}");
+    assert_eq!(footprint.units(), 10, "{footprint:?}");
     let heavy_url = gw.url("/t/heavy/mcp");
-    let sleepers: Vec<_> = (0..6)
+    let sleepers: Vec<_> = (0..3)
         .map(|_| {
             let url = heavy_url.clone();
             tokio::spawn(async move {
                 Client::modern(&url)
-                    .call_tool("probe.sleep", json!({"ms": 3000}))
+                    .call_tool("probe.sleep", json!({"ms": 2000}))
                     .await
             })
         })
