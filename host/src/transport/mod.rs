@@ -311,6 +311,11 @@ struct Admin {
 
 impl Admin {
     /// `GET /admin/plugins[?tenant=<id>]`: the tenant's plugin inventory.
+    ///
+    /// With OAuth on, the token decides the tenant (the one whose audience it carries, which
+    /// `?tenant=` may only confirm): a caller without a valid token gets the same 401 whatever
+    /// tenant it names, and one with a token gets the same 404 for every other id, so the
+    /// endpoint is no oracle for which tenants exist.
     async fn plugins(&self, req: Request) -> axum::response::Response {
         use axum::http::StatusCode;
         let refuse = |status: StatusCode, why: String| {
@@ -321,29 +326,34 @@ impl Admin {
                 .find_map(|kv| kv.strip_prefix("tenant="))
                 .map(str::to_string)
         });
-        let found = match &wanted {
-            Some(id) => self
-                .tenants
-                .iter()
-                .find(|(t, _)| &*t.plugins.tenant == id.as_str()),
-            None if self.tenants.len() == 1 => self.tenants.first(),
-            // Never list the tenants to an unauthenticated caller.
-            None => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "name a tenant: ?tenant=<id>".into(),
-                );
-            }
-        };
-        let Some((tenant, auth)) = found else {
-            return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
-        };
         let (parts, _) = req.into_parts();
-        let principal = match auth.authenticate(&parts).await {
-            Ok((p, _)) => p,
-            Err(denial) => return auth.challenge(&denial, None),
-        };
-        if auth.requires_token() {
+        let named = |id: &str| self.tenants.iter().find(|(t, _)| &*t.plugins.tenant == id);
+        let oauth = self.tenants.iter().any(|(_, a)| a.requires_token());
+        let tenant = if oauth {
+            let mut caller = None;
+            for (tenant, auth) in &self.tenants {
+                if let Ok((p, _)) = auth.authenticate(&parts).await {
+                    caller = Some((tenant, auth, p));
+                    break;
+                }
+            }
+            let Some((tenant, auth, principal)) = caller else {
+                let mut resp = refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid access token of the tenant is required".into(),
+                );
+                resp.headers_mut().insert(
+                    ::http::header::WWW_AUTHENTICATE,
+                    ::http::HeaderValue::from_static("Bearer realm=\"portcullis admin\""),
+                );
+                return resp;
+            };
+            if wanted
+                .as_deref()
+                .is_some_and(|w| w != &*tenant.plugins.tenant)
+            {
+                return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
+            }
             if !principal.has_scopes(std::slice::from_ref(&self.scope)) {
                 let denial = crate::auth::Denial::InsufficientScope {
                     required: vec![self.scope.clone()],
@@ -351,6 +361,7 @@ impl Admin {
                 tracing::warn!(tenant = %tenant.plugins.tenant, "plugin inventory refused: the token lacks {}", self.scope);
                 return auth.challenge(&denial, Some(&principal));
             }
+            tenant
         } else {
             let peer = parts
                 .extensions
@@ -362,7 +373,21 @@ impl Admin {
                     "with authentication off the plugin inventory is served to loopback clients only".into(),
                 );
             }
-        }
+            let found = match &wanted {
+                Some(id) => named(id),
+                None if self.tenants.len() == 1 => self.tenants.first(),
+                None => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "name a tenant: ?tenant=<id>".into(),
+                    );
+                }
+            };
+            let Some((tenant, _)) = found else {
+                return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
+            };
+            tenant
+        };
         let mut body = tenant.plugins.catalog().inventory();
         body["tenant"] = serde_json::Value::from(&*tenant.plugins.tenant);
         axum::Json(body).into_response()
