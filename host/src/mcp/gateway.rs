@@ -89,8 +89,9 @@ impl TenantContext {
 struct SessionState {
     /// Level set by `logging/setLevel`, as a rank.
     log_level: Mutex<Option<usize>>,
-    /// URIs subscribed with `resources/subscribe`.
-    subscriptions: Mutex<HashSet<String>>,
+    /// URIs subscribed with `resources/subscribe`, with the caller that subscribed (each
+    /// update is authorized again before it is sent).
+    subscriptions: Mutex<std::collections::HashMap<String, Principal>>,
     /// Pushes list changes to the session; aborted when the session ends.
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -678,6 +679,7 @@ impl Gateway {
     fn watch_changes(&self, peer: rmcp::service::Peer<RoleServer>) {
         let mut rx = self.tenant.plugins.subscribe();
         let session: Weak<SessionState> = Arc::downgrade(&self.session);
+        let tenant = self.tenant.clone();
         let task = tokio::spawn(async move {
             loop {
                 let change = match rx.recv().await {
@@ -711,9 +713,17 @@ impl Gateway {
                         let Some(session) = session.upgrade() else {
                             return;
                         };
-                        let subscribed = session.subscriptions.lock().contains(&uri);
+                        let subscriber = session.subscriptions.lock().get(&uri).cloned();
                         drop(session);
-                        if subscribed {
+                        // Checked at every update: scopes may have changed since the subscription.
+                        let allowed = subscriber.is_some_and(|who| {
+                            tenant
+                                .plugins
+                                .catalog()
+                                .authorize(&who, Target::Resource(&uri), tenant.tools_list)
+                                .is_ok()
+                        });
+                        if allowed {
                             match model(json!({"uri": uri})) {
                                 Ok(params) => peer.notify_resource_updated(params).await.is_ok(),
                                 Err(_) => true,
@@ -803,7 +813,7 @@ impl ServerHandler for Gateway {
         let catalog = self.tenant.plugins.catalog();
         self.authorize(&catalog, &who, Target::Resource(&request.uri))
             .map_err(Refused::into_error)?;
-        self.session.subscriptions.lock().insert(request.uri);
+        self.session.subscriptions.lock().insert(request.uri, who);
         Ok(())
     }
 
