@@ -277,7 +277,15 @@ fn whoami_claims(issuer: &TestIssuer, aud: &str, sub: &str, scope: &str) -> Valu
     json!({"iss": issuer.url, "sub": sub, "aud": aud, "exp": now() + 600, "iat": now(), "scope": scope})
 }
 
-/// Two in-test issuers and a gateway trusting both: `server` extends `[server]`, `auth`
+/// Two in-test issuers, signing with keys `a` and `b`.
+async fn two_issuers() -> (TestIssuer, TestIssuer) {
+    (
+        TestIssuer::start(&["a"]).await,
+        TestIssuer::start(&["b"]).await,
+    )
+}
+
+/// A gateway trusting two in-test issuers: `server` extends `[server]`, `auth`
 /// `[auth]`, and `tenant_extra` the tenant's tables.
 async fn two_issuer_gateway(
     a: &TestIssuer,
@@ -318,10 +326,7 @@ scopes = {{ "hello.whoami" = ["mcp:admin"] }}
 /// completed her input-required step with her `requestState`, and shared her quota bucket.
 #[tokio::test]
 async fn the_same_sub_from_two_issuers_is_two_callers() {
-    let (x, y) = (
-        TestIssuer::start(&["a"]).await,
-        TestIssuer::start(&["b"]).await,
-    );
+    let (x, y) = two_issuers().await;
     let gw = two_issuer_gateway(
         &x,
         &y,
@@ -486,10 +491,7 @@ plugins = [{hello}]
 /// AC5. `*` in a token's `scope` or `scp`. Before: it granted every scope, admin included.
 #[tokio::test]
 async fn a_wildcard_scope_in_a_token_grants_nothing() {
-    let (x, y) = (
-        TestIssuer::start(&["a"]).await,
-        TestIssuer::start(&["b"]).await,
-    );
+    let (x, y) = two_issuers().await;
     let gw = two_issuer_gateway(&x, &y, ("admin_scope = \"mcp:admin\"", ""), "").await;
     let url = gw.url("/mcp");
     let mut scope_star = whoami_claims(&x, &url, "mallory", "mcp:tools *");
@@ -525,10 +527,7 @@ async fn a_wildcard_scope_in_a_token_grants_nothing() {
 /// AC6. Before: one subject could open every session and lock everyone else out.
 #[tokio::test]
 async fn one_caller_cannot_take_every_session() {
-    let (x, y) = (
-        TestIssuer::start(&["a"]).await,
-        TestIssuer::start(&["b"]).await,
-    );
+    let (x, y) = two_issuers().await;
     let gw = two_issuer_gateway(
         &x,
         &y,
@@ -716,10 +715,7 @@ async fn request_state_is_single_use_and_unsolicited_answers_are_refused() {
 /// answered differently from an unknown one.
 #[tokio::test]
 async fn every_path_enforces_scopes_and_hidden_items_look_unknown() {
-    let (x, y) = (
-        TestIssuer::start(&["a"]).await,
-        TestIssuer::start(&["b"]).await,
-    );
+    let (x, y) = two_issuers().await;
     let admin_only = r#"
 [tenant.plugin.conformance]
 scopes = { "test_simple_text" = ["mcp:admin"], "test_simple_prompt" = ["mcp:admin"], "test://static-text" = ["mcp:admin"], "test://template/{id}/data" = ["mcp:admin"] }

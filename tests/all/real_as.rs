@@ -59,16 +59,21 @@ impl RealAs {
 }
 
 impl RealAs {
-    /// An access token for `alice` at `resource` with `scope` (authorization code + PKCE as
-    /// the AS's static public client, headless).
-    pub(crate) async fn user_token(&self, resource: &str, scope: &str) -> String {
-        let out = crate::support::run_json_program(
+    /// What `tests/js/user-token.mjs` got for `alice` at `resource` with `scope`
+    /// (authorization code + PKCE as the AS's static public client, headless).
+    async fn user_tokens_json(&self, resource: &str, scope: &str) -> Value {
+        crate::support::run_json_program(
             &node(),
             "tests/js/user-token.mjs",
             &[self.issuer.as_ref(), resource.as_ref(), scope.as_ref()],
             &[],
         )
-        .await;
+        .await
+    }
+
+    /// An access token for `alice` at `resource` with `scope`.
+    pub(crate) async fn user_token(&self, resource: &str, scope: &str) -> String {
+        let out = self.user_tokens_json(resource, scope).await;
         out["access_token"].as_str().unwrap().to_string()
     }
 
@@ -78,14 +83,9 @@ impl RealAs {
         resource: &str,
         scope: &str,
     ) -> (String, String) {
-        let scope = format!("{scope} offline_access");
-        let out = crate::support::run_json_program(
-            &node(),
-            "tests/js/user-token.mjs",
-            &[self.issuer.as_ref(), resource.as_ref(), scope.as_ref()],
-            &[],
-        )
-        .await;
+        let out = self
+            .user_tokens_json(resource, &format!("{scope} offline_access"))
+            .await;
         let text = |k: &str| {
             out[k]
                 .as_str()

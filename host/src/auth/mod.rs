@@ -568,6 +568,11 @@ impl std::fmt::Debug for TenantAuth {
 fn too_many_failures(retry_after: u64) -> Response {
     let body = json!({"error": "too_many_requests",
         "error_description": "too many unacceptable tokens from this address; retry later"});
+    too_many_requests(&body, retry_after)
+}
+
+/// A 429 with `Retry-After` and a JSON body (rate limits and failure budgets alike).
+pub(crate) fn too_many_requests(body: &Value, retry_after: u64) -> Response {
     let mut resp = (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::CONTENT_TYPE, "application/json")],

@@ -217,15 +217,7 @@ impl Guard {
         let body = json!({"jsonrpc": "2.0", "id": message.get("id").cloned().unwrap_or(Value::Null),
             "error": {"code": -32000, "message": format!("Too many requests: {refusal}; retry in {wait} s"),
                       "data": {"limit": refusal.limit(), "retryAfter": wait}}});
-        let mut resp = (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        resp
+        crate::auth::too_many_requests(&body, wait)
     }
 
     /// The `mcp.request` span for `message` (a child of the current HTTP span, or of the
