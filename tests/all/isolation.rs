@@ -586,7 +586,6 @@ plugins = [{hello}]
         ("GET", "/mcp"),
         ("POST", "/mcp"),
         ("GET", "/.well-known/oauth-protected-resource/mcp"),
-        ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/admin/plugins"),
         ("GET", "/dev-as/.well-known/oauth-authorization-server"),
@@ -622,6 +621,14 @@ plugins = [{hello}]
             "{method} {path} with a foreign Origin"
         );
     }
+    // Liveness reveals nothing and must answer probes that address the gateway by IP.
+    let r = http
+        .get(gw.url("/healthz"))
+        .header("host", "10.1.2.3:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok");
     // Nothing unauthenticated names a tenant (readiness details are for operators; the
     // loopback peer here is one, so ask the router directly, as a remote peer would).
     let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())

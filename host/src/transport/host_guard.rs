@@ -5,8 +5,9 @@
 //! allowed? It runs as one layer over the whole router — MCP endpoints, metadata, health,
 //! the admin endpoints and the development authorization server alike — so no side route can
 //! be reached by a page that rebinds a name to the gateway's address. Answers: 400 without a
-//! usable `Host`, 403 for a foreign `Host` or `Origin`. It must not look at credentials or
-//! bodies.
+//! usable `Host`, 403 for a foreign `Host` or `Origin`. The one exception is `/healthz`, which
+//! answers `ok` and nothing else, so liveness probes and load balancers that address the
+//! gateway by its IP keep working. It must not look at credentials or bodies.
 
 use std::sync::Arc;
 
@@ -181,8 +182,14 @@ impl HostGuard {
     }
 }
 
+/// Routes any `Host` may reach: they reveal nothing (liveness answers `ok`).
+const OPEN_PATHS: &[&str] = &["/healthz"];
+
 /// The layer: every request passes [`HostGuard::check`] before any route sees it.
 pub(crate) async fn enforce(State(guard): State<HostGuard>, req: Request, next: Next) -> Response {
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     match guard.check(req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(refusal) => refusal.into_response(),
