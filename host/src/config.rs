@@ -8,11 +8,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sandbox::{Limits, SandboxConfig};
+/// JWS algorithms an issuer may be configured with: asymmetric only.
+pub const ACCEPTED_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// `sandbox.max_instances` unless set: the pool size.
+pub const DEFAULT_MAX_INSTANCES: u32 = 200;
+/// `sandbox.max_memory_mb` unless set: the ceiling on any plugin's memory.
+pub const DEFAULT_MAX_MEMORY_MB: usize = 256;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -372,10 +379,9 @@ pub struct SandboxSection {
 
 impl Default for SandboxSection {
     fn default() -> Self {
-        let d = SandboxConfig::default();
         Self {
-            max_instances: d.max_instances,
-            max_memory_mb: d.max_memory_bytes >> 20,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory_mb: DEFAULT_MAX_MEMORY_MB,
             cache_dir: None,
             watch: true,
             reload_debounce_ms: 300,
@@ -393,19 +399,6 @@ pub struct LimitsSection {
     pub memory_mb: Option<usize>,
     /// Concurrent calls into one plugin. Default 64.
     pub max_concurrency: Option<usize>,
-}
-
-impl LimitsSection {
-    /// These limits, with unset keys taken from `base`.
-    pub fn resolve(&self, base: &Limits) -> Limits {
-        Limits {
-            deadline: self
-                .deadline_ms
-                .map_or(base.deadline, Duration::from_millis),
-            memory_bytes: self.memory_mb.map_or(base.memory_bytes, |mb| mb << 20),
-            max_concurrency: self.max_concurrency.unwrap_or(base.max_concurrency),
-        }
-    }
 }
 
 /// `[telemetry]`: log lines and OpenTelemetry export. Unset keys fall back to the standard
@@ -1241,12 +1234,12 @@ impl Config {
                 ));
             }
             for alg in &iss.algorithms {
-                if !crate::auth::ACCEPTED_ALGORITHMS.contains(&alg.as_str()) {
+                if !ACCEPTED_ALGORITHMS.contains(&alg.as_str()) {
                     return Err(self.error(
                         format!("auth.issuer[{i}].algorithms"),
                         format!(
                             "`{alg}` is not accepted; use asymmetric algorithms: {}",
-                            crate::auth::ACCEPTED_ALGORITHMS.join(", ")
+                            ACCEPTED_ALGORITHMS.join(", ")
                         ),
                     ));
                 }
@@ -1412,16 +1405,13 @@ impl Config {
         }
     }
 
-    /// The engine-wide sandbox settings.
-    pub fn sandbox_config(&self) -> SandboxConfig {
-        SandboxConfig {
-            max_instances: self.sandbox.max_instances,
-            max_memory_bytes: self.sandbox.max_memory_mb << 20,
-            cache_dir: match &self.sandbox.cache_dir {
-                Some(p) if p.as_os_str().is_empty() => None,
-                Some(p) => Some(self.resolve_path(p)),
-                None => default_cache_dir(),
-            },
+    /// Where compiled plugins are cached: `sandbox.cache_dir` resolved against the file's
+    /// directory, the default cache directory when unset, `None` when set to `""`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        match &self.sandbox.cache_dir {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(self.resolve_path(p)),
+            None => default_cache_dir(),
         }
     }
 

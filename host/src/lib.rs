@@ -26,6 +26,27 @@
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).
 //!
 //! Start with [`Portcullis::start`], which turns a validated [`config::Config`] into a router.
+//!
+//! # Dependency rule
+//!
+//! Which modules each module may use (`crate::<module>`). The graph is acyclic; `cargo xtask
+//! test` fails on an import this table does not allow, and on a cycle in the table. The
+//! composition root (this file) may use every module.
+//!
+//! <!-- dependency-rule:start -->
+//! | module     | may use                                                        |
+//! |------------|----------------------------------------------------------------|
+//! | config     |                                                                |
+//! | telemetry  | config                                                         |
+//! | sandbox    | config, telemetry                                              |
+//! | auth       | config, telemetry                                              |
+//! | plugins    | auth, config, sandbox, telemetry                               |
+//! | downstream | auth, config, sandbox, telemetry                               |
+//! | tenancy    | auth, config, sandbox                                          |
+//! | dev_as     | config, downstream                                             |
+//! | mcp        | auth, config, downstream, plugins, sandbox, telemetry, tenancy |
+//! | transport  | auth, config, mcp, telemetry, tenancy                          |
+//! <!-- dependency-rule:end -->
 
 pub mod auth;
 pub mod config;
@@ -90,7 +111,8 @@ impl Portcullis {
             }
             None => None,
         };
-        let sandbox = Sandbox::new(&config.sandbox_config()).context("starting the wasm engine")?;
+        let sandbox = Sandbox::new(&sandbox::SandboxConfig::from_config(&config))
+            .context("starting the wasm engine")?;
         let loaded: BTreeMap<String, Arc<TenantPlugins>> =
             plugins::load_all(&sandbox, &config).await;
         let loaded_for_watch = loaded.clone();

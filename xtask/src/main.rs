@@ -1,9 +1,11 @@
 //! Project tasks. Run with `cargo xtask <task>`:
 //!
+//! * `deps`: check the host's module dependency rule (also part of `test`).
 //! * `build-plugins`: install the `wasm32-wasip2` target if missing, build the guest plugins in
 //!   `plugins/` and copy the components to `target/plugins/<name>.wasm`.
 //! * `run`: build the plugins, then run the gateway with `examples/quickstart.toml`.
-//! * `test`: check formatting and clippy (`-D warnings`), build the plugins, install the pinned
+//! * `test`: check formatting, the host's module dependency rule (the table in
+//!   `host/src/lib.rs`) and clippy (`-D warnings`), build the plugins, install the pinned
 //!   test peers (Node 22, the conformance suites, the TypeScript SDK, oidc-provider; the Python
 //!   SDK in `tests/.venv`) under `tests/`, then run
 //!   every Rust test, including the integration tests that drive the real peers, and a smoke
@@ -19,6 +21,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod deps;
+
 fn main() {
     if let Err(e) = task() {
         eprintln!("xtask: {e:#}");
@@ -31,6 +35,7 @@ fn task() -> anyhow::Result<()> {
     let root = project_root();
     match args.first().map(String::as_str) {
         Some("build-plugins") => build_plugins(&root),
+        Some("deps") => deps::check(&root.join("host/src")),
         Some("run") => {
             build_plugins(&root)?;
             let config = args
@@ -63,6 +68,7 @@ fn task() -> anyhow::Result<()> {
             run(Command::new(cargo())
                 .current_dir(root.join("plugins"))
                 .args(["fmt", "--all", "--", "--check"]))?;
+            deps::check(&root.join("host/src"))?;
             run(Command::new(cargo()).current_dir(&root).args([
                 "clippy",
                 "--workspace",
@@ -118,7 +124,7 @@ fn task() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS]>"
+                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS]>"
             );
             std::process::exit(2);
         }

@@ -35,10 +35,9 @@ const REJECTED_SECS: u64 = 10;
 /// Most refused tokens remembered.
 const REJECTED_ENTRIES: usize = 10_000;
 
-/// JWS algorithms an issuer may be configured with: asymmetric only.
-pub const ACCEPTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
+/// JWS algorithms an issuer may be configured with: asymmetric only (the configuration
+/// check owns the list).
+pub use crate::config::ACCEPTED_ALGORITHMS;
 
 /// An authenticated (or, with auth off, configured) caller.
 ///

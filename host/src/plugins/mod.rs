@@ -450,8 +450,8 @@ pub async fn build_catalog(
     previous: &Catalog,
 ) -> Catalog {
     let tenant_id = tenant.id.as_str();
-    let base = config.limits.resolve(&Limits::default());
-    let tenant_limits = tenant.limits.resolve(&base);
+    let base = Limits::default().overridden_by(&config.limits);
+    let tenant_limits = base.overridden_by(&tenant.limits);
     let files = expand_plugin_paths(config, tenant);
     let mut catalog = Catalog::default();
     let total = files.len();
@@ -499,7 +499,7 @@ pub async fn build_catalog(
         let plugin = match unchanged {
             Some(p) => p,
             None => {
-                let limits = source.settings.limits.resolve(&tenant_limits);
+                let limits = tenant_limits.overridden_by(&source.settings.limits);
                 let share = config.instance_share(tenant);
                 match load_plugin(sandbox, (tenant_id, share), &file, source, limits).await {
                     Ok(plugin) => {

@@ -80,9 +80,20 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
-            max_instances: 200,
-            max_memory_bytes: 256 << 20,
+            max_instances: crate::config::DEFAULT_MAX_INSTANCES,
+            max_memory_bytes: crate::config::DEFAULT_MAX_MEMORY_MB << 20,
             cache_dir: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The engine-wide settings `[sandbox]` describes.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_instances: config.sandbox.max_instances,
+            max_memory_bytes: config.sandbox.max_memory_mb << 20,
+            cache_dir: config.cache_dir(),
         }
     }
 }
@@ -96,6 +107,20 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Instances of this plugin that may run at once; more calls wait (within the deadline).
     pub max_concurrency: usize,
+}
+
+impl Limits {
+    /// These limits with the keys `section` sets replaced (`[limits]`, `[tenant.limits]`,
+    /// `[tenant.plugin.<name>]`: unset keys inherit).
+    pub fn overridden_by(&self, section: &crate::config::LimitsSection) -> Self {
+        Self {
+            deadline: section
+                .deadline_ms
+                .map_or(self.deadline, Duration::from_millis),
+            memory_bytes: section.memory_mb.map_or(self.memory_bytes, |mb| mb << 20),
+            max_concurrency: section.max_concurrency.unwrap_or(self.max_concurrency),
+        }
+    }
 }
 
 impl Default for Limits {
