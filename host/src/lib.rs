@@ -13,15 +13,17 @@
 //!               AS), telemetry (logs, traces, metrics)
 //! ```
 //!
-//! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session cap),
-//!   Host/Origin allow-lists, health endpoints, stdio.
-//! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`], never a token.
+//! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session caps),
+//!   Host/Origin allow-lists over every route, health endpoints, stdio.
+//! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`] — identity is
+//!   (tenant, issuer, subject) — never a token.
 //! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
 //! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
 //! * [`telemetry`]: the log subscriber, OpenTelemetry spans and metrics.
 //! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
 //! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
-//! * [`plugins`]: loading, validating and indexing plugins per tenant.
+//! * [`plugins`]: loading, validating and indexing plugins per tenant, and the one
+//!   authorization decision over them ([`plugins::Catalog::authorize`]).
 //! * [`config`]: the TOML file and its validation.
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).
 //!
