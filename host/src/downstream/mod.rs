@@ -100,6 +100,32 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
     !always_blocked(ip) && !internal(ip)
 }
 
+/// Why the egress guard refused a request. Carried as the source error through reqwest (from
+/// the resolver and the redirect policy) and recognised by type, never by its wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Blocked {
+    /// The path is not a plain path under the service.
+    #[error("path `{0}` is not a plain path under the service")]
+    Path(String),
+    /// The path does not form a URL.
+    #[error("path `{path}` does not form a URL: {why}")]
+    NotUrl {
+        /// The plugin's path.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The path resolves outside the service's prefix.
+    #[error("path `{0}` leaves the service")]
+    OutsideBase(String),
+    /// A redirect points outside the service.
+    #[error("redirect to {0} leaves the service")]
+    Redirect(String),
+    /// The host resolves only to addresses plugins may not reach.
+    #[error("{0} resolves only to addresses plugins may not reach")]
+    Address(String),
+}
+
 /// Resolves service hosts and drops addresses the service may not reach.
 struct GuardedResolver {
     allow_internal: bool,
@@ -118,7 +144,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .collect();
             if allowed.is_empty() {
                 return Err(
-                    format!("{host} resolves only to addresses plugins may not reach").into(),
+                    Box::new(Blocked::Address(host)) as Box<dyn std::error::Error + Send + Sync>
                 );
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
@@ -193,7 +219,7 @@ impl Service {
                 attempt.follow()
             } else {
                 let target = attempt.url().origin().ascii_serialization();
-                attempt.error(format!("redirect to {target} leaves the service"))
+                attempt.error(Blocked::Redirect(target))
             }
         });
         let client = reqwest::Client::builder()
@@ -211,7 +237,7 @@ impl Service {
     }
 
     /// The full URL for a plugin-supplied path, if it stays within the service.
-    fn url_for(&self, path: &str) -> Result<Url, String> {
+    fn url_for(&self, path: &str) -> Result<Url, Blocked> {
         let lower = path.to_ascii_lowercase();
         let (route, _query) = lower.split_once('?').unwrap_or((&lower, ""));
         let suspicious = !path.starts_with('/')
@@ -223,15 +249,15 @@ impl Service {
             || route.contains("%2e")
             || route.split('/').any(|seg| seg == ".." || seg == ".");
         if suspicious {
-            return Err(format!(
-                "path `{path}` is not a plain path under the service"
-            ));
+            return Err(Blocked::Path(path.to_string()));
         }
         let joined = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
-        let url =
-            Url::parse(&joined).map_err(|e| format!("path `{path}` does not form a URL: {e}"))?;
+        let url = Url::parse(&joined).map_err(|e| Blocked::NotUrl {
+            path: path.to_string(),
+            why: e.to_string(),
+        })?;
         if !within(&self.base, &url) {
-            return Err(format!("path `{path}` leaves the service"));
+            return Err(Blocked::OutsideBase(path.to_string()));
         }
         Ok(url)
     }
@@ -397,7 +423,7 @@ impl PluginEgress {
         }
         let url = service
             .url_for(&request.path)
-            .map_err(wit::FetchError::Blocked)?;
+            .map_err(|b| wit::FetchError::Blocked(b.to_string()))?;
         if request
             .body
             .as_ref()
@@ -553,12 +579,14 @@ fn classify(e: reqwest::Error) -> wit::FetchError {
     let redirect = e.is_redirect();
     let e = e.without_url();
     let mut msg = e.to_string();
+    let mut blocked = false;
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg = format!("{msg}: {s}");
+        blocked |= s.is::<Blocked>();
         source = s.source();
     }
-    if redirect || msg.contains("may not reach") || msg.contains("leaves the service") {
+    if redirect || blocked {
         wit::FetchError::Blocked(msg)
     } else {
         wit::FetchError::Transport(msg)
@@ -608,6 +636,28 @@ mod tests {
             "/./x",
         ] {
             assert!(s.url_for(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A refusal travels through reqwest as a typed source error and is recognised as such.
+    #[tokio::test]
+    async fn a_resolver_refusal_is_classified_as_blocked_by_type() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_internal: false,
+            }))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let e = client.get("http://localhost:9/x").send().await.unwrap_err();
+        match classify(e) {
+            wit::FetchError::Blocked(msg) => {
+                assert!(
+                    msg.contains("localhost resolves only to addresses plugins may not reach"),
+                    "{msg}"
+                )
+            }
+            other => panic!("not classified as blocked: {other:?}"),
         }
     }
 
