@@ -722,55 +722,54 @@ impl Config {
         }
     }
 
+    /// Every check, section by section; the first problem found is the error.
     fn validate(&mut self) -> Result<(), ConfigError> {
         if self.tenants.is_empty() {
             return Err(self.error("tenant", "at least one [[tenant]] is required"));
         }
+        self.check_server()?;
+        self.check_telemetry()?;
         if let Some(x) = &self.exchange {
             self.check_exchange("exchange", x)?;
         }
-        if let Some(url) = &self.server.public_url {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && !url.trim_end_matches('/').contains(['?', '#'])
-                && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
-            if !ok {
-                return Err(self.error(
-                    "server.public_url",
-                    format!("`{url}` must be an http(s) URL like https://mcp.example.com"),
-                ));
-            }
+        self.validate_auth()?;
+        self.route_tenants()?;
+        for i in 0..self.tenants.len() {
+            self.check_tenant(i)?;
         }
-        let t = &self.telemetry;
-        if let Some(p) = &t.protocol
-            && !matches!(p.as_str(), "http/protobuf" | "http/json")
+        self.check_limits()?;
+        self.check_instance_shares()?;
+        if let Some(t) = &self.stdio.tenant
+            && !self.tenants.iter().any(|x| &x.id == t)
+        {
+            return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
+        }
+        Ok(())
+    }
+
+    /// `[server]` and the sandbox pool size.
+    fn check_server(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.server.public_url
+            && plain_http_url(url).is_none()
         {
             return Err(self.error(
-                "telemetry.protocol",
-                format!("`{p}` is not supported; use \"http/protobuf\" (OTLP/HTTP, port 4318 on collectors, Jaeger and Tempo) or \"http/json\""),
+                "server.public_url",
+                format!("`{url}` must be an http(s) URL like https://mcp.example.com"),
             ));
         }
-        if t.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-            return Err(self.error("telemetry.sample_ratio", "must be between 0.0 and 1.0"));
-        }
-        if let Some(e) = &t.endpoint
-            && !reqwest::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
-            return Err(self.error(
-                "telemetry.endpoint",
-                format!("`{e}` must be an http(s) URL such as http://127.0.0.1:4318"),
-            ));
+        let at_least_one = [
+            ("server.max_sessions", self.server.max_sessions),
+            (
+                "server.max_sessions_per_subject",
+                self.server.max_sessions_per_subject,
+            ),
+            ("sandbox.max_instances", self.sandbox.max_instances as usize),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, n)| *n == 0) {
+            return Err(self.error(*key, "must be at least 1"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(self.error("server.max_body_bytes", "must be at least 1024"));
-        }
-        if self.server.max_sessions == 0 {
-            return Err(self.error("server.max_sessions", "must be at least 1"));
-        }
-        if self.server.max_sessions_per_subject == 0 {
-            return Err(self.error("server.max_sessions_per_subject", "must be at least 1"));
-        }
-        if self.sandbox.max_instances == 0 {
-            return Err(self.error("sandbox.max_instances", "must be at least 1"));
         }
         if self.auth.mode == AuthMode::None
             && !self.server.listen.ip().is_loopback()
@@ -785,18 +784,43 @@ impl Config {
                 ),
             ));
         }
-        self.validate_auth()?;
+        Ok(())
+    }
+
+    /// `[telemetry]`.
+    fn check_telemetry(&self) -> Result<(), ConfigError> {
+        let t = &self.telemetry;
+        if let Some(p) = &t.protocol
+            && !matches!(p.as_str(), "http/protobuf" | "http/json")
+        {
+            return Err(self.error(
+                "telemetry.protocol",
+                format!("`{p}` is not supported; use \"http/protobuf\" (OTLP/HTTP, port 4318 on collectors, Jaeger and Tempo) or \"http/json\""),
+            ));
+        }
+        if t.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            return Err(self.error("telemetry.sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if let Some(e) = &t.endpoint
+            && plain_http_url(e).is_none()
+        {
+            return Err(self.error(
+                "telemetry.endpoint",
+                format!("`{e}` must be an http(s) URL such as http://127.0.0.1:4318"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tenant ids, endpoint paths (defaults filled in), hosts and resource URLs: every
+    /// request must reach exactly one tenant, and every token be valid at one at most.
+    fn route_tenants(&mut self) -> Result<(), ConfigError> {
         let mut ids = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         let mut resources = std::collections::HashSet::new();
         for i in 0..self.tenants.len() {
             let t = &self.tenants[i];
-            let valid_id = !t.id.is_empty()
-                && t.id.len() <= 64
-                && t.id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !valid_id {
+            if !is_slug(&t.id) {
                 return Err(self.error(
                     format!("tenant[{i}].id"),
                     format!("`{}` must match [a-z0-9-]{{1,64}}", t.id),
@@ -815,14 +839,7 @@ impl Config {
                     format!("/t/{}/mcp", t.id)
                 }
             });
-            let valid_path = path.starts_with('/')
-                && path.len() > 1
-                && !path.ends_with('/')
-                && !path.starts_with("/.well-known")
-                && path
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
-            if !valid_path {
+            if !is_endpoint_path(&path) {
                 return Err(self.error(
                     format!("tenant[{i}].path"),
                     format!("`{path}` must be an absolute path like /mcp (no trailing slash, not under /.well-known)"),
@@ -858,19 +875,13 @@ impl Config {
                 }
             }
             self.tenants[i].path = Some(path);
-            if let Some(r) = &self.tenants[i].resource {
-                let ok = reqwest::Url::parse(r).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https")
-                        && u.host().is_some()
-                        && u.query().is_none()
-                        && u.fragment().is_none()
-                });
-                if !ok {
-                    return Err(self.error(
-                        format!("tenant[{i}].resource"),
-                        format!("`{r}` must be an http(s) URL without query or fragment"),
-                    ));
-                }
+            if let Some(r) = &self.tenants[i].resource
+                && plain_http_url(r).is_none()
+            {
+                return Err(self.error(
+                    format!("tenant[{i}].resource"),
+                    format!("`{r}` must be an http(s) URL without query or fragment"),
+                ));
             }
             let resource = self.tenant_resource(&self.tenants[i]);
             if !resources.insert(resource.clone()) {
@@ -879,97 +890,75 @@ impl Config {
                     format!("`{resource}` is another tenant's resource URL too; a token for one would be accepted by both"),
                 ));
             }
-            let trusted = self.trusted_issuers();
-            for (j, iss) in self.tenants[i].issuers.iter().enumerate() {
-                let known =
-                    trusted.iter().any(|t| &t.issuer == iss) || *iss == self.dev_as_issuer();
-                if !known {
-                    return Err(self.error(
-                        format!("tenant[{i}].issuers[{j}]"),
-                        format!("`{iss}` is not an [[auth.issuer]]"),
-                    ));
-                }
-            }
-            let q = &self.tenants[i].quota;
-            let zero = [
-                ("requests_per_minute", q.requests_per_minute),
-                ("burst", q.burst),
-                ("subject_requests_per_minute", q.subject_requests_per_minute),
-                ("subject_burst", q.subject_burst),
-                (
-                    "max_concurrent_requests",
-                    q.max_concurrent_requests.map(|n| u32::from(n != 0)),
-                ),
-                ("max_instances", q.max_instances),
-            ]
-            .into_iter()
-            .find(|(_, v)| *v == Some(0));
-            if let Some((key, _)) = zero {
-                return Err(self.error(format!("tenant[{i}].quota.{key}"), "must be at least 1"));
-            }
-            if q.burst.is_some() && q.requests_per_minute.is_none() {
+        }
+        Ok(())
+    }
+
+    /// One tenant's issuers, quota, plugins, services and plugin settings.
+    fn check_tenant(&self, i: usize) -> Result<(), ConfigError> {
+        let tenant = &self.tenants[i];
+        let trusted = self.trusted_issuers();
+        for (j, iss) in tenant.issuers.iter().enumerate() {
+            let known = trusted.iter().any(|t| &t.issuer == iss) || *iss == self.dev_as_issuer();
+            if !known {
                 return Err(self.error(
-                    format!("tenant[{i}].quota.burst"),
-                    "needs requests_per_minute",
+                    format!("tenant[{i}].issuers[{j}]"),
+                    format!("`{iss}` is not an [[auth.issuer]]"),
                 ));
-            }
-            if q.subject_burst.is_some() && q.subject_requests_per_minute.is_none() {
-                return Err(self.error(
-                    format!("tenant[{i}].quota.subject_burst"),
-                    "needs subject_requests_per_minute",
-                ));
-            }
-            for (j, p) in self.tenants[i].plugins.clone().iter().enumerate() {
-                if p.as_os_str().is_empty() {
-                    return Err(self.error(format!("tenant[{i}].plugins[{j}]"), "empty path"));
-                }
-            }
-            for (j, svc) in self.tenants[i].services.iter().enumerate() {
-                let key = format!("tenant[{i}].service[{j}]");
-                let valid_name = !svc.name.is_empty()
-                    && svc.name.len() <= 64
-                    && svc
-                        .name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if !valid_name {
-                    return Err(self.error(
-                        format!("{key}.name"),
-                        format!("`{}` must match [a-z0-9-]{{1,64}}", svc.name),
-                    ));
-                }
-                let url_ok = reqwest::Url::parse(&svc.base_url).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https")
-                        && u.host().is_some()
-                        && u.query().is_none()
-                        && u.fragment().is_none()
-                        && u.username().is_empty()
-                });
-                if !url_ok {
-                    return Err(self.error(
-                        format!("{key}.base_url"),
-                        format!(
-                            "`{}` must be an http(s) URL without query, fragment or credentials",
-                            svc.base_url
-                        ),
-                    ));
-                }
-                self.check_service_credential(&self.tenants[i], svc)
-                    .map_err(|(k, problem)| self.error(format!("{key}.{k}"), problem))?;
-                if svc.credential == CredentialMode::Static && svc.header_env.is_none() {
-                    return Err(self.error(
-                        format!("{key}.header_env"),
-                        "credential = \"static\" needs header_env",
-                    ));
-                }
-            }
-            for (name, settings) in &self.tenants[i].plugin {
-                self.check_plugin_settings(&self.tenants[i], settings)
-                    .map_err(|(k, problem)| {
-                        self.error(format!("tenant[{i}].plugin.{name}.{k}"), problem)
-                    })?;
             }
         }
+        check_quota(&tenant.quota)
+            .map_err(|(k, problem)| self.error(format!("tenant[{i}].quota.{k}"), problem))?;
+        if let Some(j) = tenant.plugins.iter().position(|p| p.as_os_str().is_empty()) {
+            return Err(self.error(format!("tenant[{i}].plugins[{j}]"), "empty path"));
+        }
+        for (j, svc) in tenant.services.iter().enumerate() {
+            self.check_service(tenant, svc).map_err(|(k, problem)| {
+                self.error(format!("tenant[{i}].service[{j}].{k}"), problem)
+            })?;
+        }
+        for (name, settings) in &tenant.plugin {
+            self.check_plugin_settings(tenant, settings)
+                .map_err(|(k, problem)| {
+                    self.error(format!("tenant[{i}].plugin.{name}.{k}"), problem)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// One `[[tenant.service]]`; the error is (key, problem).
+    fn check_service(
+        &self,
+        tenant: &TenantConfig,
+        svc: &ServiceConfig,
+    ) -> Result<(), (&'static str, String)> {
+        if !is_slug(&svc.name) {
+            return Err((
+                "name",
+                format!("`{}` must match [a-z0-9-]{{1,64}}", svc.name),
+            ));
+        }
+        if plain_http_url(&svc.base_url).is_none() {
+            return Err((
+                "base_url",
+                format!(
+                    "`{}` must be an http(s) URL without query, fragment or credentials",
+                    svc.base_url
+                ),
+            ));
+        }
+        self.check_service_credential(tenant, svc)?;
+        if svc.credential == CredentialMode::Static && svc.header_env.is_none() {
+            return Err((
+                "header_env",
+                "credential = \"static\" needs header_env".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[limits]` and every `[tenant.limits]`.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         let limits = std::iter::once(("limits".to_string(), &self.limits)).chain(
             self.tenants
                 .iter()
@@ -977,24 +966,36 @@ impl Config {
                 .map(|(i, t)| (format!("tenant[{i}].limits"), &t.limits)),
         );
         for (key, l) in limits {
-            if l.deadline_ms == Some(0) {
-                return Err(self.error(format!("{key}.deadline_ms"), "must be greater than 0"));
-            }
-            if l.memory_mb
-                .is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb)
-            {
-                return Err(self.error(
-                    format!("{key}.memory_mb"),
-                    format!(
-                        "must be between 1 and sandbox.max_memory_mb ({})",
-                        self.sandbox.max_memory_mb
-                    ),
-                ));
-            }
-            if l.max_concurrency == Some(0) {
-                return Err(self.error(format!("{key}.max_concurrency"), "must be at least 1"));
-            }
+            self.check_limits_section(l)
+                .map_err(|(k, problem)| self.error(format!("{key}.{k}"), problem))?;
         }
+        Ok(())
+    }
+
+    /// One set of per-call limits; the error is (key, problem).
+    fn check_limits_section(&self, l: &LimitsSection) -> Result<(), (&'static str, String)> {
+        if l.deadline_ms == Some(0) {
+            return Err(("deadline_ms", "must be greater than 0".into()));
+        }
+        if l.memory_mb
+            .is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb)
+        {
+            return Err((
+                "memory_mb",
+                format!(
+                    "must be between 1 and sandbox.max_memory_mb ({})",
+                    self.sandbox.max_memory_mb
+                ),
+            ));
+        }
+        if l.max_concurrency == Some(0) {
+            return Err(("max_concurrency", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The tenants' instance shares must fit in the pool.
+    fn check_instance_shares(&self) -> Result<(), ConfigError> {
         let explicit: u64 = self
             .tenants
             .iter()
@@ -1020,11 +1021,6 @@ impl Config {
                     self.sandbox.max_instances
                 ),
             ));
-        }
-        if let Some(t) = &self.stdio.tenant
-            && !self.tenants.iter().any(|x| &x.id == t)
-        {
-            return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
         }
         Ok(())
     }
@@ -1167,25 +1163,7 @@ impl Config {
         {
             return Err(("services", format!("no [[tenant.service]] named `{s}`")));
         }
-        let l = &settings.limits;
-        if l.memory_mb
-            .is_some_and(|mb| mb == 0 || mb > self.sandbox.max_memory_mb)
-        {
-            return Err((
-                "memory_mb",
-                format!(
-                    "must be between 1 and sandbox.max_memory_mb ({})",
-                    self.sandbox.max_memory_mb
-                ),
-            ));
-        }
-        if l.deadline_ms == Some(0) {
-            return Err(("deadline_ms", "must be greater than 0".into()));
-        }
-        if l.max_concurrency == Some(0) {
-            return Err(("max_concurrency", "must be at least 1".into()));
-        }
-        Ok(())
+        self.check_limits_section(&settings.limits)
     }
 
     /// Parse and check an operator manifest (`<plugin>.toml` beside `<plugin>.wasm`): the
@@ -1215,6 +1193,7 @@ impl Config {
         Ok(settings)
     }
 
+    /// `[auth]` with OAuth on: issuers, their clients, one issuer per token, limits, claims.
     fn validate_auth(&self) -> Result<(), ConfigError> {
         let a = &self.auth;
         if a.mode != AuthMode::Oauth {
@@ -1227,81 +1206,10 @@ impl Config {
             ));
         }
         for (i, iss) in a.issuers.iter().enumerate() {
-            if !(iss.issuer.starts_with("https://") || iss.issuer.starts_with("http://")) {
-                return Err(self.error(
-                    format!("auth.issuer[{i}].issuer"),
-                    format!("`{}` must be an http(s) URL", iss.issuer),
-                ));
-            }
-            for alg in &iss.algorithms {
-                if !ACCEPTED_ALGORITHMS.contains(&alg.as_str()) {
-                    return Err(self.error(
-                        format!("auth.issuer[{i}].algorithms"),
-                        format!(
-                            "`{alg}` is not accepted; use asymmetric algorithms: {}",
-                            ACCEPTED_ALGORITHMS.join(", ")
-                        ),
-                    ));
-                }
-            }
+            self.check_issuer(i, iss)?;
         }
-        for (i, iss) in a.issuers.iter().enumerate() {
-            if let Some(x) = &iss.exchange {
-                self.check_exchange(&format!("auth.issuer[{i}].exchange"), x)?;
-                if x.issuer.is_some() {
-                    return Err(self.error(
-                        format!("auth.issuer[{i}].exchange.issuer"),
-                        "is implied by the enclosing [[auth.issuer]]; remove it",
-                    ));
-                }
-            }
-        }
-        // `[exchange]` may name an authorization server the gateway does not trust for
-        // inbound tokens (its own tokens for client-credentials services come from there);
-        // it exchanges only tokens that server issued.
-        if let Some(x) = &self.exchange {
-            let issuer = self.default_exchange_issuer().unwrap_or_default();
-            if x.issuer.is_some() || !issuer.is_empty() {
-                let both = a
-                    .issuers
-                    .iter()
-                    .position(|t| t.issuer == issuer && t.exchange.is_some());
-                if let Some(j) = both {
-                    return Err(self.error(
-                        format!("auth.issuer[{j}].exchange"),
-                        format!("`{issuer}` has a client in [exchange] already; keep one"),
-                    ));
-                }
-            }
-        }
-        for (t, tenant) in self.tenants.iter().enumerate() {
-            let trusted = self.tenant_issuers(tenant);
-            let introspecting: Vec<&IssuerConfig> = a
-                .issuers
-                .iter()
-                .filter(|i| i.introspection.is_some() && trusted.contains(&i.issuer))
-                .collect();
-            let prefixes: Vec<Option<&str>> = introspecting
-                .iter()
-                .map(|i| {
-                    i.introspection
-                        .as_ref()
-                        .and_then(|x| x.token_prefix.as_deref())
-                })
-                .collect();
-            let unprefixed = prefixes.iter().filter(|p| p.is_none()).count();
-            let mut distinct = prefixes.iter().flatten().collect::<Vec<_>>();
-            distinct.sort();
-            let before = distinct.len();
-            distinct.dedup();
-            if unprefixed > 1 || distinct.len() != before {
-                return Err(self.error(
-                    format!("tenant[{t}].issuers"),
-                    "more than one trusted issuer introspects opaque tokens without a distinct \
-                     introspection.token_prefix; an opaque token must have exactly one issuer to ask",
-                ));
-            }
-        }
+        self.check_exchange_clients()?;
+        self.check_one_introspector_per_token()?;
         if a.introspection_cache_secs > 300 {
             return Err(self.error(
                 "auth.introspection_cache_secs",
@@ -1334,6 +1242,89 @@ impl Config {
         }
         if a.max_token_bytes < 256 {
             return Err(self.error("auth.max_token_bytes", "must be at least 256"));
+        }
+        Ok(())
+    }
+
+    /// One `[[auth.issuer]]`: its URL, algorithms and exchange client.
+    fn check_issuer(&self, i: usize, iss: &IssuerConfig) -> Result<(), ConfigError> {
+        if plain_http_url(&iss.issuer).is_none() {
+            return Err(self.error(
+                format!("auth.issuer[{i}].issuer"),
+                format!("`{}` must be an http(s) URL", iss.issuer),
+            ));
+        }
+        if let Some(alg) = iss
+            .algorithms
+            .iter()
+            .find(|alg| !ACCEPTED_ALGORITHMS.contains(&alg.as_str()))
+        {
+            return Err(self.error(
+                format!("auth.issuer[{i}].algorithms"),
+                format!(
+                    "`{alg}` is not accepted; use asymmetric algorithms: {}",
+                    ACCEPTED_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        if let Some(x) = &iss.exchange {
+            self.check_exchange(&format!("auth.issuer[{i}].exchange"), x)?;
+            if x.issuer.is_some() {
+                return Err(self.error(
+                    format!("auth.issuer[{i}].exchange.issuer"),
+                    "is implied by the enclosing [[auth.issuer]]; remove it",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// At most one gateway client per issuer. `[exchange]` may name an authorization server
+    /// the gateway does not trust for inbound tokens (its own tokens for client-credentials
+    /// services come from there); it exchanges only tokens that server issued.
+    fn check_exchange_clients(&self) -> Result<(), ConfigError> {
+        let Some(issuer) = self.default_exchange_issuer() else {
+            return Ok(());
+        };
+        let both = self
+            .auth
+            .issuers
+            .iter()
+            .position(|t| t.issuer == issuer && t.exchange.is_some());
+        if let Some(j) = both {
+            return Err(self.error(
+                format!("auth.issuer[{j}].exchange"),
+                format!("`{issuer}` has a client in [exchange] already; keep one"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An opaque token must have exactly one issuer to be introspected at: within a tenant,
+    /// at most one introspecting issuer without a `token_prefix`, and prefixes distinct.
+    fn check_one_introspector_per_token(&self) -> Result<(), ConfigError> {
+        for (t, tenant) in self.tenants.iter().enumerate() {
+            let trusted = self.tenant_issuers(tenant);
+            let prefixes: Vec<Option<&str>> = self
+                .auth
+                .issuers
+                .iter()
+                .filter(|i| trusted.contains(&i.issuer))
+                .filter_map(|i| i.introspection.as_ref())
+                .map(|x| x.token_prefix.as_deref())
+                .collect();
+            let unprefixed = prefixes.iter().filter(|p| p.is_none()).count();
+            let mut distinct: Vec<&str> = prefixes.iter().flatten().copied().collect();
+            let listed = distinct.len();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if unprefixed > 1 || distinct.len() != listed {
+                return Err(self.error(
+                    format!("tenant[{t}].issuers"),
+                    "more than one trusted issuer introspects opaque tokens without a distinct \
+                     introspection.token_prefix; an opaque token must have exactly one issuer to ask",
+                ));
+            }
         }
         Ok(())
     }
@@ -1431,6 +1422,66 @@ impl Config {
             self.base_dir.join(p)
         }
     }
+}
+
+/// Whether `path` can be a tenant's endpoint: absolute, no trailing slash, not under
+/// `/.well-known`, plain characters.
+fn is_endpoint_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() > 1
+        && !path.ends_with('/')
+        && !path.starts_with("/.well-known")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+}
+
+/// Whether `s` matches `[a-z0-9-]{1,64}` (tenant ids, service names).
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `s` as an http(s) URL with a host and without query, fragment or credentials: what every
+/// URL in the file must be (public URL, resources, issuers, services, the OTLP endpoint).
+fn plain_http_url(s: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(s).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.username().is_empty()
+            && u.password().is_none()
+    })
+}
+
+/// One `[tenant.quota]`; the error is (key, problem).
+fn check_quota(q: &QuotaConfig) -> Result<(), (&'static str, String)> {
+    let zero = [
+        ("requests_per_minute", q.requests_per_minute),
+        ("burst", q.burst),
+        ("subject_requests_per_minute", q.subject_requests_per_minute),
+        ("subject_burst", q.subject_burst),
+        (
+            "max_concurrent_requests",
+            q.max_concurrent_requests.map(|n| u32::from(n != 0)),
+        ),
+        ("max_instances", q.max_instances),
+    ]
+    .into_iter()
+    .find(|(_, v)| *v == Some(0));
+    if let Some((key, _)) = zero {
+        return Err((key, "must be at least 1".into()));
+    }
+    if q.burst.is_some() && q.requests_per_minute.is_none() {
+        return Err(("burst", "needs requests_per_minute".into()));
+    }
+    if q.subject_burst.is_some() && q.subject_requests_per_minute.is_none() {
+        return Err(("subject_burst", "needs subject_requests_per_minute".into()));
+    }
+    Ok(())
 }
 
 /// Describe a byte offset in TOML text as "line L, column C".
