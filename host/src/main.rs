@@ -62,9 +62,10 @@ enum Command {
         /// The subject.
         #[arg(long, default_value = "alice")]
         sub: String,
-        /// Space-separated scopes.
-        #[arg(long, default_value = "")]
-        scope: String,
+        /// Space-separated scopes. Default: the scopes a 401 challenge asks for first
+        /// (`auth.challenge_scopes`, else `auth.scopes_supported`).
+        #[arg(long)]
+        scope: Option<String>,
         /// The tenant whose resource the token is for (default: the first).
         #[arg(long)]
         tenant: Option<String>,
@@ -137,6 +138,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => &config.tenants[0],
             };
             let resource = config.tenant_resource(t);
+            let scope = scope.unwrap_or_else(|| {
+                let auth = &config.auth;
+                auth.challenge_scopes
+                    .as_ref()
+                    .unwrap_or(&auth.scopes_supported)
+                    .join(" ")
+            });
+            anyhow::ensure!(
+                !scope.trim().is_empty(),
+                "no scopes: pass --scope \"mcp:tools ...\" (a token without scopes can call nothing)"
+            );
             let dev = portcullis::dev_as::DevAs::minter(&config)?;
             println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
             Ok(ExitCode::SUCCESS)

@@ -42,23 +42,7 @@ fn task() -> anyhow::Result<()> {
                 .get(1)
                 .cloned()
                 .unwrap_or_else(|| "examples/quickstart.toml".into());
-            eprintln!(
-                "xtask: starting Portcullis with {config}\n\
-                 xtask: MCP endpoint http://127.0.0.1:8080/mcp (Streamable HTTP, every MCP revision), OAuth required\n\
-                 xtask: development authorization server http://127.0.0.1:8080/dev-as (consent page, DCR; never in production)\n\
-                 xtask: MCP Inspector: npx @modelcontextprotocol/inspector, transport \"Streamable HTTP\", the URL above\n\
-                 xtask: curl: TOKEN=$(cargo run -q -p portcullis -- token --config {config} --sub alice --scope mcp:tools)\n\
-                 xtask:       then see README.md \"Quickstart\" for the request"
-            );
-            run(Command::new(cargo()).current_dir(&root).args([
-                "run",
-                "-p",
-                "portcullis",
-                "--",
-                "serve",
-                "--config",
-                &config,
-            ]))
+            run_gateway(&root, &config)
         }
         Some("test") => {
             // Cheap checks first, so style problems fail in seconds.
@@ -166,6 +150,71 @@ fn pinned_to_core_0(program: &Path) -> Command {
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// `cargo run` the gateway with `config`, and once it answers print how to connect (after
+/// the build output, so the hints do not scroll away); return when it exits.
+fn run_gateway(root: &Path, config: &str) -> anyhow::Result<()> {
+    eprintln!(
+        "xtask: building and starting Portcullis with {config} (a cold first build takes 8-9 minutes)"
+    );
+    let mut child = Command::new(cargo())
+        .current_dir(root)
+        .args(["run", "-p", "portcullis", "--", "serve", "--config", config])
+        .spawn()
+        .context("starting cargo run")?;
+    let listen = listen_address(&root.join(config)).unwrap_or_else(|| "127.0.0.1:8080".into());
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!("the gateway exited with {status}");
+        }
+        if answers_health_check(&listen) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    eprintln!(
+        "\nxtask: Portcullis is ready with {config}\n\
+         xtask: MCP endpoint http://{listen}/mcp (Streamable HTTP, every MCP revision), OAuth required\n\
+         xtask: development authorization server http://{listen}/dev-as (consent page, DCR; never in production)\n\
+         xtask: MCP Inspector (Node 22 or newer): npx @modelcontextprotocol/inspector, transport \"Streamable HTTP\", the URL above\n\
+         xtask: curl: TOKEN=$(cargo run -q -p portcullis -- token --config {config} --sub alice)\n\
+         xtask:       then see README.md \"Quickstart\" for the request; Ctrl-C stops the gateway\n"
+    );
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("the gateway exited with {status}");
+    }
+    Ok(())
+}
+
+/// Whether the gateway at `addr` answers `GET /healthz` with 200 (it binds before it loads
+/// plugins; it answers once it serves).
+fn answers_health_check(addr: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// `[server] listen` of a configuration file, read without a TOML parser (xtask has no
+/// dependencies): the first `listen = "..."` line.
+fn listen_address(config: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(config).ok()?;
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("listen"))
+        .and_then(|rest| rest.split('"').nth(1))
+        .map(str::to_string)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
