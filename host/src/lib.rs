@@ -24,6 +24,7 @@
 //! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
 //! * [`plugins`]: loading, validating and indexing plugins per tenant, and the one
 //!   authorization decision over them ([`plugins::Catalog::authorize`]).
+//! * [`admin`]: the operators' endpoints (plugin inventory, readiness) and who is an operator.
 //! * [`config`]: the TOML file and its validation.
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).
 //!
@@ -47,9 +48,11 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, downstream                                             |
 //! | mcp        | auth, config, downstream, plugins, sandbox, telemetry, tenancy |
-//! | transport  | auth, config, mcp, telemetry, tenancy                          |
+//! | admin      | auth, mcp, plugins                                             |
+//! | transport  | admin, auth, config, mcp, telemetry, tenancy                   |
 //! <!-- dependency-rule:end -->
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod dev_as;

@@ -158,7 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out: serde_json::Map<String, serde_json::Value> = gateway
                 .catalogs()
                 .into_iter()
-                .map(|(id, catalog)| (id, catalog.inventory()))
+                .map(|(id, catalog)| {
+                    let inventory = portcullis::admin::Inventory::of(&catalog);
+                    (id, serde_json::to_value(inventory).unwrap_or_default())
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)

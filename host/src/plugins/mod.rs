@@ -218,52 +218,6 @@ impl Catalog {
             Err(Forbidden::Unknown)
         )
     }
-
-    /// The plugin inventory for operators: each plugin's version (hash), tools, load time,
-    /// whether it came from the artifact cache, and its last load error; then failures of
-    /// files that serve nothing.
-    pub fn inventory(&self) -> serde_json::Value {
-        let error_for = |path: &Path| {
-            self.failures
-                .iter()
-                .find(|f| f.path == path)
-                .map(|f| f.error.clone())
-        };
-        let unix = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        };
-        let plugins: Vec<serde_json::Value> = self
-            .plugins
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": &*p.name,
-                    "path": p.path.display().to_string(),
-                    "sha256": p.sha256,
-                    "manifest": p.manifest.as_ref().map(|m| m.display().to_string()),
-                    "tools": p.tools.iter().map(|t| serde_json::json!({
-                        "name": t.name, "scopes": t.required_scopes,
-                    })).collect::<Vec<_>>(),
-                    "prompts": p.prompts.len(),
-                    "resources": p.resources.len() + p.templates.len(),
-                    "services": &*p.services,
-                    "loaded_at_unix": unix(p.loaded_at),
-                    "load_ms": p.load_time.as_millis() as u64,
-                    "from_cache": p.code.from_cache(),
-                    "last_error": error_for(&p.path),
-                })
-            })
-            .collect();
-        let failed: Vec<serde_json::Value> = self
-            .failures
-            .iter()
-            .filter(|f| !self.plugins.iter().any(|p| p.path == f.path))
-            .map(|f| serde_json::json!({"path": f.path.display().to_string(), "error": f.error}))
-            .collect();
-        serde_json::json!({"plugins": plugins, "failed": failed})
-    }
 }
 
 /// What a request targets: with the caller, the only input to an authorization decision.

@@ -1,9 +1,9 @@
 //! Transports: the HTTP router (one MCP endpoint per tenant, health) and stdio.
 //!
 //! Owns listeners, routing by path and host (as [`crate::tenancy`] maps them), the front guard
-//! ([`http`]), Host/Origin allow-lists, the health endpoints (`/healthz`, `/readyz`) and
-//! graceful shutdown. It must not implement MCP methods or authenticate tokens: it composes
-//! the `auth` layer and the `mcp` endpoint for each tenant.
+//! ([`http`]), Host/Origin allow-lists over every route, `/healthz`, and graceful shutdown. It
+//! must not implement MCP methods, authenticate tokens or answer operators: it composes the
+//! `auth` layer and the `mcp` endpoint for each tenant, and mounts the `admin` endpoints.
 
 mod host_guard;
 pub(crate) mod http;
@@ -19,6 +19,7 @@ use axum::routing::get;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use crate::admin;
 use crate::auth::{ResourceServer, TenantAuth};
 use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
@@ -117,10 +118,7 @@ pub(crate) fn router(
     settings: &HttpSettings,
     resource_server: Option<Arc<ResourceServer>>,
 ) -> Router {
-    let mut admin = Admin {
-        scope: config.server.admin_scope.clone(),
-        tenants: Vec::new(),
-    };
+    let mut operated = Vec::new();
     let mut served = Vec::new();
     for (t, tenant) in config.tenants.iter().zip(tenants) {
         let auth = Arc::new(TenantAuth::new(
@@ -130,7 +128,7 @@ pub(crate) fn router(
             &config.auth,
             resource_server.clone(),
         ));
-        admin.tenants.push((tenant.clone(), auth.clone()));
+        operated.push((tenant.clone(), auth.clone()));
         let endpoint = http_endpoint(tenant.clone(), settings);
         let guard = Arc::new(http::Guard {
             max_body_bytes: config.server.max_body_bytes,
@@ -157,18 +155,19 @@ pub(crate) fn router(
         });
     }
     let served = Arc::new(served);
-    let readiness = Arc::new(Readiness {
-        tenants: tenants.to_vec(),
+    let admin = Arc::new(admin::Admin::new(
+        config.server.admin_scope.clone(),
+        operated,
         resource_server,
-        admin: admin_scope_checker(config, &admin),
-    });
+    ));
+    let readiness = admin.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(move |req: Request| {
                 let readiness = readiness.clone();
-                async move { readiness.check(req).await }
+                async move { readiness.readiness(req).await }
             }),
         );
     let mounts = tenancy::mounts(config);
@@ -206,7 +205,6 @@ pub(crate) fn router(
             }
         }
     }
-    let admin = Arc::new(admin);
     router.route(
         "/admin/plugins",
         get(move |req: Request| {
@@ -214,182 +212,4 @@ pub(crate) fn router(
             async move { admin.plugins(req).await }
         }),
     )
-}
-
-/// Whether a request comes from an operator: a loopback peer, or a token some tenant
-/// accepts that carries the admin scope.
-#[derive(Clone)]
-struct OperatorCheck {
-    scope: String,
-    auths: Vec<Arc<TenantAuth>>,
-}
-
-fn admin_scope_checker(config: &Config, admin: &Admin) -> OperatorCheck {
-    OperatorCheck {
-        scope: config.server.admin_scope.clone(),
-        auths: admin.tenants.iter().map(|(_, a)| a.clone()).collect(),
-    }
-}
-
-impl OperatorCheck {
-    async fn is_operator(&self, parts: &::http::request::Parts) -> bool {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        if peer.is_some_and(|ip| ip.is_loopback()) {
-            return true;
-        }
-        if !parts.headers.contains_key(::http::header::AUTHORIZATION) {
-            return false;
-        }
-        for auth in self.auths.iter().filter(|a| a.requires_token()) {
-            if let Ok((p, _)) = auth.authenticate(parts).await
-                && p.has_scopes(std::slice::from_ref(&self.scope))
-            {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-/// `/readyz`: ready once plugins are loaded (they are before the router exists) and every
-/// issuer's signing keys have been fetched at least once. Everyone gets the status; only an
-/// operator (loopback, or an admin token) gets the details, which name tenants and issuers.
-struct Readiness {
-    tenants: Vec<Arc<TenantContext>>,
-    resource_server: Option<Arc<ResourceServer>>,
-    admin: OperatorCheck,
-}
-
-impl Readiness {
-    async fn check(&self, req: Request) -> axum::response::Response {
-        let waiting = self
-            .resource_server
-            .as_ref()
-            .map(|rs| rs.issuers_without_keys())
-            .unwrap_or_default();
-        let ready = waiting.is_empty();
-        let status = if ready {
-            ::http::StatusCode::OK
-        } else {
-            ::http::StatusCode::SERVICE_UNAVAILABLE
-        };
-        let word = if ready { "ready" } else { "not ready" };
-        let (parts, _) = req.into_parts();
-        if !self.admin.is_operator(&parts).await {
-            return (status, axum::Json(serde_json::json!({"status": word}))).into_response();
-        }
-        let plugins: serde_json::Map<String, serde_json::Value> = self
-            .tenants
-            .iter()
-            .map(|t| {
-                let c = t.plugins.catalog();
-                (
-                    t.plugins.tenant.to_string(),
-                    serde_json::json!({"loaded": c.plugins.len(), "failed": c.failures.len()}),
-                )
-            })
-            .collect();
-        let body = serde_json::json!({
-            "status": word,
-            "config": "loaded",
-            "plugins": plugins,
-            "issuers_without_keys": waiting,
-        });
-        (status, axum::Json(body)).into_response()
-    }
-}
-
-/// The operators' endpoints: authenticated like the tenant's MCP endpoint and requiring the
-/// admin scope, or, with authentication off, served to loopback clients only.
-struct Admin {
-    scope: String,
-    tenants: Vec<(Arc<TenantContext>, Arc<TenantAuth>)>,
-}
-
-impl Admin {
-    /// `GET /admin/plugins[?tenant=<id>]`: the tenant's plugin inventory.
-    ///
-    /// With OAuth on, the token decides the tenant (the one whose audience it carries, which
-    /// `?tenant=` may only confirm): a caller without a valid token gets the same 401 whatever
-    /// tenant it names, and one with a token gets the same 404 for every other id, so the
-    /// endpoint is no oracle for which tenants exist.
-    async fn plugins(&self, req: Request) -> axum::response::Response {
-        use axum::http::StatusCode;
-        let refuse = |status: StatusCode, why: String| {
-            (status, axum::Json(serde_json::json!({"error": why}))).into_response()
-        };
-        let wanted = req.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("tenant="))
-                .map(str::to_string)
-        });
-        let (parts, _) = req.into_parts();
-        let named = |id: &str| self.tenants.iter().find(|(t, _)| &*t.plugins.tenant == id);
-        let oauth = self.tenants.iter().any(|(_, a)| a.requires_token());
-        let tenant = if oauth {
-            let mut caller = None;
-            for (tenant, auth) in &self.tenants {
-                if let Ok((p, _)) = auth.authenticate(&parts).await {
-                    caller = Some((tenant, auth, p));
-                    break;
-                }
-            }
-            let Some((tenant, auth, principal)) = caller else {
-                let mut resp = refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "a valid access token of the tenant is required".into(),
-                );
-                resp.headers_mut().insert(
-                    ::http::header::WWW_AUTHENTICATE,
-                    ::http::HeaderValue::from_static("Bearer realm=\"portcullis admin\""),
-                );
-                return resp;
-            };
-            if wanted
-                .as_deref()
-                .is_some_and(|w| w != &*tenant.plugins.tenant)
-            {
-                return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
-            }
-            if !principal.has_scopes(std::slice::from_ref(&self.scope)) {
-                let denial = crate::auth::Denial::InsufficientScope {
-                    required: vec![self.scope.clone()],
-                };
-                tracing::warn!(tenant = %tenant.plugins.tenant, "plugin inventory refused: the token lacks {}", self.scope);
-                return auth.challenge(&denial, Some(&principal));
-            }
-            tenant
-        } else {
-            let peer = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            if !peer.is_some_and(|ip| ip.is_loopback()) {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "with authentication off the plugin inventory is served to loopback clients only".into(),
-                );
-            }
-            let found = match &wanted {
-                Some(id) => named(id),
-                None if self.tenants.len() == 1 => self.tenants.first(),
-                None => {
-                    return refuse(
-                        StatusCode::BAD_REQUEST,
-                        "name a tenant: ?tenant=<id>".into(),
-                    );
-                }
-            };
-            let Some((tenant, _)) = found else {
-                return refuse(StatusCode::NOT_FOUND, "no such tenant".into());
-            };
-            tenant
-        };
-        let mut body = tenant.plugins.catalog().inventory();
-        body["tenant"] = serde_json::Value::from(&*tenant.plugins.tenant);
-        axum::Json(body).into_response()
-    }
 }
