@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({
     world: "tools-plugin",
-    path: "../../wit",
+    path: "../../../wit",
 });
 
 use exports::portcullis::plugin::tools::{CallOutcome, Guest, Tool, ToolError, ToolResult};

@@ -8,7 +8,7 @@
 
 wit_bindgen::generate!({
     world: "tools-plugin",
-    path: "../../wit",
+    path: "../../../wit",
 });
 
 use exports::portcullis::plugin::tools::{

@@ -11,7 +11,7 @@
 // creates the `Guest` trait we implement below and the `portcullis::plugin::host` module.
 wit_bindgen::generate!({
     world: "tools-plugin",
-    path: "../../wit",
+    path: "../../../wit",
 });
 
 use exports::portcullis::plugin::tools::{
