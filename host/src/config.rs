@@ -81,8 +81,8 @@ pub struct ServerConfig {
     /// Most live MCP sessions (2025 revisions) at once; more `initialize` calls get 503.
     pub max_sessions: usize,
     /// Most live sessions one caller (tenant, issuer, subject) may hold; its next
-    /// `initialize` gets 503 while others still get sessions. Default 50 (at most
-    /// `max_sessions`).
+    /// `initialize` closes its own oldest session, so one caller can neither take every
+    /// slot nor lock itself out. Default 50 (at most `max_sessions`).
     pub max_sessions_per_subject: usize,
     /// Sessions idle this long are closed. Default 600 s.
     pub session_idle_timeout_secs: u64,

@@ -524,41 +524,58 @@ async fn a_wildcard_scope_in_a_token_grants_nothing() {
     }
 }
 
-/// AC6. Before: one subject could open every session and lock everyone else out.
+/// AC6. Before: one subject could open every session and lock everyone else out. Now a
+/// caller holds at most `max_sessions_per_subject`: its next `initialize` closes its own
+/// oldest session (so it never locks itself out either), and others are unaffected.
 #[tokio::test]
 async fn one_caller_cannot_take_every_session() {
     let (x, y) = two_issuers().await;
     let gw = two_issuer_gateway(
         &x,
         &y,
-        ("max_sessions = 10\nmax_sessions_per_subject = 2", ""),
+        ("max_sessions = 4\nmax_sessions_per_subject = 2", ""),
         "",
     )
     .await;
     let url = gw.url("/mcp");
-    let alice = format!(
-        "Bearer {}",
-        x.token("a", whoami_claims(&x, &url, "alice", "mcp:tools"))
+    let bearer = |sub: &str| {
+        format!(
+            "Bearer {}",
+            x.token("a", whoami_claims(&x, &url, sub, "mcp:tools"))
+        )
+    };
+    let (alice, bob) = (bearer("alice"), bearer("bob"));
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(Client::initialize_with(&url, "2025-11-25", Some(&alice)).await);
+    }
+    let mut statuses = Vec::new();
+    for s in &mut sessions {
+        statuses.push(s.request("tools/list", json!({})).await.status);
+    }
+    assert_eq!(
+        statuses,
+        [404, 404, 404, 200, 200],
+        "alice keeps her 2 newest sessions"
     );
-    let bob = format!(
-        "Bearer {}",
-        x.token("a", whoami_claims(&x, &url, "bob", "mcp:tools"))
-    );
-    let _kept = [
-        Client::initialize_with(&url, "2025-11-25", Some(&alice)).await,
-        Client::initialize_with(&url, "2025-11-25", Some(&alice)).await,
+    // Alice holds 2 of the 4: bob gets both of the rest.
+    let _bob = [
+        Client::initialize_with(&url, "2025-11-25", Some(&bob)).await,
+        Client::initialize_with(&url, "2025-11-25", Some(&bob)).await,
     ];
-    let mut third = Client::new(&url);
-    third.authorization = Some(alice.clone());
-    let r = third
+    // The gateway-wide limit still answers 503 + Retry-After for anyone over it... but a
+    // caller at its own share makes room from its own sessions first.
+    let carol = bearer("carol");
+    let mut c = Client::new(&url);
+    c.authorization = Some(carol);
+    let r = c
         .post_raw(
             crate::support::initialize_request("2025-11-25", json!({})),
             &[],
         )
         .await;
-    assert_eq!(r.status, 503, "alice's third session: {r:?}");
+    assert_eq!(r.status, 503, "the gateway is full: {r:?}");
     assert!(r.headers.contains_key("retry-after"));
-    Client::initialize_with(&url, "2025-11-25", Some(&bob)).await;
 }
 
 /// AC7. A page that rebinds a name to the gateway's address. Before: side routes skipped the

@@ -84,6 +84,14 @@ impl SessionCounter {
         self.0.sessions.read().await.len()
     }
 
+    /// Close a session (its streams end; its id answers 404 from now on).
+    pub async fn close(&self, id: &str) {
+        use rmcp::transport::streamable_http_server::session::SessionManager as _;
+        if let Err(e) = self.0.close_session(&Arc::from(id)).await {
+            tracing::debug!("closing a session failed: {e}");
+        }
+    }
+
     /// The ids of the live sessions.
     pub async fn live_ids(&self) -> std::collections::HashSet<String> {
         self.0

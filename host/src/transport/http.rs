@@ -45,9 +45,9 @@ pub(crate) struct Guard {
     pub(crate) sessions: SessionCounter,
     pub(crate) tenant: Arc<TenantContext>,
     pub(crate) auth: Arc<TenantAuth>,
-    /// Which caller (issuer, subject) created each session: a session is usable only by
-    /// its creator.
-    pub(crate) owners: Mutex<HashMap<String, CallerId>>,
+    /// Which caller (issuer, subject) created each session, and when: a session is usable
+    /// only by its creator.
+    pub(crate) owners: Mutex<HashMap<String, (CallerId, std::time::Instant)>>,
 }
 
 /// A JSON-RPC error response without an id, with an HTTP status.
@@ -145,7 +145,7 @@ impl Guard {
             parts.extensions.insert(secret);
         }
         if let Some(id) = session_id(&parts)
-            && let Some(owner) = self.owners.lock().get(&id)
+            && let Some((owner, _)) = self.owners.lock().get(&id)
             && owner != &principal.caller()
         {
             tracing::warn!(tenant = %self.tenant.plugins.tenant, caller = %principal.caller(),
@@ -323,40 +323,62 @@ impl Guard {
         resp
     }
 
-    /// Whether `caller` may open another session: 503 + `Retry-After` when the gateway or
-    /// this caller's share of it is full, so one caller cannot lock everyone else out.
+    /// Make room for a new session of `caller`. A caller at `max_sessions_per_subject` has
+    /// its oldest session closed (clients that never `DELETE` keep working, and one caller
+    /// can never hold more than its share); a full gateway answers 503 + `Retry-After`.
     async fn session_capacity(&self, caller: &CallerId) -> Result<(), Response> {
         let live = self.sessions.live_ids().await;
-        let full = |why: &str| {
-            let mut resp = rpc_error(StatusCode::SERVICE_UNAVAILABLE, -32000, why);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            resp
-        };
         if live.len() >= self.max_sessions {
             tracing::warn!(tenant = %self.tenant.plugins.tenant, live = live.len(), max = self.max_sessions, "refused a new session: session limit reached");
-            return Err(full(
+            let mut resp = rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32000,
                 "the gateway has reached its session limit; retry later or use stateless requests",
-            ));
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(resp);
         }
-        let mine = {
+        // With authentication off every caller is the one configured identity: only the
+        // gateway-wide limit applies.
+        if caller.issuer.is_none() {
+            return Ok(());
+        }
+        let oldest = {
             let mut owners = self.owners.lock();
             owners.retain(|id, _| live.contains(id));
-            owners.values().filter(|o| *o == caller).count()
+            let mut mine: Vec<(&String, &std::time::Instant)> = owners
+                .iter()
+                .filter(|(_, (o, _))| o == caller)
+                .map(|(id, (_, at))| (id, at))
+                .collect();
+            if mine.len() < self.max_sessions_per_subject {
+                return Ok(());
+            }
+            mine.sort_by_key(|(_, at)| **at);
+            let evict: Vec<String> = mine
+                .iter()
+                .take(mine.len() + 1 - self.max_sessions_per_subject)
+                .map(|(id, _)| (*id).clone())
+                .collect();
+            for id in &evict {
+                owners.remove(id);
+            }
+            evict
         };
-        if mine >= self.max_sessions_per_subject {
-            tracing::warn!(tenant = %self.tenant.plugins.tenant, caller = %caller, live = mine,
-                max = self.max_sessions_per_subject, "refused a new session: this caller's session limit reached");
-            return Err(full(
-                "you have reached your limit of open sessions; close one (DELETE) or retry later",
-            ));
+        for id in oldest {
+            tracing::info!(tenant = %self.tenant.plugins.tenant, caller = %caller, max = self.max_sessions_per_subject,
+                session = %crate::telemetry::hashed_session(&id), "closed this caller's oldest session to make room (per-caller session limit)");
+            self.sessions.close(&id).await;
         }
         Ok(())
     }
 
     /// Remember who owns a new session.
     async fn bind_session(&self, id: String, caller: CallerId) {
-        self.owners.lock().insert(id, caller);
+        self.owners
+            .lock()
+            .insert(id, (caller, std::time::Instant::now()));
     }
 
     /// A JSON-RPC batch: split it for 2025-03-26 clients, refuse it for later revisions.
