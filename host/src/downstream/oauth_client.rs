@@ -194,7 +194,7 @@ impl OAuthClient {
         match &r.grant {
             Grant::Exchange(subject) => {
                 field(b"token-exchange");
-                field(&Sha256::digest(subject.expose().as_bytes()));
+                field(subject.expose().as_bytes());
             }
             Grant::ClientCredentials => field(b"client-credentials"),
         }
