@@ -460,11 +460,16 @@ impl BinaryGateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            // Ours, not just anyone on the port: the process is alive and says "ok".
+            let ours = match http.get(format!("{base}/healthz")).send().await {
+                Ok(r) => r.text().await.is_ok_and(|t| t == "ok"),
+                Err(_) => false,
+            };
+            if ours && child.try_wait().is_ok_and(|status| status.is_none()) {
                 return Self {
                     base,
                     config,
@@ -517,13 +522,26 @@ pub async fn run_json_program(
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// An unused loopback port (bound and released; fine for tests that start a server on it).
+/// An unused loopback port for a server the test starts later (bound and released). It is
+/// taken below the kernel's ephemeral range (32768 and up on Linux), so a peer that binds
+/// port 0 meanwhile (oidc-provider, the conformance suite's servers) cannot be handed the
+/// same port; a process-wide sequence keeps this binary's own picks apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 8_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + port.wrapping_sub(20_000) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Node 22 from the pinned test peers.
