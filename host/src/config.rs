@@ -1080,7 +1080,7 @@ impl Config {
         let clients: Vec<String> = self
             .exchange_clients()
             .into_iter()
-            .map(|(i, _)| i)
+            .map(|(i, _, _)| i)
             .collect();
         match svc.credential {
             CredentialMode::TokenExchange => {
@@ -1135,16 +1135,21 @@ impl Config {
             .or_else(|| self.trusted_issuers().first().map(|i| i.issuer.clone()))
     }
 
-    /// The gateway's OAuth clients, one per issuer: `[exchange]` for its issuer and every
-    /// `[auth.issuer.exchange]`.
-    pub fn exchange_clients(&self) -> Vec<(String, ExchangeConfig)> {
-        let mut out: Vec<(String, ExchangeConfig)> = self
-            .trusted_issuers()
-            .into_iter()
-            .filter_map(|i| i.exchange.map(|x| (i.issuer, x)))
+    /// The gateway's OAuth clients, one per issuer: every `[auth.issuer.exchange]` and
+    /// `[exchange]` for its issuer, each as (issuer, the section's key for messages, section).
+    pub fn exchange_clients(&self) -> Vec<(String, String, &ExchangeConfig)> {
+        let mut out: Vec<(String, String, &ExchangeConfig)> = self
+            .auth
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, iss)| {
+                let x = iss.exchange.as_ref()?;
+                Some((iss.issuer.clone(), format!("auth.issuer[{i}].exchange"), x))
+            })
             .collect();
         if let (Some(x), Some(issuer)) = (&self.exchange, self.default_exchange_issuer()) {
-            out.push((issuer, x.clone()));
+            out.push((issuer, "exchange".into(), x));
         }
         out
     }

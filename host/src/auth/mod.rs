@@ -176,14 +176,6 @@ impl SecretToken {
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
-
-    /// A token `issuer` issued (tests and benchmarks build exchange requests with it).
-    pub fn new(token: &str, issuer: &str) -> Self {
-        Self {
-            token: Arc::from(token),
-            issuer: Arc::from(issuer),
-        }
-    }
 }
 
 /// Why a request is refused at the edge.

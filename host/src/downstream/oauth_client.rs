@@ -444,18 +444,11 @@ impl OAuthClients {
     /// Every client the configuration describes; fails on a missing secret or a bad key.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut by_issuer = HashMap::new();
-        for (i, issuer) in config.auth.issuers.iter().enumerate() {
-            if let Some(x) = &issuer.exchange {
-                let at = format!("auth.issuer[{i}].exchange");
-                let client = OAuthClient::from_section(config, &at, issuer.issuer.clone(), x)?;
-                by_issuer.insert(issuer.issuer.clone(), Arc::new(client));
-            }
+        for (issuer, at, x) in config.exchange_clients() {
+            let client = OAuthClient::from_section(config, &at, issuer.clone(), x)?;
+            by_issuer.insert(issuer, Arc::new(client));
         }
         let default = config.default_exchange_issuer();
-        if let (Some(x), Some(issuer)) = (&config.exchange, &default) {
-            let client = OAuthClient::from_section(config, "exchange", issuer.clone(), x)?;
-            by_issuer.insert(issuer.clone(), Arc::new(client));
-        }
         Ok(Self { by_issuer, default })
     }
 

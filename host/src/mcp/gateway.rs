@@ -84,6 +84,17 @@ impl TenantContext {
     }
 }
 
+impl TenantContext {
+    /// Whether `who` may read `uri` now (checked again at every resource update, silently:
+    /// a subscriber that lost the scope just stops hearing of it).
+    fn may_read(&self, who: &Principal, uri: &str) -> bool {
+        self.plugins
+            .catalog()
+            .authorize(who, Target::Resource(uri), self.tools_list)
+            .is_ok()
+    }
+}
+
 /// Per-session state of a 2025 session (unused by stateless requests).
 #[derive(Default)]
 struct SessionState {
@@ -716,13 +727,7 @@ impl Gateway {
                         let subscriber = session.subscriptions.lock().get(&uri).cloned();
                         drop(session);
                         // Checked at every update: scopes may have changed since the subscription.
-                        let allowed = subscriber.is_some_and(|who| {
-                            tenant
-                                .plugins
-                                .catalog()
-                                .authorize(&who, Target::Resource(&uri), tenant.tools_list)
-                                .is_ok()
-                        });
+                        let allowed = subscriber.is_some_and(|who| tenant.may_read(&who, &uri));
                         if allowed {
                             match model(json!({"uri": uri})) {
                                 Ok(params) => peer.notify_resource_updated(params).await.is_ok(),
@@ -884,10 +889,7 @@ impl ServerHandler for Gateway {
                 }
                 // Checked at every update: a caller hears only of resources it may read now.
                 Change::ResourceUpdated(uri)
-                    if uris.contains(&uri)
-                        && self
-                            .authorize(&self.tenant.plugins.catalog(), &who, Target::Resource(&uri))
-                            .is_ok() =>
+                    if uris.contains(&uri) && self.tenant.may_read(&who, &uri) =>
                 {
                     sink.notify_resource_updated(uri).await.is_ok()
                 }

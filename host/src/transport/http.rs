@@ -318,7 +318,7 @@ impl Guard {
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
         {
-            self.bind_session(id.to_string(), principal.caller()).await;
+            self.bind_session(id.to_string(), principal.caller());
         }
         resp
     }
@@ -375,7 +375,7 @@ impl Guard {
     }
 
     /// Remember who owns a new session.
-    async fn bind_session(&self, id: String, caller: CallerId) {
+    fn bind_session(&self, id: String, caller: CallerId) {
         self.owners
             .lock()
             .insert(id, (caller, std::time::Instant::now()));
