@@ -47,9 +47,10 @@
 //! | downstream | auth, config, sandbox, telemetry                               |
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, downstream                                             |
-//! | mcp        | auth, config, downstream, plugins, sandbox, telemetry, tenancy |
+//! | sessions   | auth, sandbox, telemetry                                       |
+//! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
-//! | transport  | admin, auth, config, mcp, telemetry, tenancy                   |
+//! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
 //! <!-- dependency-rule:end -->
 
 pub mod admin;
@@ -60,6 +61,7 @@ pub mod downstream;
 pub mod mcp;
 pub mod plugins;
 pub mod sandbox;
+pub mod sessions;
 pub mod telemetry;
 pub mod tenancy;
 pub mod transport;

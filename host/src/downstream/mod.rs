@@ -24,7 +24,7 @@ use reqwest::Url;
 use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::sandbox::{BoxFuture, Egress, wit};
-use crate::telemetry;
+use crate::telemetry::{self, keys};
 pub use oauth_client::{Grant, OAuthClient, OAuthClients, TokenRequest};
 use tracing::Instrument as _;
 
@@ -277,6 +277,7 @@ fn within(base: &Url, url: &Url) -> bool {
 /// A tenant's services.
 #[derive(Default)]
 pub struct TenantServices {
+    tenant: Arc<str>,
     services: HashMap<String, Arc<Service>>,
 }
 
@@ -293,24 +294,51 @@ impl TenantServices {
         for s in &tenant.services {
             services.insert(s.name.clone(), Arc::new(Service::new(s, oauth)?));
         }
-        Ok(Self { services })
+        Ok(Self {
+            tenant: Arc::from(tenant.id.as_str()),
+            services,
+        })
+    }
+
+    /// The capability's per-call state (spin's `prepare`): what one call of `plugin` may
+    /// reach — the services it was `granted` — carrying the caller's `origin` (trace context,
+    /// and the token kept for exchange only).
+    pub fn for_call(
+        self: &Arc<Self>,
+        plugin: &Arc<str>,
+        granted: &Arc<[String]>,
+        origin: CallOrigin,
+    ) -> Arc<dyn Egress> {
+        Arc::new(PluginEgress {
+            tenant: self.tenant.clone(),
+            services: self.clone(),
+            granted: granted.clone(),
+            plugin: plugin.clone(),
+            trace_parent: origin.trace_parent,
+            subject: origin.subject,
+        })
     }
 }
 
-/// What one plugin call may reach.
-pub struct PluginEgress {
-    /// The tenant, for logs and metrics.
-    pub tenant: Arc<str>,
-    /// The tenant's services.
-    pub services: Arc<TenantServices>,
-    /// The services this plugin was granted.
-    pub granted: Arc<[String]>,
-    /// The plugin, for logs.
-    pub plugin: Arc<str>,
+/// What the protocol layer knows of a call's caller that the downstream capability needs.
+#[derive(Default)]
+pub struct CallOrigin {
     /// The caller's W3C trace context, passed on when no trace of ours is being exported.
     pub trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     pub subject: Option<SecretToken>,
+}
+
+/// What one plugin call may reach ([`TenantServices::for_call`] makes one).
+struct PluginEgress {
+    tenant: Arc<str>,
+    services: Arc<TenantServices>,
+    /// The services this plugin was granted.
+    granted: Arc<[String]>,
+    plugin: Arc<str>,
+    trace_parent: Option<String>,
+    /// The caller's token, for token exchange only (never sent anywhere else).
+    subject: Option<SecretToken>,
 }
 
 impl Egress for PluginEgress {
@@ -336,9 +364,9 @@ impl Egress for PluginEgress {
             let attrs = telemetry::metrics::attrs(
                 &self.tenant,
                 &[
-                    ("portcullis.plugin", &self.plugin),
-                    ("portcullis.service", &service),
-                    ("portcullis.outcome", &status),
+                    (keys::PLUGIN, &self.plugin),
+                    (keys::SERVICE, &service),
+                    (keys::OUTCOME, &status),
                 ],
             );
             m.downstream.add(1, &attrs);

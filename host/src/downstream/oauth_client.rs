@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{SecretToken, discover_metadata};
 use crate::config::{ClientAuthMethod, Config, ExchangeConfig};
-use crate::telemetry;
+use crate::telemetry::{self, keys};
 
 /// Cached tokens are dropped this long before they expire (or a tenth of their lifetime, if
 /// shorter).
@@ -270,9 +270,9 @@ impl OAuthClient {
             &telemetry::metrics::attrs(
                 request.tenant,
                 &[
-                    ("portcullis.service", request.service),
+                    (keys::SERVICE, request.service),
                     ("oauth.grant_type", grant.kind()),
-                    ("portcullis.outcome", outcome),
+                    (keys::OUTCOME, outcome),
                 ],
             ),
         );

@@ -10,10 +10,22 @@
 //! statelessly; `initialize`, an `Mcp-Session-Id` or a legacy version header selects a 2025
 //! session. See `README.md` in this directory for the decisions behind this.
 
+mod call;
+mod completion;
 mod convert;
+mod era;
 mod gateway;
+mod input;
+mod notify;
 mod observer;
+mod paging;
+mod prompts;
+mod record;
+mod refusal;
 mod request_state;
+mod resources;
+mod tenant;
+mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Principal;
 use crate::config::ToolsList;
 use crate::plugins::{Catalog, Forbidden, Target};
-pub use gateway::{Gateway, TenantContext};
+use crate::sandbox::BoxFuture;
+use crate::sessions::LiveSessions;
+pub use gateway::Gateway;
+pub use tenant::TenantContext;
 
 /// Transport settings for the HTTP endpoint.
 #[derive(Clone, Debug)]
@@ -57,50 +72,35 @@ impl std::fmt::Debug for McpEndpoint {
 }
 
 impl McpEndpoint {
-    /// Live 2025 sessions.
-    pub async fn live_sessions(&self) -> usize {
-        self.sessions.sessions.read().await.len()
-    }
-
-    /// A handle that can count sessions later.
-    pub fn session_counter(&self) -> SessionCounter {
-        SessionCounter(self.sessions.clone())
+    /// The endpoint's live-session table, for [`crate::sessions::Sessions`].
+    pub fn live_sessions(&self) -> Arc<dyn LiveSessions> {
+        Arc::new(RmcpSessions(self.sessions.clone()))
     }
 }
 
-/// Counts a tenant's live sessions (for the session cap and metrics).
-#[derive(Clone)]
-pub struct SessionCounter(Arc<LocalSessionManager>);
+/// rmcp's in-process session table, as [`LiveSessions`].
+struct RmcpSessions(Arc<LocalSessionManager>);
 
-impl std::fmt::Debug for SessionCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionCounter")
+impl LiveSessions for RmcpSessions {
+    fn ids(&self) -> BoxFuture<'_, std::collections::HashSet<String>> {
+        Box::pin(async move {
+            self.0
+                .sessions
+                .read()
+                .await
+                .keys()
+                .map(|k| k.to_string())
+                .collect()
+        })
     }
-}
 
-impl SessionCounter {
-    /// Live sessions now.
-    pub async fn live(&self) -> usize {
-        self.0.sessions.read().await.len()
-    }
-
-    /// Close a session (its streams end; its id answers 404 from now on).
-    pub async fn close(&self, id: &str) {
+    fn close<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
         use rmcp::transport::streamable_http_server::session::SessionManager as _;
-        if let Err(e) = self.0.close_session(&Arc::from(id)).await {
-            tracing::debug!("closing a session failed: {e}");
-        }
-    }
-
-    /// The ids of the live sessions.
-    pub async fn live_ids(&self) -> std::collections::HashSet<String> {
-        self.0
-            .sessions
-            .read()
-            .await
-            .keys()
-            .map(|k| k.to_string())
-            .collect()
+        Box::pin(async move {
+            if let Err(e) = self.0.close_session(&Arc::from(id)).await {
+                tracing::debug!("closing a session failed: {e}");
+            }
+        })
     }
 }
 

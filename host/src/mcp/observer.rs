@@ -10,54 +10,57 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rmcp::RoleServer;
 use rmcp::model::{ProgressToken, ServerNotification};
-use rmcp::service::Peer;
+use rmcp::service::{Peer, RequestContext};
 use serde_json::json;
 
 use crate::plugins::{Change, TenantPlugins};
 use crate::sandbox::{BoxFuture, CallObserver, wit};
+use crate::sessions::LogLevel;
 
-/// RFC 5424 severities in increasing order, as MCP spells them.
-pub(crate) const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
-/// The rank of a level name in [`LEVELS`].
-pub(crate) fn level_rank(name: &str) -> Option<usize> {
-    LEVELS.iter().position(|l| *l == name)
-}
-
-fn wit_rank(level: wit::LogLevel) -> usize {
+/// The severity of a plugin's log record.
+fn severity(level: wit::LogLevel) -> LogLevel {
     match level {
-        wit::LogLevel::Debug => 0,
-        wit::LogLevel::Info => 1,
-        wit::LogLevel::Notice => 2,
-        wit::LogLevel::Warning => 3,
-        wit::LogLevel::Error => 4,
-        wit::LogLevel::Critical => 5,
-        wit::LogLevel::Alert => 6,
-        wit::LogLevel::Emergency => 7,
+        wit::LogLevel::Debug => LogLevel::Debug,
+        wit::LogLevel::Info => LogLevel::Info,
+        wit::LogLevel::Notice => LogLevel::Notice,
+        wit::LogLevel::Warning => LogLevel::Warning,
+        wit::LogLevel::Error => LogLevel::Error,
+        wit::LogLevel::Critical => LogLevel::Critical,
+        wit::LogLevel::Alert => LogLevel::Alert,
+        wit::LogLevel::Emergency => LogLevel::Emergency,
     }
 }
 
 /// Forwards one request's plugin reports to the client that made the request.
 pub(crate) struct RequestObserver {
-    pub(crate) peer: Peer<RoleServer>,
-    pub(crate) plugin: Arc<str>,
+    peer: Peer<RoleServer>,
+    plugin: Arc<str>,
     /// Lowest level the client wants; `None` means no log notifications at all.
-    pub(crate) min_level: Option<usize>,
-    pub(crate) progress_token: Option<ProgressToken>,
-    pub(crate) last_progress: Mutex<Option<f64>>,
-    pub(crate) plugins: Arc<TenantPlugins>,
+    min_level: Option<LogLevel>,
+    progress_token: Option<ProgressToken>,
+    last_progress: Mutex<Option<f64>>,
+    plugins: Arc<TenantPlugins>,
 }
 
 impl RequestObserver {
+    /// The observer of one call of `plugin` for the request `ctx`, whose client wants log
+    /// records at `min_level` and above (none when `None`).
+    pub(crate) fn for_call(
+        ctx: &RequestContext<RoleServer>,
+        plugin: &Arc<str>,
+        min_level: Option<LogLevel>,
+        plugins: &Arc<TenantPlugins>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            peer: ctx.peer.clone(),
+            plugin: plugin.clone(),
+            min_level,
+            progress_token: ctx.meta.get_progress_token(),
+            last_progress: Mutex::new(None),
+            plugins: plugins.clone(),
+        })
+    }
+
     async fn send(&self, method: &str, params: serde_json::Value) {
         let notification: ServerNotification = match serde_json::from_value(
             json!({"method": method, "params": params}),
@@ -82,10 +85,10 @@ impl CallObserver for RequestObserver {
         message: String,
     ) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let rank = wit_rank(level);
-            tracing::debug!(plugin = %self.plugin, level = LEVELS[rank], min = ?self.min_level, logger = logger.as_deref(), "plugin log: {message}");
-            if self.min_level.is_some_and(|min| rank >= min) {
-                let mut params = json!({"level": LEVELS[rank], "data": message});
+            let level = severity(level);
+            tracing::debug!(plugin = %self.plugin, level = level.name(), min = ?self.min_level, logger = logger.as_deref(), "plugin log: {message}");
+            if self.min_level.is_some_and(|min| level >= min) {
+                let mut params = json!({"level": level.name(), "data": message});
                 if let Some(l) = logger {
                     params["logger"] = l.into();
                 }

@@ -421,7 +421,10 @@ pub async fn build_catalog(
         tracing::error!(tenant = %tenant_id, path = %path.display(), "plugin not loaded: {error}");
         crate::telemetry::metrics::get().loads.add(
             1,
-            &crate::telemetry::metrics::attrs(tenant_id, &[("portcullis.outcome", "failed")]),
+            &crate::telemetry::metrics::attrs(
+                tenant_id,
+                &[(crate::telemetry::keys::OUTCOME, "failed")],
+            ),
         );
         catalog.failures.push(LoadFailure { path, error });
         if let Some(old) = old
@@ -462,8 +465,8 @@ pub async fn build_catalog(
                             &crate::telemetry::metrics::attrs(
                                 tenant_id,
                                 &[
-                                    ("portcullis.plugin", &plugin.name),
-                                    ("portcullis.outcome", "loaded"),
+                                    (crate::telemetry::keys::PLUGIN, &plugin.name),
+                                    (crate::telemetry::keys::OUTCOME, "loaded"),
                                 ],
                             ),
                         );

@@ -33,7 +33,7 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use crate::telemetry;
+use crate::telemetry::{self, keys};
 use state::HostState;
 pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
 
@@ -764,14 +764,14 @@ impl PluginCode {
                 e.cause()
             }
         };
-        span.record("portcullis.outcome", outcome);
+        span.record(keys::OUTCOME, outcome);
         let m = telemetry::metrics::get();
         let attrs = telemetry::metrics::attrs(
             &labels.owner,
             &[
-                ("portcullis.plugin", &env.plugin),
+                (keys::PLUGIN, &env.plugin),
                 ("portcullis.plugin.export", export),
-                ("portcullis.outcome", outcome),
+                (keys::OUTCOME, outcome),
             ],
         );
         m.plugin_duration

@@ -50,6 +50,16 @@ use crate::config::{LogFormat, TelemetryConfig};
 pub mod keys {
     /// The tenant a request was routed to.
     pub const TENANT: &str = "portcullis.tenant";
+    /// How an operation ended (`ok`, `error`, `denied`, …).
+    pub const OUTCOME: &str = "portcullis.outcome";
+    /// The plugin that served an operation.
+    pub const PLUGIN: &str = "portcullis.plugin";
+    /// The downstream service a plugin called.
+    pub const SERVICE: &str = "portcullis.service";
+    /// The MCP method (OpenTelemetry MCP semantic conventions).
+    pub const METHOD: &str = "mcp.method.name";
+    /// The tool a `tools/call` names (OpenTelemetry GenAI semantic conventions).
+    pub const TOOL: &str = "gen_ai.tool.name";
 }
 
 /// The running telemetry pipeline; flushes and stops exporting when dropped.

@@ -1,12 +1,15 @@
 //! Transports: the HTTP router (one MCP endpoint per tenant, health) and stdio.
 //!
-//! Owns listeners, routing by path and host (as [`crate::tenancy`] maps them), the front guard
-//! ([`http`]), Host/Origin allow-lists over every route, `/healthz`, and graceful shutdown. It
+//! Owns listeners, routing by path and host (as [`crate::tenancy`] maps them), the front of each
+//! endpoint (`front`: the request path's first steps, in order; `jsonrpc`: the body, parsed
+//! once), Host/Origin allow-lists over every route (`host_guard`), `/healthz`, and graceful
+//! shutdown. It
 //! must not implement MCP methods, authenticate tokens or answer operators: it composes the
 //! `auth` layer and the `mcp` endpoint for each tenant, and mounts the `admin` endpoints.
 
+mod front;
 mod host_guard;
-pub(crate) mod http;
+mod jsonrpc;
 pub mod stdio;
 
 use std::convert::Infallible;
@@ -23,6 +26,7 @@ use crate::admin;
 use crate::auth::{ResourceServer, TenantAuth};
 use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
+use crate::sessions::{Caps, Sessions};
 use crate::tenancy;
 
 /// Put the Host/Origin allow-lists in front of every route of `router`.
@@ -76,12 +80,12 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
 
 /// One tenant's endpoint pieces.
 struct Served {
-    endpoint: http::Inner,
+    endpoint: front::Inner,
     metadata: Option<Arc<serde_json::Value>>,
 }
 
 /// A service answering `path` for the tenants mounted there, picked by the `Host` header.
-fn by_host<F, Fut>(mount: tenancy::Mount, pick: F) -> http::Inner
+fn by_host<F, Fut>(mount: tenancy::Mount, pick: F) -> front::Inner
 where
     F: Fn(usize, Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = axum::response::Response> + Send + 'static,
@@ -130,24 +134,26 @@ pub(crate) fn router(
         ));
         operated.push((tenant.clone(), auth.clone()));
         let endpoint = http_endpoint(tenant.clone(), settings);
-        let guard = Arc::new(http::Guard {
-            max_body_bytes: config.server.max_body_bytes,
-            max_sessions: config.server.max_sessions,
-            max_sessions_per_subject: config
-                .server
-                .max_sessions_per_subject
-                .min(config.server.max_sessions),
-            sessions: endpoint.session_counter(),
-            tenant: tenant.clone(),
-            auth: auth.clone(),
-            owners: Default::default(),
-        });
+        let sessions = Arc::new(Sessions::new(
+            tenant.id().clone(),
+            endpoint.live_sessions(),
+            Caps {
+                max_sessions: config.server.max_sessions,
+                max_per_caller: config.server.max_sessions_per_subject,
+            },
+        ));
+        let front = Arc::new(front::Front::new(
+            tenant.clone(),
+            auth.clone(),
+            sessions,
+            config.server.max_body_bytes,
+        ));
         let mcp =
             ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
-        let inner: http::Inner = BoxCloneSyncService::new(mcp);
+        let inner: front::Inner = BoxCloneSyncService::new(mcp);
         let guarded = tower::service_fn(move |req: Request| {
-            let (guard, inner) = (guard.clone(), inner.clone());
-            async move { Ok::<_, Infallible>(guard.handle(req, inner).await.into_response()) }
+            let (front, inner) = (front.clone(), inner.clone());
+            async move { Ok::<_, Infallible>(front.handle(req, inner).await.into_response()) }
         });
         served.push(Served {
             endpoint: BoxCloneSyncService::new(guarded),

@@ -1,0 +1,127 @@
+//! One plugin call's environment: its limits and cancellation, the host capabilities it gets
+//! (each prepared by its owner) and the context the plugin is told.
+//!
+//! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from a request. Must not: build a
+//! capability's own state (`downstream::TenantServices::for_call` and
+//! `RequestObserver::for_call` do) or decide whether the call may happen (`Catalog::authorize`).
+
+use std::sync::Arc;
+
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
+
+use super::era::{Era, client_capabilities, client_features};
+use super::gateway::Gateway;
+use super::observer::RequestObserver;
+use super::record::RequestRecord;
+use crate::auth::{Principal, SecretToken};
+use crate::downstream::CallOrigin;
+use crate::plugins::LoadedPlugin;
+use crate::sandbox::{CallEnv, CallLabels, wit};
+use crate::sessions::LogLevel;
+
+/// One round's inputs to a plugin export (cloned per round).
+#[derive(Clone)]
+pub(super) struct Invocation {
+    pub(super) tenant: Arc<str>,
+    pub(super) plugin: Arc<LoadedPlugin>,
+    pub(super) env: CallEnv,
+    pub(super) context: wit::CallContext,
+}
+
+impl Gateway {
+    /// Everything one call of `plugin` by `who` runs with.
+    pub(super) fn invocation(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        who: &Principal,
+        plugin: &Arc<LoadedPlugin>,
+        record: &RequestRecord,
+    ) -> Invocation {
+        Invocation {
+            tenant: self.tenant.id().clone(),
+            plugin: plugin.clone(),
+            env: self.call_env(ctx, plugin, record),
+            context: call_context(ctx, who, plugin),
+        }
+    }
+
+    /// The lowest log level the client wants for this request, if any.
+    fn min_log_level(&self, ctx: &RequestContext<RoleServer>) -> Option<LogLevel> {
+        match Era::of(ctx) {
+            // 2026-07-28: only when this request asked, never otherwise.
+            Era::Stateless => {
+                let level = ctx.meta.log_level()?;
+                serde_json::to_value(level)
+                    .ok()
+                    .and_then(|v| v.as_str().and_then(LogLevel::from_name))
+            }
+            // 2025 sessions: what logging/setLevel chose, everything until then.
+            Era::Session => Some(self.session.log_level()),
+        }
+    }
+
+    fn call_env(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        plugin: &LoadedPlugin,
+        record: &RequestRecord,
+    ) -> CallEnv {
+        let version = &plugin.sha256[..12];
+        record.span.record("portcullis.plugin", &*plugin.name);
+        record.span.record("portcullis.plugin.version", version);
+        let origin = CallOrigin {
+            trace_parent: ctx.meta.get_traceparent().map(str::to_string),
+            subject: ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<SecretToken>())
+                .cloned(),
+        };
+        CallEnv {
+            plugin: plugin.name.clone(),
+            limits: plugin.limits.clone(),
+            cancel: ctx.ct.clone(),
+            observer: RequestObserver::for_call(
+                ctx,
+                &plugin.name,
+                self.min_log_level(ctx),
+                &self.tenant.plugins,
+            ),
+            egress: self
+                .tenant
+                .services
+                .for_call(&plugin.name, &plugin.services, origin),
+            concurrency: plugin.concurrency.clone(),
+            share: self.tenant.quotas.instances.clone(),
+            labels: CallLabels {
+                owner: self.tenant.id().clone(),
+                version: Arc::from(version),
+                parent: record.span.clone(),
+            },
+        }
+    }
+}
+
+/// What the plugin is told about the call: the caller's identity, the request, the client.
+fn call_context(
+    ctx: &RequestContext<RoleServer>,
+    who: &Principal,
+    plugin: &LoadedPlugin,
+) -> wit::CallContext {
+    let request_id = serde_json::to_value(&ctx.id)
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        .unwrap_or_default();
+    wit::CallContext {
+        tenant: who.tenant.to_string(),
+        issuer: who.issuer.as_deref().map(str::to_string),
+        subject: who.subject.clone(),
+        client_id: who.client_id.clone(),
+        scopes: who.scope_list(),
+        claims: who.claims.clone(),
+        request_id,
+        trace_parent: ctx.meta.get_traceparent().map(str::to_string),
+        client: client_features(&client_capabilities(ctx)),
+        config: plugin.config.clone(),
+    }
+}

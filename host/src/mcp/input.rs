@@ -1,0 +1,311 @@
+//! "Input required": a plugin asks the client something before it can answer.
+//!
+//! Owns: the round machine for both eras ([`Gateway::run`]): on a 2025 session each request
+//! goes to the client as a server→client request and the plugin runs again with the answers
+//! (at most [`MAX_INPUT_ROUNDS`] times); on 2026-07-28 the request is answered with an
+//! `InputRequiredResult` whose `requestState` is sealed to the caller and the questions
+//! asked, and the client's retry resumes the plugin. Must not: seal or open state itself
+//! (`request_state` does) or decide whether the call may happen.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rmcp::model::{CustomRequest, InputRequiredResult, InputResponses, ServerRequest};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
+use serde_json::{Value, json};
+
+use super::call::Invocation;
+use super::convert::{self, complete, model};
+use super::era::{Era, client_capabilities};
+use super::gateway::Gateway;
+use super::record::RequestRecord;
+use super::request_state::Binding;
+use crate::auth::Principal;
+use crate::plugins::LoadedPlugin;
+use crate::sandbox::{BoxFuture, wit};
+use crate::telemetry::untrusted;
+
+/// Most "input required" rounds one request may take on a 2025 session.
+const MAX_INPUT_ROUNDS: usize = 10;
+
+/// The outcome of one plugin invocation.
+pub(super) enum Step<T> {
+    Done(T),
+    Input(wit::InputRequired),
+}
+
+/// The outcome of a request that may need input.
+pub(super) enum Rounds<T> {
+    Done(T),
+    InputRequired(InputRequiredResult),
+}
+
+/// Why a request that may need input did not complete.
+pub(super) enum RoundError {
+    /// A protocol error for the client.
+    Rpc(ErrorData),
+    /// The plugin needs client capabilities the client did not declare (a `ClientCapabilities` object).
+    MissingCapability(Value),
+    /// Input could not be obtained from the client.
+    Input(String),
+}
+
+impl From<ErrorData> for RoundError {
+    fn from(e: ErrorData) -> Self {
+        Self::Rpc(e)
+    }
+}
+
+/// What a 2026-07-28 retry carries: the client's answers and the state that asked.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Retry<'a> {
+    pub(super) responses: Option<&'a InputResponses>,
+    pub(super) state: Option<&'a str>,
+}
+
+/// One input request, ready for the wire.
+struct Question {
+    key: String,
+    method: &'static str,
+    params: Value,
+}
+
+impl Gateway {
+    /// Run one plugin export that may ask for input (tool call, prompt, resource read): set up
+    /// the call's environment once, then invoke `call` for each round the request's era allows.
+    pub(super) async fn run<F, Fut>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        who: &Principal,
+        plugin: &Arc<LoadedPlugin>,
+        record: &RequestRecord,
+        retry: Retry<'_>,
+        call: F,
+    ) -> Result<Rounds<Value>, RoundError>
+    where
+        F: Fn(Invocation, Option<wit::Continuation>) -> Fut,
+        Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
+    {
+        let invocation = self.invocation(ctx, who, plugin, record);
+        let binding = Binding {
+            tenant: who.tenant.to_string(),
+            issuer: who.issuer.as_deref().map(str::to_string),
+            subject: who.subject.clone(),
+            method: record.method.into(),
+            target: record.target.clone(),
+        };
+        self.drive(ctx, &binding, retry, |continuation| {
+            Box::pin(call(invocation.clone(), continuation))
+        })
+        .await
+    }
+
+    /// Invoke a plugin until it is done, serving its input requests the way the era allows.
+    async fn drive<T, F>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        binding: &Binding,
+        retry: Retry<'_>,
+        mut invoke: F,
+    ) -> Result<Rounds<T>, RoundError>
+    where
+        F: FnMut(Option<wit::Continuation>) -> BoxFuture<'static, Result<Step<T>, RoundError>>,
+    {
+        let era = Era::of(ctx);
+        let mut continuation = match era {
+            Era::Stateless => self.retry_continuation(binding, retry)?,
+            Era::Session => None,
+        };
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let needed = match invoke(continuation.take()).await? {
+                Step::Done(v) => return Ok(Rounds::Done(v)),
+                Step::Input(ir) => ir,
+            };
+            let questions = questions(ctx, &needed)?;
+            if era == Era::Stateless {
+                return Ok(Rounds::InputRequired(self.input_required(
+                    binding,
+                    questions,
+                    needed.state.as_deref(),
+                )?));
+            }
+            continuation = Some(wit::Continuation {
+                responses: ask_client(ctx, questions).await?,
+                state: needed.state,
+            });
+        }
+        Err(RoundError::Input(format!(
+            "the plugin asked for input more than {MAX_INPUT_ROUNDS} times"
+        )))
+    }
+
+    /// The 2026-07-28 answer asking `questions`, with the plugin's `state` sealed.
+    fn input_required(
+        &self,
+        binding: &Binding,
+        questions: Vec<Question>,
+        state: Option<&str>,
+    ) -> Result<InputRequiredResult, RoundError> {
+        let keys: Vec<String> = questions.iter().map(|q| q.key.clone()).collect();
+        let input_requests: serde_json::Map<String, Value> = questions
+            .into_iter()
+            .map(|q| (q.key, json!({"method": q.method, "params": q.params})))
+            .collect();
+        let sealed = self.tenant.sealer.seal(binding, &keys, state);
+        Ok(model::<InputRequiredResult>(json!({
+            "resultType": "input_required",
+            "inputRequests": input_requests,
+            "requestState": sealed,
+        }))?)
+    }
+
+    /// The continuation carried by a 2026-07-28 retry (`inputResponses` + `requestState`).
+    fn retry_continuation(
+        &self,
+        binding: &Binding,
+        retry: Retry<'_>,
+    ) -> Result<Option<wit::Continuation>, ErrorData> {
+        let Retry { responses, state } = retry;
+        if responses.is_none() && state.is_none() {
+            return Ok(None);
+        }
+        let refuse = |e: &dyn std::fmt::Display| {
+            tracing::warn!(tenant = %binding.tenant, method = %binding.method,
+                target = %untrusted(&binding.target), "refused requestState: {e}");
+            ErrorData::invalid_params(e.to_string(), None)
+        };
+        // Answers without the state that asked for them answer nothing the server asked.
+        let Some(state) = state else {
+            return Err(refuse(
+                &"inputResponses without requestState: the server asked no such questions",
+            ));
+        };
+        let answered: Vec<&str> = responses
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let plugin_state = self
+            .tenant
+            .sealer
+            .open(state, binding, &answered)
+            .map_err(|e| refuse(&e))?;
+        let mut out = Vec::new();
+        for (key, value) in responses.into_iter().flatten() {
+            if !value.is_object() {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "inputResponses.{key} must be an object (the client's result for that request)"
+                    ),
+                    None,
+                ));
+            }
+            out.push(wit::InputResponse {
+                key: key.clone(),
+                value: value.to_string(),
+            });
+        }
+        Ok(Some(wit::Continuation {
+            responses: out,
+            state: plugin_state,
+        }))
+    }
+}
+
+/// The plugin's input requests as protocol requests, refused when they need capabilities the
+/// client did not declare or are malformed.
+fn questions(
+    ctx: &RequestContext<RoleServer>,
+    needed: &wit::InputRequired,
+) -> Result<Vec<Question>, RoundError> {
+    if needed.requests.is_empty() && needed.state.is_none() {
+        return Err(RoundError::Rpc(ErrorData::internal_error(
+            "the plugin asked for input but named none",
+            None,
+        )));
+    }
+    let caps = client_capabilities(ctx);
+    let missing: serde_json::Map<String, Value> = needed
+        .requests
+        .iter()
+        .map(|r| convert::required_capability(&r.request))
+        .filter(|cap| caps.get(*cap).is_none())
+        .map(|cap| (cap.to_string(), json!({})))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RoundError::MissingCapability(Value::Object(missing)));
+    }
+    needed
+        .requests
+        .iter()
+        .map(|r| {
+            let (method, params) = convert::input_request(&r.request).map_err(|e| {
+                RoundError::Rpc(ErrorData::internal_error(
+                    format!("the plugin's input request is invalid: {e}"),
+                    None,
+                ))
+            })?;
+            Ok(Question {
+                key: r.key.clone(),
+                method,
+                params,
+            })
+        })
+        .collect()
+}
+
+/// Ask the client of a 2025 session each question, in order.
+async fn ask_client(
+    ctx: &RequestContext<RoleServer>,
+    questions: Vec<Question>,
+) -> Result<Vec<wit::InputResponse>, RoundError> {
+    let mut answers = Vec::with_capacity(questions.len());
+    for Question {
+        key,
+        method,
+        params,
+    } in questions
+    {
+        let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        let answer =
+            ctx.peer.send_request(request).await.map_err(|e| {
+                RoundError::Input(format!("the client did not answer {method}: {e}"))
+            })?;
+        let value = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
+        answers.push(wit::InputResponse { key, value });
+    }
+    Ok(answers)
+}
+
+/// The protocol answer for a prompt or resource read that may have needed input.
+pub(super) fn respond<R, C>(
+    ctx: &RequestContext<RoleServer>,
+    rounds: Result<Rounds<Value>, RoundError>,
+) -> Result<R, ErrorData>
+where
+    R: From<C> + From<InputRequiredResult>,
+    C: serde::de::DeserializeOwned,
+{
+    match rounds {
+        Ok(Rounds::Done(v)) => Ok(R::from(complete::<C>(v)?)),
+        Ok(Rounds::InputRequired(r)) => Ok(R::from(r)),
+        Err(e) => Err(round_error(ctx, e)),
+    }
+}
+
+/// A request-level failure of a prompt or resource read, as a protocol error for its era.
+fn round_error(ctx: &RequestContext<RoleServer>, e: RoundError) -> ErrorData {
+    match (e, Era::of(ctx)) {
+        (RoundError::Rpc(e), _) => e,
+        (RoundError::MissingCapability(caps), Era::Stateless) => match model(caps) {
+            Ok(caps) => ErrorData::missing_required_client_capability(caps),
+            Err(e) => e,
+        },
+        (RoundError::MissingCapability(caps), Era::Session) => ErrorData::invalid_request(
+            format!("this request needs client capabilities the client did not declare: {caps}"),
+            None,
+        ),
+        (RoundError::Input(msg), _) => ErrorData::internal_error(msg, None),
+    }
+}

@@ -1,0 +1,124 @@
+//! `prompts/list` and `prompts/get`.
+//!
+//! Owns: how a prompt's outcome becomes a protocol answer. Must not: decide access
+//! (`Gateway::authorize`).
+
+use rmcp::model::{
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, ListPromptsResult,
+    PaginatedRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use super::call::Invocation;
+use super::convert;
+use super::gateway::Gateway;
+use super::input::{Retry, RoundError, Step, respond};
+use super::record::{Outcome, RequestRecord};
+use super::refusal::failed;
+use crate::plugins::Target;
+use crate::sandbox::wit;
+
+/// `prompts/list`: the prompts this caller may see.
+pub(super) fn list(
+    gw: &Gateway,
+    request: Option<&PaginatedRequestParams>,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ListPromptsResult, ErrorData> {
+    gw.listing(
+        ctx,
+        "prompts/list",
+        "prompts",
+        request,
+        |catalog, visible| {
+            catalog
+                .prompts()
+                .filter(|(_, t)| visible(Target::Prompt(&t.name)))
+                .map(|(_, t)| convert::prompt(t))
+                .collect()
+        },
+    )
+}
+
+/// `prompts/get`.
+pub(super) async fn get(
+    gw: &Gateway,
+    request: GetPromptRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<GetPromptResponse, ErrorData> {
+    let who = gw.principal(ctx)?;
+    let name = request.name.clone();
+    let record = RequestRecord::start(&gw.tenant, ctx, "prompts/get", Some(&name));
+    let catalog = gw.tenant.catalog();
+    let plugin = match gw.authorize(&catalog, &who, Target::Prompt(&name)) {
+        Ok(permit) => permit.plugin,
+        Err(refused) => {
+            record.finish(None, refused.outcome());
+            return Err(refused.into_error());
+        }
+    };
+    let arguments = convert::prompt_arguments(request.arguments.as_ref());
+    let retry = Retry {
+        responses: request.input_responses.as_ref(),
+        state: request.request_state.as_deref(),
+    };
+    let rounds = gw
+        .run(ctx, &who, plugin, &record, retry, |call, continuation| {
+            invoke(call, name.clone(), arguments.clone(), continuation)
+        })
+        .instrument(record.span.clone())
+        .await;
+    let response = respond::<GetPromptResponse, GetPromptResult>(ctx, rounds);
+    let outcome = if response.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    };
+    record.finish(Some(&plugin.name), outcome);
+    response
+}
+
+/// One round of the plugin's `get-prompt` export.
+async fn invoke(
+    call: Invocation,
+    name: String,
+    arguments: Vec<(String, String)>,
+    continuation: Option<wit::Continuation>,
+) -> Result<Step<Value>, RoundError> {
+    let outcome = call
+        .plugin
+        .code
+        .get_prompt(
+            &call.env,
+            call.context,
+            name.clone(),
+            arguments,
+            continuation,
+        )
+        .await;
+    let rpc = |e: ErrorData| Err(RoundError::Rpc(e));
+    match outcome {
+        Ok(Ok(wit::GetOutcome::Done(r))) => Ok(Step::Done(convert::prompt_result(&r))),
+        Ok(Ok(wit::GetOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+        Ok(Err(wit::PromptError::UnknownPrompt)) => rpc(ErrorData::invalid_params(
+            format!("Unknown prompt: {name}"),
+            None,
+        )),
+        Ok(Err(wit::PromptError::InvalidArguments(m))) => rpc(ErrorData::invalid_params(
+            format!("Invalid arguments for prompt `{name}`: {m}"),
+            None,
+        )),
+        Ok(Err(wit::PromptError::Failed(m))) => rpc(ErrorData::internal_error(
+            format!("prompt `{name}` failed: {m}"),
+            None,
+        )),
+        Err(e) => rpc(failed(
+            &call.tenant,
+            &call.plugin,
+            &format!("prompt `{name}`"),
+            &e,
+        )),
+    }
+}

@@ -1,0 +1,119 @@
+//! The record of one MCP request: its span and its `mcp.server.operation.duration` sample.
+//!
+//! Owns: how a handled request appears in traces and metrics ([`RequestRecord`], [`Outcome`]).
+//! Must not: decide outcomes (the handlers do) or open HTTP spans (`transport` does).
+
+use std::time::Instant;
+
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
+
+use super::tenant::TenantContext;
+use crate::telemetry::{self, McpRequest, RequestSpan, keys};
+
+/// How a request ended, as recorded on its span and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Answered with a result.
+    Ok,
+    /// A tool ran and reported an error (`isError`).
+    ToolError,
+    /// Answered with an `InputRequiredResult` (2026-07-28).
+    InputRequired,
+    /// The item does not exist (or is hidden from this caller).
+    Unknown,
+    /// The caller may not use the item.
+    Denied,
+    /// Answered with a protocol error.
+    Error,
+}
+
+impl Outcome {
+    /// The `portcullis.outcome` value.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ToolError => "tool_error",
+            Self::InputRequired => "input_required",
+            Self::Unknown => "unknown",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One request being handled: started when the handler begins, finished once.
+pub(super) struct RequestRecord {
+    /// The `mcp.request` span.
+    pub(super) span: tracing::Span,
+    started: Instant,
+    tenant: std::sync::Arc<str>,
+    /// `mcp.method.name`.
+    pub(super) method: &'static str,
+    /// The tool, prompt or resource targeted.
+    pub(super) target: String,
+}
+
+impl RequestRecord {
+    /// Start recording `method` on `target`, in the span the HTTP front opened (passed in the
+    /// request's extensions) or, on stdio, a root span continuing `_meta.traceparent`.
+    pub(super) fn start(
+        tenant: &TenantContext,
+        ctx: &RequestContext<RoleServer>,
+        method: &'static str,
+        target: Option<&str>,
+    ) -> Self {
+        let opened = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestSpan>())
+            .map(|RequestSpan(span)| span.clone());
+        let span = opened.unwrap_or_else(|| {
+            let request_id = serde_json::to_value(&ctx.id).ok().map(|v| v.to_string());
+            telemetry::mcp_span(
+                &McpRequest {
+                    tenant: tenant.id(),
+                    method,
+                    target,
+                    request_id,
+                    ..Default::default()
+                },
+                Some(&ctx.meta.0.0),
+                true,
+            )
+        });
+        Self {
+            span,
+            started: Instant::now(),
+            tenant: tenant.id().clone(),
+            method,
+            target: target.unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Record how the request ended: on its span and in the metrics. A tool call is also
+    /// counted per plugin when `plugin`, the tool's owner, is known.
+    pub(super) fn finish(&self, plugin: Option<&str>, outcome: Outcome) {
+        if outcome != Outcome::Ok {
+            telemetry::fail(&self.span, outcome.as_str());
+        }
+        let m = telemetry::metrics::get();
+        let mut attrs = vec![
+            (keys::METHOD, self.method),
+            (keys::OUTCOME, outcome.as_str()),
+        ];
+        if self.method == "tools/call" {
+            attrs.push((keys::TOOL, self.target.as_str()));
+            if let Some(plugin) = plugin {
+                let mut with_plugin = attrs.clone();
+                with_plugin.push((keys::PLUGIN, plugin));
+                m.tool_calls
+                    .add(1, &telemetry::metrics::attrs(&self.tenant, &with_plugin));
+            }
+        }
+        m.mcp_duration.record(
+            self.started.elapsed().as_secs_f64(),
+            &telemetry::metrics::attrs(&self.tenant, &attrs),
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! How the protocol layer answers a request the one authorization decision refused, or a
+//! plugin that failed.
+//!
+//! Owns: the mapping of [`Forbidden`] to the protocol, in one place — an unknown or hidden
+//! item gets its method's "unknown" error (byte for byte the same either way), a visible item
+//! the caller may not use gets a refusal the handler wraps for its method (`isError` for
+//! tools, `invalid_request` otherwise); the HTTP front answers scope refusals earlier with a
+//! 403 step-up (`transport`). Must not: decide access (`Catalog::authorize` does).
+
+use rmcp::ErrorData;
+use serde_json::json;
+
+use super::gateway::Gateway;
+use super::record::Outcome;
+use crate::auth::Principal;
+use crate::plugins::{Catalog, Forbidden, LoadedPlugin, Permit, Target};
+use crate::sandbox::SandboxError;
+use crate::telemetry::untrusted;
+
+/// A refused request, as the protocol layer answers it.
+pub(super) enum Refused {
+    /// The method's "unknown item" error (also for items hidden from this caller).
+    Unknown(ErrorData),
+    /// Why a visible item may not be used (an `isError` tool result, else `invalid_request`).
+    Forbidden(String),
+}
+
+impl Refused {
+    /// How the refused request is recorded.
+    pub(super) fn outcome(&self) -> Outcome {
+        match self {
+            Refused::Unknown(_) => Outcome::Unknown,
+            Refused::Forbidden(_) => Outcome::Denied,
+        }
+    }
+
+    /// As a JSON-RPC error (prompts, resources, subscriptions, completion).
+    pub(super) fn into_error(self) -> ErrorData {
+        match self {
+            Refused::Unknown(e) => e,
+            Refused::Forbidden(msg) => ErrorData::invalid_request(msg, None),
+        }
+    }
+}
+
+/// The "unknown item" error for `target`: the same whether it does not exist or is hidden.
+pub(super) fn unknown(target: Target<'_>) -> ErrorData {
+    match target {
+        Target::Tool(name) => {
+            ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))
+        }
+        Target::Prompt(name) => ErrorData::invalid_params(
+            format!("Unknown prompt: {name}"),
+            Some(json!({"name": name})),
+        ),
+        Target::Resource(uri) | Target::Template(uri) => {
+            ErrorData::resource_not_found("Resource not found", Some(json!({"uri": uri})))
+        }
+    }
+}
+
+/// Log a sandbox failure with its tenant and plugin, and describe it for the client.
+pub(super) fn failed(
+    tenant: &str,
+    plugin: &LoadedPlugin,
+    what: &str,
+    e: &SandboxError,
+) -> ErrorData {
+    tracing::warn!(tenant, plugin = %plugin.name, "{what} failed: {e}");
+    ErrorData::internal_error(format!("{what} failed: {e}"), None)
+}
+
+impl Gateway {
+    /// The one authorization decision ([`Catalog::authorize`]) for this tenant, mapped to the
+    /// protocol (see the module header).
+    pub(super) fn authorize<'c>(
+        &self,
+        catalog: &'c Catalog,
+        who: &Principal,
+        target: Target<'_>,
+    ) -> Result<Permit<'c>, Refused> {
+        catalog
+            .authorize(who, target, self.tenant.tools_list)
+            .map_err(|f| refused(who, target, f))
+    }
+}
+
+fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused {
+    let what = match target {
+        Target::Tool(n) => format!("tool `{n}`"),
+        Target::Prompt(n) => format!("prompt `{n}`"),
+        Target::Resource(_) | Target::Template(_) => "this resource".to_string(),
+    };
+    match forbidden {
+        Forbidden::Unknown => Refused::Unknown(unknown(target)),
+        Forbidden::Scopes { missing, .. } => {
+            tracing::info!(tenant = %who.tenant, caller = %who.caller(),
+                "denied {}: missing scopes {missing:?}", untrusted(&what));
+            Refused::Forbidden(format!(
+                "Forbidden: {what} requires the scope(s) {}",
+                missing.join(" ")
+            ))
+        }
+        Forbidden::Claim(why) => {
+            tracing::info!(tenant = %who.tenant, caller = %who.caller(),
+                "denied {} by a claim rule: {why}", untrusted(&what));
+            Refused::Forbidden(format!(
+                "Forbidden: {what} is not available to this caller ({why})"
+            ))
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `tools/list` and `tools/call`.
+//!
+//! Owns: how a tool call's outcome becomes a protocol answer (a tool's own failure — bad
+//! arguments, a crash, a timeout — is an `isError` result shown to the model; a protocol
+//! problem is a JSON-RPC error). Must not: decide access (`Gateway::authorize`).
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use super::call::Invocation;
+use super::convert::{self, complete, model};
+use super::era::Era;
+use super::gateway::Gateway;
+use super::input::{Retry, RoundError, Rounds, Step};
+use super::record::{Outcome, RequestRecord};
+use super::refusal::{Refused, failed, unknown};
+use crate::plugins::Target;
+use crate::sandbox::{SandboxError, wit};
+
+/// `tools/list`: the tools this caller may see.
+pub(super) fn list(
+    gw: &Gateway,
+    request: Option<&PaginatedRequestParams>,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ListToolsResult, ErrorData> {
+    gw.listing(ctx, "tools/list", "tools", request, |catalog, visible| {
+        catalog
+            .tools()
+            .filter(|(_, t)| visible(Target::Tool(&t.name)))
+            .map(|(_, t)| convert::tool(t))
+            .collect()
+    })
+}
+
+/// `tools/call`.
+pub(super) async fn call(
+    gw: &Gateway,
+    request: CallToolRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, ErrorData> {
+    let who = gw.principal(ctx)?;
+    let name = request.name.to_string();
+    let record = RequestRecord::start(&gw.tenant, ctx, "tools/call", Some(&name));
+    let catalog = gw.tenant.catalog();
+    let plugin = match gw.authorize(&catalog, &who, Target::Tool(&name)) {
+        Ok(permit) => permit.plugin,
+        Err(Refused::Unknown(e)) => {
+            record.finish(None, Outcome::Unknown);
+            return Err(e);
+        }
+        Err(Refused::Forbidden(msg)) => {
+            let owner = catalog.tool(&name).map(|(p, _)| p.name.clone());
+            record.finish(owner.as_deref(), Outcome::Denied);
+            return Ok(CallToolResponse::Complete(complete(
+                convert::error_result(&msg),
+            )?));
+        }
+    };
+    let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
+    let retry = Retry {
+        responses: request.input_responses.as_ref(),
+        state: request.request_state.as_deref(),
+    };
+    let rounds = gw
+        .run(ctx, &who, plugin, &record, retry, |call, continuation| {
+            invoke(call, name.clone(), arguments.clone(), continuation)
+        })
+        .instrument(record.span.clone())
+        .await;
+    let outcome = match &rounds {
+        Ok(Rounds::Done(v)) if v["isError"] == true => Outcome::ToolError,
+        Ok(Rounds::Done(_)) => Outcome::Ok,
+        Ok(Rounds::InputRequired(_)) => Outcome::InputRequired,
+        Err(RoundError::Rpc(_)) => Outcome::Error,
+        Err(_) => Outcome::ToolError,
+    };
+    record.finish(Some(&plugin.name), outcome);
+    answer(&name, rounds, Era::of(ctx))
+}
+
+/// One round of the plugin's `call-tool` export.
+async fn invoke(
+    call: Invocation,
+    name: String,
+    arguments: String,
+    continuation: Option<wit::Continuation>,
+) -> Result<Step<Value>, RoundError> {
+    let outcome = call
+        .plugin
+        .code
+        .call_tool(
+            &call.env,
+            call.context,
+            name.clone(),
+            arguments,
+            continuation,
+        )
+        .await;
+    match outcome {
+        Ok(Ok(wit::CallOutcome::Done(r))) => Ok(Step::Done(convert::tool_result(&r))),
+        Ok(Ok(wit::CallOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
+        Ok(Err(wit::ToolError::UnknownTool)) => Err(RoundError::Rpc(unknown(Target::Tool(&name)))),
+        Ok(Err(wit::ToolError::InvalidArguments(m))) => Ok(Step::Done(convert::error_result(
+            &format!("Invalid arguments for tool `{name}`: {m}"),
+        ))),
+        Ok(Err(wit::ToolError::Failed(m))) => Ok(Step::Done(convert::error_result(&m))),
+        Err(SandboxError::Cancelled) => Err(RoundError::Rpc(ErrorData::internal_error(
+            "request cancelled",
+            None,
+        ))),
+        // A crash, timeout or memory exhaustion is the tool's failure, shown to the model.
+        Err(e) => {
+            let what = format!("Tool `{name}`");
+            let error = failed(&call.tenant, &call.plugin, &what, &e);
+            Ok(Step::Done(convert::error_result(&error.message)))
+        }
+    }
+}
+
+/// The protocol answer for a tool call's rounds, in `era`.
+fn answer(
+    name: &str,
+    rounds: Result<Rounds<Value>, RoundError>,
+    era: Era,
+) -> Result<CallToolResponse, ErrorData> {
+    let result = match (rounds, era) {
+        (Ok(Rounds::Done(v)), _) => v,
+        (Ok(Rounds::InputRequired(r)), _) => return Ok(CallToolResponse::InputRequired(r)),
+        (Err(RoundError::MissingCapability(caps)), Era::Stateless) => {
+            return Err(ErrorData::missing_required_client_capability(model(caps)?));
+        }
+        (Err(RoundError::MissingCapability(caps)), Era::Session) => convert::error_result(
+            &format!("Tool `{name}` needs client capabilities this client did not declare: {caps}"),
+        ),
+        (Err(RoundError::Input(msg)), _) => {
+            convert::error_result(&format!("Tool `{name}` could not get input: {msg}"))
+        }
+        (Err(RoundError::Rpc(e)), _) => return Err(e),
+    };
+    Ok(CallToolResponse::Complete(complete(result)?))
+}

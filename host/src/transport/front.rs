@@ -1,0 +1,352 @@
+//! The front of each tenant's MCP endpoint: what must happen before the protocol layer sees a
+//! request, as named steps in one visible order ([`Front::handle`]).
+//!
+//! Owns: the order of the steps and their answers on the wire — 401/400 (authentication), 404
+//! (another caller's session), 413/400 (body), 429 + `Retry-After` (quota), 403 step-up
+//! (scopes, before any stream opens), 503 + `Retry-After` (session limit) — and each request's
+//! HTTP and MCP spans. Must not: decide any of them itself — `auth` authenticates, `sessions`
+//! owns session owners and caps, `tenancy` quotas, `plugins::Catalog::authorize` scopes;
+//! `jsonrpc` reads the body. Host/Origin validation is the layer in front of this one.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "a refused step's error is its HTTP answer, built once per request"
+)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::json;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tracing::Instrument as _;
+
+use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
+use crate::auth::{Denial, Principal, TenantAuth};
+use crate::mcp::{TenantContext, step_up_scopes};
+use crate::sessions::Sessions;
+use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
+use crate::tenancy::quota::{Admission, Refusal};
+
+/// The MCP stack behind the front.
+pub(crate) type Inner = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// `match` on a step's `Result<T, Response>`: its value, or its refusal as the answer.
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(refusal) => return refusal,
+        }
+    };
+}
+
+/// Everything enforced at the front of one tenant's endpoint.
+pub(crate) struct Front {
+    tenant: Arc<TenantContext>,
+    auth: Arc<TenantAuth>,
+    sessions: Arc<Sessions>,
+    max_body_bytes: usize,
+}
+
+fn session_id(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+}
+
+impl Front {
+    /// The front of `tenant`'s endpoint.
+    pub(crate) fn new(
+        tenant: Arc<TenantContext>,
+        auth: Arc<TenantAuth>,
+        sessions: Arc<Sessions>,
+        max_body_bytes: usize,
+    ) -> Self {
+        Self {
+            tenant,
+            auth,
+            sessions,
+            max_body_bytes,
+        }
+    }
+
+    fn tenant_id(&self) -> &str {
+        self.tenant.id()
+    }
+
+    /// Handle one request to the endpoint, inside its `http.request` span.
+    pub(crate) async fn handle(&self, req: Request, inner: Inner) -> Response {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let span = telemetry::http_span(self.tenant_id(), &method, req.uri().path(), req.headers());
+        let resp = self.steps(req, inner).instrument(span.clone()).await;
+        let status = resp.status().as_u16();
+        span.record("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            telemetry::fail(&span, &status.to_string());
+        }
+        metrics::get().http_duration.record(
+            started.elapsed().as_secs_f64(),
+            &metrics::attrs(
+                self.tenant_id(),
+                &[
+                    ("http.request.method", method.as_str()),
+                    ("http.response.status_code", &status.to_string()),
+                ],
+            ),
+        );
+        resp
+    }
+
+    /// The steps, in order. The order is the policy: nothing runs for an unauthenticated
+    /// caller; a session's owner is checked before its body is read; quota, scopes and the
+    /// session cap need the parsed message, so they come after it (per message of a batch).
+    async fn steps(&self, req: Request, inner: Inner) -> Response {
+        let (mut parts, body) = req.into_parts();
+        let caller = step!(self.authenticate(&mut parts).await);
+        step!(self.check_session_owner(&parts, &caller));
+        if parts.method != Method::POST {
+            return call(inner, Request::from_parts(parts, body)).await;
+        }
+        match step!(jsonrpc::read(&parts, body, self.max_body_bytes).await) {
+            Posted::Single(message) => self.message(&parts, message, inner, &caller).await,
+            Posted::Batch(items) => {
+                let mut answers = Vec::new();
+                for item in items {
+                    let id = item.id();
+                    let resp = self.message(&parts, item, inner.clone(), &caller).await;
+                    answers.extend(jsonrpc::batch_answer(resp, id).await);
+                }
+                jsonrpc::batch_response(answers)
+            }
+        }
+    }
+
+    /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
+    async fn message(
+        &self,
+        parts: &Parts,
+        message: Envelope,
+        inner: Inner,
+        caller: &Principal,
+    ) -> Response {
+        let admission = step!(self.admit(caller, &message));
+        step!(self.check_scopes(caller, &message, parts));
+        let initialize = message.is_initialize() && session_id(parts).is_none();
+        if initialize {
+            step!(self.make_room(caller).await);
+        }
+        let resp = self.forward(parts, message, admission, inner).await;
+        if initialize
+            && let Some(id) = resp.headers().get("mcp-session-id")
+            && let Ok(id) = id.to_str()
+        {
+            self.sessions.bind(id.to_string(), caller.caller());
+        }
+        resp
+    }
+
+    /// Step 1: who is calling (401/400/429). The token goes no further than this: handlers
+    /// get the principal, and the downstream capability the non-printable secret.
+    async fn authenticate(&self, parts: &mut Parts) -> Result<Principal, Response> {
+        let (principal, secret) = self
+            .auth
+            .authenticate(parts)
+            .await
+            .map_err(|denial| self.deny(&denial, None, parts))?;
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.extensions.insert(principal.clone());
+        if let Some(secret) = secret {
+            parts.extensions.insert(secret);
+        }
+        Ok(principal)
+    }
+
+    /// Step 2: a session is usable only by the caller that created it (404 otherwise, as for
+    /// an unknown session).
+    fn check_session_owner(&self, parts: &Parts, caller: &Principal) -> Result<(), Response> {
+        let Some(id) = session_id(parts) else {
+            return Ok(());
+        };
+        self.sessions
+            .check_owner(id, &caller.caller())
+            .map_err(|_| {
+                tracing::warn!(tenant = %self.tenant_id(), caller = %caller.caller(),
+                "refused a session created by another caller");
+                (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+            })
+    }
+
+    /// Step 3 (per message): the tenant's quotas, for requests (429 + `Retry-After`).
+    fn admit(&self, caller: &Principal, message: &Envelope) -> Result<Option<Admission>, Response> {
+        if !message.is_request() || !self.tenant.quotas.limits_requests() {
+            return Ok(None);
+        }
+        match self.tenant.quotas.admit(&caller.caller()) {
+            Ok(a) => Ok(Some(a)),
+            Err(refusal) => Err(self.over_quota(&refusal, caller, message)),
+        }
+    }
+
+    /// Step 4: the scopes the targeted items declare (403 step-up before any stream opens;
+    /// every other refusal of the one decision is the protocol layer's to answer).
+    fn check_scopes(
+        &self,
+        caller: &Principal,
+        message: &Envelope,
+        parts: &Parts,
+    ) -> Result<(), Response> {
+        let catalog = self.tenant.plugins.catalog();
+        match step_up_scopes(&catalog, caller, &message.message, self.tenant.tools_list) {
+            Some(required) => {
+                Err(self.deny(&Denial::InsufficientScope { required }, Some(caller), parts))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Step 5 (`initialize` only): room for a new session (503 + `Retry-After` when full).
+    async fn make_room(&self, caller: &Principal) -> Result<(), Response> {
+        self.sessions
+            .make_room(&caller.caller())
+            .await
+            .map_err(|full| {
+                tracing::warn!(tenant = %self.tenant_id(), live = full.live, max = full.max,
+                    "refused a new session: session limit reached");
+                let mut resp = rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::SERVER_ERROR,
+                    "the gateway has reached its session limit; retry later or use stateless requests",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                resp
+            })
+    }
+
+    /// Last: the protocol layer, inside the message's `mcp.request` span; a quota admission
+    /// is held until a streamed answer ends.
+    async fn forward(
+        &self,
+        parts: &Parts,
+        message: Envelope,
+        admission: Option<Admission>,
+        inner: Inner,
+    ) -> Response {
+        let span = message.is_request().then(|| self.mcp_span(parts, &message));
+        let mut req = rebuild(parts, message.bytes);
+        if let Some(span) = span {
+            req.extensions_mut().insert(RequestSpan(span));
+        }
+        let resp = call(inner, req).await;
+        match admission {
+            Some(admission) if jsonrpc::is_event_stream(&resp) => resp.map(|body| {
+                Body::from_stream(futures::StreamExt::map(
+                    body.into_data_stream(),
+                    move |chunk| {
+                        let _held = &admission;
+                        chunk
+                    },
+                ))
+            }),
+            _ => resp,
+        }
+    }
+
+    fn deny(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) -> Response {
+        metrics::get().denials.add(
+            1,
+            &metrics::attrs(self.tenant_id(), &[("portcullis.reason", denial.reason())]),
+        );
+        tracing::info!(
+            tenant = %self.tenant_id(),
+            reason = denial.reason(),
+            subject = principal.and_then(|p| p.subject.as_deref()),
+            method = %parts.method,
+            "request denied: {}",
+            match denial {
+                Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.as_str(),
+                Denial::InsufficientScope { .. } => "the token lacks scopes this call needs",
+                Denial::Missing => "no bearer token",
+                Denial::TooManyFailures { .. } => "too many unacceptable tokens from this address",
+            }
+        );
+        self.auth.challenge(denial, principal)
+    }
+
+    /// A request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id.
+    fn over_quota(&self, refusal: &Refusal, principal: &Principal, message: &Envelope) -> Response {
+        metrics::get().quota_rejections.add(
+            1,
+            &metrics::attrs(self.tenant_id(), &[("portcullis.limit", refusal.limit())]),
+        );
+        let wait = refusal.retry_after_secs();
+        tracing::info!(tenant = %self.tenant_id(), subject = principal.subject.as_deref(),
+            limit = refusal.limit(), retry_after = wait, "request refused: {refusal}");
+        let body = json!({"jsonrpc": "2.0", "id": message.id(),
+            "error": {"code": code::SERVER_ERROR, "message": format!("Too many requests: {refusal}; retry in {wait} s"),
+                      "data": {"limit": refusal.limit(), "retryAfter": wait}}});
+        crate::auth::too_many_requests(&body, wait)
+    }
+
+    /// The `mcp.request` span for `message` (a child of the current HTTP span, or of the
+    /// trace its `_meta` names).
+    fn mcp_span(&self, parts: &Parts, message: &Envelope) -> tracing::Span {
+        let params = &message.message["params"];
+        let target = params["name"]
+            .as_str()
+            .or_else(|| params["uri"].as_str())
+            .or_else(|| {
+                params["ref"]["name"]
+                    .as_str()
+                    .or_else(|| params["ref"]["uri"].as_str())
+            });
+        let meta = params.get("_meta").and_then(serde_json::Value::as_object);
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let protocol_version = header_version.or_else(|| {
+            meta.and_then(|m| m.get("io.modelcontextprotocol/protocolVersion"))
+                .and_then(serde_json::Value::as_str)
+        });
+        let id = message.id();
+        telemetry::mcp_span(
+            &McpRequest {
+                tenant: self.tenant_id(),
+                method: message.message["method"].as_str().unwrap_or("unknown"),
+                target,
+                request_id: Some(id.as_str().map_or_else(|| id.to_string(), str::to_string)),
+                session: session_id(parts),
+                protocol_version,
+            },
+            meta,
+            false,
+        )
+    }
+}
+
+/// A request with `parts`' method, URI, headers and extensions and a new body.
+fn rebuild(parts: &Parts, body: bytes::Bytes) -> Request {
+    let mut req = Request::new(Body::from(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = parts.headers.clone();
+    req.headers_mut().remove(header::CONTENT_LENGTH);
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
+async fn call(inner: Inner, req: Request) -> Response {
+    match inner.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}

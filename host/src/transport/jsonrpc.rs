@@ -1,0 +1,223 @@
+//! JSON-RPC at the front: reading a bounded body, parsing it once into an [`Envelope`] (or a
+//! batch of them), and the error bodies the front answers with.
+//!
+//! Owns: the body limit (413), parse errors (400/-32700), batch rules (split for 2025-03-26
+//! clients, refused for later revisions) and the JSON-RPC error codes the front uses. Must
+//! not: interpret MCP methods beyond `initialize` and what a message targets (`mcp` does).
+
+#![allow(
+    clippy::result_large_err,
+    reason = "a refused step's error is its HTTP answer, built once per request"
+)]
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+
+/// JSON-RPC error codes the front answers with.
+pub(crate) mod code {
+    /// The body is not JSON.
+    pub(crate) const PARSE_ERROR: i64 = -32700;
+    /// Not a valid request (oversized, a batch where none is allowed, …).
+    pub(crate) const INVALID_REQUEST: i64 = -32600;
+    /// An internal error answering a batch item.
+    pub(crate) const INTERNAL_ERROR: i64 = -32603;
+    /// A server condition (quota, session limit).
+    pub(crate) const SERVER_ERROR: i64 = -32000;
+}
+
+/// The only revision whose clients may send JSON-RPC batches.
+const BATCH_REVISION: &str = "2025-03-26";
+
+/// A JSON-RPC error response without an id, with an HTTP status.
+pub(crate) fn rpc_error(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+    let body =
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message.into()}});
+    json_response(status, &body)
+}
+
+/// `body` as an `application/json` response.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// One JSON-RPC message, parsed once: its JSON and the bytes it came as.
+pub(crate) struct Envelope {
+    /// The message.
+    pub(crate) message: Value,
+    /// Its bytes, as forwarded to the protocol layer.
+    pub(crate) bytes: Bytes,
+}
+
+impl Envelope {
+    fn new(message: Value, bytes: Bytes) -> Self {
+        Self { message, bytes }
+    }
+
+    /// A request (has a method and an id), not a notification or a response.
+    pub(crate) fn is_request(&self) -> bool {
+        self.message.get("method").is_some() && self.message.get("id").is_some()
+    }
+
+    /// `initialize`.
+    pub(crate) fn is_initialize(&self) -> bool {
+        self.message["method"] == "initialize"
+    }
+
+    /// The id, or `null`.
+    pub(crate) fn id(&self) -> Value {
+        self.message.get("id").cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// What a POST body holds.
+pub(crate) enum Posted {
+    /// One message.
+    Single(Envelope),
+    /// A batch (2025-03-26), already checked: non-empty, no `initialize`.
+    Batch(Vec<Envelope>),
+}
+
+/// Read at most `limit` bytes of `body` and parse them: 413 above the limit (declared or
+/// actual), 400 for an unreadable body, invalid JSON, or a batch the revision forbids.
+pub(crate) async fn read(parts: &Parts, body: Body, limit: usize) -> Result<Posted, Response> {
+    let bytes = read_bounded(parts, body, limit).await?;
+    let message: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            code::PARSE_ERROR,
+            format!("parse error: the body is not valid JSON ({e})"),
+        )
+    })?;
+    match message {
+        Value::Array(items) => batch(parts, items).map(Posted::Batch),
+        message => Ok(Posted::Single(Envelope::new(message, bytes))),
+    }
+}
+
+async fn read_bounded(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::INVALID_REQUEST,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        tracing::info!(limit, "refused an oversized request body");
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) if is_length_limit(&e) => {
+            tracing::info!(limit, "refused an oversized request body");
+            Err(too_large())
+        }
+        Err(e) => {
+            tracing::debug!("could not read request body: {e}");
+            Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                code::PARSE_ERROR,
+                "could not read the request body",
+            ))
+        }
+    }
+}
+
+/// The items of a batch, if the client's revision allows batches and this one is valid.
+fn batch(parts: &Parts, items: Vec<Value>) -> Result<Vec<Envelope>, Response> {
+    let version = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(BATCH_REVISION);
+    let invalid = |msg: String| rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, msg);
+    if version != BATCH_REVISION {
+        return Err(invalid(format!(
+            "JSON-RPC batches are not part of MCP {version} (only {BATCH_REVISION}); send one message per request"
+        )));
+    }
+    if items.is_empty() {
+        return Err(invalid("an empty batch is not a valid request".into()));
+    }
+    if items.iter().any(|i| i["method"] == "initialize") {
+        return Err(invalid("initialize must not be part of a batch".into()));
+    }
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let bytes = Bytes::from(item.to_string());
+            Envelope::new(item, bytes)
+        })
+        .collect())
+}
+
+/// The batch's answer from its items' answers (202 when none needs one).
+pub(crate) fn batch_response(answers: Vec<Value>) -> Response {
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    json_response(StatusCode::OK, &Value::Array(answers))
+}
+
+/// Whether `resp` is an SSE stream.
+pub(crate) fn is_event_stream(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// The JSON-RPC response for one batch item, from the response the endpoint gave it alone.
+pub(crate) async fn batch_answer(resp: Response, id: Value) -> Option<Value> {
+    let status = resp.status();
+    if status == StatusCode::ACCEPTED {
+        return None;
+    }
+    let is_sse = is_event_stream(&resp);
+    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .unwrap_or_default();
+    let messages: Vec<Value> = if is_sse {
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        serde_json::from_slice(&body).ok().into_iter().collect()
+    };
+    let answer = messages
+        .into_iter()
+        .find(|m| m.get("result").is_some() || m.get("error").is_some());
+    answer.or_else(|| {
+        (!id.is_null()).then(|| {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code::INTERNAL_ERROR,
+                "message": format!("request failed with HTTP {status}: {}", String::from_utf8_lossy(&body))}})
+        })
+    })
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
