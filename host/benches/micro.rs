@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
-use portcullis::auth::{ResourceServer, TenantAuth};
+use portcullis::auth::{KeyFetch, ResourceServer, TenantAuth};
 use portcullis::config::Config;
 use portcullis::downstream::{Grant, OAuthClients, TokenRequest};
 use portcullis::sandbox::{
@@ -198,7 +198,11 @@ fn jwt(c: &mut Criterion) {
         let mut a = issuers.config.auth.clone();
         a.token_cache_entries = cache;
         let rs = rt
-            .block_on(ResourceServer::start(&a, &issuers.config.auth.issuers))
+            .block_on(ResourceServer::start(
+                &a,
+                &issuers.config.auth.issuers,
+                KeyFetch::Background,
+            ))
             .unwrap();
         TenantAuth::new(
             Arc::from("bench"),
@@ -243,6 +247,7 @@ fn exchange(c: &mut Criterion) {
         .block_on(ResourceServer::start(
             &issuers.config.auth,
             &issuers.config.auth.issuers,
+            KeyFetch::Background,
         ))
         .unwrap();
     let auth = TenantAuth::new(

@@ -40,13 +40,15 @@
 //! | module     | may use                                                        |
 //! |------------|----------------------------------------------------------------|
 //! | config     |                                                                |
+//! | net        |                                                                |
+//! | oauth      |                                                                |
 //! | telemetry  | config                                                         |
 //! | sandbox    | config, telemetry                                              |
-//! | auth       | config, telemetry                                              |
+//! | auth       | config, oauth, telemetry                                       |
 //! | plugins    | auth, config, sandbox, telemetry                               |
-//! | downstream | auth, config, sandbox, telemetry                               |
+//! | downstream | auth, config, net, oauth, sandbox, telemetry                   |
 //! | tenancy    | auth, config, sandbox                                          |
-//! | dev_as     | config, downstream                                             |
+//! | dev_as     | config, net, oauth                                             |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
@@ -59,6 +61,8 @@ pub mod config;
 pub mod dev_as;
 pub mod downstream;
 pub mod mcp;
+pub mod net;
+pub mod oauth;
 pub mod plugins;
 pub mod sandbox;
 pub mod sessions;
@@ -91,91 +95,29 @@ pub struct Portcullis {
 }
 
 impl Portcullis {
-    /// Load every tenant's plugins and build the HTTP router.
+    /// Load every tenant's plugins and build the HTTP router: the composition root.
     ///
     /// Plugins that fail to load are logged and skipped; the rest serve. Fails only for
     /// problems that make serving impossible (engine, state key, unsupported settings).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        if config.auth.mode == AuthMode::None {
-            tracing::warn!(
-                "AUTHENTICATION IS OFF (auth.mode = \"none\"): every request acts as `{}` with scopes {:?}. \
-                 Use this only for local development and conformance testing.",
-                config.auth.anonymous.subject,
-                config.auth.anonymous.scopes
-            );
-        }
-        let state_key = match &config.server.state_key_env {
-            Some(var) => {
-                let key = config::secret_from_env(var).map_err(|e| {
-                    anyhow::anyhow!("{}: server.state_key_env: {e}", config.source.display())
-                })?;
-                anyhow::ensure!(
-                    key.len() >= 32,
-                    "{}: server.state_key_env: the key in {var} must be at least 32 bytes",
-                    config.source.display()
-                );
-                Some(key.into_bytes())
-            }
-            None => None,
-        };
+        Self::start_with(config, auth::KeyFetch::Background).await
+    }
+
+    /// [`Portcullis::start`] for stdio and one-shot commands: signing keys are fetched only
+    /// when a token needs them (the issuer may be this gateway's own development AS, which
+    /// is not listening).
+    pub async fn start_local(config: Config) -> anyhow::Result<Self> {
+        Self::start_with(config, auth::KeyFetch::OnDemand).await
+    }
+
+    async fn start_with(config: Config, keys: auth::KeyFetch) -> anyhow::Result<Self> {
+        warn_if_unauthenticated(&config);
         let sandbox = Sandbox::new(&sandbox::SandboxConfig::from_config(&config))
             .context("starting the wasm engine")?;
-        let loaded: BTreeMap<String, Arc<TenantPlugins>> =
-            plugins::load_all(&sandbox, &config).await;
-        let loaded_for_watch = loaded.clone();
-        let oauth_clients = Arc::new(downstream::OAuthClients::from_config(&config)?);
-        let mut tenants: BTreeMap<String, Arc<TenantContext>> = BTreeMap::new();
-        for (id, plugins) in loaded {
-            let tenant_config = config
-                .tenants
-                .iter()
-                .find(|t| t.id == id)
-                .expect("loaded tenants are configured");
-            let services = downstream::TenantServices::new(tenant_config, &oauth_clients)
-                .with_context(|| {
-                    format!(
-                        "{}: tenant `{id}` downstream services",
-                        config.source.display()
-                    )
-                })?;
-            let quotas = Arc::new(tenancy::quota::Quotas::new(
-                &tenant_config.quota,
-                config.instance_share(tenant_config),
-            ));
-            let context = TenantContext::new(
-                plugins,
-                state_key.clone(),
-                config.auth.tools_list,
-                Arc::new(services),
-                quotas,
-            );
-            tenants.insert(id, Arc::new(context));
-        }
+        let loaded = plugins::load_all(&sandbox, &config).await;
+        let tenants = build_tenants(&config, &loaded)?;
         let shutdown = CancellationToken::new();
-        // Without a watcher the gateway still serves what it loaded; say so loudly.
-        let watcher = if config.sandbox.watch {
-            plugins::watch::start(
-                sandbox.clone(),
-                Arc::new(config.clone()),
-                loaded_for_watch,
-                Duration::from_millis(config.sandbox.reload_debounce_ms),
-                shutdown.clone(),
-            )
-            .inspect_err(|e| {
-                tracing::error!("hot reload is OFF: cannot watch the plugin files: {e:#} (on Linux, check fs.inotify.max_user_instances)");
-            })
-            .ok()
-        } else {
-            None
-        };
-        let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(&config);
-        let settings = HttpSettings {
-            allowed_hosts,
-            allowed_origins,
-            max_body_bytes: config.server.max_body_bytes,
-            session_idle: Duration::from_secs(config.server.session_idle_timeout_secs),
-            shutdown: shutdown.clone(),
-        };
+        let watcher = start_watcher(&config, &sandbox, loaded, &shutdown);
         let in_order: Vec<Arc<TenantContext>> = config
             .tenants
             .iter()
@@ -184,12 +126,13 @@ impl Portcullis {
         spawn_quota_upkeep(&in_order, shutdown.clone());
         let resource_server = match config.auth.mode {
             AuthMode::Oauth => Some(
-                auth::ResourceServer::start(&config.auth, &config.trusted_issuers())
+                auth::ResourceServer::start(&config.auth, &config.trusted_issuers(), keys)
                     .await
                     .context("starting the OAuth resource server")?,
             ),
             AuthMode::None => None,
         };
+        let settings = http_settings(&config, &shutdown);
         let mut router = transport::router(&config, &in_order, &settings, resource_server);
         let dev_as = if config.dev_as.enabled {
             let dev = dev_as::DevAs::new(&config)
@@ -274,6 +217,103 @@ impl Portcullis {
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await?;
         Ok(())
+    }
+}
+
+fn warn_if_unauthenticated(config: &Config) {
+    if config.auth.mode == AuthMode::None {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (auth.mode = \"none\"): every request acts as `{}` with scopes {:?}. \
+             Use this only for local development and conformance testing.",
+            config.auth.anonymous.subject,
+            config.auth.anonymous.scopes
+        );
+    }
+}
+
+/// The key sealing `requestState` (`server.state_key_env`), or `None` for a random one.
+fn state_key(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(var) = &config.server.state_key_env else {
+        return Ok(None);
+    };
+    let at = || format!("{}: server.state_key_env", config.source.display());
+    let key = config::secret_from_env(var).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    anyhow::ensure!(
+        key.len() >= 32,
+        "{}: the key in {var} must be at least 32 bytes",
+        at()
+    );
+    Ok(Some(key.into_bytes()))
+}
+
+/// Every tenant's context: its loaded plugins, downstream services and quotas.
+fn build_tenants(
+    config: &Config,
+    loaded: &BTreeMap<String, Arc<TenantPlugins>>,
+) -> anyhow::Result<BTreeMap<String, Arc<TenantContext>>> {
+    let state_key = state_key(config)?;
+    let oauth_clients = Arc::new(downstream::OAuthClients::from_config(config)?);
+    let mut tenants = BTreeMap::new();
+    for tenant in &config.tenants {
+        let Some(plugins) = loaded.get(&tenant.id) else {
+            continue;
+        };
+        let at = || {
+            format!(
+                "{}: tenant `{}` downstream services",
+                config.source.display(),
+                tenant.id
+            )
+        };
+        let services = downstream::TenantServices::new(tenant, &oauth_clients).with_context(at)?;
+        let quotas = Arc::new(tenancy::quota::Quotas::new(
+            &tenant.quota,
+            config.instance_share(tenant),
+        ));
+        let context = TenantContext::new(
+            plugins.clone(),
+            state_key.clone(),
+            config.auth.tools_list,
+            Arc::new(services),
+            quotas,
+        );
+        tenants.insert(tenant.id.clone(), Arc::new(context));
+    }
+    Ok(tenants)
+}
+
+/// The plugin watcher, when `sandbox.watch` is on. Without one the gateway still serves what
+/// it loaded; say so loudly.
+fn start_watcher(
+    config: &Config,
+    sandbox: &Sandbox,
+    loaded: BTreeMap<String, Arc<TenantPlugins>>,
+    shutdown: &CancellationToken,
+) -> Option<plugins::watch::PluginWatcher> {
+    if !config.sandbox.watch {
+        return None;
+    }
+    plugins::watch::start(
+        sandbox.clone(),
+        Arc::new(config.clone()),
+        loaded,
+        Duration::from_millis(config.sandbox.reload_debounce_ms),
+        shutdown.clone(),
+    )
+    .inspect_err(|e| {
+        tracing::error!("hot reload is OFF: cannot watch the plugin files: {e:#} (on Linux, check fs.inotify.max_user_instances)");
+    })
+    .ok()
+}
+
+fn http_settings(config: &Config, shutdown: &CancellationToken) -> HttpSettings {
+    let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(config);
+    HttpSettings {
+        allowed_hosts,
+        allowed_origins,
+        max_body_bytes: config.server.max_body_bytes,
+        session_idle: Duration::from_secs(config.server.session_idle_timeout_secs),
+        shutdown: shutdown.clone(),
     }
 }
 

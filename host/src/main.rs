@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Stdio { config } => {
             let (config, _telemetry) = load(&config, true)?;
-            let gateway = Portcullis::start(config).await?;
+            let gateway = Portcullis::start_local(config).await?;
             portcullis::transport::stdio::run(gateway.config(), gateway.stdio_tenant()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -121,83 +121,97 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sub,
             scope,
             tenant,
-        } => {
-            let (config, _telemetry) = load(&config, false)?;
-            anyhow::ensure!(
-                config.dev_as.enabled && config.dev_as.key_file.is_some(),
-                "{}: `portcullis token` needs [dev_as] enabled = true with a key_file, so the running gateway \
-                 and this command sign with the same key",
-                config.source.display()
+        } => token(&config, &sub, scope, tenant.as_deref()),
+        Command::Plugins { config } => plugins(&config).await,
+        Command::Check { config } => check(&config).await,
+    }
+}
+
+/// `portcullis token`: a development token the running gateway accepts.
+fn token(
+    config: &std::path::Path,
+    sub: &str,
+    scope: Option<String>,
+    tenant: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (config, _telemetry) = load(config, false)?;
+    anyhow::ensure!(
+        config.dev_as.enabled && config.dev_as.key_file.is_some(),
+        "{}: `portcullis token` needs [dev_as] enabled = true with a key_file, so the running gateway \
+         and this command sign with the same key",
+        config.source.display()
+    );
+    let t = match tenant {
+        Some(id) => config
+            .tenants
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| anyhow::anyhow!("no tenant `{id}`"))?,
+        None => &config.tenants[0],
+    };
+    let resource = config.tenant_resource(t);
+    let scope = scope.unwrap_or_else(|| {
+        let auth = &config.auth;
+        auth.challenge_scopes
+            .as_ref()
+            .unwrap_or(&auth.scopes_supported)
+            .join(" ")
+    });
+    anyhow::ensure!(
+        !scope.trim().is_empty(),
+        "no scopes: pass --scope \"mcp:tools ...\" (a token without scopes can call nothing)"
+    );
+    let dev = portcullis::dev_as::DevAs::minter(&config)?;
+    println!("{}", dev.mint(sub, "portcullis-cli", &resource, &scope)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis plugins`: every tenant's inventory, as `/admin/plugins` shows it.
+async fn plugins(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (gateway, _telemetry) = load_once(config).await?;
+    let out: serde_json::Map<String, serde_json::Value> = gateway
+        .catalogs()
+        .into_iter()
+        .map(|(id, catalog)| {
+            let inventory = portcullis::admin::Inventory::of(&catalog);
+            (id, serde_json::to_value(inventory).unwrap_or_default())
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis check`: load every plugin once; fails if any does not load.
+async fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (gateway, _telemetry) = load_once(config).await?;
+    let mut failed = 0;
+    for (id, catalog) in gateway.catalogs() {
+        for p in &catalog.plugins {
+            println!(
+                "ok      {}/{} ({} tools, sha256 {})",
+                id,
+                p.name,
+                p.tools.len(),
+                &p.sha256[..12]
             );
-            let t = match &tenant {
-                Some(id) => config
-                    .tenants
-                    .iter()
-                    .find(|t| &t.id == id)
-                    .ok_or_else(|| anyhow::anyhow!("no tenant `{id}`"))?,
-                None => &config.tenants[0],
-            };
-            let resource = config.tenant_resource(t);
-            let scope = scope.unwrap_or_else(|| {
-                let auth = &config.auth;
-                auth.challenge_scopes
-                    .as_ref()
-                    .unwrap_or(&auth.scopes_supported)
-                    .join(" ")
-            });
-            anyhow::ensure!(
-                !scope.trim().is_empty(),
-                "no scopes: pass --scope \"mcp:tools ...\" (a token without scopes can call nothing)"
-            );
-            let dev = portcullis::dev_as::DevAs::minter(&config)?;
-            println!("{}", dev.mint(&sub, "portcullis-cli", &resource, &scope)?);
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Plugins { config } => {
-            let (gateway, _telemetry) = load_once(&config).await?;
-            let out: serde_json::Map<String, serde_json::Value> = gateway
-                .catalogs()
-                .into_iter()
-                .map(|(id, catalog)| {
-                    let inventory = portcullis::admin::Inventory::of(&catalog);
-                    (id, serde_json::to_value(inventory).unwrap_or_default())
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { config } => {
-            let (gateway, _telemetry) = load_once(&config).await?;
-            let mut failed = 0;
-            for (id, catalog) in gateway.catalogs() {
-                for p in &catalog.plugins {
-                    println!(
-                        "ok      {}/{} ({} tools, sha256 {})",
-                        id,
-                        p.name,
-                        p.tools.len(),
-                        &p.sha256[..12]
-                    );
-                }
-                for f in &catalog.failures {
-                    failed += 1;
-                    println!("FAILED  {}: {}", id, f.error);
-                }
-            }
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+        for f in &catalog.failures {
+            failed += 1;
+            println!("FAILED  {}: {}", id, f.error);
         }
     }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Load a configuration and its plugins for a one-shot command: no file watcher.
 async fn load_once(path: &std::path::Path) -> anyhow::Result<(Portcullis, Telemetry)> {
     let (mut config, telemetry) = load(path, false)?;
     config.sandbox.watch = false;
-    Ok((Portcullis::start(config).await?, telemetry))
+    Ok((Portcullis::start_local(config).await?, telemetry))
 }
 
 /// Serve HTTP until Ctrl-C or SIGTERM; buffered telemetry is flushed on the way out.

@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod cli;
 mod conformance;
 mod dev_as;
 mod downstream;

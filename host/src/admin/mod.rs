@@ -53,6 +53,26 @@ impl Admin {
         }
     }
 
+    /// The routes: `/readyz` and `/admin/plugins`.
+    pub(crate) fn routes(self: Arc<Self>) -> axum::Router {
+        let readiness = self.clone();
+        axum::Router::new()
+            .route(
+                "/readyz",
+                axum::routing::get(move |req: Request| {
+                    let admin = readiness.clone();
+                    async move { admin.readiness(req).await }
+                }),
+            )
+            .route(
+                "/admin/plugins",
+                axum::routing::get(move |req: Request| {
+                    let admin = self.clone();
+                    async move { admin.plugins(req).await }
+                }),
+            )
+    }
+
     fn oauth(&self) -> bool {
         self.tenants.iter().any(|(_, a)| a.requires_token())
     }

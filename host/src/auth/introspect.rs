@@ -91,7 +91,7 @@ impl Introspector {
             .issuer
             .metadata()
             .await
-            .map_err(IntrospectError::Unavailable)?;
+            .map_err(|e| IntrospectError::Unavailable(e.to_string()))?;
         doc["introspection_endpoint"]
             .as_str()
             .map(str::to_string)

@@ -19,12 +19,83 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::IssuerConfig;
+use crate::oauth::{DiscoveryError, FetchError, discover, fetch_json};
 use crate::telemetry::untrusted;
 
-/// How long a metadata or JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest JWKS or metadata document accepted.
-const MAX_DOCUMENT_BYTES: usize = 256 << 10;
+/// Why an issuer's signing keys could not be fetched (the last good keys stay in use).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeysError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("the metadata of {0} has no jwks_uri")]
+    NoJwksUri(String),
+    #[error("JWKS at {uri} is not a JWK set: {source}")]
+    NotJwks {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("JWKS at {0} holds no usable keys")]
+    NoUsableKeys(String),
+}
+
+/// Why a JWT was not accepted. Safe to show to the client and to log: never the token.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JwtError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's typ must be at+jwt (RFC 9068)")]
+    NotAccessTokenType,
+    #[error("the token's claims are not valid JSON")]
+    ClaimsNotJson,
+    #[error("the token has no iss claim")]
+    NoIssuer,
+    #[error("issuer {} is not trusted here", untrusted(.0))]
+    UntrustedIssuer(String),
+    #[error("algorithm {alg:?} is not accepted for {issuer}")]
+    AlgorithmNotAccepted { alg: Algorithm, issuer: String },
+    #[error("no signing key {} is known for {issuer}", untrusted(.kid))]
+    UnknownKey { kid: String, issuer: String },
+    #[error("the token names no key and {0} has several")]
+    AmbiguousKey(String),
+    #[error("algorithm {0:?} does not match the key type")]
+    KeyTypeMismatch(Algorithm),
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token was not issued for this resource (aud)")]
+    WrongAudience,
+    #[error("the token's issuer does not match")]
+    IssuerMismatch,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has no {0} claim")]
+    MissingClaim(String),
+    #[error("the token's algorithm is not accepted")]
+    AlgorithmRejected,
+    #[error("the token is invalid ({0})")]
+    Invalid(String),
+    #[error("the token was issued in the future (iat)")]
+    IssuedInFuture,
+}
+
+impl From<jsonwebtoken::errors::Error> for JwtError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        match e.kind() {
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidAudience => Self::WrongAudience,
+            ErrorKind::InvalidIssuer => Self::IssuerMismatch,
+            ErrorKind::InvalidSignature => Self::BadSignature,
+            ErrorKind::MissingRequiredClaim(c) => Self::MissingClaim(c.clone()),
+            ErrorKind::InvalidAlgorithm => Self::AlgorithmRejected,
+            other => Self::Invalid(format!("{other:?}")),
+        }
+    }
+}
 
 /// One trusted issuer and its current keys.
 pub(crate) struct Issuer {
@@ -76,12 +147,12 @@ impl Issuer {
 
     /// Fetch the JWKS now (discovering its URL first if needed). On failure the previous keys
     /// stay in use.
-    pub(crate) async fn refresh(&self) -> Result<usize, String> {
+    pub(crate) async fn refresh(&self) -> Result<usize, KeysError> {
         let mut last = self.last_fetch.lock().await;
         self.fetch_locked(&mut last).await
     }
 
-    async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, String> {
+    async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, KeysError> {
         *last = Some(Instant::now());
         let uri = match self.jwks_uri.load_full() {
             Some(u) => u,
@@ -92,8 +163,10 @@ impl Issuer {
             }
         };
         let doc = fetch_json(&self.http, &uri).await?;
-        let set: JwkSet = serde_json::from_value(doc)
-            .map_err(|e| format!("JWKS at {uri} is not a JWK set: {e}"))?;
+        let set: JwkSet = serde_json::from_value(doc).map_err(|source| KeysError::NotJwks {
+            uri: uri.to_string(),
+            source,
+        })?;
         let mut keys = HashMap::new();
         for (i, jwk) in set.keys.iter().enumerate() {
             let id = jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}"));
@@ -107,7 +180,7 @@ impl Issuer {
             }
         }
         if keys.is_empty() {
-            return Err(format!("JWKS at {uri} holds no usable keys"));
+            return Err(KeysError::NoUsableKeys(uri.to_string()));
         }
         let n = keys.len();
         self.keys.store(Arc::new(keys));
@@ -117,7 +190,7 @@ impl Issuer {
 
     /// The issuer's metadata: RFC 8414 first, then OIDC discovery; its `issuer` must match
     /// exactly. Fetched once and remembered.
-    pub(crate) async fn metadata(&self) -> Result<Arc<Value>, String> {
+    pub(crate) async fn metadata(&self) -> Result<Arc<Value>, DiscoveryError> {
         if let Some(m) = self.metadata.load_full() {
             return Ok(m);
         }
@@ -126,12 +199,12 @@ impl Issuer {
         Ok(doc)
     }
 
-    async fn discover_jwks_uri(&self) -> Result<String, String> {
+    async fn discover_jwks_uri(&self) -> Result<String, KeysError> {
         let doc = self.metadata().await?;
         doc["jwks_uri"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| format!("the metadata of {} has no jwks_uri", self.issuer))
+            .ok_or_else(|| KeysError::NoJwksUri(self.issuer.clone()))
     }
 
     /// The key for `kid`, refreshing once (rate-limited) if it is unknown.
@@ -174,68 +247,6 @@ fn lookup(keys: &HashMap<String, DecodingKey>, kid: Option<&str>) -> Option<Deco
     }
 }
 
-fn split_origin(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => url.split_at(after_scheme + i),
-        None => (url, ""),
-    }
-}
-
-pub(crate) async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let resp = http
-        .get(url)
-        .timeout(FETCH_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("{url}: HTTP {}", resp.status()));
-    }
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_DOCUMENT_BYTES)
-    {
-        return Err(format!("{url}: document too large"));
-    }
-    let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(format!("{url}: document too large"));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("{url}: not JSON: {e}"))
-}
-
-/// An issuer's metadata: RFC 8414 first, then OIDC discovery; its `issuer` must equal
-/// `issuer` exactly.
-pub(crate) async fn discover(http: &reqwest::Client, issuer_id: &str) -> Result<Value, String> {
-    let issuer = issuer_id.trim_end_matches('/');
-    let (origin, path) = split_origin(issuer);
-    let mut candidates = vec![format!(
-        "{origin}/.well-known/oauth-authorization-server{path}"
-    )];
-    if path.is_empty() {
-        candidates.push(format!("{origin}/.well-known/openid-configuration"));
-    } else {
-        candidates.push(format!("{origin}/.well-known/openid-configuration{path}"));
-        candidates.push(format!("{issuer}/.well-known/openid-configuration"));
-    }
-    let mut errors = Vec::new();
-    for url in candidates {
-        match fetch_json(http, &url).await {
-            Ok(doc) if doc["issuer"].as_str() == Some(issuer_id) => return Ok(doc),
-            Ok(doc) => errors.push(format!(
-                "{url}: issuer {} does not match {issuer_id}",
-                doc["issuer"]
-            )),
-            Err(e) => errors.push(e),
-        }
-    }
-    Err(format!(
-        "cannot discover the metadata of {issuer_id}: {}",
-        errors.join("; ")
-    ))
-}
-
 /// Settings for validating JWTs.
 #[derive(Debug, Clone)]
 pub(crate) struct JwtRules {
@@ -259,9 +270,8 @@ pub(crate) async fn validate(
     audience: &str,
     issuers: &[Arc<Issuer>],
     rules: &JwtRules,
-) -> Result<Verified, String> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| "the token is not a well-formed JWT".to_string())?;
+) -> Result<Verified, JwtError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
     if rules.require_at_jwt {
         let typ = header
             .typ
@@ -269,40 +279,22 @@ pub(crate) async fn validate(
             .unwrap_or_default()
             .to_ascii_lowercase();
         if typ != "at+jwt" && typ != "application/at+jwt" {
-            return Err("the token's typ must be at+jwt (RFC 9068)".into());
+            return Err(JwtError::NotAccessTokenType);
         }
     }
     let unverified: Map<String, Value> =
         jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
-            .map_err(|_| "the token's claims are not valid JSON".to_string())?
+            .map_err(|_| JwtError::ClaimsNotJson)?
             .claims;
     let iss = unverified
         .get("iss")
         .and_then(Value::as_str)
-        .ok_or("the token has no iss claim")?;
+        .ok_or(JwtError::NoIssuer)?;
     let issuer = issuers
         .iter()
         .find(|i| i.issuer == iss)
-        .ok_or_else(|| format!("issuer {} is not trusted here", untrusted(iss)))?;
-    if !issuer.algorithms.contains(&header.alg) {
-        return Err(format!(
-            "algorithm {:?} is not accepted for {iss}",
-            header.alg
-        ));
-    }
-    let key = issuer
-        .key(header.kid.as_deref())
-        .await
-        .ok_or_else(|| match &header.kid {
-            Some(kid) => format!("no signing key {} is known for {iss}", untrusted(kid)),
-            None => format!("the token names no key and {iss} has several"),
-        })?;
-    if key.family() != header.alg.family() {
-        return Err(format!(
-            "algorithm {:?} does not match the key type",
-            header.alg
-        ));
-    }
+        .ok_or_else(|| JwtError::UntrustedIssuer(iss.to_string()))?;
+    let key = issuer.key_for(&header).await?;
     let mut v = Validation::new(header.alg);
     // Already checked against the issuer's allow-list; jsonwebtoken wants one key family here.
     v.algorithms = vec![header.alg];
@@ -311,25 +303,12 @@ pub(crate) async fn validate(
     v.set_issuer(&[iss]);
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| match e
-        .kind()
-    {
-        ErrorKind::ExpiredSignature => "the token has expired".to_string(),
-        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)".to_string(),
-        ErrorKind::InvalidAudience => {
-            "the token was not issued for this resource (aud)".to_string()
-        }
-        ErrorKind::InvalidIssuer => "the token's issuer does not match".to_string(),
-        ErrorKind::InvalidSignature => "the token's signature does not verify".to_string(),
-        ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
-        ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted".to_string(),
-        other => format!("the token is invalid ({other:?})"),
-    })?;
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)?;
     let now = jsonwebtoken::get_current_timestamp();
     if let Some(iat) = data.claims.get("iat").and_then(Value::as_u64)
         && iat > now + rules.leeway
     {
-        return Err("the token was issued in the future (iat)".into());
+        return Err(JwtError::IssuedInFuture);
     }
     let expires = data
         .claims
@@ -343,23 +322,30 @@ pub(crate) async fn validate(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_origin;
-
-    #[test]
-    fn issuer_origin_and_path() {
-        assert_eq!(
-            split_origin("https://as.example"),
-            ("https://as.example", "")
-        );
-        assert_eq!(
-            split_origin("https://as.example/tenant1"),
-            ("https://as.example", "/tenant1")
-        );
-        assert_eq!(
-            split_origin("http://127.0.0.1:9000/realms/a"),
-            ("http://127.0.0.1:9000", "/realms/a")
-        );
+impl Issuer {
+    /// The key that must have signed a token with `header`: an algorithm this issuer accepts,
+    /// a key it publishes, of the algorithm's family.
+    async fn key_for(&self, header: &jsonwebtoken::Header) -> Result<DecodingKey, JwtError> {
+        let issuer = &self.issuer;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(JwtError::AlgorithmNotAccepted {
+                alg: header.alg,
+                issuer: issuer.clone(),
+            });
+        }
+        let key = self
+            .key(header.kid.as_deref())
+            .await
+            .ok_or_else(|| match &header.kid {
+                Some(kid) => JwtError::UnknownKey {
+                    kid: kid.clone(),
+                    issuer: issuer.clone(),
+                },
+                None => JwtError::AmbiguousKey(issuer.clone()),
+            })?;
+        if key.family() != header.alg.family() {
+            return Err(JwtError::KeyTypeMismatch(header.alg));
+        }
+        Ok(key)
     }
 }

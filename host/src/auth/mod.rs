@@ -11,8 +11,6 @@
 mod introspect;
 mod jwt;
 
-pub(crate) use jwt::discover as discover_metadata;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -290,10 +288,25 @@ impl std::fmt::Debug for ResourceServer {
     }
 }
 
+/// When a resource server fetches its issuers' signing keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFetch {
+    /// At start and periodically in the background (a gateway serving HTTP).
+    Background,
+    /// Only when a token needs them (stdio and one-shot commands: the issuer may be this very
+    /// gateway's development AS, which is not listening).
+    OnDemand,
+}
+
 impl ResourceServer {
-    /// Build from `[auth]` and the trusted issuers, and fetch and refresh their keys in the
-    /// background. An issuer that cannot be reached yet is logged and retried on demand.
-    pub async fn start(config: &AuthConfig, trusted: &[IssuerConfig]) -> anyhow::Result<Arc<Self>> {
+    /// Build from `[auth]` and the trusted issuers; with [`KeyFetch::Background`], fetch and
+    /// refresh their keys in the background (an issuer that cannot be reached yet is logged
+    /// and retried on demand).
+    pub async fn start(
+        config: &AuthConfig,
+        trusted: &[IssuerConfig],
+        fetch: KeyFetch,
+    ) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -315,7 +328,12 @@ impl ResourceServer {
         // request arriving meanwhile waits on the same single-flight fetch), then refresh
         // periodically, keeping the last good keys when a fetch fails.
         let every = Duration::from_secs(config.jwks_refresh_secs.max(1));
-        for issuer in &issuers {
+        let background = if fetch == KeyFetch::Background {
+            issuers.as_slice()
+        } else {
+            &[]
+        };
+        for issuer in background {
             let weak = Arc::downgrade(issuer);
             tokio::spawn(async move {
                 let mut first = true;
@@ -495,7 +513,7 @@ impl ResourceServer {
             Some(at) if !looks_like_jwt => self.introspect(at, token, audience, peer).await?,
             _ => jwt::validate(token, audience, trusted, &self.rules)
                 .await
-                .map_err(Denial::InvalidToken)?,
+                .map_err(|e| Denial::InvalidToken(e.to_string()))?,
         };
         let c = &verified.claims;
         let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
@@ -577,11 +595,7 @@ pub(crate) fn too_many_requests(body: &Value, retry_after: u64) -> Response {
 
 /// The path-inserted RFC 9728 metadata URL for a resource URL.
 pub fn metadata_url_for(resource: &str) -> String {
-    let after_scheme = resource.find("://").map_or(0, |i| i + 3);
-    let (origin, path) = match resource[after_scheme..].find('/') {
-        Some(i) => resource.split_at(after_scheme + i),
-        None => (resource, ""),
-    };
+    let (origin, path) = crate::oauth::split_origin(resource);
     format!("{origin}/.well-known/oauth-protected-resource{path}")
 }
 

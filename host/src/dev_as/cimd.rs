@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::downstream::is_public;
+use crate::net::is_public;
 
 /// Largest document accepted.
 const MAX_BYTES: usize = 64 << 10;

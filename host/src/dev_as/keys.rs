@@ -83,7 +83,7 @@ impl SigningKey {
         token: &str,
         issuer: &str,
         audiences: &[String],
-    ) -> Result<serde_json::Map<String, Value>, String> {
+    ) -> Result<serde_json::Map<String, Value>, jsonwebtoken::errors::Error> {
         let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
         v.set_issuer(&[issuer]);
         v.set_audience(audiences);
@@ -91,7 +91,6 @@ impl SigningKey {
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &self.decoding, &v)
             .map(|d| d.claims)
-            .map_err(|e| format!("the subject token is not valid here ({:?})", e.kind()))
     }
 
     /// The public key set.

@@ -30,11 +30,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, DevAsConfig};
-
-/// RFC 8693 grant type.
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// RFC 8693 token type of an access token.
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+use crate::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
 
 /// How long an authorization code may be redeemed.
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -450,6 +446,9 @@ impl DevAs {
 
     /// RFC 8693: exchange a user's access token (issued here, for one of the gateway's
     /// resources) for a token for a configured downstream audience, acting as `client`.
+    ///
+    /// Long on purpose: the RFC 8693 checks in the order the RFC states them, each with its
+    /// own error, then the token; split, the rules would no longer read as one list.
     fn exchange(&self, client: &Client, form: &TokenForm) -> Response {
         let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
         if client.secret.is_none() {
@@ -479,7 +478,10 @@ impl DevAs {
             .verify(subject_token, &self.issuer, &self.resources)
         {
             Ok(c) => c,
-            Err(e) => return bad("invalid_grant", &e),
+            Err(e) => {
+                let why = format!("the subject token is not valid here ({:?})", e.kind());
+                return bad("invalid_grant", &why);
+            }
         };
         let target = match (&form.audience, &form.resource) {
             (Some(a), None) | (None, Some(a)) => a.clone(),
@@ -768,104 +770,9 @@ async fn token(
         );
     }
     match form.grant_type.as_str() {
-        "authorization_code" => {
-            // Single use: the code is gone whether or not the rest succeeds.
-            let Some(grant) = form.code.as_ref().and_then(|c| dev.codes.lock().remove(c)) else {
-                return bad(
-                    "invalid_grant",
-                    "the code is unknown, expired or already used",
-                );
-            };
-            if grant.expires < Instant::now() || grant.client_id != client.client_id {
-                return bad(
-                    "invalid_grant",
-                    "the code is expired or belongs to another client",
-                );
-            }
-            if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-                return bad(
-                    "invalid_grant",
-                    "redirect_uri does not match the authorization request",
-                );
-            }
-            let verifier = form.code_verifier.as_deref().unwrap_or_default();
-            if verifier.len() < 43
-                || B64.encode(Sha256::digest(verifier.as_bytes())) != grant.challenge
-            {
-                return bad(
-                    "invalid_grant",
-                    "code_verifier does not match the code_challenge",
-                );
-            }
-            if form.resource.as_ref().is_some_and(|r| r != &grant.resource) {
-                return bad(
-                    "invalid_target",
-                    "resource differs from the authorization request",
-                );
-            }
-            dev.tokens(&client, &grant.subject, &grant.resource, &grant.scope)
-        }
-        "refresh_token" => {
-            // Rotation: a refresh token works once; a reused one is refused.
-            let Some(grant) = form
-                .refresh_token
-                .as_ref()
-                .and_then(|t| dev.refresh.lock().remove(t))
-            else {
-                return bad(
-                    "invalid_grant",
-                    "the refresh token is unknown, expired or already used",
-                );
-            };
-            if grant.expires < Instant::now() || grant.client_id != client.client_id {
-                return bad(
-                    "invalid_grant",
-                    "the refresh token is expired or belongs to another client",
-                );
-            }
-            let scope = match &form.scope {
-                Some(s)
-                    if s.split_whitespace()
-                        .all(|x| grant.scope.split_whitespace().any(|g| g == x)) =>
-                {
-                    s.clone()
-                }
-                Some(_) => return bad("invalid_scope", "a refresh may only narrow the scope"),
-                None => grant.scope.clone(),
-            };
-            dev.tokens(&client, &grant.subject, &grant.resource, &scope)
-        }
-        "client_credentials" => {
-            if client.secret.is_none() {
-                return bad(
-                    "unauthorized_client",
-                    "client_credentials needs a confidential client",
-                );
-            }
-            let Some(resource) = form
-                .resource
-                .clone()
-                .filter(|r| dev.resources.contains(r) || dev.exchange_audiences.contains(r))
-            else {
-                return bad(
-                    "invalid_target",
-                    "resource must be one of this gateway's tenants or downstream audiences",
-                );
-            };
-            let scope = form.scope.clone().unwrap_or_default();
-            if let Some(s) = dev.unknown_scope(&scope) {
-                return bad("invalid_scope", &format!("unknown scope {s}"));
-            }
-            dev.tokens(
-                &Client {
-                    grant_types: vec![],
-                    ..client.clone()
-                },
-                &client.client_id,
-                &resource,
-                &scope,
-            )
-        }
+        "authorization_code" => dev.redeem_code(&client, &form),
+        "refresh_token" => dev.refresh_grant(&client, &form),
+        "client_credentials" => dev.client_credentials(&client, &form),
         TOKEN_EXCHANGE => dev.exchange(&client, &form),
         other => bad(
             "unsupported_grant_type",
@@ -874,7 +781,118 @@ async fn token(
     }
 }
 
+impl DevAs {
+    /// `authorization_code`: a code once, with its PKCE verifier and redirect URI.
+    fn redeem_code(&self, client: &Client, form: &TokenForm) -> Response {
+        let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+        // Single use: the code is gone whether or not the rest succeeds.
+        let Some(grant) = form.code.as_ref().and_then(|c| self.codes.lock().remove(c)) else {
+            return bad(
+                "invalid_grant",
+                "the code is unknown, expired or already used",
+            );
+        };
+        if grant.expires < Instant::now() || grant.client_id != client.client_id {
+            return bad(
+                "invalid_grant",
+                "the code is expired or belongs to another client",
+            );
+        }
+        if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+            return bad(
+                "invalid_grant",
+                "redirect_uri does not match the authorization request",
+            );
+        }
+        let verifier = form.code_verifier.as_deref().unwrap_or_default();
+        if verifier.len() < 43 || B64.encode(Sha256::digest(verifier.as_bytes())) != grant.challenge
+        {
+            return bad(
+                "invalid_grant",
+                "code_verifier does not match the code_challenge",
+            );
+        }
+        if form.resource.as_ref().is_some_and(|r| r != &grant.resource) {
+            return bad(
+                "invalid_target",
+                "resource differs from the authorization request",
+            );
+        }
+        self.tokens(client, &grant.subject, &grant.resource, &grant.scope)
+    }
+
+    /// `refresh_token`: rotation, and only narrowing the scope.
+    fn refresh_grant(&self, client: &Client, form: &TokenForm) -> Response {
+        let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+        // Rotation: a refresh token works once; a reused one is refused.
+        let Some(grant) = form
+            .refresh_token
+            .as_ref()
+            .and_then(|t| self.refresh.lock().remove(t))
+        else {
+            return bad(
+                "invalid_grant",
+                "the refresh token is unknown, expired or already used",
+            );
+        };
+        if grant.expires < Instant::now() || grant.client_id != client.client_id {
+            return bad(
+                "invalid_grant",
+                "the refresh token is expired or belongs to another client",
+            );
+        }
+        let scope = match &form.scope {
+            Some(s)
+                if s.split_whitespace()
+                    .all(|x| grant.scope.split_whitespace().any(|g| g == x)) =>
+            {
+                s.clone()
+            }
+            Some(_) => return bad("invalid_scope", "a refresh may only narrow the scope"),
+            None => grant.scope.clone(),
+        };
+        self.tokens(client, &grant.subject, &grant.resource, &scope)
+    }
+
+    /// `client_credentials`: a confidential client, for a known resource.
+    fn client_credentials(&self, client: &Client, form: &TokenForm) -> Response {
+        let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+        if client.secret.is_none() {
+            return bad(
+                "unauthorized_client",
+                "client_credentials needs a confidential client",
+            );
+        }
+        let Some(resource) = form
+            .resource
+            .clone()
+            .filter(|r| self.resources.contains(r) || self.exchange_audiences.contains(r))
+        else {
+            return bad(
+                "invalid_target",
+                "resource must be one of this gateway's tenants or downstream audiences",
+            );
+        };
+        let scope = form.scope.clone().unwrap_or_default();
+        if let Some(s) = self.unknown_scope(&scope) {
+            return bad("invalid_scope", &format!("unknown scope {s}"));
+        }
+        self.tokens(
+            &Client {
+                grant_types: vec![],
+                ..client.clone()
+            },
+            &client.client_id,
+            &resource,
+            &scope,
+        )
+    }
+}
+
 /// RFC 7591 dynamic client registration.
+///
+/// Long on purpose: one metadata check after another, each answering its own RFC 7591
+/// error, read top to bottom as the rules a registration must pass.
 async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Value>) -> Response {
     let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
     if !dev.config.dcr {

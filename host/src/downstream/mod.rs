@@ -23,9 +23,10 @@ use reqwest::Url;
 
 use crate::auth::SecretToken;
 use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
+use crate::net::{always_blocked, internal};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry::{self, keys};
-pub use oauth_client::{Grant, OAuthClient, OAuthClients, TokenRequest};
+pub use oauth_client::{Grant, OAuthClient, OAuthClients, TokenError, TokenRequest};
 use tracing::Instrument as _;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
@@ -49,56 +50,6 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 /// Most redirects followed (all within the service).
 const MAX_REDIRECTS: usize = 5;
-
-/// Whether an address is never reachable from a plugin: link-local (incl. cloud metadata at
-/// 169.254.169.254), the AWS IPv6 metadata address, unspecified, multicast, broadcast.
-fn always_blocked(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
-                || o[0] >= 240 // reserved
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return always_blocked(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            (s[0] & 0xffc0) == 0xfe80
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || v6 == "fd00:ec2::254".parse::<std::net::Ipv6Addr>().unwrap()
-        }
-    }
-}
-
-/// Whether an address is internal: loopback, private, shared, unique-local.
-fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback() || v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) || o[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return internal(IpAddr::V4(v4));
-            }
-            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00
-        }
-    }
-}
-
-/// Whether an address is public unicast: neither always blocked nor internal. The one rule
-/// for every outbound request a caller can influence (services, client metadata documents).
-pub(crate) fn is_public(ip: IpAddr) -> bool {
-    !always_blocked(ip) && !internal(ip)
-}
 
 /// Why the egress guard refused a request. Carried as the source error through reqwest (from
 /// the resolver and the redirect policy) and recognised by type, never by its wording.
@@ -433,6 +384,35 @@ impl PluginEgress {
         name: &str,
         request: wit::FetchRequest,
     ) -> Result<wit::FetchResponse, wit::FetchError> {
+        let (service, outgoing) = self.admit(name, request)?;
+        let span = telemetry::downstream_span(name, outgoing.method.as_str(), &outgoing.url);
+        let sent = self
+            .exchange(service, outgoing)
+            .instrument(span.clone())
+            .await;
+        match &sent {
+            Ok(resp) => {
+                span.record(
+                    "http.response.status_code",
+                    i64::from(resp.status().as_u16()),
+                );
+                if resp.status().is_server_error() {
+                    telemetry::fail(&span, &resp.status().as_u16().to_string());
+                }
+            }
+            Err(e) => telemetry::fail(&span, fetch_error_kind(e)),
+        }
+        read_response(service, sent?).await
+    }
+
+    /// The egress guard: the request a plugin asked for, if this plugin may send it — a
+    /// granted service, an allowed method, a path under the service, a bounded body — with
+    /// the headers a plugin may not set removed.
+    fn admit(
+        &self,
+        name: &str,
+        request: wit::FetchRequest,
+    ) -> Result<(&Service, Outgoing), wit::FetchError> {
         let Some(service) = self.services.services.get(name) else {
             return Err(wit::FetchError::UnknownService(format!(
                 "no downstream service named `{name}` is configured for this tenant"
@@ -461,72 +441,80 @@ impl PluginEgress {
         }
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| wit::FetchError::Blocked("bad method".into()))?;
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &request.headers {
-            let lower = k.to_ascii_lowercase();
-            if STRIPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-                continue;
-            }
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                headers.append(k, v);
-            }
+        let outgoing = Outgoing {
+            method,
+            url,
+            headers: plugin_headers(&request.headers),
+            body: request.body.map(bytes::Bytes::from),
+        };
+        Ok((service, outgoing))
+    }
+}
+
+/// A request that passed the egress guard, before the gateway adds its credential.
+struct Outgoing {
+    method: reqwest::Method,
+    url: Url,
+    headers: http::HeaderMap,
+    body: Option<bytes::Bytes>,
+}
+
+/// The headers a plugin set, without those it may never set.
+fn plugin_headers(asked: &[(String, String)]) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in asked {
+        let lower = k.to_ascii_lowercase();
+        if STRIPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            continue;
         }
-        let body = request.body.map(bytes::Bytes::from);
-        let span = telemetry::downstream_span(name, method.as_str(), &url);
-        let sent = self
-            .exchange(service, (method, url, headers, body))
-            .instrument(span.clone())
-            .await;
-        match &sent {
-            Ok(resp) => {
-                span.record(
-                    "http.response.status_code",
-                    i64::from(resp.status().as_u16()),
-                );
-                if resp.status().is_server_error() {
-                    telemetry::fail(&span, &resp.status().as_u16().to_string());
-                }
-            }
-            Err(e) => telemetry::fail(&span, fetch_error_kind(e)),
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
         }
-        let mut resp = sent?;
-        drop(span);
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "set-cookie" | "www-authenticate" | "authorization"
-                )
-            })
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_string(), v.to_string()))
-            })
-            .collect();
-        let limit = service.config.max_response_bytes;
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
+    }
+    headers
+}
+
+/// The plugin's view of a response: its status, headers without credentials, and a body
+/// within the service's size limit.
+async fn read_response(
+    service: &Service,
+    mut resp: reqwest::Response,
+) -> Result<wit::FetchResponse, wit::FetchError> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "set-cookie" | "www-authenticate" | "authorization"
+            )
+        })
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    let limit = service.config.max_response_bytes;
+    if resp.content_length().is_some_and(|n| n as usize > limit) {
+        return Err(wit::FetchError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > limit {
             return Err(wit::FetchError::TooLarge);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(wit::FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(wit::FetchResponse {
-            status,
-            headers,
-            body,
-        })
+        body.extend_from_slice(&chunk);
     }
+    Ok(wit::FetchResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 impl PluginEgress {
@@ -536,13 +524,14 @@ impl PluginEgress {
     async fn exchange(
         &self,
         service: &Service,
-        (method, url, mut headers, body): (
-            reqwest::Method,
-            Url,
-            http::HeaderMap,
-            Option<bytes::Bytes>,
-        ),
+        outgoing: Outgoing,
     ) -> Result<reqwest::Response, wit::FetchError> {
+        let Outgoing {
+            method,
+            url,
+            mut headers,
+            body,
+        } = outgoing;
         if !telemetry::inject(&mut headers)
             && let Some(tp) = self
                 .trace_parent
@@ -565,7 +554,7 @@ impl PluginEgress {
                     let token = client
                         .token(&request)
                         .await
-                        .map_err(wit::FetchError::Credential)?;
+                        .map_err(|e| wit::FetchError::Credential(e.to_string()))?;
                     req = req.bearer_auth(token);
                 }
             }

@@ -24,8 +24,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::auth::{SecretToken, discover_metadata};
+use crate::auth::SecretToken;
 use crate::config::{ClientAuthMethod, Config, ExchangeConfig};
+use crate::oauth::{
+    ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, TOKEN_EXCHANGE, discover,
+};
 use crate::telemetry::{self, keys};
 
 /// Cached tokens are dropped this long before they expire (or a tenth of their lifetime, if
@@ -38,9 +41,41 @@ const MAX_CACHED: usize = 10_000;
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Why the gateway could not obtain a token. Never contains a token or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token endpoint could not be discovered.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The issuer's metadata names no token endpoint.
+    #[error("{0} advertises no token_endpoint")]
+    NoTokenEndpoint(String),
+    /// The `private_key_jwt` assertion could not be signed.
+    #[error("signing the client assertion for the {grant} failed: {source}")]
+    Assertion {
+        grant: &'static str,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+    /// The token endpoint did not answer.
+    #[error("the {grant} at {endpoint} failed: {source}")]
+    Transport {
+        grant: &'static str,
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The authorization server refused the request (its `error` and `error_description`).
+    #[error("the authorization server refused the {grant}: {error} ({description})")]
+    Refused {
+        grant: &'static str,
+        error: String,
+        description: String,
+    },
+    /// A success answer without an access token.
+    #[error("the {0} response has no access_token")]
+    NoAccessToken(&'static str),
+}
 
 type Key = [u8; 32];
 
@@ -89,9 +124,14 @@ impl ClientAuth {
         Ok(auth)
     }
 
-    fn assertion(&self, client_id: &str, audience: &str) -> Result<String, String> {
+    /// A client assertion for `audience` (a secret-basic client has none: `Ok(None)`).
+    fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Option<String>, jsonwebtoken::errors::Error> {
         let Self::PrivateKeyJwt { key, alg, kid } = self else {
-            return Err("not a private_key_jwt client".into());
+            return Ok(None);
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -105,7 +145,7 @@ impl ClientAuth {
             "iss": client_id, "sub": client_id, "aud": audience,
             "iat": now, "exp": now + 60, "jti": hex::encode(jti),
         });
-        jsonwebtoken::encode(&header, &claims, key).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&header, &claims, key).map(Some)
     }
 }
 
@@ -256,7 +296,7 @@ impl OAuthClient {
 
     /// A token for the request (or cached), inside an `oauth.token` span and counted by
     /// tenant and outcome (cache hit, shared with a concurrent request, issued, failed).
-    pub async fn token(&self, request: &TokenRequest<'_>) -> Result<String, String> {
+    pub async fn token(&self, request: &TokenRequest<'_>) -> Result<String, TokenError> {
         use tracing::Instrument as _;
         let grant = &request.grant;
         let span = telemetry::token_span(grant.kind(), request.service, request.audience);
@@ -279,7 +319,10 @@ impl OAuthClient {
         result
     }
 
-    async fn obtain(&self, request: &TokenRequest<'_>) -> (Result<String, String>, &'static str) {
+    async fn obtain(
+        &self,
+        request: &TokenRequest<'_>,
+    ) -> (Result<String, TokenError>, &'static str) {
         let key = self.key(request);
         if let Some(t) = self.cached(&key) {
             return (Ok(t), "hit");
@@ -332,14 +375,14 @@ impl OAuthClient {
         }
     }
 
-    async fn endpoint(&self) -> Result<&String, String> {
+    async fn endpoint(&self) -> Result<&String, TokenError> {
         self.token_endpoint
             .get_or_try_init(|| async {
-                let doc = discover_metadata(&self.http, &self.issuer).await?;
+                let doc = discover(&self.http, &self.issuer).await?;
                 doc["token_endpoint"]
                     .as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| format!("{} advertises no token_endpoint", self.issuer))
+                    .ok_or_else(|| TokenError::NoTokenEndpoint(self.issuer.clone()))
             })
             .await
     }
@@ -349,7 +392,7 @@ impl OAuthClient {
         grant: &Grant<'_>,
         audience: &str,
         scopes: &[String],
-    ) -> Result<(String, Duration), String> {
+    ) -> Result<(String, Duration), TokenError> {
         let endpoint = self.endpoint().await?;
         let mut form: Vec<(&str, String)> = match grant {
             Grant::Exchange(subject) => vec![
@@ -373,30 +416,31 @@ impl OAuthClient {
                 req = req.basic_auth(&self.client_id, Some(secret));
             }
             ClientAuth::PrivateKeyJwt { .. } => {
+                let assertion = self
+                    .auth
+                    .assertion(&self.client_id, endpoint)
+                    .map_err(|source| TokenError::Assertion {
+                        grant: grant.name(),
+                        source,
+                    })?
+                    .unwrap_or_default();
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION.into()));
-                form.push((
-                    "client_assertion",
-                    self.auth
-                        .assertion(&self.client_id, endpoint)
-                        .map_err(|e| {
-                            format!(
-                                "signing the client assertion for the {} failed: {e}",
-                                grant.name()
-                            )
-                        })?,
-                ));
+                form.push(("client_assertion", assertion));
             }
         }
         let mut trace = http::HeaderMap::new();
         telemetry::inject(&mut trace);
-        let resp = req.headers(trace).form(&form).send().await.map_err(|e| {
-            format!(
-                "the {} at {endpoint} failed: {}",
-                grant.name(),
-                e.without_url()
-            )
-        })?;
+        let resp =
+            req.headers(trace)
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| TokenError::Transport {
+                    grant: grant.name(),
+                    endpoint: endpoint.clone(),
+                    source: e.without_url(),
+                })?;
         let status = resp.status();
         tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let body: Value = resp.json().await.unwrap_or_default();
@@ -404,18 +448,17 @@ impl OAuthClient {
             if let Some(e) = body["error"].as_str() {
                 tracing::Span::current().record("oauth.error", e);
             }
-            return Err(format!(
-                "the authorization server refused the {}: {} ({})",
-                grant.name(),
-                body["error"].as_str().unwrap_or("unknown error"),
-                body["error_description"]
-                    .as_str()
-                    .unwrap_or("no description")
-            ));
+            let text =
+                |key: &str, otherwise: &str| body[key].as_str().unwrap_or(otherwise).to_string();
+            return Err(TokenError::Refused {
+                grant: grant.name(),
+                error: text("error", "unknown error"),
+                description: text("error_description", "no description"),
+            });
         }
         let token = body["access_token"]
             .as_str()
-            .ok_or_else(|| format!("the {} response has no access_token", grant.name()))?
+            .ok_or(TokenError::NoAccessToken(grant.name()))?
             .to_string();
         let lifetime = body["expires_in"]
             .as_u64()

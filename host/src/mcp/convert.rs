@@ -43,12 +43,25 @@ fn scopes_meta(scopes: &[String]) -> Value {
     json!({ REQUIRED_SCOPES_META: scopes })
 }
 
+/// Plugin-supplied JSON text that is not the object it must be.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotAnObject {
+    #[error("{0} is not a JSON object")]
+    Other(&'static str),
+    #[error("{what} is not valid JSON: {source}")]
+    Invalid {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Parse plugin-supplied JSON text into an object.
-pub(crate) fn json_object(text: &str, what: &str) -> Result<JsonObject, String> {
+pub(crate) fn json_object(text: &str, what: &'static str) -> Result<JsonObject, NotAnObject> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(format!("{what} is not a JSON object")),
-        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+        Ok(_) => Err(NotAnObject::Other(what)),
+        Err(source) => Err(NotAnObject::Invalid { what, source }),
     }
 }
 
@@ -238,7 +251,7 @@ pub(crate) fn prompt_arguments(args: Option<&JsonObject>) -> Vec<(String, String
 }
 
 /// The JSON-RPC method and params of one input request, as the client must receive it.
-pub(crate) fn input_request(r: &wit::InputRequest) -> Result<(&'static str, Value), String> {
+pub(crate) fn input_request(r: &wit::InputRequest) -> Result<(&'static str, Value), NotAnObject> {
     match r {
         wit::InputRequest::Elicit(e) => {
             let schema = json_object(&e.requested_schema, "the elicitation's requested schema")?;

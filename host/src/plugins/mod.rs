@@ -64,10 +64,20 @@ pub struct LoadedPlugin {
     pub load_time: Duration,
 }
 
+/// The claim rule a caller's claims did not satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("claim `{claim}` must contain `{wanted}`")]
+pub struct ClaimRule {
+    /// The claim.
+    pub claim: String,
+    /// The value it must be (or, for an array claim, contain).
+    pub wanted: String,
+}
+
 impl LoadedPlugin {
-    /// Whether `claims` (name, JSON value text) satisfy `tool`'s claim rules; the error says
-    /// which rule failed.
-    pub fn claims_permit(&self, tool: &str, claims: &[(String, String)]) -> Result<(), String> {
+    /// Whether `claims` (name, JSON value text) satisfy `tool`'s claim rules; the error is
+    /// the rule that failed.
+    pub fn claims_permit(&self, tool: &str, claims: &[(String, String)]) -> Result<(), ClaimRule> {
         let Some(rules) = self.claim_rules.get(tool) else {
             return Ok(());
         };
@@ -82,7 +92,10 @@ impl LoadedPlugin {
                 _ => false,
             };
             if !ok {
-                return Err(format!("claim `{claim}` must contain `{wanted}`"));
+                return Err(ClaimRule {
+                    claim: claim.clone(),
+                    wanted: wanted.clone(),
+                });
             }
         }
         Ok(())
@@ -260,7 +273,7 @@ pub enum Forbidden {
     },
     /// A claim rule of the operator's refuses this caller.
     #[error("is not available to this caller ({0})")]
-    Claim(String),
+    Claim(ClaimRule),
 }
 
 /// Whether `uri` matches an RFC 6570 level-1 template (each `{var}` matches one or more
@@ -403,93 +416,108 @@ pub async fn build_catalog(
     tenant: &TenantConfig,
     previous: &Catalog,
 ) -> Catalog {
-    let tenant_id = tenant.id.as_str();
-    let base = Limits::default().overridden_by(&config.limits);
-    let tenant_limits = base.overridden_by(&tenant.limits);
     let files = expand_plugin_paths(config, tenant);
     let mut catalog = Catalog::default();
     let total = files.len();
-    let fail = |catalog: &mut Catalog, path: PathBuf, error: String| {
-        let old = previous.plugins.iter().find(|p| p.path == path).cloned();
-        let error = match &old {
-            Some(old) => format!(
-                "{error} (still serving the previous version, sha256 {})",
-                &old.sha256[..12]
-            ),
-            None => error,
-        };
-        tracing::error!(tenant = %tenant_id, path = %path.display(), "plugin not loaded: {error}");
-        crate::telemetry::metrics::get().loads.add(
-            1,
-            &crate::telemetry::metrics::attrs(
-                tenant_id,
-                &[(crate::telemetry::keys::OUTCOME, "failed")],
-            ),
-        );
-        catalog.failures.push(LoadFailure { path, error });
-        if let Some(old) = old
-            && let Err(e) = add_to_catalog(catalog, old)
-        {
-            tracing::error!(tenant = %tenant_id, "the previous version cannot be kept either: {e}");
-        }
-    };
     for (n, file) in files.into_iter().enumerate() {
         let file = match file {
             Ok(f) => f,
             Err(failure) => {
-                fail(&mut catalog, failure.path, failure.error);
+                keep_previous(
+                    &mut catalog,
+                    previous,
+                    &tenant.id,
+                    failure.path,
+                    failure.error,
+                );
                 continue;
             }
         };
-        let source = match PluginSource::read(config, tenant, &file).await {
-            Ok(s) => s,
-            Err(error) => {
-                fail(&mut catalog, file, error);
-                continue;
-            }
-        };
-        let unchanged = previous
-            .plugins
-            .iter()
-            .find(|p| p.path == file && p.source_key == source.key)
-            .cloned();
-        let plugin = match unchanged {
-            Some(p) => p,
-            None => {
-                let limits = tenant_limits.overridden_by(&source.settings.limits);
-                let share = config.instance_share(tenant);
-                match load_plugin(sandbox, (tenant_id, share), &file, source, limits).await {
-                    Ok(plugin) => {
-                        crate::telemetry::metrics::get().loads.add(
-                            1,
-                            &crate::telemetry::metrics::attrs(
-                                tenant_id,
-                                &[
-                                    (crate::telemetry::keys::PLUGIN, &plugin.name),
-                                    (crate::telemetry::keys::OUTCOME, "loaded"),
-                                ],
-                            ),
-                        );
-                        tracing::info!(
-                            tenant = %tenant_id, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
-                            tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
-                            cached = plugin.code.from_cache(),
-                            "loaded plugin {}/{total}", n + 1
-                        );
-                        Arc::new(plugin)
-                    }
-                    Err(error) => {
-                        fail(&mut catalog, file, error.to_string());
-                        continue;
-                    }
+        let plugin = match load_file(sandbox, config, tenant, previous, &file).await {
+            Ok((plugin, fresh)) => {
+                if fresh {
+                    log_loaded(&tenant.id, &plugin, (n + 1, total));
                 }
+                plugin
+            }
+            Err(error) => {
+                keep_previous(&mut catalog, previous, &tenant.id, file, error);
+                continue;
             }
         };
         if let Err(error) = add_to_catalog(&mut catalog, plugin) {
-            fail(&mut catalog, file, error);
+            keep_previous(&mut catalog, previous, &tenant.id, file, error);
         }
     }
     catalog
+}
+
+/// The plugin in `file`: the previous version when neither its component nor its settings
+/// changed (`false`), else freshly loaded (`true`).
+async fn load_file(
+    sandbox: &Sandbox,
+    config: &Config,
+    tenant: &TenantConfig,
+    previous: &Catalog,
+    file: &Path,
+) -> Result<(Arc<LoadedPlugin>, bool), String> {
+    let source = PluginSource::read(config, tenant, file).await?;
+    let unchanged = previous
+        .plugins
+        .iter()
+        .find(|p| p.path == file && p.source_key == source.key);
+    if let Some(p) = unchanged {
+        return Ok((p.clone(), false));
+    }
+    let limits = Limits::default()
+        .overridden_by(&config.limits)
+        .overridden_by(&tenant.limits)
+        .overridden_by(&source.settings.limits);
+    let share = config.instance_share(tenant);
+    let plugin = load_plugin(sandbox, (&tenant.id, share), file, source, limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((Arc::new(plugin), true))
+}
+
+fn log_loaded(tenant: &str, plugin: &LoadedPlugin, (n, total): (usize, usize)) {
+    use crate::telemetry::{keys, metrics};
+    let attrs = [(keys::PLUGIN, &*plugin.name), (keys::OUTCOME, "loaded")];
+    metrics::get().loads.add(1, &metrics::attrs(tenant, &attrs));
+    tracing::info!(
+        tenant, plugin = %plugin.name, sha256 = %&plugin.sha256[..12],
+        tools = plugin.tools.len(), ms = plugin.load_time.as_millis() as u64,
+        cached = plugin.code.from_cache(),
+        "loaded plugin {n}/{total}"
+    );
+}
+
+/// Record that `path` did not load, and keep serving its previous version if there is one.
+fn keep_previous(
+    catalog: &mut Catalog,
+    previous: &Catalog,
+    tenant: &str,
+    path: PathBuf,
+    error: String,
+) {
+    use crate::telemetry::{keys, metrics};
+    let old = previous.plugins.iter().find(|p| p.path == path).cloned();
+    let error = match &old {
+        Some(old) => format!(
+            "{error} (still serving the previous version, sha256 {})",
+            &old.sha256[..12]
+        ),
+        None => error,
+    };
+    tracing::error!(tenant, path = %path.display(), "plugin not loaded: {error}");
+    let attrs = [(keys::OUTCOME, "failed")];
+    metrics::get().loads.add(1, &metrics::attrs(tenant, &attrs));
+    catalog.failures.push(LoadFailure { path, error });
+    if let Some(old) = old
+        && let Err(e) = add_to_catalog(catalog, old)
+    {
+        tracing::error!(tenant, "the previous version cannot be kept either: {e}");
+    }
 }
 
 /// A plugin's inputs: the component bytes, the settings that apply (its manifest, else the
@@ -612,6 +640,7 @@ pub enum ValidationError {
     },
 }
 
+/// Compile, measure and describe one plugin, and apply its settings.
 async fn load_plugin(
     sandbox: &Sandbox,
     (tenant, share): (&str, u32),
@@ -632,22 +661,9 @@ async fn load_plugin(
     let code = {
         let sandbox = sandbox.clone();
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || sandbox.compile(&path, &bytes))
-            .await
-            .map_err(|e| PluginLoadError::Internal(format!("compile task failed: {e}")))??
+        tokio::task::spawn_blocking(move || sandbox.compile(&path, &bytes)).await??
     };
-    let units = code.footprint().units();
-    if units > share {
-        let f = code.footprint();
-        return Err(PluginLoadError::Load(LoadError::TooLarge {
-            path: path.display().to_string(),
-            reason: format!(
-                "one instance takes {units} units of the pool ({} core instances, {} memories, {} tables), \
-                 more than this tenant's whole share of {share} (raise [tenant.quota] max_instances)",
-                f.core_instances, f.memories, f.tables
-            ),
-        }));
-    }
+    let units = fits(&code, share, path)?;
     let plugin_name: Arc<str> = Arc::from(name.as_str());
     let env = CallEnv {
         plugin: plugin_name.clone(),
@@ -666,49 +682,8 @@ async fn load_plugin(
             parent: tracing::Span::none(),
         },
     };
-    let describe = |source| LoadError::Describe {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut tools = code.list_tools(&env).await.map_err(describe)?;
-    let (resources, templates) = code.list_resources(&env).await.map_err(describe)?;
-    let prompts = code.list_prompts(&env).await.map_err(describe)?;
-    let in_file = |e: ValidationError| PluginLoadError::Invalid {
-        path: path.display().to_string(),
-        source: e,
-    };
-    validate_tools(&tools).map_err(in_file)?;
-    if let Some(enabled) = &settings.tools {
-        if let Some(unknown) = enabled
-            .iter()
-            .find(|t| !tools.iter().any(|x| &x.name == *t))
-        {
-            return Err(PluginLoadError::Internal(format!(
-                "{settings_from}: tools: the plugin has no tool `{unknown}`"
-            )));
-        }
-        tools.retain(|t| enabled.contains(&t.name));
-    }
-    // Operator scope overrides: by tool or prompt name, resource URI or URI template.
-    let scopes_for = |key: &str, declared: &mut Vec<String>| {
-        if let Some(scopes) = settings.scopes.get(key) {
-            declared.clone_from(scopes);
-        }
-    };
-    for tool in &mut tools {
-        scopes_for(&tool.name, &mut tool.required_scopes);
-    }
-    let mut prompts = prompts;
-    for prompt in &mut prompts {
-        scopes_for(&prompt.name, &mut prompt.required_scopes);
-    }
-    let (mut resources, mut templates) = (resources, templates);
-    for resource in &mut resources {
-        scopes_for(&resource.uri, &mut resource.required_scopes);
-    }
-    for template in &mut templates {
-        scopes_for(&template.uri_template, &mut template.required_scopes);
-    }
+    let mut items = Items::describe(&code, &env, path).await?;
+    items.apply(&settings, &settings_from)?;
     Ok(LoadedPlugin {
         name: plugin_name,
         path: path.to_path_buf(),
@@ -725,13 +700,104 @@ async fn load_plugin(
             .collect(),
         claim_rules: settings.require_claims.clone(),
         services: settings.services.clone().into(),
-        tools,
-        resources,
-        templates,
-        prompts,
+        tools: items.tools,
+        resources: items.resources,
+        templates: items.templates,
+        prompts: items.prompts,
         loaded_at: SystemTime::now(),
         load_time: started.elapsed(),
     })
+}
+
+/// The pool units one instance of `code` takes, if they fit in the tenant's `share`.
+fn fits(code: &PluginCode, share: u32, path: &Path) -> Result<u32, PluginLoadError> {
+    let f = code.footprint();
+    let units = f.units();
+    if units > share {
+        return Err(PluginLoadError::Load(LoadError::TooLarge {
+            path: path.display().to_string(),
+            reason: format!(
+                "one instance takes {units} units of the pool ({} core instances, {} memories, {} tables), \
+                 more than this tenant's whole share of {share} (raise [tenant.quota] max_instances)",
+                f.core_instances, f.memories, f.tables
+            ),
+        }));
+    }
+    Ok(units)
+}
+
+/// What a plugin serves, as it describes itself and as its settings adjust it.
+struct Items {
+    tools: Vec<wit::Tool>,
+    resources: Vec<wit::Resource>,
+    templates: Vec<wit::ResourceTemplate>,
+    prompts: Vec<wit::Prompt>,
+}
+
+impl Items {
+    /// Ask the plugin what it serves, and check its tools.
+    async fn describe(
+        code: &PluginCode,
+        env: &CallEnv,
+        path: &Path,
+    ) -> Result<Self, PluginLoadError> {
+        let describe = |source| LoadError::Describe {
+            path: path.display().to_string(),
+            source,
+        };
+        let tools = code.list_tools(env).await.map_err(describe)?;
+        let (resources, templates) = code.list_resources(env).await.map_err(describe)?;
+        let prompts = code.list_prompts(env).await.map_err(describe)?;
+        validate_tools(&tools).map_err(|e| PluginLoadError::Invalid {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(Self {
+            tools,
+            resources,
+            templates,
+            prompts,
+        })
+    }
+
+    /// Apply the operator's settings: the enabled tools, and scope overrides by tool or
+    /// prompt name, resource URI or URI template.
+    fn apply(
+        &mut self,
+        settings: &crate::config::PluginSettings,
+        settings_from: &str,
+    ) -> Result<(), PluginLoadError> {
+        if let Some(enabled) = &settings.tools {
+            if let Some(unknown) = enabled
+                .iter()
+                .find(|t| !self.tools.iter().any(|x| &x.name == *t))
+            {
+                return Err(PluginLoadError::UnknownTool {
+                    settings_from: settings_from.to_string(),
+                    tool: unknown.clone(),
+                });
+            }
+            self.tools.retain(|t| enabled.contains(&t.name));
+        }
+        let scopes_for = |key: &str, declared: &mut Vec<String>| {
+            if let Some(scopes) = settings.scopes.get(key) {
+                declared.clone_from(scopes);
+            }
+        };
+        for tool in &mut self.tools {
+            scopes_for(&tool.name, &mut tool.required_scopes);
+        }
+        for prompt in &mut self.prompts {
+            scopes_for(&prompt.name, &mut prompt.required_scopes);
+        }
+        for resource in &mut self.resources {
+            scopes_for(&resource.uri, &mut resource.required_scopes);
+        }
+        for template in &mut self.templates {
+            scopes_for(&template.uri_template, &mut template.required_scopes);
+        }
+        Ok(())
+    }
 }
 
 /// Why loading one plugin failed.
@@ -744,8 +810,12 @@ enum PluginLoadError {
         path: String,
         source: ValidationError,
     },
-    #[error("{0}")]
-    Internal(String),
+    /// The settings enable a tool the plugin does not have.
+    #[error("{settings_from}: tools: the plugin has no tool `{tool}`")]
+    UnknownTool { settings_from: String, tool: String },
+    /// The compile task did not finish (it panicked or was cancelled).
+    #[error("compile task failed: {0}")]
+    CompileTask(#[from] tokio::task::JoinError),
 }
 
 /// Check tool names and schemas.

@@ -55,6 +55,9 @@ impl std::fmt::Debug for PluginWatcher {
 }
 
 /// Start watching every tenant's plugin entries; reloads run on the current runtime.
+///
+/// Over 80 lines because the watch set, the debouncer and the reload task share their
+/// state through closures set up here; the edge-hardening work (#16) restructures it.
 pub fn start(
     sandbox: Sandbox,
     config: Arc<Config>,

@@ -114,6 +114,39 @@ where
     }))
 }
 
+/// One tenant's endpoint: the front (its steps in order) over the MCP service, and its
+/// protected resource metadata.
+fn serve_tenant(
+    config: &Config,
+    tenant: &Arc<TenantContext>,
+    auth: &Arc<TenantAuth>,
+    settings: &HttpSettings,
+) -> Served {
+    let endpoint = http_endpoint(tenant.clone(), settings);
+    let caps = Caps {
+        max_sessions: config.server.max_sessions,
+        max_per_caller: config.server.max_sessions_per_subject,
+    };
+    let sessions = Sessions::new(tenant.id().clone(), endpoint.live_sessions(), caps);
+    let front = Arc::new(front::Front::new(
+        tenant.clone(),
+        auth.clone(),
+        Arc::new(sessions),
+        config.server.max_body_bytes,
+    ));
+    let mcp =
+        ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
+    let inner: front::Inner = BoxCloneSyncService::new(mcp);
+    let guarded = tower::service_fn(move |req: Request| {
+        let (front, inner) = (front.clone(), inner.clone());
+        async move { Ok::<_, Infallible>(front.handle(req, inner).await.into_response()) }
+    });
+    Served {
+        endpoint: BoxCloneSyncService::new(guarded),
+        metadata: auth.metadata().map(Arc::new),
+    }
+}
+
 /// Build the router serving every tenant's endpoint (and, with OAuth on, each tenant's
 /// protected resource metadata), the health endpoints and the operators' endpoints.
 pub(crate) fn router(
@@ -132,33 +165,8 @@ pub(crate) fn router(
             &config.auth,
             resource_server.clone(),
         ));
-        operated.push((tenant.clone(), auth.clone()));
-        let endpoint = http_endpoint(tenant.clone(), settings);
-        let sessions = Arc::new(Sessions::new(
-            tenant.id().clone(),
-            endpoint.live_sessions(),
-            Caps {
-                max_sessions: config.server.max_sessions,
-                max_per_caller: config.server.max_sessions_per_subject,
-            },
-        ));
-        let front = Arc::new(front::Front::new(
-            tenant.clone(),
-            auth.clone(),
-            sessions,
-            config.server.max_body_bytes,
-        ));
-        let mcp =
-            ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
-        let inner: front::Inner = BoxCloneSyncService::new(mcp);
-        let guarded = tower::service_fn(move |req: Request| {
-            let (front, inner) = (front.clone(), inner.clone());
-            async move { Ok::<_, Infallible>(front.handle(req, inner).await.into_response()) }
-        });
-        served.push(Served {
-            endpoint: BoxCloneSyncService::new(guarded),
-            metadata: auth.metadata().map(Arc::new),
-        });
+        served.push(serve_tenant(config, tenant, &auth, settings));
+        operated.push((tenant.clone(), auth));
     }
     let served = Arc::new(served);
     let admin = Arc::new(admin::Admin::new(
@@ -166,16 +174,9 @@ pub(crate) fn router(
         operated,
         resource_server,
     ));
-    let readiness = admin.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move |req: Request| {
-                let readiness = readiness.clone();
-                async move { readiness.readiness(req).await }
-            }),
-        );
+        .merge(admin.routes());
     let mounts = tenancy::mounts(config);
     for mount in mounts.iter().cloned() {
         let path = mount.path.clone();
@@ -211,11 +212,5 @@ pub(crate) fn router(
             }
         }
     }
-    router.route(
-        "/admin/plugins",
-        get(move |req: Request| {
-            let admin = admin.clone();
-            async move { admin.plugins(req).await }
-        }),
-    )
+    router
 }
