@@ -2,132 +2,55 @@
 //! session binding, key rotation. The issuer here is a minimal in-test authorization server
 //! (RFC 8414 metadata + JWKS) so the tests can sign tokens no real server would issue.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{BinaryGateway, Client, TestGateway, plugin, root, toml_path};
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("tests/fixtures").join(name)).unwrap()
-}
-
-pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A minimal authorization server: metadata and a JWKS the test can swap.
-pub(crate) struct TestIssuer {
-    pub(crate) url: String,
-    jwks: Arc<Mutex<Value>>,
-    fetches: Arc<AtomicUsize>,
-    stop: CancellationToken,
-}
-
-impl TestIssuer {
-    pub(crate) async fn start(keys: &[&str]) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let jwks = Arc::new(Mutex::new(Value::Null));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let metadata = json!({
-            "issuer": url,
-            "authorization_endpoint": format!("{url}/authorize"),
-            "token_endpoint": format!("{url}/token"),
-            "jwks_uri": format!("{url}/jwks"),
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-        });
-        let (j, f) = (jwks.clone(), fetches.clone());
-        let app = axum::Router::new()
-            .route(
-                "/.well-known/oauth-authorization-server",
-                get(move || async move { axum::Json(metadata) }),
-            )
-            .route(
-                "/jwks",
-                get(move || {
-                    let (j, f) = (j.clone(), f.clone());
-                    async move {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        axum::Json(j.lock().clone())
-                    }
-                }),
-            );
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await
-                .unwrap();
-        });
-        let issuer = Self {
-            url,
-            jwks,
-            fetches,
-            stop,
-        };
-        issuer.publish(keys);
-        issuer
-    }
-
-    /// Serve exactly these keys (`"a"`, `"b"`).
-    fn publish(&self, keys: &[&str]) {
-        let keys: Vec<Value> = keys
-            .iter()
-            .map(|k| {
-                serde_json::from_slice(&fixture(&format!("test-issuer-{k}.jwk.json"))).unwrap()
-            })
-            .collect();
-        *self.jwks.lock() = json!({ "keys": keys });
-    }
-
-    /// A token signed by key `k` with `claims` (standard ones filled in unless given).
-    pub(crate) fn token(&self, k: &str, claims: Value) -> String {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(format!("test-key-{k}"));
-        header.typ = Some("at+jwt".into());
-        let key = EncodingKey::from_rsa_pem(&fixture(&format!("test-issuer-{k}.pem"))).unwrap();
-        jsonwebtoken::encode(&header, &claims, &key).unwrap()
-    }
-}
-
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+use crate::support::peers::{TestIssuer, fixture, now};
+use crate::support::{BinaryGateway, Client, TestGateway, plugin, toml_path};
 
 const SCOPES: &str = r#"scopes_supported = ["mcp:tools", "mcp:admin", "mcp:write", "mcp:read"]"#;
 
-async fn gateway(issuer: &TestIssuer, extra_auth: &str) -> TestGateway {
-    let body = format!(
-        "[sandbox]\nmax_instances = 16\n\
-         [auth]\nmode = \"oauth\"\n{SCOPES}\nchallenge_scopes = [\"mcp:tools\"]\nclaims = [\"email\"]\n\
-         jwks_min_refresh_secs = 1\nscope_implies = {{ \"mcp:write\" = [\"mcp:read\"] }}\n{extra_auth}\n\
-         [[auth.issuer]]\nissuer = \"{}\"\n\
-         [[tenant]]\nid = \"a\"\nplugins = [{}, {}]\n\
-         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n\
-         [tenant.plugin.probe]\nscopes = {{ \"probe.echo\" = [\"mcp:read\"] }}\n\
-         [[tenant]]\nid = \"b\"\nplugins = [{}]\n",
-        issuer.url,
-        toml_path(&plugin("hello")),
-        toml_path(&plugin("probe")),
-        toml_path(&plugin("hello")),
-    );
-    TestGateway::start("", &body).await
+/// Tenants `a` (hello, probe; `hello.whoami` needs `mcp:admin`, `probe.echo` needs `mcp:read`)
+/// and `b` (hello), trusting `issuer`; `extra_auth` is appended to `[auth]`.
+async fn gateway_trusting(issuer: &TestIssuer, extra_auth: &str) -> TestGateway {
+    let (hello, probe) = (toml_path(&plugin("hello")), toml_path(&plugin("probe")));
+    TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        max_instances = 16
+
+        [auth]
+        mode = "oauth"
+        {SCOPES}
+        challenge_scopes = ["mcp:tools"]
+        claims = ["email"]
+        jwks_min_refresh_secs = 1
+        scope_implies = {{ "mcp:write" = ["mcp:read"] }}
+        {extra_auth}
+
+        [[auth.issuer]]
+        issuer = "{issuer}"
+
+        [[tenant]]
+        id = "a"
+        plugins = [{hello}, {probe}]
+        [tenant.plugin.hello]
+        scopes = {{ "hello.whoami" = ["mcp:admin"] }}
+        [tenant.plugin.probe]
+        scopes = {{ "probe.echo" = ["mcp:read"] }}
+
+        [[tenant]]
+        id = "b"
+        plugins = [{hello}]
+        "#,
+        issuer = issuer.url,
+    ))
+    .await
 }
 
 /// Standard claims for tenant `a` of `gw`.
@@ -157,7 +80,7 @@ async fn greet(
 #[tokio::test]
 async fn protected_resource_metadata_and_the_401_challenge() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let prm_url = format!("{}/.well-known/oauth-protected-resource/mcp", gw.base);
     let prm: Value = reqwest::get(&prm_url).await.unwrap().json().await.unwrap();
     assert_eq!(
@@ -215,7 +138,7 @@ async fn protected_resource_metadata_and_the_401_challenge() {
 #[tokio::test]
 async fn jwt_attack_set_is_refused_before_any_plugin_runs() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "max_token_bytes = 4096").await;
+    let gw = gateway_trusting(&issuer, "max_token_bytes = 4096").await;
     let good = claims(&gw, &issuer, "mcp:tools");
     let before = gw.plugin_instances();
 
@@ -404,7 +327,7 @@ async fn jwt_attack_set_is_refused_before_any_plugin_runs() {
 #[tokio::test]
 async fn step_up_challenge_names_every_scope_the_call_needs() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let token = issuer.token("a", claims(&gw, &issuer, "mcp:tools mcp:write"));
     let mut c = Client::modern(&gw.url("/mcp")).bearer(&token);
     let r = c.call_tool("hello.whoami", json!({})).await;
@@ -439,7 +362,7 @@ async fn step_up_challenge_names_every_scope_the_call_needs() {
 #[tokio::test]
 async fn sessions_are_bound_to_their_subject_and_tokens_rechecked_every_request() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let alice = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
     let mut bob_claims = claims(&gw, &issuer, "mcp:tools");
     bob_claims["sub"] = "bob".into();
@@ -477,7 +400,7 @@ async fn sessions_are_bound_to_their_subject_and_tokens_rechecked_every_request(
 #[tokio::test]
 async fn key_rotation_is_picked_up_and_known_keys_survive_an_outage() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let with_a = issuer.token("a", claims(&gw, &issuer, "mcp:tools"));
     assert_eq!(
         greet(&gw, Some(&format!("Bearer {with_a}")), "")
@@ -543,7 +466,7 @@ async fn key_rotation_is_picked_up_and_known_keys_survive_an_outage() {
 #[tokio::test]
 async fn the_plugin_sees_the_identity_but_never_the_token() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let mut cl = claims(&gw, &issuer, "mcp:tools mcp:read");
     cl["sub"] = "carol".into();
     let token = issuer.token("a", cl);
@@ -690,7 +613,7 @@ async fn claim_rules_and_a_permitted_only_tool_list() {
 #[tokio::test]
 async fn the_plugin_inventory_needs_the_admin_scope_and_shows_only_that_tenant() {
     let issuer = TestIssuer::start(&["a"]).await;
-    let gw = gateway(&issuer, "").await;
+    let gw = gateway_trusting(&issuer, "").await;
     let get = |query: &str, token: Option<String>| {
         let url = gw.url(&format!("/admin/plugins{query}"));
         async move {
@@ -747,4 +670,64 @@ async fn the_plugin_inventory_needs_the_admin_scope_and_shows_only_that_tenant()
     assert_eq!(get("?tenant=zzz", Some(admin.clone())).await.status(), 404);
     let own: Value = get("", Some(admin)).await.json().await.unwrap();
     assert_eq!(own["tenant"], "a", "no ?tenant: the token's tenant");
+}
+
+/// One authorization decision, one answer per kind of denial, whatever the era: a missing
+/// scope is a 403 step-up before any stream opens, a claim rule's refusal is the tool's
+/// `isError` result naming the rule, an unknown tool is `-32602 Unknown tool`.
+#[tokio::test]
+async fn the_same_denial_gets_the_same_answer_in_every_era() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        {SCOPES}
+        claims = ["groups"]
+        [[auth.issuer]]
+        issuer = "{issuer}"
+
+        [[tenant]]
+        id = "a"
+        plugins = [{hello}]
+        [tenant.plugin.hello]
+        scopes = {{ "hello.whoami" = ["mcp:admin"] }}
+        require_claims = {{ "hello.greet" = {{ groups = "admin" }} }}
+        "#,
+        issuer = issuer.url,
+        hello = toml_path(&plugin("hello")),
+    ))
+    .await;
+    let mut c = claims(&gw, &issuer, "mcp:tools");
+    c["groups"] = json!(["users"]);
+    let token = issuer.token("a", c);
+    let url = gw.url("/mcp");
+    let bearer = format!("Bearer {token}");
+    for era in ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"] {
+        let mut client = if era == "2026-07-28" {
+            Client::modern(&url).bearer(&token)
+        } else {
+            Client::initialize_with(&url, era, Some(&bearer)).await
+        };
+        let scope = client.call_tool("hello.whoami", json!({})).await;
+        assert_eq!(scope.status, 403, "{era}: {scope:?}");
+        let ch = challenge(&scope);
+        assert!(
+            ch.starts_with("Bearer ")
+                && ch.contains(r#"error="insufficient_scope""#)
+                && ch.contains(r#"scope="mcp:admin mcp:tools""#),
+            "{era}: {ch}"
+        );
+        let claim = client.call_tool("hello.greet", json!({"name": "x"})).await;
+        assert_eq!(claim.status, 200, "{era}: {claim:?}");
+        assert!(claim.is_error(), "{era}: {claim:?}");
+        assert_eq!(
+            claim.text(),
+            "Forbidden: tool `hello.greet` is not available to this caller (claim `groups` must contain `admin`)",
+            "{era}"
+        );
+        let unknown = client.call_tool("nope", json!({})).await;
+        assert_eq!(unknown.error()["code"], -32602, "{era}: {unknown:?}");
+        assert_eq!(unknown.error()["message"], "Unknown tool: nope", "{era}");
+    }
 }

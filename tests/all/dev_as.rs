@@ -9,19 +9,35 @@ use sha2::{Digest, Sha256};
 use crate::support::{TestGateway, node, plugin, run_json_program, toml_path};
 
 /// A gateway trusting its own dev AS; `hello.whoami` needs `mcp:admin`.
+/// Tenant `default` (hello; `hello.whoami` needs `mcp:admin`) behind OAuth, trusting the
+/// development AS; `dev_extra` is appended to `[dev_as]`.
 fn body(auto_approve: bool, dev_extra: &str) -> String {
     format!(
-        "[sandbox]\nmax_instances = 8\n\
-         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"mcp:admin\"]\nchallenge_scopes = [\"mcp:tools\"]\n\
-         [dev_as]\nenabled = true\nauto_approve = {auto_approve}\n{dev_extra}\n\
-         [[tenant]]\nid = \"default\"\nplugins = [{}]\n\
-         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n",
-        toml_path(&plugin("hello"))
+        r#"
+        [sandbox]
+        max_instances = 8
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["mcp:tools", "mcp:admin"]
+        challenge_scopes = ["mcp:tools"]
+        [dev_as]
+        enabled = true
+        auto_approve = {auto_approve}
+        {dev_extra}
+
+        [[tenant]]
+        id = "default"
+        plugins = [{hello}]
+        [tenant.plugin.hello]
+        scopes = {{ "hello.whoami" = ["mcp:admin"] }}
+        "#,
+        hello = toml_path(&plugin("hello")),
     )
 }
 
-async fn gateway(dev_extra: &str) -> TestGateway {
-    TestGateway::start("", &body(true, dev_extra)).await
+/// A gateway with its development AS on; `dev_extra` is appended to `[dev_as]`.
+async fn gateway_with_dev_as(dev_extra: &str) -> TestGateway {
+    TestGateway::from_toml(&body(true, dev_extra)).await
 }
 
 #[tokio::test]
@@ -180,7 +196,7 @@ fn error_of(q: &[(String, String)]) -> &str {
 
 #[tokio::test]
 async fn the_dev_as_refuses_every_bad_request_with_the_right_error() {
-    let gw = gateway("").await;
+    let gw = gateway_with_dev_as("").await;
     let f = Flow::register(&gw).await;
 
     // Metadata: issuer matches, PKCE S256 only, iss parameter, registration advertised.
@@ -328,7 +344,7 @@ async fn the_dev_as_refuses_every_bad_request_with_the_right_error() {
 
 #[tokio::test]
 async fn registration_can_be_turned_off_and_metadata_says_so() {
-    let gw = gateway("dcr = false").await;
+    let gw = gateway_with_dev_as("dcr = false").await;
     let meta: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server/dev-as"))
         .await
         .unwrap()

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::downstream::DownstreamApi;
-use crate::real_as::RealAs;
+use crate::support::peers::DownstreamApi;
+use crate::support::peers::RealAs;
 use crate::support::{BinaryGateway, Client, jwt_part, node, plugin, root, toml_path};
 
 const SECRET: &str = "gateway-secret";

@@ -6,18 +6,32 @@ use serde_json::json;
 
 use crate::support::{Client, TestGateway, collect, initialize_request, plugin, toml_path};
 
-async fn gateway(server_extra: &str) -> TestGateway {
-    let body = format!(
-        "[sandbox]\nmax_instances = 16\n[auth]\nmode = \"none\"\n[[tenant]]\nid = \"t\"\nplugins = [{}, {}]\n",
-        toml_path(&plugin("hello")),
-        toml_path(&plugin("conformance"))
-    );
-    TestGateway::start(&format!("max_body_bytes = 4096\n{server_extra}"), &body).await
+/// Tenant `t` (hello, conformance) without authentication, bodies up to 4096 bytes;
+/// `server_extra` is appended to `[server]`.
+async fn gateway_with_server(server_extra: &str) -> TestGateway {
+    TestGateway::from_toml(&format!(
+        r#"
+        [server]
+        max_body_bytes = 4096
+        {server_extra}
+        [sandbox]
+        max_instances = 16
+        [auth]
+        mode = "none"
+
+        [[tenant]]
+        id = "t"
+        plugins = [{hello}, {conformance}]
+        "#,
+        hello = toml_path(&plugin("hello")),
+        conformance = toml_path(&plugin("conformance")),
+    ))
+    .await
 }
 
 #[tokio::test]
 async fn notification_gets_202_and_empty_body() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.post_raw(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}}), &[]).await;
     assert_eq!(r.status, 202);
@@ -26,7 +40,7 @@ async fn notification_gets_202_and_empty_body() {
 
 #[tokio::test]
 async fn unsupported_protocol_version_is_400() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::new(&gw.url("/mcp"));
     let r = c
         .post_raw(
@@ -40,7 +54,7 @@ async fn unsupported_protocol_version_is_400() {
 
 #[tokio::test]
 async fn unknown_session_is_404_and_modern_get_is_405() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut c = Client::new(&gw.url("/mcp"));
     c.session = Some("no-such-session".into());
     let r = c
@@ -63,7 +77,7 @@ async fn unknown_session_is_404_and_modern_get_is_405() {
 
 #[tokio::test]
 async fn terminated_session_is_404() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let del = reqwest::Client::new()
         .delete(gw.url("/mcp"))
@@ -84,7 +98,7 @@ async fn terminated_session_is_404() {
 
 #[tokio::test]
 async fn bad_origin_and_bad_host_are_403() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::new(&gw.url("/mcp"));
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     let r = c
@@ -103,7 +117,7 @@ async fn bad_origin_and_bad_host_are_403() {
 
 #[tokio::test]
 async fn oversized_body_is_413_with_a_jsonrpc_error() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let big = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "hello.greet", "arguments": {"name": "x".repeat(10_000)}}});
@@ -114,7 +128,7 @@ async fn oversized_body_is_413_with_a_jsonrpc_error() {
 
 #[tokio::test]
 async fn malformed_json_is_a_parse_error() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c
         .post_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 1,".to_vec(), &[])
@@ -125,7 +139,7 @@ async fn malformed_json_is_a_parse_error() {
 
 #[tokio::test]
 async fn unknown_tool_is_a_jsonrpc_error_in_both_eras() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut legacy = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = legacy.call_tool("no.such.tool", json!({})).await;
     assert_eq!(r.error()["code"], -32602, "{r:?}");
@@ -136,7 +150,7 @@ async fn unknown_tool_is_a_jsonrpc_error_in_both_eras() {
 
 #[tokio::test]
 async fn bad_arguments_are_an_is_error_result() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("hello.greet", json!({"nom": "typo"})).await;
     assert!(r.is_error(), "{r:?}");
@@ -148,7 +162,7 @@ async fn bad_arguments_are_an_is_error_result() {
 
 #[tokio::test]
 async fn batches_are_served_for_2025_03_26_and_refused_later() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let old = Client::initialize(&gw.url("/mcp"), "2025-03-26").await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "ping"},
@@ -186,7 +200,7 @@ async fn batches_are_served_for_2025_03_26_and_refused_later() {
 
 #[tokio::test]
 async fn session_cap_refuses_new_sessions_with_503() {
-    let gw = gateway("max_sessions = 2").await;
+    let gw = gateway_with_server("max_sessions = 2").await;
     let _a = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let _b = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let init = initialize_request("2025-11-25", json!({}));
@@ -203,7 +217,7 @@ async fn session_cap_refuses_new_sessions_with_503() {
 
 #[tokio::test]
 async fn both_eras_list_the_same_tools_in_a_stable_order() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut legacy = Client::initialize(&gw.url("/mcp"), "2025-06-18").await;
     let mut modern = Client::modern(&gw.url("/mcp"));
     let a = legacy.request("tools/list", json!({})).await;
@@ -234,7 +248,7 @@ async fn both_eras_list_the_same_tools_in_a_stable_order() {
 
 #[tokio::test]
 async fn progress_and_logs_reach_a_2025_session() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     // Progress rides the request's own stream, with the client's token type preserved.
     let r = c
@@ -284,7 +298,7 @@ async fn progress_and_logs_reach_a_2025_session() {
 
 #[tokio::test]
 async fn a_2026_request_gets_logs_only_when_it_asks_for_them() {
-    let gw = gateway("").await;
+    let gw = gateway_with_server("").await;
     let mut c = Client::modern(&gw.url("/mcp"));
     let quiet = c.call_tool("test_tool_with_logging", json!({})).await;
     assert!(
@@ -312,7 +326,7 @@ async fn a_2026_request_gets_logs_only_when_it_asks_for_them() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let gw = gateway("session_idle_timeout_secs = 1").await;
+    let gw = gateway_with_server("session_idle_timeout_secs = 1").await;
     let c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c
         .post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}), &[])

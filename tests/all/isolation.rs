@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{TestIssuer, now};
-use crate::downstream::DownstreamApi;
-use crate::real_as::RealAs;
+use crate::support::peers::DownstreamApi;
+use crate::support::peers::RealAs;
+use crate::support::peers::{TestIssuer, now};
 use crate::support::{
     BinaryGateway, Client, Reply, TestGateway, free_port, jwt_part, plugin, toml_path,
 };

@@ -17,14 +17,25 @@ fn deploy(path: &Path, bytes: &[u8]) {
 }
 
 /// A gateway serving the plugin directory `dir`, with its artifact cache in `cache`.
-async fn gateway(dir: &Path, cache: &Path) -> TestGateway {
-    let body = format!(
-        "[sandbox]\nmax_instances = 16\nreload_debounce_ms = 100\ncache_dir = {}\n\
-         [auth]\nmode = \"none\"\n[[tenant]]\nid = \"t\"\nplugins = [{}]\n",
-        toml_path(cache),
-        toml_path(dir)
-    );
-    TestGateway::start("", &body).await
+/// Tenant `t` serving every plugin in `dir`, watched (100 ms debounce), compiled into `cache`.
+async fn gateway_watching(dir: &Path, cache: &Path) -> TestGateway {
+    TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        max_instances = 16
+        reload_debounce_ms = 100
+        cache_dir = {cache}
+        [auth]
+        mode = "none"
+
+        [[tenant]]
+        id = "t"
+        plugins = [{dir}]
+        "#,
+        cache = toml_path(cache),
+        dir = toml_path(dir),
+    ))
+    .await
 }
 
 /// Wait (up to 10 s) until the tenant's catalog satisfies `ready`.
@@ -60,7 +71,7 @@ fn plugin_dir() -> (PathBuf, PathBuf) {
 #[tokio::test]
 async fn broken_updates_keep_the_old_version_serving_and_a_fix_recovers() {
     let (dir, cache) = plugin_dir();
-    let gw = gateway(&dir, &cache).await;
+    let gw = gateway_watching(&dir, &cache).await;
     assert_eq!(greet(&gw).await, "Hello, reload!");
     let good = std::fs::read(plugin("hello")).unwrap();
     let hello = dir.join("hello.wasm");
@@ -138,7 +149,7 @@ async fn broken_updates_keep_the_old_version_serving_and_a_fix_recovers() {
 #[tokio::test]
 async fn a_valid_manifest_applies_without_a_restart() {
     let (dir, cache) = plugin_dir();
-    let gw = gateway(&dir, &cache).await;
+    let gw = gateway_watching(&dir, &cache).await;
     deploy(
         &dir.join("hello.toml"),
         b"tools = [\"hello.greet\"]\nscopes = { \"hello.greet\" = [\"mcp:tools\"] }\n",
@@ -167,7 +178,7 @@ async fn next_list_changed(stream: &mut tokio::sync::mpsc::UnboundedReceiver<ser
 #[tokio::test]
 async fn deleting_and_adding_a_plugin_changes_the_tools_and_notifies_sessions() {
     let (dir, cache) = plugin_dir();
-    let gw = gateway(&dir, &cache).await;
+    let gw = gateway_watching(&dir, &cache).await;
     let mut session = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let mut stream = session.open_get_stream().await;
     let listed = session.request("tools/list", json!({})).await.tool_names();
@@ -209,10 +220,10 @@ async fn a_restart_with_a_warm_artifact_cache_does_not_compile() {
             .map(|p| p.code.from_cache())
             .collect()
     };
-    let first = gateway(&dir, &cache).await;
+    let first = gateway_watching(&dir, &cache).await;
     assert_eq!(from_cache(&first), [false], "a cold cache compiles");
     drop(first);
-    let second = gateway(&dir, &cache).await;
+    let second = gateway_watching(&dir, &cache).await;
     assert_eq!(from_cache(&second), [true], "a warm cache does not");
     assert_eq!(greet(&second).await, "Hello, reload!");
     // A corrupted artifact is discarded and the plugin compiled again. (Replaced, not written
@@ -221,7 +232,7 @@ async fn a_restart_with_a_warm_artifact_cache_does_not_compile() {
     for entry in std::fs::read_dir(&cache).unwrap() {
         deploy(&entry.unwrap().path(), b"garbage");
     }
-    let third = gateway(&dir, &cache).await;
+    let third = gateway_watching(&dir, &cache).await;
     assert_eq!(from_cache(&third), [false]);
     assert_eq!(greet(&third).await, "Hello, reload!");
 }
@@ -237,7 +248,7 @@ async fn swapping_versions_under_load_fails_no_call() {
     ];
     let target = dir.join("versioned.wasm");
     deploy(&target, &versions[0].1);
-    let gw = gateway(&dir, &root.join("cache")).await;
+    let gw = gateway_watching(&dir, &root.join("cache")).await;
     let url = gw.url("/mcp");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Eight callers, each call taking a few milliseconds inside the plugin, non-stop.
@@ -306,7 +317,7 @@ async fn swapping_versions_under_load_fails_no_call() {
 async fn the_typescript_sdk_client_is_told_when_plugins_go_and_come() {
     use tokio::io::AsyncBufReadExt as _;
     let (dir, cache) = plugin_dir();
-    let gw = gateway(&dir, &cache).await;
+    let gw = gateway_watching(&dir, &cache).await;
     let mut child = tokio::process::Command::new(crate::support::node())
         .arg(crate::support::root().join("tests/js/list-changed-client.mjs"))
         .args([gw.url("/mcp").as_str(), "2"])

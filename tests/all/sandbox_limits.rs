@@ -9,20 +9,33 @@ use crate::support::{Client, TestGateway, plugin, tempdir, toml_path};
 
 const DEADLINE_MS: u64 = 1500;
 
-async fn gateway(extra_plugins: &[String]) -> TestGateway {
+/// Tenant `t` with probe, hello and `extra_plugins` (TOML paths), 32 MiB and `DEADLINE_MS`
+/// per call.
+async fn gateway_with_plugins(extra_plugins: &[String]) -> TestGateway {
     let mut plugins = vec![toml_path(&plugin("probe")), toml_path(&plugin("hello"))];
     plugins.extend(extra_plugins.iter().cloned());
-    let body = format!(
-        "[sandbox]\nmax_instances = 16\n[auth]\nmode = \"none\"\n[limits]\ndeadline_ms = {DEADLINE_MS}\nmemory_mb = 32\n\
-         [[tenant]]\nid = \"t\"\nplugins = [{}]\n",
-        plugins.join(", ")
-    );
-    TestGateway::start("", &body).await
+    TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        max_instances = 16
+        [auth]
+        mode = "none"
+        [limits]
+        deadline_ms = {DEADLINE_MS}
+        memory_mb = 32
+
+        [[tenant]]
+        id = "t"
+        plugins = [{plugins}]
+        "#,
+        plugins = plugins.join(", "),
+    ))
+    .await
 }
 
 #[tokio::test]
 async fn infinite_loop_hits_the_deadline_and_the_next_call_succeeds() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let started = Instant::now();
     let r = c.call_tool("probe.spin", json!({})).await;
@@ -45,7 +58,7 @@ async fn infinite_loop_hits_the_deadline_and_the_next_call_succeeds() {
 
 #[tokio::test]
 async fn sleeping_past_the_deadline_is_stopped_too() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::modern(&gw.url("/mcp"));
     let started = Instant::now();
     let r = c.call_tool("probe.sleep", json!({"ms": 60_000})).await;
@@ -55,7 +68,7 @@ async fn sleeping_past_the_deadline_is_stopped_too() {
 
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_limit() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("probe.alloc", json!({})).await;
     assert!(r.is_error(), "{r:?}");
@@ -75,7 +88,7 @@ async fn memory_bomb_hits_the_memory_limit() {
 #[tokio::test]
 async fn a_plugin_sees_no_files_env_args_or_sockets() {
     // A secret in the host's environment must not be visible.
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("probe.observe", json!({})).await;
     assert!(!r.is_error(), "{r:?}");
@@ -103,7 +116,7 @@ async fn a_plugin_sees_no_files_env_args_or_sockets() {
 
 #[tokio::test]
 async fn a_trapping_plugin_does_not_affect_other_plugins() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("probe.trap", json!({})).await;
     assert!(r.is_error(), "{r:?}");
@@ -121,7 +134,7 @@ async fn a_trapping_plugin_does_not_affect_other_plugins() {
 
 #[tokio::test]
 async fn concurrent_runaway_calls_do_not_block_other_plugins() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let url = gw.url("/mcp");
     let spinners: Vec<_> = (0..4)
         .map(|_| {
@@ -156,7 +169,8 @@ async fn bad_components_fail_at_load_naming_the_file_while_others_serve() {
     std::fs::write(&garbage, b"\0asm this is not a component").unwrap();
     let wrong = plugin("wrong-world");
     let missing = dir.join("missing.wasm");
-    let gw = gateway(&[toml_path(&garbage), toml_path(&wrong), toml_path(&missing)]).await;
+    let gw =
+        gateway_with_plugins(&[toml_path(&garbage), toml_path(&wrong), toml_path(&missing)]).await;
 
     let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())
         .await
@@ -200,7 +214,7 @@ async fn duplicate_tool_names_across_plugins_refuse_the_later_plugin() {
     let dir = tempdir();
     let copy = dir.join("hello-copy.wasm");
     std::fs::copy(plugin("hello"), &copy).unwrap();
-    let gw = gateway(&[toml_path(&copy)]).await;
+    let gw = gateway_with_plugins(&[toml_path(&copy)]).await;
     let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())
         .await
         .unwrap();
@@ -217,7 +231,7 @@ async fn duplicate_tool_names_across_plugins_refuse_the_later_plugin() {
 
 #[tokio::test]
 async fn foreign_imports_load_and_trap_only_when_called() {
-    let gw = gateway(&[toml_path(&plugin("foreign-import"))]).await;
+    let gw = gateway_with_plugins(&[toml_path(&plugin("foreign-import"))]).await;
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let safe = c.call_tool("foreign.safe", json!({})).await;
     assert_eq!(safe.text(), "no foreign import used", "{safe:?}");
@@ -236,7 +250,7 @@ async fn foreign_imports_load_and_trap_only_when_called() {
 
 #[tokio::test]
 async fn downstream_without_services_gives_the_plugin_a_clear_error() {
-    let gw = gateway(&[]).await;
+    let gw = gateway_with_plugins(&[]).await;
     let mut c = Client::modern(&gw.url("/mcp"));
     let r = c
         .call_tool("probe.fetch", json!({"service": "notes"}))

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::auth::{TestIssuer, now};
-use crate::downstream::DownstreamApi;
+use crate::support::peers::DownstreamApi;
+use crate::support::peers::{TestIssuer, now};
 use crate::support::{Client, Reply, TestGateway, plugin, toml_path};
 
 fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {

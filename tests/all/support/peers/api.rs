@@ -1,0 +1,140 @@
+//! A downstream API on loopback, and a gateway whose plugin reaches it through token exchange.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::routing::get;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::support::{plugin, toml_path};
+
+/// A downstream API on loopback: `/api/*` routes plus `/outside`, which the service must never
+/// reach. It records the `Authorization` header of every request under `/api`.
+pub struct DownstreamApi {
+    pub base: String,
+    seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl DownstreamApi {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let record = seen.clone();
+        let rejected_once = Arc::new(AtomicBool::new(false));
+        let app = axum::Router::new()
+            .route(
+                "/api/echo",
+                get(|headers: http::HeaderMap, uri: http::Uri| async move {
+                    let h: serde_json::Map<String, Value> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").into()))
+                        .collect();
+                    axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
+                })
+                .post(|body: String| async move { body }),
+            )
+            .route(
+                "/api/hello",
+                get(|| async { ([("x-api", "notes")], "hello from the API") }),
+            )
+            .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
+            .route(
+                "/api/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/api/redirect-in",
+                get(|| async { axum::response::Redirect::temporary("/api/echo") }),
+            )
+            .route(
+                "/api/redirect-metadata",
+                get(|| async {
+                    axum::response::Redirect::temporary("http://169.254.169.254/latest/meta-data/")
+                }),
+            )
+            .route(
+                "/api/redirect-outside",
+                get(|| async { axum::response::Redirect::temporary("/outside") }),
+            )
+            // Refuses the first request it ever gets, as an API that revoked a token would.
+            .route(
+                "/api/reject-first",
+                get(move || async move {
+                    if rejected_once.swap(true, Ordering::SeqCst) {
+                        (http::StatusCode::OK, "accepted")
+                    } else {
+                        (http::StatusCode::UNAUTHORIZED, "token revoked")
+                    }
+                }),
+            )
+            .route(
+                "/api/always-401",
+                get(|| async { (http::StatusCode::UNAUTHORIZED, "never") }),
+            )
+            .route("/outside", get(|| async { "SECRET OUTSIDE THE SERVICE" }))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let record = record.clone();
+                    async move {
+                        if req.uri().path().starts_with("/api/") {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            record.lock().push(auth);
+                        }
+                        next.run(req).await
+                    }
+                },
+            ));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, seen }
+    }
+
+    /// The `Authorization` headers of every request so far, in order.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.seen.lock().clone()
+    }
+}
+
+/// A gateway (the binary, OAuth on, its dev AS as issuer and exchange server) whose `probe`
+/// plugin may call the API at `api` as service `notes` with an exchanged token, plus a user
+/// token for alice; `exchange_issuer` overrides where exchanges happen, `extra` is appended
+/// to the configuration and `env` given to the process. and `env` for the process.
+pub async fn exchange_gateway_with(
+    api: &str,
+    exchange_issuer: Option<&str>,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (crate::support::BinaryGateway, String) {
+    let dir = crate::support::tempdir();
+    let issuer = exchange_issuer
+        .map(|i| format!("issuer = \"{i}\"\n"))
+        .unwrap_or_default();
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n{issuer}\
+         [dev_as]\nenabled = true\nkey_file = {}\n\
+         [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{}]\n\
+         [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"token-exchange\"\naudience = \"{api}/api\"\n\
+         [tenant.plugin.probe]\nservices = [\"notes\"]\n{extra}",
+        toml_path(&dir.join("dev-as.key")),
+        toml_path(&plugin("probe"))
+    );
+    let env: Vec<(&str, &str)> = [("GATEWAY_SECRET", "exchange-secret")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let gw = crate::support::BinaryGateway::start(&body, &env).await;
+    let token = crate::support::mint_with_cli(&gw.config, "alice", "mcp:tools").await;
+    (gw, token)
+}

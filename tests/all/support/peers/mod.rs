@@ -1,0 +1,12 @@
+//! The real peers tests run against: an issuer, a downstream API, node-oidc-provider and an
+//! OTLP receiver. Each starts on 127.0.0.1 (ephemeral port) and stops when dropped.
+
+pub mod api;
+pub mod issuer;
+pub mod oidc;
+pub mod otlp;
+
+pub use api::{DownstreamApi, exchange_gateway_with};
+pub use issuer::{TestIssuer, fixture, now};
+pub use oidc::RealAs;
+pub use otlp::Receiver;
