@@ -153,9 +153,9 @@ impl DevAs {
         let mut clients = HashMap::new();
         for (i, c) in dev.clients.iter().enumerate().filter(|_| with_clients) {
             let secret = match &c.client_secret_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
+                Some(var) => Some(crate::config::secret_from_env(var).map_err(|e| {
                     anyhow::anyhow!(
-                        "{}: dev_as.clients[{i}].client_secret_env: {var} is not set",
+                        "{}: dev_as.clients[{i}].client_secret_env: {e}",
                         config.source.display()
                     )
                 })?),

@@ -117,9 +117,8 @@ impl Export {
         };
         let mut headers: HashMap<String, String> = config.headers.clone().into_iter().collect();
         for (name, var) in &config.headers_env {
-            let value = std::env::var(var).with_context(|| {
-                format!("telemetry.headers_env.{name}: environment variable {var} is not set")
-            })?;
+            let value = crate::config::secret_from_env(var)
+                .with_context(|| format!("telemetry.headers_env.{name}"))?;
             headers.insert(name.clone(), value);
         }
         let service_name = config

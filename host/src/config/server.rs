@@ -1,0 +1,87 @@
+//! `[server]` and `[stdio]`: listeners, transport limits, session caps, the stdio identity.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::Identity;
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The URL clients use to reach this gateway (scheme, host, port), e.g.
+    /// `https://mcp.example.com`. Resource URLs and allowed hosts derive from it.
+    /// Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Extra `Host` header values to accept (DNS-rebinding protection). The public URL's host
+    /// and, on a loopback listener, `localhost`/`127.0.0.1`/`::1` are always accepted.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the gateway (`scheme://host:port`). Requests with an
+    /// `Origin` outside this list get 403. Default: the public URL's origin and, on a loopback
+    /// listener, loopback origins on any port.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted (bytes); larger bodies get 413. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Most live MCP sessions (2025 revisions) at once; more `initialize` calls get 503.
+    pub max_sessions: usize,
+    /// Most live sessions one caller (tenant, issuer, subject) may hold; its next
+    /// `initialize` closes its own oldest session, so one caller can neither take every
+    /// slot nor lock itself out. Default 50 (at most `max_sessions`).
+    pub max_sessions_per_subject: usize,
+    /// Sessions idle this long are closed. Default 600 s.
+    pub session_idle_timeout_secs: u64,
+    /// Environment variable holding the key that protects `requestState` (at least 32
+    /// bytes). Set it when several gateway instances serve the same clients; otherwise a
+    /// random per-process key is used.
+    pub state_key_env: Option<String>,
+    /// Allow serving with `auth.mode = "none"` on a non-loopback address. Never in production.
+    pub allow_unauthenticated_public: bool,
+    /// The scope a token needs for `GET /admin/plugins` (with OAuth on; with it off, only
+    /// loopback clients are served). Default `portcullis:admin`.
+    pub admin_scope: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 << 20,
+            max_sessions: 1000,
+            max_sessions_per_subject: 50,
+            session_idle_timeout_secs: 600,
+            state_key_env: None,
+            allow_unauthenticated_public: false,
+            admin_scope: "portcullis:admin".into(),
+        }
+    }
+}
+
+/// `[stdio]`: who the local user of `portcullis stdio` is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdioConfig {
+    /// The tenant to serve. Default: the first tenant.
+    pub tenant: Option<String>,
+    /// The identity; `PORTCULLIS_SUBJECT` and `PORTCULLIS_SCOPES` (space-separated) in the
+    /// environment override it.
+    #[serde(flatten)]
+    pub identity: Identity,
+}
+
+impl Default for StdioConfig {
+    fn default() -> Self {
+        Self {
+            tenant: None,
+            identity: Identity {
+                subject: "local-user".into(),
+                scopes: vec!["*".into()],
+            },
+        }
+    }
+}

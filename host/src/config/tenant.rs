@@ -1,0 +1,159 @@
+//! `[[tenant]]` with its quota, downstream services and plugin settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::LimitsSection;
+
+/// `[tenant.quota]`: what one tenant may consume. Unset keys are unlimited, except
+/// `max_instances`, which defaults to an even share of `sandbox.max_instances`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// JSON-RPC requests per minute for the whole tenant (token bucket).
+    pub requests_per_minute: Option<u32>,
+    /// How many of them may arrive at once (the bucket size). Default: requests_per_minute.
+    pub burst: Option<u32>,
+    /// JSON-RPC requests per minute for each subject (user or client) of the tenant.
+    pub subject_requests_per_minute: Option<u32>,
+    /// The per-subject bucket size. Default: subject_requests_per_minute.
+    pub subject_burst: Option<u32>,
+    /// JSON-RPC requests of this tenant in progress at once; more are refused with 429.
+    pub max_concurrent_requests: Option<usize>,
+    /// Plugin instances this tenant may run at once, its share of `sandbox.max_instances`;
+    /// calls beyond wait (within their deadline). The shares of all tenants must fit in the
+    /// pool, so one tenant can never take another's instances. Default: an even share of
+    /// what explicit shares leave.
+    pub max_instances: Option<u32>,
+}
+
+/// `[[tenant]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Stable identifier, `[a-z0-9-]{1,64}`.
+    pub id: String,
+    /// The MCP endpoint path for this tenant. Default `/mcp` for the first tenant, else
+    /// `/t/<id>/mcp`.
+    pub path: Option<String>,
+    /// Host names (optionally `host:port`) this tenant answers for. Tenants may share a path
+    /// when their hosts differ; a tenant without hosts answers its path for any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The tenant's resource URL (its token audience and metadata document). Default:
+    /// `server.public_url` + path, or with `hosts`, the public URL's scheme + the first host
+    /// + path.
+    pub resource: Option<String>,
+    /// Issuers (from `[[auth.issuer]]`, by `issuer` URL) whose tokens this tenant accepts.
+    /// Default: all of them.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Rate limits and concurrency caps.
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    /// Plugin files (`.wasm`) or directories of them, relative to this file.
+    #[serde(default)]
+    pub plugins: Vec<PathBuf>,
+    /// Limits for this tenant's plugins (override `[limits]`).
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Per-plugin settings, keyed by plugin name (the file stem).
+    #[serde(default)]
+    pub plugin: BTreeMap<String, PluginSettings>,
+    /// Downstream services plugins may call through the `downstream` capability.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[[tenant.service]]`: a logical downstream service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The name plugins use, `[a-z0-9-]{1,64}`.
+    pub name: String,
+    /// Scheme, host, port and path prefix every request stays under.
+    pub base_url: String,
+    /// How the gateway authenticates to the service.
+    #[serde(default)]
+    pub credential: CredentialMode,
+    /// With `credential = "token-exchange"` or `"client-credentials"`: the audience (resource)
+    /// the token is for.
+    pub audience: Option<String>,
+    /// With `credential = "token-exchange"` or `"client-credentials"`: scopes to request
+    /// (default: none named, so the AS decides; for an exchange, the caller's).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The authorization server that issues this service's tokens (an `[[auth.issuer]]`
+    /// URL). With `token-exchange`, only callers whose token this issuer issued can reach the
+    /// service (default: any trusted issuer with an exchange client, each exchanging its own
+    /// tokens); with `client-credentials`, where the gateway's token comes from (default:
+    /// the `[exchange]` issuer).
+    pub issuer: Option<String>,
+    /// With `credential = "static"`: environment variable holding the header value.
+    pub header_env: Option<String>,
+    /// With `credential = "static"`: the header to send it in. Default `authorization`.
+    pub header_name: Option<String>,
+    /// Per-request timeout, in milliseconds. Default 10000.
+    #[serde(default = "default_service_timeout")]
+    pub timeout_ms: u64,
+    /// Largest request body a plugin may send, in bytes. Default 1 MiB.
+    #[serde(default = "default_service_bytes")]
+    pub max_request_bytes: usize,
+    /// Largest response body returned to the plugin, in bytes. Default 1 MiB.
+    #[serde(default = "default_service_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_service_timeout() -> u64 {
+    10_000
+}
+
+fn default_service_bytes() -> usize {
+    1 << 20
+}
+
+/// How the gateway authenticates to a downstream service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialMode {
+    /// No credential.
+    #[default]
+    None,
+    /// A fixed header value from the environment (local and stdio deployments).
+    Static,
+    /// RFC 8693: the caller's token exchanged for one for this service (see `[exchange]`).
+    TokenExchange,
+    /// The gateway's own token from the `client_credentials` grant, for services called as
+    /// the gateway rather than for a user (see `[exchange]`).
+    ClientCredentials,
+}
+
+impl CredentialMode {
+    /// Whether tokens for this service come from the authorization server.
+    pub fn uses_authorization_server(self) -> bool {
+        matches!(self, Self::TokenExchange | Self::ClientCredentials)
+    }
+}
+
+/// `[tenant.plugin.<name>]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Limits for this plugin (override the tenant's).
+    #[serde(flatten)]
+    pub limits: LimitsSection,
+    /// Scope overrides: tool or prompt name, resource URI or URI template → scopes required
+    /// (replaces what the plugin declares).
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// Configuration values passed to the plugin in every call context.
+    pub config: BTreeMap<String, String>,
+    /// Downstream services (by name) this plugin may call; none by default.
+    pub services: Vec<String>,
+    /// Claim rules: tool name → claim → value the claim must equal (or, for a list, contain),
+    /// e.g. `{ "admin.reset" = { groups = "admin" } }`. Claims must be listed in `auth.claims`.
+    pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
+    /// The tools to serve (an allow-list); default: every tool the plugin declares.
+    pub tools: Option<Vec<String>>,
+}
