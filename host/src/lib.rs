@@ -4,28 +4,36 @@
 //! 2025-11-25 with sessions; 2026-07-28 stateless, all on one endpoint) and over stdio, and
 //! routes every tool, resource and prompt request into a sandboxed WebAssembly component.
 //!
-//! The data path is the architecture; each step is one module:
+//! The request path, as it runs (drawn in full in `docs/ARCHITECTURE.md`):
 //!
 //! ```text
-//! HTTP/stdio ─► transport ─► auth ─► tenancy ─► mcp (routing, eras) ─► sandbox ─► plugin.wasm
-//!                                      downstream (exchange, egress guard) ◄┘ (WIT import)
-//! side modules: config, plugins (registry, loading, validation, reload), dev_as (development
-//!               AS), telemetry (logs, traces, metrics)
+//! HTTP ─► transport (host guard, tenant mount) ─► transport::front, in order:
+//!           auth ─► sessions (owner) ─► body ─► tenancy (quota) ─► plugins::Catalog::authorize
+//!           (scopes) ─► sessions (cap)
+//!      ─► mcp (handlers, eras, input rounds) ─► sandbox ─► plugin.wasm
+//!                        downstream (egress guard, exchange) ◄┘ (WIT import)
+//! stdio ─► mcp (a configured identity)
+//! side modules: config (leaf), net, oauth, telemetry, plugins (loading, reload), admin,
+//!               dev_as (development AS)
 //! ```
 //!
-//! * [`transport`]: listeners, the per-tenant front guard (body limit, batches, session caps),
-//!   Host/Origin allow-lists over every route, health endpoints, stdio.
+//! * [`transport`]: listeners, the per-tenant front (`front`: the steps above, one function;
+//!   `jsonrpc`: the envelope parsed once), Host/Origin allow-lists over every route, health
+//!   endpoints, stdio.
 //! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`] — identity is
 //!   (tenant, issuer, subject) — never a token.
+//! * [`sessions`]: 2025 sessions' owners, caps and settings, behind one interface.
 //! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
 //! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
+//! * [`oauth`]: OAuth URNs and metadata discovery; [`net`]: address rules.
 //! * [`telemetry`]: the log subscriber, OpenTelemetry spans and metrics.
 //! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
-//! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI.
+//! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI,
+//!   one file per host capability.
 //! * [`plugins`]: loading, validating and indexing plugins per tenant, and the one
 //!   authorization decision over them ([`plugins::Catalog::authorize`]).
 //! * [`admin`]: the operators' endpoints (plugin inventory, readiness) and who is an operator.
-//! * [`config`]: the TOML file and its validation.
+//! * [`config`]: the TOML file, one file per section, and its validation.
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).
 //!
 //! Start with [`Portcullis::start`], which turns a validated [`config::Config`] into a router.

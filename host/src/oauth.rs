@@ -2,8 +2,8 @@
 //! and the development authorization server.
 //!
 //! Owns: the RFC 8693 / RFC 7523 URNs, bounded fetching of JSON documents from authorization
-//! servers ([`fetch_json`]) and RFC 8414 / OIDC metadata discovery with exact issuer matching
-//! ([`discover`]), with typed errors. Must not: validate tokens (`auth`) or request them
+//! servers (`fetch_json`) and RFC 8414 / OIDC metadata discovery with exact issuer matching
+//! (`discover`), with typed errors. Must not: validate tokens (`auth`) or request them
 //! (`downstream`).
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Who is calling: authentication at the edge, and the [`Principal`] every request carries.
 //!
 //! Owns the OAuth 2.1 resource server (bearer tokens validated once per request, JWT/JWKS via
-//! [`jwt`]), the protected resource metadata (RFC 9728), the exact `WWW-Authenticate`
+//! `jwt`), the protected resource metadata (RFC 9728), the exact `WWW-Authenticate`
 //! challenges (401, 403 step-up, 400), scope hierarchies and the validated-token cache. The
 //! rest of the host reads the [`Principal`]; the raw token survives only as a [`SecretToken`]
 //! that cannot be printed, logged or serialized. This module must not route MCP methods or

@@ -61,12 +61,7 @@ pub(super) async fn complete_argument(
         )),
         Err(e) => Err(failed(gw.tenant.id(), &plugin, "completion", &e)),
     };
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Error
-    };
-    record.finish(Some(&plugin.name), outcome);
+    record.finish(Some(&plugin.name), Outcome::of(&result));
     result
 }
 

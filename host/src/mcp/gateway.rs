@@ -91,12 +91,7 @@ impl Gateway {
         let catalog = self.tenant.catalog();
         let visible = |t: Target<'_>| self.tenant.visible(&catalog, &who, t);
         let result = page(key, items(&catalog, &visible), request).and_then(complete);
-        let outcome = if result.is_ok() {
-            Outcome::Ok
-        } else {
-            Outcome::Error
-        };
-        record.finish(None, outcome);
+        record.finish(None, Outcome::of(&result));
         result
     }
 

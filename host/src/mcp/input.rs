@@ -14,15 +14,16 @@ use rmcp::model::{CustomRequest, InputRequiredResult, InputResponses, ServerRequ
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::call::Invocation;
 use super::convert::{self, complete, model};
 use super::era::{Era, client_capabilities};
 use super::gateway::Gateway;
-use super::record::RequestRecord;
+use super::record::{Outcome, RequestRecord};
 use super::request_state::Binding;
 use crate::auth::Principal;
-use crate::plugins::LoadedPlugin;
+use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{BoxFuture, wit};
 use crate::telemetry::untrusted;
 
@@ -72,6 +73,42 @@ struct Question {
 }
 
 impl Gateway {
+    /// A request answered by one plugin export that may ask for input and whose answer is a
+    /// result or a protocol error (prompts, resource reads): authorize `target`, run the
+    /// rounds, answer for the era, and record the request.
+    pub(super) async fn answer_with_input<R, C, F, Fut>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        method: &'static str,
+        target: Target<'_>,
+        retry: Retry<'_>,
+        call: F,
+    ) -> Result<R, ErrorData>
+    where
+        R: From<C> + From<InputRequiredResult>,
+        C: serde::de::DeserializeOwned,
+        F: Fn(Invocation, Option<wit::Continuation>) -> Fut,
+        Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
+    {
+        let who = self.principal(ctx)?;
+        let record = RequestRecord::start(&self.tenant, ctx, method, Some(target.key()));
+        let catalog = self.tenant.catalog();
+        let plugin = match self.authorize(&catalog, &who, target) {
+            Ok(permit) => permit.plugin,
+            Err(refused) => {
+                record.finish(None, refused.outcome());
+                return Err(refused.into_error());
+            }
+        };
+        let rounds = self
+            .run(ctx, &who, plugin, &record, retry, call)
+            .instrument(record.span.clone())
+            .await;
+        let response = respond::<R, C>(ctx, rounds);
+        record.finish(Some(&plugin.name), Outcome::of(&response));
+        response
+    }
+
     /// Run one plugin export that may ask for input (tool call, prompt, resource read): set up
     /// the call's environment once, then invoke `call` for each round the request's era allows.
     pub(super) async fn run<F, Fut>(
@@ -279,7 +316,7 @@ async fn ask_client(
 }
 
 /// The protocol answer for a prompt or resource read that may have needed input.
-pub(super) fn respond<R, C>(
+fn respond<R, C>(
     ctx: &RequestContext<RoleServer>,
     rounds: Result<Rounds<Value>, RoundError>,
 ) -> Result<R, ErrorData>

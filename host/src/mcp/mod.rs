@@ -1,10 +1,14 @@
 //! The MCP protocol layer, on rmcp 3.9 (pinned). Every rmcp type stays inside this module.
 //!
-//! Owns: the [`Gateway`] handler (method routing to plugins, era differences between the 2025
-//! revisions and 2026-07-28, input-required round trips, list-change notifications), the
-//! Streamable HTTP endpoint per tenant ([`http_endpoint`]) and the stdio server
-//! ([`serve_stdio`]). It must not authenticate (the `auth` layer in front does, and hands over
-//! a [`crate::auth::Principal`]) and must not touch wasmtime (the `sandbox` does).
+//! Owns: the [`Gateway`] handler (`gateway.rs`, thin) and one file per concern — `tools`,
+//! `resources`, `prompts`, `completion` (each method's handler), `input` (input-required
+//! rounds), `era` (2025 sessions vs 2026-07-28), `notify` (change notifications), `paging`,
+//! `record` (spans and the duration metric), `refusal` (authorization refusals on the wire),
+//! `call` (a plugin call's environment), `tenant` ([`TenantContext`]) — plus the Streamable
+//! HTTP endpoint per tenant ([`http_endpoint`], with its live-session table adapted to
+//! [`crate::sessions::LiveSessions`]) and the stdio server ([`serve_stdio`]). It must not
+//! authenticate (the `auth` layer in front does, and hands over a [`crate::auth::Principal`]),
+//! keep session state (`sessions` does) or touch wasmtime (the `sandbox` does).
 //!
 //! Era dispatch is rmcp's: a request carrying 2026-07-28 `_meta` (or header) is served
 //! statelessly; `initialize`, an `Mcp-Session-Id` or a legacy version header selects a 2025

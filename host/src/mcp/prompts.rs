@@ -10,13 +10,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
-use tracing::Instrument as _;
 
 use super::call::Invocation;
 use super::convert;
 use super::gateway::Gateway;
-use super::input::{Retry, RoundError, Step, respond};
-use super::record::{Outcome, RequestRecord};
+use super::input::{Retry, RoundError, Step};
 use super::refusal::failed;
 use crate::plugins::Target;
 use crate::sandbox::wit;
@@ -48,36 +46,20 @@ pub(super) async fn get(
     request: GetPromptRequestParams,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<GetPromptResponse, ErrorData> {
-    let who = gw.principal(ctx)?;
     let name = request.name.clone();
-    let record = RequestRecord::start(&gw.tenant, ctx, "prompts/get", Some(&name));
-    let catalog = gw.tenant.catalog();
-    let plugin = match gw.authorize(&catalog, &who, Target::Prompt(&name)) {
-        Ok(permit) => permit.plugin,
-        Err(refused) => {
-            record.finish(None, refused.outcome());
-            return Err(refused.into_error());
-        }
-    };
     let arguments = convert::prompt_arguments(request.arguments.as_ref());
     let retry = Retry {
         responses: request.input_responses.as_ref(),
         state: request.request_state.as_deref(),
     };
-    let rounds = gw
-        .run(ctx, &who, plugin, &record, retry, |call, continuation| {
-            invoke(call, name.clone(), arguments.clone(), continuation)
-        })
-        .instrument(record.span.clone())
-        .await;
-    let response = respond::<GetPromptResponse, GetPromptResult>(ctx, rounds);
-    let outcome = if response.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Error
-    };
-    record.finish(Some(&plugin.name), outcome);
-    response
+    gw.answer_with_input::<GetPromptResponse, GetPromptResult, _, _>(
+        ctx,
+        "prompts/get",
+        Target::Prompt(&name),
+        retry,
+        |call, continuation| invoke(call, name.clone(), arguments.clone(), continuation),
+    )
+    .await
 }
 
 /// One round of the plugin's `get-prompt` export.

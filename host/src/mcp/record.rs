@@ -29,6 +29,15 @@ pub(super) enum Outcome {
 }
 
 impl Outcome {
+    /// `Ok` for a result, `Error` for a protocol error.
+    pub(super) fn of<T, E>(result: &Result<T, E>) -> Self {
+        if result.is_ok() {
+            Self::Ok
+        } else {
+            Self::Error
+        }
+    }
+
     /// The `portcullis.outcome` value.
     pub(super) fn as_str(self) -> &'static str {
         match self {

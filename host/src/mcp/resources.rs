@@ -11,13 +11,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
-use tracing::Instrument as _;
 
 use super::call::Invocation;
 use super::convert;
 use super::gateway::Gateway;
-use super::input::{Retry, RoundError, Step, respond};
-use super::record::{Outcome, RequestRecord};
+use super::input::{Retry, RoundError, Step};
 use super::refusal::{Refused, failed, unknown};
 use crate::plugins::Target;
 use crate::sandbox::wit;
@@ -70,35 +68,19 @@ pub(super) async fn read(
     request: ReadResourceRequestParams,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<ReadResourceResponse, ErrorData> {
-    let who = gw.principal(ctx)?;
     let uri = request.uri.clone();
-    let record = RequestRecord::start(&gw.tenant, ctx, "resources/read", Some(&uri));
-    let catalog = gw.tenant.catalog();
-    let plugin = match gw.authorize(&catalog, &who, Target::Resource(&uri)) {
-        Ok(permit) => permit.plugin,
-        Err(refused) => {
-            record.finish(None, refused.outcome());
-            return Err(refused.into_error());
-        }
-    };
     let retry = Retry {
         responses: request.input_responses.as_ref(),
         state: request.request_state.as_deref(),
     };
-    let rounds = gw
-        .run(ctx, &who, plugin, &record, retry, |call, continuation| {
-            invoke(call, uri.clone(), continuation)
-        })
-        .instrument(record.span.clone())
-        .await;
-    let response = respond::<ReadResourceResponse, ReadResourceResult>(ctx, rounds);
-    let outcome = if response.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Error
-    };
-    record.finish(Some(&plugin.name), outcome);
-    response
+    gw.answer_with_input::<ReadResourceResponse, ReadResourceResult, _, _>(
+        ctx,
+        "resources/read",
+        Target::Resource(&uri),
+        retry,
+        |call, continuation| invoke(call, uri.clone(), continuation),
+    )
+    .await
 }
 
 /// One round of the plugin's `read-resource` export.

@@ -247,6 +247,15 @@ pub enum Target<'a> {
     Template(&'a str),
 }
 
+impl<'a> Target<'a> {
+    /// The name or URI the target is looked up by.
+    pub fn key(&self) -> &'a str {
+        match *self {
+            Target::Tool(k) | Target::Prompt(k) | Target::Resource(k) | Target::Template(k) => k,
+        }
+    }
+}
+
 /// Proof that a caller may use a target, and the plugin that serves it. Only
 /// [`Catalog::authorize`] makes one.
 #[derive(Debug)]

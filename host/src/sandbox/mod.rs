@@ -15,6 +15,7 @@
 
 mod artifacts;
 mod bindings;
+mod host;
 mod output;
 mod state;
 
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -283,9 +284,7 @@ impl Sandbox {
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        bindings::downstream::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        host::link_all(&mut linker)?;
 
         let artifacts = match &config.cache_dir {
             Some(dir) => Some(

@@ -1,18 +1,18 @@
-//! Per-call store state and the host side of the plugin's imports (`host`, `downstream`).
+//! Per-call store state, and the traits the host capabilities forward to.
 //!
-//! A [`HostState`] lives exactly as long as one call's [`wasmtime::Store`]. The host imports
+//! A [`HostState`] lives exactly as long as one call's [`wasmtime::Store`]: empty WASI, the
+//! memory limiter, and one context per host capability (`super::host`). The capabilities
 //! forward to a [`CallObserver`] (logging, progress, change notifications) and an [`Egress`]
-//! (the downstream capability), both supplied by the caller, so this module stays free of
-//! MCP and HTTP details.
-
-use std::sync::Arc;
+//! (the downstream capability), both prepared by their owners for the call, so this module
+//! stays free of MCP and HTTP details.
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::CallEnv;
-use super::bindings::{downstream, host, types};
+use super::bindings::{downstream, host};
+use super::host::{EgressCtx, ObserverCtx};
 use super::output::{Stream, TracingOutput};
 
 /// Receives what a running plugin reports through the `host` interface.
@@ -116,8 +116,10 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
-    observer: Arc<dyn CallObserver>,
-    egress: Arc<dyn Egress>,
+    /// The `host` import's state (logs, progress, change notifications).
+    pub(super) observer: ObserverCtx,
+    /// The `downstream` import's state.
+    pub(super) egress: EgressCtx,
 }
 
 impl HostState {
@@ -137,8 +139,8 @@ impl HostState {
                 memory_bytes: env.limits.memory_bytes,
                 denied: None,
             },
-            observer: env.observer.clone(),
-            egress: env.egress.clone(),
+            observer: ObserverCtx(env.observer.clone()),
+            egress: EgressCtx(env.egress.clone()),
         }
     }
 }
@@ -149,49 +151,5 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl types::Host for HostState {}
-
-impl host::Host for HostState {
-    async fn log(
-        &mut self,
-        level: host::LogLevel,
-        logger: Option<String>,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        self.observer.log(level, logger, message).await;
-        Ok(())
-    }
-
-    async fn progress(
-        &mut self,
-        progress: f64,
-        total: Option<f64>,
-        message: Option<String>,
-    ) -> wasmtime::Result<()> {
-        self.observer.progress(progress, total, message).await;
-        Ok(())
-    }
-
-    async fn notify_lists_changed(&mut self, kinds: host::ListKinds) -> wasmtime::Result<()> {
-        self.observer.lists_changed(kinds);
-        Ok(())
-    }
-
-    async fn notify_resource_updated(&mut self, uri: String) -> wasmtime::Result<()> {
-        self.observer.resource_updated(uri);
-        Ok(())
-    }
-}
-
-impl downstream::Host for HostState {
-    async fn fetch(
-        &mut self,
-        service: String,
-        request: downstream::Request,
-    ) -> wasmtime::Result<Result<downstream::Response, downstream::Error>> {
-        Ok(self.egress.fetch(service, request).await)
     }
 }
