@@ -56,7 +56,7 @@
 //! | plugins    | auth, config, sandbox, telemetry                               |
 //! | downstream | auth, config, net, oauth, sandbox, telemetry                   |
 //! | tenancy    | auth, config, sandbox                                          |
-//! | dev_as     | config, net, oauth                                             |
+//! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
@@ -151,7 +151,7 @@ impl Portcullis {
             None
         };
         // Last, so it covers every route: MCP, metadata, health, admin and the dev AS.
-        let router = transport::guard_hosts(router, &settings);
+        let router = transport::guard_hosts(router, &settings, &config.server.cors_origins);
         Ok(Self {
             config,
             tenants,
@@ -207,23 +207,18 @@ impl Portcullis {
         self.shutdown.clone()
     }
 
-    /// Serve HTTP on `listener` until the shutdown token is cancelled.
+    /// Serve HTTP on `listener` until the shutdown token is cancelled, under the connection
+    /// limits of `[server]`.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        use axum::serve::ListenerExt as _;
-        // Without TCP_NODELAY a response written in two segments (headers, then body or SSE
-        // events) waits for the client's delayed ACK: ~40 ms per request on Linux.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-            }
-        });
-        let shutdown = self.shutdown.clone();
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
+        let server = &self.config.server;
+        let limits = transport::listener::ServeLimits {
+            header_read: Duration::from_millis(server.header_read_timeout_ms),
+            body_read: Duration::from_millis(server.body_read_timeout_ms),
+            max_connections: server.max_connections,
+            max_per_client: server.max_connections_per_client,
+            h2_max_streams: server.http2_max_concurrent_streams,
+        };
+        transport::listener::serve(listener, self.router, limits, self.shutdown).await?;
         Ok(())
     }
 }

@@ -105,10 +105,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config, telemetry).await
         }
         Command::Dev { config } => {
-            let (mut config, telemetry) = load(&config, true)?;
-            config.dev_as.enabled = true;
-            config.auth.mode = portcullis::config::AuthMode::Oauth;
-            serve(config, telemetry).await
+            let (config, telemetry) = load(&config, true)?;
+            serve(config.for_dev()?, telemetry).await
         }
         Command::Stdio { config } => {
             let (config, _telemetry) = load(&config, true)?;

@@ -95,6 +95,25 @@ pub(crate) async fn fetch_json(
     })
 }
 
+/// A response body of at most `max` bytes (`None` when it declares or sends more): what an
+/// authorization server sends is read no further than the limit.
+pub(crate) async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// `url` split into its origin and its path (`https://as/t1` → `https://as`, `/t1`).
 pub(crate) fn split_origin(url: &str) -> (&str, &str) {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);

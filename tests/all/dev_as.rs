@@ -804,3 +804,118 @@ async fn the_dev_command_turns_on_the_dev_as_and_oauth() {
         "and says so loudly"
     );
 }
+
+/// #16 AC5, as the attack: client ID metadata documents naming redirect URIs an attacker
+/// wants (`http://` elsewhere, `javascript:`, not a URL) get no code and no panic; 1,000
+/// registrations keep the registry bounded (the oldest are forgotten); the dev AS is refused
+/// on a non-loopback listener; and `portcullis dev` validates the configuration it serves.
+#[tokio::test]
+async fn the_dev_as_refuses_hostile_clients_and_stays_bounded() {
+    let dir = crate::support::tempdir();
+    let doc = |id: &str, redirect: &str| {
+        let path = dir.join(format!("{}.json", id.rsplit('/').next().unwrap()));
+        let body = json!({"client_id": id, "client_name": "x", "redirect_uris": [redirect]});
+        std::fs::write(&path, body.to_string()).unwrap();
+        (id.to_string(), path)
+    };
+    let docs = [
+        doc("https://client.example/evil.json", "http://evil.example/cb"),
+        doc(
+            "https://client.example/js.json",
+            "javascript:alert(document.cookie)",
+        ),
+        doc("https://client.example/garbage.json", "::not a url::"),
+    ];
+    let table: Vec<String> = docs
+        .iter()
+        .map(|(id, path)| format!("\"{id}\" = {}", toml_path(path)))
+        .collect();
+    let gw = gateway_with_dev_as(&format!("cimd_documents = {{ {} }}", table.join(", "))).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for ((id, _), redirect) in docs.iter().zip([
+        "http://evil.example/cb",
+        "javascript:alert(document.cookie)",
+        "::not a url::",
+    ]) {
+        let r = http
+            .get(authorize_url(&gw, id, redirect))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{id}");
+        assert!(
+            r.headers().get("location").is_none(),
+            "{id}: no redirect, no code"
+        );
+        let page = r.text().await.unwrap();
+        assert!(page.contains("invalid_client"), "{id}: {page}");
+    }
+
+    let register = |n: usize| {
+        let (http, url) = (http.clone(), gw.url("/dev-as/register"));
+        async move {
+            let r: Value = http
+                .post(url)
+                .json(&json!({"client_name": format!("c{n}"), "redirect_uris": ["https://ok.example/cb"],
+                              "token_endpoint_auth_method": "none"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["client_id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = register(0).await;
+    let mut last = String::new();
+    for n in 1..1000 {
+        last = register(n).await;
+    }
+    let authorize = |id: String| {
+        let (http, url) = (
+            http.clone(),
+            authorize_url(&gw, &id, "https://ok.example/cb"),
+        );
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        authorize(first).await,
+        400,
+        "the oldest registration was forgotten"
+    );
+    assert_ne!(authorize(last).await, 400, "the newest is served");
+
+    let public = format!("[server]\nlisten = \"0.0.0.0:0\"\n{}", body(true, ""));
+    let e = portcullis::config::Config::parse(&public, &dir.join("p.toml"), &dir).unwrap_err();
+    assert!(e.to_string().contains("dev_as.enabled"), "{e}");
+
+    let off = format!(
+        "[auth]\nmode = \"none\"\n[[auth.issuer]]\nissuer = \"https://as.example\"\nalgorithms = [\"HS256\"]\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{}]\n",
+        toml_path(&plugin("hello"))
+    );
+    let config = portcullis::config::Config::parse(&off, &dir.join("o.toml"), &dir).unwrap();
+    let e = config.for_dev().unwrap_err();
+    assert!(e.to_string().contains("HS256"), "{e}");
+}
+
+/// An authorization request (PKCE S256) for `client_id` returning to `redirect_uri`.
+fn authorize_url(gw: &TestGateway, client_id: &str, redirect_uri: &str) -> reqwest::Url {
+    let mut url = reqwest::Url::parse(&gw.url("/dev-as/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &gw.url("/mcp"))
+        .append_pair("scope", "mcp:tools");
+    url
+}

@@ -153,26 +153,25 @@ async fn exchange_gateway(
 
 #[tokio::test]
 async fn the_downstream_api_gets_an_exchanged_token_acting_for_the_user_never_the_inbound_one() {
-    let api = DownstreamApi::start().await;
-    let api = &api.base;
+    let downstream = DownstreamApi::start().await;
+    let api = &downstream.base;
     let (gw, user_token) = exchange_gateway(api, None).await;
     let call = || {
-        let (url, token) = (format!("{}/mcp", gw.base), user_token.clone());
+        let (url, token, downstream) =
+            (format!("{}/mcp", gw.base), user_token.clone(), &downstream);
         async move {
             let r = Client::modern(&url)
                 .bearer(&token)
                 .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
                 .await;
             let text = r.text();
-            let seen: Value = serde_json::from_str(
-                text.strip_prefix("status 200: ")
-                    .unwrap_or_else(|| panic!("{text}")),
-            )
-            .unwrap();
-            seen["headers"]["authorization"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no credential: {seen}"))
-                .to_string()
+            assert!(text.starts_with("status 200: "), "{text}");
+            downstream
+                .authorizations()
+                .last()
+                .cloned()
+                .flatten()
+                .expect("the API received a credential")
         }
     };
     let first = call().await;
@@ -232,4 +231,117 @@ audience = "https://notes.example/api"
     // Client credentials from that server are fine: no caller's token is involved.
     let cc = text.replace("\"token-exchange\"", "\"client-credentials\"");
     assert!(parse(&cc).is_ok());
+}
+
+/// #16 AC3, as the attack: path tricks a Tomcat/Jetty/Spring backend or a double-decoding
+/// proxy would read as leaving the prefix; a plugin's own copy of the service's credential
+/// header and the headers a proxy in front of the service might trust; and an API that
+/// echoes its request headers (plain or encoded), which would hand the plugin the credential.
+#[tokio::test]
+async fn plugins_cannot_bypass_the_guard_forge_trusted_headers_or_read_the_credential() {
+    let api = DownstreamApi::start().await;
+    let body = format!(
+        r#"
+        [auth]
+        mode = "none"
+
+        [[tenant]]
+        id = "t"
+        plugins = [{probe}]
+        [[tenant.service]]
+        name = "keyed"
+        base_url = "{api}/api"
+        credential = "static"
+        header_name = "x-api-key"
+        header_env = "KEYED_SECRET"
+        [[tenant.service]]
+        name = "bearer"
+        base_url = "{api}/api"
+        credential = "static"
+        header_env = "BEARER_SECRET"
+        [tenant.plugin.probe]
+        services = ["keyed", "bearer"]
+        "#,
+        api = api.base,
+        probe = toml_path(&plugin("probe")),
+    );
+    let env = [
+        ("KEYED_SECRET", "key-0123456789abcdef"),
+        ("BEARER_SECRET", "Bearer tok-0123456789abcdef"),
+    ];
+    let gw = crate::support::BinaryGateway::start(&body, &env).await;
+    let url = format!("{}/mcp", gw.base);
+    let fetch = |args: Value| {
+        let url = url.clone();
+        async move {
+            Client::modern(&url)
+                .call_tool("probe.fetch", args)
+                .await
+                .text()
+        }
+    };
+    for path in [
+        "/a/..;/outside",
+        "/..;/outside",
+        "/..;jsessionid=x/outside",
+        "/.;/echo",
+        "/%252e%252e/outside",
+        "/%252e%252e%252foutside",
+        "/%c0%ae%c0%ae/outside",
+        "/%e0%80%ae./outside",
+    ] {
+        let out = fetch(json!({"service": "keyed", "path": path})).await;
+        assert!(out.starts_with("error: Error::Blocked("), "{path}: {out}");
+    }
+
+    let forged = [
+        ["X-Api-Key", "forged"],
+        ["X-Forwarded-For", "10.0.0.1"],
+        ["X-Forwarded-Host", "admin.internal"],
+        ["Forwarded", "for=10.0.0.1;host=admin.internal"],
+        ["X-Real-IP", "10.0.0.1"],
+        ["X-Original-URL", "/outside"],
+        ["X-Rewrite-URL", "/outside"],
+        ["X-HTTP-Method-Override", "DELETE"],
+        ["X-Plugin", "kept"],
+    ];
+    let out = fetch(json!({"service": "keyed", "path": "/hello", "headers": forged})).await;
+    assert_eq!(out, "status 200: hello from the API");
+    let seen = api.last_headers();
+    let keys: Vec<&str> = seen
+        .get_all("x-api-key")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["key-0123456789abcdef"],
+        "only the gateway's credential"
+    );
+    for [name, _] in &forged[1..8] {
+        assert!(
+            seen.get(*name).is_none(),
+            "{name} reached the API: {seen:?}"
+        );
+    }
+    assert_eq!(seen["x-plugin"], "kept", "ordinary headers pass");
+
+    for (service, path) in [
+        ("keyed", "/echo-all"),
+        ("bearer", "/echo-all"),
+        ("bearer", "/echo-encoded"),
+    ] {
+        let out = fetch(json!({"service": service, "path": path})).await;
+        assert!(
+            out.starts_with("error: Error::Blocked(") && out.contains("repeats the credential"),
+            "{service}{path}: {out}"
+        );
+        assert!(!out.contains("0123456789abcdef"), "{service}{path}: {out}");
+    }
+    let log = gw.stop().await;
+    assert!(log.contains("withheld a response that repeats the credential"));
+    assert!(
+        !log.contains("0123456789abcdef"),
+        "no credential in the log"
+    );
 }

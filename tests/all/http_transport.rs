@@ -338,3 +338,183 @@ async fn idle_sessions_expire() {
         .await;
     assert_eq!(r.status, 404, "an idle session is gone: {r:?}");
 }
+
+/// A raw loopback connection to the gateway, and whether the server has closed it.
+struct RawConn(tokio::net::TcpStream);
+
+impl RawConn {
+    async fn open(gw: &TestGateway, first_bytes: &[u8]) -> Self {
+        use tokio::io::AsyncWriteExt as _;
+        let addr = gw.base.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(first_bytes).await.unwrap();
+        Self(s)
+    }
+
+    /// Everything the server sends until it closes the connection (`None` if it is still
+    /// open after `wait`).
+    async fn until_closed(&mut self, wait: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match self.0.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(wait, read).await.ok()?;
+        Some(String::from_utf8_lossy(&got).into_owned())
+    }
+}
+
+/// #16 AC1, as the attack: a slowloris client (20 partial request heads, a half-sent body,
+/// idle keep-alive connections), bounded and on loopback, is disconnected within the
+/// configured timeouts while a well-behaved client's calls keep succeeding.
+#[tokio::test]
+async fn slow_clients_are_dropped_while_others_are_served() {
+    let gw = gateway_with_server("header_read_timeout_ms = 500\nbody_read_timeout_ms = 800").await;
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        slow.push(RawConn::open(&gw, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty").await);
+    }
+    let mut half_body = RawConn::open(
+        &gw,
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Accept: application/json, text/event-stream\r\nContent-Length: 200\r\n\r\n{\"jsonrpc\":",
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(RawConn::open(&gw, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await);
+    }
+    // Meanwhile, a well-behaved client is served.
+    let mut c = Client::modern(&gw.url("/mcp"));
+    for _ in 0..5 {
+        let r = c.call_tool("hello.greet", json!({"name": "ok"})).await;
+        assert_eq!(r.text(), "Hello, ok!");
+    }
+    for (i, conn) in slow.iter_mut().enumerate() {
+        assert!(
+            conn.until_closed(Duration::from_secs(3)).await.is_some(),
+            "partial head {i} still open after {:?}",
+            started.elapsed()
+        );
+    }
+    let answer = half_body
+        .until_closed(Duration::from_secs(3))
+        .await
+        .expect("the half-sent body's connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    for conn in &mut idle {
+        let answer = conn.until_closed(Duration::from_secs(3)).await;
+        assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = c.call_tool("hello.greet", json!({"name": "still"})).await;
+    assert_eq!(r.text(), "Hello, still!");
+}
+
+/// #16 AC1: the connection caps answer 503 and close, and a freed slot serves again.
+#[tokio::test]
+async fn connection_caps_refuse_cleanly() {
+    let gw =
+        gateway_with_server("max_connections_per_client = 3\nheader_read_timeout_ms = 5000").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(RawConn::open(&gw, b"").await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = RawConn::open(&gw, b"").await;
+    let answer = over
+        .until_closed(Duration::from_secs(2))
+        .await
+        .expect("refused and closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = Client::modern(&gw.url("/mcp"))
+        .call_tool("hello.greet", json!({"name": "again"}))
+        .await;
+    assert_eq!(r.text(), "Hello, again!");
+}
+
+/// #16 AC7: a browser client at a configured origin gets its preflight answered (the MCP and
+/// OAuth headers allowed) and can read `Mcp-Session-Id` and `WWW-Authenticate`; any other
+/// origin is refused; with no origins configured no CORS header appears anywhere.
+#[tokio::test]
+async fn cors_is_answered_for_configured_origins_only() {
+    let gw = gateway_with_server(r#"cors_origins = ["http://app.example"]"#).await;
+    let http = reqwest::Client::new();
+    let preflight = |url: String, origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, mcp-session-id, mcp-protocol-version, dpop",
+            )
+            .send()
+    };
+    let r = preflight(gw.url("/mcp"), "http://app.example")
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://app.example");
+    let allowed = h["access-control-allow-headers"].to_str().unwrap();
+    for name in [
+        "authorization",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "dpop",
+    ] {
+        assert!(allowed.contains(name), "{name}: {allowed}");
+    }
+    let r = http
+        .post(gw.url("/mcp"))
+        .header("origin", "http://app.example")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(initialize_request("2025-11-25", json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://app.example"
+    );
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("mcp-session-id") && exposed.contains("www-authenticate"),
+        "{exposed}"
+    );
+
+    let r = preflight(gw.url("/mcp"), "http://evil.example")
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let plain = gateway_with_server("").await;
+    let r = preflight(plain.url("/mcp"), "http://localhost:1234")
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "{r:?}"
+    );
+}

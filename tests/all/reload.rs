@@ -16,7 +16,6 @@ fn deploy(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// A gateway serving the plugin directory `dir`, with its artifact cache in `cache`.
 /// Tenant `t` serving every plugin in `dir`, watched (100 ms debounce), compiled into `cache`.
 async fn gateway_watching(dir: &Path, cache: &Path) -> TestGateway {
     TestGateway::from_toml(&format!(
@@ -229,8 +228,8 @@ async fn a_restart_with_a_warm_artifact_cache_does_not_compile() {
     // A corrupted artifact is discarded and the plugin compiled again. (Replaced, not written
     // in place: the running gateway may still map the old file.)
     drop(second);
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        deploy(&entry.unwrap().path(), b"garbage");
+    for artifact in artifacts(&cache) {
+        deploy(&artifact, b"garbage");
     }
     let third = gateway_watching(&dir, &cache).await;
     assert_eq!(from_cache(&third), [false]);
@@ -392,4 +391,160 @@ async fn the_plugins_command_prints_the_inventory_and_uses_the_cache() {
         warm["t"]["plugins"][0]["sha256"],
         cold["t"]["plugins"][0]["sha256"]
     );
+}
+
+/// #16 AC6, as the attack: reading the plugin files (anyone may: a backup job, `cat`, the
+/// gateway's own reload) and a settled change must not make an idle gateway reload, again
+/// and again. Before: every open/read event reloaded, and each reload's own read triggered
+/// the next, forever.
+#[tokio::test]
+async fn reads_of_the_plugin_files_and_a_settled_change_cause_no_further_reloads() {
+    let (dir, cache) = plugin_dir();
+    std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
+    let gw = gateway_watching(&dir, &cache).await;
+    let catalog = || gw.tenants[0].plugins.catalog();
+    let settled = catalog();
+    for _ in 0..5 {
+        std::fs::read(dir.join("hello.wasm")).unwrap();
+        std::fs::read(dir.join("broken.wasm")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        std::sync::Arc::ptr_eq(&settled, &catalog()),
+        "reading the plugin files reloaded the tenant"
+    );
+
+    // A real change reloads once, then the gateway stays idle.
+    deploy(
+        &dir.join("hello.wasm"),
+        &std::fs::read(plugin("hello")).unwrap(),
+    );
+    let changed = || !std::sync::Arc::ptr_eq(&settled, &catalog());
+    for _ in 0..100 {
+        if changed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(changed(), "the deploy was not picked up");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = catalog();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        std::sync::Arc::ptr_eq(&after, &catalog()),
+        "the gateway kept reloading after the change settled"
+    );
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+}
+
+/// The compiled artifacts in a cache directory.
+fn artifacts(cache: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// An artifact file as an attacker who chose the key would write it: MAC (HMAC-SHA256 over
+/// the component's digest, the engine tag in the file name, the artifact), then the artifact.
+fn forge(key: &[u8], component: &[u8], name: &Path, artifact: &[u8]) -> Vec<u8> {
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let file = name.file_stem().unwrap().to_str().unwrap();
+    let tag = file.rsplit_once('-').unwrap().1;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(&sha2::Sha256::digest(component));
+    mac.update(tag.as_bytes());
+    mac.update(artifact);
+    let mut out = mac.finalize().into_bytes().to_vec();
+    out.extend_from_slice(artifact);
+    out
+}
+
+/// #16 AC4, as the attack: another plugin's compiled code planted under hello's artifact
+/// name — in place, in a directory someone else could write before the gateway started (with
+/// their own key, so the MAC is valid for it), and in a directory swapped in after start —
+/// never runs: each case ends in hello compiled from its own bytes, or the cache refused.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_planted_artifact_is_never_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempdir();
+    let (hello_dir, probe_dir) = (root.join("hello"), root.join("probe"));
+    for (dir, name) in [(&hello_dir, "hello"), (&probe_dir, "probe")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(plugin(name), dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    let hello_bytes = std::fs::read(plugin("hello")).unwrap();
+    let warm = root.join("warm");
+    drop(gateway_watching(&hello_dir, &warm).await);
+    let [hello_artifact] = artifacts(&warm).try_into().unwrap();
+    drop(gateway_watching(&probe_dir, &warm).await);
+    let probe_artifact = artifacts(&warm)
+        .into_iter()
+        .find(|p| p != &hello_artifact)
+        .unwrap();
+    let probe_code = std::fs::read(&probe_artifact).unwrap()[32..].to_vec();
+    let name = hello_artifact.file_name().unwrap();
+    let serves_hello = |gw: &TestGateway| {
+        let p = gw.tenants[0].plugins.catalog().plugins.clone();
+        assert_eq!(p.len(), 1);
+        assert!(!p[0].code.from_cache(), "the planted artifact was used");
+    };
+
+    // 1. In place: probe's artifact (valid MAC for probe) under hello's name.
+    deploy(&hello_artifact, &std::fs::read(&probe_artifact).unwrap());
+    let gw = gateway_watching(&hello_dir, &warm).await;
+    serves_hello(&gw);
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+    drop(gw);
+
+    // 2. A directory another user (uid 4242) could write before start, with their own key
+    //    and an artifact forged with it.
+    let planted = root.join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let their_key = [7u8; 32];
+    std::fs::write(planted.join("key"), their_key).unwrap();
+    std::fs::set_permissions(planted.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        planted.join(name),
+        forge(&their_key, &hello_bytes, &hello_artifact, &probe_code),
+    )
+    .unwrap();
+    for file in [planted.join("key"), planted.join(name)] {
+        std::os::unix::fs::chown(&file, Some(4242), Some(4242)).unwrap();
+    }
+    let gw = gateway_watching(&hello_dir, &planted).await;
+    serves_hello(&gw);
+    assert_eq!(greet(&gw).await, "Hello, reload!");
+    drop(gw);
+    //    And the directory itself theirs: the cache is refused outright.
+    std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+    let gw = gateway_watching(&hello_dir, &planted).await;
+    serves_hello(&gw);
+    drop(gw);
+
+    // 3. Swapped after start: the cache directory replaced by one holding a forged artifact
+    //    and the forger's key; hello is then reloaded (removed and deployed again).
+    let swap = root.join("swap");
+    let gw = gateway_watching(&hello_dir, &swap).await;
+    std::fs::rename(&swap, root.join("swap.old")).unwrap();
+    std::fs::create_dir_all(&swap).unwrap();
+    std::fs::write(swap.join("key"), their_key).unwrap();
+    std::fs::set_permissions(swap.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        swap.join(name),
+        forge(&their_key, &hello_bytes, &hello_artifact, &probe_code),
+    )
+    .unwrap();
+    std::fs::remove_file(hello_dir.join("hello.wasm")).unwrap();
+    until(&gw, "hello unloaded", |c| c.plugins.is_empty()).await;
+    deploy(&hello_dir.join("hello.wasm"), &hello_bytes);
+    until(&gw, "hello reloaded", |c| c.plugins.len() == 1).await;
+    serves_hello(&gw);
+    assert_eq!(greet(&gw).await, "Hello, reload!");
 }

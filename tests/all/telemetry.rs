@@ -71,9 +71,12 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
             .expect("the API answered"),
     )
     .unwrap();
-    let exchanged = seen_by_api["headers"]["authorization"]
-        .as_str()
-        .unwrap()
+    let exchanged = api
+        .authorizations()
+        .last()
+        .cloned()
+        .flatten()
+        .expect("the API received a credential")
         .strip_prefix("Bearer ")
         .unwrap()
         .to_string();
@@ -264,5 +267,80 @@ async fn a_traceparent_in_the_request_meta_is_continued_too() {
     assert_eq!(mcp["attributes"]["mcp.protocol.version"], "2026-07-28");
     let plugin = child_of(&spans, mcp, "plugin probe");
     assert_eq!(plugin["attributes"]["portcullis.outcome"], "ok");
+    gw.stop().await;
+}
+
+/// #16 AC2 and AC6, as the attack: 100 tool names of 64 KiB chosen by the caller add no
+/// metric series and no long attribute anywhere (an unknown tool is recorded as `unknown`),
+/// and a request refused with 404 (a session id this tenant does not know) exports its
+/// `mcp.request` span with an error status.
+#[tokio::test]
+async fn caller_chosen_names_never_become_attributes_and_refusals_mark_their_spans() {
+    let rx = Receiver::start().await;
+    let api = DownstreamApi::start().await;
+    let telemetry = format!(
+        "[telemetry]\nendpoint = \"{}\"\nmetrics_interval_ms = 300\n",
+        rx.base
+    );
+    let (gw, user_token) = exchange_gateway_with(
+        &api.base,
+        None,
+        &telemetry,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let url = format!("{}/mcp", gw.base);
+    let mut client = Client::modern(&url).bearer(&user_token);
+    for i in 0..100 {
+        let name = format!("{i:03}{}", "x".repeat(64 << 10));
+        let r = client.call_tool(&name, json!({})).await;
+        assert_eq!(r.error()["code"], -32602, "{i}");
+    }
+    let ok = client.call_tool("probe.echo", json!({})).await;
+    assert!(!ok.is_error(), "{ok:?}");
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let stranger = Client::new(&url).bearer(&user_token);
+    let refused = stranger
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "probe.echo", "arguments": {}}}),
+            &[
+                ("mcp-session-id", "no-such-session"),
+                ("mcp-protocol-version", "2025-11-25"),
+                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{refused:?}");
+
+    let spans = rx
+        .wait("spans", |s| {
+            s.iter()
+                .any(|x| x["trace_id"] == trace && x["name"] == "tools/call probe.echo")
+        })
+        .await;
+    let span = find(&spans, "tools/call probe.echo", trace);
+    assert_eq!(span["status"]["code"], 2, "error status: {span}");
+    let points = rx
+        .wait("metrics", |p| {
+            p.iter().any(|x| {
+                x["name"] == "mcp.server.operation.duration"
+                    && x["attributes"]["gen_ai.tool.name"] == "unknown"
+                    && x["count"].as_u64() >= Some(100)
+            })
+        })
+        .await;
+    let tool_series: std::collections::BTreeSet<String> = points
+        .iter()
+        .filter_map(|p| p["attributes"]["gen_ai.tool.name"].as_str())
+        .map(str::to_string)
+        .collect();
+    assert!(tool_series.len() <= 3, "bounded: {tool_series:?}");
+    let exported = rx.get("spans").await + &rx.get("metrics").await;
+    assert!(
+        !exported.contains(&"x".repeat(1024)),
+        "no long caller-chosen value exported"
+    );
     gw.stop().await;
 }

@@ -37,6 +37,9 @@ pub struct DevAsConfig {
     /// (RFC 8693), in addition to every `credential = "token-exchange"` service's audience.
     /// Anything else is `invalid_target`.
     pub exchange_audiences: Vec<String>,
+    /// Serve the development AS although `server.listen` is not a loopback address (it
+    /// issues tokens to anyone who asks). Default false: refused at start.
+    pub allow_public: bool,
 }
 
 impl Default for DevAsConfig {
@@ -53,6 +56,7 @@ impl Default for DevAsConfig {
             key_file: None,
             exchange_audiences: Vec::new(),
             cimd_documents: BTreeMap::new(),
+            allow_public: false,
         }
     }
 }

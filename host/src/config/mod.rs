@@ -83,6 +83,16 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The configuration `portcullis dev` serves: this one with the development AS on and
+    /// OAuth required, validated again as it will be served (a file with authentication off
+    /// gets every OAuth check).
+    pub fn for_dev(mut self) -> Result<Self, ConfigError> {
+        self.dev_as.enabled = true;
+        self.auth.mode = AuthMode::Oauth;
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();

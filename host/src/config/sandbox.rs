@@ -17,10 +17,12 @@ pub struct SandboxSection {
     pub max_instances: u32,
     /// Hard ceiling on any plugin's memory, in MiB. Default 256.
     pub max_memory_mb: usize,
-    /// Where compiled plugins are cached across restarts (created owner-only; must be a
-    /// directory only this gateway writes). Default `$XDG_CACHE_HOME/portcullis` or
-    /// `~/.cache/portcullis`; `""` turns the cache off.
+    /// Where compiled plugins are cached across restarts (created owner-only; a directory
+    /// of another user, a symlink, or one others can write turns the cache off, logged).
+    /// Default `$XDG_CACHE_HOME/portcullis` or `~/.cache/portcullis`; `""` turns it off.
     pub cache_dir: Option<PathBuf>,
+    /// Most MiB of compiled artifacts kept; the oldest go first. Default 1024.
+    pub cache_max_mb: u64,
     /// Watch plugin files, directories and manifests, and reload on change. Default true.
     pub watch: bool,
     /// How long changes must settle before a reload, in milliseconds. Default 300.
@@ -33,6 +35,7 @@ impl Default for SandboxSection {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_memory_mb: DEFAULT_MAX_MEMORY_MB,
             cache_dir: None,
+            cache_max_mb: 1024,
             watch: true,
             reload_debounce_ms: 300,
         }

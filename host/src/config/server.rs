@@ -23,6 +23,10 @@ pub struct ServerConfig {
     /// `Origin` outside this list get 403. Default: the public URL's origin and, on a loopback
     /// listener, loopback origins on any port.
     pub allowed_origins: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`) that may call the gateway cross-origin, such
+    /// as a web MCP client: preflights are answered and responses carry CORS headers. They
+    /// are allowed origins too. Default none (no CORS headers at all).
+    pub cors_origins: Vec<String>,
     /// Largest request body accepted (bytes); larger bodies get 413. Default 4 MiB.
     pub max_body_bytes: usize,
     /// Most live MCP sessions (2025 revisions) at once; more `initialize` calls get 503.
@@ -33,6 +37,20 @@ pub struct ServerConfig {
     pub max_sessions_per_subject: usize,
     /// Sessions idle this long are closed. Default 600 s.
     pub session_idle_timeout_secs: u64,
+    /// A request's head must arrive within this time, and on a kept-alive connection the next
+    /// request's head too; otherwise the connection is closed (slow or idle clients).
+    /// Default 10000 ms.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must be received within this time from the request's start;
+    /// otherwise it is answered 408. Default 30000 ms.
+    pub body_read_timeout_ms: u64,
+    /// Most open connections; more are answered 503 and closed. Default 10000.
+    pub max_connections: usize,
+    /// Most open connections from one client address (behind a proxy, all clients share
+    /// its address: raise it). Default 1000.
+    pub max_connections_per_client: usize,
+    /// Most concurrent streams on one HTTP/2 connection. Default 100.
+    pub http2_max_concurrent_streams: u32,
     /// Environment variable holding the key that protects `requestState` (at least 32
     /// bytes). Set it when several gateway instances serve the same clients; otherwise a
     /// random per-process key is used.
@@ -51,10 +69,16 @@ impl Default for ServerConfig {
             public_url: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            cors_origins: Vec::new(),
             max_body_bytes: 4 << 20,
             max_sessions: 1000,
             max_sessions_per_subject: 50,
             session_idle_timeout_secs: 600,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            max_connections_per_client: 1000,
+            http2_max_concurrent_streams: 100,
             state_key_env: None,
             allow_unauthenticated_public: false,
             admin_scope: "portcullis:admin".into(),

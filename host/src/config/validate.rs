@@ -41,6 +41,16 @@ impl Config {
                 format!("`{url}` must be an http(s) URL like https://mcp.example.com"),
             ));
         }
+        for (i, o) in self.server.cors_origins.iter().enumerate() {
+            let origin_only = plain_http_url(o)
+                .is_some_and(|u| u.path() == "/" && !o.ends_with('/') && u.query().is_none());
+            if !origin_only {
+                return Err(self.error(
+                    format!("server.cors_origins[{i}]"),
+                    format!("`{o}` must be an origin like https://app.example.com (no path)"),
+                ));
+            }
+        }
         let at_least_one = [
             ("server.max_sessions", self.server.max_sessions),
             (
@@ -48,12 +58,43 @@ impl Config {
                 self.server.max_sessions_per_subject,
             ),
             ("sandbox.max_instances", self.sandbox.max_instances as usize),
+            ("server.max_connections", self.server.max_connections),
+            (
+                "server.max_connections_per_client",
+                self.server.max_connections_per_client,
+            ),
+            (
+                "server.http2_max_concurrent_streams",
+                self.server.http2_max_concurrent_streams as usize,
+            ),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms as usize,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms as usize,
+            ),
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, n)| *n == 0) {
             return Err(self.error(*key, "must be at least 1"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(self.error("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.dev_as.enabled
+            && !self.server.listen.ip().is_loopback()
+            && !self.dev_as.allow_public
+        {
+            return Err(self.error(
+                "dev_as.enabled",
+                format!(
+                    "the development authorization server issues tokens to anyone who asks; it is \
+                     refused on the non-loopback address {} (bind to 127.0.0.1, or set \
+                     dev_as.allow_public = true for a throwaway test host)",
+                    self.server.listen
+                ),
+            ));
         }
         if self.auth.mode == AuthMode::None
             && !self.server.listen.ip().is_loopback()

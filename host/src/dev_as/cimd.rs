@@ -70,7 +70,7 @@ async fn fetch_guarded(url: &str) -> Result<String, String> {
         .timeout(TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let resp = client
+    let mut resp = client
         .get(url)
         .send()
         .await
@@ -78,12 +78,23 @@ async fn fetch_guarded(url: &str) -> Result<String, String> {
     if !resp.status().is_success() {
         return Err(format!("fetching {url}: HTTP {}", resp.status()));
     }
-    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-    if bytes.len() > MAX_BYTES {
-        return Err("the client metadata document is too large".into());
+    // Read at most MAX_BYTES, whatever the document claims or sends.
+    let too_large = || "the client metadata document is too large".to_string();
+    if resp.content_length().is_some_and(|n| n > MAX_BYTES as u64) {
+        return Err(too_large());
     }
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| "the client metadata document is not UTF-8".into())
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if bytes.len() + chunk.len() > MAX_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| "the client metadata document is not UTF-8".into())
 }
 
 /// Check the document against the draft's rules.
@@ -111,6 +122,16 @@ pub(crate) fn validate(client_id: &str, text: &str) -> Result<ClientDocument, St
                 .ok_or("redirect_uris must be strings")
         })
         .collect::<Result<_, _>>()?;
+    // The same rules as dynamic registration: https, loopback http, or a private-use scheme.
+    if let Some(bad) = redirect_uris
+        .iter()
+        .find(|u| !super::acceptable_redirect(u))
+    {
+        return Err(format!(
+            "redirect_uri `{}` is not acceptable (https, http on loopback, or a private-use scheme)",
+            crate::telemetry::untrusted(bad)
+        ));
+    }
     if let Some(m) = doc["token_endpoint_auth_method"].as_str()
         && (m == "client_secret_post" || m == "client_secret_basic")
     {

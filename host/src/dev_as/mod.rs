@@ -34,6 +34,28 @@ use crate::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
 
 /// How long an authorization code may be redeemed.
 const CODE_TTL: Duration = Duration::from_secs(60);
+/// Most unredeemed authorization codes kept.
+const MAX_CODES: usize = 1000;
+/// Most live refresh tokens kept.
+const MAX_REFRESH_TOKENS: usize = 10_000;
+/// Most dynamically registered (and metadata document) clients kept; the oldest go first.
+const MAX_REGISTERED_CLIENTS: usize = 500;
+
+/// Make room in `map` for one more entry: drop expired entries, then the soonest to expire.
+fn bounded<T>(map: &mut HashMap<String, T>, max: usize, expires: impl Fn(&T) -> Instant) {
+    let now = Instant::now();
+    map.retain(|_, v| expires(v) > now);
+    while map.len() >= max {
+        let Some(soonest) = map
+            .iter()
+            .min_by_key(|(_, v)| expires(v))
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&soonest);
+    }
+}
 
 /// A registered client.
 #[derive(Clone, Debug)]
@@ -44,6 +66,9 @@ struct Client {
     secret: Option<String>,
     redirect_uris: Vec<String>,
     grant_types: Vec<String>,
+    /// When it registered (dynamically or by a metadata document); `None` for configured
+    /// clients, which are never evicted.
+    registered: Option<Instant>,
 }
 
 /// An authorization code awaiting redemption.
@@ -169,6 +194,7 @@ impl DevAs {
                     secret,
                     redirect_uris: c.redirect_uris.clone(),
                     grant_types: c.grant_types.clone(),
+                    registered: None,
                 },
             );
         }
@@ -288,17 +314,32 @@ impl DevAs {
                 tracing::info!(client_id, "refused a client metadata document: {e}");
                 AuthorizeError::Show(format!("invalid_client: {e}"))
             })?;
-        self.clients.lock().insert(
-            client_id.to_string(),
-            Client {
-                client_id: client_id.to_string(),
-                name: doc.name,
-                secret: None,
-                redirect_uris: doc.redirect_uris,
-                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            },
-        );
+        self.register_client(Client {
+            client_id: client_id.to_string(),
+            name: doc.name,
+            secret: None,
+            redirect_uris: doc.redirect_uris,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            registered: Some(Instant::now()),
+        });
         Ok(())
+    }
+
+    /// Keep a registered client, dropping the oldest registrations beyond the cap.
+    fn register_client(&self, client: Client) {
+        let mut clients = self.clients.lock();
+        let registered = clients.values().filter(|c| c.registered.is_some()).count();
+        if registered >= MAX_REGISTERED_CLIENTS && !clients.contains_key(&client.client_id) {
+            let mut by_age: Vec<(Instant, String)> = clients
+                .values()
+                .filter_map(|c| Some((c.registered?, c.client_id.clone())))
+                .collect();
+            by_age.sort();
+            for (_, id) in by_age.iter().take(registered + 1 - MAX_REGISTERED_CLIENTS) {
+                clients.remove(id);
+            }
+        }
+        clients.insert(client.client_id.clone(), client);
     }
 
     /// Checks shared by the authorization request and the consent decision. Errors before the
@@ -377,7 +418,9 @@ impl DevAs {
     ) -> Response {
         let code = random_token();
         let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
-        self.codes.lock().insert(
+        let mut codes = self.codes.lock();
+        bounded(&mut codes, MAX_CODES, |g| g.expires);
+        codes.insert(
             code.clone(),
             CodeGrant {
                 client_id: client.client_id.clone(),
@@ -389,7 +432,12 @@ impl DevAs {
                 expires: Instant::now() + CODE_TTL,
             },
         );
-        let mut url = reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs parse");
+        drop(codes);
+        // Registered redirect URIs were checked to parse (acceptable_redirect), but a client's
+        // input never reaches an `expect`.
+        let Ok(mut url) = reqwest::Url::parse(&redirect_uri) else {
+            return AuthorizeError::Show("redirect_uri is not a URL".into()).into_response();
+        };
         url.query_pairs_mut()
             .append_pair("code", &code)
             .append_pair("iss", &self.issuer);
@@ -420,17 +468,20 @@ impl DevAs {
         let offline = scope.split_whitespace().any(|s| s == "offline_access");
         if offline && client.grant_types.iter().any(|g| g == "refresh_token") {
             let refresh = random_token();
-            self.refresh.lock().insert(
+            let mut tokens = self.refresh.lock();
+            bounded(&mut tokens, MAX_REFRESH_TOKENS, |g| g.expires);
+            let ttl = Duration::from_secs(self.config.refresh_token_ttl_secs);
+            tokens.insert(
                 refresh.clone(),
                 RefreshGrant {
                     client_id: client.client_id.clone(),
                     resource: resource.into(),
                     scope: scope.into(),
                     subject: subject.into(),
-                    expires: Instant::now()
-                        + Duration::from_secs(self.config.refresh_token_ttl_secs),
+                    expires: Instant::now().checked_add(ttl).unwrap_or_else(Instant::now),
                 },
             );
+            drop(tokens);
             body["refresh_token"] = refresh.into();
         }
         (
@@ -613,8 +664,10 @@ impl IntoResponse for AuthorizeError {
                 description,
                 state,
             } => {
-                let mut url =
-                    reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs parse");
+                let Ok(mut url) = reqwest::Url::parse(&redirect_uri) else {
+                    return AuthorizeError::Show("redirect_uri is not a URL".into())
+                        .into_response();
+                };
                 url.query_pairs_mut()
                     .append_pair("error", &error)
                     .append_pair("error_description", &description);
@@ -951,16 +1004,14 @@ async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Va
         .as_str()
         .unwrap_or("unnamed client")
         .to_string();
-    dev.clients.lock().insert(
-        client_id.clone(),
-        Client {
-            client_id: client_id.clone(),
-            name: name.clone(),
-            secret: secret.clone(),
-            redirect_uris: redirect_uris.clone(),
-            grant_types: grant_types.clone(),
-        },
-    );
+    dev.register_client(Client {
+        client_id: client_id.clone(),
+        name: name.clone(),
+        secret: secret.clone(),
+        redirect_uris: redirect_uris.clone(),
+        grant_types: grant_types.clone(),
+        registered: Some(Instant::now()),
+    });
     let mut out = meta.clone();
     out["client_id"] = client_id.into();
     out["client_id_issued_at"] = now_secs().into();

@@ -45,6 +45,27 @@ const STRIPPED: &[&str] = &[
     "tracestate",
 ];
 
+/// Headers a plugin may never set because a proxy or framework in front of a service may
+/// trust them: client addresses, forwarded hosts and schemes, URL and method overrides.
+const PROXY_TRUSTED: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Methods a plugin may use.
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -187,19 +208,12 @@ impl Service {
         })
     }
 
-    /// The full URL for a plugin-supplied path, if it stays within the service.
+    /// The full URL for a plugin-supplied path, if it stays within the service: a plain
+    /// absolute path whose meaning no common backend would read differently — no dot
+    /// segments (also with `;` path parameters, as Tomcat/Jetty/Spring read `..;`), no
+    /// encoded slashes, backslashes or dots, no double encoding (`%25`), valid UTF-8 escapes.
     fn url_for(&self, path: &str) -> Result<Url, Blocked> {
-        let lower = path.to_ascii_lowercase();
-        let (route, _query) = lower.split_once('?').unwrap_or((&lower, ""));
-        let suspicious = !path.starts_with('/')
-            || path.starts_with("//")
-            || path.contains(['\\', '#', '@'])
-            || path.chars().any(|c| c.is_control() || c == ' ')
-            || route.contains("%2f")
-            || route.contains("%5c")
-            || route.contains("%2e")
-            || route.split('/').any(|seg| seg == ".." || seg == ".");
-        if suspicious {
+        if !plain_path(path) {
             return Err(Blocked::Path(path.to_string()));
         }
         let joined = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
@@ -212,6 +226,58 @@ impl Service {
         }
         Ok(url)
     }
+
+    /// The credential header the gateway adds to this service's requests, if it is fixed.
+    fn static_header(&self) -> Option<&HeaderName> {
+        match &self.credential {
+            Credential::Static(name, _) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a plugin's `path` is a plain path (see [`Service::url_for`]).
+fn plain_path(path: &str) -> bool {
+    let (route, _query) = path.split_once('?').unwrap_or((path, ""));
+    let lower = route.to_ascii_lowercase();
+    let plain_text = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains(['\\', '#', '@'])
+        && !path.chars().any(|c| c.is_control() || c == ' ')
+        && !["%2f", "%5c", "%2e", "%25"]
+            .iter()
+            .any(|e| lower.contains(e));
+    if !plain_text {
+        return false;
+    }
+    // What a backend that decodes once sees must be as plain as what we see.
+    let Some(decoded) = percent_decode(route) else {
+        return false;
+    };
+    let dot_segment = |seg: &str| matches!(seg.split(';').next(), Some("." | ".."));
+    !decoded.chars().any(|c| c.is_control() || c == '\\')
+        && decoded.split('/').count() == route.split('/').count()
+        && !decoded.split('/').any(dot_segment)
+        && !route.split('/').any(dot_segment)
+}
+
+/// `text` with its `%XX` escapes decoded; `None` for a malformed escape or bytes that are
+/// not UTF-8 (overlong or partial sequences some backends still decode to `.` or `/`).
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Whether `url` has `base`'s origin and lies under its path prefix.
@@ -391,7 +457,7 @@ impl PluginEgress {
             .instrument(span.clone())
             .await;
         match &sent {
-            Ok(resp) => {
+            Ok((resp, _)) => {
                 span.record(
                     "http.response.status_code",
                     i64::from(resp.status().as_u16()),
@@ -402,7 +468,19 @@ impl PluginEgress {
             }
             Err(e) => telemetry::fail(&span, fetch_error_kind(e)),
         }
-        read_response(service, sent?).await
+        let (resp, credential) = sent?;
+        let response = read_response(service, resp).await?;
+        if let Some(secret) = credential
+            && echoes(&secret, &response)
+        {
+            tracing::warn!(tenant = %self.tenant, plugin = %self.plugin, service = name,
+                "withheld a response that repeats the credential the gateway sent to the service");
+            return Err(wit::FetchError::Blocked(
+                "the service's response repeats the credential the gateway sent; it was withheld"
+                    .into(),
+            ));
+        }
+        Ok(response)
     }
 
     /// The egress guard: the request a plugin asked for, if this plugin may send it — a
@@ -444,7 +522,7 @@ impl PluginEgress {
         let outgoing = Outgoing {
             method,
             url,
-            headers: plugin_headers(&request.headers),
+            headers: plugin_headers(&request.headers, service.static_header()),
             body: request.body.map(bytes::Bytes::from),
         };
         Ok((service, outgoing))
@@ -459,12 +537,19 @@ struct Outgoing {
     body: Option<bytes::Bytes>,
 }
 
-/// The headers a plugin set, without those it may never set.
-fn plugin_headers(asked: &[(String, String)]) -> http::HeaderMap {
+/// The headers a plugin set, without those it may never set: credentials (including the
+/// service's own credential header, which the gateway adds), hop-by-hop and proxy controls,
+/// and every header a proxy in front of the service might trust.
+fn plugin_headers(asked: &[(String, String)], credential: Option<&HeaderName>) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
     for (k, v) in asked {
         let lower = k.to_ascii_lowercase();
-        if STRIPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+        if STRIPPED.contains(&lower.as_str())
+            || PROXY_TRUSTED.contains(&lower.as_str())
+            || lower.starts_with("proxy-")
+            || lower.starts_with("x-forwarded-")
+            || credential.is_some_and(|c| c.as_str() == lower)
+        {
             continue;
         }
         if let (Ok(k), Ok(v)) = (
@@ -475,6 +560,42 @@ fn plugin_headers(asked: &[(String, String)]) -> http::HeaderMap {
         }
     }
     headers
+}
+
+/// Whether `response` repeats `secret` (a credential the gateway sent): as it was sent,
+/// its token part after the scheme, or either of them base64- or URL-encoded.
+fn echoes(secret: &str, response: &wit::FetchResponse) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut forms = vec![secret.to_string()];
+    if let Some((_, token)) = secret.rsplit_once(' ') {
+        forms.push(token.to_string());
+    }
+    for f in forms.clone() {
+        forms.push(STANDARD.encode(&f));
+        forms.push(STANDARD_NO_PAD.encode(&f));
+        forms.push(URL_SAFE_NO_PAD.encode(&f));
+        forms.push(url_encode(&f));
+    }
+    // Too short to be a credential worth matching (and to match by chance).
+    forms.retain(|f| f.len() >= 8);
+    let body = String::from_utf8_lossy(&response.body);
+    forms.iter().any(|f| {
+        body.contains(f.as_str()) || response.headers.iter().any(|(_, v)| v.contains(f.as_str()))
+    })
+}
+
+/// `text` with every byte outside the URL-unreserved set percent-encoded.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The plugin's view of a response: its status, headers without credentials, and a body
@@ -525,7 +646,7 @@ impl PluginEgress {
         &self,
         service: &Service,
         outgoing: Outgoing,
-    ) -> Result<reqwest::Response, wit::FetchError> {
+    ) -> Result<(reqwest::Response, Option<String>), wit::FetchError> {
         let Outgoing {
             method,
             url,
@@ -546,18 +667,22 @@ impl PluginEgress {
                 .client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
-            match &service.credential {
-                Credential::None => {}
-                Credential::Static(k, v) => req = req.header(k, v),
+            let sent = match &service.credential {
+                Credential::None => None,
+                Credential::Static(k, v) => {
+                    req = req.header(k, v);
+                    v.to_str().ok().map(str::to_string)
+                }
                 Credential::Authorized(clients, mode) => {
                     let (client, request) = self.grant(clients, *mode, service)?;
                     let token = client
                         .token(&request)
                         .await
                         .map_err(|e| wit::FetchError::Credential(e.to_string()))?;
-                    req = req.bearer_auth(token);
+                    req = req.bearer_auth(&token);
+                    Some(token)
                 }
-            }
+            };
             if let Some(b) = &body {
                 req = req.body(b.clone());
             }
@@ -570,7 +695,7 @@ impl PluginEgress {
                 retried = true;
                 continue;
             }
-            break resp;
+            break (resp, sent);
         })
     }
 }

@@ -27,7 +27,8 @@ use tokio::sync::OnceCell;
 use crate::auth::SecretToken;
 use crate::config::{ClientAuthMethod, Config, ExchangeConfig};
 use crate::oauth::{
-    ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, TOKEN_EXCHANGE, discover,
+    ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, MAX_DOCUMENT_BYTES, TOKEN_EXCHANGE,
+    discover, read_bounded,
 };
 use crate::telemetry::{self, keys};
 
@@ -357,7 +358,9 @@ impl OAuthClient {
             key,
             Cached {
                 token: token.clone(),
-                expires: Instant::now() + lifetime.saturating_sub(skew),
+                expires: Instant::now()
+                    .checked_add(lifetime.saturating_sub(skew))
+                    .unwrap_or_else(Instant::now),
             },
         );
         (Ok(token), "issued")
@@ -443,7 +446,13 @@ impl OAuthClient {
                 })?;
         let status = resp.status();
         tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        let body: Value = resp.json().await.unwrap_or_default();
+        // A token response is small: read no more than MAX_DOCUMENT_BYTES of it.
+        let body: Value = read_bounded(resp, MAX_DOCUMENT_BYTES)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         if !status.is_success() {
             if let Some(e) = body["error"].as_str() {
                 tracing::Span::current().record("oauth.error", e);
@@ -460,9 +469,10 @@ impl OAuthClient {
             .as_str()
             .ok_or(TokenError::NoAccessToken(grant.name()))?
             .to_string();
+        // Trusted for at most a day, whatever the server says (a huge value must not overflow).
         let lifetime = body["expires_in"]
             .as_u64()
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+            .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s.min(86_400)));
         Ok((token, lifetime))
     }
 }

@@ -112,7 +112,12 @@ impl RequestRecord {
             (keys::OUTCOME, outcome.as_str()),
         ];
         if self.method == "tools/call" {
-            attrs.push((keys::TOOL, self.target.as_str()));
+            // A catalog name, or `unknown`: never a caller-chosen string (unbounded series).
+            let tool = match outcome {
+                Outcome::Unknown => "unknown",
+                _ => self.target.as_str(),
+            };
+            attrs.push((keys::TOOL, tool));
             if let Some(plugin) = plugin {
                 let mut with_plugin = attrs.clone();
                 with_plugin.push((keys::PLUGIN, plugin));

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +56,6 @@ impl std::fmt::Debug for PluginWatcher {
 }
 
 /// Start watching every tenant's plugin entries; reloads run on the current runtime.
-///
-/// Over 80 lines because the watch set, the debouncer and the reload task share their
-/// state through closures set up here; the edge-hardening work (#16) restructures it.
 pub fn start(
     sandbox: Sandbox,
     config: Arc<Config>,
@@ -65,19 +63,8 @@ pub fn start(
     debounce: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PluginWatcher> {
-    let mut watched = Vec::new();
-    for t in &config.tenants {
-        for entry in &t.plugins {
-            let path = config.resolve_path(entry);
-            let is_dir = path.is_dir();
-            watched.push(Watched {
-                tenant: t.id.clone(),
-                path: std::path::absolute(&path).unwrap_or(path),
-                is_dir,
-            });
-        }
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<DebounceEventResult>(64);
+    let watched = watch_set(&config);
+    let (tx, rx) = tokio::sync::mpsc::channel::<DebounceEventResult>(64);
     let mut debouncer = new_debouncer(debounce, None, move |res| {
         let _ = tx.blocking_send(res);
     })?;
@@ -95,7 +82,62 @@ pub fn start(
             tracing::info!(dir = %dir.display(), "watching for plugin changes");
         }
     }
-    tokio::spawn(async move {
+    let reloader = Reloader {
+        sandbox,
+        config,
+        tenants,
+        watched,
+    };
+    tokio::spawn(reloader.run(rx, shutdown));
+    Ok(PluginWatcher {
+        _debouncer: Box::new(debouncer),
+    })
+}
+
+/// Every tenant's plugin entries, as absolute paths.
+fn watch_set(config: &Config) -> Vec<Watched> {
+    let mut watched = Vec::new();
+    for t in &config.tenants {
+        for entry in &t.plugins {
+            let path = config.resolve_path(entry);
+            let is_dir = path.is_dir();
+            watched.push(Watched {
+                tenant: t.id.clone(),
+                path: std::path::absolute(&path).unwrap_or(path),
+                is_dir,
+            });
+        }
+    }
+    watched
+}
+
+/// Whether an event can change what a file holds. Opening, reading and closing a file
+/// unwritten (anyone's, the gateway's own reload included) and metadata changes cannot: a
+/// watcher that reloaded on them would feed itself forever.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Rebuilds a tenant's catalog when one of its entries changes.
+struct Reloader {
+    sandbox: Sandbox,
+    config: Arc<Config>,
+    tenants: BTreeMap<String, Arc<TenantPlugins>>,
+    watched: Vec<Watched>,
+}
+
+impl Reloader {
+    async fn run(
+        self,
+        mut rx: tokio::sync::mpsc::Receiver<DebounceEventResult>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let events = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -111,31 +153,34 @@ pub fn start(
                 },
             };
             let mut due = BTreeSet::new();
-            for path in events.iter().flat_map(|e| e.paths.iter()) {
-                for w in watched.iter().filter(|w| w.concerns(path)) {
+            let changed = events.iter().filter(|e| changes_content(&e.kind));
+            for path in changed.flat_map(|e| e.paths.iter()) {
+                for w in self.watched.iter().filter(|w| w.concerns(path)) {
                     due.insert(w.tenant.clone());
                 }
             }
             for id in due {
-                let (Some(plugins), Some(tenant)) =
-                    (tenants.get(&id), config.tenants.iter().find(|t| t.id == id))
-                else {
-                    continue;
-                };
-                let started = std::time::Instant::now();
-                let previous = plugins.catalog();
-                let catalog = build_catalog(&sandbox, &config, tenant, &previous).await;
-                let failures = catalog.failures.len();
-                let changed = plugins.publish(catalog);
-                tracing::info!(
-                    tenant = %id, ms = started.elapsed().as_millis() as u64, failures,
-                    "plugins reloaded{}",
-                    if changed { "; clients notified of changed lists" } else { "" }
-                );
+                self.reload(&id).await;
             }
         }
-    });
-    Ok(PluginWatcher {
-        _debouncer: Box::new(debouncer),
-    })
+    }
+
+    async fn reload(&self, id: &str) {
+        let (Some(plugins), Some(tenant)) = (
+            self.tenants.get(id),
+            self.config.tenants.iter().find(|t| t.id == id),
+        ) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let previous = plugins.catalog();
+        let catalog = build_catalog(&self.sandbox, &self.config, tenant, &previous).await;
+        let failures = catalog.failures.len();
+        let changed = plugins.publish(catalog);
+        tracing::info!(
+            tenant = %id, ms = started.elapsed().as_millis() as u64, failures,
+            "plugins reloaded{}",
+            if changed { "; clients notified of changed lists" } else { "" }
+        );
+    }
 }

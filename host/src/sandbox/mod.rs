@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// Where compiled artifacts are kept across restarts; `None` compiles every time.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Most bytes of artifacts kept there.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for SandboxConfig {
@@ -84,6 +86,7 @@ impl Default for SandboxConfig {
             max_instances: crate::config::DEFAULT_MAX_INSTANCES,
             max_memory_bytes: crate::config::DEFAULT_MAX_MEMORY_MB << 20,
             cache_dir: None,
+            cache_max_bytes: 1 << 30,
         }
     }
 }
@@ -95,6 +98,7 @@ impl SandboxConfig {
             max_instances: config.sandbox.max_instances,
             max_memory_bytes: config.sandbox.max_memory_mb << 20,
             cache_dir: config.cache_dir(),
+            cache_max_bytes: config.sandbox.cache_max_mb.saturating_mul(1 << 20),
         }
     }
 }
@@ -286,13 +290,14 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::link_all(&mut linker)?;
 
-        let artifacts = match &config.cache_dir {
-            Some(dir) => Some(
-                artifacts::ArtifactCache::open(dir, &engine)
-                    .map_err(|e| anyhow::anyhow!("sandbox.cache_dir {}: {e}", dir.display()))?,
-            ),
-            None => None,
-        };
+        let artifacts = config.cache_dir.as_ref().and_then(|dir| {
+            artifacts::ArtifactCache::open(dir, &engine, config.cache_max_bytes)
+                .inspect_err(|e| {
+                    tracing::error!(dir = %dir.display(),
+                        "the compiled-plugin cache is OFF (every plugin compiles): sandbox.cache_dir: {e}")
+                })
+                .ok()
+        });
         let inner = Arc::new(SandboxInner {
             workers: Workers::start()?,
             engine,

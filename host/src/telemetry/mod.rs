@@ -396,7 +396,7 @@ pub fn http_span(
 pub struct RequestSpan(pub Span);
 
 /// Describes one MCP request for its span.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct McpRequest<'a> {
     /// The tenant.
     pub tenant: &'a str,
@@ -419,6 +419,14 @@ pub fn mcp_span(
     meta: Option<&serde_json::Map<String, Value>>,
     server: bool,
 ) -> Span {
+    // The method and target come from the request: bounded before they become attributes.
+    let method = truncated(req.method, MAX_ATTRIBUTE_CHARS);
+    let target = req.target.map(|t| truncated(t, MAX_ATTRIBUTE_CHARS));
+    let req = &McpRequest {
+        method,
+        target,
+        ..req.clone()
+    };
     let name = match req.target {
         Some(t) => format!("{} {t}", req.method),
         None => req.method.to_string(),
@@ -445,6 +453,17 @@ pub fn mcp_span(
     );
     adopt(&span, from_meta(meta));
     span
+}
+
+/// Longest caller-chosen value recorded as a span attribute.
+const MAX_ATTRIBUTE_CHARS: usize = 128;
+
+/// `text` cut to at most `max` characters.
+pub fn truncated(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
 }
 
 /// The span around one call into a plugin (one fresh instance).

@@ -242,10 +242,17 @@ impl Front {
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
         let mut req = rebuild(parts, message.bytes);
-        if let Some(span) = span {
-            req.extensions_mut().insert(RequestSpan(span));
+        if let Some(span) = &span {
+            req.extensions_mut().insert(RequestSpan(span.clone()));
         }
         let resp = call(inner, req).await;
+        // Refused by the protocol layer before any handler ran (an unknown session, a bad
+        // header): the request's span says so.
+        if let Some(span) = &span
+            && !resp.status().is_success()
+        {
+            telemetry::fail(span, resp.status().as_str());
+        }
         match admission {
             Some(admission) if jsonrpc::is_event_stream(&resp) => resp.map(|body| {
                 Body::from_stream(futures::StreamExt::map(

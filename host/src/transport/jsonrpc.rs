@@ -126,6 +126,14 @@ async fn read_bounded(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, 
             tracing::info!(limit, "refused an oversized request body");
             Err(too_large())
         }
+        Err(e) if super::listener::is_body_timeout(&e) => {
+            tracing::info!("refused a request whose body did not arrive in time: {e}");
+            Err(rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                format!("{e} (server.body_read_timeout_ms)"),
+            ))
+        }
         Err(e) => {
             tracing::debug!("could not read request body: {e}");
             Err(rpc_error(

@@ -7,9 +7,11 @@
 //! must not implement MCP methods, authenticate tokens or answer operators: it composes the
 //! `auth` layer and the `mcp` endpoint for each tenant, and mounts the `admin` endpoints.
 
+mod cors;
 mod front;
 mod host_guard;
 mod jsonrpc;
+pub mod listener;
 pub mod stdio;
 
 use std::convert::Infallible;
@@ -29,9 +31,20 @@ use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
 use crate::sessions::{Caps, Sessions};
 use crate::tenancy;
 
-/// Put the Host/Origin allow-lists in front of every route of `router`.
-pub(crate) fn guard_hosts(router: Router, settings: &HttpSettings) -> Router {
+/// Put the Host/Origin allow-lists in front of every route of `router`, and behind them the
+/// CORS answers for `cors_origins` (none: no CORS layer at all).
+pub(crate) fn guard_hosts(
+    router: Router,
+    settings: &HttpSettings,
+    cors_origins: &[String],
+) -> Router {
     let guard = host_guard::HostGuard::new(&settings.allowed_hosts, &settings.allowed_origins);
+    let cors = cors::Cors::new(cors_origins);
+    let router = if cors.is_empty() {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(cors, cors::apply))
+    };
     router.layer(axum::middleware::from_fn_with_state(
         guard,
         host_guard::enforce,
@@ -71,6 +84,7 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
     }
     hosts.extend(config.server.allowed_hosts.iter().cloned());
     origins.extend(config.server.allowed_origins.iter().cloned());
+    origins.extend(config.server.cors_origins.iter().cloned());
     hosts.sort();
     hosts.dedup();
     origins.sort();

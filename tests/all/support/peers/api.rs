@@ -15,6 +15,7 @@ use crate::support::{plugin, toml_path};
 pub struct DownstreamApi {
     pub base: String,
     seen: Arc<Mutex<Vec<Option<String>>>>,
+    headers: Arc<Mutex<Vec<http::HeaderMap>>>,
 }
 
 impl DownstreamApi {
@@ -23,18 +24,41 @@ impl DownstreamApi {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         let record = seen.clone();
+        let headers: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+        let record_headers = headers.clone();
         let rejected_once = Arc::new(AtomicBool::new(false));
+        // What it received, without the credential (tests read that from `authorizations`).
+        let echo = |headers: http::HeaderMap, uri: http::Uri, all: bool| {
+            let h: serde_json::Map<String, Value> = headers
+                .iter()
+                .filter(|(k, _)| all || *k != http::header::AUTHORIZATION)
+                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").into()))
+                .collect();
+            axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
+        };
         let app = axum::Router::new()
             .route(
                 "/api/echo",
-                get(|headers: http::HeaderMap, uri: http::Uri| async move {
-                    let h: serde_json::Map<String, Value> = headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").into()))
-                        .collect();
-                    axum::Json(json!({"path": uri.path(), "query": uri.query(), "headers": h}))
-                })
-                .post(|body: String| async move { body }),
+                get(move |headers, uri| async move { echo(headers, uri, false) })
+                    .post(|body: String| async move { body }),
+            )
+            // Like httpbin's `/headers`: every request header, the credential included.
+            .route(
+                "/api/echo-all",
+                get(move |headers, uri| async move { echo(headers, uri, true) }),
+            )
+            // The credential again, base64-encoded, in a response header.
+            .route(
+                "/api/echo-encoded",
+                get(|headers: http::HeaderMap| async move {
+                    use base64::Engine as _;
+                    let auth = headers
+                        .get(http::header::AUTHORIZATION)
+                        .map(|v| v.as_bytes().to_vec())
+                        .unwrap_or_default();
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(auth);
+                    ([("x-debug", encoded)], "ok")
+                }),
             )
             .route(
                 "/api/hello",
@@ -81,8 +105,10 @@ impl DownstreamApi {
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let record = record.clone();
+                    let record_headers = record_headers.clone();
                     async move {
                         if req.uri().path().starts_with("/api/") {
+                            record_headers.lock().push(req.headers().clone());
                             let auth = req
                                 .headers()
                                 .get("authorization")
@@ -95,7 +121,16 @@ impl DownstreamApi {
                 },
             ));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { base, seen }
+        Self {
+            base,
+            seen,
+            headers,
+        }
+    }
+
+    /// Every header of the last request under `/api`.
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.headers.lock().last().cloned().unwrap_or_default()
     }
 
     /// The `Authorization` headers of every request so far, in order.

@@ -1,0 +1,254 @@
+//! The HTTP listener: accepts connections and serves them under explicit limits, so a slow or
+//! hostile client holds nothing for long and no client address can take every connection.
+//!
+//! Owns: the accept loop; the connection caps (overall and per client address: a connection
+//! over either gets `503` and is closed); the header-read timeout (a request head, including
+//! the wait for the next request on an idle keep-alive connection, must arrive within it, else
+//! the connection is closed); the body-read timeout (a request body must finish within it from
+//! the request's start, else reading it fails with [`BodyTimeout`], answered `408`); HTTP/2
+//! stream limits and keep-alive pings; graceful shutdown. Must not: route, authenticate or
+//! read bodies itself (the router behind it does).
+
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long open connections may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The limits connections are served under (from `[server]`).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// A request head (or, on a kept-alive connection, the next one) must arrive within it.
+    pub header_read: Duration,
+    /// A request body must be read within it, counted from the request's start.
+    pub body_read: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most open connections from one client address.
+    pub max_per_client: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub h2_max_streams: u32,
+}
+
+/// A request body that took longer than `server.body_read_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received within {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+/// Serve `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            // Without it a response written in two segments waits for the delayed ACK.
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "refused a connection: server.max_connections reached"
+            );
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        let Some(slot) = ClientSlot::take(&per_client, peer.ip(), limits.max_per_client) else {
+            tracing::warn!(client = %peer.ip(), max = limits.max_per_client,
+                "refused a connection: server.max_connections_per_client reached");
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        let connection = serve_connection(tcp, peer, router.clone(), limits, shutdown.clone());
+        tokio::spawn(async move {
+            connection.await;
+            drop((permit, slot));
+        });
+    }
+    // Every connection holds a permit: all permits back means every connection has closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.acquire_many(all))
+        .await
+        .is_err()
+    {
+        let open = limits.max_connections - connections.available_permits();
+        tracing::warn!(
+            open,
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+    Ok(())
+}
+
+/// Answer a connection over a cap with `503` and close it.
+async fn refuse(mut tcp: TcpStream) {
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
+                   Content-Type: text/plain\r\nContent-Length: 37\r\n\r\ntoo many connections; retry shortly\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer)).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// One connection, served until it ends, its header-read timeout closes it, or shutdown.
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) {
+    let service = tower::ServiceExt::map_request(router, move |req: http::Request<Incoming>| {
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(peer));
+        http::Request::from_parts(parts, Body::new(TimedBody::new(body, limits.body_read)))
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .enable_connect_protocol();
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(client = %peer, "connection ended: {e}");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+/// A client address's share of the connections, released when dropped.
+struct ClientSlot {
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(clients: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut map = clients.lock();
+        let open = map.entry(ip).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            clients: clients.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.clients.lock();
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A request body that fails with [`BodyTimeout`] once its time is up.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimeout(self.limit).into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `error` (or one of its sources) is a [`BodyTimeout`].
+pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(s) = source {
+        if s.is::<BodyTimeout>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
