@@ -26,6 +26,24 @@ fn child_of<'a>(spans: &'a [Value], parent: &Value, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no span `{prefix}…` under {}: {spans:#?}", parent["name"]))
 }
 
+/// The exchange gateway exporting spans (every 100 ms) and metrics (every 300 ms) to `rx`.
+async fn exporting_gateway(
+    rx: &Receiver,
+    api: &DownstreamApi,
+) -> (crate::support::BinaryGateway, String) {
+    let telemetry = format!(
+        "[telemetry]\nendpoint = \"{}\"\nmetrics_interval_ms = 300\n",
+        rx.base
+    );
+    exchange_gateway_with(
+        &api.base,
+        None,
+        &telemetry,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await
+}
+
 const SPAN_SERVER: i64 = 2;
 const SPAN_CLIENT: i64 = 3;
 
@@ -236,14 +254,7 @@ async fn a_tool_call_is_one_trace_from_the_caller_through_the_exchange_to_the_ap
 async fn a_traceparent_in_the_request_meta_is_continued_too() {
     let rx = Receiver::start().await;
     let api = DownstreamApi::start().await;
-    let telemetry = format!("[telemetry]\nendpoint = \"{}\"\n", rx.base);
-    let (gw, user_token) = exchange_gateway_with(
-        &api.base,
-        None,
-        &telemetry,
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    )
-    .await;
+    let (gw, user_token) = exporting_gateway(&rx, &api).await;
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let parent = "b7ad6b7169203331";
     // Stateless 2026-07-28 request, trace context only in `_meta` (as MCP defines it).
@@ -278,17 +289,7 @@ async fn a_traceparent_in_the_request_meta_is_continued_too() {
 async fn caller_chosen_names_never_become_attributes_and_refusals_mark_their_spans() {
     let rx = Receiver::start().await;
     let api = DownstreamApi::start().await;
-    let telemetry = format!(
-        "[telemetry]\nendpoint = \"{}\"\nmetrics_interval_ms = 300\n",
-        rx.base
-    );
-    let (gw, user_token) = exchange_gateway_with(
-        &api.base,
-        None,
-        &telemetry,
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    )
-    .await;
+    let (gw, user_token) = exporting_gateway(&rx, &api).await;
     let url = format!("{}/mcp", gw.base);
     let mut client = Client::modern(&url).bearer(&user_token);
     for i in 0..100 {

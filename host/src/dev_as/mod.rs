@@ -57,8 +57,8 @@ fn bounded<T>(map: &mut HashMap<String, T>, max: usize, expires: impl Fn(&T) -> 
     }
 }
 
-/// A registered client.
-#[derive(Clone, Debug)]
+/// A registered client. Its `Debug` leaves the secret out.
+#[derive(Clone)]
 struct Client {
     client_id: String,
     name: String,
@@ -69,6 +69,17 @@ struct Client {
     /// When it registered (dynamically or by a metadata document); `None` for configured
     /// clients, which are never evicted.
     registered: Option<Instant>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("name", &self.name)
+            .field("confidential", &self.secret.is_some())
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An authorization code awaiting redemption.
@@ -788,8 +799,8 @@ async fn decide(State(dev): State<Arc<DevAs>>, Form(p): Form<AuthorizeParams>) -
     }
 }
 
-/// `/token` form fields.
-#[derive(Debug, Deserialize)]
+/// `/token` form fields. No `Debug`: it holds codes, tokens and client secrets.
+#[derive(Deserialize)]
 struct TokenForm {
     grant_type: String,
     code: Option<String>,

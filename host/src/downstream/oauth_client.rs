@@ -39,6 +39,8 @@ const EXPIRY_SKEW: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tokens kept; beyond it expired entries are dropped first.
 const MAX_CACHED: usize = 10_000;
+/// How long a failed token request is not retried (for the same key).
+const FAILURE_MEMORY: Duration = Duration::from_secs(2);
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -76,6 +78,9 @@ pub enum TokenError {
     /// A success answer without an access token.
     #[error("the {0} response has no access_token")]
     NoAccessToken(&'static str),
+    /// The same request failed moments ago (not retried yet).
+    #[error("{0} (failed moments ago; not retried yet)")]
+    RecentFailure(String),
 }
 
 type Key = [u8; 32];
@@ -205,6 +210,22 @@ pub struct OAuthClient {
     token_endpoint: OnceCell<String>,
     cache: Mutex<HashMap<Key, Cached>>,
     inflight: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests that failed recently, with why: not retried until then (while the
+    /// authorization server is down, concurrent callers do not queue up to retry it).
+    failed: Mutex<HashMap<Key, (Instant, String)>>,
+}
+
+/// The in-flight entry of one key while a request for it runs: removed when the request ends,
+/// also when its caller is cancelled mid-request.
+struct Turn<'a> {
+    inflight: &'a Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+    key: Key,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.inflight.lock().remove(&self.key);
+    }
 }
 
 impl OAuthClient {
@@ -220,6 +241,7 @@ impl OAuthClient {
             token_endpoint: OnceCell::new(),
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -330,17 +352,27 @@ impl OAuthClient {
         }
         // One request per key at a time: later callers wait and then find it cached.
         let gate = self.inflight.lock().entry(key).or_default().clone();
-        let _turn = gate.lock().await;
+        let _lock = gate.lock().await;
+        let turn = Turn {
+            inflight: &self.inflight,
+            key,
+        };
         if let Some(t) = self.cached(&key) {
             return (Ok(t), "shared");
+        }
+        if let Some(why) = self.recently_failed(&key) {
+            return (Err(TokenError::RecentFailure(why)), "failed");
         }
         let result = self
             .request(&request.grant, request.audience, request.scopes)
             .await;
-        self.inflight.lock().remove(&key);
+        drop(turn);
         let (token, lifetime) = match result {
             Ok(t) => t,
-            Err(e) => return (Err(e), "failed"),
+            Err(e) => {
+                self.remember_failure(key, &e);
+                return (Err(e), "failed");
+            }
         };
         let skew = EXPIRY_SKEW.min(lifetime / 10);
         let mut cache = self.cache.lock();
@@ -364,6 +396,21 @@ impl OAuthClient {
             },
         );
         (Ok(token), "issued")
+    }
+
+    /// Why the request for `key` failed, if it did within the last [`FAILURE_MEMORY`].
+    fn recently_failed(&self, key: &Key) -> Option<String> {
+        let failed = self.failed.lock();
+        let (at, why) = failed.get(key)?;
+        (at.elapsed() < FAILURE_MEMORY).then(|| why.clone())
+    }
+
+    fn remember_failure(&self, key: Key, e: &TokenError) {
+        let mut failed = self.failed.lock();
+        failed.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+        if failed.len() < MAX_CACHED {
+            failed.insert(key, (Instant::now(), e.to_string()));
+        }
     }
 
     fn cached(&self, key: &Key) -> Option<String> {
@@ -513,5 +560,83 @@ impl OAuthClients {
     /// The client for client-credentials tokens: at `issuer`, else the `[exchange]` one.
     pub fn for_gateway(&self, issuer: Option<&str>) -> Option<&Arc<OAuthClient>> {
         self.at(issuer.or(self.default.as_deref())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// An "authorization server" that accepts connections, counts them and hangs up.
+    async fn dead_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        (url, count)
+    }
+
+    /// #16: while the authorization server is down, a failed request is remembered briefly:
+    /// the callers behind it get the failure at once instead of retrying one after another,
+    /// and no in-flight entry is left behind.
+    #[tokio::test]
+    async fn a_failed_token_request_is_not_retried_at_once() {
+        let (issuer, connections) = dead_server().await;
+        let client =
+            OAuthClient::new(issuer, "gw".into(), ClientAuth::SecretBasic("s".into())).unwrap();
+        let request = TokenRequest {
+            tenant: "t",
+            service: "api",
+            audience: "https://api.example",
+            scopes: &[],
+            grant: Grant::ClientCredentials,
+        };
+        let first = client.token(&request).await.unwrap_err();
+        assert!(matches!(first, TokenError::Discovery(_)), "{first}");
+        let tried = connections.load(Ordering::SeqCst);
+        assert!(tried >= 1);
+        let again = client.token(&request).await.unwrap_err();
+        assert!(matches!(again, TokenError::RecentFailure(_)), "{again}");
+        assert_eq!(connections.load(Ordering::SeqCst), tried, "not retried");
+        assert!(client.inflight.lock().is_empty());
+        tokio::time::sleep(FAILURE_MEMORY + Duration::from_millis(100)).await;
+        let later = client.token(&request).await.unwrap_err();
+        assert!(matches!(later, TokenError::Discovery(_)), "{later}");
+    }
+
+    /// A caller cancelled mid-request leaves no in-flight entry behind.
+    #[tokio::test]
+    async fn a_cancelled_request_leaves_no_in_flight_entry() {
+        // Accepts and never answers: the request hangs until cancelled.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let client =
+            OAuthClient::new(issuer, "gw".into(), ClientAuth::SecretBasic("s".into())).unwrap();
+        let request = TokenRequest {
+            tenant: "t",
+            service: "api",
+            audience: "https://api.example",
+            scopes: &[],
+            grant: Grant::ClientCredentials,
+        };
+        let pending =
+            tokio::time::timeout(Duration::from_millis(300), client.token(&request)).await;
+        assert!(pending.is_err(), "still waiting when cancelled");
+        assert!(client.inflight.lock().is_empty(), "in-flight entry leaked");
+        held.abort();
     }
 }

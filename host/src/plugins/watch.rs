@@ -5,7 +5,12 @@
 //! per tenant; the rebuild runs off the request path ([`build_catalog`] compiles on the
 //! blocking pool), reuses unchanged plugins, keeps the previous version of a plugin whose
 //! update fails, and swaps the catalog atomically, so calls in flight finish on the version
-//! they started with. It must not decide what a valid plugin is: that is [`super`]'s job.
+//! they started with. Only events that can change a file's content count (creates, writes,
+//! renames, removes — not opens, reads or metadata changes, which the gateway's own reloads
+//! cause); every 2 s the entries' metadata (size, modified time, inode; never their bytes)
+//! is compared with what was loaded, so an event the debouncer coalesced or the kernel
+//! dropped still ends in a reload. It must not decide what a valid plugin is: that is
+//! [`super`]'s job.
 //!
 //! Deploy plugins atomically (write a temporary file in the same directory, then rename it
 //! over the old one). A file written in place may be seen half-written: it then fails to
@@ -82,12 +87,17 @@ pub fn start(
             tracing::info!(dir = %dir.display(), "watching for plugin changes");
         }
     }
-    let reloader = Reloader {
+    let mut reloader = Reloader {
         sandbox,
         config,
         tenants,
         watched,
+        loaded: BTreeMap::new(),
     };
+    for id in reloader.tenants.keys().cloned().collect::<Vec<_>>() {
+        let seen = reloader.fingerprint(&id);
+        reloader.loaded.insert(id, seen);
+    }
     tokio::spawn(reloader.run(rx, shutdown));
     Ok(PluginWatcher {
         _debouncer: Box::new(debouncer),
@@ -124,23 +134,72 @@ fn changes_content(kind: &EventKind) -> bool {
     }
 }
 
+/// What a tenant's plugin entries look like on disk, by metadata only (path, size, modified
+/// time, inode): reading a file does not change it, writing, renaming or removing one does.
+type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>, u64)>;
+
+/// How often the entries are compared with what was loaded, in case an event was lost
+/// (coalesced by the debouncer, or dropped by the kernel under load). Metadata only.
+const RECHECK: Duration = Duration::from_secs(2);
+
 /// Rebuilds a tenant's catalog when one of its entries changes.
 struct Reloader {
     sandbox: Sandbox,
     config: Arc<Config>,
     tenants: BTreeMap<String, Arc<TenantPlugins>>,
     watched: Vec<Watched>,
+    /// Each tenant's entries as they were when its catalog was last built.
+    loaded: BTreeMap<String, Fingerprint>,
 }
 
 impl Reloader {
+    /// The metadata of every file `tenant`'s entries name.
+    fn fingerprint(&self, tenant: &str) -> Fingerprint {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for w in self.watched.iter().filter(|w| w.tenant == tenant) {
+            if w.is_dir {
+                if let Ok(entries) = std::fs::read_dir(&w.path) {
+                    files.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+                }
+            } else {
+                files.extend([w.path.clone(), manifest_path(&w.path)]);
+            }
+        }
+        let mut seen: Fingerprint = files
+            .into_iter()
+            .filter(|p| self.watched.iter().any(|w| w.concerns(p)))
+            .filter_map(|p| {
+                let meta = std::fs::metadata(&p).ok()?;
+                #[cfg(unix)]
+                let ino = std::os::unix::fs::MetadataExt::ino(&meta);
+                #[cfg(not(unix))]
+                let ino = 0;
+                Some((p, meta.len(), meta.modified().ok(), ino))
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+
     async fn run(
-        self,
+        mut self,
         mut rx: tokio::sync::mpsc::Receiver<DebounceEventResult>,
         shutdown: CancellationToken,
     ) {
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let events = tokio::select! {
                 () = shutdown.cancelled() => return,
+                _ = recheck.tick() => {
+                    let ids: Vec<String> = self.tenants.keys().cloned().collect();
+                    for id in ids {
+                        if self.loaded.get(&id) != Some(&self.fingerprint(&id)) {
+                            self.reload(&id).await;
+                        }
+                    }
+                    continue;
+                }
                 ev = rx.recv() => match ev {
                     Some(Ok(events)) => events,
                     Some(Err(errors)) => {
@@ -165,13 +224,17 @@ impl Reloader {
         }
     }
 
-    async fn reload(&self, id: &str) {
+    async fn reload(&mut self, id: &str) {
         let (Some(plugins), Some(tenant)) = (
-            self.tenants.get(id),
-            self.config.tenants.iter().find(|t| t.id == id),
+            self.tenants.get(id).cloned(),
+            self.config.tenants.iter().find(|t| t.id == id).cloned(),
         ) else {
             return;
         };
+        // Taken before reading: a change during the build shows at the next recheck.
+        let seen = self.fingerprint(id);
+        self.loaded.insert(id.to_string(), seen);
+        let tenant = &tenant;
         let started = std::time::Instant::now();
         let previous = plugins.catalog();
         let catalog = build_catalog(&self.sandbox, &self.config, tenant, &previous).await;
