@@ -61,6 +61,7 @@
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
+//! | fuzzing    | auth, config, downstream, mcp                                  |
 //! <!-- dependency-rule:end -->
 
 pub mod admin;
@@ -68,6 +69,9 @@ pub mod auth;
 pub mod config;
 pub mod dev_as;
 pub mod downstream;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mcp;
 pub mod net;
 pub mod oauth;

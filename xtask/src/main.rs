@@ -106,13 +106,70 @@ fn task() -> anyhow::Result<()> {
                 "--quick",
             ]))
         }
+        Some("fuzz") => {
+            build_plugins(&root)?;
+            fuzz(&root, &args[1..])
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS]>"
+                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS] | fuzz [--secs N] [TARGET...]>"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// The fuzz targets in `fuzz/` (cargo-fuzz on the preinstalled nightly toolchain).
+const FUZZ_TARGETS: &[&str] = &[
+    "front",
+    "config",
+    "egress_path",
+    "jwt",
+    "request_state",
+    "plugin_output",
+];
+
+/// `cargo xtask fuzz [--secs N] [TARGET...]`: run each target (default all) for N seconds
+/// (default 60) from its committed corpus; crashes land in `fuzz/artifacts/<target>/`.
+fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let mut secs = 60u64;
+    let mut targets: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--secs" => {
+                secs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("--secs needs a number of seconds"))?;
+            }
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t),
+            other => {
+                anyhow::bail!("unknown fuzz target or option `{other}` (targets: {FUZZ_TARGETS:?})")
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    let fuzz_dir = root.join("fuzz");
+    let plugin = root.join("target/plugins/hello.wasm");
+    for target in targets {
+        run(Command::new("cargo")
+            .current_dir(&fuzz_dir)
+            .env("PORTCULLIS_FUZZ_PLUGIN", &plugin)
+            // No sanitizer: the host is safe Rust (its one `unsafe` is the artifact cache, not
+            // fuzzed); panics, hangs and failed invariants are what the targets look for.
+            .args(["+nightly", "fuzz", "run", "--sanitizer", "none", target])
+            .arg(fuzz_dir.join("corpus").join(target))
+            .args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-timeout=10",
+                "-rss_limit_mb=4096",
+            ]))?;
+    }
+    Ok(())
 }
 
 fn project_root() -> PathBuf {

@@ -795,6 +795,19 @@ impl TenantAuth {
     }
 }
 
+/// For the fuzz targets: validate `token` as a JWT no issuer trusts (every decoding step
+/// runs; the answer must be a refusal).
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn fuzz_validate(token: &str) -> bool {
+    let rules = jwt::JwtRules {
+        leeway: 60,
+        require_at_jwt: false,
+    };
+    jwt::validate(token, "https://gateway.example/mcp", &[], &rules)
+        .await
+        .is_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::metadata_url_for;

@@ -735,6 +735,30 @@ fn classify(e: reqwest::Error) -> wit::FetchError {
     }
 }
 
+/// For the fuzz targets: what the egress guard makes of `path` for the service at
+/// `http://api.example:8080/v1` (built once: a client per input would be most of the cost).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_url_for(path: &str) -> Result<Url, String> {
+    static SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
+    let service = SERVICE.get_or_init(|| {
+        let config = ServiceConfig {
+            name: "fuzz".into(),
+            base_url: "http://api.example:8080/v1".into(),
+            credential: CredentialMode::None,
+            audience: None,
+            scopes: Vec::new(),
+            header_env: None,
+            header_name: None,
+            issuer: None,
+            timeout_ms: 1000,
+            max_request_bytes: 100,
+            max_response_bytes: 100,
+        };
+        Service::new(&config, &Arc::default()).expect("the fuzz service")
+    });
+    service.url_for(path).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,10 @@ mod resources;
 mod tenant;
 mod tools;
 
+/// For the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
+
 use std::sync::Arc;
 use std::time::Duration;
 

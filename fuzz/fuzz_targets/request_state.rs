@@ -1,0 +1,8 @@
+//! Fuzz target: see `portcullis::fuzzing::request_state`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        portcullis::fuzzing::request_state(text);
+    }
+});
