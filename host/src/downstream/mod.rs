@@ -741,22 +741,28 @@ fn classify(e: reqwest::Error) -> wit::FetchError {
 pub(crate) fn fuzz_url_for(path: &str) -> Result<Url, String> {
     static SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
     let service = SERVICE.get_or_init(|| {
-        let config = ServiceConfig {
-            name: "fuzz".into(),
-            base_url: "http://api.example:8080/v1".into(),
-            credential: CredentialMode::None,
-            audience: None,
-            scopes: Vec::new(),
-            header_env: None,
-            header_name: None,
-            issuer: None,
-            timeout_ms: 1000,
-            max_request_bytes: 100,
-            max_response_bytes: 100,
-        };
+        let config = bare_service("http://api.example:8080/v1");
         Service::new(&config, &Arc::default()).expect("the fuzz service")
     });
     service.url_for(path).map_err(|e| e.to_string())
+}
+
+/// A service at `base` without a credential and with small limits (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+fn bare_service(base: &str) -> ServiceConfig {
+    ServiceConfig {
+        name: "s".into(),
+        base_url: base.into(),
+        credential: CredentialMode::None,
+        audience: None,
+        scopes: Vec::new(),
+        header_env: None,
+        header_name: None,
+        issuer: None,
+        timeout_ms: 1000,
+        max_request_bytes: 100,
+        max_response_bytes: 100,
+    }
 }
 
 #[cfg(test)]
@@ -764,19 +770,7 @@ mod tests {
     use super::*;
 
     fn config(base: &str) -> ServiceConfig {
-        ServiceConfig {
-            name: "s".into(),
-            base_url: base.into(),
-            credential: CredentialMode::None,
-            audience: None,
-            scopes: Vec::new(),
-            header_env: None,
-            header_name: None,
-            issuer: None,
-            timeout_ms: 1000,
-            max_request_bytes: 100,
-            max_response_bytes: 100,
-        }
+        bare_service(base)
     }
 
     #[test]
