@@ -258,7 +258,6 @@ fn plain_path(path: &str) -> bool {
     !decoded.chars().any(|c| c.is_control() || c == '\\')
         && decoded.split('/').count() == route.split('/').count()
         && !decoded.split('/').any(dot_segment)
-        && !route.split('/').any(dot_segment)
 }
 
 /// `text` with its `%XX` escapes decoded; `None` for a malformed escape or bytes that are

@@ -584,21 +584,27 @@ mod tests {
         (url, count)
     }
 
+    fn client_at(issuer: String) -> OAuthClient {
+        OAuthClient::new(issuer, "gw".into(), ClientAuth::SecretBasic("s".into())).unwrap()
+    }
+
+    fn client_credentials() -> TokenRequest<'static> {
+        TokenRequest {
+            tenant: "t",
+            service: "api",
+            audience: "https://api.example",
+            scopes: &[],
+            grant: Grant::ClientCredentials,
+        }
+    }
+
     /// #16: while the authorization server is down, a failed request is remembered briefly:
     /// the callers behind it get the failure at once instead of retrying one after another,
     /// and no in-flight entry is left behind.
     #[tokio::test]
     async fn a_failed_token_request_is_not_retried_at_once() {
         let (issuer, connections) = dead_server().await;
-        let client =
-            OAuthClient::new(issuer, "gw".into(), ClientAuth::SecretBasic("s".into())).unwrap();
-        let request = TokenRequest {
-            tenant: "t",
-            service: "api",
-            audience: "https://api.example",
-            scopes: &[],
-            grant: Grant::ClientCredentials,
-        };
+        let (client, request) = (client_at(issuer), client_credentials());
         let first = client.token(&request).await.unwrap_err();
         assert!(matches!(first, TokenError::Discovery(_)), "{first}");
         let tried = connections.load(Ordering::SeqCst);
@@ -624,15 +630,7 @@ mod tests {
                 open.push(conn);
             }
         });
-        let client =
-            OAuthClient::new(issuer, "gw".into(), ClientAuth::SecretBasic("s".into())).unwrap();
-        let request = TokenRequest {
-            tenant: "t",
-            service: "api",
-            audience: "https://api.example",
-            scopes: &[],
-            grant: Grant::ClientCredentials,
-        };
+        let (client, request) = (client_at(issuer), client_credentials());
         let pending =
             tokio::time::timeout(Duration::from_millis(300), client.token(&request)).await;
         assert!(pending.is_err(), "still waiting when cancelled");
