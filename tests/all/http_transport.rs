@@ -422,6 +422,52 @@ async fn slow_clients_are_dropped_while_others_are_served() {
     assert_eq!(r.text(), "Hello, still!");
 }
 
+/// #16 AC1: idle keep-alive connections, HTTP/2 ones included (which have no request head to
+/// wait for), are closed after `idle_timeout_ms`; a connection carrying an open event stream
+/// is not idle and stays up. (An HTTP/2 client that does not answer the graceful shutdown's
+/// PING, like this raw one, is dropped a header-read timeout later.)
+#[tokio::test]
+async fn idle_connections_are_closed_but_open_streams_are_not() {
+    let gw = gateway_with_server("idle_timeout_ms = 300\nheader_read_timeout_ms = 1500").await;
+    // The HTTP/2 client preface and an empty SETTINGS frame, then nothing.
+    let mut h2 = RawConn::open(&gw, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await;
+    // An HTTP/1 keep-alive connection after one answered request.
+    let mut h1 = RawConn::open(&gw, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    let mut c = Client::initialize(&gw.url("/mcp"), "2025-06-18").await;
+    let mut stream = c.open_get_stream().await;
+    let started = std::time::Instant::now();
+    let h1_answer = h1.until_closed(Duration::from_secs(3)).await;
+    assert!(h1_answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+    // Closed as idle, well before the header-read timeout would have closed it.
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    let h2_answer = h2.until_closed(Duration::from_secs(3)).await;
+    let h2_answer = h2_answer.expect("the idle HTTP/2 connection is closed");
+    // A GOAWAY frame (8-byte payload, type 7) after the server's SETTINGS.
+    assert!(
+        h2_answer
+            .as_bytes()
+            .windows(4)
+            .any(|w| w == b"\0\0\x08\x07"),
+        "{h2_answer:?}"
+    );
+    // Well past the idle timeout, the event stream is still open and the session still serves.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.recv())
+            .await
+            .is_err(),
+        "the open event stream was closed as idle"
+    );
+    let r = c
+        .call_tool("hello.greet", json!({"name": "streaming"}))
+        .await;
+    assert_eq!(r.text(), "Hello, streaming!");
+}
+
 /// #16 AC1: the connection caps answer 503 and close, and a freed slot serves again.
 #[tokio::test]
 async fn connection_caps_refuse_cleanly() {

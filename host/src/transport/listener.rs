@@ -5,9 +5,12 @@
 //! over either gets `503` and is closed); the header-read timeout (a request head, including
 //! the wait for the next request on an idle keep-alive connection, must arrive within it, else
 //! the connection is closed); the body-read timeout (a request body must finish within it from
-//! the request's start, else reading it fails with [`BodyTimeout`], answered `408`); HTTP/2
-//! stream limits and keep-alive pings; graceful shutdown. Must not: route, authenticate or
-//! read bodies itself (the router behind it does).
+//! the request's start, else reading it fails with [`BodyTimeout`], answered `408`); the idle
+//! timeout (a connection, HTTP/1 or HTTP/2, with no request in flight for that long is shut
+//! down gracefully; a request is in flight until its response body has been sent or dropped,
+//! so long-lived event streams are not idle); HTTP/2 stream limits and keep-alive pings;
+//! graceful shutdown. Must not: route, authenticate or read bodies itself (the router behind
+//! it does).
 
 use std::collections::HashMap;
 use std::future::Future as _;
@@ -42,6 +45,8 @@ pub struct ServeLimits {
     pub header_read: Duration,
     /// A request body must be read within it, counted from the request's start.
     pub body_read: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle: Duration,
     /// Most open connections.
     pub max_connections: usize,
     /// Most open connections from one client address.
@@ -124,7 +129,7 @@ async fn refuse(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
 }
 
-/// One connection, served until it ends, its header-read timeout closes it, or shutdown.
+/// One connection, served until it ends, a timeout closes it, or shutdown.
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -132,10 +137,24 @@ async fn serve_connection(
     limits: ServeLimits,
     shutdown: CancellationToken,
 ) {
-    let service = tower::ServiceExt::map_request(router, move |req: http::Request<Incoming>| {
+    let activity = Arc::new(Activity::default());
+    let tracked = activity.clone();
+    let service = tower::service_fn(move |req: http::Request<Incoming>| {
+        let in_flight = InFlight::start(&tracked);
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ConnectInfo(peer));
-        http::Request::from_parts(parts, Body::new(TimedBody::new(body, limits.body_read)))
+        let req =
+            http::Request::from_parts(parts, Body::new(TimedBody::new(body, limits.body_read)));
+        let router = router.clone();
+        async move {
+            let response = tower::ServiceExt::oneshot(router, req).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| {
+                Body::new(TrackedBody {
+                    inner: body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
     });
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -160,9 +179,93 @@ async fn serve_connection(
             }
             return;
         }
+        () = activity.idle_for(limits.idle) => {
+            tracing::debug!(client = %peer, "closing a connection idle for {:?}", limits.idle);
+            conn.as_mut().graceful_shutdown();
+            // An HTTP/2 client must answer the shutdown's PING like it would send a request
+            // head; one that does not is dropped then.
+            let _ = tokio::time::timeout(limits.header_read.min(SHUTDOWN_GRACE), conn).await;
+            return;
+        }
         () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
     }
-    let _ = conn.await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+}
+
+/// How many requests a connection has in flight, and a signal when that changes.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl Activity {
+    /// Resolves once no request has been in flight for `limit` without a break.
+    async fn idle_for(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the count is read, so a change in between is not missed.
+            changed.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => return,
+                    () = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// One request in flight on its connection, until dropped (with its response body).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        activity.changed.notify_waiters();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// A response body that keeps its request in flight until it is finished or dropped.
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A client address's share of the connections, released when dropped.
