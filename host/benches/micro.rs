@@ -143,7 +143,8 @@ async fn issuers() -> Issuers {
          [[tenant]]\nid = \"bench\"\n"
     );
     let config = Config::parse(&text, &dir.join("bench.toml"), &dir).unwrap();
-    let dev = portcullis::dev_as::DevAs::new(&config).unwrap();
+    let dev =
+        portcullis::dev_as::DevAs::new(&config, std::sync::Arc::new(Default::default)).unwrap();
     let rs_meta = json!({"issuer": format!("{base}/rs"), "jwks_uri": format!("{base}/rs/jwks"),
         "authorization_endpoint": format!("{base}/rs/authorize"), "token_endpoint": format!("{base}/rs/token"),
         "response_types_supported": ["code"]});

@@ -147,7 +147,14 @@ impl Portcullis {
         let settings = http_settings(&config, &shutdown);
         let mut router = transport::router(&config, &in_order, &settings, resource_server);
         let dev_as = if config.dev_as.enabled {
-            let dev = dev_as::DevAs::new(&config)
+            let catalogs: Vec<_> = in_order.iter().map(|t| t.plugins.clone()).collect();
+            let declared = Arc::new(move || {
+                catalogs
+                    .iter()
+                    .flat_map(|p| p.catalog().declared_scopes())
+                    .collect()
+            });
+            let dev = dev_as::DevAs::new(&config, declared)
                 .context("starting the development authorization server")?;
             router = router.merge(dev.router());
             Some(dev)

@@ -65,6 +65,71 @@ async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
     assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice");
 }
 
+/// #17 AC6: a scope only a plugin declares (here an operator override, `hello:admin`, which
+/// `auth.scopes_supported` does not list) is advertised in the tenant's metadata and the dev
+/// AS's, and the TypeScript SDK client obtains it by step-up.
+#[tokio::test]
+async fn a_scope_only_a_plugin_declares_is_obtainable_by_step_up() {
+    let config = body(true, "").replace(
+        r#"scopes = { "hello.whoami" = ["mcp:admin"] }"#,
+        r#"scopes = { "hello.whoami" = ["hello:admin"] }"#,
+    );
+    let gw = crate::support::BinaryGateway::start_command("dev", &config, &[]).await;
+    let http = reqwest::Client::new();
+    let prm: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        prm["scopes_supported"],
+        json!(["mcp:tools", "mcp:admin", "hello:admin"]),
+        "{prm}"
+    );
+    let asm: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server/dev-as",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        asm["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hello:admin")),
+        "{asm}"
+    );
+    let mcp_url = format!("{}/mcp", gw.base);
+    let t = run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[],
+    )
+    .await;
+    assert_eq!(t["challenges"][1]["status"], 403, "step-up: {t}");
+    assert_eq!(t["challenges"][1]["scope"], "hello:admin mcp:tools");
+    assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice", "{t}");
+    assert!(
+        t["whoami"]["structuredContent"]["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hello:admin")),
+        "{t}"
+    );
+}
+
 /// A small OAuth client for the negative cases: no redirects followed.
 struct Flow {
     http: reqwest::Client,

@@ -154,7 +154,11 @@ async fn bad_arguments_are_an_is_error_result() {
     let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
     let r = c.call_tool("hello.greet", json!({"nom": "typo"})).await;
     assert!(r.is_error(), "{r:?}");
-    assert!(r.text().contains("`name`"), "{r:?}");
+    // The host checks the tool's inputSchema before the plugin runs.
+    assert!(
+        r.text().contains("\"name\" is a required property"),
+        "{r:?}"
+    );
     let ok = c.call_tool("hello.greet", json!({"name": "Ada"})).await;
     assert!(!ok.is_error());
     assert_eq!(ok.text(), "Hello, Ada!");

@@ -229,6 +229,10 @@ async fn duplicate_tool_names_across_plugins_refuse_the_later_plugin() {
     );
 }
 
+/// #17 AC4: a plugin importing interfaces the host does not provide — its own package, and a
+/// WASI package the host does not link —
+/// loads, and each import traps naming itself only when called. (`wasi:keyvalue` here; the
+/// JavaScript example plugin imports the real `wasi:http`.)
 #[tokio::test]
 async fn foreign_imports_load_and_trap_only_when_called() {
     let gw = gateway_with_plugins(&[toml_path(&plugin("foreign-import"))]).await;
@@ -240,6 +244,13 @@ async fn foreign_imports_load_and_trap_only_when_called() {
     assert!(
         r.text().contains("fixture:foreign/api@0.1.0#hello"),
         "names the import: {}",
+        r.text()
+    );
+    let r = c.call_tool("foreign.wasi", json!({})).await;
+    assert!(r.is_error(), "{r:?}");
+    assert!(
+        r.text().contains("wasi:keyvalue/store@0.2.0-draft#open"),
+        "names the WASI import: {}",
         r.text()
     );
     assert_eq!(

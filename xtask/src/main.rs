@@ -70,9 +70,11 @@ fn task() -> anyhow::Result<()> {
                 .args(&args[1..]);
             run(&mut cmd)?;
             if args.len() > 1 {
-                // A filtered test run skips the benchmark smoke.
+                // A filtered test run skips the benchmark and fuzz smokes.
                 return Ok(());
             }
+            // Each fuzz target, briefly, from its committed corpus, so none can rot.
+            fuzz(&root, &["--secs".into(), FUZZ_SMOKE_SECS.to_string()])?;
             // The benchmark harness, briefly, on the debug builds the tests just made.
             build_bench_binaries(&root, false)?;
             run(
@@ -129,6 +131,48 @@ const FUZZ_TARGETS: &[&str] = &[
     "plugin_output",
 ];
 
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SMOKE_SECS: u64 = 5;
+
+/// The cargo-fuzz release the targets are built with, installed if missing.
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// Install the pinned cargo-fuzz if `cargo fuzz` is missing or another version, and check the
+/// nightly toolchain it needs (preinstalled on the machine image; the product builds on stable).
+fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    let nightly = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .context("running rustup")?;
+    if !String::from_utf8_lossy(&nightly.stdout)
+        .lines()
+        .any(|l| l.starts_with("nightly"))
+    {
+        bail!(
+            "fuzzing needs a nightly toolchain: `rustup toolchain install nightly --profile minimal`"
+        );
+    }
+    let installed = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if installed
+        .split_whitespace()
+        .any(|w| w == CARGO_FUZZ_VERSION)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    run(Command::new(cargo()).args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
+}
+
 /// `cargo xtask fuzz [--secs N] [TARGET...]`: run each target (default all) for N seconds
 /// (default 60) from its committed corpus; crashes land in `fuzz/artifacts/<target>/`.
 fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -152,8 +196,17 @@ fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
     if targets.is_empty() {
         targets = FUZZ_TARGETS.to_vec();
     }
+    ensure_cargo_fuzz()?;
     let fuzz_dir = root.join("fuzz");
     let plugin = root.join("target/plugins/hello.wasm");
+    // One build of every target (they share the host), then the runs.
+    run(Command::new("cargo").current_dir(&fuzz_dir).args([
+        "+nightly",
+        "fuzz",
+        "build",
+        "--sanitizer",
+        "none",
+    ]))?;
     for target in targets {
         run(Command::new("cargo")
             .current_dir(&fuzz_dir)

@@ -554,9 +554,14 @@ pub struct TenantAuth {
     /// Where the protected resource metadata is served.
     pub metadata_url: String,
     scopes_supported: Vec<String>,
+    /// The scopes the tenant's plugins currently require (they change on reload).
+    declared_scopes: DeclaredScopes,
     challenge_scopes: Vec<String>,
     authorization_servers: Vec<String>,
 }
+
+/// Where a tenant's currently declared scopes come from (its plugin catalog).
+pub type DeclaredScopes = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
 
 enum Mode {
     Fixed(Principal),
@@ -626,12 +631,32 @@ impl TenantAuth {
             mode,
             resource,
             scopes_supported: config.scopes_supported.clone(),
+            declared_scopes: Arc::new(BTreeSet::new),
             challenge_scopes: config
                 .challenge_scopes
                 .clone()
                 .unwrap_or_else(|| config.scopes_supported.clone()),
             authorization_servers,
         }
+    }
+
+    /// Advertise (and keep across step-up) the scopes `declared` returns, besides
+    /// `auth.scopes_supported`.
+    #[must_use]
+    pub fn with_declared_scopes(mut self, declared: DeclaredScopes) -> Self {
+        self.declared_scopes = declared;
+        self
+    }
+
+    /// `auth.scopes_supported`, then every other scope the tenant's plugins declare.
+    pub fn scopes_supported(&self) -> Vec<String> {
+        let mut all = self.scopes_supported.clone();
+        for scope in (self.declared_scopes)() {
+            if !all.contains(&scope) {
+                all.push(scope);
+            }
+        }
+        all
     }
 
     /// Whether requests must carry a bearer token.
@@ -732,12 +757,9 @@ impl TenantAuth {
             Denial::InsufficientScope { required } => {
                 let mut all: BTreeSet<String> = required.iter().cloned().collect();
                 if let Some(p) = principal {
-                    all.extend(
-                        p.scopes
-                            .iter()
-                            .filter(|s| self.scopes_supported.contains(s))
-                            .cloned(),
-                    );
+                    // Keep what the caller already holds, so stepping up loses nothing.
+                    let supported = self.scopes_supported();
+                    all.extend(p.scopes.iter().filter(|s| supported.contains(s)).cloned());
                 }
                 (
                     StatusCode::FORBIDDEN,
@@ -787,7 +809,7 @@ impl TenantAuth {
             json!({
                 "resource": self.resource,
                 "authorization_servers": self.authorization_servers,
-                "scopes_supported": self.scopes_supported,
+                "scopes_supported": self.scopes_supported(),
                 "bearer_methods_supported": ["header"],
                 "resource_name": format!("Portcullis MCP gateway ({})", self.tenant),
             })

@@ -13,7 +13,7 @@
 mod cimd;
 mod keys;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,9 @@ struct RefreshGrant {
     expires: Instant,
 }
 
+/// Where the scopes the tenants' plugins declare come from (their catalogs).
+pub type DeclaredScopes = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
+
 /// The development authorization server.
 pub struct DevAs {
     issuer: String,
@@ -110,7 +113,10 @@ pub struct DevAs {
     resources: Vec<String>,
     /// Audiences tokens may be exchanged for.
     exchange_audiences: Vec<String>,
+    /// `auth.scopes_supported` and `offline_access`.
     scopes: Vec<String>,
+    /// The scopes the tenants' plugins currently declare (they change on reload).
+    declared_scopes: DeclaredScopes,
     key: keys::SigningKey,
     /// Test hook: client metadata documents served from files.
     cimd_documents: std::collections::BTreeMap<String, std::path::PathBuf>,
@@ -166,9 +172,11 @@ fn acceptable_redirect(uri: &str) -> bool {
 
 impl DevAs {
     /// Build from the configuration: the issuer is `<public_url>/dev-as`, tokens may target
-    /// every tenant's resource URL.
-    pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
-        let dev = Self::build(config, true)?;
+    /// every tenant's resource URL and carry `auth.scopes_supported`, `offline_access` and
+    /// whatever scopes `declared` returns (the plugins' own, so a client can obtain what a
+    /// tool requires).
+    pub fn new(config: &Config, declared: DeclaredScopes) -> anyhow::Result<Arc<Self>> {
+        let dev = Self::build(config, true, declared)?;
         tracing::warn!(
             issuer = %dev.issuer,
             "THE DEVELOPMENT AUTHORIZATION SERVER IS ON: it issues tokens to anyone who asks. Never enable it in production."
@@ -179,10 +187,14 @@ impl DevAs {
     /// Only the signing side (the `portcullis token` command): no clients, so no client
     /// secrets need to be in the environment.
     pub fn minter(config: &Config) -> anyhow::Result<Arc<Self>> {
-        Self::build(config, false)
+        Self::build(config, false, Arc::new(BTreeSet::new))
     }
 
-    fn build(config: &Config, with_clients: bool) -> anyhow::Result<Arc<Self>> {
+    fn build(
+        config: &Config,
+        with_clients: bool,
+        declared_scopes: DeclaredScopes,
+    ) -> anyhow::Result<Arc<Self>> {
         let dev = &config.dev_as;
         let key_file = dev.key_file.as_ref().map(|p| config.resolve_path(p));
         let key = keys::SigningKey::load_or_generate(key_file.as_deref())?;
@@ -233,6 +245,7 @@ impl DevAs {
             config: dev.clone(),
             resources,
             scopes,
+            declared_scopes,
             key,
             cimd_documents: dev
                 .cimd_documents
@@ -277,7 +290,7 @@ impl DevAs {
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-            "scopes_supported": self.scopes,
+            "scopes_supported": self.scopes_supported(),
             "authorization_response_iss_parameter_supported": true,
             "client_id_metadata_document_supported": self.config.cimd,
         });
@@ -307,11 +320,23 @@ impl DevAs {
             .with_state(self.clone())
     }
 
+    /// The scopes this server issues: the configured ones, then the plugins' own.
+    fn scopes_supported(&self) -> Vec<String> {
+        let mut all = self.scopes.clone();
+        for scope in (self.declared_scopes)() {
+            if !all.contains(&scope) {
+                all.push(scope);
+            }
+        }
+        all
+    }
+
     /// The first scope in `scope` this server does not know, if any.
     fn unknown_scope<'s>(&self, scope: &'s str) -> Option<&'s str> {
+        let known = self.scopes_supported();
         scope
             .split_whitespace()
-            .find(|s| !self.scopes.iter().any(|x| x == s))
+            .find(|s| !known.iter().any(|x| x == s))
     }
 
     /// A client whose id is an https URL is (re)loaded from its metadata document.

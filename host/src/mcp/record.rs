@@ -18,6 +18,8 @@ pub(super) enum Outcome {
     Ok,
     /// A tool ran and reported an error (`isError`).
     ToolError,
+    /// The arguments broke the tool's `inputSchema`; the plugin was not called.
+    InvalidArguments,
     /// Answered with an `InputRequiredResult` (2026-07-28).
     InputRequired,
     /// The item does not exist (or is hidden from this caller).
@@ -43,6 +45,7 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::ToolError => "tool_error",
+            Self::InvalidArguments => "invalid_arguments",
             Self::InputRequired => "input_required",
             Self::Unknown => "unknown",
             Self::Denied => "denied",

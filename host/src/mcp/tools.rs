@@ -2,7 +2,11 @@
 //!
 //! Owns: how a tool call's outcome becomes a protocol answer (a tool's own failure — bad
 //! arguments, a crash, a timeout — is an `isError` result shown to the model; a protocol
-//! problem is a JSON-RPC error). Must not: decide access (`Gateway::authorize`).
+//! problem is a JSON-RPC error); the tool's schemas applied on the way in (arguments that
+//! break `inputSchema` are an `isError` result and the plugin is not called) and out
+//! (structured output that breaks `outputSchema` is a logged plugin fault and never reaches
+//! the client). Must not: decide access (`Gateway::authorize`) or compile schemas
+//! (`plugins::schema`).
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
@@ -19,7 +23,7 @@ use super::gateway::Gateway;
 use super::input::{Retry, RoundError, Rounds, Step};
 use super::record::{Outcome, RequestRecord};
 use super::refusal::{Refused, failed, unknown};
-use crate::plugins::Target;
+use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{SandboxError, wit};
 
 /// `tools/list`: the tools this caller may see.
@@ -61,7 +65,18 @@ pub(super) async fn call(
             )?));
         }
     };
-    let arguments = Value::Object(request.arguments.clone().unwrap_or_default()).to_string();
+    let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+    if let Some(schemas) = plugin.schemas.get(&name)
+        && let Err(violations) = schemas.check_arguments(&arguments)
+    {
+        record.finish(Some(&plugin.name), Outcome::InvalidArguments);
+        return Ok(CallToolResponse::Complete(complete(
+            convert::error_result(&format!(
+                "Invalid arguments for tool `{name}`: {violations}"
+            )),
+        )?));
+    }
+    let arguments = arguments.to_string();
     let retry = Retry {
         responses: request.input_responses.as_ref(),
         state: request.request_state.as_deref(),
@@ -102,7 +117,12 @@ async fn invoke(
         )
         .await;
     match outcome {
-        Ok(Ok(wit::CallOutcome::Done(r))) => Ok(Step::Done(convert::tool_result(&r))),
+        Ok(Ok(wit::CallOutcome::Done(r))) => Ok(Step::Done(checked_result(
+            &call.tenant,
+            &call.plugin,
+            &name,
+            &r,
+        ))),
         Ok(Ok(wit::CallOutcome::InputRequired(ir))) => Ok(Step::Input(ir)),
         Ok(Err(wit::ToolError::UnknownTool)) => Err(RoundError::Rpc(unknown(Target::Tool(&name)))),
         Ok(Err(wit::ToolError::InvalidArguments(m))) => Ok(Step::Done(convert::error_result(
@@ -118,6 +138,37 @@ async fn invoke(
             let what = format!("Tool `{name}`");
             let error = failed(&call.tenant, &call.plugin, &what, &e);
             Ok(Step::Done(convert::error_result(&error.message)))
+        }
+    }
+}
+
+/// A finished tool's result, its structured output checked against its `outputSchema`: one
+/// that does not match is the plugin's fault, logged for the operator, and the client gets
+/// an `isError` result instead.
+fn checked_result(tenant: &str, plugin: &LoadedPlugin, name: &str, r: &wit::ToolResult) -> Value {
+    let result = convert::tool_result(r);
+    if result["isError"] == true {
+        return result;
+    }
+    let Some(schemas) = plugin.schemas.get(name) else {
+        return result;
+    };
+    match schemas.check_output(result.get("structuredContent")) {
+        Ok(()) => result,
+        Err(violations) => {
+            tracing::warn!(
+                tenant,
+                plugin = %plugin.name,
+                tool = name,
+                "plugin fault: a result does not match the tool's outputSchema ({}); \
+                 the client got an error instead",
+                crate::telemetry::untrusted(&violations.to_string()),
+            );
+            convert::error_result(&format!(
+                "Tool `{name}` returned a result that does not match its outputSchema \
+                 (a fault in plugin `{}`; the gateway's log has details)",
+                plugin.name
+            ))
         }
     }
 }

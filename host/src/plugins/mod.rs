@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod schema;
 pub mod watch;
 
 use arc_swap::ArcSwap;
@@ -52,6 +53,8 @@ pub struct LoadedPlugin {
     pub services: Arc<[String]>,
     /// Tools, with operator scope overrides applied.
     pub tools: Vec<wit::Tool>,
+    /// Each tool's compiled schemas, by tool name.
+    pub schemas: std::collections::HashMap<String, schema::ToolSchemas>,
     /// Direct resources.
     pub resources: Vec<wit::Resource>,
     /// Resource templates.
@@ -124,6 +127,21 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Every scope an item of this catalog requires (as declared, or as the operator
+    /// overrode it): what clients must be able to obtain from the authorization server.
+    pub fn declared_scopes(&self) -> std::collections::BTreeSet<String> {
+        let tools = self.tools().flat_map(|(_, t)| &t.required_scopes);
+        let prompts = self.prompts().flat_map(|(_, p)| &p.required_scopes);
+        let resources = self.resources().flat_map(|(_, r)| &r.required_scopes);
+        let templates = self.templates().flat_map(|(_, t)| &t.required_scopes);
+        tools
+            .chain(prompts)
+            .chain(resources)
+            .chain(templates)
+            .cloned()
+            .collect()
+    }
+
     /// All tools in name order, with their plugin.
     pub fn tools(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &wit::Tool)> {
         self.tools.values().map(|(p, i)| (p, &p.tools[*i]))
@@ -629,7 +647,7 @@ pub enum ValidationError {
     /// A tool name breaks the naming rule.
     #[error("tool name `{0}` must match [A-Za-z0-9_.-]{{1,128}}")]
     ToolName(String),
-    /// A schema is not a JSON object with `"type": "object"` at the root.
+    /// A schema is not JSON Schema (input: an object schema) the host can compile.
     #[error("{what} of tool `{tool}` is not valid: {problem}")]
     Schema {
         /// The tool.
@@ -710,6 +728,7 @@ async fn load_plugin(
         claim_rules: settings.require_claims.clone(),
         services: settings.services.clone().into(),
         tools: items.tools,
+        schemas: items.schemas,
         resources: items.resources,
         templates: items.templates,
         prompts: items.prompts,
@@ -738,6 +757,7 @@ fn fits(code: &PluginCode, share: u32, path: &Path) -> Result<u32, PluginLoadErr
 /// What a plugin serves, as it describes itself and as its settings adjust it.
 struct Items {
     tools: Vec<wit::Tool>,
+    schemas: std::collections::HashMap<String, schema::ToolSchemas>,
     resources: Vec<wit::Resource>,
     templates: Vec<wit::ResourceTemplate>,
     prompts: Vec<wit::Prompt>,
@@ -757,12 +777,13 @@ impl Items {
         let tools = code.list_tools(env).await.map_err(describe)?;
         let (resources, templates) = code.list_resources(env).await.map_err(describe)?;
         let prompts = code.list_prompts(env).await.map_err(describe)?;
-        validate_tools(&tools).map_err(|e| PluginLoadError::Invalid {
+        let schemas = validate_tools(&tools).map_err(|e| PluginLoadError::Invalid {
             path: path.display().to_string(),
             source: e,
         })?;
         Ok(Self {
             tools,
+            schemas,
             resources,
             templates,
             prompts,
@@ -827,9 +848,11 @@ enum PluginLoadError {
     CompileTask(#[from] tokio::task::JoinError),
 }
 
-/// Check tool names and schemas.
-pub fn validate_tools(tools: &[wit::Tool]) -> Result<(), ValidationError> {
-    let mut seen = std::collections::HashSet::new();
+/// Check tool names, and compile each tool's schemas.
+pub fn validate_tools(
+    tools: &[wit::Tool],
+) -> Result<std::collections::HashMap<String, schema::ToolSchemas>, ValidationError> {
+    let mut schemas = std::collections::HashMap::new();
     for tool in tools {
         let name_ok = (1..=128).contains(&tool.name.len())
             && tool
@@ -839,40 +862,15 @@ pub fn validate_tools(tools: &[wit::Tool]) -> Result<(), ValidationError> {
         if !name_ok {
             return Err(ValidationError::ToolName(tool.name.clone()));
         }
-        if !seen.insert(tool.name.as_str()) {
+        if schemas.contains_key(&tool.name) {
             return Err(ValidationError::Duplicate {
                 kind: "tool",
                 name: tool.name.clone(),
             });
         }
-        check_schema(&tool.name, "input schema", &tool.input_schema, true)?;
-        if let Some(out) = &tool.output_schema {
-            check_schema(&tool.name, "output schema", out, false)?;
-        }
+        schemas.insert(tool.name.clone(), schema::ToolSchemas::compile(tool)?);
     }
-    Ok(())
-}
-
-fn check_schema(
-    tool: &str,
-    what: &'static str,
-    text: &str,
-    object_root: bool,
-) -> Result<(), ValidationError> {
-    let err = |problem: String| ValidationError::Schema {
-        tool: tool.into(),
-        what,
-        problem,
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
-    let Some(obj) = value.as_object() else {
-        return Err(err("must be a JSON object".into()));
-    };
-    if object_root && obj.get("type").and_then(|t| t.as_str()) != Some("object") {
-        return Err(err("the root must have \"type\": \"object\"".into()));
-    }
-    Ok(())
+    Ok(schemas)
 }
 
 /// Add `plugin` to `catalog`, refusing it if a name it declares is already taken.

@@ -400,13 +400,54 @@ impl Sandbox {
     }
 }
 
-/// Whether the host provides an import: WASI 0.2 (any minor, the linker matches semver) and
-/// this package's `host`/`downstream`/`types` interfaces.
+/// The WASI 0.2 interfaces the host links (`wasmtime_wasi::p2::add_to_linker_async`), by
+/// package and interface; any 0.2.x minor matches (the linker matches semver).
+const WASI_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+];
+
+/// The `portcullis:plugin` interfaces the host links ([`host::link_all`]).
+const PLUGIN_INTERFACES: &[&str] = &[
+    "portcullis:plugin/types",
+    "portcullis:plugin/host",
+    "portcullis:plugin/downstream",
+];
+
+/// Whether the host links an import: exactly the interfaces listed above, at a compatible
+/// version (WASI 0.2.x, this package's 0.2.x). Anything else (`wasi:http`, `wasi:keyvalue`, a
+/// plugin's own packages) gets trap stubs.
 fn provided_by_host(import: &str) -> bool {
-    let version = import.rsplit_once('@').map(|(_, v)| v);
-    (import.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2.")))
-        || (import.starts_with("portcullis:plugin/")
-            && version.is_some_and(|v| v.starts_with("0.2.")))
+    let Some((interface, version)) = import.rsplit_once('@') else {
+        return false;
+    };
+    version.starts_with("0.2.")
+        && (WASI_INTERFACES.contains(&interface) || PLUGIN_INTERFACES.contains(&interface))
 }
 
 /// What one instance of a component takes from the engine-wide pool: core instances,
@@ -1023,5 +1064,35 @@ fn classify(failure: Failure, memory_denied: Option<usize>, limits: &Limits) -> 
         Some(Trap::Interrupt) => SandboxError::Timeout(limits.deadline),
         Some(trap) => SandboxError::Trap(trap.to_string()),
         None => SandboxError::Trap(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provided_by_host;
+
+    #[test]
+    fn the_host_provides_exactly_what_it_links() {
+        for linked in [
+            "wasi:io/streams@0.2.9",
+            "wasi:cli/environment@0.2.0",
+            "wasi:random/insecure-seed@0.2.12",
+            "portcullis:plugin/downstream@0.2.0",
+        ] {
+            assert!(provided_by_host(linked), "{linked}");
+        }
+        for foreign in [
+            "wasi:http/types@0.2.10",
+            "wasi:http/outgoing-handler@0.2.10",
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:io/streams@0.3.0",
+            "wasi:clocks/timezone@0.2.9",
+            "wasi:io",
+            "portcullis:plugin/tools@0.2.0",
+            "portcullis:plugin/host@0.1.0",
+            "fixture:foreign/api@0.1.0",
+        ] {
+            assert!(!provided_by_host(foreign), "{foreign}");
+        }
     }
 }

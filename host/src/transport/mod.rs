@@ -95,7 +95,9 @@ pub(crate) fn allowed_hosts_and_origins(config: &Config) -> (Vec<String>, Vec<St
 /// One tenant's endpoint pieces.
 struct Served {
     endpoint: front::Inner,
-    metadata: Option<Arc<serde_json::Value>>,
+    /// With OAuth on, the tenant's authentication (its metadata is built per request: the
+    /// scopes its plugins declare change on reload).
+    metadata: Option<Arc<TenantAuth>>,
 }
 
 /// A service answering `path` for the tenants mounted there, picked by the `Host` header.
@@ -157,7 +159,7 @@ fn serve_tenant(
     });
     Served {
         endpoint: BoxCloneSyncService::new(guarded),
-        metadata: auth.metadata().map(Arc::new),
+        metadata: auth.requires_token().then(|| auth.clone()),
     }
 }
 
@@ -172,13 +174,17 @@ pub(crate) fn router(
     let mut operated = Vec::new();
     let mut served = Vec::new();
     for (t, tenant) in config.tenants.iter().zip(tenants) {
-        let auth = Arc::new(TenantAuth::new(
-            tenant.plugins.tenant.clone(),
-            config.tenant_resource(t),
-            &t.issuers,
-            &config.auth,
-            resource_server.clone(),
-        ));
+        let plugins = tenant.plugins.clone();
+        let auth = Arc::new(
+            TenantAuth::new(
+                tenant.plugins.tenant.clone(),
+                config.tenant_resource(t),
+                &t.issuers,
+                &config.auth,
+                resource_server.clone(),
+            )
+            .with_declared_scopes(Arc::new(move || plugins.catalog().declared_scopes())),
+        );
         served.push(serve_tenant(config, tenant, &auth, settings));
         operated.push((tenant.clone(), auth));
     }
@@ -207,10 +213,10 @@ pub(crate) fn router(
         router = router.route_service(&path, endpoint);
         let s = served.clone();
         let serve_doc = move |i: usize, _req: Request| {
-            let doc = s[i].metadata.clone();
+            let doc = s[i].metadata.as_ref().and_then(|auth| auth.metadata());
             async move {
                 match doc {
-                    Some(doc) => axum::Json(doc.as_ref().clone()).into_response(),
+                    Some(doc) => axum::Json(doc).into_response(),
                     None => ::http::StatusCode::NOT_FOUND.into_response(),
                 }
             }
