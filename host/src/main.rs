@@ -198,11 +198,70 @@ async fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
             println!("FAILED  {}: {}", id, f.error);
         }
     }
+    let config = gateway.config();
+    for tenant in &config.tenants {
+        for problem in portcullis::plugins::unmatched_settings(config, tenant) {
+            failed += 1;
+            println!("FAILED  {problem}");
+        }
+    }
+    if config.auth.mode == portcullis::config::AuthMode::Oauth {
+        print_required_scopes(config, &gateway.catalogs());
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What `check` tells an operator about scopes: which ones clients must be able to obtain
+/// from the authorization servers (the development AS issues them by itself).
+fn print_required_scopes(
+    config: &Config,
+    catalogs: &[(String, std::sync::Arc<portcullis::plugins::Catalog>)],
+) {
+    let issuers: Vec<String> = config
+        .trusted_issuers()
+        .into_iter()
+        .map(|i| i.issuer)
+        .collect();
+    let dev = config.dev_as.enabled.then(|| config.dev_as_issuer());
+    for (id, catalog) in catalogs {
+        let declared = catalog.declared_scopes();
+        if declared.is_empty() {
+            continue;
+        }
+        let listed: Vec<&String> = declared
+            .iter()
+            .filter(|s| !config.auth.scopes_supported.contains(s))
+            .collect();
+        let external: Vec<&String> = issuers
+            .iter()
+            .filter(|i| Some(*i) != dev.as_ref())
+            .collect();
+        let mut line = format!(
+            "scopes  {id}: the plugins require {}",
+            declared.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+        if !external.is_empty() {
+            line.push_str(&format!(
+                "; the authorization server(s) {} must offer them",
+                external
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !listed.is_empty() {
+            line.push_str(&format!(
+                " (advertised in the protected resource metadata; not in auth.scopes_supported: {})",
+                listed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        println!("{line}");
+    }
 }
 
 /// Load a configuration and its plugins for a one-shot command: no file watcher.

@@ -476,7 +476,73 @@ pub async fn build_catalog(
             keep_previous(&mut catalog, previous, &tenant.id, file, error);
         }
     }
+    for problem in unmatched_settings(config, tenant) {
+        // A plugin directory may get the plugin later; `portcullis check` refuses it.
+        tracing::warn!(tenant = %tenant.id, "{problem}");
+    }
     catalog
+}
+
+/// The `[tenant.plugin.NAME]` sections that name none of the tenant's plugin files (settings
+/// are keyed by the file stem: cargo writes `my_plugin.wasm` for a crate `my-plugin`), each
+/// with the stem it probably means.
+pub fn unmatched_settings(config: &Config, tenant: &TenantConfig) -> Vec<String> {
+    let stems: Vec<String> = expand_plugin_paths(config, tenant)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|p| plugin_name(&p))
+        .collect();
+    tenant
+        .plugin
+        .keys()
+        .filter(|key| !stems.contains(key))
+        .map(|key| {
+            let hint = match closest(key, &stems) {
+                Some(stem) => format!("did you mean `{stem}`?"),
+                None if stems.is_empty() => "the tenant has no plugin files".to_string(),
+                None => format!("its plugins are: {}", stems.join(", ")),
+            };
+            format!(
+                "{}: tenant `{}`: [tenant.plugin.{key}] names no plugin file of this tenant \
+                 (settings are keyed by the file's stem); {hint}",
+                config.source.display(),
+                tenant.id
+            )
+        })
+        .collect()
+}
+
+/// The name in `names` that `wanted` most likely means: the same but for case and `-`/`_`,
+/// else the nearest within a few edits.
+fn closest<'n>(wanted: &str, names: &'n [String]) -> Option<&'n str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    if let Some(same) = names.iter().find(|n| norm(n) == norm(wanted)) {
+        return Some(same);
+    }
+    names
+        .iter()
+        .map(|n| (edit_distance(&norm(n), &norm(wanted)), n))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n.as_str())
+}
+
+/// Levenshtein distance (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The plugin in `file`: the previous version when neither its component nor its settings
@@ -809,6 +875,18 @@ impl Items {
             }
             self.tools.retain(|t| enabled.contains(&t.name));
         }
+        let names_an_item = |key: &String| {
+            self.tools.iter().any(|t| &t.name == key)
+                || self.prompts.iter().any(|p| &p.name == key)
+                || self.resources.iter().any(|r| &r.uri == key)
+                || self.templates.iter().any(|t| &t.uri_template == key)
+        };
+        if let Some(unknown) = settings.scopes.keys().find(|k| !names_an_item(k)) {
+            return Err(PluginLoadError::UnknownItem {
+                settings_from: settings_from.to_string(),
+                item: unknown.clone(),
+            });
+        }
         let scopes_for = |key: &str, declared: &mut Vec<String>| {
             if let Some(scopes) = settings.scopes.get(key) {
                 declared.clone_from(scopes);
@@ -843,6 +921,11 @@ enum PluginLoadError {
     /// The settings enable a tool the plugin does not have.
     #[error("{settings_from}: tools: the plugin has no tool `{tool}`")]
     UnknownTool { settings_from: String, tool: String },
+    /// The settings set scopes for an item the plugin does not have.
+    #[error(
+        "{settings_from}: scopes: the plugin has no tool, prompt, resource or template `{item}`"
+    )]
+    UnknownItem { settings_from: String, item: String },
     /// The compile task did not finish (it panicked or was cancelled).
     #[error("compile task failed: {0}")]
     CompileTask(#[from] tokio::task::JoinError),
