@@ -62,6 +62,7 @@
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
 //! | fuzzing    | auth, config, downstream, mcp                                  |
+//! | scaffold   |                                                                |
 //! <!-- dependency-rule:end -->
 
 pub mod admin;
@@ -77,6 +78,7 @@ pub mod net;
 pub mod oauth;
 pub mod plugins;
 pub mod sandbox;
+pub mod scaffold;
 pub mod sessions;
 pub mod telemetry;
 pub mod tenancy;

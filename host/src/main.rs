@@ -70,6 +70,19 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Create a plugin project that builds as it is: `portcullis new rust my-tool`.
+    New {
+        /// The language.
+        language: portcullis::scaffold::Language,
+        /// The plugin's name (lowercase letters, digits and `-`); also its directory's.
+        name: String,
+        /// Where to create the directory (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// A local copy of the Rust SDK to depend on (default: this checkout's, else crates.io).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -122,6 +135,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => token(&config, &sub, scope, tenant.as_deref()),
         Command::Plugins { config } => plugins(&config).await,
         Command::Check { config } => check(&config).await,
+        Command::New {
+            language,
+            name,
+            dir,
+            sdk,
+        } => {
+            let created = portcullis::scaffold::create(language, &name, &dir, sdk.as_deref())?;
+            println!("created {}", created.display());
+            println!(
+                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
+                created.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

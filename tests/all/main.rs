@@ -20,6 +20,7 @@ mod notes_demo;
 mod real_as;
 mod reload;
 mod sandbox_limits;
+mod scaffold;
 mod schemas;
 mod stdio;
 mod support;

@@ -52,7 +52,11 @@ fn task() -> anyhow::Result<()> {
             run(Command::new(cargo())
                 .current_dir(root.join("plugins"))
                 .args(["fmt", "--all", "--", "--check"]))?;
+            run(Command::new(cargo())
+                .current_dir(root.join("sdk/rust"))
+                .args(["fmt", "--", "--check"]))?;
             deps::check(&root.join("host/src"))?;
+            check_vendored_wit(&root)?;
             run(Command::new(cargo()).current_dir(&root).args([
                 "clippy",
                 "--workspace",
@@ -62,6 +66,7 @@ fn task() -> anyhow::Result<()> {
                 "warnings",
             ]))?;
             build_plugins(&root)?;
+            test_guest_code(&root)?;
             install_test_peers(&root, &NPM_PEERS)?;
             install_python_peers(&root)?;
             let mut cmd = Command::new(cargo());
@@ -333,6 +338,36 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+/// The SDKs ship copies of `wit/` (a published crate or package must contain its WIT); each
+/// must be the same bytes as the original.
+fn check_vendored_wit(root: &Path) -> anyhow::Result<()> {
+    let original = std::fs::read(root.join("wit/plugin.wit"))?;
+    for copy in ["sdk/rust/wit/plugin.wit"] {
+        if std::fs::read(root.join(copy)).ok().as_deref() != Some(original.as_slice()) {
+            bail!("{copy} differs from wit/plugin.wit: copy it again (`cp wit/plugin.wit {copy}`)");
+        }
+    }
+    Ok(())
+}
+
+/// The Rust SDK's tests and the example plugins' own tests, natively (the way a plugin
+/// author runs `cargo test`), and clippy on the SDK.
+fn test_guest_code(root: &Path) -> anyhow::Result<()> {
+    let native = root.join("target/guest-native");
+    run(Command::new(cargo())
+        .current_dir(root.join("sdk/rust"))
+        .env("CARGO_TARGET_DIR", &native)
+        .args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new(cargo())
+        .current_dir(root.join("sdk/rust"))
+        .env("CARGO_TARGET_DIR", &native)
+        .args(["test"]))?;
+    run(Command::new(cargo())
+        .current_dir(root.join("plugins"))
+        .env("CARGO_TARGET_DIR", &native)
+        .args(["test", "-p", "hello", "-p", "notes"]))
 }
 
 /// Install the wasm target if rustup does not list it yet.

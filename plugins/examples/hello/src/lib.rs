@@ -1,117 +1,124 @@
-//! `hello`: the smallest useful Portcullis plugin. Copy this crate to start your own.
+//! `hello`: the smallest useful Portcullis plugin, written with `portcullis-sdk`. Copy this
+//! crate (or run `portcullis new rust NAME`) to start your own.
 //!
-//! A plugin is a WebAssembly component. It exports `list-tools` (what it offers) and
-//! `call-tool` (do it), and may import the host's `log`/`progress` functions. Each call runs in
-//! a fresh instance, so keep no state in statics between calls.
+//! A tool is a function from a typed argument struct to an output. The SDK derives the JSON
+//! Schemas from the types, deserialises the arguments before the function runs (the gateway
+//! has already checked them against the schema), and turns the result into MCP content. Each
+//! call runs in a fresh instance, so keep no state in statics.
 //!
 //! Build: `cargo xtask build-plugins` (or `cargo build --release --target wasm32-wasip2` in
 //! `plugins/`), then point a tenant's `plugins` list at `target/plugins/hello.wasm`.
+//! Test: `cargo test -p hello` (natively, through `portcullis_sdk::testing::TestHost`).
 
-// Generate Rust bindings for the `tools-plugin` world of the Portcullis WIT package. This
-// creates the `Guest` trait we implement below and the `portcullis::plugin::host` module.
-wit_bindgen::generate!({
-    world: "tools-plugin",
-    path: "../../../wit",
-});
+use portcullis_sdk::log::{self, Level};
+use portcullis_sdk::prelude::*;
 
-use exports::portcullis::plugin::tools::{
-    CallOutcome, Guest, Tool, ToolAnnotations, ToolError, ToolResult,
-};
-use portcullis::plugin::host::{self, LogLevel};
-use portcullis::plugin::types::{CallContext, Content, Continuation};
-
-struct Hello;
-
-impl Guest for Hello {
-    /// Describe the tools. The host calls this once when it loads the plugin and caches the
-    /// answer, so it must not depend on anything but the plugin itself.
-    fn list_tools() -> Vec<Tool> {
-        vec![
-            Tool {
-                name: "hello.greet".into(),
-                title: Some("Greet someone".into()),
-                description: "Say hello to someone by name.".into(),
-                // JSON Schema as text; the host passes it to clients verbatim.
-                input_schema: r#"{
-                    "type": "object",
-                    "properties": { "name": { "type": "string", "description": "Who to greet" } },
-                    "required": ["name"],
-                    "additionalProperties": false
-                }"#
-                .into(),
-                output_schema: None,
-                annotations: Some(ToolAnnotations {
-                    title: None,
-                    read_only_hint: Some(true),
-                    destructive_hint: Some(false),
-                    idempotent_hint: Some(true),
-                    open_world_hint: Some(false),
-                }),
-                // The caller's token must carry this scope; the host checks it before calling us.
-                required_scopes: vec!["mcp:tools".into()],
-            },
-            Tool {
-                name: "hello.whoami".into(),
-                title: Some("Who am I?".into()),
-                description: "Report who the gateway says is calling (tenant, issuer, subject, scopes).".into(),
-                input_schema: r#"{"type":"object","additionalProperties":false}"#.into(),
-                output_schema: Some(
-                    r#"{"type":"object","properties":{"tenant":{"type":"string"},"issuer":{"type":["string","null"]},"subject":{"type":["string","null"]},"scopes":{"type":"array","items":{"type":"string"}}},"required":["tenant","subject","scopes"]}"#.into(),
-                ),
-                annotations: None,
-                required_scopes: vec!["mcp:tools".into()],
-            },
-        ]
-    }
-
-    /// Run one tool. `arguments` is the JSON text of the arguments object.
-    fn call_tool(
-        ctx: CallContext,
-        name: String,
-        arguments: String,
-        _continuation: Option<Continuation>,
-    ) -> Result<CallOutcome, ToolError> {
-        match name.as_str() {
-            "hello.greet" => {
-                let args: serde_json::Value = serde_json::from_str(&arguments).map_err(|e| {
-                    ToolError::InvalidArguments(format!("arguments are not JSON: {e}"))
-                })?;
-                let Some(who) = args.get("name").and_then(|n| n.as_str()) else {
-                    // Invalid arguments become an `isError` result the model can correct.
-                    return Err(ToolError::InvalidArguments(
-                        "`name` (a string) is required".into(),
-                    ));
-                };
-                // Goes to the client as notifications/message if it asked for info-level logs.
-                host::log(LogLevel::Info, Some("hello"), &format!("greeting {who}"));
-                Ok(done(vec![Content::Text(format!("Hello, {who}!"))], None))
-            }
-            "hello.whoami" => {
-                let structured = serde_json::json!({
-                    "tenant": ctx.tenant,
-                    "issuer": ctx.issuer,
-                    "subject": ctx.subject,
-                    "scopes": ctx.scopes,
-                })
-                .to_string();
-                // Tools with an output schema return structured content plus the same JSON as text.
-                Ok(done(
-                    vec![Content::Text(structured.clone())],
-                    Some(structured),
-                ))
-            }
-            // Unknown names become a JSON-RPC error for the client.
-            _ => Err(ToolError::UnknownTool),
-        }
-    }
+/// The arguments of `hello.greet`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Greet {
+    /// Who to greet
+    name: String,
 }
 
-fn done(content: Vec<Content>, structured_content: Option<String>) -> CallOutcome {
-    CallOutcome::Done(ToolResult {
-        content,
-        structured_content,
-        is_error: false,
-    })
+fn greet(_ctx: &Context, args: Greet) -> Result<String> {
+    // Goes to the client as notifications/message if it asked for info-level logs.
+    log::log(
+        Level::Info,
+        Some("hello"),
+        &format!("greeting {}", args.name),
+    );
+    Ok(format!("Hello, {}!", args.name))
 }
 
-export!(Hello);
+/// Who the gateway says is calling: `hello.whoami`'s structured output (its schema becomes
+/// the tool's `outputSchema`).
+#[derive(Serialize, JsonSchema)]
+struct WhoAmI {
+    tenant: String,
+    issuer: Option<String>,
+    subject: Option<String>,
+    scopes: Vec<String>,
+}
+
+fn whoami(ctx: &Context, _: NoArgs) -> Result<Json<WhoAmI>> {
+    Ok(Json(WhoAmI {
+        tenant: ctx.tenant().into(),
+        issuer: ctx.issuer().map(Into::into),
+        subject: ctx.subject().map(Into::into),
+        scopes: ctx.scopes().to_vec(),
+    }))
+}
+
+/// The plugin: its tools, with the scope a caller's token must carry (the gateway checks it
+/// before calling us).
+fn plugin() -> Plugin {
+    Plugin::new()
+        .tool(
+            Tool::new("hello.greet", greet)
+                .title("Greet someone")
+                .description("Say hello to someone by name.")
+                .scopes(["mcp:tools"])
+                .read_only()
+                .open_world(false),
+        )
+        .tool(
+            Tool::new("hello.whoami", whoami)
+                .title("Who am I?")
+                .description(
+                    "Report who the gateway says is calling (tenant, issuer, subject, scopes).",
+                )
+                .scopes(["mcp:tools"]),
+        )
+}
+
+portcullis_sdk::export!(plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_sdk::testing::TestHost;
+    use serde_json::json;
+
+    #[test]
+    fn greets_and_logs() {
+        let mut host = TestHost::new();
+        let r = host
+            .call_tool(&plugin(), "hello.greet", json!({"name": "Ada"}))
+            .unwrap();
+        assert_eq!(r.text(), "Hello, Ada!");
+        assert_eq!(host.logs()[0].message, "greeting Ada");
+        assert_eq!(host.logs()[0].logger.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn refuses_arguments_it_cannot_read() {
+        let mut host = TestHost::new();
+        let e = host
+            .call_tool(&plugin(), "hello.greet", json!({"name": 7}))
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArguments(_)), "{e}");
+    }
+
+    #[test]
+    fn reports_the_caller() {
+        let mut host = TestHost::new().subject("ada").scopes(["mcp:tools"]);
+        let r = host
+            .call_tool(&plugin(), "hello.whoami", json!({}))
+            .unwrap();
+        assert_eq!(
+            r.structured.unwrap(),
+            json!({"tenant": "test", "issuer": "https://issuer.test", "subject": "ada", "scopes": ["mcp:tools"]})
+        );
+    }
+
+    #[test]
+    fn schemas_come_from_the_types() {
+        let tools = plugin().describe_tools();
+        let input: serde_json::Value = serde_json::from_str(&tools[0].input_schema).unwrap();
+        assert_eq!(input["required"], json!(["name"]));
+        assert_eq!(input["additionalProperties"], false);
+        assert_eq!(input["properties"]["name"]["description"], "Who to greet");
+        assert!(tools[1].output_schema.is_some());
+    }
+}

@@ -1,146 +1,128 @@
 //! `notes`: a plugin that keeps the caller's notes in a downstream API, reached only through
-//! the host's `downstream` capability.
+//! the host's `downstream` capability (written with `portcullis-sdk`).
 //!
 //! The plugin names the logical service `notes` and a path; the host confines the request to
 //! the service the operator configured and attaches a token it obtained by RFC 8693 token
 //! exchange — for this caller, for that API, naming the gateway as the actor. The plugin
 //! never sees a token. See `examples/notes.toml` and `examples/notes-api/`.
 
-wit_bindgen::generate!({
-    world: "tools-plugin",
-    path: "../../../wit",
-});
-
-use exports::portcullis::plugin::tools::{
-    CallOutcome, Guest, Tool, ToolAnnotations, ToolError, ToolResult,
-};
-use portcullis::plugin::downstream::{self, Error};
-use portcullis::plugin::types::{CallContext, Content, Continuation};
-use serde_json::Value;
+use portcullis_sdk::downstream::{DownstreamError, Request};
+use portcullis_sdk::prelude::*;
 
 /// The logical service name the operator grants this plugin.
 const SERVICE: &str = "notes";
 
-struct Notes;
-
-fn annotations(read_only: bool) -> Option<ToolAnnotations> {
-    Some(ToolAnnotations {
-        title: None,
-        read_only_hint: Some(read_only),
-        destructive_hint: Some(false),
-        idempotent_hint: Some(read_only),
-        open_world_hint: Some(true),
-    })
+/// The arguments of `notes.add`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AddNote {
+    /// The note
+    #[schemars(length(min = 1, max = 1000))]
+    text: String,
 }
 
-/// A tool result; `is_error` results tell the model what went wrong so it can adapt.
-fn result(text: String, structured: Option<String>, is_error: bool) -> CallOutcome {
-    CallOutcome::Done(ToolResult {
-        content: vec![Content::Text(text)],
-        structured_content: structured,
-        is_error,
-    })
+/// What a model needs to hear when the notes API cannot be reached.
+fn explain(e: &DownstreamError) -> String {
+    match e {
+        DownstreamError::UnknownService(m) | DownstreamError::NotGranted(m) => {
+            format!("the gateway is not configured for notes: {m}")
+        }
+        DownstreamError::Credential(m) => {
+            format!("could not get a credential for the notes API: {m}")
+        }
+        DownstreamError::Blocked(m) => format!("the request was blocked: {m}"),
+        DownstreamError::Timeout => "the notes API did not answer in time".into(),
+        DownstreamError::TooLarge => "the note or the answer is too large".into(),
+        DownstreamError::Transport(m) => format!("the notes API is unreachable: {m}"),
+    }
 }
 
-/// Call the notes API and turn every failure into an actionable tool error.
-fn call(method: &str, body: Option<String>) -> CallOutcome {
-    let request = downstream::Request {
-        method: method.into(),
-        path: "/notes".into(),
-        headers: vec![("content-type".into(), "text/plain".into())],
-        body: body.map(String::into_bytes),
+/// Send `request` to the notes API; every failure becomes an `isError` result the model can
+/// act on, and a JSON object answer is also the structured content.
+fn call(request: Request) -> Result<Output> {
+    let response = match request.send(SERVICE) {
+        Ok(r) => r,
+        Err(e) => return Ok(Output::error(explain(&e))),
     };
-    match downstream::fetch(SERVICE, &request) {
-        Ok(r) if (200..300).contains(&r.status) => {
-            let text = String::from_utf8_lossy(&r.body).into_owned();
-            let structured = serde_json::from_str::<Value>(&text)
-                .ok()
-                .filter(Value::is_object)
-                .map(|_| text.clone());
-            result(text, structured, false)
-        }
-        Ok(r) => result(
-            format!(
-                "the notes API answered HTTP {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            ),
-            None,
-            true,
-        ),
-        Err(e) => result(
-            match e {
-                Error::UnknownService(m) | Error::NotGranted(m) => {
-                    format!("the gateway is not configured for notes: {m}")
-                }
-                Error::Credential(m) => {
-                    format!("could not get a credential for the notes API: {m}")
-                }
-                Error::Blocked(m) => format!("the request was blocked: {m}"),
-                Error::Timeout => "the notes API did not answer in time".into(),
-                Error::TooLarge => "the note or the answer is too large".into(),
-                Error::Transport(m) => format!("the notes API is unreachable: {m}"),
-            },
-            None,
-            true,
-        ),
+    let text = response.text();
+    if !(200..300).contains(&response.status) {
+        return Ok(Output::error(format!(
+            "the notes API answered HTTP {}: {text}",
+            response.status
+        )));
     }
+    let output = Output::text(text);
+    Ok(match response.json::<serde_json::Value>() {
+        Ok(value) if value.is_object() => output.structured(&value),
+        _ => output,
+    })
 }
 
-impl Guest for Notes {
-    fn list_tools() -> Vec<Tool> {
-        vec![
-            Tool {
-                name: "notes.list".into(),
-                title: Some("List my notes".into()),
-                description: "List the caller's notes, kept in the notes API.".into(),
-                input_schema: r#"{"type":"object","additionalProperties":false}"#.into(),
-                output_schema: None,
-                annotations: annotations(true),
-                required_scopes: vec!["notes:read".into()],
-            },
-            Tool {
-                name: "notes.add".into(),
-                title: Some("Add a note".into()),
-                description: "Add a note for the caller in the notes API.".into(),
-                input_schema: r#"{
-                    "type": "object",
-                    "properties": { "text": { "type": "string", "minLength": 1, "maxLength": 1000 } },
-                    "required": ["text"],
-                    "additionalProperties": false
-                }"#
-                .into(),
-                output_schema: None,
-                annotations: annotations(false),
-                required_scopes: vec!["notes:write".into()],
-            },
-        ]
-    }
-
-    fn call_tool(
-        _ctx: CallContext,
-        name: String,
-        arguments: String,
-        _continuation: Option<Continuation>,
-    ) -> Result<CallOutcome, ToolError> {
-        match name.as_str() {
-            "notes.list" => Ok(call("GET", None)),
-            "notes.add" => {
-                let args: Value = serde_json::from_str(&arguments)
-                    .map_err(|e| ToolError::InvalidArguments(format!("not JSON: {e}")))?;
-                let text = args["text"]
-                    .as_str()
-                    .filter(|t| !t.trim().is_empty())
-                    .ok_or_else(|| {
-                        ToolError::InvalidArguments(
-                            "`text` (a non-empty string) is required".into(),
-                        )
-                    })?;
-                Ok(call("POST", Some(text.to_string())))
-            }
-            _ => Err(ToolError::UnknownTool),
-        }
-    }
+fn list(_ctx: &Context, _: NoArgs) -> Result<Output> {
+    call(Request::get("/notes"))
 }
 
-export!(Notes);
+fn add(_ctx: &Context, args: AddNote) -> Result<Output> {
+    if args.text.trim().is_empty() {
+        return Err(Error::invalid("`text` must not be blank"));
+    }
+    call(Request::post("/notes").body("text/plain", args.text))
+}
+
+fn plugin() -> Plugin {
+    Plugin::new()
+        .tool(
+            Tool::new("notes.list", list)
+                .title("List my notes")
+                .description("List the caller's notes, kept in the notes API.")
+                .scopes(["notes:read"])
+                .read_only()
+                .open_world(true),
+        )
+        .tool(
+            Tool::new("notes.add", add)
+                .title("Add a note")
+                .description("Add a note for the caller in the notes API.")
+                .scopes(["notes:write"])
+                .open_world(true),
+        )
+}
+
+portcullis_sdk::export!(plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_sdk::downstream::Response;
+    use portcullis_sdk::testing::TestHost;
+    use serde_json::json;
+
+    #[test]
+    fn adding_posts_the_text_to_the_notes_service() {
+        let mut host = TestHost::new().downstream(SERVICE, |req| {
+            assert_eq!((req.method(), req.path()), ("POST", "/notes"));
+            Ok(Response::with_json(200, &json!({"count": 1})))
+        });
+        let r = host
+            .call_tool(&plugin(), "notes.add", json!({"text": "buy milk"}))
+            .unwrap();
+        assert_eq!(r.structured, Some(json!({"count": 1})));
+        assert_eq!(host.requests()[0].1.body_bytes(), Some(&b"buy milk"[..]));
+    }
+
+    #[test]
+    fn failures_tell_the_model_what_happened() {
+        let mut host = TestHost::new().downstream(SERVICE, |_| {
+            Err(DownstreamError::Credential("invalid_target".into()))
+        });
+        let r = host.call_tool(&plugin(), "notes.list", json!({})).unwrap();
+        assert!(r.is_error);
+        assert_eq!(
+            r.text(),
+            "could not get a credential for the notes API: invalid_target"
+        );
+        let mut down = TestHost::new().downstream(SERVICE, |_| Ok(Response::new(503, "busy")));
+        let r = down.call_tool(&plugin(), "notes.list", json!({})).unwrap();
+        assert_eq!(r.text(), "the notes API answered HTTP 503: busy");
+    }
+}

@@ -1,0 +1,260 @@
+//! Tools: a name, a typed handler and its schemas, and what a handler may return.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::exports::portcullis::plugin::tools as wit;
+use crate::bindings::portcullis::plugin::types;
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+pub use types::Content;
+
+type Handler = Box<dyn Fn(&Context, &str) -> Result<wit::ToolResult>>;
+
+/// One tool.
+pub struct Tool {
+    pub(crate) name: String,
+    title: Option<String>,
+    description: String,
+    input_schema: fn() -> String,
+    output_schema: fn() -> Option<String>,
+    annotations: wit::ToolAnnotations,
+    scopes: Vec<String>,
+    pub(crate) handler: Handler,
+}
+
+impl Tool {
+    /// A tool named `name` (`[A-Za-z0-9_.-]{1,128}`, unique in the tenant; prefix it with the
+    /// plugin's name) run by `handler`. The input schema is `A`'s; for a [`Json`] output the
+    /// output schema is its type's.
+    pub fn new<A, O, F>(name: &str, handler: F) -> Self
+    where
+        A: DeserializeOwned + JsonSchema + 'static,
+        O: IntoOutput + 'static,
+        F: Fn(&Context, A) -> Result<O> + 'static,
+    {
+        let handler: Handler = Box::new(move |ctx, arguments| {
+            let args: A = serde_json::from_str(arguments)
+                .map_err(|e| Error::InvalidArguments(e.to_string()))?;
+            handler(ctx, args).map(IntoOutput::into_result)
+        });
+        Self {
+            name: name.into(),
+            title: None,
+            description: String::new(),
+            input_schema: schema_text::<A>,
+            output_schema: O::output_schema,
+            annotations: wit::ToolAnnotations {
+                title: None,
+                read_only_hint: None,
+                destructive_hint: None,
+                idempotent_hint: None,
+                open_world_hint: None,
+            },
+            scopes: Vec::new(),
+            handler,
+        }
+    }
+
+    /// A human-readable title.
+    #[must_use]
+    pub fn title(mut self, title: &str) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// What the tool does, for the model.
+    #[must_use]
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Scopes a caller's token must carry (the gateway checks them before calling; the
+    /// operator may override them).
+    #[must_use]
+    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Hint: the tool changes nothing (and so is idempotent and not destructive).
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.annotations.read_only_hint = Some(true);
+        self.annotations.destructive_hint = Some(false);
+        self.annotations.idempotent_hint = Some(true);
+        self
+    }
+
+    /// Hint: the tool may destroy data.
+    #[must_use]
+    pub fn destructive(mut self) -> Self {
+        self.annotations.read_only_hint = Some(false);
+        self.annotations.destructive_hint = Some(true);
+        self
+    }
+
+    /// Hint: calling it twice with the same arguments does no more than once.
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.annotations.idempotent_hint = Some(true);
+        self
+    }
+
+    /// Hint: whether the tool reaches outside systems (`downstream` services).
+    #[must_use]
+    pub fn open_world(mut self, open: bool) -> Self {
+        self.annotations.open_world_hint = Some(open);
+        self
+    }
+
+    pub(crate) fn describe(&self) -> wit::Tool {
+        let a = &self.annotations;
+        let hinted = a.read_only_hint.is_some()
+            || a.destructive_hint.is_some()
+            || a.idempotent_hint.is_some()
+            || a.open_world_hint.is_some();
+        wit::Tool {
+            name: self.name.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            input_schema: (self.input_schema)(),
+            output_schema: (self.output_schema)(),
+            annotations: hinted.then_some(wit::ToolAnnotations {
+                title: None,
+                read_only_hint: a.read_only_hint,
+                destructive_hint: a.destructive_hint,
+                idempotent_hint: a.idempotent_hint,
+                open_world_hint: a.open_world_hint,
+            }),
+            required_scopes: self.scopes.clone(),
+        }
+    }
+}
+
+/// The arguments of a tool that takes none (and refuses any).
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// The JSON Schema of `T` as text (JSON Schema 2020-12, without the type's name as `title`).
+pub(crate) fn schema_text<T: JsonSchema>() -> String {
+    let mut schema = schemars::schema_for!(T);
+    schema.remove("title");
+    serde_json::to_string(&schema).unwrap_or_else(|_| r#"{"type":"object"}"#.into())
+}
+
+/// What a tool handler may return.
+pub trait IntoOutput {
+    /// The `outputSchema` this output promises, if any.
+    fn output_schema() -> Option<String> {
+        None
+    }
+
+    /// The tool result.
+    fn into_result(self) -> wit::ToolResult;
+}
+
+fn text_result(text: String) -> wit::ToolResult {
+    wit::ToolResult {
+        content: vec![Content::Text(text)],
+        structured_content: None,
+        is_error: false,
+    }
+}
+
+impl IntoOutput for String {
+    fn into_result(self) -> wit::ToolResult {
+        text_result(self)
+    }
+}
+
+impl IntoOutput for &'static str {
+    fn into_result(self) -> wit::ToolResult {
+        text_result(self.into())
+    }
+}
+
+impl IntoOutput for Vec<Content> {
+    fn into_result(self) -> wit::ToolResult {
+        wit::ToolResult {
+            content: self,
+            structured_content: None,
+            is_error: false,
+        }
+    }
+}
+
+/// Structured output: `structuredContent` (with the same JSON as text, for older clients),
+/// and `T`'s schema as the tool's `outputSchema`.
+pub struct Json<T>(pub T);
+
+impl<T: Serialize + JsonSchema> IntoOutput for Json<T> {
+    fn output_schema() -> Option<String> {
+        Some(schema_text::<T>())
+    }
+
+    fn into_result(self) -> wit::ToolResult {
+        match serde_json::to_string(&self.0) {
+            Ok(json) => wit::ToolResult {
+                content: vec![Content::Text(json.clone())],
+                structured_content: Some(json),
+                is_error: false,
+            },
+            Err(e) => Output::error(format!("the tool's output is not JSON: {e}")).into_result(),
+        }
+    }
+}
+
+/// Any result: content blocks, optional structured content, or an error the model sees.
+pub struct Output {
+    content: Vec<Content>,
+    structured: Option<String>,
+    is_error: bool,
+}
+
+impl Output {
+    /// A text result.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![Content::Text(text.into())],
+            structured: None,
+            is_error: false,
+        }
+    }
+
+    /// A failure the model sees (`isError`), with a message telling it what to do.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            is_error: true,
+            ..Self::text(text)
+        }
+    }
+
+    /// Add a content block.
+    #[must_use]
+    pub fn with(mut self, content: Content) -> Self {
+        self.content.push(content);
+        self
+    }
+
+    /// Add structured content (for a tool without an output schema).
+    #[must_use]
+    pub fn structured<T: Serialize>(mut self, value: &T) -> Self {
+        self.structured = serde_json::to_string(value).ok();
+        self
+    }
+}
+
+impl IntoOutput for Output {
+    fn into_result(self) -> wit::ToolResult {
+        wit::ToolResult {
+            content: self.content,
+            structured_content: self.structured,
+            is_error: self.is_error,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `portcullis new` (#17 AC2): a scaffolded project builds outside this repository, the way a
+//! user builds it, passes its own generated test natively (which calls host imports through
+//! the SDK's test host instead of aborting), and its component is served by a gateway.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::{Client, TestGateway, root, toml_path};
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(dir: &Path, cmd: &mut Command) -> String {
+    let out = cmd.current_dir(dir).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[tokio::test]
+async fn a_new_rust_plugin_builds_tests_and_serves_outside_the_repository() {
+    // Outside the repository: the system temp directory.
+    let parent = std::env::temp_dir().join(format!("portcullis-new-{}", std::process::id()));
+    std::fs::create_dir_all(&parent).unwrap();
+    let created = run(
+        &parent,
+        Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["new", "rust", "word-count"]),
+    );
+    assert!(created.contains("created"), "{created}");
+    let project = parent.join("word-count");
+    // The builds share this repository's guest target directories (only to save time).
+    let tested = run(
+        &project,
+        Command::new(cargo())
+            .args(["test"])
+            .env("CARGO_TARGET_DIR", root().join("target/guest-native")),
+    );
+    assert!(
+        tested.contains("test tests::greets_with_the_configured_greeting ... ok"),
+        "{tested}"
+    );
+    run(
+        &project,
+        Command::new(cargo())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", root().join("target/guest")),
+    );
+    let wasm = parent.join("word_count.wasm");
+    std::fs::copy(
+        root().join("target/guest/wasm32-wasip2/release/word_count.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "t"
+        plugins = [{wasm}]
+        [tenant.plugin.word_count]
+        config = {{ greeting = "Howdy" }}
+        "#,
+        wasm = toml_path(&wasm),
+    ))
+    .await;
+    let r = Client::modern(&gw.url("/mcp"))
+        .call_tool("word-count.greet", json!({"name": "Ada"}))
+        .await;
+    assert_eq!(r.text(), "Howdy, Ada!", "{r:?}");
+    std::fs::remove_dir_all(&parent).ok();
+}
