@@ -82,10 +82,23 @@ pub fn jwt(token: &str) {
 /// panic or a hang. The plugin is `PORTCULLIS_FUZZ_PLUGIN` (default
 /// `../target/plugins/hello.wasm`, as `cargo xtask build-plugins` leaves it).
 pub fn front(data: &[u8]) {
-    use tower::ServiceExt as _;
+    let (rt, router) = front_gateway();
+    let Some(request) = request_from(data) else {
+        return;
+    };
+    front_answer(rt, router, request);
+}
+
+/// Start the `front` target's gateway (compiling its plugin), before the first input: the
+/// fuzzer's per-input timeout must not count the start.
+pub fn front_init() {
+    front_gateway();
+}
+
+fn front_gateway() -> &'static (tokio::runtime::Runtime, axum::Router) {
     static GATEWAY: std::sync::OnceLock<(tokio::runtime::Runtime, axum::Router)> =
         std::sync::OnceLock::new();
-    let (rt, router) = GATEWAY.get_or_init(|| {
+    GATEWAY.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -104,10 +117,16 @@ pub fn front(data: &[u8]) {
         let router = gateway.router();
         std::mem::forget(gateway);
         (rt, router)
-    });
-    let Some(request) = request_from(data) else {
-        return;
-    };
+    })
+}
+
+fn front_answer(
+    rt: &tokio::runtime::Runtime,
+    router: &axum::Router,
+    request: http::Request<axum::body::Body>,
+) {
+    use tower::ServiceExt as _;
+    // Within the fuzzer's own per-input timeout (10 s), so a hang is reported as this.
     let answer = rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(5),

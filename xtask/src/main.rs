@@ -78,8 +78,12 @@ fn task() -> anyhow::Result<()> {
                 // A filtered test run skips the benchmark and fuzz smokes.
                 return Ok(());
             }
-            // Each fuzz target, briefly, from its committed corpus, so none can rot.
-            fuzz(&root, &["--secs".into(), FUZZ_SMOKE_SECS.to_string()])?;
+            // Each fuzz target, briefly, from its committed corpus, so none can rot (an
+            // unoptimised build: it compiles in a fraction of the time, and 5 s need no speed).
+            fuzz(
+                &root,
+                &["--dev".into(), "--secs".into(), FUZZ_SMOKE_SECS.to_string()],
+            )?;
             // The benchmark harness, briefly, on the debug builds the tests just made.
             build_bench_binaries(&root, false)?;
             run(
@@ -119,7 +123,7 @@ fn task() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS] | fuzz [--secs N] [TARGET...]>"
+                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS] | fuzz [--dev] [--secs N] [TARGET...]>"
             );
             std::process::exit(2);
         }
@@ -178,14 +182,17 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     ]))
 }
 
-/// `cargo xtask fuzz [--secs N] [TARGET...]`: run each target (default all) for N seconds
-/// (default 60) from its committed corpus; crashes land in `fuzz/artifacts/<target>/`.
+/// `cargo xtask fuzz [--dev] [--secs N] [TARGET...]`: run each target (default all) for N
+/// seconds (default 60) from its committed corpus, built optimised (`--dev`: unoptimised, for
+/// short runs); crashes land in `fuzz/artifacts/<target>/`.
 fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let mut secs = 60u64;
+    let mut profile: &[&str] = &[];
     let mut targets: Vec<&str> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--dev" => profile = &["--dev"],
             "--secs" => {
                 secs = it
                     .next()
@@ -205,20 +212,24 @@ fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let fuzz_dir = root.join("fuzz");
     let plugin = root.join("target/plugins/hello.wasm");
     // One build of every target (they share the host), then the runs.
-    run(Command::new("cargo").current_dir(&fuzz_dir).args([
-        "+nightly",
-        "fuzz",
-        "build",
-        "--sanitizer",
-        "none",
-    ]))?;
+    run(Command::new("cargo")
+        .current_dir(&fuzz_dir)
+        .args(["+nightly", "fuzz", "build", "--sanitizer", "none"])
+        .args(profile))?;
     for target in targets {
+        let found = fuzz_dir.join("target/new-corpus").join(target);
+        std::fs::create_dir_all(&found)?;
         run(Command::new("cargo")
             .current_dir(&fuzz_dir)
             .env("PORTCULLIS_FUZZ_PLUGIN", &plugin)
             // No sanitizer: the host is safe Rust (its one `unsafe` is the artifact cache, not
             // fuzzed); panics, hangs and failed invariants are what the targets look for.
-            .args(["+nightly", "fuzz", "run", "--sanitizer", "none", target])
+            .args(["+nightly", "fuzz", "run", "--sanitizer", "none"])
+            .args(profile)
+            .arg(target)
+            // New inputs go to fuzz/target/new-corpus/<target> (the committed corpus stays
+            // as it is; merge finds into it with `cargo fuzz cmin`).
+            .arg(&found)
             .arg(fuzz_dir.join("corpus").join(target))
             .args([
                 "--",
