@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{TestGateway, node, plugin, run_json_program, toml_path};
+use crate::support::{TestGateway, get_json, node, plugin, run_json_program, toml_path};
 
 /// A gateway trusting its own dev AS; `hello.whoami` needs `mcp:admin`.
 /// Tenant `default` (hello; `hello.whoami` needs `mcp:admin`) behind OAuth, trusting the
@@ -40,10 +40,10 @@ async fn gateway_with_dev_as(dev_extra: &str) -> TestGateway {
     TestGateway::from_toml(&body(true, dev_extra)).await
 }
 
-#[tokio::test]
-async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
-    // The real binary's `dev` command (the body keeps dev_as.auto_approve for headless runs).
-    let gw = crate::support::BinaryGateway::start_command("dev", &body(true, ""), &[]).await;
+/// The TypeScript SDK client's whole OAuth flow (`tests/js/oauth-client.mjs`) against the
+/// real binary's `dev` command serving `config`: the gateway and the client's transcript.
+async fn sdk_flow_against(config: &str) -> (crate::support::BinaryGateway, Value) {
+    let gw = crate::support::BinaryGateway::start_command("dev", config, &[]).await;
     let mcp_url = format!("{}/mcp", gw.base);
     let t = run_json_program(
         &node(),
@@ -52,6 +52,14 @@ async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
         &[],
     )
     .await;
+    (gw, t)
+}
+
+#[tokio::test]
+async fn typescript_sdk_client_completes_the_flow_against_the_dev_as() {
+    // The body keeps dev_as.auto_approve for headless runs.
+    let (gw, t) = sdk_flow_against(&body(true, "")).await;
+    let mcp_url = format!("{}/mcp", gw.base);
     assert_eq!(t["challenges"][0]["status"], 401, "{t}");
     assert!(
         t["registeredClientId"].is_string(),
@@ -74,35 +82,22 @@ async fn a_scope_only_a_plugin_declares_is_obtainable_by_step_up() {
         r#"scopes = { "hello.whoami" = ["mcp:admin"] }"#,
         r#"scopes = { "hello.whoami" = ["hello:admin"] }"#,
     );
-    let gw = crate::support::BinaryGateway::start_command("dev", &config, &[]).await;
-    let http = reqwest::Client::new();
-    let prm: Value = http
-        .get(format!(
-            "{}/.well-known/oauth-protected-resource/mcp",
-            gw.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (gw, t) = sdk_flow_against(&config).await;
+    let prm = get_json(&format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        gw.base
+    ))
+    .await;
     assert_eq!(
         prm["scopes_supported"],
         json!(["mcp:tools", "mcp:admin", "hello:admin"]),
         "{prm}"
     );
-    let asm: Value = http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server/dev-as",
-            gw.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let asm = get_json(&format!(
+        "{}/.well-known/oauth-authorization-server/dev-as",
+        gw.base
+    ))
+    .await;
     assert!(
         asm["scopes_supported"]
             .as_array()
@@ -110,14 +105,6 @@ async fn a_scope_only_a_plugin_declares_is_obtainable_by_step_up() {
             .contains(&json!("hello:admin")),
         "{asm}"
     );
-    let mcp_url = format!("{}/mcp", gw.base);
-    let t = run_json_program(
-        &node(),
-        "tests/js/oauth-client.mjs",
-        &[mcp_url.as_ref()],
-        &[],
-    )
-    .await;
     assert_eq!(t["challenges"][1]["status"], 403, "step-up: {t}");
     assert_eq!(t["challenges"][1]["scope"], "hello:admin mcp:tools");
     assert_eq!(t["whoami"]["structuredContent"]["subject"], "alice", "{t}");

@@ -59,6 +59,33 @@ pub mod bindings {
     });
 }
 
+/// The `title`, `description` and `scopes` builder methods of an item with fields of those
+/// names (`Option<String>`, `String`, `Vec<String>`).
+macro_rules! item_setters {
+    ($what:literal) => {
+        /// A human-readable title.
+        #[must_use]
+        pub fn title(mut self, title: &str) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+
+        #[doc = concat!("What the ", $what, " does, for the model.")]
+        #[must_use]
+        pub fn description(mut self, description: &str) -> Self {
+            self.description = description.into();
+            self
+        }
+
+        #[doc = concat!("Scopes a caller's token must carry to use the ", $what, " (the gateway checks them; the operator may override them).")]
+        #[must_use]
+        pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+            self.scopes = scopes.into_iter().map(Into::into).collect();
+            self
+        }
+    };
+}
+
 pub mod context;
 pub mod downstream;
 mod error;

@@ -77,26 +77,7 @@ impl Prompt {
         }
     }
 
-    /// A human-readable title.
-    #[must_use]
-    pub fn title(mut self, title: &str) -> Self {
-        self.title = Some(title.into());
-        self
-    }
-
-    /// What the prompt is for.
-    #[must_use]
-    pub fn description(mut self, description: &str) -> Self {
-        self.description = description.into();
-        self
-    }
-
-    /// Scopes a caller must hold.
-    #[must_use]
-    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
+    item_setters!("prompt");
 
     /// Suggest values for the argument `argument` (`completion/complete`).
     #[must_use]

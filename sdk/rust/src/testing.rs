@@ -235,10 +235,7 @@ impl TestHost {
                 content: r.content,
                 is_error: r.is_error,
             }),
-            Ok(tools::CallOutcome::InputRequired(ir)) => Err(Error::NeedInput(InputNeeded {
-                requests: ir.requests,
-                state: ir.state,
-            })),
+            Ok(tools::CallOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(tools::ToolError::UnknownTool) => {
                 Err(Error::failed(format!("unknown tool `{name}`")))
             }
@@ -257,10 +254,7 @@ impl TestHost {
         let continuation = self.continuation();
         match self.with_host(|| crate::guest::read_resource(plugin, ctx, uri, continuation)) {
             Ok(resources::ReadOutcome::Done(c)) => Ok(c),
-            Ok(resources::ReadOutcome::InputRequired(ir)) => Err(Error::NeedInput(InputNeeded {
-                requests: ir.requests,
-                state: ir.state,
-            })),
+            Ok(resources::ReadOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(resources::ResourceError::NotFound) => Err(Error::NotFound),
             Err(resources::ResourceError::Failed(m)) => Err(Error::Failed(m)),
         }
@@ -290,10 +284,7 @@ impl TestHost {
                     _ => String::new(),
                 })
                 .collect()),
-            Ok(prompts::GetOutcome::InputRequired(ir)) => Err(Error::NeedInput(InputNeeded {
-                requests: ir.requests,
-                state: ir.state,
-            })),
+            Ok(prompts::GetOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(prompts::PromptError::UnknownPrompt) => {
                 Err(Error::failed(format!("unknown prompt `{name}`")))
             }
@@ -335,6 +326,14 @@ impl TestHost {
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
+}
+
+/// What the gateway would do with an input request: ask the client (the test answers).
+fn need_input(ir: crate::bindings::portcullis::plugin::types::InputRequired) -> Error {
+    Error::NeedInput(InputNeeded {
+        requests: ir.requests,
+        state: ir.state,
+    })
 }
 
 /// The host imports natively: answered by the thread's installed [`TestHost`].

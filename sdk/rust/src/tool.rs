@@ -58,27 +58,7 @@ impl Tool {
         }
     }
 
-    /// A human-readable title.
-    #[must_use]
-    pub fn title(mut self, title: &str) -> Self {
-        self.title = Some(title.into());
-        self
-    }
-
-    /// What the tool does, for the model.
-    #[must_use]
-    pub fn description(mut self, description: &str) -> Self {
-        self.description = description.into();
-        self
-    }
-
-    /// Scopes a caller's token must carry (the gateway checks them before calling; the
-    /// operator may override them).
-    #[must_use]
-    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
+    item_setters!("tool");
 
     /// Hint: the tool changes nothing (and so is idempotent and not destructive).
     #[must_use]

@@ -307,3 +307,8 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
 }
+
+/// GET `url` and parse the answer as JSON (metadata documents and the like).
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
