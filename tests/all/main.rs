@@ -14,6 +14,7 @@ mod conformance;
 mod dev_as;
 mod downstream;
 mod exchange;
+mod guest_sdks;
 mod http_transport;
 mod isolation;
 mod notes_demo;

@@ -355,7 +355,10 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 /// must be the same bytes as the original.
 fn check_vendored_wit(root: &Path) -> anyhow::Result<()> {
     let original = std::fs::read(root.join("wit/plugin.wit"))?;
-    for copy in ["sdk/rust/wit/plugin.wit"] {
+    for copy in [
+        "sdk/rust/wit/plugin.wit",
+        "sdk/python/portcullis_sdk/wit/plugin.wit",
+    ] {
         if std::fs::read(root.join(copy)).ok().as_deref() != Some(original.as_slice()) {
             bail!("{copy} differs from wit/plugin.wit: copy it again (`cp wit/plugin.wit {copy}`)");
         }
@@ -378,7 +381,16 @@ fn test_guest_code(root: &Path) -> anyhow::Result<()> {
     run(Command::new(cargo())
         .current_dir(root.join("plugins"))
         .env("CARGO_TARGET_DIR", &native)
-        .args(["test", "-p", "hello", "-p", "notes"]))
+        .args(["test", "-p", "hello", "-p", "notes"]))?;
+    let python = python_toolchain(root)?;
+    for app in python_plugins(root)? {
+        run(Command::new(&python)
+            .current_dir(&app)
+            .env("PYTHONPATH", root.join("sdk/python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg("test_app.py"))?;
+    }
+    Ok(())
 }
 
 /// Install the wasm target if rustup does not list it yet.
@@ -419,30 +431,111 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("copying {}", path.display()))?;
         }
     }
+    build_python_plugins(root, &out)?;
     eprintln!("xtask: plugins are in {}", out.display());
     Ok(())
 }
 
 /// Install the pinned Python test peers (`tests/requirements.txt`) into `tests/.venv`.
 fn install_python_peers(root: &Path) -> anyhow::Result<()> {
-    let venv = root.join("tests/.venv");
-    let requirements = root.join("tests/requirements.txt");
+    install_venv(
+        &root.join("tests/.venv"),
+        &root.join("tests/requirements.txt"),
+    )
+}
+
+/// The Python plugin toolchain (`sdk/python/requirements-build.txt`: componentize-py) in
+/// `target/guest-py/venv`; returns its interpreter.
+fn python_toolchain(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/guest-py/venv");
+    install_venv(&venv, &root.join("sdk/python/requirements-build.txt"))?;
+    Ok(venv.join("bin/python"))
+}
+
+/// The Python example plugins: each directory under `plugins/examples` with an `app.py`.
+fn python_plugins(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins/examples"))? {
+        let dir = entry?.path();
+        if dir.join("app.py").is_file() {
+            dirs.push(dir);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The newest modification time of the files under `dirs`.
+fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if path.file_name().is_some_and(|n| n == "__pycache__") {
+                continue;
+            }
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(modified);
+        }
+    }
+    newest
+}
+
+/// Build each Python example with the SDK's build command, unless its component is newer
+/// than the app and the SDK (a componentize-py build takes ~10-20 s).
+fn build_python_plugins(root: &Path, out: &Path) -> anyhow::Result<()> {
+    let apps = python_plugins(root)?;
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let python = python_toolchain(root)?;
+    let sdk = root.join("sdk/python");
+    for app in apps {
+        let name = app
+            .file_name()
+            .expect("a directory")
+            .to_string_lossy()
+            .into_owned();
+        let wasm = out.join(format!("{name}.wasm"));
+        let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|b| b > newest(&[app.clone(), sdk.join("portcullis_sdk")])) {
+            continue;
+        }
+        eprintln!("xtask: building the Python plugin {name}");
+        run(Command::new(&python)
+            .current_dir(&app)
+            .env("PYTHONPATH", &sdk)
+            .args(["-m", "portcullis_sdk", "build", "app.py", "-o"])
+            .arg(&wasm))?;
+    }
+    Ok(())
+}
+
+/// Create the virtual environment `venv` and install `requirements` into it, unless it
+/// already has exactly those.
+fn install_venv(venv: &Path, requirements: &Path) -> anyhow::Result<()> {
     let stamp = venv.join("installed-requirements.txt");
-    if std::fs::read(&stamp).ok() == std::fs::read(&requirements).ok() {
+    if std::fs::read(&stamp).ok() == std::fs::read(requirements).ok() {
         return Ok(());
     }
     if !venv.join("bin/python").is_file() {
         eprintln!("xtask: creating {}", venv.display());
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     }
     eprintln!(
-        "xtask: installing Python test peers from {}",
+        "xtask: installing Python packages from {}",
         requirements.display()
     );
     run(Command::new(venv.join("bin/pip"))
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements))?;
-    std::fs::copy(&requirements, &stamp)?;
+        .arg(requirements))?;
+    std::fs::copy(requirements, &stamp)?;
     Ok(())
 }
 

@@ -1,0 +1,170 @@
+"""The component boundary: the WIT exports componentize-py calls, and the host imports.
+Only importable inside a component built for the `full-plugin` world (`wit_world` exists)."""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports as _exports
+from wit_world.exports import completion, prompts, resources, tools
+from wit_world.imports import downstream, host, types
+
+from . import DownstreamError, Response
+
+_LEVELS = {level.name.lower(): level for level in host.LogLevel}
+
+_DOWNSTREAM_ERRORS = {
+    downstream.Error_UnknownService: "unknown-service",
+    downstream.Error_NotGranted: "not-granted",
+    downstream.Error_Credential: "credential",
+    downstream.Error_Blocked: "blocked",
+    downstream.Error_Timeout: "timeout",
+    downstream.Error_TooLarge: "too-large",
+    downstream.Error_Transport: "transport",
+}
+
+
+class ComponentHost:
+    """The host imports, as the SDK's plain-Python calls use them."""
+
+    def log(self, level, logger, message):
+        host.log(_LEVELS.get(level, host.LogLevel.INFO), logger, message)
+
+    def progress(self, progress, total, message):
+        host.progress(float(progress), None if total is None else float(total), message)
+
+    def fetch(self, service, method, path, headers, body):
+        try:
+            r = downstream.fetch(service, downstream.Request(method, path, headers, body))
+        except Err as e:
+            kind = _DOWNSTREAM_ERRORS.get(type(e.value), "transport")
+            raise DownstreamError(kind, getattr(e.value, "value", "") or "") from None
+        return Response(r.status, r.body, r.headers)
+
+
+def _call(ctx):
+    return {
+        "tenant": ctx.tenant,
+        "issuer": ctx.issuer,
+        "subject": ctx.subject,
+        "client_id": ctx.client_id,
+        "scopes": list(ctx.scopes),
+        "claims": list(ctx.claims),
+        "request_id": ctx.request_id,
+        "config": list(ctx.config),
+    }
+
+
+def _continuation(c):
+    if c is None:
+        return None
+    return {"responses": {r.key: r.value for r in c.responses}, "state": c.state}
+
+
+def _input_required(need):
+    if need.kind == "elicit":
+        message, requested = need.payload
+        request = types.InputRequest_Elicit(types.Elicitation(message, requested))
+    else:
+        request = types.InputRequest_Sample(need.payload)
+    return types.InputRequired([types.KeyedRequest(need.key, request)], need.state)
+
+
+def _dumps(value):
+    return None if value is None else json.dumps(value)
+
+
+def exports(plugin):
+    """The four export classes for `plugin`."""
+
+    class Tools(_exports.Tools):
+        def list_tools(self):
+            return [
+                tools.Tool(
+                    name=t.name,
+                    title=t.title,
+                    description=t.description,
+                    input_schema=json.dumps(t.input_schema),
+                    output_schema=_dumps(t.output_schema),
+                    annotations=tools.ToolAnnotations(
+                        title=None,
+                        read_only_hint=t.annotations.get("read_only_hint"),
+                        destructive_hint=t.annotations.get("destructive_hint"),
+                        idempotent_hint=t.annotations.get("idempotent_hint"),
+                        open_world_hint=t.annotations.get("open_world_hint"),
+                    )
+                    if t.annotations
+                    else None,
+                    required_scopes=t.scopes,
+                )
+                for t in plugin.tools.values()
+            ]
+
+        def call_tool(self, ctx, name, arguments, continuation):
+            outcome = plugin.call_tool(_call(ctx), name, arguments, _continuation(continuation))
+            if outcome[0] == "done":
+                texts, structured, is_error = outcome[1]
+                return tools.CallOutcome_Done(
+                    tools.ToolResult([types.Content_Text(t) for t in texts], _dumps(structured), is_error)
+                )
+            if outcome[0] == "input":
+                return tools.CallOutcome_InputRequired(_input_required(outcome[1]))
+            if outcome[0] == "unknown":
+                raise Err(tools.ToolError_UnknownTool())
+            if outcome[0] == "invalid":
+                raise Err(tools.ToolError_InvalidArguments(outcome[1]))
+            raise Err(tools.ToolError_Failed(outcome[1]))
+
+    class Resources(_exports.Resources):
+        def list_resources(self):
+            return [
+                resources.Resource(r["uri"], r["name"], None, r["description"], r["mime_type"], None, r["scopes"])
+                for r in plugin.resources.values()
+            ]
+
+        def list_resource_templates(self):
+            return []
+
+        def read_resource(self, ctx, uri, continuation):
+            outcome = plugin.read_resource(_call(ctx), uri, _continuation(continuation))
+            if outcome[0] == "done":
+                body, mime = outcome[1]
+                contents = types.ResourceBody_Blob(body) if isinstance(body, bytes) else types.ResourceBody_Text(body)
+                return resources.ReadOutcome_Done([types.ResourceContents(uri, mime, contents)])
+            if outcome[0] == "input":
+                return resources.ReadOutcome_InputRequired(_input_required(outcome[1]))
+            if outcome[0] == "not-found":
+                raise Err(resources.ResourceError_NotFound())
+            raise Err(resources.ResourceError_Failed(outcome[1]))
+
+    class Prompts(_exports.Prompts):
+        def list_prompts(self):
+            return [
+                prompts.Prompt(
+                    p["name"],
+                    None,
+                    p["description"],
+                    [prompts.PromptArgument(a, None, None, required) for a, required in p["arguments"]],
+                    p["scopes"],
+                )
+                for p in plugin.prompts.values()
+            ]
+
+        def get_prompt(self, ctx, name, arguments, continuation):
+            outcome = plugin.get_prompt(_call(ctx), name, arguments, _continuation(continuation))
+            if outcome[0] == "done":
+                roles = {"user": prompts.Role.USER, "assistant": prompts.Role.ASSISTANT}
+                messages = [prompts.PromptMessage(roles[r], types.Content_Text(t)) for r, t in outcome[1]]
+                return prompts.GetOutcome_Done(prompts.PromptResult(None, messages))
+            if outcome[0] == "input":
+                return prompts.GetOutcome_InputRequired(_input_required(outcome[1]))
+            if outcome[0] == "unknown":
+                raise Err(prompts.PromptError_UnknownPrompt())
+            if outcome[0] == "invalid":
+                raise Err(prompts.PromptError_InvalidArguments(outcome[1]))
+            raise Err(prompts.PromptError_Failed(outcome[1]))
+
+    class Completion(_exports.Completion):
+        def complete(self, ctx, reference, argument_name, argument_value, context_arguments):
+            return completion.CompletionResult([], None, False)
+
+    return Tools, Resources, Prompts, Completion
