@@ -3,10 +3,28 @@
 //!
 //! Owns: the RFC 8693 / RFC 7523 URNs, bounded fetching of JSON documents from authorization
 //! servers (`fetch_json`) and RFC 8414 / OIDC metadata discovery with exact issuer matching
-//! (`discover`), with typed errors. Must not: validate tokens (`auth`) or request them
-//! (`downstream`).
+//! (`discover`), with typed errors; which scopes are offered (`auth.scopes_supported` and
+//! those the plugins declare, `offered_scopes`). Must not: validate tokens (`auth`) or request
+//! them (`downstream`).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Where the scopes the plugins currently declare come from (their catalogs; they change on
+/// reload).
+pub type DeclaredScopes = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
+
+/// The scopes offered: `configured` in order, then every other scope `declared` returns.
+pub(crate) fn offered_scopes(configured: &[String], declared: &DeclaredScopes) -> Vec<String> {
+    let mut all = configured.to_vec();
+    for scope in declared() {
+        if !all.contains(&scope) {
+            all.push(scope);
+        }
+    }
+    all
+}
 
 /// RFC 8693 token exchange grant type.
 pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

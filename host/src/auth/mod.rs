@@ -560,8 +560,7 @@ pub struct TenantAuth {
     authorization_servers: Vec<String>,
 }
 
-/// Where a tenant's currently declared scopes come from (its plugin catalog).
-pub type DeclaredScopes = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
+pub use crate::oauth::DeclaredScopes;
 
 enum Mode {
     Fixed(Principal),
@@ -650,13 +649,7 @@ impl TenantAuth {
 
     /// `auth.scopes_supported`, then every other scope the tenant's plugins declare.
     pub fn scopes_supported(&self) -> Vec<String> {
-        let mut all = self.scopes_supported.clone();
-        for scope in (self.declared_scopes)() {
-            if !all.contains(&scope) {
-                all.push(scope);
-            }
-        }
-        all
+        crate::oauth::offered_scopes(&self.scopes_supported, &self.declared_scopes)
     }
 
     /// Whether requests must carry a bearer token.

@@ -102,8 +102,7 @@ struct RefreshGrant {
     expires: Instant,
 }
 
-/// Where the scopes the tenants' plugins declare come from (their catalogs).
-pub type DeclaredScopes = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
+pub use crate::oauth::DeclaredScopes;
 
 /// The development authorization server.
 pub struct DevAs {
@@ -322,13 +321,7 @@ impl DevAs {
 
     /// The scopes this server issues: the configured ones, then the plugins' own.
     fn scopes_supported(&self) -> Vec<String> {
-        let mut all = self.scopes.clone();
-        for scope in (self.declared_scopes)() {
-            if !all.contains(&scope) {
-                all.push(scope);
-            }
-        }
-        all
+        crate::oauth::offered_scopes(&self.scopes, &self.declared_scopes)
     }
 
     /// The first scope in `scope` this server does not know, if any.

@@ -444,6 +444,7 @@ pub async fn build_catalog(
     previous: &Catalog,
 ) -> Catalog {
     let files = expand_plugin_paths(config, tenant);
+    let stems = stems(&files);
     let mut catalog = Catalog::default();
     let total = files.len();
     for (n, file) in files.into_iter().enumerate() {
@@ -476,7 +477,7 @@ pub async fn build_catalog(
             keep_previous(&mut catalog, previous, &tenant.id, file, error);
         }
     }
-    for problem in unmatched_settings(config, tenant) {
+    for problem in settings_naming_none_of(config, tenant, &stems) {
         // A plugin directory may get the plugin later; `portcullis check` refuses it.
         tracing::warn!(tenant = %tenant.id, "{problem}");
     }
@@ -487,17 +488,26 @@ pub async fn build_catalog(
 /// are keyed by the file stem: cargo writes `my_plugin.wasm` for a crate `my-plugin`), each
 /// with the stem it probably means.
 pub fn unmatched_settings(config: &Config, tenant: &TenantConfig) -> Vec<String> {
-    let stems: Vec<String> = expand_plugin_paths(config, tenant)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|p| plugin_name(&p))
-        .collect();
+    settings_naming_none_of(config, tenant, &stems(&expand_plugin_paths(config, tenant)))
+}
+
+/// The plugin names (file stems) of the listed files.
+fn stems(files: &[Result<PathBuf, LoadFailure>]) -> Vec<String> {
+    files.iter().flatten().map(|p| plugin_name(p)).collect()
+}
+
+/// [`unmatched_settings`] for a tenant whose plugin files have the names `stems`.
+fn settings_naming_none_of(
+    config: &Config,
+    tenant: &TenantConfig,
+    stems: &[String],
+) -> Vec<String> {
     tenant
         .plugin
         .keys()
         .filter(|key| !stems.contains(key))
         .map(|key| {
-            let hint = match closest(key, &stems) {
+            let hint = match closest(key, stems) {
                 Some(stem) => format!("did you mean `{stem}`?"),
                 None if stems.is_empty() => "the tenant has no plugin files".to_string(),
                 None => format!("its plugins are: {}", stems.join(", ")),
