@@ -7,8 +7,9 @@
 //! cargo run --release --example reload-bench
 //! ```
 //!
-//! 1. Per plugin in `target/plugins`: compiling the component vs loading the artifact cached
-//!    by an earlier compile (median of 5 each), and the ratio.
+//! 1. Per plugin in `target/plugins` (the Rust examples and fixtures, the Python and
+//!    JavaScript examples): compiling the component vs loading the artifact cached by an
+//!    earlier compile (median of 5 each), and the ratio.
 //! 2. Gateway start-up with those plugins, with an empty artifact cache and a warm one.
 //! 3. Swap latency: a gateway serving a plugin directory; from the atomic rename of a new
 //!    version to the moment new calls get it, for 20 swaps, at two debounce settings. The
@@ -48,7 +49,15 @@ fn compile_vs_cache(scratch: &Path) -> anyhow::Result<()> {
         cache_dir: Some(cache),
         ..SandboxConfig::default()
     })?;
-    for name in ["hello", "notes", "conformance", "probe"] {
+    // The Rust plugins, then one plugin per script SDK (a whole interpreter each).
+    for name in [
+        "hello",
+        "notes",
+        "conformance",
+        "probe",
+        "py-words",
+        "js-words",
+    ] {
         let path = root().join(format!("target/plugins/{name}.wasm"));
         let bytes = std::fs::read(&path)?;
         warm.compile(&path, &bytes)?; // fills the cache

@@ -9,7 +9,12 @@
 //! * `exchange/cache_hit`: a plugin's downstream call finding the caller's exchanged token
 //!   (RFC 8693) in the cache — the cost every downstream request pays once the first
 //!   exchange for that user and service is done;
-//! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does.
+//! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does;
+//! * `plugin_call/{rust,python,javascript}`: one call of the same word-count tool written with
+//!   each guest SDK (`hello`'s `hello.greet` for Rust; `py-words`, `js-words`): what a plugin's
+//!   language costs per call (the interpreter's start-up in its fresh instance included);
+//! * `schema/check_arguments`: the host's check of a call's arguments against the tool's
+//!   compiled `inputSchema`, paid by every `tools/call` before the plugin runs.
 //!
 //! Run: `cargo bench -p portcullis --bench micro` (after `cargo xtask build-plugins`);
 //! `cargo xtask bench` runs it with `--quick` and records the medians.
@@ -61,15 +66,18 @@ fn context() -> wit::CallContext {
     }
 }
 
-fn sandbox(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let path = root().join("target/plugins/echo.wasm");
-    let bytes =
-        std::fs::read(&path).expect("target/plugins/echo.wasm: run cargo xtask build-plugins");
-    let sandbox = Sandbox::new(&SandboxConfig::default()).unwrap();
-    let code = sandbox.compile(&path, &bytes).unwrap();
-    let env = CallEnv {
-        plugin: Arc::from("echo"),
+/// `target/plugins/{name}.wasm`, compiled.
+fn compiled(sandbox: &Sandbox, name: &str) -> portcullis::sandbox::PluginCode {
+    let path = root().join(format!("target/plugins/{name}.wasm"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run cargo xtask build-plugins)", path.display()));
+    sandbox.compile(&path, &bytes).unwrap()
+}
+
+/// A call environment for plugin `name`: default limits, no egress, a roomy share.
+fn env(name: &str) -> CallEnv {
+    CallEnv {
+        plugin: Arc::from(name),
         limits: Limits::default(),
         cancel: CancellationToken::new(),
         observer: Arc::new(Quiet),
@@ -84,7 +92,14 @@ fn sandbox(c: &mut Criterion) {
             version: Arc::from("bench"),
             parent: tracing::Span::none(),
         },
-    };
+    }
+}
+
+fn sandbox(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = Sandbox::new(&SandboxConfig::default()).unwrap();
+    let code = compiled(&sandbox, "echo");
+    let env = env("echo");
     let mut g = c.benchmark_group("sandbox");
     g.bench_function("echo_call", |b| {
         b.to_async(&rt).iter(|| async {
@@ -304,10 +319,63 @@ fn jsonrpc(c: &mut Criterion) {
     });
 }
 
+/// The same small tool in each guest SDK's language, called as the gateway calls it.
+fn plugin_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = Sandbox::new(&SandboxConfig::default()).unwrap();
+    let mut g = c.benchmark_group("plugin_call");
+    for (language, plugin, tool, arguments) in [
+        ("rust", "hello", "hello.greet", r#"{"name":"bench"}"#),
+        (
+            "python",
+            "py-words",
+            "pywords.count",
+            r#"{"text":"a bb ccc dddd"}"#,
+        ),
+        (
+            "javascript",
+            "js-words",
+            "jswords.count",
+            r#"{"text":"a bb ccc dddd"}"#,
+        ),
+    ] {
+        let code = compiled(&sandbox, plugin);
+        let env = env(plugin);
+        g.bench_function(language, |b| {
+            b.to_async(&rt).iter(|| async {
+                let out = code
+                    .call_tool(&env, context(), tool.into(), arguments.into(), None)
+                    .await
+                    .unwrap();
+                assert!(matches!(out, Ok(wit::CallOutcome::Done(_))), "{out:?}");
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The host's argument check, against the Python example's derived schema.
+fn schema(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = Sandbox::new(&SandboxConfig::default()).unwrap();
+    let code = compiled(&sandbox, "py-words");
+    let tools = rt.block_on(code.list_tools(&env("py-words"))).unwrap();
+    let tool = tools.iter().find(|t| t.name == "pywords.count").unwrap();
+    let schemas = portcullis::plugins::schema::ToolSchemas::compile(tool).unwrap();
+    let arguments = json!({"text": "the quick brown fox jumps over the lazy dog", "min_length": 2});
+    c.bench_function("schema/check_arguments", |b| {
+        b.iter(|| {
+            schemas
+                .check_arguments(std::hint::black_box(&arguments))
+                .unwrap()
+        })
+    });
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = sandbox, jwt, exchange, jsonrpc
+    targets = sandbox, plugin_call, schema, jwt, exchange, jsonrpc
 }
 /// Criterion's `criterion_main!`, with the one environment variable the exchange benchmark
 /// needs set first, while this is the only thread.

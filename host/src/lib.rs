@@ -35,6 +35,8 @@
 //! * [`admin`]: the operators' endpoints (plugin inventory, readiness) and who is an operator.
 //! * [`config`]: the TOML file, one file per section, and its validation.
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).
+//! * [`harness`]: `portcullis call`, one tool call in the real sandbox without a server.
+//! * [`scaffold`]: `portcullis new`, plugin projects in each SDK's language.
 //!
 //! Start with [`Portcullis::start`], which turns a validated [`config::Config`] into a router.
 //!
@@ -63,6 +65,7 @@
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
 //! | fuzzing    | auth, config, downstream, mcp                                  |
 //! | scaffold   |                                                                |
+//! | harness    | auth, config, mcp                                              |
 //! <!-- dependency-rule:end -->
 
 pub mod admin;
@@ -73,6 +76,7 @@ pub mod downstream;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod harness;
 pub mod mcp;
 pub mod net;
 pub mod oauth;

@@ -70,7 +70,38 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Create a plugin project that builds as it is: `portcullis new rust my-tool`.
+    /// Run one tool of a plugin in the real sandbox, without a server, and print the MCP
+    /// result (JSON) on stdout; the plugin's log lines and its downstream requests go to
+    /// stderr. Exits 1 when the result is an error.
+    Call {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// The tool's name.
+        tool: String,
+        /// The arguments: a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// The caller's subject.
+        #[arg(long, default_value = "local-user")]
+        sub: String,
+        /// A scope the caller holds (repeatable, or space-separated). Default: every scope.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The tenant the call is routed to.
+        #[arg(long, default_value = "local")]
+        tenant: String,
+        /// A configuration value for the plugin: KEY=VALUE (repeatable).
+        #[arg(long = "set", value_parser = key_value)]
+        settings: Vec<(String, String)>,
+        /// A stubbed downstream service, granted to the plugin: NAME=STATUS:BODY, NAME=BODY
+        /// or NAME=@FILE (repeatable).
+        #[arg(long = "stub")]
+        stubs: Vec<portcullis::harness::Stub>,
+        /// The plugin's memory limit in MiB.
+        #[arg(long)]
+        memory_mb: Option<usize>,
+    },
+    /// Create a plugin project that builds as it is: `portcullis new rust|python|js my-tool`.
     New {
         /// The language.
         language: portcullis::scaffold::Language,
@@ -79,7 +110,8 @@ enum Command {
         /// Where to create the directory (default: the current one).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// A local copy of the Rust SDK to depend on (default: this checkout's, else crates.io).
+        /// A local copy of the language's SDK to depend on (default: this checkout's `sdk/…`,
+        /// else the published package).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -135,6 +167,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => token(&config, &sub, scope, tenant.as_deref()),
         Command::Plugins { config } => plugins(&config).await,
         Command::Check { config } => check(&config).await,
+        Command::Call {
+            plugin,
+            tool,
+            arguments,
+            sub,
+            scopes,
+            tenant,
+            settings,
+            stubs,
+            memory_mb,
+        } => {
+            let scopes: Vec<String> = scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace().map(str::to_string))
+                .collect();
+            let plan = portcullis::harness::Plan {
+                tenant,
+                identity: portcullis::config::Identity {
+                    subject: sub,
+                    scopes: if scopes.is_empty() {
+                        vec!["*".into()]
+                    } else {
+                        scopes
+                    },
+                },
+                settings,
+                memory_mb,
+            };
+            call(&plugin, &tool, &arguments, &plan, &stubs).await
+        }
         Command::New {
             language,
             name,
@@ -144,12 +206,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let created = portcullis::scaffold::create(language, &name, &dir, sdk.as_deref())?;
             println!("created {}", created.display());
             println!(
-                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
-                created.display()
+                "next: cd {} && {}",
+                created.display(),
+                language.next_steps().replace("NAME", &name)
             );
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `KEY=VALUE`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))
+}
+
+/// `portcullis call`: one tool of `plugin`, through an in-process session.
+async fn call(
+    plugin: &std::path::Path,
+    tool: &str,
+    arguments: &str,
+    plan: &portcullis::harness::Plan,
+    stubs: &[portcullis::harness::Stub],
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let arguments: serde_json::Value =
+        serde_json::from_str(arguments).context("the arguments are not JSON")?;
+    anyhow::ensure!(arguments.is_object(), "the arguments must be a JSON object");
+    let plugin = plugin
+        .canonicalize()
+        .with_context(|| format!("{}", plugin.display()))?;
+    let stub_server = portcullis::harness::StubServer::start(stubs).await?;
+    let config = portcullis::harness::configuration(&plugin, plan, stubs, stub_server.base())?;
+    let mut quiet = config.telemetry.clone();
+    quiet.enabled = Some(false);
+    let _telemetry = Telemetry::init(Some(&quiet))?;
+    let gateway = Portcullis::start_local(config).await?;
+    let transcript =
+        portcullis::harness::call(gateway.stdio_tenant(), plan, tool, arguments).await?;
+    for line in &transcript.logs {
+        let logger = line["logger"]
+            .as_str()
+            .map(|l| format!(" {l}"))
+            .unwrap_or_default();
+        let data = match &line["data"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        eprintln!(
+            "log [{}]{logger}: {data}",
+            line["level"].as_str().unwrap_or("?")
+        );
+    }
+    for request in stub_server.requests() {
+        eprintln!("downstream {request}");
+    }
+    let (shown, failed) = match &transcript.outcome {
+        Ok(result) => (result, result["isError"] == true),
+        Err(error) => (error, true),
+    };
+    println!("{}", serde_json::to_string_pretty(shown)?);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `portcullis token`: a development token the running gateway accepts.

@@ -95,3 +95,130 @@ fn check_refuses_misnamed_settings_and_lists_the_scopes_to_offer() {
         "{out}"
     );
 }
+
+/// `portcullis call PLUGIN TOOL ARGS` with its options; (exit success, stdout as JSON,
+/// stderr). Compiled artifacts go to the shared test cache.
+fn call_tool(
+    plugin: &str,
+    tool: &str,
+    args: &str,
+    options: &[&str],
+) -> (bool, serde_json::Value, String) {
+    let cache_home = crate::support::root().join("target/test-artifacts/xdg");
+    std::fs::create_dir_all(&cache_home).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("call")
+        .arg(crate::support::plugin(plugin))
+        .args([tool, args])
+        .args(options)
+        .env("XDG_CACHE_HOME", &cache_home)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {stdout}\nstderr {stderr}"));
+    (out.status.success(), json, stderr)
+}
+
+/// #17 `portcullis call`: a tool of a `.wasm` runs in the real sandbox without a server, with
+/// the given identity, scopes, configuration and stubbed downstream answers, and the MCP
+/// result is printed; the host's checks (scopes, schemas, egress) apply as when served.
+#[test]
+fn call_runs_one_tool_in_the_sandbox_with_identity_config_and_stubs() {
+    // Identity and a log line (stderr), structured output (stdout).
+    let (ok, r, err) = call_tool(
+        "js-words",
+        "jswords.count",
+        r#"{"text": "a bb ccc", "minLength": 2}"#,
+        &["--sub", "ada", "--scope", "words:read"],
+    );
+    assert!(ok, "{r} {err}");
+    assert_eq!(
+        r["structuredContent"],
+        serde_json::json!({"words": 2, "longest": "ccc"})
+    );
+    assert!(
+        err.contains("log [info] js-words: counted 2 words for ada"),
+        "{err}"
+    );
+
+    // A stubbed downstream service, granted to the plugin; the request is shown.
+    let (ok, r, err) = call_tool(
+        "py-words",
+        "pywords.fetch",
+        r#"{"path": "/docs/intro?lang=en"}"#,
+        &["--stub", "docs=200:one two three"],
+    );
+    assert!(ok, "{r} {err}");
+    assert_eq!(r["content"][0]["text"], "3 words");
+    assert!(
+        err.contains("downstream docs: GET /docs/intro?lang=en"),
+        "{err}"
+    );
+    let (ok, r, _) = call_tool(
+        "py-words",
+        "pywords.fetch",
+        r#"{"path": "/gone"}"#,
+        &["--stub", "docs=404:no such document"],
+    );
+    assert!(!ok);
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 404"),
+        "{r}"
+    );
+
+    // The call context: tenant, subject, scopes and configuration values (and no issuer:
+    // a configured identity).
+    let (ok, r, _) = call_tool(
+        "probe",
+        "probe.observe",
+        "{}",
+        &[
+            "--tenant",
+            "acme",
+            "--sub",
+            "bob",
+            "--scope",
+            "a b",
+            "--set",
+            "greeting=Howdy",
+        ],
+    );
+    assert!(ok, "{r}");
+    let seen = &r["structuredContent"]["context"];
+    assert_eq!(seen["tenant"], "acme", "{r}");
+    assert_eq!(seen["subject"], "bob");
+    assert_eq!(seen["issuer"], serde_json::Value::Null);
+    assert_eq!(seen["scopes"], serde_json::json!(["a", "b"]));
+    assert_eq!(seen["config"], serde_json::json!([["greeting", "Howdy"]]));
+
+    // The host's checks: a missing scope is refused before the plugin runs; so are
+    // arguments the schema refuses.
+    let (ok, r, _) = call_tool(
+        "js-words",
+        "jswords.count",
+        r#"{"text": "a"}"#,
+        &["--scope", "mcp:tools"],
+    );
+    assert!(!ok);
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(
+        r["content"][0]["text"],
+        "Forbidden: tool `jswords.count` requires the scope(s) words:read"
+    );
+    let (ok, r, _) = call_tool("js-words", "jswords.count", r#"{"text": 1}"#, &[]);
+    assert!(!ok);
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid arguments"),
+        "{r}"
+    );
+}

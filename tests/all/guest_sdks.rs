@@ -1,18 +1,21 @@
-//! Plugins written with the guest SDKs (#17), served side by side: the Python example
-//! (`plugins/examples/py-words`, componentize-py) next to the Rust one (`hello`), its schema
-//! derived from type hints and enforced by the host, its structured output, and a
-//! `downstream` call through the gateway.
+//! Plugins written with the guest SDKs (#17), served side by side in one gateway: the Rust
+//! example (`hello`, sdk/rust), the Python one (`plugins/examples/py-words`, componentize-py)
+//! and the JavaScript one (`plugins/examples/js-words`, componentize-js), called by the
+//! official TypeScript SDK client through the dev AS's OAuth flow: schemas derived in each
+//! language and enforced by the host, structured output, `downstream` calls, a scope
+//! denial answered by step-up, and log lines reaching the client.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::peers::api::DownstreamApi;
-use crate::support::{Client, TestGateway, plugin, root, toml_path};
+use crate::support::{
+    BinaryGateway, Client, TestGateway, node, plugin, root, run_json_program, tempdir, toml_path,
+};
 
-#[tokio::test]
-async fn a_python_plugin_serves_beside_a_rust_one() {
-    let api = DownstreamApi::start().await;
-    // Compiling an 18 MB Python component takes a while in a debug build: share the cache
-    // across runs (the gateway checks the directory is private and authenticates artifacts).
+/// The shared compiled-artifact cache: compiling the 12-18 MB Python and JavaScript
+/// components takes a while in a debug build (the gateway checks the directory is private
+/// and authenticates every artifact).
+pub fn artifact_cache() -> std::path::PathBuf {
     let cache = root().join("target/test-artifacts");
     std::fs::create_dir_all(&cache).unwrap();
     #[cfg(unix)]
@@ -20,11 +23,149 @@ async fn a_python_plugin_serves_beside_a_rust_one() {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
-    let gw = TestGateway::from_toml(&format!(
+    cache
+}
+
+fn call(name: &str, arguments: Value) -> Value {
+    json!({"name": name, "arguments": arguments})
+}
+
+#[tokio::test]
+async fn plugins_in_three_languages_serve_a_real_sdk_client_over_oauth() {
+    let api = DownstreamApi::start().await;
+    let config = format!(
         r#"
         [sandbox]
         max_instances = 8
         cache_dir = {cache}
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["mcp:tools"]
+        challenge_scopes = ["mcp:tools"]
+        [dev_as]
+        enabled = true
+        auto_approve = true
+
+        [[tenant]]
+        id = "default"
+        plugins = [{hello}, {py}, {js}]
+        [[tenant.service]]
+        name = "docs"
+        base_url = "{api}/api"
+        [tenant.plugin.py-words]
+        services = ["docs"]
+        [tenant.plugin.js-words]
+        services = ["docs"]
+        "#,
+        cache = toml_path(&artifact_cache()),
+        hello = toml_path(&plugin("hello")),
+        py = toml_path(&plugin("py-words")),
+        js = toml_path(&plugin("js-words")),
+        api = api.base,
+    );
+    let gw = BinaryGateway::start_command("dev", &config, &[]).await;
+    let calls = json!([
+        // Needs `words:read`, which the first token lacks: 403, then step-up.
+        call("jswords.count", json!({"text": "a bb ccc", "minLength": 2})),
+        call(
+            "pywords.count",
+            json!({"text": "a bb ccc", "min_length": 2})
+        ),
+        call("hello.greet", json!({"name": "SDKs"})),
+        call("jswords.fetch", json!({"path": "/hello"})),
+        call("pywords.fetch", json!({"path": "/hello"})),
+        call("jswords.fetch", json!({"path": "/no-such-document"})),
+        // Schema violations, refused by the host before the plugin runs.
+        call("jswords.count", json!({"text": 5})),
+        call("jswords.count", json!({"text": "a", "extra": true})),
+        call("pywords.count", json!({})),
+        call("hello.greet", json!({"name": 7})),
+        // The engine's own fetch() needs wasi:http, which the gateway does not provide.
+        call("jswords.web", json!({"url": "http://127.0.0.1:9/"})),
+    ]);
+    let mcp_url = format!("{}/mcp", gw.base);
+    let t = run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[("CALLS", &calls.to_string()), ("LOG_LEVEL", "info")],
+    )
+    .await;
+    let log = gw.stop().await;
+    let r = &t["calls"];
+    let text = |i: usize| r[i]["content"][0]["text"].as_str().unwrap_or_default();
+
+    // The scope denial: the token from the first authorization lacks `words:read`.
+    assert_eq!(t["challenges"][0]["status"], 401, "{t}");
+    assert_eq!(t["challenges"][1]["status"], 403, "{t}");
+    assert!(
+        t["challenges"][1]["scope"]
+            .as_str()
+            .is_some_and(|s| s.split(' ').any(|s| s == "words:read")),
+        "{t}"
+    );
+    assert_eq!(t["authorizations"], 2, "one step-up: {t}");
+
+    // Structured output from both script languages, schema-checked by the client too.
+    for i in [0, 1] {
+        assert_eq!(
+            r[i]["structuredContent"],
+            json!({"words": 2, "longest": "ccc"}),
+            "{t}"
+        );
+    }
+    assert_eq!(text(2), "Hello, SDKs!");
+    // Downstream through the gateway (the service's credential never reaches the plugins).
+    assert_eq!(text(3), "4 words", "{t}");
+    assert_eq!(text(4), "4 words", "{t}");
+    assert_eq!(r[5]["isError"], true);
+    assert!(text(5).contains("HTTP 404"), "{t}");
+    // Each violation is an isError result naming the problem.
+    for (i, needle) in [(6, "text"), (7, "extra"), (8, "text"), (9, "name")] {
+        assert_eq!(r[i]["isError"], true, "call {i}: {t}");
+        assert!(
+            text(i).starts_with("Invalid arguments for tool") && text(i).contains(needle),
+            "call {i}: {}",
+            text(i)
+        );
+    }
+    // A JavaScript component importing wasi:http loaded; calling it fails, naming it.
+    assert_eq!(r[10]["isError"], true, "{t}");
+    assert!(text(10).contains("wasi:http"), "{}", text(10));
+    assert!(
+        log.contains("wasi:http"),
+        "the operator's log names the import: {log}"
+    );
+
+    // The plugins' log lines reached the client (none from the refused calls).
+    let logs: Vec<&Value> = t["logs"].as_array().unwrap().iter().collect();
+    for logger in ["js-words", "py-words"] {
+        let lines: Vec<_> = logs.iter().filter(|l| l["logger"] == logger).collect();
+        assert_eq!(lines.len(), 1, "{logger}: {logs:?}");
+        assert_eq!(lines[0]["level"], "info");
+        assert!(
+            lines[0]["data"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("counted 2 words for ")),
+            "{logs:?}"
+        );
+    }
+}
+
+/// #17 AC3: Python components are big (about 14 core instances and a 12 MiB memory each);
+/// the pool is sized in units measured from the components actually loaded, so 50 Python
+/// instances in flight at once, next to Rust calls, all instantiate. A share too small for
+/// even one instance is refused at load, naming the key to raise.
+#[tokio::test]
+async fn fifty_python_instances_in_flight_beside_rust_ones() {
+    let api = DownstreamApi::start().await;
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        max_instances = 256
+        cache_dir = {cache}
+        [limits]
+        max_concurrency = 64
         [auth]
         mode = "none"
         [[tenant]]
@@ -36,57 +177,77 @@ async fn a_python_plugin_serves_beside_a_rust_one() {
         [tenant.plugin.py-words]
         services = ["docs"]
         "#,
-        cache = toml_path(&cache),
+        cache = toml_path(&artifact_cache()),
         py = toml_path(&plugin("py-words")),
         hello = toml_path(&plugin("hello")),
         api = api.base,
     ))
     .await;
-    let mut c = Client::modern(&gw.url("/mcp"));
-    let tools = c.request("tools/list", json!({})).await.tool_names();
-    assert!(
-        ["pywords.count", "pywords.fetch", "hello.greet"]
-            .iter()
-            .all(|t| tools.contains(&t.to_string())),
-        "{tools:?}"
+    let url = gw.url("/mcp");
+    let python = (0..50).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            Client::modern(&url)
+                .call_tool("pywords.fetch", json!({"path": "/hold"}))
+                .await
+        })
+    });
+    let rust = (0..10).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            Client::modern(&url)
+                .call_tool("hello.greet", json!({"name": format!("R{i}")}))
+                .await
+        })
+    });
+    let (python, rust): (Vec<_>, Vec<_>) = (
+        futures::future::join_all(python).await,
+        futures::future::join_all(rust).await,
     );
-    let counted = c
-        .call_tool(
-            "pywords.count",
-            json!({"text": "a bb ccc", "min_length": 2}),
-        )
-        .await;
+    for r in python {
+        let r = r.unwrap();
+        assert_eq!(r.text(), "1 words", "{r:?}");
+    }
+    for (i, r) in rust.into_iter().enumerate() {
+        assert_eq!(r.unwrap().text(), format!("Hello, R{i}!"));
+    }
     assert_eq!(
-        counted.result()["structuredContent"],
-        json!({"words": 2, "longest": "ccc"}),
-        "{counted:?}"
+        api.peak_held(),
+        50,
+        "all 50 Python instances were in flight at once"
     );
-    // The schema from the type hints, enforced before Python runs.
-    let bad = c
-        .call_tool("pywords.count", json!({"text": 5, "extra": true}))
-        .await;
-    assert!(bad.is_error(), "{bad:?}");
+
+    // A tenant whose share cannot hold one Python instance: refused at load, naming the key.
+    let dir = tempdir();
+    let config = dir.join("small-share.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [auth]
+            mode = "none"
+            [[tenant]]
+            id = "t"
+            plugins = [{py}, {hello}]
+            [tenant.quota]
+            max_instances = 2
+            "#,
+            py = toml_path(&plugin("py-words")),
+            hello = toml_path(&plugin("hello")),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
     assert!(
-        bad.text()
-            .starts_with("Invalid arguments for tool `pywords.count`"),
-        "{}",
-        bad.text()
-    );
-    let fetched = c
-        .call_tool("pywords.fetch", json!({"path": "/hello"}))
-        .await;
-    assert_eq!(fetched.text(), "4 words", "{fetched:?}");
-    let missing = c
-        .call_tool("pywords.fetch", json!({"path": "/no-such-document"}))
-        .await;
-    assert!(
-        missing.is_error() && missing.text().contains("HTTP 404"),
-        "{missing:?}"
-    );
-    assert_eq!(
-        c.call_tool("hello.greet", json!({"name": "Py"}))
-            .await
-            .text(),
-        "Hello, Py!"
+        text.contains("more than this tenant's whole share of 2")
+            && text.contains("[tenant.quota] max_instances"),
+        "{text}"
     );
 }

@@ -1,12 +1,14 @@
-//! `portcullis new` (#17 AC2): a scaffolded project builds outside this repository, the way a
-//! user builds it, passes its own generated test natively (which calls host imports through
-//! the SDK's test host instead of aborting), and its component is served by a gateway.
+//! `portcullis new` (#17 AC2): a scaffolded project in each language builds outside this
+//! repository, the way a user builds it, passes its own generated test natively (which calls
+//! host imports through the SDK's test host instead of aborting), and its component is
+//! served by a gateway.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
 
+use crate::guest_sdks::artifact_cache;
 use crate::support::{Client, TestGateway, root, toml_path};
 
 fn cargo() -> String {
@@ -75,5 +77,96 @@ async fn a_new_rust_plugin_builds_tests_and_serves_outside_the_repository() {
         .call_tool("word-count.greet", json!({"name": "Ada"}))
         .await;
     assert_eq!(r.text(), "Howdy, Ada!", "{r:?}");
+    std::fs::remove_dir_all(&parent).ok();
+}
+
+/// `portcullis new LANGUAGE NAME` in `parent`; returns the project's directory.
+fn scaffold(parent: &Path, language: &str, name: &str) -> std::path::PathBuf {
+    let created = run(
+        parent,
+        Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["new", language, name]),
+    );
+    assert!(created.contains("created"), "{created}");
+    parent.join(name)
+}
+
+#[tokio::test]
+async fn new_python_and_javascript_plugins_build_test_and_serve_outside_the_repository() {
+    let parent =
+        std::env::temp_dir().join(format!("portcullis-new-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&parent).unwrap();
+
+    // Python, as its README says: a virtual environment with the SDK (this checkout's) and
+    // its pinned componentize-py, the native test, then the build.
+    let py = scaffold(&parent, "python", "py-greeter");
+    run(&py, Command::new("python3").args(["-m", "venv", ".venv"]));
+    run(
+        &py,
+        Command::new(".venv/bin/pip").args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "requirements.txt",
+        ]),
+    );
+    let tested = run(&py, Command::new(".venv/bin/python").arg("test_app.py"));
+    assert!(
+        tested.contains("Ran 1 test") && tested.contains("OK"),
+        "{tested}"
+    );
+    run(
+        &py,
+        Command::new(".venv/bin/python").args([
+            "-m",
+            "portcullis_sdk",
+            "build",
+            "app.py",
+            "-o",
+            "py-greeter.wasm",
+        ]),
+    );
+
+    // JavaScript: npm install (links this checkout's SDK), npm test, npm run build.
+    let js = scaffold(&parent, "js", "js-greeter");
+    run(
+        &js,
+        Command::new("npm").args(["install", "--no-audit", "--no-fund"]),
+    );
+    let tested = run(&js, Command::new("npm").arg("test"));
+    assert!(
+        tested.contains("# pass 1") && tested.contains("# fail 0"),
+        "{tested}"
+    );
+    run(&js, Command::new("npm").args(["run", "build"]));
+
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        cache_dir = {cache}
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "t"
+        plugins = [{py}, {js}]
+        [tenant.plugin.py-greeter]
+        config = {{ greeting = "Howdy" }}
+        [tenant.plugin.js-greeter]
+        config = {{ greeting = "Ahoy" }}
+        "#,
+        cache = toml_path(&artifact_cache()),
+        py = toml_path(&py.join("py-greeter.wasm")),
+        js = toml_path(&js.join("js-greeter.wasm")),
+    ))
+    .await;
+    let mut c = Client::modern(&gw.url("/mcp"));
+    let r = c
+        .call_tool("py-greeter.greet", json!({"name": "Ada"}))
+        .await;
+    assert_eq!(r.text(), "Howdy, Ada!", "{r:?}");
+    let r = c
+        .call_tool("js-greeter.greet", json!({"name": "Ada"}))
+        .await;
+    assert_eq!(r.text(), "Ahoy, Ada!", "{r:?}");
     std::fs::remove_dir_all(&parent).ok();
 }

@@ -6,11 +6,13 @@
 // usage: node oauth-client.mjs <mcp url>
 // CALLS (JSON list of {name, arguments}) replaces the default tool calls; the transcript then
 //   has their results and the access token the client used.
+// LOG_LEVEL (e.g. info) asks for log notifications at that level; the transcript then has them.
 // CLIENT_MODE=dcr (default) | cimd (client_id = CIMD_URL, a client ID metadata document) |
 //   preregistered (client_id = CLIENT_ID)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auth, extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { cookieJarFollower } from './headless.mjs';
 
 const mcpUrl = process.argv[2];
@@ -80,6 +82,11 @@ async function oauthFetch(url, init = {}) {
 const client = new Client({ name: 'portcullis-e2e-ts', version: '1.0.0' });
 await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauthFetch }));
 transcript.protocolVersion = client.getServerVersion()?.name;
+if (process.env.LOG_LEVEL) {
+  transcript.logs = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => transcript.logs.push(n.params));
+  await client.setLoggingLevel(process.env.LOG_LEVEL);
+}
 transcript.tools = (await client.listTools()).tools.map((t) => t.name);
 if (process.env.CALLS) {
   // Tests that need other tools name them: [{"name": ..., "arguments": {...}}, ...].

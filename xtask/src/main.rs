@@ -251,14 +251,25 @@ fn project_root() -> PathBuf {
 /// Build the gateway and the benchmark binaries (`target/release` or `target/debug`); in
 /// release, the micro-benchmarks too, in the same cargo invocation: one feature resolution
 /// (dev-dependencies included) for all of them, so the gateway library is compiled once
-/// rather than once for the binaries and again for `cargo bench`.
+/// rather than once for the binaries and again for `cargo bench`. In debug (the smoke after
+/// `cargo test --workspace`), the whole workspace with its tests: the feature resolution
+/// the test run just used, so only the benchmark's own binaries are new.
 fn build_bench_binaries(root: &Path, release: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root).arg("build");
     if release {
-        cmd.args(["--release", "--benches"]);
+        cmd.args([
+            "--release",
+            "--benches",
+            "-p",
+            "portcullis",
+            "-p",
+            "portcullis-bench",
+        ]);
+    } else {
+        cmd.args(["--workspace", "--tests"]);
     }
-    run(cmd.args(["-p", "portcullis", "-p", "portcullis-bench", "--bins"]))
+    run(cmd.arg("--bins"))
 }
 
 /// `program`, pinned to core 0 when `taskset` is there and the machine has two cores or more
@@ -358,6 +369,7 @@ fn check_vendored_wit(root: &Path) -> anyhow::Result<()> {
     for copy in [
         "sdk/rust/wit/plugin.wit",
         "sdk/python/portcullis_sdk/wit/plugin.wit",
+        "sdk/js/wit/plugin.wit",
     ] {
         if std::fs::read(root.join(copy)).ok().as_deref() != Some(original.as_slice()) {
             bail!("{copy} differs from wit/plugin.wit: copy it again (`cp wit/plugin.wit {copy}`)");
@@ -382,15 +394,20 @@ fn test_guest_code(root: &Path) -> anyhow::Result<()> {
         .current_dir(root.join("plugins"))
         .env("CARGO_TARGET_DIR", &native)
         .args(["test", "-p", "hello", "-p", "notes"]))?;
-    let python = python_toolchain(root)?;
-    for app in python_plugins(root)? {
-        run(Command::new(&python)
-            .current_dir(&app)
-            .env("PYTHONPATH", root.join("sdk/python"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .arg("test_app.py"))?;
+    for lang in Script::ALL {
+        lang.install(root)?;
+        for app in lang.examples(root)? {
+            run(&mut lang.test(root, &app))?;
+        }
     }
-    Ok(())
+    // The script SDKs' own tests.
+    run(Command::new(root.join("target/guest-py/venv/bin/python"))
+        .current_dir(root.join("sdk/python"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg("test_sdk.py"))?;
+    run(Command::new("node")
+        .current_dir(root.join("sdk/js"))
+        .args(["--test", "test/"]))
 }
 
 /// Install the wasm target if rustup does not list it yet.
@@ -431,7 +448,7 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("copying {}", path.display()))?;
         }
     }
-    build_python_plugins(root, &out)?;
+    build_script_plugins(root, &out)?;
     eprintln!("xtask: plugins are in {}", out.display());
     Ok(())
 }
@@ -444,28 +461,117 @@ fn install_python_peers(root: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// The Python plugin toolchain (`sdk/python/requirements-build.txt`: componentize-py) in
-/// `target/guest-py/venv`; returns its interpreter.
-fn python_toolchain(root: &Path) -> anyhow::Result<PathBuf> {
-    let venv = root.join("target/guest-py/venv");
-    install_venv(&venv, &root.join("sdk/python/requirements-build.txt"))?;
-    Ok(venv.join("bin/python"))
+/// A plugin language whose SDK has its own build command (Rust plugins build with cargo).
+#[derive(Clone, Copy)]
+enum Script {
+    Python,
+    JavaScript,
 }
 
-/// The Python example plugins: each directory under `plugins/examples` with an `app.py`.
-fn python_plugins(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(root.join("plugins/examples"))? {
-        let dir = entry?.path();
-        if dir.join("app.py").is_file() {
-            dirs.push(dir);
+impl Script {
+    const ALL: [Script; 2] = [Script::Python, Script::JavaScript];
+
+    fn name(self) -> &'static str {
+        match self {
+            Script::Python => "Python",
+            Script::JavaScript => "JavaScript",
         }
     }
-    dirs.sort();
-    Ok(dirs)
+
+    /// The file that marks an example directory as a plugin in this language.
+    fn marker(self) -> &'static str {
+        match self {
+            Script::Python => "app.py",
+            Script::JavaScript => "app.js",
+        }
+    }
+
+    /// The SDK's source (a build is stale when it is newer than the component).
+    fn sdk(self, root: &Path) -> PathBuf {
+        match self {
+            Script::Python => root.join("sdk/python/portcullis_sdk"),
+            Script::JavaScript => root.join("sdk/js"),
+        }
+    }
+
+    /// The examples in this language: each directory under `plugins/examples` with the marker.
+    fn examples(self, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(root.join("plugins/examples"))? {
+            let dir = entry?.path();
+            if dir.join(self.marker()).is_file() {
+                dirs.push(dir);
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// Install the pinned toolchain: componentize-py (`sdk/python/requirements-build.txt`)
+    /// in `target/guest-py/venv`; componentize-js and rolldown (`sdk/js/package-lock.json`)
+    /// in `sdk/js/node_modules`, and each JS example's link to the SDK.
+    fn install(self, root: &Path) -> anyhow::Result<()> {
+        match self {
+            Script::Python => install_venv(
+                &root.join("target/guest-py/venv"),
+                &root.join("sdk/python/requirements-build.txt"),
+            ),
+            Script::JavaScript => {
+                let mut dirs = vec![root.join("sdk/js")];
+                dirs.extend(self.examples(root)?);
+                install_npm(&dirs)
+            }
+        }
+    }
+
+    /// The command that builds the example in `app` into `wasm`.
+    fn build(self, root: &Path, app: &Path, wasm: &Path) -> Command {
+        let mut cmd = match self {
+            Script::Python => {
+                let mut c = Command::new(root.join("target/guest-py/venv/bin/python"));
+                c.env("PYTHONPATH", root.join("sdk/python")).args([
+                    "-m",
+                    "portcullis_sdk",
+                    "build",
+                    "app.py",
+                    "-o",
+                ]);
+                c
+            }
+            Script::JavaScript => {
+                let mut c = Command::new("node");
+                c.arg(root.join("sdk/js/bin/portcullis-plugin.mjs"))
+                    .args(["build", "app.js", "-o"]);
+                c
+            }
+        };
+        cmd.current_dir(app).arg(wasm);
+        cmd
+    }
+
+    /// The command that runs the example's own native tests.
+    fn test(self, root: &Path, app: &Path) -> Command {
+        let mut cmd = match self {
+            Script::Python => {
+                let mut c = Command::new(root.join("target/guest-py/venv/bin/python"));
+                c.env("PYTHONPATH", root.join("sdk/python"))
+                    .env("PYTHONDONTWRITEBYTECODE", "1")
+                    .arg("test_app.py");
+                c
+            }
+            Script::JavaScript => {
+                let mut c = Command::new("node");
+                c.args(["--test", "test/"]);
+                c
+            }
+        };
+        cmd.current_dir(app);
+        cmd
+    }
 }
 
-/// The newest modification time of the files under `dirs`.
+/// The newest modification time of the files under `dirs` (installed packages and caches
+/// aside).
 fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
     let mut stack: Vec<PathBuf> = dirs.to_vec();
@@ -474,7 +580,10 @@ fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
             continue;
         };
         if meta.is_dir() {
-            if path.file_name().is_some_and(|n| n == "__pycache__") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "__pycache__" || n == "node_modules")
+            {
                 continue;
             }
             if let Ok(entries) = std::fs::read_dir(&path) {
@@ -487,32 +596,29 @@ fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
     newest
 }
 
-/// Build each Python example with the SDK's build command, unless its component is newer
-/// than the app and the SDK (a componentize-py build takes ~10-20 s).
-fn build_python_plugins(root: &Path, out: &Path) -> anyhow::Result<()> {
-    let apps = python_plugins(root)?;
-    if apps.is_empty() {
-        return Ok(());
-    }
-    let python = python_toolchain(root)?;
-    let sdk = root.join("sdk/python");
-    for app in apps {
-        let name = app
-            .file_name()
-            .expect("a directory")
-            .to_string_lossy()
-            .into_owned();
-        let wasm = out.join(format!("{name}.wasm"));
-        let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
-        if built.is_some_and(|b| b > newest(&[app.clone(), sdk.join("portcullis_sdk")])) {
+/// Build each Python and JavaScript example with its SDK's build command, unless its
+/// component is newer than the app and the SDK (a build takes ~10-40 s).
+fn build_script_plugins(root: &Path, out: &Path) -> anyhow::Result<()> {
+    for lang in Script::ALL {
+        let apps = lang.examples(root)?;
+        if apps.is_empty() {
             continue;
         }
-        eprintln!("xtask: building the Python plugin {name}");
-        run(Command::new(&python)
-            .current_dir(&app)
-            .env("PYTHONPATH", &sdk)
-            .args(["-m", "portcullis_sdk", "build", "app.py", "-o"])
-            .arg(&wasm))?;
+        lang.install(root)?;
+        for app in apps {
+            let name = app
+                .file_name()
+                .expect("a directory")
+                .to_string_lossy()
+                .into_owned();
+            let wasm = out.join(format!("{name}.wasm"));
+            let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
+            if built.is_some_and(|b| b > newest(&[app.clone(), lang.sdk(root)])) {
+                continue;
+            }
+            eprintln!("xtask: building the {} plugin {name}", lang.name());
+            run(&mut lang.build(root, &app, &wasm))?;
+        }
     }
     Ok(())
 }
@@ -549,8 +655,13 @@ const NPM_PEERS: [&str; 3] = [
 
 /// Install the pinned npm test peers in `dirs` (lockfiles there) if missing or stale.
 fn install_test_peers(root: &Path, dirs: &[&str]) -> anyhow::Result<()> {
+    install_npm(&dirs.iter().map(|d| root.join(d)).collect::<Vec<_>>())
+}
+
+/// `npm ci` in each of `dirs` (a lockfile there) whose installed packages are missing or
+/// older than the lockfile.
+fn install_npm(dirs: &[PathBuf]) -> anyhow::Result<()> {
     for dir in dirs {
-        let dir = root.join(dir);
         let lock = dir.join("package-lock.json");
         let installed = dir.join("node_modules/.package-lock.json");
         let fresh = match (std::fs::metadata(&lock), std::fs::metadata(&installed)) {
@@ -560,7 +671,7 @@ fn install_test_peers(root: &Path, dirs: &[&str]) -> anyhow::Result<()> {
         if fresh {
             continue;
         }
-        eprintln!("xtask: installing test peers in {}", dir.display());
+        eprintln!("xtask: installing npm packages in {}", dir.display());
         run(Command::new("npm")
             .current_dir(&dir)
             .args(["ci", "--no-audit", "--no-fund"]))?;

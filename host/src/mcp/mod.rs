@@ -186,10 +186,22 @@ pub fn step_up_scopes(
 /// Serve `tenant` over stdin/stdout to one local client, as `principal`, until the client
 /// disconnects.
 pub async fn serve_stdio(tenant: Arc<TenantContext>, principal: Principal) -> anyhow::Result<()> {
+    serve_pipe(tenant, principal, (tokio::io::stdin(), tokio::io::stdout())).await
+}
+
+/// Serve `tenant` to one client on a byte pipe of JSON-RPC lines (stdio's framing), as
+/// `principal`, until the client hangs up: stdio, and `portcullis call`'s in-process session.
+pub async fn serve_pipe<R, W>(
+    tenant: Arc<TenantContext>,
+    principal: Principal,
+    pipe: (R, W),
+) -> anyhow::Result<()>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let gateway = Gateway::new(tenant, Some(Arc::new(principal)));
-    let running = gateway
-        .serve((tokio::io::stdin(), tokio::io::stdout()))
-        .await?;
+    let running = gateway.serve(pipe).await?;
     running.waiting().await?;
     Ok(())
 }

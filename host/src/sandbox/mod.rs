@@ -450,6 +450,21 @@ fn provided_by_host(import: &str) -> bool {
         && (WASI_INTERFACES.contains(&interface) || PLUGIN_INTERFACES.contains(&interface))
 }
 
+/// The host's type of a resource a provided interface defines, for the stubs of foreign
+/// interfaces that use it: wasi:io's, which other WASI packages build on (wasi:http's bodies
+/// are wasi:io streams). The types are the ones wasmtime-wasi's bindings map them to.
+fn host_resource(interface: &str, resource: &str) -> Option<wasmtime::component::ResourceType> {
+    use wasmtime::component::ResourceType;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+    Some(match (interface, resource) {
+        ("wasi:io/poll", "pollable") => ResourceType::host::<DynPollable>(),
+        ("wasi:io/streams", "input-stream") => ResourceType::host::<DynInputStream>(),
+        ("wasi:io/streams", "output-stream") => ResourceType::host::<DynOutputStream>(),
+        ("wasi:io/error", "error") => ResourceType::host::<IoError>(),
+        _ => return None,
+    })
+}
+
 /// What one instance of a component takes from the engine-wide pool: core instances,
 /// memories and tables, measured at load. A call holds `units()` permits of its tenant's
 /// share, one unit being one slot of each pool resource in the proportion the pool is
@@ -541,6 +556,35 @@ fn stub_foreign_imports(
 ) -> wasmtime::Result<()> {
     use wasmtime::component::types::ComponentItem;
     let ty = component.component_type();
+    // A foreign interface may use a resource the host provides (`wasi:http/types` uses
+    // `wasi:io/streams`' `input-stream`): there the stub must name the host's own type.
+    let mut provided_resources = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        let (Some((interface, _)), ComponentItem::ComponentInstance(instance)) =
+            (name.rsplit_once('@'), item.ty)
+        else {
+            continue;
+        };
+        if !provided_by_host(name) {
+            continue;
+        }
+        for (export, export_item) in instance.exports(engine) {
+            if let (ComponentItem::Resource(local), Some(host)) =
+                (export_item.ty, host_resource(interface, export))
+            {
+                provided_resources.push((local, host));
+            }
+        }
+    }
+    let resource_type = |local: &wasmtime::component::ResourceType| {
+        provided_resources
+            .iter()
+            .find(|(l, _)| l == local)
+            .map_or_else(
+                wasmtime::component::ResourceType::host::<()>,
+                |(_, host)| *host,
+            )
+    };
     for (name, item) in ty.imports(engine) {
         if provided_by_host(name) {
             continue;
@@ -562,12 +606,8 @@ fn stub_foreign_imports(
                                 wasmtime::bail!("the host does not provide `{fq}`")
                             })?;
                         }
-                        ComponentItem::Resource(_) => {
-                            inst.resource(
-                                export,
-                                wasmtime::component::ResourceType::host::<()>(),
-                                |_, _| Ok(()),
-                            )?;
+                        ComponentItem::Resource(local) => {
+                            inst.resource(export, resource_type(&local), |_, _| Ok(()))?;
                         }
                         _ => {}
                     }
@@ -1060,10 +1100,13 @@ fn classify(failure: Failure, memory_denied: Option<usize>, limits: &Limits) -> 
         }
         Failure::Instantiate(e) | Failure::Run(e) => e,
     };
+    // The caller (and through it the client) gets the cause; the wasm backtrace is for
+    // the plugin's author, in the gateway's debug log.
+    tracing::debug!(error = %format!("{e:#}"), "plugin call failed");
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => SandboxError::Timeout(limits.deadline),
         Some(trap) => SandboxError::Trap(trap.to_string()),
-        None => SandboxError::Trap(format!("{e:#}")),
+        None => SandboxError::Trap(e.root_cause().to_string()),
     }
 }
 

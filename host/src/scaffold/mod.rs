@@ -10,6 +10,72 @@ use std::path::{Path, PathBuf};
 pub enum Language {
     /// A Rust crate using the `portcullis-sdk` crate.
     Rust,
+    /// A Python module using the `portcullis-sdk` package (componentize-py).
+    Python,
+    /// A JavaScript module using the `portcullis-sdk` npm package (componentize-js).
+    #[value(alias = "javascript")]
+    Js,
+}
+
+impl Language {
+    /// The SDK's directory in a checkout of this repository.
+    fn checkout_sdk(self) -> PathBuf {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+        sdk.join(match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::Js => "js",
+        })
+    }
+
+    /// The project's files: path and template.
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Language::Rust => &[
+                ("Cargo.toml", include_str!("rust/Cargo.toml.tmpl")),
+                ("src/lib.rs", include_str!("rust/lib.rs.tmpl")),
+                ("README.md", include_str!("rust/README.md.tmpl")),
+                (".gitignore", "/target\n"),
+            ],
+            Language::Python => &[
+                ("app.py", include_str!("python/app.py.tmpl")),
+                ("test_app.py", include_str!("python/test_app.py.tmpl")),
+                (
+                    "requirements.txt",
+                    include_str!("python/requirements.txt.tmpl"),
+                ),
+                ("README.md", include_str!("python/README.md.tmpl")),
+                (".gitignore", "/.venv\n__pycache__/\n*.wasm\n"),
+            ],
+            Language::Js => &[
+                ("package.json", include_str!("js/package.json.tmpl")),
+                ("app.js", include_str!("js/app.js.tmpl")),
+                ("test/app.test.js", include_str!("js/app.test.js.tmpl")),
+                ("README.md", include_str!("js/README.md.tmpl")),
+                (".gitignore", "/node_modules\n*.wasm\n"),
+            ],
+        }
+    }
+
+    /// What to run next in the new project's directory.
+    pub fn next_steps(self) -> &'static str {
+        match self {
+            Language::Rust => "cargo test && cargo build --release --target wasm32-wasip2",
+            Language::Python => {
+                "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/python test_app.py && .venv/bin/python -m portcullis_sdk build app.py -o NAME.wasm"
+            }
+            Language::Js => "npm install && npm test && npm run build",
+        }
+    }
+
+    /// The component's file stem: cargo names it after the crate with `-` as `_`; the
+    /// script languages' build commands write the file the project names (its own name).
+    fn stem(self, name: &str) -> String {
+        match self {
+            Language::Rust => name.replace('-', "_"),
+            Language::Python | Language::Js => name.into(),
+        }
+    }
 }
 
 /// Why a project could not be created.
@@ -33,19 +99,24 @@ pub enum ScaffoldError {
     },
 }
 
-/// Where the Rust SDK comes from in a new project's `Cargo.toml`: the `portcullis-sdk` crate
-/// next to this binary's sources if they are on this machine (a checkout), else crates.io.
-pub fn rust_sdk_dependency(sdk_dir: Option<&Path>) -> String {
+/// How a new project depends on the SDK: a local copy (`sdk_dir`, else the one in this
+/// binary's checkout if it is on this machine), else the published package; written in the
+/// language's own manifest syntax.
+pub fn sdk_dependency(language: Language, sdk_dir: Option<&Path>) -> String {
     let local = sdk_dir.map(Path::to_path_buf).or_else(|| {
-        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust");
-        checkout.join("Cargo.toml").is_file().then_some(checkout)
+        let checkout = language.checkout_sdk();
+        checkout.is_dir().then_some(checkout)
     });
-    match local.and_then(|p| p.canonicalize().ok()) {
-        Some(path) => format!(
-            "{{ version = \"0.1\", path = \"{}\" }}",
-            path.display().to_string().replace('\\', "/")
-        ),
-        None => "\"0.1\"".to_string(),
+    let local = local
+        .and_then(|p| p.canonicalize().ok())
+        .map(|p| p.display().to_string().replace('\\', "/"));
+    match (language, local) {
+        (Language::Rust, Some(path)) => format!("{{ version = \"0.1\", path = \"{path}\" }}"),
+        (Language::Rust, None) => "\"0.1\"".into(),
+        (Language::Python, Some(path)) => format!("portcullis-sdk @ file://{path}"),
+        (Language::Python, None) => "portcullis-sdk==0.2.0".into(),
+        (Language::Js, Some(path)) => format!("\"file:{path}\""),
+        (Language::Js, None) => "\"0.2.0\"".into(),
     }
 }
 
@@ -68,19 +139,10 @@ pub fn create(
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir));
     }
-    let files: &[(&str, &str)] = match language {
-        Language::Rust => &[
-            ("Cargo.toml", include_str!("rust/Cargo.toml.tmpl")),
-            ("src/lib.rs", include_str!("rust/lib.rs.tmpl")),
-            ("README.md", include_str!("rust/README.md.tmpl")),
-            (".gitignore", "/target\n"),
-        ],
-    };
-    let sdk = rust_sdk_dependency(sdk_dir);
-    // Cargo names the component after the crate with `-` as `_`; the gateway keys settings
-    // by that file stem.
-    let stem = name.replace('-', "_");
-    for (file, template) in files {
+    let sdk = sdk_dependency(language, sdk_dir);
+    // The gateway keys per-plugin settings by the component's file stem.
+    let stem = language.stem(name);
+    for (file, template) in language.files() {
         let text = template
             .replace("{{name}}", name)
             .replace("{{stem}}", &stem)
@@ -113,7 +175,25 @@ mod tests {
         let dir = create(Language::Rust, "my-tool", &parent, None).unwrap();
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("Tool::new(\"my-tool.greet\", greet)"), "{lib}");
-        assert!(!lib.contains("{{"), "every placeholder is filled");
+        for language in [Language::Rust, Language::Python, Language::Js] {
+            let dir = create(
+                language,
+                &format!("p-{language:?}").to_lowercase(),
+                &parent,
+                None,
+            )
+            .unwrap();
+            for (file, _) in language.files() {
+                let text = std::fs::read_to_string(dir.join(file)).unwrap();
+                assert!(!text.contains("{{"), "every placeholder is filled: {file}");
+            }
+        }
+        let package = std::fs::read_to_string(parent.join("p-js/package.json")).unwrap();
+        let package: serde_json::Value = serde_json::from_str(&package).unwrap();
+        assert!(
+            package["dependencies"]["portcullis-sdk"].is_string(),
+            "{package}"
+        );
         assert!(matches!(
             create(Language::Rust, "my-tool", &parent, None),
             Err(ScaffoldError::Exists(_))

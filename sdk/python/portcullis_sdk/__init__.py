@@ -20,6 +20,8 @@ Each call runs in a fresh instance: keep no state between calls.
 
 import dataclasses
 import json
+import re
+import urllib.parse
 
 from . import schema as _schema
 from . import _host
@@ -197,6 +199,7 @@ class Plugin:
     def __init__(self):
         self.tools = {}
         self.resources = {}
+        self.templates = []
         self.prompts = {}
 
     def tool(self, name=None, title=None, scopes=(), read_only=None, destructive=None,
@@ -243,8 +246,28 @@ class Plugin:
 
         return register
 
-    def prompt(self, name=None, scopes=()):
-        """Register ``function(ctx, **string_arguments) -> str | list[(role, text)]``."""
+    def resource_template(self, uri_template, name=None, mime_type=None, scopes=(), complete=None):
+        """Register ``function(ctx, **variables) -> str | bytes`` for the URIs matching
+        ``uri_template`` (RFC 6570 level 1, e.g. ``notes://{id}``); ``complete`` maps a
+        variable to ``completer(ctx, prefix) -> list[str]``."""
+
+        def register(function):
+            self.templates.append({
+                "uri_template": uri_template,
+                "name": name or function.__name__,
+                "description": (function.__doc__ or "").strip() or None,
+                "mime_type": mime_type,
+                "scopes": list(scopes),
+                "complete": dict(complete or {}),
+                "function": function,
+            })
+            return function
+
+        return register
+
+    def prompt(self, name=None, scopes=(), complete=None):
+        """Register ``function(ctx, **string_arguments) -> str | list[(role, text)]``;
+        ``complete`` maps an argument to ``completer(ctx, prefix) -> list[str]``."""
 
         def register(function):
             parameters = _schema.parameters_schema(function)
@@ -255,6 +278,7 @@ class Plugin:
                     (arg, arg in parameters["required"]) for arg in parameters["properties"]
                 ],
                 "scopes": list(scopes),
+                "complete": dict(complete or {}),
                 "function": function,
             }
             return function
@@ -288,11 +312,17 @@ class Plugin:
         return ("done", _result(result, tool.output_schema is not None))
 
     def read_resource(self, call, uri, continuation=None):
-        resource = self.resources.get(uri)
+        resource, variables = self.resources.get(uri), {}
+        if resource is None:
+            for template in self.templates:
+                variables = match_template(template["uri_template"], uri)
+                if variables is not None:
+                    resource = template
+                    break
         if resource is None:
             return ("not-found",)
         try:
-            body = resource["function"](Context(call, continuation))
+            body = resource["function"](Context(call, continuation), **variables)
         except NeedInput as need:
             return ("input", need)
         except (ToolError, DownstreamError) as e:
@@ -315,6 +345,19 @@ class Plugin:
             messages = [("user", messages)]
         return ("done", messages)
 
+    def complete(self, call, reference, argument, prefix):
+        """Completions for ``argument`` of a prompt (``("prompt", name)``) or a resource
+        template (``("template", uri_template)``): at most 100 values."""
+        kind, target = reference
+        if kind == "prompt":
+            item = self.prompts.get(target)
+        else:
+            item = next((t for t in self.templates if t["uri_template"] == target), None)
+        completer = (item or {}).get("complete", {}).get(argument)
+        if completer is None:
+            return []
+        return [str(v) for v in completer(Context(call), prefix)][:100]
+
     def exports(self):
         """The classes componentize-py looks for in the app module (outside a component,
         e.g. in native tests, four Nones)."""
@@ -323,6 +366,23 @@ class Plugin:
         except ImportError:
             return (None, None, None, None)
         return exports(self)
+
+
+def match_template(template, uri):
+    """The variables of ``uri`` under a level-1 URI template (``notes://{id}``), or None."""
+    names = []
+
+    def part(piece):
+        if piece.startswith("{") and piece.endswith("}"):
+            names.append(piece[1:-1])
+            return "([^/]+)"
+        return re.escape(piece)
+
+    pattern = "".join(part(p) for p in re.split(r"(\{[^}]+\})", template) if p)
+    m = re.fullmatch(pattern, uri)
+    if m is None:
+        return None
+    return {n: urllib.parse.unquote(v) for n, v in zip(names, m.groups())}
 
 
 def _result(value, structured):

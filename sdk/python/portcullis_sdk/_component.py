@@ -122,7 +122,10 @@ def exports(plugin):
             ]
 
         def list_resource_templates(self):
-            return []
+            return [
+                resources.ResourceTemplate(t["uri_template"], t["name"], None, t["description"], t["mime_type"], t["scopes"])
+                for t in plugin.templates
+            ]
 
         def read_resource(self, ctx, uri, continuation):
             outcome = plugin.read_resource(_call(ctx), uri, _continuation(continuation))
@@ -165,6 +168,11 @@ def exports(plugin):
 
     class Completion(_exports.Completion):
         def complete(self, ctx, reference, argument_name, argument_value, context_arguments):
-            return completion.CompletionResult([], None, False)
+            kind = "prompt" if isinstance(reference, completion.Reference_Prompt) else "template"
+            try:
+                values = plugin.complete(_call(ctx), (kind, reference.value), argument_name, argument_value)
+            except Exception as e:  # a completer's failure is the plugin's error string
+                raise Err(str(e)) from None
+            return completion.CompletionResult(values, None, False)
 
     return Tools, Resources, Prompts, Completion

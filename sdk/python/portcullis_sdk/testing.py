@@ -89,3 +89,16 @@ class TestHost:
         if outcome[0] == "unknown":
             raise ToolError(f"unknown tool `{name}`")
         raise ToolError(outcome[1])
+
+    def read_resource(self, plugin, uri):
+        """Read ``uri``: (body, mime_type); a ToolError when nothing serves it or it fails."""
+        _host.install(self)
+        try:
+            outcome = plugin.read_resource(self.call, uri)
+        finally:
+            _host.uninstall()
+        if outcome[0] == "done":
+            return outcome[1]
+        if outcome[0] == "input":
+            raise outcome[1]
+        raise ToolError(f"unknown resource `{uri}`" if outcome[0] == "not-found" else outcome[1])

@@ -185,7 +185,10 @@ impl BinaryGateway {
         let mut child = cmd.spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..200 {
+        // Plugins load before the server listens: a cold compile of a Python or JavaScript
+        // component takes tens of seconds in a debug build.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        while tokio::time::Instant::now() < deadline {
             // Ours, not just anyone on the port: the process is alive and says "ok".
             let ours = match http.get(format!("{base}/healthz")).send().await {
                 Ok(r) => r.text().await.is_ok_and(|t| t == "ok"),
@@ -198,6 +201,12 @@ impl BinaryGateway {
                     log,
                     child,
                 };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "portcullis exited ({status}) before serving:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -16,6 +16,14 @@ pub struct DownstreamApi {
     pub base: String,
     seen: Arc<Mutex<Vec<Option<String>>>>,
     headers: Arc<Mutex<Vec<http::HeaderMap>>>,
+    held: Arc<Held>,
+}
+
+/// Requests to `/api/hold` in flight now, and the most seen at once.
+#[derive(Default)]
+struct Held {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 impl DownstreamApi {
@@ -27,6 +35,8 @@ impl DownstreamApi {
         let headers: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
         let record_headers = headers.clone();
         let rejected_once = Arc::new(AtomicBool::new(false));
+        let held: Arc<Held> = Arc::default();
+        let hold = held.clone();
         // What it received, without the credential (tests read that from `authorizations`).
         let echo = |headers: http::HeaderMap, uri: http::Uri, all: bool| {
             let h: serde_json::Map<String, Value> = headers
@@ -65,6 +75,17 @@ impl DownstreamApi {
                 get(|| async { ([("x-api", "notes")], "hello from the API") }),
             )
             .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
+            // Held for two seconds: how many callers are in flight at once (`peak_held`).
+            .route(
+                "/api/hold",
+                get(move || async move {
+                    let now = hold.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    hold.peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    hold.now.fetch_sub(1, Ordering::SeqCst);
+                    "held"
+                }),
+            )
             .route(
                 "/api/slow",
                 get(|| async {
@@ -125,7 +146,13 @@ impl DownstreamApi {
             base,
             seen,
             headers,
+            held,
         }
+    }
+
+    /// The most requests to `/api/hold` that were in flight at once.
+    pub fn peak_held(&self) -> usize {
+        self.held.peak.load(Ordering::SeqCst)
     }
 
     /// Every header of the last request under `/api`.

@@ -1,0 +1,57 @@
+// `js-words`: a Portcullis plugin in JavaScript, written with portcullis-sdk.
+//
+// Build: `npx portcullis-plugin build app.js -o js_words.wasm` (`cargo xtask build-plugins`
+// does it, into `target/plugins/js-words.wasm`). Test: `node --test test/`.
+
+import { Plugin, fetch, log, s } from "portcullis-sdk";
+
+export const plugin = new Plugin();
+
+plugin.tool(
+  {
+    name: "jswords.count",
+    title: "Count words",
+    description: "Count the words in a text (words shorter than minLength are skipped).",
+    scopes: ["words:read"],
+    readOnly: true,
+    input: s.object({
+      text: s.string("The text to count"),
+      minLength: s.optional(s.integer({ minimum: 1, description: "The shortest word to count" })),
+    }),
+    output: s.object({ words: s.integer(), longest: s.string() }),
+  },
+  (ctx, { text, minLength = 1 }) => {
+    const words = text.split(/\s+/).filter((w) => w.length >= minLength);
+    log(`counted ${words.length} words for ${ctx.subject}`, { logger: "js-words" });
+    return { words: words.length, longest: words.reduce((a, w) => (w.length > a.length ? w : a), "") };
+  },
+);
+
+plugin.tool(
+  {
+    name: "jswords.fetch",
+    title: "Count a document's words",
+    description: "Fetch a document from the `docs` service and count its words.",
+    scopes: ["words:read"],
+    openWorld: true,
+    input: s.object({ path: s.string("The document's path on the docs service") }),
+  },
+  (ctx, { path }) => {
+    const response = fetch("docs", path).ok();
+    return `${response.text().split(/\s+/).filter(Boolean).length} words`;
+  },
+);
+
+plugin.tool(
+  {
+    name: "jswords.web",
+    description: "Calls the engine's own fetch(), which needs wasi:http: the gateway does not provide it.",
+    input: s.object({ url: s.string() }),
+  },
+  (ctx, { url }) => {
+    globalThis.fetch(url);
+    return "unreachable";
+  },
+);
+
+export const { tools, resources, prompts, completion } = plugin.exports();

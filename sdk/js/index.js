@@ -1,0 +1,360 @@
+// Write Portcullis gateway plugins in JavaScript.
+//
+//   import { Plugin, s, log } from "portcullis-sdk";
+//   const plugin = new Plugin();
+//   plugin.tool({
+//     name: "words.count", description: "Count the words in a text.", scopes: ["words:read"],
+//     input: s.object({ text: s.string("The text to count") }),
+//   }, (ctx, { text }) => `${text.split(/\s+/).filter(Boolean).length} words`);
+//   export const { tools, resources, prompts, completion } = plugin.exports();
+//
+// Build with `npx portcullis-plugin build app.js -o plugin.wasm` (componentize-js, world
+// `full-plugin` of the WIT this SDK ships); test natively with `TestHost` from
+// "portcullis-sdk/testing" (`node --test`). Each call runs in a fresh instance: keep no
+// state between calls. This module owns the plugin model (tools, resources, prompts, the
+// context, errors); the WIT shapes live in component.js, the host imports behind host.js.
+
+import * as s from "./schema.js";
+import { current as host, exportsOf } from "./host.js";
+
+export { s };
+
+/** A failure the model sees (an `isError` result with this message). */
+export class ToolError extends Error {}
+
+/** The arguments are unusable; the model sees why and can correct them. */
+export class InvalidArguments extends ToolError {}
+
+/** The call needs an answer from the client first (thrown by `ctx.elicit` / `ctx.sample`): let it propagate. */
+export class NeedInput extends Error {
+  constructor(key, request, state) {
+    super(`needs input \`${key}\``);
+    this.key = key;
+    this.request = request;
+    this.state = state;
+  }
+}
+
+/** A downstream request got no answer: `kind` is unknown-service, not-granted, credential, blocked, timeout, too-large or transport. */
+export class DownstreamError extends Error {
+  constructor(kind, detail = "") {
+    super(detail ? `${kind}: ${detail}` : kind);
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A downstream answer. */
+export class Response {
+  constructor(status, body = new Uint8Array(), headers = []) {
+    this.status = status;
+    this.headers = headers;
+    this.body = typeof body === "string" ? encoder.encode(body) : body;
+  }
+
+  text() {
+    return decoder.decode(this.body);
+  }
+
+  json() {
+    return JSON.parse(this.text());
+  }
+
+  /** The value of header `name` (case-insensitive), or undefined. */
+  header(name) {
+    const lower = name.toLowerCase();
+    const found = this.headers.find(([k]) => k.toLowerCase() === lower);
+    return found && found[1];
+  }
+
+  /** This response if it is 2xx, else a ToolError naming the status and the start of the body. */
+  ok() {
+    if (this.status >= 200 && this.status < 300) return this;
+    throw new ToolError(`the service answered HTTP ${this.status}: ${this.text().slice(0, 300)}`);
+  }
+}
+
+/**
+ * HTTP to a downstream service the operator granted; the gateway adds the credential (this
+ * plugin never sees it). `init`: `{ method, headers: [[name, value]], body, json }`.
+ */
+export function fetch(service, path, init = {}) {
+  const headers = [...(init.headers || [])];
+  let body = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers.push(["content-type", "application/json"]);
+  }
+  if (typeof body === "string") body = encoder.encode(body);
+  return host().fetch(service, { method: init.method || "GET", path, headers, body });
+}
+
+const LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/** Log to the client (if it asked for this level) and the gateway. Never log secrets. */
+export function log(message, { level = "info", logger } = {}) {
+  if (!LEVELS.includes(level)) throw new TypeError(`unknown log level \`${level}\``);
+  host().log(level, logger, String(message));
+}
+
+/** A result with several content blocks, structured content, or `isError`. */
+export class Output {
+  constructor({ text, content = [], structured, isError = false } = {}) {
+    this.content = text === undefined ? [...content] : [{ type: "text", text }, ...content];
+    this.structured = structured;
+    this.isError = isError;
+  }
+
+  static error(text) {
+    return new Output({ text, isError: true });
+  }
+}
+
+/** Who is calling: tenant, issuer, subject, scopes, claims, the operator's configuration. Never a token. */
+export class Context {
+  constructor(call, continuation) {
+    this.call = call;
+    this.continuation = continuation || { responses: {}, state: undefined };
+    this.kept = undefined;
+  }
+
+  get tenant() { return this.call.tenant; }
+  get issuer() { return this.call.issuer; }
+  get subject() { return this.call.subject; }
+  get clientId() { return this.call.clientId; }
+  get scopes() { return [...this.call.scopes]; }
+  get requestId() { return this.call.requestId; }
+  /** What the client can answer: `{ sampling, elicitation, roots }`. */
+  get client() { return { ...this.call.client }; }
+
+  hasScope(scope) {
+    return this.call.scopes.includes(scope);
+  }
+
+  /** An operator-selected claim, parsed, or undefined. */
+  claim(name) {
+    const found = this.call.claims.find(([k]) => k === name);
+    return found ? JSON.parse(found[1]) : undefined;
+  }
+
+  /** An operator-supplied configuration value, or `fallback`. */
+  config(key, fallback) {
+    const found = this.call.config.find(([k]) => k === key);
+    return found ? found[1] : fallback;
+  }
+
+  progress(progress, total, message) {
+    host().progress(progress, total, message);
+  }
+
+  /** Your state from the previous input round (verified by the gateway). */
+  get state() {
+    return this.continuation.state;
+  }
+
+  /** State to get back with the client's answers. */
+  keepState(state) {
+    this.kept = state;
+  }
+
+  /** The client's answer to request `key`, parsed, or undefined. */
+  answer(key) {
+    const text = this.continuation.responses[key];
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  /**
+   * Ask the user to fill in a form (`fields`: an `s.object` of flat properties). Returns the
+   * answers or null when declined; the first time it throws NeedInput (let it propagate).
+   */
+  elicit(key, message, fields) {
+    const answer = this.answer(key);
+    if (answer === undefined) {
+      throw new NeedInput(key, { elicit: { message, requestedSchema: JSON.stringify(fields) } }, this.kept);
+    }
+    return answer.action === "accept" ? answer.content : null;
+  }
+
+  /** Ask the client's model (`sampling/createMessage` params); returns its result. */
+  sample(key, params) {
+    const answer = this.answer(key);
+    if (answer === undefined) throw new NeedInput(key, { sample: JSON.stringify(params) }, this.kept);
+    return answer;
+  }
+}
+
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+function named(kind, name) {
+  if (typeof name !== "string" || !NAME.test(name)) {
+    throw new TypeError(`${kind} name ${JSON.stringify(name)} must match [A-Za-z0-9_.-]{1,128}`);
+  }
+  return name;
+}
+
+/** `{var}` templates (RFC 6570 level 1): the variables of `uri`, or null when it does not match. */
+export function matchTemplate(template, uri) {
+  const names = [];
+  const source = template
+    .split(/(\{[^}]+\})/)
+    .map((part) => {
+      if (part.startsWith("{") && part.endsWith("}")) {
+        names.push(part.slice(1, -1));
+        return "([^/]+)";
+      }
+      return part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    })
+    .join("");
+  const m = new RegExp(`^${source}$`).exec(uri);
+  if (!m) return null;
+  return Object.fromEntries(names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
+}
+
+/**
+ * What a plugin offers. Register with `tool`, `resource`, `resourceTemplate` and `prompt`,
+ * then `export const { tools, resources, prompts, completion } = plugin.exports();`.
+ */
+export class Plugin {
+  constructor() {
+    this.tools = new Map();
+    this.resources = new Map();
+    this.templates = [];
+    this.prompts = new Map();
+  }
+
+  /**
+   * Register a tool. `def`: `{ name, description, title, input (an s.object), output (a
+   * schema: structured results), scopes, readOnly, destructive, idempotent, openWorld }`;
+   * `run(ctx, args)` returns a string, an Output, or a value (JSON; structured when `output`
+   * is declared). Arguments are checked against `input` before `run` is called.
+   */
+  tool(def, run) {
+    const name = named("tool", def.name);
+    if (this.tools.has(name)) throw new TypeError(`tool \`${name}\` is registered twice`);
+    const input = def.input || s.object({});
+    if (input.json.type !== "object") throw new TypeError(`tool \`${name}\`: input must be an s.object`);
+    this.tools.set(name, { ...def, name, input, run });
+    return this;
+  }
+
+  /** Register the resource at `def.uri` (`{ uri, name, description, mimeType, scopes }`); `read(ctx)` returns a string or bytes. */
+  resource(def, read) {
+    this.resources.set(def.uri, { ...def, read });
+    return this;
+  }
+
+  /**
+   * Register a resource template (`{ uriTemplate: "notes://{id}", name, ... , complete: {
+   * id: (ctx, prefix) => [...] } }`); `read(ctx, vars, uri)` returns a string or bytes.
+   */
+  resourceTemplate(def, read) {
+    this.templates.push({ ...def, read });
+    return this;
+  }
+
+  /**
+   * Register a prompt (`{ name, description, arguments: [{ name, description, required,
+   * complete(ctx, prefix) }], scopes }`); `get(ctx, args)` returns a string (one user
+   * message) or a list of [role, text].
+   */
+  prompt(def, get) {
+    const name = named("prompt", def.name);
+    this.prompts.set(name, { arguments: [], ...def, name, get });
+    return this;
+  }
+
+  // The calls, in plain values (component.js converts them to and from WIT shapes).
+
+  /** Run tool `name`: {done: result} | {input: NeedInput} | {unknown} | {invalid: message} | {failed: message}. */
+  callTool(call, name, argumentsText, continuation) {
+    const tool = this.tools.get(name);
+    if (!tool) return { unknown: true };
+    let args;
+    try {
+      args = JSON.parse(argumentsText);
+    } catch (e) {
+      return { invalid: `the arguments are not JSON: ${e.message}` };
+    }
+    const problems = tool.input.check(args);
+    if (problems.length) return { invalid: problems.join("; ") };
+    return outcome(() => result(tool.run(new Context(call, continuation), args), tool.output !== undefined));
+  }
+
+  readResource(call, uri, continuation) {
+    const fixed = this.resources.get(uri);
+    let read;
+    let mimeType;
+    if (fixed) {
+      read = (ctx) => fixed.read(ctx, {}, uri);
+      mimeType = fixed.mimeType;
+    } else {
+      for (const t of this.templates) {
+        const vars = matchTemplate(t.uriTemplate, uri);
+        if (vars) {
+          read = (ctx) => t.read(ctx, vars, uri);
+          mimeType = t.mimeType;
+          break;
+        }
+      }
+    }
+    if (!read) return { notFound: true };
+    return outcome(() => ({ body: read(new Context(call, continuation)), mimeType }));
+  }
+
+  getPrompt(call, name, args, continuation) {
+    const prompt = this.prompts.get(name);
+    if (!prompt) return { unknown: true };
+    const given = Object.fromEntries(args);
+    const missing = prompt.arguments.filter((a) => a.required && !(a.name in given)).map((a) => a.name);
+    if (missing.length) return { invalid: `missing required argument(s): ${missing.join(", ")}` };
+    return outcome(() => {
+      const messages = prompt.get(new Context(call, continuation), given);
+      return typeof messages === "string" ? [["user", messages]] : messages;
+    });
+  }
+
+  /** Completions for argument `argName` of a prompt or a resource template. */
+  complete(call, reference, argName, prefix) {
+    let completer;
+    if (reference.prompt !== undefined) {
+      const arg = this.prompts.get(reference.prompt)?.arguments.find((a) => a.name === argName);
+      completer = arg?.complete;
+    } else {
+      const t = this.templates.find((x) => x.uriTemplate === reference.resourceTemplate);
+      completer = t?.complete?.[argName];
+    }
+    const values = completer ? completer(new Context(call), prefix) : [];
+    return values.slice(0, 100);
+  }
+
+  /**
+   * The exports componentize-js looks for (`tools`, `resources`, `prompts`, `completion`);
+   * outside a component (native tests) an empty object.
+   */
+  exports() {
+    return exportsOf(this);
+  }
+}
+
+function outcome(run) {
+  try {
+    return { done: run() };
+  } catch (e) {
+    if (e instanceof NeedInput) return { input: e };
+    if (e instanceof InvalidArguments) return { invalid: e.message };
+    if (e instanceof ToolError || e instanceof DownstreamError) return { failed: e.message };
+    return { failed: `the plugin failed: ${e && e.message ? e.message : String(e)}` };
+  }
+}
+
+/** A tool's return value as { content, structured, isError }. */
+function result(value, declaredOutput) {
+  if (value instanceof Output) return { content: value.content, structured: value.structured, isError: value.isError };
+  if (typeof value === "string") return { content: [{ type: "text", text: value }], structured: undefined, isError: false };
+  const text = JSON.stringify(value ?? null);
+  const structured = declaredOutput || (value && typeof value === "object" && !Array.isArray(value)) ? value : undefined;
+  return { content: [{ type: "text", text }], structured, isError: false };
+}

@@ -1,0 +1,86 @@
+// The SDK's own tests, natively: `node --test test/` in sdk/js.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { NeedInput, Output, Plugin, matchTemplate, s } from "../index.js";
+import { TestHost } from "../testing.js";
+
+test("schemas are JSON Schema and check the same rules", () => {
+  const schema = s.object({
+    name: s.string({ description: "who", minLength: 1, pattern: "^[a-z]+$" }),
+    tags: s.optional(s.array(s.oneOf(["a", "b"]), { maxItems: 2 })),
+    n: s.optional(s.integer({ minimum: 0 })),
+  });
+  assert.deepEqual(JSON.parse(JSON.stringify(schema)), {
+    type: "object",
+    properties: {
+      name: { type: "string", description: "who", minLength: 1, pattern: "^[a-z]+$" },
+      tags: { type: "array", items: { type: "string", enum: ["a", "b"] }, maxItems: 2 },
+      n: { type: "integer", minimum: 0 },
+    },
+    required: ["name"],
+    additionalProperties: false,
+  });
+  assert.deepEqual(schema.check({ name: "ada" }), []);
+  assert.deepEqual(schema.check({ name: "Ada", tags: ["c", "a", "b"], n: 1.5, x: 1 }), [
+    "$.name: does not match ^[a-z]+$",
+    "$.tags: more than 2 items",
+    '$.tags[0]: expected one of "a", "b"',
+    "$.n: expected an integer, got number",
+    "$: unexpected property `x`",
+  ]);
+  assert.deepEqual(schema.check([]), ["$: expected an object, got array"]);
+});
+
+test("results: strings, values, Outputs and thrown errors", () => {
+  const plugin = new Plugin()
+    .tool({ name: "t.text" }, () => "hi")
+    .tool({ name: "t.value" }, () => ({ a: 1 }))
+    .tool({ name: "t.list" }, () => [1, 2])
+    .tool({ name: "t.output" }, () => Output.error("nope"))
+    .tool({ name: "t.throws" }, () => {
+      throw new RangeError("boom");
+    });
+  const host = new TestHost();
+  assert.equal(host.callTool(plugin, "t.text").text, "hi");
+  assert.deepEqual(host.callTool(plugin, "t.value").structured, { a: 1 });
+  assert.equal(host.callTool(plugin, "t.list").structured, undefined);
+  assert.equal(host.callTool(plugin, "t.output").isError, true);
+  assert.throws(() => host.callTool(plugin, "t.throws"), /the plugin failed: boom/);
+  assert.throws(() => host.callTool(plugin, "t.none"), /unknown tool `t.none`/);
+  assert.throws(() => new Plugin().tool({ name: "bad name" }, () => ""), /must match/);
+});
+
+test("elicitation round trip keeps state", () => {
+  const plugin = new Plugin().tool({ name: "t.ask" }, (ctx) => {
+    ctx.keepState("round-1");
+    const answer = ctx.elicit("who", "Your name?", s.object({ name: s.string() }));
+    return answer ? `hello ${answer.name} (${ctx.state})` : "declined";
+  });
+  const host = new TestHost({ client: { elicitation: true } });
+  let need;
+  assert.throws(() => host.callTool(plugin, "t.ask"), (e) => (need = e) instanceof NeedInput);
+  assert.equal(JSON.parse(need.request.elicit.requestedSchema).required[0], "name");
+  host.answer(need, { action: "accept", content: { name: "ada" } });
+  assert.equal(host.callTool(plugin, "t.ask").text, "hello ada (round-1)");
+});
+
+test("resources, templates and prompts", () => {
+  const plugin = new Plugin()
+    .resource({ uri: "x://fixed", name: "fixed" }, () => "fixed body")
+    .resourceTemplate({ uriTemplate: "notes://{id}", name: "note" }, (ctx, { id }) => `note ${id}`)
+    .prompt({ name: "p", arguments: [{ name: "topic", required: true }] }, (ctx, { topic }) => `about ${topic}`);
+  const host = new TestHost();
+  assert.equal(host.readResource(plugin, "x://fixed").body, "fixed body");
+  assert.equal(host.readResource(plugin, "notes://a%20b").body, "note a b");
+  assert.throws(() => host.readResource(plugin, "notes://a/b"), /unknown resource/);
+  assert.deepEqual(host.getPrompt(plugin, "p", { topic: "wasm" }), [["user", "about wasm"]]);
+  assert.throws(() => host.getPrompt(plugin, "p"), /missing required argument\(s\): topic/);
+  assert.deepEqual(matchTemplate("a://{x}/{y}", "a://1/2"), { x: "1", y: "2" });
+});
+
+test("a host import outside a test host is a clear error", async () => {
+  const { fetch } = await import("../index.js");
+  assert.throws(() => fetch("docs", "/"), /outside a gateway: in tests, call the plugin through TestHost/);
+});
