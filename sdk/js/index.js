@@ -352,6 +352,10 @@ function outcome(run) {
 
 /** A tool's return value as { content, structured, isError }. */
 function result(value, declaredOutput) {
+  if (value && typeof value.then === "function") {
+    // Host calls (fetch, log) block; the component has no event loop to settle a promise.
+    throw new ToolError("the tool returned a Promise: tool functions must be synchronous (drop `async`)");
+  }
   if (value instanceof Output) return { content: value.content, structured: value.structured, isError: value.isError };
   if (typeof value === "string") return { content: [{ type: "text", text: value }], structured: undefined, isError: false };
   const text = JSON.stringify(value ?? null);

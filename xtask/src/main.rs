@@ -673,7 +673,7 @@ fn install_npm(dirs: &[PathBuf]) -> anyhow::Result<()> {
         }
         eprintln!("xtask: installing npm packages in {}", dir.display());
         run(Command::new("npm")
-            .current_dir(&dir)
+            .current_dir(dir)
             .args(["ci", "--no-audit", "--no-fund"]))?;
     }
     Ok(())

@@ -744,14 +744,44 @@ pub struct CallLabels {
 
 type CallFuture<'s, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 's>>;
 
+/// How many instances of one plugin version were created, are alive, and were alive at once.
+#[derive(Default)]
+struct InstanceCounts {
+    created: std::sync::atomic::AtomicU64,
+    live: std::sync::atomic::AtomicU64,
+    peak: std::sync::atomic::AtomicU64,
+}
+
+/// One live instance, counted until dropped.
+struct Live<'a>(&'a InstanceCounts);
+
+impl<'a> Live<'a> {
+    fn start(counts: &'a InstanceCounts) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        counts.created.fetch_add(1, Relaxed);
+        let now = counts.live.fetch_add(1, Relaxed) + 1;
+        counts.peak.fetch_max(now, Relaxed);
+        Self(counts)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A compiled plugin, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginCode {
     sandbox: Sandbox,
     pre: InstancePre<HostState>,
     exports: Arc<Exports>,
-    /// Instances created so far (every call, including describing itself at load).
-    instances: Arc<std::sync::atomic::AtomicU64>,
+    /// Instances created so far (every call, including describing itself at load), alive
+    /// now, and alive at once at most.
+    instances: Arc<InstanceCounts>,
     /// Whether this code came from the artifact cache rather than a compile.
     from_cache: bool,
     /// What one instance takes from the pool.
@@ -796,7 +826,16 @@ impl PluginCode {
 
     /// How many instances of this plugin have been created (one per call).
     pub fn instances_created(&self) -> u64 {
-        self.instances.load(std::sync::atomic::Ordering::Relaxed)
+        self.instances
+            .created
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The most instances of this plugin that were alive at once.
+    pub fn peak_instances(&self) -> u64 {
+        self.instances
+            .peak
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Run `call` (the export `export`, about `item`) in a fresh instance under `env`'s
@@ -897,8 +936,7 @@ impl PluginCode {
             return Err(SandboxError::ShareBusy(size));
         }
 
-        self.instances
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _live = Live::start(&self.instances);
         let mut store = Store::new(&self.sandbox.inner.engine, HostState::new(env));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);

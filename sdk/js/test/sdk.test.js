@@ -41,7 +41,8 @@ test("results: strings, values, Outputs and thrown errors", () => {
     .tool({ name: "t.output" }, () => Output.error("nope"))
     .tool({ name: "t.throws" }, () => {
       throw new RangeError("boom");
-    });
+    })
+    .tool({ name: "t.async" }, async () => "later");
   const host = new TestHost();
   assert.equal(host.callTool(plugin, "t.text").text, "hi");
   assert.deepEqual(host.callTool(plugin, "t.value").structured, { a: 1 });
@@ -49,6 +50,7 @@ test("results: strings, values, Outputs and thrown errors", () => {
   assert.equal(host.callTool(plugin, "t.output").isError, true);
   assert.throws(() => host.callTool(plugin, "t.throws"), /the plugin failed: boom/);
   assert.throws(() => host.callTool(plugin, "t.none"), /unknown tool `t.none`/);
+  assert.throws(() => host.callTool(plugin, "t.async"), /must be synchronous/);
   assert.throws(() => new Plugin().tool({ name: "bad name" }, () => ""), /must match/);
 });
 
