@@ -10,6 +10,9 @@
 //!   (RFC 8693) in the cache — the cost every downstream request pays once the first
 //!   exchange for that user and service is done;
 //! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does;
+//! * `request_path/tools_call_jwt_cached`: the whole in-process request path, bytes in to
+//!   bytes out (host guard, JWT cache hit, front, MCP, sandbox): the hot path's regression
+//!   guard;
 //! * `plugin_call/{rust,python,javascript}`: one call of the same word-count tool written with
 //!   each guest SDK (`hello`'s `hello.greet` for Rust; `py-words`, `js-words`): what a plugin's
 //!   language costs per call (the interpreter's start-up in its fresh instance included);
@@ -130,6 +133,7 @@ fn sandbox(c: &mut Criterion) {
 
 /// A gateway configuration trusting the RS256 test issuer (served here) and, for ES256, a
 /// development authorization server (served here too); tokens from both for `resource`.
+/// `tenant` is appended to the tenant's section.
 struct Issuers {
     resource: String,
     rs256: String,
@@ -137,7 +141,7 @@ struct Issuers {
     config: Config,
 }
 
-async fn issuers() -> Issuers {
+async fn issuers(tenant: &str) -> Issuers {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -155,7 +159,7 @@ async fn issuers() -> Issuers {
          [dev_as]\nenabled = true\nkey_file = \"dev-as.key\"\nexchange_audiences = [\"{EXCHANGE_AUDIENCE}\"]\n\
          [[dev_as.clients]]\nclient_id = \"gateway\"\nclient_secret_env = \"PORTCULLIS_BENCH_SECRET\"\n\
          grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
-         [[tenant]]\nid = \"bench\"\n"
+         [[tenant]]\nid = \"bench\"\n{tenant}"
     );
     let config = Config::parse(&text, &dir.join("bench.toml"), &dir).unwrap();
     let dev =
@@ -209,7 +213,7 @@ fn request_parts(token: &str) -> http::request::Parts {
 
 fn jwt(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issuers = rt.block_on(issuers());
+    let issuers = rt.block_on(issuers(""));
     let auth = |cache: usize| {
         let mut a = issuers.config.auth.clone();
         a.token_cache_entries = cache;
@@ -258,7 +262,7 @@ const EXCHANGE_AUDIENCE: &str = "https://api.bench.test/";
 
 fn exchange(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issuers = rt.block_on(issuers());
+    let issuers = rt.block_on(issuers(""));
     let rs = rt
         .block_on(ResourceServer::start(
             &issuers.config.auth,
@@ -372,10 +376,77 @@ fn schema(c: &mut Criterion) {
     });
 }
 
+/// The whole in-process request path, bytes in to bytes out: a 2026-07-28 `tools/call echo`
+/// with an RS256 token (a validated-token cache hit) through the router — host guard, auth,
+/// the front, MCP, a fresh sandbox instance — and the response body collected. The
+/// regression guard for the hot path; compare it with `sandbox/echo_call` and `jwt/cache_hit`.
+fn request_path(c: &mut Criterion) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = root().join("target/plugins/echo.wasm");
+    let issuers = rt.block_on(issuers(&format!(
+        "plugins = [{:?}]\n",
+        echo.display().to_string()
+    )));
+    let gateway = rt
+        .block_on(portcullis::Portcullis::start(issuers.config.clone()))
+        .unwrap();
+    let router = gateway.router();
+    let host = issuers
+        .resource
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    let body = bytes::Bytes::from(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"text": "hello"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        }}})
+        .to_string(),
+    );
+    let authorization = format!("Bearer {}", issuers.rs256);
+    let call = || async {
+        let request = http::Request::post("/mcp")
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "echo")
+            .header("authorization", &authorization)
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes)
+    };
+    // The first call fetches the issuer's keys; every answer must be the echo.
+    let (status, bytes) = rt.block_on(call());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("hello"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    c.bench_function("request_path/tools_call_jwt_cached", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (status, bytes) = call().await;
+            assert_eq!(status, 200);
+            std::hint::black_box(bytes)
+        })
+    });
+    gateway.shutdown_token().cancel();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = sandbox, plugin_call, schema, jwt, exchange, jsonrpc
+    targets = request_path, sandbox, plugin_call, schema, jwt, exchange, jsonrpc
 }
 /// Criterion's `criterion_main!`, with the one environment variable the exchange benchmark
 /// needs set first, while this is the only thread.
