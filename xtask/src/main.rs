@@ -396,18 +396,12 @@ fn test_guest_code(root: &Path) -> anyhow::Result<()> {
         .args(["test", "-p", "hello", "-p", "notes"]))?;
     for lang in Script::ALL {
         lang.install(root)?;
+        run(&mut lang.sdk_tests(root))?;
         for app in lang.examples(root)? {
             run(&mut lang.test(root, &app))?;
         }
     }
-    // The script SDKs' own tests.
-    run(Command::new(root.join("target/guest-py/venv/bin/python"))
-        .current_dir(root.join("sdk/python"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .arg("test_sdk.py"))?;
-    run(Command::new("node")
-        .current_dir(root.join("sdk/js"))
-        .args(["--test", "test/"]))
+    Ok(())
 }
 
 /// Install the wasm target if rustup does not list it yet.
@@ -513,7 +507,7 @@ impl Script {
     fn install(self, root: &Path) -> anyhow::Result<()> {
         match self {
             Script::Python => install_venv(
-                &root.join("target/guest-py/venv"),
+                &root.join(PYTHON_VENV),
                 &root.join("sdk/python/requirements-build.txt"),
             ),
             Script::JavaScript => {
@@ -528,14 +522,8 @@ impl Script {
     fn build(self, root: &Path, app: &Path, wasm: &Path) -> Command {
         let mut cmd = match self {
             Script::Python => {
-                let mut c = Command::new(root.join("target/guest-py/venv/bin/python"));
-                c.env("PYTHONPATH", root.join("sdk/python")).args([
-                    "-m",
-                    "portcullis_sdk",
-                    "build",
-                    "app.py",
-                    "-o",
-                ]);
+                let mut c = python(root);
+                c.args(["-m", "portcullis_sdk", "build", "app.py", "-o"]);
                 c
             }
             Script::JavaScript => {
@@ -549,14 +537,28 @@ impl Script {
         cmd
     }
 
+    /// The command that runs the SDK's own tests.
+    fn sdk_tests(self, root: &Path) -> Command {
+        match self {
+            Script::Python => {
+                let mut c = python(root);
+                c.current_dir(root.join("sdk/python")).arg("test_sdk.py");
+                c
+            }
+            Script::JavaScript => {
+                let mut c = Command::new("node");
+                c.current_dir(root.join("sdk/js")).args(["--test", "test/"]);
+                c
+            }
+        }
+    }
+
     /// The command that runs the example's own native tests.
     fn test(self, root: &Path, app: &Path) -> Command {
         let mut cmd = match self {
             Script::Python => {
-                let mut c = Command::new(root.join("target/guest-py/venv/bin/python"));
-                c.env("PYTHONPATH", root.join("sdk/python"))
-                    .env("PYTHONDONTWRITEBYTECODE", "1")
-                    .arg("test_app.py");
+                let mut c = python(root);
+                c.arg("test_app.py");
                 c
             }
             Script::JavaScript => {
@@ -568,6 +570,18 @@ impl Script {
         cmd.current_dir(app);
         cmd
     }
+}
+
+/// Where the Python plugin toolchain (componentize-py) is installed.
+const PYTHON_VENV: &str = "target/guest-py/venv";
+
+/// That toolchain's interpreter, with this checkout's SDK on the module path (and no
+/// bytecode written into the source tree).
+fn python(root: &Path) -> Command {
+    let mut c = Command::new(root.join(PYTHON_VENV).join("bin/python"));
+    c.env("PYTHONPATH", root.join("sdk/python"))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    c
 }
 
 /// The newest modification time of the files under `dirs` (installed packages and caches

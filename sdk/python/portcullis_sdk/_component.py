@@ -69,6 +69,16 @@ def _input_required(need):
     return types.InputRequired([types.KeyedRequest(need.key, request)], need.state)
 
 
+def _refuse(outcome, unknown, invalid, failed):
+    """Raise the error arm of a WIT result for a plain outcome that is neither done nor input:
+    ``unknown()`` for ("unknown",) / ("not-found",), ``invalid(message)``, ``failed(message)``."""
+    if outcome[0] in ("unknown", "not-found"):
+        raise Err(unknown())
+    if outcome[0] == "invalid":
+        raise Err(invalid(outcome[1]))
+    raise Err(failed(outcome[1]))
+
+
 def _dumps(value):
     return None if value is None else json.dumps(value)
 
@@ -108,11 +118,7 @@ def exports(plugin):
                 )
             if outcome[0] == "input":
                 return tools.CallOutcome_InputRequired(_input_required(outcome[1]))
-            if outcome[0] == "unknown":
-                raise Err(tools.ToolError_UnknownTool())
-            if outcome[0] == "invalid":
-                raise Err(tools.ToolError_InvalidArguments(outcome[1]))
-            raise Err(tools.ToolError_Failed(outcome[1]))
+            _refuse(outcome, tools.ToolError_UnknownTool, tools.ToolError_InvalidArguments, tools.ToolError_Failed)
 
     class Resources(_exports.Resources):
         def list_resources(self):
@@ -160,11 +166,8 @@ def exports(plugin):
                 return prompts.GetOutcome_Done(prompts.PromptResult(None, messages))
             if outcome[0] == "input":
                 return prompts.GetOutcome_InputRequired(_input_required(outcome[1]))
-            if outcome[0] == "unknown":
-                raise Err(prompts.PromptError_UnknownPrompt())
-            if outcome[0] == "invalid":
-                raise Err(prompts.PromptError_InvalidArguments(outcome[1]))
-            raise Err(prompts.PromptError_Failed(outcome[1]))
+            _refuse(outcome, prompts.PromptError_UnknownPrompt, prompts.PromptError_InvalidArguments,
+                    prompts.PromptError_Failed)
 
     class Completion(_exports.Completion):
         def complete(self, ctx, reference, argument_name, argument_value, context_arguments):
