@@ -39,10 +39,15 @@ fn machine() -> serde_json::Value {
     })
 }
 
-/// The native baseline's point for `mode` at `concurrency`.
-fn baseline<'r>(runs: &'r [Run], mode: &str, concurrency: usize) -> Option<&'r Measured> {
+/// `system`'s point for `mode` at `concurrency` (the native baseline, the ceiling).
+fn point<'r>(
+    runs: &'r [Run],
+    system: &str,
+    mode: &str,
+    concurrency: usize,
+) -> Option<&'r Measured> {
     runs.iter()
-        .find(|r| r.system == "native" && r.mode == mode)?
+        .find(|r| r.system == system && r.mode == mode)?
         .points
         .iter()
         .find(|p| p.concurrency == concurrency && p.req_per_s > 0.0)
@@ -61,7 +66,8 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
         "# Benchmark results\n\nMachine: {} ({} cores), Linux {}. {}.\n\
          Each point: {:.1} s warm-up, {:.1} s measured, closed loop (each client sends its next \
          request when the answer arrives). Ratio = req/s ÷ the native rmcp server's req/s at the \
-         same mode and concurrency in this run. Server CPU = the server process's CPU time (all \
+         same mode and concurrency in this run; of ceiling = req/s ÷ the ceiling's (a bare hyper \
+         server answering the same bytes, no MCP library). Server CPU = the server process's CPU time (all \
          threads) per answered request; CPU ratio = native's CPU per request ÷ the system's \
          (what the req/s ratio would be if both servers saturated their core). Core % = the \
          share of its core each side used; a load generator near 100 % limited the point.\n",
@@ -75,13 +81,17 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
     for mode in ["stateless", "session"] {
         let _ = writeln!(
             md,
-            "## {mode}\n\n| system | concurrency | req/s | ratio to native | p50 µs | p99 µs | server CPU µs/req | CPU ratio | server core % | load generator core % | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "## {mode}\n\n| system | concurrency | req/s | ratio to native | of ceiling | p50 µs | p99 µs | server CPU µs/req | CPU ratio | server core % | load generator core % | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in runs.iter().filter(|r| r.mode == mode) {
             for p in &r.points {
-                let base = baseline(runs, mode, p.concurrency);
+                let base = point(runs, "native", mode, p.concurrency);
                 let ratio = show(base.map(|b| p.req_per_s / b.req_per_s), |v| {
                     format!("{v:.2}×")
+                });
+                let ceiling = point(runs, "ceiling", mode, p.concurrency);
+                let of_ceiling = show(ceiling.map(|c| p.req_per_s / c.req_per_s), |v| {
+                    format!("{v:.2}")
                 });
                 let cpu_ratio = show(
                     base.and_then(|b| b.server_cpu_us_per_req)
@@ -94,7 +104,7 @@ fn markdown(s: &Settings, runs: &[Run]) -> String {
                 });
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {ratio} | {:.0} | {:.0} | {} | {cpu_ratio} | {} | {} | {} | {rss} |",
+                    "| {} | {} | {:.0} | {ratio} | {of_ceiling} | {:.0} | {:.0} | {} | {cpu_ratio} | {} | {} | {} | {rss} |",
                     r.system,
                     p.concurrency,
                     p.req_per_s,

@@ -33,6 +33,7 @@ impl Mode {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
+    Ceiling,
     Native,
     Portcullis(Auth),
     TypeScript,
@@ -53,9 +54,13 @@ pub(crate) struct System {
     kind: Kind,
 }
 
-/// Every system, the baseline first.
+/// Every system: the ceiling (a bare hyper server), then the baseline (native rmcp).
 pub(crate) fn all() -> Vec<System> {
     vec![
+        System {
+            name: "ceiling",
+            kind: Kind::Ceiling,
+        },
         System {
             name: "native",
             kind: Kind::Native,
@@ -179,7 +184,9 @@ impl System {
     fn protocol(self, mode: Mode) -> Protocol {
         match (self.kind, mode) {
             (_, Mode::Session) => Protocol::Session,
-            (Kind::Native | Kind::Portcullis(_), Mode::Stateless) => Protocol::Modern,
+            (Kind::Ceiling | Kind::Native | Kind::Portcullis(_), Mode::Stateless) => {
+                Protocol::Modern
+            }
             (Kind::TypeScript | Kind::Python, Mode::Stateless) => Protocol::Stateless2025,
         }
     }
@@ -194,6 +201,10 @@ impl System {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::fs::File::create(s.out.join(format!("{}-{}.log", self.name, mode.name())))?;
         let (mut cmd, token) = match self.kind {
+            Kind::Ceiling => (
+                pinned(&s.bin_dir.join("echo-ceiling"), &[port.to_string()]),
+                None,
+            ),
             Kind::Native => {
                 let mut c = pinned(&s.bin_dir.join("echo-native"), &[port.to_string()]);
                 c.env("BENCH_WORKER_THREADS", "1");

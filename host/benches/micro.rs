@@ -11,8 +11,9 @@
 //!   exchange for that user and service is done;
 //! * `jsonrpc/parse`: parsing a `tools/call` body as the front guard does;
 //! * `request_path/tools_call_jwt_cached`: the whole in-process request path, bytes in to
-//!   bytes out (host guard, JWT cache hit, front, MCP, sandbox): the hot path's regression
-//!   guard;
+//!   bytes out (host guard, JWT cache hit, front, direct path, sandbox): the hot path's
+//!   regression guard; `…_through_rmcp` is the same request routed through rmcp's stateless
+//!   service (its `Accept` spelled with weights), the path every request took before;
 //! * `plugin_call/{rust,python,javascript}`: one call of the same word-count tool written with
 //!   each guest SDK (`hello`'s `hello.greet` for Rust; `py-words`, `js-words`): what a plugin's
 //!   language costs per call (the interpreter's start-up in its fresh instance included);
@@ -416,11 +417,13 @@ fn request_path(c: &mut Criterion) {
         .to_string(),
     );
     let authorization = format!("Bearer {}", issuers.rs256);
-    let call = || async {
+    // `accept` as clients send it takes the direct path; spelled with weights (the same
+    // preference), the request goes through rmcp's stateless service: the baseline.
+    let call = |accept: &'static str| async {
         let request = http::Request::post("/mcp")
             .header("host", &host)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", accept)
             .header("mcp-protocol-version", "2026-07-28")
             .header("mcp-method", "tools/call")
             .header("mcp-name", "echo")
@@ -429,24 +432,33 @@ fn request_path(c: &mut Criterion) {
             .unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let sse = response.headers()["content-type"] == "text/event-stream";
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, bytes)
+        (status, sse, bytes)
     };
-    // The first call fetches the issuer's keys; every answer must be the echo.
-    let (status, bytes) = rt.block_on(call());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
-    assert!(
-        String::from_utf8_lossy(&bytes).contains("hello"),
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    c.bench_function("request_path/tools_call_jwt_cached", |b| {
-        b.to_async(&rt).iter(|| async {
-            let (status, bytes) = call().await;
-            assert_eq!(status, 200);
-            std::hint::black_box(bytes)
-        })
-    });
+    const DIRECT: &str = "application/json, text/event-stream";
+    const THROUGH_RMCP: &str = "application/json;q=1, text/event-stream;q=1";
+    // The first call fetches the issuer's keys; every answer must be the echo, and each
+    // variant must take its path (rmcp answers SSE, the direct path JSON).
+    for (accept, want_sse) in [(DIRECT, false), (THROUGH_RMCP, true)] {
+        let (status, sse, bytes) = rt.block_on(call(accept));
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("hello"), "{text}");
+        assert_eq!(sse, want_sse, "{accept}: {text}");
+    }
+    for (name, accept) in [
+        ("request_path/tools_call_jwt_cached", DIRECT),
+        ("request_path/tools_call_jwt_cached_through_rmcp", THROUGH_RMCP),
+    ] {
+        c.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let (status, _, bytes) = call(accept).await;
+                assert_eq!(status, 200);
+                std::hint::black_box(bytes)
+            })
+        });
+    }
     gateway.shutdown_token().cancel();
 }
 

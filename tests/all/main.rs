@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod conformance;
 mod dev_as;
+mod direct_path;
 mod downstream;
 mod exchange;
 mod guest_sdks;

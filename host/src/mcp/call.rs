@@ -1,20 +1,17 @@
 //! One plugin call's environment: its limits and cancellation, the host capabilities it gets
 //! (each prepared by its owner) and the context the plugin is told.
 //!
-//! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from a request. Must not: build a
+//! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from an [`Exchange`]. Must not: build a
 //! capability's own state (`downstream::TenantServices::for_call` and
 //! `RequestObserver::for_call` do) or decide whether the call may happen (`Catalog::authorize`).
 
 use std::sync::Arc;
 
-use rmcp::RoleServer;
-use rmcp::service::RequestContext;
-
-use super::era::{Era, client_capabilities, client_features};
+use super::era::{Era, client_features};
+use super::exchange::Exchange;
 use super::gateway::Gateway;
 use super::observer::RequestObserver;
 use super::record::RequestRecord;
-use crate::auth::{Principal, SecretToken};
 use crate::downstream::CallOrigin;
 use crate::plugins::LoadedPlugin;
 use crate::sandbox::{CallEnv, CallLabels, wit};
@@ -30,28 +27,27 @@ pub(super) struct Invocation {
 }
 
 impl Gateway {
-    /// Everything one call of `plugin` by `who` runs with.
+    /// Everything one call of `plugin` for the request `ex` runs with.
     pub(super) fn invocation(
         &self,
-        ctx: &RequestContext<RoleServer>,
-        who: &Principal,
+        ex: &Exchange,
         plugin: &Arc<LoadedPlugin>,
         record: &RequestRecord,
     ) -> Invocation {
         Invocation {
             tenant: self.tenant.id().clone(),
             plugin: plugin.clone(),
-            env: self.call_env(ctx, plugin, record),
-            context: call_context(ctx, who, plugin),
+            env: self.call_env(ex, plugin, record),
+            context: call_context(ex, plugin),
         }
     }
 
     /// The lowest log level the client wants for this request, if any.
-    fn min_log_level(&self, ctx: &RequestContext<RoleServer>) -> Option<LogLevel> {
-        match Era::of(ctx) {
+    fn min_log_level(&self, ex: &Exchange) -> Option<LogLevel> {
+        match ex.era {
             // 2026-07-28: only when this request asked, never otherwise.
             Era::Stateless => {
-                let level = ctx.meta.log_level()?;
+                let level = ex.meta.log_level()?;
                 serde_json::to_value(level)
                     .ok()
                     .and_then(|v| v.as_str().and_then(LogLevel::from_name))
@@ -61,31 +57,22 @@ impl Gateway {
         }
     }
 
-    fn call_env(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-        plugin: &LoadedPlugin,
-        record: &RequestRecord,
-    ) -> CallEnv {
+    fn call_env(&self, ex: &Exchange, plugin: &LoadedPlugin, record: &RequestRecord) -> CallEnv {
         let version = &plugin.sha256[..12];
         record.span.record("portcullis.plugin", &*plugin.name);
         record.span.record("portcullis.plugin.version", version);
         let origin = CallOrigin {
-            trace_parent: ctx.meta.get_traceparent().map(str::to_string),
-            subject: ctx
-                .extensions
-                .get::<http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<SecretToken>())
-                .cloned(),
+            trace_parent: ex.meta.get_traceparent().map(str::to_string),
+            subject: ex.secret.clone(),
         };
         CallEnv {
             plugin: plugin.name.clone(),
             limits: plugin.limits.clone(),
-            cancel: ctx.ct.clone(),
+            cancel: ex.cancel.clone(),
             observer: RequestObserver::for_call(
-                ctx,
+                ex,
                 &plugin.name,
-                self.min_log_level(ctx),
+                self.min_log_level(ex),
                 &self.tenant.plugins,
             ),
             egress: self
@@ -104,14 +91,8 @@ impl Gateway {
 }
 
 /// What the plugin is told about the call: the caller's identity, the request, the client.
-fn call_context(
-    ctx: &RequestContext<RoleServer>,
-    who: &Principal,
-    plugin: &LoadedPlugin,
-) -> wit::CallContext {
-    let request_id = serde_json::to_value(&ctx.id)
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-        .unwrap_or_default();
+fn call_context(ex: &Exchange, plugin: &LoadedPlugin) -> wit::CallContext {
+    let who = &ex.who;
     wit::CallContext {
         tenant: who.tenant.to_string(),
         issuer: who.issuer.as_deref().map(str::to_string),
@@ -119,9 +100,9 @@ fn call_context(
         client_id: who.client_id.clone(),
         scopes: who.scope_list(),
         claims: who.claims.clone(),
-        request_id,
-        trace_parent: ctx.meta.get_traceparent().map(str::to_string),
-        client: client_features(&client_capabilities(ctx)),
+        request_id: ex.id_text(),
+        trace_parent: ex.meta.get_traceparent().map(str::to_string),
+        client: client_features(&ex.client_caps),
         config: plugin.config.clone(),
     }
 }

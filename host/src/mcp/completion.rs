@@ -3,12 +3,12 @@
 //! Owns: reading the completion reference and shaping the answer (at most 100 values).
 //! Must not: decide access (`Gateway::authorize`).
 
+use rmcp::ErrorData;
 use rmcp::model::{CompleteRequestParams, CompleteResult};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
 
 use super::convert::{self, complete};
+use super::exchange::Exchange;
 use super::gateway::Gateway;
 use super::record::{Outcome, RequestRecord};
 use super::refusal::{Refused, failed};
@@ -22,14 +22,13 @@ const MAX_VALUES: usize = 100;
 pub(super) async fn complete_argument(
     gw: &Gateway,
     request: CompleteRequestParams,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<CompleteResult, ErrorData> {
-    let who = gw.principal(ctx)?;
     let req = serde_json::to_value(&request).unwrap_or_default();
     let (target, reference) = reference(&req["ref"])?;
-    let record = RequestRecord::start(&gw.tenant, ctx, "completion/complete", None);
+    let record = RequestRecord::start(&gw.tenant, ex, "completion/complete", None);
     let catalog = gw.tenant.catalog();
-    let plugin = match gw.authorize(&catalog, &who, target) {
+    let plugin = match gw.authorize(&catalog, &ex.who, target) {
         Ok(permit) => permit.plugin.clone(),
         // An unknown template has nothing to complete (not an error in the protocol).
         Err(Refused::Unknown(_)) if matches!(target, Target::Template(_)) => {
@@ -47,7 +46,7 @@ pub(super) async fn complete_argument(
         text(&req["argument"]["value"]),
     );
     let context = convert::prompt_arguments(req["context"]["arguments"].as_object());
-    let call = gw.invocation(ctx, &who, &plugin, &record);
+    let call = gw.invocation(ex, &plugin, &record);
     let outcome = plugin
         .code
         .complete(&call.env, call.context, reference, argument, context)

@@ -1,12 +1,12 @@
 //! Which protocol era a request belongs to, and what its client declared it can do.
 //!
-//! Owns: the one era decision ([`Era::of`]) and the client-capability reading every handler
-//! uses. Must not: answer requests (the handlers choose era-specific answers from this).
+//! Owns: the one era decision ([`Era::of`], [`Era::of_version`]) and what a plugin is told the
+//! client can do. Must not: answer requests (the handlers choose era-specific answers from this).
 
 use rmcp::RoleServer;
 use rmcp::model::ProtocolVersion;
 use rmcp::service::RequestContext;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::sandbox::wit;
 
@@ -22,22 +22,18 @@ pub(super) enum Era {
 impl Era {
     /// The era of `ctx`'s request (rmcp chose it from `_meta` or the version header).
     pub(super) fn of(ctx: &RequestContext<RoleServer>) -> Self {
-        let stateless = ctx
-            .protocol_version()
-            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
-        if stateless {
+        ctx.protocol_version()
+            .map_or(Self::Session, |v| Self::of_version(v.as_str()))
+    }
+
+    /// The era of protocol revision `version`.
+    pub(super) fn of_version(version: &str) -> Self {
+        if version >= ProtocolVersion::V_2026_07_28.as_str() {
             Self::Stateless
         } else {
             Self::Session
         }
     }
-}
-
-/// The client's declared capabilities, as JSON (`{}` when it declared none).
-pub(super) fn client_capabilities(ctx: &RequestContext<RoleServer>) -> Value {
-    ctx.client_capabilities()
-        .and_then(|c| serde_json::to_value(c).ok())
-        .unwrap_or_else(|| json!({}))
 }
 
 /// What a plugin is told the client can do.

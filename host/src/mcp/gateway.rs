@@ -27,6 +27,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use super::convert::{self, complete, model};
+use super::exchange::Exchange;
 use super::notify::{self, Lists, Sink};
 use super::paging::page;
 use super::record::{Outcome, RequestRecord};
@@ -56,40 +57,24 @@ impl Gateway {
         }
     }
 
-    /// Who made the request: the principal the auth layer attached, or the fixed identity.
-    pub(super) fn principal(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Result<Principal, ErrorData> {
-        if let Some(p) = &self.fixed_principal {
-            return Ok(p.as_ref().clone());
-        }
-        ctx.extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>())
-            .cloned()
-            .ok_or_else(|| {
-                tracing::error!(
-                    "request reached the MCP handler without a principal; check the auth layer"
-                );
-                ErrorData::internal_error("request is not authenticated", None)
-            })
+    /// The request `ctx` describes, as the handlers see it.
+    fn exchange(&self, ctx: &RequestContext<RoleServer>) -> Result<Exchange, ErrorData> {
+        Exchange::from_rmcp(ctx, self.fixed_principal.as_deref())
     }
 
     /// A list method's answer: one page of the items `items` yields, given which targets the
     /// caller may see, stored under `key`.
     pub(super) fn listing<R: serde::de::DeserializeOwned>(
         &self,
-        ctx: &RequestContext<RoleServer>,
+        ex: &Exchange,
         method: &'static str,
         key: &str,
         request: Option<&PaginatedRequestParams>,
         items: impl FnOnce(&Catalog, &dyn Fn(Target<'_>) -> bool) -> Vec<Value>,
     ) -> Result<R, ErrorData> {
-        let record = RequestRecord::start(&self.tenant, ctx, method, None);
-        let who = self.principal(ctx)?;
+        let record = RequestRecord::start(&self.tenant, ex, method, None);
         let catalog = self.tenant.catalog();
-        let visible = |t: Target<'_>| self.tenant.visible(&catalog, &who, t);
+        let visible = |t: Target<'_>| self.tenant.visible(&catalog, &ex.who, t);
         let result = page(key, items(&catalog, &visible), request).and_then(complete);
         record.finish(None, Outcome::of(&result));
         result
@@ -178,7 +163,7 @@ impl ServerHandler for Gateway {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        resources::subscribe(self, request, &ctx)
+        resources::subscribe(self, request, &self.exchange(&ctx)?)
     }
 
     async fn unsubscribe(
@@ -206,7 +191,7 @@ impl ServerHandler for Gateway {
             prompts: wants("promptsListChanged"),
             resources: wants("resourcesListChanged"),
         };
-        let who = self.principal(ctx.request_context())?;
+        let who = self.exchange(ctx.request_context())?.who;
         let uris: HashSet<String> = accepted["resourceSubscriptions"]
             .as_array()
             .into_iter()
@@ -228,7 +213,7 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        tools::list(self, request.as_ref(), &ctx)
+        tools::list(self, request.as_ref(), &self.exchange(&ctx)?)
     }
 
     async fn call_tool(
@@ -236,7 +221,7 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        tools::call(self, request, &ctx).await
+        tools::call(self, request, &self.exchange(&ctx)?).await
     }
 
     async fn list_resources(
@@ -244,7 +229,7 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        resources::list(self, request.as_ref(), &ctx)
+        resources::list(self, request.as_ref(), &self.exchange(&ctx)?)
     }
 
     async fn list_resource_templates(
@@ -252,7 +237,7 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        resources::templates(self, request.as_ref(), &ctx)
+        resources::templates(self, request.as_ref(), &self.exchange(&ctx)?)
     }
 
     async fn read_resource(
@@ -260,7 +245,7 @@ impl ServerHandler for Gateway {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        resources::read(self, request, &ctx).await
+        resources::read(self, request, &self.exchange(&ctx)?).await
     }
 
     async fn list_prompts(
@@ -268,7 +253,7 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        prompts::list(self, request.as_ref(), &ctx)
+        prompts::list(self, request.as_ref(), &self.exchange(&ctx)?)
     }
 
     async fn get_prompt(
@@ -276,7 +261,7 @@ impl ServerHandler for Gateway {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        prompts::get(self, request, &ctx).await
+        prompts::get(self, request, &self.exchange(&ctx)?).await
     }
 
     async fn complete(
@@ -284,6 +269,6 @@ impl ServerHandler for Gateway {
         request: CompleteRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        completion::complete_argument(self, request, &ctx).await
+        completion::complete_argument(self, request, &self.exchange(&ctx)?).await
     }
 }

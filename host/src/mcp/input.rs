@@ -10,19 +10,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use rmcp::ErrorData;
 use rmcp::model::{CustomRequest, InputRequiredResult, InputResponses, ServerRequest};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use super::call::Invocation;
 use super::convert::{self, complete, model};
-use super::era::{Era, client_capabilities};
+use super::era::Era;
+use super::exchange::{Exchange, ToClient};
 use super::gateway::Gateway;
 use super::record::{Outcome, RequestRecord};
 use super::request_state::Binding;
-use crate::auth::Principal;
 use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{BoxFuture, wit};
 use crate::telemetry::untrusted;
@@ -78,7 +77,7 @@ impl Gateway {
     /// rounds, answer for the era, and record the request.
     pub(super) async fn answer_with_input<R, C, F, Fut>(
         &self,
-        ctx: &RequestContext<RoleServer>,
+        ex: &Exchange,
         method: &'static str,
         target: Target<'_>,
         retry: Retry<'_>,
@@ -90,10 +89,9 @@ impl Gateway {
         F: Fn(Invocation, Option<wit::Continuation>) -> Fut,
         Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
     {
-        let who = self.principal(ctx)?;
-        let record = RequestRecord::start(&self.tenant, ctx, method, Some(target.key()));
+        let record = RequestRecord::start(&self.tenant, ex, method, Some(target.key()));
         let catalog = self.tenant.catalog();
-        let plugin = match self.authorize(&catalog, &who, target) {
+        let plugin = match self.authorize(&catalog, &ex.who, target) {
             Ok(permit) => permit.plugin,
             Err(refused) => {
                 record.finish(None, refused.outcome());
@@ -101,10 +99,10 @@ impl Gateway {
             }
         };
         let rounds = self
-            .run(ctx, &who, plugin, &record, retry, call)
+            .run(ex, plugin, &record, retry, call)
             .instrument(record.span.clone())
             .await;
-        let response = respond::<R, C>(ctx, rounds);
+        let response = respond::<R, C>(ex.era, rounds);
         record.finish(Some(&plugin.name), Outcome::of(&response));
         response
     }
@@ -113,8 +111,7 @@ impl Gateway {
     /// the call's environment once, then invoke `call` for each round the request's era allows.
     pub(super) async fn run<F, Fut>(
         &self,
-        ctx: &RequestContext<RoleServer>,
-        who: &Principal,
+        ex: &Exchange,
         plugin: &Arc<LoadedPlugin>,
         record: &RequestRecord,
         retry: Retry<'_>,
@@ -124,7 +121,8 @@ impl Gateway {
         F: Fn(Invocation, Option<wit::Continuation>) -> Fut,
         Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
     {
-        let invocation = self.invocation(ctx, who, plugin, record);
+        let invocation = self.invocation(ex, plugin, record);
+        let who = &ex.who;
         let binding = Binding {
             tenant: who.tenant.to_string(),
             issuer: who.issuer.as_deref().map(str::to_string),
@@ -132,7 +130,7 @@ impl Gateway {
             method: record.method.into(),
             target: record.target.clone(),
         };
-        self.drive(ctx, &binding, retry, |continuation| {
+        self.drive(ex, &binding, retry, |continuation| {
             Box::pin(call(invocation.clone(), continuation))
         })
         .await
@@ -141,7 +139,7 @@ impl Gateway {
     /// Invoke a plugin until it is done, serving its input requests the way the era allows.
     async fn drive<T, F>(
         &self,
-        ctx: &RequestContext<RoleServer>,
+        ex: &Exchange,
         binding: &Binding,
         retry: Retry<'_>,
         mut invoke: F,
@@ -149,7 +147,7 @@ impl Gateway {
     where
         F: FnMut(Option<wit::Continuation>) -> BoxFuture<'static, Result<Step<T>, RoundError>>,
     {
-        let era = Era::of(ctx);
+        let era = ex.era;
         let mut continuation = match era {
             Era::Stateless => self.retry_continuation(binding, retry)?,
             Era::Session => None,
@@ -159,7 +157,7 @@ impl Gateway {
                 Step::Done(v) => return Ok(Rounds::Done(v)),
                 Step::Input(ir) => ir,
             };
-            let questions = questions(ctx, &needed)?;
+            let questions = questions(&ex.client_caps, &needed)?;
             if era == Era::Stateless {
                 return Ok(Rounds::InputRequired(self.input_required(
                     binding,
@@ -168,7 +166,7 @@ impl Gateway {
                 )?));
             }
             continuation = Some(wit::Continuation {
-                responses: ask_client(ctx, questions).await?,
+                responses: ask_client(&ex.to_client, questions).await?,
                 state: needed.state,
             });
         }
@@ -252,17 +250,13 @@ impl Gateway {
 
 /// The plugin's input requests as protocol requests, refused when they need capabilities the
 /// client did not declare or are malformed.
-fn questions(
-    ctx: &RequestContext<RoleServer>,
-    needed: &wit::InputRequired,
-) -> Result<Vec<Question>, RoundError> {
+fn questions(caps: &Value, needed: &wit::InputRequired) -> Result<Vec<Question>, RoundError> {
     if needed.requests.is_empty() && needed.state.is_none() {
         return Err(RoundError::Rpc(ErrorData::internal_error(
             "the plugin asked for input but named none",
             None,
         )));
     }
-    let caps = client_capabilities(ctx);
     let missing: serde_json::Map<String, Value> = needed
         .requests
         .iter()
@@ -294,9 +288,14 @@ fn questions(
 
 /// Ask the client of a 2025 session each question, in order.
 async fn ask_client(
-    ctx: &RequestContext<RoleServer>,
+    to_client: &ToClient,
     questions: Vec<Question>,
 ) -> Result<Vec<wit::InputResponse>, RoundError> {
+    let ToClient::Peer(peer) = to_client else {
+        return Err(RoundError::Input(
+            "this request has no channel for server-to-client requests".into(),
+        ));
+    };
     let mut answers = Vec::with_capacity(questions.len());
     for Question {
         key,
@@ -305,10 +304,10 @@ async fn ask_client(
     } in questions
     {
         let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
-        let answer =
-            ctx.peer.send_request(request).await.map_err(|e| {
-                RoundError::Input(format!("the client did not answer {method}: {e}"))
-            })?;
+        let answer = peer
+            .send_request(request)
+            .await
+            .map_err(|e| RoundError::Input(format!("the client did not answer {method}: {e}")))?;
         let value = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
         answers.push(wit::InputResponse { key, value });
     }
@@ -316,10 +315,7 @@ async fn ask_client(
 }
 
 /// The protocol answer for a prompt or resource read that may have needed input.
-fn respond<R, C>(
-    ctx: &RequestContext<RoleServer>,
-    rounds: Result<Rounds<Value>, RoundError>,
-) -> Result<R, ErrorData>
+fn respond<R, C>(era: Era, rounds: Result<Rounds<Value>, RoundError>) -> Result<R, ErrorData>
 where
     R: From<C> + From<InputRequiredResult>,
     C: serde::de::DeserializeOwned,
@@ -327,13 +323,13 @@ where
     match rounds {
         Ok(Rounds::Done(v)) => Ok(R::from(complete::<C>(v)?)),
         Ok(Rounds::InputRequired(r)) => Ok(R::from(r)),
-        Err(e) => Err(round_error(ctx, e)),
+        Err(e) => Err(round_error(era, e)),
     }
 }
 
 /// A request-level failure of a prompt or resource read, as a protocol error for its era.
-fn round_error(ctx: &RequestContext<RoleServer>, e: RoundError) -> ErrorData {
-    match (e, Era::of(ctx)) {
+fn round_error(era: Era, e: RoundError) -> ErrorData {
+    match (e, era) {
         (RoundError::Rpc(e), _) => e,
         (RoundError::MissingCapability(caps), Era::Stateless) => match model(caps) {
             Ok(caps) => ErrorData::missing_required_client_capability(caps),

@@ -12,12 +12,18 @@
 //!
 //! Era dispatch is rmcp's: a request carrying 2026-07-28 `_meta` (or header) is served
 //! statelessly; `initialize`, an `Mcp-Session-Id` or a legacy version header selects a 2025
-//! session. See `README.md` in this directory for the decisions behind this.
+//! session. One exception, decided in one place ([`direct`]): a well-formed 2026-07-28 request
+//! for a plugin-running method is answered from the HTTP front by the same handlers, without
+//! rmcp's per-request server (the hot path; `direct.rs`). Handlers see every request as an
+//! `Exchange` (`exchange.rs`), whichever way it came. See `README.md` in this directory for
+//! the decisions behind this.
 
 mod call;
 mod completion;
 mod convert;
+mod direct;
 mod era;
+mod exchange;
 mod gateway;
 mod input;
 mod notify;
@@ -48,6 +54,7 @@ use crate::config::ToolsList;
 use crate::plugins::{Catalog, Forbidden, Target};
 use crate::sandbox::BoxFuture;
 use crate::sessions::LiveSessions;
+pub(crate) use direct::Direct;
 pub use gateway::Gateway;
 pub use tenant::TenantContext;
 
@@ -161,6 +168,24 @@ pub fn targets(message: &serde_json::Value) -> Vec<Target<'_>> {
         .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The direct path's hold on `message` (one request POSTed with `headers`), if it takes it;
+/// see `direct.rs`. `catalog` says which tools annotate `Mcp-Param-*` headers.
+pub(crate) fn direct(
+    catalog: &Catalog,
+    headers: &http::HeaderMap,
+    message: &serde_json::Value,
+) -> Option<Direct> {
+    // An unknown tool has no schema to check headers against (rmcp skips them too).
+    direct::accept(headers, message, |name| {
+        catalog.tool(name).is_some_and(|(plugin, _)| {
+            plugin
+                .schemas
+                .get(name)
+                .is_none_or(|s| s.annotates_headers())
+        })
+    })
 }
 
 /// The scopes to challenge for (a 403 step-up at the HTTP front, before any stream opens)

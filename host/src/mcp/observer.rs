@@ -8,11 +8,10 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rmcp::RoleServer;
-use rmcp::model::{ProgressToken, ServerNotification};
-use rmcp::service::{Peer, RequestContext};
+use rmcp::model::ProgressToken;
 use serde_json::json;
 
+use super::exchange::{Exchange, ToClient};
 use crate::plugins::{Change, TenantPlugins};
 use crate::sandbox::{BoxFuture, CallObserver, wit};
 use crate::sessions::LogLevel;
@@ -33,7 +32,7 @@ fn severity(level: wit::LogLevel) -> LogLevel {
 
 /// Forwards one request's plugin reports to the client that made the request.
 pub(crate) struct RequestObserver {
-    peer: Peer<RoleServer>,
+    to_client: ToClient,
     plugin: Arc<str>,
     /// Lowest level the client wants; `None` means no log notifications at all.
     min_level: Option<LogLevel>,
@@ -43,37 +42,26 @@ pub(crate) struct RequestObserver {
 }
 
 impl RequestObserver {
-    /// The observer of one call of `plugin` for the request `ctx`, whose client wants log
+    /// The observer of one call of `plugin` for the request `ex`, whose client wants log
     /// records at `min_level` and above (none when `None`).
-    pub(crate) fn for_call(
-        ctx: &RequestContext<RoleServer>,
+    pub(super) fn for_call(
+        ex: &Exchange,
         plugin: &Arc<str>,
         min_level: Option<LogLevel>,
         plugins: &Arc<TenantPlugins>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            peer: ctx.peer.clone(),
+            to_client: ex.to_client.clone(),
             plugin: plugin.clone(),
             min_level,
-            progress_token: ctx.meta.get_progress_token(),
+            progress_token: ex.meta.get_progress_token(),
             last_progress: Mutex::new(None),
             plugins: plugins.clone(),
         })
     }
 
     async fn send(&self, method: &str, params: serde_json::Value) {
-        let notification: ServerNotification = match serde_json::from_value(
-            json!({"method": method, "params": params}),
-        ) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(plugin = %self.plugin, "dropping a {method} notification the protocol cannot carry: {e}");
-                return;
-            }
-        };
-        if let Err(e) = self.peer.send_notification(notification).await {
-            tracing::debug!(plugin = %self.plugin, "could not deliver {method}: {e}");
-        }
+        self.to_client.notify(&self.plugin, method, params).await;
     }
 }
 

@@ -3,16 +3,16 @@
 //! Owns: how a prompt's outcome becomes a protocol answer. Must not: decide access
 //! (`Gateway::authorize`).
 
+use rmcp::ErrorData;
 use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, GetPromptResult, ListPromptsResult,
     PaginatedRequestParams,
 };
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 
 use super::call::Invocation;
 use super::convert;
+use super::exchange::Exchange;
 use super::gateway::Gateway;
 use super::input::{Retry, RoundError, Step};
 use super::refusal::failed;
@@ -23,10 +23,10 @@ use crate::sandbox::wit;
 pub(super) fn list(
     gw: &Gateway,
     request: Option<&PaginatedRequestParams>,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<ListPromptsResult, ErrorData> {
     gw.listing(
-        ctx,
+        ex,
         "prompts/list",
         "prompts",
         request,
@@ -44,7 +44,7 @@ pub(super) fn list(
 pub(super) async fn get(
     gw: &Gateway,
     request: GetPromptRequestParams,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<GetPromptResponse, ErrorData> {
     let name = request.name.clone();
     let arguments = convert::prompt_arguments(request.arguments.as_ref());
@@ -53,7 +53,7 @@ pub(super) async fn get(
         state: request.request_state.as_deref(),
     };
     gw.answer_with_input::<GetPromptResponse, GetPromptResult, _, _>(
-        ctx,
+        ex,
         "prompts/get",
         Target::Prompt(&name),
         retry,

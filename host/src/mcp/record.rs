@@ -5,11 +5,9 @@
 
 use std::time::Instant;
 
-use rmcp::RoleServer;
-use rmcp::service::RequestContext;
-
+use super::exchange::Exchange;
 use super::tenant::TenantContext;
-use crate::telemetry::{self, McpRequest, RequestSpan, keys};
+use crate::telemetry::{self, McpRequest, keys};
 
 /// How a request ended, as recorded on its span and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,21 +65,16 @@ pub(super) struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// Start recording `method` on `target`, in the span the HTTP front opened (passed in the
-    /// request's extensions) or, on stdio, a root span continuing `_meta.traceparent`.
+    /// Start recording `method` on `target`, in the span the HTTP front opened or, on stdio,
+    /// a root span continuing `_meta.traceparent`.
     pub(super) fn start(
         tenant: &TenantContext,
-        ctx: &RequestContext<RoleServer>,
+        ex: &Exchange,
         method: &'static str,
         target: Option<&str>,
     ) -> Self {
-        let opened = ctx
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<RequestSpan>())
-            .map(|RequestSpan(span)| span.clone());
-        let span = opened.unwrap_or_else(|| {
-            let request_id = serde_json::to_value(&ctx.id).ok().map(|v| v.to_string());
+        let span = ex.span.clone().unwrap_or_else(|| {
+            let request_id = Some(ex.id.to_string());
             telemetry::mcp_span(
                 &McpRequest {
                     tenant: tenant.id(),
@@ -90,7 +83,7 @@ impl RequestRecord {
                     request_id,
                     ..Default::default()
                 },
-                Some(&ctx.meta.0.0),
+                Some(&ex.meta.0.0),
                 true,
             )
         });

@@ -4,16 +4,16 @@
 //! Owns: how a read's outcome becomes a protocol answer. Must not: decide access
 //! (`Gateway::authorize`) or keep subscriptions (`crate::sessions::SessionState`).
 
+use rmcp::ErrorData;
 use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, SubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
 
 use super::call::Invocation;
 use super::convert;
+use super::exchange::Exchange;
 use super::gateway::Gateway;
 use super::input::{Retry, RoundError, Step};
 use super::refusal::{Refused, failed, unknown};
@@ -24,10 +24,10 @@ use crate::sandbox::wit;
 pub(super) fn list(
     gw: &Gateway,
     request: Option<&PaginatedRequestParams>,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<ListResourcesResult, ErrorData> {
     gw.listing(
-        ctx,
+        ex,
         "resources/list",
         "resources",
         request,
@@ -45,10 +45,10 @@ pub(super) fn list(
 pub(super) fn templates(
     gw: &Gateway,
     request: Option<&PaginatedRequestParams>,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<ListResourceTemplatesResult, ErrorData> {
     gw.listing(
-        ctx,
+        ex,
         "resources/templates/list",
         "resourceTemplates",
         request,
@@ -66,7 +66,7 @@ pub(super) fn templates(
 pub(super) async fn read(
     gw: &Gateway,
     request: ReadResourceRequestParams,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<ReadResourceResponse, ErrorData> {
     let uri = request.uri.clone();
     let retry = Retry {
@@ -74,7 +74,7 @@ pub(super) async fn read(
         state: request.request_state.as_deref(),
     };
     gw.answer_with_input::<ReadResourceResponse, ReadResourceResult, _, _>(
-        ctx,
+        ex,
         "resources/read",
         Target::Resource(&uri),
         retry,
@@ -122,12 +122,11 @@ async fn invoke(
 pub(super) fn subscribe(
     gw: &Gateway,
     request: SubscribeRequestParams,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<(), ErrorData> {
-    let who = gw.principal(ctx)?;
     let catalog = gw.tenant.catalog();
-    gw.authorize(&catalog, &who, Target::Resource(&request.uri))
+    gw.authorize(&catalog, &ex.who, Target::Resource(&request.uri))
         .map_err(Refused::into_error)?;
-    gw.session.subscribe(request.uri, who);
+    gw.session.subscribe(request.uri, ex.who.clone());
     Ok(())
 }

@@ -8,17 +8,17 @@
 //! the client). Must not: decide access (`Gateway::authorize`) or compile schemas
 //! (`plugins::schema`).
 
+use rmcp::ErrorData;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
 };
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::call::Invocation;
 use super::convert::{self, complete, model};
 use super::era::Era;
+use super::exchange::Exchange;
 use super::gateway::Gateway;
 use super::input::{Retry, RoundError, Rounds, Step};
 use super::record::{Outcome, RequestRecord};
@@ -30,9 +30,9 @@ use crate::sandbox::{SandboxError, wit};
 pub(super) fn list(
     gw: &Gateway,
     request: Option<&PaginatedRequestParams>,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<ListToolsResult, ErrorData> {
-    gw.listing(ctx, "tools/list", "tools", request, |catalog, visible| {
+    gw.listing(ex, "tools/list", "tools", request, |catalog, visible| {
         catalog
             .tools()
             .filter(|(_, t)| visible(Target::Tool(&t.name)))
@@ -45,13 +45,12 @@ pub(super) fn list(
 pub(super) async fn call(
     gw: &Gateway,
     request: CallToolRequestParams,
-    ctx: &RequestContext<RoleServer>,
+    ex: &Exchange,
 ) -> Result<CallToolResponse, ErrorData> {
-    let who = gw.principal(ctx)?;
     let name = request.name.to_string();
-    let record = RequestRecord::start(&gw.tenant, ctx, "tools/call", Some(&name));
+    let record = RequestRecord::start(&gw.tenant, ex, "tools/call", Some(&name));
     let catalog = gw.tenant.catalog();
-    let plugin = match gw.authorize(&catalog, &who, Target::Tool(&name)) {
+    let plugin = match gw.authorize(&catalog, &ex.who, Target::Tool(&name)) {
         Ok(permit) => permit.plugin,
         Err(Refused::Unknown(e)) => {
             record.finish(None, Outcome::Unknown);
@@ -82,7 +81,7 @@ pub(super) async fn call(
         state: request.request_state.as_deref(),
     };
     let rounds = gw
-        .run(ctx, &who, plugin, &record, retry, |call, continuation| {
+        .run(ex, plugin, &record, retry, |call, continuation| {
             invoke(call, name.clone(), arguments.clone(), continuation)
         })
         .instrument(record.span.clone())
@@ -95,7 +94,7 @@ pub(super) async fn call(
         Err(_) => Outcome::ToolError,
     };
     record.finish(Some(&plugin.name), outcome);
-    answer(&name, rounds, Era::of(ctx))
+    answer(&name, rounds, ex.era)
 }
 
 /// One round of the plugin's `call-tool` export.

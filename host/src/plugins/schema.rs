@@ -27,6 +27,8 @@ const MAX_PATTERN_BYTES: usize = 1 << 20;
 pub struct ToolSchemas {
     input: Validator,
     output: Option<Validator>,
+    /// The input schema annotates properties as SEP-2243 `Mcp-Param-*` headers.
+    param_headers: bool,
 }
 
 impl fmt::Debug for ToolSchemas {
@@ -75,7 +77,17 @@ impl ToolSchemas {
             Some(text) => Some(compile(&tool.name, "output schema", text, false)?),
             None => None,
         };
-        Ok(Self { input, output })
+        Ok(Self {
+            input,
+            output,
+            param_headers: tool.input_schema.contains("x-mcp-header"),
+        })
+    }
+
+    /// Whether the input schema may name `Mcp-Param-*` headers (an `x-mcp-header` anywhere
+    /// in it): calls of such a tool need their headers checked against the arguments.
+    pub fn annotates_headers(&self) -> bool {
+        self.param_headers
     }
 
     /// Check a call's arguments against `inputSchema`.

@@ -27,8 +27,8 @@ use tower::util::BoxCloneSyncService;
 use tracing::Instrument as _;
 
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
-use crate::auth::{Denial, Principal, TenantAuth};
-use crate::mcp::{TenantContext, step_up_scopes};
+use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
+use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
 use crate::sessions::Sessions;
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::{Admission, Refusal};
@@ -49,6 +49,8 @@ macro_rules! step {
 /// Everything enforced at the front of one tenant's endpoint.
 pub(crate) struct Front {
     tenant: Arc<TenantContext>,
+    /// The handler the direct path answers with (stateless: no session state is used).
+    gateway: Gateway,
     auth: Arc<TenantAuth>,
     sessions: Arc<Sessions>,
     max_body_bytes: usize,
@@ -70,6 +72,7 @@ impl Front {
         max_body_bytes: usize,
     ) -> Self {
         Self {
+            gateway: Gateway::new(tenant.clone(), None),
             tenant,
             auth,
             sessions,
@@ -143,7 +146,7 @@ impl Front {
         if initialize {
             step!(self.make_room(caller).await);
         }
-        let resp = self.forward(parts, message, admission, inner).await;
+        let resp = self.forward(parts, message, admission, inner, caller).await;
         if initialize
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
@@ -231,21 +234,40 @@ impl Front {
             })
     }
 
-    /// Last: the protocol layer, inside the message's `mcp.request` span; a quota admission
-    /// is held until a streamed answer ends.
+    /// Last: the protocol layer — the direct path when it takes the message, rmcp's service
+    /// otherwise — inside the message's `mcp.request` span; a quota admission is held until a
+    /// streamed answer ends.
     async fn forward(
         &self,
         parts: &Parts,
         message: Envelope,
         admission: Option<Admission>,
         inner: Inner,
+        caller: &Principal,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
-        let mut req = rebuild(parts, message.bytes);
-        if let Some(span) = &span {
-            req.extensions_mut().insert(RequestSpan(span.clone()));
-        }
-        let resp = call(inner, req).await;
+        let direct = span.as_ref().and_then(|_| {
+            mcp::direct(
+                &self.tenant.plugins.catalog(),
+                &parts.headers,
+                &message.message,
+            )
+        });
+        let resp = match (direct, &span) {
+            (Some(direct), Some(span)) => {
+                let secret = parts.extensions.get::<SecretToken>().cloned();
+                direct
+                    .answer(&self.gateway, caller.clone(), secret, span.clone())
+                    .await
+            }
+            _ => {
+                let mut req = rebuild(parts, message.bytes);
+                if let Some(span) = &span {
+                    req.extensions_mut().insert(RequestSpan(span.clone()));
+                }
+                call(inner, req).await
+            }
+        };
         // Refused by the protocol layer before any handler ran (an unknown session, a bad
         // header): the request's span says so.
         if let Some(span) = &span

@@ -67,6 +67,8 @@ pub struct Client {
     pub version: String,
     /// The `Authorization` header value to send, if any.
     pub authorization: Option<String>,
+    /// The `Accept` header value to send instead of `application/json, text/event-stream`.
+    pub accept: Option<String>,
     next_id: i64,
 }
 
@@ -90,6 +92,7 @@ impl Client {
             session: None,
             version: "2025-11-25".into(),
             authorization: None,
+            accept: None,
             next_id: 1,
         }
     }
@@ -207,7 +210,12 @@ impl Client {
             .http
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
+            .header(
+                "accept",
+                self.accept
+                    .as_deref()
+                    .unwrap_or("application/json, text/event-stream"),
+            )
             .body(body);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);

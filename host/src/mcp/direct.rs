@@ -1,0 +1,300 @@
+//! The direct path: a well-formed 2026-07-28 request for a method that runs a plugin
+//! (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`), answered from
+//! the HTTP front by the same handlers rmcp's service calls, without the per-request server
+//! rmcp builds for a stateless request (a spawned serve loop, a one-shot transport, channels,
+//! a second parse of the body, a second look-up of the tool's schema).
+//!
+//! Owns: which requests take it ([`accept`] — the one place; anything it does not accept
+//! goes to rmcp, which answers every unusual or malformed case: headers that contradict the
+//! body, unknown versions, `Mcp-Param-*` headers, sessions), the [`Exchange`] of an accepted
+//! request, what rmcp's handler layer does to a 2026-07-28 answer, and the answer on the
+//! wire (`application/json` for a lone response, SSE when notifications come first). Must
+//! not: handle a method itself (`tools`, `resources`, `prompts`, `completion` do) or
+//! authenticate (the front hands over the principal).
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rmcp::ErrorData;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, CompleteRequestParams, ErrorCode,
+    GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams, RequestId,
+    RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+};
+use serde::Deserialize as _;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::era::Era;
+use super::exchange::{Exchange, ToClient};
+use super::gateway::Gateway;
+use super::{completion, prompts, resources, tools};
+use crate::auth::{Principal, SecretToken};
+
+const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// A request the direct path answers.
+pub(crate) struct Direct {
+    id: RequestId,
+    call: Call,
+    meta: RequestMetaObject,
+    client_caps: Value,
+}
+
+enum Call {
+    Tool(CallToolRequestParams),
+    Read(ReadResourceRequestParams),
+    Prompt(GetPromptRequestParams),
+    Complete(CompleteRequestParams),
+}
+
+/// The request `message` (one JSON-RPC request, POSTed with `headers`), if the direct path
+/// answers it: a plugin-running method, no session, a 2026-07-28 `_meta` with client
+/// capabilities, and the SEP-2243 headers present and equal to the body as sent (no Base64
+/// forms); for `tools/call`, a tool whose schema annotates no `Mcp-Param-*` headers
+/// (`has_param_headers`). Everything else goes through rmcp unchanged.
+pub(crate) fn accept(
+    headers: &HeaderMap,
+    message: &Value,
+    has_param_headers: impl Fn(&str) -> bool,
+) -> Option<Direct> {
+    let method = message.get("method")?.as_str()?;
+    let params = message.get("params")?;
+    let name_key = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        "completion/complete" => None,
+        _ => return None,
+    };
+    if headers.contains_key("mcp-session-id") || !negotiates_json_and_sse(headers) {
+        return None;
+    }
+    let meta = params.get("_meta")?.as_object()?;
+    let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
+    if version != ProtocolVersion::V_2026_07_28.as_str()
+        || Era::of_version(version) != Era::Stateless
+        || sole(headers, "mcp-protocol-version")? != version
+        || sole(headers, "mcp-method")? != method
+    {
+        return None;
+    }
+    if let Some(key) = name_key {
+        let name = params.get(key)?.as_str()?;
+        if sole(headers, "mcp-name")? != name || name.starts_with("=?base64?") {
+            return None;
+        }
+        if method == "tools/call" && has_param_headers(name) {
+            return None;
+        }
+    }
+    let caps = meta.get(CLIENT_CAPABILITIES_KEY)?;
+    ClientCapabilities::deserialize(caps).ok()?;
+    let call = match method {
+        "tools/call" => Call::Tool(parse(params)?),
+        "resources/read" => Call::Read(parse(params)?),
+        "prompts/get" => Call::Prompt(parse(params)?),
+        _ => Call::Complete(parse(params)?),
+    };
+    Some(Direct {
+        id: RequestId::deserialize(message.get("id")?).ok()?,
+        call,
+        meta: RequestMetaObject::from(meta.clone()),
+        client_caps: caps.clone(),
+    })
+}
+
+fn parse<T: DeserializeOwned>(params: &Value) -> Option<T> {
+    T::deserialize(params).ok()
+}
+
+/// The one value of header `name`, if it has exactly one and it is text.
+fn sole<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+/// `Content-Type: application/json`, and an `Accept` that plainly lists both
+/// `application/json` and `text/event-stream` (weights and wildcards go to rmcp's
+/// negotiation).
+fn negotiates_json_and_sse(headers: &HeaderMap) -> bool {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+        });
+    let (mut json, mut sse) = (false, false);
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        for range in value.split(',') {
+            let range = range.trim();
+            if range.contains(';') {
+                return false;
+            }
+            json |= range.eq_ignore_ascii_case("application/json");
+            sse |= range.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+    json_body && json && sse
+}
+
+impl Direct {
+    /// Answer the request as `who` (with `secret` for the downstream capability), inside
+    /// `span`, the request's `mcp.request` span.
+    pub(crate) async fn answer(
+        self,
+        gateway: &Gateway,
+        who: Principal,
+        secret: Option<SecretToken>,
+        span: tracing::Span,
+    ) -> Response {
+        let Self {
+            id,
+            call,
+            meta,
+            client_caps,
+        } = self;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        // A client that goes away cancels the call (the guard moves into a streamed body).
+        let guard = cancel.clone().drop_guard();
+        let exchange = Exchange {
+            who,
+            secret,
+            id: serde_json::to_value(&id).unwrap_or(Value::Null),
+            meta,
+            era: Era::Stateless,
+            client_caps,
+            cancel,
+            span: Some(span),
+            to_client: ToClient::Stream(tx.clone()),
+        };
+        let gateway = gateway.clone();
+        let mut work = Box::pin(async move {
+            let result = dispatch(&gateway, call, &exchange).await;
+            drop(exchange);
+            message(result, id)
+        });
+        let first = tokio::select! {
+            biased;
+            done = &mut work => {
+                let notes = drain(&mut rx);
+                drop(guard);
+                if notes.is_empty() {
+                    return json_answer(done);
+                }
+                return sse_answer(futures::stream::iter(notes.into_iter().chain([done.1])).boxed(), None);
+            }
+            Some(note) = rx.recv() => note,
+        };
+        // A notification came first: stream it, and the rest, while the call goes on.
+        tokio::spawn(async move {
+            let (_, last) = work.await;
+            let _ = tx.send(last);
+        });
+        let rest =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        sse_answer(
+            futures::stream::once(async move { first })
+                .chain(rest)
+                .boxed(),
+            Some(guard),
+        )
+    }
+}
+
+async fn dispatch(gw: &Gateway, call: Call, ex: &Exchange) -> Result<ServerResult, ErrorData> {
+    let mut result = match call {
+        Call::Tool(p) => tools::call(gw, p, ex).await.map(ServerResult::from),
+        Call::Read(p) => resources::read(gw, p, ex).await.map(ServerResult::from),
+        Call::Prompt(p) => prompts::get(gw, p, ex).await.map(ServerResult::from),
+        Call::Complete(p) => completion::complete_argument(gw, p, ex)
+            .await
+            .map(ServerResult::CompleteResult),
+    };
+    // What rmcp's handler layer does to every answer for a 2026-07-28 peer.
+    match &mut result {
+        Ok(r) => r.fill_missing_cache_hints(),
+        Err(e) if e.code == ErrorCode::RESOURCE_NOT_FOUND => e.code = ErrorCode::INVALID_PARAMS,
+        Err(_) => {}
+    }
+    result
+}
+
+/// The JSON-RPC message answering `id`, serialized, with the HTTP status a lone answer gets.
+fn message(result: Result<ServerResult, ErrorData>, id: RequestId) -> (StatusCode, String) {
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => status_of(e.code),
+    };
+    let message = match result {
+        Ok(r) => ServerJsonRpcMessage::response(r, id),
+        Err(e) => ServerJsonRpcMessage::error(e, Some(id)),
+    };
+    let text = serde_json::to_string(&message).unwrap_or_else(|e| {
+        tracing::error!("cannot serialize an answer: {e}");
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"cannot serialize the answer"}}"#.into()
+    });
+    (status, text)
+}
+
+/// The HTTP status of a lone JSON-RPC error on 2026-07-28 (as the Streamable HTTP transport
+/// maps it: request-level faults are 400, an unknown method 404, everything else in-band).
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
+        | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
+        ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        out.push(m);
+    }
+    out
+}
+
+fn json_answer((status, body): (StatusCode, String)) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn sse_answer(
+    messages: futures::stream::BoxStream<'static, String>,
+    guard: Option<tokio_util::sync::DropGuard>,
+) -> Response {
+    let events = messages.map(move |m| {
+        let _held = &guard;
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("data: {m}\n\n")))
+    });
+    let mut resp = Response::new(Body::from_stream(events));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}

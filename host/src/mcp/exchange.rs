@@ -1,0 +1,131 @@
+//! One request as the handlers see it, whichever way it arrived: through rmcp's service (2025
+//! sessions, stdio, and everything not on the direct path) or straight from the HTTP front
+//! (`direct`, the stateless hot path).
+//!
+//! Owns: [`Exchange`] — who asks, the request's id, `_meta`, era, declared client
+//! capabilities, cancellation and span — and [`ToClient`], where a handler's notifications
+//! and server→client requests go. Must not: decide anything about the request (the handlers
+//! do) or build a call's environment (`call`).
+
+use rmcp::model::{RequestMetaObject, ServerNotification};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::era::Era;
+use crate::auth::{Principal, SecretToken};
+use crate::telemetry::RequestSpan;
+
+/// Where a handler's messages to the client go.
+#[derive(Clone)]
+pub(super) enum ToClient {
+    /// rmcp's peer: notifications on the request's stream, server→client requests answered
+    /// through the session.
+    Peer(Peer<RoleServer>),
+    /// The direct path's response stream: notifications only (a stateless request never asks
+    /// the client anything: it answers with an `InputRequiredResult` instead).
+    Stream(mpsc::UnboundedSender<String>),
+}
+
+impl ToClient {
+    /// Send `method` with `params` as a notification; a notification the protocol cannot
+    /// carry, or a client that has gone, is logged and dropped.
+    pub(super) async fn notify(&self, plugin: &str, method: &str, params: Value) {
+        let message = json!({"method": method, "params": params});
+        let notification: ServerNotification = match serde_json::from_value(message.clone()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(
+                    plugin,
+                    "dropping a {method} notification the protocol cannot carry: {e}"
+                );
+                return;
+            }
+        };
+        let delivered = match self {
+            Self::Peer(peer) => peer
+                .send_notification(notification)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Stream(tx) => {
+                let mut message = message;
+                message["jsonrpc"] = "2.0".into();
+                tx.send(message.to_string())
+                    .map_err(|_| "the response stream has closed".to_string())
+            }
+        };
+        if let Err(e) = delivered {
+            tracing::debug!(plugin, "could not deliver {method}: {e}");
+        }
+    }
+}
+
+/// One MCP request being handled.
+pub(super) struct Exchange {
+    /// Who is asking.
+    pub(super) who: Principal,
+    /// The caller's token, for the downstream capability (never shown to a plugin).
+    pub(super) secret: Option<SecretToken>,
+    /// The JSON-RPC id.
+    pub(super) id: Value,
+    /// The request's `_meta`.
+    pub(super) meta: RequestMetaObject,
+    pub(super) era: Era,
+    /// What the client declared it can do (`{}` when nothing).
+    pub(super) client_caps: Value,
+    /// Cancelled when the client cancels or goes away.
+    pub(super) cancel: CancellationToken,
+    /// The `mcp.request` span the HTTP front opened, if it did.
+    pub(super) span: Option<tracing::Span>,
+    pub(super) to_client: ToClient,
+}
+
+impl Exchange {
+    /// The exchange rmcp's `ctx` describes; `fixed` is the identity on transports without
+    /// per-request authentication (stdio).
+    pub(super) fn from_rmcp(
+        ctx: &RequestContext<RoleServer>,
+        fixed: Option<&Principal>,
+    ) -> Result<Self, ErrorData> {
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        let who = match fixed {
+            Some(p) => p.clone(),
+            None => parts
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned()
+                .ok_or_else(|| {
+                    tracing::error!(
+                        "request reached the MCP handler without a principal; check the auth layer"
+                    );
+                    ErrorData::internal_error("request is not authenticated", None)
+                })?,
+        };
+        Ok(Self {
+            who,
+            secret: parts
+                .and_then(|p| p.extensions.get::<SecretToken>())
+                .cloned(),
+            id: serde_json::to_value(&ctx.id).unwrap_or(Value::Null),
+            meta: ctx.meta.clone(),
+            era: Era::of(ctx),
+            client_caps: ctx
+                .client_capabilities()
+                .and_then(|c| serde_json::to_value(c).ok())
+                .unwrap_or_else(|| json!({})),
+            cancel: ctx.ct.clone(),
+            span: parts
+                .and_then(|p| p.extensions.get::<RequestSpan>())
+                .map(|RequestSpan(span)| span.clone()),
+            to_client: ToClient::Peer(ctx.peer.clone()),
+        })
+    }
+
+    /// The id as plugins and logs see it: a string id as is, a number as its digits.
+    pub(super) fn id_text(&self) -> String {
+        self.id
+            .as_str()
+            .map_or_else(|| self.id.to_string(), str::to_string)
+    }
+}

@@ -1,0 +1,261 @@
+//! The direct path (a well-formed 2026-07-28 request for a plugin-running method, answered
+//! by the HTTP front without rmcp's per-request server) answers exactly as rmcp's stateless
+//! service does, and leaves every unusual request to it.
+//!
+//! Each case is sent twice: as clients send it, which the direct path takes (its lone answers
+//! are `application/json`), and with the same `Accept` preference spelled with weights
+//! (`;q=1`), which it leaves to rmcp (whose 200 answers are SSE here). The JSON-RPC answers, the
+//! notifications before them and the HTTP statuses must be equal; sealed `requestState`
+//! values (random per answer) are compared by shape.
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, Reply, TestGateway, plugin, toml_path};
+
+/// `Accept` as the direct path leaves it to rmcp: the same media types, with weights.
+const WEIGHTED_ACCEPT: &str = "application/json;q=1, text/event-stream;q=1";
+
+async fn gateway() -> TestGateway {
+    TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "t"
+        plugins = [{}, {}]
+        "#,
+        toml_path(&plugin("conformance")),
+        toml_path(&plugin("probe")),
+    ))
+    .await
+}
+
+fn content_type(r: &Reply) -> &str {
+    r.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// `v` with every `requestState` replaced by a marker (sealed state is random per answer).
+fn masked(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "requestState" && x.is_string() {
+                    *x = "<sealed>".into();
+                } else {
+                    *x = masked(x.take());
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| *x = masked(x.take())),
+        _ => {}
+    }
+    v
+}
+
+/// Send `method`/`params` both ways and require the same answer; returns the direct one.
+async fn same_both_ways(url: &str, method: &str, params: Value) -> Reply {
+    let direct = Client::modern(url).request(method, params.clone()).await;
+    let mut weighted = Client::modern(url);
+    weighted.accept = Some(WEIGHTED_ACCEPT.into());
+    let generic = weighted.request(method, params).await;
+    // rmcp answers a 200 as SSE (a lone error with another status as JSON).
+    assert!(
+        generic.status != 200 || content_type(&generic).starts_with("text/event-stream"),
+        "the weighted request went to rmcp (SSE answer): {generic:?}"
+    );
+    assert_eq!(
+        direct.status, generic.status,
+        "{method} {direct:?} vs {generic:?}"
+    );
+    let answer = |r: &Reply| masked(r.message.clone().unwrap_or(Value::Null));
+    assert_eq!(
+        answer(&direct),
+        answer(&generic),
+        "{method}: the answers differ"
+    );
+    let others = |r: &Reply| r.others.iter().cloned().map(masked).collect::<Vec<_>>();
+    assert_eq!(
+        others(&direct),
+        others(&generic),
+        "{method}: the notifications differ"
+    );
+    direct
+}
+
+#[tokio::test]
+async fn the_direct_path_answers_every_plugin_method_as_rmcp_does() {
+    let gw = gateway().await;
+    let url = gw.url("/mcp");
+    let tool = |name: &str, args: Value| json!({"name": name, "arguments": args});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "tools/call",
+            tool("probe.echo", json!({"n": 1})),
+            "a result",
+        ),
+        (
+            "tools/call",
+            tool("test_error_handling", json!({})),
+            "a tool error",
+        ),
+        (
+            "tools/call",
+            tool("no.such.tool", json!({})),
+            "an unknown tool",
+        ),
+        (
+            "tools/call",
+            tool("probe.sleep", json!({})),
+            "arguments the schema refuses",
+        ),
+        (
+            "tools/call",
+            tool("probe.trap", json!({})),
+            "a crashing plugin",
+        ),
+        (
+            "tools/call",
+            tool("test_input_required_result_elicitation", json!({})),
+            "input required, without the capability",
+        ),
+        (
+            "tools/call",
+            tool("test_missing_capability", json!({})),
+            "a missing capability",
+        ),
+        (
+            "resources/read",
+            json!({"uri": "test://static-text"}),
+            "a resource",
+        ),
+        (
+            "resources/read",
+            json!({"uri": "test://nothing-here"}),
+            "an unknown resource",
+        ),
+        (
+            "prompts/get",
+            json!({"name": "test_simple_prompt"}),
+            "a prompt",
+        ),
+        (
+            "prompts/get",
+            json!({"name": "test_prompt_with_arguments"}),
+            "a prompt missing arguments",
+        ),
+        (
+            "prompts/get",
+            json!({"name": "no_such_prompt"}),
+            "an unknown prompt",
+        ),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"},
+                   "argument": {"name": "arg1", "value": "par"}}),
+            "a completion",
+        ),
+    ];
+    for (method, params, what) in cases {
+        let direct = same_both_ways(&url, method, params).await;
+        if direct.status == 200 {
+            assert!(
+                content_type(&direct).starts_with("application/json"),
+                "{what}: the direct path answered (JSON): {direct:?}"
+            );
+        }
+    }
+
+    // With the capability declared: the sealed question, then the retry with its answer.
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let mut params = tool("test_input_required_result_elicitation", json!({}));
+    params["_meta"] = caps.clone();
+    let asked = same_both_ways(&url, "tools/call", params.clone()).await;
+    let asked = asked.result().clone();
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    let key = asked["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    params["inputResponses"] = json!({ key: {"action": "accept", "content": {"name": "Ada"}} });
+    params["requestState"] = asked["requestState"].clone();
+    let answered = Client::modern(&url).request("tools/call", params).await;
+    assert!(answered.text().contains("Ada"), "{answered:?}");
+}
+
+#[tokio::test]
+async fn notifications_stream_before_the_answer_on_the_direct_path() {
+    let gw = gateway().await;
+    let url = gw.url("/mcp");
+    let mut logging = json!({"name": "test_tool_with_logging", "arguments": {}});
+    logging["_meta"] = json!({"io.modelcontextprotocol/logLevel": "info"});
+    let logged = same_both_ways(&url, "tools/call", logging).await;
+    assert!(
+        content_type(&logged).starts_with("text/event-stream"),
+        "{logged:?}"
+    );
+    assert_eq!(
+        logged.others.len(),
+        3,
+        "three log lines, then the answer: {logged:?}"
+    );
+
+    let mut progress = json!({"name": "test_tool_with_progress", "arguments": {}});
+    progress["_meta"] = json!({"progressToken": "p-1"});
+    let reported = same_both_ways(&url, "tools/call", progress).await;
+    let seen: Vec<f64> = reported
+        .others
+        .iter()
+        .map(|n| n["params"]["progress"].as_f64().unwrap())
+        .collect();
+    assert_eq!(seen, [0.0, 50.0, 100.0], "{reported:?}");
+}
+
+#[tokio::test]
+async fn requests_the_direct_path_does_not_take_get_rmcp_precise_answers() {
+    let gw = gateway().await;
+    // A client that adds no headers of its own: each case shows every header it sends.
+    let c = Client::new(&gw.url("/mcp"));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = |meta: &Value| {
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+               "params": {"name": "probe.echo", "arguments": {}, "_meta": meta}})
+    };
+    let good = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "probe.echo"),
+    ];
+    let served = c.post_raw(body(&meta), &good).await;
+    assert_eq!(served.status, 200, "{served:?}");
+    assert!(!served.is_error(), "{served:?}");
+    // Headers that contradict the body, or are missing: refused by either path, never served.
+    let contradicting: [&[(&str, &str)]; 6] = [
+        &[good[0], good[1], ("mcp-name", "test_error_handling")],
+        &[good[0], ("mcp-method", "prompts/get"), good[2]],
+        &[("mcp-protocol-version", "2025-11-25"), good[1], good[2]],
+        &[good[0], good[2]],
+        &[good[0], good[1]],
+        &[good[0], good[1], good[2], ("mcp-name", "probe.echo")],
+    ];
+    for headers in contradicting {
+        let r = c.post_raw(body(&meta), headers).await;
+        assert_eq!(r.status, 400, "{headers:?}: {r:?}");
+        assert_eq!(r.error()["code"], -32020, "header mismatch: {r:?}");
+    }
+    // A `_meta` without the client's capabilities: a malformed request.
+    let r = c
+        .post_raw(
+            body(&json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"})),
+            &good,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.error()["code"], -32602, "{r:?}");
+}
