@@ -419,15 +419,16 @@ fn request_path(c: &mut Criterion) {
     let authorization = format!("Bearer {}", issuers.rs256);
     // `accept` as clients send it takes the direct path; spelled with weights (the same
     // preference), the request goes through rmcp's stateless service: the baseline.
-    let call = |accept: &'static str| async {
+    let (host, authorization, body, router) = (&host, &authorization, &body, &router);
+    let call = |accept: &'static str| async move {
         let request = http::Request::post("/mcp")
-            .header("host", &host)
+            .header("host", host)
             .header("content-type", "application/json")
             .header("accept", accept)
             .header("mcp-protocol-version", "2026-07-28")
             .header("mcp-method", "tools/call")
             .header("mcp-name", "echo")
-            .header("authorization", &authorization)
+            .header("authorization", authorization)
             .body(axum::body::Body::from(body.clone()))
             .unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
@@ -449,7 +450,10 @@ fn request_path(c: &mut Criterion) {
     }
     for (name, accept) in [
         ("request_path/tools_call_jwt_cached", DIRECT),
-        ("request_path/tools_call_jwt_cached_through_rmcp", THROUGH_RMCP),
+        (
+            "request_path/tools_call_jwt_cached_through_rmcp",
+            THROUGH_RMCP,
+        ),
     ] {
         c.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {

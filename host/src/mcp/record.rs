@@ -102,6 +102,9 @@ impl RequestRecord {
         if outcome != Outcome::Ok {
             telemetry::fail(&self.span, outcome.as_str());
         }
+        if !telemetry::metrics::recording() {
+            return;
+        }
         let m = telemetry::metrics::get();
         let mut attrs = vec![
             (keys::METHOD, self.method),

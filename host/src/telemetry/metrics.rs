@@ -101,8 +101,25 @@ pub fn get() -> &'static Metrics {
     })
 }
 
-/// `portcullis.tenant` plus `rest`.
+/// Whether a meter provider records what the instruments are given (set once one is
+/// installed). Without one every instrument is a no-op, and the hot path builds no attributes.
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on measurements are recorded (a meter provider is installed).
+pub(crate) fn start_recording() {
+    RECORDING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether measurements are recorded: callers skip building what only a sample needs.
+pub fn recording() -> bool {
+    RECORDING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `portcullis.tenant` plus `rest` (nothing at all while no meter provider records).
 pub fn attrs(tenant: &str, rest: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    if !recording() {
+        return Vec::new();
+    }
     std::iter::once(KeyValue::new(TENANT, tenant.to_string()))
         .chain(rest.iter().map(|(k, v)| KeyValue::new(*k, v.to_string())))
         .collect()

@@ -247,6 +247,7 @@ impl Telemetry {
                 if export.metrics {
                     let meter = export.meter()?;
                     opentelemetry::global::set_meter_provider(meter.clone());
+                    metrics::start_recording();
                     telemetry.meter = Some(meter);
                 }
                 // Only the gateway's own spans: dependencies' spans (hyper, h2, reqwest) would
@@ -390,6 +391,12 @@ pub fn http_span(
     span
 }
 
+/// Whether the request spans (`http.request`, `mcp.request`, `plugin.call`; all INFO spans
+/// of this module) are recorded by anything: when not, callers skip building their inputs.
+pub fn spans_enabled() -> bool {
+    tracing::span_enabled!(tracing::Level::INFO)
+}
+
 /// The span of one MCP request, carried in the request's extensions from the HTTP front to
 /// the protocol handler (which runs in another task).
 #[derive(Clone, Debug)]
@@ -419,6 +426,9 @@ pub fn mcp_span(
     meta: Option<&serde_json::Map<String, Value>>,
     server: bool,
 ) -> Span {
+    if !spans_enabled() {
+        return Span::none();
+    }
     // The method and target come from the request: bounded before they become attributes.
     let method = truncated(req.method, MAX_ATTRIBUTE_CHARS);
     let target = req.target.map(|t| truncated(t, MAX_ATTRIBUTE_CHARS));

@@ -95,16 +95,18 @@ impl Front {
         if status >= 500 {
             telemetry::fail(&span, &status.to_string());
         }
-        metrics::get().http_duration.record(
-            started.elapsed().as_secs_f64(),
-            &metrics::attrs(
-                self.tenant_id(),
-                &[
-                    ("http.request.method", method.as_str()),
-                    ("http.response.status_code", &status.to_string()),
-                ],
-            ),
-        );
+        if metrics::recording() {
+            metrics::get().http_duration.record(
+                started.elapsed().as_secs_f64(),
+                &metrics::attrs(
+                    self.tenant_id(),
+                    &[
+                        ("http.request.method", method.as_str()),
+                        ("http.response.status_code", &status.to_string()),
+                    ],
+                ),
+            );
+        }
         resp
     }
 
@@ -328,6 +330,9 @@ impl Front {
     /// The `mcp.request` span for `message` (a child of the current HTTP span, or of the
     /// trace its `_meta` names).
     fn mcp_span(&self, parts: &Parts, message: &Envelope) -> tracing::Span {
+        if !telemetry::spans_enabled() {
+            return tracing::Span::none();
+        }
         let params = &message.message["params"];
         let target = params["name"]
             .as_str()
