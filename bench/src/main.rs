@@ -18,6 +18,7 @@
 mod load;
 mod report;
 mod systems;
+mod wrk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
     pub(crate) only: Option<Vec<String>>,
+    /// Also measure every stateless system with `wrk` (the independent check).
+    pub(crate) wrk: bool,
 }
 
 impl Settings {
@@ -52,6 +55,7 @@ impl Settings {
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(2500),
             only: None,
+            wrk: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -61,6 +65,7 @@ impl Settings {
             };
             match a.as_str() {
                 "--smoke" => s.smoke = true,
+                "--wrk" => s.wrk = true,
                 "--bin-dir" => s.bin_dir = PathBuf::from(value()?),
                 "--out" => s.out = PathBuf::from(value()?),
                 "--concurrency" => {
@@ -100,9 +105,9 @@ pub(crate) struct Run {
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
-const USAGE: &str = "usage: portcullis-bench [--smoke] [--bin-dir DIR] [--out DIR] \
+const USAGE: &str = "usage: portcullis-bench [--smoke] [--wrk] [--bin-dir DIR] [--out DIR] \
     [--concurrency 1,8,32] [--duration-secs 2.5] [--warmup-secs 0.5] \
-    [--only native,portcullis,portcullis-jwt,portcullis-jwt-nocache,typescript-sdk,python-sdk]";
+    [--only ceiling,native,portcullis,portcullis-jwt,portcullis-jwt-nocache,typescript-sdk,python-sdk]";
 
 /// The system whose half-peak rate every system is offered in the open-loop phase.
 pub(crate) const HALF_LOAD_REFERENCE: &str = "portcullis-jwt";
@@ -185,8 +190,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let wrk = if settings.wrk {
+        wrk::markdown(&wrk::run(&settings, &live).await?)
+    } else {
+        String::new()
+    };
     let runs: Vec<Run> = live.into_iter().map(systems::Live::finish).collect();
-    let written = report::write(&settings, &runs)?;
+    let mut written = report::write(&settings, &runs)?;
+    if settings.wrk {
+        let path = settings.out.join("wrk.md");
+        std::fs::write(&path, wrk)?;
+        written.push(path.display().to_string());
+    }
     eprintln!("bench: wrote {}", written.join(", "));
     if !failures.is_empty() {
         anyhow::bail!("{} failures:\n  {}", failures.len(), failures.join("\n  "));

@@ -343,6 +343,18 @@ impl System {
     }
 }
 
+impl Live {
+    /// The running system's MCP endpoint.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/mcp", self.server.addr)
+    }
+
+    /// The `Authorization` value its clients send, if it needs one.
+    pub(crate) fn authorization(&self) -> Option<&str> {
+        self.target.authorization.as_deref()
+    }
+}
+
 /// A system measured closed loop and still running, for the open-loop phase.
 pub(crate) struct Live {
     pub(crate) run: Run,
