@@ -1,6 +1,8 @@
-//! The direct path (a well-formed 2026-07-28 request for a plugin-running method, answered
-//! by the HTTP front without rmcp's per-request server) answers exactly as rmcp's stateless
-//! service does, and leaves every unusual request to it.
+//! The direct path (a well-formed request for a plugin-running method, stateless 2026-07-28
+//! or in a 2025 session whose client declared nothing the server could ask it for, answered
+//! by the HTTP front without rmcp's per-request server or session worker) answers exactly as
+//! rmcp does, leaves every unusual request to it, and keeps what rmcp's path guaranteed:
+//! cancellation, session keep-alive, sessions bound to their tenant and creator.
 //!
 //! Each case is sent twice: as clients send it, which the direct path takes (its lone answers
 //! are `application/json`), and with the same `Accept` preference spelled with weights
@@ -258,4 +260,200 @@ async fn requests_the_direct_path_does_not_take_get_rmcp_precise_answers() {
         .await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(r.error()["code"], -32602, "{r:?}");
+}
+
+/// A 2025 session whose client declared no capability the server could use to ask it
+/// anything: the direct path serves its plugin calls.
+async fn plain_session(url: &str) -> Client {
+    let mut c = Client::new(url);
+    c.initialize_declaring("2025-11-25", json!({})).await;
+    c
+}
+
+/// Send `method`/`params` in `c`'s session both ways and require the same answer.
+async fn same_both_ways_in_session(c: &mut Client, method: &str, params: Value) -> Reply {
+    c.accept = None;
+    let direct = c.request(method, params.clone()).await;
+    c.accept = Some(WEIGHTED_ACCEPT.into());
+    let generic = c.request(method, params).await;
+    c.accept = None;
+    assert!(
+        content_type(&generic).starts_with("text/event-stream"),
+        "the weighted request went to rmcp's session (SSE answer): {generic:?}"
+    );
+    assert!(
+        content_type(&direct).starts_with("application/json") || !direct.others.is_empty(),
+        "{method}: the direct path answered: {direct:?}"
+    );
+    assert_eq!(
+        direct.status, generic.status,
+        "{method} {direct:?} vs {generic:?}"
+    );
+    // The ids differ (one request each); everything else must not.
+    let answer = |r: &Reply| {
+        let mut m = masked(r.message.clone().unwrap_or(Value::Null));
+        m["id"] = Value::Null;
+        m
+    };
+    assert_eq!(
+        answer(&direct),
+        answer(&generic),
+        "{method}: the answers differ"
+    );
+    direct
+}
+
+#[tokio::test]
+async fn the_direct_path_answers_in_a_session_as_rmcp_does() {
+    let gw = gateway().await;
+    let mut c = plain_session(&gw.url("/mcp")).await;
+    let tool = |name: &str, args: Value| json!({"name": name, "arguments": args});
+    let cases: Vec<(&str, Value)> = vec![
+        ("tools/call", tool("probe.echo", json!({"n": 1}))),
+        ("tools/call", tool("test_error_handling", json!({}))),
+        ("tools/call", tool("no.such.tool", json!({}))),
+        ("tools/call", tool("probe.sleep", json!({}))),
+        ("tools/call", tool("probe.trap", json!({}))),
+        ("tools/call", tool("test_missing_capability", json!({}))),
+        (
+            "tools/call",
+            tool("test_input_required_result_elicitation", json!({})),
+        ),
+        ("resources/read", json!({"uri": "test://static-text"})),
+        ("resources/read", json!({"uri": "test://nothing-here"})),
+        ("prompts/get", json!({"name": "test_simple_prompt"})),
+        ("prompts/get", json!({"name": "no_such_prompt"})),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"},
+                   "argument": {"name": "arg1", "value": "par"}}),
+        ),
+    ];
+    for (method, params) in cases {
+        same_both_ways_in_session(&mut c, method, params).await;
+    }
+    // The session's own log level applies (everything until logging/setLevel).
+    let logged = c.call_tool("test_tool_with_logging", json!({})).await;
+    assert_eq!(
+        logged.others.len(),
+        3,
+        "three log lines, then the answer: {logged:?}"
+    );
+    let set = c
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert!(set.message.is_some(), "{set:?}");
+    let quiet = c.call_tool("test_tool_with_logging", json!({})).await;
+    assert!(
+        quiet.others.is_empty(),
+        "info lines are below the session's level: {quiet:?}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_whose_client_may_be_asked_for_input_stay_on_rmcp() {
+    let gw = gateway().await;
+    // Declares sampling and elicitation: server->client requests need the session's streams.
+    let mut c = Client::initialize(&gw.url("/mcp"), "2025-11-25").await;
+    let r = c.call_tool("probe.echo", json!({"n": 1})).await;
+    assert!(!r.is_error(), "{r:?}");
+    assert!(
+        content_type(&r).starts_with("text/event-stream"),
+        "served by rmcp's session: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_can_cancel_a_call_the_direct_path_serves() {
+    let gw = gateway().await;
+    let url = gw.url("/mcp");
+    let mut c = plain_session(&url).await;
+    let session = c.session.clone().unwrap();
+    let started = std::time::Instant::now();
+    let call = tokio::spawn(async move { c.call_tool("probe.sleep", json!({"ms": 20_000})).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut canceller = Client::new(&url);
+    canceller.session = Some(session);
+    canceller.version = "2025-11-25".into();
+    // The first request of the spawned client has id 1.
+    let note = canceller
+        .post_raw(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": 1, "reason": "the user gave up"}}),
+            &[],
+        )
+        .await;
+    assert_eq!(note.status, 202, "{note:?}");
+    let answered = call.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the call stopped when cancelled: {answered:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_used_only_on_the_direct_path_does_not_idle_out() {
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [server]
+        session_idle_timeout_secs = 1
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "t"
+        plugins = [{}]
+        "#,
+        toml_path(&plugin("probe")),
+    ))
+    .await;
+    let mut c = plain_session(&gw.url("/mcp")).await;
+    // Three seconds of calls, each on the direct path, none seen by rmcp's session worker.
+    for _ in 0..12 {
+        let r = c.call_tool("probe.echo", json!({})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(content_type(&r).starts_with("application/json"), "{r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // The session is still open for rmcp's own path.
+    c.accept = Some(WEIGHTED_ACCEPT.into());
+    let r = c.call_tool("probe.echo", json!({})).await;
+    assert_eq!(r.status, 200, "the session stayed open while used: {r:?}");
+    // And unused, it idles out as configured.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let r = c.call_tool("probe.echo", json!({})).await;
+    assert_eq!(r.status, 404, "an idle session is closed: {r:?}");
+}
+
+#[tokio::test]
+async fn a_session_id_from_another_tenant_is_unknown_on_the_direct_path() {
+    let probe = toml_path(&plugin("probe"));
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "a"
+        path = "/a/mcp"
+        plugins = [{probe}]
+        [[tenant]]
+        id = "b"
+        path = "/b/mcp"
+        plugins = [{probe}]
+        "#,
+    ))
+    .await;
+    let mut at_a = plain_session(&gw.url("/a/mcp")).await;
+    let served = at_a.call_tool("probe.echo", json!({})).await;
+    assert!(
+        content_type(&served).starts_with("application/json"),
+        "{served:?}"
+    );
+    let mut at_b = Client::new(&gw.url("/b/mcp"));
+    at_b.session = at_a.session.clone();
+    at_b.version = "2025-11-25".into();
+    let r = at_b.call_tool("probe.echo", json!({})).await;
+    assert_eq!(
+        r.status, 404,
+        "tenant a's session means nothing at tenant b: {r:?}"
+    );
 }

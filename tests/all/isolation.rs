@@ -322,6 +322,34 @@ scopes = {{ "hello.whoami" = ["mcp:admin"] }}
     TestGateway::start(server, &body).await
 }
 
+/// The direct path serves the calls of a session whose client declared nothing, skipping
+/// rmcp's session worker: that session is still only its creator's. alice@Y presenting
+/// alice@X's session id, on a call the direct path would serve, gets 404.
+#[tokio::test]
+async fn a_direct_path_session_is_only_its_creators() {
+    let (x, y) = two_issuers().await;
+    let gw = two_issuer_gateway(&x, &y, ("", ""), "").await;
+    let url = gw.url("/mcp");
+    let scope = "mcp:tools mcp:admin";
+    let alice_x = x.token("a", whoami_claims(&x, &url, "alice", scope));
+    let alice_y = y.token("b", whoami_claims(&y, &url, "alice", scope));
+    let mut owner = Client::new(&url).bearer(&alice_x);
+    owner.initialize_declaring("2025-11-25", json!({})).await;
+    let mine = owner.call_tool("hello.whoami", json!({})).await;
+    assert_eq!(
+        mine.result()["structuredContent"]["issuer"],
+        json!(x.url),
+        "{mine:?}"
+    );
+    let mut hijack = Client::new(&url).bearer(&alice_y);
+    hijack.session = owner.session.clone();
+    hijack.version = "2025-11-25".into();
+    let r = hijack.call_tool("hello.whoami", json!({})).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = hijack.call_tool("hello.greet", json!({"name": "x"})).await;
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
 /// AC3. The same `sub` from two issuers. Before: "alice" from Y used alice@X's session,
 /// completed her input-required step with her `requestState`, and shared her quota bucket.
 #[tokio::test]

@@ -1,12 +1,15 @@
-//! The direct path: a well-formed 2026-07-28 request for a method that runs a plugin
-//! (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`), answered from
-//! the HTTP front by the same handlers rmcp's service calls, without the per-request server
-//! rmcp builds for a stateless request (a spawned serve loop, a one-shot transport, channels,
-//! a second parse of the body, a second look-up of the tool's schema).
+//! The direct path: a well-formed request for a method that runs a plugin (`tools/call`,
+//! `resources/read`, `prompts/get`, `completion/complete`), stateless 2026-07-28 or in a
+//! 2025 session, answered from the HTTP front by the same handlers rmcp's service calls,
+//! without what rmcp puts between them: for a stateless request, the server it builds per
+//! request (a spawned serve loop, a one-shot transport, channels, a second parse of the
+//! body, a second look-up of the tool's schema); for a session request, the hops through the
+//! session's worker task.
 //!
 //! Owns: which requests take it ([`accept`] — the one place; anything it does not accept
 //! goes to rmcp, which answers every unusual or malformed case: headers that contradict the
-//! body, unknown versions, `Mcp-Param-*` headers, sessions), the [`Exchange`] of an accepted
+//! body, unknown versions, `Mcp-Param-*` headers, sessions whose client may be asked for
+//! input), the [`Exchange`] of an accepted
 //! request, what rmcp's handler layer does to a 2026-07-28 answer, and the answer on the
 //! wire (`application/json` for a lone response, SSE when notifications come first). Must
 //! not: handle a method itself (`tools`, `resources`, `prompts`, `completion` do) or
@@ -29,11 +32,15 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use super::era::Era;
 use super::exchange::{Exchange, ToClient};
 use super::gateway::Gateway;
+use super::live::{LiveSession, SessionTable};
 use super::{completion, prompts, resources, tools};
 use crate::auth::{Principal, SecretToken};
+use crate::sessions::SessionState;
 
 const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -42,6 +49,9 @@ const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilitie
 pub(crate) struct Direct {
     id: RequestId,
     call: Call,
+    era: Era,
+    /// The 2025 session it belongs to, and that session's settings.
+    session: Option<(Arc<LiveSession>, Arc<SessionState>)>,
     meta: RequestMetaObject,
     client_caps: Value,
 }
@@ -54,13 +64,20 @@ enum Call {
 }
 
 /// The request `message` (one JSON-RPC request, POSTed with `headers`), if the direct path
-/// answers it: a plugin-running method, no session, a 2026-07-28 `_meta` with client
-/// capabilities, and the SEP-2243 headers present and equal to the body as sent (no Base64
-/// forms); for `tools/call`, a tool whose schema annotates no `Mcp-Param-*` headers
-/// (`has_param_headers`). Everything else goes through rmcp unchanged.
+/// answers it: a plugin-running method with a plain `Accept` and `Content-Type`, and either
+/// * stateless: no session, a 2026-07-28 `_meta` with client capabilities, and the SEP-2243
+///   headers present and equal to the body as sent (no Base64 forms); for `tools/call`, a
+///   tool whose schema annotates no `Mcp-Param-*` headers (`has_param_headers`); or
+/// * in a 2025 session `live` knows (initialized, still open), with a 2025 version header,
+///   no per-request protocol version, and a client that declared nothing the server could
+///   ask it for (sampling, elicitation, roots: such requests are answered through the
+///   session's own streams, so those sessions stay on rmcp's path).
+///
+/// Everything else goes through rmcp unchanged.
 pub(crate) fn accept(
     headers: &HeaderMap,
     message: &Value,
+    live: &SessionTable,
     has_param_headers: impl Fn(&str) -> bool,
 ) -> Option<Direct> {
     let method = message.get("method")?.as_str()?;
@@ -71,29 +88,38 @@ pub(crate) fn accept(
         "completion/complete" => None,
         _ => return None,
     };
-    if headers.contains_key("mcp-session-id") || !negotiates_json_and_sse(headers) {
+    if !negotiates_json_and_sse(headers) {
         return None;
     }
-    let meta = params.get("_meta")?.as_object()?;
-    let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
-    if version != ProtocolVersion::V_2026_07_28.as_str()
-        || Era::of_version(version) != Era::Stateless
-        || sole(headers, "mcp-protocol-version")? != version
-        || sole(headers, "mcp-method")? != method
-    {
-        return None;
-    }
-    if let Some(key) = name_key {
-        let name = params.get(key)?.as_str()?;
-        if sole(headers, "mcp-name")? != name || name.starts_with("=?base64?") {
+    let meta = params.get("_meta");
+    let (era, session, meta, client_caps) = if headers.contains_key("mcp-session-id") {
+        let (live, state) = in_session(headers, meta, live)?;
+        let meta = meta.and_then(Value::as_object).cloned().unwrap_or_default();
+        let caps = live.client_caps.clone();
+        (Era::Session, Some((live, state)), meta, caps)
+    } else {
+        let meta = meta?.as_object()?;
+        let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
+        if version != ProtocolVersion::V_2026_07_28.as_str()
+            || Era::of_version(version) != Era::Stateless
+            || sole(headers, "mcp-protocol-version")? != version
+            || sole(headers, "mcp-method")? != method
+        {
             return None;
         }
-        if method == "tools/call" && has_param_headers(name) {
-            return None;
+        if let Some(key) = name_key {
+            let name = params.get(key)?.as_str()?;
+            if sole(headers, "mcp-name")? != name || name.starts_with("=?base64?") {
+                return None;
+            }
+            if method == "tools/call" && has_param_headers(name) {
+                return None;
+            }
         }
-    }
-    let caps = meta.get(CLIENT_CAPABILITIES_KEY)?;
-    ClientCapabilities::deserialize(caps).ok()?;
+        let caps = meta.get(CLIENT_CAPABILITIES_KEY)?;
+        ClientCapabilities::deserialize(caps).ok()?;
+        (Era::Stateless, None, meta.clone(), caps.clone())
+    };
     let call = match method {
         "tools/call" => Call::Tool(parse(params)?),
         "resources/read" => Call::Read(parse(params)?),
@@ -103,9 +129,42 @@ pub(crate) fn accept(
     Some(Direct {
         id: RequestId::deserialize(message.get("id")?).ok()?,
         call,
-        meta: RequestMetaObject::from(meta.clone()),
-        client_caps: caps.clone(),
+        era,
+        session,
+        meta: RequestMetaObject::from(meta),
+        client_caps,
     })
+}
+
+/// The session a session request names, if the direct path may serve it (see [`accept`]).
+fn in_session(
+    headers: &HeaderMap,
+    meta: Option<&Value>,
+    live: &SessionTable,
+) -> Option<(Arc<LiveSession>, Arc<SessionState>)> {
+    let id = sole(headers, "mcp-session-id")?;
+    let version = sole(headers, "mcp-protocol-version")?;
+    let legacy = [
+        ProtocolVersion::V_2025_11_25,
+        ProtocolVersion::V_2025_06_18,
+        ProtocolVersion::V_2025_03_26,
+    ];
+    if !legacy.iter().any(|v| v.as_str() == version) {
+        return None;
+    }
+    // A per-request protocol version would make rmcp serve the request statelessly.
+    if meta.is_some_and(|m| !m.is_object() || m.get(PROTOCOL_VERSION_KEY).is_some()) {
+        return None;
+    }
+    let session = live.get(id)?;
+    let asks_nothing = ["sampling", "elicitation", "roots"]
+        .iter()
+        .all(|k| session.client_caps.get(k).is_none());
+    if !asks_nothing {
+        return None;
+    }
+    let state = session.state()?;
+    Some((session, state))
 }
 
 fn parse<T: DeserializeOwned>(params: &Value) -> Option<T> {
@@ -152,6 +211,11 @@ fn negotiates_json_and_sse(headers: &HeaderMap) -> bool {
 }
 
 impl Direct {
+    /// The 2025 session the request belongs to, if any.
+    pub(crate) fn in_session(&self) -> bool {
+        self.session.is_some()
+    }
+
     /// Answer the request as `who` (with `secret` for the downstream capability), inside
     /// `span`, the request's `mcp.request` span.
     pub(crate) async fn answer(
@@ -164,6 +228,8 @@ impl Direct {
         let Self {
             id,
             call,
+            era,
+            session,
             meta,
             client_caps,
         } = self;
@@ -176,17 +242,25 @@ impl Direct {
             secret,
             id: serde_json::to_value(&id).unwrap_or(Value::Null),
             meta,
-            era: Era::Stateless,
+            era,
             client_caps,
-            cancel,
+            cancel: cancel.clone(),
             span: Some(span),
             to_client: ToClient::Stream(tx.clone()),
         };
-        let gateway = gateway.clone();
+        // A session request is served by its session's handler (its log level) and can be
+        // cancelled by the client's `notifications/cancelled` (`SessionTable::cancel`).
+        let (gateway, inflight) = match &session {
+            Some((live, state)) => (
+                Gateway::with_session(gateway.tenant.clone(), state.clone()),
+                Some(live.start(&exchange.id, cancel)),
+            ),
+            None => (gateway.clone(), None),
+        };
         let mut work = Box::pin(async move {
             let result = dispatch(&gateway, call, &exchange).await;
-            drop(exchange);
-            message(result, id)
+            drop((exchange, inflight));
+            message(result, id, era)
         });
         let first = tokio::select! {
             biased;
@@ -225,20 +299,28 @@ async fn dispatch(gw: &Gateway, call: Call, ex: &Exchange) -> Result<ServerResul
             .await
             .map(ServerResult::CompleteResult),
     };
-    // What rmcp's handler layer does to every answer for a 2026-07-28 peer.
-    match &mut result {
-        Ok(r) => r.fill_missing_cache_hints(),
-        Err(e) if e.code == ErrorCode::RESOURCE_NOT_FOUND => e.code = ErrorCode::INVALID_PARAMS,
-        Err(_) => {}
+    // What rmcp's handler layer does to every answer for the peer's revision.
+    match (&mut result, ex.era) {
+        (Ok(r), Era::Stateless) => r.fill_missing_cache_hints(),
+        (Ok(r), Era::Session) => r.strip_result_type_for_legacy_peer(),
+        (Err(e), Era::Stateless) if e.code == ErrorCode::RESOURCE_NOT_FOUND => {
+            e.code = ErrorCode::INVALID_PARAMS;
+        }
+        (Err(_), _) => {}
     }
     result
 }
 
-/// The JSON-RPC message answering `id`, serialized, with the HTTP status a lone answer gets.
-fn message(result: Result<ServerResult, ErrorData>, id: RequestId) -> (StatusCode, String) {
-    let status = match &result {
-        Ok(_) => StatusCode::OK,
-        Err(e) => status_of(e.code),
+/// The JSON-RPC message answering `id`, serialized, with the HTTP status a lone answer gets
+/// (in a 2025 session, always 200).
+fn message(
+    result: Result<ServerResult, ErrorData>,
+    id: RequestId,
+    era: Era,
+) -> (StatusCode, String) {
+    let status = match (&result, era) {
+        (Err(e), Era::Stateless) => status_of(e.code),
+        _ => StatusCode::OK,
     };
     let message = match result {
         Ok(r) => ServerJsonRpcMessage::response(r, id),

@@ -57,6 +57,16 @@ impl Gateway {
         }
     }
 
+    /// The handler of a 2025 session whose settings are `session` (the direct path's view of
+    /// a session rmcp created).
+    pub(super) fn with_session(tenant: Arc<TenantContext>, session: Arc<SessionState>) -> Self {
+        Self {
+            tenant,
+            session,
+            fixed_principal: None,
+        }
+    }
+
     /// The request `ctx` describes, as the handlers see it.
     fn exchange(&self, ctx: &RequestContext<RoleServer>) -> Result<Exchange, ErrorData> {
         Exchange::from_rmcp(ctx, self.fixed_principal.as_deref())
@@ -141,7 +151,22 @@ impl ServerHandler for Gateway {
         model(convert::tool(tool)).ok()
     }
 
+    /// The handshake is done: start pushing changes and, on HTTP, let the direct path serve
+    /// this session (its id, settings and client capabilities).
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = id {
+            let caps = context
+                .peer
+                .peer_info()
+                .and_then(|info| serde_json::to_value(&info.capabilities).ok())
+                .unwrap_or_else(|| json!({}));
+            self.tenant.live.register(id, &self.session, caps);
+        }
         self.watch_changes(context.peer);
     }
 

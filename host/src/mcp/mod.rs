@@ -26,6 +26,7 @@ mod era;
 mod exchange;
 mod gateway;
 mod input;
+mod live;
 mod notify;
 mod observer;
 mod paging;
@@ -117,6 +118,21 @@ impl LiveSessions for RmcpSessions {
             }
         })
     }
+
+    /// rmcp's session worker restarts its idle timer on any message: hand it a client
+    /// notification whose handler does nothing (`notifications/roots/list_changed`; the
+    /// gateway keeps no roots).
+    fn touch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        use rmcp::transport::streamable_http_server::session::SessionManager as _;
+        Box::pin(async move {
+            let note = rmcp::model::ClientJsonRpcMessage::notification(
+                rmcp::model::ClientNotification::RootsListChangedNotification(Default::default()),
+            );
+            if let Err(e) = self.0.accept_message(&Arc::from(id), note).await {
+                tracing::debug!("keeping a session alive failed: {e}");
+            }
+        })
+    }
 }
 
 /// Build the Streamable HTTP endpoint for `tenant`.
@@ -173,12 +189,13 @@ pub fn targets(message: &serde_json::Value) -> Vec<Target<'_>> {
 /// The direct path's hold on `message` (one request POSTed with `headers`), if it takes it;
 /// see `direct.rs`. `catalog` says which tools annotate `Mcp-Param-*` headers.
 pub(crate) fn direct(
+    tenant: &TenantContext,
     catalog: &Catalog,
     headers: &http::HeaderMap,
     message: &serde_json::Value,
 ) -> Option<Direct> {
     // An unknown tool has no schema to check headers against (rmcp skips them too).
-    direct::accept(headers, message, |name| {
+    direct::accept(headers, message, &tenant.live, |name| {
         catalog.tool(name).is_some_and(|(plugin, _)| {
             plugin
                 .schemas
@@ -186,6 +203,16 @@ pub(crate) fn direct(
                 .is_none_or(|s| s.annotates_headers())
         })
     })
+}
+
+/// A client's `notifications/cancelled` (`message`, on session `session`): stop the request
+/// if the direct path is serving it. rmcp still gets the notification for its own requests.
+pub(crate) fn cancelled(tenant: &TenantContext, session: &str, message: &serde_json::Value) {
+    if message["method"] == "notifications/cancelled"
+        && let Some(id) = message["params"].get("requestId")
+    {
+        tenant.live.cancel(session, id);
+    }
 }
 
 /// The scopes to challenge for (a 403 step-up at the HTTP front, before any stream opens)

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::live::SessionTable;
 use super::request_state::StateSealer;
 use crate::auth::Principal;
 use crate::config::ToolsList;
@@ -25,6 +26,8 @@ pub struct TenantContext {
     pub(crate) services: Arc<TenantServices>,
     /// What the tenant may consume.
     pub quotas: Arc<Quotas>,
+    /// The tenant's initialized 2025 sessions, for the direct path.
+    pub(crate) live: Arc<SessionTable>,
 }
 
 impl TenantContext {
@@ -42,6 +45,7 @@ impl TenantContext {
             tools_list,
             services,
             quotas,
+            live: Arc::default(),
         }
     }
 

@@ -28,6 +28,9 @@ pub trait LiveSessions: Send + Sync {
     fn ids(&self) -> BoxFuture<'_, HashSet<String>>;
     /// End a session: its streams close and its id is unknown from now on.
     fn close<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+    /// Session `id` is in use by requests the table itself did not see (the direct path):
+    /// its idle timer starts again.
+    fn touch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
 }
 
 /// A session id presented by a caller that did not create it.
@@ -52,6 +55,9 @@ pub struct Caps {
     pub max_sessions: usize,
     /// Most live sessions one authenticated caller may hold.
     pub max_per_caller: usize,
+    /// After how long without a request the live table closes a session
+    /// (`server.session_idle_timeout_secs`).
+    pub idle: std::time::Duration,
 }
 
 /// One tenant's sessions: their owners and caps, over the protocol layer's live table.
@@ -61,6 +67,8 @@ pub struct Sessions {
     caps: Caps,
     /// Which caller created each session, and when: a session is usable only by its creator.
     owners: Mutex<HashMap<String, (CallerId, Instant)>>,
+    /// When each session served on the direct path last restarted the live table's idle timer.
+    touched: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -83,6 +91,27 @@ impl Sessions {
                 ..caps
             },
             owners: Mutex::default(),
+            touched: Mutex::default(),
+        }
+    }
+
+    /// Session `id` answered a request the live table did not see: restart its idle timer,
+    /// at most once per quarter of `idle` (so a session used only on the direct path stays
+    /// open as long as it is used, at the cost of one message to the table per quarter).
+    pub async fn keep_alive(&self, id: &str) {
+        let now = Instant::now();
+        let due = {
+            let mut touched = self.touched.lock();
+            match touched.get(id) {
+                Some(at) if now.duration_since(*at) < self.caps.idle / 4 => false,
+                _ => {
+                    touched.insert(id.to_string(), now);
+                    true
+                }
+            }
+        };
+        if due {
+            self.live.touch(id).await;
         }
     }
 
@@ -122,6 +151,7 @@ impl Sessions {
     /// The sessions of `caller` to close so that one more fits under its cap, oldest first;
     /// forgets owners of sessions no longer live.
     fn evict_for(&self, caller: &CallerId, live: &HashSet<String>) -> Vec<String> {
+        self.touched.lock().retain(|id, _| live.contains(id));
         let mut owners = self.owners.lock();
         owners.retain(|id, _| live.contains(id));
         let mut mine: Vec<(&String, Instant)> = owners
@@ -259,9 +289,9 @@ mod tests {
     use super::*;
     use crate::auth::CallerName;
 
-    /// A live table the test controls.
+    /// A live table the test controls, counting the idle-timer restarts it is asked for.
     #[derive(Default)]
-    struct Table(Mutex<HashSet<String>>);
+    struct Table(Mutex<HashSet<String>>, std::sync::atomic::AtomicUsize);
 
     impl LiveSessions for Table {
         fn ids(&self) -> BoxFuture<'_, HashSet<String>> {
@@ -271,6 +301,10 @@ mod tests {
             Box::pin(async move {
                 self.0.lock().remove(id);
             })
+        }
+        fn touch<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, ()> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async {})
         }
     }
 
@@ -286,8 +320,30 @@ mod tests {
         let caps = Caps {
             max_sessions,
             max_per_caller,
+            idle: std::time::Duration::from_millis(400),
         };
         (table.clone(), Sessions::new("t".into(), table, caps))
+    }
+
+    #[tokio::test]
+    async fn a_session_served_on_the_direct_path_restarts_its_idle_timer_once_per_quarter() {
+        let (table, sessions) = sessions(10, 10);
+        let who = caller(Some("https://as"), "alice");
+        open(&table, &sessions, "s1", &who).await;
+        let touches = || table.1.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..50 {
+            sessions.keep_alive("s1").await;
+        }
+        assert_eq!(
+            touches(),
+            1,
+            "fifty requests at once restart the timer once"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        sessions.keep_alive("s1").await;
+        assert_eq!(touches(), 2, "a quarter of the idle time later, once more");
+        sessions.keep_alive("s2").await;
+        assert_eq!(touches(), 3, "each session has its own timer");
     }
 
     async fn open(table: &Table, sessions: &Sessions, id: &str, who: &CallerId) {

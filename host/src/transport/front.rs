@@ -248,16 +248,24 @@ impl Front {
         caller: &Principal,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
-        let direct = span.as_ref().and_then(|_| {
-            mcp::direct(
-                &self.tenant.plugins.catalog(),
-                &parts.headers,
-                &message.message,
-            )
-        });
+        let catalog = self.tenant.plugins.catalog();
+        let direct = span
+            .as_ref()
+            .and_then(|_| mcp::direct(&self.tenant, &catalog, &parts.headers, &message.message));
+        if let Some(id) = session_id(parts)
+            && !message.is_request()
+        {
+            mcp::cancelled(&self.tenant, id, &message.message);
+        }
         let resp = match (direct, &span) {
             (Some(direct), Some(span)) => {
                 let secret = parts.extensions.get::<SecretToken>().cloned();
+                // The live table did not see this request: keep the session open as used.
+                if direct.in_session()
+                    && let Some(id) = session_id(parts)
+                {
+                    self.sessions.keep_alive(id).await;
+                }
                 direct
                     .answer(&self.gateway, caller.clone(), secret, span.clone())
                     .await

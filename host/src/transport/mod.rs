@@ -142,6 +142,7 @@ fn serve_tenant(
     let caps = Caps {
         max_sessions: config.server.max_sessions,
         max_per_caller: config.server.max_sessions_per_subject,
+        idle: settings.session_idle,
     };
     let sessions = Sessions::new(tenant.id().clone(), endpoint.live_sessions(), caps);
     let front = Arc::new(front::Front::new(

@@ -106,12 +106,17 @@ impl Client {
     pub async fn initialize_with(url: &str, version: &str, authorization: Option<&str>) -> Self {
         let mut c = Self::new(url);
         c.authorization = authorization.map(str::to_string);
+        c.initialize_declaring(version, json!({"sampling": {}, "elicitation": {}}))
+            .await;
+        c
+    }
+
+    /// Initialize a 2025 session at `version` on this client, declaring `capabilities`.
+    pub async fn initialize_declaring(&mut self, version: &str, capabilities: Value) {
+        let c = self;
         c.version = version.into();
         let reply = c
-            .post_raw(
-                initialize_request(version, json!({"sampling": {}, "elicitation": {}})),
-                &[],
-            )
+            .post_raw(initialize_request(version, capabilities), &[])
             .await;
         assert_eq!(reply.status, 200, "initialize: {reply:?}");
         c.session = reply
@@ -126,7 +131,6 @@ impl Client {
             )
             .await;
         assert_eq!(note.status, 202);
-        c
     }
 
     /// This client, sending `Authorization: Bearer <token>`.
