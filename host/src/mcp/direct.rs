@@ -27,7 +27,6 @@ use rmcp::model::{
     RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
 use serde::Deserialize as _;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -76,64 +75,86 @@ enum Call {
 /// Everything else goes through rmcp unchanged.
 pub(crate) fn accept(
     headers: &HeaderMap,
-    message: &Value,
+    message: &mut Value,
     live: &SessionTable,
     has_param_headers: impl Fn(&str) -> bool,
 ) -> Option<Direct> {
-    let method = message.get("method")?.as_str()?;
-    let params = message.get("params")?;
-    let name_key = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        "completion/complete" => None,
-        _ => return None,
-    };
-    if !negotiates_json_and_sse(headers) {
-        return None;
-    }
-    let meta = params.get("_meta");
-    let (era, session, meta, client_caps) = if headers.contains_key("mcp-session-id") {
-        let (live, state) = in_session(headers, meta, live)?;
-        let meta = meta.and_then(Value::as_object).cloned().unwrap_or_default();
-        let caps = live.client_caps.clone();
-        (Era::Session, Some((live, state)), meta, caps)
-    } else {
-        let meta = meta?.as_object()?;
-        let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
-        if version != ProtocolVersion::V_2026_07_28.as_str()
-            || Era::of_version(version) != Era::Stateless
-            || sole(headers, "mcp-protocol-version")? != version
-            || sole(headers, "mcp-method")? != method
-        {
-            return None;
-        }
-        if let Some(key) = name_key {
-            let name = params.get(key)?.as_str()?;
-            if sole(headers, "mcp-name")? != name || name.starts_with("=?base64?") {
-                return None;
-            }
-            if method == "tools/call" && has_param_headers(name) {
-                return None;
-            }
-        }
-        let caps = meta.get(CLIENT_CAPABILITIES_KEY)?;
-        ClientCapabilities::deserialize(caps).ok()?;
-        (Era::Stateless, None, meta.clone(), caps.clone())
+    let (method, era, session, client_caps) = eligible(headers, message, live, has_param_headers)?;
+    let id = RequestId::deserialize(message.get("id")?).ok()?;
+    // Taken, not copied: a request that fails to parse goes to rmcp as the bytes it came as.
+    let mut params = message.get_mut("params")?.take();
+    let meta = match params.as_object_mut()?.remove("_meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => serde_json::Map::new(),
     };
     let call = match method {
-        "tools/call" => Call::Tool(parse(params)?),
-        "resources/read" => Call::Read(parse(params)?),
-        "prompts/get" => Call::Prompt(parse(params)?),
-        _ => Call::Complete(parse(params)?),
+        "tools/call" => Call::Tool(serde_json::from_value(params).ok()?),
+        "resources/read" => Call::Read(serde_json::from_value(params).ok()?),
+        "prompts/get" => Call::Prompt(serde_json::from_value(params).ok()?),
+        _ => Call::Complete(serde_json::from_value(params).ok()?),
     };
     Some(Direct {
-        id: RequestId::deserialize(message.get("id")?).ok()?,
+        id,
         call,
         era,
         session,
         meta: RequestMetaObject::from(meta),
         client_caps,
     })
+}
+
+/// What [`accept`] checks, reading `message` only: its method, era, session and the client
+/// capabilities it runs with.
+#[allow(clippy::type_complexity, reason = "one private step of `accept`")]
+fn eligible(
+    headers: &HeaderMap,
+    message: &Value,
+    live: &SessionTable,
+    has_param_headers: impl Fn(&str) -> bool,
+) -> Option<(
+    &'static str,
+    Era,
+    Option<(Arc<LiveSession>, Arc<SessionState>)>,
+    Value,
+)> {
+    let (method, name_key) = match message.get("method")?.as_str()? {
+        "tools/call" => ("tools/call", Some("name")),
+        "prompts/get" => ("prompts/get", Some("name")),
+        "resources/read" => ("resources/read", Some("uri")),
+        "completion/complete" => ("completion/complete", None),
+        _ => return None,
+    };
+    let params = message.get("params")?.as_object()?;
+    if !negotiates_json_and_sse(headers) {
+        return None;
+    }
+    let meta = params.get("_meta");
+    if headers.contains_key("mcp-session-id") {
+        let (live, state) = in_session(headers, meta, live)?;
+        let caps = live.client_caps.clone();
+        return Some((method, Era::Session, Some((live, state)), caps));
+    }
+    let meta = meta?.as_object()?;
+    let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
+    if version != ProtocolVersion::V_2026_07_28.as_str()
+        || Era::of_version(version) != Era::Stateless
+        || sole(headers, "mcp-protocol-version")? != version
+        || sole(headers, "mcp-method")? != method
+    {
+        return None;
+    }
+    if let Some(key) = name_key {
+        let name = params.get(key)?.as_str()?;
+        if sole(headers, "mcp-name")? != name || name.starts_with("=?base64?") {
+            return None;
+        }
+        if method == "tools/call" && has_param_headers(name) {
+            return None;
+        }
+    }
+    let caps = meta.get(CLIENT_CAPABILITIES_KEY)?;
+    ClientCapabilities::deserialize(caps).ok()?;
+    Some((method, Era::Stateless, None, caps.clone()))
 }
 
 /// The session a session request names, if the direct path may serve it (see [`accept`]).
@@ -165,10 +186,6 @@ fn in_session(
     }
     let state = session.state()?;
     Some((session, state))
-}
-
-fn parse<T: DeserializeOwned>(params: &Value) -> Option<T> {
-    T::deserialize(params).ok()
 }
 
 /// The one value of header `name`, if it has exactly one and it is text.

@@ -186,13 +186,14 @@ pub fn targets(message: &serde_json::Value) -> Vec<Target<'_>> {
     }
 }
 
-/// The direct path's hold on `message` (one request POSTed with `headers`), if it takes it;
-/// see `direct.rs`. `catalog` says which tools annotate `Mcp-Param-*` headers.
+/// The direct path's hold on `message` (one request POSTed with `headers`), if it takes it
+/// (then its params are taken out of `message`); see `direct.rs`. `catalog` says which tools
+/// annotate `Mcp-Param-*` headers.
 pub(crate) fn direct(
     tenant: &TenantContext,
     catalog: &Catalog,
     headers: &http::HeaderMap,
-    message: &serde_json::Value,
+    message: &mut serde_json::Value,
 ) -> Option<Direct> {
     // An unknown tool has no schema to check headers against (rmcp skips them too).
     direct::accept(headers, message, &tenant.live, |name| {

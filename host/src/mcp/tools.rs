@@ -44,7 +44,7 @@ pub(super) fn list(
 /// `tools/call`.
 pub(super) async fn call(
     gw: &Gateway,
-    request: CallToolRequestParams,
+    mut request: CallToolRequestParams,
     ex: &Exchange,
 ) -> Result<CallToolResponse, ErrorData> {
     let name = request.name.to_string();
@@ -64,7 +64,7 @@ pub(super) async fn call(
             )?));
         }
     };
-    let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+    let arguments = Value::Object(request.arguments.take().unwrap_or_default());
     if let Some(schemas) = plugin.schemas.get(&name)
         && let Err(violations) = schemas.check_arguments(&arguments)
     {

@@ -51,6 +51,8 @@ pub(crate) struct Front {
     tenant: Arc<TenantContext>,
     /// The handler the direct path answers with (stateless: no session state is used).
     gateway: Gateway,
+    /// rmcp's service, for every message the direct path does not take (cloned only then).
+    inner: Inner,
     auth: Arc<TenantAuth>,
     sessions: Arc<Sessions>,
     max_body_bytes: usize,
@@ -70,9 +72,11 @@ impl Front {
         auth: Arc<TenantAuth>,
         sessions: Arc<Sessions>,
         max_body_bytes: usize,
+        inner: Inner,
     ) -> Self {
         Self {
             gateway: Gateway::new(tenant.clone(), None),
+            inner,
             tenant,
             auth,
             sessions,
@@ -85,11 +89,11 @@ impl Front {
     }
 
     /// Handle one request to the endpoint, inside its `http.request` span.
-    pub(crate) async fn handle(&self, req: Request, inner: Inner) -> Response {
+    pub(crate) async fn handle(&self, req: Request) -> Response {
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let span = telemetry::http_span(self.tenant_id(), &method, req.uri().path(), req.headers());
-        let resp = self.steps(req, inner).instrument(span.clone()).await;
+        let resp = self.steps(req).instrument(span.clone()).await;
         let status = resp.status().as_u16();
         span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
@@ -113,20 +117,20 @@ impl Front {
     /// The steps, in order. The order is the policy: nothing runs for an unauthenticated
     /// caller; a session's owner is checked before its body is read; quota, scopes and the
     /// session cap need the parsed message, so they come after it (per message of a batch).
-    async fn steps(&self, req: Request, inner: Inner) -> Response {
+    async fn steps(&self, req: Request) -> Response {
         let (mut parts, body) = req.into_parts();
         let caller = step!(self.authenticate(&mut parts).await);
         step!(self.check_session_owner(&parts, &caller));
         if parts.method != Method::POST {
-            return call(inner, Request::from_parts(parts, body)).await;
+            return self.call(Request::from_parts(parts, body)).await;
         }
         match step!(jsonrpc::read(&parts, body, self.max_body_bytes).await) {
-            Posted::Single(message) => self.message(&parts, message, inner, &caller).await,
+            Posted::Single(message) => self.message(&parts, message, &caller).await,
             Posted::Batch(items) => {
                 let mut answers = Vec::new();
                 for item in items {
                     let id = item.id();
-                    let resp = self.message(&parts, item, inner.clone(), &caller).await;
+                    let resp = self.message(&parts, item, &caller).await;
                     answers.extend(jsonrpc::batch_answer(resp, id).await);
                 }
                 jsonrpc::batch_response(answers)
@@ -139,7 +143,6 @@ impl Front {
         &self,
         parts: &Parts,
         message: Envelope,
-        inner: Inner,
         caller: &Principal,
     ) -> Response {
         let admission = step!(self.admit(caller, &message));
@@ -148,7 +151,7 @@ impl Front {
         if initialize {
             step!(self.make_room(caller).await);
         }
-        let resp = self.forward(parts, message, admission, inner, caller).await;
+        let resp = self.forward(parts, message, admission, caller).await;
         if initialize
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
@@ -244,19 +247,19 @@ impl Front {
         parts: &Parts,
         message: Envelope,
         admission: Option<Admission>,
-        inner: Inner,
         caller: &Principal,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
-        let catalog = self.tenant.plugins.catalog();
-        let direct = span
-            .as_ref()
-            .and_then(|_| mcp::direct(&self.tenant, &catalog, &parts.headers, &message.message));
         if let Some(id) = session_id(parts)
             && !message.is_request()
         {
             mcp::cancelled(&self.tenant, id, &message.message);
         }
+        let mut message = message;
+        let catalog = self.tenant.plugins.catalog();
+        let direct = span.as_ref().and_then(|_| {
+            mcp::direct(&self.tenant, &catalog, &parts.headers, &mut message.message)
+        });
         let resp = match (direct, &span) {
             (Some(direct), Some(span)) => {
                 let secret = parts.extensions.get::<SecretToken>().cloned();
@@ -275,7 +278,7 @@ impl Front {
                 if let Some(span) = &span {
                     req.extensions_mut().insert(RequestSpan(span.clone()));
                 }
-                call(inner, req).await
+                self.call(req).await
             }
         };
         // Refused by the protocol layer before any handler ran (an unknown session, a bad
@@ -386,9 +389,12 @@ fn rebuild(parts: &Parts, body: bytes::Bytes) -> Request {
     req
 }
 
-async fn call(inner: Inner, req: Request) -> Response {
-    match inner.oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+impl Front {
+    /// `req` through rmcp's service.
+    async fn call(&self, req: Request) -> Response {
+        match self.inner.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
     }
 }

@@ -145,18 +145,18 @@ fn serve_tenant(
         idle: settings.session_idle,
     };
     let sessions = Sessions::new(tenant.id().clone(), endpoint.live_sessions(), caps);
+    let mcp =
+        ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
     let front = Arc::new(front::Front::new(
         tenant.clone(),
         auth.clone(),
         Arc::new(sessions),
         config.server.max_body_bytes,
+        BoxCloneSyncService::new(mcp),
     ));
-    let mcp =
-        ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
-    let inner: front::Inner = BoxCloneSyncService::new(mcp);
     let guarded = tower::service_fn(move |req: Request| {
-        let (front, inner) = (front.clone(), inner.clone());
-        async move { Ok::<_, Infallible>(front.handle(req, inner).await.into_response()) }
+        let front = front.clone();
+        async move { Ok::<_, Infallible>(front.handle(req).await.into_response()) }
     });
     Served {
         endpoint: BoxCloneSyncService::new(guarded),
