@@ -139,12 +139,7 @@ impl Front {
     }
 
     /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
-    async fn message(
-        &self,
-        parts: &Parts,
-        message: Envelope,
-        caller: &Principal,
-    ) -> Response {
+    async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
         let admission = step!(self.admit(caller, &message));
         step!(self.check_scopes(caller, &message, parts));
         let initialize = message.is_initialize() && session_id(parts).is_none();
