@@ -240,7 +240,7 @@ impl Front {
     async fn forward(
         &self,
         parts: &Parts,
-        message: Envelope,
+        mut message: Envelope,
         admission: Option<Admission>,
         caller: &Principal,
     ) -> Response {
@@ -250,24 +250,12 @@ impl Front {
         {
             mcp::cancelled(&self.tenant, id, &message.message);
         }
-        let mut message = message;
         let catalog = self.tenant.plugins.catalog();
         let direct = span.as_ref().and_then(|_| {
             mcp::direct(&self.tenant, &catalog, &parts.headers, &mut message.message)
         });
         let resp = match (direct, &span) {
-            (Some(direct), Some(span)) => {
-                let secret = parts.extensions.get::<SecretToken>().cloned();
-                // The live table did not see this request: keep the session open as used.
-                if direct.in_session()
-                    && let Some(id) = session_id(parts)
-                {
-                    self.sessions.keep_alive(id).await;
-                }
-                direct
-                    .answer(&self.gateway, caller.clone(), secret, span.clone())
-                    .await
-            }
+            (Some(direct), Some(span)) => self.direct(parts, direct, caller, span).await,
             _ => {
                 let mut req = rebuild(parts, message.bytes);
                 if let Some(span) = &span {
@@ -385,6 +373,26 @@ fn rebuild(parts: &Parts, body: bytes::Bytes) -> Request {
 }
 
 impl Front {
+    /// A message the direct path took, answered as `caller` inside `span`.
+    async fn direct(
+        &self,
+        parts: &Parts,
+        direct: mcp::Direct,
+        caller: &Principal,
+        span: &tracing::Span,
+    ) -> Response {
+        // rmcp's session worker does not see this request: keep the session open as used.
+        if direct.in_session()
+            && let Some(id) = session_id(parts)
+        {
+            self.sessions.keep_alive(id).await;
+        }
+        let secret = parts.extensions.get::<SecretToken>().cloned();
+        direct
+            .answer(&self.gateway, caller.clone(), secret, span.clone())
+            .await
+    }
+
     /// `req` through rmcp's service.
     async fn call(&self, req: Request) -> Response {
         match self.inner.clone().oneshot(req).await {
