@@ -1,8 +1,8 @@
 //! One plugin call's environment: its limits and cancellation, the host capabilities it gets
 //! (each prepared by its owner) and the context the plugin is told.
 //!
-//! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from an [`Exchange`]. Must not: build a
-//! capability's own state (`downstream::TenantServices::for_call` and
+//! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from an [`Exchange`]. Must not:
+//! build a capability's own state (`downstream::TenantServices::for_call` and
 //! `RequestObserver::for_call` do) or decide whether the call may happen (`Catalog::authorize`).
 
 use std::sync::Arc;

@@ -137,7 +137,6 @@ fn eligible(
     let meta = meta?.as_object()?;
     let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?;
     if version != ProtocolVersion::V_2026_07_28.as_str()
-        || Era::of_version(version) != Era::Stateless
         || sole(headers, "mcp-protocol-version")? != version
         || sole(headers, "mcp-method")? != method
     {
@@ -164,13 +163,12 @@ fn in_session(
     live: &SessionTable,
 ) -> Option<(Arc<LiveSession>, Arc<SessionState>)> {
     let id = sole(headers, "mcp-session-id")?;
+    // A version rmcp knows, of the session era (the one era decision, `Era::of_version`).
     let version = sole(headers, "mcp-protocol-version")?;
-    let legacy = [
-        ProtocolVersion::V_2025_11_25,
-        ProtocolVersion::V_2025_06_18,
-        ProtocolVersion::V_2025_03_26,
-    ];
-    if !legacy.iter().any(|v| v.as_str() == version) {
+    let known = ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .any(|v| v.as_str() == version);
+    if !known || Era::of_version(version) != Era::Session {
         return None;
     }
     // A per-request protocol version would make rmcp serve the request statelessly.
@@ -228,7 +226,7 @@ fn negotiates_json_and_sse(headers: &HeaderMap) -> bool {
 }
 
 impl Direct {
-    /// The 2025 session the request belongs to, if any.
+    /// Whether the request belongs to a 2025 session.
     pub(crate) fn in_session(&self) -> bool {
         self.session.is_some()
     }

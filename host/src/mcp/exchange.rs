@@ -1,13 +1,13 @@
-//! One request as the handlers see it, whichever way it arrived: through rmcp's service (2025
-//! sessions, stdio, and everything not on the direct path) or straight from the HTTP front
-//! (`direct`, the stateless hot path).
+//! One request as the handlers see it, whichever way it arrived: through rmcp's service
+//! (stdio, sessions whose client may be asked for input, everything unusual) or straight from
+//! the HTTP front (`direct`, the hot path).
 //!
 //! Owns: [`Exchange`] — who asks, the request's id, `_meta`, era, declared client
 //! capabilities, cancellation and span — and [`ToClient`], where a handler's notifications
 //! and server→client requests go. Must not: decide anything about the request (the handlers
 //! do) or build a call's environment (`call`).
 
-use rmcp::model::{RequestMetaObject, ServerNotification};
+use rmcp::model::{RequestMetaObject, ServerJsonRpcMessage, ServerNotification};
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
@@ -24,8 +24,9 @@ pub(super) enum ToClient {
     /// rmcp's peer: notifications on the request's stream, server→client requests answered
     /// through the session.
     Peer(Peer<RoleServer>),
-    /// The direct path's response stream: notifications only (a stateless request never asks
-    /// the client anything: it answers with an `InputRequiredResult` instead).
+    /// The direct path's response stream: notifications only (the direct path serves no
+    /// request that could ask the client: a stateless one answers with an
+    /// `InputRequiredResult`, and sessions whose client may be asked stay on rmcp's path).
     Stream(mpsc::UnboundedSender<String>),
 }
 
@@ -34,7 +35,7 @@ impl ToClient {
     /// carry, or a client that has gone, is logged and dropped.
     pub(super) async fn notify(&self, plugin: &str, method: &str, params: Value) {
         let message = json!({"method": method, "params": params});
-        let notification: ServerNotification = match serde_json::from_value(message.clone()) {
+        let notification: ServerNotification = match serde_json::from_value(message) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(
@@ -49,11 +50,14 @@ impl ToClient {
                 .send_notification(notification)
                 .await
                 .map_err(|e| e.to_string()),
+            // Serialized as rmcp puts a notification on the wire.
             Self::Stream(tx) => {
-                let mut message = message;
-                message["jsonrpc"] = "2.0".into();
-                tx.send(message.to_string())
-                    .map_err(|_| "the response stream has closed".to_string())
+                serde_json::to_string(&ServerJsonRpcMessage::notification(notification))
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        tx.send(text)
+                            .map_err(|_| "the response stream has closed".to_string())
+                    })
             }
         };
         if let Err(e) = delivered {
