@@ -29,7 +29,6 @@ use tracing::Instrument as _;
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
 use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
-use crate::plugins::Catalog;
 use crate::sessions::Sessions;
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::{Admission, Refusal};
@@ -142,16 +141,12 @@ impl Front {
     /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
         let admission = step!(self.admit(caller, &message));
-        // One catalog snapshot for the scope decision and the direct path's choice.
-        let catalog = self.tenant.plugins.catalog();
-        step!(self.check_scopes(&catalog, caller, &message, parts));
+        step!(self.check_scopes(caller, &message, parts));
         let initialize = message.is_initialize() && session_id(parts).is_none();
         if initialize {
             step!(self.make_room(caller).await);
         }
-        let resp = self
-            .forward(parts, message, admission, caller, &catalog)
-            .await;
+        let resp = self.forward(parts, message, admission, caller).await;
         if initialize
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
@@ -207,12 +202,12 @@ impl Front {
     /// every other refusal of the one decision is the protocol layer's to answer).
     fn check_scopes(
         &self,
-        catalog: &Catalog,
         caller: &Principal,
         message: &Envelope,
         parts: &Parts,
     ) -> Result<(), Response> {
-        match step_up_scopes(catalog, caller, &message.message, self.tenant.tools_list) {
+        let catalog = self.tenant.plugins.catalog();
+        match step_up_scopes(&catalog, caller, &message.message, self.tenant.tools_list) {
             Some(required) => {
                 Err(self.deny(&Denial::InsufficientScope { required }, Some(caller), parts))
             }
@@ -248,7 +243,6 @@ impl Front {
         mut message: Envelope,
         admission: Option<Admission>,
         caller: &Principal,
-        catalog: &Catalog,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
         if let Some(id) = session_id(parts)
@@ -256,9 +250,10 @@ impl Front {
         {
             mcp::cancelled(&self.tenant, id, &message.message);
         }
-        let direct = span
-            .as_ref()
-            .and_then(|_| mcp::direct(&self.tenant, catalog, &parts.headers, &mut message.message));
+        let catalog = self.tenant.plugins.catalog();
+        let direct = span.as_ref().and_then(|_| {
+            mcp::direct(&self.tenant, &catalog, &parts.headers, &mut message.message)
+        });
         let resp = match (direct, &span) {
             (Some(direct), Some(span)) => self.direct(parts, direct, caller, span).await,
             _ => {
