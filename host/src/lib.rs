@@ -23,6 +23,7 @@
 //! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`] — identity is
 //!   (tenant, issuer, subject) — never a token.
 //! * [`sessions`]: 2025 sessions' owners, caps and settings, behind one interface.
+//! * [`cluster`]: replicas sharing state on Redis (the session directory, announcements).
 //! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
 //! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
 //! * [`oauth`]: OAuth URNs and metadata discovery; [`net`]: address rules.
@@ -60,6 +61,7 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
+//! | cluster    | config, net, sandbox, sessions, telemetry                      |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
@@ -70,6 +72,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dev_as;
 pub mod downstream;
@@ -108,6 +111,8 @@ pub struct Portcullis {
     router: axum::Router,
     dev_as: Option<Arc<dev_as::DevAs>>,
     shutdown: CancellationToken,
+    /// With `[cluster]`, when serving: this replica's place in the cluster.
+    cluster: Option<cluster::Cluster>,
     /// Reloads plugins while the gateway lives.
     _watcher: Option<plugins::watch::PluginWatcher>,
 }
@@ -118,17 +123,22 @@ impl Portcullis {
     /// Plugins that fail to load are logged and skipped; the rest serve. Fails only for
     /// problems that make serving impossible (engine, state key, unsupported settings).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        Self::start_with(config, auth::KeyFetch::Background).await
+        Self::start_with(config, auth::KeyFetch::Background, true).await
     }
 
     /// [`Portcullis::start`] for stdio and one-shot commands: signing keys are fetched only
     /// when a token needs them (the issuer may be this gateway's own development AS, which
     /// is not listening).
     pub async fn start_local(config: Config) -> anyhow::Result<Self> {
-        Self::start_with(config, auth::KeyFetch::OnDemand).await
+        Self::start_with(config, auth::KeyFetch::OnDemand, false).await
     }
 
-    async fn start_with(config: Config, keys: auth::KeyFetch) -> anyhow::Result<Self> {
+    /// `serving`: an HTTP server (it joins the cluster, if there is one), not a local command.
+    async fn start_with(
+        config: Config,
+        keys: auth::KeyFetch,
+        serving: bool,
+    ) -> anyhow::Result<Self> {
         warn_if_unauthenticated(&config);
         let sandbox = Sandbox::new(&sandbox::SandboxConfig::from_config(&config))
             .context("starting the wasm engine")?;
@@ -151,7 +161,16 @@ impl Portcullis {
             AuthMode::None => None,
         };
         let settings = http_settings(&config, &shutdown);
-        let mut router = transport::router(&config, &in_order, &settings, resource_server);
+        let cluster = match &config.cluster {
+            Some(c) if serving => Some(
+                cluster::Cluster::join(c, config.server.listen, &shutdown)
+                    .with_context(|| format!("{}: [cluster]", config.source.display()))?,
+            ),
+            _ => None,
+        };
+        let directory = cluster.as_ref().map(|c| c.directory(settings.session_idle));
+        let mut router =
+            transport::router(&config, &in_order, &settings, resource_server, directory)?;
         let dev_as = if config.dev_as.enabled {
             let catalogs: Vec<_> = in_order.iter().map(|t| t.plugins.clone()).collect();
             let declared = Arc::new(move || {
@@ -175,6 +194,7 @@ impl Portcullis {
             router,
             dev_as,
             shutdown,
+            cluster,
             _watcher: watcher,
         })
     }
@@ -236,7 +256,11 @@ impl Portcullis {
             max_per_client: server.max_connections_per_client,
             h2_max_streams: server.http2_max_concurrent_streams,
         };
-        transport::listener::serve(listener, self.router, limits, self.shutdown).await?;
+        let served = transport::listener::serve(listener, self.router, limits, self.shutdown).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
+        served?;
         Ok(())
     }
 }

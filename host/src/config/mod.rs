@@ -6,12 +6,13 @@
 //! must not open sockets or load plugins; the caller does that with the validated [`Config`].
 //!
 //! Each section's types live in a file named for it (`server`, `auth`, `dev_as`, `sandbox`,
-//! `telemetry`, `tenant`); `checks` holds the validators they share; `validate` runs every
+//! `telemetry`, `tenant`, `cluster`); `checks` holds the validators they share; `validate` runs every
 //! section's checks and the cross-section ones. This module is a leaf: it imports no other
 //! module of the host, and each module resolves its own runtime settings from its section.
 
 mod auth;
 mod checks;
+mod cluster;
 mod dev_as;
 mod sandbox;
 mod server;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use auth::*;
 pub use checks::{EnvSecretError, secret_from_env};
+pub use cluster::*;
 pub use dev_as::*;
 use sandbox::default_cache_dir;
 pub use sandbox::*;
@@ -59,6 +61,8 @@ pub struct Config {
     /// Log format and OpenTelemetry export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Replicas sharing state on Redis (absent: one process, nothing shared).
+    pub cluster: Option<ClusterConfig>,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,

@@ -12,6 +12,7 @@ impl Config {
             return Err(self.error("tenant", "at least one [[tenant]] is required"));
         }
         self.check_server()?;
+        self.check_cluster()?;
         self.check_telemetry()?;
         if let Some(x) = &self.exchange {
             self.check_exchange("exchange", x)?;
@@ -27,6 +28,57 @@ impl Config {
             && !self.tenants.iter().any(|x| &x.id == t)
         {
             return Err(self.error("stdio.tenant", format!("no tenant with id `{t}`")));
+        }
+        Ok(())
+    }
+
+    /// `[cluster]`: what replicas must share, and what cannot be shared.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        if self.dev_as.enabled {
+            return Err(self.error(
+                "dev_as.enabled",
+                "the development authorization server keeps its keys, clients and codes in one \
+                 process, so replicas would not accept each other's tokens; use a real \
+                 authorization server with [cluster]",
+            ));
+        }
+        if self.server.state_key_env.is_none() {
+            return Err(self.error(
+                "server.state_key_env",
+                "required with [cluster]: every replica must seal and open requestState with \
+                 the same key (a random per-process key would make another replica refuse it)",
+            ));
+        }
+        let prefix_ok = !c.key_prefix.is_empty()
+            && c.key_prefix.len() <= 64
+            && c.key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !prefix_ok {
+            return Err(self.error(
+                "cluster.key_prefix",
+                format!(
+                    "`{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+                    c.key_prefix
+                ),
+            ));
+        }
+        if let Some(url) = &c.advertise_url
+            && plain_http_url(url).is_none_or(|u| u.path() != "/")
+        {
+            return Err(self.error(
+                "cluster.advertise_url",
+                format!("`{url}` must be a base URL like http://10.1.2.3:8080 (no path)"),
+            ));
+        }
+        if c.replica_ttl_ms < 1000 {
+            return Err(self.error("cluster.replica_ttl_ms", "must be at least 1000"));
+        }
+        if !(10..=60_000).contains(&c.redis_timeout_ms) {
+            return Err(self.error("cluster.redis_timeout_ms", "must be between 10 and 60000"));
         }
         Ok(())
     }

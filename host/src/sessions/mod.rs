@@ -6,11 +6,16 @@
 //! subscribed to and the task pushing changes to it ([`SessionState`]).
 //!
 //! The live-session table itself belongs to the protocol library; `mcp` adapts it to
-//! [`LiveSessions`]. That trait plus this module is the seam a shared store (Redis) replaces:
-//! an implementation that lists, closes and owns sessions across processes.
+//! [`LiveSessions`]. With several replicas, a [`Directory`] (`directory`) says which replica
+//! holds a session this one does not, and [`Sessions::route`] turns that into a [`Route`].
 //!
 //! Must not: authenticate (`auth` hands over a [`CallerId`]), parse JSON-RPC or build HTTP
-//! answers (`transport` maps [`Full`] and [`NotOwner`] to the wire), or use rmcp types (`mcp`).
+//! answers (`transport` maps [`Full`], [`NotOwner`] and [`Route`] to the wire, and forwards),
+//! or use rmcp types (`mcp`).
+
+mod directory;
+
+pub use directory::{Directory, DirectoryDown, Location};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,10 +65,38 @@ pub struct Caps {
     pub idle: std::time::Duration,
 }
 
+/// Where a request for a session goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// This replica serves it (a session it holds, or an id nobody holds: the protocol layer
+    /// answers 404).
+    Here,
+    /// Another replica holds the session: forward the request to it.
+    Peer {
+        /// The replica's id, for logs.
+        replica: String,
+        /// Its advertised base URL.
+        url: reqwest::Url,
+    },
+}
+
+/// Why a request for a session cannot be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The session belongs to another caller.
+    #[error(transparent)]
+    NotOwner(#[from] NotOwner),
+    /// The shared directory could not say where the session lives.
+    #[error(transparent)]
+    DirectoryDown(#[from] DirectoryDown),
+}
+
 /// One tenant's sessions: their owners and caps, over the protocol layer's live table.
 pub struct Sessions {
     tenant: Arc<str>,
     live: Arc<dyn LiveSessions>,
+    /// With several replicas: where the sessions this one does not hold live.
+    directory: Option<Arc<dyn Directory>>,
     caps: Caps,
     /// Which caller created each session, and when: a session is usable only by its creator.
     owners: Mutex<HashMap<String, (CallerId, Instant)>>,
@@ -81,11 +114,18 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    /// The sessions of `tenant`'s endpoint, whose live table is `live`.
-    pub fn new(tenant: Arc<str>, live: Arc<dyn LiveSessions>, caps: Caps) -> Self {
+    /// The sessions of `tenant`'s endpoint, whose live table is `live`; `directory` when
+    /// other replicas serve the same endpoint.
+    pub fn new(
+        tenant: Arc<str>,
+        live: Arc<dyn LiveSessions>,
+        directory: Option<Arc<dyn Directory>>,
+        caps: Caps,
+    ) -> Self {
         Self {
             tenant,
             live,
+            directory,
             caps: Caps {
                 max_per_caller: caps.max_per_caller.min(caps.max_sessions),
                 ..caps
@@ -95,10 +135,18 @@ impl Sessions {
         }
     }
 
-    /// Session `id` answered a request the live table did not see: restart its idle timer,
-    /// at most once per quarter of `idle` (so a session used only on the direct path stays
-    /// open as long as it is used, at the cost of one message to the table per quarter).
-    pub async fn keep_alive(&self, id: &str) {
+    /// Session `id` (held here) answered a request; `direct` when the live table did not see
+    /// it (the direct path). At most once per quarter of `idle`: restart the live table's
+    /// idle timer for a direct request (so a session used only on the direct path stays open
+    /// as long as it is used), and keep the session's record in the shared directory.
+    pub async fn served(&self, id: &str, direct: bool) {
+        if !direct && self.directory.is_none() {
+            return;
+        }
+        if !self.owners.lock().contains_key(id) {
+            // Not a session held here: nothing to keep (and no entry for a made-up id).
+            return;
+        }
         let now = Instant::now();
         let due = {
             let mut touched = self.touched.lock();
@@ -110,18 +158,46 @@ impl Sessions {
                 }
             }
         };
-        if due {
+        if !due {
+            return;
+        }
+        if direct {
             self.live.touch(id).await;
+        }
+        if let Some(directory) = &self.directory {
+            directory.refresh(&self.tenant, id).await;
         }
     }
 
-    /// Whether `caller` may use session `id` (any caller may use an id nobody owns: the
-    /// protocol layer answers 404 for it).
-    pub fn check_owner(&self, id: &str, caller: &CallerId) -> Result<(), NotOwner> {
-        match self.owners.lock().get(id) {
-            Some((owner, _)) if owner != caller => Err(NotOwner),
-            _ => Ok(()),
+    /// Where a request of `caller` for session `id` goes: here for a session this replica
+    /// holds (if `caller` created it) or for an id no replica holds; to the replica holding
+    /// it otherwise. `forwarded` requests (another replica sent them) are always served here:
+    /// a request is forwarded at most once.
+    pub async fn route(
+        &self,
+        id: &str,
+        caller: &CallerId,
+        forwarded: bool,
+    ) -> Result<Route, RouteError> {
+        if let Some((owner, _)) = self.owners.lock().get(id) {
+            return if owner == caller {
+                Ok(Route::Here)
+            } else {
+                Err(NotOwner.into())
+            };
         }
+        let Some(directory) = self.directory.as_ref().filter(|_| !forwarded) else {
+            return Ok(Route::Here);
+        };
+        Ok(match directory.locate(&self.tenant, id).await? {
+            Location::Peer { replica, url } => Route::Peer { replica, url },
+            Location::Here | Location::Nowhere => Route::Here,
+        })
+    }
+
+    /// This replica's id in the shared directory, if there is one.
+    pub fn replica(&self) -> Option<&str> {
+        self.directory.as_deref().map(Directory::replica)
     }
 
     /// Make room for a new session of `caller`. A caller at its cap has its oldest session
@@ -144,6 +220,9 @@ impl Sessions {
                 session = %hashed_session(&id),
                 "closed this caller's oldest session to make room (per-caller session limit)");
             self.live.close(&id).await;
+            if let Some(directory) = &self.directory {
+                directory.release(&self.tenant, &id).await;
+            }
         }
         Ok(())
     }
@@ -174,9 +253,27 @@ impl Sessions {
         evict
     }
 
-    /// Remember that `caller` created session `id`.
-    pub fn bind(&self, id: String, caller: CallerId) {
+    /// `caller` created session `id` here: remember it, and record it in the shared
+    /// directory. When the directory cannot be written the session is closed again (no other
+    /// replica could find it) and the error returned.
+    pub async fn open(&self, id: String, caller: CallerId) -> Result<(), DirectoryDown> {
+        if let Some(directory) = &self.directory
+            && let Err(e) = directory.claim(&self.tenant, &id).await
+        {
+            self.live.close(&id).await;
+            return Err(e);
+        }
         self.owners.lock().insert(id, (caller, Instant::now()));
+        Ok(())
+    }
+
+    /// Session `id` ended here (`DELETE`): forget it, here and in the shared directory.
+    pub async fn ended(&self, id: &str) {
+        self.owners.lock().remove(id);
+        self.touched.lock().remove(id);
+        if let Some(directory) = &self.directory {
+            directory.release(&self.tenant, id).await;
+        }
     }
 
     /// Live sessions now.
@@ -322,7 +419,7 @@ mod tests {
             max_per_caller,
             idle: std::time::Duration::from_millis(400),
         };
-        (table.clone(), Sessions::new("t".into(), table, caps))
+        (table.clone(), Sessions::new("t".into(), table, None, caps))
     }
 
     #[tokio::test]
@@ -332,7 +429,7 @@ mod tests {
         open(&table, &sessions, "s1", &who).await;
         let touches = || table.1.load(std::sync::atomic::Ordering::Relaxed);
         for _ in 0..50 {
-            sessions.keep_alive("s1").await;
+            sessions.served("s1", true).await;
         }
         assert_eq!(
             touches(),
@@ -340,16 +437,19 @@ mod tests {
             "fifty requests at once restart the timer once"
         );
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-        sessions.keep_alive("s1").await;
+        sessions.served("s1", true).await;
         assert_eq!(touches(), 2, "a quarter of the idle time later, once more");
-        sessions.keep_alive("s2").await;
+        open(&table, &sessions, "s2", &who).await;
+        sessions.served("s2", true).await;
         assert_eq!(touches(), 3, "each session has its own timer");
+        sessions.served("made-up", true).await;
+        assert_eq!(touches(), 3, "an id not held here has none");
     }
 
     async fn open(table: &Table, sessions: &Sessions, id: &str, who: &CallerId) {
         sessions.make_room(who).await.unwrap();
         table.0.lock().insert(id.into());
-        sessions.bind(id.into(), who.clone());
+        sessions.open(id.into(), who.clone()).await.unwrap();
     }
 
     #[tokio::test]
@@ -371,9 +471,163 @@ mod tests {
         let one = caller(Some("https://one"), "alice");
         let two = caller(Some("https://two"), "alice");
         open(&table, &s, "s1", &one).await;
-        assert_eq!(s.check_owner("s1", &two), Err(NotOwner));
-        assert_eq!(s.check_owner("s1", &one), Ok(()));
-        assert_eq!(s.check_owner("unknown", &two), Ok(()));
+        assert!(matches!(
+            s.route("s1", &two, false).await,
+            Err(RouteError::NotOwner(NotOwner))
+        ));
+        assert_eq!(s.route("s1", &one, false).await.unwrap(), Route::Here);
+        assert_eq!(s.route("unknown", &two, false).await.unwrap(), Route::Here);
+    }
+
+    /// A shared directory the test controls: what it holds, what it was told, and whether it
+    /// is reachable.
+    #[derive(Default)]
+    struct Shared {
+        records: Mutex<HashMap<(String, String), Location>>,
+        log: Mutex<Vec<String>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Directory for Shared {
+        fn replica(&self) -> &str {
+            "r-here"
+        }
+        fn claim<'a>(
+            &'a self,
+            tenant: &'a str,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<(), DirectoryDown>> {
+            Box::pin(async move {
+                if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(DirectoryDown("unreachable".into()));
+                }
+                self.log.lock().push(format!("claim {tenant}/{id}"));
+                Ok(())
+            })
+        }
+        fn refresh<'a>(&'a self, tenant: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
+            self.log.lock().push(format!("refresh {tenant}/{id}"));
+            Box::pin(async {})
+        }
+        fn release<'a>(&'a self, tenant: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
+            self.log.lock().push(format!("release {tenant}/{id}"));
+            Box::pin(async {})
+        }
+        fn locate<'a>(
+            &'a self,
+            tenant: &'a str,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<Location, DirectoryDown>> {
+            Box::pin(async move {
+                if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(DirectoryDown("unreachable".into()));
+                }
+                Ok(self
+                    .records
+                    .lock()
+                    .get(&(tenant.to_string(), id.to_string()))
+                    .cloned()
+                    .unwrap_or(Location::Nowhere))
+            })
+        }
+    }
+
+    fn clustered(max_per_caller: usize) -> (Arc<Table>, Arc<Shared>, Sessions) {
+        let (table, shared) = (Arc::new(Table::default()), Arc::new(Shared::default()));
+        let caps = Caps {
+            max_sessions: 10,
+            max_per_caller,
+            idle: std::time::Duration::from_millis(400),
+        };
+        let s = Sessions::new("t".into(), table.clone(), Some(shared.clone()), caps);
+        (table, shared, s)
+    }
+
+    #[tokio::test]
+    async fn a_session_held_by_another_replica_is_routed_there_but_never_twice() {
+        let (_, shared, s) = clustered(10);
+        let url = reqwest::Url::parse("http://10.0.0.7:8080/").unwrap();
+        let peer = Location::Peer {
+            replica: "r-peer".into(),
+            url: url.clone(),
+        };
+        shared
+            .records
+            .lock()
+            .insert(("t".into(), "remote".into()), peer);
+        let alice = caller(Some("https://as"), "alice");
+        assert_eq!(
+            s.route("remote", &alice, false).await.unwrap(),
+            Route::Peer {
+                replica: "r-peer".into(),
+                url
+            }
+        );
+        // Forwarded already: served here (the protocol layer answers 404), not sent back.
+        assert_eq!(s.route("remote", &alice, true).await.unwrap(), Route::Here);
+        // Unknown everywhere: here, for the protocol layer's 404.
+        assert_eq!(s.route("nobody", &alice, false).await.unwrap(), Route::Here);
+        // Another tenant's record is not this tenant's session.
+        shared.records.lock().insert(
+            ("other".into(), "theirs".into()),
+            Location::Peer {
+                replica: "r-peer".into(),
+                url: reqwest::Url::parse("http://10.0.0.7:8080/").unwrap(),
+            },
+        );
+        assert_eq!(s.route("theirs", &alice, false).await.unwrap(), Route::Here);
+        shared
+            .down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            s.route("remote", &alice, false).await,
+            Err(RouteError::DirectoryDown(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn sessions_are_claimed_refreshed_and_released_in_the_directory() {
+        let (table, shared, s) = clustered(1);
+        let alice = caller(Some("https://as"), "alice");
+        open(&table, &s, "a1", &alice).await;
+        s.served("a1", false).await;
+        s.served("a1", false).await;
+        s.served("made-up", false).await;
+        open(&table, &s, "a2", &alice).await;
+        s.ended("a2").await;
+        assert_eq!(
+            *shared.log.lock(),
+            [
+                "claim t/a1",
+                "refresh t/a1",
+                "release t/a1",
+                "claim t/a2",
+                "release t/a2"
+            ],
+            "one refresh per quarter of the idle time, none for an id not held here; the evicted and the deleted session are released"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_the_directory_cannot_record_is_closed_again() {
+        let (table, shared, s) = clustered(10);
+        let alice = caller(Some("https://as"), "alice");
+        table.0.lock().insert("s1".into());
+        shared
+            .down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(s.open("s1".into(), alice.clone()).await.is_err());
+        assert!(
+            table.0.lock().is_empty(),
+            "no replica could find it: closed"
+        );
+        assert_eq!(
+            s.route("s1", &caller(Some("https://as"), "mallory"), false)
+                .await
+                .map_err(|e| e.to_string()),
+            Err("the shared session directory is unreachable: unreachable".to_string()),
+            "and not remembered as alice's"
+        );
     }
 
     #[tokio::test]

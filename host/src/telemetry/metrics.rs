@@ -38,6 +38,12 @@ pub struct Metrics {
     pub downstream_duration: Histogram<f64>,
     /// `portcullis.token.requests`: downstream tokens obtained, by grant and outcome.
     pub tokens: Counter<u64>,
+    /// `portcullis.cluster.redis.errors`: Redis commands that failed or timed out, by
+    /// operation.
+    pub redis_errors: Counter<u64>,
+    /// `portcullis.cluster.forwarded`: requests forwarded to the replica holding their
+    /// session, by outcome.
+    pub forwarded: Counter<u64>,
 }
 
 /// The instruments (created on first use).
@@ -97,6 +103,14 @@ pub fn get() -> &'static Metrics {
                 "portcullis.token.requests",
                 "Downstream tokens obtained, by grant and outcome",
             ),
+            redis_errors: count(
+                "portcullis.cluster.redis.errors",
+                "Redis commands that failed or timed out",
+            ),
+            forwarded: count(
+                "portcullis.cluster.forwarded",
+                "Requests forwarded to the replica holding their session",
+            ),
         }
     })
 }
@@ -122,5 +136,16 @@ pub fn attrs(tenant: &str, rest: &[(&'static str, &str)]) -> Vec<KeyValue> {
     }
     std::iter::once(KeyValue::new(TENANT, tenant.to_string()))
         .chain(rest.iter().map(|(k, v)| KeyValue::new(*k, v.to_string())))
+        .collect()
+}
+
+/// `rest` alone, for instruments about the whole gateway rather than one tenant (nothing at
+/// all while no meter provider records).
+pub fn gateway_attrs(rest: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    if !recording() {
+        return Vec::new();
+    }
+    rest.iter()
+        .map(|(k, v)| KeyValue::new(*k, v.to_string()))
         .collect()
 }

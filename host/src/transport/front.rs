@@ -26,10 +26,11 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument as _;
 
+use super::forward::{FORWARDED, Forwarder};
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
 use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
-use crate::sessions::Sessions;
+use crate::sessions::{Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::{Admission, Refusal};
 
@@ -55,6 +56,8 @@ pub(crate) struct Front {
     inner: Inner,
     auth: Arc<TenantAuth>,
     sessions: Arc<Sessions>,
+    /// With several replicas: sends requests for sessions held elsewhere to their replica.
+    forwarder: Option<Forwarder>,
     max_body_bytes: usize,
 }
 
@@ -71,6 +74,7 @@ impl Front {
         tenant: Arc<TenantContext>,
         auth: Arc<TenantAuth>,
         sessions: Arc<Sessions>,
+        forwarder: Option<Forwarder>,
         max_body_bytes: usize,
         inner: Inner,
     ) -> Self {
@@ -80,6 +84,7 @@ impl Front {
             tenant,
             auth,
             sessions,
+            forwarder,
             max_body_bytes,
         }
     }
@@ -115,14 +120,27 @@ impl Front {
     }
 
     /// The steps, in order. The order is the policy: nothing runs for an unauthenticated
-    /// caller; a session's owner is checked before its body is read; quota, scopes and the
-    /// session cap need the parsed message, so they come after it (per message of a batch).
+    /// caller; a session's owner is checked (or the request forwarded to the replica holding
+    /// the session) before its body is read; quota, scopes and the session cap need the
+    /// parsed message, so they come after it (per message of a batch).
     async fn steps(&self, req: Request) -> Response {
         let (mut parts, body) = req.into_parts();
+        // Kept only while the request may go to another replica, which authenticates it again.
+        let authorization = self
+            .forwarder
+            .as_ref()
+            .and_then(|_| session_id(&parts))
+            .and_then(|_| parts.headers.get(header::AUTHORIZATION).cloned());
         let caller = step!(self.authenticate(&mut parts).await);
-        step!(self.check_session_owner(&parts, &caller));
+        if let Route::Peer { replica, url } = step!(self.route_session(&parts, &caller).await)
+            && let Some(forwarder) = &self.forwarder
+        {
+            return forwarder
+                .forward(&parts, body, authorization, (&replica, &url))
+                .await;
+        }
         if parts.method != Method::POST {
-            return self.call(Request::from_parts(parts, body)).await;
+            return self.not_posted(parts, body).await;
         }
         match step!(jsonrpc::read(&parts, body, self.max_body_bytes).await) {
             Posted::Single(message) => self.message(&parts, message, &caller).await,
@@ -150,8 +168,32 @@ impl Front {
         if initialize
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
+            && let Err(e) = self.sessions.open(id.to_string(), caller.caller()).await
         {
-            self.sessions.bind(id.to_string(), caller.caller());
+            tracing::warn!(tenant = %self.tenant_id(),
+                "refused a new session: it could not be recorded for the other replicas: {e}");
+            return unavailable(
+                "new sessions cannot be recorded for the other replicas right now; retry, or use stateless requests",
+            );
+        }
+        resp
+    }
+
+    /// A `GET` (the session's event stream) or `DELETE` (its end), through rmcp's service.
+    async fn not_posted(&self, parts: Parts, body: Body) -> Response {
+        let id = session_id(&parts).map(str::to_string);
+        let delete = parts.method == Method::DELETE;
+        if let Some(id) = &id
+            && !delete
+        {
+            self.sessions.served(id, false).await;
+        }
+        let resp = self.call(Request::from_parts(parts, body)).await;
+        if let Some(id) = &id
+            && delete
+            && resp.status().is_success()
+        {
+            self.sessions.ended(id).await;
         }
         resp
     }
@@ -173,17 +215,29 @@ impl Front {
     }
 
     /// Step 2: a session is usable only by the caller that created it (404 otherwise, as for
-    /// an unknown session).
-    fn check_session_owner(&self, parts: &Parts, caller: &Principal) -> Result<(), Response> {
+    /// an unknown session); one another replica holds is that replica's to serve (503 while
+    /// the shared directory cannot say which).
+    async fn route_session(&self, parts: &Parts, caller: &Principal) -> Result<Route, Response> {
         let Some(id) = session_id(parts) else {
-            return Ok(());
+            return Ok(Route::Here);
         };
+        let forwarded = parts.headers.contains_key(FORWARDED);
         self.sessions
-            .check_owner(id, &caller.caller())
-            .map_err(|_| {
-                tracing::warn!(tenant = %self.tenant_id(), caller = %caller.caller(),
-                "refused a session created by another caller");
-                (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+            .route(id, &caller.caller(), forwarded)
+            .await
+            .map_err(|e| match e {
+                RouteError::NotOwner(_) => {
+                    tracing::warn!(tenant = %self.tenant_id(), caller = %caller.caller(),
+                        "refused a session created by another caller");
+                    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+                }
+                RouteError::DirectoryDown(e) => {
+                    tracing::warn!(tenant = %self.tenant_id(),
+                        "cannot tell which replica holds this session: {e}");
+                    unavailable(
+                        "the replica holding this session cannot be found right now; retry shortly",
+                    )
+                }
             })
     }
 
@@ -223,9 +277,7 @@ impl Front {
             .map_err(|full| {
                 tracing::warn!(tenant = %self.tenant_id(), live = full.live, max = full.max,
                     "refused a new session: session limit reached");
-                let mut resp = rpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code::SERVER_ERROR,
+                let mut resp = unavailable(
                     "the gateway has reached its session limit; retry later or use stateless requests",
                 );
                 resp.headers_mut()
@@ -254,6 +306,12 @@ impl Front {
         let direct = span.as_ref().and_then(|_| {
             mcp::direct(&self.tenant, &catalog, &parts.headers, &mut message.message)
         });
+        if let Some(id) = session_id(parts) {
+            // The session is held here (or unknown: then this does nothing that lasts).
+            self.sessions
+                .served(id, direct.as_ref().is_some_and(mcp::Direct::in_session))
+                .await;
+        }
         let resp = match (direct, &span) {
             (Some(direct), Some(span)) => self.direct(parts, direct, caller, span).await,
             _ => {
@@ -361,6 +419,14 @@ impl Front {
     }
 }
 
+/// 503 with a JSON-RPC error saying `why`, and `Retry-After: 1`.
+fn unavailable(why: &str) -> Response {
+    let mut resp = rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::SERVER_ERROR, why);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 /// A request with `parts`' method, URI, headers and extensions and a new body.
 fn rebuild(parts: &Parts, body: bytes::Bytes) -> Request {
     let mut req = Request::new(Body::from(body));
@@ -381,12 +447,6 @@ impl Front {
         caller: &Principal,
         span: &tracing::Span,
     ) -> Response {
-        // rmcp's session worker does not see this request: keep the session open as used.
-        if direct.in_session()
-            && let Some(id) = session_id(parts)
-        {
-            self.sessions.keep_alive(id).await;
-        }
         let secret = parts.extensions.get::<SecretToken>().cloned();
         direct
             .answer(&self.gateway, caller.clone(), secret, span.clone())

@@ -2,12 +2,13 @@
 //!
 //! Owns listeners, routing by path and host (as [`crate::tenancy`] maps them), the front of each
 //! endpoint (`front`: the request path's first steps, in order; `jsonrpc`: the body, parsed
-//! once), Host/Origin allow-lists over every route (`host_guard`), `/healthz`, and graceful
-//! shutdown. It
+//! once; `forward`: requests for a session another replica holds), Host/Origin allow-lists
+//! over every route (`host_guard`), `/healthz`, and graceful shutdown. It
 //! must not implement MCP methods, authenticate tokens or answer operators: it composes the
 //! `auth` layer and the `mcp` endpoint for each tenant, and mounts the `admin` endpoints.
 
 mod cors;
+mod forward;
 mod front;
 mod host_guard;
 mod jsonrpc;
@@ -28,7 +29,7 @@ use crate::admin;
 use crate::auth::{ResourceServer, TenantAuth};
 use crate::config::Config;
 use crate::mcp::{HttpSettings, TenantContext, http_endpoint};
-use crate::sessions::{Caps, Sessions};
+use crate::sessions::{Caps, Directory, Sessions};
 use crate::tenancy;
 
 /// Put the Host/Origin allow-lists in front of every route of `router`, and behind them the
@@ -137,6 +138,7 @@ fn serve_tenant(
     tenant: &Arc<TenantContext>,
     auth: &Arc<TenantAuth>,
     settings: &HttpSettings,
+    shared: Option<&Shared>,
 ) -> Served {
     let endpoint = http_endpoint(tenant.clone(), settings);
     let caps = Caps {
@@ -144,13 +146,19 @@ fn serve_tenant(
         max_per_caller: config.server.max_sessions_per_subject,
         idle: settings.session_idle,
     };
-    let sessions = Sessions::new(tenant.id().clone(), endpoint.live_sessions(), caps);
+    let sessions = Sessions::new(
+        tenant.id().clone(),
+        endpoint.live_sessions(),
+        shared.map(|s| s.directory.clone()),
+        caps,
+    );
     let mcp =
         ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
     let front = Arc::new(front::Front::new(
         tenant.clone(),
         auth.clone(),
         Arc::new(sessions),
+        shared.map(|s| s.forwarder.clone()),
         config.server.max_body_bytes,
         BoxCloneSyncService::new(mcp),
     ));
@@ -164,14 +172,29 @@ fn serve_tenant(
     }
 }
 
+/// With several replicas: the session directory and the client forwarding to the others.
+struct Shared {
+    directory: Arc<dyn Directory>,
+    forwarder: forward::Forwarder,
+}
+
 /// Build the router serving every tenant's endpoint (and, with OAuth on, each tenant's
-/// protected resource metadata), the health endpoints and the operators' endpoints.
+/// protected resource metadata), the health endpoints and the operators' endpoints;
+/// `directory` when other replicas serve the same endpoints.
 pub(crate) fn router(
     config: &Config,
     tenants: &[Arc<TenantContext>],
     settings: &HttpSettings,
     resource_server: Option<Arc<ResourceServer>>,
-) -> Router {
+    directory: Option<Arc<dyn Directory>>,
+) -> anyhow::Result<Router> {
+    let shared = match directory {
+        Some(directory) => Some(Shared {
+            forwarder: forward::Forwarder::new(directory.replica())?,
+            directory,
+        }),
+        None => None,
+    };
     let mut operated = Vec::new();
     let mut served = Vec::new();
     for (t, tenant) in config.tenants.iter().zip(tenants) {
@@ -186,7 +209,13 @@ pub(crate) fn router(
             )
             .with_declared_scopes(Arc::new(move || plugins.catalog().declared_scopes())),
         );
-        served.push(serve_tenant(config, tenant, &auth, settings));
+        served.push(serve_tenant(
+            config,
+            tenant,
+            &auth,
+            settings,
+            shared.as_ref(),
+        ));
         operated.push((tenant.clone(), auth));
     }
     let served = Arc::new(served);
@@ -233,5 +262,5 @@ pub(crate) fn router(
             }
         }
     }
-    router
+    Ok(router)
 }

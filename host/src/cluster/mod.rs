@@ -1,0 +1,194 @@
+//! Replicas sharing state on Redis (`[cluster]`).
+//!
+//! Owns: the connection to Redis (connected lazily, reconnecting, every command bounded by
+//! `cluster.redis_timeout_ms`), this replica's identity and its announcement to the others
+//! (`replicas`), the session directory on Redis (`directory`, the [`sessions::Directory`]
+//! the transport routes by) and the name of every key ([`Keys`]). Every failure to reach
+//! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
+//! hold a password.
+//!
+//! Must not: serve or forward HTTP (`transport` forwards), decide who owns a session or how
+//! many one may hold (`sessions`), or hold any caller's token.
+
+mod directory;
+mod replicas;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterConfig, secret_from_env};
+use crate::sessions;
+use crate::telemetry::metrics;
+
+pub use replicas::AdvertiseError;
+
+/// Why cluster mode cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Redis URL variable is unset or empty.
+    #[error("cluster.redis_url_env: {0}")]
+    Url(#[from] crate::config::EnvSecretError),
+    /// The Redis URL does not parse (the URL itself is not repeated: it may hold a password).
+    #[error(
+        "cluster.redis_url_env: the value of {0} is not a Redis URL (redis://[user:password@]host:port[/db] or rediss://…)"
+    )]
+    BadUrl(String),
+    /// The advertised URL is missing or not an internal address.
+    #[error(transparent)]
+    Advertise(#[from] AdvertiseError),
+}
+
+/// A Redis command that failed or timed out, as the rest of the gateway sees it.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {operation}: {detail}")]
+pub struct RedisDown {
+    operation: &'static str,
+    detail: String,
+}
+
+/// The names of every key this gateway writes, under `cluster.key_prefix`.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// A replica's announcement (its advertised URL, expiring unless renewed).
+    fn replica(&self, id: &str) -> String {
+        format!("{}:replica:{id}", self.prefix)
+    }
+
+    /// Which replica holds session `id` of `tenant`. The id is hashed: whoever reads Redis
+    /// learns no usable session id.
+    fn session(&self, tenant: &str, id: &str) -> String {
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        format!("{}:session:{tenant}:{digest}", self.prefix)
+    }
+}
+
+/// This replica's connection to the shared state.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: ConnectionManager,
+    keys: Keys,
+    /// This replica's id: random per process, so a restarted replica is a new one (the
+    /// sessions of the old one are gone with it).
+    replica: String,
+    timeout: Duration,
+    replicas: replicas::Announcement,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("replica", &self.inner.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Join the cluster `config` describes: read the Redis URL, work out the advertised URL
+    /// (`listen` is the fallback), and announce this replica until `shutdown` (then
+    /// [`Cluster::leave`]). Redis need not be reachable yet: commands fail, and are counted,
+    /// until it is.
+    pub fn join(
+        config: &ClusterConfig,
+        listen: SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, ClusterError> {
+        let url = secret_from_env(&config.redis_url_env)?;
+        let client = redis::Client::open(url.as_str())
+            .map_err(|_| ClusterError::BadUrl(config.redis_url_env.clone()))?;
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let redis = ConnectionManager::new_lazy_with_config(client, manager)
+            .map_err(|_| ClusterError::BadUrl(config.redis_url_env.clone()))?;
+        let advertised = replicas::advertised_url(config, listen)?;
+        let replica = hex::encode(rand::random::<[u8; 8]>());
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                redis,
+                keys: Keys {
+                    prefix: config.key_prefix.clone(),
+                },
+                replica: replica.clone(),
+                timeout,
+                replicas: replicas::Announcement::new(
+                    advertised.clone(),
+                    Duration::from_millis(config.replica_ttl_ms),
+                ),
+            }),
+        };
+        tracing::info!(replica = %replica, advertised = %advertised, prefix = %config.key_prefix,
+            "joined the cluster (shared state on Redis)");
+        cluster.spawn_announcements(shutdown.clone());
+        Ok(cluster)
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// The session directory of this cluster, for sessions idle at most `session_idle`
+    /// (a record outlives its last use by twice that, then expires).
+    pub fn directory(&self, session_idle: Duration) -> Arc<dyn sessions::Directory> {
+        Arc::new(directory::RedisDirectory::new(self.clone(), session_idle))
+    }
+
+    /// Leave the cluster: this replica's announcement is withdrawn (its sessions answer 404
+    /// on every other replica from now on) and the records of the sessions it held dropped.
+    pub async fn leave(&self) {
+        self.withdraw().await;
+    }
+
+    /// Run `cmd` on Redis within the command timeout; a failure is counted and described
+    /// (never with the URL).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisDown> {
+        let mut conn = self.inner.redis.clone();
+        let outcome = tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.inner.timeout))
+            .and_then(|r| r.map_err(|e| describe(&e)));
+        outcome.map_err(|detail| {
+            metrics::get().redis_errors.add(
+                1,
+                &metrics::gateway_attrs(&[("portcullis.cluster.operation", operation)]),
+            );
+            RedisDown { operation, detail }
+        })
+    }
+}
+
+/// A Redis error in words fit for a log line: its kind and code, no connection details.
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connection_refusal() {
+        "connection refused".into()
+    } else if e.is_connection_dropped() || e.is_io_error() {
+        "connection lost".into()
+    } else {
+        match e.code() {
+            Some(code) => format!("refused ({code})"),
+            None => format!("{:?}", e.kind()),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `[cluster]`: several gateway replicas behind one load balancer, sharing state on Redis.
+//! Without the section nothing is shared and nothing changes.
+
+use serde::Deserialize;
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Environment variable holding the Redis URL: `redis://[user:password@]host:port[/db]`,
+    /// or `rediss://…` for TLS (the system's trusted roots). Default `PORTCULLIS_REDIS_URL`.
+    pub redis_url_env: String,
+    /// Prefix of every key this gateway writes, so several deployments can share one Redis.
+    /// Default `portcullis`.
+    pub key_prefix: String,
+    /// The base URL the other replicas reach this one at, e.g. `http://10.1.2.3:8080` (a
+    /// literal internal address: loopback, private, shared or unique-local). Default: the
+    /// environment variable named by `advertise_url_env`, else `http://<server.listen>` when
+    /// the listener has a concrete address.
+    pub advertise_url: Option<String>,
+    /// Environment variable with the advertised URL (Kubernetes: `http://$(POD_IP):8080`).
+    /// Default `PORTCULLIS_ADVERTISE_URL`.
+    pub advertise_url_env: String,
+    /// How long a replica that stopped announcing itself still counts as alive, in ms; its
+    /// sessions answer 404 after that. Default 10000.
+    pub replica_ttl_ms: u64,
+    /// Longest wait for one Redis command before it counts as failed, in ms. Default 500.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url_env: "PORTCULLIS_REDIS_URL".into(),
+            key_prefix: "portcullis".into(),
+            advertise_url: None,
+            advertise_url_env: "PORTCULLIS_ADVERTISE_URL".into(),
+            replica_ttl_ms: 10_000,
+            redis_timeout_ms: 500,
+        }
+    }
+}
