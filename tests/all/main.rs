@@ -10,6 +10,7 @@
 
 mod auth;
 mod cli;
+mod cluster;
 mod conformance;
 mod dev_as;
 mod direct_path;

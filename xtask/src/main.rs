@@ -69,6 +69,7 @@ fn task() -> anyhow::Result<()> {
             test_guest_code(&root)?;
             install_test_peers(&root, &NPM_PEERS)?;
             install_python_peers(&root)?;
+            install_debian_peers(&DEBIAN_PEERS)?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(&root)
                 .args(["test", "--workspace"])
@@ -656,6 +657,54 @@ fn install_venv(venv: &Path, requirements: &Path) -> anyhow::Result<()> {
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
         .arg(requirements))?;
     std::fs::copy(requirements, &stamp)?;
+    Ok(())
+}
+
+/// The Debian packages the tests start as real peers (the cluster tests' Redis and load
+/// balancer), each with the program that shows it is installed, pinned to bookworm's
+/// security-updated versions.
+const DEBIAN_PEERS: [(&str, &str, &str); 2] = [
+    ("redis-server", "redis-server", "5:7.0.15-1~deb12u10"),
+    ("nginx", "nginx", "1.22.1-9+deb12u11"),
+];
+
+/// Install the missing packages of `peers` (package, program, version) with apt-get. A
+/// pinned version the archive no longer carries (the security archive keeps only the newest)
+/// falls back to the archive's candidate, with a warning naming what was installed.
+fn install_debian_peers(peers: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<_> = peers
+        .iter()
+        .filter(|(_, program, _)| {
+            !std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            }) && !Path::new("/usr/sbin").join(program).is_file()
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = |args: &[String]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprintln!("xtask: installing Debian test peers: {missing:?}");
+    anyhow::ensure!(
+        apt(&["update".into(), "-qq".into()]),
+        "apt-get update failed"
+    );
+    let pinned: Vec<String> = missing.iter().map(|(p, _, v)| format!("{p}={v}")).collect();
+    let mut install = vec!["install".into(), "-y".into(), "-qq".into()];
+    if apt(&[install.clone(), pinned].concat()) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: WARNING: the pinned versions are gone from the archive; installing its current ones"
+    );
+    install.extend(missing.iter().map(|(p, _, _)| p.to_string()));
+    anyhow::ensure!(apt(&install), "apt-get install failed");
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! A record names a replica, not an address: when that replica's announcement is gone, so is
 //! the session, whatever the record says.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Cluster;
 use crate::sandbox::BoxFuture;
@@ -27,16 +27,48 @@ impl RedisDirectory {
 
     /// Write the record of session `id`: this replica, for another TTL.
     async fn record(&self, tenant: &str, id: &str) -> Result<(), DirectoryDown> {
-        let inner = &self.cluster.inner;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(inner.keys.session(tenant, id))
-            .arg(&inner.replica)
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64);
+        let key = self.cluster.inner.keys.session(tenant, id);
         self.cluster
-            .run::<()>("record session", &cmd)
+            .inner
+            .held
+            .lock()
+            .insert(key.clone(), (Instant::now(), self.ttl));
+        self.cluster
+            .write_record(&key, self.ttl)
             .await
             .map_err(|e| DirectoryDown(e.to_string()))
+    }
+}
+
+impl Cluster {
+    /// `key` → this replica, expiring after `ttl`.
+    async fn write_record(&self, key: &str, ttl: Duration) -> Result<(), super::RedisDown> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(&self.inner.replica)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        self.run::<()>("record session", &cmd).await
+    }
+
+    /// Write every record this replica holds again (Redis came back without them), each
+    /// for what is left of its TTL.
+    pub(super) async fn rewrite_records(&self) {
+        let held: Vec<(String, Duration)> = {
+            let mut held = self.inner.held.lock();
+            held.retain(|_, (at, ttl)| at.elapsed() < *ttl);
+            held.iter()
+                .map(|(key, (at, ttl))| (key.clone(), ttl.saturating_sub(at.elapsed())))
+                .collect()
+        };
+        let mut written = 0;
+        for (key, left) in &held {
+            if self.write_record(key, *left).await.is_ok() {
+                written += 1;
+            }
+        }
+        tracing::info!(replica = %self.replica(), written, held = held.len(),
+            "wrote this replica's session records again (Redis had lost them)");
     }
 }
 
@@ -65,8 +97,10 @@ impl Directory for RedisDirectory {
 
     fn release<'a>(&'a self, tenant: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            let key = self.cluster.inner.keys.session(tenant, id);
+            self.cluster.inner.held.lock().remove(&key);
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.cluster.inner.keys.session(tenant, id));
+            cmd.arg(key);
             if let Err(e) = self.cluster.run::<()>("release session", &cmd).await {
                 tracing::warn!(tenant = %tenant, "an ended session's directory record stays until it expires: {e}");
             }

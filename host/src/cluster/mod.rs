@@ -85,6 +85,10 @@ struct Inner {
     replica: String,
     timeout: Duration,
     replicas: replicas::Announcement,
+    /// The directory records this replica wrote and has not released: key → (when, TTL).
+    /// Written again when Redis comes back without them (restarted, or flushed). Entries
+    /// older than their TTL are dropped: their records would have expired anyway.
+    held: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Duration)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -130,6 +134,7 @@ impl Cluster {
                     advertised.clone(),
                     Duration::from_millis(config.replica_ttl_ms),
                 ),
+                held: Default::default(),
             }),
         };
         tracing::info!(replica = %replica, advertised = %advertised, prefix = %config.key_prefix,

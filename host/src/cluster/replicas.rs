@@ -95,16 +95,22 @@ impl Cluster {
         tokio::spawn(async move {
             let every = cluster.inner.replicas.ttl / 3;
             let mut reachable = true;
+            let mut first = true;
             loop {
                 let announced = cluster.announce().await;
                 match (&announced, reachable) {
                     (Err(e), true) => tracing::warn!(replica = %cluster.replica(),
                         "this replica cannot announce itself; other replicas will answer 404 for its sessions once its record expires: {e}"),
-                    (Ok(()), false) => tracing::info!(replica = %cluster.replica(),
+                    (Ok(_), false) => tracing::info!(replica = %cluster.replica(),
                         "this replica announces itself again"),
                     _ => {}
                 }
+                // Its own announcement was gone: so may be the records of its sessions.
+                if matches!(announced, Ok(false)) && !first {
+                    cluster.rewrite_records().await;
+                }
                 reachable = announced.is_ok();
+                first = false;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
@@ -113,14 +119,17 @@ impl Cluster {
         });
     }
 
-    async fn announce(&self) -> Result<(), RedisDown> {
+    /// Announce this replica for another TTL; whether its announcement was still there.
+    async fn announce(&self) -> Result<bool, RedisDown> {
         let inner = &self.inner;
         let mut cmd = redis::cmd("SET");
         cmd.arg(inner.keys.replica(&inner.replica))
             .arg(inner.replicas.advertised.as_str())
             .arg("PX")
-            .arg(inner.replicas.ttl.as_millis() as u64);
-        self.run::<()>("announce", &cmd).await
+            .arg(inner.replicas.ttl.as_millis() as u64)
+            .arg("GET");
+        let before: Option<String> = self.run("announce", &cmd).await?;
+        Ok(before.is_some())
     }
 
     /// Withdraw this replica's announcement (best effort: it expires anyway).

@@ -216,6 +216,21 @@ impl BinaryGateway {
         );
     }
 
+    /// Send SIGTERM and wait (up to 20 s) for the process to exit on its own.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("portcullis exits within 20 s of SIGTERM")
+            .unwrap();
+    }
+
     /// Stop the process and return everything it logged.
     pub async fn stop(mut self) -> String {
         self.child.kill().await.ok();

@@ -1,0 +1,398 @@
+//! Replicas behind a round-robin balancer on one Redis (`[cluster]`, #19): real `portcullis`
+//! processes, Debian's `redis-server` and `nginx`, the official SDK clients. A 2025 session
+//! works whichever replica a request lands on; it stays its creator's on every replica; a
+//! replica that is gone takes its sessions with it (404, so clients start again); a record
+//! planted in Redis cannot send a caller's token anywhere but an internal address; while
+//! Redis is away new sessions are refused with 503 and stateless calls go on.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::peers::{Nginx, Redis, TestIssuer, now};
+use crate::support::{BinaryGateway, Client, node, plugin, root, run_json_program, toml_path};
+
+const STATE_KEY: &str = "0123456789abcdef0123456789abcdef-cluster-tests";
+
+/// `[server]` keys (after `listen`) and the rest of a replica's configuration: the
+/// conformance and hello plugins for tenant `t` at `/mcp` and tenant `u` at `/u/mcp`, with
+/// `auth` as the `[auth]` table, in a cluster on `redis` announcing replicas quickly.
+fn replica_config(auth: &str, server: &str) -> String {
+    format!(
+        r#"state_key_env = "PORTCULLIS_TEST_STATE_KEY"
+{server}
+{auth}
+[sandbox]
+cache_dir = {cache}
+[cluster]
+replica_ttl_ms = 1500
+[[tenant]]
+id = "t"
+plugins = [{conformance}, {hello}]
+[[tenant]]
+id = "u"
+path = "/u/mcp"
+plugins = [{hello}]
+"#,
+        cache = toml_path(&root().join("target/test-artifact-cache")),
+        conformance = toml_path(&plugin("conformance")),
+        hello = toml_path(&plugin("hello")),
+    )
+}
+
+const NO_AUTH: &str = "[auth]\nmode = \"none\"";
+
+/// `n` replicas of `config` on `redis`.
+async fn replicas(redis: &Redis, n: usize, config: &str) -> Vec<BinaryGateway> {
+    let url = redis.url();
+    let env = [
+        ("PORTCULLIS_REDIS_URL", url.as_str()),
+        ("PORTCULLIS_TEST_STATE_KEY", STATE_KEY),
+        (
+            "PORTCULLIS_LOG",
+            "info,portcullis::transport::forward=debug",
+        ),
+    ];
+    let mut started = Vec::new();
+    for _ in 0..n {
+        started.push(BinaryGateway::start(config, &env).await);
+    }
+    // Each announces itself on start; wait until all have.
+    for _ in 0..100 {
+        if redis.keys("portcullis:replica:*").await.len() == n {
+            return started;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the replicas did not announce themselves");
+}
+
+fn backend(replica: &BinaryGateway) -> String {
+    replica.base.trim_start_matches("http://").to_string()
+}
+
+fn log_of(replica: &BinaryGateway) -> String {
+    std::fs::read_to_string(&replica.log).unwrap_or_default()
+}
+
+/// AC1: the TypeScript and the Python SDK client each run a whole session (initialize, list,
+/// calls with log and progress notifications, a tool that asks for input, more calls, the
+/// end) through nginx balancing round robin over three replicas, without stickiness.
+#[tokio::test]
+async fn sdk_sessions_work_whichever_replica_the_balancer_picks() {
+    let redis = Redis::start().await;
+    let replicas = replicas(&redis, 3, &replica_config(NO_AUTH, "")).await;
+    let nginx = Nginx::start(&replicas.iter().map(backend).collect::<Vec<_>>()).await;
+    let url = format!("{}/mcp", nginx.base);
+    let ts = run_json_program(
+        &node(),
+        "tests/js/cluster-session-client.mjs",
+        &[url.as_ref(), "6".as_ref()],
+        &[],
+    )
+    .await;
+    let py = run_json_program(
+        &root().join("tests/.venv/bin/python"),
+        "tests/py/cluster_session_client.py",
+        &[url.as_ref(), "6".as_ref()],
+        &[],
+    )
+    .await;
+    for (sdk, t) in [("TypeScript", &ts), ("Python", &py)] {
+        assert_eq!(t["protocol"], "2025-11-25", "{sdk}: {t}");
+        assert_eq!(
+            t["simple"], "This is a simple text response for testing.",
+            "{sdk}: {t}"
+        );
+        assert_eq!(
+            t["logs"],
+            json!([
+                "Tool execution started",
+                "Tool processing data",
+                "Tool execution completed"
+            ]),
+            "{sdk}: log notifications reach the client: {t}"
+        );
+        let progress: Vec<f64> = t["progress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(progress, [0.0, 50.0, 100.0], "{sdk}: progress: {t}");
+        assert_eq!(t["elicitations"], json!(["Who are you?"]), "{sdk}: {t}");
+        assert!(
+            t["elicited"]
+                .as_str()
+                .is_some_and(|s| s.contains("ada@example.com")),
+            "{sdk}: the answer to the elicitation reached the waiting call: {t}"
+        );
+        assert_eq!(t["extra_calls"], 6, "{sdk}: {t}");
+    }
+
+    // Where the requests landed, as the balancer logged them.
+    let logged = nginx.logged();
+    let sessions: BTreeSet<String> = logged
+        .iter()
+        .filter(|l| l.session != "-")
+        .map(|l| l.session.clone())
+        .collect();
+    assert_eq!(sessions.len(), 2, "one session per SDK: {logged:#?}");
+    for session in &sessions {
+        let mine: Vec<_> = logged.iter().filter(|l| &l.session == session).collect();
+        assert!(
+            mine.iter().all(|l| l.status < 300),
+            "every request of the session succeeded: {mine:#?}"
+        );
+        let replicas_used: BTreeSet<&str> = mine.iter().map(|l| l.backend.as_str()).collect();
+        assert!(
+            replicas_used.len() >= 2,
+            "the session's requests landed on several replicas: {mine:#?}"
+        );
+        assert!(
+            mine.windows(2).any(|w| w[0].backend != w[1].backend),
+            "consecutive requests landed on different replicas: {mine:#?}"
+        );
+    }
+    let forwarding = replicas
+        .iter()
+        .filter(|r| log_of(r).contains("forwarded a session's request to the replica holding it"))
+        .count();
+    assert!(
+        forwarding >= 2,
+        "replicas that did not hold a session forwarded its requests"
+    );
+    assert!(
+        redis.keys("portcullis:session:*").await.is_empty(),
+        "both sessions ended (DELETE) and their records are gone"
+    );
+}
+
+fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {
+    json!({"iss": issuer.url, "sub": sub, "aud": aud, "exp": now() + 600, "iat": now(),
+           "scope": "mcp:tools"})
+}
+
+/// A session stays its creator's on every replica: another subject, the same `sub` from
+/// another issuer, and the same caller at another tenant's endpoint all get 404 on a replica
+/// that forwards (the holder checks the caller itself); Redis holds neither the session id
+/// nor any token.
+#[tokio::test]
+async fn a_session_is_only_its_creators_on_every_replica() {
+    let (x, y) = (
+        TestIssuer::start(&["a"]).await,
+        TestIssuer::start(&["b"]).await,
+    );
+    let public = "http://127.0.0.1:9";
+    let auth = format!(
+        "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n\
+         [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n",
+        x.url, y.url
+    );
+    let redis = Redis::start().await;
+    let replicas = replicas(
+        &redis,
+        2,
+        &replica_config(&auth, &format!("public_url = \"{public}\"")),
+    )
+    .await;
+    let (one, two) = (&replicas[0], &replicas[1]);
+    let aud = format!("{public}/mcp");
+    let alice = x.token("a", claims(&x, &aud, "alice"));
+    let mut owner = Client::new(&format!("{}/mcp", one.base)).bearer(&alice);
+    owner.initialize_declaring("2025-11-25", json!({})).await;
+    let session = owner.session.clone().unwrap();
+
+    // The owner, on the other replica: forwarded, and served.
+    let mut elsewhere = Client::new(&format!("{}/mcp", two.base)).bearer(&alice);
+    elsewhere.session = Some(session.clone());
+    let r = elsewhere.call_tool("hello.whoami", json!({})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.result()["structuredContent"]["subject"], "alice", "{r:?}");
+
+    for (who, token, path) in [
+        (
+            "another subject",
+            x.token("a", claims(&x, &aud, "mallory")),
+            "/mcp",
+        ),
+        (
+            "alice from another issuer",
+            y.token("b", claims(&y, &aud, "alice")),
+            "/mcp",
+        ),
+        (
+            "alice at another tenant",
+            x.token("a", claims(&x, &format!("{public}/u/mcp"), "alice")),
+            "/u/mcp",
+        ),
+    ] {
+        for replica in [one, two] {
+            let mut hijack = Client::new(&format!("{}{path}", replica.base)).bearer(&token);
+            hijack.session = Some(session.clone());
+            let r = hijack.call_tool("hello.whoami", json!({})).await;
+            assert_eq!(r.status, 404, "{who} on {}: {r:?}", replica.base);
+        }
+    }
+
+    let keys = redis.keys("*").await;
+    let hashed = hex::encode(Sha256::digest(session.as_bytes()));
+    assert!(
+        keys.contains(&format!("portcullis:session:t:{hashed}")),
+        "{keys:?}"
+    );
+    for key in &keys {
+        let value = redis.cli(&["--raw", "GET", key]).await.unwrap();
+        for secret in [&session, &alice] {
+            assert!(
+                !key.contains(secret.as_str()) && !value.contains(secret.as_str()),
+                "{key} = {value} holds a secret"
+            );
+        }
+    }
+}
+
+/// A replica that is gone takes its sessions with it: killed, or stopped with SIGTERM (it
+/// withdraws its announcement), another replica answers 404 for them, and a new session
+/// there works.
+#[tokio::test]
+async fn a_replica_that_is_gone_takes_its_sessions_with_it() {
+    let redis = Redis::start().await;
+    let mut replicas = replicas(&redis, 3, &replica_config(NO_AUTH, "")).await;
+    let survivor = format!("{}/mcp", replicas[2].base);
+    let mut sessions = Vec::new();
+    for r in &replicas[..2] {
+        let c = Client::initialize(&format!("{}/mcp", r.base), "2025-11-25").await;
+        sessions.push(c.session.unwrap());
+    }
+    let terminated = replicas.remove(1);
+    terminated.terminate().await;
+    let killed = replicas.remove(0);
+    drop(killed.stop().await);
+    for session in sessions {
+        let mut c = Client::new(&survivor);
+        c.session = Some(session);
+        let r = c.request("tools/list", json!({})).await;
+        assert_eq!(r.status, 404, "{r:?}");
+    }
+    let mut fresh = Client::initialize(&survivor, "2025-11-25").await;
+    let r = fresh.call_tool("test_simple_text", json!({})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        redis.keys("portcullis:replica:*").await.len(),
+        2,
+        "the terminated replica withdrew its announcement; the killed one's expires"
+    );
+}
+
+/// A record planted in Redis (a session "held" by a replica announcing a host name that
+/// resolves to a listener on this machine) does not make a replica send the caller's token
+/// there: only internal IP literals are forwarded to.
+#[tokio::test]
+async fn a_planted_record_cannot_send_a_callers_token_elsewhere() {
+    let catcher = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let caught = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let port = catcher.local_addr().unwrap().port();
+    let c = caught.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = catcher.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let redis = Redis::start().await;
+    let replicas = replicas(&redis, 1, &replica_config(NO_AUTH, "")).await;
+    let planted = "planted-session";
+    let key = format!(
+        "portcullis:session:t:{}",
+        hex::encode(Sha256::digest(planted.as_bytes()))
+    );
+    redis.cli(&["SET", &key, "evil"]).await.unwrap();
+    redis
+        .cli(&[
+            "SET",
+            "portcullis:replica:evil",
+            &format!("http://localhost:{port}/"),
+        ])
+        .await
+        .unwrap();
+    let mut c = Client::new(&format!("{}/mcp", replicas[0].base));
+    c.session = Some(planted.into());
+    c.authorization = Some("Bearer secret-token-for-the-catcher".into());
+    let r = c.request("tools/list", json!({})).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(
+        caught.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing connected to the planted address"
+    );
+    assert!(
+        log_of(&replicas[0])
+            .contains("ignored a replica announcing a URL that is not an internal IP address"),
+        "the operator is told"
+    );
+}
+
+/// While Redis is away: new sessions get 503 + `Retry-After` (no other replica could find
+/// them), a session's requests on a replica that does not hold it get 503, the holder
+/// serves its own sessions, stateless calls go on; once Redis is back (empty: nothing was
+/// persisted) the replicas announce themselves and their sessions again and all of it works.
+#[tokio::test]
+async fn while_redis_is_away_sessions_wait_and_stateless_calls_go_on() {
+    let mut redis = Redis::start().await;
+    let replicas = replicas(&redis, 2, &replica_config(NO_AUTH, "")).await;
+    let (one, two) = (
+        format!("{}/mcp", replicas[0].base),
+        format!("{}/mcp", replicas[1].base),
+    );
+    let mut held = Client::initialize(&one, "2025-11-25").await;
+    let session = held.session.clone().unwrap();
+    redis.stop().await;
+
+    let init = Client::new(&two)
+        .post_raw(
+            crate::support::initialize_request("2025-11-25", json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(init.status, 503, "{init:?}");
+    assert_eq!(init.headers["retry-after"], "1", "{init:?}");
+    let mut elsewhere = Client::new(&two);
+    elsewhere.session = Some(session.clone());
+    let r = elsewhere.request("tools/list", json!({})).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    let r = held.call_tool("test_simple_text", json!({})).await;
+    assert_eq!(r.status, 200, "the holder serves its own session: {r:?}");
+    for url in [&one, &two] {
+        let r = Client::modern(url)
+            .call_tool("test_simple_text", json!({}))
+            .await;
+        assert_eq!(r.status, 200, "stateless: {r:?}");
+    }
+
+    redis.resume().await;
+    let mut recovered = false;
+    for _ in 0..60 {
+        let r = elsewhere.request("tools/list", json!({})).await;
+        if r.status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "the session is found from the other replica again"
+    );
+    let mut fresh = Client::initialize(&two, "2025-11-25").await;
+    let r = fresh.call_tool("test_simple_text", json!({})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    for r in &replicas {
+        assert!(
+            !log_of(r).contains(&redis.url()),
+            "the Redis URL is never logged"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! A real nginx (Debian's, installed by `cargo xtask test`) balancing round-robin over a set
+//! of backends on loopback, with no stickiness, logging which backend served each request;
+//! stopped when dropped.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::{free_port, tempdir};
+
+pub struct Nginx {
+    pub base: String,
+    log: PathBuf,
+    _child: tokio::process::Child,
+}
+
+/// One request as the balancer logged it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub status: u16,
+    /// The backend (`127.0.0.1:<port>`) that answered.
+    pub backend: String,
+    /// The request's `Mcp-Session-Id` (`-` without one).
+    pub session: String,
+}
+
+impl Nginx {
+    /// Balance over `backends` (`127.0.0.1:<port>` each), round robin.
+    pub async fn start(backends: &[String]) -> Self {
+        let dir = tempdir().join("nginx");
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = free_port();
+        let log = dir.join("access.log");
+        let servers: String = backends.iter().map(|b| format!("server {b}; ")).collect();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n\
+               log_format backends '$request_method $status $upstream_addr $http_mcp_session_id';\n\
+               access_log {d}/access.log backends;\n\
+               client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
+               upstream replicas {{ {servers}}}\n\
+               server {{\n\
+                 listen 127.0.0.1:{port};\n\
+                 location / {{\n\
+                   proxy_pass http://replicas;\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_set_header Connection \"\";\n\
+                   proxy_set_header Host $http_host;\n\
+                   proxy_buffering off;\n\
+                   proxy_read_timeout 120s;\n\
+                 }}\n\
+               }}\n\
+             }}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let program = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .unwrap_or("nginx");
+        let child = tokio::process::Command::new(program)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx runs (installed by cargo xtask test: apt-get install nginx)");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self {
+                    base,
+                    log,
+                    _child: child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nginx did not listen on {port}");
+    }
+
+    /// Every request logged so far (nginx writes a line when the request ends).
+    pub fn logged(&self) -> Vec<Logged> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split(' ');
+                Some(Logged {
+                    method: f.next()?.to_string(),
+                    status: f.next()?.parse().ok()?,
+                    backend: f.next()?.trim_end_matches(',').to_string(),
+                    session: f.next()?.to_string(),
+                })
+            })
+            .collect()
+    }
+}
