@@ -61,7 +61,7 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
-//! | cluster    | config, net, sandbox, sessions, telemetry                      |
+//! | cluster    | auth, config, net, sandbox, sessions, telemetry, tenancy       |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
@@ -143,8 +143,15 @@ impl Portcullis {
         let sandbox = Sandbox::new(&sandbox::SandboxConfig::from_config(&config))
             .context("starting the wasm engine")?;
         let loaded = plugins::load_all(&sandbox, &config).await;
-        let tenants = build_tenants(&config, &loaded)?;
         let shutdown = CancellationToken::new();
+        let cluster = match &config.cluster {
+            Some(c) if serving => Some(
+                cluster::Cluster::join(c, config.server.listen, &shutdown)
+                    .with_context(|| format!("{}: [cluster]", config.source.display()))?,
+            ),
+            _ => None,
+        };
+        let tenants = build_tenants(&config, &loaded, cluster.as_ref())?;
         let watcher = start_watcher(&config, &sandbox, loaded, &shutdown);
         let in_order: Vec<Arc<TenantContext>> = config
             .tenants
@@ -161,13 +168,6 @@ impl Portcullis {
             AuthMode::None => None,
         };
         let settings = http_settings(&config, &shutdown);
-        let cluster = match &config.cluster {
-            Some(c) if serving => Some(
-                cluster::Cluster::join(c, config.server.listen, &shutdown)
-                    .with_context(|| format!("{}: [cluster]", config.source.display()))?,
-            ),
-            _ => None,
-        };
         let directory = cluster.as_ref().map(|c| c.directory(settings.session_idle));
         let mut router =
             transport::router(&config, &in_order, &settings, resource_server, directory)?;
@@ -295,6 +295,7 @@ fn state_key(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
 fn build_tenants(
     config: &Config,
     loaded: &BTreeMap<String, Arc<TenantPlugins>>,
+    cluster: Option<&cluster::Cluster>,
 ) -> anyhow::Result<BTreeMap<String, Arc<TenantContext>>> {
     let state_key = state_key(config)?;
     let oauth_clients = Arc::new(downstream::OAuthClients::from_config(config)?);
@@ -314,6 +315,15 @@ fn build_tenants(
         let quotas = Arc::new(tenancy::quota::Quotas::new(
             &tenant.quota,
             config.instance_share(tenant),
+            cluster.map(|c| tenancy::quota::Shared {
+                tenant: Arc::from(tenant.id.as_str()),
+                store: c.quotas(),
+                without: config
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.quotas_without_redis)
+                    .unwrap_or_default(),
+            }),
         ));
         let context = TenantContext::new(
             plugins.clone(),

@@ -20,6 +20,11 @@ const STATE_KEY: &str = "0123456789abcdef0123456789abcdef-cluster-tests";
 /// conformance and hello plugins for tenant `t` at `/mcp` and tenant `u` at `/u/mcp`, with
 /// `auth` as the `[auth]` table, in a cluster on `redis` announcing replicas quickly.
 fn replica_config(auth: &str, server: &str) -> String {
+    replica_config_with(auth, server, "", "")
+}
+
+/// [`replica_config`] with `cluster` keys in `[cluster]` and `tenant` tables for tenant `t`.
+fn replica_config_with(auth: &str, server: &str, cluster: &str, tenant: &str) -> String {
     format!(
         r#"state_key_env = "PORTCULLIS_TEST_STATE_KEY"
 {server}
@@ -28,9 +33,11 @@ fn replica_config(auth: &str, server: &str) -> String {
 cache_dir = {cache}
 [cluster]
 replica_ttl_ms = 1500
+{cluster}
 [[tenant]]
 id = "t"
 plugins = [{conformance}, {hello}]
+{tenant}
 [[tenant]]
 id = "u"
 path = "/u/mcp"
@@ -152,6 +159,10 @@ async fn sdk_sessions_work_whichever_replica_the_balancer_picks() {
             "the session's requests landed on several replicas: {mine:#?}"
         );
         assert!(
+            mine.iter().any(|l| l.method == "DELETE"),
+            "the session was ended: {mine:#?}"
+        );
+        assert!(
             mine.windows(2).any(|w| w[0].backend != w[1].backend),
             "consecutive requests landed on different replicas: {mine:#?}"
         );
@@ -170,6 +181,169 @@ async fn sdk_sessions_work_whichever_replica_the_balancer_picks() {
     );
 }
 
+/// `[auth]` trusting `issuers`.
+fn oauth(issuers: &[&TestIssuer]) -> String {
+    let mut auth = "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n".to_string();
+    for i in issuers {
+        auth.push_str(&format!(
+            "[[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n",
+            i.url
+        ));
+    }
+    auth
+}
+
+/// Where the replicas' tokens are meant for (their shared `server.public_url`).
+const PUBLIC: &str = "http://127.0.0.1:9";
+
+/// AC2: a per-subject quota of 4 a minute holds across three replicas: alice's calls, spread
+/// over them, are admitted four times, and her fifth gets 429 on every replica; bob has his
+/// own bucket.
+#[tokio::test]
+async fn a_subjects_quota_holds_across_replicas() {
+    let x = TestIssuer::start(&["a"]).await;
+    let redis = Redis::start().await;
+    let config = replica_config_with(
+        &oauth(&[&x]),
+        &format!("public_url = \"{PUBLIC}\""),
+        "",
+        "[tenant.quota]\nsubject_requests_per_minute = 4\n",
+    );
+    let replicas = replicas(&redis, 3, &config).await;
+    let aud = format!("{PUBLIC}/mcp");
+    let call = |replica: &BinaryGateway, sub: &str| {
+        let c = Client::modern(&format!("{}/mcp", replica.base))
+            .bearer(&x.token("a", claims(&x, &aud, sub)));
+        async move {
+            let mut c = c;
+            c.call_tool("test_simple_text", json!({})).await
+        }
+    };
+    for i in 0..4 {
+        let r = call(&replicas[i % 3], "alice").await;
+        assert_eq!(r.status, 200, "call {i}: {r:?}");
+    }
+    for replica in &replicas {
+        let r = call(replica, "alice").await;
+        assert_eq!(r.status, 429, "{r:?}");
+        let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=15).contains(&wait), "one cell every 15 s: {wait}");
+    }
+    let r = call(&replicas[1], "bob").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let keys = redis.keys("portcullis:quota:t:subject:*").await;
+    assert_eq!(
+        keys.len(),
+        2,
+        "one bucket per caller, none named in clear: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains("alice") && !k.contains("bob"))
+    );
+}
+
+/// The cap on a tenant's requests in progress counts every replica's: while a slow call
+/// runs on one, a call on another gets 429; once it ends, its place is free everywhere.
+#[tokio::test]
+async fn requests_in_progress_are_capped_across_replicas() {
+    let redis = Redis::start().await;
+    let config = replica_config_with(
+        NO_AUTH,
+        "",
+        "",
+        "[tenant.quota]\nmax_concurrent_requests = 1\n",
+    );
+    let replicas = replicas(&redis, 2, &config).await;
+    let slow_url = format!("{}/mcp", replicas[0].base);
+    let slow = tokio::spawn(async move {
+        // Three log lines 50 ms apart: about 100 ms in the plugin.
+        Client::modern(&slow_url)
+            .call_tool("test_tool_with_logging", json!({}))
+            .await
+            .status
+    });
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let other = format!("{}/mcp", replicas[1].base);
+    let r = Client::modern(&other)
+        .call_tool("test_simple_text", json!({}))
+        .await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.error()["data"]["limit"], "concurrency", "{r:?}");
+    assert_eq!(slow.await.unwrap(), 200);
+    let mut freed = false;
+    for _ in 0..50 {
+        let status = Client::modern(&other)
+            .call_tool("test_simple_text", json!({}))
+            .await
+            .status;
+        if status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the slow call's place is given back");
+}
+
+/// While Redis is away quotas do what `cluster.quotas_without_redis` says, and then share
+/// again: "refuse" answers 503 + `Retry-After`; "local" (the default) keeps each replica's
+/// own buckets.
+#[tokio::test]
+async fn quotas_without_redis_refuse_or_fall_back_to_each_replica() {
+    let mut redis = Redis::start().await;
+    let quota = "[tenant.quota]\nsubject_requests_per_minute = 2\n";
+    let refusing = replicas(
+        &redis,
+        1,
+        &replica_config_with(NO_AUTH, "", "quotas_without_redis = \"refuse\"", quota),
+    )
+    .await;
+    let local = BinaryGateway::start(
+        &replica_config_with(NO_AUTH, "", "", quota),
+        &[
+            ("PORTCULLIS_REDIS_URL", redis.url().as_str()),
+            ("PORTCULLIS_TEST_STATE_KEY", STATE_KEY),
+        ],
+    )
+    .await;
+    let call = |base: &str| {
+        let mut c = Client::modern(&format!("{base}/mcp"));
+        async move { c.call_tool("test_simple_text", json!({})).await.status }
+    };
+    redis.stop().await;
+    let r = Client::modern(&format!("{}/mcp", refusing[0].base))
+        .call_tool("test_simple_text", json!({}))
+        .await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(
+        [
+            call(&local.base).await,
+            call(&local.base).await,
+            call(&local.base).await
+        ],
+        [200, 200, 429],
+        "this replica's own bucket of 2"
+    );
+    redis.resume().await;
+    assert_eq!(
+        call(&refusing[0].base).await,
+        200,
+        "shared again (a fresh Redis)"
+    );
+    assert_eq!(call(&local.base).await, 200);
+    assert_eq!(call(&refusing[0].base).await, 429, "one shared bucket of 2");
+    let log = local.stop().await;
+    assert_eq!(
+        log.matches("quotas fall back while the shared store is away")
+            .count(),
+        1,
+        "said once, not per request: {log}"
+    );
+    assert!(log.contains("quotas are shared again"), "{log}");
+}
+
 fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {
     json!({"iss": issuer.url, "sub": sub, "aud": aud, "exp": now() + 600, "iat": now(),
            "scope": "mcp:tools"})
@@ -185,13 +359,8 @@ async fn a_session_is_only_its_creators_on_every_replica() {
         TestIssuer::start(&["a"]).await,
         TestIssuer::start(&["b"]).await,
     );
-    let public = "http://127.0.0.1:9";
-    let auth = format!(
-        "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
-         [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n\
-         [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n",
-        x.url, y.url
-    );
+    let public = PUBLIC;
+    let auth = oauth(&[&x, &y]);
     let redis = Redis::start().await;
     let replicas = replicas(
         &redis,

@@ -3,7 +3,9 @@
 //! Owns: the connection to Redis (connected lazily, reconnecting, every command bounded by
 //! `cluster.redis_timeout_ms`), this replica's identity and its announcement to the others
 //! (`replicas`), the session directory on Redis (`directory`, the [`sessions::Directory`]
-//! the transport routes by) and the name of every key ([`Keys`]). Every failure to reach
+//! the transport routes by), the quotas every replica shares (`quotas`, the
+//! [`tenancy::quota::SharedQuotas`](crate::tenancy::quota::SharedQuotas) the tenants admit
+//! by) and the name of every key ([`Keys`]). Every failure to reach
 //! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
 //! hold a password.
 //!
@@ -11,6 +13,7 @@
 //! many one may hold (`sessions`), or hold any caller's token.
 
 mod directory;
+mod quotas;
 mod replicas;
 
 use std::net::SocketAddr;
@@ -173,12 +176,16 @@ impl Cluster {
             .map_err(|_| format!("no answer within {:?}", self.inner.timeout))
             .and_then(|r| r.map_err(|e| describe(&e)));
         outcome.map_err(|detail| {
-            metrics::get().redis_errors.add(
-                1,
-                &metrics::gateway_attrs(&[("portcullis.cluster.operation", operation)]),
-            );
+            self.count_failure(operation);
             RedisDown { operation, detail }
         })
+    }
+
+    fn count_failure(&self, operation: &'static str) {
+        metrics::get().redis_errors.add(
+            1,
+            &metrics::gateway_attrs(&[("portcullis.cluster.operation", operation)]),
+        );
     }
 }
 

@@ -26,6 +26,22 @@ pub struct ClusterConfig {
     pub replica_ttl_ms: u64,
     /// Longest wait for one Redis command before it counts as failed, in ms. Default 500.
     pub redis_timeout_ms: u64,
+    /// What quotas do while Redis cannot be reached: `"local"` (default) enforces each
+    /// replica's own buckets and caps, so N replicas admit at most N times the configured
+    /// rate; `"refuse"` answers every request a quota covers with 503 + `Retry-After`.
+    /// Either way each fallback is counted (`portcullis.cluster.redis.errors`) and logged.
+    pub quotas_without_redis: QuotasWithoutRedis,
+}
+
+/// `cluster.quotas_without_redis`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotasWithoutRedis {
+    /// Each replica's own limits (fail open, bounded).
+    #[default]
+    Local,
+    /// 503 for every request a quota covers (fail closed).
+    Refuse,
 }
 
 impl Default for ClusterConfig {
@@ -37,6 +53,7 @@ impl Default for ClusterConfig {
             advertise_url_env: "PORTCULLIS_ADVERTISE_URL".into(),
             replica_ttl_ms: 10_000,
             redis_timeout_ms: 500,
+            quotas_without_redis: QuotasWithoutRedis::Local,
         }
     }
 }

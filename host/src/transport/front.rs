@@ -158,7 +158,7 @@ impl Front {
 
     /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
-        let admission = step!(self.admit(caller, &message));
+        let admission = step!(self.admit(caller, &message).await);
         step!(self.check_scopes(caller, &message, parts));
         let initialize = message.is_initialize() && session_id(parts).is_none();
         if initialize {
@@ -242,11 +242,15 @@ impl Front {
     }
 
     /// Step 3 (per message): the tenant's quotas, for requests (429 + `Retry-After`).
-    fn admit(&self, caller: &Principal, message: &Envelope) -> Result<Option<Admission>, Response> {
+    async fn admit(
+        &self,
+        caller: &Principal,
+        message: &Envelope,
+    ) -> Result<Option<Admission>, Response> {
         if !message.is_request() || !self.tenant.quotas.limits_requests() {
             return Ok(None);
         }
-        match self.tenant.quotas.admit(&caller.caller()) {
+        match self.tenant.quotas.admit(&caller.caller()).await {
             Ok(a) => Ok(Some(a)),
             Err(refusal) => Err(self.over_quota(&refusal, caller, message)),
         }
@@ -364,8 +368,12 @@ impl Front {
         self.auth.challenge(denial, principal)
     }
 
-    /// A request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id.
+    /// A request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id (503 when
+    /// the quotas cannot be checked).
     fn over_quota(&self, refusal: &Refusal, principal: &Principal, message: &Envelope) -> Response {
+        if !refusal.is_callers() {
+            return unavailable(&format!("{refusal}; retry shortly"));
+        }
         metrics::get().quota_rejections.add(
             1,
             &metrics::attrs(self.tenant_id(), &[("portcullis.limit", refusal.limit())]),
