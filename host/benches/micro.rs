@@ -282,7 +282,7 @@ fn exchange(c: &mut Criterion) {
         .block_on(auth.authenticate(&request_parts(&issuers.es256)))
         .unwrap();
     let subject = secret.expect("an authenticated caller's token");
-    let clients = OAuthClients::from_config(&issuers.config).unwrap();
+    let clients = OAuthClients::from_config(&issuers.config, None).unwrap();
     let client = clients
         .at(subject.issuer())
         .expect("[exchange] is configured at the token's issuer");

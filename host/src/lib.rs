@@ -61,7 +61,7 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
-//! | cluster    | auth, config, net, sandbox, sessions, telemetry, tenancy       |
+//! | cluster    | auth, config, downstream, net, sandbox, sessions, telemetry, tenancy |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
@@ -298,7 +298,18 @@ fn build_tenants(
     cluster: Option<&cluster::Cluster>,
 ) -> anyhow::Result<BTreeMap<String, Arc<TenantContext>>> {
     let state_key = state_key(config)?;
-    let oauth_clients = Arc::new(downstream::OAuthClients::from_config(config)?);
+    let shared_tokens = match (cluster, &config.cluster) {
+        (Some(cluster), Some(section)) if !config.exchange_clients().is_empty() => Some(
+            cluster
+                .tokens(section)
+                .with_context(|| format!("{}: [cluster]", config.source.display()))?,
+        ),
+        _ => None,
+    };
+    let oauth_clients = Arc::new(downstream::OAuthClients::from_config(
+        config,
+        shared_tokens,
+    )?);
     let mut tenants = BTreeMap::new();
     for tenant in &config.tenants {
         let Some(plugins) = loaded.get(&tenant.id) else {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::peers::{Nginx, Redis, TestIssuer, now};
+use crate::support::peers::{DownstreamApi, Nginx, RealAs, Redis, TestIssuer, now};
 use crate::support::{BinaryGateway, Client, node, plugin, root, run_json_program, toml_path};
 
 const STATE_KEY: &str = "0123456789abcdef0123456789abcdef-cluster-tests";
@@ -342,6 +342,139 @@ async fn quotas_without_redis_refuse_or_fall_back_to_each_replica() {
         "said once, not per request: {log}"
     );
     assert!(log.contains("quotas are shared again"), "{log}");
+}
+
+const TOKEN_CACHE_KEY: &str = "a token cache key of at least thirty-two bytes";
+
+/// AC3: calls needing the same exchanged token, spread over three replicas and made at once,
+/// cause one exchange at oidc-provider; Redis holds the token only encrypted; a replica with
+/// another cache key cannot read it (and exchanges for itself).
+#[tokio::test]
+async fn replicas_share_one_exchanged_token_counted_at_the_authorization_server() {
+    let api = DownstreamApi::start().await;
+    let audience = format!("{}/api", api.base);
+    let mcp = format!("{PUBLIC}/mcp");
+    let as_ = RealAs::start_with(
+        std::slice::from_ref(&mcp),
+        "mcp:tools notes:read",
+        &[
+            ("AS_EXCHANGE_RESOURCES", &audience),
+            ("AS_EXCHANGE_TTL", "600"),
+            (
+                "AS_GATEWAY_JWKS",
+                root()
+                    .join("tests/fixtures/test-issuer-b.jwk.json")
+                    .to_str()
+                    .unwrap(),
+            ),
+        ],
+    )
+    .await;
+    let redis = Redis::start().await;
+    let config = format!(
+        r#"public_url = "{PUBLIC}"
+state_key_env = "PORTCULLIS_TEST_STATE_KEY"
+[auth]
+mode = "oauth"
+scopes_supported = ["mcp:tools", "notes:read"]
+[[auth.issuer]]
+issuer = "{issuer}"
+algorithms = ["RS256"]
+[exchange]
+client_id = "gateway"
+client_secret_env = "GATEWAY_SECRET"
+[sandbox]
+cache_dir = {cache}
+[cluster]
+replica_ttl_ms = 1500
+[[tenant]]
+id = "t"
+plugins = [{probe}]
+[[tenant.service]]
+name = "notes"
+base_url = "{audience}"
+credential = "token-exchange"
+audience = "{audience}"
+[tenant.plugin.probe]
+services = ["notes"]
+"#,
+        issuer = as_.issuer,
+        cache = toml_path(&root().join("target/test-artifact-cache")),
+        probe = toml_path(&plugin("probe")),
+    );
+    let url = redis.url();
+    let start = |key: &'static str| {
+        let (config, url) = (config.clone(), url.clone());
+        async move {
+            BinaryGateway::start(
+                &config,
+                &[
+                    ("PORTCULLIS_REDIS_URL", url.as_str()),
+                    ("PORTCULLIS_TEST_STATE_KEY", STATE_KEY),
+                    ("PORTCULLIS_TOKEN_CACHE_KEY", key),
+                    ("GATEWAY_SECRET", "gateway-secret"),
+                ],
+            )
+            .await
+        }
+    };
+    let replicas = [
+        start(TOKEN_CACHE_KEY).await,
+        start(TOKEN_CACHE_KEY).await,
+        start(TOKEN_CACHE_KEY).await,
+    ];
+    let user = as_.user_token(&mcp, "mcp:tools notes:read").await;
+    let fetch = |base: String| {
+        let user = user.clone();
+        async move {
+            Client::modern(&format!("{base}/mcp"))
+                .bearer(&user)
+                .call_tool("probe.fetch", json!({"service": "notes", "path": "/echo"}))
+                .await
+                .text()
+        }
+    };
+    let calls = (0..9).map(|i| fetch(replicas[i % 3].base.clone()));
+    for out in futures::future::join_all(calls).await {
+        assert!(out.starts_with("status 200: "), "{out}");
+    }
+    assert_eq!(
+        as_.downstream_tokens_issued().await,
+        1,
+        "nine calls on three replicas, one exchange"
+    );
+    let exchanged = api.authorizations()[0].clone().unwrap();
+    assert!(
+        api.authorizations()
+            .iter()
+            .all(|a| a.as_ref() == Some(&exchanged)),
+        "every replica sent the same token"
+    );
+    let exchanged = exchanged.trim_start_matches("Bearer ").to_string();
+    let entries = redis.keys("portcullis:token:*").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let stored = redis.cli(&["--raw", "GET", &entries[0]]).await.unwrap();
+    assert!(
+        !stored.contains(&exchanged) && !stored.contains("eyJ"),
+        "encrypted: {stored}"
+    );
+    assert!(!entries[0].contains("alice"));
+
+    // A replica with another key cannot use the entry: it exchanges for itself.
+    let stranger = start("another key, also at least thirty-two bytes long").await;
+    let out = fetch(stranger.base.clone()).await;
+    assert!(out.starts_with("status 200: "), "{out}");
+    assert_eq!(as_.downstream_tokens_issued().await, 2);
+    assert!(
+        log_of(&stranger).contains("a shared token cache entry did not decrypt"),
+        "the operator is told"
+    );
+    for r in replicas.iter().chain([&stranger]) {
+        let log = log_of(r);
+        assert!(
+            !log.contains(&exchanged) && !log.contains(&user) && !log.contains(TOKEN_CACHE_KEY)
+        );
+    }
 }
 
 fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {

@@ -5,7 +5,8 @@
 //! (`replicas`), the session directory on Redis (`directory`, the [`sessions::Directory`]
 //! the transport routes by), the quotas every replica shares (`quotas`, the
 //! [`tenancy::quota::SharedQuotas`](crate::tenancy::quota::SharedQuotas) the tenants admit
-//! by) and the name of every key ([`Keys`]). Every failure to reach
+//! by), the downstream-token cache every replica shares, encrypted (`tokens`), and the name
+//! of every key ([`Keys`]). Every failure to reach
 //! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
 //! hold a password.
 //!
@@ -15,6 +16,7 @@
 mod directory;
 mod quotas;
 mod replicas;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,9 @@ pub enum ClusterError {
     /// The advertised URL is missing or not an internal address.
     #[error(transparent)]
     Advertise(#[from] AdvertiseError),
+    /// The token cache key is too short.
+    #[error("cluster.token_cache_key_env: the value of {0} must be at least 32 bytes")]
+    ShortKey(String),
 }
 
 /// A Redis command that failed or timed out, as the rest of the gateway sees it.
@@ -171,14 +176,33 @@ impl Cluster {
         cmd: &redis::Cmd,
     ) -> Result<T, RedisDown> {
         let mut conn = self.inner.redis.clone();
-        let outcome = tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn))
+        self.bounded(operation, cmd.query_async::<T>(&mut conn))
             .await
-            .map_err(|_| format!("no answer within {:?}", self.inner.timeout))
-            .and_then(|r| r.map_err(|e| describe(&e)));
-        outcome.map_err(|detail| {
-            self.count_failure(operation);
-            RedisDown { operation, detail }
-        })
+    }
+
+    /// Run a Lua script on Redis, as [`Cluster::run`] runs a command.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisDown> {
+        let mut conn = self.inner.redis.clone();
+        self.bounded(operation, invocation.invoke_async::<T>(&mut conn))
+            .await
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisDown> {
+        let detail = match tokio::time::timeout(self.inner.timeout, work).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!("no answer within {:?}", self.inner.timeout),
+        };
+        self.count_failure(operation);
+        Err(RedisDown { operation, detail })
     }
 
     fn count_failure(&self, operation: &'static str) {

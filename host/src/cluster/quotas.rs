@@ -91,6 +91,10 @@ fn caller_digest(caller: &CallerId) -> String {
     hex::encode(h.finalize())
 }
 
+fn store_down(e: super::RedisDown) -> StoreDown {
+    StoreDown(e.to_string())
+}
+
 /// µs between two cells of `rate`.
 fn interval_us(rate: Rate) -> u64 {
     60_000_000 / u64::from(rate.per_minute.max(1))
@@ -100,23 +104,6 @@ impl Cluster {
     /// The quotas shared through this cluster.
     pub fn quotas(&self) -> std::sync::Arc<dyn SharedQuotas> {
         std::sync::Arc::new(self.clone())
-    }
-
-    async fn script<T: redis::FromRedisValue>(
-        &self,
-        operation: &'static str,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreDown> {
-        let mut conn = self.inner.redis.clone();
-        let outcome =
-            tokio::time::timeout(self.inner.timeout, invocation.invoke_async::<T>(&mut conn)).await;
-        let failed = match outcome {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => super::describe(&e),
-            Err(_) => format!("no answer within {:?}", self.inner.timeout),
-        };
-        self.count_failure(operation);
-        Err(StoreDown(format!("Redis {operation}: {failed}")))
     }
 }
 
@@ -142,7 +129,10 @@ impl SharedQuotas for Cluster {
             for (key, rate, _) in &buckets {
                 invocation.key(key).arg(interval_us(*rate)).arg(rate.burst);
             }
-            let (which, wait_us): (usize, u64) = self.script("take quota", &invocation).await?;
+            let (which, wait_us): (usize, u64) = self
+                .script("take quota", &invocation)
+                .await
+                .map_err(store_down)?;
             let Some((_, _, is_subject)) = which.checked_sub(1).and_then(|i| buckets.get(i)) else {
                 return Ok(None);
             };
@@ -170,7 +160,10 @@ impl SharedQuotas for Cluster {
             let lease_ms = LEASE.as_millis() as u64;
             let mut invocation = ENTER.prepare_invoke();
             invocation.key(&key).arg(limit).arg(lease_ms).arg(&member);
-            let entered: u8 = self.script("enter in-progress", &invocation).await?;
+            let entered: u8 = self
+                .script("enter in-progress", &invocation)
+                .await
+                .map_err(store_down)?;
             if entered == 0 {
                 return Ok(None);
             }

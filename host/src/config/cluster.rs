@@ -31,6 +31,11 @@ pub struct ClusterConfig {
     /// rate; `"refuse"` answers every request a quota covers with 503 + `Retry-After`.
     /// Either way each fallback is counted (`portcullis.cluster.redis.errors`) and logged.
     pub quotas_without_redis: QuotasWithoutRedis,
+    /// Environment variable holding the key (at least 32 bytes) the tokens this gateway
+    /// obtains downstream are encrypted with in Redis (AES-256-GCM), so every replica can use
+    /// the ones another obtained. Required when the gateway has an OAuth client (`[exchange]`
+    /// or `[auth.issuer.exchange]`). Default `PORTCULLIS_TOKEN_CACHE_KEY`.
+    pub token_cache_key_env: String,
 }
 
 /// `cluster.quotas_without_redis`.
@@ -54,6 +59,7 @@ impl Default for ClusterConfig {
             replica_ttl_ms: 10_000,
             redis_timeout_ms: 500,
             quotas_without_redis: QuotasWithoutRedis::Local,
+            token_cache_key_env: "PORTCULLIS_TOKEN_CACHE_KEY".into(),
         }
     }
 }

@@ -26,7 +26,10 @@ use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
 use crate::net::{always_blocked, internal};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry::{self, keys};
-pub use oauth_client::{Grant, OAuthClient, OAuthClients, TokenError, TokenRequest};
+pub use oauth_client::{
+    Grant, Key as TokenKey, OAuthClient, OAuthClients, SharedDown, SharedTokens, TokenError,
+    TokenRequest,
+};
 use tracing::Instrument as _;
 
 /// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
@@ -690,7 +693,7 @@ impl PluginEgress {
                 (&service.credential, resp.status().as_u16(), retried)
             {
                 let (client, request) = self.grant(clients, *mode, service)?;
-                client.evict(&request);
+                client.evict(&request).await;
                 retried = true;
                 continue;
             }

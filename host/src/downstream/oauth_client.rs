@@ -13,6 +13,11 @@
 //! concurrent identical requests wait for one; a service that answers 401 makes the caller
 //! evict the entry and retry once. Neither tokens, assertions nor secrets are logged or
 //! returned in an error.
+//!
+//! With several replicas the cache is shared too ([`SharedTokens`], which `cluster` keeps
+//! encrypted on Redis): a replica that misses locally takes the token another replica
+//! obtained, and only one replica at a time asks the authorization server for a key. While
+//! the shared cache is unreachable each replica obtains its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +35,7 @@ use crate::oauth::{
     ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, MAX_DOCUMENT_BYTES, TOKEN_EXCHANGE,
     discover, read_bounded,
 };
+use crate::sandbox::BoxFuture;
 use crate::telemetry::{self, keys};
 
 /// Cached tokens are dropped this long before they expire (or a tenth of their lifetime, if
@@ -83,7 +89,41 @@ pub enum TokenError {
     RecentFailure(String),
 }
 
-type Key = [u8; 32];
+/// A cache key: a digest of everything the token depends on (no secret can be read back).
+pub type Key = [u8; 32];
+
+/// The shared token cache could not be asked.
+#[derive(Debug, thiserror::Error)]
+#[error("the shared token cache is unreachable: {0}")]
+pub struct SharedDown(pub String);
+
+/// A token cache every replica shares. Implementations keep tokens encrypted.
+pub trait SharedTokens: Send + Sync {
+    /// The token under `key`, with how long it stays usable.
+    #[allow(clippy::type_complexity, reason = "a boxed future of an optional pair")]
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<(String, Duration)>, SharedDown>>;
+    /// Keep `token` under `key` for `usable` (and let the replicas waiting for it go on).
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        usable: Duration,
+    ) -> BoxFuture<'a, Result<(), SharedDown>>;
+    /// Drop the token under `key` (a service refused it).
+    fn evict<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, ()>;
+    /// Become, for up to `hold`, the one replica obtaining the token for `key`: `false` when
+    /// another replica is at it.
+    fn claim<'a>(&'a self, key: &'a Key, hold: Duration)
+    -> BoxFuture<'a, Result<bool, SharedDown>>;
+    /// Give up the claim on `key` (the token was stored, or could not be obtained).
+    fn unclaim<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, ()>;
+}
+
+/// How often a replica waiting for another's token looks again.
+const SHARED_POLL: Duration = Duration::from_millis(25);
 
 /// How the gateway proves its identity at the token endpoint.
 pub(crate) enum ClientAuth {
@@ -213,6 +253,21 @@ pub struct OAuthClient {
     /// Requests that failed recently, with why: not retried until then (while the
     /// authorization server is down, concurrent callers do not queue up to retry it).
     failed: Mutex<HashMap<Key, (Instant, String)>>,
+    /// With several replicas: the cache they share.
+    shared: Option<Arc<dyn SharedTokens>>,
+    /// Whether the shared cache was unreachable last time (logged on change).
+    shared_down: std::sync::atomic::AtomicBool,
+}
+
+/// What the shared cache said about a key.
+enum FromShared {
+    /// Another replica's token, usable for this long.
+    Token(String, Duration),
+    /// This replica holds the claim: it obtains the token (and stores it).
+    Claimed,
+    /// The shared cache is unreachable, or the wait for another replica ran out: obtain
+    /// the token here, without storing it there.
+    Alone,
 }
 
 /// The in-flight entry of one key while a request for it runs: removed when the request ends,
@@ -242,7 +297,15 @@ impl OAuthClient {
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            shared: None,
+            shared_down: Default::default(),
         })
+    }
+
+    /// This client, sharing its cache through `shared`.
+    fn sharing(mut self, shared: Option<Arc<dyn SharedTokens>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     fn key(&self, r: &TokenRequest<'_>) -> Key {
@@ -271,9 +334,14 @@ impl OAuthClient {
         h.finalize().into()
     }
 
-    /// Forget the token for this request (the service refused it).
-    pub(crate) fn evict(&self, request: &TokenRequest<'_>) {
-        self.cache.lock().remove(&self.key(request));
+    /// Forget the token for this request (the service refused it), here and in the shared
+    /// cache.
+    pub(crate) async fn evict(&self, request: &TokenRequest<'_>) {
+        let key = self.key(request);
+        self.cache.lock().remove(&key);
+        if let Some(shared) = &self.shared {
+            shared.evict(&key).await;
+        }
     }
 
     /// The issuer this client obtains tokens at.
@@ -363,6 +431,14 @@ impl OAuthClient {
         if let Some(why) = self.recently_failed(&key) {
             return (Err(TokenError::RecentFailure(why)), "failed");
         }
+        let claimed = match self.ask_shared(&key).await {
+            FromShared::Token(token, usable) => {
+                self.keep(key, &token, usable);
+                return (Ok(token), "replica");
+            }
+            FromShared::Claimed => true,
+            FromShared::Alone => false,
+        };
         let result = self
             .request(&request.grant, request.audience, request.scopes)
             .await;
@@ -371,10 +447,74 @@ impl OAuthClient {
             Ok(t) => t,
             Err(e) => {
                 self.remember_failure(key, &e);
+                if claimed && let Some(shared) = &self.shared {
+                    shared.unclaim(&key).await;
+                }
                 return (Err(e), "failed");
             }
         };
-        let skew = EXPIRY_SKEW.min(lifetime / 10);
+        let usable = lifetime.saturating_sub(EXPIRY_SKEW.min(lifetime / 10));
+        self.keep(key, &token, usable);
+        if claimed && let Some(shared) = &self.shared {
+            if let Err(e) = shared.put(&key, &token, usable).await {
+                self.shared_state(Err(&e));
+            }
+            shared.unclaim(&key).await;
+        }
+        (Ok(token), "issued")
+    }
+
+    /// Ask the shared cache for `key`: another replica's token, or the claim to obtain it
+    /// (waiting, up to one token request's timeout, while another replica holds the claim).
+    async fn ask_shared(&self, key: &Key) -> FromShared {
+        let Some(shared) = &self.shared else {
+            return FromShared::Alone;
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        let asked = async {
+            loop {
+                if let Some((token, usable)) = shared.get(key).await? {
+                    return Ok(FromShared::Token(token, usable));
+                }
+                if shared.claim(key, TIMEOUT).await? {
+                    // Stored just before the claim was free: no second request.
+                    if let Some((token, usable)) = shared.get(key).await? {
+                        shared.unclaim(key).await;
+                        return Ok(FromShared::Token(token, usable));
+                    }
+                    return Ok(FromShared::Claimed);
+                }
+                if Instant::now() >= deadline {
+                    return Ok(FromShared::Alone);
+                }
+                tokio::time::sleep(SHARED_POLL).await;
+            }
+        };
+        let outcome = asked.await;
+        self.shared_state(outcome.as_ref().map(|_| ()));
+        outcome.unwrap_or(FromShared::Alone)
+    }
+
+    /// Log when the shared cache becomes unreachable, or reachable again.
+    fn shared_state(&self, state: Result<(), &SharedDown>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match state {
+            Ok(()) => {
+                if self.shared_down.swap(false, Relaxed) {
+                    tracing::info!(issuer = %self.issuer, "the shared token cache is back");
+                }
+            }
+            Err(e) => {
+                if !self.shared_down.swap(true, Relaxed) {
+                    tracing::warn!(issuer = %self.issuer,
+                        "each replica obtains its own tokens while the shared cache is away: {e}");
+                }
+            }
+        }
+    }
+
+    /// Cache `token` here under `key` for `usable`.
+    fn keep(&self, key: Key, token: &str, usable: Duration) {
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             // Bounded memory: drop what has expired, then (rarely) anything to make room.
@@ -389,13 +529,12 @@ impl OAuthClient {
         cache.insert(
             key,
             Cached {
-                token: token.clone(),
+                token: token.to_string(),
                 expires: Instant::now()
-                    .checked_add(lifetime.saturating_sub(skew))
+                    .checked_add(usable)
                     .unwrap_or_else(Instant::now),
             },
         );
-        (Ok(token), "issued")
     }
 
     /// Why the request for `key` failed, if it did within the last [`FAILURE_MEMORY`].
@@ -541,11 +680,16 @@ impl std::fmt::Debug for OAuthClients {
 }
 
 impl OAuthClients {
-    /// Every client the configuration describes; fails on a missing secret or a bad key.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    /// Every client the configuration describes, sharing their caches through `shared`
+    /// (several replicas); fails on a missing secret or a bad key.
+    pub fn from_config(
+        config: &Config,
+        shared: Option<Arc<dyn SharedTokens>>,
+    ) -> anyhow::Result<Self> {
         let mut by_issuer = HashMap::new();
         for (issuer, at, x) in config.exchange_clients() {
-            let client = OAuthClient::from_section(config, &at, issuer.clone(), x)?;
+            let client =
+                OAuthClient::from_section(config, &at, issuer.clone(), x)?.sharing(shared.clone());
             by_issuer.insert(issuer, Arc::new(client));
         }
         let default = config.default_exchange_issuer();
