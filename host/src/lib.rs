@@ -61,7 +61,7 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
-//! | cluster    | auth, config, downstream, net, sandbox, sessions, telemetry, tenancy |
+//! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, telemetry, tenancy |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
@@ -152,6 +152,10 @@ impl Portcullis {
             _ => None,
         };
         let tenants = build_tenants(&config, &loaded, cluster.as_ref())?;
+        if let Some(cluster) = &cluster {
+            let plugins: Vec<_> = loaded.values().cloned().collect();
+            cluster.relay_changes(&plugins, &shutdown);
+        }
         let watcher = start_watcher(&config, &sandbox, loaded, &shutdown);
         let in_order: Vec<Arc<TenantContext>> = config
             .tenants

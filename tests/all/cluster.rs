@@ -477,6 +477,80 @@ services = ["notes"]
     }
 }
 
+/// The first `notifications/tools/list_changed` on `stream` within 10 s.
+async fn list_changed(stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = stream.recv().await {
+            if m["method"] == "notifications/tools/list_changed" {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// AC4: sessions held by every replica hear `tools/list_changed` when a plugin is added to
+/// the shared plugin directory (each replica reloads it), and when a plugin running on one
+/// replica announces a change (relayed over Redis to the others).
+#[tokio::test]
+async fn list_changes_reach_sessions_on_every_replica() {
+    let dir = crate::support::tempdir().join("shared-plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(plugin("conformance"), dir.join("conformance.wasm")).unwrap();
+    let config = format!(
+        r#"state_key_env = "PORTCULLIS_TEST_STATE_KEY"
+[auth]
+mode = "none"
+[sandbox]
+cache_dir = {cache}
+reload_debounce_ms = 100
+[cluster]
+replica_ttl_ms = 1500
+[[tenant]]
+id = "t"
+plugins = [{dir}]
+"#,
+        cache = toml_path(&root().join("target/test-artifact-cache")),
+        dir = toml_path(&dir),
+    );
+    let redis = Redis::start().await;
+    let replicas = replicas(&redis, 3, &config).await;
+    let mut streams = Vec::new();
+    let mut clients = Vec::new();
+    for r in &replicas {
+        let c = Client::initialize(&format!("{}/mcp", r.base), "2025-11-25").await;
+        streams.push(c.open_get_stream().await);
+        clients.push(c);
+    }
+
+    // A plugin running on the first replica announces a change.
+    let r = Client::modern(&format!("{}/mcp", replicas[0].base))
+        .call_tool("test_trigger_tool_change", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    for (i, stream) in streams.iter_mut().enumerate() {
+        assert!(
+            list_changed(stream).await,
+            "replica {i} heard the plugin's change"
+        );
+    }
+
+    // A plugin added to the shared directory.
+    std::fs::copy(plugin("hello"), dir.join("hello.wasm")).unwrap();
+    for (i, stream) in streams.iter_mut().enumerate() {
+        assert!(list_changed(stream).await, "replica {i} heard the reload");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let tools = c.request("tools/list", json!({})).await.tool_names();
+        assert!(
+            tools.contains(&"hello.greet".to_string()),
+            "replica {i}: {tools:?}"
+        );
+    }
+}
+
 fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {
     json!({"iss": issuer.url, "sub": sub, "aud": aud, "exp": now() + 600, "iat": now(),
            "scope": "mcp:tools"})

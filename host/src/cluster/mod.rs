@@ -5,14 +5,16 @@
 //! (`replicas`), the session directory on Redis (`directory`, the [`sessions::Directory`]
 //! the transport routes by), the quotas every replica shares (`quotas`, the
 //! [`tenancy::quota::SharedQuotas`](crate::tenancy::quota::SharedQuotas) the tenants admit
-//! by), the downstream-token cache every replica shares, encrypted (`tokens`), and the name
-//! of every key ([`Keys`]). Every failure to reach
+//! by), the downstream-token cache every replica shares, encrypted (`tokens`), the changes
+//! plugins report, relayed between replicas (`changes`), and the name of every key
+//! ([`Keys`]). Every failure to reach
 //! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
 //! hold a password.
 //!
 //! Must not: serve or forward HTTP (`transport` forwards), decide who owns a session or how
 //! many one may hold (`sessions`), or hold any caller's token.
 
+mod changes;
 mod directory;
 mod quotas;
 mod replicas;
@@ -86,6 +88,8 @@ pub struct Cluster {
 }
 
 struct Inner {
+    /// For connections of its own (pub/sub).
+    client: redis::Client,
     redis: ConnectionManager,
     keys: Keys,
     /// This replica's id: random per process, so a restarted replica is a new one (the
@@ -126,12 +130,13 @@ impl Cluster {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let redis = ConnectionManager::new_lazy_with_config(client, manager)
+        let redis = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(|_| ClusterError::BadUrl(config.redis_url_env.clone()))?;
         let advertised = replicas::advertised_url(config, listen)?;
         let replica = hex::encode(rand::random::<[u8; 8]>());
         let cluster = Self {
             inner: Arc::new(Inner {
+                client,
                 redis,
                 keys: Keys {
                     prefix: config.key_prefix.clone(),

@@ -118,7 +118,7 @@ impl CallObserver for RequestObserver {
     }
 
     fn lists_changed(&self, kinds: wit::ListKinds) {
-        self.plugins.announce(Change::Lists {
+        self.plugins.report(Change::Lists {
             tools: kinds.contains(wit::ListKinds::TOOLS),
             prompts: kinds.contains(wit::ListKinds::PROMPTS),
             resources: kinds.contains(wit::ListKinds::RESOURCES),
@@ -126,6 +126,6 @@ impl CallObserver for RequestObserver {
     }
 
     fn resource_updated(&self, uri: String) {
-        self.plugins.announce(Change::ResourceUpdated(uri));
+        self.plugins.report(Change::ResourceUpdated(uri));
     }
 }

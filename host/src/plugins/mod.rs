@@ -338,7 +338,8 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 /// Which lists changed (tools, prompts, resources), or a resource that was updated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     /// One or more lists changed.
     Lists {
@@ -353,13 +354,29 @@ pub enum Change {
     ResourceUpdated(String),
 }
 
+/// Carries the changes plugins report to the other replicas serving the same tenants (each
+/// reloads the shared plugin files itself, so catalog changes are not relayed).
+pub trait ChangeRelay: Send + Sync {
+    /// Tell the other replicas that `tenant`'s plugins reported `change`.
+    fn relay(&self, tenant: &str, change: &Change);
+}
+
 /// One tenant's plugins: the current catalog and a feed of changes.
-#[derive(Debug)]
 pub struct TenantPlugins {
     /// The tenant id.
     pub tenant: Arc<str>,
     catalog: ArcSwap<Catalog>,
     changes: broadcast::Sender<Change>,
+    /// With several replicas: where the changes plugins report also go.
+    relay: std::sync::OnceLock<Arc<dyn ChangeRelay>>,
+}
+
+impl std::fmt::Debug for TenantPlugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPlugins")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TenantPlugins {
@@ -373,10 +390,23 @@ impl TenantPlugins {
         self.changes.subscribe()
     }
 
-    /// Announce a change to every subscriber.
+    /// Announce a change to every subscriber here.
     pub fn announce(&self, change: Change) {
         // No subscribers is fine.
         let _ = self.changes.send(change);
+    }
+
+    /// A plugin reported `change`: announce it here and relay it to the other replicas.
+    pub fn report(&self, change: Change) {
+        if let Some(relay) = self.relay.get() {
+            relay.relay(&self.tenant, &change);
+        }
+        self.announce(change);
+    }
+
+    /// Relay the changes plugins report through `relay` from now on (set once).
+    pub fn relay_through(&self, relay: Arc<dyn ChangeRelay>) {
+        let _ = self.relay.set(relay);
     }
 
     /// Replace the catalog and announce the lists that changed (a list changes when an entry
@@ -426,6 +456,7 @@ pub async fn load_tenant(
         tenant: Arc::from(tenant.id.as_str()),
         catalog: ArcSwap::from_pointee(catalog),
         changes,
+        relay: std::sync::OnceLock::new(),
     }
 }
 
