@@ -111,6 +111,8 @@ pub struct Portcullis {
     router: axum::Router,
     dev_as: Option<Arc<dev_as::DevAs>>,
     shutdown: CancellationToken,
+    /// Cancelled when shutdown begins: `/readyz` answers 503 from then on.
+    draining: CancellationToken,
     /// With `[cluster]`, when serving: this replica's place in the cluster.
     cluster: Option<cluster::Cluster>,
     /// Reloads plugins while the gateway lives.
@@ -173,8 +175,15 @@ impl Portcullis {
         };
         let settings = http_settings(&config, &shutdown);
         let directory = cluster.as_ref().map(|c| c.directory(settings.session_idle));
-        let mut router =
-            transport::router(&config, &in_order, &settings, resource_server, directory)?;
+        let draining = CancellationToken::new();
+        let mut router = transport::router(
+            &config,
+            &in_order,
+            &settings,
+            resource_server,
+            directory,
+            draining.clone(),
+        )?;
         let dev_as = if config.dev_as.enabled {
             let catalogs: Vec<_> = in_order.iter().map(|t| t.plugins.clone()).collect();
             let declared = Arc::new(move || {
@@ -198,6 +207,7 @@ impl Portcullis {
             router,
             dev_as,
             shutdown,
+            draining,
             cluster,
             _watcher: watcher,
         })
@@ -248,6 +258,15 @@ impl Portcullis {
         self.shutdown.clone()
     }
 
+    /// What stops this gateway gracefully (SIGTERM): [`Stopper::stop`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            draining: self.draining.clone(),
+            shutdown: self.shutdown.clone(),
+            drain: Duration::from_millis(self.config.server.shutdown_drain_ms),
+        }
+    }
+
     /// Serve HTTP on `listener` until the shutdown token is cancelled, under the connection
     /// limits of `[server]`.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
@@ -259,13 +278,41 @@ impl Portcullis {
             max_connections: server.max_connections,
             max_per_client: server.max_connections_per_client,
             h2_max_streams: server.http2_max_concurrent_streams,
+            grace: Duration::from_millis(server.shutdown_grace_ms),
         };
-        let served = transport::listener::serve(listener, self.router, limits, self.shutdown).await;
-        if let Some(cluster) = &self.cluster {
-            cluster.leave().await;
+        if let Some(cluster) = self.cluster.clone() {
+            // As the listener closes, not after the grace period: from then on the other
+            // replicas answer 404 for this one's sessions rather than forward to it.
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                cluster.leave().await;
+            });
         }
-        served?;
+        transport::listener::serve(listener, self.router, limits, self.shutdown).await?;
         Ok(())
+    }
+}
+
+/// Stops a gateway in order: not ready (`/readyz` 503) while still serving for
+/// `server.shutdown_drain_ms`, then the listener closes and requests in flight get
+/// `server.shutdown_grace_ms` to finish (and, in a cluster, this replica leaves it).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    draining: CancellationToken,
+    shutdown: CancellationToken,
+    drain: Duration,
+}
+
+impl Stopper {
+    /// Begin stopping; returns once the listener is closing.
+    pub async fn stop(self) {
+        self.draining.cancel();
+        if !self.drain.is_zero() {
+            tracing::info!(drain = ?self.drain, "draining: /readyz answers 503, requests are still served");
+            tokio::time::sleep(self.drain).await;
+        }
+        self.shutdown.cancel();
     }
 }
 
@@ -376,14 +423,28 @@ fn start_watcher(
     .ok()
 }
 
+/// The MCP endpoints' settings. Their event streams end `server.shutdown_grace_ms` after
+/// `shutdown` (not at once: an answer in flight on a stream is let finish, as the listener
+/// lets requests in flight finish).
 fn http_settings(config: &Config, shutdown: &CancellationToken) -> HttpSettings {
     let (allowed_hosts, allowed_origins) = transport::allowed_hosts_and_origins(config);
+    let streams_end = CancellationToken::new();
+    let (grace, end, shutdown) = (
+        Duration::from_millis(config.server.shutdown_grace_ms),
+        streams_end.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+        end.cancel();
+    });
     HttpSettings {
         allowed_hosts,
         allowed_origins,
         max_body_bytes: config.server.max_body_bytes,
         session_idle: Duration::from_secs(config.server.session_idle_timeout_secs),
-        shutdown: shutdown.clone(),
+        shutdown: streams_end,
     }
 }
 

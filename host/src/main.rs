@@ -433,7 +433,7 @@ async fn serve(config: Config, telemetry: Telemetry) -> anyhow::Result<ExitCode>
         )
     })?;
     let gateway = Portcullis::start(config).await?;
-    let shutdown = gateway.shutdown_token();
+    let stopper = gateway.stopper();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing the SIGTERM handler");
@@ -442,7 +442,7 @@ async fn serve(config: Config, telemetry: Telemetry) -> anyhow::Result<ExitCode>
             _ = term.recv() => {}
         }
         tracing::info!("shutting down");
-        shutdown.cancel();
+        stopper.stop().await;
     });
     for t in &gateway.config().tenants {
         tracing::info!(tenant = %t.id, "MCP endpoint: {}", gateway.config().tenant_resource(t));

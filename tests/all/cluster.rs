@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::peers::{DownstreamApi, Nginx, RealAs, Redis, TestIssuer, now};
+use crate::support::peers::{DownstreamApi, HaProxy, Nginx, RealAs, Redis, TestIssuer, now};
 use crate::support::{BinaryGateway, Client, node, plugin, root, run_json_program, toml_path};
 
 const STATE_KEY: &str = "0123456789abcdef0123456789abcdef-cluster-tests";
@@ -549,6 +549,121 @@ plugins = [{dir}]
             "replica {i}: {tools:?}"
         );
     }
+}
+
+/// What one load loop saw.
+#[derive(Debug, Default)]
+struct Seen {
+    ok: usize,
+    /// Session requests answered 404 (their replica went away).
+    gone: usize,
+    /// Everything else: a failed call, a failed re-initialize, a hang.
+    failures: Vec<String>,
+}
+
+/// AC5: a rolling restart of all three replicas (SIGTERM: not ready for a moment while still
+/// serving, then the listener closes and requests in flight finish) behind HAProxy checking
+/// `/readyz`, under a steady load of stateless and session calls: no stateless call fails;
+/// a session call succeeds or gets 404, after which a new session works; nothing hangs.
+#[tokio::test]
+async fn a_rolling_restart_under_load_fails_no_stateless_call() {
+    let redis = Redis::start().await;
+    let config = replica_config(NO_AUTH, "shutdown_drain_ms = 700\nshutdown_grace_ms = 5000");
+    let env = [
+        ("PORTCULLIS_REDIS_URL", redis.url()),
+        ("PORTCULLIS_TEST_STATE_KEY", STATE_KEY.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ports: Vec<u16> = (0..3).map(|_| crate::support::free_port()).collect();
+    let mut replicas = Vec::new();
+    for &port in &ports {
+        replicas.push(Some(
+            BinaryGateway::start_on_port(port, &config, &env).await,
+        ));
+    }
+    let backends: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let balancer = HaProxy::start(&backends).await;
+    let url = format!("{}/mcp", balancer.base);
+    // Until every backend passed its first health check.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let bounded = Duration::from_secs(20);
+    let stateless = (0..3).map(|_| {
+        let (url, stop) = (url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = Seen::default();
+            while !stop.is_cancelled() {
+                let mut c = Client::modern(&url);
+                let call = c.call_tool("test_simple_text", json!({}));
+                match tokio::time::timeout(bounded, call).await {
+                    Ok(r) if r.status == 200 && !r.is_error() => seen.ok += 1,
+                    Ok(r) => seen.failures.push(format!("{r:?}")),
+                    Err(_) => seen.failures.push("a stateless call hung".into()),
+                }
+            }
+            seen
+        })
+    });
+    let sessions = (0..2).map(|_| {
+        let (url, stop) = (url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = Seen::default();
+            'session: while !stop.is_cancelled() {
+                let mut c = Client::new(&url);
+                let init = tokio::time::timeout(
+                    bounded,
+                    c.post_raw(
+                        crate::support::initialize_request("2025-11-25", json!({})),
+                        &[],
+                    ),
+                )
+                .await;
+                let Ok(init) = init else {
+                    seen.failures.push("initialize hung".into());
+                    continue;
+                };
+                let Some(id) = init.headers.get("mcp-session-id") else {
+                    seen.failures.push(format!("initialize failed: {init:?}"));
+                    continue;
+                };
+                c.session = Some(id.to_str().unwrap().to_string());
+                while !stop.is_cancelled() {
+                    let call = c.call_tool("test_simple_text", json!({}));
+                    match tokio::time::timeout(bounded, call).await {
+                        Ok(r) if r.status == 200 && !r.is_error() => seen.ok += 1,
+                        Ok(r) if r.status == 404 => {
+                            seen.gone += 1;
+                            continue 'session;
+                        }
+                        Ok(r) => seen.failures.push(format!("{r:?}")),
+                        Err(_) => seen.failures.push("a session call hung".into()),
+                    }
+                }
+            }
+            seen
+        })
+    });
+    let (stateless, sessions): (Vec<_>, Vec<_>) = (stateless.collect(), sessions.collect());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, &port) in ports.iter().enumerate() {
+        replicas[i].take().unwrap().terminate().await;
+        replicas[i] = Some(BinaryGateway::start_on_port(port, &config, &env).await);
+        // Back in the balancer (one passed check) before the next one goes.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    stop.cancel();
+    let mut gone = 0;
+    for (kind, tasks) in [("stateless", stateless), ("session", sessions)] {
+        for task in tasks {
+            let seen = task.await.unwrap();
+            assert!(seen.failures.is_empty(), "{kind}: {:#?}", seen.failures);
+            assert!(seen.ok > 10, "{kind}: the load ran: {seen:?}");
+            gone += seen.gone;
+        }
+    }
+    // Sessions on a restarted replica ended; their clients started new ones (above).
+    assert!(gone >= 1, "the restarts ended some sessions");
 }
 
 fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {

@@ -568,3 +568,55 @@ async fn cors_is_answered_for_configured_origins_only() {
         "{r:?}"
     );
 }
+
+/// SIGTERM stops the gateway in order: for `server.shutdown_drain_ms` `/readyz` answers 503
+/// while calls are still served; then the listener closes, and a session call in flight —
+/// its answer streamed by the session as SSE — still finishes with its result.
+#[tokio::test]
+async fn sigterm_drains_then_lets_calls_in_flight_finish() {
+    let gw = crate::support::BinaryGateway::start(
+        &format!(
+            "shutdown_drain_ms = 500\n[auth]\nmode = \"none\"\n[[tenant]]\nid = \"t\"\nplugins = [{}]\n",
+            toml_path(&plugin("probe"))
+        ),
+        &[],
+    )
+    .await;
+    let url = format!("{}/mcp", gw.base);
+    let mut session = Client::initialize(&url, "2025-11-25").await;
+    let base = gw.base.clone();
+    let ready = || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(ready().await, 200);
+    let slow = tokio::spawn(async move {
+        // Through the drain (0.5 s) and past the listener's closing.
+        session.call_tool("probe.sleep", json!({"ms": 1500})).await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let term = tokio::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(ready().await, 503, "draining: not ready");
+    let r = Client::modern(&url)
+        .call_tool("probe.echo", json!({"x": 1}))
+        .await;
+    assert_eq!(r.status, 200, "still served while draining: {r:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ready().await, 0, "the listener is closed");
+    let r = slow.await.unwrap();
+    assert_eq!(
+        r.text(),
+        "slept 1500 ms",
+        "the call in flight finished: {r:?}"
+    );
+    let log = gw.wait_for_exit(Duration::from_secs(15)).await;
+    assert!(log.contains("draining"), "{log}");
+}

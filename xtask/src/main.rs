@@ -661,11 +661,12 @@ fn install_venv(venv: &Path, requirements: &Path) -> anyhow::Result<()> {
 }
 
 /// The Debian packages the tests start as real peers (the cluster tests' Redis and load
-/// balancer), each with the program that shows it is installed, pinned to bookworm's
+/// balancers), each with the program that shows it is installed, pinned to bookworm's
 /// security-updated versions.
-const DEBIAN_PEERS: [(&str, &str, &str); 2] = [
+const DEBIAN_PEERS: [(&str, &str, &str); 3] = [
     ("redis-server", "redis-server", "5:7.0.15-1~deb12u10"),
     ("nginx", "nginx", "1.22.1-9+deb12u11"),
+    ("haproxy", "haproxy", "2.6.12-1+deb12u4"),
 ];
 
 /// Install the missing packages of `peers` (package, program, version) with apt-get. A

@@ -27,6 +27,8 @@ pub(crate) struct Admin {
     /// Each tenant with how it authenticates.
     tenants: Vec<(Arc<TenantContext>, Arc<TenantAuth>)>,
     resource_server: Option<Arc<ResourceServer>>,
+    /// Cancelled when the gateway begins to shut down: not ready from then on.
+    draining: tokio_util::sync::CancellationToken,
 }
 
 fn refuse(status: StatusCode, why: &str) -> Response {
@@ -45,11 +47,13 @@ impl Admin {
         scope: String,
         tenants: Vec<(Arc<TenantContext>, Arc<TenantAuth>)>,
         resource_server: Option<Arc<ResourceServer>>,
+        draining: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
             scope,
             tenants,
             resource_server,
+            draining,
         }
     }
 
@@ -108,9 +112,17 @@ impl Admin {
     }
 
     /// `/readyz`: ready once plugins are loaded (they are before the router exists) and every
-    /// issuer's signing keys have been fetched at least once. Everyone gets the status; only
-    /// an operator gets the details, which name tenants and issuers.
+    /// issuer's signing keys have been fetched at least once, until shutdown begins
+    /// (`draining`). Everyone gets the status; only an operator gets the details, which name
+    /// tenants and issuers.
     pub(crate) async fn readiness(&self, req: Request) -> Response {
+        if self.draining.is_cancelled() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "draining"})),
+            )
+                .into_response();
+        }
         let waiting = self
             .resource_server
             .as_ref()

@@ -54,6 +54,13 @@ pub struct ServerConfig {
     pub max_connections_per_client: usize,
     /// Most concurrent streams on one HTTP/2 connection. Default 100.
     pub http2_max_concurrent_streams: u32,
+    /// After SIGTERM, how long `/readyz` answers 503 while everything is still served, so
+    /// load balancers that check it stop sending requests first (Kubernetes, HAProxy with
+    /// health checks: a few seconds). Default 0.
+    pub shutdown_drain_ms: u64,
+    /// Then, with the listener closed, how long requests in flight (and open event streams)
+    /// may take to finish before their connections are closed. Default 10000.
+    pub shutdown_grace_ms: u64,
     /// Environment variable holding the key that protects `requestState` (at least 32
     /// bytes). Set it when several gateway instances serve the same clients; otherwise a
     /// random per-process key is used.
@@ -83,6 +90,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_client: 1000,
             http2_max_concurrent_streams: 100,
+            shutdown_drain_ms: 0,
+            shutdown_grace_ms: 10_000,
             state_key_env: None,
             allow_unauthenticated_public: false,
             admin_scope: "portcullis:admin".into(),

@@ -70,7 +70,7 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Idle time after which a session is closed.
     pub session_idle: Duration,
-    /// Cancelled on shutdown: open streams end.
+    /// Cancelled when open streams must end (the shutdown grace period is over).
     pub shutdown: CancellationToken,
 }
 

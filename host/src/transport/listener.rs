@@ -35,9 +35,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// How long open connections may take to finish once shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// The limits connections are served under (from `[server]`).
 #[derive(Clone, Copy, Debug)]
 pub struct ServeLimits {
@@ -53,6 +50,8 @@ pub struct ServeLimits {
     pub max_per_client: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// How long open connections may take to finish once shutdown begins.
+    pub grace: Duration,
 }
 
 /// A request body that took longer than `server.body_read_timeout_ms`.
@@ -108,7 +107,7 @@ pub async fn serve(
     }
     // Every connection holds a permit: all permits back means every connection has closed.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.acquire_many(all))
+    if tokio::time::timeout(limits.grace, connections.acquire_many(all))
         .await
         .is_err()
     {
@@ -184,12 +183,12 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             // An HTTP/2 client must answer the shutdown's PING like it would send a request
             // head; one that does not is dropped then.
-            let _ = tokio::time::timeout(limits.header_read.min(SHUTDOWN_GRACE), conn).await;
+            let _ = tokio::time::timeout(limits.header_read.min(limits.grace), conn).await;
             return;
         }
         () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
     }
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+    let _ = tokio::time::timeout(limits.grace, conn).await;
 }
 
 /// How many requests a connection has in flight, and a signal when that changes.

@@ -180,13 +180,15 @@ struct Shared {
 
 /// Build the router serving every tenant's endpoint (and, with OAuth on, each tenant's
 /// protected resource metadata), the health endpoints and the operators' endpoints;
-/// `directory` when other replicas serve the same endpoints.
+/// `directory` when other replicas serve the same endpoints; `draining` is cancelled when
+/// shutdown begins (readiness says so).
 pub(crate) fn router(
     config: &Config,
     tenants: &[Arc<TenantContext>],
     settings: &HttpSettings,
     resource_server: Option<Arc<ResourceServer>>,
     directory: Option<Arc<dyn Directory>>,
+    draining: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Router> {
     let shared = match directory {
         Some(directory) => Some(Shared {
@@ -223,6 +225,7 @@ pub(crate) fn router(
         config.server.admin_scope.clone(),
         operated,
         resource_server,
+        draining,
     ));
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))

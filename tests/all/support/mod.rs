@@ -216,6 +216,20 @@ impl BinaryGateway {
         );
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Wait (up to `bound`) for the process to exit on its own; everything it logged.
+    pub async fn wait_for_exit(mut self, bound: Duration) -> String {
+        tokio::time::timeout(bound, self.child.wait())
+            .await
+            .expect("portcullis exits in time")
+            .unwrap();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Send SIGTERM and wait (up to 20 s) for the process to exit on its own.
     pub async fn terminate(mut self) {
         let pid = self.child.id().expect("running").to_string();

@@ -1,7 +1,8 @@
 //! The real peers tests run against: an issuer, a downstream API, node-oidc-provider, an OTLP
-//! receiver, Redis and nginx. Each starts on 127.0.0.1 (ephemeral port) and stops when dropped.
+//! receiver, Redis, nginx and HAProxy. Each starts on 127.0.0.1 (ephemeral port) and stops when dropped.
 
 pub mod api;
+pub mod haproxy;
 pub mod issuer;
 pub mod nginx;
 pub mod oidc;
@@ -9,6 +10,7 @@ pub mod otlp;
 pub mod redis;
 
 pub use api::{DownstreamApi, exchange_gateway_with};
+pub use haproxy::HaProxy;
 pub use issuer::{TestIssuer, fixture, now};
 pub use nginx::Nginx;
 pub use oidc::RealAs;
