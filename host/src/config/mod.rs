@@ -342,6 +342,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_mode_refuses_what_replicas_cannot_share() {
+        let tenant = "[[tenant]]\nid = \"a\"\n";
+        let key = |x: &str| parse(&format!("{x}\n{tenant}")).map_err(|e| (e.key, e.problem));
+        let (k, why) = key("[cluster]").unwrap_err();
+        assert_eq!(k, "server.state_key_env", "{why}");
+        let keyed = "[server]\nstate_key_env = \"K\"\n";
+        let (k, why) = key(&format!("{keyed}[dev_as]\nenabled = true\n[cluster]")).unwrap_err();
+        assert_eq!(k, "dev_as.enabled");
+        assert!(why.contains("real authorization server"), "{why}");
+        let (k, _) = key(&format!("{keyed}[cluster]\nkey_prefix = \"a b\"")).unwrap_err();
+        assert_eq!(k, "cluster.key_prefix");
+        let (k, _) = key(&format!(
+            "{keyed}[cluster]\nadvertise_url = \"http://10.0.0.1/mcp\""
+        ))
+        .unwrap_err();
+        assert_eq!(k, "cluster.advertise_url");
+        let (k, _) = key(&format!("{keyed}[cluster]\nreplica_ttl_ms = 10")).unwrap_err();
+        assert_eq!(k, "cluster.replica_ttl_ms");
+        let (k, _) = key(&format!(
+            "{keyed}[cluster]\nquotas_without_redis = \"maybe\""
+        ))
+        .unwrap_err();
+        assert!(k.starts_with("line"), "{k}");
+        let c = parse(&format!("{keyed}[cluster]\n{tenant}")).unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.redis_url_env, "PORTCULLIS_REDIS_URL");
+        assert_eq!(cluster.quotas_without_redis, QuotasWithoutRedis::Local);
+    }
+
+    #[test]
     fn gateway_client_settings_are_checked() {
         let tenant = "[[tenant]]\nid = \"a\"\n";
         let key = |x: &str| parse(&format!("[exchange]\n{x}\n{tenant}")).map_err(|e| e.key);
