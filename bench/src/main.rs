@@ -107,7 +107,7 @@ pub(crate) struct Run {
 
 const USAGE: &str = "usage: portcullis-bench [--smoke] [--wrk] [--bin-dir DIR] [--out DIR] \
     [--concurrency 1,8,32] [--duration-secs 2.5] [--warmup-secs 0.5] \
-    [--only ceiling,native,portcullis,portcullis-jwt,portcullis-jwt-nocache,typescript-sdk,python-sdk]";
+    [--only ceiling,native,portcullis,portcullis-jwt,portcullis-jwt-nocache,portcullis-jwt-cluster,typescript-sdk,python-sdk]";
 
 /// The system whose half-peak rate every system is offered in the open-loop phase.
 pub(crate) const HALF_LOAD_REFERENCE: &str = "portcullis-jwt";

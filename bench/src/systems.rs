@@ -31,11 +31,15 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Ceiling,
     Native,
     Portcullis(Auth),
+    /// One replica in cluster mode on a Redis of its own (pinned to the server's core), with
+    /// a per-subject quota high enough never to refuse: every call takes a cell from the
+    /// shared bucket, one Redis script round trip.
+    PortcullisCluster,
     TypeScript,
     Python,
 }
@@ -76,6 +80,10 @@ pub(crate) fn all() -> Vec<System> {
         System {
             name: "portcullis-jwt-nocache",
             kind: Kind::Portcullis(Auth::JwtUncached),
+        },
+        System {
+            name: "portcullis-jwt-cluster",
+            kind: Kind::PortcullisCluster,
         },
         System {
             name: "typescript-sdk",
@@ -140,6 +148,8 @@ impl Issuer {
 struct Server {
     child: tokio::process::Child,
     addr: SocketAddr,
+    /// A peer the server needs (cluster mode's Redis), stopped with it.
+    _peer: Option<tokio::process::Child>,
 }
 
 impl Server {
@@ -158,6 +168,38 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// A Redis without persistence on a free loopback port, pinned with the servers (its work is
+/// the cluster mode's cost); its URL.
+async fn start_redis() -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = free_port()?;
+    let redis = Path::new("/usr/bin/redis-server");
+    anyhow::ensure!(
+        redis.exists(),
+        "redis-server is missing (apt-get install redis-server; cargo xtask test installs it)"
+    );
+    let mut cmd = pinned(
+        redis,
+        &[
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ],
+    );
+    let child = cmd.stderr(Stdio::null()).spawn()?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((child, format!("redis://127.0.0.1:{port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("redis-server did not listen on {port}")
 }
 
 /// `program args…`, pinned to core 1 when the machine has two cores or more.
@@ -184,7 +226,10 @@ impl System {
     fn protocol(self, mode: Mode) -> Protocol {
         match (self.kind, mode) {
             (_, Mode::Session) => Protocol::Session,
-            (Kind::Ceiling | Kind::Native | Kind::Portcullis(_), Mode::Stateless) => {
+            (
+                Kind::Ceiling | Kind::Native | Kind::Portcullis(_) | Kind::PortcullisCluster,
+                Mode::Stateless,
+            ) => {
                 Protocol::Modern
             }
             (Kind::TypeScript | Kind::Python, Mode::Stateless) => Protocol::Stateless2025,
@@ -200,6 +245,7 @@ impl System {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::fs::File::create(s.out.join(format!("{}-{}.log", self.name, mode.name())))?;
+        let mut peer = None;
         let (mut cmd, token) = match self.kind {
             Kind::Ceiling => (
                 pinned(&s.bin_dir.join("echo-ceiling"), &[port.to_string()]),
@@ -210,8 +256,19 @@ impl System {
                 c.env("BENCH_WORKER_THREADS", "1");
                 (c, None)
             }
-            Kind::Portcullis(auth) => {
-                let config = self.portcullis_config(s, issuer, port, auth)?;
+            Kind::Portcullis(_) | Kind::PortcullisCluster => {
+                let auth = match self.kind {
+                    Kind::Portcullis(auth) => auth,
+                    _ => Auth::JwtCached,
+                };
+                let cluster = if self.kind == Kind::PortcullisCluster {
+                    let (redis, url) = start_redis().await?;
+                    peer = Some(redis);
+                    Some(url)
+                } else {
+                    None
+                };
+                let config = self.portcullis_config(s, issuer, port, auth, cluster.is_some())?;
                 let mut c = pinned(
                     &s.bin_dir.join("portcullis"),
                     &[
@@ -221,6 +278,10 @@ impl System {
                     ],
                 );
                 c.env("PORTCULLIS_LOG", "warn");
+                if let Some(url) = cluster {
+                    c.env("PORTCULLIS_REDIS_URL", url)
+                        .env("BENCH_STATE_KEY", "bench-state-key-of-at-least-32-bytes!");
+                }
                 let token = match auth {
                     Auth::Off => None,
                     _ => Some(format!(
@@ -261,7 +322,14 @@ impl System {
         };
         cmd.stderr(log);
         let child = cmd.spawn()?;
-        Ok((Server { child, addr }, token))
+        Ok((
+            Server {
+                child,
+                addr,
+                _peer: peer,
+            },
+            token,
+        ))
     }
 
     fn portcullis_config(
@@ -270,6 +338,7 @@ impl System {
         issuer: &Issuer,
         port: u16,
         auth: Auth,
+        cluster: bool,
     ) -> anyhow::Result<PathBuf> {
         let plugin = s.root.join("target/plugins/echo.wasm");
         anyhow::ensure!(
@@ -286,10 +355,19 @@ impl System {
                 issuer.url
             ),
         };
+        let (state_key, cluster_section, quota) = if cluster {
+            (
+                "state_key_env = \"BENCH_STATE_KEY\"\n",
+                "[cluster]\n",
+                "[tenant.quota]\nsubject_requests_per_minute = 1000000000\n",
+            )
+        } else {
+            ("", "", "")
+        };
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_sessions = 100000\n\
-             [sandbox]\nwatch = false\ncache_dir = {cache:?}\n{auth_section}\
-             [[tenant]]\nid = \"bench\"\nplugins = [{plugin:?}]\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_sessions = 100000\n{state_key}\
+             [sandbox]\nwatch = false\ncache_dir = {cache:?}\n{auth_section}{cluster_section}\
+             [[tenant]]\nid = \"bench\"\nplugins = [{plugin:?}]\n{quota}",
             cache = s.out.join("artifact-cache").display().to_string(),
             plugin = plugin.display().to_string(),
         );
