@@ -8,13 +8,14 @@
 //!
 //! ```text
 //! HTTP ─► transport (host guard, tenant mount) ─► transport::front, in order:
-//!           auth ─► sessions (owner) ─► body ─► tenancy (quota) ─► plugins::Catalog::authorize
+//!           auth ─► sessions (owner; another replica's session ─► forwarded there) ─► body
+//!           ─► tenancy (quota) ─► plugins::Catalog::authorize
 //!           (scopes) ─► sessions (cap)
 //!      ─► mcp (handlers, eras, input rounds) ─► sandbox ─► plugin.wasm
 //!                        downstream (egress guard, exchange) ◄┘ (WIT import)
 //! stdio ─► mcp (a configured identity)
 //! side modules: config (leaf), net, oauth, telemetry, plugins (loading, reload), admin,
-//!               dev_as (development AS)
+//!               dev_as (development AS), cluster (state shared on Redis)
 //! ```
 //!
 //! * [`transport`]: listeners, the per-tenant front (`front`: the steps above, one function;
