@@ -194,7 +194,10 @@ async fn start_redis() -> anyhow::Result<(tokio::process::Child, String)> {
     );
     let child = cmd.stderr(Stdio::null()).spawn()?;
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok((child, format!("redis://127.0.0.1:{port}")));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -229,9 +232,7 @@ impl System {
             (
                 Kind::Ceiling | Kind::Native | Kind::Portcullis(_) | Kind::PortcullisCluster,
                 Mode::Stateless,
-            ) => {
-                Protocol::Modern
-            }
+            ) => Protocol::Modern,
             (Kind::TypeScript | Kind::Python, Mode::Stateless) => Protocol::Stateless2025,
         }
     }

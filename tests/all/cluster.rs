@@ -354,22 +354,7 @@ async fn replicas_share_one_exchanged_token_counted_at_the_authorization_server(
     let api = DownstreamApi::start().await;
     let audience = format!("{}/api", api.base);
     let mcp = format!("{PUBLIC}/mcp");
-    let as_ = RealAs::start_with(
-        std::slice::from_ref(&mcp),
-        "mcp:tools notes:read",
-        &[
-            ("AS_EXCHANGE_RESOURCES", &audience),
-            ("AS_EXCHANGE_TTL", "600"),
-            (
-                "AS_GATEWAY_JWKS",
-                root()
-                    .join("tests/fixtures/test-issuer-b.jwk.json")
-                    .to_str()
-                    .unwrap(),
-            ),
-        ],
-    )
-    .await;
+    let as_ = RealAs::for_exchange(&mcp, &audience, 600).await;
     let redis = Redis::start().await;
     let config = format!(
         r#"public_url = "{PUBLIC}"

@@ -29,22 +29,7 @@ impl Setup {
         let port = crate::support::free_port();
         let mcp_url = format!("http://127.0.0.1:{port}/mcp");
         let audience = format!("{}/api", api.base);
-        let as_ = RealAs::start_with(
-            std::slice::from_ref(&mcp_url),
-            "mcp:tools notes:read",
-            &[
-                ("AS_EXCHANGE_RESOURCES", &audience),
-                ("AS_EXCHANGE_TTL", &ttl.to_string()),
-                (
-                    "AS_GATEWAY_JWKS",
-                    root()
-                        .join("tests/fixtures/test-issuer-b.jwk.json")
-                        .to_str()
-                        .unwrap(),
-                ),
-            ],
-        )
-        .await;
+        let as_ = RealAs::for_exchange(&mcp_url, &audience, ttl).await;
         let mut granted = vec!["\"notes\"".to_string()];
         let mut extra = String::new();
         for block in services {

@@ -3,9 +3,6 @@
 //! failure takes a backend out, one success puts it back) and retries of requests whose
 //! connection failed (never of one a backend may have received); stopped when dropped.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use crate::support::{free_port, tempdir};
 
 pub struct HaProxy {
@@ -36,32 +33,15 @@ impl HaProxy {
         );
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, conf).unwrap();
-        let program = ["/usr/sbin/haproxy", "haproxy"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).is_file())
-            .unwrap_or("haproxy");
-        let child = tokio::process::Command::new(program)
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("haproxy runs (installed by cargo xtask test: apt-get install haproxy)");
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    base,
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let child = super::spawn_listening(
+            "haproxy",
+            &["-db".as_ref(), "-f".as_ref(), path.as_ref()],
+            port,
+        )
+        .await;
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            _child: child,
         }
-        panic!("haproxy did not listen on {port}");
     }
 }

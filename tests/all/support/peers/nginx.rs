@@ -3,8 +3,6 @@
 //! stopped when dropped.
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use crate::support::{free_port, tempdir};
 
@@ -58,35 +56,17 @@ impl Nginx {
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
-        let program = ["/usr/sbin/nginx", "nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).is_file())
-            .unwrap_or("nginx");
-        let child = tokio::process::Command::new(program)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx runs (installed by cargo xtask test: apt-get install nginx)");
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    base,
-                    log,
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let child = super::spawn_listening(
+            "nginx",
+            &["-p".as_ref(), dir.as_ref(), "-c".as_ref(), path.as_ref()],
+            port,
+        )
+        .await;
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            _child: child,
         }
-        panic!("nginx did not listen on {port}");
     }
 
     /// Every request logged so far (nginx writes a line when the request ends).

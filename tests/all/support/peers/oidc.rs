@@ -20,6 +20,23 @@ impl RealAs {
         Self::start_with(resources, scopes, &[]).await
     }
 
+    /// An AS for `resource` (scopes `mcp:tools notes:read`) that exchanges tokens for
+    /// `audience`, issuing them for `ttl` seconds, to the gateway client `gateway` (its
+    /// `private_key_jwt` key: the test issuer's key `b`).
+    pub async fn for_exchange(resource: &str, audience: &str, ttl: u64) -> Self {
+        let jwks = root().join("tests/fixtures/test-issuer-b.jwk.json");
+        Self::start_with(
+            &[resource.to_string()],
+            "mcp:tools notes:read",
+            &[
+                ("AS_EXCHANGE_RESOURCES", audience),
+                ("AS_EXCHANGE_TTL", &ttl.to_string()),
+                ("AS_GATEWAY_JWKS", jwks.to_str().unwrap()),
+            ],
+        )
+        .await
+    }
+
     pub async fn start_with(resources: &[String], scopes: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(node());
         child.envs(env.iter().copied());
