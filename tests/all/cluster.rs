@@ -818,13 +818,35 @@ async fn a_planted_record_cannot_send_a_callers_token_elsewhere() {
 #[tokio::test]
 async fn while_redis_is_away_sessions_wait_and_stateless_calls_go_on() {
     let mut redis = Redis::start().await;
-    let replicas = replicas(&redis, 2, &replica_config(NO_AUTH, "")).await;
+    let mut replicas = replicas(&redis, 2, &replica_config(NO_AUTH, "")).await;
     let (one, two) = (
         format!("{}/mcp", replicas[0].base),
         format!("{}/mcp", replicas[1].base),
     );
     let mut held = Client::initialize(&one, "2025-11-25").await;
     let session = held.session.clone().unwrap();
+    // Stateless calls on both replicas all along: none may fail.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load: Vec<_> = [one.clone(), two.clone()]
+        .into_iter()
+        .map(|url| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.is_cancelled() {
+                    let mut c = Client::modern(&url);
+                    let r = c.call_tool("test_simple_text", json!({})).await;
+                    if r.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push(format!("{r:?}"));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     redis.stop().await;
 
     let init = Client::new(&two)
@@ -865,7 +887,14 @@ async fn while_redis_is_away_sessions_wait_and_stateless_calls_go_on() {
     let mut fresh = Client::initialize(&two, "2025-11-25").await;
     let r = fresh.call_tool("test_simple_text", json!({})).await;
     assert_eq!(r.status, 200, "{r:?}");
-    for r in &replicas {
+    stop.cancel();
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(failed.is_empty(), "stateless calls failed: {failed:#?}");
+        assert!(ok > 10, "the load ran ({ok} calls)");
+    }
+    for r in &mut replicas {
+        assert!(r.is_running(), "no replica crashed");
         assert!(
             !log_of(r).contains(&redis.url()),
             "the Redis URL is never logged"
