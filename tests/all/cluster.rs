@@ -476,9 +476,10 @@ async fn list_changed(stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) 
     .unwrap_or(false)
 }
 
-/// AC4: sessions held by every replica hear `tools/list_changed` when a plugin is added to
-/// the shared plugin directory (each replica reloads it), and when a plugin running on one
-/// replica announces a change (relayed over Redis to the others).
+/// AC4: sessions and `subscriptions/listen` streams on every replica hear
+/// `tools/list_changed` when a plugin is added to the shared plugin directory (each replica
+/// reloads it), and when a plugin running on one replica announces a change (relayed over
+/// Redis to the others).
 #[tokio::test]
 async fn list_changes_reach_sessions_on_every_replica() {
     let dir = crate::support::tempdir().join("shared-plugins");
@@ -505,9 +506,15 @@ plugins = [{dir}]
     let mut streams = Vec::new();
     let mut clients = Vec::new();
     for r in &replicas {
-        let c = Client::initialize(&format!("{}/mcp", r.base), "2025-11-25").await;
+        let url = format!("{}/mcp", r.base);
+        let c = Client::initialize(&url, "2025-11-25").await;
         streams.push(c.open_get_stream().await);
         clients.push(c);
+        // And a 2026-07-28 listen stream on each replica.
+        let listen = Client::modern(&url)
+            .open_listen_stream(json!({"toolsListChanged": true}))
+            .await;
+        streams.push(listen);
     }
 
     // A plugin running on the first replica announces a change.
@@ -525,7 +532,7 @@ plugins = [{dir}]
     // A plugin added to the shared directory.
     std::fs::copy(plugin("hello"), dir.join("hello.wasm")).unwrap();
     for (i, stream) in streams.iter_mut().enumerate() {
-        assert!(list_changed(stream).await, "replica {i} heard the reload");
+        assert!(list_changed(stream).await, "stream {i} heard the reload");
     }
     for (i, c) in clients.iter_mut().enumerate() {
         let tools = c.request("tools/list", json!({})).await.tool_names();

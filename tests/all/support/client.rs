@@ -250,25 +250,55 @@ impl Client {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200, "GET stream refused");
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut resp = resp;
-            let mut buf = String::new();
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find('\n') {
-                    let line: String = buf.drain(..=end).collect();
-                    if let Some(data) = line.trim_end().strip_prefix("data:")
-                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                        && tx.send(v).is_err()
-                    {
-                        return;
-                    }
+        sse_messages(resp)
+    }
+
+    /// A 2026-07-28 `subscriptions/listen` stream for `notifications` (the filter): every
+    /// JSON-RPC message it carries, as it arrives.
+    pub async fn open_listen_stream(
+        &self,
+        notifications: Value,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+            "notifications": notifications,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": self.version,
+                      "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", &self.version)
+            .header("mcp-method", "subscriptions/listen")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "listen refused");
+        sse_messages(resp)
+    }
+}
+
+/// The JSON-RPC messages of an SSE response, as they arrive.
+fn sse_messages(resp: reqwest::Response) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut resp = resp;
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data:")
+                    && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+                    && tx.send(v).is_err()
+                {
+                    return;
                 }
             }
-        });
-        rx
-    }
+        }
+    });
+    rx
 }
 
 /// Collect messages from `rx` for up to `wait`, stopping early once `want` have arrived.
