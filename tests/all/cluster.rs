@@ -51,10 +51,15 @@ plugins = [{hello}]
 
 const NO_AUTH: &str = "[auth]\nmode = \"none\"";
 
-/// `n` replicas of `config` on `redis`.
+/// `n` replicas of `config` on `redis` (trusting its CA, with TLS).
 async fn replicas(redis: &Redis, n: usize, config: &str) -> Vec<BinaryGateway> {
     let url = redis.url();
-    let env = [
+    let ca = redis
+        .tls
+        .as_ref()
+        .map(|(ca, _)| ca.display().to_string())
+        .unwrap_or_default();
+    let mut env = vec![
         ("PORTCULLIS_REDIS_URL", url.as_str()),
         ("PORTCULLIS_TEST_STATE_KEY", STATE_KEY),
         (
@@ -62,6 +67,10 @@ async fn replicas(redis: &Redis, n: usize, config: &str) -> Vec<BinaryGateway> {
             "info,portcullis::transport::forward=debug",
         ),
     ];
+    if !ca.is_empty() {
+        // rustls-native-certs reads the trusted roots from here.
+        env.push(("SSL_CERT_FILE", ca.as_str()));
+    }
     let mut started = Vec::new();
     for _ in 0..n {
         started.push(BinaryGateway::start(config, &env).await);
@@ -735,6 +744,27 @@ async fn a_session_is_only_its_creators_on_every_replica() {
                 "{key} = {value} holds a secret"
             );
         }
+    }
+}
+
+/// Redis over TLS with a password (`rediss://:password@…`, the CA trusted through
+/// `SSL_CERT_FILE`): the replicas announce themselves and find each other's sessions, and
+/// the password appears in no log.
+#[tokio::test]
+async fn replicas_reach_redis_over_tls_with_a_password() {
+    let password = "a-redis-password-nobody-logs";
+    let redis = Redis::start_tls(password).await;
+    let replicas = replicas(&redis, 2, &replica_config(NO_AUTH, "")).await;
+    let held = Client::initialize(&format!("{}/mcp", replicas[0].base), "2025-11-25").await;
+    let mut elsewhere = Client::new(&format!("{}/mcp", replicas[1].base));
+    elsewhere.session = held.session.clone();
+    let r = elsewhere.call_tool("test_simple_text", json!({})).await;
+    assert_eq!(
+        r.status, 200,
+        "forwarded over the TLS-found directory: {r:?}"
+    );
+    for r in &replicas {
+        assert!(!log_of(r).contains(password), "the password was logged");
     }
 }
 

@@ -95,9 +95,10 @@ fn store_down(e: super::RedisDown) -> StoreDown {
     StoreDown(e.to_string())
 }
 
-/// µs between two cells of `rate`.
+/// µs between two cells of `rate` (at least 1: above 60 million a minute the shared bucket
+/// is as good as unlimited).
 fn interval_us(rate: Rate) -> u64 {
-    60_000_000 / u64::from(rate.per_minute.max(1))
+    (60_000_000 / u64::from(rate.per_minute.max(1))).max(1)
 }
 
 impl Cluster {
