@@ -11,6 +11,9 @@ use super::Cluster;
 use crate::sandbox::BoxFuture;
 use crate::sessions::{Directory, DirectoryDown, Location};
 
+/// How many held records may accumulate between two prunings of expired ones.
+const PRUNE_EVERY: usize = 1024;
+
 pub(super) struct RedisDirectory {
     cluster: Cluster,
     /// How long a record lives after its last claim or refresh.
@@ -28,11 +31,16 @@ impl RedisDirectory {
     /// Write the record of session `id`: this replica, for another TTL.
     async fn record(&self, tenant: &str, id: &str) -> Result<(), DirectoryDown> {
         let key = self.cluster.inner.keys.session(tenant, id);
-        self.cluster
-            .inner
-            .held
-            .lock()
-            .insert(key.clone(), (Instant::now(), self.ttl));
+        {
+            let mut held = self.cluster.inner.held.lock();
+            held.insert(key.clone(), (Instant::now(), self.ttl));
+            // Sessions the protocol layer closed for idleness are never released here: drop
+            // records past their TTL now and then, so the map stays bounded by the sessions
+            // used within one TTL (plus this batch).
+            if held.len().is_multiple_of(PRUNE_EVERY) {
+                held.retain(|_, (at, ttl)| at.elapsed() < *ttl);
+            }
+        }
         self.cluster
             .write_record(&key, self.ttl)
             .await
