@@ -9,7 +9,26 @@ use crate::support::{free_port, tempdir};
 pub struct Nginx {
     pub base: String,
     log: PathBuf,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers and then exits (a SIGKILL would leave
+    /// the workers serving); waited for up to 2 s.
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        for _ in 0..200 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// One request as the balancer logged it.
@@ -65,7 +84,7 @@ impl Nginx {
         Self {
             base: format!("http://127.0.0.1:{port}"),
             log,
-            _child: child,
+            child,
         }
     }
 
