@@ -35,7 +35,7 @@ struct Relay {
 
 impl Cluster {
     fn changes_channel(&self) -> String {
-        format!("{}:changes", self.inner.keys.prefix)
+        self.inner.keys.changes()
     }
 
     /// Relay the changes the plugins of `tenants` report to the other replicas, and announce

@@ -79,6 +79,36 @@ impl Keys {
         let digest = hex::encode(Sha256::digest(id.as_bytes()));
         format!("{}:session:{tenant}:{digest}", self.prefix)
     }
+
+    /// A caller's rate bucket at `tenant` (`caller`: a digest naming no one).
+    fn subject_bucket(&self, tenant: &str, caller: &str) -> String {
+        format!("{}:quota:{tenant}:subject:{caller}", self.prefix)
+    }
+
+    /// The tenant's own rate bucket.
+    fn tenant_bucket(&self, tenant: &str) -> String {
+        format!("{}:quota:{tenant}:rate", self.prefix)
+    }
+
+    /// The leases of the tenant's requests in progress.
+    fn in_progress(&self, tenant: &str) -> String {
+        format!("{}:quota:{tenant}:in-progress", self.prefix)
+    }
+
+    /// A shared downstream token (`key`: the cache key, a digest).
+    fn token(&self, key: &[u8]) -> String {
+        format!("{}:token:{}", self.prefix, hex::encode(key))
+    }
+
+    /// The claim of the replica obtaining that token.
+    fn token_claim(&self, key: &[u8]) -> String {
+        format!("{}:token-claim:{}", self.prefix, hex::encode(key))
+    }
+
+    /// The pub/sub channel of plugin-reported changes.
+    fn changes(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
 }
 
 /// This replica's connection to the shared state.
@@ -165,12 +195,6 @@ impl Cluster {
     /// (a record outlives its last use by twice that, then expires).
     pub fn directory(&self, session_idle: Duration) -> Arc<dyn sessions::Directory> {
         Arc::new(directory::RedisDirectory::new(self.clone(), session_idle))
-    }
-
-    /// Leave the cluster: this replica's announcement is withdrawn (its sessions answer 404
-    /// on every other replica from now on) and the records of the sessions it held dropped.
-    pub async fn leave(&self) {
-        self.withdraw().await;
     }
 
     /// Run `cmd` on Redis within the command timeout; a failure is counted and described

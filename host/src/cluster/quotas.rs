@@ -117,14 +117,14 @@ impl SharedQuotas for Cluster {
         whole: Option<Rate>,
     ) -> BoxFuture<'a, Result<Option<Refusal>, StoreDown>> {
         Box::pin(async move {
-            let prefix = &self.inner.keys.prefix;
+            let keys = &self.inner.keys;
             let mut buckets = Vec::new();
             if let Some(rate) = subject {
-                let key = format!("{prefix}:quota:{tenant}:subject:{}", caller_digest(caller));
+                let key = keys.subject_bucket(tenant, &caller_digest(caller));
                 buckets.push((key, rate, true));
             }
             if let Some(rate) = whole {
-                buckets.push((format!("{prefix}:quota:{tenant}:rate"), rate, false));
+                buckets.push((keys.tenant_bucket(tenant), rate, false));
             }
             let mut invocation = TAKE.prepare_invoke();
             for (key, rate, _) in &buckets {
@@ -152,7 +152,7 @@ impl SharedQuotas for Cluster {
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Box<dyn Send + Sync>>, StoreDown>> {
         Box::pin(async move {
-            let key = format!("{}:quota:{tenant}:in-progress", self.inner.keys.prefix);
+            let key = self.inner.keys.in_progress(tenant);
             let member = format!(
                 "{}:{}",
                 self.replica(),

@@ -132,8 +132,9 @@ impl Cluster {
         Ok(before.is_some())
     }
 
-    /// Withdraw this replica's announcement (best effort: it expires anyway).
-    pub(super) async fn withdraw(&self) {
+    /// Leave the cluster: this replica's announcement is withdrawn, so its sessions answer
+    /// 404 on every other replica from now on (best effort: it expires anyway).
+    pub async fn leave(&self) {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.inner.keys.replica(&self.inner.replica));
         match self.run::<()>("withdraw", &cmd).await {

@@ -111,19 +111,11 @@ fn now_ms() -> u64 {
 
 impl TokenVault {
     fn entry(&self, key: &TokenKey) -> String {
-        format!(
-            "{}:token:{}",
-            self.cluster.inner.keys.prefix,
-            hex::encode(key)
-        )
+        self.cluster.inner.keys.token(key)
     }
 
     fn claim_key(&self, key: &TokenKey) -> String {
-        format!(
-            "{}:token-claim:{}",
-            self.cluster.inner.keys.prefix,
-            hex::encode(key)
-        )
+        self.cluster.inner.keys.token_claim(key)
     }
 }
 

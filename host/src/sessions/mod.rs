@@ -195,11 +195,6 @@ impl Sessions {
         })
     }
 
-    /// This replica's id in the shared directory, if there is one.
-    pub fn replica(&self) -> Option<&str> {
-        self.directory.as_deref().map(Directory::replica)
-    }
-
     /// Make room for a new session of `caller`. A caller at its cap has its oldest session
     /// closed (clients that never `DELETE` keep working, and one caller can never hold more
     /// than its share); a full gateway refuses. Configured identities (authentication off)
