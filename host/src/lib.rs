@@ -24,6 +24,7 @@
 //! * [`auth`]: who is calling; the rest of the host sees a [`auth::Principal`] — identity is
 //!   (tenant, issuer, subject) — never a token.
 //! * [`sessions`]: 2025 sessions' owners, caps and settings, behind one interface.
+//! * [`tasks`]: MCP Tasks — tool calls that outlive their request, bound to their creator.
 //! * [`cluster`]: replicas sharing state on Redis (the session directory, announcements).
 //! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
 //! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
@@ -62,8 +63,9 @@
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
+//! | tasks      | auth, config                                                   |
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, telemetry, tenancy |
-//! | mcp        | auth, config, downstream, plugins, sandbox, sessions, telemetry, tenancy |
+//! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
 //! | fuzzing    | auth, config, downstream, mcp                                  |
@@ -88,6 +90,7 @@ pub mod plugins;
 pub mod sandbox;
 pub mod scaffold;
 pub mod sessions;
+pub mod tasks;
 pub mod telemetry;
 pub mod tenancy;
 pub mod transport;
@@ -394,6 +397,7 @@ fn build_tenants(
             config.auth.tools_list,
             Arc::new(services),
             quotas,
+            tasks::TaskTable::new(tasks::TaskSettings::from(&config.tasks)),
         );
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }

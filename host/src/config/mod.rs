@@ -6,7 +6,7 @@
 //! must not open sockets or load plugins; the caller does that with the validated [`Config`].
 //!
 //! Each section's types live in a file named for it (`server`, `auth`, `dev_as`, `sandbox`,
-//! `telemetry`, `tenant`, `cluster`); `checks` holds the validators they share; `validate` runs every
+//! `telemetry`, `tenant`, `cluster`, `tasks`); `checks` holds the validators they share; `validate` runs every
 //! section's checks and the cross-section ones. This module is a leaf: it imports no other
 //! module of the host, and each module resolves its own runtime settings from its section.
 
@@ -16,6 +16,7 @@ mod cluster;
 mod dev_as;
 mod sandbox;
 mod server;
+mod tasks;
 mod telemetry;
 mod tenant;
 mod validate;
@@ -31,6 +32,7 @@ pub use dev_as::*;
 use sandbox::default_cache_dir;
 pub use sandbox::*;
 pub use server::*;
+pub use tasks::*;
 pub use telemetry::*;
 pub use tenant::*;
 
@@ -63,6 +65,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Replicas sharing state on Redis (absent: one process, nothing shared).
     pub cluster: Option<ClusterConfig>,
+    /// Tool calls that run as MCP Tasks.
+    #[serde(default)]
+    pub tasks: TasksConfig,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,

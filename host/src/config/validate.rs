@@ -13,6 +13,7 @@ impl Config {
         }
         self.check_server()?;
         self.check_cluster()?;
+        self.check_tasks()?;
         self.check_telemetry()?;
         if let Some(x) = &self.exchange {
             self.check_exchange("exchange", x)?;
@@ -79,6 +80,36 @@ impl Config {
         }
         if !(10..=60_000).contains(&c.redis_timeout_ms) {
             return Err(self.error("cluster.redis_timeout_ms", "must be between 10 and 60000"));
+        }
+        Ok(())
+    }
+
+    /// `[tasks]`: bounds that keep every task finite.
+    fn check_tasks(&self) -> Result<(), ConfigError> {
+        let t = &self.tasks;
+        if !(1000..=7 * 24 * 3_600_000).contains(&t.ttl_ms) {
+            return Err(self.error(
+                "tasks.ttl_ms",
+                "must be between 1000 and 604800000 (7 days)",
+            ));
+        }
+        if t.deadline_ms == 0 || t.deadline_ms > t.ttl_ms {
+            return Err(self.error(
+                "tasks.deadline_ms",
+                "must be at least 1 and at most tasks.ttl_ms (a task cannot outlive its TTL)",
+            ));
+        }
+        if t.max_per_subject == 0 || t.max_per_tenant < t.max_per_subject {
+            return Err(self.error(
+                "tasks.max_per_subject",
+                "must be at least 1 and at most tasks.max_per_tenant",
+            ));
+        }
+        if !(10..=60_000).contains(&t.poll_interval_ms) {
+            return Err(self.error("tasks.poll_interval_ms", "must be between 10 and 60000"));
+        }
+        if t.inline_ms > 60_000 {
+            return Err(self.error("tasks.inline_ms", "must be at most 60000"));
         }
         Ok(())
     }

@@ -317,7 +317,10 @@ async fn dispatch(gw: &Gateway, call: Call, ex: &Exchange) -> Result<ServerResul
     // What rmcp's handler layer does to every answer for the peer's revision.
     match (&mut result, ex.era) {
         (Ok(r), Era::Stateless) => r.fill_missing_cache_hints(),
-        (Ok(r), Era::Session) => r.strip_result_type_for_legacy_peer(),
+        (Ok(r), Era::Session) => {
+            r.strip_result_type_for_legacy_peer();
+            r.strip_non_object_output_for_legacy_peer();
+        }
         (Err(e), Era::Stateless) if e.code == ErrorCode::RESOURCE_NOT_FOUND => {
             e.code = ErrorCode::INVALID_PARAMS;
         }

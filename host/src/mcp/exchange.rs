@@ -7,6 +7,8 @@
 //! and server→client requests go. Must not: decide anything about the request (the handlers
 //! do) or build a call's environment (`call`).
 
+use std::sync::Arc;
+
 use rmcp::model::{RequestMetaObject, ServerJsonRpcMessage, ServerNotification};
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer};
@@ -15,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::era::Era;
+use super::tasks::TaskSink;
 use crate::auth::{Principal, SecretToken};
 use crate::telemetry::RequestSpan;
 
@@ -28,12 +31,21 @@ pub(super) enum ToClient {
     /// request that could ask the client: a stateless one answers with an
     /// `InputRequiredResult`, and sessions whose client may be asked stay on rmcp's path).
     Stream(mpsc::UnboundedSender<String>),
+    /// A call that is, or may become, an MCP Task (`tasks`): into the task once it is one.
+    Task(Arc<TaskSink>),
 }
 
 impl ToClient {
     /// Send `method` with `params` as a notification; a notification the protocol cannot
     /// carry, or a client that has gone, is logged and dropped.
     pub(super) async fn notify(&self, plugin: &str, method: &str, params: Value) {
+        let mut to = self;
+        if let Self::Task(sink) = self {
+            if sink.take(method, &params) {
+                return;
+            }
+            to = sink.before();
+        }
         let message = json!({"method": method, "params": params});
         let notification: ServerNotification = match serde_json::from_value(message) {
             Ok(n) => n,
@@ -45,7 +57,7 @@ impl ToClient {
                 return;
             }
         };
-        let delivered = match self {
+        let delivered = match to {
             Self::Peer(peer) => peer
                 .send_notification(notification)
                 .await
@@ -59,6 +71,7 @@ impl ToClient {
                             .map_err(|_| "the response stream has closed".to_string())
                     })
             }
+            Self::Task(_) => Err("a task's reports go into the task".to_string()),
         };
         if let Err(e) = delivered {
             tracing::debug!(plugin, "could not deliver {method}: {e}");

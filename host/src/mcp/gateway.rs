@@ -16,11 +16,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CompleteRequestParams,
+    CompleteResult, GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -32,7 +33,7 @@ use super::notify::{self, Lists, Sink};
 use super::paging::page;
 use super::record::{Outcome, RequestRecord};
 use super::tenant::TenantContext;
-use super::{completion, prompts, resources, tools};
+use super::{completion, prompts, resources, tasks, tools};
 use crate::auth::Principal;
 use crate::plugins::{Catalog, Target};
 use crate::sessions::{LogLevel, SessionState};
@@ -118,6 +119,7 @@ impl ServerHandler for Gateway {
             "prompts": {"listChanged": true},
             "completions": {},
             "logging": {},
+            "extensions": {tasks::EXTENSION: {}},
         }))
         .expect("static capabilities");
         let info = serde_json::from_value(json!({
@@ -247,6 +249,30 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         tools::call(self, request, &self.exchange(&ctx)?).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        tasks::get(self, &request, &self.exchange(&ctx)?)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tasks::update(self, request, &self.exchange(&ctx)?)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tasks::cancel(self, &request, &self.exchange(&ctx)?)
     }
 
     async fn list_resources(

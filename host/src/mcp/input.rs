@@ -27,7 +27,7 @@ use crate::sandbox::{BoxFuture, wit};
 use crate::telemetry::untrusted;
 
 /// Most "input required" rounds one request may take on a 2025 session.
-const MAX_INPUT_ROUNDS: usize = 10;
+pub(super) const MAX_INPUT_ROUNDS: usize = 10;
 
 /// The outcome of one plugin invocation.
 pub(super) enum Step<T> {
@@ -65,10 +65,10 @@ pub(super) struct Retry<'a> {
 }
 
 /// One input request, ready for the wire.
-struct Question {
-    key: String,
-    method: &'static str,
-    params: Value,
+pub(super) struct Question {
+    pub(super) key: String,
+    pub(super) method: &'static str,
+    pub(super) params: Value,
 }
 
 impl Gateway {
@@ -122,14 +122,7 @@ impl Gateway {
         Fut: Future<Output = Result<Step<Value>, RoundError>> + Send + 'static,
     {
         let invocation = self.invocation(ex, plugin, record);
-        let who = &ex.who;
-        let binding = Binding {
-            tenant: who.tenant.to_string(),
-            issuer: who.issuer.as_deref().map(str::to_string),
-            subject: who.subject.clone(),
-            method: record.method.into(),
-            target: record.target.clone(),
-        };
+        let binding = binding(ex, record);
         self.drive(ex, &binding, retry, |continuation| {
             Box::pin(call(invocation.clone(), continuation))
         })
@@ -176,7 +169,7 @@ impl Gateway {
     }
 
     /// The 2026-07-28 answer asking `questions`, with the plugin's `state` sealed.
-    fn input_required(
+    pub(super) fn input_required(
         &self,
         binding: &Binding,
         questions: Vec<Question>,
@@ -196,7 +189,7 @@ impl Gateway {
     }
 
     /// The continuation carried by a 2026-07-28 retry (`inputResponses` + `requestState`).
-    fn retry_continuation(
+    pub(super) fn retry_continuation(
         &self,
         binding: &Binding,
         retry: Retry<'_>,
@@ -248,9 +241,24 @@ impl Gateway {
     }
 }
 
+/// What a 2026-07-28 `requestState` for the request `ex` is sealed to.
+pub(super) fn binding(ex: &Exchange, record: &RequestRecord) -> Binding {
+    let who = &ex.who;
+    Binding {
+        tenant: who.tenant.to_string(),
+        issuer: who.issuer.as_deref().map(str::to_string),
+        subject: who.subject.clone(),
+        method: record.method.into(),
+        target: record.target.clone(),
+    }
+}
+
 /// The plugin's input requests as protocol requests, refused when they need capabilities the
 /// client did not declare or are malformed.
-fn questions(caps: &Value, needed: &wit::InputRequired) -> Result<Vec<Question>, RoundError> {
+pub(super) fn questions(
+    caps: &Value,
+    needed: &wit::InputRequired,
+) -> Result<Vec<Question>, RoundError> {
     if needed.requests.is_empty() && needed.state.is_none() {
         return Err(RoundError::Rpc(ErrorData::internal_error(
             "the plugin asked for input but named none",
@@ -287,7 +295,7 @@ fn questions(caps: &Value, needed: &wit::InputRequired) -> Result<Vec<Question>,
 }
 
 /// Ask the client of a 2025 session each question, in order.
-async fn ask_client(
+pub(super) async fn ask_client(
     to_client: &ToClient,
     questions: Vec<Question>,
 ) -> Result<Vec<wit::InputResponse>, RoundError> {

@@ -4,7 +4,7 @@
 //! `resources`, `prompts`, `completion` (each method's handler), `input` (input-required
 //! rounds), `era` (2025 sessions vs 2026-07-28), `notify` (change notifications), `paging`,
 //! `record` (spans and the duration metric), `refusal` (authorization refusals on the wire),
-//! `call` (a plugin call's environment), `tenant` ([`TenantContext`]) — plus the Streamable
+//! `call` (a plugin call's environment), `tasks` (MCP Tasks on the wire), `tenant` ([`TenantContext`]) — plus the Streamable
 //! HTTP endpoint per tenant ([`http_endpoint`], with its live-session table adapted to
 //! [`crate::sessions::LiveSessions`]) and the stdio server ([`serve_stdio`]). It must not
 //! authenticate (the `auth` layer in front does, and hands over a [`crate::auth::Principal`]),
@@ -35,6 +35,7 @@ mod record;
 mod refusal;
 mod request_state;
 mod resources;
+mod tasks;
 mod tenant;
 mod tools;
 

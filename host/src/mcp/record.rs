@@ -26,6 +26,8 @@ pub(super) enum Outcome {
     Denied,
     /// Answered with a protocol error.
     Error,
+    /// Answered with a `CreateTaskResult`: the call goes on as an MCP Task.
+    Task,
 }
 
 impl Outcome {
@@ -48,6 +50,7 @@ impl Outcome {
             Self::Unknown => "unknown",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Task => "task",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What every session and request of one tenant shares: its plugins, services, quotas and
-//! the key that seals its `requestState`.
+//! What every session and request of one tenant shares: its plugins, services, quotas, tasks
+//! and the key that seals its `requestState`.
 //!
 //! Owns: [`TenantContext`] and the re-check of a resource read for notifications. Must not:
 //! hold per-session state (`crate::sessions`) or per-request state (the handlers).
@@ -12,6 +12,7 @@ use crate::auth::Principal;
 use crate::config::ToolsList;
 use crate::downstream::TenantServices;
 use crate::plugins::{Catalog, Target, TenantPlugins};
+use crate::tasks::TaskTable;
 use crate::tenancy::quota::Quotas;
 
 /// What every session of one tenant shares.
@@ -28,6 +29,8 @@ pub struct TenantContext {
     pub quotas: Arc<Quotas>,
     /// The tenant's initialized 2025 sessions, for the direct path.
     pub(crate) live: Arc<SessionTable>,
+    /// The tenant's MCP Tasks.
+    pub tasks: Arc<TaskTable>,
 }
 
 impl TenantContext {
@@ -38,6 +41,7 @@ impl TenantContext {
         tools_list: ToolsList,
         services: Arc<TenantServices>,
         quotas: Arc<Quotas>,
+        tasks: Arc<TaskTable>,
     ) -> Self {
         Self {
             plugins,
@@ -46,6 +50,7 @@ impl TenantContext {
             services,
             quotas,
             live: Arc::default(),
+            tasks,
         }
     }
 

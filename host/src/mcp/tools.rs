@@ -23,6 +23,7 @@ use super::gateway::Gateway;
 use super::input::{Retry, RoundError, Rounds, Step};
 use super::record::{Outcome, RequestRecord};
 use super::refusal::{Refused, failed, unknown};
+use super::tasks;
 use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{SandboxError, wit};
 
@@ -80,6 +81,23 @@ pub(super) async fn call(
         responses: request.input_responses.as_ref(),
         state: request.request_state.as_deref(),
     };
+    if let Some(mode) = plugin.task_tools.get(&name).copied() {
+        if tasks::negotiated(&ex.client_caps) {
+            let response =
+                tasks::call(gw, ex, plugin, &name, arguments, mode, retry, &record).await;
+            let outcome = match &response {
+                Ok(CallToolResponse::Task(_)) => Outcome::Task,
+                Ok(CallToolResponse::InputRequired(_)) => Outcome::InputRequired,
+                other => Outcome::of(other),
+            };
+            record.finish(Some(&plugin.name), outcome);
+            return response;
+        }
+        if mode.required {
+            record.finish(Some(&plugin.name), Outcome::Error);
+            return Err(tasks::required());
+        }
+    }
     let rounds = gw
         .run(ex, plugin, &record, retry, |call, continuation| {
             invoke(call, name.clone(), arguments.clone(), continuation)
@@ -98,7 +116,7 @@ pub(super) async fn call(
 }
 
 /// One round of the plugin's `call-tool` export.
-async fn invoke(
+pub(super) async fn invoke(
     call: Invocation,
     name: String,
     arguments: String,
@@ -173,7 +191,7 @@ fn checked_result(tenant: &str, plugin: &LoadedPlugin, name: &str, r: &wit::Tool
 }
 
 /// The protocol answer for a tool call's rounds, in `era`.
-fn answer(
+pub(super) fn answer(
     name: &str,
     rounds: Result<Rounds<Value>, RoundError>,
     era: Era,

@@ -55,6 +55,8 @@ pub struct LoadedPlugin {
     pub tools: Vec<wit::Tool>,
     /// Each tool's compiled schemas, by tool name.
     pub schemas: std::collections::HashMap<String, schema::ToolSchemas>,
+    /// The tools that run as MCP Tasks, by tool name (the plugin's `tasks` export).
+    pub task_tools: std::collections::HashMap<String, TaskMode>,
     /// Direct resources.
     pub resources: Vec<wit::Resource>,
     /// Resource templates.
@@ -65,6 +67,15 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// How long compiling and describing took.
     pub load_time: Duration,
+}
+
+/// How a tool runs as an MCP Task (see `interface tasks` in `wit/plugin.wit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskMode {
+    /// Only as a task (a client without task support is refused), not just when possible.
+    pub required: bool,
+    /// Questions asked within the inline window are answered before the task exists.
+    pub input_first: bool,
 }
 
 /// The claim rule a caller's claims did not satisfy.
@@ -764,6 +775,9 @@ pub enum ValidationError {
         /// What is wrong.
         problem: String,
     },
+    /// The plugin's `tasks` export names a tool it does not list.
+    #[error("the plugin runs `{0}` as a task but lists no such tool")]
+    UnknownTaskTool(String),
     /// The plugin declares the same name twice.
     #[error("the plugin declares {kind} `{name}` more than once")]
     Duplicate {
@@ -836,6 +850,7 @@ async fn load_plugin(
         services: settings.services.clone().into(),
         tools: items.tools,
         schemas: items.schemas,
+        task_tools: items.task_tools,
         resources: items.resources,
         templates: items.templates,
         prompts: items.prompts,
@@ -865,6 +880,7 @@ fn fits(code: &PluginCode, share: u32, path: &Path) -> Result<u32, PluginLoadErr
 struct Items {
     tools: Vec<wit::Tool>,
     schemas: std::collections::HashMap<String, schema::ToolSchemas>,
+    task_tools: std::collections::HashMap<String, TaskMode>,
     resources: Vec<wit::Resource>,
     templates: Vec<wit::ResourceTemplate>,
     prompts: Vec<wit::Prompt>,
@@ -884,13 +900,17 @@ impl Items {
         let tools = code.list_tools(env).await.map_err(describe)?;
         let (resources, templates) = code.list_resources(env).await.map_err(describe)?;
         let prompts = code.list_prompts(env).await.map_err(describe)?;
-        let schemas = validate_tools(&tools).map_err(|e| PluginLoadError::Invalid {
+        let declared = code.task_tools(env).await.map_err(describe)?;
+        let invalid = |source| PluginLoadError::Invalid {
             path: path.display().to_string(),
-            source: e,
-        })?;
+            source,
+        };
+        let schemas = validate_tools(&tools).map_err(invalid)?;
+        let task_tools = task_modes(&tools, declared).map_err(invalid)?;
         Ok(Self {
             tools,
             schemas,
+            task_tools,
             resources,
             templates,
             prompts,
@@ -915,6 +935,7 @@ impl Items {
                 });
             }
             self.tools.retain(|t| enabled.contains(&t.name));
+            self.task_tools.retain(|name, _| enabled.contains(name));
         }
         let names_an_item = |key: &String| {
             self.tools.iter().any(|t| &t.name == key)
@@ -947,6 +968,30 @@ impl Items {
         }
         Ok(())
     }
+}
+
+/// The `tasks` export's answer by tool name, each naming a listed tool once.
+fn task_modes(
+    tools: &[wit::Tool],
+    declared: Vec<wit::TaskTool>,
+) -> Result<std::collections::HashMap<String, TaskMode>, ValidationError> {
+    let mut modes = std::collections::HashMap::new();
+    for t in declared {
+        if !tools.iter().any(|x| x.name == t.name) {
+            return Err(ValidationError::UnknownTaskTool(t.name));
+        }
+        let mode = TaskMode {
+            required: t.support == wit::TaskSupport::Required,
+            input_first: t.input == wit::TaskInput::BeforeTask,
+        };
+        if modes.insert(t.name.clone(), mode).is_some() {
+            return Err(ValidationError::Duplicate {
+                kind: "task tool",
+                name: t.name,
+            });
+        }
+    }
+    Ok(modes)
 }
 
 /// Why loading one plugin failed.

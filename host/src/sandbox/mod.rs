@@ -49,6 +49,7 @@ pub mod wit {
         GetOutcome, Prompt, PromptArgument, PromptError, PromptMessage, PromptResult, Role,
     };
     pub use super::bindings::resources::{ReadOutcome, Resource, ResourceError, ResourceTemplate};
+    pub use super::bindings::tasks::{TaskInput, TaskSupport, TaskTool};
     pub use super::bindings::tools::{CallOutcome, Tool, ToolAnnotations, ToolError, ToolResult};
     pub use super::bindings::types::{
         Binary, CallContext, ClientFeatures, Content, Continuation, Elicitation, InputRequest,
@@ -374,6 +375,7 @@ impl Sandbox {
             resources: bindings::resources::GuestIndices::new(&pre).ok(),
             prompts: bindings::prompts::GuestIndices::new(&pre).ok(),
             completion: bindings::completion::GuestIndices::new(&pre).ok(),
+            tasks: bindings::tasks::GuestIndices::new(&pre).ok(),
         };
         // Only components that fit the plugin world are worth keeping.
         if let (Some(cache), false) = (&self.inner.artifacts, from_cache) {
@@ -699,6 +701,7 @@ struct Exports {
     resources: Option<bindings::resources::GuestIndices>,
     prompts: Option<bindings::prompts::GuestIndices>,
     completion: Option<bindings::completion::GuestIndices>,
+    tasks: Option<bindings::tasks::GuestIndices>,
 }
 
 /// Everything a single call needs besides its arguments.
@@ -828,6 +831,13 @@ impl PluginCode {
     pub fn instances_created(&self) -> u64 {
         self.instances
             .created
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many instances of this plugin are alive now.
+    pub fn live_instances(&self) -> u64 {
+        self.instances
+            .live
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -1051,6 +1061,17 @@ impl PluginCode {
                 })
             },
         )
+        .await
+    }
+
+    /// The tools the plugin runs as MCP Tasks (none unless it exports `tasks`).
+    pub async fn task_tools(&self, env: &CallEnv) -> Result<Vec<wit::TaskTool>, SandboxError> {
+        let Some(idx) = self.exports.tasks.clone() else {
+            return Ok(Vec::new());
+        };
+        self.run(env, ("task-tools", None), move |store, inst| {
+            Box::pin(async move { idx.load(&mut *store, &inst)?.call_task_tools(store).await })
+        })
         .await
     }
 

@@ -1,0 +1,629 @@
+//! MCP Tasks (`io.modelcontextprotocol/tasks`): tool calls that outlive their request. The
+//! client gets a task id at once, polls for the task's status and result, answers its
+//! questions and may cancel it.
+//!
+//! Owns: one tenant's [`TaskTable`] — which tasks exist, whose each is (tenant, issuer,
+//! subject: a task is visible to its creator only, and every other caller gets the same
+//! "not found"), their status, questions, answers and results, and the bounds that keep them
+//! finite (a TTL from creation, a cap on unfinished tasks per caller and on tasks per
+//! tenant). The running side holds a [`TaskHandle`]; cancelling a task fires its
+//! cancellation token, which stops its plugin instance. Must not: run plugins or speak the
+//! protocol (`mcp` does both and converts these values to the wire), or decide who may call
+//! a tool (`plugins::Catalog::authorize`, at creation).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{CallerId, Principal};
+use crate::config::TasksConfig;
+
+/// How a tenant's tasks are bounded.
+#[derive(Clone, Debug)]
+pub struct TaskSettings {
+    /// A task's lifetime from creation.
+    pub ttl: Duration,
+    /// How long a task's plugin call may run.
+    pub deadline: Duration,
+    /// Unfinished tasks per caller.
+    pub max_per_subject: usize,
+    /// Tasks per tenant, finished ones included.
+    pub max_per_tenant: usize,
+    /// The polling interval suggested to clients.
+    pub poll_interval: Duration,
+    /// How long a `before-task` tool's round may run in its request.
+    pub inline: Duration,
+}
+
+impl From<&TasksConfig> for TaskSettings {
+    fn from(c: &TasksConfig) -> Self {
+        Self {
+            ttl: Duration::from_millis(c.ttl_ms),
+            deadline: Duration::from_millis(c.deadline_ms),
+            max_per_subject: c.max_per_subject,
+            max_per_tenant: c.max_per_tenant,
+            poll_interval: Duration::from_millis(c.poll_interval_ms),
+            inline: Duration::from_millis(c.inline_ms),
+        }
+    }
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self::from(&TasksConfig::default())
+    }
+}
+
+/// Whose a task is: only this caller of this tenant sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    tenant: Arc<str>,
+    caller: CallerId,
+}
+
+impl Owner {
+    /// The owner of tasks `who` creates.
+    pub fn of(who: &Principal) -> Self {
+        Self {
+            tenant: who.tenant.clone(),
+            caller: who.caller(),
+        }
+    }
+}
+
+/// A task's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Working,
+    InputRequired,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::InputRequired => "input_required",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A task as its owner sees it.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub id: String,
+    pub status: Status,
+    pub status_message: Option<String>,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+    pub ttl: Duration,
+    pub poll_interval: Duration,
+    /// The tool the task runs.
+    pub tool: String,
+    /// Outstanding questions by key (`input_required`).
+    pub input_requests: Map<String, Value>,
+    /// The tool's result (`completed`).
+    pub result: Option<Value>,
+    /// The JSON-RPC error (`failed`).
+    pub error: Option<Value>,
+}
+
+/// Why a task could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateError {
+    #[error(
+        "this caller already has {0} unfinished tasks (tasks.max_per_subject); wait for one \
+         to finish or cancel one"
+    )]
+    SubjectCap(usize),
+    #[error("this tenant already keeps {0} tasks (tasks.max_per_tenant); try again later")]
+    TenantCap(usize),
+}
+
+/// A task id its caller cannot use: unknown, expired or someone else's (indistinguishable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such task (unknown, expired, or not this caller's)")]
+pub struct NotFound;
+
+/// Answers to a task's questions, by key (the client's result for each, as JSON).
+pub type Answers = Vec<(String, Value)>;
+
+struct Entry {
+    owner: Owner,
+    snapshot: Snapshot,
+    expires: Instant,
+    cancel: CancellationToken,
+    /// Answers collected while questions are outstanding.
+    answered: Vec<(String, Value)>,
+    /// Wakes the running side once every question is answered.
+    resume: Option<oneshot::Sender<Answers>>,
+}
+
+impl Entry {
+    fn set(&mut self, status: Status) {
+        self.snapshot.status = status;
+        self.snapshot.updated_at = SystemTime::now();
+    }
+}
+
+/// One tenant's tasks.
+pub struct TaskTable {
+    settings: TaskSettings,
+    tasks: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for TaskTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskTable")
+            .field("tasks", &self.tasks.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskTable {
+    pub fn new(settings: TaskSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How this table bounds its tasks.
+    pub fn settings(&self) -> &TaskSettings {
+        &self.settings
+    }
+
+    /// Create a working task for `owner` running `tool`, stopped through `cancel`; it exists
+    /// (a `get` finds it) before this returns.
+    pub fn create(
+        self: &Arc<Self>,
+        owner: Owner,
+        tool: &str,
+        cancel: CancellationToken,
+    ) -> Result<TaskHandle, CreateError> {
+        let mut tasks = self.tasks.lock();
+        let now = Instant::now();
+        sweep(&mut tasks, now);
+        if tasks.len() >= self.settings.max_per_tenant {
+            return Err(CreateError::TenantCap(self.settings.max_per_tenant));
+        }
+        let unfinished = tasks
+            .values()
+            .filter(|e| e.owner == owner && !e.snapshot.status.is_terminal())
+            .count();
+        if unfinished >= self.settings.max_per_subject {
+            return Err(CreateError::SubjectCap(self.settings.max_per_subject));
+        }
+        let id = new_id();
+        let created = SystemTime::now();
+        tasks.insert(
+            id.clone(),
+            Entry {
+                owner,
+                snapshot: Snapshot {
+                    id: id.clone(),
+                    status: Status::Working,
+                    status_message: None,
+                    created_at: created,
+                    updated_at: created,
+                    ttl: self.settings.ttl,
+                    poll_interval: self.settings.poll_interval,
+                    tool: tool.to_string(),
+                    input_requests: Map::new(),
+                    result: None,
+                    error: None,
+                },
+                expires: now + self.settings.ttl,
+                cancel: cancel.clone(),
+                answered: Vec::new(),
+                resume: None,
+            },
+        );
+        Ok(TaskHandle {
+            table: self.clone(),
+            id,
+            cancel,
+        })
+    }
+
+    /// The task `id`, if it is `owner`'s and has not expired.
+    pub fn get(&self, owner: &Owner, id: &str) -> Result<Snapshot, NotFound> {
+        let mut tasks = self.tasks.lock();
+        sweep(&mut tasks, Instant::now());
+        match tasks.get(id) {
+            Some(e) if &e.owner == owner => Ok(e.snapshot.clone()),
+            _ => Err(NotFound),
+        }
+    }
+
+    /// Cancel `owner`'s task `id`: a task still running stops (its instance is dropped) and
+    /// reads `cancelled`; a finished one is left as it is.
+    pub fn cancel(&self, owner: &Owner, id: &str) -> Result<(), NotFound> {
+        let mut tasks = self.tasks.lock();
+        sweep(&mut tasks, Instant::now());
+        let entry = tasks
+            .get_mut(id)
+            .filter(|e| &e.owner == owner)
+            .ok_or(NotFound)?;
+        if !entry.snapshot.status.is_terminal() {
+            entry.snapshot.input_requests.clear();
+            entry.resume = None;
+            entry.set(Status::Cancelled);
+            entry.cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// Deliver `answers` to `owner`'s task `id`. Answers to keys it is not waiting for are
+    /// ignored; once every question is answered the task resumes.
+    pub fn answer(&self, owner: &Owner, id: &str, answers: Answers) -> Result<(), NotFound> {
+        let mut tasks = self.tasks.lock();
+        sweep(&mut tasks, Instant::now());
+        let entry = tasks
+            .get_mut(id)
+            .filter(|e| &e.owner == owner)
+            .ok_or(NotFound)?;
+        if entry.snapshot.status != Status::InputRequired {
+            return Ok(());
+        }
+        for (key, value) in answers {
+            if entry.snapshot.input_requests.remove(&key).is_some() {
+                entry.answered.push((key, value));
+            }
+        }
+        if entry.snapshot.input_requests.is_empty() {
+            let answered = std::mem::take(&mut entry.answered);
+            if let Some(resume) = entry.resume.take() {
+                let _ = resume.send(answered);
+            }
+            entry.set(Status::Working);
+        }
+        Ok(())
+    }
+
+    /// Tasks alive now (for tests and the inventory).
+    pub fn len(&self) -> usize {
+        let mut tasks = self.tasks.lock();
+        sweep(&mut tasks, Instant::now());
+        tasks.len()
+    }
+
+    /// Whether no task is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Apply `change` to task `id` unless it is over (a cancelled task stays cancelled).
+    fn update(&self, id: &str, change: impl FnOnce(&mut Entry)) {
+        let mut tasks = self.tasks.lock();
+        if let Some(entry) = tasks.get_mut(id)
+            && !entry.snapshot.status.is_terminal()
+        {
+            change(entry);
+        }
+    }
+}
+
+/// Drop every task past its TTL, stopping those still running.
+fn sweep(tasks: &mut HashMap<String, Entry>, now: Instant) {
+    tasks.retain(|_, e| {
+        let alive = e.expires > now;
+        if !alive {
+            e.cancel.cancel();
+        }
+        alive
+    });
+}
+
+/// 128 random bits, hex: unguessable, so an id is no capability by itself either way.
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The running side of one task.
+pub struct TaskHandle {
+    table: Arc<TaskTable>,
+    id: String,
+    cancel: CancellationToken,
+}
+
+impl TaskHandle {
+    /// The task's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Fired when the task is cancelled or expires: stop working.
+    pub fn cancelled(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The task as its owner would see it now.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.table
+            .tasks
+            .lock()
+            .get(&self.id)
+            .map(|e| e.snapshot.clone())
+    }
+
+    /// A progress message for the task's status.
+    pub fn progress(&self, message: String) {
+        self.table
+            .update(&self.id, |e| e.snapshot.status_message = Some(message));
+    }
+
+    /// The tool finished with `result`.
+    pub fn complete(&self, result: Value) {
+        self.table.update(&self.id, |e| {
+            e.snapshot.result = Some(result);
+            e.set(Status::Completed);
+        });
+    }
+
+    /// The call failed with the JSON-RPC error `error`.
+    pub fn fail(&self, error: Value) {
+        self.table.update(&self.id, |e| {
+            e.snapshot.error = Some(error);
+            e.set(Status::Failed);
+        });
+    }
+
+    /// Wait in `input_required` for answers to `questions` (key → `{method, params}`); `None`
+    /// if the task was cancelled or expired first.
+    pub async fn ask(&self, questions: Map<String, Value>) -> Option<Answers> {
+        let (tx, rx) = oneshot::channel();
+        let mut asked = false;
+        self.table.update(&self.id, |e| {
+            e.snapshot.input_requests = questions;
+            e.answered.clear();
+            e.resume = Some(tx);
+            e.set(Status::InputRequired);
+            asked = true;
+        });
+        if !asked {
+            return None;
+        }
+        tokio::select! {
+            answers = rx => answers.ok(),
+            () = self.cancel.cancelled() => None,
+        }
+    }
+}
+
+impl Drop for TaskHandle {
+    /// A task whose runner went away without an outcome failed (a bug, or shutdown).
+    fn drop(&mut self) {
+        self.table.update(&self.id, |e| {
+            e.snapshot.error = Some(serde_json::json!({
+                "code": -32603,
+                "message": "the task stopped without a result",
+            }));
+            e.set(Status::Failed);
+        });
+    }
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds, e.g. `2026-12-02T06:30:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Identity;
+
+    fn who(tenant: &str, subject: &str) -> Principal {
+        let identity = Identity {
+            subject: subject.into(),
+            scopes: vec![],
+        };
+        Principal::from_identity(Arc::from(tenant), &identity)
+    }
+
+    fn table(max_per_subject: usize) -> Arc<TaskTable> {
+        TaskTable::new(TaskSettings {
+            max_per_subject,
+            ..TaskSettings::default()
+        })
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_657_000_123);
+        assert_eq!(rfc3339(t), "2025-12-02T06:30:00.123Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // A leap day.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn another_caller_or_tenant_cannot_see_cancel_or_answer_a_task() {
+        let t = table(4);
+        let alice = Owner::of(&who("a", "alice"));
+        let task = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap();
+        let id = task.id().to_string();
+        // The same `sub` vouched for by another issuer is someone else.
+        let mut elsewhere = who("a", "alice");
+        elsewhere.issuer = Some(Arc::from("https://other-issuer.example"));
+        let strangers = [
+            Owner::of(&who("a", "bob")),
+            Owner::of(&who("b", "alice")),
+            Owner::of(&elsewhere),
+        ];
+        for stranger in strangers {
+            assert_eq!(t.get(&stranger, &id).unwrap_err(), NotFound);
+            assert_eq!(t.cancel(&stranger, &id).unwrap_err(), NotFound);
+            assert_eq!(t.answer(&stranger, &id, vec![]).unwrap_err(), NotFound);
+        }
+        assert!(!task.cancelled().is_cancelled());
+        assert_eq!(t.get(&alice, &id).unwrap().status, Status::Working);
+    }
+
+    #[test]
+    fn the_per_subject_cap_counts_unfinished_tasks_only() {
+        let t = table(2);
+        let alice = Owner::of(&who("a", "alice"));
+        let one = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap();
+        let _two = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap();
+        assert_eq!(
+            t.create(alice.clone(), "slow", CancellationToken::new())
+                .err(),
+            Some(CreateError::SubjectCap(2))
+        );
+        // Someone else is not affected.
+        assert!(
+            t.create(
+                Owner::of(&who("a", "bob")),
+                "slow",
+                CancellationToken::new()
+            )
+            .is_ok()
+        );
+        one.complete(serde_json::json!({"content": []}));
+        assert!(t.create(alice, "slow", CancellationToken::new()).is_ok());
+    }
+
+    #[test]
+    fn cancel_wins_over_a_later_result_and_fires_the_token() {
+        let t = table(4);
+        let alice = Owner::of(&who("a", "alice"));
+        let task = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap();
+        let id = task.id().to_string();
+        t.cancel(&alice, &id).unwrap();
+        assert!(task.cancelled().is_cancelled());
+        task.complete(serde_json::json!({"content": []}));
+        let seen = t.get(&alice, &id).unwrap();
+        assert_eq!(seen.status, Status::Cancelled);
+        assert!(seen.result.is_none());
+        // Idempotent.
+        t.cancel(&alice, &id).unwrap();
+    }
+
+    #[test]
+    fn a_dropped_runner_fails_its_task() {
+        let t = table(4);
+        let alice = Owner::of(&who("a", "alice"));
+        let id = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap()
+            .id()
+            .to_string();
+        let seen = t.get(&alice, &id).unwrap();
+        assert_eq!(seen.status, Status::Failed);
+        assert_eq!(seen.error.unwrap()["code"], -32603);
+    }
+
+    #[tokio::test]
+    async fn questions_resume_only_when_every_one_is_answered() {
+        let t = table(4);
+        let alice = Owner::of(&who("a", "alice"));
+        let task = t
+            .create(alice.clone(), "multi", CancellationToken::new())
+            .unwrap();
+        let id = task.id().to_string();
+        let mut questions = Map::new();
+        questions.insert(
+            "first".into(),
+            serde_json::json!({"method": "elicitation/create"}),
+        );
+        questions.insert(
+            "second".into(),
+            serde_json::json!({"method": "elicitation/create"}),
+        );
+        let waiting = tokio::spawn(async move {
+            let answers = task.ask(questions).await;
+            (task, answers)
+        });
+        while t.get(&alice, &id).unwrap().status != Status::InputRequired {
+            tokio::task::yield_now().await;
+        }
+        t.answer(
+            &alice,
+            &id,
+            vec![("first".into(), serde_json::json!({"action": "accept"}))],
+        )
+        .unwrap();
+        let seen = t.get(&alice, &id).unwrap();
+        assert_eq!(seen.status, Status::InputRequired);
+        assert_eq!(seen.input_requests.keys().collect::<Vec<_>>(), ["second"]);
+        // An unknown key is ignored.
+        t.answer(&alice, &id, vec![("nope".into(), serde_json::json!({}))])
+            .unwrap();
+        t.answer(
+            &alice,
+            &id,
+            vec![("second".into(), serde_json::json!({"action": "decline"}))],
+        )
+        .unwrap();
+        let (_task, answers) = waiting.await.unwrap();
+        let keys: Vec<String> = answers.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["first", "second"]);
+        assert_eq!(t.get(&alice, &id).unwrap().status, Status::Working);
+    }
+
+    #[tokio::test]
+    async fn a_task_past_its_ttl_is_gone_and_stopped() {
+        let t = TaskTable::new(TaskSettings {
+            ttl: Duration::from_millis(300),
+            ..TaskSettings::default()
+        });
+        let alice = Owner::of(&who("a", "alice"));
+        let task = t
+            .create(alice.clone(), "slow", CancellationToken::new())
+            .unwrap();
+        let id = task.id().to_string();
+        assert!(t.get(&alice, &id).is_ok());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(t.get(&alice, &id).unwrap_err(), NotFound);
+        assert!(task.cancelled().is_cancelled());
+        assert!(t.is_empty());
+    }
+}
