@@ -699,10 +699,13 @@ plugins = [{hello}]
     }
 }
 
-/// AC8. Before: a `requestState` could be replayed for its whole lifetime, and
-/// `inputResponses` reached the plugin without any `requestState`.
+/// AC8. Before: a `requestState` could be replayed for its whole lifetime. Answers are the
+/// client's own data (SEP-2322): sent without a `requestState` they reach the plugin with no
+/// state of its own (so they cannot stand in for the state a round sealed), and next to a
+/// `requestState` only answers to the questions it asked reach the plugin (#20: both were
+/// refused before, against SEP-2322's "ignore what you do not recognize").
 #[tokio::test]
-async fn request_state_is_single_use_and_unsolicited_answers_are_refused() {
+async fn request_state_is_single_use_and_answers_cannot_forge_plugin_state() {
     let gw = TestGateway::start(
         "",
         &format!(
@@ -737,29 +740,29 @@ async fn request_state_is_single_use_and_unsolicited_answers_are_refused() {
             .contains("already used"),
         "{replay:?}"
     );
+    // The right answer without the state that asked: the plugin never sees its state, so it
+    // asks again instead of finishing.
     let unsolicited = retry(answer.clone(), None).await;
-    assert!(
-        unsolicited.error()["message"]
-            .as_str()
-            .unwrap()
-            .contains("without requestState"),
+    assert_eq!(
+        unsolicited.result()["resultType"],
+        "input_required",
         "{unsolicited:?}"
     );
-    // An answer to a question that was never asked, smuggled next to a real one.
-    let fresh = Client::modern(&url)
-        .request("tools/call", call_params(tool))
-        .await;
-    let state = fresh.result()["requestState"].as_str().unwrap().to_string();
-    let mut smuggled = answer;
+    // An answer to a question that was never asked, smuggled next to a real one: ignored.
+    let fresh = || async {
+        let first = Client::modern(&url)
+            .request("tools/call", call_params(tool))
+            .await;
+        first.result()["requestState"].as_str().unwrap().to_string()
+    };
+    let mut smuggled = answer.clone();
     smuggled["approve_payment"] = json!({"action": "accept", "content": {"ok": true}});
-    let r = retry(smuggled, Some(&state)).await;
-    assert!(
-        r.error()["message"]
-            .as_str()
-            .unwrap()
-            .contains("did not make"),
-        "{r:?}"
-    );
+    let r = retry(smuggled, Some(&fresh().await)).await;
+    assert_eq!(r.text(), "state-ok: confirmation received", "{r:?}");
+    // Only an answer to a question never asked: the plugin asks its own question again.
+    let only_smuggled = json!({"approve_payment": {"action": "accept", "content": {"ok": true}}});
+    let r = retry(only_smuggled, Some(&fresh().await)).await;
+    assert_eq!(r.result()["resultType"], "input_required", "{r:?}");
 }
 
 /// AC9. Before: completion on resource templates ignored their scopes, listen streams did

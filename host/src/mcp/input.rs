@@ -203,24 +203,28 @@ impl Gateway {
                 target = %untrusted(&binding.target), "refused requestState: {e}");
             ErrorData::invalid_params(e.to_string(), None)
         };
-        // Answers without the state that asked for them answer nothing the server asked.
-        let Some(state) = state else {
-            return Err(refuse(
-                &"inputResponses without requestState: the server asked no such questions",
-            ));
+        // Answers sent up front, without a state: the client's own data (SEP-2322), as good
+        // as answers to the questions it would have been asked; the plugin gets them with no
+        // state of its own. With a state, only answers to the questions that state asked
+        // reach the plugin; others are ignored (SEP-2322: unrecognized keys).
+        let (plugin_state, asked) = match state {
+            None => (None, None),
+            Some(state) => {
+                let opened = self
+                    .tenant
+                    .sealer
+                    .open(state, binding)
+                    .map_err(|e| refuse(&e))?;
+                (opened.state, Some(opened.keys))
+            }
         };
-        let answered: Vec<&str> = responses
-            .into_iter()
-            .flatten()
-            .map(|(k, _)| k.as_str())
-            .collect();
-        let plugin_state = self
-            .tenant
-            .sealer
-            .open(state, binding, &answered)
-            .map_err(|e| refuse(&e))?;
         let mut out = Vec::new();
         for (key, value) in responses.into_iter().flatten() {
+            if asked.as_ref().is_some_and(|keys| !keys.contains(key)) {
+                tracing::debug!(tenant = %binding.tenant, key = %untrusted(key),
+                    "ignoring an answer to a question this requestState did not ask");
+                continue;
+            }
             if !value.is_object() {
                 return Err(ErrorData::invalid_params(
                     format!(

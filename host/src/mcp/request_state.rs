@@ -60,8 +60,6 @@ pub(crate) enum StateError {
     WrongBinding,
     #[error("requestState was already used; start the request again")]
     Replayed,
-    #[error("inputResponses.{0} answers a request the server did not make")]
-    Unsolicited(String),
     #[error("too many input rounds are pending; retry shortly")]
     Busy,
 }
@@ -121,12 +119,7 @@ impl StateSealer {
 
     /// Verify `token` for `expected` and responses with the keys `answered`, spend it, and
     /// return the plugin state it carries.
-    pub(crate) fn open(
-        &self,
-        token: &str,
-        expected: &Binding,
-        answered: &[&str],
-    ) -> Result<Option<String>, StateError> {
+    pub(crate) fn open(&self, token: &str, expected: &Binding) -> Result<Opened, StateError> {
         let (payload, tag) = token.split_once('.').ok_or(StateError::Malformed)?;
         let payload = B64.decode(payload).map_err(|_| StateError::Malformed)?;
         let tag = B64.decode(tag).map_err(|_| StateError::Malformed)?;
@@ -143,12 +136,6 @@ impl StateSealer {
         if &sealed.binding != expected {
             return Err(StateError::WrongBinding);
         }
-        if let Some(k) = answered
-            .iter()
-            .find(|k| !sealed.keys.iter().any(|x| x == *k))
-        {
-            return Err(StateError::Unsolicited((*k).to_string()));
-        }
         let mut spent = self.spent.lock();
         if spent.contains_key(&sealed.nonce) {
             return Err(StateError::Replayed);
@@ -160,8 +147,18 @@ impl StateSealer {
             return Err(StateError::Busy);
         }
         spent.insert(sealed.nonce, sealed.exp);
-        Ok(sealed.state)
+        Ok(Opened {
+            state: sealed.state,
+            keys: sealed.keys,
+        })
     }
+}
+
+/// What an opened `requestState` holds: the plugin's state and the keys it asked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Opened {
+    pub(crate) state: Option<String>,
+    pub(crate) keys: Vec<String>,
 }
 
 #[cfg(test)]
@@ -185,23 +182,19 @@ mod tests {
         let token = s.seal(&binding(), &keys, Some("round-1"));
         let fresh = || s.seal(&binding(), &keys, Some("round-1"));
         assert_eq!(
-            s.open(&token, &binding(), &["q"]).unwrap().as_deref(),
-            Some("round-1")
+            s.open(&token, &binding()).unwrap(),
+            Opened {
+                state: Some("round-1".into()),
+                keys: keys.to_vec()
+            }
         );
-        assert_eq!(
-            s.open(&token, &binding(), &["q"]),
-            Err(StateError::Replayed)
-        );
-        assert_eq!(
-            s.open(&fresh(), &binding(), &["q", "never-asked"]),
-            Err(StateError::Unsolicited("never-asked".into()))
-        );
+        assert_eq!(s.open(&token, &binding()), Err(StateError::Replayed));
         let other_issuer = Binding {
             issuer: Some("https://y".into()),
             ..binding()
         };
         assert_eq!(
-            s.open(&fresh(), &other_issuer, &["q"]),
+            s.open(&fresh(), &other_issuer),
             Err(StateError::WrongBinding),
             "alice@y cannot use alice@x's state"
         );
@@ -211,23 +204,20 @@ mod tests {
         tampered[3] ^= 1;
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(matches!(
-            s.open(&tampered, &binding(), &[]),
+            s.open(&tampered, &binding()),
             Err(StateError::BadSignature | StateError::Malformed)
         ));
-        assert_eq!(
-            s.open("garbage", &binding(), &[]),
-            Err(StateError::Malformed)
-        );
+        assert_eq!(s.open("garbage", &binding()), Err(StateError::Malformed));
 
         let other = Binding {
             subject: Some("mallory".into()),
             ..binding()
         };
-        assert_eq!(s.open(&token, &other, &[]), Err(StateError::WrongBinding));
+        assert_eq!(s.open(&token, &other), Err(StateError::WrongBinding));
 
         let other_key = StateSealer::new(None);
         assert_eq!(
-            other_key.open(&token, &binding(), &[]),
+            other_key.open(&token, &binding()),
             Err(StateError::BadSignature)
         );
     }
