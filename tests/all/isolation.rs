@@ -1033,3 +1033,86 @@ async fn a_newline_in_an_unverified_claim_cannot_forge_a_log_line() {
         "no forged line"
     );
 }
+
+/// #20: an MCP Task is its creator's alone — another subject, or the same `sub` vouched for
+/// by another issuer, gets the same "not found" for its id from `tasks/get`, `tasks/update`
+/// and `tasks/cancel` (and cannot stop it); one caller's unfinished tasks are capped with an
+/// error that says so, without touching anyone else's; a task outliving its TTL is gone.
+#[tokio::test]
+async fn a_task_is_only_its_creators_capped_per_caller_and_gone_after_its_ttl() {
+    let (x, y) = two_issuers().await;
+    let tasks = "[tasks]\nmax_per_subject = 2\nttl_ms = 5000\ndeadline_ms = 5000";
+    let gw = two_issuer_gateway(&x, &y, (tasks, ""), "").await;
+    let url = gw.url("/mcp");
+    let alice_x = x.token("a", whoami_claims(&x, &url, "alice", "mcp:tools"));
+    let alice_y = y.token("b", whoami_claims(&y, &url, "alice", "mcp:tools"));
+    let bob_x = x.token("a", whoami_claims(&x, &url, "bob", "mcp:tools"));
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let start = |token: String| {
+        let (url, caps) = (url.clone(), caps.clone());
+        async move {
+            let params =
+                json!({"name": "slow_compute", "arguments": {"seconds": 60}, "_meta": caps});
+            Client::modern(&url)
+                .bearer(&token)
+                .request("tools/call", params)
+                .await
+        }
+    };
+    let on_task = |token: String, method: &'static str, id: String| {
+        let (url, caps) = (url.clone(), caps.clone());
+        async move {
+            let mut params = json!({"taskId": id, "_meta": caps});
+            if method == "tasks/update" {
+                params["inputResponses"] = json!({});
+            }
+            Client::modern(&url)
+                .bearer(&token)
+                .request_with(method, params, &[("mcp-name", &id)])
+                .await
+        }
+    };
+    let created = start(alice_x.clone()).await;
+    assert_eq!(created.result()["resultType"], "task", "{created:?}");
+    let id = created.result()["taskId"].as_str().unwrap().to_string();
+    for stranger in [&alice_y, &bob_x] {
+        for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+            let r = on_task(stranger.clone(), method, id.clone()).await;
+            assert_eq!(r.error()["code"], -32602, "{method}: {r:?}");
+            assert!(
+                r.error()["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Invalid task"),
+                "{method}: {r:?}"
+            );
+        }
+    }
+    let mine = on_task(alice_x.clone(), "tasks/get", id.clone()).await;
+    assert_eq!(
+        mine.result()["status"],
+        "working",
+        "strangers cannot cancel it: {mine:?}"
+    );
+    // The cap: two unfinished tasks per caller.
+    let second = start(alice_x.clone()).await;
+    assert_eq!(second.result()["resultType"], "task", "{second:?}");
+    let third = start(alice_x.clone()).await;
+    let message = third.error()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("tasks.max_per_subject"), "{third:?}");
+    let bobs = start(bob_x.clone()).await;
+    assert_eq!(
+        bobs.result()["resultType"],
+        "task",
+        "bob has his own cap: {bobs:?}"
+    );
+    // The TTL (5 s): then the task is gone, for its owner too.
+    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
+    let gone = on_task(alice_x.clone(), "tasks/get", id.clone()).await;
+    assert_eq!(gone.error()["code"], -32602, "{gone:?}");
+    assert!(
+        gw.tenants[0].tasks.is_empty(),
+        "every task expired with its TTL"
+    );
+}

@@ -28,5 +28,6 @@ mod scaffold;
 mod schemas;
 mod stdio;
 mod support;
+mod tasks;
 mod telemetry;
 mod tenancy;
