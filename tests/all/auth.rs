@@ -570,7 +570,8 @@ async fn claim_rules_and_a_permitted_only_tool_list() {
         "[sandbox]\nmax_instances = 8\n[auth]\nmode = \"oauth\"\n{SCOPES}\nclaims = [\"groups\"]\ntools_list = \"permitted\"\n\
          [[auth.issuer]]\nissuer = \"{}\"\n\
          [[tenant]]\nid = \"a\"\nplugins = [{}]\n\
-         [tenant.plugin.hello]\nscopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n\
+         [tenant.plugin.hello]\ntools = [\"hello.greet\", \"hello.whoami\"]\n\
+         scopes = {{ \"hello.whoami\" = [\"mcp:admin\"] }}\n\
          require_claims = {{ \"hello.greet\" = {{ groups = \"admin\" }} }}\n",
         issuer.url,
         toml_path(&plugin("hello"))

@@ -64,7 +64,7 @@ async fn typescript_sdk_client_completes_the_oauth_flow_with_step_up_against_oid
     // 3. It listed and called tools with the token.
     assert_eq!(
         t["tools"],
-        serde_json::json!(["hello.greet", "hello.whoami"])
+        serde_json::json!(["hello.greet", "hello.report", "hello.whoami"])
     );
     assert_eq!(t["greet"]["content"][0]["text"], "Hello, OAuth!");
     // 4. The admin tool needed more scope: 403 step-up naming every scope, re-authorization, success.

@@ -28,7 +28,7 @@ async fn typescript_sdk_client_initializes_lists_and_calls_over_stdio() {
     assert_eq!(seen["server"]["name"], "portcullis");
     assert_eq!(
         seen["tools"],
-        serde_json::json!(["hello.greet", "hello.whoami"])
+        serde_json::json!(["hello.greet", "hello.report", "hello.whoami"])
     );
     assert_eq!(seen["greet"]["content"][0]["text"], "Hello, stdio!");
     // The identity comes from the environment, overriding the file.

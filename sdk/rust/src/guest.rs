@@ -2,7 +2,7 @@
 //! definitions and dispatches to the matching handler, turning SDK errors into the WIT ones.
 
 use crate::Plugin;
-use crate::bindings::exports::portcullis::plugin::{completion, prompts, resources, tools};
+use crate::bindings::exports::portcullis::plugin::{completion, prompts, resources, tasks, tools};
 use crate::bindings::portcullis::plugin::types::{CallContext, Continuation};
 use crate::context::Context;
 use crate::error::Error;
@@ -48,6 +48,12 @@ impl<T: Build> tools::Guest for T {
         continuation: Option<Continuation>,
     ) -> Result<tools::CallOutcome, tools::ToolError> {
         call_tool(&T::build(), ctx, &name, &arguments, continuation)
+    }
+}
+
+impl<T: Build> tasks::Guest for T {
+    fn task_tools() -> Vec<tasks::TaskTool> {
+        T::build().describe_task_tools()
     }
 }
 

@@ -47,11 +47,12 @@
 
 #![warn(missing_docs)]
 
-/// The generated bindings of the `portcullis:plugin` WIT package (world `full-plugin`).
+/// The generated bindings of the `portcullis:plugin` WIT package (world `any-plugin`: every
+/// export; a plugin that declares no task tools answers the `tasks` export with none).
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "full-plugin",
+        world: "any-plugin",
         path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_full_plugin",
@@ -105,6 +106,7 @@ pub use tool::{Content, IntoOutput, Json, NoArgs, Output, Tool};
 
 /// Everything a plugin usually needs, plus the derive macros for argument types.
 pub mod prelude {
+    pub use crate::tool::{TaskInput, TaskSupport};
     pub use crate::{
         Content, Contents, Context, Error, Json, Message, NoArgs, Output, Plugin, Prompt, Resource,
         ResourceTemplate, Result, Tool,
@@ -168,6 +170,13 @@ impl Plugin {
     /// The tool definitions as the gateway sees them (name, schemas, scopes).
     pub fn describe_tools(&self) -> Vec<bindings::exports::portcullis::plugin::tools::Tool> {
         self.tools.iter().map(Tool::describe).collect()
+    }
+
+    /// The tools that run as MCP Tasks, as the `tasks` export describes them.
+    pub fn describe_task_tools(
+        &self,
+    ) -> Vec<bindings::exports::portcullis::plugin::tasks::TaskTool> {
+        self.tools.iter().filter_map(Tool::describe_task).collect()
     }
 }
 

@@ -4,10 +4,12 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::exports::portcullis::plugin::tasks;
 use crate::bindings::exports::portcullis::plugin::tools as wit;
 use crate::bindings::portcullis::plugin::types;
 use crate::context::Context;
 use crate::error::{Error, Result};
+pub use tasks::{TaskInput, TaskSupport};
 
 pub use types::Content;
 
@@ -22,6 +24,8 @@ pub struct Tool {
     output_schema: fn() -> Option<String>,
     annotations: wit::ToolAnnotations,
     scopes: Vec<String>,
+    /// How it runs as an MCP Task, if it may.
+    task: Option<(TaskSupport, TaskInput)>,
     pub(crate) handler: Handler,
 }
 
@@ -54,8 +58,28 @@ impl Tool {
                 open_world_hint: None,
             },
             scopes: Vec::new(),
+            task: None,
             handler,
         }
+    }
+
+    /// Run this tool as an MCP Task for clients that support tasks: the client gets a task id
+    /// at once and polls for the result, so the call may take minutes (the gateway's
+    /// `tasks.deadline_ms`). [`Context::progress`] becomes the task's status message, and a
+    /// cancelled task stops the instance. `TaskSupport::Required` refuses clients without task
+    /// support; `TaskInput::BeforeTask` answers questions asked at once before the task exists.
+    #[must_use]
+    pub fn task(mut self, support: TaskSupport, input: TaskInput) -> Self {
+        self.task = Some((support, input));
+        self
+    }
+
+    pub(crate) fn describe_task(&self) -> Option<tasks::TaskTool> {
+        self.task.map(|(support, input)| tasks::TaskTool {
+            name: self.name.clone(),
+            support,
+            input,
+        })
     }
 
     item_setters!("tool");

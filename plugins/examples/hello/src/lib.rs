@@ -50,6 +50,27 @@ fn whoami(ctx: &Context, _: NoArgs) -> Result<Json<WhoAmI>> {
     }))
 }
 
+/// The arguments of `hello.report`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    /// How long the report takes, in seconds (at most 300)
+    seconds: u32,
+}
+
+/// A slow tool, run as an MCP Task for clients that support tasks: they get a task id at once,
+/// poll it (each `progress` call becomes its status message) and read the result; cancelling
+/// the task stops this instance wherever it is. Clients without task support wait inline.
+fn report(ctx: &Context, args: Report) -> Result<String> {
+    let seconds = args.seconds.min(300);
+    for done in 0..seconds {
+        let message = format!("{done} of {seconds} s");
+        ctx.progress(f64::from(done), Some(f64::from(seconds)), Some(&message));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Ok(format!("The report took {seconds} s."))
+}
+
 /// The plugin: its tools, with the scope a caller's token must carry (the gateway checks it
 /// before calling us).
 fn plugin() -> Plugin {
@@ -69,6 +90,14 @@ fn plugin() -> Plugin {
                     "Report who the gateway says is calling (tenant, issuer, subject, scopes).",
                 )
                 .scopes(["mcp:tools"]),
+        )
+        .tool(
+            Tool::new("hello.report", report)
+                .title("Slow report")
+                .description("Produce a report that takes a while (runs as an MCP Task).")
+                .scopes(["mcp:tools"])
+                .read_only()
+                .task(TaskSupport::Optional, TaskInput::InTask),
         )
 }
 
@@ -110,6 +139,22 @@ mod tests {
             r.structured.unwrap(),
             json!({"tenant": "test", "issuer": "https://issuer.test", "subject": "ada", "scopes": ["mcp:tools"]})
         );
+    }
+
+    #[test]
+    fn the_report_reports_progress_and_runs_as_a_task() {
+        let mut host = TestHost::new();
+        let r = host
+            .call_tool(&plugin(), "hello.report", json!({"seconds": 1}))
+            .unwrap();
+        assert_eq!(r.text(), "The report took 1 s.");
+        assert_eq!(host.progress()[0].2.as_deref(), Some("0 of 1 s"));
+        let tasks: Vec<String> = plugin()
+            .describe_task_tools()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(tasks, ["hello.report"]);
     }
 
     #[test]
