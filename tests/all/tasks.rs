@@ -1,5 +1,6 @@
 //! MCP Tasks (`io.modelcontextprotocol/tasks`, #20) with a real SDK client: the official
-//! TypeScript SDK (1.32.2) over a 2025-11-25 session, declaring the extension at initialize.
+//! TypeScript SDK (1.32.2) over a 2025-11-25 session, declaring the extension at initialize,
+//! hearing `notifications/tasks` on the session.
 //! Isolation, the per-caller cap and the TTL are in `isolation.rs`; the wire shapes in the
 //! conformance runs (`tasks-*`).
 
@@ -72,6 +73,8 @@ async fn a_typescript_sdk_client_creates_polls_and_reads_a_task() {
         "{t}"
     );
     assert_eq!(live_instances(&gw), 0);
+    // The session heard the status change as notifications/tasks.
+    assert_eq!(t["notified"], serde_json::json!(["completed"]), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,6 +89,7 @@ async fn cancelling_a_task_drops_its_sandbox_instance() {
     );
     assert_eq!(t["final"]["status"], "cancelled", "{t}");
     assert!(t["final"].get("result").is_none(), "{t}");
+    assert_eq!(t["notified"], serde_json::json!(["cancelled"]), "{t}");
     // The 60 s call's instance is gone at once, not when its sleep would have ended.
     let mut live = live_instances(&gw);
     for _ in 0..40 {

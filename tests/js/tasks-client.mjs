@@ -1,7 +1,8 @@
 // The official TypeScript SDK client (1.x) running MCP Tasks (io.modelcontextprotocol/tasks,
 // SEP-2663) over a 2025-11-25 session: it declares the extension at initialize, calls a
 // task-capable tool, polls tasks/get (its status message is the tool's progress) and reads
-// the inlined result, or cancels the task. SDK 1.x has no helper for the extension, so the
+// the inlined result, or cancels the task, and hears the task's status changes as
+// notifications/tasks on the session. SDK 1.x has no helper for the extension, so the
 // task methods go through client.request with the result shapes checked here. Prints a JSON
 // transcript for the Rust test.
 //
@@ -16,6 +17,10 @@ const client = new Client(
   { name: 'portcullis-tasks', version: '1.0.0' },
   { capabilities: { extensions: { [EXT]: {} } } },
 );
+const notified = [];
+client.fallbackNotificationHandler = async (n) => {
+  if (n.method === 'notifications/tasks') notified.push(n.params.status);
+};
 const transport = new StreamableHTTPClientTransport(new URL(url));
 await client.connect(transport);
 const any = z.object({}).passthrough();
@@ -43,6 +48,9 @@ if (mode === 'cancel') {
 } else {
   transcript.final = await poll((t) => ['completed', 'failed', 'cancelled'].includes(t.status));
 }
+// The terminal status's notification may trail the poll that saw it.
+for (let i = 0; i < 50 && !notified.includes(transcript.final.status); i++) await sleep(50);
+transcript.notified = notified;
 await transport.terminateSession();
 await client.close();
 console.log(JSON.stringify(transcript));

@@ -262,6 +262,7 @@ impl Direct {
             cancel: cancel.clone(),
             span: Some(span),
             to_client: ToClient::Stream(tx.clone()),
+            session_peer: session.as_ref().map(|(live, _)| live.peer.clone()),
         };
         // A session request is served by its session's handler (its log level) and can be
         // cancelled by the client's `notifications/cancelled` (`SessionTable::cancel`).

@@ -97,6 +97,9 @@ pub(super) struct Exchange {
     /// The `mcp.request` span the HTTP front opened, if it did.
     pub(super) span: Option<tracing::Span>,
     pub(super) to_client: ToClient,
+    /// A 2025 session's (or stdio's) peer, for notifications after the response (a task's
+    /// status); `None` on 2026-07-28, where nothing outlives the request.
+    pub(super) session_peer: Option<Peer<RoleServer>>,
 }
 
 impl Exchange {
@@ -119,6 +122,7 @@ impl Exchange {
                     ErrorData::internal_error("request is not authenticated", None)
                 })?,
         };
+        let era = Era::of(ctx);
         Ok(Self {
             who,
             secret: parts
@@ -126,7 +130,7 @@ impl Exchange {
                 .cloned(),
             id: serde_json::to_value(&ctx.id).unwrap_or(Value::Null),
             meta: ctx.meta.clone(),
-            era: Era::of(ctx),
+            era,
             client_caps: ctx
                 .client_capabilities()
                 .and_then(|c| serde_json::to_value(c).ok())
@@ -136,6 +140,7 @@ impl Exchange {
                 .and_then(|p| p.extensions.get::<RequestSpan>())
                 .map(|RequestSpan(span)| span.clone()),
             to_client: ToClient::Peer(ctx.peer.clone()),
+            session_peer: (era == Era::Session).then(|| ctx.peer.clone()),
         })
     }
 

@@ -167,7 +167,9 @@ impl ServerHandler for Gateway {
                 .peer_info()
                 .and_then(|info| serde_json::to_value(&info.capabilities).ok())
                 .unwrap_or_else(|| json!({}));
-            self.tenant.live.register(id, &self.session, caps);
+            self.tenant
+                .live
+                .register(id, &self.session, caps, context.peer.clone());
         }
         self.watch_changes(context.peer);
     }

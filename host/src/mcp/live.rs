@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+use rmcp::RoleServer;
+use rmcp::service::Peer;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +28,8 @@ pub(crate) struct LiveSession {
     state: Weak<SessionState>,
     /// The capabilities its client declared at `initialize`.
     pub(super) client_caps: Value,
+    /// The session's peer: notifications after a response (a task's status) go through it.
+    pub(super) peer: Peer<RoleServer>,
     /// Direct-path requests in flight, by JSON-RPC id (as JSON text).
     inflight: Mutex<HashMap<String, CancellationToken>>,
 }
@@ -74,8 +78,15 @@ impl std::fmt::Debug for SessionTable {
 }
 
 impl SessionTable {
-    /// Session `id` finished its handshake: its handler's `state`, its client's `caps`.
-    pub(super) fn register(&self, id: &str, state: &Arc<SessionState>, caps: Value) {
+    /// Session `id` finished its handshake: its handler's `state`, its client's `caps`, its
+    /// `peer`.
+    pub(super) fn register(
+        &self,
+        id: &str,
+        state: &Arc<SessionState>,
+        caps: Value,
+        peer: Peer<RoleServer>,
+    ) {
         let mut sessions = self.sessions.lock();
         if sessions.len() >= SWEEP_AT {
             sessions.retain(|_, s| s.state.strong_count() > 0);
@@ -85,6 +96,7 @@ impl SessionTable {
             Arc::new(LiveSession {
                 state: Arc::downgrade(state),
                 client_caps: caps,
+                peer,
                 inflight: Mutex::default(),
             }),
         );

@@ -1,4 +1,4 @@
-//! The MCP protocol layer, on rmcp 3.9 (pinned). Every rmcp type stays inside this module.
+//! The MCP protocol layer, on rmcp 3.11 (pinned). Every rmcp type stays inside this module.
 //!
 //! Owns: the [`Gateway`] handler (`gateway.rs`, thin) and one file per concern — `tools`,
 //! `resources`, `prompts`, `completion` (each method's handler), `input` (input-required

@@ -13,11 +13,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rmcp::ErrorData;
 use rmcp::model::{
     CallToolResponse, CancelTaskParams, CreateTaskResult, GetTaskParams, GetTaskResult,
-    NumberOrString, ProgressToken, UpdateTaskParams,
+    NumberOrString, ProgressToken, ServerNotification, UpdateTaskParams,
 };
+use rmcp::service::Peer;
+use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -205,7 +206,35 @@ fn create(
         })?;
     let task = Arc::new(task);
     let _ = sink.task.set(task.clone());
+    if let Some(peer) = &ex.session_peer {
+        announce(&task, peer.clone());
+    }
     Ok(task)
+}
+
+/// Send `notifications/tasks` to the session that created `task` whenever its status changes,
+/// until it is over, gone, or the session is.
+fn announce(task: &TaskHandle, peer: Peer<RoleServer>) {
+    let Some(mut changes) = task.watch() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut last = changes.borrow().status;
+        while changes.changed().await.is_ok() {
+            let snapshot = changes.borrow_and_update().clone();
+            if snapshot.status == last {
+                continue;
+            }
+            last = snapshot.status;
+            let message = json!({"method": "notifications/tasks", "params": detailed(snapshot)});
+            let Ok(notification) = serde_json::from_value::<ServerNotification>(message) else {
+                break;
+            };
+            if peer.send_notification(notification).await.is_err() || last.is_terminal() {
+                break;
+            }
+        }
+    });
 }
 
 /// The exchange a task's plugin calls run with: the request's caller, token and client, the
@@ -226,6 +255,7 @@ fn task_exchange(ex: &Exchange, cancel: CancellationToken, sink: Arc<TaskSink>) 
         cancel,
         span: ex.span.clone(),
         to_client: ToClient::Task(sink),
+        session_peer: ex.session_peer.clone(),
     }
 }
 
@@ -405,9 +435,14 @@ pub(super) fn get(
     request: &GetTaskParams,
     ex: &Exchange,
 ) -> Result<GetTaskResult, ErrorData> {
-    let s = lookup(gw, ex, &request.task_id)?;
-    let mut v = base(&s);
+    let mut v = detailed(lookup(gw, ex, &request.task_id)?);
     v["resultType"] = "complete".into();
+    model(v)
+}
+
+/// A task with its status's payload (`inputRequests`, `result` or `error`): `DetailedTask`.
+fn detailed(s: Snapshot) -> Value {
+    let mut v = base(&s);
     match s.status {
         Status::InputRequired => v["inputRequests"] = Value::Object(s.input_requests),
         Status::Completed => {
@@ -420,7 +455,7 @@ pub(super) fn get(
         }
         Status::Working | Status::Cancelled => {}
     }
-    model(v)
+    v
 }
 
 /// `tasks/update`: answers to the task's outstanding questions.

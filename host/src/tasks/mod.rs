@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -154,12 +154,15 @@ struct Entry {
     answered: Vec<(String, Value)>,
     /// Wakes the running side once every question is answered.
     resume: Option<oneshot::Sender<Answers>>,
+    /// The task as it is now, for those who announce its changes.
+    changes: watch::Sender<Snapshot>,
 }
 
 impl Entry {
     fn set(&mut self, status: Status) {
         self.snapshot.status = status;
         self.snapshot.updated_at = SystemTime::now();
+        self.changes.send_replace(self.snapshot.clone());
     }
 }
 
@@ -213,23 +216,25 @@ impl TaskTable {
         }
         let id = new_id();
         let created = SystemTime::now();
+        let snapshot = Snapshot {
+            id: id.clone(),
+            status: Status::Working,
+            status_message: None,
+            created_at: created,
+            updated_at: created,
+            ttl: self.settings.ttl,
+            poll_interval: self.settings.poll_interval,
+            tool: tool.to_string(),
+            input_requests: Map::new(),
+            result: None,
+            error: None,
+        };
         tasks.insert(
             id.clone(),
             Entry {
                 owner,
-                snapshot: Snapshot {
-                    id: id.clone(),
-                    status: Status::Working,
-                    status_message: None,
-                    created_at: created,
-                    updated_at: created,
-                    ttl: self.settings.ttl,
-                    poll_interval: self.settings.poll_interval,
-                    tool: tool.to_string(),
-                    input_requests: Map::new(),
-                    result: None,
-                    error: None,
-                },
+                changes: watch::Sender::new(snapshot.clone()),
+                snapshot,
                 expires: now + self.settings.ttl,
                 cancel: cancel.clone(),
                 answered: Vec::new(),
@@ -363,6 +368,16 @@ impl TaskHandle {
             .lock()
             .get(&self.id)
             .map(|e| e.snapshot.clone())
+    }
+
+    /// The task's changes (its status, questions, result), until it is gone; `None` if it is
+    /// gone already.
+    pub fn watch(&self) -> Option<watch::Receiver<Snapshot>> {
+        self.table
+            .tasks
+            .lock()
+            .get(&self.id)
+            .map(|e| e.changes.subscribe())
     }
 
     /// A progress message for the task's status.
