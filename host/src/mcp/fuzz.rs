@@ -16,7 +16,7 @@ pub(crate) fn request_state(token: &str) {
         method: "tools/call".into(),
         target: "x".into(),
     };
-    assert!(sealer.open(token, &binding, &["k"]).is_err());
+    assert!(sealer.open(token, &binding).is_err());
 }
 
 /// A tool result built from arbitrary bytes (text content, structured content, the error
