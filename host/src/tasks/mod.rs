@@ -250,57 +250,58 @@ impl TaskTable {
 
     /// The task `id`, if it is `owner`'s and has not expired.
     pub fn get(&self, owner: &Owner, id: &str) -> Result<Snapshot, NotFound> {
+        self.owned(owner, id, |e| e.snapshot.clone())
+    }
+
+    /// Apply `f` to `owner`'s live task `id` (expired ones swept first).
+    fn owned<R>(
+        &self,
+        owner: &Owner,
+        id: &str,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Result<R, NotFound> {
         let mut tasks = self.tasks.lock();
         sweep(&mut tasks, Instant::now());
-        match tasks.get(id) {
-            Some(e) if &e.owner == owner => Ok(e.snapshot.clone()),
-            _ => Err(NotFound),
-        }
+        let entry = tasks
+            .get_mut(id)
+            .filter(|e| &e.owner == owner)
+            .ok_or(NotFound)?;
+        Ok(f(entry))
     }
 
     /// Cancel `owner`'s task `id`: a task still running stops (its instance is dropped) and
     /// reads `cancelled`; a finished one is left as it is.
     pub fn cancel(&self, owner: &Owner, id: &str) -> Result<(), NotFound> {
-        let mut tasks = self.tasks.lock();
-        sweep(&mut tasks, Instant::now());
-        let entry = tasks
-            .get_mut(id)
-            .filter(|e| &e.owner == owner)
-            .ok_or(NotFound)?;
-        if !entry.snapshot.status.is_terminal() {
-            entry.snapshot.input_requests.clear();
-            entry.resume = None;
-            entry.set(Status::Cancelled);
-            entry.cancel.cancel();
-        }
-        Ok(())
+        self.owned(owner, id, |entry| {
+            if !entry.snapshot.status.is_terminal() {
+                entry.snapshot.input_requests.clear();
+                entry.resume = None;
+                entry.set(Status::Cancelled);
+                entry.cancel.cancel();
+            }
+        })
     }
 
     /// Deliver `answers` to `owner`'s task `id`. Answers to keys it is not waiting for are
     /// ignored; once every question is answered the task resumes.
     pub fn answer(&self, owner: &Owner, id: &str, answers: Answers) -> Result<(), NotFound> {
-        let mut tasks = self.tasks.lock();
-        sweep(&mut tasks, Instant::now());
-        let entry = tasks
-            .get_mut(id)
-            .filter(|e| &e.owner == owner)
-            .ok_or(NotFound)?;
-        if entry.snapshot.status != Status::InputRequired {
-            return Ok(());
-        }
-        for (key, value) in answers {
-            if entry.snapshot.input_requests.remove(&key).is_some() {
-                entry.answered.push((key, value));
+        self.owned(owner, id, |entry| {
+            if entry.snapshot.status != Status::InputRequired {
+                return;
             }
-        }
-        if entry.snapshot.input_requests.is_empty() {
-            let answered = std::mem::take(&mut entry.answered);
-            if let Some(resume) = entry.resume.take() {
-                let _ = resume.send(answered);
+            for (key, value) in answers {
+                if entry.snapshot.input_requests.remove(&key).is_some() {
+                    entry.answered.push((key, value));
+                }
             }
-            entry.set(Status::Working);
-        }
-        Ok(())
+            if entry.snapshot.input_requests.is_empty() {
+                let answered = std::mem::take(&mut entry.answered);
+                if let Some(resume) = entry.resume.take() {
+                    let _ = resume.send(answered);
+                }
+                entry.set(Status::Working);
+            }
+        })
     }
 
     /// Tasks alive now (for tests and the inventory).
@@ -474,6 +475,11 @@ mod tests {
         Principal::from_identity(Arc::from(tenant), &identity)
     }
 
+    /// A task of `owner` running `slow`.
+    fn start(t: &Arc<TaskTable>, owner: &Owner) -> Result<TaskHandle, CreateError> {
+        t.create(owner.clone(), "slow", CancellationToken::new())
+    }
+
     fn table(max_per_subject: usize) -> Arc<TaskTable> {
         TaskTable::new(TaskSettings {
             max_per_subject,
@@ -495,9 +501,7 @@ mod tests {
     fn another_caller_or_tenant_cannot_see_cancel_or_answer_a_task() {
         let t = table(4);
         let alice = Owner::of(&who("a", "alice"));
-        let task = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap();
+        let task = start(&t, &alice).unwrap();
         let id = task.id().to_string();
         // The same `sub` vouched for by another issuer is someone else.
         let mut elsewhere = who("a", "alice");
@@ -520,37 +524,20 @@ mod tests {
     fn the_per_subject_cap_counts_unfinished_tasks_only() {
         let t = table(2);
         let alice = Owner::of(&who("a", "alice"));
-        let one = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap();
-        let _two = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap();
-        assert_eq!(
-            t.create(alice.clone(), "slow", CancellationToken::new())
-                .err(),
-            Some(CreateError::SubjectCap(2))
-        );
+        let one = start(&t, &alice).unwrap();
+        let _two = start(&t, &alice).unwrap();
+        assert_eq!(start(&t, &alice).err(), Some(CreateError::SubjectCap(2)));
         // Someone else is not affected.
-        assert!(
-            t.create(
-                Owner::of(&who("a", "bob")),
-                "slow",
-                CancellationToken::new()
-            )
-            .is_ok()
-        );
+        assert!(start(&t, &Owner::of(&who("a", "bob"))).is_ok());
         one.complete(serde_json::json!({"content": []}));
-        assert!(t.create(alice, "slow", CancellationToken::new()).is_ok());
+        assert!(start(&t, &alice).is_ok());
     }
 
     #[test]
     fn cancel_wins_over_a_later_result_and_fires_the_token() {
         let t = table(4);
         let alice = Owner::of(&who("a", "alice"));
-        let task = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap();
+        let task = start(&t, &alice).unwrap();
         let id = task.id().to_string();
         t.cancel(&alice, &id).unwrap();
         assert!(task.cancelled().is_cancelled());
@@ -566,11 +553,7 @@ mod tests {
     fn a_dropped_runner_fails_its_task() {
         let t = table(4);
         let alice = Owner::of(&who("a", "alice"));
-        let id = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap()
-            .id()
-            .to_string();
+        let id = start(&t, &alice).unwrap().id().to_string();
         let seen = t.get(&alice, &id).unwrap();
         assert_eq!(seen.status, Status::Failed);
         assert_eq!(seen.error.unwrap()["code"], -32603);
@@ -631,9 +614,7 @@ mod tests {
             ..TaskSettings::default()
         });
         let alice = Owner::of(&who("a", "alice"));
-        let task = t
-            .create(alice.clone(), "slow", CancellationToken::new())
-            .unwrap();
+        let task = start(&t, &alice).unwrap();
         let id = task.id().to_string();
         assert!(t.get(&alice, &id).is_ok());
         tokio::time::sleep(Duration::from_millis(400)).await;
