@@ -64,7 +64,7 @@
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
-//! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, telemetry, tenancy |
+//! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
@@ -161,6 +161,13 @@ impl Portcullis {
         if let Some(cluster) = &cluster {
             let plugins: Vec<_> = loaded.values().cloned().collect();
             cluster.relay_changes(&plugins, &shutdown);
+            if let Some(key) = state_key(&config)? {
+                let tables = tenants
+                    .iter()
+                    .map(|(id, t)| (id.clone(), t.tasks.clone()))
+                    .collect();
+                cluster.relay_task_controls(tables, &key, &shutdown);
+            }
         }
         let watcher = start_watcher(&config, &sandbox, loaded, &shutdown);
         let in_order: Vec<Arc<TenantContext>> = config
@@ -331,6 +338,21 @@ fn warn_if_unauthenticated(config: &Config) {
     }
 }
 
+/// The task table of `tenant`: shared on Redis with the other replicas in a cluster (its
+/// records sealed under a key derived from `state_key`, which a cluster requires).
+fn task_table(
+    config: &Config,
+    tenant: &config::TenantConfig,
+    cluster: Option<&cluster::Cluster>,
+    state_key: Option<&[u8]>,
+) -> Arc<tasks::TaskTable> {
+    let table = tasks::TaskTable::new(tasks::TaskSettings::from(&config.tasks));
+    if let (Some(cluster), Some(key)) = (cluster, state_key) {
+        table.share_through(Arc::from(tenant.id.as_str()), cluster.tasks(key));
+    }
+    table
+}
+
 /// The key sealing `requestState` (`server.state_key_env`), or `None` for a random one.
 fn state_key(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(var) = &config.server.state_key_env else {
@@ -397,7 +419,7 @@ fn build_tenants(
             config.auth.tools_list,
             Arc::new(services),
             quotas,
-            tasks::TaskTable::new(tasks::TaskSettings::from(&config.tasks)),
+            task_table(config, tenant, cluster, state_key.as_deref()),
         );
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }

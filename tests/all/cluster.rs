@@ -938,3 +938,165 @@ async fn while_redis_is_away_sessions_wait_and_stateless_calls_go_on() {
         );
     }
 }
+
+/// #20: MCP Tasks are shared. A task created on one replica is answered for by the other
+/// (working, then its result); a cancel on the other replica stops it where it runs, and
+/// answers sent to the other replica reach it. Another subject, the same `sub` from another
+/// issuer, or the same caller at another tenant get "not found" on either replica; Redis
+/// holds neither the task id, nor its result, nor a token in clear.
+#[tokio::test]
+async fn tasks_are_answered_for_by_every_replica_and_only_for_their_owner() {
+    let (x, y) = (
+        TestIssuer::start(&["a"]).await,
+        TestIssuer::start(&["b"]).await,
+    );
+    let public = PUBLIC;
+    let auth = oauth(&[&x, &y]);
+    let redis = Redis::start().await;
+    let replicas = replicas(
+        &redis,
+        2,
+        &replica_config(&auth, &format!("public_url = \"{public}\"")),
+    )
+    .await;
+    let (one, two) = (&replicas[0], &replicas[1]);
+    let aud = format!("{public}/mcp");
+    let alice = x.token("a", claims(&x, &aud, "alice"));
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let call = |replica: &BinaryGateway, token: &str, tool: &str, args: Value| {
+        let (url, token, caps) = (
+            format!("{}/mcp", replica.base),
+            token.to_string(),
+            caps.clone(),
+        );
+        let params = json!({"name": tool, "arguments": args, "_meta": caps});
+        async move {
+            Client::modern(&url)
+                .bearer(&token)
+                .request("tools/call", params)
+                .await
+        }
+    };
+    let on_task =
+        |replica: &BinaryGateway, path: &str, token: &str, method: &str, id: &str, extra: Value| {
+            let url = format!("{}{path}", replica.base);
+            let (token, method, id) = (token.to_string(), method.to_string(), id.to_string());
+            let mut params = json!({"taskId": id, "_meta": caps.clone()});
+            if let Value::Object(extra) = extra {
+                params.as_object_mut().unwrap().extend(extra);
+            }
+            async move {
+                Client::modern(&url)
+                    .bearer(&token)
+                    .request_with(&method, params, &[("mcp-name", &id)])
+                    .await
+            }
+        };
+    let until = |replica: &BinaryGateway, id: String, status: &'static str| {
+        let (url, token, caps) = (format!("{}/mcp", replica.base), alice.clone(), caps.clone());
+        async move {
+            for _ in 0..100 {
+                let params = json!({"taskId": id, "_meta": caps});
+                let r = Client::modern(&url)
+                    .bearer(&token)
+                    .request_with("tasks/get", params, &[("mcp-name", &id)])
+                    .await;
+                if r.result()["status"] == status {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("task {id} never reached {status} on {url}");
+        }
+    };
+
+    // Created on one, answered for by the other: working, then the result.
+    let created = call(
+        one,
+        &alice,
+        "slow_compute",
+        json!({"seconds": 2, "label": "shared"}),
+    )
+    .await;
+    assert_eq!(created.result()["resultType"], "task", "{created:?}");
+    let id = created.result()["taskId"].as_str().unwrap().to_string();
+    let seen = on_task(two, "/mcp", &alice, "tasks/get", &id, json!({})).await;
+    assert_eq!(seen.result()["status"], "working", "{seen:?}");
+    let done = until(two, id.clone(), "completed").await;
+    assert_eq!(
+        done.result()["result"]["content"][0]["text"],
+        "shared: computed after 2 s",
+        "{done:?}"
+    );
+
+    // Nobody else, on either replica.
+    let strangers = [
+        (
+            "another subject",
+            x.token("a", claims(&x, &aud, "mallory")),
+            "/mcp",
+        ),
+        (
+            "alice from another issuer",
+            y.token("b", claims(&y, &aud, "alice")),
+            "/mcp",
+        ),
+        (
+            "alice at another tenant",
+            x.token("a", claims(&x, &format!("{public}/u/mcp"), "alice")),
+            "/u/mcp",
+        ),
+    ];
+    for (who, token, path) in &strangers {
+        for replica in [one, two] {
+            for method in ["tasks/get", "tasks/cancel"] {
+                let r = on_task(replica, path, token, method, &id, json!({})).await;
+                assert_eq!(
+                    r.error()["code"],
+                    -32602,
+                    "{who} {method} on {}: {r:?}",
+                    replica.base
+                );
+            }
+        }
+    }
+
+    // Cancelled from the other replica: stopped where it runs.
+    let long = call(one, &alice, "slow_compute", json!({"seconds": 60})).await;
+    let long_id = long.result()["taskId"].as_str().unwrap().to_string();
+    let ack = on_task(two, "/mcp", &alice, "tasks/cancel", &long_id, json!({})).await;
+    assert_eq!(ack.result()["resultType"], "complete", "{ack:?}");
+    until(one, long_id.clone(), "cancelled").await;
+    until(two, long_id.clone(), "cancelled").await;
+
+    // Answered through the other replica: the task resumes where it runs.
+    let asking = call(one, &alice, "confirm_delete", json!({})).await;
+    let asking_id = asking.result()["taskId"].as_str().unwrap().to_string();
+    let waiting = until(two, asking_id.clone(), "input_required").await;
+    assert!(
+        waiting.result()["inputRequests"]["confirm"].is_object(),
+        "{waiting:?}"
+    );
+    let answers =
+        json!({"inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}});
+    let ack = on_task(two, "/mcp", &alice, "tasks/update", &asking_id, answers).await;
+    assert_eq!(ack.result()["resultType"], "complete", "{ack:?}");
+    let done = until(two, asking_id.clone(), "completed").await;
+    assert_eq!(
+        done.result()["result"]["content"][0]["text"],
+        "Deleted.",
+        "{done:?}"
+    );
+
+    // Redis holds no task id, result or token in clear.
+    for key in redis.keys("*").await {
+        let value = redis.cli(&["--raw", "GET", &key]).await.unwrap_or_default();
+        for secret in [&id, &long_id, &alice, &"computed after".to_string()] {
+            assert!(
+                !key.contains(secret.as_str()) && !value.contains(secret.as_str()),
+                "{key} = {value} holds a secret"
+            );
+        }
+    }
+}

@@ -8,17 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
 use crate::plugins::{Change, ChangeRelay, TenantPlugins};
-
-/// How long a lost subscription waits before subscribing again.
-const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
 /// One relayed change.
 #[derive(Serialize, Deserialize)]
@@ -60,59 +55,23 @@ impl Cluster {
         });
     }
 
-    /// Subscribe (again whenever the subscription is lost) and announce what other replicas
-    /// relay.
+    /// Announce what other replicas relay, for as long as this replica runs.
     async fn hear_changes(&self, tenants: &HashMap<String, Arc<TenantPlugins>>) {
-        let channel = self.changes_channel();
-        let mut subscribed = true;
-        loop {
-            let connected = tokio::time::timeout(self.inner.timeout, async {
-                let mut pubsub = self.inner.client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            })
-            .await;
-            let pubsub = match connected {
-                Ok(Ok(p)) => p,
-                failed => {
-                    if subscribed {
-                        let why = match failed {
-                            Ok(Err(e)) => super::describe(&e),
-                            _ => "timed out".into(),
-                        };
-                        tracing::warn!(replica = %self.replica(),
-                            "not hearing other replicas' plugin changes until Redis is back: {why}");
-                    }
-                    self.count_failure("subscribe to changes");
-                    subscribed = false;
-                    tokio::time::sleep(RESUBSCRIBE).await;
-                    continue;
-                }
-            };
-            if !subscribed {
-                tracing::info!(replica = %self.replica(), "hearing other replicas' plugin changes again");
-            }
-            let mut messages = pubsub.into_on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(payload) = message.get_payload::<String>() else {
-                    continue;
-                };
-                match serde_json::from_str::<Relayed>(&payload) {
-                    Ok(r) if r.from == self.replica() => {}
-                    Ok(r) => match tenants.get(&r.tenant) {
-                        Some(t) => t.announce(r.change),
-                        None => tracing::debug!(tenant = %crate::telemetry::untrusted(&r.tenant),
-                            "a relayed change for a tenant this replica does not serve"),
-                    },
-                    Err(e) => tracing::warn!("ignored a malformed relayed change: {e}"),
-                }
-            }
-            self.count_failure("subscribe to changes");
-            tracing::warn!(replica = %self.replica(),
-                "the subscription to other replicas' plugin changes was lost; subscribing again");
-            subscribed = false;
-            tokio::time::sleep(RESUBSCRIBE).await;
-        }
+        let me = self.replica().to_string();
+        self.hear(
+            self.changes_channel(),
+            "plugin changes",
+            |payload| match serde_json::from_str::<Relayed>(payload) {
+                Ok(r) if r.from == me => {}
+                Ok(r) => match tenants.get(&r.tenant) {
+                    Some(t) => t.announce(r.change),
+                    None => tracing::debug!(tenant = %crate::telemetry::untrusted(&r.tenant),
+                        "a relayed change for a tenant this replica does not serve"),
+                },
+                Err(e) => tracing::warn!("ignored a malformed relayed change: {e}"),
+            },
+        )
+        .await;
     }
 }
 

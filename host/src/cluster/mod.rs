@@ -6,7 +6,9 @@
 //! the transport routes by), the quotas every replica shares (`quotas`, the
 //! [`tenancy::quota::SharedQuotas`](crate::tenancy::quota::SharedQuotas) the tenants admit
 //! by), the downstream-token cache every replica shares, encrypted (`tokens`), the changes
-//! plugins report, relayed between replicas (`changes`), and the name of every key
+//! plugins report, relayed between replicas (`changes`), every replica's MCP Tasks, encrypted,
+//! with cancels and answers relayed to the replica running each (`tasks`), and the name of
+//! every key
 //! ([`Keys`]). Every failure to reach
 //! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
 //! hold a password.
@@ -18,6 +20,8 @@ mod changes;
 mod directory;
 mod quotas;
 mod replicas;
+mod seal;
+mod tasks;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -108,6 +112,17 @@ impl Keys {
     /// The pub/sub channel of plugin-reported changes.
     fn changes(&self) -> String {
         format!("{}:changes", self.prefix)
+    }
+
+    /// Task `id` of `tenant` (a digest of the id: task ids are not in Redis in clear).
+    fn task(&self, tenant: &str, id: &str) -> String {
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        format!("{}:task:{tenant}:{digest}", self.prefix)
+    }
+
+    /// The pub/sub channel of cancels and answers for tasks another replica runs.
+    fn task_control(&self) -> String {
+        format!("{}:task-control", self.prefix)
     }
 }
 
@@ -239,6 +254,56 @@ impl Cluster {
             1,
             &metrics::gateway_attrs(&[("portcullis.cluster.operation", operation)]),
         );
+    }
+}
+
+/// How long a lost subscription waits before subscribing again.
+const RESUBSCRIBE: Duration = Duration::from_secs(1);
+
+impl Cluster {
+    /// Subscribe to `channel` (again whenever the subscription is lost: Redis away, restarted)
+    /// and hand each message's payload to `on`, forever. `what` names the messages in logs.
+    async fn hear(&self, channel: String, what: &str, mut on: impl FnMut(&str)) {
+        let mut subscribed = true;
+        loop {
+            let connected = tokio::time::timeout(self.inner.timeout, async {
+                let mut pubsub = self.inner.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            let pubsub = match connected {
+                Ok(Ok(p)) => p,
+                failed => {
+                    if subscribed {
+                        let why = match failed {
+                            Ok(Err(e)) => describe(&e),
+                            _ => "timed out".into(),
+                        };
+                        tracing::warn!(replica = %self.replica(),
+                            "not hearing other replicas' {what} until Redis is back: {why}");
+                    }
+                    self.count_failure("subscribe");
+                    subscribed = false;
+                    tokio::time::sleep(RESUBSCRIBE).await;
+                    continue;
+                }
+            };
+            if !subscribed {
+                tracing::info!(replica = %self.replica(), "hearing other replicas' {what} again");
+            }
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                if let Ok(payload) = message.get_payload::<String>() {
+                    on(&payload);
+                }
+            }
+            self.count_failure("subscribe");
+            tracing::warn!(replica = %self.replica(),
+                "the subscription to other replicas' {what} was lost; subscribing again");
+            subscribed = false;
+            tokio::time::sleep(RESUBSCRIBE).await;
+        }
     }
 }
 

@@ -9,10 +9,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
-
+use super::seal::Sealer;
 use super::{Cluster, ClusterError};
 use crate::config::ClusterConfig;
 use crate::downstream::{SharedDown, SharedTokens, TokenKey};
@@ -37,55 +34,24 @@ pub(super) struct TokenVault {
     sealer: Sealer,
 }
 
-/// AES-256-GCM under the cache's key.
-struct Sealer(LessSafeKey);
+/// The token cache's key, from `material`.
+fn sealer(material: &[u8]) -> Option<Sealer> {
+    Sealer::new(b"portcullis shared token cache v1\0", material)
+}
 
-impl Sealer {
-    /// The key derived from `material` (the variable's value).
-    fn new(material: &[u8]) -> Option<Self> {
-        let mut derived = Sha256::new();
-        derived.update(b"portcullis shared token cache v1\0");
-        derived.update(material);
-        let key = UnboundKey::new(&AES_256_GCM, &derived.finalize()).ok()?;
-        Some(Self(LessSafeKey::new(key)))
-    }
+/// `token`, usable until `until_ms`, sealed for `entry`.
+fn seal(sealer: &Sealer, entry: &str, token: &str, until_ms: u64) -> Option<String> {
+    let mut data = until_ms.to_be_bytes().to_vec();
+    data.extend_from_slice(token.as_bytes());
+    sealer.seal(entry, data)
+}
 
-    /// `token`, usable until `until_ms`, sealed for `entry`.
-    fn seal(&self, entry: &str, token: &str, until_ms: u64) -> Option<String> {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let mut data = until_ms.to_be_bytes().to_vec();
-        data.extend_from_slice(token.as_bytes());
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(entry.as_bytes()),
-                &mut data,
-            )
-            .ok()?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend(data);
-        Some(base64::engine::general_purpose::STANDARD.encode(sealed))
-    }
-
-    /// The token and its end of use in `sealed`, if it opens for `entry` under this key.
-    fn open(&self, entry: &str, sealed: &str) -> Option<(String, u64)> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        let (nonce, data) = bytes.split_at_checked(NONCE_LEN)?;
-        let mut data = data.to_vec();
-        let plain = self
-            .0
-            .open_in_place(
-                Nonce::try_assume_unique_for_key(nonce).ok()?,
-                Aad::from(entry.as_bytes()),
-                &mut data,
-            )
-            .ok()?;
-        let (until, token) = plain.split_at_checked(8)?;
-        let until = u64::from_be_bytes(until.try_into().ok()?);
-        Some((String::from_utf8(token.to_vec()).ok()?, until))
-    }
+/// The token and its end of use in `sealed`, if it opens for `entry`.
+fn open(sealer: &Sealer, entry: &str, sealed: &str) -> Option<(String, u64)> {
+    let plain = sealer.open(entry, sealed)?;
+    let (until, token) = plain.split_at_checked(8)?;
+    let until = u64::from_be_bytes(until.try_into().ok()?);
+    Some((String::from_utf8(token.to_vec()).ok()?, until))
 }
 
 impl Cluster {
@@ -93,7 +59,7 @@ impl Cluster {
     pub fn tokens(&self, config: &ClusterConfig) -> Result<Arc<dyn SharedTokens>, ClusterError> {
         let var = &config.token_cache_key_env;
         let material = crate::config::secret_from_env(var)?;
-        let sealer = Sealer::new(material.as_bytes())
+        let sealer = sealer(material.as_bytes())
             .filter(|_| material.len() >= MIN_KEY_BYTES)
             .ok_or_else(|| ClusterError::ShortKey(var.clone()))?;
         Ok(Arc::new(TokenVault {
@@ -136,7 +102,7 @@ impl SharedTokens for TokenVault {
             let Some(sealed) = sealed else {
                 return Ok(None);
             };
-            let Some((token, until)) = self.sealer.open(&entry, &sealed) else {
+            let Some((token, until)) = open(&self.sealer, &entry, &sealed) else {
                 // Another key (rotated), or tampered with: not usable, and not trusted.
                 tracing::warn!(
                     "a shared token cache entry did not decrypt (another cluster.token_cache_key_env, or altered in Redis); obtaining a new token"
@@ -160,7 +126,7 @@ impl SharedTokens for TokenVault {
                 return Ok(());
             }
             let entry = self.entry(key);
-            let Some(sealed) = self.sealer.seal(&entry, token, now_ms() + ms) else {
+            let Some(sealed) = seal(&self.sealer, &entry, token, now_ms() + ms) else {
                 return Err(SharedDown("sealing the token failed".into()));
             };
             let mut cmd = redis::cmd("SET");
@@ -219,30 +185,30 @@ mod tests {
 
     #[test]
     fn an_entry_opens_only_under_its_key_and_under_its_own_name() {
-        let one = Sealer::new(b"0123456789abcdef0123456789abcdef").unwrap();
-        let other = Sealer::new(b"0123456789abcdef0123456789abcdeX").unwrap();
-        let sealed = one.seal("p:token:aa", "the-token", 42).unwrap();
+        let one = sealer(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = sealer(b"0123456789abcdef0123456789abcdeX").unwrap();
+        let sealed = seal(&one, "p:token:aa", "the-token", 42).unwrap();
         assert!(!sealed.contains("the-token"));
         assert_eq!(
-            one.open("p:token:aa", &sealed),
+            open(&one, "p:token:aa", &sealed),
             Some(("the-token".to_string(), 42))
         );
-        assert_eq!(other.open("p:token:aa", &sealed), None, "another key");
+        assert_eq!(open(&other, "p:token:aa", &sealed), None, "another key");
         assert_eq!(
-            one.open("p:token:bb", &sealed),
+            open(&one, "p:token:bb", &sealed),
             None,
             "copied under another entry"
         );
         let mut tampered = sealed.into_bytes();
         tampered[20] ^= 1;
         assert_eq!(
-            one.open("p:token:aa", &String::from_utf8(tampered).unwrap()),
+            open(&one, "p:token:aa", &String::from_utf8(tampered).unwrap()),
             None,
             "altered"
         );
         assert_ne!(
-            one.seal("p:token:aa", "the-token", 42),
-            one.seal("p:token:aa", "the-token", 42),
+            seal(&one, "p:token:aa", "the-token", 42),
+            seal(&one, "p:token:aa", "the-token", 42),
             "a fresh nonce each time"
         );
     }

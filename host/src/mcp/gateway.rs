@@ -258,7 +258,7 @@ impl ServerHandler for Gateway {
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        tasks::get(self, &request, &self.exchange(&ctx)?)
+        tasks::get(self, &request, &self.exchange(&ctx)?).await
     }
 
     async fn update_task(
@@ -266,7 +266,7 @@ impl ServerHandler for Gateway {
         request: UpdateTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        tasks::update(self, request, &self.exchange(&ctx)?)
+        tasks::update(self, request, &self.exchange(&ctx)?).await
     }
 
     async fn cancel_task(
@@ -274,7 +274,7 @@ impl ServerHandler for Gateway {
         request: CancelTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        tasks::cancel(self, &request, &self.exchange(&ctx)?)
+        tasks::cancel(self, &request, &self.exchange(&ctx)?).await
     }
 
     async fn list_resources(

@@ -33,7 +33,7 @@ use super::record::RequestRecord;
 use super::tools::{answer, invoke};
 use crate::plugins::{LoadedPlugin, Target, TaskMode};
 use crate::sandbox::wit;
-use crate::tasks::{Owner, Snapshot, Status, TaskHandle};
+use crate::tasks::{Lookup, Owner, Snapshot, Status, TaskHandle};
 
 /// The extension's identifier, in capabilities.
 pub(super) const EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -416,13 +416,26 @@ fn not_found(id: &str) -> ErrorData {
     )
 }
 
-/// The caller's task `id`, if it may still call the task's tool.
-fn lookup(gw: &Gateway, ex: &Exchange, id: &str) -> Result<Snapshot, ErrorData> {
+/// A task look-up's failure, on the wire.
+fn refused(id: &str, e: Lookup) -> ErrorData {
+    match e {
+        Lookup::NotFound(_) => not_found(id),
+        Lookup::Down(e) => {
+            tracing::warn!("{e}");
+            ErrorData::internal_error(e.to_string(), None)
+        }
+    }
+}
+
+/// The caller's task `id` (held here or, with replicas, anywhere), if it may still call the
+/// task's tool.
+async fn lookup(gw: &Gateway, ex: &Exchange, id: &str) -> Result<Snapshot, ErrorData> {
     let snapshot = gw
         .tenant
         .tasks
-        .get(&Owner::of(&ex.who), id)
-        .map_err(|_| not_found(id))?;
+        .find(&Owner::of(&ex.who), id)
+        .await
+        .map_err(|e| refused(id, e))?;
     let catalog = gw.tenant.catalog();
     gw.authorize(&catalog, &ex.who, Target::Tool(&snapshot.tool))
         .map_err(|_| not_found(id))?;
@@ -430,12 +443,12 @@ fn lookup(gw: &Gateway, ex: &Exchange, id: &str) -> Result<Snapshot, ErrorData> 
 }
 
 /// `tasks/get`.
-pub(super) fn get(
+pub(super) async fn get(
     gw: &Gateway,
     request: &GetTaskParams,
     ex: &Exchange,
 ) -> Result<GetTaskResult, ErrorData> {
-    let mut v = detailed(lookup(gw, ex, &request.task_id)?);
+    let mut v = detailed(lookup(gw, ex, &request.task_id).await?);
     v["resultType"] = "complete".into();
     model(v)
 }
@@ -459,12 +472,12 @@ fn detailed(s: Snapshot) -> Value {
 }
 
 /// `tasks/update`: answers to the task's outstanding questions.
-pub(super) fn update(
+pub(super) async fn update(
     gw: &Gateway,
     request: UpdateTaskParams,
     ex: &Exchange,
 ) -> Result<(), ErrorData> {
-    lookup(gw, ex, &request.task_id)?;
+    lookup(gw, ex, &request.task_id).await?;
     for (key, value) in &request.input_responses {
         if !value.is_object() {
             return Err(ErrorData::invalid_params(
@@ -478,21 +491,23 @@ pub(super) fn update(
     let answers = request.input_responses.into_iter().collect();
     gw.tenant
         .tasks
-        .answer(&Owner::of(&ex.who), &request.task_id, answers)
-        .map_err(|_| not_found(&request.task_id))
+        .answer_anywhere(&Owner::of(&ex.who), &request.task_id, answers)
+        .await
+        .map_err(|e| refused(&request.task_id, e))
 }
 
 /// `tasks/cancel`: a running task stops (its instance is dropped); a finished one stays.
-pub(super) fn cancel(
+pub(super) async fn cancel(
     gw: &Gateway,
     request: &CancelTaskParams,
     ex: &Exchange,
 ) -> Result<(), ErrorData> {
-    lookup(gw, ex, &request.task_id)?;
+    lookup(gw, ex, &request.task_id).await?;
     gw.tenant
         .tasks
-        .cancel(&Owner::of(&ex.who), &request.task_id)
-        .map_err(|_| not_found(&request.task_id))?;
+        .cancel_anywhere(&Owner::of(&ex.who), &request.task_id)
+        .await
+        .map_err(|e| refused(&request.task_id, e))?;
     tracing::info!(tenant = %gw.tenant.id(), caller = %ex.who.caller(), "task cancelled");
     Ok(())
 }

@@ -7,21 +7,27 @@
 //! "not found"), their status, questions, answers and results, and the bounds that keep them
 //! finite (a TTL from creation, a cap on unfinished tasks per caller and on tasks per
 //! tenant). The running side holds a [`TaskHandle`]; cancelling a task fires its
-//! cancellation token, which stops its plugin instance. Must not: run plugins or speak the
-//! protocol (`mcp` does both and converts these values to the wire), or decide who may call
-//! a tool (`plugins::Catalog::authorize`, at creation).
+//! cancellation token, which stops its plugin instance. With replicas ([`SharedTasks`],
+//! `cluster` implements it on Redis) every change is also written to the shared store, so any
+//! replica answers for any task, and another replica's cancel or answers reach the replica
+//! running it ([`Control`]). Must not: run plugins or speak the protocol (`mcp` does both and
+//! converts these values to the wire), decide who may call a tool
+//! (`plugins::Catalog::authorize`, at creation), or know how the shared store works.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::{oneshot, watch};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{CallerId, Principal};
+use crate::auth::{CallerId, CallerName, Principal};
 use crate::config::TasksConfig;
 
 /// How a tenant's tasks are bounded.
@@ -75,10 +81,31 @@ impl Owner {
             caller: who.caller(),
         }
     }
+
+    /// A digest naming no one, equal for equal owners: how shared records name their owner.
+    pub fn digest(&self) -> String {
+        let (kind, name) = match &self.caller.name {
+            CallerName::Subject(s) => ("sub", s.as_str()),
+            CallerName::Client(c) => ("client", c.as_str()),
+            CallerName::Anonymous => ("anonymous", ""),
+        };
+        let mut h = Sha256::new();
+        for part in [
+            &*self.tenant,
+            self.caller.issuer.as_deref().unwrap_or(""),
+            kind,
+            name,
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// A task's lifecycle status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Working,
     InputRequired,
@@ -125,6 +152,120 @@ pub struct Snapshot {
     pub error: Option<Value>,
 }
 
+/// A task as replicas share it: its owner as a [`Owner::digest`], its state as its owner
+/// would see it (times in ms since the epoch).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharedTask {
+    pub owner: String,
+    pub id: String,
+    pub status: Status,
+    #[serde(default)]
+    pub status_message: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub ttl_ms: u64,
+    pub poll_interval_ms: u64,
+    pub tool: String,
+    #[serde(default)]
+    pub input_requests: Map<String, Value>,
+    #[serde(default)]
+    pub result: Option<Value>,
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl SharedTask {
+    fn of(owner: &Owner, s: &Snapshot) -> Self {
+        Self {
+            owner: owner.digest(),
+            id: s.id.clone(),
+            status: s.status,
+            status_message: s.status_message.clone(),
+            created_ms: ms(s.created_at),
+            updated_ms: ms(s.updated_at),
+            ttl_ms: u64::try_from(s.ttl.as_millis()).unwrap_or(u64::MAX),
+            poll_interval_ms: u64::try_from(s.poll_interval.as_millis()).unwrap_or(u64::MAX),
+            tool: s.tool.clone(),
+            input_requests: s.input_requests.clone(),
+            result: s.result.clone(),
+            error: s.error.clone(),
+        }
+    }
+
+    fn snapshot(self) -> Snapshot {
+        Snapshot {
+            id: self.id,
+            status: self.status,
+            status_message: self.status_message,
+            created_at: at(self.created_ms),
+            updated_at: at(self.updated_ms),
+            ttl: Duration::from_millis(self.ttl_ms),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            tool: self.tool,
+            input_requests: self.input_requests,
+            result: self.result,
+            error: self.error,
+        }
+    }
+
+    /// Time left until the task's TTL.
+    pub fn left(&self) -> Duration {
+        let end = self.created_ms.saturating_add(self.ttl_ms);
+        Duration::from_millis(end.saturating_sub(ms(SystemTime::now())))
+    }
+}
+
+/// What a replica asks of the replica running a task (whose owner must match).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Control {
+    Cancel,
+    Answer(Answers),
+}
+
+/// The shared store could not be asked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the tasks of other replicas cannot be looked up right now: {0}")]
+pub struct SharedDown(pub String);
+
+/// Where replicas share their tasks (`cluster` implements it on Redis).
+pub trait SharedTasks: Send + Sync {
+    /// Write `task` of `tenant` (kept until its TTL). A record already terminal stays as it
+    /// is: a cancel recorded by another replica is not undone by a late write.
+    fn store<'a>(&'a self, tenant: &'a str, task: &'a SharedTask) -> BoxFuture<'a, ()>;
+    /// Task `id` of `tenant`, if a replica wrote it.
+    fn load<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SharedTask>, SharedDown>>;
+    /// Ask whichever replica runs task `id` of `tenant` for `owner` to apply `control`.
+    fn send<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: &'a str,
+        owner: &'a str,
+        control: &'a Control,
+    ) -> BoxFuture<'a, ()>;
+}
+
+/// Why a task could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Lookup {
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    #[error(transparent)]
+    Down(#[from] SharedDown),
+}
+
 /// Why a task could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreateError {
@@ -166,10 +307,21 @@ impl Entry {
     }
 }
 
+/// Changes waiting to be written to the shared store, at most; more are dropped (logged).
+const SHARED_BACKLOG: usize = 1024;
+
 /// One tenant's tasks.
 pub struct TaskTable {
     settings: TaskSettings,
     tasks: Mutex<HashMap<String, Entry>>,
+    shared: OnceLock<Sharing>,
+}
+
+/// Where this table's changes go, with replicas.
+struct Sharing {
+    tenant: Arc<str>,
+    store: Arc<dyn SharedTasks>,
+    writes: mpsc::Sender<SharedTask>,
 }
 
 impl std::fmt::Debug for TaskTable {
@@ -185,7 +337,115 @@ impl TaskTable {
         Arc::new(Self {
             settings,
             tasks: Mutex::new(HashMap::new()),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Share this table (tenant `tenant`'s) through `store`: every change is written there,
+    /// in order, and look-ups of tasks this replica does not hold read it.
+    pub fn share_through(&self, tenant: Arc<str>, store: Arc<dyn SharedTasks>) {
+        let (writes, mut queue) = mpsc::channel::<SharedTask>(SHARED_BACKLOG);
+        let (writer, id) = (store.clone(), tenant.clone());
+        tokio::spawn(async move {
+            while let Some(task) = queue.recv().await {
+                writer.store(&id, &task).await;
+            }
+        });
+        let _ = self.shared.set(Sharing {
+            tenant,
+            store,
+            writes,
+        });
+    }
+
+    /// Write `entry`'s state to the shared store, if there is one.
+    fn publish(&self, entry: &Entry) {
+        if let Some(shared) = self.shared.get()
+            && shared
+                .writes
+                .try_send(SharedTask::of(&entry.owner, &entry.snapshot))
+                .is_err()
+        {
+            tracing::warn!(tenant = %shared.tenant,
+                "a task change was not shared with the other replicas (the shared store is behind)");
+        }
+    }
+
+    /// `owner`'s task `id`, here or (with replicas) on whichever replica runs it.
+    pub async fn find(&self, owner: &Owner, id: &str) -> Result<Snapshot, Lookup> {
+        match self.get(owner, id) {
+            Ok(s) => Ok(s),
+            Err(NotFound) => Ok(self.elsewhere(owner, id).await?.snapshot()),
+        }
+    }
+
+    /// `owner`'s task `id` as the shared store has it (another replica runs it).
+    async fn elsewhere(&self, owner: &Owner, id: &str) -> Result<SharedTask, Lookup> {
+        let shared = self.shared.get().ok_or(NotFound)?;
+        let task = shared.store.load(&shared.tenant, id).await?;
+        task.filter(|t| t.owner == owner.digest() && t.id == id && !t.left().is_zero())
+            .ok_or(Lookup::NotFound(NotFound))
+    }
+
+    /// [`TaskTable::cancel`], for a task any replica runs: the shared record reads
+    /// `cancelled` at once and the replica running it stops it.
+    pub async fn cancel_anywhere(&self, owner: &Owner, id: &str) -> Result<(), Lookup> {
+        if self.cancel(owner, id).is_ok() {
+            return Ok(());
+        }
+        let mut task = self.elsewhere(owner, id).await?;
+        if task.status.is_terminal() {
+            return Ok(());
+        }
+        let shared = self.shared.get().ok_or(NotFound)?;
+        task.status = Status::Cancelled;
+        task.input_requests.clear();
+        task.updated_ms = ms(SystemTime::now());
+        shared.store.store(&shared.tenant, &task).await;
+        let owner = owner.digest();
+        shared
+            .store
+            .send(&shared.tenant, id, &owner, &Control::Cancel)
+            .await;
+        Ok(())
+    }
+
+    /// [`TaskTable::answer`], for a task any replica runs.
+    pub async fn answer_anywhere(
+        &self,
+        owner: &Owner,
+        id: &str,
+        answers: Answers,
+    ) -> Result<(), Lookup> {
+        if self.get(owner, id).is_ok() {
+            return Ok(self.answer(owner, id, answers)?);
+        }
+        self.elsewhere(owner, id).await?;
+        let shared = self.shared.get().ok_or(NotFound)?;
+        let owner = owner.digest();
+        shared
+            .store
+            .send(&shared.tenant, id, &owner, &Control::Answer(answers))
+            .await;
+        Ok(())
+    }
+
+    /// Another replica asks this one to apply `control` to task `id` for the owner whose
+    /// digest is `owner`; ignored unless this replica holds that owner's task.
+    pub fn control(&self, owner: &str, id: &str, control: Control) {
+        let holder = self
+            .tasks
+            .lock()
+            .get(id)
+            .map(|e| e.owner.clone())
+            .filter(|o| o.digest() == owner);
+        let Some(holder) = holder else {
+            return;
+        };
+        let _ = match control {
+            Control::Cancel => self.cancel(&holder, id),
+            Control::Answer(answers) => self.answer(&holder, id, answers),
+        };
     }
 
     /// How this table bounds its tasks.
@@ -229,18 +489,16 @@ impl TaskTable {
             result: None,
             error: None,
         };
-        tasks.insert(
-            id.clone(),
-            Entry {
-                owner,
-                changes: watch::Sender::new(snapshot.clone()),
-                snapshot,
-                expires: now + self.settings.ttl,
-                cancel: cancel.clone(),
-                answered: Vec::new(),
-                resume: None,
-            },
-        );
+        let entry = tasks.entry(id.clone()).insert_entry(Entry {
+            owner,
+            changes: watch::Sender::new(snapshot.clone()),
+            snapshot,
+            expires: now + self.settings.ttl,
+            cancel: cancel.clone(),
+            answered: Vec::new(),
+            resume: None,
+        });
+        self.publish(entry.get());
         Ok(TaskHandle {
             table: self.clone(),
             id,
@@ -278,6 +536,7 @@ impl TaskTable {
                 entry.resume = None;
                 entry.set(Status::Cancelled);
                 entry.cancel.cancel();
+                self.publish(entry);
             }
         })
     }
@@ -301,6 +560,7 @@ impl TaskTable {
                 }
                 entry.set(Status::Working);
             }
+            self.publish(entry);
         })
     }
 
@@ -323,6 +583,7 @@ impl TaskTable {
             && !entry.snapshot.status.is_terminal()
         {
             change(entry);
+            self.publish(entry);
         }
     }
 }
@@ -547,6 +808,31 @@ mod tests {
         assert!(seen.result.is_none());
         // Idempotent.
         t.cancel(&alice, &id).unwrap();
+    }
+
+    #[test]
+    fn owner_digests_tell_callers_issuers_and_tenants_apart() {
+        let mut elsewhere = who("a", "alice");
+        elsewhere.issuer = Some(Arc::from("https://other-issuer.example"));
+        let alice = Owner::of(&who("a", "alice")).digest();
+        assert_eq!(alice, Owner::of(&who("a", "alice")).digest());
+        for other in [who("a", "bob"), who("b", "alice"), elsewhere] {
+            assert_ne!(alice, Owner::of(&other).digest());
+        }
+        assert!(!alice.contains("alice"));
+    }
+
+    #[test]
+    fn a_relayed_control_applies_only_to_its_owners_task() {
+        let t = table(4);
+        let alice = Owner::of(&who("a", "alice"));
+        let task = start(&t, &alice).unwrap();
+        let id = task.id().to_string();
+        t.control(&Owner::of(&who("a", "bob")).digest(), &id, Control::Cancel);
+        assert!(!task.cancelled().is_cancelled(), "bob's cancel is ignored");
+        t.control(&alice.digest(), &id, Control::Cancel);
+        assert!(task.cancelled().is_cancelled());
+        assert_eq!(t.get(&alice, &id).unwrap().status, Status::Cancelled);
     }
 
     #[test]
