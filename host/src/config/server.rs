@@ -61,6 +61,12 @@ pub struct ServerConfig {
     /// Then, with the listener closed, how long requests in flight (and open event streams)
     /// may take to finish before their connections are closed. Default 10000.
     pub shutdown_grace_ms: u64,
+    /// 2025-11-25 sessions: close a call's SSE response stream after this long, in ms; the
+    /// client resumes it with `GET` and `Last-Event-ID` (SSE polling, SEP-1699), so no proxy
+    /// or balancer on the way holds a long silent response. The rest of the call's messages,
+    /// the result included, come on the resumed stream. 0 (default): never. Use it only when
+    /// every client resumes streams (the official SDKs do).
+    pub sse_close_after_ms: u64,
     /// Environment variable holding the key that protects `requestState` (at least 32
     /// bytes). Set it when several gateway instances serve the same clients; otherwise a
     /// random per-process key is used.
@@ -92,6 +98,7 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: 100,
             shutdown_drain_ms: 0,
             shutdown_grace_ms: 10_000,
+            sse_close_after_ms: 0,
             state_key_env: None,
             allow_unauthenticated_public: false,
             admin_scope: "portcullis:admin".into(),

@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -59,6 +60,31 @@ pub(crate) struct Front {
     /// With several replicas: sends requests for sessions held elsewhere to their replica.
     forwarder: Option<Forwarder>,
     max_body_bytes: usize,
+    /// When set: 2025-11-25 session calls' SSE streams end after this long (SSE polling).
+    sse_close_after: Option<Duration>,
+}
+
+/// Whether `parts` is a request of a 2025-11-25 session, the revision whose clients resume a
+/// closed stream (SEP-1699).
+fn polls(parts: &Parts) -> bool {
+    session_id(parts).is_some()
+        && parts
+            .headers
+            .get("mcp-protocol-version")
+            .is_some_and(|v| v == "2025-11-25")
+}
+
+/// `resp` with its event stream ended after `after` (a lone JSON answer is left alone).
+fn close_after(resp: Response, after: Duration) -> Response {
+    if !jsonrpc::is_event_stream(&resp) {
+        return resp;
+    }
+    resp.map(|body| {
+        Body::from_stream(futures::StreamExt::take_until(
+            body.into_data_stream(),
+            tokio::time::sleep(after),
+        ))
+    })
 }
 
 fn session_id(parts: &Parts) -> Option<&str> {
@@ -76,6 +102,7 @@ impl Front {
         sessions: Arc<Sessions>,
         forwarder: Option<Forwarder>,
         max_body_bytes: usize,
+        sse_close_after: Option<Duration>,
         inner: Inner,
     ) -> Self {
         Self {
@@ -86,6 +113,7 @@ impl Front {
             sessions,
             forwarder,
             max_body_bytes,
+            sse_close_after,
         }
     }
 
@@ -323,7 +351,13 @@ impl Front {
                 if let Some(span) = &span {
                     req.extensions_mut().insert(RequestSpan(span.clone()));
                 }
-                self.call(req).await
+                let resp = self.call(req).await;
+                match self.sse_close_after {
+                    // rmcp's session streams carry event ids and a `retry`: a client resumes
+                    // them (the direct path's do not, so they are never cut).
+                    Some(after) if span.is_some() && polls(parts) => close_after(resp, after),
+                    _ => resp,
+                }
             }
         };
         // Refused by the protocol layer before any handler ran (an unknown session, a bad

@@ -160,6 +160,8 @@ fn serve_tenant(
         Arc::new(sessions),
         shared.map(|s| s.forwarder.clone()),
         config.server.max_body_bytes,
+        (config.server.sse_close_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(config.server.sse_close_after_ms)),
         BoxCloneSyncService::new(mcp),
     ));
     let guarded = tower::service_fn(move |req: Request| {
