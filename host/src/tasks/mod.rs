@@ -503,6 +503,7 @@ impl TaskTable {
             table: self.clone(),
             id,
             cancel,
+            expires: now + self.settings.ttl,
         })
     }
 
@@ -610,6 +611,8 @@ pub struct TaskHandle {
     table: Arc<TaskTable>,
     id: String,
     cancel: CancellationToken,
+    /// Its TTL's end: a task still waiting for answers then stops waiting.
+    expires: Instant,
 }
 
 impl TaskHandle {
@@ -665,7 +668,8 @@ impl TaskHandle {
     }
 
     /// Wait in `input_required` for answers to `questions` (key → `{method, params}`); `None`
-    /// if the task was cancelled or expired first.
+    /// if the task was cancelled or reached its TTL first (then it is stopped, even if no one
+    /// looks at the table again).
     pub async fn ask(&self, questions: Map<String, Value>) -> Option<Answers> {
         let (tx, rx) = oneshot::channel();
         let mut asked = false;
@@ -682,6 +686,10 @@ impl TaskHandle {
         tokio::select! {
             answers = rx => answers.ok(),
             () = self.cancel.cancelled() => None,
+            () = tokio::time::sleep_until(self.expires) => {
+                self.cancel.cancel();
+                None
+            }
         }
     }
 }
@@ -891,6 +899,23 @@ mod tests {
         let keys: Vec<String> = answers.unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["first", "second"]);
         assert_eq!(t.get(&alice, &id).unwrap().status, Status::Working);
+    }
+
+    #[tokio::test]
+    async fn a_task_waiting_for_answers_stops_at_its_ttl_untouched() {
+        let t = TaskTable::new(TaskSettings {
+            ttl: Duration::from_millis(300),
+            ..TaskSettings::default()
+        });
+        let task = start(&t, &Owner::of(&who("a", "alice"))).unwrap();
+        let mut questions = Map::new();
+        questions.insert(
+            "q".into(),
+            serde_json::json!({"method": "elicitation/create"}),
+        );
+        let answers = tokio::time::timeout(Duration::from_secs(2), task.ask(questions)).await;
+        assert_eq!(answers.expect("stopped waiting at the TTL"), None);
+        assert!(task.cancelled().is_cancelled());
     }
 
     #[tokio::test]
