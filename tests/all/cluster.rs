@@ -676,21 +676,45 @@ fn claims(issuer: &TestIssuer, aud: &str, sub: &str) -> Value {
 /// another issuer, and the same caller at another tenant's endpoint all get 404 on a replica
 /// that forwards (the holder checks the caller itself); Redis holds neither the session id
 /// nor any token.
-#[tokio::test]
-async fn a_session_is_only_its_creators_on_every_replica() {
+/// Callers that are not alice@`x` of tenant `t`: (who, token, the tenant's path).
+fn strangers_to_alice(x: &TestIssuer, y: &TestIssuer) -> [(&'static str, String, &'static str); 3] {
+    let aud = format!("{PUBLIC}/mcp");
+    [
+        (
+            "another subject",
+            x.token("a", claims(x, &aud, "mallory")),
+            "/mcp",
+        ),
+        (
+            "alice from another issuer",
+            y.token("b", claims(y, &aud, "alice")),
+            "/mcp",
+        ),
+        (
+            "alice at another tenant",
+            x.token("a", claims(x, &format!("{PUBLIC}/u/mcp"), "alice")),
+            "/u/mcp",
+        ),
+    ]
+}
+
+/// Two in-test issuers (keys `a` and `b`), Redis, and two replicas trusting both, at
+/// [`PUBLIC`].
+async fn two_issuers_two_replicas() -> (TestIssuer, TestIssuer, Redis, Vec<BinaryGateway>) {
     let (x, y) = (
         TestIssuer::start(&["a"]).await,
         TestIssuer::start(&["b"]).await,
     );
-    let public = PUBLIC;
-    let auth = oauth(&[&x, &y]);
     let redis = Redis::start().await;
-    let replicas = replicas(
-        &redis,
-        2,
-        &replica_config(&auth, &format!("public_url = \"{public}\"")),
-    )
-    .await;
+    let config = replica_config(&oauth(&[&x, &y]), &format!("public_url = \"{PUBLIC}\""));
+    let replicas = replicas(&redis, 2, &config).await;
+    (x, y, redis, replicas)
+}
+
+#[tokio::test]
+async fn a_session_is_only_its_creators_on_every_replica() {
+    let public = PUBLIC;
+    let (x, y, redis, replicas) = two_issuers_two_replicas().await;
     let (one, two) = (&replicas[0], &replicas[1]);
     let aud = format!("{public}/mcp");
     let alice = x.token("a", claims(&x, &aud, "alice"));
@@ -705,23 +729,7 @@ async fn a_session_is_only_its_creators_on_every_replica() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.result()["structuredContent"]["subject"], "alice", "{r:?}");
 
-    for (who, token, path) in [
-        (
-            "another subject",
-            x.token("a", claims(&x, &aud, "mallory")),
-            "/mcp",
-        ),
-        (
-            "alice from another issuer",
-            y.token("b", claims(&y, &aud, "alice")),
-            "/mcp",
-        ),
-        (
-            "alice at another tenant",
-            x.token("a", claims(&x, &format!("{public}/u/mcp"), "alice")),
-            "/u/mcp",
-        ),
-    ] {
+    for (who, token, path) in strangers_to_alice(&x, &y) {
         for replica in [one, two] {
             let mut hijack = Client::new(&format!("{}{path}", replica.base)).bearer(&token);
             hijack.session = Some(session.clone());
@@ -946,19 +954,8 @@ async fn while_redis_is_away_sessions_wait_and_stateless_calls_go_on() {
 /// holds neither the task id, nor its result, nor a token in clear.
 #[tokio::test]
 async fn tasks_are_answered_for_by_every_replica_and_only_for_their_owner() {
-    let (x, y) = (
-        TestIssuer::start(&["a"]).await,
-        TestIssuer::start(&["b"]).await,
-    );
     let public = PUBLIC;
-    let auth = oauth(&[&x, &y]);
-    let redis = Redis::start().await;
-    let replicas = replicas(
-        &redis,
-        2,
-        &replica_config(&auth, &format!("public_url = \"{public}\"")),
-    )
-    .await;
+    let (x, y, redis, replicas) = two_issuers_two_replicas().await;
     let (one, two) = (&replicas[0], &replicas[1]);
     let aud = format!("{public}/mcp");
     let alice = x.token("a", claims(&x, &aud, "alice"));
@@ -1031,24 +1028,7 @@ async fn tasks_are_answered_for_by_every_replica_and_only_for_their_owner() {
     );
 
     // Nobody else, on either replica.
-    let strangers = [
-        (
-            "another subject",
-            x.token("a", claims(&x, &aud, "mallory")),
-            "/mcp",
-        ),
-        (
-            "alice from another issuer",
-            y.token("b", claims(&y, &aud, "alice")),
-            "/mcp",
-        ),
-        (
-            "alice at another tenant",
-            x.token("a", claims(&x, &format!("{public}/u/mcp"), "alice")),
-            "/u/mcp",
-        ),
-    ];
-    for (who, token, path) in &strangers {
+    for (who, token, path) in &strangers_to_alice(&x, &y) {
         for replica in [one, two] {
             for method in ["tasks/get", "tasks/cancel"] {
                 let r = on_task(replica, path, token, method, &id, json!({})).await;
