@@ -125,6 +125,11 @@ async fn the_direct_path_answers_every_plugin_method_as_rmcp_does() {
         ),
         (
             "tools/call",
+            tool("probe.listed", json!({})),
+            "a non-object structuredContent (kept on 2026-07-28)",
+        ),
+        (
+            "tools/call",
             tool("test_error_handling", json!({})),
             "a tool error",
         ),
@@ -321,6 +326,8 @@ async fn the_direct_path_answers_in_a_session_as_rmcp_does() {
     let tool = |name: &str, args: Value| json!({"name": name, "arguments": args});
     let cases: Vec<(&str, Value)> = vec![
         ("tools/call", tool("probe.echo", json!({"n": 1}))),
+        // A non-object structuredContent: a 2025 peer gets it as a text block (rmcp 3.11).
+        ("tools/call", tool("probe.listed", json!({}))),
         ("tools/call", tool("test_error_handling", json!({}))),
         ("tools/call", tool("no.such.tool", json!({}))),
         ("tools/call", tool("probe.sleep", json!({}))),
@@ -343,6 +350,21 @@ async fn the_direct_path_answers_in_a_session_as_rmcp_does() {
     for (method, params) in cases {
         same_both_ways_in_session(&mut c, method, params).await;
     }
+    let listed = c.call_tool("probe.listed", json!({})).await;
+    assert!(
+        listed.result().get("structuredContent").is_none(),
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed.result()["content"][0]["text"],
+        r#"["ada","grace"]"#,
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed.result()["content"][1]["text"],
+        "two names",
+        "{listed:?}"
+    );
     // The session's own log level applies (everything until logging/setLevel).
     let logged = c.call_tool("test_tool_with_logging", json!({})).await;
     assert_eq!(
