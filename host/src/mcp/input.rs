@@ -339,8 +339,9 @@ where
     }
 }
 
-/// A request-level failure of a prompt or resource read, as a protocol error for its era.
-fn round_error(era: Era, e: RoundError) -> ErrorData {
+/// A request-level failure of a prompt or resource read (or of a task's round), as a
+/// protocol error for its era.
+pub(super) fn round_error(era: Era, e: RoundError) -> ErrorData {
     match (e, era) {
         (RoundError::Rpc(e), _) => e,
         (RoundError::MissingCapability(caps), Era::Stateless) => match model(caps) {

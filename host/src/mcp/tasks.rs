@@ -28,7 +28,7 @@ use super::convert::model;
 use super::era::Era;
 use super::exchange::{Exchange, ToClient};
 use super::gateway::Gateway;
-use super::input::{self, MAX_INPUT_ROUNDS, Retry, RoundError};
+use super::input::{self, MAX_INPUT_ROUNDS, Retry, RoundError, Step};
 use super::record::RequestRecord;
 use super::tools::{answer, invoke};
 use crate::plugins::{LoadedPlugin, Target, TaskMode};
@@ -146,14 +146,16 @@ pub(super) async fn call(
             }
         };
         match finished {
-            Step::Done(result) if mode.required => {
+            Ok(Step::Done(result)) if mode.required => {
                 let task = create(gw, ex, name, &token, &sink)?;
                 let created = envelope(&task)?;
                 task.complete(result);
                 return Ok(CallToolResponse::Task(created));
             }
-            Step::Done(result) => return answer(name, Ok(input::Rounds::Done(result)), ex.era),
-            Step::Input(needed) => {
+            Ok(Step::Done(result)) => {
+                return answer(name, Ok(input::Rounds::Done(result)), ex.era);
+            }
+            Ok(Step::Input(needed)) => {
                 let questions = match input::questions(&ex.client_caps, &needed) {
                     Ok(q) => q,
                     Err(e) => return answer(name, Err(e), ex.era),
@@ -175,7 +177,7 @@ pub(super) async fn call(
                     Err(e) => return answer(name, Err(e), ex.era),
                 }
             }
-            Step::Failed(e) => return answer(name, Err(e), ex.era),
+            Err(e) => return answer(name, Err(e), ex.era),
         }
     }
     answer(
@@ -268,16 +270,16 @@ struct Run {
 }
 
 /// A round running on its own task, aborted if dropped before it finishes.
-struct Abort(Option<JoinHandle<Step>>);
+struct Abort(Option<JoinHandle<Outcome>>);
 
 impl Abort {
-    async fn wait(&mut self) -> Step {
+    async fn wait(&mut self) -> Outcome {
         match self.0.as_mut() {
             Some(job) => {
                 let out = job.await;
                 self.0 = None;
                 out.unwrap_or_else(|e| {
-                    Step::Failed(RoundError::Rpc(ErrorData::internal_error(
+                    Err(RoundError::Rpc(ErrorData::internal_error(
                         format!("the call's task failed: {e}"),
                         None,
                     )))
@@ -298,24 +300,17 @@ impl Drop for Abort {
 
 impl Run {
     /// One round, spawned (so it can outlive the request that started it).
-    fn round(&self, continuation: Option<wit::Continuation>) -> JoinHandle<Step> {
-        let round = invoke(
+    fn round(&self, continuation: Option<wit::Continuation>) -> JoinHandle<Outcome> {
+        tokio::spawn(invoke(
             self.invocation.clone(),
             self.name.clone(),
             self.arguments.clone(),
             continuation,
-        );
-        tokio::spawn(async move {
-            match round.await {
-                Ok(input::Step::Done(v)) => Step::Done(v),
-                Ok(input::Step::Input(ir)) => Step::Input(ir),
-                Err(e) => Step::Failed(e),
-            }
-        })
+        ))
     }
 
     /// Run the task to its end: `pending` is a round already running.
-    async fn drive(self, task: Arc<TaskHandle>, pending: Option<JoinHandle<Step>>) {
+    async fn drive(self, task: Arc<TaskHandle>, pending: Option<JoinHandle<Outcome>>) {
         let cancelled = task.cancelled();
         let mut job = Abort(pending);
         let mut continuation = None;
@@ -329,9 +324,9 @@ impl Run {
                 () = cancelled.cancelled() => return,
             };
             let needed = match finished {
-                Step::Done(result) => return task.complete(result),
-                Step::Failed(e) => return task.fail(error_object(e)),
-                Step::Input(needed) => needed,
+                Ok(Step::Done(result)) => return task.complete(result),
+                Err(e) => return task.fail(error_object(e)),
+                Ok(Step::Input(needed)) => needed,
             };
             let questions = match input::questions(&self.caps, &needed) {
                 Ok(q) => q,
@@ -361,23 +356,12 @@ impl Run {
     }
 }
 
-/// A round's outcome, as the task runner sees it.
-enum Step {
-    Done(Value),
-    Input(wit::InputRequired),
-    Failed(RoundError),
-}
+/// A round's outcome: done, asking, or failed.
+type Outcome = Result<Step<Value>, RoundError>;
 
 /// A failed round as the JSON-RPC error object a failed task carries.
 fn error_object(e: RoundError) -> Value {
-    let error = match e {
-        RoundError::Rpc(e) => e,
-        RoundError::MissingCapability(caps) => match model(caps) {
-            Ok(caps) => ErrorData::missing_required_client_capability(caps),
-            Err(e) => e,
-        },
-        RoundError::Input(msg) => ErrorData::internal_error(msg, None),
-    };
+    let error = input::round_error(Era::Stateless, e);
     serde_json::to_value(&error).unwrap_or_else(|_| json!({"code": -32603, "message": "failed"}))
 }
 

@@ -512,7 +512,9 @@ impl TaskTable {
         self.owned(owner, id, |e| e.snapshot.clone())
     }
 
-    /// Apply `f` to `owner`'s live task `id` (expired ones swept first).
+    /// Apply `f` to `owner`'s live task `id`. Only that entry's TTL is checked (an expired
+    /// one is dropped and stopped here); the whole table is swept when tasks are created, so a
+    /// poll costs one look-up however many tasks the tenant keeps.
     fn owned<R>(
         &self,
         owner: &Owner,
@@ -520,7 +522,11 @@ impl TaskTable {
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, NotFound> {
         let mut tasks = self.tasks.lock();
-        sweep(&mut tasks, Instant::now());
+        if tasks.get(id).is_some_and(|e| e.expires <= Instant::now())
+            && let Some(expired) = tasks.remove(id)
+        {
+            expired.cancel.cancel();
+        }
         let entry = tasks
             .get_mut(id)
             .filter(|e| &e.owner == owner)
