@@ -291,16 +291,27 @@ impl Portcullis {
             h2_max_streams: server.http2_max_concurrent_streams,
             grace: Duration::from_millis(server.shutdown_grace_ms),
         };
-        if let Some(cluster) = self.cluster.clone() {
-            // As the listener closes, not after the grace period: from then on the other
-            // replicas answer 404 for this one's sessions rather than forward to it.
+        // As the listener closes, not after the grace period: from then on the other replicas
+        // answer 404 for this one's sessions rather than forward to it.
+        let leaving = self.cluster.clone().map(|cluster| {
             let shutdown = self.shutdown.clone();
             tokio::spawn(async move {
                 shutdown.cancelled().await;
                 cluster.leave().await;
-            });
-        }
+            })
+        });
         transport::listener::serve(listener, self.router, limits, self.shutdown).await?;
+        if let Some(leaving) = leaving {
+            // The withdrawal is part of stopping: a replica with nothing in flight must not
+            // exit before its announcement is gone (each Redis command is bounded by
+            // `cluster.redis_timeout_ms`; this bounds the whole).
+            let bound = Duration::from_millis(server.shutdown_grace_ms.max(1000));
+            if tokio::time::timeout(bound, leaving).await.is_err() {
+                tracing::warn!(
+                    "leaving the cluster did not finish in {bound:?}; the announcement expires with cluster.replica_ttl_ms"
+                );
+            }
+        }
         Ok(())
     }
 }

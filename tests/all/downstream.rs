@@ -27,6 +27,7 @@ async fn gateway_granting(api: &str, granted: &str) -> TestGateway {
         base_url = "{api}/api"
         timeout_ms = 1000
         max_response_bytes = 1048576
+        headers = ["X-Request-Tag"]
         [[tenant.service]]
         name = "other"
         base_url = "{api}/api"
@@ -254,6 +255,7 @@ async fn plugins_cannot_bypass_the_guard_forge_trusted_headers_or_read_the_crede
         credential = "static"
         header_name = "x-api-key"
         header_env = "KEYED_SECRET"
+        headers = ["x-plugin"]
         [[tenant.service]]
         name = "bearer"
         base_url = "{api}/api"
@@ -303,7 +305,19 @@ async fn plugins_cannot_bypass_the_guard_forge_trusted_headers_or_read_the_crede
         ["X-Original-URL", "/outside"],
         ["X-Rewrite-URL", "/outside"],
         ["X-HTTP-Method-Override", "DELETE"],
+        // #28: eight more a deny-list missed; an allow-list drops them all.
+        ["Fastly-Client-IP", "10.0.0.1"],
+        ["X-Forwarded", "for=10.0.0.1"],
+        ["Forwarded-For", "10.0.0.1"],
+        ["X-AppEngine-User-IP", "10.0.0.1"],
+        ["X-Envoy-External-Address", "10.0.0.1"],
+        ["X-Original-Host", "admin.internal"],
+        ["X-ProxyUser-Ip", "10.0.0.1"],
+        ["Client-IP", "10.0.0.1"],
+        ["X-Unlisted", "dropped"],
+        ["Accept-Encoding", "gzip"],
         ["X-Plugin", "kept"],
+        ["Content-Type", "application/json"],
     ];
     let out = fetch(json!({"service": "keyed", "path": "/hello", "headers": forged})).await;
     assert_eq!(out, "status 200: hello from the API");
@@ -318,18 +332,31 @@ async fn plugins_cannot_bypass_the_guard_forge_trusted_headers_or_read_the_crede
         ["key-0123456789abcdef"],
         "only the gateway's credential"
     );
-    for [name, _] in &forged[1..8] {
+    for [name, _] in &forged[1..17] {
         assert!(
             seen.get(*name).is_none(),
             "{name} reached the API: {seen:?}"
         );
     }
-    assert_eq!(seen["x-plugin"], "kept", "ordinary headers pass");
+    assert_eq!(
+        seen["accept-encoding"], "identity",
+        "the gateway asks for bodies it can read"
+    );
+    assert_eq!(seen["x-plugin"], "kept", "headers the operator listed pass");
+    assert_eq!(
+        seen["content-type"], "application/json",
+        "and the common ones"
+    );
 
     for (service, path) in [
         ("keyed", "/echo-all"),
         ("bearer", "/echo-all"),
         ("bearer", "/echo-encoded"),
+        // #28: encodings the tripwire did not read.
+        ("keyed", "/echo-hex"),
+        ("bearer", "/echo-hex"),
+        ("keyed", "/echo-unaligned"),
+        ("bearer", "/echo-unaligned"),
     ] {
         let out = fetch(json!({"service": service, "path": path})).await;
         assert!(
@@ -338,8 +365,42 @@ async fn plugins_cannot_bypass_the_guard_forge_trusted_headers_or_read_the_crede
         );
         assert!(!out.contains("0123456789abcdef"), "{service}{path}: {out}");
     }
+    // #28: a body the gateway cannot read (it asked for `identity`) is not handed over.
+    let out = fetch(json!({"service": "keyed", "path": "/gzip-always",
+                           "headers": [["Accept-Encoding", "gzip"]]}))
+    .await;
+    assert!(
+        out.starts_with("error: Error::Blocked(") && out.contains("encoded body"),
+        "{out}"
+    );
+    // #28: Unicode dots a normalising backend reads as `..`, and same-origin redirects to
+    // paths the plugin itself could not ask for.
+    for path in [
+        "/\u{FF0E}\u{FF0E}/outside",
+        "/%EF%BC%8E%EF%BC%8E/outside",
+        "/\u{2025}/outside",
+        "/%E2%80%A5/outside",
+        "/a\u{FF0F}..\u{FF0F}outside",
+        "/redirect-dotsemi",
+        "/redirect-double-encoded",
+    ] {
+        let out = fetch(json!({"service": "keyed", "path": path})).await;
+        assert!(out.starts_with("error: Error::Blocked("), "{path}: {out}");
+    }
+    let paths = api.paths();
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.contains("outside") && !p.contains("..;") && !p.contains("%25")),
+        "the API received none of them: {paths:?}"
+    );
     let log = gw.stop().await;
     assert!(log.contains("withheld a response that repeats the credential"));
+    assert!(log.contains("withheld a response encoded although the gateway asked for identity"));
+    assert!(
+        log.contains("is not a plain path under the service"),
+        "redirects refused are logged"
+    );
     assert!(
         !log.contains("0123456789abcdef"),
         "no credential in the log"

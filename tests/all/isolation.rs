@@ -516,6 +516,92 @@ plugins = [{hello}]
     );
 }
 
+/// #28 AC2. Before: refusals were counted only when their introspection had answered, so 64
+/// junk tokens sent at once cost 64 introspections against a budget of 30, and an
+/// unreachable introspection endpoint's URL was in the unauthenticated 401. Now each
+/// introspection takes its slot of the budget before it starts.
+#[tokio::test]
+async fn a_burst_of_junk_tokens_costs_at_most_the_budget_and_learns_nothing_of_the_endpoint() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let as_ = RealAs::start_with(
+        std::slice::from_ref(&url),
+        "mcp:tools",
+        &[("AS_TOKEN_FORMAT", "opaque")],
+    )
+    .await;
+    let config = |endpoint: &str| {
+        format!(
+            r#"
+[auth]
+mode = "oauth"
+scopes_supported = ["mcp:tools"]
+introspection_failures_per_minute = 30
+[[auth.issuer]]
+issuer = "{issuer}"
+introspection = {{ client_id = "gateway", client_secret_env = "GATEWAY_SECRET"{endpoint} }}
+[[tenant]]
+id = "t"
+plugins = [{hello}]
+"#,
+            issuer = as_.issuer,
+            hello = toml_path(&plugin("hello")),
+        )
+    };
+    let gw = BinaryGateway::start_on_port(port, &config(""), &[("GATEWAY_SECRET", SECRET)]).await;
+    let introspections = || async {
+        as_.requests()
+            .await
+            .iter()
+            .filter(|r| r["endpoint"] == "introspection")
+            .count()
+    };
+    let before = introspections().await;
+    let burst = (0..100).map(|i| {
+        let url = url.clone();
+        async move {
+            Client::modern(&url)
+                .bearer(&format!("junk-{i}"))
+                .call_tool("hello.greet", json!({"name": "r"}))
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(burst).await;
+    let spent = introspections().await - before;
+    assert!(spent <= 30, "{spent} introspections for a budget of 30");
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 70,
+        "{statuses:?}"
+    );
+    gw.stop().await;
+
+    // An introspection endpoint that cannot be reached: the operator's log says where and
+    // why, the caller only that the token could not be checked.
+    let dead = format!(
+        ", endpoint = \"http://127.0.0.1:{}/introspect-here\"",
+        free_port()
+    );
+    let gw =
+        BinaryGateway::start_on_port(port, &config(&dead), &[("GATEWAY_SECRET", SECRET)]).await;
+    let r = Client::modern(&url)
+        .bearer("opaque-token-value")
+        .call_tool("hello.greet", json!({"name": "r"}))
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let answer = format!("{:?}{}", r.headers, r.body);
+    assert!(
+        !answer.contains("introspect-here") && answer.contains("could not be checked"),
+        "{answer}"
+    );
+    let log = gw.stop().await;
+    assert!(log.contains("introspect-here"), "the operator is told");
+}
+
 /// AC5. `*` in a token's `scope` or `scp`. Before: it granted every scope, admin included.
 #[tokio::test]
 async fn a_wildcard_scope_in_a_token_grants_nothing() {
@@ -604,6 +690,67 @@ async fn one_caller_cannot_take_every_session() {
         .await;
     assert_eq!(r.status, 503, "the gateway is full: {r:?}");
     assert!(r.headers.contains_key("retry-after"));
+}
+
+/// #28 AC2. Before: owners were counted only after `initialize` answered, so 24 concurrent
+/// `initialize`s of one subject left 8 live sessions under a cap of 3, and the gateway-wide
+/// cap then refused another subject. Now each `initialize` reserves its room first: a burst
+/// of 50 leaves alice at most her 3, the rest are told to retry (429), and bob gets in.
+#[tokio::test]
+async fn a_burst_of_initializes_holds_to_the_session_caps() {
+    let (x, y) = two_issuers().await;
+    let gw = two_issuer_gateway(
+        &x,
+        &y,
+        ("max_sessions = 6\nmax_sessions_per_subject = 3", ""),
+        "",
+    )
+    .await;
+    let url = gw.url("/mcp");
+    let bearer = |sub: &str| {
+        format!(
+            "Bearer {}",
+            x.token("a", whoami_claims(&x, &url, sub, "mcp:tools"))
+        )
+    };
+    let alice = bearer("alice");
+    let burst = (0..50).map(|_| {
+        let mut c = Client::new(&url);
+        c.authorization = Some(alice.clone());
+        async move {
+            let r = c
+                .post_raw(
+                    crate::support::initialize_request("2025-11-25", json!({})),
+                    &[],
+                )
+                .await;
+            c.session = r
+                .headers
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status, c)
+        }
+    });
+    let answered = futures::future::join_all(burst).await;
+    let statuses: std::collections::BTreeSet<u16> = answered.iter().map(|(s, _)| *s).collect();
+    assert!(
+        statuses.is_subset(&[200, 429].into()),
+        "opened or told to retry: {statuses:?}"
+    );
+    let mut live = 0;
+    for (_, mut c) in answered.into_iter().filter(|(s, _)| *s == 200) {
+        c.version = "2025-11-25".into();
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let noted = c.post_raw(note, &[]).await.status;
+        if noted == 202 && c.request("tools/list", json!({})).await.status == 200 {
+            live += 1;
+        }
+    }
+    assert!((1..=3).contains(&live), "alice holds {live} sessions");
+    let bob = bearer("bob");
+    for _ in 0..3 {
+        let _bob = Client::initialize_with(&url, "2025-11-25", Some(&bob)).await;
+    }
 }
 
 /// AC7. A page that rebinds a name to the gateway's address. Before: side routes skipped the

@@ -345,3 +345,103 @@ async fn caller_chosen_names_never_become_attributes_and_refusals_mark_their_spa
     );
     gw.stop().await;
 }
+
+/// #28 AC3. Before: any method token a client sent (hyper accepts extension methods of
+/// hundreds of KiB), answered 401 or not, became its own `http.server.request.duration`
+/// series and span name, and any service name a plugin made up became a
+/// `portcullis.downstream.requests` series. Now both come from closed sets: the HTTP
+/// methods and `_OTHER`, the configured services and `unknown`.
+#[tokio::test]
+async fn methods_and_service_names_the_caller_or_plugin_chooses_make_no_series() {
+    let rx = Receiver::start().await;
+    let api = DownstreamApi::start().await;
+    let (gw, user_token) = exporting_gateway(&rx, &api).await;
+    let url = format!("{}/mcp", gw.base);
+    let http = reqwest::Client::new();
+    for i in 0..100 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{i:03}{}", "X".repeat(2048)).as_bytes()).unwrap();
+        let mut req = http.request(method, &url);
+        if i % 2 == 0 {
+            req = req.bearer_auth(&user_token);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        assert!([401, 405].contains(&status), "{i}: {status}");
+    }
+    let mut client = Client::modern(&url).bearer(&user_token);
+    for i in 0..100 {
+        let r = client
+            .call_tool("probe.fetch", json!({"service": format!("made-up-{i:03}")}))
+            .await;
+        assert!(r.text().contains("UnknownService"), "{i}: {r:?}");
+    }
+    let points = rx
+        .wait("metrics", |p| {
+            // Exports are cumulative: the latest count of each series, summed over the
+            // series with `key` = `value` (one per status code, say).
+            let count = |name: &str, key: &str, value: &str| {
+                let mut latest = std::collections::BTreeMap::new();
+                for x in p
+                    .iter()
+                    .filter(|x| x["name"] == name && x["attributes"][key] == value)
+                {
+                    let n = x["count"].as_u64().or_else(|| x["value"].as_u64());
+                    let at = latest.entry(x["attributes"].to_string()).or_insert(0);
+                    *at = (*at).max(n.unwrap_or(0));
+                }
+                latest.values().sum::<u64>()
+            };
+            count(
+                "http.server.request.duration",
+                "http.request.method",
+                "_OTHER",
+            ) >= 100
+                && count(
+                    "portcullis.downstream.requests",
+                    "portcullis.service",
+                    "unknown",
+                ) >= 100
+        })
+        .await;
+    let values = |name: &str, key: &str| -> std::collections::BTreeSet<String> {
+        points
+            .iter()
+            .filter(|p| p["name"] == name)
+            .filter_map(|p| p["attributes"][key].as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    let methods = values("http.server.request.duration", "http.request.method");
+    assert!(
+        methods
+            .iter()
+            .all(|m| ["GET", "POST", "DELETE", "_OTHER"].contains(&m.as_str())),
+        "{methods:?}"
+    );
+    let services = values("portcullis.downstream.requests", "portcullis.service");
+    assert_eq!(services, ["unknown".to_string()].into(), "{services:?}");
+    let spans = rx
+        .wait("spans", |s| s.iter().any(|x| x["name"] == "_OTHER /mcp"))
+        .await;
+    assert!(
+        spans
+            .iter()
+            .all(|s| !s["name"].as_str().unwrap().contains("M00")),
+        "no span is named after a made-up method"
+    );
+    let exported = rx.get("spans").await + &rx.get("metrics").await;
+    // The plugin's error may be told in a (bounded) log event; never as a series or an
+    // attribute.
+    assert!(!rx.get("metrics").await.contains("made-up"), "no series");
+    assert!(
+        spans
+            .iter()
+            .all(|s| !s["attributes"].to_string().contains("made-up")),
+        "no span attribute"
+    );
+    assert!(
+        !exported.contains(&"X".repeat(64)),
+        "no long method exported"
+    );
+    gw.stop().await;
+}

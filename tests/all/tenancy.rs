@@ -381,3 +381,60 @@ fn the_multi_tenant_example_is_valid() {
         "http://127.0.0.1:8080/t/team-b/mcp"
     );
 }
+
+/// #28 AC2. Before: `max_concurrent_requests` was given back when a 2025 session call's
+/// response stream ended — the client gone — while rmcp went on running the call, so a client
+/// that hangs up could keep any number of calls running under a cap of 1. Now the handler
+/// holds the place until the call is over.
+#[tokio::test]
+async fn a_client_that_hangs_up_keeps_its_place_until_its_call_is_over() {
+    let body = format!(
+        "[auth]\nmode = \"none\"\n[limits]\ndeadline_ms = 20000\n\
+         [[tenant]]\nid = \"c\"\nplugins = [{probe}]\n[tenant.quota]\nmax_concurrent_requests = 1\n",
+        probe = toml_path(&plugin("probe")),
+    );
+    let gw = TestGateway::start("", &body).await;
+    let url = gw.url("/mcp");
+    // A client that may be asked for input: its session's calls run through rmcp's worker.
+    let session = Client::initialize_with(&url, "2025-11-25", None).await;
+    let started = Instant::now();
+    let hung_up = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", session.session.as_deref().unwrap())
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "probe.sleep", "arguments": {"ms": 6000}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hung_up.status(), 200);
+    drop(hung_up);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = Client::modern(&url)
+        .call_tool("probe.echo", json!({}))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(6000),
+        "still within the first call"
+    );
+    assert_eq!(r.status, 429, "the first call still runs: {r:?}");
+    assert_eq!(r.error()["data"]["limit"], "concurrency");
+    // Once it is over, the place is free again (waited for, not timed).
+    let mut freed = false;
+    for _ in 0..200 {
+        let r = Client::modern(&url)
+            .call_tool("probe.echo", json!({}))
+            .await;
+        if r.status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the place is given back when the call ends");
+}

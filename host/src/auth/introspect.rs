@@ -193,12 +193,50 @@ impl Introspector {
     }
 }
 
-/// Refused introspections per client address in a fixed one-minute window. Only refusals
-/// count, so a busy address with good tokens is never slowed; one that presents junk gets
-/// at most `per_minute` introspections, then 429 until the window ends.
+/// Introspections that did not accept a token, per client network, in a fixed one-minute
+/// window, with the ones in flight counted as if they would fail: a network that presents
+/// junk gets at most `per_minute` introspections started, however many it sends at once, then
+/// 429 until the window ends. Accepted tokens give their slot back, so a busy network with
+/// good tokens is never slowed. A network is an IPv4 address or an IPv6 /64 (one host
+/// usually holds a whole /64).
 pub(crate) struct FailureLimiter {
     per_minute: u32,
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    seen: Mutex<HashMap<IpAddr, Window>>,
+}
+
+/// One network's window.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    failed: u32,
+    in_flight: u32,
+}
+
+/// One introspection under way, holding its slot of the budget; it counts as failed unless
+/// [`Attempt::accepted`] is called.
+pub(crate) struct Attempt<'a> {
+    limiter: &'a FailureLimiter,
+    key: IpAddr,
+    accepted: bool,
+}
+
+impl Attempt<'_> {
+    /// The token was accepted: the slot is given back.
+    pub(crate) fn accepted(mut self) {
+        self.accepted = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut seen = self.limiter.seen.lock();
+        if let Some(w) = seen.get_mut(&self.key) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+            if !self.accepted {
+                w.failed = w.failed.saturating_add(1);
+            }
+        }
+    }
 }
 
 impl FailureLimiter {
@@ -209,37 +247,50 @@ impl FailureLimiter {
         }
     }
 
+    /// The network `peer` counts in.
     fn key(peer: Option<IpAddr>) -> IpAddr {
-        peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-    }
-
-    /// Seconds until `peer` may introspect again, if its budget is spent.
-    pub(crate) fn blocked(&self, peer: Option<IpAddr>) -> Option<u64> {
-        let seen = self.seen.lock();
-        let (start, n) = seen.get(&Self::key(peer))?;
-        let left = WINDOW.checked_sub(start.elapsed())?;
-        (*n >= self.per_minute).then(|| left.as_secs().max(1))
-    }
-
-    /// Count one refused introspection for `peer`.
-    pub(crate) fn record(&self, peer: Option<IpAddr>) {
-        let mut seen = self.seen.lock();
-        if seen.len() >= TRACKED_ADDRESSES {
-            seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
+        match peer.map(|p| p.to_canonical()) {
+            Some(IpAddr::V6(v6)) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+            Some(v4) => v4,
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
-        if seen.len() >= TRACKED_ADDRESSES {
-            // Every tracked address is active: make room rather than grow without bound.
-            if let Some(victim) = seen.keys().next().copied() {
-                seen.remove(&victim);
+    }
+
+    /// Start an introspection for `peer`, or the seconds until it may start one.
+    pub(crate) fn start(&self, peer: Option<IpAddr>) -> Result<Attempt<'_>, u64> {
+        let key = Self::key(peer);
+        let mut seen = self.seen.lock();
+        if seen.len() >= TRACKED_ADDRESSES && !seen.contains_key(&key) {
+            seen.retain(|_, w| w.in_flight > 0 || w.start.elapsed() < WINDOW);
+            if seen.len() >= TRACKED_ADDRESSES {
+                // Every tracked network is active: refuse the newcomer rather than forget one
+                // (forgetting would hand it a fresh budget).
+                return Err(WINDOW.as_secs());
             }
         }
-        let entry = seen
-            .entry(Self::key(peer))
-            .or_insert_with(|| (Instant::now(), 0));
-        if entry.0.elapsed() >= WINDOW {
-            *entry = (Instant::now(), 0);
+        let w = seen.entry(key).or_insert(Window {
+            start: Instant::now(),
+            failed: 0,
+            in_flight: 0,
+        });
+        if w.start.elapsed() >= WINDOW {
+            w.start = Instant::now();
+            w.failed = 0;
         }
-        entry.1 += 1;
+        if w.failed.saturating_add(w.in_flight) >= self.per_minute {
+            let left = WINDOW.saturating_sub(w.start.elapsed());
+            return Err(left.as_secs().max(1));
+        }
+        w.in_flight += 1;
+        Ok(Attempt {
+            limiter: self,
+            key,
+            accepted: false,
+        })
     }
 }
 
@@ -304,11 +355,36 @@ mod tests {
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
         for _ in 0..3 {
-            assert_eq!(limiter.blocked(a), None);
-            limiter.record(a);
+            drop(limiter.start(a).expect("within the budget"));
         }
-        let wait = limiter.blocked(a).expect("budget spent");
+        let wait = limiter.start(a).err().expect("budget spent");
         assert!((1..=60).contains(&wait), "{wait}");
-        assert_eq!(limiter.blocked(b), None, "another address is unaffected");
+        assert!(limiter.start(b).is_ok(), "another address is unaffected");
+    }
+
+    /// Before, only finished refusals counted: 64 junk tokens at once all reached the
+    /// authorization server against a budget of 30.
+    #[test]
+    fn introspections_in_flight_count_against_the_budget() {
+        let limiter = FailureLimiter::new(30);
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let started: Vec<_> = (0..64).filter_map(|_| limiter.start(a).ok()).collect();
+        assert_eq!(started.len(), 30, "a burst gets the budget, no more");
+        // Accepted tokens give their slots back.
+        for attempt in started {
+            attempt.accepted();
+        }
+        assert!(limiter.start(a).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let limiter = FailureLimiter::new(2);
+        let host = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        drop(limiter.start(host(1)).unwrap());
+        drop(limiter.start(host(2)).unwrap());
+        assert!(limiter.start(host(3)).is_err(), "the same /64");
+        let other = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+        assert!(limiter.start(other).is_ok(), "another /64");
     }
 }

@@ -464,17 +464,27 @@ impl ResourceServer {
         if let Some(why) = self.recently_rejected(&key, now) {
             return Err(Denial::InvalidToken(why));
         }
-        if let Some(retry_after) = self.failures.blocked(peer) {
-            return Err(Denial::TooManyFailures { retry_after });
-        }
+        let attempt = self
+            .failures
+            .start(peer)
+            .map_err(|retry_after| Denial::TooManyFailures { retry_after })?;
         match at.introspect(token, audience).await {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                attempt.accepted();
+                Ok(v)
+            }
             Err(introspect::IntrospectError::Refused(why)) => {
-                self.failures.record(peer);
                 self.remember_rejection(key, why.clone(), now);
                 Err(Denial::InvalidToken(why))
             }
-            Err(introspect::IntrospectError::Unavailable(why)) => Err(Denial::InvalidToken(why)),
+            Err(introspect::IntrospectError::Unavailable(why)) => {
+                // The operator's log has the endpoint and the failure; the unauthenticated
+                // caller learns only that the token could not be checked.
+                tracing::warn!(issuer = at.issuer_url(), "introspection failed: {why}");
+                Err(Denial::InvalidToken(
+                    "the token could not be checked at its issuer right now".into(),
+                ))
+            }
         }
     }
 
@@ -528,10 +538,17 @@ impl ResourceServer {
             _ => Vec::new(),
         };
         let granted = granted.into_iter().filter(|s| s != ALL_SCOPES);
+        let (subject, client_id) = (text("sub"), text("client_id").or_else(|| text("azp")));
+        if subject.is_none() && client_id.is_none() {
+            // Such callers would all be one: sharing sessions' caps, buckets and bindings.
+            return Err(Denial::InvalidToken(
+                "the token names neither a subject (sub) nor a client (client_id)".into(),
+            ));
+        }
         let entry = CachedToken {
             issuer: verified.issuer.clone(),
-            subject: text("sub"),
-            client_id: text("client_id").or_else(|| text("azp")),
+            subject,
+            client_id,
             scopes: self.expand(granted),
             claims: self
                 .claims

@@ -442,6 +442,18 @@ mod tests {
             intro("https://y", ", token_prefix = \"a_\"")
         );
         assert_eq!(key(&same).unwrap_err(), "tenant[0].issuers");
+        for (x, y) in [("a_", "a_b"), ("", "y_")] {
+            let overlapping = format!(
+                "{oauth}{}{}{tenant}",
+                intro("https://x", &format!(", token_prefix = \"{x}\"")),
+                intro("https://y", &format!(", token_prefix = \"{y}\""))
+            );
+            assert_eq!(
+                key(&overlapping).unwrap_err(),
+                "tenant[0].issuers",
+                "`{x}` and `{y}`: a token of one would be introspected at the other"
+            );
+        }
         let prefixed = format!(
             "{oauth}{}{}{tenant}",
             intro("https://x", ""),

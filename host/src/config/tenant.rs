@@ -104,6 +104,11 @@ pub struct ServiceConfig {
     /// Largest response body returned to the plugin, in bytes. Default 1 MiB.
     #[serde(default = "default_service_bytes")]
     pub max_response_bytes: usize,
+    /// Request headers plugins may send to this service beyond the few every service takes
+    /// (content negotiation, conditional requests, idempotency keys): an API's own headers,
+    /// such as `x-github-api-version`. Every other header a plugin sets is dropped.
+    #[serde(default)]
+    pub headers: Vec<String>,
 }
 
 fn default_service_timeout() -> u64 {

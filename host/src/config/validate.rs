@@ -652,7 +652,8 @@ impl Config {
     }
 
     /// An opaque token must have exactly one issuer to be introspected at: within a tenant,
-    /// at most one introspecting issuer without a `token_prefix`, and prefixes distinct.
+    /// at most one introspecting issuer without a `token_prefix`, and no prefix empty or the
+    /// beginning of another.
     fn check_one_introspector_per_token(&self) -> Result<(), ConfigError> {
         for (t, tenant) in self.tenants.iter().enumerate() {
             let trusted = self.tenant_issuers(tenant);
@@ -665,15 +666,22 @@ impl Config {
                 .map(|x| x.token_prefix.as_deref())
                 .collect();
             let unprefixed = prefixes.iter().filter(|p| p.is_none()).count();
-            let mut distinct: Vec<&str> = prefixes.iter().flatten().copied().collect();
-            let listed = distinct.len();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if unprefixed > 1 || distinct.len() != listed {
+            let named: Vec<&str> = prefixes.iter().flatten().copied().collect();
+            // Distinct is not enough: with `a_` and `a_b`, a token `a_b…` of the first
+            // issuer would be sent to the second. None may be empty or begin another.
+            let overlapping = named.iter().enumerate().any(|(i, p)| {
+                p.is_empty()
+                    || named
+                        .iter()
+                        .enumerate()
+                        .any(|(j, q)| i != j && q.starts_with(p))
+            });
+            if unprefixed > 1 || overlapping {
                 return Err(self.error(
                     format!("tenant[{t}].issuers"),
                     "more than one trusted issuer introspects opaque tokens without a distinct \
-                     introspection.token_prefix; an opaque token must have exactly one issuer to ask",
+                     introspection.token_prefix (none empty, none the beginning of another); an \
+                     opaque token must have exactly one issuer to ask",
                 ));
             }
         }

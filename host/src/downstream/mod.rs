@@ -32,9 +32,35 @@ pub use oauth_client::{
 };
 use tracing::Instrument as _;
 
-/// Headers a plugin may never set: credentials, proxy controls, hop-by-hop.
-const STRIPPED: &[&str] = &[
+/// Request headers a plugin may set on any service: what a tool needs to say what it sends
+/// and wants (content negotiation and type, conditional and range requests, idempotency and
+/// preference). Everything else — credentials, cookies, hop-by-hop headers, client addresses,
+/// forwarded hosts, URL and method overrides, and whatever header a proxy in front of some
+/// service trusts next — is dropped unless the operator lists it for the service
+/// (`[[tenant.service]] headers`): a deny-list would always trail.
+const PLUGIN_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "content-language",
+    "content-encoding",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "idempotency-key",
+    "prefer",
+    "user-agent",
+];
+
+/// Headers no operator listing lets through: credentials, hop-by-hop and framing, and what
+/// the gateway sets itself.
+const NEVER: &[&str] = &[
     "authorization",
+    "proxy-authorization",
     "cookie",
     "host",
     "connection",
@@ -44,29 +70,9 @@ const STRIPPED: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "content-length",
+    "accept-encoding",
     "traceparent",
     "tracestate",
-];
-
-/// Headers a plugin may never set because a proxy or framework in front of a service may
-/// trust them: client addresses, forwarded hosts and schemes, URL and method overrides.
-const PROXY_TRUSTED: &[&str] = &[
-    "forwarded",
-    "x-real-ip",
-    "x-client-ip",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "x-cluster-client-ip",
-    "x-originating-ip",
-    "x-remote-ip",
-    "x-remote-addr",
-    "x-host",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
 ];
 
 /// Methods a plugin may use.
@@ -190,8 +196,13 @@ impl Service {
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 attempt.error("too many redirects")
-            } else if within(&origin, attempt.url()) {
+            } else if within(&origin, attempt.url()) && plain_path(&path_and_query(attempt.url())) {
                 attempt.follow()
+            } else if within(&origin, attempt.url()) {
+                // Same origin, but a path a backend would read as leaving the prefix (`..;`,
+                // `%252e`): the path rules apply to every redirect target as to the plugin's.
+                let target = path_and_query(attempt.url());
+                attempt.error(Blocked::Path(crate::telemetry::untrusted(&target)))
             } else {
                 let target = attempt.url().origin().ascii_serialization();
                 attempt.error(Blocked::Redirect(target))
@@ -257,10 +268,16 @@ fn plain_path(path: &str) -> bool {
     let Some(decoded) = percent_decode(route) else {
         return false;
     };
+    // A backend that normalises Unicode (NFKC, as some frameworks and file systems do)
+    // reads U+FF0E FULLWIDTH FULL STOP as `.`, U+2025 TWO DOT LEADER as `..`, U+FF0F as `/`.
+    let normalized: String =
+        unicode_normalization::UnicodeNormalization::nfkc(decoded.as_str()).collect();
     let dot_segment = |seg: &str| matches!(seg.split(';').next(), Some("." | ".."));
-    !decoded.chars().any(|c| c.is_control() || c == '\\')
-        && decoded.split('/').count() == route.split('/').count()
-        && !decoded.split('/').any(dot_segment)
+    [decoded.as_str(), normalized.as_str()].iter().all(|d| {
+        !d.chars().any(|c| c.is_control() || c == '\\')
+            && d.split('/').count() == route.split('/').count()
+            && !d.split('/').any(dot_segment)
+    })
 }
 
 /// `text` with its `%XX` escapes decoded; `None` for a malformed escape or bytes that are
@@ -280,6 +297,14 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// `url`'s path and query, as a plugin would have written them.
+fn path_and_query(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
 }
 
 /// Whether `url` has `base`'s origin and lies under its path prefix.
@@ -369,13 +394,20 @@ impl Egress for PluginEgress {
         Box::pin(async move {
             let started = Instant::now();
             let result = self.send(&service, request).await;
+            // The plugin chose the name: a configured service, or `unknown` (never a new
+            // series, nor an unbounded log field, per name a plugin makes up).
+            let known = if self.services.services.contains_key(&service) {
+                service.as_str()
+            } else {
+                "unknown"
+            };
             let status = match &result {
                 Ok(r) => {
-                    tracing::info!(plugin = %self.plugin, service, status = r.status, ms = started.elapsed().as_millis() as u64, "downstream call");
+                    tracing::info!(plugin = %self.plugin, service = known, status = r.status, ms = started.elapsed().as_millis() as u64, "downstream call");
                     r.status.to_string()
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %self.plugin, service, ms = started.elapsed().as_millis() as u64, "downstream call refused or failed: {e:?}");
+                    tracing::warn!(plugin = %self.plugin, service = known, ms = started.elapsed().as_millis() as u64, "downstream call refused or failed: {e:?}");
                     fetch_error_kind(e).to_string()
                 }
             };
@@ -384,7 +416,7 @@ impl Egress for PluginEgress {
                 &self.tenant,
                 &[
                     (keys::PLUGIN, &self.plugin),
-                    (keys::SERVICE, &service),
+                    (keys::SERVICE, known),
                     (keys::OUTCOME, &status),
                 ],
             );
@@ -495,7 +527,8 @@ impl PluginEgress {
     ) -> Result<(&Service, Outgoing), wit::FetchError> {
         let Some(service) = self.services.services.get(name) else {
             return Err(wit::FetchError::UnknownService(format!(
-                "no downstream service named `{name}` is configured for this tenant"
+                "no downstream service named `{}` is configured for this tenant",
+                telemetry::untrusted(name)
             )));
         };
         if !self.granted.iter().any(|g| g == name) {
@@ -524,7 +557,7 @@ impl PluginEgress {
         let outgoing = Outgoing {
             method,
             url,
-            headers: plugin_headers(&request.headers, service.static_header()),
+            headers: plugin_headers(&request.headers, &service.config, service.static_header()),
             body: request.body.map(bytes::Bytes::from),
         };
         Ok((service, outgoing))
@@ -539,19 +572,28 @@ struct Outgoing {
     body: Option<bytes::Bytes>,
 }
 
-/// The headers a plugin set, without those it may never set: credentials (including the
-/// service's own credential header, which the gateway adds), hop-by-hop and proxy controls,
-/// and every header a proxy in front of the service might trust.
-fn plugin_headers(asked: &[(String, String)], credential: Option<&HeaderName>) -> http::HeaderMap {
+/// The headers a plugin set that it may send to `service`: those in [`PLUGIN_HEADERS`] and
+/// those the operator listed for the service, never a [`NEVER`] header nor the service's own
+/// credential header (the gateway adds it). The rest are dropped, and said so in the log.
+fn plugin_headers(
+    asked: &[(String, String)],
+    service: &ServiceConfig,
+    credential: Option<&HeaderName>,
+) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
     for (k, v) in asked {
         let lower = k.to_ascii_lowercase();
-        if STRIPPED.contains(&lower.as_str())
-            || PROXY_TRUSTED.contains(&lower.as_str())
-            || lower.starts_with("proxy-")
-            || lower.starts_with("x-forwarded-")
+        let allowed = PLUGIN_HEADERS.contains(&lower.as_str())
+            || service
+                .headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&lower));
+        if !allowed
+            || NEVER.contains(&lower.as_str())
             || credential.is_some_and(|c| c.as_str() == lower)
         {
+            tracing::debug!(service = %service.name, header = %crate::telemetry::untrusted(&lower),
+                "dropped a request header the plugin may not send to this service");
             continue;
         }
         if let (Ok(k), Ok(v)) = (
@@ -565,7 +607,8 @@ fn plugin_headers(asked: &[(String, String)], credential: Option<&HeaderName>) -
 }
 
 /// Whether `response` repeats `secret` (a credential the gateway sent): as it was sent,
-/// its token part after the scheme, or either of them base64- or URL-encoded.
+/// its token part after the scheme, or either of them base64- (at any alignment), hex- or
+/// URL-encoded.
 fn echoes(secret: &str, response: &wit::FetchResponse) -> bool {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -578,6 +621,19 @@ fn echoes(secret: &str, response: &wit::FetchResponse) -> bool {
         forms.push(STANDARD_NO_PAD.encode(&f));
         forms.push(URL_SAFE_NO_PAD.encode(&f));
         forms.push(url_encode(&f));
+        forms.push(hex::encode(&f));
+        forms.push(hex::encode_upper(&f));
+        // Inside a longer base64 text the secret may start at any byte offset: the characters
+        // that depend on its bytes alone, for each of the three alignments.
+        for (pad, skip) in [(1usize, 2usize), (2, 3)] {
+            for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                let mut shifted = vec![0u8; pad];
+                shifted.extend_from_slice(f.as_bytes());
+                let encoded = engine.encode(&shifted);
+                let core = encoded.get(skip..encoded.len().saturating_sub(3));
+                forms.extend(core.map(str::to_string));
+            }
+        }
     }
     // Too short to be a credential worth matching (and to match by chance).
     forms.retain(|f| f.len() >= 8);
@@ -607,6 +663,20 @@ async fn read_response(
     mut resp: reqwest::Response,
 ) -> Result<wit::FetchResponse, wit::FetchError> {
     let status = resp.status().as_u16();
+    if let Some(coding) = resp
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .filter(|c| !c.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        // The gateway asked for `identity`: an encoded body is one it cannot check for the
+        // credential it sent, so it is not handed over.
+        tracing::warn!(service = %service.config.name,
+            coding = %crate::telemetry::untrusted(&String::from_utf8_lossy(coding.as_bytes())),
+            "withheld a response encoded although the gateway asked for identity");
+        return Err(wit::FetchError::Blocked(
+            "the service answered with an encoded body (Content-Encoding), which the gateway does not accept".into(),
+        ));
+    }
     let headers = resp
         .headers()
         .iter()
@@ -655,6 +725,12 @@ impl PluginEgress {
             mut headers,
             body,
         } = outgoing;
+        // Bodies come back as sent, so the credential tripwire can read them
+        // ([`read_response`] refuses one encoded anyway).
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         if !telemetry::inject(&mut headers)
             && let Some(tp) = self
                 .trace_parent
@@ -764,6 +840,7 @@ fn bare_service(base: &str) -> ServiceConfig {
         timeout_ms: 1000,
         max_request_bytes: 100,
         max_response_bytes: 100,
+        headers: Vec::new(),
     }
 }
 

@@ -40,6 +40,7 @@ use super::live::{LiveSession, SessionTable};
 use super::{completion, prompts, resources, tools};
 use crate::auth::{Principal, SecretToken};
 use crate::sessions::SessionState;
+use crate::tenancy::quota::Held;
 
 const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -239,6 +240,7 @@ impl Direct {
         who: Principal,
         secret: Option<SecretToken>,
         span: tracing::Span,
+        held: Option<Held>,
     ) -> Response {
         let Self {
             id,
@@ -263,6 +265,7 @@ impl Direct {
             span: Some(span),
             to_client: ToClient::Stream(tx.clone()),
             session_peer: session.as_ref().map(|(live, _)| live.peer.clone()),
+            held,
         };
         // A session request is served by its session's handler (its log level) and can be
         // cancelled by the client's `notifications/cancelled` (`SessionTable::cancel`).

@@ -20,6 +20,7 @@ use super::era::Era;
 use super::tasks::TaskSink;
 use crate::auth::{Principal, SecretToken};
 use crate::telemetry::RequestSpan;
+use crate::tenancy::quota::Held;
 
 /// Where a handler's messages to the client go.
 #[derive(Clone)]
@@ -100,6 +101,9 @@ pub(super) struct Exchange {
     /// A 2025 session's (or stdio's) peer, for notifications after the response (a task's
     /// status); `None` on 2026-07-28, where nothing outlives the request.
     pub(super) session_peer: Option<Peer<RoleServer>>,
+    /// The request's place among those in progress (`max_concurrent_requests`), held while
+    /// the handler — and a task the call becomes — works, whether or not the client waits.
+    pub(super) held: Option<Held>,
 }
 
 impl Exchange {
@@ -141,6 +145,7 @@ impl Exchange {
                 .map(|RequestSpan(span)| span.clone()),
             to_client: ToClient::Peer(ctx.peer.clone()),
             session_peer: (era == Era::Session).then(|| ctx.peer.clone()),
+            held: parts.and_then(|p| p.extensions.get::<Held>()).cloned(),
         })
     }
 

@@ -34,6 +34,7 @@ use super::tools::{answer, invoke};
 use crate::plugins::{LoadedPlugin, Target, TaskMode};
 use crate::sandbox::wit;
 use crate::tasks::{Lookup, Owner, Snapshot, Status, TaskHandle};
+use crate::tenancy::quota::Held;
 
 /// The extension's identifier, in capabilities.
 pub(super) const EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -117,6 +118,7 @@ pub(super) async fn call(
         invocation,
         name: name.to_string(),
         arguments,
+        _held: tex.held.clone(),
     };
     if !mode.input_first {
         let task = create(gw, ex, name, &token, &sink)?;
@@ -258,6 +260,7 @@ fn task_exchange(ex: &Exchange, cancel: CancellationToken, sink: Arc<TaskSink>) 
         span: ex.span.clone(),
         to_client: ToClient::Task(sink),
         session_peer: ex.session_peer.clone(),
+        held: ex.held.clone(),
     }
 }
 
@@ -267,6 +270,8 @@ struct Run {
     invocation: Invocation,
     name: String,
     arguments: String,
+    /// The request's place among those in progress: a running task keeps it.
+    _held: Option<Held>,
 }
 
 /// A round running on its own task, aborted if dropped before it finishes.

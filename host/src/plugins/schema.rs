@@ -14,6 +14,7 @@ use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
 use super::ValidationError;
+use super::bounds;
 use crate::sandbox::wit;
 
 /// Most violations described in one answer.
@@ -119,7 +120,14 @@ fn compile(
         what,
         problem,
     };
+    if text.len() > bounds::MAX_SCHEMA_BYTES {
+        // Refused before it is parsed at all.
+        return Err(err(
+            bounds::OutOfBounds::TooLarge { bytes: text.len() }.to_string()
+        ));
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+    bounds::check(text, &value).map_err(|e| err(e.to_string()))?;
     let Some(obj) = value.as_object() else {
         return Err(err("must be a JSON object".into()));
     };
@@ -127,6 +135,8 @@ fn compile(
         return Err(err("the root must have \"type\": \"object\"".into()));
     }
     jsonschema::options()
+        // `format` is enforced under every draft (2020-12 makes it an annotation by default).
+        .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex().size_limit(MAX_PATTERN_BYTES))
         .build(&value)
         .map_err(|e| {
@@ -266,11 +276,11 @@ mod tests {
             ),
             (
                 json!({"type": "object", "$ref": "http://127.0.0.1:1/s.json"}),
-                "not a usable",
+                "does not point inside the schema",
             ),
             (
                 json!({"type": "object", "$ref": "file:///etc/passwd"}),
-                "not a usable",
+                "does not point inside the schema",
             ),
         ] {
             let e = ToolSchemas::compile(&tool(input.clone(), None))

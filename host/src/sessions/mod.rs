@@ -53,6 +53,48 @@ pub struct Full {
     pub max: usize,
 }
 
+/// Why no session can be opened now.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The gateway is full.
+    #[error(transparent)]
+    Full(#[from] Full),
+    /// The caller is opening as many sessions at once as it may hold.
+    #[error("this caller is already opening {max} sessions, as many as it may hold; retry shortly")]
+    Busy {
+        /// `server.max_sessions_per_subject`.
+        max: usize,
+    },
+}
+
+/// Room for one session, held from before it is created until it is [`Sessions::open`]ed (or
+/// given back when dropped: the `initialize` failed).
+#[must_use = "the room is given back when the reservation is dropped"]
+pub struct Reservation {
+    sessions: Arc<Sessions>,
+    caller: CallerId,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut pending = self.sessions.pending.lock();
+        pending.total -= 1;
+        if let Some(n) = pending.by_caller.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                pending.by_caller.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// Reservations not yet sessions.
+#[derive(Default)]
+struct Pending {
+    by_caller: HashMap<CallerId, usize>,
+    total: usize,
+}
+
 /// Session caps, from `[server]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Caps {
@@ -102,6 +144,8 @@ pub struct Sessions {
     owners: Mutex<HashMap<String, (CallerId, Instant)>>,
     /// When each session served on the direct path last restarted the live table's idle timer.
     touched: Mutex<HashMap<String, Instant>>,
+    /// Room reserved for sessions being created (locked before `owners`).
+    pending: Mutex<Pending>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -132,6 +176,7 @@ impl Sessions {
             },
             owners: Mutex::default(),
             touched: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
@@ -195,22 +240,46 @@ impl Sessions {
         })
     }
 
-    /// Make room for a new session of `caller`. A caller at its cap has its oldest session
-    /// closed (clients that never `DELETE` keep working, and one caller can never hold more
-    /// than its share); a full gateway refuses. Configured identities (authentication off)
-    /// are all one caller: only the gateway-wide cap applies to them.
-    pub async fn make_room(&self, caller: &CallerId) -> Result<(), Full> {
+    /// Reserve room for a new session of `caller`, before the session is created: the slot
+    /// counts against both caps from now until it becomes a session ([`Sessions::open`]) or
+    /// the reservation is dropped, so a burst of `initialize`s cannot open more than the caps
+    /// allow. A caller at its cap has its oldest session closed (clients that never `DELETE`
+    /// keep working, and one caller can never hold more than its share); a caller whose cap is
+    /// filled by sessions still opening is refused ([`NoRoom::Busy`]); a full gateway refuses
+    /// ([`NoRoom::Full`]), after the caller's own eviction has counted. Configured identities
+    /// (authentication off) are all one caller: only the gateway-wide cap applies to them.
+    pub async fn make_room(self: &Arc<Self>, caller: &CallerId) -> Result<Reservation, NoRoom> {
         let live = self.live.ids().await;
-        if live.len() >= self.caps.max_sessions {
-            return Err(Full {
-                live: live.len(),
-                max: self.caps.max_sessions,
-            });
-        }
-        if caller.issuer.is_none() {
-            return Ok(());
-        }
-        for id in self.evict_for(caller, &live) {
+        let evict = {
+            let mut pending = self.pending.lock();
+            let evict = if caller.issuer.is_some() {
+                let opening = pending.by_caller.get(caller).copied().unwrap_or(0);
+                if opening >= self.caps.max_per_caller {
+                    return Err(NoRoom::Busy {
+                        max: self.caps.max_per_caller,
+                    });
+                }
+                self.evict_for(caller, &live, opening)
+            } else {
+                Vec::new()
+            };
+            let counted =
+                live.len() - evict.iter().filter(|id| live.contains(*id)).count() + pending.total;
+            if counted >= self.caps.max_sessions {
+                return Err(NoRoom::Full(Full {
+                    live: counted,
+                    max: self.caps.max_sessions,
+                }));
+            }
+            let mut owners = self.owners.lock();
+            for id in &evict {
+                owners.remove(id);
+            }
+            *pending.by_caller.entry(caller.clone()).or_default() += 1;
+            pending.total += 1;
+            evict
+        };
+        for id in evict {
             tracing::info!(tenant = %self.tenant, caller = %caller, max = self.caps.max_per_caller,
                 session = %hashed_session(&id),
                 "closed this caller's oldest session to make room (per-caller session limit)");
@@ -219,12 +288,15 @@ impl Sessions {
                 directory.release(&self.tenant, &id).await;
             }
         }
-        Ok(())
+        Ok(Reservation {
+            sessions: self.clone(),
+            caller: caller.clone(),
+        })
     }
 
-    /// The sessions of `caller` to close so that one more fits under its cap, oldest first;
-    /// forgets owners of sessions no longer live.
-    fn evict_for(&self, caller: &CallerId, live: &HashSet<String>) -> Vec<String> {
+    /// The sessions of `caller` to close so that one more fits under its cap beside the
+    /// `opening` ones it has reserved, oldest first; forgets owners of sessions no longer live.
+    fn evict_for(&self, caller: &CallerId, live: &HashSet<String>, opening: usize) -> Vec<String> {
         self.touched.lock().retain(|id, _| live.contains(id));
         let mut owners = self.owners.lock();
         owners.retain(|id, _| live.contains(id));
@@ -233,32 +305,28 @@ impl Sessions {
             .filter(|(_, (o, _))| o == caller)
             .map(|(id, (_, at))| (id, *at))
             .collect();
-        if mine.len() < self.caps.max_per_caller {
-            return Vec::new();
-        }
+        let over = (mine.len() + opening + 1).saturating_sub(self.caps.max_per_caller);
         mine.sort_by_key(|(_, at)| *at);
-        let evict: Vec<String> = mine
-            .iter()
-            .take(mine.len() + 1 - self.caps.max_per_caller)
+        mine.iter()
+            .take(over)
             .map(|(id, _)| (*id).clone())
-            .collect();
-        for id in &evict {
-            owners.remove(id);
-        }
-        evict
+            .collect()
     }
 
-    /// `caller` created session `id` here: remember it, and record it in the shared
-    /// directory. When the directory cannot be written the session is closed again (no other
-    /// replica could find it) and the error returned.
-    pub async fn open(&self, id: String, caller: CallerId) -> Result<(), DirectoryDown> {
+    /// The session `id` the reservation was made for exists: remember its owner, and record
+    /// it in the shared directory. When the directory cannot be written the session is closed
+    /// again (no other replica could find it) and the error returned.
+    pub async fn open(&self, id: String, reservation: Reservation) -> Result<(), DirectoryDown> {
         if let Some(directory) = &self.directory
             && let Err(e) = directory.claim(&self.tenant, &id).await
         {
             self.live.close(&id).await;
             return Err(e);
         }
-        self.owners.lock().insert(id, (caller, Instant::now()));
+        self.owners
+            .lock()
+            .insert(id, (reservation.caller.clone(), Instant::now()));
+        drop(reservation);
         Ok(())
     }
 
@@ -407,14 +475,17 @@ mod tests {
         }
     }
 
-    fn sessions(max_sessions: usize, max_per_caller: usize) -> (Arc<Table>, Sessions) {
+    fn sessions(max_sessions: usize, max_per_caller: usize) -> (Arc<Table>, Arc<Sessions>) {
         let table = Arc::new(Table::default());
         let caps = Caps {
             max_sessions,
             max_per_caller,
             idle: std::time::Duration::from_millis(400),
         };
-        (table.clone(), Sessions::new("t".into(), table, None, caps))
+        (
+            table.clone(),
+            Arc::new(Sessions::new("t".into(), table, None, caps)),
+        )
     }
 
     #[tokio::test]
@@ -441,10 +512,48 @@ mod tests {
         assert_eq!(touches(), 3, "an id not held here has none");
     }
 
-    async fn open(table: &Table, sessions: &Sessions, id: &str, who: &CallerId) {
-        sessions.make_room(who).await.unwrap();
+    async fn open(table: &Table, sessions: &Arc<Sessions>, id: &str, who: &CallerId) {
+        let room = sessions.make_room(who).await.unwrap();
         table.0.lock().insert(id.into());
-        sessions.open(id.into(), who.clone()).await.unwrap();
+        sessions.open(id.into(), room).await.unwrap();
+    }
+
+    /// A burst: every `initialize` reserves before any session exists. Before, owners were
+    /// counted only once their sessions existed, so a burst of 24 left 8 sessions under a cap
+    /// of 3 and filled the gateway for everyone else.
+    #[tokio::test]
+    async fn a_burst_of_reservations_holds_to_both_caps() {
+        let (table, s) = sessions(4, 3);
+        let alice = caller(Some("https://as"), "alice");
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..24 {
+            match s.make_room(&alice).await {
+                Ok(room) => held.push(room),
+                Err(NoRoom::Busy { max: 3 }) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!((held.len(), refused), (3, 21));
+        let bob = caller(Some("https://as"), "bob");
+        let bobs = s.make_room(&bob).await.expect("bob's slot is free");
+        let carol = caller(Some("https://as"), "carol");
+        assert!(matches!(
+            s.make_room(&carol).await,
+            Err(NoRoom::Full(Full { live: 4, max: 4 }))
+        ));
+        // Failed initializes give their room back; opened ones keep it as sessions.
+        drop(bobs);
+        for (i, room) in held.into_iter().enumerate() {
+            table.0.lock().insert(format!("a{i}"));
+            s.open(format!("a{i}"), room).await.unwrap();
+        }
+        let _carols = s.make_room(&carol).await.expect("room given back");
+        assert!(matches!(s.make_room(&bob).await, Err(NoRoom::Full(_))));
+        // Alice at her cap on a full gateway: her own eviction makes the room.
+        let _one = s.make_room(&alice).await.unwrap();
+        let live = table.0.lock().clone();
+        assert_eq!(live, HashSet::from(["a1".into(), "a2".into()]), "a0 closed");
     }
 
     #[tokio::test]
@@ -527,7 +636,7 @@ mod tests {
         }
     }
 
-    fn clustered(max_per_caller: usize) -> (Arc<Table>, Arc<Shared>, Sessions) {
+    fn clustered(max_per_caller: usize) -> (Arc<Table>, Arc<Shared>, Arc<Sessions>) {
         let (table, shared) = (Arc::new(Table::default()), Arc::new(Shared::default()));
         let caps = Caps {
             max_sessions: 10,
@@ -535,7 +644,7 @@ mod tests {
             idle: std::time::Duration::from_millis(400),
         };
         let s = Sessions::new("t".into(), table.clone(), Some(shared.clone()), caps);
-        (table, shared, s)
+        (table, shared, Arc::new(s))
     }
 
     #[tokio::test]
@@ -611,7 +720,8 @@ mod tests {
         shared
             .down
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(s.open("s1".into(), alice.clone()).await.is_err());
+        let room = s.make_room(&alice).await.unwrap();
+        assert!(s.open("s1".into(), room).await.is_err());
         assert!(
             table.0.lock().is_empty(),
             "no replica could find it: closed"
@@ -632,9 +742,9 @@ mod tests {
         for id in ["c1", "c2", "c3"] {
             open(&table, &s, id, &configured).await;
         }
-        assert_eq!(
+        assert!(matches!(
             s.make_room(&configured).await,
-            Err(Full { live: 3, max: 3 })
-        );
+            Err(NoRoom::Full(Full { live: 3, max: 3 }))
+        ));
     }
 }

@@ -464,7 +464,7 @@ impl TaskTable {
         let mut tasks = self.tasks.lock();
         let now = Instant::now();
         sweep(&mut tasks, now);
-        if tasks.len() >= self.settings.max_per_tenant {
+        if tasks.len() >= self.settings.max_per_tenant && !make_room(&mut tasks) {
             return Err(CreateError::TenantCap(self.settings.max_per_tenant));
         }
         let unfinished = tasks
@@ -592,6 +592,30 @@ impl TaskTable {
             change(entry);
             self.publish(entry);
         }
+    }
+}
+
+/// A full table makes room for one more task: the oldest finished task of the caller that
+/// keeps the most tasks is dropped (its result was there to read until now). So one caller
+/// whose tasks finish at once cannot fill the tenant's table for the TTL and lock every other
+/// caller out; its unfinished tasks are bounded by `max_per_subject` already. `false` when
+/// every kept task is still running: then the table is full of others' work.
+fn make_room(tasks: &mut HashMap<String, Entry>) -> bool {
+    let mut kept: HashMap<&Owner, usize> = HashMap::new();
+    for e in tasks.values() {
+        *kept.entry(&e.owner).or_default() += 1;
+    }
+    let victim = tasks
+        .iter()
+        .filter(|(_, e)| e.snapshot.status.is_terminal())
+        .max_by_key(|(_, e)| (kept[&e.owner], std::cmp::Reverse(e.snapshot.updated_at)))
+        .map(|(id, _)| id.clone());
+    match victim {
+        Some(id) => {
+            tasks.remove(&id);
+            true
+        }
+        None => false,
     }
 }
 
@@ -806,6 +830,37 @@ mod tests {
         assert!(start(&t, &Owner::of(&who("a", "bob"))).is_ok());
         one.complete(serde_json::json!({"content": []}));
         assert!(start(&t, &alice).is_ok());
+    }
+
+    /// #28 AC2. Before: finished tasks counted against `max_per_tenant` until their TTL, so
+    /// one caller whose tasks finish at once filled the tenant's table and every other caller
+    /// got `TenantCap` for the TTL. Now the heaviest holder's oldest finished task makes room.
+    #[test]
+    fn one_callers_finished_tasks_cannot_lock_others_out_of_the_tenant() {
+        let t = TaskTable::new(TaskSettings {
+            max_per_subject: 4,
+            max_per_tenant: 8,
+            ..TaskSettings::default()
+        });
+        let (alice, bob) = (Owner::of(&who("a", "alice")), Owner::of(&who("a", "bob")));
+        let mut finished = Vec::new();
+        for _ in 0..8 {
+            let task = start(&t, &alice).unwrap();
+            finished.push(task.id().to_string());
+            task.complete(serde_json::json!({"content": []}));
+        }
+        let _bobs = start(&t, &bob).expect("room made from alice's finished tasks");
+        assert!(t.get(&alice, &finished[0]).is_err(), "her oldest went");
+        assert!(t.get(&alice, &finished[7]).is_ok(), "her newest is kept");
+        assert_eq!(t.len(), 8, "the cap holds");
+        // A table full of running work is full.
+        let t = TaskTable::new(TaskSettings {
+            max_per_subject: 4,
+            max_per_tenant: 4,
+            ..TaskSettings::default()
+        });
+        let _running: Vec<_> = (0..4).map(|_| start(&t, &alice).unwrap()).collect();
+        assert_eq!(start(&t, &bob).err(), Some(CreateError::TenantCap(4)));
     }
 
     #[test]

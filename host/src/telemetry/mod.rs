@@ -375,12 +375,15 @@ pub fn http_span(
     path: &str,
     headers: &http::HeaderMap,
 ) -> Span {
+    let known = http_method(method);
+    let original = (known == OTHER_METHOD).then(|| truncated(method.as_str(), 32));
     let span = tracing::info_span!(
         "http.request",
-        otel.name = %format!("{method} {path}"),
+        otel.name = %format!("{known} {path}"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = known,
+        http.request.method_original = original,
         http.route = %path,
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
@@ -389,6 +392,28 @@ pub fn http_span(
     );
     adopt(&span, from_headers(headers));
     span
+}
+
+/// What stands for a method outside [`http_method`]'s set (OTel HTTP semantic conventions).
+pub const OTHER_METHOD: &str = "_OTHER";
+
+/// `method` as a metric attribute or span name: one of the RFC 9110 methods (and `PATCH`),
+/// else `_OTHER`. A request may carry any token as its method (hyper accepts extension
+/// methods of hundreds of KiB); none of them may become a series or a span name.
+pub fn http_method(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::PATCH => "PATCH",
+        M::TRACE => "TRACE",
+        M::CONNECT => "CONNECT",
+        _ => OTHER_METHOD,
+    }
 }
 
 /// Whether the request spans (`http.request`, `mcp.request`, `plugin.call`; all INFO spans

@@ -85,6 +85,19 @@ impl std::fmt::Debug for Admission {
     }
 }
 
+/// An admission shared by everything doing its request's work — the response stream, the
+/// handler (which may go on after the client has gone), a task the call became — so the
+/// place among the requests in progress is given back when the last of them ends, not when
+/// the response stream does.
+#[derive(Clone, Debug)]
+pub struct Held(#[allow(dead_code, reason = "held for its Drop")] Arc<Admission>);
+
+impl From<Admission> for Held {
+    fn from(admission: Admission) -> Self {
+        Self(Arc::new(admission))
+    }
+}
+
 /// A token bucket: `per_minute` cells a minute, at most `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {

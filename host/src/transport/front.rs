@@ -31,9 +31,9 @@ use super::forward::{FORWARDED, Forwarder};
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
 use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
-use crate::sessions::{Route, RouteError, Sessions};
+use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
-use crate::tenancy::quota::{Admission, Refusal};
+use crate::tenancy::quota::{Admission, Held, Refusal};
 
 /// The MCP stack behind the front.
 pub(crate) type Inner = BoxCloneSyncService<Request, Response, Infallible>;
@@ -138,7 +138,7 @@ impl Front {
                 &metrics::attrs(
                     self.tenant_id(),
                     &[
-                        ("http.request.method", method.as_str()),
+                        ("http.request.method", telemetry::http_method(&method)),
                         ("http.response.status_code", &status.to_string()),
                     ],
                 ),
@@ -186,17 +186,18 @@ impl Front {
 
     /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
-        let admission = step!(self.admit(caller, &message).await);
+        let admission = step!(self.admit(caller, &message).await).map(Held::from);
         step!(self.check_scopes(caller, &message, parts));
-        let initialize = message.is_initialize() && session_id(parts).is_none();
-        if initialize {
-            step!(self.make_room(caller).await);
-        }
+        let room = if message.is_initialize() && session_id(parts).is_none() {
+            Some(step!(self.make_room(caller, message.id()).await))
+        } else {
+            None
+        };
         let resp = self.forward(parts, message, admission, caller).await;
-        if initialize
+        if let Some(room) = room
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
-            && let Err(e) = self.sessions.open(id.to_string(), caller.caller()).await
+            && let Err(e) = self.sessions.open(id.to_string(), room).await
         {
             tracing::warn!(tenant = %self.tenant_id(),
                 "refused a new session: it could not be recorded for the other replicas: {e}");
@@ -301,20 +302,36 @@ impl Front {
         }
     }
 
-    /// Step 5 (`initialize` only): room for a new session (503 + `Retry-After` when full).
-    async fn make_room(&self, caller: &Principal) -> Result<(), Response> {
+    /// Step 5 (`initialize` only): room for a new session, reserved until the session exists
+    /// (503 + `Retry-After` when the gateway is full, 429 while the caller is opening as many
+    /// as it may hold).
+    async fn make_room(
+        &self,
+        caller: &Principal,
+        id: serde_json::Value,
+    ) -> Result<Reservation, Response> {
         self.sessions
             .make_room(&caller.caller())
             .await
-            .map_err(|full| {
-                tracing::warn!(tenant = %self.tenant_id(), live = full.live, max = full.max,
-                    "refused a new session: session limit reached");
-                let mut resp = unavailable(
-                    "the gateway has reached its session limit; retry later or use stateless requests",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                resp
+            .map_err(|refused| match refused {
+                NoRoom::Full(full) => {
+                    tracing::warn!(tenant = %self.tenant_id(), live = full.live, max = full.max,
+                        "refused a new session: session limit reached");
+                    let mut resp = unavailable(
+                        "the gateway has reached its session limit; retry later or use stateless requests",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    resp
+                }
+                busy @ NoRoom::Busy { .. } => {
+                    tracing::info!(tenant = %self.tenant_id(), caller = %caller.caller(),
+                        "refused a new session: {busy}");
+                    let body = json!({"jsonrpc": "2.0", "id": id,
+                        "error": {"code": code::SERVER_ERROR, "message": format!("Too many requests: {busy}"),
+                                  "data": {"limit": "server.max_sessions_per_subject", "retryAfter": 1}}});
+                    crate::auth::too_many_requests(&body, 1)
+                }
             })
     }
 
@@ -325,7 +342,7 @@ impl Front {
         &self,
         parts: &Parts,
         mut message: Envelope,
-        admission: Option<Admission>,
+        admission: Option<Held>,
         caller: &Principal,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
@@ -345,11 +362,18 @@ impl Front {
                 .await;
         }
         let resp = match (direct, &span) {
-            (Some(direct), Some(span)) => self.direct(parts, direct, caller, span).await,
+            (Some(direct), Some(span)) => {
+                self.direct(parts, direct, caller, span, admission.clone())
+                    .await
+            }
             _ => {
                 let mut req = rebuild(parts, message.bytes);
                 if let Some(span) = &span {
                     req.extensions_mut().insert(RequestSpan(span.clone()));
+                }
+                if let Some(held) = &admission {
+                    // The handler holds it too: rmcp goes on with a call whose client has gone.
+                    req.extensions_mut().insert(held.clone());
                 }
                 let resp = self.call(req).await;
                 match self.sse_close_after {
@@ -390,7 +414,7 @@ impl Front {
             tenant = %self.tenant_id(),
             reason = denial.reason(),
             subject = principal.and_then(|p| p.subject.as_deref()),
-            method = %parts.method,
+            method = telemetry::http_method(&parts.method),
             "request denied: {}",
             match denial {
                 Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.as_str(),
@@ -488,10 +512,11 @@ impl Front {
         direct: mcp::Direct,
         caller: &Principal,
         span: &tracing::Span,
+        held: Option<Held>,
     ) -> Response {
         let secret = parts.extensions.get::<SecretToken>().cloned();
         direct
-            .answer(&self.gateway, caller.clone(), secret, span.clone())
+            .answer(&self.gateway, caller.clone(), secret, span.clone(), held)
             .await
     }
 

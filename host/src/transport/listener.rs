@@ -105,6 +105,9 @@ pub async fn serve(
             drop((permit, slot));
         });
     }
+    // Closed now, not after the grace: a balancer that does not poll `/readyz` must get
+    // "connection refused" (and try another replica) rather than a connection nobody serves.
+    drop(listener);
     // Every connection holds a permit: all permits back means every connection has closed.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.grace, connections.acquire_many(all))

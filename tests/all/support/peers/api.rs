@@ -15,6 +15,8 @@ use crate::support::{plugin, toml_path};
 pub struct DownstreamApi {
     pub base: String,
     seen: Arc<Mutex<Vec<Option<String>>>>,
+    /// The path and query of every request, under `/api` or not.
+    paths: Arc<Mutex<Vec<String>>>,
     headers: Arc<Mutex<Vec<http::HeaderMap>>>,
     held: Arc<Held>,
 }
@@ -34,6 +36,8 @@ impl DownstreamApi {
         let record = seen.clone();
         let headers: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
         let record_headers = headers.clone();
+        let paths: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record_paths = paths.clone();
         let rejected_once = Arc::new(AtomicBool::new(false));
         let held: Arc<Held> = Arc::default();
         let hold = held.clone();
@@ -69,6 +73,37 @@ impl DownstreamApi {
                     let encoded = base64::engine::general_purpose::STANDARD.encode(auth);
                     ([("x-debug", encoded)], "ok")
                 }),
+            )
+            // The credential again, hex-encoded, and base64-encoded after two other bytes (so
+            // its encoding does not start on a 3-byte boundary).
+            .route(
+                "/api/echo-hex",
+                get(|headers: http::HeaderMap| async move { hex::encode(credential(&headers)) }),
+            )
+            .route(
+                "/api/echo-unaligned",
+                get(|headers: http::HeaderMap| async move {
+                    use base64::Engine as _;
+                    let mut shifted = b"{\"".to_vec();
+                    shifted.extend(credential(&headers));
+                    base64::engine::general_purpose::STANDARD.encode(shifted)
+                }),
+            )
+            // An encoded body whatever the request asked for (here: the credential labelled
+            // gzip, which the gateway cannot read through).
+            .route(
+                "/api/gzip-always",
+                get(|headers: http::HeaderMap| async move {
+                    ([("content-encoding", "gzip")], credential(&headers))
+                }),
+            )
+            .route(
+                "/api/redirect-dotsemi",
+                get(|| async { axum::response::Redirect::temporary("/api/a/..;/outside") }),
+            )
+            .route(
+                "/api/redirect-double-encoded",
+                get(|| async { axum::response::Redirect::temporary("/api/%252e%252e/outside") }),
             )
             .route(
                 "/api/hello",
@@ -127,6 +162,11 @@ impl DownstreamApi {
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let record = record.clone();
                     let record_headers = record_headers.clone();
+                    record_paths.lock().push(
+                        req.uri()
+                            .path_and_query()
+                            .map_or_else(String::new, |p| p.to_string()),
+                    );
                     async move {
                         if req.uri().path().starts_with("/api/") {
                             record_headers.lock().push(req.headers().clone());
@@ -145,9 +185,15 @@ impl DownstreamApi {
         Self {
             base,
             seen,
+            paths,
             headers,
             held,
         }
+    }
+
+    /// The path and query of every request so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().clone()
     }
 
     /// The most requests to `/api/hold` that were in flight at once.
@@ -164,6 +210,15 @@ impl DownstreamApi {
     pub fn authorizations(&self) -> Vec<Option<String>> {
         self.seen.lock().clone()
     }
+}
+
+/// The credential a request carried: its `x-api-key`, else its `Authorization`.
+fn credential(headers: &http::HeaderMap) -> Vec<u8> {
+    headers
+        .get("x-api-key")
+        .or_else(|| headers.get(http::header::AUTHORIZATION))
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default()
 }
 
 /// A gateway (the binary, OAuth on, its dev AS as issuer and exchange server) whose `probe`
