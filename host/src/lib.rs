@@ -151,10 +151,18 @@ impl Portcullis {
         let loaded = plugins::load_all(&sandbox, &config).await;
         let shutdown = CancellationToken::new();
         let cluster = match &config.cluster {
-            Some(c) if serving => Some(
-                cluster::Cluster::join(c, config.server.listen, &shutdown)
-                    .with_context(|| format!("{}: [cluster]", config.source.display()))?,
-            ),
+            Some(c) if serving => {
+                let key = state_key(&config)?.with_context(|| {
+                    format!(
+                        "{}: [cluster] needs server.state_key_env",
+                        config.source.display()
+                    )
+                })?;
+                Some(
+                    cluster::Cluster::join(c, config.server.listen, &key, &shutdown)
+                        .with_context(|| format!("{}: [cluster]", config.source.display()))?,
+                )
+            }
             _ => None,
         };
         let tenants = build_tenants(&config, &loaded, cluster.as_ref())?;

@@ -250,6 +250,21 @@ async fn a_subjects_quota_holds_across_replicas() {
         keys.iter()
             .all(|k| !k.contains("alice") && !k.contains("bob"))
     );
+    // #28: nor by a digest anyone can recompute from a guess (the name the unkeyed SHA-256
+    // of (issuer, "s", subject) gave before): the digest is keyed with the cluster key.
+    let guess = |sub: &str| {
+        let mut h = Sha256::new();
+        h.update((x.url.len() as u64).to_be_bytes());
+        h.update(x.url.as_bytes());
+        h.update(b"s");
+        h.update(sub.as_bytes());
+        hex::encode(h.finalize())
+    };
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains(&guess("alice")) && !k.contains(&guess("bob"))),
+        "{keys:?}"
+    );
 }
 
 /// The cap on a tenant's requests in progress counts every replica's: while a slow call
@@ -809,11 +824,14 @@ async fn a_replica_that_is_gone_takes_its_sessions_with_it() {
     );
 }
 
-/// A record planted in Redis (a session "held" by a replica announcing a host name that
-/// resolves to a listener on this machine) does not make a replica send the caller's token
-/// there: only internal IP literals are forwarded to.
+/// #28 AC6, as the attack of whoever may write to Redis without the cluster key. Before: a
+/// planted session record plus an announcement naming a loopback listener (an internal IP
+/// literal, so allowed) got a caller's bearer token forwarded there; a change published on the
+/// changes channel was applied; a task's older sealed record written back made a finished
+/// task read `working`. Now every record and message replicas act on is tagged or sealed with
+/// the cluster key (bound to its key), and none of these has an effect.
 #[tokio::test]
-async fn a_planted_record_cannot_send_a_callers_token_elsewhere() {
+async fn what_a_redis_writer_plants_moves_no_token_no_change_and_no_task_back() {
     let catcher = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let caught = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let port = catcher.local_addr().unwrap().port();
@@ -824,36 +842,141 @@ async fn a_planted_record_cannot_send_a_callers_token_elsewhere() {
         }
     });
     let redis = Redis::start().await;
-    let replicas = replicas(&redis, 1, &replica_config(NO_AUTH, "")).await;
-    let planted = "planted-session";
-    let key = format!(
-        "portcullis:session:t:{}",
-        hex::encode(Sha256::digest(planted.as_bytes()))
-    );
-    redis.cli(&["SET", &key, "evil"]).await.unwrap();
-    redis
+    let replicas = replicas(&redis, 2, &replica_config(NO_AUTH, "")).await;
+    let session_key = |id: &str| {
+        format!(
+            "portcullis:session:t:{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        )
+    };
+
+    // 1. A session "held" by a replica that announces the catcher: by hand, and by copying
+    // real records under other names (a tag is bound to its key).
+    let real = Client::initialize(&format!("{}/mcp", replicas[1].base), "2025-11-25").await;
+    let real_record = redis
         .cli(&[
-            "SET",
-            "portcullis:replica:evil",
-            &format!("http://localhost:{port}/"),
+            "--raw",
+            "GET",
+            &session_key(real.session.as_deref().unwrap()),
         ])
         .await
         .unwrap();
-    let mut c = Client::new(&format!("{}/mcp", replicas[0].base));
-    c.session = Some(planted.into());
-    c.authorization = Some("Bearer secret-token-for-the-catcher".into());
-    let r = c.request("tools/list", json!({})).await;
-    assert_eq!(r.status, 404, "{r:?}");
+    let real_announcement = redis
+        .cli(&["--raw", "GET", &redis.keys("portcullis:replica:*").await[0]])
+        .await
+        .unwrap();
+    let catcher_url = format!("http://127.0.0.1:{port}/");
+    for (record, announcement) in [
+        ("evil".to_string(), catcher_url.clone()),
+        (real_record.clone(), catcher_url.clone()),
+        (
+            "evil".to_string(),
+            real_announcement.replace(&backend(&replicas[1]), &format!("127.0.0.1:{port}")),
+        ),
+    ] {
+        let planted = "planted-session";
+        redis
+            .cli(&["SET", &session_key(planted), &record])
+            .await
+            .unwrap();
+        redis
+            .cli(&["SET", "portcullis:replica:evil", &announcement])
+            .await
+            .unwrap();
+        let mut c = Client::new(&format!("{}/mcp", replicas[0].base));
+        c.session = Some(planted.into());
+        c.authorization = Some("Bearer secret-token-for-the-catcher".into());
+        let r = c.request("tools/list", json!({})).await;
+        assert_eq!(r.status, 404, "{record} / {announcement}: {r:?}");
+    }
     assert_eq!(
         caught.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "nothing connected to the planted address"
     );
     assert!(
-        log_of(&replicas[0])
-            .contains("ignored a replica announcing a URL that is not an internal IP address"),
+        log_of(&replicas[0]).contains("ignored a session record without this cluster's tag"),
         "the operator is told"
     );
+
+    // 2. A change published by hand is not announced; the next real one is, once.
+    let url = format!("{}/mcp", replicas[0].base);
+    let listening = Client::initialize(&url, "2025-11-25").await;
+    let mut stream = listening.open_get_stream().await;
+    let forged = json!({"from": "evil", "tenant": "t", "at": 0,
+        "change": {"lists": {"tools": true, "prompts": false, "resources": false}}});
+    for payload in [forged.to_string(), format!("{forged}|AAAA")] {
+        redis
+            .cli(&["PUBLISH", "portcullis:changes", &payload])
+            .await
+            .unwrap();
+    }
+    let r = Client::modern(&format!("{}/mcp", replicas[1].base))
+        .call_tool("test_trigger_tool_change", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(list_changed(&mut stream).await, "the real change arrives");
+    let mut more = 0;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), stream.recv()).await {
+        if m["method"] == "notifications/tools/list_changed" {
+            more += 1;
+        }
+    }
+    assert_eq!(
+        more, 0,
+        "the forged ones (published first) were not announced"
+    );
+    assert!(log_of(&replicas[0]).contains("ignored a relayed change without this cluster's tag"));
+
+    // 3. A task's record from while it worked, written back after it finished.
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let created = Client::modern(&format!("{}/mcp", replicas[0].base))
+        .request(
+            "tools/call",
+            json!({"name": "slow_compute", "arguments": {"seconds": 1, "label": "x"}, "_meta": caps}),
+        )
+        .await;
+    let id = created.result()["taskId"].as_str().unwrap().to_string();
+    let task_key = format!(
+        "portcullis:task:t:{}",
+        hex::encode(Sha256::digest(id.as_bytes()))
+    );
+    let working = redis.cli(&["--raw", "GET", &task_key]).await.unwrap();
+    assert!(working.starts_with("l|"), "{working}");
+    let get = || {
+        let (url, caps, id) = (
+            format!("{}/mcp", replicas[1].base),
+            caps.clone(),
+            id.clone(),
+        );
+        async move {
+            Client::modern(&url)
+                .request_with(
+                    "tasks/get",
+                    json!({"taskId": id, "_meta": caps}),
+                    &[("mcp-name", &id)],
+                )
+                .await
+        }
+    };
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = get().await.result()["status"].clone();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "completed");
+    redis.cli(&["SET", &task_key, &working]).await.unwrap();
+    let r = get().await;
+    assert_ne!(
+        r.message.as_ref().map(|m| m["result"]["status"].clone()),
+        Some(json!("working")),
+        "{r:?}"
+    );
+    assert!(log_of(&replicas[1]).contains("older than one this replica has seen"));
 }
 
 /// While Redis is away: new sessions get 503 + `Retry-After` (no other replica could find

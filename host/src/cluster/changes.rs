@@ -3,7 +3,8 @@
 //! `subscriptions/listen` streams held anywhere hear them. Reloads of the shared plugin files
 //! are not relayed: every replica watches the files itself.
 //!
-//! Best effort, as pub/sub is: a change reported while a replica's subscription is down
+//! Each message is tagged with the cluster key and stamped with when it was sent: one a Redis
+//! client publishes, or replays later, is ignored. Best effort, as pub/sub is: a change reported while a replica's subscription is down
 //! (Redis away) does not reach it; the subscription comes back on its own.
 
 use std::collections::HashMap;
@@ -22,7 +23,12 @@ struct Relayed {
     from: String,
     tenant: String,
     change: Change,
+    /// When it was sent (ms since the epoch): a message replayed later is ignored.
+    at: u64,
 }
+
+/// How old (or, by clock skew, how far ahead) a relayed change may be.
+const FRESH_MS: u64 = 30_000;
 
 struct Relay {
     cluster: Cluster,
@@ -58,19 +64,25 @@ impl Cluster {
     /// Announce what other replicas relay, for as long as this replica runs.
     async fn hear_changes(&self, tenants: &HashMap<String, Arc<TenantPlugins>>) {
         let me = self.replica().to_string();
-        self.hear(
-            self.changes_channel(),
-            "plugin changes",
-            |payload| match serde_json::from_str::<Relayed>(payload) {
+        let channel = self.changes_channel();
+        self.hear(channel.clone(), "plugin changes", |payload| {
+            let Some(json) = self.inner.tagger.verify(&channel, payload) else {
+                tracing::warn!("ignored a relayed change without this cluster's tag (published by something else, or by a replica with another server.state_key_env)");
+                return;
+            };
+            match serde_json::from_str::<Relayed>(json) {
                 Ok(r) if r.from == me => {}
+                Ok(r) if r.at.abs_diff(super::seal::now_ms()) > FRESH_MS => {
+                    tracing::warn!("ignored a relayed change sent too long ago (replayed?)");
+                }
                 Ok(r) => match tenants.get(&r.tenant) {
                     Some(t) => t.announce(r.change),
                     None => tracing::debug!(tenant = %crate::telemetry::untrusted(&r.tenant),
                         "a relayed change for a tenant this replica does not serve"),
                 },
                 Err(e) => tracing::warn!("ignored a malformed relayed change: {e}"),
-            },
-        )
+            }
+        })
         .await;
     }
 }
@@ -81,10 +93,16 @@ impl ChangeRelay for Relay {
             from: self.cluster.replica().to_string(),
             tenant: tenant.to_string(),
             change: change.clone(),
+            at: super::seal::now_ms(),
         };
-        let Ok(payload) = serde_json::to_string(&message) else {
+        let Ok(json) = serde_json::to_string(&message) else {
             return;
         };
+        let payload = self
+            .cluster
+            .inner
+            .tagger
+            .sign(&self.cluster.changes_channel(), &json);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -3,7 +3,8 @@
 //! session the protocol layer closed for idleness leaves no record behind for long).
 //!
 //! A record names a replica, not an address: when that replica's announcement is gone, so is
-//! the session, whatever the record says.
+//! the session, whatever the record says. Records are tagged with the cluster key (bound to
+//! their key): one planted by a Redis writer is ignored.
 
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,7 @@ impl Cluster {
     async fn write_record(&self, key: &str, ttl: Duration) -> Result<(), super::RedisDown> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key)
-            .arg(&self.inner.replica)
+            .arg(self.inner.tagger.sign(key, &self.inner.replica))
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64);
         self.run::<()>("record session", &cmd).await
@@ -122,16 +123,24 @@ impl Directory for RedisDirectory {
     ) -> BoxFuture<'a, Result<Location, DirectoryDown>> {
         Box::pin(async move {
             let down = |e: super::RedisDown| DirectoryDown(e.to_string());
+            let key = self.cluster.inner.keys.session(tenant, id);
             let mut cmd = redis::cmd("GET");
-            cmd.arg(self.cluster.inner.keys.session(tenant, id));
+            cmd.arg(&key);
             let holder: Option<String> = self
                 .cluster
                 .run("locate session", &cmd)
                 .await
                 .map_err(down)?;
-            let Some(replica) = holder else {
+            let Some(record) = holder else {
                 return Ok(Location::Nowhere);
             };
+            let Some(replica) = self.cluster.inner.tagger.verify(&key, &record) else {
+                // Not written by a replica of this cluster: planted, or another state key.
+                tracing::warn!(tenant = %tenant,
+                    "ignored a session record without this cluster's tag (written to Redis by something else, or by a replica with another server.state_key_env)");
+                return Ok(Location::Nowhere);
+            };
+            let replica = replica.to_string();
             if replica == self.cluster.replica() {
                 return Ok(Location::Here);
             }

@@ -142,6 +142,10 @@ struct Inner {
     replica: String,
     timeout: Duration,
     replicas: replicas::Announcement,
+    /// Tags the records and messages replicas act on, and keys the digests in key names,
+    /// under a key derived from `server.state_key_env` (a Redis writer without it can plant
+    /// nothing a replica accepts).
+    tagger: seal::Tagger,
     /// The directory records this replica wrote and has not released: key → (when, TTL).
     /// Written again when Redis comes back without them (restarted, or flushed). Entries
     /// older than their TTL are dropped: their records would have expired anyway.
@@ -159,11 +163,13 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Join the cluster `config` describes: read the Redis URL, work out the advertised URL
     /// (`listen` is the fallback), and announce this replica until `shutdown` (then
-    /// [`Cluster::leave`]). Redis need not be reachable yet: commands fail, and are counted,
+    /// [`Cluster::leave`]); `state_key` (`server.state_key_env`, which every replica shares)
+    /// authenticates what the replicas write for each other. Redis need not be reachable yet: commands fail, and are counted,
     /// until it is.
     pub fn join(
         config: &ClusterConfig,
         listen: SocketAddr,
+        state_key: &[u8],
         shutdown: &CancellationToken,
     ) -> Result<Self, ClusterError> {
         let url = secret_from_env(&config.redis_url_env)?;
@@ -192,6 +198,7 @@ impl Cluster {
                     advertised.clone(),
                     Duration::from_millis(config.replica_ttl_ms),
                 ),
+                tagger: seal::Tagger::new(b"portcullis cluster records v1\0", state_key),
                 held: Default::default(),
             }),
         };

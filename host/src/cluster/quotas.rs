@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use super::seal::Tagger;
 
 use super::Cluster;
 use crate::auth::{CallerId, CallerName};
@@ -75,20 +75,16 @@ return 1
     )
 });
 
-/// A caller as a key part: a digest of (issuer, kind of name, name), unambiguous.
-fn caller_digest(caller: &CallerId) -> String {
-    let mut h = Sha256::new();
+/// A caller as a key part: a keyed digest of (issuer, kind of name, name), unambiguous, so
+/// whoever reads Redis cannot confirm a guessed user from a bucket's name.
+fn caller_digest(tagger: &Tagger, caller: &CallerId) -> String {
     let issuer = caller.issuer.as_deref().unwrap_or("");
-    h.update((issuer.len() as u64).to_be_bytes());
-    h.update(issuer.as_bytes());
     let (kind, name) = match &caller.name {
-        CallerName::Subject(s) => (b's', s.as_str()),
-        CallerName::Client(c) => (b'c', c.as_str()),
-        CallerName::Anonymous => (b'a', ""),
+        CallerName::Subject(s) => (b"s", s.as_str()),
+        CallerName::Client(c) => (b"c", c.as_str()),
+        CallerName::Anonymous => (b"a", ""),
     };
-    h.update([kind]);
-    h.update(name.as_bytes());
-    hex::encode(h.finalize())
+    tagger.digest(&[b"quota caller", issuer.as_bytes(), kind, name.as_bytes()])
 }
 
 fn store_down(e: super::RedisDown) -> StoreDown {
@@ -120,7 +116,7 @@ impl SharedQuotas for Cluster {
             let keys = &self.inner.keys;
             let mut buckets = Vec::new();
             if let Some(rate) = subject {
-                let key = keys.subject_bucket(tenant, &caller_digest(caller));
+                let key = keys.subject_bucket(tenant, &caller_digest(&self.inner.tagger, caller));
                 buckets.push((key, rate, true));
             }
             if let Some(rate) = whole {
@@ -225,6 +221,7 @@ mod tests {
 
     #[test]
     fn callers_are_told_apart_by_issuer_and_kind_of_name() {
+        let tagger = Tagger::new(b"test\0", &[7; 32]);
         let id = |issuer: Option<&str>, name: CallerName| CallerId {
             issuer: issuer.map(Arc::from),
             name,
@@ -236,8 +233,17 @@ mod tests {
             id(Some("https://xa"), CallerName::Subject("lice".into())),
             id(None, CallerName::Subject("alice".into())),
         ]
-        .map(|c| caller_digest(&c));
+        .map(|c| caller_digest(&tagger, &c));
         let distinct: std::collections::HashSet<_> = digests.iter().collect();
         assert_eq!(distinct.len(), digests.len(), "{digests:?}");
+        let unkeyed = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"https://xalice"));
+        assert!(!digests.contains(&unkeyed));
+        let other = Tagger::new(b"test\0", &[8; 32]);
+        let alice = id(Some("https://x"), CallerName::Subject("alice".into()));
+        assert_ne!(
+            caller_digest(&tagger, &alice),
+            caller_digest(&other, &alice),
+            "keyed: without the cluster key a name cannot be confirmed"
+        );
     }
 }

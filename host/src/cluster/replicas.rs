@@ -2,9 +2,11 @@
 //! id, renewed three times per `cluster.replica_ttl_ms`, withdrawn when it leaves. A replica
 //! whose announcement expired is gone, and so are its sessions.
 //!
-//! Requests forwarded to a replica carry the caller's token, so a URL is used only if it is
-//! an IP literal on an internal network (loopback, private, shared, unique-local): a record
-//! planted in Redis cannot send tokens to the internet.
+//! Requests forwarded to a replica carry the caller's token, so an announcement is used only
+//! if a replica of this cluster wrote it (tagged with the cluster key, bound to its key), it is
+//! within its validity (each carries when it runs out, so one kept or written back in Redis
+//! past its TTL is ignored), and its URL is an IP literal on an internal network (loopback,
+//! private, shared, unique-local): a record planted in Redis sends no token anywhere.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -70,6 +72,34 @@ pub(super) fn peer_url(text: &str) -> Option<reqwest::Url> {
     (plain && crate::net::internal(ip)).then_some(url)
 }
 
+/// How far another replica's clock may be ahead of this one's (announcements' validity).
+const CLOCK_SKEW_MS: u64 = 5_000;
+
+impl Cluster {
+    /// The URL replica `id`'s announcement `record` (stored under `key`) names, if a replica
+    /// of this cluster wrote it, it has not run out, and the URL is one to send tokens to.
+    fn announced_url(&self, id: &str, key: &str, record: &str) -> Option<reqwest::Url> {
+        let Some(value) = self.inner.tagger.verify(key, record) else {
+            tracing::warn!(replica = %crate::telemetry::untrusted(id),
+                "ignored a replica announcement without this cluster's tag (written to Redis by something else, or by a replica with another server.state_key_env)");
+            return None;
+        };
+        let (text, until) = value.rsplit_once(' ')?;
+        let until: u64 = until.parse().ok()?;
+        if until + CLOCK_SKEW_MS < super::seal::now_ms() {
+            tracing::warn!(replica = %crate::telemetry::untrusted(id),
+                "ignored a replica announcement past its validity (kept or written back in Redis)");
+            return None;
+        }
+        let url = peer_url(text);
+        if url.is_none() {
+            tracing::warn!(replica = %crate::telemetry::untrusted(id), announced = %crate::telemetry::untrusted(text),
+                "ignored a replica announcing a URL that is not an internal IP address");
+        }
+        url
+    }
+}
+
 /// This replica's announcement, and what it knows of the others.
 pub(super) struct Announcement {
     advertised: reqwest::Url,
@@ -122,9 +152,14 @@ impl Cluster {
     /// Announce this replica for another TTL; whether its announcement was still there.
     async fn announce(&self) -> Result<bool, RedisDown> {
         let inner = &self.inner;
+        let key = inner.keys.replica(&inner.replica);
+        // Valid until the record would have expired: one written back later, or kept by a
+        // Redis writer past its TTL, names an address that may belong to something else now.
+        let until = super::seal::now_ms() + inner.replicas.ttl.as_millis() as u64;
+        let value = format!("{} {until}", inner.replicas.advertised);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(inner.keys.replica(&inner.replica))
-            .arg(inner.replicas.advertised.as_str())
+        cmd.arg(&key)
+            .arg(inner.tagger.sign(&key, &value))
             .arg("PX")
             .arg(inner.replicas.ttl.as_millis() as u64)
             .arg("GET");
@@ -153,17 +188,11 @@ impl Cluster {
         {
             return Ok(url.clone());
         }
+        let key = self.inner.keys.replica(id);
         let mut cmd = redis::cmd("GET");
-        cmd.arg(self.inner.keys.replica(id));
+        cmd.arg(&key);
         let announced: Option<String> = self.run("locate replica", &cmd).await?;
-        let url = announced.and_then(|text| {
-            let url = peer_url(&text);
-            if url.is_none() {
-                tracing::warn!(replica = %id, announced = %crate::telemetry::untrusted(&text),
-                    "ignored a replica announcing a URL that is not an internal IP address");
-            }
-            url
-        });
+        let url = announced.and_then(|record| self.announced_url(id, &key, &record));
         let mut peers = replicas.peers.lock();
         peers.retain(|_, (_, at)| at.elapsed() < PEER_CACHE);
         peers.insert(id.to_string(), (url.clone(), Instant::now()));

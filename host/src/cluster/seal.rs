@@ -1,6 +1,9 @@
-//! What replicas keep on Redis that Redis must not read: AES-256-GCM under a key derived from
-//! operator material and a purpose label, a random nonce per value, and the value's Redis key
-//! as associated data (a value copied under another key does not open).
+//! Redis is a boundary: whoever can write to it must not steer a replica, and whoever can read
+//! it must learn no secret. What replicas keep there that Redis must not read is sealed
+//! ([`Sealer`]: AES-256-GCM under a key derived from operator material and a purpose label, a
+//! random nonce per value, the value's Redis key as associated data, so a value copied under
+//! another key does not open); what they act on that Redis may read is tagged ([`Tagger`]:
+//! HMAC-SHA256, bound to the key or channel); names derived from identities are keyed digests.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
@@ -50,5 +53,102 @@ impl Sealer {
             )
             .ok()?;
         Some(plain.to_vec())
+    }
+}
+
+/// What replicas act on that Redis may read but must not write: HMAC-SHA256 tags under a key
+/// derived from operator material and a purpose label, each bound to the record's Redis key
+/// (or channel), so a value copied under another key does not verify; and keyed digests, so a
+/// key name confirms nothing to whoever guesses what it was made from.
+pub(super) struct Tagger(hmac::Hmac<Sha256>);
+
+impl Tagger {
+    /// The key for `purpose` derived from `material`.
+    pub(super) fn new(purpose: &[u8], material: &[u8]) -> Self {
+        use hmac::Mac as _;
+        let mut derived = Sha256::new();
+        derived.update(purpose);
+        derived.update(material);
+        Self(
+            hmac::Hmac::<Sha256>::new_from_slice(&derived.finalize())
+                .expect("HMAC takes any key length"),
+        )
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> hmac::Hmac<Sha256> {
+        use hmac::Mac as _;
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// `value`, tagged for the Redis key `entry`: `value|tag`.
+    pub(super) fn sign(&self, entry: &str, value: &str) -> String {
+        use hmac::Mac as _;
+        let tag = self
+            .mac(&[entry.as_bytes(), value.as_bytes()])
+            .finalize()
+            .into_bytes();
+        format!(
+            "{value}|{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// The value `signed` carries, if its tag verifies for `entry` under this key.
+    pub(super) fn verify<'a>(&self, entry: &str, signed: &'a str) -> Option<&'a str> {
+        use hmac::Mac as _;
+        let (value, tag) = signed.rsplit_once('|')?;
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tag)
+            .ok()?;
+        self.mac(&[entry.as_bytes(), value.as_bytes()])
+            .verify_slice(&tag)
+            .ok()?;
+        Some(value)
+    }
+
+    /// A keyed digest of `parts` (hex), for key names.
+    pub(super) fn digest(&self, parts: &[&[u8]]) -> String {
+        use hmac::Mac as _;
+        hex::encode(self.mac(parts).finalize().into_bytes())
+    }
+}
+
+/// Milliseconds since the Unix epoch, for freshness stamps.
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_verifies_only_its_value_under_its_entry_and_key() {
+        let t = Tagger::new(b"test\0", b"k".repeat(32).as_slice());
+        let signed = t.sign("p:replica:a", "http://10.0.0.1:8080/ 1700000000000");
+        assert_eq!(
+            t.verify("p:replica:a", &signed),
+            Some("http://10.0.0.1:8080/ 1700000000000")
+        );
+        assert_eq!(t.verify("p:replica:b", &signed), None, "another key name");
+        let other = Tagger::new(b"test\0", b"o".repeat(32).as_slice());
+        assert_eq!(
+            other.verify("p:replica:a", &signed),
+            None,
+            "another cluster key"
+        );
+        let forged = signed.replace("10.0.0.1", "10.0.0.2");
+        assert_eq!(t.verify("p:replica:a", &forged), None, "an altered value");
+        for junk in ["", "|", "value", "value|", "value|!!!"] {
+            assert_eq!(t.verify("p:replica:a", junk), None, "{junk:?}");
+        }
+        assert_ne!(t.digest(&[b"a", b"bc"]), t.digest(&[b"ab", b"c"]));
     }
 }

@@ -8,7 +8,9 @@
 //! by a late write; expiring with the task's TTL. Cancels and answers for a task another
 //! replica runs go out on `<prefix>:task-control`; the replica holding the task checks the
 //! owner again and applies them; those messages are sealed the same way (answers are the
-//! users' data).
+//! users' data) and stamped with when they were sent (a replayed one is ignored). A record
+//! older than one a replica has read or written before (a sealed record a Redis writer kept
+//! and wrote back) is not believed: a finished task does not read `working` again there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -45,12 +47,65 @@ struct Relayed {
     id: String,
     owner: String,
     control: Control,
+    /// When it was sent (ms since the epoch): a sealed message replayed later is ignored
+    /// (an old answer must not answer a later question).
+    #[serde(default)]
+    at: u64,
 }
+
+/// How old (or, by clock skew, how far ahead) a relayed control may be.
+const FRESH_MS: u64 = 30_000;
 
 /// The tasks of every replica, on Redis.
 pub(super) struct RedisTasks {
     cluster: Cluster,
     sealer: Sealer,
+    /// The newest state of each task this replica has read or written (Redis key → when it
+    /// was updated, whether it was over, until when to remember): a record older than that,
+    /// written back by a Redis writer, is not believed.
+    seen: parking_lot::Mutex<HashMap<String, Seen>>,
+}
+
+/// The newest state of one task this replica knows.
+#[derive(Clone, Copy)]
+struct Seen {
+    updated_ms: u64,
+    terminal: bool,
+    forget_at_ms: u64,
+}
+
+/// Most tasks remembered at once; past it, those whose TTL is over are forgotten first.
+const SEEN_MAX: usize = 65_536;
+
+impl RedisTasks {
+    /// Whether `task`, read from `key`, is no older than what this replica has seen there;
+    /// if so it becomes what has been seen.
+    fn current(&self, key: &str, task: &SharedTask) -> bool {
+        let now = super::seal::now_ms();
+        let mut seen = self.seen.lock();
+        if let Some(before) = seen.get(key)
+            && before.forget_at_ms > now
+            && (task.updated_ms < before.updated_ms
+                || (before.terminal && !task.status.is_terminal()))
+        {
+            return false;
+        }
+        if seen.len() >= SEEN_MAX {
+            seen.retain(|_, s| s.forget_at_ms > now);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
+        }
+        seen.insert(
+            key.to_string(),
+            Seen {
+                updated_ms: task.updated_ms,
+                terminal: task.status.is_terminal(),
+                forget_at_ms: now + u64::try_from(task.left().as_millis()).unwrap_or(u64::MAX),
+            },
+        );
+        true
+    }
 }
 
 impl Cluster {
@@ -60,6 +115,7 @@ impl Cluster {
         Arc::new(RedisTasks {
             cluster: self.clone(),
             sealer: sealer(state_key),
+            seen: Default::default(),
         })
     }
 
@@ -84,6 +140,9 @@ impl Cluster {
                         "ignored a task control message that did not decrypt (another server.state_key_env?)"
                     ),
                     Some(Err(e)) => tracing::warn!("ignored a malformed task control message: {e}"),
+                    Some(Ok(r)) if r.at.abs_diff(super::seal::now_ms()) > FRESH_MS => {
+                        tracing::warn!("ignored a task control message sent too long ago (replayed?)");
+                    }
                     Some(Ok(r)) => {
                         if let Some(table) = tables.get(&r.tenant) {
                             table.control(&r.owner, &r.id, r.control);
@@ -112,6 +171,7 @@ impl SharedTasks for RedisTasks {
                 return;
             }
             let key = self.cluster.inner.keys.task(tenant, &task.id);
+            self.current(&key, task);
             let Some(sealed) = serde_json::to_vec(task)
                 .ok()
                 .and_then(|plain| self.sealer.seal(&key, plain))
@@ -154,14 +214,24 @@ impl SharedTasks for RedisTasks {
                 .sealer
                 .open(&key, sealed)
                 .and_then(|plain| serde_json::from_slice::<SharedTask>(&plain).ok());
-            if task.is_none() {
+            let Some(task) = task else {
                 // Another state key, or altered in Redis: not trusted.
                 tracing::warn!(
                     tenant,
                     "a shared task record did not decrypt (another server.state_key_env, or altered in Redis); treated as unknown"
                 );
+                return Ok(None);
+            };
+            if !self.current(&key, &task) {
+                tracing::warn!(
+                    tenant,
+                    "a shared task record is older than one this replica has seen (written back in Redis); not believed"
+                );
+                return Err(SharedDown(
+                    "the shared record of this task is older than one seen before".into(),
+                ));
             }
-            Ok(task)
+            Ok(Some(task))
         })
     }
 
@@ -178,6 +248,7 @@ impl SharedTasks for RedisTasks {
                 id: id.to_string(),
                 owner: owner.to_string(),
                 control: control.clone(),
+                at: super::seal::now_ms(),
             };
             let channel = self.cluster.inner.keys.task_control();
             let Some(payload) = serde_json::to_vec(&message)
