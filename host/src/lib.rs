@@ -294,6 +294,7 @@ impl Portcullis {
             header_read: Duration::from_millis(server.header_read_timeout_ms),
             body_read: Duration::from_millis(server.body_read_timeout_ms),
             idle: Duration::from_millis(server.idle_timeout_ms),
+            write: Duration::from_millis(server.write_timeout_ms),
             max_connections: server.max_connections,
             max_per_client: server.max_connections_per_client,
             h2_max_streams: server.http2_max_concurrent_streams,

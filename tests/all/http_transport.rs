@@ -620,3 +620,96 @@ async fn sigterm_drains_then_lets_calls_in_flight_finish() {
     let log = gw.wait_for_exit(Duration::from_secs(15)).await;
     assert!(log.contains("draining"), "{log}");
 }
+
+/// #28 AC4, as the attack. Before: a client that sent a request and never read its 5 MB
+/// answer kept the connection and the buffered answer for as long as it liked (20 such
+/// clients: +140 MB). Now a connection whose client accepts no byte of its answer for
+/// `write_timeout_ms` is closed and the answer freed, while other clients are served.
+#[tokio::test]
+async fn clients_that_never_read_their_answer_are_dropped_and_the_memory_returns() {
+    use tokio::io::AsyncWriteExt as _;
+    let body = format!(
+        "max_body_bytes = 8388608\nwrite_timeout_ms = 1000\n[auth]\nmode = \"none\"\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n",
+        probe = toml_path(&plugin("probe")),
+    );
+    // A fixed mmap threshold, as docs/DEPLOYMENT.md recommends and deploy/k8s sets: glibc's
+    // adaptive one keeps freed multi-megabyte answers in its heap, so RSS would not show
+    // whether they were freed.
+    let gw =
+        crate::support::BinaryGateway::start(&body, &[("MALLOC_MMAP_THRESHOLD_", "1048576")]).await;
+    let url = format!("{}/mcp", gw.base);
+    let big = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "probe.echo", "arguments": {"x": "y".repeat(5 << 20)},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    // A client that reads: the answer arrives whole (and the allocator has seen its size).
+    let r = Client::modern(&url)
+        .call_tool("probe.echo", json!({"x": "y".repeat(5 << 20)}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 5 << 20);
+    let before = gw.rss_bytes();
+
+    // Twenty that never read, with the smallest receive window the kernel allows.
+    let addr: std::net::SocketAddr = gw.base.trim_start_matches("http://").parse().unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\n\
+             Mcp-Method: tools/call\r\nMcp-Name: probe.echo\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(big.as_bytes()).await.unwrap();
+        stuck.push(s);
+    }
+    // Meanwhile, others are served.
+    let mut c = Client::modern(&url);
+    for _ in 0..5 {
+        let r = c.call_tool("probe.echo", json!({"ok": 1})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Each stuck connection is closed once its writes have been refused for a second.
+    let closed = || {
+        std::fs::read_to_string(&gw.log)
+            .unwrap_or_default()
+            .matches("closed a connection whose client accepted no byte of its answer")
+            .count()
+    };
+    for _ in 0..200 {
+        if closed() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        closed(),
+        20,
+        "every client that stopped reading was dropped"
+    );
+    // And what was buffered for them is freed (waited for: the allocator returns it lazily).
+    let mut after = gw.rss_bytes();
+    for _ in 0..50 {
+        if after <= before + (20 << 20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = gw.rss_bytes();
+    }
+    assert!(
+        after <= before + (20 << 20),
+        "memory returns: {} MiB before, {} MiB after",
+        before >> 20,
+        after >> 20
+    );
+    let r = c.call_tool("probe.echo", json!({"still": 1})).await;
+    assert_eq!(r.status, 200);
+    drop(stuck);
+    gw.stop().await;
+}

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// A connection (HTTP/1 or HTTP/2) with no request in flight for this long is closed; an
     /// open event stream counts as in flight. Default 60000 ms.
     pub idle_timeout_ms: u64,
+    /// A connection whose client accepts no byte of an answer for this long (it stopped
+    /// reading) is closed, and what was buffered for it freed. Default 30000 ms.
+    pub write_timeout_ms: u64,
     /// Most open connections; more are answered 503 and closed. Default 10000.
     pub max_connections: usize,
     /// Most open connections from one client address (behind a proxy, all clients share
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
+            write_timeout_ms: 30_000,
             max_connections: 10_000,
             max_connections_per_client: 1000,
             http2_max_concurrent_streams: 100,

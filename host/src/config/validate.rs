@@ -162,6 +162,10 @@ impl Config {
                 "server.idle_timeout_ms",
                 self.server.idle_timeout_ms as usize,
             ),
+            (
+                "server.write_timeout_ms",
+                self.server.write_timeout_ms as usize,
+            ),
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, n)| *n == 0) {
             return Err(self.error(*key, "must be at least 1"));

@@ -8,7 +8,9 @@
 //! the request's start, else reading it fails with [`BodyTimeout`], answered `408`); the idle
 //! timeout (a connection, HTTP/1 or HTTP/2, with no request in flight for that long is shut
 //! down gracefully; a request is in flight until its response body has been sent or dropped,
-//! so long-lived event streams are not idle); HTTP/2 stream limits and keep-alive pings;
+//! so long-lived event streams are not idle); the write timeout (a connection whose socket has
+//! refused every byte of an answer for that long — the client stopped reading — is closed,
+//! freeing what was buffered for it); HTTP/2 stream limits and keep-alive pings;
 //! graceful shutdown. Must not: route, authenticate or read bodies itself (the router behind
 //! it does).
 
@@ -44,6 +46,8 @@ pub struct ServeLimits {
     pub body_read: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle: Duration,
+    /// A connection whose client accepts no byte of an answer for this long is closed.
+    pub write: Duration,
     /// Most open connections.
     pub max_connections: usize,
     /// Most open connections from one client address.
@@ -171,14 +175,26 @@ async fn serve_connection(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .enable_connect_protocol();
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
+    let stall = Arc::new(Stall::new());
+    let io = WatchedIo {
+        inner: tcp,
+        stall: stall.clone(),
+    };
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(client = %peer, "connection ended: {e}");
             }
+            return;
+        }
+        () = stall.stalled_for(limits.write) => {
+            // Dropping the connection closes the socket and frees the answer buffered for it.
+            tracing::info!(client = %peer,
+                "closed a connection whose client accepted no byte of its answer for {:?} (server.write_timeout_ms)",
+                limits.write);
             return;
         }
         () = activity.idle_for(limits.idle) => {
@@ -192,6 +208,104 @@ async fn serve_connection(
         () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
     }
     let _ = tokio::time::timeout(limits.grace, conn).await;
+}
+
+/// Whether a connection's writes are stuck: since when the socket has refused every byte
+/// (the client stopped reading and its window and our send buffer are full).
+struct Stall {
+    start: std::time::Instant,
+    /// Milliseconds after `start` (plus one) when writes began to be refused; 0: not stuck.
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl Stall {
+    fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            since: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// A write returned: `Pending` (refused) or progress.
+    fn wrote<T>(&self, result: &Poll<std::io::Result<T>>) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Poll::Pending => {
+                let _ =
+                    self.since
+                        .compare_exchange(0, self.now(), Ordering::AcqRel, Ordering::Acquire);
+            }
+            Poll::Ready(_) => self.since.store(0, Ordering::Release),
+        }
+    }
+
+    /// Resolves once writes have been refused for `limit` without a break (checked a few
+    /// times per `limit`).
+    async fn stalled_for(&self, limit: Duration) {
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let every = (limit / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let since = self.since.load(std::sync::atomic::Ordering::Acquire);
+            if since != 0 && self.now().saturating_sub(since) >= limit_ms {
+                return;
+            }
+        }
+    }
+}
+
+/// A connection's socket, telling its [`Stall`] how its writes go.
+struct WatchedIo {
+    inner: TcpStream,
+    stall: Arc<Stall>,
+}
+
+impl tokio::io::AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.stall.wrote(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.stall.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// How many requests a connection has in flight, and a signal when that changes.

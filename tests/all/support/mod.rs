@@ -149,6 +149,18 @@ impl BinaryGateway {
         Self::start_on_port(port, body, env).await
     }
 
+    /// The process's resident memory now, in bytes (Linux `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kb * 1024
+    }
+
     /// Like [`BinaryGateway::start`], on a port chosen beforehand.
     pub async fn start_on_port(port: u16, body: &str, env: &[(&str, &str)]) -> Self {
         Self::run(port, "serve", body, env).await
