@@ -72,6 +72,31 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let admit = |tcp: TcpStream, peer: SocketAddr| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            // Without it a response written in two segments waits for the delayed ACK.
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "refused a connection: server.max_connections reached"
+            );
+            tokio::spawn(refuse(tcp));
+            return;
+        };
+        let Some(slot) = ClientSlot::take(&per_client, peer.ip(), limits.max_per_client) else {
+            tracing::warn!(client = %peer.ip(), max = limits.max_per_client,
+                "refused a connection: server.max_connections_per_client reached");
+            tokio::spawn(refuse(tcp));
+            return;
+        };
+        let connection = serve_connection(tcp, peer, router.clone(), limits, shutdown.clone());
+        tokio::spawn(async move {
+            connection.await;
+            drop((permit, slot));
+        });
+    };
     loop {
         let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -85,29 +110,12 @@ pub async fn serve(
                 }
             },
         };
-        if let Err(e) = tcp.set_nodelay(true) {
-            // Without it a response written in two segments waits for the delayed ACK.
-            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-        }
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max = limits.max_connections,
-                "refused a connection: server.max_connections reached"
-            );
-            tokio::spawn(refuse(tcp));
-            continue;
-        };
-        let Some(slot) = ClientSlot::take(&per_client, peer.ip(), limits.max_per_client) else {
-            tracing::warn!(client = %peer.ip(), max = limits.max_per_client,
-                "refused a connection: server.max_connections_per_client reached");
-            tokio::spawn(refuse(tcp));
-            continue;
-        };
-        let connection = serve_connection(tcp, peer, router.clone(), limits, shutdown.clone());
-        tokio::spawn(async move {
-            connection.await;
-            drop((permit, slot));
-        });
+        admit(tcp, peer);
+    }
+    // Connections the kernel completed but nobody accepted yet would be reset when the
+    // listener closes, with the request a balancer already sent on them: serve them too.
+    while let Some(Ok((tcp, peer))) = futures::FutureExt::now_or_never(listener.accept()) {
+        admit(tcp, peer);
     }
     // Closed now, not after the grace: a balancer that does not poll `/readyz` must get
     // "connection refused" (and try another replica) rather than a connection nobody serves.
@@ -205,7 +213,24 @@ async fn serve_connection(
             let _ = tokio::time::timeout(limits.header_read.min(limits.grace), conn).await;
             return;
         }
-        () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        () = shutdown.cancelled() => {
+            // A connection whose first request has not started may carry one a balancer sent
+            // just before the listener closed: closing it now would reset that request. It
+            // gets a moment for it; then, as every connection, no further keep-alive.
+            if activity.started.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(client = %peer, "connection ended: {e}");
+                        }
+                        return;
+                    }
+                    () = activity.first_request() => {}
+                    () = tokio::time::sleep(limits.header_read.min(limits.grace).min(FIRST_REQUEST_AT_SHUTDOWN)) => {}
+                }
+            }
+            conn.as_mut().graceful_shutdown();
+        }
     }
     let _ = tokio::time::timeout(limits.grace, conn).await;
 }
@@ -312,10 +337,29 @@ impl tokio::io::AsyncWrite for WatchedIo {
 #[derive(Default)]
 struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Requests started on the connection, ever.
+    started: std::sync::atomic::AtomicUsize,
     changed: tokio::sync::Notify,
 }
 
+/// How long a connection that has sent nothing yet is waited for at shutdown.
+const FIRST_REQUEST_AT_SHUTDOWN: Duration = Duration::from_secs(1);
+
 impl Activity {
+    /// Resolves once a request has started on the connection.
+    async fn first_request(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.started.load(Ordering::Acquire) > 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Resolves once no request has been in flight for `limit` without a break.
     async fn idle_for(&self, limit: Duration) {
         use std::sync::atomic::Ordering;
@@ -343,6 +387,9 @@ impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
         activity
             .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        activity
+            .started
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         activity.changed.notify_waiters();
         Self(activity.clone())

@@ -49,7 +49,13 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let port = free_port();
         let log = dir.join("access.log");
-        let servers: String = backends.iter().map(|b| format!("server {b}; ")).collect();
+        // A replica that refused a connection (stopping) is skipped for a second only, as
+        // docs/DEPLOYMENT.md advises: with nginx's default 10 s, a rolling restart marks every
+        // replica down at once ("no live upstreams").
+        let servers: String = backends
+            .iter()
+            .map(|b| format!("server {b} max_fails=1 fail_timeout=1s; "))
+            .collect();
         let d = dir.display();
         let conf = format!(
             "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
