@@ -160,3 +160,91 @@ async fn the_kubernetes_manifests_build_validate_and_match_the_gateway() {
         "egress is restricted"
     );
 }
+
+/// #28 AC7. Before: the manifests named a placeholder image that nothing could build. Now
+/// `cargo xtask image` assembles it offline (buildah, vfs storage; here from the debug binary
+/// the tests use), and what the image says matches what `deploy/k8s` expects of it: the
+/// non-root user, the port, the binary as entrypoint taking the Deployment's arguments; the
+/// binary runs inside it (its libraries are all there).
+#[tokio::test]
+async fn the_container_image_builds_offline_and_matches_the_deployment() {
+    let store = root().join("target/image-store");
+    let tag = "localhost/portcullis:test";
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = tokio::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["xtask", "image", "--debug", "--tag", tag, "--store"])
+        .arg(&store)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo xtask image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let buildah = |args: &[&str]| {
+        let store = store.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new("buildah")
+                .args(["--storage-driver", "vfs", "--root"])
+                .arg(store.join("root"))
+                .arg("--runroot")
+                .arg(store.join("run"))
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "buildah {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    let inspected: Value =
+        serde_json::from_str(&buildah(&["inspect", "--type", "image", tag]).await).unwrap();
+    let config = &inspected["OCIv1"]["config"];
+
+    let docs = documents(&rendered().await).await;
+    let deployment = find(&docs, "Deployment", "portcullis");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let user = format!(
+        "{}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    assert_eq!(config["User"], user.as_str(), "{config}");
+    assert_ne!(user, "0:0", "non-root");
+    let port = format!("{}/tcp", container["ports"][0]["containerPort"]);
+    assert!(config["ExposedPorts"].get(&port).is_some(), "{config}");
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/portcullis"])
+    );
+    assert_eq!(
+        config["Cmd"], container["args"],
+        "the Deployment's arguments are the default"
+    );
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"], true,
+        "the image needs nothing written to its root"
+    );
+
+    // It runs: a container from the image (chroot isolation: no daemon, no namespaces needed).
+    let ctr = buildah(&["from", tag]).await;
+    let version = buildah(&[
+        "run",
+        "--isolation",
+        "chroot",
+        &ctr,
+        "--",
+        "/usr/local/bin/portcullis",
+        "--version",
+    ])
+    .await;
+    buildah(&["rm", &ctr]).await;
+    assert!(version.starts_with("portcullis "), "{version}");
+}

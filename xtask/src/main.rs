@@ -10,6 +10,7 @@
 //!   SDK in `tests/.venv`) under `tests/`, then run
 //!   every Rust test, including the integration tests that drive the real peers, and a smoke
 //!   run of the benchmark (every system starts and answers correctly).
+//! * `image`: the gateway's container image, assembled offline with `buildah` (see `image.rs`).
 //! * `bench`: the side-by-side benchmark in release builds (`bench/`), results in
 //!   `target/bench/` (JSON, Markdown, SVG). Extra arguments go to `portcullis-bench`.
 //!
@@ -22,6 +23,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod deps;
+mod image;
 
 fn main() {
     if let Err(e) = task() {
@@ -122,9 +124,10 @@ fn task() -> anyhow::Result<()> {
             build_plugins(&root)?;
             fuzz(&root, &args[1..])
         }
+        Some("image") => image::build(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS] | fuzz [--dev] [--secs N] [TARGET...]>"
+                "usage: cargo xtask <build-plugins | deps | run [CONFIG] | test [CARGO TEST ARGS] | bench [BENCH ARGS] | fuzz [--dev] [--secs N] [TARGET...] | image [--debug] [--tag NAME] [--store DIR]>"
             );
             std::process::exit(2);
         }
@@ -663,11 +666,15 @@ fn install_venv(venv: &Path, requirements: &Path) -> anyhow::Result<()> {
 /// The Debian packages the tests start as real peers (the cluster tests' Redis and load
 /// balancers), each with the program that shows it is installed, pinned to bookworm's
 /// security-updated versions.
-const DEBIAN_PEERS: [(&str, &str, &str); 3] = [
+const DEBIAN_PEERS: [(&str, &str, &str); 4] = [
     ("redis-server", "redis-server", "5:7.0.15-1~deb12u10"),
     ("nginx", "nginx", "1.22.1-9+deb12u11"),
     ("haproxy", "haproxy", "2.6.12-1+deb12u4"),
+    ("buildah", "buildah", BUILDAH),
 ];
+
+/// The pinned `buildah` (`cargo xtask image`, and the image test).
+const BUILDAH: &str = "1.28.2+ds1-3+deb12u1+b3";
 
 /// Install the missing packages of `peers` (package, program, version) with apt-get. A
 /// pinned version the archive no longer carries (the security archive keeps only the newest)
