@@ -57,7 +57,7 @@
 //! | oauth      |                                                                |
 //! | telemetry  | config                                                         |
 //! | sandbox    | config, telemetry                                              |
-//! | auth       | config, oauth, telemetry                                       |
+//! | auth       | config, net, oauth, telemetry                                  |
 //! | plugins    | auth, config, sandbox, telemetry                               |
 //! | downstream | auth, config, net, oauth, sandbox, telemetry                   |
 //! | tenancy    | auth, config, sandbox                                          |
@@ -67,7 +67,7 @@
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
-//! | transport  | admin, auth, config, mcp, sessions, telemetry, tenancy         |
+//! | transport  | admin, auth, config, mcp, net, sessions, telemetry, tenancy    |
 //! | fuzzing    | auth, config, downstream, mcp                                  |
 //! | scaffold   |                                                                |
 //! | harness    | auth, config, mcp                                              |

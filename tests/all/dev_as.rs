@@ -906,8 +906,17 @@ async fn the_dev_as_refuses_hostile_clients_and_stays_bounded() {
         assert!(page.contains("invalid_client"), "{id}: {page}");
     }
 
+    // From twenty loopback addresses: one address may register only 60 a minute (#28).
+    let senders: Vec<reqwest::Client> = (0..20u8)
+        .map(|k| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 2 + k]))
+                .build()
+                .unwrap()
+        })
+        .collect();
     let register = |n: usize| {
-        let (http, url) = (http.clone(), gw.url("/dev-as/register"));
+        let (http, url) = (senders[n / 50].clone(), gw.url("/dev-as/register"));
         async move {
             let r: Value = http
                 .post(url)
@@ -970,4 +979,57 @@ fn authorize_url(gw: &TestGateway, client_id: &str, redirect_uri: &str) -> reqwe
         .append_pair("resource", &gw.url("/mcp"))
         .append_pair("scope", "mcp:tools");
     url
+}
+
+/// #28. Before: registrations were capped by count only (500 of any size: +500 MiB), and an
+/// anonymous flood pushed every other client's registration out. Now one registration is
+/// small (names cut, at most 10 redirect URIs of 2 KiB, nothing else kept or echoed), one
+/// address registers at most 60 a minute (then 429), and registrations never used go first.
+#[tokio::test]
+async fn a_registration_flood_is_bounded_and_evicts_no_client_in_use() {
+    let gw = gateway_with_dev_as("").await;
+    let used = Flow::register(&gw).await;
+    let (status, _) = used.authorize(&[]).await;
+    assert_eq!(status, 303);
+    let http = reqwest::Client::new();
+    let register = |meta: Value| {
+        let (http, url) = (http.clone(), gw.url("/dev-as/register"));
+        async move {
+            let r = http.post(url).json(&meta).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let long = format!("https://app.example/{}", "x".repeat(3000));
+    let (status, _) = register(json!({"redirect_uris": [long]})).await;
+    assert_eq!(status, 400, "a 3 KB redirect URI");
+    let eleven: Vec<String> = (0..11)
+        .map(|i| format!("https://app.example/{i}"))
+        .collect();
+    let (status, _) = register(json!({"redirect_uris": eleven})).await;
+    assert_eq!(status, 400, "eleven redirect URIs");
+    let mut statuses = Vec::new();
+    for i in 0..70 {
+        let (status, body) = register(json!({
+            "redirect_uris": [format!("https://flood.example/{i}")],
+            "client_name": "n".repeat(100_000),
+            "padding": "p".repeat(100_000),
+        }))
+        .await;
+        assert!(
+            body.len() < 4096,
+            "nothing large is kept or echoed: {} bytes",
+            body.len()
+        );
+        statuses.push(status);
+    }
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert!(
+        created <= 60,
+        "{created} registrations in a minute from one address"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The client in use still is.
+    let (status, q) = used.authorize(&[]).await;
+    assert_eq!(status, 303, "{q:?}");
 }

@@ -438,3 +438,55 @@ async fn a_client_that_hangs_up_keeps_its_place_until_its_call_is_over() {
     }
     assert!(freed, "the place is given back when the call ends");
 }
+
+/// #28. Before: `/readyz` showed its details (every tenant's plugin counts, every issuer
+/// still without keys) to an admin token of any tenant. Now a tenant's admin sees its own
+/// tenant only; the whole gateway is shown to loopback operators.
+#[tokio::test]
+async fn readiness_details_show_a_tenants_admin_only_its_tenant() {
+    let (issuer_a, issuer_b) = (
+        TestIssuer::start(&["a"]).await,
+        TestIssuer::start(&["b"]).await,
+    );
+    let body = format!(
+        "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [[auth.issuer]]\nissuer = \"{a}\"\n[[auth.issuer]]\nissuer = \"{b}\"\n\
+         [[tenant]]\nid = \"tenant-a\"\npath = \"/t/a/mcp\"\nissuers = [\"{a}\"]\nplugins = [{hello}]\n\
+         [[tenant]]\nid = \"tenant-b\"\npath = \"/t/b/mcp\"\nissuers = [\"{b}\"]\nplugins = [{probe}]\n",
+        a = issuer_a.url,
+        b = issuer_b.url,
+        hello = toml_path(&plugin("hello")),
+        probe = toml_path(&plugin("probe")),
+    );
+    let gw = TestGateway::start("", &body).await;
+    let url_a = gw.url("/t/a/mcp");
+    let mut admin = claims(&issuer_a, &url_a, "ops");
+    admin["scope"] = json!("mcp:tools portcullis:admin");
+    let admin_a = issuer_a.token("a", admin);
+    let gateway = portcullis::Portcullis::start(gw.gateway_config.clone())
+        .await
+        .unwrap();
+    use tower::ServiceExt as _;
+    // Through the router, as a remote peer (no loopback address) would arrive.
+    let resp = gateway
+        .router()
+        .oneshot(
+            http::Request::get("/readyz")
+                .header("host", "127.0.0.1")
+                .header("authorization", format!("Bearer {admin_a}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let details: Value = serde_json::from_slice(&body).unwrap();
+    assert!(details["plugins"]["tenant-a"].is_object(), "{details}");
+    assert!(
+        details["plugins"].get("tenant-b").is_none(),
+        "nothing of another tenant: {details}"
+    );
+    assert!(!details.to_string().contains(&issuer_b.url), "{details}");
+}

@@ -20,6 +20,14 @@ use crate::auth::{Denial, ResourceServer, TenantAuth};
 use crate::mcp::TenantContext;
 pub use inventory::{FailedFile, Inventory, PluginEntry, ToolEntry};
 
+/// Who an operator is.
+enum Operator<'a> {
+    /// On this machine (loopback): the whole gateway.
+    Gateway,
+    /// With an admin token of this tenant: that tenant.
+    Tenant(&'a Arc<TenantContext>, &'a Arc<TenantAuth>),
+}
+
 /// The operators' endpoints over every tenant.
 pub(crate) struct Admin {
     /// The scope an operator's token carries.
@@ -98,23 +106,26 @@ impl Admin {
         None
     }
 
-    /// Whether the request comes from an operator: a loopback peer, or an admin token.
-    async fn is_operator(&self, parts: &Parts) -> bool {
+    /// Who operates, if the request comes from an operator: a loopback peer (the whole
+    /// gateway), or an admin token of one tenant (that tenant only).
+    async fn operator(&self, parts: &Parts) -> Option<Operator<'_>> {
         if loopback(parts) {
-            return true;
+            return Some(Operator::Gateway);
         }
         if !parts.headers.contains_key(http::header::AUTHORIZATION) {
-            return false;
+            return None;
         }
         self.caller(parts)
             .await
-            .is_some_and(|(_, _, p)| p.has_scopes(std::slice::from_ref(&self.scope)))
+            .filter(|(_, _, p)| p.has_scopes(std::slice::from_ref(&self.scope)))
+            .map(|(tenant, auth, _)| Operator::Tenant(tenant, auth))
     }
 
     /// `/readyz`: ready once plugins are loaded (they are before the router exists) and every
     /// issuer's signing keys have been fetched at least once, until shutdown begins
     /// (`draining`). Everyone gets the status; only an operator gets the details, which name
-    /// tenants and issuers.
+    /// tenants and issuers: from loopback all of them, with a tenant's admin token that
+    /// tenant's plugins and the issuers it trusts.
     pub(crate) async fn readiness(&self, req: Request) -> Response {
         if self.draining.is_cancelled() {
             return (
@@ -136,12 +147,25 @@ impl Admin {
         };
         let word = if ready { "ready" } else { "not ready" };
         let (parts, _) = req.into_parts();
-        if !self.is_operator(&parts).await {
+        let Some(operator) = self.operator(&parts).await else {
             return (status, axum::Json(serde_json::json!({"status": word}))).into_response();
-        }
+        };
+        // A tenant's admin sees its own tenant and the issuers it trusts, nothing of others.
+        let shown = |t: &Arc<TenantContext>| match &operator {
+            Operator::Gateway => true,
+            Operator::Tenant(mine, _) => Arc::ptr_eq(mine, t),
+        };
+        let waiting: Vec<String> = waiting
+            .into_iter()
+            .filter(|issuer| match &operator {
+                Operator::Gateway => true,
+                Operator::Tenant(_, auth) => auth.trusts(issuer),
+            })
+            .collect();
         let plugins: serde_json::Map<String, serde_json::Value> = self
             .tenants
             .iter()
+            .filter(|(t, _)| shown(t))
             .map(|(t, _)| {
                 let c = t.plugins.catalog();
                 (

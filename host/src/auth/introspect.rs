@@ -249,15 +249,10 @@ impl FailureLimiter {
 
     /// The network `peer` counts in.
     fn key(peer: Option<IpAddr>) -> IpAddr {
-        match peer.map(|p| p.to_canonical()) {
-            Some(IpAddr::V6(v6)) => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-            Some(v4) => v4,
-            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        }
+        peer.map_or(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            crate::net::client_network,
+        )
     }
 
     /// Start an introspection for `peer`, or the seconds until it may start one.

@@ -674,6 +674,11 @@ impl TenantAuth {
         matches!(self.mode, Mode::OAuth(..))
     }
 
+    /// Whether this tenant trusts the issuer `issuer`.
+    pub fn trusts(&self, issuer: &str) -> bool {
+        self.authorization_servers.iter().any(|i| i == issuer)
+    }
+
     /// Establish who is calling. The token is re-validated on every request (through the
     /// cache); sessions are never authentication.
     pub async fn authenticate(

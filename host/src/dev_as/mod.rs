@@ -40,6 +40,15 @@ const MAX_CODES: usize = 1000;
 const MAX_REFRESH_TOKENS: usize = 10_000;
 /// Most dynamically registered (and metadata document) clients kept; the oldest go first.
 const MAX_REGISTERED_CLIENTS: usize = 500;
+/// Dynamic registrations one client network may make per minute: a flood from one address
+/// cannot push every other client's registration out.
+const REGISTRATIONS_PER_MINUTE: u32 = 60;
+/// Most redirect URIs one registration may name.
+const MAX_REDIRECT_URIS: usize = 10;
+/// Longest redirect URI (bytes).
+const MAX_REDIRECT_URI_BYTES: usize = 2048;
+/// Longest client name (characters); longer ones are cut.
+const MAX_CLIENT_NAME_CHARS: usize = 200;
 
 /// Make room in `map` for one more entry: drop expired entries, then the soonest to expire.
 fn bounded<T>(map: &mut HashMap<String, T>, max: usize, expires: impl Fn(&T) -> Instant) {
@@ -69,6 +78,8 @@ struct Client {
     /// When it registered (dynamically or by a metadata document); `None` for configured
     /// clients, which are never evicted.
     registered: Option<Instant>,
+    /// It has been authorized for at least once (registrations never used go first).
+    used: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -122,6 +133,8 @@ pub struct DevAs {
     clients: Mutex<HashMap<String, Client>>,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh: Mutex<HashMap<String, RefreshGrant>>,
+    /// Dynamic registrations per client network in the current minute: (window start, count).
+    registrations: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
 }
 
 impl std::fmt::Debug for DevAs {
@@ -217,6 +230,7 @@ impl DevAs {
                     redirect_uris: c.redirect_uris.clone(),
                     grant_types: c.grant_types.clone(),
                     registered: None,
+                    used: false,
                 },
             );
         }
@@ -254,6 +268,7 @@ impl DevAs {
             clients: Mutex::new(clients),
             codes: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
+            registrations: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -350,8 +365,31 @@ impl DevAs {
             redirect_uris: doc.redirect_uris,
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             registered: Some(Instant::now()),
+            used: false,
         });
         Ok(())
+    }
+
+    /// Whether the network of `peer` may register another client this minute.
+    fn may_register(&self, peer: Option<std::net::IpAddr>) -> bool {
+        let network = peer.map_or(
+            std::net::IpAddr::from([0, 0, 0, 0]),
+            crate::net::client_network,
+        );
+        let mut seen = self.registrations.lock();
+        if seen.len() >= 10_000 {
+            seen.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+            if seen.len() >= 10_000 {
+                return false;
+            }
+        }
+        let (start, count) = seen.entry(network).or_insert((Instant::now(), 0));
+        if start.elapsed() >= Duration::from_secs(60) {
+            *start = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count <= REGISTRATIONS_PER_MINUTE
     }
 
     /// Keep a registered client, dropping the oldest registrations beyond the cap.
@@ -359,12 +397,13 @@ impl DevAs {
         let mut clients = self.clients.lock();
         let registered = clients.values().filter(|c| c.registered.is_some()).count();
         if registered >= MAX_REGISTERED_CLIENTS && !clients.contains_key(&client.client_id) {
-            let mut by_age: Vec<(Instant, String)> = clients
+            // Registrations never used first, then the oldest.
+            let mut by_age: Vec<(bool, Instant, String)> = clients
                 .values()
-                .filter_map(|c| Some((c.registered?, c.client_id.clone())))
+                .filter_map(|c| Some((c.used, c.registered?, c.client_id.clone())))
                 .collect();
             by_age.sort();
-            for (_, id) in by_age.iter().take(registered + 1 - MAX_REGISTERED_CLIENTS) {
+            for (_, _, id) in by_age.iter().take(registered + 1 - MAX_REGISTERED_CLIENTS) {
                 clients.remove(id);
             }
         }
@@ -447,6 +486,10 @@ impl DevAs {
     ) -> Response {
         let code = random_token();
         let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
+        // A client that got this far is in use: kept before ones only registered.
+        if let Some(c) = self.clients.lock().get_mut(&client.client_id) {
+            c.used = true;
+        }
         let mut codes = self.codes.lock();
         bounded(&mut codes, MAX_CODES, |g| g.expires);
         codes.insert(
@@ -975,7 +1018,11 @@ impl DevAs {
 ///
 /// Long on purpose: one metadata check after another, each answering its own RFC 7591
 /// error, read top to bottom as the rules a registration must pass.
-async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Value>) -> Response {
+async fn register(
+    State(dev): State<Arc<DevAs>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    axum::Json(meta): axum::Json<Value>,
+) -> Response {
     let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
     if !dev.config.dcr {
         return oauth_error(
@@ -984,12 +1031,39 @@ async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Va
             "dynamic client registration is turned off (dev_as.dcr)",
         );
     }
-    let Some(redirects) = meta["redirect_uris"].as_array().filter(|a| !a.is_empty()) else {
+    if !dev.may_register(peer.map(|axum::Extension(c)| c.0.ip())) {
+        tracing::warn!(
+            "refused a dynamic client registration: too many from one address this minute"
+        );
+        let mut resp = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            &format!("at most {REGISTRATIONS_PER_MINUTE} registrations a minute from one address"),
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("60"),
+        );
+        return resp;
+    }
+    let Some(redirects) = meta["redirect_uris"]
+        .as_array()
+        .filter(|a| (1..=MAX_REDIRECT_URIS).contains(&a.len()))
+    else {
         return bad(
             "invalid_redirect_uri",
-            "redirect_uris must be a non-empty array",
+            &format!("redirect_uris must be an array of 1 to {MAX_REDIRECT_URIS} URIs"),
         );
     };
+    if redirects
+        .iter()
+        .any(|r| r.as_str().is_some_and(|u| u.len() > MAX_REDIRECT_URI_BYTES))
+    {
+        return bad(
+            "invalid_redirect_uri",
+            &format!("a redirect URI is longer than {MAX_REDIRECT_URI_BYTES} bytes"),
+        );
+    }
     let redirect_uris: Vec<String> = redirects
         .iter()
         .filter_map(|r| r.as_str().map(str::to_string))
@@ -1029,10 +1103,12 @@ async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Va
     }
     let client_id = random_token();
     let secret = (auth_method != "none").then(random_token);
-    let name = meta["client_name"]
+    let name: String = meta["client_name"]
         .as_str()
         .unwrap_or("unnamed client")
-        .to_string();
+        .chars()
+        .take(MAX_CLIENT_NAME_CHARS)
+        .collect();
     dev.register_client(Client {
         client_id: client_id.clone(),
         name: name.clone(),
@@ -1040,8 +1116,27 @@ async fn register(State(dev): State<Arc<DevAs>>, axum::Json(meta): axum::Json<Va
         redirect_uris: redirect_uris.clone(),
         grant_types: grant_types.clone(),
         registered: Some(Instant::now()),
+        used: false,
     });
-    let mut out = meta.clone();
+    // What was registered, not whatever else the request held (RFC 7591 §3.2.1 echoes the
+    // registered metadata).
+    let mut out = json!({});
+    for field in [
+        "scope",
+        "client_uri",
+        "logo_uri",
+        "tos_uri",
+        "policy_uri",
+        "software_id",
+        "software_version",
+    ] {
+        if let Some(v) = meta[field]
+            .as_str()
+            .filter(|v| v.len() <= MAX_REDIRECT_URI_BYTES)
+        {
+            out[field] = v.into();
+        }
+    }
     out["client_id"] = client_id.into();
     out["client_id_issued_at"] = now_secs().into();
     out["client_name"] = name.into();

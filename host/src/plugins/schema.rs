@@ -266,6 +266,33 @@ mod tests {
         assert!(no_output.check_output(None).is_ok());
     }
 
+    /// #28. Before: `format` was enforced under draft-07 but only annotated under 2020-12
+    /// (the default), so `"format": "email"` let anything through.
+    #[test]
+    fn format_is_enforced_under_every_draft() {
+        for draft in [None, Some("http://json-schema.org/draft-07/schema#")] {
+            let mut schema = json!({"type": "object",
+                "properties": {"to": {"type": "string", "format": "email"},
+                               "at": {"type": "string", "format": "date-time"}}});
+            if let Some(d) = draft {
+                schema["$schema"] = json!(d);
+            }
+            let s = ToolSchemas::compile(&tool(schema, None)).unwrap();
+            assert!(
+                s.check_arguments(&json!({"to": "a@example.com", "at": "2026-12-07T09:00:00Z"}))
+                    .is_ok()
+            );
+            assert!(
+                s.check_arguments(&json!({"to": "not an address"})).is_err(),
+                "{draft:?}"
+            );
+            assert!(
+                s.check_arguments(&json!({"at": "yesterday"})).is_err(),
+                "{draft:?}"
+            );
+        }
+    }
+
     #[test]
     fn unusable_schemas_are_refused_and_references_never_fetched() {
         for (input, problem) in [

@@ -69,8 +69,9 @@ pub struct Telemetry {
     meter: Option<SdkMeterProvider>,
 }
 
-/// Where and how to export, resolved from `[telemetry]` and the environment.
-#[derive(Debug, Clone, PartialEq)]
+/// Where and how to export, resolved from `[telemetry]` and the environment. Its headers may
+/// hold secrets (`headers_env`): `Debug` shows their names only.
+#[derive(Clone, PartialEq)]
 struct Export {
     /// Base URL; `None` lets the exporter read `OTEL_EXPORTER_OTLP_*` itself.
     endpoint: Option<String>,
@@ -81,6 +82,23 @@ struct Export {
     metrics_interval: Option<Duration>,
     service_name: String,
     resource: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.headers.keys().collect();
+        names.sort();
+        f.debug_struct("Export")
+            .field("endpoint", &self.endpoint)
+            .field("json", &self.json)
+            .field("headers (values withheld)", &names)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("metrics", &self.metrics)
+            .field("metrics_interval", &self.metrics_interval)
+            .field("service_name", &self.service_name)
+            .field("resource", &self.resource)
+            .finish()
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -585,6 +603,30 @@ mod tests {
         let bad = serde_json::json!({"traceparent": "00-0000-bad"});
         assert!(from_meta(bad.as_object()).is_none());
         assert!(from_meta(None).is_none());
+    }
+
+    /// #28. Before: `Export` derived `Debug` over its resolved headers, secrets from
+    /// `headers_env` included.
+    #[test]
+    fn an_export_prints_its_header_names_never_their_values() {
+        let export = Export {
+            endpoint: Some("http://collector:4318".into()),
+            json: false,
+            headers: [(
+                "authorization".to_string(),
+                "Bearer otlp-secret-value".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            sample_ratio: None,
+            metrics: true,
+            metrics_interval: None,
+            service_name: "portcullis".into(),
+            resource: vec![],
+        };
+        let printed = format!("{export:?}");
+        assert!(printed.contains("authorization"), "{printed}");
+        assert!(!printed.contains("otlp-secret-value"), "{printed}");
     }
 
     #[test]

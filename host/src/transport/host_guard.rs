@@ -142,9 +142,17 @@ impl HostGuard {
 
     /// Whether a request with `uri` and `headers` may be served; the refusal otherwise.
     pub(crate) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = match headers.get(header::HOST) {
-            Some(v) => v.to_str().ok().and_then(parse_authority),
-            None => uri.authority().and_then(|a| parse_authority(a.as_str())),
+        let host = match (headers.get(header::HOST), uri.authority()) {
+            // HTTP/2 `:authority` and a `Host` header that say different things (RFC 9113
+            // §8.3.1): a request checked by one and routed by the other is malformed.
+            (Some(h), Some(a)) if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) => {
+                tracing::warn!(host = %untrusted(&String::from_utf8_lossy(h.as_bytes())),
+                    authority = %untrusted(a.as_str()),
+                    "refused a request whose Host and :authority differ");
+                return Err(Refusal::BadHost);
+            }
+            (Some(v), _) => v.to_str().ok().and_then(parse_authority),
+            (None, a) => a.and_then(|a| parse_authority(a.as_str())),
         }
         .ok_or(Refusal::BadHost)?;
         let known = self
@@ -251,5 +259,27 @@ mod tests {
             check(Some("127.0.0.1"), Some("https://app.example/path")),
             403
         );
+    }
+
+    /// #28. Before: an HTTP/2 request's `:authority` was ignored when a `Host` header was
+    /// also present, so the two could name different hosts.
+    #[test]
+    fn host_and_authority_must_agree() {
+        let at = |authority: &str, host: Option<&str>| {
+            let uri: Uri = format!("https://{authority}/mcp").parse().unwrap();
+            let mut headers = HeaderMap::new();
+            if let Some(h) = host {
+                headers.insert(header::HOST, h.parse().unwrap());
+            }
+            match guard().check(&uri, &headers) {
+                Ok(()) => 200,
+                Err(r) => r.into_response().status().as_u16(),
+            }
+        };
+        assert_eq!(at("127.0.0.1:8080", None), 200, ":authority alone");
+        assert_eq!(at("127.0.0.1:8080", Some("127.0.0.1:8080")), 200);
+        assert_eq!(at("GW.example:8443", Some("gw.example:8443")), 200);
+        assert_eq!(at("evil.example", Some("127.0.0.1")), 400, "they differ");
+        assert_eq!(at("127.0.0.1", Some("evil.example")), 400);
     }
 }

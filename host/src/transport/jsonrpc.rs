@@ -195,6 +195,13 @@ pub(crate) async fn batch_answer(resp: Response, id: Value) -> Option<Value> {
     if status == StatusCode::ACCEPTED {
         return None;
     }
+    // A refusal at the HTTP level (403 step-up, 401) carries its challenge in a header: the
+    // item's error says it in JSON-RPC terms, with the challenge as data.
+    let challenge = resp
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let is_sse = is_event_stream(&resp);
     let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
         .await
@@ -211,12 +218,35 @@ pub(crate) async fn batch_answer(resp: Response, id: Value) -> Option<Value> {
     let answer = messages
         .into_iter()
         .find(|m| m.get("result").is_some() || m.get("error").is_some());
-    answer.or_else(|| {
-        (!id.is_null()).then(|| {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code::INTERNAL_ERROR,
-                "message": format!("request failed with HTTP {status}: {}", String::from_utf8_lossy(&body))}})
-        })
-    })
+    answer.or_else(|| (!id.is_null()).then(|| item_error(status, challenge, id)))
+}
+
+/// The JSON-RPC error for a batch item the endpoint refused without a JSON-RPC answer: the
+/// HTTP status in words (never the body, which may be a page from elsewhere), the challenge
+/// to act on when there is one.
+fn item_error(status: StatusCode, challenge: Option<String>, id: Value) -> Value {
+    let reason = status.canonical_reason().unwrap_or("refused");
+    let (code, message) = match (status, &challenge) {
+        (StatusCode::FORBIDDEN, Some(c)) if c.contains("insufficient_scope") => (
+            code::SERVER_ERROR,
+            "Forbidden: the token lacks a scope this request needs (insufficient_scope); \
+             authorize again with the scope in data.wwwAuthenticate"
+                .to_string(),
+        ),
+        (StatusCode::UNAUTHORIZED, _) => (
+            code::SERVER_ERROR,
+            "Unauthorized: the token is not accepted".to_string(),
+        ),
+        _ => (
+            code::INTERNAL_ERROR,
+            format!("request failed with HTTP {}: {reason}", status.as_u16()),
+        ),
+    };
+    let mut data = json!({"httpStatus": status.as_u16()});
+    if let Some(c) = challenge {
+        data["wwwAuthenticate"] = json!(c);
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -228,4 +258,46 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// #28. Before: a batch item refused for scope came back as the raw 403 body inside an
+    /// internal error, not as something a client can act on.
+    #[tokio::test]
+    async fn a_batch_item_refused_for_scope_is_a_json_rpc_error_with_the_challenge() {
+        let challenge = r#"Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="https://gw/.well-known/oauth-protected-resource/mcp""#;
+        let resp = Response::builder()
+            .status(StatusCode::FORBIDDEN)
+            .header(header::WWW_AUTHENTICATE, challenge)
+            .body(Body::from("<html>forbidden</html>"))
+            .unwrap();
+        let answer = batch_answer(resp, json!(7)).await.unwrap();
+        assert_eq!(answer["id"], 7);
+        assert_eq!(answer["error"]["code"], code::SERVER_ERROR);
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+        assert_eq!(answer["error"]["data"]["httpStatus"], 403);
+        assert_eq!(answer["error"]["data"]["wwwAuthenticate"], challenge);
+        assert!(!answer.to_string().contains("<html>"), "no raw body");
+        // A notification's refusal answers nothing; an answer with JSON-RPC inside is kept.
+        let resp = (StatusCode::FORBIDDEN, "x").into_response();
+        assert!(batch_answer(resp, Value::Null).await.is_none());
+        let resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "slow down"}})
+                .to_string(),
+        )
+            .into_response();
+        assert_eq!(
+            batch_answer(resp, json!(1)).await.unwrap()["error"]["message"],
+            "slow down"
+        );
+    }
 }

@@ -85,7 +85,8 @@ pub async fn serve(
             tokio::spawn(refuse(tcp));
             return;
         };
-        let Some(slot) = ClientSlot::take(&per_client, peer.ip(), limits.max_per_client) else {
+        let network = crate::net::client_network(peer.ip());
+        let Some(slot) = ClientSlot::take(&per_client, network, limits.max_per_client) else {
             tracing::warn!(client = %peer.ip(), max = limits.max_per_client,
                 "refused a connection: server.max_connections_per_client reached");
             tokio::spawn(refuse(tcp));
