@@ -1038,7 +1038,7 @@ async fn register(
         let mut resp = oauth_error(
             StatusCode::TOO_MANY_REQUESTS,
             "temporarily_unavailable",
-            &format!("at most {REGISTRATIONS_PER_MINUTE} registrations a minute from one address"),
+            format!("at most {REGISTRATIONS_PER_MINUTE} registrations a minute from one address"),
         );
         resp.headers_mut().insert(
             header::RETRY_AFTER,
