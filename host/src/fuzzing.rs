@@ -55,6 +55,66 @@ fn percent_decode_lossy(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Plugin-supplied schemas (#28): any text is compiled or refused with its reason, never a
+/// panic; a schema the host accepts validates any value the JSON parser produces — the text
+/// itself, the deepest object and array — within 1 MiB of stack (half a tokio worker's).
+pub fn plugin_schema(text: &str) {
+    let tool = crate::sandbox::wit::Tool {
+        name: "fuzz.tool".into(),
+        title: None,
+        description: String::new(),
+        input_schema: text.into(),
+        output_schema: Some(text.into()),
+        annotations: None,
+        required_scopes: vec![],
+    };
+    let Ok(schemas) = crate::plugins::validate_tools(&[tool]) else {
+        return;
+    };
+    let Some(schemas) = schemas.into_values().next() else {
+        return;
+    };
+    let nested = |open: &str, close: &str| {
+        let levels = (1..200)
+            .take_while(|n| {
+                serde_json::from_str::<serde_json::Value>(&format!(
+                    "{}{}",
+                    open.repeat(*n),
+                    close.repeat(*n)
+                ))
+                .is_ok()
+            })
+            .last()
+            .unwrap_or(1);
+        serde_json::from_str::<serde_json::Value>(&format!(
+            "{}{}",
+            open.repeat(levels),
+            close.repeat(levels)
+        ))
+        .unwrap_or_default()
+    };
+    let mut values = vec![
+        serde_json::json!({}),
+        nested("{\"a\":", "}")
+            .pointer("/a")
+            .cloned()
+            .unwrap_or_default(),
+        nested("[", "]"),
+    ];
+    values.extend(serde_json::from_str::<serde_json::Value>(text).ok());
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            for v in &values {
+                let _ = schemas.check_arguments(v);
+                let _ = schemas.check_output(Some(v));
+            }
+        })
+        .expect("a thread")
+        .join()
+        .expect("validation of an accepted schema fits its stack");
+}
+
 /// `requestState` unsealing: arbitrary text is refused, never a panic.
 pub fn request_state(token: &str) {
     crate::mcp::fuzz::request_state(token);

@@ -602,6 +602,65 @@ plugins = [{hello}]
     assert!(log.contains("introspect-here"), "the operator is told");
 }
 
+/// #28. Before: an introspected token naming neither `sub` nor `client_id` (RFC 7662 makes
+/// both optional, and authorization servers configured so omit them) was accepted, and all
+/// such callers were one — sharing session caps, buckets and `requestState` bindings. Now it
+/// is refused (JWTs without `sub` already were). The authorization server here is a small
+/// introspection endpoint answering as such a server does.
+#[tokio::test]
+async fn an_introspected_token_naming_neither_a_subject_nor_a_client_is_refused() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let answer = {
+        let (issuer, url) = (issuer.clone(), url.clone());
+        move |form: axum::extract::Form<std::collections::HashMap<String, String>>| {
+            let (issuer, url) = (issuer.clone(), url.clone());
+            async move {
+                let mut a = json!({"active": true, "iss": issuer, "aud": url,
+                                   "exp": now() + 600, "scope": "mcp:tools"});
+                if form.get("token").is_some_and(|t| t.starts_with("client-")) {
+                    a["client_id"] = json!("agent-7");
+                }
+                axum::Json(a)
+            }
+        }
+    };
+    let app = axum::Router::new().route("/introspect", axum::routing::post(answer));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let body = format!(
+        r#"
+[auth]
+mode = "oauth"
+scopes_supported = ["mcp:tools"]
+[[auth.issuer]]
+issuer = "{issuer}"
+introspection = {{ client_id = "gateway", client_secret_env = "GATEWAY_SECRET", endpoint = "{issuer}/introspect" }}
+[[tenant]]
+id = "t"
+plugins = [{hello}]
+"#,
+        hello = toml_path(&plugin("hello")),
+    );
+    let _gw = BinaryGateway::start_on_port(port, &body, &[("GATEWAY_SECRET", SECRET)]).await;
+    let greet = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            Client::modern(&url)
+                .bearer(token)
+                .call_tool("hello.greet", json!({"name": "n"}))
+                .await
+        }
+    };
+    let r = greet("nobody-opaque-token").await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let challenge = r.headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    // A client's own token (no `sub`, its `client_id`) is a caller: that client.
+    assert_eq!(greet("client-opaque-token").await.text(), "Hello, n!");
+}
+
 /// AC5. `*` in a token's `scope` or `scp`. Before: it granted every scope, admin included.
 #[tokio::test]
 async fn a_wildcard_scope_in_a_token_grants_nothing() {

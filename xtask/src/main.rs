@@ -142,6 +142,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "jwt",
     "request_state",
     "plugin_output",
+    "plugin_schema",
 ];
 
 /// How long `cargo xtask test` runs each fuzz target.

@@ -90,7 +90,7 @@ pub(crate) enum Posted {
 /// actual), 400 for an unreadable body, invalid JSON, or a batch the revision forbids.
 pub(crate) async fn read(parts: &Parts, body: Body, limit: usize) -> Result<Posted, Response> {
     let bytes = read_bounded(parts, body, limit).await?;
-    let message: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let Strict(message) = serde_json::from_slice(&bytes).map_err(|e| {
         rpc_error(
             StatusCode::BAD_REQUEST,
             code::PARSE_ERROR,
@@ -100,6 +100,76 @@ pub(crate) async fn read(parts: &Parts, body: Body, limit: usize) -> Result<Post
     match message {
         Value::Array(items) => batch(parts, items).map(Posted::Batch),
         message => Ok(Posted::Single(Envelope::new(message, bytes))),
+    }
+}
+
+/// A JSON value in which no object names a key twice. Parsers disagree on duplicates (the
+/// last wins in a `Value`, typed structs refuse them), so a message with duplicates is refused
+/// here, before either protocol path reads it, and both answer it alike (a parse error).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{}`",
+                    crate::telemetry::untrusted(&key)
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -263,6 +333,37 @@ fn is_length_limit(e: &axum::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// #28. Before: the direct path read `{"name": "a", "name": "b"}` as `b` while rmcp's typed
+    /// parse refused it, so the two paths answered a message with duplicate keys differently.
+    #[test]
+    fn a_message_with_a_duplicate_key_anywhere_is_not_json_here() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"a":[{"k":1,"k":1}]}]"#,
+        ] {
+            let e = serde_json::from_str::<Strict>(text)
+                .err()
+                .expect(text)
+                .to_string();
+            assert!(e.contains("duplicate key"), "{text}: {e}");
+        }
+        let Strict(v) = serde_json::from_str(
+            r#"{"a":[1,2.5,-3,true,null,"s",{"b":{}}],"c":{"a":1},"d":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"a":[1,2.5,-3,true,null,"s",{"b":{}}],"c":{"a":1},"d":18446744073709551615u64})
+        );
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(
+            serde_json::from_str::<Strict>(&deep).is_err(),
+            "the parser's depth limit still applies"
+        );
+    }
 
     /// #28. Before: a batch item refused for scope came back as the raw 403 body inside an
     /// internal error, not as something a client can act on.
