@@ -193,7 +193,9 @@ impl Portcullis {
             AuthMode::None => None,
         };
         let settings = http_settings(&config, &shutdown);
-        let directory = cluster.as_ref().map(|c| c.directory(settings.session_idle));
+        let directory = cluster
+            .as_ref()
+            .map(|c| c.directory(settings.session_idle, &shutdown));
         let draining = CancellationToken::new();
         let mut router = transport::router(
             &config,

@@ -267,6 +267,106 @@ async fn a_subjects_quota_holds_across_replicas() {
     );
 }
 
+/// #28 AC2, across replicas. Before: `max_sessions_per_subject` counted per replica, so a
+/// caller spreading its `initialize`s over N replicas held N times its share. Now each
+/// caller's sessions and reservations are counted on Redis: in turn, its oldest session is
+/// ended on whichever replica holds it; in a burst spread over both replicas it ends with at
+/// most its cap, and another caller gets in.
+#[tokio::test]
+async fn a_callers_session_cap_holds_across_replicas() {
+    let x = TestIssuer::start(&["a"]).await;
+    let redis = Redis::start().await;
+    let config = replica_config_with(
+        &oauth(&[&x]),
+        &format!("public_url = \"{PUBLIC}\"\nmax_sessions_per_subject = 3"),
+        "",
+        "",
+    );
+    let replicas = replicas(&redis, 2, &config).await;
+    let urls: Vec<String> = replicas.iter().map(|r| format!("{}/mcp", r.base)).collect();
+    let aud = format!("{PUBLIC}/mcp");
+    let bearer = |sub: &str| format!("Bearer {}", x.token("a", claims(&x, &aud, sub)));
+    let alice = bearer("alice");
+    // Whether each client's session still answers (its own replica), once evictions relayed
+    // over Redis have been applied (waited for, not timed).
+    let live_when = |clients: Vec<Client>, ok: fn(&[bool]) -> bool| async move {
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen.clear();
+            for c in &clients {
+                let mut c = c.clone();
+                seen.push(c.request("tools/list", json!({})).await.status == 200);
+            }
+            if ok(&seen) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    };
+
+    // In turn, alternating replicas: the fourth session ends the first, held by the other one.
+    let mut in_turn = Vec::new();
+    for i in 0..4 {
+        in_turn.push(Client::initialize_with(&urls[i % 2], "2025-11-25", Some(&alice)).await);
+    }
+    let seen = live_when(in_turn, |s| s == [false, true, true, true]).await;
+    assert_eq!(seen, [false, true, true, true], "alice keeps her 3 newest");
+    assert!(
+        log_of(&replicas[0]).contains("closed a session another replica evicted"),
+        "the holder ended it"
+    );
+
+    // A burst of 40 spread over both replicas.
+    let burst = (0..40).map(|i| {
+        let mut c = Client::new(&urls[i % 2]);
+        c.authorization = Some(alice.clone());
+        async move {
+            let r = c
+                .post_raw(
+                    crate::support::initialize_request("2025-11-25", json!({})),
+                    &[],
+                )
+                .await;
+            c.session = r
+                .headers
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            c.version = "2025-11-25".into();
+            if c.session.is_some() {
+                let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+                c.post_raw(note, &[]).await;
+            }
+            (r.status, c)
+        }
+    });
+    let answered = futures::future::join_all(burst).await;
+    let statuses: std::collections::BTreeSet<u16> = answered.iter().map(|(s, _)| *s).collect();
+    assert!(statuses.is_subset(&[200, 429].into()), "{statuses:?}");
+    let opened: Vec<Client> = answered
+        .into_iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, c)| c)
+        .collect();
+    let seen = live_when(opened, |s| s.iter().filter(|l| **l).count() <= 3).await;
+    let live = seen.iter().filter(|l| **l).count();
+    assert!(
+        (1..=3).contains(&live),
+        "alice holds {live} sessions across the replicas"
+    );
+    // Bob is his own caller, on either replica.
+    let bob = bearer("bob");
+    for url in &urls {
+        let _bob = Client::initialize_with(url, "2025-11-25", Some(&bob)).await;
+    }
+    // Redis names no one: the caller sets are keyed digests.
+    let keys = redis.keys("portcullis:caller-*").await;
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| !k.contains("alice")),
+        "{keys:?}"
+    );
+}
+
 /// The cap on a tenant's requests in progress counts every replica's: while a slow call
 /// runs on one, a call on another gets 429; once it ends, its place is free everywhere.
 #[tokio::test]

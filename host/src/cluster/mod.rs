@@ -80,8 +80,26 @@ impl Keys {
     /// Which replica holds session `id` of `tenant`. The id is hashed: whoever reads Redis
     /// learns no usable session id.
     fn session(&self, tenant: &str, id: &str) -> String {
-        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        self.session_by_digest(tenant, &sessions::session_digest(id))
+    }
+
+    /// [`Keys::session`] for the session whose id has `digest`.
+    fn session_by_digest(&self, tenant: &str, digest: &str) -> String {
         format!("{}:session:{tenant}:{digest}", self.prefix)
+    }
+
+    /// A caller's sessions on every replica (digests, scored by creation), and its rooms
+    /// reserved for sessions being created (scored by expiry); `caller`: a keyed digest.
+    fn caller_sessions(&self, tenant: &str, caller: &str) -> (String, String) {
+        (
+            format!("{}:caller-sessions:{tenant}:{caller}", self.prefix),
+            format!("{}:caller-pending:{tenant}:{caller}", self.prefix),
+        )
+    }
+
+    /// The pub/sub channel of sessions one replica evicted that another holds.
+    fn session_control(&self) -> String {
+        format!("{}:session-control", self.prefix)
     }
 
     /// A caller's rate bucket at `tenant` (`caller`: a digest naming no one).
@@ -214,9 +232,20 @@ impl Cluster {
     }
 
     /// The session directory of this cluster, for sessions idle at most `session_idle`
-    /// (a record outlives its last use by twice that, then expires).
-    pub fn directory(&self, session_idle: Duration) -> Arc<dyn sessions::Directory> {
-        Arc::new(directory::RedisDirectory::new(self.clone(), session_idle))
+    /// (a record outlives its last use by twice that, then expires); it hears other
+    /// replicas' evictions until `shutdown`.
+    pub fn directory(
+        &self,
+        session_idle: Duration,
+        shutdown: &CancellationToken,
+    ) -> Arc<dyn sessions::Directory> {
+        directory::RedisDirectory::start(self.clone(), session_idle, shutdown)
+    }
+
+    /// A caller as a key part: a keyed digest of (issuer, kind of name, name), unambiguous,
+    /// so whoever reads Redis cannot confirm a guessed user from a key's name.
+    fn caller_digest(&self, caller: &crate::auth::CallerId) -> String {
+        caller_digest(&self.inner.tagger, caller)
     }
 
     /// Run `cmd` on Redis within the command timeout; a failure is counted and described
@@ -314,6 +343,18 @@ impl Cluster {
     }
 }
 
+/// [`Cluster::caller_digest`] under `tagger`.
+fn caller_digest(tagger: &seal::Tagger, caller: &crate::auth::CallerId) -> String {
+    use crate::auth::CallerName;
+    let issuer = caller.issuer.as_deref().unwrap_or("");
+    let (kind, name) = match &caller.name {
+        CallerName::Subject(s) => (b"s", s.as_str()),
+        CallerName::Client(c) => (b"c", c.as_str()),
+        CallerName::Anonymous => (b"a", ""),
+    };
+    tagger.digest(&[b"caller", issuer.as_bytes(), kind, name.as_bytes()])
+}
+
 /// A Redis error in words fit for a log line: its kind and code, no connection details.
 fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
@@ -327,5 +368,41 @@ fn describe(e: &redis::RedisError) -> String {
             Some(code) => format!("refused ({code})"),
             None => format!("{:?}", e.kind()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::{CallerId, CallerName};
+
+    #[test]
+    fn callers_are_told_apart_by_issuer_and_kind_of_name_under_a_key() {
+        let tagger = seal::Tagger::new(b"test\0", &[7; 32]);
+        let id = |issuer: Option<&str>, name: CallerName| CallerId {
+            issuer: issuer.map(Arc::from),
+            name,
+        };
+        let digests = [
+            id(Some("https://x"), CallerName::Subject("alice".into())),
+            id(Some("https://y"), CallerName::Subject("alice".into())),
+            id(Some("https://x"), CallerName::Client("alice".into())),
+            id(Some("https://xa"), CallerName::Subject("lice".into())),
+            id(None, CallerName::Subject("alice".into())),
+        ]
+        .map(|c| caller_digest(&tagger, &c));
+        let distinct: std::collections::HashSet<_> = digests.iter().collect();
+        assert_eq!(distinct.len(), digests.len(), "{digests:?}");
+        let unkeyed = hex::encode(Sha256::digest(b"https://xalice"));
+        assert!(!digests.contains(&unkeyed));
+        let other = seal::Tagger::new(b"test\0", &[8; 32]);
+        let alice = id(Some("https://x"), CallerName::Subject("alice".into()));
+        assert_ne!(
+            caller_digest(&tagger, &alice),
+            caller_digest(&other, &alice),
+            "keyed: without the cluster key a name cannot be confirmed"
+        );
     }
 }

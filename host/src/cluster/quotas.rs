@@ -9,10 +9,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::seal::Tagger;
-
 use super::Cluster;
-use crate::auth::{CallerId, CallerName};
+use crate::auth::CallerId;
 use crate::sandbox::BoxFuture;
 use crate::tenancy::quota::{Rate, Refusal, SharedQuotas, StoreDown};
 
@@ -75,18 +73,6 @@ return 1
     )
 });
 
-/// A caller as a key part: a keyed digest of (issuer, kind of name, name), unambiguous, so
-/// whoever reads Redis cannot confirm a guessed user from a bucket's name.
-fn caller_digest(tagger: &Tagger, caller: &CallerId) -> String {
-    let issuer = caller.issuer.as_deref().unwrap_or("");
-    let (kind, name) = match &caller.name {
-        CallerName::Subject(s) => (b"s", s.as_str()),
-        CallerName::Client(c) => (b"c", c.as_str()),
-        CallerName::Anonymous => (b"a", ""),
-    };
-    tagger.digest(&[b"quota caller", issuer.as_bytes(), kind, name.as_bytes()])
-}
-
 fn store_down(e: super::RedisDown) -> StoreDown {
     StoreDown(e.to_string())
 }
@@ -116,7 +102,7 @@ impl SharedQuotas for Cluster {
             let keys = &self.inner.keys;
             let mut buckets = Vec::new();
             if let Some(rate) = subject {
-                let key = keys.subject_bucket(tenant, &caller_digest(&self.inner.tagger, caller));
+                let key = keys.subject_bucket(tenant, &self.caller_digest(caller));
                 buckets.push((key, rate, true));
             }
             if let Some(rate) = whole {
@@ -210,40 +196,5 @@ impl Drop for Lease {
                 let _ = cluster.run::<()>("leave in-progress", &cmd).await;
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    #[test]
-    fn callers_are_told_apart_by_issuer_and_kind_of_name() {
-        let tagger = Tagger::new(b"test\0", &[7; 32]);
-        let id = |issuer: Option<&str>, name: CallerName| CallerId {
-            issuer: issuer.map(Arc::from),
-            name,
-        };
-        let digests = [
-            id(Some("https://x"), CallerName::Subject("alice".into())),
-            id(Some("https://y"), CallerName::Subject("alice".into())),
-            id(Some("https://x"), CallerName::Client("alice".into())),
-            id(Some("https://xa"), CallerName::Subject("lice".into())),
-            id(None, CallerName::Subject("alice".into())),
-        ]
-        .map(|c| caller_digest(&tagger, &c));
-        let distinct: std::collections::HashSet<_> = digests.iter().collect();
-        assert_eq!(distinct.len(), digests.len(), "{digests:?}");
-        let unkeyed = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"https://xalice"));
-        assert!(!digests.contains(&unkeyed));
-        let other = Tagger::new(b"test\0", &[8; 32]);
-        let alice = id(Some("https://x"), CallerName::Subject("alice".into()));
-        assert_ne!(
-            caller_digest(&tagger, &alice),
-            caller_digest(&other, &alice),
-            "keyed: without the cluster key a name cannot be confirmed"
-        );
     }
 }

@@ -15,7 +15,7 @@
 
 mod directory;
 
-pub use directory::{Directory, DirectoryDown, Location};
+pub use directory::{Directory, DirectoryDown, Evicted, Location, SharedNoRoom, SharedRoom};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub struct Full {
 }
 
 /// Why no session can be opened now.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum NoRoom {
     /// The gateway is full.
     #[error(transparent)]
@@ -65,6 +65,16 @@ pub enum NoRoom {
         /// `server.max_sessions_per_subject`.
         max: usize,
     },
+    /// The shared directory cannot count the caller's sessions on the other replicas.
+    #[error(transparent)]
+    Down(#[from] DirectoryDown),
+}
+
+/// A session id as the shared directory names it (SHA-256, hex): whoever reads the store
+/// learns no usable id.
+pub fn session_digest(id: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(id.as_bytes()))
 }
 
 /// Room for one session, held from before it is created until it is [`Sessions::open`]ed (or
@@ -73,10 +83,21 @@ pub enum NoRoom {
 pub struct Reservation {
     sessions: Arc<Sessions>,
     caller: CallerId,
+    /// The room reserved across the replicas, until the session exists.
+    shared: Option<String>,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if let (Some(reservation), Some(directory)) =
+            (self.shared.take(), self.sessions.directory.clone())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (tenant, caller) = (self.sessions.tenant.clone(), self.caller.clone());
+            runtime.spawn(async move {
+                directory.unreserve(&tenant, &caller, &reservation).await;
+            });
+        }
         let mut pending = self.sessions.pending.lock();
         pending.total -= 1;
         if let Some(n) = pending.by_caller.get_mut(&self.caller) {
@@ -250,6 +271,9 @@ impl Sessions {
     /// (authentication off) are all one caller: only the gateway-wide cap applies to them.
     pub async fn make_room(self: &Arc<Self>, caller: &CallerId) -> Result<Reservation, NoRoom> {
         let live = self.live.ids().await;
+        // With replicas the caller's sessions are counted, and its oldest chosen, across all
+        // of them; this replica still bounds what it holds itself.
+        let shared = self.directory.clone().filter(|_| caller.issuer.is_some());
         let evict = {
             let mut pending = self.pending.lock();
             let evict = if caller.issuer.is_some() {
@@ -279,19 +303,80 @@ impl Sessions {
             pending.total += 1;
             evict
         };
-        for id in evict {
-            tracing::info!(tenant = %self.tenant, caller = %caller, max = self.caps.max_per_caller,
-                session = %hashed_session(&id),
-                "closed this caller's oldest session to make room (per-caller session limit)");
-            self.live.close(&id).await;
-            if let Some(directory) = &self.directory {
-                directory.release(&self.tenant, &id).await;
-            }
-        }
-        Ok(Reservation {
+        let mut room = Reservation {
             sessions: self.clone(),
             caller: caller.clone(),
-        })
+            shared: None,
+        };
+        for id in evict {
+            self.close_for_room(caller, &id).await;
+        }
+        if let Some(directory) = shared {
+            let reserved = directory
+                .reserve(&self.tenant, caller, self.caps.max_per_caller)
+                .await
+                .map_err(|e| match e {
+                    SharedNoRoom::Busy(max) => NoRoom::Busy { max },
+                    SharedNoRoom::Down(e) => NoRoom::Down(e),
+                })?;
+            room.shared = Some(reserved.reservation);
+            for digest in reserved.evict {
+                match self.held_with_digest(&digest) {
+                    Some(id) => {
+                        self.owners.lock().remove(&id);
+                        self.close_for_room(caller, &id).await;
+                    }
+                    None => directory.evict(&self.tenant, &digest).await,
+                }
+            }
+        }
+        Ok(room)
+    }
+
+    /// Close session `id` of `caller` to make room for its new one.
+    async fn close_for_room(&self, caller: &CallerId, id: &str) {
+        tracing::info!(tenant = %self.tenant, caller = %caller, max = self.caps.max_per_caller,
+            session = %hashed_session(id),
+            "closed this caller's oldest session to make room (per-caller session limit)");
+        self.live.close(id).await;
+        if let Some(directory) = &self.directory {
+            directory.release(&self.tenant, id, Some(caller)).await;
+        }
+    }
+
+    /// The id of the session held here whose digest is `digest`.
+    fn held_with_digest(&self, digest: &str) -> Option<String> {
+        self.owners
+            .lock()
+            .keys()
+            .find(|id| session_digest(id) == digest)
+            .cloned()
+    }
+
+    /// Hear the evictions other replicas decide for this tenant's sessions held here.
+    pub fn attach(self: &Arc<Self>) {
+        let Some(directory) = &self.directory else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        directory.on_evicted(
+            &self.tenant,
+            Arc::new(move |digest: &str| {
+                let Some(sessions) = me.upgrade() else {
+                    return;
+                };
+                let Some(id) = sessions.held_with_digest(digest) else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    tracing::info!(tenant = %sessions.tenant, session = %hashed_session(&id),
+                        "closed a session another replica evicted (per-caller session limit)");
+                    sessions.owners.lock().remove(&id);
+                    sessions.touched.lock().remove(&id);
+                    sessions.live.close(&id).await;
+                });
+            }),
+        );
     }
 
     /// The sessions of `caller` to close so that one more fits under its cap beside the
@@ -316,12 +401,21 @@ impl Sessions {
     /// The session `id` the reservation was made for exists: remember its owner, and record
     /// it in the shared directory. When the directory cannot be written the session is closed
     /// again (no other replica could find it) and the error returned.
-    pub async fn open(&self, id: String, reservation: Reservation) -> Result<(), DirectoryDown> {
-        if let Some(directory) = &self.directory
-            && let Err(e) = directory.claim(&self.tenant, &id).await
-        {
-            self.live.close(&id).await;
-            return Err(e);
+    pub async fn open(
+        &self,
+        id: String,
+        mut reservation: Reservation,
+    ) -> Result<(), DirectoryDown> {
+        if let Some(directory) = &self.directory {
+            if let Err(e) = directory.claim(&self.tenant, &id).await {
+                self.live.close(&id).await;
+                return Err(e);
+            }
+            if let Some(shared) = reservation.shared.take() {
+                directory
+                    .opened(&self.tenant, &reservation.caller, &shared, &id)
+                    .await;
+            }
         }
         self.owners
             .lock()
@@ -332,10 +426,10 @@ impl Sessions {
 
     /// Session `id` ended here (`DELETE`): forget it, here and in the shared directory.
     pub async fn ended(&self, id: &str) {
-        self.owners.lock().remove(id);
+        let owner = self.owners.lock().remove(id).map(|(caller, _)| caller);
         self.touched.lock().remove(id);
         if let Some(directory) = &self.directory {
-            directory.release(&self.tenant, id).await;
+            directory.release(&self.tenant, id, owner.as_ref()).await;
         }
     }
 
@@ -613,10 +707,52 @@ mod tests {
             self.log.lock().push(format!("refresh {tenant}/{id}"));
             Box::pin(async {})
         }
-        fn release<'a>(&'a self, tenant: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
+        fn release<'a>(
+            &'a self,
+            tenant: &'a str,
+            id: &'a str,
+            _caller: Option<&'a CallerId>,
+        ) -> BoxFuture<'a, ()> {
             self.log.lock().push(format!("release {tenant}/{id}"));
             Box::pin(async {})
         }
+        fn reserve<'a>(
+            &'a self,
+            _tenant: &'a str,
+            _caller: &'a CallerId,
+            _cap: usize,
+        ) -> BoxFuture<'a, Result<SharedRoom, SharedNoRoom>> {
+            Box::pin(async move {
+                if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(DirectoryDown("unreachable".into()).into());
+                }
+                Ok(SharedRoom {
+                    reservation: "r".into(),
+                    evict: Vec::new(),
+                })
+            })
+        }
+        fn opened<'a>(
+            &'a self,
+            _tenant: &'a str,
+            _caller: &'a CallerId,
+            _reservation: &'a str,
+            _id: &'a str,
+        ) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn unreserve<'a>(
+            &'a self,
+            _tenant: &'a str,
+            _caller: &'a CallerId,
+            _reservation: &'a str,
+        ) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn evict<'a>(&'a self, _tenant: &'a str, _digest: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn on_evicted(&self, _tenant: &str, _evicted: Evicted) {}
         fn locate<'a>(
             &'a self,
             tenant: &'a str,
@@ -716,12 +852,16 @@ mod tests {
     async fn a_session_the_directory_cannot_record_is_closed_again() {
         let (table, shared, s) = clustered(10);
         let alice = caller(Some("https://as"), "alice");
+        let room = s.make_room(&alice).await.unwrap();
         table.0.lock().insert("s1".into());
         shared
             .down
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let room = s.make_room(&alice).await.unwrap();
         assert!(s.open("s1".into(), room).await.is_err());
+        assert!(
+            matches!(s.make_room(&alice).await, Err(NoRoom::Down(_))),
+            "nor is a new one opened while the caller's sessions cannot be counted"
+        );
         assert!(
             table.0.lock().is_empty(),
             "no replica could find it: closed"

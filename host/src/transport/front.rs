@@ -324,6 +324,13 @@ impl Front {
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                     resp
                 }
+                NoRoom::Down(e) => {
+                    tracing::warn!(tenant = %self.tenant_id(),
+                        "refused a new session: the caller's sessions on the other replicas cannot be counted: {e}");
+                    unavailable(
+                        "new sessions cannot be counted across the replicas right now; retry, or use stateless requests",
+                    )
+                }
                 busy @ NoRoom::Busy { .. } => {
                     tracing::info!(tenant = %self.tenant_id(), caller = %caller.caller(),
                         "refused a new session: {busy}");

@@ -146,18 +146,19 @@ fn serve_tenant(
         max_per_caller: config.server.max_sessions_per_subject,
         idle: settings.session_idle,
     };
-    let sessions = Sessions::new(
+    let sessions = Arc::new(Sessions::new(
         tenant.id().clone(),
         endpoint.live_sessions(),
         shared.map(|s| s.directory.clone()),
         caps,
-    );
+    ));
+    sessions.attach();
     let mcp =
         ServiceExt::<Request>::map_response(endpoint.service, |r| r.map(axum::body::Body::new));
     let front = Arc::new(front::Front::new(
         tenant.clone(),
         auth.clone(),
-        Arc::new(sessions),
+        sessions,
         shared.map(|s| s.forwarder.clone()),
         config.server.max_body_bytes,
         (config.server.sse_close_after_ms > 0)

@@ -60,6 +60,7 @@ impl Reply {
 }
 
 /// A minimal MCP client over HTTP.
+#[derive(Clone)]
 pub struct Client {
     pub url: String,
     pub http: reqwest::Client,
