@@ -68,7 +68,7 @@
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, net, sessions, telemetry, tenancy    |
-//! | fuzzing    | auth, config, downstream, mcp                                  |
+//! | fuzzing    | auth, config, downstream, mcp, plugins, sandbox                |
 //! | scaffold   |                                                                |
 //! | harness    | auth, config, mcp                                              |
 //! <!-- dependency-rule:end -->

@@ -321,24 +321,7 @@ async fn a_callers_session_cap_holds_across_replicas() {
     let burst = (0..40).map(|i| {
         let mut c = Client::new(&urls[i % 2]);
         c.authorization = Some(alice.clone());
-        async move {
-            let r = c
-                .post_raw(
-                    crate::support::initialize_request("2025-11-25", json!({})),
-                    &[],
-                )
-                .await;
-            c.session = r
-                .headers
-                .get("mcp-session-id")
-                .map(|v| v.to_str().unwrap().to_string());
-            c.version = "2025-11-25".into();
-            if c.session.is_some() {
-                let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-                c.post_raw(note, &[]).await;
-            }
-            (r.status, c)
-        }
+        c.try_initialize()
     });
     let answered = futures::future::join_all(burst).await;
     let statuses: std::collections::BTreeSet<u16> = answered.iter().map(|(s, _)| *s).collect();

@@ -112,6 +112,24 @@ impl Client {
         c
     }
 
+    /// Try to open a 2025-11-25 session declaring nothing, as one of a burst: the status of
+    /// the `initialize`, and this client on the session if one was opened (initialized).
+    pub async fn try_initialize(mut self) -> (u16, Self) {
+        let r = self
+            .post_raw(initialize_request("2025-11-25", json!({})), &[])
+            .await;
+        self.session = r
+            .headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        self.version = "2025-11-25".into();
+        if self.session.is_some() {
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            self.post_raw(note, &[]).await;
+        }
+        (r.status, self)
+    }
+
     /// Initialize a 2025 session at `version` on this client, declaring `capabilities`.
     pub async fn initialize_declaring(&mut self, version: &str, capabilities: Value) {
         let c = self;
