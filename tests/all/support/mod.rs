@@ -363,6 +363,19 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
     serde_json::from_slice(&bytes).expect("JSON")
 }
 
+/// `portcullis check --config <config>`: whether it passed, and what it said (stdout and
+/// stderr).
+pub fn check_config(config: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
 /// GET `url` and parse the answer as JSON (metadata documents and the like).
 pub async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
