@@ -350,6 +350,91 @@ async fn a_callers_session_cap_holds_across_replicas() {
     );
 }
 
+/// #28 AC2, across replicas. Before: `tasks.max_per_subject` counted per replica, so a caller
+/// could run its cap on every replica. Now each caller's unfinished tasks are counted on
+/// Redis: the third of a cap of 2 is refused on the other replica too, another caller is not
+/// affected, and a task that ends frees its place everywhere.
+#[tokio::test]
+async fn a_callers_unfinished_tasks_are_capped_across_replicas() {
+    let x = TestIssuer::start(&["a"]).await;
+    let redis = Redis::start().await;
+    let config = replica_config_with(
+        &oauth(&[&x]),
+        &format!("public_url = \"{PUBLIC}\"\n[tasks]\nmax_per_subject = 2"),
+        "",
+        "",
+    );
+    let replicas = replicas(&redis, 2, &config).await;
+    let urls: Vec<String> = replicas.iter().map(|r| format!("{}/mcp", r.base)).collect();
+    let aud = format!("{PUBLIC}/mcp");
+    let (alice, bob) = (
+        x.token("a", claims(&x, &aud, "alice")),
+        x.token("a", claims(&x, &aud, "bob")),
+    );
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let start = |url: &str, token: &str| {
+        let (url, token, caps) = (url.to_string(), token.to_string(), caps.clone());
+        async move {
+            Client::modern(&url)
+                .bearer(&token)
+                .request(
+                    "tools/call",
+                    json!({"name": "slow_compute", "arguments": {"seconds": 60}, "_meta": caps}),
+                )
+                .await
+        }
+    };
+    let first = start(&urls[0], &alice).await;
+    let first_id = first.result()["taskId"].as_str().unwrap().to_string();
+    assert_eq!(start(&urls[0], &alice).await.result()["resultType"], "task");
+    let refused = start(&urls[1], &alice).await;
+    assert!(
+        refused.error()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tasks.max_per_subject")),
+        "the other replica counts alice's tasks too: {refused:?}"
+    );
+    assert_eq!(
+        start(&urls[1], &bob).await.result()["resultType"],
+        "task",
+        "bob is not affected"
+    );
+    // Alice cancels one: its place is free on every replica (waited for: the change is
+    // shared asynchronously).
+    let cancelled = Client::modern(&urls[0])
+        .bearer(&alice)
+        .request_with(
+            "tasks/cancel",
+            json!({"taskId": first_id, "_meta": caps}),
+            &[("mcp-name", &first_id)],
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    let mut again = None;
+    for _ in 0..50 {
+        let r = start(&urls[1], &alice).await;
+        if r.message
+            .as_ref()
+            .is_some_and(|m| m["result"]["resultType"] == "task")
+        {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        again.is_some(),
+        "a place freed by a cancel is free everywhere"
+    );
+    // Redis names no owner: the set's name is a keyed digest.
+    let keys = redis.keys("portcullis:owner-tasks:*").await;
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| !k.contains("alice")),
+        "{keys:?}"
+    );
+}
+
 /// The cap on a tenant's requests in progress counts every replica's: while a slow call
 /// runs on one, a call on another gets 429; once it ends, its place is free everywhere.
 #[tokio::test]

@@ -138,6 +138,12 @@ impl Keys {
         format!("{}:task:{tenant}:{digest}", self.prefix)
     }
 
+    /// An owner's unfinished tasks on every replica (task digests, scored by their TTL's
+    /// end); `owner`: a keyed digest.
+    fn owner_tasks(&self, tenant: &str, owner: &str) -> String {
+        format!("{}:owner-tasks:{tenant}:{owner}", self.prefix)
+    }
+
     /// The pub/sub channel of cancels and answers for tasks another replica runs.
     fn task_control(&self) -> String {
         format!("{}:task-control", self.prefix)

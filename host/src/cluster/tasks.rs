@@ -34,6 +34,27 @@ return 1
     )
 });
 
+/// Counts one more unfinished task of an owner unless it has its cap already. KEYS: the
+/// owner's unfinished tasks. ARGV: now (ms), cap, task digest, TTL (ms).
+static START: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+",
+    )
+});
+
+/// A task id as the owner's set names it.
+fn task_digest(id: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(id.as_bytes()))
+}
+
 /// The key tasks and their control messages are sealed under.
 fn sealer(state_key: &[u8]) -> Sealer {
     Sealer::new(b"portcullis shared tasks v1\0", state_key)
@@ -78,6 +99,17 @@ struct Seen {
 const SEEN_MAX: usize = 65_536;
 
 impl RedisTasks {
+    /// The key of `owner`'s (a task owner digest) unfinished tasks at `tenant`: keyed, so its
+    /// name confirms no guessed owner.
+    fn owner_key(&self, tenant: &str, owner: &str) -> String {
+        let keyed = self
+            .cluster
+            .inner
+            .tagger
+            .digest(&[b"task owner", owner.as_bytes()]);
+        self.cluster.inner.keys.owner_tasks(tenant, &keyed)
+    }
+
     /// Whether `task`, read from `key`, is no older than what this replica has seen there;
     /// if so it becomes what has been seen.
     fn current(&self, key: &str, task: &SharedTask) -> bool {
@@ -160,6 +192,30 @@ impl Cluster {
 }
 
 impl SharedTasks for RedisTasks {
+    fn start<'a>(
+        &'a self,
+        tenant: &'a str,
+        owner: &'a str,
+        id: &'a str,
+        cap: usize,
+        ttl: std::time::Duration,
+    ) -> futures::future::BoxFuture<'a, Result<bool, SharedDown>> {
+        Box::pin(async move {
+            let mut invocation = START.key(self.owner_key(tenant, owner));
+            invocation
+                .arg(super::seal::now_ms())
+                .arg(cap)
+                .arg(task_digest(id))
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let started: i64 = self
+                .cluster
+                .script("start task", &invocation)
+                .await
+                .map_err(|e| SharedDown(e.to_string()))?;
+            Ok(started == 1)
+        })
+    }
+
     fn store<'a>(
         &'a self,
         tenant: &'a str,
@@ -188,6 +244,18 @@ impl SharedTasks for RedisTasks {
                     tenant,
                     "a task change reached only this replica (other replicas see the last one shared): {e}"
                 );
+            }
+            if task.status.is_terminal() {
+                // No longer counted against its owner's unfinished tasks.
+                let mut cmd = redis::cmd("ZREM");
+                cmd.arg(self.owner_key(tenant, &task.owner))
+                    .arg(task_digest(&task.id));
+                if let Err(e) = self.cluster.run::<()>("finish task", &cmd).await {
+                    tracing::warn!(
+                        tenant,
+                        "a finished task counts against its owner until its TTL: {e}"
+                    );
+                }
             }
         })
     }

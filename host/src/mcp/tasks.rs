@@ -121,7 +121,7 @@ pub(super) async fn call(
         _held: tex.held.clone(),
     };
     if !mode.input_first {
-        let task = create(gw, ex, name, &token, &sink)?;
+        let task = create(gw, ex, name, &token, &sink).await?;
         let created = envelope(&task)?;
         tokio::spawn(run.drive(task, None));
         return Ok(CallToolResponse::Task(created));
@@ -137,7 +137,7 @@ pub(super) async fn call(
         let finished = tokio::select! {
             out = job.wait() => out,
             () = tokio::time::sleep(settings.inline) => {
-                let task = create(gw, ex, name, &token, &sink)?;
+                let task = create(gw, ex, name, &token, &sink).await?;
                 let created = envelope(&task)?;
                 tokio::spawn(run.drive(task, job.0.take()));
                 return Ok(CallToolResponse::Task(created));
@@ -149,7 +149,7 @@ pub(super) async fn call(
         };
         match finished {
             Ok(Step::Done(result)) if mode.required => {
-                let task = create(gw, ex, name, &token, &sink)?;
+                let task = create(gw, ex, name, &token, &sink).await?;
                 let created = envelope(&task)?;
                 task.complete(result);
                 return Ok(CallToolResponse::Task(created));
@@ -192,7 +192,7 @@ pub(super) async fn call(
 }
 
 /// The task for this call of `name`, its reports now going into it.
-fn create(
+async fn create(
     gw: &Gateway,
     ex: &Exchange,
     name: &str,
@@ -202,7 +202,8 @@ fn create(
     let task = gw
         .tenant
         .tasks
-        .create(Owner::of(&ex.who), name, token.clone())
+        .create_counted(Owner::of(&ex.who), name, token.clone())
+        .await
         .map_err(|e| {
             tracing::warn!(tenant = %gw.tenant.id(), caller = %ex.who.caller(), tool = name,
                 "task refused: {e}");

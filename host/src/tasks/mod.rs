@@ -255,6 +255,17 @@ pub trait SharedTasks: Send + Sync {
         owner: &'a str,
         control: &'a Control,
     ) -> BoxFuture<'a, ()>;
+    /// Count task `id` of `owner` (its digest) among the owner's unfinished tasks on every
+    /// replica until it is stored as finished or `ttl` ends; `false` (and not counted) when
+    /// the owner already has `cap`.
+    fn start<'a>(
+        &'a self,
+        tenant: &'a str,
+        owner: &'a str,
+        id: &'a str,
+        cap: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedDown>>;
 }
 
 /// Why a task could not be used.
@@ -368,6 +379,41 @@ impl TaskTable {
         {
             tracing::warn!(tenant = %shared.tenant,
                 "a task change was not shared with the other replicas (the shared store is behind)");
+        }
+    }
+
+    /// [`TaskTable::create`], with the owner's unfinished tasks on every replica counted
+    /// against `max_per_subject` (with replicas; while the shared store is away each replica
+    /// counts its own, and says so).
+    pub async fn create_counted(
+        self: &Arc<Self>,
+        owner: Owner,
+        tool: &str,
+        cancel: CancellationToken,
+    ) -> Result<TaskHandle, CreateError> {
+        let digest = owner.digest();
+        let task = self.create(owner, tool, cancel)?;
+        let Some(shared) = self.shared.get() else {
+            return Ok(task);
+        };
+        let cap = self.settings.max_per_subject;
+        match shared
+            .store
+            .start(&shared.tenant, &digest, task.id(), cap, self.settings.ttl)
+            .await
+        {
+            Ok(true) => Ok(task),
+            Ok(false) => {
+                // Never seen by anyone: gone without a trace.
+                task.cancel.cancel();
+                self.tasks.lock().remove(task.id());
+                Err(CreateError::SubjectCap(cap))
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %shared.tenant,
+                    "a task counts against tasks.max_per_subject on this replica only: {e}");
+                Ok(task)
+            }
         }
     }
 
