@@ -637,10 +637,12 @@ fn echoes(secret: &str, response: &wit::FetchResponse) -> bool {
     }
     // Too short to be a credential worth matching (and to match by chance).
     forms.retain(|f| f.len() >= 8);
-    let body = String::from_utf8_lossy(&response.body);
-    forms.iter().any(|f| {
-        body.contains(f.as_str()) || response.headers.iter().any(|(_, v)| v.contains(f.as_str()))
-    })
+    // Every form in one pass over the body and each header (a response may be megabytes).
+    let Ok(any) = aho_corasick::AhoCorasick::new(&forms) else {
+        // Cannot happen for a handful of short patterns; refuse rather than pass unread.
+        return true;
+    };
+    any.is_match(&response.body) || response.headers.iter().any(|(_, v)| any.is_match(v))
 }
 
 /// `text` with every byte outside the URL-unreserved set percent-encoded.
