@@ -192,6 +192,9 @@ impl Portcullis {
             ),
             AuthMode::None => None,
         };
+        if let (Some(rs), Some(cluster)) = (&resource_server, &cluster) {
+            rs.share_introspection_budget(cluster.introspection_budget());
+        }
         let settings = http_settings(&config, &shutdown);
         let directory = cluster
             .as_ref()

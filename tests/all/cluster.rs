@@ -53,6 +53,16 @@ const NO_AUTH: &str = "[auth]\nmode = \"none\"";
 
 /// `n` replicas of `config` on `redis` (trusting its CA, with TLS).
 async fn replicas(redis: &Redis, n: usize, config: &str) -> Vec<BinaryGateway> {
+    replicas_with(redis, n, config, &[]).await
+}
+
+/// [`replicas`], with `extra` in each replica's environment.
+async fn replicas_with(
+    redis: &Redis,
+    n: usize,
+    config: &str,
+    extra: &[(&str, &str)],
+) -> Vec<BinaryGateway> {
     let url = redis.url();
     let ca = redis
         .tls
@@ -71,6 +81,7 @@ async fn replicas(redis: &Redis, n: usize, config: &str) -> Vec<BinaryGateway> {
         // rustls-native-certs reads the trusted roots from here.
         env.push(("SSL_CERT_FILE", ca.as_str()));
     }
+    env.extend_from_slice(extra);
     let mut started = Vec::new();
     for _ in 0..n {
         started.push(BinaryGateway::start(config, &env).await);
@@ -433,6 +444,62 @@ async fn a_callers_unfinished_tasks_are_capped_across_replicas() {
         !keys.is_empty() && keys.iter().all(|k| !k.contains("alice")),
         "{keys:?}"
     );
+}
+
+/// #28 AC2, across replicas. Before: each replica counted its own introspection budget, so
+/// junk tokens spread over N replicas cost the authorization server N budgets. Now the slots
+/// are taken on Redis before each introspection starts: 40 junk opaque tokens at once over two
+/// replicas cost oidc-provider at most one budget (10), and a real token is still served.
+#[tokio::test]
+async fn junk_tokens_over_the_replicas_cost_one_introspection_budget() {
+    let aud = format!("{PUBLIC}/mcp");
+    let as_ = RealAs::start_with(
+        std::slice::from_ref(&aud),
+        "mcp:tools",
+        &[("AS_TOKEN_FORMAT", "opaque")],
+    )
+    .await;
+    let auth = format!(
+        "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         introspection_failures_per_minute = 10\n[[auth.issuer]]\nissuer = \"{}\"\n\
+         introspection = {{ client_id = \"gateway\", client_secret_env = \"GATEWAY_SECRET\" }}",
+        as_.issuer
+    );
+    let config = replica_config_with(&auth, &format!("public_url = \"{PUBLIC}\""), "", "");
+    let redis = Redis::start().await;
+    let replicas = replicas_with(&redis, 2, &config, &[("GATEWAY_SECRET", "gateway-secret")]).await;
+    let urls: Vec<String> = replicas.iter().map(|r| format!("{}/mcp", r.base)).collect();
+    let introspections = || async {
+        as_.requests()
+            .await
+            .iter()
+            .filter(|r| r["endpoint"] == "introspection")
+            .count()
+    };
+    let before = introspections().await;
+    let burst = (0..40).map(|i| {
+        let url = urls[i % 2].clone();
+        async move {
+            Client::modern(&url)
+                .bearer(&format!("junk-{i}"))
+                .call_tool("test_simple_text", json!({}))
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(burst).await;
+    let spent = introspections().await - before;
+    assert!(
+        spent <= 10,
+        "{spent} introspections for one budget of 10: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    // Nothing names the client's address in Redis.
+    let keys = redis.keys("portcullis:introspect:*").await;
+    assert!(keys.iter().all(|k| !k.contains("127.0.0.1")), "{keys:?}");
 }
 
 /// The cap on a tenant's requests in progress counts every replica's: while a slow call

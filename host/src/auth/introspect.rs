@@ -193,6 +193,20 @@ impl Introspector {
     }
 }
 
+/// The introspection budget counted for every replica at once (`cluster` implements it on
+/// Redis): the same rule as [`FailureLimiter`], one window per client network.
+pub trait SharedBudget: Send + Sync {
+    /// Take a slot of `network`'s budget of `per_minute`: `Ok(None)` when taken, `Ok(Some(s))`
+    /// when spent (retry in `s` seconds), `Err` when the shared store cannot be asked.
+    fn take(
+        &self,
+        network: IpAddr,
+        per_minute: u32,
+    ) -> futures::future::BoxFuture<'_, Result<Option<u64>, String>>;
+    /// Give back the slot of an introspection that accepted its token (best effort).
+    fn give_back(&self, network: IpAddr) -> futures::future::BoxFuture<'_, ()>;
+}
+
 /// Introspections that did not accept a token, per client network, in a fixed one-minute
 /// window, with the ones in flight counted as if they would fail: a network that presents
 /// junk gets at most `per_minute` introspections started, however many it sends at once, then
@@ -202,6 +216,8 @@ impl Introspector {
 pub(crate) struct FailureLimiter {
     per_minute: u32,
     seen: Mutex<HashMap<IpAddr, Window>>,
+    /// With replicas: the budget every replica shares (this replica's own while it is away).
+    shared: std::sync::OnceLock<std::sync::Arc<dyn SharedBudget>>,
 }
 
 /// One network's window.
@@ -227,6 +243,19 @@ impl Attempt<'_> {
     }
 }
 
+/// A slot of the shared budget, given back if its introspection accepts the token.
+pub(crate) struct SharedSlot<'a> {
+    shared: &'a dyn SharedBudget,
+    network: IpAddr,
+}
+
+impl SharedSlot<'_> {
+    /// The token was accepted: the slot is given back on every replica.
+    pub(crate) async fn accepted(self) {
+        self.shared.give_back(self.network).await;
+    }
+}
+
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         let mut seen = self.limiter.seen.lock();
@@ -244,6 +273,40 @@ impl FailureLimiter {
         Self {
             per_minute,
             seen: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Count the budget on `shared` from now on.
+    pub(crate) fn share_through(&self, shared: std::sync::Arc<dyn SharedBudget>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// [`FailureLimiter::start`], counted on every replica when the budget is shared: the
+    /// shared slot is taken first, and given back if the introspection accepts the token.
+    pub(crate) async fn start_shared(
+        &self,
+        peer: Option<IpAddr>,
+    ) -> Result<(Attempt<'_>, Option<SharedSlot<'_>>), u64> {
+        let Some(shared) = self.shared.get() else {
+            return self.start(peer).map(|a| (a, None));
+        };
+        let network = Self::key(peer);
+        match shared.take(network, self.per_minute).await {
+            Ok(Some(retry_after)) => Err(retry_after),
+            Ok(None) => self.start(peer).map(|a| {
+                (
+                    a,
+                    Some(SharedSlot {
+                        shared: shared.as_ref(),
+                        network,
+                    }),
+                )
+            }),
+            Err(e) => {
+                tracing::warn!("the introspection budget counts on this replica only: {e}");
+                self.start(peer).map(|a| (a, None))
+            }
         }
     }
 

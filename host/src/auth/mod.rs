@@ -9,6 +9,8 @@
 //! local development and the conformance suite only.
 
 mod introspect;
+
+pub use introspect::SharedBudget;
 mod jwt;
 
 use std::collections::{BTreeSet, HashMap};
@@ -288,6 +290,13 @@ impl std::fmt::Debug for ResourceServer {
     }
 }
 
+impl ResourceServer {
+    /// Count the introspection budget on `shared`, for every replica at once.
+    pub fn share_introspection_budget(&self, shared: Arc<dyn SharedBudget>) {
+        self.failures.share_through(shared);
+    }
+}
+
 /// When a resource server fetches its issuers' signing keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyFetch {
@@ -464,13 +473,17 @@ impl ResourceServer {
         if let Some(why) = self.recently_rejected(&key, now) {
             return Err(Denial::InvalidToken(why));
         }
-        let attempt = self
+        let (attempt, shared) = self
             .failures
-            .start(peer)
+            .start_shared(peer)
+            .await
             .map_err(|retry_after| Denial::TooManyFailures { retry_after })?;
         match at.introspect(token, audience).await {
             Ok(v) => {
                 attempt.accepted();
+                if let Some(slot) = shared {
+                    slot.accepted().await;
+                }
                 Ok(v)
             }
             Err(introspect::IntrospectError::Refused(why)) => {

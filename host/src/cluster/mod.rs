@@ -7,7 +7,8 @@
 //! [`tenancy::quota::SharedQuotas`](crate::tenancy::quota::SharedQuotas) the tenants admit
 //! by), the downstream-token cache every replica shares, encrypted (`tokens`), the changes
 //! plugins report, relayed between replicas (`changes`), every replica's MCP Tasks, encrypted,
-//! with cancels and answers relayed to the replica running each (`tasks`), and the name of
+//! with cancels and answers relayed to the replica running each (`tasks`), the introspection
+//! budget (`introspection`), and the name of
 //! every key
 //! ([`Keys`]). Every failure to reach
 //! Redis is counted (`portcullis.cluster.redis.errors`) and logged without the URL, which may
@@ -18,6 +19,7 @@
 
 mod changes;
 mod directory;
+mod introspection;
 mod quotas;
 mod replicas;
 mod seal;
@@ -142,6 +144,11 @@ impl Keys {
     /// end); `owner`: a keyed digest.
     fn owner_tasks(&self, tenant: &str, owner: &str) -> String {
         format!("{}:owner-tasks:{tenant}:{owner}", self.prefix)
+    }
+
+    /// A client network's introspection budget this minute (`network`: a keyed digest).
+    fn introspection(&self, network: &str) -> String {
+        format!("{}:introspect:{network}", self.prefix)
     }
 
     /// The pub/sub channel of cancels and answers for tasks another replica runs.
