@@ -453,12 +453,7 @@ async fn a_callers_unfinished_tasks_are_capped_across_replicas() {
 #[tokio::test]
 async fn junk_tokens_over_the_replicas_cost_one_introspection_budget() {
     let aud = format!("{PUBLIC}/mcp");
-    let as_ = RealAs::start_with(
-        std::slice::from_ref(&aud),
-        "mcp:tools",
-        &[("AS_TOKEN_FORMAT", "opaque")],
-    )
-    .await;
+    let as_ = RealAs::opaque(&aud).await;
     let auth = format!(
         "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
          introspection_failures_per_minute = 10\n[[auth.issuer]]\nissuer = \"{}\"\n\
@@ -469,14 +464,7 @@ async fn junk_tokens_over_the_replicas_cost_one_introspection_budget() {
     let redis = Redis::start().await;
     let replicas = replicas_with(&redis, 2, &config, &[("GATEWAY_SECRET", "gateway-secret")]).await;
     let urls: Vec<String> = replicas.iter().map(|r| format!("{}/mcp", r.base)).collect();
-    let introspections = || async {
-        as_.requests()
-            .await
-            .iter()
-            .filter(|r| r["endpoint"] == "introspection")
-            .count()
-    };
-    let before = introspections().await;
+    let before = as_.introspections().await;
     let burst = (0..40).map(|i| {
         let url = urls[i % 2].clone();
         async move {
@@ -488,7 +476,7 @@ async fn junk_tokens_over_the_replicas_cost_one_introspection_budget() {
         }
     });
     let statuses = futures::future::join_all(burst).await;
-    let spent = introspections().await - before;
+    let spent = as_.introspections().await - before;
     assert!(
         spent <= 10,
         "{spent} introspections for one budget of 10: {statuses:?}"

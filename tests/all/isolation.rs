@@ -437,12 +437,7 @@ async fn the_same_sub_from_two_issuers_is_two_callers() {
 async fn introspection_honours_revocation_refuses_refresh_tokens_and_budgets_junk() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let as_ = RealAs::start_with(
-        std::slice::from_ref(&url),
-        "mcp:tools",
-        &[("AS_TOKEN_FORMAT", "opaque")],
-    )
-    .await;
+    let as_ = RealAs::opaque(&url).await;
     let body = format!(
         r#"
 [auth]
@@ -485,24 +480,14 @@ plugins = [{hello}]
         "a refresh token is not a bearer token"
     );
 
-    let before = as_
-        .requests()
-        .await
-        .iter()
-        .filter(|r| r["endpoint"] == "introspection")
-        .count();
+    let before = as_.introspections().await;
     let mut statuses = Vec::new();
     for i in 0..8 {
         statuses.push(greet(format!("junk-{i}")).await.status);
     }
     // The same junk again: answered from memory, not by the AS.
     statuses.push(greet("junk-0".into()).await.status);
-    let after = as_
-        .requests()
-        .await
-        .iter()
-        .filter(|r| r["endpoint"] == "introspection")
-        .count();
+    let after = as_.introspections().await;
     // Two refusals were already spent above (the revoked and the refresh token).
     assert!(
         after - before <= 3,
@@ -524,12 +509,7 @@ plugins = [{hello}]
 async fn a_burst_of_junk_tokens_costs_at_most_the_budget_and_learns_nothing_of_the_endpoint() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let as_ = RealAs::start_with(
-        std::slice::from_ref(&url),
-        "mcp:tools",
-        &[("AS_TOKEN_FORMAT", "opaque")],
-    )
-    .await;
+    let as_ = RealAs::opaque(&url).await;
     let config = |endpoint: &str| {
         format!(
             r#"
@@ -549,14 +529,7 @@ plugins = [{hello}]
         )
     };
     let gw = BinaryGateway::start_on_port(port, &config(""), &[("GATEWAY_SECRET", SECRET)]).await;
-    let introspections = || async {
-        as_.requests()
-            .await
-            .iter()
-            .filter(|r| r["endpoint"] == "introspection")
-            .count()
-    };
-    let before = introspections().await;
+    let before = as_.introspections().await;
     let burst = (0..100).map(|i| {
         let url = url.clone();
         async move {
@@ -568,7 +541,7 @@ plugins = [{hello}]
         }
     });
     let statuses = futures::future::join_all(burst).await;
-    let spent = introspections().await - before;
+    let spent = as_.introspections().await - before;
     assert!(spent <= 30, "{spent} introspections for a budget of 30");
     assert!(
         statuses.iter().all(|s| [401, 429].contains(s)),

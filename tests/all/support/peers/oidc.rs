@@ -37,6 +37,17 @@ impl RealAs {
         .await
     }
 
+    /// An AS issuing opaque access tokens (introspected by the gateway) for `resource`,
+    /// scope `mcp:tools`.
+    pub async fn opaque(resource: &str) -> Self {
+        Self::start_with(
+            &[resource.to_string()],
+            "mcp:tools",
+            &[("AS_TOKEN_FORMAT", "opaque")],
+        )
+        .await
+    }
+
     pub async fn start_with(resources: &[String], scopes: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(node());
         child.envs(env.iter().copied());
@@ -123,6 +134,15 @@ impl RealAs {
             .json()
             .await
             .unwrap()
+    }
+
+    /// How many introspection requests this AS has answered so far.
+    pub async fn introspections(&self) -> usize {
+        self.requests()
+            .await
+            .iter()
+            .filter(|r| r["endpoint"] == "introspection")
+            .count()
     }
 
     /// How many tokens the AS issued for downstream audiences (exchanges, client credentials).
