@@ -136,8 +136,7 @@ impl Keys {
 
     /// Task `id` of `tenant` (a digest of the id: task ids are not in Redis in clear).
     fn task(&self, tenant: &str, id: &str) -> String {
-        let digest = hex::encode(Sha256::digest(id.as_bytes()));
-        format!("{}:task:{tenant}:{digest}", self.prefix)
+        format!("{}:task:{tenant}:{}", self.prefix, id_digest(id))
     }
 
     /// An owner's unfinished tasks on every replica (task digests, scored by their TTL's
@@ -354,6 +353,11 @@ impl Cluster {
             tokio::time::sleep(RESUBSCRIBE).await;
         }
     }
+}
+
+/// An unguessable id (a task's) as key names and sets name it: SHA-256, hex.
+fn id_digest(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
 }
 
 /// [`Cluster::caller_digest`] under `tagger`.

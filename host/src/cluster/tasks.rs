@@ -49,12 +49,6 @@ return 1
     )
 });
 
-/// A task id as the owner's set names it.
-fn task_digest(id: &str) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(id.as_bytes()))
-}
-
 /// The key tasks and their control messages are sealed under.
 fn sealer(state_key: &[u8]) -> Sealer {
     Sealer::new(b"portcullis shared tasks v1\0", state_key)
@@ -205,7 +199,7 @@ impl SharedTasks for RedisTasks {
             invocation
                 .arg(super::seal::now_ms())
                 .arg(cap)
-                .arg(task_digest(id))
+                .arg(super::id_digest(id))
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
             let started: i64 = self
                 .cluster
@@ -249,7 +243,7 @@ impl SharedTasks for RedisTasks {
                 // No longer counted against its owner's unfinished tasks.
                 let mut cmd = redis::cmd("ZREM");
                 cmd.arg(self.owner_key(tenant, &task.owner))
-                    .arg(task_digest(&task.id));
+                    .arg(super::id_digest(&task.id));
                 if let Err(e) = self.cluster.run::<()>("finish task", &cmd).await {
                     tracing::warn!(
                         tenant,
