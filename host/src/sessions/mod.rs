@@ -85,6 +85,28 @@ pub struct Reservation {
     caller: CallerId,
     /// The room reserved across the replicas, until the session exists.
     shared: Option<String>,
+    /// Whether the room still counts in this replica's reservations (until the session is
+    /// counted among its owners instead).
+    local: bool,
+}
+
+impl Reservation {
+    /// The room stops counting among this replica's reservations; `then` runs under the
+    /// same lock (so no other caller's count sees the room twice, or not at all).
+    fn settle_local(&mut self, then: impl FnOnce()) {
+        let mut pending = self.sessions.pending.lock();
+        then();
+        if !std::mem::take(&mut self.local) {
+            return;
+        }
+        pending.total -= 1;
+        if let Some(n) = pending.by_caller.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                pending.by_caller.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Drop for Reservation {
@@ -98,14 +120,7 @@ impl Drop for Reservation {
                 directory.unreserve(&tenant, &caller, &reservation).await;
             });
         }
-        let mut pending = self.sessions.pending.lock();
-        pending.total -= 1;
-        if let Some(n) = pending.by_caller.get_mut(&self.caller) {
-            *n -= 1;
-            if *n == 0 {
-                pending.by_caller.remove(&self.caller);
-            }
-        }
+        self.settle_local(|| {});
     }
 }
 
@@ -270,12 +285,14 @@ impl Sessions {
     /// ([`NoRoom::Full`]), after the caller's own eviction has counted. Configured identities
     /// (authentication off) are all one caller: only the gateway-wide cap applies to them.
     pub async fn make_room(self: &Arc<Self>, caller: &CallerId) -> Result<Reservation, NoRoom> {
+        let since = Instant::now();
         let live = self.live.ids().await;
         // With replicas the caller's sessions are counted, and its oldest chosen, across all
         // of them; this replica still bounds what it holds itself.
         let shared = self.directory.clone().filter(|_| caller.issuer.is_some());
         let evict = {
             let mut pending = self.pending.lock();
+            let held = self.forget_gone(&live, since);
             let evict = if caller.issuer.is_some() {
                 let opening = pending.by_caller.get(caller).copied().unwrap_or(0);
                 if opening >= self.caps.max_per_caller {
@@ -283,12 +300,11 @@ impl Sessions {
                         max: self.caps.max_per_caller,
                     });
                 }
-                self.evict_for(caller, &live, opening)
+                self.evict_for(caller, opening)
             } else {
                 Vec::new()
             };
-            let counted =
-                live.len() - evict.iter().filter(|id| live.contains(*id)).count() + pending.total;
+            let counted = held - evict.len() + pending.total;
             if counted >= self.caps.max_sessions {
                 return Err(NoRoom::Full(Full {
                     live: counted,
@@ -307,6 +323,7 @@ impl Sessions {
             sessions: self.clone(),
             caller: caller.clone(),
             shared: None,
+            local: true,
         };
         for id in evict {
             self.close_for_room(caller, &id).await;
@@ -379,12 +396,24 @@ impl Sessions {
         );
     }
 
-    /// The sessions of `caller` to close so that one more fits under its cap beside the
-    /// `opening` ones it has reserved, oldest first; forgets owners of sessions no longer live.
-    fn evict_for(&self, caller: &CallerId, live: &HashSet<String>, opening: usize) -> Vec<String> {
-        self.touched.lock().retain(|id, _| live.contains(id));
+    /// Forget the owners (and touch times) of sessions no longer `live` (the protocol
+    /// layer's table, read at `since`), and say how many sessions are held: the live ones and
+    /// those opened since the table was read. An owner recorded after `since` is kept
+    /// whatever the table said: its session may not have been in it yet (forgetting it lost
+    /// the session's owner check, and its place under the caps).
+    fn forget_gone(&self, live: &HashSet<String>, since: Instant) -> usize {
+        self.touched
+            .lock()
+            .retain(|id, at| live.contains(id) || *at >= since);
         let mut owners = self.owners.lock();
-        owners.retain(|id, _| live.contains(id));
+        owners.retain(|id, (_, at)| live.contains(id) || *at >= since);
+        live.len() + owners.keys().filter(|id| !live.contains(*id)).count()
+    }
+
+    /// The sessions of `caller` to close so that one more fits under its cap beside the
+    /// `opening` ones it has reserved, oldest first.
+    fn evict_for(&self, caller: &CallerId, opening: usize) -> Vec<String> {
+        let owners = self.owners.lock();
         let mut mine: Vec<(&String, Instant)> = owners
             .iter()
             .filter(|(_, (o, _))| o == caller)
@@ -401,13 +430,22 @@ impl Sessions {
     /// The session `id` the reservation was made for exists: remember its owner, and record
     /// it in the shared directory. When the directory cannot be written the session is closed
     /// again (no other replica could find it) and the error returned.
+    ///
+    /// The owner is remembered first: from the moment the session counts for its caller on
+    /// the other replicas, one of them may evict it, and the eviction must find it here (it
+    /// was lost before, and the caller kept one session beyond its cap).
     pub async fn open(
         &self,
         id: String,
         mut reservation: Reservation,
     ) -> Result<(), DirectoryDown> {
+        let owner = (reservation.caller.clone(), Instant::now());
+        reservation.settle_local(|| {
+            self.owners.lock().insert(id.clone(), owner);
+        });
         if let Some(directory) = &self.directory {
             if let Err(e) = directory.claim(&self.tenant, &id).await {
+                self.owners.lock().remove(&id);
                 self.live.close(&id).await;
                 return Err(e);
             }
@@ -417,9 +455,6 @@ impl Sessions {
                     .await;
             }
         }
-        self.owners
-            .lock()
-            .insert(id, (reservation.caller.clone(), Instant::now()));
         drop(reservation);
         Ok(())
     }
@@ -543,13 +578,26 @@ mod tests {
     use super::*;
     use crate::auth::CallerName;
 
-    /// A live table the test controls, counting the idle-timer restarts it is asked for.
+    /// A live table the test controls, counting the idle-timer restarts it is asked for; with
+    /// a gate, a read of its ids is answered only once the gate opens (what it answers is the
+    /// table as it was when asked, as a slow read would).
     #[derive(Default)]
-    struct Table(Mutex<HashSet<String>>, std::sync::atomic::AtomicUsize);
+    struct Table(
+        Mutex<HashSet<String>>,
+        std::sync::atomic::AtomicUsize,
+        Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    );
 
     impl LiveSessions for Table {
         fn ids(&self) -> BoxFuture<'_, HashSet<String>> {
-            Box::pin(async { self.0.lock().clone() })
+            let read = self.0.lock().clone();
+            let gate = self.2.lock().clone();
+            Box::pin(async move {
+                if let Some(gate) = gate {
+                    let _open = gate.acquire().await;
+                }
+                read
+            })
         }
         fn close<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
             Box::pin(async move {
@@ -650,6 +698,43 @@ mod tests {
         assert_eq!(live, HashSet::from(["a1".into(), "a2".into()]), "a0 closed");
     }
 
+    /// A session opened while another `initialize` was reading the live table (before its
+    /// session was in it). Before, that `initialize` forgot the new session's owner: anyone
+    /// holding its id could use it, and it counted under neither cap.
+    #[tokio::test]
+    async fn a_session_opened_during_another_initialize_keeps_its_owner() {
+        let (table, s) = sessions(3, 1);
+        let alice = caller(Some("https://as"), "alice");
+        let bob = caller(Some("https://as"), "bob");
+        let room = s.make_room(&alice).await.unwrap();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *table.2.lock() = Some(gate.clone());
+        let (s2, bob2) = (s.clone(), bob.clone());
+        let bobs = tokio::spawn(async move { s2.make_room(&bob2).await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        // Bob's read of the table is under way; alice's session appears and opens.
+        table.0.lock().insert("a1".into());
+        s.open("a1".into(), room).await.unwrap();
+        gate.add_permits(1);
+        bobs.await.unwrap().unwrap();
+        assert!(matches!(
+            s.route("a1", &bob, false).await,
+            Err(RouteError::NotOwner(NotOwner))
+        ));
+        // And it still counts: one more of alice's replaces it; the gateway holds 3 at most.
+        *table.2.lock() = None;
+        open(&table, &s, "a2", &alice).await;
+        assert_eq!(*table.0.lock(), HashSet::from(["a2".into()]));
+        let carol = caller(Some("https://as"), "carol");
+        let dave = caller(Some("https://as"), "dave");
+        open(&table, &s, "c1", &carol).await;
+        let _bobs_room_is_gone = s.make_room(&bob).await.unwrap();
+        assert!(matches!(
+            s.make_room(&dave).await,
+            Err(NoRoom::Full(Full { live: 3, max: 3 }))
+        ));
+    }
+
     #[tokio::test]
     async fn a_caller_at_its_cap_loses_its_own_oldest_session_only() {
         let (table, s) = sessions(10, 2);
@@ -684,6 +769,10 @@ mod tests {
         records: Mutex<HashMap<(String, String), Location>>,
         log: Mutex<Vec<String>>,
         down: std::sync::atomic::AtomicBool,
+        /// Who hears evictions another replica decides.
+        evicted: Mutex<Option<Evicted>>,
+        /// Another replica evicts each session the moment it counts for its caller.
+        evict_when_opened: std::sync::atomic::AtomicBool,
     }
 
     impl Directory for Shared {
@@ -737,8 +826,15 @@ mod tests {
             _tenant: &'a str,
             _caller: &'a CallerId,
             _reservation: &'a str,
-            _id: &'a str,
+            id: &'a str,
         ) -> BoxFuture<'a, ()> {
+            if self
+                .evict_when_opened
+                .load(std::sync::atomic::Ordering::Relaxed)
+                && let Some(evicted) = self.evicted.lock().clone()
+            {
+                evicted(&session_digest(id));
+            }
             Box::pin(async {})
         }
         fn unreserve<'a>(
@@ -752,7 +848,9 @@ mod tests {
         fn evict<'a>(&'a self, _tenant: &'a str, _digest: &'a str) -> BoxFuture<'a, ()> {
             Box::pin(async {})
         }
-        fn on_evicted(&self, _tenant: &str, _evicted: Evicted) {}
+        fn on_evicted(&self, _tenant: &str, evicted: Evicted) {
+            *self.evicted.lock() = Some(evicted);
+        }
         fn locate<'a>(
             &'a self,
             tenant: &'a str,
@@ -846,6 +944,31 @@ mod tests {
             ],
             "one refresh per quarter of the idle time, none for an id not held here; the evicted and the deleted session are released"
         );
+    }
+
+    /// Another replica evicts a session as soon as it counts for its caller (a burst over
+    /// two replicas). Before, the eviction arrived before this replica remembered the session
+    /// and was dropped: the caller kept one session beyond its cap for good.
+    #[tokio::test]
+    async fn an_eviction_heard_while_the_session_opens_ends_it() {
+        let (table, shared, s) = clustered(3);
+        s.attach();
+        shared
+            .evict_when_opened
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let alice = caller(Some("https://as"), "alice");
+        open(&table, &s, "a1", &alice).await;
+        for _ in 0..200 {
+            if table.0.lock().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(table.0.lock().is_empty(), "the evicted session is closed");
+        assert!(matches!(
+            s.route("a1", &alice, false).await,
+            Ok(Route::Here)
+        ));
     }
 
     #[tokio::test]
