@@ -398,18 +398,49 @@ async fn a_callers_unfinished_tasks_are_capped_across_replicas() {
     };
     let first = start(&urls[0], &alice).await;
     let first_id = first.result()["taskId"].as_str().unwrap().to_string();
-    assert_eq!(start(&urls[0], &alice).await.result()["resultType"], "task");
-    let refused = start(&urls[1], &alice).await;
-    assert!(
-        refused.error()["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("tasks.max_per_subject")),
-        "the other replica counts alice's tasks too: {refused:?}"
-    );
+    let second = start(&urls[0], &alice).await;
+    assert_eq!(second.result()["resultType"], "task");
+    for _ in 0..5 {
+        let refused = start(&urls[1], &alice).await;
+        assert!(
+            refused.error()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("tasks.max_per_subject")),
+            "the other replica counts alice's tasks too: {refused:?}"
+        );
+    }
+    let bobs = start(&urls[1], &bob).await;
+    assert_eq!(bobs.result()["resultType"], "task", "bob is not affected");
+    // A refused task leaves nothing on Redis. Replica 1 shares its changes in order, so once
+    // the other replica finds bob's task (and alice's) every earlier write has landed.
+    let shared = |url: &str, token: &str, id: &serde_json::Value| {
+        let (url, token, caps) = (url.to_string(), token.to_string(), caps.clone());
+        let id = id.as_str().unwrap().to_string();
+        async move {
+            for _ in 0..100 {
+                let r = Client::modern(&url)
+                    .bearer(&token)
+                    .request_with(
+                        "tasks/get",
+                        json!({"taskId": id, "_meta": caps}),
+                        &[("mcp-name", &id)],
+                    )
+                    .await;
+                if r.result()["status"] == "working" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("task {id} never reached the shared store");
+        }
+    };
+    shared(&urls[0], &bob, &bobs.result()["taskId"]).await;
+    shared(&urls[1], &alice, &second.result()["taskId"]).await;
+    shared(&urls[1], &alice, &first.result()["taskId"]).await;
     assert_eq!(
-        start(&urls[1], &bob).await.result()["resultType"],
-        "task",
-        "bob is not affected"
+        redis.keys("portcullis:task:*").await.len(),
+        3,
+        "alice's two and bob's, not the five refused"
     );
     // Alice cancels one: its place is free on every replica (waited for: the change is
     // shared asynchronously).

@@ -392,29 +392,33 @@ impl TaskTable {
         cancel: CancellationToken,
     ) -> Result<TaskHandle, CreateError> {
         let digest = owner.digest();
-        let task = self.create(owner, tool, cancel)?;
         let Some(shared) = self.shared.get() else {
-            return Ok(task);
+            return self.create(owner, tool, cancel);
         };
+        // Shared only once it has its place: a refused task is never written to the store.
+        let task = self.insert(owner, tool, cancel)?;
         let cap = self.settings.max_per_subject;
         match shared
             .store
             .start(&shared.tenant, &digest, task.id(), cap, self.settings.ttl)
             .await
         {
-            Ok(true) => Ok(task),
+            Ok(true) => {}
             Ok(false) => {
                 // Never seen by anyone: gone without a trace.
                 task.cancel.cancel();
                 self.tasks.lock().remove(task.id());
-                Err(CreateError::SubjectCap(cap))
+                return Err(CreateError::SubjectCap(cap));
             }
             Err(e) => {
                 tracing::warn!(tenant = %shared.tenant,
                     "a task counts against tasks.max_per_subject on this replica only: {e}");
-                Ok(task)
             }
         }
+        if let Some(entry) = self.tasks.lock().get(task.id()) {
+            self.publish(entry);
+        }
+        Ok(task)
     }
 
     /// `owner`'s task `id`, here or (with replicas) on whichever replica runs it.
@@ -500,8 +504,22 @@ impl TaskTable {
     }
 
     /// Create a working task for `owner` running `tool`, stopped through `cancel`; it exists
-    /// (a `get` finds it) before this returns.
+    /// (a `get` finds it, on every replica) before this returns.
     pub fn create(
+        self: &Arc<Self>,
+        owner: Owner,
+        tool: &str,
+        cancel: CancellationToken,
+    ) -> Result<TaskHandle, CreateError> {
+        let task = self.insert(owner, tool, cancel)?;
+        if let Some(entry) = self.tasks.lock().get(task.id()) {
+            self.publish(entry);
+        }
+        Ok(task)
+    }
+
+    /// [`Self::create`] on this replica only (not yet shared with the others).
+    fn insert(
         self: &Arc<Self>,
         owner: Owner,
         tool: &str,
@@ -535,16 +553,18 @@ impl TaskTable {
             result: None,
             error: None,
         };
-        let entry = tasks.entry(id.clone()).insert_entry(Entry {
-            owner,
-            changes: watch::Sender::new(snapshot.clone()),
-            snapshot,
-            expires: now + self.settings.ttl,
-            cancel: cancel.clone(),
-            answered: Vec::new(),
-            resume: None,
-        });
-        self.publish(entry.get());
+        tasks.insert(
+            id.clone(),
+            Entry {
+                owner,
+                changes: watch::Sender::new(snapshot.clone()),
+                snapshot,
+                expires: now + self.settings.ttl,
+                cancel: cancel.clone(),
+                answered: Vec::new(),
+                resume: None,
+            },
+        );
         Ok(TaskHandle {
             table: self.clone(),
             id,
