@@ -713,3 +713,108 @@ async fn clients_that_never_read_their_answer_are_dropped_and_the_memory_returns
     drop(stuck);
     gw.stop().await;
 }
+
+/// An SSE event stream's events as (id, JSON-RPC message or null), read until it ends.
+async fn sse_events(resp: reqwest::Response) -> Vec<(Option<String>, serde_json::Value)> {
+    let body = resp.text().await.unwrap_or_default();
+    body.split("\n\n")
+        .filter(|e| e.lines().any(|l| !l.starts_with(':') && !l.is_empty()))
+        .map(|event| {
+            let field = |name: &str| {
+                event
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            let data = field("data:")
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or(serde_json::Value::Null);
+            (field("id:"), data)
+        })
+        .collect()
+}
+
+/// #28 (smaller): with `sse_close_after_ms`, a call's stream is cut and the client resumes it
+/// with `GET` and `Last-Event-ID`. Before: a result that completed while the client was away
+/// was gone (rmcp forgets a request's stream once its answer is sent), so the resumed stream
+/// never carried it and the client's call hung. Now the gateway keeps the rest of a cut
+/// stream for the session's caller until it is resumed; nobody else can resume it.
+#[tokio::test]
+async fn a_result_that_completes_while_the_client_is_away_is_resumed() {
+    let rx = crate::support::peers::Receiver::start().await;
+    let body = format!(
+        "sse_close_after_ms = 300\n[sandbox]\nmax_instances = 8\n[auth]\nmode = \"none\"\n\
+         [telemetry]\nendpoint = \"{}\"\n[[tenant]]\nid = \"t\"\nplugins = [{}]\n",
+        rx.base,
+        toml_path(&plugin("conformance"))
+    );
+    let gw =
+        crate::support::BinaryGateway::start(&body, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]).await;
+    let url = format!("{}/mcp", gw.base);
+    let c = Client::initialize(&url, "2025-11-25").await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "slow_compute", "arguments": {"seconds": 1, "label": "away"},
+        "_meta": {"progressToken": "p"}}});
+    let session = c.session.clone().unwrap();
+    let post = c
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    let cut = sse_events(post).await;
+    assert!(
+        cut.iter().all(|(_, m)| m.get("result").is_none()),
+        "cut before the result: {cut:?}"
+    );
+    let last = cut
+        .iter()
+        .rev()
+        .find_map(|(id, _)| id.clone())
+        .expect("the cut stream's events carry ids");
+    // The call ends while nobody listens (its span is exported once it has).
+    rx.wait("spans", |s| {
+        s.iter().any(|x| x["name"] == "tools/call slow_compute")
+    })
+    .await;
+    let resume = |session: &str| {
+        c.http
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("last-event-id", &last)
+            .send()
+    };
+    // Another session of the same gateway cannot resume it.
+    let other = Client::initialize(&url, "2025-11-25").await;
+    let stranger = resume(other.session.as_deref().unwrap()).await.unwrap();
+    let theirs = sse_events(stranger).await;
+    assert!(
+        theirs.iter().all(|(_, m)| m.get("result").is_none()),
+        "{theirs:?}"
+    );
+    let resumed = resume(&session).await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    let events = sse_events(resumed).await;
+    let result = events
+        .iter()
+        .find_map(|(_, m)| m.get("result").map(|_| m.clone()))
+        .unwrap_or_else(|| panic!("the result is resumed: {events:?}"));
+    assert_eq!(result["id"], 7);
+    assert_eq!(
+        result["result"]["content"][0]["text"],
+        "away: computed after 1 s"
+    );
+    // Once resumed to its end, it is gone.
+    let again = sse_events(resume(&session).await.unwrap()).await;
+    assert!(
+        again.iter().all(|(_, m)| m.get("result").is_none()),
+        "{again:?}"
+    );
+}

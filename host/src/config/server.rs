@@ -67,8 +67,9 @@ pub struct ServerConfig {
     /// 2025-11-25 sessions: close a call's SSE response stream after this long, in ms; the
     /// client resumes it with `GET` and `Last-Event-ID` (SSE polling, SEP-1699), so no proxy
     /// or balancer on the way holds a long silent response. The rest of the call's messages,
-    /// the result included, come on the resumed stream. 0 (default): never. Use it only when
-    /// every client resumes streams (the official SDKs do).
+    /// the result included, come on the resumed stream (the gateway keeps what the call sends
+    /// while the client is away, up to 8 MiB, for 60 s after the call ends). 0 (default):
+    /// never. Use it only when every client resumes streams (the official SDKs do).
     pub sse_close_after_ms: u64,
     /// Environment variable holding the key that protects `requestState` (at least 32
     /// bytes). Set it when several gateway instances serve the same clients; otherwise a

@@ -276,6 +276,14 @@ impl Sessions {
         })
     }
 
+    /// Whether session `id` is held here and is `caller`'s.
+    pub fn holds(&self, id: &str, caller: &CallerId) -> bool {
+        self.owners
+            .lock()
+            .get(id)
+            .is_some_and(|(owner, _)| owner == caller)
+    }
+
     /// Reserve room for a new session of `caller`, before the session is created: the slot
     /// counts against both caps from now until it becomes a session ([`Sessions::open`]) or
     /// the reservation is dropped, so a burst of `initialize`s cannot open more than the caps

@@ -15,7 +15,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -29,6 +28,7 @@ use tracing::Instrument as _;
 
 use super::forward::{FORWARDED, Forwarder};
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
+use super::polling::Polling;
 use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
 use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
@@ -60,8 +60,9 @@ pub(crate) struct Front {
     /// With several replicas: sends requests for sessions held elsewhere to their replica.
     forwarder: Option<Forwarder>,
     max_body_bytes: usize,
-    /// When set: 2025-11-25 session calls' SSE streams end after this long (SSE polling).
-    sse_close_after: Option<Duration>,
+    /// When set: 2025-11-25 session calls' SSE streams end after a while, and are resumed
+    /// from there (SSE polling).
+    polling: Option<Arc<Polling>>,
 }
 
 /// Whether `parts` is a request of a 2025-11-25 session, the revision whose clients resume a
@@ -72,19 +73,6 @@ fn polls(parts: &Parts) -> bool {
             .headers
             .get("mcp-protocol-version")
             .is_some_and(|v| v == "2025-11-25")
-}
-
-/// `resp` with its event stream ended after `after` (a lone JSON answer is left alone).
-fn close_after(resp: Response, after: Duration) -> Response {
-    if !jsonrpc::is_event_stream(&resp) {
-        return resp;
-    }
-    resp.map(|body| {
-        Body::from_stream(futures::StreamExt::take_until(
-            body.into_data_stream(),
-            tokio::time::sleep(after),
-        ))
-    })
 }
 
 fn session_id(parts: &Parts) -> Option<&str> {
@@ -102,7 +90,7 @@ impl Front {
         sessions: Arc<Sessions>,
         forwarder: Option<Forwarder>,
         max_body_bytes: usize,
-        sse_close_after: Option<Duration>,
+        polling: Option<Arc<Polling>>,
         inner: Inner,
     ) -> Self {
         Self {
@@ -113,7 +101,7 @@ impl Front {
             sessions,
             forwarder,
             max_body_bytes,
-            sse_close_after,
+            polling,
         }
     }
 
@@ -168,7 +156,7 @@ impl Front {
                 .await;
         }
         if parts.method != Method::POST {
-            return self.not_posted(parts, body).await;
+            return self.not_posted(parts, body, &caller).await;
         }
         match step!(jsonrpc::read(&parts, body, self.max_body_bytes).await) {
             Posted::Single(message) => self.message(&parts, message, &caller).await,
@@ -209,13 +197,22 @@ impl Front {
     }
 
     /// A `GET` (the session's event stream) or `DELETE` (its end), through rmcp's service.
-    async fn not_posted(&self, parts: Parts, body: Body) -> Response {
+    async fn not_posted(&self, parts: Parts, body: Body, caller: &Principal) -> Response {
         let id = session_id(&parts).map(str::to_string);
         let delete = parts.method == Method::DELETE;
         if let Some(id) = &id
             && !delete
         {
             self.sessions.served(id, false).await;
+            // The resumption of a stream the gateway cut: answered from what it kept.
+            if let Some(polling) = &self.polling
+                && let Some(last) = parts.headers.get("last-event-id")
+                && let Ok(last) = last.to_str()
+                && self.sessions.holds(id, &caller.caller())
+                && let Some(resumed) = polling.resume(id, &caller.caller(), last)
+            {
+                return resumed;
+            }
         }
         let resp = self.call(Request::from_parts(parts, body)).await;
         if let Some(id) = &id
@@ -223,6 +220,9 @@ impl Front {
             && resp.status().is_success()
         {
             self.sessions.ended(id).await;
+            if let Some(polling) = &self.polling {
+                polling.forget(id);
+            }
         }
         resp
     }
@@ -383,10 +383,12 @@ impl Front {
                     req.extensions_mut().insert(held.clone());
                 }
                 let resp = self.call(req).await;
-                match self.sse_close_after {
+                match (&self.polling, session_id(parts)) {
                     // rmcp's session streams carry event ids and a `retry`: a client resumes
                     // them (the direct path's do not, so they are never cut).
-                    Some(after) if span.is_some() && polls(parts) => close_after(resp, after),
+                    (Some(polling), Some(id)) if span.is_some() && polls(parts) => {
+                        polling.cut(resp, id, caller.caller())
+                    }
                     _ => resp,
                 }
             }

@@ -13,6 +13,7 @@ mod front;
 mod host_guard;
 mod jsonrpc;
 pub mod listener;
+mod polling;
 pub mod stdio;
 
 use std::convert::Infallible;
@@ -161,8 +162,12 @@ fn serve_tenant(
         sessions,
         shared.map(|s| s.forwarder.clone()),
         config.server.max_body_bytes,
-        (config.server.sse_close_after_ms > 0)
-            .then(|| std::time::Duration::from_millis(config.server.sse_close_after_ms)),
+        (config.server.sse_close_after_ms > 0).then(|| {
+            polling::Polling::new(
+                Arc::from(&**tenant.id()),
+                std::time::Duration::from_millis(config.server.sse_close_after_ms),
+            )
+        }),
         BoxCloneSyncService::new(mcp),
     ));
     let guarded = tower::service_fn(move |req: Request| {
