@@ -346,6 +346,21 @@ async fn caller_chosen_names_never_become_attributes_and_refusals_mark_their_spa
     gw.stop().await;
 }
 
+/// Exports are cumulative: the latest count of each series of metric `name`, summed over
+/// the series with `key` = `value` (one per status code, say).
+fn count(points: &[Value], name: &str, key: &str, value: &str) -> u64 {
+    let mut latest = std::collections::BTreeMap::new();
+    for x in points
+        .iter()
+        .filter(|x| x["name"] == name && x["attributes"][key] == value)
+    {
+        let n = x["count"].as_u64().or_else(|| x["value"].as_u64());
+        let at = latest.entry(x["attributes"].to_string()).or_insert(0);
+        *at = (*at).max(n.unwrap_or(0));
+    }
+    latest.values().sum()
+}
+
 /// #28 AC3. Before: any method token a client sent (hyper accepts extension methods of
 /// hundreds of KiB), answered 401 or not, became its own `http.server.request.duration`
 /// series and span name, and any service name a plugin made up became a
@@ -357,51 +372,52 @@ async fn methods_and_service_names_the_caller_or_plugin_chooses_make_no_series()
     let api = DownstreamApi::start().await;
     let (gw, user_token) = exporting_gateway(&rx, &api).await;
     let url = format!("{}/mcp", gw.base);
-    let http = reqwest::Client::new();
-    for i in 0..100 {
-        let method =
-            reqwest::Method::from_bytes(format!("M{i:03}{}", "X".repeat(2048)).as_bytes()).unwrap();
-        let mut req = http.request(method, &url);
-        if i % 2 == 0 {
-            req = req.bearer_auth(&user_token);
-        }
-        let status = req.send().await.unwrap().status().as_u16();
-        assert!([401, 405].contains(&status), "{i}: {status}");
-    }
-    let mut client = Client::modern(&url).bearer(&user_token);
-    for i in 0..100 {
-        let r = client
-            .call_tool("probe.fetch", json!({"service": format!("made-up-{i:03}")}))
-            .await;
-        assert!(r.text().contains("UnknownService"), "{i}: {r:?}");
-    }
-    let points = rx
-        .wait("metrics", |p| {
-            // Exports are cumulative: the latest count of each series, summed over the
-            // series with `key` = `value` (one per status code, say).
-            let count = |name: &str, key: &str, value: &str| {
-                let mut latest = std::collections::BTreeMap::new();
-                for x in p
-                    .iter()
-                    .filter(|x| x["name"] == name && x["attributes"][key] == value)
-                {
-                    let n = x["count"].as_u64().or_else(|| x["value"].as_u64());
-                    let at = latest.entry(x["attributes"].to_string()).or_insert(0);
-                    *at = (*at).max(n.unwrap_or(0));
+    // One round: 100 made-up methods of 128 KiB each, 100 made-up service names.
+    let round = |r: usize| {
+        let (url, token) = (url.clone(), user_token.clone());
+        async move {
+            let http = reqwest::Client::new();
+            for i in 0..100 {
+                let name = format!("M{r}{i:03}{}", "X".repeat(128 << 10));
+                let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+                let mut req = http.request(method, &url);
+                if i % 2 == 0 {
+                    req = req.bearer_auth(&token);
                 }
-                latest.values().sum::<u64>()
-            };
-            count(
-                "http.server.request.duration",
-                "http.request.method",
-                "_OTHER",
-            ) >= 100
-                && count(
-                    "portcullis.downstream.requests",
-                    "portcullis.service",
-                    "unknown",
-                ) >= 100
-        })
+                let status = req.send().await.unwrap().status().as_u16();
+                assert!([401, 405].contains(&status), "{i}: {status}");
+            }
+            let mut client = Client::modern(&url).bearer(&token);
+            for i in 0..100 {
+                let r = client
+                    .call_tool(
+                        "probe.fetch",
+                        json!({"service": format!("made-up-{r}-{i:03}-{}", "s".repeat(4096))}),
+                    )
+                    .await;
+                assert!(r.text().contains("UnknownService"), "{i}: {r:?}");
+            }
+        }
+    };
+    round(0).await;
+    let others = |p: &[Value]| {
+        count(
+            p,
+            "http.server.request.duration",
+            "http.request.method",
+            "_OTHER",
+        )
+    };
+    let unknown = |p: &[Value]| {
+        count(
+            p,
+            "portcullis.downstream.requests",
+            "portcullis.service",
+            "unknown",
+        )
+    };
+    let points = rx
+        .wait("metrics", |p| others(p) >= 100 && unknown(p) >= 100)
         .await;
     let values = |name: &str, key: &str| -> std::collections::BTreeSet<String> {
         points
@@ -442,6 +458,19 @@ async fn methods_and_service_names_the_caller_or_plugin_chooses_make_no_series()
     assert!(
         !exported.contains(&"X".repeat(64)),
         "no long method exported"
+    );
+
+    // Nor is anything of them kept: two more rounds (25 MiB of made-up methods, were each
+    // kept once) leave the resident memory where the first left it.
+    let before = gw.rss_bytes();
+    round(1).await;
+    round(2).await;
+    rx.wait("metrics", |p| others(p) >= 300 && unknown(p) >= 300)
+        .await;
+    let after = gw.rss_bytes();
+    assert!(
+        after < before + (8 << 20),
+        "resident memory grew from {before} to {after} bytes"
     );
     gw.stop().await;
 }
