@@ -229,6 +229,7 @@ fn jwt(c: &mut Criterion) {
             Arc::from("bench"),
             issuers.resource.clone(),
             &[],
+            &Default::default(),
             &a,
             Some(rs),
         )
@@ -275,6 +276,7 @@ fn exchange(c: &mut Criterion) {
         Arc::from("bench"),
         issuers.resource.clone(),
         &[],
+        &Default::default(),
         &issuers.config.auth,
         Some(rs),
     );

@@ -28,6 +28,8 @@ pub(crate) fn offered_scopes(configured: &[String], declared: &DeclaredScopes) -
 
 /// RFC 8693 token exchange grant type.
 pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 7523 §2.1 JWT bearer assertion grant type (also Entra ID's on-behalf-of request).
+pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// RFC 8693 token type of an access token.
 pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// RFC 7523 client assertion type.

@@ -202,7 +202,7 @@ async fn exchanges_the_authorization_server_refuses_are_actionable_errors_and_no
     );
     let out = s.fetch(&token, "widened", "/echo").await;
     assert!(
-        out.contains("refused the token exchange: invalid_scope"),
+        out.contains("needs the user to grant other scopes: invalid_scope"),
         "{out}"
     );
     // The gateway keeps serving, and the good service still works.

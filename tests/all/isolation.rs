@@ -236,7 +236,7 @@ services = ["api", "x-only"]
     // Y's caller at a service only X exchanges for: a credential error, no request anywhere.
     let r = fetch(&url, &alice_y, "x-only").await;
     assert!(
-        r.text().contains("Credential") && r.text().contains("accepts only tokens exchanged at"),
+        r.text().contains("Credential") && r.text().contains("accepts only tokens obtained at"),
         "{r:?}"
     );
     // An opaque junk token goes to Y's introspection only.

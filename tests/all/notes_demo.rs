@@ -179,7 +179,7 @@ fn an_exchange_client_at_another_authorization_server_is_refused_at_start() {
     let e = portcullis::config::Config::parse(&text, &path, path.parent().unwrap()).unwrap_err();
     assert_eq!(e.key, "tenant[0].service[0].credential", "{e}");
     assert!(
-        e.problem.contains("exchanged only at its own issuer"),
+        e.problem.contains("presented only at its own issuer"),
         "{e}"
     );
 }

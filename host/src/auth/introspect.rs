@@ -103,12 +103,13 @@ impl Introspector {
             })
     }
 
-    /// Ask the issuer whether `token` is an active access token meant for `audience`.
+    /// Ask the issuer whether `token` is an active access token meant for one of `accepted`
+    /// (audiences).
     /// Errors never contain the token or the client secret.
     pub(crate) async fn introspect(
         &self,
         token: &str,
-        audience: &str,
+        accepted: &[&str],
     ) -> Result<Verified, IntrospectError> {
         use IntrospectError::Unavailable;
         let endpoint = self.endpoint().await?;
@@ -137,11 +138,11 @@ impl Introspector {
             .json()
             .await
             .map_err(|_| Unavailable(format!("introspection at {endpoint} did not answer JSON")))?;
-        self.judge(&body, audience)
+        self.judge(&body, accepted)
     }
 
-    /// What an introspection answer means for a request to `audience`.
-    fn judge(&self, body: &Value, audience: &str) -> Result<Verified, IntrospectError> {
+    /// What an introspection answer means for a request accepting the audiences `accepted`.
+    fn judge(&self, body: &Value, accepted: &[&str]) -> Result<Verified, IntrospectError> {
         use IntrospectError::Refused;
         if body["active"] != Value::Bool(true) {
             return Err(Refused("the token is not active".into()));
@@ -168,8 +169,10 @@ impl Introspector {
             return Err(Refused("the token's issuer does not match".into()));
         }
         let for_us = match &body["aud"] {
-            Value::String(a) => a == audience,
-            Value::Array(a) => a.iter().any(|x| x == audience),
+            Value::String(a) => accepted.contains(&a.as_str()),
+            Value::Array(a) => a
+                .iter()
+                .any(|x| x.as_str().is_some_and(|x| accepted.contains(&x))),
             _ => false,
         };
         if !for_us {
@@ -384,12 +387,12 @@ mod tests {
         let now = jsonwebtoken::get_current_timestamp();
         let good = serde_json::json!({"active": true, "token_type": "Bearer",
             "iss": "https://as.example", "aud": "https://gw/mcp", "exp": now + 3600, "sub": "alice"});
-        let v = i.judge(&good, "https://gw/mcp").unwrap();
+        let v = i.judge(&good, &["https://gw/mcp"]).unwrap();
         assert!(
             v.expires <= now + 30,
             "trusted for the cache window only, not until exp"
         );
-        let refused = |body: Value| match i.judge(&body, "https://gw/mcp") {
+        let refused = |body: Value| match i.judge(&body, &["https://gw/mcp"]) {
             Err(IntrospectError::Refused(why)) => why,
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         };

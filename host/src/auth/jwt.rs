@@ -263,11 +263,46 @@ pub(crate) struct Verified {
     pub(crate) issuer: Arc<str>,
 }
 
-/// Validate `token` for `audience` against the trusted `issuers`. Errors are safe to show to
-/// the client and to log: they never contain the token.
+/// What one tenant accepts as a token's `aud`: its resource URL, and per issuer the
+/// audiences configured for it (`[[tenant]] audiences`, for identity providers that do not
+/// put the resource there).
+#[derive(Debug, Clone)]
+pub(crate) struct Audiences {
+    /// The tenant's resource URL (accepted from every issuer; unique to the tenant).
+    pub(crate) resource: String,
+    extra: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Audiences {
+    pub(crate) fn new(
+        resource: String,
+        extra: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        Self {
+            resource,
+            extra: extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    /// Every `aud` value a token from `issuer` may carry here.
+    pub(crate) fn for_issuer(&self, issuer: &str) -> Vec<&str> {
+        let mut all = vec![self.resource.as_str()];
+        all.extend(
+            self.extra
+                .get(issuer)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        all
+    }
+}
+
+/// Validate `token` for the tenant's `audiences` against the trusted `issuers`. Errors are
+/// safe to show to the client and to log: they never contain the token.
 pub(crate) async fn validate(
     token: &str,
-    audience: &str,
+    audiences: &Audiences,
     issuers: &[Arc<Issuer>],
     rules: &JwtRules,
 ) -> Result<Verified, JwtError> {
@@ -301,7 +336,7 @@ pub(crate) async fn validate(
     v.leeway = rules.leeway;
     v.validate_nbf = true;
     v.set_issuer(&[iss]);
-    v.set_audience(&[audience]);
+    v.set_audience(&audiences.for_issuer(&issuer.issuer));
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)?;
     let now = jsonwebtoken::get_current_timestamp();

@@ -465,11 +465,11 @@ impl ResourceServer {
         &self,
         at: &introspect::Introspector,
         token: &str,
-        audience: &str,
+        audiences: &jwt::Audiences,
         peer: Option<IpAddr>,
     ) -> Result<jwt::Verified, Denial> {
         let now = jsonwebtoken::get_current_timestamp();
-        let key = TokenCache::key(token, audience);
+        let key = TokenCache::key(token, &audiences.resource);
         if let Some(why) = self.recently_rejected(&key, now) {
             return Err(Denial::InvalidToken(why));
         }
@@ -478,7 +478,10 @@ impl ResourceServer {
             .start_shared(peer)
             .await
             .map_err(|retry_after| Denial::TooManyFailures { retry_after })?;
-        match at.introspect(token, audience).await {
+        match at
+            .introspect(token, &audiences.for_issuer(at.issuer_url()))
+            .await
+        {
             Ok(v) => {
                 attempt.accepted();
                 if let Some(slot) = shared {
@@ -510,12 +513,12 @@ impl ResourceServer {
             .collect()
     }
 
-    /// Validate `token` for `audience` (the tenant's resource URL), accepting only tokens
-    /// from `trusted` issuers.
+    /// Validate `token` for the tenant's `audiences` (its resource URL, and what its issuers
+    /// put in `aud` instead), accepting only tokens from `trusted` issuers.
     async fn validate(
         &self,
         token: &str,
-        audience: &str,
+        audiences: &jwt::Audiences,
         trusted: &[Arc<jwt::Issuer>],
         peer: Option<IpAddr>,
     ) -> Result<CachedToken, Denial> {
@@ -526,15 +529,15 @@ impl ResourceServer {
             )));
         }
         let now = jsonwebtoken::get_current_timestamp();
-        let key = TokenCache::key(token, audience);
+        let key = TokenCache::key(token, &audiences.resource);
         if let Some(hit) = self.cache.get(&key, now) {
             return Ok(hit);
         }
         let looks_like_jwt =
             token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok();
         let verified = match self.introspector_for(token, trusted) {
-            Some(at) if !looks_like_jwt => self.introspect(at, token, audience, peer).await?,
-            _ => jwt::validate(token, audience, trusted, &self.rules)
+            Some(at) if !looks_like_jwt => self.introspect(at, token, audiences, peer).await?,
+            _ => jwt::validate(token, audiences, trusted, &self.rules)
                 .await
                 .map_err(|e| Denial::InvalidToken(e.to_string()))?,
         };
@@ -581,6 +584,9 @@ pub struct TenantAuth {
     mode: Mode,
     /// The tenant's resource URL: the MCP endpoint clients connect to, and the token audience.
     pub resource: String,
+    /// What its tokens may carry in `aud`: the resource URL, and what the tenant configured
+    /// per issuer.
+    audiences: jwt::Audiences,
     /// Where the protected resource metadata is served.
     pub metadata_url: String,
     scopes_supported: Vec<String>,
@@ -640,6 +646,7 @@ impl TenantAuth {
         tenant: Arc<str>,
         resource: String,
         issuers: &[String],
+        audiences: &std::collections::BTreeMap<String, Vec<String>>,
         config: &AuthConfig,
         server: Option<Arc<ResourceServer>>,
     ) -> Self {
@@ -658,6 +665,7 @@ impl TenantAuth {
             metadata_url: metadata_url_for(&resource),
             tenant,
             mode,
+            audiences: jwt::Audiences::new(resource.clone(), audiences),
             resource,
             scopes_supported: config.scopes_supported.clone(),
             declared_scopes: Arc::new(BTreeSet::new),
@@ -739,7 +747,7 @@ impl TenantAuth {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let t = server
-            .validate(token, &self.resource, trusted, peer)
+            .validate(token, &self.audiences, trusted, peer)
             .await?;
         let secret = SecretToken {
             token: Arc::from(token),
@@ -853,9 +861,8 @@ pub(crate) async fn fuzz_validate(token: &str) -> bool {
         leeway: 60,
         require_at_jwt: false,
     };
-    jwt::validate(token, "https://gateway.example/mcp", &[], &rules)
-        .await
-        .is_err()
+    let audiences = jwt::Audiences::new("https://gateway.example/mcp".into(), &Default::default());
+    jwt::validate(token, &audiences, &[], &rules).await.is_err()
 }
 
 #[cfg(test)]

@@ -168,7 +168,8 @@ pub struct ExchangeConfig {
     /// How the gateway authenticates at the token endpoint. Default `client_secret_basic`.
     #[serde(default)]
     pub auth_method: ClientAuthMethod,
-    /// With `client_secret_basic`: environment variable holding the client secret.
+    /// With `client_secret_basic` or `client_secret_post`: environment variable holding the
+    /// client secret.
     pub client_secret_env: Option<String>,
     /// With `private_key_jwt`: PKCS#8 PEM private key file (relative to this file).
     pub private_key_file: Option<PathBuf>,
@@ -180,6 +181,22 @@ pub struct ExchangeConfig {
     /// `[exchange]` only: the issuer this client belongs to; default: the first trusted
     /// issuer. (In `[auth.issuer.exchange]` it is the enclosing issuer.)
     pub issuer: Option<String>,
+    /// How a token request names the service's `audience`: `["audience"]` (RFC 8693's
+    /// parameter), `["resource"]` (RFC 8707), both, or `[]` (the target is in the scopes, as
+    /// at Entra ID, which refuses `resource`). Default per grant: `audience` for
+    /// token-exchange, `resource` for jwt-bearer and client-credentials, none for
+    /// on-behalf-of.
+    pub target_parameters: Option<Vec<TargetParameter>>,
+}
+
+/// A token request parameter that names the target service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetParameter {
+    /// RFC 8707 `resource`.
+    Resource,
+    /// RFC 8693 `audience`.
+    Audience,
 }
 
 fn default_assertion_alg() -> String {
@@ -193,6 +210,9 @@ pub enum ClientAuthMethod {
     /// HTTP Basic with a secret from the environment.
     #[default]
     ClientSecretBasic,
+    /// The secret from the environment in the form body (`client_id`, `client_secret`), for
+    /// servers that take no Basic authentication.
+    ClientSecretPost,
     /// RFC 7523 JWT assertion signed with the gateway's private key.
     PrivateKeyJwt,
 }

@@ -50,6 +50,13 @@ pub struct TenantConfig {
     /// Default: all of them.
     #[serde(default)]
     pub issuers: Vec<String>,
+    /// Token audiences this tenant accepts besides its resource URL, per issuer: what an
+    /// identity provider that does not put the resource in `aud` puts there instead (Entra
+    /// ID: the application's client id GUID or its `api://…` application id URI), e.g.
+    /// `{ "https://login.microsoftonline.com/<tid>/v2.0" = ["<app guid>"] }`. An audience is
+    /// one tenant's only: never another tenant's resource or listed audience.
+    #[serde(default)]
+    pub audiences: BTreeMap<String, Vec<String>>,
     /// Rate limits and concurrency caps.
     #[serde(default)]
     pub quota: QuotaConfig,
@@ -78,11 +85,13 @@ pub struct ServiceConfig {
     /// How the gateway authenticates to the service.
     #[serde(default)]
     pub credential: CredentialMode,
-    /// With `credential = "token-exchange"` or `"client-credentials"`: the audience (resource)
-    /// the token is for.
+    /// With a credential from an authorization server: the audience (resource) the token is
+    /// for, sent as the issuer's `target_parameters` say. Required except with
+    /// `"on-behalf-of"`, whose target is in `scopes`.
     pub audience: Option<String>,
-    /// With `credential = "token-exchange"` or `"client-credentials"`: scopes to request
-    /// (default: none named, so the AS decides; for an exchange, the caller's).
+    /// With a credential from an authorization server: scopes to request (default: none
+    /// named, so the AS decides; for an exchange, the caller's). With `"on-behalf-of"`:
+    /// required, the downstream API's scopes (`api://<app>/.default`).
     #[serde(default)]
     pub scopes: Vec<String>,
     /// The authorization server that issues this service's tokens (an `[[auth.issuer]]`
@@ -130,6 +139,13 @@ pub enum CredentialMode {
     Static,
     /// RFC 8693: the caller's token exchanged for one for this service (see `[exchange]`).
     TokenExchange,
+    /// RFC 7523 §2.1: the caller's token presented as an assertion grant
+    /// (`urn:ietf:params:oauth:grant-type:jwt-bearer`) for a token for this service.
+    JwtBearer,
+    /// Microsoft Entra ID's on-behalf-of request: the RFC 7523 grant with
+    /// `requested_token_use=on_behalf_of`, the downstream API named by `scopes`
+    /// (`api://…/.default`), no `resource`.
+    OnBehalfOf,
     /// The gateway's own token from the `client_credentials` grant, for services called as
     /// the gateway rather than for a user (see `[exchange]`).
     ClientCredentials,
@@ -138,7 +154,28 @@ pub enum CredentialMode {
 impl CredentialMode {
     /// Whether tokens for this service come from the authorization server.
     pub fn uses_authorization_server(self) -> bool {
-        matches!(self, Self::TokenExchange | Self::ClientCredentials)
+        self.acts_for_caller() || self == Self::ClientCredentials
+    }
+
+    /// Whether the token is obtained for the caller, with the caller's own token, at the
+    /// issuer that issued it.
+    pub fn acts_for_caller(self) -> bool {
+        matches!(
+            self,
+            Self::TokenExchange | Self::JwtBearer | Self::OnBehalfOf
+        )
+    }
+
+    /// The configuration word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Static => "static",
+            Self::TokenExchange => "token-exchange",
+            Self::JwtBearer => "jwt-bearer",
+            Self::OnBehalfOf => "on-behalf-of",
+            Self::ClientCredentials => "client-credentials",
+        }
     }
 }
 

@@ -323,6 +323,7 @@ impl Config {
                 ));
             }
         }
+        self.check_audiences(i)?;
         check_quota(&tenant.quota)
             .map_err(|(k, problem)| self.error(format!("tenant[{i}].quota.{k}"), problem))?;
         if let Some(j) = tenant.plugins.iter().position(|p| p.as_os_str().is_empty()) {
@@ -338,6 +339,40 @@ impl Config {
                 .map_err(|(k, problem)| {
                     self.error(format!("tenant[{i}].plugin.{name}.{k}"), problem)
                 })?;
+        }
+        Ok(())
+    }
+
+    /// `[[tenant]] audiences`: per issuer this tenant trusts, audiences that are this tenant's
+    /// alone — no other tenant's resource URL, no audience another tenant lists for the
+    /// same issuer (a token for one tenant would be accepted by the other).
+    fn check_audiences(&self, i: usize) -> Result<(), ConfigError> {
+        let tenant = &self.tenants[i];
+        let trusted = self.tenant_issuers(tenant);
+        for (issuer, audiences) in &tenant.audiences {
+            let at = format!("tenant[{i}].audiences.\"{issuer}\"");
+            if !trusted.contains(issuer) {
+                return Err(self.error(
+                    at,
+                    format!("`{issuer}` is not an issuer this tenant trusts"),
+                ));
+            }
+            for aud in audiences {
+                if aud.trim().is_empty() {
+                    return Err(self.error(at, "an empty audience"));
+                }
+                let theirs = self.tenants.iter().enumerate().find(|(j, other)| {
+                    *j != i
+                        && (self.tenant_resource(other) == *aud
+                            || other.audiences.get(issuer).is_some_and(|a| a.contains(aud)))
+                });
+                if let Some((_, other)) = theirs {
+                    return Err(self.error(
+                        at,
+                        format!("`{aud}` is tenant `{}`'s audience too; a token for one would be accepted by both", other.id),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -447,6 +482,9 @@ impl Config {
             ClientAuthMethod::ClientSecretBasic if x.client_secret_env.is_none() => {
                 Some(("client_secret_env", "client_secret_basic"))
             }
+            ClientAuthMethod::ClientSecretPost if x.client_secret_env.is_none() => {
+                Some(("client_secret_env", "client_secret_post"))
+            }
             ClientAuthMethod::PrivateKeyJwt if x.private_key_file.is_none() => {
                 Some(("private_key_file", "private_key_jwt"))
             }
@@ -477,11 +515,18 @@ impl Config {
         if !svc.credential.uses_authorization_server() {
             return Ok(());
         }
-        if svc.audience.is_none() {
+        let mode = svc.credential.name();
+        if svc.credential == CredentialMode::OnBehalfOf {
+            if svc.scopes.is_empty() {
+                return Err((
+                    "scopes",
+                    "\"on-behalf-of\" names the downstream API by its scopes (`api://<app>/.default`): list them".into(),
+                ));
+            }
+        } else if svc.audience.is_none() {
             return Err((
                 "audience",
-                "\"token-exchange\" and \"client-credentials\" need the audience tokens are for"
-                    .into(),
+                format!("\"{mode}\" needs the audience tokens are for"),
             ));
         }
         let trusted = self.tenant_issuers(tenant);
@@ -499,7 +544,7 @@ impl Config {
             .map(|(i, _, _)| i)
             .collect();
         match svc.credential {
-            CredentialMode::TokenExchange => {
+            c if c.acts_for_caller() => {
                 let can = trusted
                     .iter()
                     .filter(|i| svc.issuer.as_ref().is_none_or(|s| s == *i))
@@ -508,7 +553,7 @@ impl Config {
                     return Err((
                         "credential",
                         format!(
-                            "no issuer this tenant trusts can exchange tokens for it (a caller's token is exchanged only at its own issuer): \
+                            "no issuer this tenant trusts can obtain its tokens with \"{mode}\" (a caller's token is presented only at its own issuer): \
                              give {} an [auth.issuer.exchange] client, or an [exchange] section",
                             svc.issuer.clone().unwrap_or_else(|| trusted.join(" or "))
                         ),

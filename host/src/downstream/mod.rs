@@ -11,6 +11,7 @@
 //! for one thing only: an RFC 8693 exchange at the issuer that issued it; it never enters the
 //! sandbox and is never sent to a service or to another authorization server.
 
+mod credential;
 mod oauth_client;
 
 use std::collections::HashMap;
@@ -22,10 +23,12 @@ use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
 use crate::auth::SecretToken;
-use crate::config::{CredentialMode, ServiceConfig, TenantConfig};
+use crate::config::{ServiceConfig, TenantConfig};
 use crate::net::{always_blocked, internal};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry::{self, keys};
+pub use credential::CredentialError;
+use credential::{Caller, Strategy};
 pub use oauth_client::{
     Grant, Key as TokenKey, OAuthClient, OAuthClients, SharedDown, SharedTokens, TokenError,
     TokenRequest,
@@ -137,16 +140,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
 struct Service {
     config: ServiceConfig,
     base: Url,
-    credential: Credential,
+    /// What the gateway adds to its requests (`None`: nothing).
+    credential: Option<Box<dyn Strategy>>,
     client: reqwest::Client,
-}
-
-/// What the gateway adds to a service request.
-enum Credential {
-    None,
-    Static(HeaderName, HeaderValue),
-    /// A token from the authorization server: exchanged for the caller, or the gateway's own.
-    Authorized(Arc<OAuthClients>, CredentialMode),
 }
 
 impl Service {
@@ -166,32 +162,7 @@ impl Service {
         }
         // A service configured on an internal address may use internal addresses.
         let allow_internal = literal.is_some_and(internal) || host == "localhost";
-        let credential = match config.credential {
-            CredentialMode::None => Credential::None,
-            mode @ (CredentialMode::TokenExchange | CredentialMode::ClientCredentials) => {
-                Credential::Authorized(oauth.clone(), mode)
-            }
-            CredentialMode::Static => {
-                let var = config.header_env.clone().unwrap_or_default();
-                let value = crate::config::secret_from_env(&var)
-                    .map_err(|e| anyhow::anyhow!("service `{}`: header_env: {e}", config.name))?;
-                let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                    anyhow::anyhow!(
-                        "service `{}`: {var} is not a valid header value",
-                        config.name
-                    )
-                })?;
-                value.set_sensitive(true);
-                let name = HeaderName::from_bytes(
-                    config
-                        .header_name
-                        .as_deref()
-                        .unwrap_or("authorization")
-                        .as_bytes(),
-                )?;
-                Credential::Static(name, value)
-            }
-        };
+        let credential = credential::for_service(config, oauth)?;
         let origin = base.clone();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
@@ -243,10 +214,7 @@ impl Service {
 
     /// The credential header the gateway adds to this service's requests, if it is fixed.
     fn static_header(&self) -> Option<&HeaderName> {
-        match &self.credential {
-            Credential::Static(name, _) => Some(name),
-            _ => None,
-        }
+        self.credential.as_ref().and_then(|c| c.header())
     }
 }
 
@@ -429,56 +397,6 @@ impl Egress for PluginEgress {
 }
 
 impl PluginEgress {
-    /// How this call obtains `service`'s token, and from which client: an exchange needs
-    /// the caller's token and happens only at the issuer that issued it; anything else is a
-    /// `credential` error, never a request to another authorization server.
-    fn grant<'s>(
-        &'s self,
-        clients: &'s OAuthClients,
-        mode: CredentialMode,
-        service: &'s Service,
-    ) -> Result<(&'s Arc<OAuthClient>, TokenRequest<'s>), wit::FetchError> {
-        let config = &service.config;
-        let wanted = config.issuer.as_deref();
-        let (client, grant) = if mode == CredentialMode::ClientCredentials {
-            let client = clients.for_gateway(wanted).ok_or_else(|| {
-                wit::FetchError::Credential(format!(
-                    "the gateway has no OAuth client to obtain a token for `{}`",
-                    config.name
-                ))
-            })?;
-            (client, Grant::ClientCredentials)
-        } else {
-            let subject = self.subject.as_ref().ok_or_else(|| {
-                wit::FetchError::Credential(
-                    "this request carries no user token to exchange (authentication is off or this is stdio)".into(),
-                )
-            })?;
-            if wanted.is_some_and(|w| w != subject.issuer()) {
-                return Err(wit::FetchError::Credential(format!(
-                    "`{}` accepts only tokens exchanged at {}; this caller's token was issued by another authorization server",
-                    config.name,
-                    wanted.unwrap_or_default()
-                )));
-            }
-            let client = clients.at(subject.issuer()).ok_or_else(|| {
-                wit::FetchError::Credential(format!(
-                    "the caller's token cannot be exchanged for `{}`: the gateway has no exchange client at the issuer that issued it",
-                    config.name
-                ))
-            })?;
-            (client, Grant::Exchange(subject))
-        };
-        let request = TokenRequest {
-            tenant: &self.tenant,
-            service: &config.name,
-            audience: config.audience.as_deref().unwrap_or_default(),
-            scopes: &config.scopes,
-            grant,
-        };
-        Ok((client, request))
-    }
-
     async fn send(
         &self,
         name: &str,
@@ -747,31 +665,29 @@ impl PluginEgress {
                 .client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
+            let caller = Caller {
+                tenant: &self.tenant,
+                subject: self.subject.as_ref(),
+            };
             let sent = match &service.credential {
-                Credential::None => None,
-                Credential::Static(k, v) => {
-                    req = req.header(k, v);
-                    v.to_str().ok().map(str::to_string)
-                }
-                Credential::Authorized(clients, mode) => {
-                    let (client, request) = self.grant(clients, *mode, service)?;
-                    let token = client
-                        .token(&request)
+                None => None,
+                Some(strategy) => {
+                    let attached = strategy
+                        .attach(&caller)
                         .await
                         .map_err(|e| wit::FetchError::Credential(e.to_string()))?;
-                    req = req.bearer_auth(&token);
-                    Some(token)
+                    req = req.header(attached.name, attached.value);
+                    Some(attached.secret)
                 }
             };
             if let Some(b) = &body {
                 req = req.body(b.clone());
             }
             let resp = req.send().await.map_err(classify)?;
-            if let (Credential::Authorized(clients, mode), 401, false) =
+            if let (Some(strategy), 401, false) =
                 (&service.credential, resp.status().as_u16(), retried)
+                && strategy.refused(&caller).await
             {
-                let (client, request) = self.grant(clients, *mode, service)?;
-                client.evict(&request).await;
                 retried = true;
                 continue;
             }
@@ -833,7 +749,7 @@ fn bare_service(base: &str) -> ServiceConfig {
     ServiceConfig {
         name: "s".into(),
         base_url: base.into(),
-        credential: CredentialMode::None,
+        credential: crate::config::CredentialMode::None,
         audience: None,
         scopes: Vec::new(),
         header_env: None,

@@ -1,10 +1,13 @@
 //! The gateway as an OAuth client of the authorization server, for downstream credentials.
 //!
-//! Owns how the gateway authenticates at the token endpoint (`client_secret_basic` or
-//! `private_key_jwt`), the two grants it performs — RFC 8693 token exchange of the caller's
-//! token (kept by the host as a [`SecretToken`], never shown to plugins) for a token whose
-//! audience is the service, and `client_credentials` for services called as the gateway
-//! itself — and the cache of the tokens it obtained.
+//! Owns how the gateway authenticates at the token endpoint (`client_secret_basic`,
+//! `client_secret_post` or `private_key_jwt`), the grants it performs — with the caller's
+//! token (kept by the host as a [`SecretToken`], never shown to plugins): RFC 8693 token
+//! exchange, the RFC 7523 assertion grant and Entra ID's on-behalf-of request, each for a
+//! token whose audience is the service; and `client_credentials` for services called as the
+//! gateway itself — how a request names its target (`resource`, `audience`, or only its
+//! scopes), the refusals that ask for the user (a step-up, never cached), and the cache of
+//! the tokens it obtained.
 //!
 //! There is one client per issuer ([`OAuthClients`]), and a caller's token is exchanged
 //! only at the issuer that issued it. Tokens are cached per (tenant, issuer and client,
@@ -30,10 +33,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::auth::SecretToken;
-use crate::config::{ClientAuthMethod, Config, ExchangeConfig};
+use crate::config::{ClientAuthMethod, Config, ExchangeConfig, TargetParameter};
 use crate::oauth::{
-    ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, MAX_DOCUMENT_BYTES, TOKEN_EXCHANGE,
-    discover, read_bounded,
+    ACCESS_TOKEN_TYPE, DiscoveryError, JWT_BEARER_ASSERTION, JWT_BEARER_GRANT, MAX_DOCUMENT_BYTES,
+    TOKEN_EXCHANGE, discover, read_bounded,
 };
 use crate::sandbox::BoxFuture;
 use crate::telemetry::{self, keys};
@@ -81,12 +84,46 @@ pub enum TokenError {
         error: String,
         description: String,
     },
+    /// The authorization server needs more from the user before it issues this token
+    /// (`interaction_required`, `consent_required`, `login_required`,
+    /// `insufficient_claims`, `invalid_scope`): a step-up for the caller, never cached.
+    #[error("the authorization server needs the user to {}: {error} ({description})", self.need())]
+    StepUp {
+        grant: &'static str,
+        /// The OAuth error code.
+        error: String,
+        description: String,
+        /// A claims challenge the AS returned (Entra ID's `claims`), for the client to pass
+        /// when it signs in again.
+        claims: Option<String>,
+    },
     /// A success answer without an access token.
     #[error("the {0} response has no access_token")]
     NoAccessToken(&'static str),
     /// The same request failed moments ago (not retried yet).
     #[error("{0} (failed moments ago; not retried yet)")]
     RecentFailure(String),
+}
+
+/// OAuth errors by which an authorization server asks for the user rather than refusing
+/// the client.
+const STEP_UP_ERRORS: &[&str] = &[
+    "interaction_required",
+    "consent_required",
+    "login_required",
+    "insufficient_claims",
+    "invalid_scope",
+];
+
+impl TokenError {
+    /// What the user has to do, for a [`TokenError::StepUp`].
+    fn need(&self) -> &'static str {
+        match self {
+            Self::StepUp { error, .. } if error == "consent_required" => "consent",
+            Self::StepUp { error, .. } if error == "invalid_scope" => "grant other scopes",
+            _ => "sign in again",
+        }
+    }
 }
 
 /// A cache key: a digest of everything the token depends on (no secret can be read back).
@@ -129,6 +166,8 @@ const SHARED_POLL: Duration = Duration::from_millis(25);
 pub(crate) enum ClientAuth {
     /// RFC 6749 §2.3.1 HTTP Basic with a shared secret. Never printed: no `Debug`.
     SecretBasic(String),
+    /// RFC 6749 §2.3.1 the shared secret in the request body. Never printed: no `Debug`.
+    SecretPost(String),
     /// RFC 7523 §2.2: a short-lived JWT signed with the gateway's private key.
     PrivateKeyJwt {
         key: EncodingKey,
@@ -199,6 +238,10 @@ impl ClientAuth {
 pub enum Grant<'a> {
     /// RFC 8693: act for the caller whose token this is.
     Exchange(&'a SecretToken),
+    /// RFC 7523 §2.1: the caller's token as the assertion.
+    JwtBearer(&'a SecretToken),
+    /// Entra ID's on-behalf-of: the RFC 7523 grant with `requested_token_use=on_behalf_of`.
+    OnBehalfOf(&'a SecretToken),
     /// `client_credentials`: the gateway calls as itself.
     ClientCredentials,
 }
@@ -208,6 +251,8 @@ impl Grant<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Grant::Exchange(_) => "token_exchange",
+            Grant::JwtBearer(_) => "jwt_bearer",
+            Grant::OnBehalfOf(_) => "on_behalf_of",
             Grant::ClientCredentials => "client_credentials",
         }
     }
@@ -215,7 +260,49 @@ impl Grant<'_> {
     fn name(&self) -> &'static str {
         match self {
             Grant::Exchange(_) => "token exchange",
+            Grant::JwtBearer(_) => "JWT bearer grant",
+            Grant::OnBehalfOf(_) => "on-behalf-of request",
             Grant::ClientCredentials => "client credentials grant",
+        }
+    }
+
+    /// The caller's token the grant presents, if it acts for a caller.
+    fn subject(&self) -> Option<&SecretToken> {
+        match self {
+            Grant::Exchange(t) | Grant::JwtBearer(t) | Grant::OnBehalfOf(t) => Some(t),
+            Grant::ClientCredentials => None,
+        }
+    }
+
+    /// How the grant names its target unless the issuer says otherwise.
+    fn default_targets(&self) -> &'static [TargetParameter] {
+        match self {
+            Grant::Exchange(_) => &[TargetParameter::Audience],
+            Grant::JwtBearer(_) | Grant::ClientCredentials => &[TargetParameter::Resource],
+            // Entra refuses `resource` (AADSTS901002): the target is in the scopes.
+            Grant::OnBehalfOf(_) => &[],
+        }
+    }
+
+    /// The grant's own parameters.
+    fn form(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Grant::Exchange(subject) => vec![
+                ("grant_type", TOKEN_EXCHANGE.into()),
+                ("subject_token", subject.expose().into()),
+                ("subject_token_type", ACCESS_TOKEN_TYPE.into()),
+                ("requested_token_type", ACCESS_TOKEN_TYPE.into()),
+            ],
+            Grant::JwtBearer(subject) => vec![
+                ("grant_type", JWT_BEARER_GRANT.into()),
+                ("assertion", subject.expose().into()),
+            ],
+            Grant::OnBehalfOf(subject) => vec![
+                ("grant_type", JWT_BEARER_GRANT.into()),
+                ("assertion", subject.expose().into()),
+                ("requested_token_use", "on_behalf_of".into()),
+            ],
+            Grant::ClientCredentials => vec![("grant_type", "client_credentials".into())],
         }
     }
 }
@@ -239,6 +326,23 @@ pub struct TokenRequest<'a> {
     pub grant: Grant<'a>,
 }
 
+impl<'a> TokenRequest<'a> {
+    /// The request for `service`'s token at `tenant`: its audience and scopes, by `grant`.
+    pub(crate) fn for_service(
+        tenant: &'a str,
+        service: &'a crate::config::ServiceConfig,
+        grant: Grant<'a>,
+    ) -> Self {
+        Self {
+            tenant,
+            service: &service.name,
+            audience: service.audience.as_deref().unwrap_or_default(),
+            scopes: &service.scopes,
+            grant,
+        }
+    }
+}
+
 /// Obtains service tokens at one issuer, as one client, and caches them until shortly before
 /// they expire (keyed by tenant, this issuer and client, grant, audience, sorted scopes and
 /// a hash of the grant's subject token).
@@ -246,6 +350,8 @@ pub struct OAuthClient {
     issuer: String,
     client_id: String,
     auth: ClientAuth,
+    /// How requests name their target here (`None`: each grant's default).
+    targets: Option<Vec<TargetParameter>>,
     http: reqwest::Client,
     token_endpoint: OnceCell<String>,
     cache: Mutex<HashMap<Key, Cached>>,
@@ -289,6 +395,7 @@ impl OAuthClient {
             issuer,
             client_id,
             auth,
+            targets: None,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(TIMEOUT)
@@ -317,12 +424,9 @@ impl OAuthClient {
         field(r.tenant.as_bytes());
         field(self.issuer.as_bytes());
         field(self.client_id.as_bytes());
-        match &r.grant {
-            Grant::Exchange(subject) => {
-                field(b"token-exchange");
-                field(subject.expose().as_bytes());
-            }
-            Grant::ClientCredentials => field(b"client-credentials"),
+        field(r.grant.kind().as_bytes());
+        if let Some(subject) = r.grant.subject() {
+            field(subject.expose().as_bytes());
         }
         field(r.audience.as_bytes());
         let mut scopes: Vec<&str> = r.scopes.iter().map(String::as_str).collect();
@@ -358,13 +462,14 @@ impl OAuthClient {
         x: &ExchangeConfig,
     ) -> anyhow::Result<Self> {
         let file = config.source.display();
+        let secret = || {
+            let var = x.client_secret_env.as_deref().unwrap_or_default();
+            crate::config::secret_from_env(var)
+                .map_err(|e| anyhow::anyhow!("{file}: {at}.client_secret_env: {e}"))
+        };
         let auth = match x.auth_method {
-            ClientAuthMethod::ClientSecretBasic => {
-                let var = x.client_secret_env.as_deref().unwrap_or_default();
-                let secret = crate::config::secret_from_env(var)
-                    .map_err(|e| anyhow::anyhow!("{file}: {at}.client_secret_env: {e}"))?;
-                ClientAuth::SecretBasic(secret)
-            }
+            ClientAuthMethod::ClientSecretBasic => ClientAuth::SecretBasic(secret()?),
+            ClientAuthMethod::ClientSecretPost => ClientAuth::SecretPost(secret()?),
             ClientAuthMethod::PrivateKeyJwt => {
                 let path = config.resolve_path(
                     x.private_key_file
@@ -382,7 +487,9 @@ impl OAuthClient {
                 )?
             }
         };
-        Self::new(issuer, x.client_id.clone(), auth)
+        let mut client = Self::new(issuer, x.client_id.clone(), auth)?;
+        client.targets = x.target_parameters.clone();
+        Ok(client)
     }
 
     /// A token for the request (or cached), inside an `oauth.token` span and counted by
@@ -446,7 +553,10 @@ impl OAuthClient {
         let (token, lifetime) = match result {
             Ok(t) => t,
             Err(e) => {
-                self.remember_failure(key, &e);
+                // A step-up waits for the user, not for the server: not remembered.
+                if !matches!(e, TokenError::StepUp { .. }) {
+                    self.remember_failure(key, &e);
+                }
                 if claimed && let Some(shared) = &self.shared {
                     shared.unclaim(&key).await;
                 }
@@ -583,19 +693,15 @@ impl OAuthClient {
         scopes: &[String],
     ) -> Result<(String, Duration), TokenError> {
         let endpoint = self.endpoint().await?;
-        let mut form: Vec<(&str, String)> = match grant {
-            Grant::Exchange(subject) => vec![
-                ("grant_type", TOKEN_EXCHANGE.into()),
-                ("subject_token", subject.expose().into()),
-                ("subject_token_type", ACCESS_TOKEN_TYPE.into()),
-                ("requested_token_type", ACCESS_TOKEN_TYPE.into()),
-                ("audience", audience.into()),
-            ],
-            Grant::ClientCredentials => vec![
-                ("grant_type", "client_credentials".into()),
-                ("resource", audience.into()),
-            ],
-        };
+        let mut form = grant.form();
+        let targets = self.targets.as_deref().unwrap_or(grant.default_targets());
+        for target in targets.iter().filter(|_| !audience.is_empty()) {
+            let name = match target {
+                TargetParameter::Resource => "resource",
+                TargetParameter::Audience => "audience",
+            };
+            form.push((name, audience.into()));
+        }
         if !scopes.is_empty() {
             form.push(("scope", scopes.join(" ")));
         }
@@ -603,6 +709,10 @@ impl OAuthClient {
         match &self.auth {
             ClientAuth::SecretBasic(secret) => {
                 req = req.basic_auth(&self.client_id, Some(secret));
+            }
+            ClientAuth::SecretPost(secret) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret.clone()));
             }
             ClientAuth::PrivateKeyJwt { .. } => {
                 let assertion = self
@@ -643,13 +753,8 @@ impl OAuthClient {
             if let Some(e) = body["error"].as_str() {
                 tracing::Span::current().record("oauth.error", e);
             }
-            let text =
-                |key: &str, otherwise: &str| body[key].as_str().unwrap_or(otherwise).to_string();
-            return Err(TokenError::Refused {
-                grant: grant.name(),
-                error: text("error", "unknown error"),
-                description: text("error_description", "no description"),
-            });
+            let secret = grant.subject().map(SecretToken::expose);
+            return Err(refusal(grant.name(), &body, secret));
         }
         let token = body["access_token"]
             .as_str()
@@ -660,6 +765,39 @@ impl OAuthClient {
             .as_u64()
             .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s.min(86_400)));
         Ok((token, lifetime))
+    }
+}
+
+/// What a token endpoint's error answer means: a step-up for the user, or a refusal. Its
+/// texts are bounded and escaped, and never repeat `secret` (the caller's token the grant
+/// presented: an error reaches the plugin).
+fn refusal(grant: &'static str, body: &Value, secret: Option<&str>) -> TokenError {
+    let text = |key: &str, otherwise: &str| {
+        let t = body[key].as_str().unwrap_or(otherwise);
+        let t = match secret.filter(|s| !s.is_empty()) {
+            Some(s) => t.replace(s, "[the caller's token]"),
+            None => t.to_string(),
+        };
+        crate::telemetry::untrusted(&t)
+    };
+    let error = text("error", "unknown error");
+    let description = text("error_description", "no description");
+    if STEP_UP_ERRORS.contains(&error.as_str()) {
+        let claims = body["claims"]
+            .as_str()
+            .filter(|c| c.len() <= 4096 && serde_json::from_str::<Value>(c).is_ok())
+            .map(str::to_string);
+        return TokenError::StepUp {
+            grant,
+            error,
+            description,
+            claims,
+        };
+    }
+    TokenError::Refused {
+        grant,
+        error,
+        description,
     }
 }
 

@@ -214,6 +214,7 @@ pub(crate) fn router(
                 tenant.plugins.tenant.clone(),
                 config.tenant_resource(t),
                 &t.issuers,
+                &t.audiences,
                 &config.auth,
                 resource_server.clone(),
             )
