@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::support::peers::DownstreamApi;
 use crate::support::peers::RealAs;
@@ -23,7 +22,7 @@ fn call_params(tool: &str) -> Value {
 }
 
 fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    crate::support::sha256_hex(token)
 }
 
 /// Every token hash `requests` (an AS's `/__requests`) carried.

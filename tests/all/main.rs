@@ -19,6 +19,7 @@ mod downstream;
 mod exchange;
 mod guest_sdks;
 mod http_transport;
+mod identity;
 mod isolation;
 mod notes_demo;
 mod real_as;

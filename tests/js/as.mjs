@@ -14,6 +14,24 @@
 //                    the gateway's client_credentials grant
 //   AS_EXCHANGE_TTL  lifetime in seconds of tokens issued for those audiences (default 600)
 //   AS_GATEWAY_JWKS  file with the public JWK (or JWK set) of the `gateway-pkjwt` client (private_key_jwt)
+//   AS_SHAPE         "entra": behave as Microsoft Entra ID's v2 endpoint does (below)
+//   AS_ENTRA_APP     with entra: the gateway's application (client) id, a GUID: the `aud` of
+//                    users' tokens for the MCP server, and the client that makes OBO requests
+//   AS_ENTRA_APIS    with entra: space-separated `<application id URI>=<GUID>` of downstream APIs
+//   AS_STEP_UP_USER  an account whose OBO/assertion grants answer `interaction_required` with
+//                    a claims challenge (Entra's Conditional Access MFA answer)
+//
+// JWT bearer (urn:ietf:params:oauth:grant-type:jwt-bearer, RFC 7523 §2.1) is a custom grant:
+// the assertion is an access token this AS issued for one of AS_RESOURCES; the target is one
+// of AS_EXCHANGE_RESOURCES, named by `resource` or `audience`; scopes only narrow.
+//
+// With AS_SHAPE=entra the AS follows Entra's documented behaviour instead: users' access
+// tokens carry `aud` = AS_ENTRA_APP (a GUID, not the resource URL), `scp` instead of
+// `scope`, `azp`, `ver` "2.0", `tid` and `oid`, and no `resource` is accepted (AADSTS901002);
+// the on-behalf-of request is the jwt-bearer grant with `requested_token_use=on_behalf_of`,
+// made by the client the assertion was issued to (`aud` = its client id, else AADSTS500131),
+// its target named only by `scope` = `<application id URI>/.default`; the gateway's client
+// (client id AS_ENTRA_APP) authenticates with private_key_jwt (AS_GATEWAY_JWKS).
 //
 // Token exchange (urn:ietf:params:oauth:grant-type:token-exchange) is a custom grant: the
 // subject token must be an access token this AS issued for one of AS_RESOURCES, the target
@@ -37,6 +55,12 @@ const user = process.env.AS_USER ?? 'alice';
 const exchangeResources = (process.env.AS_EXCHANGE_RESOURCES ?? '').split(' ').filter(Boolean);
 const exchangeTtl = Number(process.env.AS_EXCHANGE_TTL ?? 600);
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const entra = process.env.AS_SHAPE === 'entra';
+const entraApp = process.env.AS_ENTRA_APP ?? '';
+const entraApis = Object.fromEntries((process.env.AS_ENTRA_APIS ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=')));
+const ENTRA_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+const stepUpUser = process.env.AS_STEP_UP_USER;
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 // The signing key is ours, so exchanged subject tokens can be verified locally.
@@ -49,13 +73,40 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// Entra's own error body: `error`, `error_description` starting with the AADSTS code, and
+// `error_codes`.
+function entraError(ctx, status, error, code, text, extra = {}) {
+  ctx.status = status;
+  ctx.body = {
+    error, error_description: `AADSTS${code}: ${text} Trace ID: 0 Correlation ID: 0 Timestamp: ${new Date().toISOString()}`,
+    error_codes: [code], timestamp: new Date().toISOString(), trace_id: '0', correlation_id: '0', ...extra,
+  };
+}
+
 const provider = new Provider(issuer, {
-  clients: [
+  clients: entra ? [
+    {
+      // The gateway's Entra application: its client id is the GUID in users' tokens.
+      client_id: entraApp,
+      response_types: [],
+      redirect_uris: [],
+      grant_types: [JWT_BEARER],
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: ((k) => (k.keys ? k : { keys: [k] }))(JSON.parse(readFileSync(process.env.AS_GATEWAY_JWKS, 'utf8'))),
+    },
+    {
+      client_id: 'test-public',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1:33418/callback'],
+      token_endpoint_auth_method: 'none',
+    },
+  ] : [
     {
       // The gateway's own confidential client (introspection, later token exchange).
       client_id: 'gateway',
       client_secret: 'gateway-secret',
-      grant_types: ['client_credentials', TOKEN_EXCHANGE],
+      grant_types: ['client_credentials', TOKEN_EXCHANGE, JWT_BEARER],
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -65,7 +116,7 @@ const provider = new Provider(issuer, {
         client_id: 'gateway-pkjwt',
         response_types: [],
         redirect_uris: [],
-        grant_types: ['client_credentials', TOKEN_EXCHANGE],
+        grant_types: ['client_credentials', TOKEN_EXCHANGE, JWT_BEARER],
         token_endpoint_auth_method: 'private_key_jwt',
         jwks: ((k) => (k.keys ? k : { keys: [k] }))(JSON.parse(readFileSync(process.env.AS_GATEWAY_JWKS, 'utf8'))),
       }]
@@ -80,6 +131,20 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys: [signingJwk] },
+  // Entra's v2 access token claims.
+  formats: {
+    customizers: {
+      jwt: entra ? async (ctx, token, jwt) => {
+        const p = jwt.payload;
+        if (p.scope !== undefined) p.scp = p.scope;
+        p.azp = p.client_id;
+        delete p.scope;
+        delete p.client_id;
+        Object.assign(p, { ver: '2.0', tid: ENTRA_TENANT, oid: createHash('sha256').update(String(p.sub)).digest('hex').slice(0, 32) });
+        jwt.header = { typ: 'JWT' };
+      } : undefined,
+    },
+  },
   // Keep the `act` claim of exchanged tokens (the default hook would replace `extra`).
   extraTokenClaims: (ctx, token) => token.extra,
   scopes: ['openid', 'offline_access', ...scopes],
@@ -94,8 +159,13 @@ const provider = new Provider(issuer, {
     resourceIndicators: {
       enabled: true,
       useGrantedResource: () => true,
-      defaultResource: () => undefined,
+      // Entra: no `resource`; a user's token is for the gateway's application.
+      defaultResource: () => (entra ? 'api://portcullis' : undefined),
       getResourceServerInfo: (ctx, resourceIndicator) => {
+        if (entra) {
+          if (resourceIndicator !== 'api://portcullis') throw new errors.InvalidTarget();
+          return { audience: entraApp, scope: scopes.join(' '), accessTokenTTL: 600, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+        }
         if (exchangeResources.includes(resourceIndicator)) return downstreamServer(resourceIndicator, scopes.join(' '));
         if (!resources.includes(resourceIndicator)) throw new errors.InvalidTarget();
         return {
@@ -172,6 +242,63 @@ provider.registerGrantType(
   ['resource', 'audience'],
 );
 
+// The subject of an access token this AS issued (verified), or an OAuth error.
+async function verifiedAccessToken(value) {
+  try {
+    const { payload } = await jwtVerify(value, verifyKeys, { issuer, ...(entra ? {} : { typ: 'at+jwt' }) });
+    return payload;
+  } catch (e) {
+    throw new errors.InvalidGrant(`the assertion is not valid: ${e.code ?? e.message}`);
+  }
+}
+
+// RFC 7523 §2.1 with a user's access token as the assertion (and Entra's on-behalf-of).
+async function jwtBearer(ctx) {
+  const { client, params } = ctx.oidc;
+  if (entra) return onBehalfOf(ctx);
+  const subject = await verifiedAccessToken(params.assertion);
+  if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the assertion was not issued for a resource that may present it');
+  if (stepUpUser && subject.sub === stepUpUser) throw new errors.InteractionRequired('the user must sign in again');
+  const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
+  if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
+  const [target] = targets;
+  if (!exchangeResources.includes(target)) throw new errors.InvalidTarget(`${target} is not an audience tokens can be issued for`);
+  const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+  const requested = params.scope ? params.scope.split(' ') : [...held];
+  if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('an assertion grant may only narrow the assertion\'s scopes', params.scope);
+  const token = new provider.AccessToken({ accountId: subject.sub, client, gty: 'jwt_bearer', scope: requested.join(' ') });
+  token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
+  const value = await token.save();
+  ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope };
+}
+
+// Entra ID's on-behalf-of request, with Entra's answers.
+async function onBehalfOf(ctx) {
+  const { client, params } = ctx.oidc;
+  if (params.resource) return entraError(ctx, 400, 'invalid_request', 901002, "The 'resource' request parameter is not supported.");
+  if (params.requested_token_use !== 'on_behalf_of') return entraError(ctx, 400, 'invalid_request', 70003, 'The app requested an unsupported grant type.');
+  let subject;
+  try {
+    ({ payload: subject } = await jwtVerify(params.assertion, verifyKeys, { issuer }));
+  } catch {
+    return entraError(ctx, 400, 'invalid_grant', 50013, 'Assertion failed signature validation.');
+  }
+  if (subject.aud !== client.clientId) return entraError(ctx, 400, 'invalid_grant', 500131, 'Assertion audience does not match the Client app presenting the assertion.');
+  const scope = (params.scope ?? '').split(' ').filter(Boolean);
+  const apis = [...new Set(scope.map((s) => s.slice(0, s.lastIndexOf('/'))))];
+  if (apis.length !== 1 || !entraApis[apis[0]]) return entraError(ctx, 400, 'invalid_scope', 70011, `The provided value for the input parameter 'scope' is not valid.`);
+  if (stepUpUser && subject.sub === stepUpUser) {
+    const claims = JSON.stringify({ access_token: { capolids: { essential: true, values: ['c1c2c3c4-0000-4000-8000-000000000001'] } } });
+    return entraError(ctx, 400, 'interaction_required', 50079, 'Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication.', { suberror: 'basic_action', claims });
+  }
+  const granted = scope.map((s) => s.slice(s.lastIndexOf('/') + 1)).filter((s) => s !== '.default').join(' ') || 'user_impersonation';
+  const token = new provider.AccessToken({ accountId: subject.sub, client, gty: 'on_behalf_of', scope: granted });
+  token.resourceServer = new provider.ResourceServer(apis[0], { audience: entraApis[apis[0]], scope: granted, accessTokenTTL: exchangeTtl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } });
+  const value = await token.save();
+  ctx.body = { token_type: 'Bearer', scope: granted, expires_in: token.expiration, ext_expires_in: token.expiration, access_token: value };
+}
+provider.registerGrantType(JWT_BEARER, jwtBearer, ['assertion', 'requested_token_use', 'scope', 'resource', 'audience'], ['resource', 'audience']);
+
 // Record what reached this AS: endpoint, grant, target, and hashes of the tokens carried.
 const requests = [];
 const sha256 = (v) => createHash('sha256').update(v).digest('hex');
@@ -184,7 +311,10 @@ provider.use(async (ctx, next) => {
     endpoint: route,
     grant_type: p.grant_type,
     target: [p.resource, p.audience].flat().filter(Boolean),
-    tokens: [p.subject_token, p.token].filter(Boolean).map(sha256),
+    tokens: [p.subject_token, p.token, p.assertion].filter(Boolean).map(sha256),
+    scope: p.scope,
+    requested_token_use: p.requested_token_use,
+    client_auth: p.client_assertion ? 'private_key_jwt' : (p.client_secret ? 'client_secret_post' : 'other'),
     client: ctx.oidc.client?.clientId,
     status: ctx.status,
   });
@@ -193,7 +323,7 @@ provider.use(async (ctx, next) => {
 // Count every token issued for a downstream audience (exchange or client credentials).
 provider.on('grant.success', (ctx) => {
   const { grant_type: grantType, resource, audience } = ctx.oidc.params;
-  if (grantType === TOKEN_EXCHANGE || [resource, audience].flat().some((r) => exchangeResources.includes(r))) downstreamTokens += 1;
+  if (grantType === TOKEN_EXCHANGE || grantType === JWT_BEARER || [resource, audience].flat().some((r) => exchangeResources.includes(r))) downstreamTokens += 1;
 });
 
 // Headless login and consent: log in as `user`, grant every requested scope and resource scope.

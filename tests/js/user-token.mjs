@@ -2,6 +2,7 @@
 // the static public client `test-public`, with the headless login and consent.
 //
 // usage: node user-token.mjs <issuer> <resource> <scope>   prints {"access_token": ...}
+// (an empty <resource> sends none, as at Entra ID)
 import { createHash, randomBytes } from 'node:crypto';
 import { cookieJarFollower } from './headless.mjs';
 
@@ -16,12 +17,12 @@ for (const [k, v] of Object.entries({
   code_challenge: challenge, code_challenge_method: 'S256', state: 'user-token',
   // OIDC grants offline_access (a refresh token) only with an explicit consent prompt.
   ...(scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
-})) authorize.searchParams.set(k, v);
+})) if (v) authorize.searchParams.set(k, v);
 const { code } = await cookieJarFollower(redirectUri)(authorize.href);
 const res = await fetch(meta.token_endpoint, {
   method: 'POST',
   headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier, client_id: 'test-public', resource }),
+  body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier, client_id: 'test-public', ...(resource ? { resource } : {}) }),
 });
 const body = await res.json();
 if (!res.ok) throw new Error(`token request failed: ${JSON.stringify(body)}`);

@@ -546,6 +546,85 @@ mod tests {
         assert!(parse("[[tenant]]\nid = \"a\"\n[[tenant]]\nid = \"a\"\n").is_err());
     }
 
+    /// #29: an audience a tenant accepts besides its resource URL is that tenant's alone.
+    #[test]
+    fn a_tenants_extra_audiences_are_its_own() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let auth = "[auth]\nmode = \"oauth\"\n[[auth.issuer]]\nissuer = \"https://login.example/t/v2.0\"\n\
+                    [[auth.issuer]]\nissuer = \"https://other.example\"\n";
+        let ok = parse(&format!(
+            "{auth}[[tenant]]\nid = \"a\"\naudiences = {{ \"https://login.example/t/v2.0\" = [\"guid-a\"] }}\n\
+             [[tenant]]\nid = \"b\"\naudiences = {{ \"https://login.example/t/v2.0\" = [\"guid-b\"] }}\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.tenants[0].audiences.len(), 1);
+        // The same GUID for two tenants: a token for one would open the other.
+        let both = err(&format!(
+            "{auth}[[tenant]]\nid = \"a\"\naudiences = {{ \"https://login.example/t/v2.0\" = [\"guid\"] }}\n\
+             [[tenant]]\nid = \"b\"\naudiences = {{ \"https://login.example/t/v2.0\" = [\"guid\"] }}\n"
+        ));
+        assert!(both.contains("tenant `b`'s audience too"), "{both}");
+        // Another tenant's resource URL as an extra audience.
+        let theirs = err(&format!(
+            "{auth}[[tenant]]\nid = \"a\"\nresource = \"https://gw.example/mcp\"\n\
+             [[tenant]]\nid = \"b\"\naudiences = {{ \"https://other.example\" = [\"https://gw.example/mcp\"] }}\n"
+        ));
+        assert!(theirs.contains("tenant `a`'s audience too"), "{theirs}");
+        // Only for an issuer the tenant trusts.
+        let untrusted = err(&format!(
+            "{auth}[[tenant]]\nid = \"a\"\nissuers = [\"https://other.example\"]\n\
+             audiences = {{ \"https://login.example/t/v2.0\" = [\"guid\"] }}\n"
+        ));
+        assert!(
+            untrusted.contains("not an issuer this tenant trusts"),
+            "{untrusted}"
+        );
+    }
+
+    /// #29: what each downstream strategy needs, named at load.
+    #[test]
+    fn on_behalf_of_needs_scopes_and_every_grant_a_client_at_the_issuer() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let base = "[auth]\nmode = \"oauth\"\n[[auth.issuer]]\nissuer = \"https://as.example\"\n";
+        let client = "[auth.issuer.exchange]\nclient_id = \"gw\"\nauth_method = \"client_secret_post\"\nclient_secret_env = \"S\"\n";
+        let svc = |extra: &str| {
+            format!(
+                "[[tenant]]\nid = \"a\"\n[[tenant.service]]\nname = \"api\"\nbase_url = \"https://api.example\"\n{extra}\n"
+            )
+        };
+        let obo = err(&format!(
+            "{base}{client}{}",
+            svc("credential = \"on-behalf-of\"")
+        ));
+        assert!(
+            obo.contains("service[0].scopes") && obo.contains("api://<app>/.default"),
+            "{obo}"
+        );
+        parse(&format!(
+            "{base}{client}{}",
+            svc("credential = \"on-behalf-of\"\nscopes = [\"api://x/.default\"]")
+        ))
+        .unwrap();
+        let bearer = err(&format!(
+            "{base}{client}{}",
+            svc("credential = \"jwt-bearer\"")
+        ));
+        assert!(
+            bearer.contains("\"jwt-bearer\" needs the audience"),
+            "{bearer}"
+        );
+        let no_client = err(&format!(
+            "{base}{}",
+            svc("credential = \"jwt-bearer\"\naudience = \"https://api.example\"")
+        ));
+        assert!(no_client.contains("with \"jwt-bearer\""), "{no_client}");
+        let no_secret = err(&format!(
+            "{base}[auth.issuer.exchange]\nclient_id = \"gw\"\nauth_method = \"client_secret_post\"\n{}",
+            svc("")
+        ));
+        assert!(no_secret.contains("client_secret_post"), "{no_secret}");
+    }
+
     #[test]
     fn tenant_routing_resources_issuers_and_quotas_are_checked() {
         let err = |text: &str| parse(text).unwrap_err().to_string();

@@ -900,6 +900,38 @@ mod tests {
         assert!(matches!(later, TokenError::Discovery(_)), "{later}");
     }
 
+    /// #29: an STS that asks for the user (Entra's Conditional Access answer here) is a
+    /// step-up carrying its claims challenge; other errors are refusals; neither repeats the
+    /// caller's token an AS echoed.
+    #[test]
+    fn sts_answers_that_ask_for_the_user_are_step_ups() {
+        let entra = json!({"error": "interaction_required",
+            "error_description": "AADSTS50079: you must enroll in multi-factor authentication.",
+            "error_codes": [50079], "suberror": "basic_action",
+            "claims": "{\"access_token\":{\"capolids\":{\"essential\":true,\"values\":[\"c1\"]}}}"});
+        match refusal("on-behalf-of request", &entra, Some("eyJ.user.token")) {
+            TokenError::StepUp { error, claims, .. } => {
+                assert_eq!(error, "interaction_required");
+                assert!(claims.unwrap().contains("capolids"));
+            }
+            other => panic!("{other}"),
+        }
+        let not_json = json!({"error": "insufficient_claims", "claims": "not json"});
+        assert!(matches!(
+            refusal("x", &not_json, None),
+            TokenError::StepUp { claims: None, .. }
+        ));
+        let echoed = json!({"error": "invalid_grant",
+            "error_description": "bad assertion eyJ.user.token\nforged: line"});
+        let e = refusal("JWT bearer grant", &echoed, Some("eyJ.user.token"));
+        assert!(matches!(e, TokenError::Refused { .. }));
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("eyJ.user.token") && !shown.contains('\n'),
+            "{shown}"
+        );
+    }
+
     /// A caller cancelled mid-request leaves no in-flight entry behind.
     #[tokio::test]
     async fn a_cancelled_request_leaves_no_in_flight_entry() {

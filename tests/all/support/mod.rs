@@ -354,6 +354,12 @@ pub async fn mint_with_cli(config: &Path, sub: &str, scope: &str) -> String {
 }
 
 /// Segment `index` of a JWT (0 = header, 1 = claims), decoded. Tests only: no verification.
+/// The SHA-256 of `text`, in hex (how the test AS reports the tokens it received).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 pub fn jwt_part(token: &str, index: usize) -> Value {
     use base64::Engine as _;
     let segment = token.split('.').nth(index).expect("a JWT segment");
