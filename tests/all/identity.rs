@@ -224,3 +224,83 @@ async fn the_jwt_bearer_grant_presents_the_callers_token_at_its_issuer() {
     let log = gw.stop().await;
     assert!(!log.contains(&token) && !log.contains("gateway-secret"));
 }
+
+/// #29 AC5. The authorization server answers the gateway's exchange with
+/// `interaction_required` (its policy wants a fresh, multi-factor sign-in, as Entra's
+/// Conditional Access does). Before: a dead-end tool error, and the failure was remembered.
+/// Now the call's answer is a 401 `insufficient_user_authentication` challenge; the official
+/// TypeScript SDK client signs in again and retries, and the call succeeds. Nothing was
+/// cached: the exchange is asked again with the new token.
+#[tokio::test]
+async fn an_sts_asking_for_the_user_becomes_a_sign_in_the_sdk_client_completes() {
+    let api = DownstreamApi::start().await;
+    let port = crate::support::free_port();
+    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
+    let audience = format!("{}/api", api.base);
+    let as_ =
+        RealAs::for_exchange_with(&mcp_url, &audience, 600, &[("AS_STEP_UP_USER", "alice")]).await;
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\", \"notes:read\"]\n{issuer}\
+         [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+         [[tenant.service]]\nname = \"notes\"\nbase_url = \"{audience}\"\ncredential = \"token-exchange\"\n\
+         audience = \"{audience}\"\n\
+         [tenant.plugin.probe]\nservices = [\"notes\"]\n",
+        issuer = issuer_with_client(
+            &as_.issuer,
+            "client_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\""
+        ),
+        probe = toml_path(&crate::support::plugin("probe")),
+    );
+    let gw =
+        BinaryGateway::start_on_port(port, &body, &[("GATEWAY_SECRET", "gateway-secret")]).await;
+    let calls =
+        json!([{"name": "probe.fetch", "arguments": {"service": "notes", "path": "/echo"}}]);
+    let t = crate::support::run_json_program(
+        &node(),
+        "tests/js/oauth-client.mjs",
+        &[mcp_url.as_ref()],
+        &[("CALLS", &calls.to_string())],
+    )
+    .await;
+    let stepped: Vec<&Value> = t["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["header"]
+                .as_str()
+                .is_some_and(|h| h.contains("insufficient_user_authentication"))
+        })
+        .collect();
+    assert_eq!(stepped.len(), 1, "{t}");
+    assert_eq!(stepped[0]["status"], 401);
+    let header = stepped[0]["header"].as_str().unwrap();
+    assert!(
+        header.contains("interaction_required") && header.contains("resource_metadata="),
+        "{header}"
+    );
+    assert_eq!(t["authorizations"], 2, "signed in again: {t}");
+    let result = t["calls"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(result.starts_with("status 200: "), "{t}");
+    // The exchange was refused once and asked again with the new sign-in's token: the
+    // refusal was neither cached nor remembered.
+    let exchanges: Vec<Value> = as_
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange")
+        .collect();
+    let statuses: Vec<u64> = exchanges
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [400, 200], "{exchanges:?}");
+    assert_ne!(exchanges[0]["tokens"], exchanges[1]["tokens"]);
+    let log = gw.stop().await;
+    assert!(log.contains("user_authentication"), "the denial is logged");
+    let token = t["accessToken"].as_str().unwrap();
+    assert!(!log.contains(token));
+}

@@ -18,8 +18,9 @@
 //   AS_ENTRA_APP     with entra: the gateway's application (client) id, a GUID: the `aud` of
 //                    users' tokens for the MCP server, and the client that makes OBO requests
 //   AS_ENTRA_APIS    with entra: space-separated `<application id URI>=<GUID>` of downstream APIs
-//   AS_STEP_UP_USER  an account whose OBO/assertion grants answer `interaction_required` with
-//                    a claims challenge (Entra's Conditional Access MFA answer)
+//   AS_STEP_UP_USER  an account whose exchange, assertion and OBO grants answer
+//                    `interaction_required` (with Entra: and a claims challenge, as Conditional
+//                    Access does for MFA) until the user signs in interactively again
 //
 // JWT bearer (urn:ietf:params:oauth:grant-type:jwt-bearer, RFC 7523 §2.1) is a custom grant:
 // the assertion is an access token this AS issued for one of AS_RESOURCES; the target is one
@@ -61,6 +62,16 @@ const entraApp = process.env.AS_ENTRA_APP ?? '';
 const entraApis = Object.fromEntries((process.env.AS_ENTRA_APIS ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=')));
 const ENTRA_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const stepUpUser = process.env.AS_STEP_UP_USER;
+// The step-up user's multi-factor sign-in: required (by a refused grant) until they sign in
+// interactively again; tokens issued from then on satisfy it.
+let stepUpPending = false;
+let mfaAt = Infinity;
+// Whether a grant presenting `subject` (a verified access token) must ask for the user.
+function needsStepUp(subject) {
+  if (!stepUpUser || subject.sub !== stepUpUser || subject.iat >= Math.floor(mfaAt / 1000)) return false;
+  stepUpPending = true;
+  return true;
+}
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 // The signing key is ours, so exchanged subject tokens can be verified locally.
@@ -211,6 +222,7 @@ async function tokenExchange(ctx) {
     throw new errors.InvalidGrant(`the subject token is not valid: ${e.code ?? e.message}`);
   }
   if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the subject token was not issued for a resource that may exchange it');
+  if (needsStepUp(subject)) throw new errors.InteractionRequired('multi-factor authentication is required');
   const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
   if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
   const [target] = targets;
@@ -258,7 +270,7 @@ async function jwtBearer(ctx) {
   if (entra) return onBehalfOf(ctx);
   const subject = await verifiedAccessToken(params.assertion);
   if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the assertion was not issued for a resource that may present it');
-  if (stepUpUser && subject.sub === stepUpUser) throw new errors.InteractionRequired('the user must sign in again');
+  if (needsStepUp(subject)) throw new errors.InteractionRequired('multi-factor authentication is required');
   const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
   if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
   const [target] = targets;
@@ -287,7 +299,7 @@ async function onBehalfOf(ctx) {
   const scope = (params.scope ?? '').split(' ').filter(Boolean);
   const apis = [...new Set(scope.map((s) => s.slice(0, s.lastIndexOf('/'))))];
   if (apis.length !== 1 || !entraApis[apis[0]]) return entraError(ctx, 400, 'invalid_scope', 70011, `The provided value for the input parameter 'scope' is not valid.`);
-  if (stepUpUser && subject.sub === stepUpUser) {
+  if (needsStepUp(subject)) {
     const claims = JSON.stringify({ access_token: { capolids: { essential: true, values: ['c1c2c3c4-0000-4000-8000-000000000001'] } } });
     return entraError(ctx, 400, 'interaction_required', 50079, 'Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication.', { suberror: 'basic_action', claims });
   }
@@ -331,6 +343,10 @@ async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
   const { prompt, params, session } = details;
   if (prompt.name === 'login') {
+    if (user === stepUpUser && stepUpPending) {
+      stepUpPending = false;
+      mfaAt = Math.floor(Date.now() / 1000) * 1000;
+    }
     return provider.interactionFinished(req, res, { login: { accountId: user } }, { mergeWithLastSubmission: false });
   }
   const grant = details.grantId
@@ -347,6 +363,13 @@ const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/interaction/')) return await interaction(req, res);
+    // A pending step-up makes the next authorization an interactive sign-in (as Conditional
+    // Access does), whatever session the browser has.
+    if (stepUpPending && req.url.startsWith('/auth?')) {
+      const url = new URL(req.url, issuer);
+      url.searchParams.set('prompt', 'login');
+      req.url = `${url.pathname}${url.search}`;
+    }
     if (req.url === '/__requests') {
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify(requests));

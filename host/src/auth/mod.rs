@@ -197,6 +197,14 @@ pub enum Denial {
         /// Seconds until the address may try again.
         retry_after: u64,
     },
+    /// The token is good here, but an authorization server the call needed wants the user to
+    /// sign in again (RFC 9470): 401 `insufficient_user_authentication`.
+    UserAuthentication {
+        /// What was asked, for the user (bounded, escaped).
+        description: String,
+        /// The authorization server's claims challenge (JSON), passed on base64-encoded.
+        claims: Option<String>,
+    },
 }
 
 impl Denial {
@@ -208,6 +216,7 @@ impl Denial {
             Denial::InvalidRequest(_) => "invalid_request",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::TooManyFailures { .. } => "too_many_failures",
+            Denial::UserAuthentication { .. } => "user_authentication",
         }
     }
 }
@@ -790,6 +799,12 @@ impl TenantAuth {
                 Vec::new(),
             ),
             Denial::TooManyFailures { retry_after } => return too_many_failures(*retry_after),
+            Denial::UserAuthentication { description, .. } => (
+                StatusCode::UNAUTHORIZED,
+                Some("insufficient_user_authentication"),
+                Some(description.clone()),
+                self.challenge_scopes.clone(),
+            ),
             Denial::InsufficientScope { required } => {
                 let mut all: BTreeSet<String> = required.iter().cloned().collect();
                 if let Some(p) = principal {
@@ -816,6 +831,15 @@ impl TenantAuth {
         if !scopes.is_empty() {
             parts.push(format!("scope=\"{}\"", scopes.join(" ")));
         }
+        if let Denial::UserAuthentication {
+            claims: Some(claims),
+            ..
+        } = denial
+        {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
+            parts.push(format!("claims=\"{encoded}\""));
+        }
         let challenge = format!("Bearer {}", parts.join(", "));
         // An OAuth-style body (RFC 6750 defines none); JSON-RPC codes are not ours to invent here.
         let message = match denial {
@@ -824,6 +848,7 @@ impl TenantAuth {
                 format!("this call needs the scope(s) {}", required.join(" "))
             }
             Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.clone(),
+            Denial::UserAuthentication { description, .. } => description.clone(),
             Denial::TooManyFailures { .. } => String::new(),
         };
         let body = json!({"error": error.unwrap_or("unauthorized"), "error_description": message});
@@ -867,7 +892,42 @@ pub(crate) async fn fuzz_validate(token: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::metadata_url_for;
+    use super::{Denial, TenantAuth, metadata_url_for};
+
+    /// #29: an authorization server's claims challenge reaches the client base64-encoded in
+    /// the RFC 9470 challenge, and its text cannot break out of the quoted parameter.
+    #[test]
+    fn a_user_authentication_challenge_carries_the_claims() {
+        use base64::Engine as _;
+        let auth = TenantAuth::new(
+            std::sync::Arc::from("t"),
+            "https://gw.example/mcp".into(),
+            &[],
+            &Default::default(),
+            &crate::config::AuthConfig::default(),
+            None,
+        );
+        let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["c1"]}}}"#;
+        let resp = auth.challenge(
+            &Denial::UserAuthentication {
+                description: "sign in \"again\", error=\"forged\"".into(),
+                claims: Some(claims.into()),
+            },
+            None,
+        );
+        assert_eq!(resp.status(), 401);
+        let header = resp.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            header.starts_with("Bearer error=\"insufficient_user_authentication\""),
+            "{header}"
+        );
+        assert!(!header.contains("error=\"forged\""), "{header}");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
+        assert!(
+            header.contains(&format!("claims=\"{encoded}\"")),
+            "{header}"
+        );
+    }
 
     #[test]
     fn metadata_urls_are_path_inserted() {

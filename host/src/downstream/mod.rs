@@ -328,6 +328,7 @@ impl TenantServices {
             plugin: plugin.clone(),
             trace_parent: origin.trace_parent,
             subject: origin.subject,
+            needs: origin.needs,
         })
     }
 }
@@ -339,6 +340,37 @@ pub struct CallOrigin {
     pub trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     pub subject: Option<SecretToken>,
+    /// Where the call's downstream requests leave what the caller must do.
+    pub needs: Arc<CallNeeds>,
+}
+
+/// What a call's downstream requests learned the caller must do before they can succeed;
+/// the protocol layer reads it when the call ends and tells the client.
+#[derive(Default)]
+pub struct CallNeeds(parking_lot::Mutex<Option<StepUp>>);
+
+impl CallNeeds {
+    fn record(&self, step: StepUp) {
+        self.0.lock().get_or_insert(step);
+    }
+
+    /// The first step-up the call's requests met, if any.
+    pub fn step_up(&self) -> Option<StepUp> {
+        self.0.lock().clone()
+    }
+}
+
+/// An authorization server's answer that the user must act (sign in again, consent): its
+/// texts are bounded and escaped, and carry no token.
+#[derive(Clone, Debug)]
+pub struct StepUp {
+    /// The service whose token it was.
+    pub service: String,
+    /// The OAuth error (`interaction_required`, `consent_required`, …).
+    pub error: String,
+    pub description: String,
+    /// A claims challenge for the client's next sign-in (Entra ID's), JSON.
+    pub claims: Option<String>,
 }
 
 /// What one plugin call may reach ([`TenantServices::for_call`] makes one).
@@ -351,6 +383,7 @@ struct PluginEgress {
     trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     subject: Option<SecretToken>,
+    needs: Arc<CallNeeds>,
 }
 
 impl Egress for PluginEgress {
@@ -672,10 +705,23 @@ impl PluginEgress {
             let sent = match &service.credential {
                 None => None,
                 Some(strategy) => {
-                    let attached = strategy
-                        .attach(&caller)
-                        .await
-                        .map_err(|e| wit::FetchError::Credential(e.to_string()))?;
+                    let attached = strategy.attach(&caller).await.map_err(|e| {
+                        if let CredentialError::Token(TokenError::StepUp {
+                            error,
+                            description,
+                            claims,
+                            ..
+                        }) = &e
+                        {
+                            self.needs.record(StepUp {
+                                service: service.config.name.clone(),
+                                error: error.clone(),
+                                description: description.clone(),
+                                claims: claims.clone(),
+                            });
+                        }
+                        wit::FetchError::Credential(e.to_string())
+                    })?;
                     req = req.header(attached.name, attached.value);
                     Some(attached.secret)
                 }

@@ -39,6 +39,7 @@ use super::gateway::Gateway;
 use super::live::{LiveSession, SessionTable};
 use super::{completion, prompts, resources, tools};
 use crate::auth::{Principal, SecretToken};
+use crate::downstream::CallNeeds;
 use crate::sessions::SessionState;
 use crate::tenancy::quota::Held;
 
@@ -241,6 +242,7 @@ impl Direct {
         secret: Option<SecretToken>,
         span: tracing::Span,
         held: Option<Held>,
+        needs: Arc<CallNeeds>,
     ) -> Response {
         let Self {
             id,
@@ -266,6 +268,7 @@ impl Direct {
             to_client: ToClient::Stream(tx.clone()),
             session_peer: session.as_ref().map(|(live, _)| live.peer.clone()),
             held,
+            needs,
         };
         // A session request is served by its session's handler (its log level) and can be
         // cancelled by the client's `notifications/cancelled` (`SessionTable::cancel`).

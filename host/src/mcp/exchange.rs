@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::era::Era;
 use super::tasks::TaskSink;
 use crate::auth::{Principal, SecretToken};
+use crate::downstream::CallNeeds;
 use crate::telemetry::RequestSpan;
 use crate::tenancy::quota::Held;
 
@@ -104,6 +105,8 @@ pub(super) struct Exchange {
     /// The request's place among those in progress (`max_concurrent_requests`), held while
     /// the handler — and a task the call becomes — works, whether or not the client waits.
     pub(super) held: Option<Held>,
+    /// What the request's plugin calls learned the caller must do (a step-up).
+    pub(super) needs: Arc<CallNeeds>,
 }
 
 impl Exchange {
@@ -146,6 +149,7 @@ impl Exchange {
             to_client: ToClient::Peer(ctx.peer.clone()),
             session_peer: (era == Era::Session).then(|| ctx.peer.clone()),
             held: parts.and_then(|p| p.extensions.get::<Held>()).cloned(),
+            needs: Arc::default(),
         })
     }
 

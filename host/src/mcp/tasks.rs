@@ -262,6 +262,7 @@ fn task_exchange(ex: &Exchange, cancel: CancellationToken, sink: Arc<TaskSink>) 
         to_client: ToClient::Task(sink),
         session_peer: ex.session_peer.clone(),
         held: ex.held.clone(),
+        needs: ex.needs.clone(),
     }
 }
 

@@ -104,6 +104,15 @@ pub(super) async fn call(
         })
         .instrument(record.span.clone())
         .await;
+    // A downstream authorization server asked for the user: whatever the plugin made of
+    // it, the client is told what to do (and, where its answer has not started, challenged).
+    let rounds = match (rounds, ex.needs.step_up()) {
+        (Ok(Rounds::Done(_)), Some(step)) => Ok(Rounds::Done(convert::error_result(&format!(
+            "Tool `{name}` needs you to sign in again: the authorization server for `{}` asked for it ({}: {})",
+            step.service, step.error, step.description
+        )))),
+        (rounds, _) => rounds,
+    };
     let outcome = match &rounds {
         Ok(Rounds::Done(v)) if v["isError"] == true => Outcome::ToolError,
         Ok(Rounds::Done(_)) => Outcome::Ok,

@@ -24,17 +24,25 @@ impl RealAs {
     /// `audience`, issuing them for `ttl` seconds, to the gateway client `gateway` (its
     /// `private_key_jwt` key: the test issuer's key `b`).
     pub async fn for_exchange(resource: &str, audience: &str, ttl: u64) -> Self {
+        Self::for_exchange_with(resource, audience, ttl, &[]).await
+    }
+
+    /// [`RealAs::for_exchange`] with more of `tests/js/as.mjs`'s settings.
+    pub async fn for_exchange_with(
+        resource: &str,
+        audience: &str,
+        ttl: u64,
+        more: &[(&str, &str)],
+    ) -> Self {
         let jwks = root().join("tests/fixtures/test-issuer-b.jwk.json");
-        Self::start_with(
-            &[resource.to_string()],
-            "mcp:tools notes:read",
-            &[
-                ("AS_EXCHANGE_RESOURCES", audience),
-                ("AS_EXCHANGE_TTL", &ttl.to_string()),
-                ("AS_GATEWAY_JWKS", jwks.to_str().unwrap()),
-            ],
-        )
-        .await
+        let ttl = ttl.to_string();
+        let mut env = vec![
+            ("AS_EXCHANGE_RESOURCES", audience),
+            ("AS_EXCHANGE_TTL", ttl.as_str()),
+            ("AS_GATEWAY_JWKS", jwks.to_str().unwrap()),
+        ];
+        env.extend_from_slice(more);
+        Self::start_with(&[resource.to_string()], "mcp:tools notes:read", &env).await
     }
 
     /// An AS issuing opaque access tokens (introspected by the gateway) for `resource`,
