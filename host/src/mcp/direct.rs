@@ -37,8 +37,8 @@ use super::era::Era;
 use super::exchange::{Exchange, ToClient};
 use super::gateway::Gateway;
 use super::live::{LiveSession, SessionTable};
-use super::{completion, prompts, resources, tools};
-use crate::auth::{Principal, SecretToken};
+use super::{completion, prompts, refusal, resources, tools};
+use crate::auth::{Denial, Principal, SecretToken};
 use crate::downstream::CallNeeds;
 use crate::sessions::SessionState;
 use crate::tenancy::quota::Held;
@@ -242,8 +242,7 @@ impl Direct {
         secret: Option<SecretToken>,
         span: tracing::Span,
         held: Option<Held>,
-        needs: Arc<CallNeeds>,
-    ) -> Response {
+    ) -> Answered {
         let Self {
             id,
             call,
@@ -253,6 +252,7 @@ impl Direct {
             client_caps,
         } = self;
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let needs = Arc::new(CallNeeds::default());
         let cancel = CancellationToken::new();
         // A client that goes away cancels the call (the guard moves into a streamed body).
         let guard = cancel.clone().drop_guard();
@@ -268,7 +268,7 @@ impl Direct {
             to_client: ToClient::Stream(tx.clone()),
             session_peer: session.as_ref().map(|(live, _)| live.peer.clone()),
             held,
-            needs,
+            needs: needs.clone(),
         };
         // A session request is served by its session's handler (its log level) and can be
         // cancelled by the client's `notifications/cancelled` (`SessionTable::cancel`).
@@ -290,9 +290,14 @@ impl Direct {
                 let notes = drain(&mut rx);
                 drop(guard);
                 if notes.is_empty() {
-                    return json_answer(done);
+                    // Not started: a downstream authorization server that asked for the
+                    // user makes it a challenge.
+                    return Answered {
+                        response: json_answer(done),
+                        challenge: needs.step_up().as_ref().map(refusal::step_up_denial),
+                    };
                 }
-                return sse_answer(futures::stream::iter(notes.into_iter().chain([done.1])).boxed(), None);
+                return sse_answer(futures::stream::iter(notes.into_iter().chain([done.1])).boxed(), None).into();
             }
             Some(note) = rx.recv() => note,
         };
@@ -309,6 +314,24 @@ impl Direct {
                 .boxed(),
             Some(guard),
         )
+        .into()
+    }
+}
+
+/// The direct path's answer to one request.
+pub(crate) struct Answered {
+    pub(crate) response: Response,
+    /// The challenge to answer with instead, when the answer has not started and a
+    /// downstream authorization server asked for the user.
+    pub(crate) challenge: Option<Denial>,
+}
+
+impl From<Response> for Answered {
+    fn from(response: Response) -> Self {
+        Self {
+            response,
+            challenge: None,
+        }
     }
 }
 

@@ -5,14 +5,17 @@
 //! item gets its method's "unknown" error (byte for byte the same either way), a visible item
 //! the caller may not use gets a refusal the handler wraps for its method (`isError` for
 //! tools, `invalid_request` otherwise); the HTTP front answers scope refusals earlier with a
-//! 403 step-up (`transport`). Must not: decide access (`Catalog::authorize` does).
+//! 403 step-up (`transport`). Also what the client is told when a downstream authorization
+//! server asked for the user ([`StepUp`]): the tool's result, and the challenge for an
+//! answer that has not started. Must not: decide access (`Catalog::authorize` does).
 
 use rmcp::ErrorData;
 use serde_json::json;
 
 use super::gateway::Gateway;
 use super::record::Outcome;
-use crate::auth::Principal;
+use crate::auth::{Denial, Principal};
+use crate::downstream::StepUp;
 use crate::plugins::{Catalog, Forbidden, LoadedPlugin, Permit, Target};
 use crate::sandbox::SandboxError;
 use crate::telemetry::untrusted;
@@ -108,5 +111,25 @@ fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused
                 "Forbidden: {what} is not available to this caller ({why})"
             ))
         }
+    }
+}
+
+/// The tool result when a downstream authorization server asked for the user during a call
+/// of `tool` (whatever the plugin made of it).
+pub(super) fn step_up_result(tool: &str, step: &StepUp) -> serde_json::Value {
+    super::convert::error_result(&format!(
+        "Tool `{tool}` needs you to sign in again: the authorization server for `{}` asked for it ({}: {})",
+        step.service, step.error, step.description
+    ))
+}
+
+/// The challenge for it (RFC 9470), for an answer that has not started.
+pub(super) fn step_up_denial(step: &StepUp) -> Denial {
+    Denial::UserAuthentication {
+        description: format!(
+            "the authorization server for `{}` needs you to sign in again ({}: {})",
+            step.service, step.error, step.description
+        ),
+        claims: step.claims.clone(),
     }
 }

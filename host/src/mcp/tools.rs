@@ -107,10 +107,9 @@ pub(super) async fn call(
     // A downstream authorization server asked for the user: whatever the plugin made of
     // it, the client is told what to do (and, where its answer has not started, challenged).
     let rounds = match (rounds, ex.needs.step_up()) {
-        (Ok(Rounds::Done(_)), Some(step)) => Ok(Rounds::Done(convert::error_result(&format!(
-            "Tool `{name}` needs you to sign in again: the authorization server for `{}` asked for it ({}: {})",
-            step.service, step.error, step.description
-        )))),
+        (Ok(Rounds::Done(_)), Some(step)) => {
+            Ok(Rounds::Done(super::refusal::step_up_result(&name, &step)))
+        }
         (rounds, _) => rounds,
     };
     let outcome = match &rounds {

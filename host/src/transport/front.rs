@@ -30,7 +30,6 @@ use super::forward::{FORWARDED, Forwarder};
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
 use super::polling::Polling;
 use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
-use crate::downstream::CallNeeds;
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
 use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
@@ -526,32 +525,12 @@ impl Front {
         held: Option<Held>,
     ) -> Response {
         let secret = parts.extensions.get::<SecretToken>().cloned();
-        let needs = Arc::new(CallNeeds::default());
-        let resp = direct
-            .answer(
-                &self.gateway,
-                caller.clone(),
-                secret,
-                span.clone(),
-                held,
-                needs.clone(),
-            )
+        let answered = direct
+            .answer(&self.gateway, caller.clone(), secret, span.clone(), held)
             .await;
-        // A lone answer has not started yet: an authorization server the call needed asked
-        // for the user, so the client is challenged to sign in again (it retries the call).
-        // A streamed answer has told the client in its result.
-        match needs.step_up() {
-            Some(step) if !jsonrpc::is_event_stream(&resp) => {
-                let denial = Denial::UserAuthentication {
-                    description: format!(
-                        "the authorization server for `{}` needs you to sign in again ({}: {})",
-                        step.service, step.error, step.description
-                    ),
-                    claims: step.claims,
-                };
-                self.deny(&denial, Some(caller), parts)
-            }
-            _ => resp,
+        match answered.challenge {
+            Some(denial) => self.deny(&denial, Some(caller), parts),
+            None => answered.response,
         }
     }
 
