@@ -355,6 +355,14 @@ async fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
             println!("FAILED  {problem}");
         }
     }
+    let dev = gateway
+        .dev_as()
+        .map(|d| (config.dev_as_issuer(), d.metadata()));
+    let served_here = dev.as_ref().map(|(i, doc)| (i.as_str(), doc));
+    for problem in portcullis::downstream::credential_problems(config, served_here).await? {
+        failed += 1;
+        println!("FAILED  {problem}");
+    }
     if config.auth.mode == portcullis::config::AuthMode::Oauth {
         print_required_scopes(config, &gateway.catalogs());
     }

@@ -222,3 +222,87 @@ fn call_runs_one_tool_in_the_sandbox_with_identity_config_and_stubs() {
         "{r}"
     );
 }
+
+/// #29: `check` names what each service's credential strategy needs and does not have: a
+/// grant its authorization server does not perform (the development AS does no RFC 7523),
+/// metadata it cannot read; a service whose strategy has what it needs passes.
+#[test]
+fn check_names_what_each_credential_strategy_is_missing() {
+    use crate::support::{check_config, plugin, tempdir, toml_path};
+    let dir = tempdir();
+    let config = dir.join("strategies.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [auth]
+            mode = "oauth"
+            scopes_supported = ["mcp:tools"]
+            [[auth.issuer]]
+            issuer = "http://127.0.0.1:8080/dev-as"
+            [[auth.issuer]]
+            issuer = "http://127.0.0.1:9/gone"
+            [auth.issuer.exchange]
+            client_id = "gw"
+            auth_method = "client_secret_post"
+            client_secret_env = "STRATEGIES_SECRET"
+            [dev_as]
+            enabled = true
+            key_file = {key}
+            [[dev_as.clients]]
+            client_id = "gateway"
+            client_secret_env = "STRATEGIES_SECRET"
+            grant_types = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+            [exchange]
+            issuer = "http://127.0.0.1:8080/dev-as"
+            client_id = "gateway"
+            client_secret_env = "STRATEGIES_SECRET"
+
+            [[tenant]]
+            id = "default"
+            plugins = [{notes}]
+            [[tenant.service]]
+            name = "exchanged"
+            base_url = "http://127.0.0.1:8090/api"
+            credential = "token-exchange"
+            audience = "http://127.0.0.1:8090/api"
+            issuer = "http://127.0.0.1:8080/dev-as"
+            [[tenant.service]]
+            name = "asserted"
+            base_url = "http://127.0.0.1:8090/api"
+            credential = "jwt-bearer"
+            audience = "http://127.0.0.1:8090/api"
+            issuer = "http://127.0.0.1:8080/dev-as"
+            [[tenant.service]]
+            name = "graph"
+            base_url = "http://127.0.0.1:8090/api"
+            credential = "on-behalf-of"
+            scopes = ["api://graph/.default"]
+            issuer = "http://127.0.0.1:9/gone"
+            "#,
+            key = toml_path(&dir.join("dev-as.key")),
+            notes = toml_path(&plugin("notes")),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("STRATEGIES_SECRET", "s")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("FAILED  default/asserted (credential = \"jwt-bearer\"): http://127.0.0.1:8080/dev-as does not list the grant urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        "{said}"
+    );
+    assert!(
+        said.contains("FAILED  default/graph (credential = \"on-behalf-of\"): cannot read http://127.0.0.1:9/gone's metadata"),
+        "{said}"
+    );
+    assert!(!said.contains("default/exchanged"), "{said}");
+    // A missing secret is named before anything is asked.
+    let (passed, said) = check_config(&config);
+    assert!(!passed && said.contains("STRATEGIES_SECRET"), "{said}");
+}

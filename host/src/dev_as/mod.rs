@@ -292,7 +292,8 @@ impl DevAs {
         }))
     }
 
-    fn metadata(&self) -> Value {
+    /// Its RFC 8414 metadata document.
+    pub fn metadata(&self) -> Value {
         let i = &self.issuer;
         let mut m = json!({
             "issuer": i,

@@ -333,6 +333,64 @@ impl TenantServices {
     }
 }
 
+/// What keeps each service's credential strategy from working, as `portcullis check` tells
+/// it (`<tenant>/<service>: <problem>`): for every service whose tokens come from an
+/// authorization server, each issuer it would ask is asked for its metadata, which must name
+/// a token endpoint, the strategy's grant and the gateway's client authentication (where it
+/// lists them). Secrets and keys were checked when `config` loaded. `served_here`: the
+/// issuer this process serves itself (the development AS) and its metadata.
+pub async fn credential_problems(
+    config: &crate::config::Config,
+    served_here: Option<(&str, &serde_json::Value)>,
+) -> anyhow::Result<Vec<String>> {
+    use crate::config::CredentialMode as M;
+    use crate::oauth::{JWT_BEARER_GRANT, TOKEN_EXCHANGE};
+    let clients = OAuthClients::from_config(config, None)?;
+    let mut problems = Vec::new();
+    for tenant in &config.tenants {
+        for svc in &tenant.services {
+            let (grant, issuers) = match svc.credential {
+                M::None | M::Static => continue,
+                M::ClientCredentials => (
+                    "client_credentials",
+                    clients
+                        .for_gateway(svc.issuer.as_deref())
+                        .into_iter()
+                        .collect::<Vec<_>>(),
+                ),
+                mode => {
+                    let grant = if mode == M::TokenExchange {
+                        TOKEN_EXCHANGE
+                    } else {
+                        JWT_BEARER_GRANT
+                    };
+                    let issuers = config
+                        .tenant_issuers(tenant)
+                        .into_iter()
+                        .filter(|i| svc.issuer.as_ref().is_none_or(|s| s == i))
+                        .filter_map(|i| clients.at(&i))
+                        .collect();
+                    (grant, issuers)
+                }
+            };
+            for client in issuers {
+                let known = served_here
+                    .filter(|(issuer, _)| *issuer == client.issuer())
+                    .map(|(_, doc)| doc);
+                if let Some(problem) = client.missing(grant, known).await {
+                    problems.push(format!(
+                        "{}/{} (credential = \"{}\"): {problem}",
+                        tenant.id,
+                        svc.name,
+                        svc.credential.name()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// What the protocol layer knows of a call's caller that the downstream capability needs.
 #[derive(Default)]
 pub struct CallOrigin {

@@ -453,6 +453,45 @@ impl OAuthClient {
         &self.issuer
     }
 
+    /// What keeps this client from performing the grant `grant` (its URN, or
+    /// `client_credentials`), as the issuer's metadata says: unreadable metadata, no token
+    /// endpoint, a grant or a client authentication method it does not list. `None`: nothing
+    /// (also when the metadata lists neither, as Entra ID's does not).
+    /// `known`: the metadata, when this process serves the issuer itself (the development AS).
+    pub(crate) async fn missing(&self, grant: &str, known: Option<&Value>) -> Option<String> {
+        let issuer = &self.issuer;
+        let doc = match known {
+            Some(doc) => doc.clone(),
+            None => match discover(&self.http, issuer).await {
+                Ok(doc) => doc,
+                Err(e) => return Some(format!("cannot read {issuer}'s metadata: {e}")),
+            },
+        };
+        let listed = |key: &str, value: &str| {
+            doc[key]
+                .as_array()
+                .is_none_or(|a| a.iter().any(|v| v == value))
+        };
+        let method = match self.auth {
+            ClientAuth::SecretBasic(_) => "client_secret_basic",
+            ClientAuth::SecretPost(_) => "client_secret_post",
+            ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt",
+        };
+        if doc["token_endpoint"].as_str().is_none() {
+            Some(format!("{issuer} advertises no token_endpoint"))
+        } else if !listed("grant_types_supported", grant) {
+            Some(format!(
+                "{issuer} does not list the grant {grant} in grant_types_supported"
+            ))
+        } else if !listed("token_endpoint_auth_methods_supported", method) {
+            Some(format!(
+                "{issuer} does not list {method} in token_endpoint_auth_methods_supported (the gateway's auth_method)"
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The client an exchange section describes, for `issuer`; fails on a missing secret or
     /// a bad key. `at` names the section in errors.
     fn from_section(
