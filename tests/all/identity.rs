@@ -23,13 +23,20 @@ fn issuer_with_client(issuer: &str, client: &str) -> String {
     )
 }
 
-/// The gateway authenticating with `private_key_jwt` (the test key `b`), as `client_id`.
+/// The gateway authenticating with `private_key_jwt` (the test key `b`, and its
+/// certificate), as `client_id`.
 fn private_key_jwt(client_id: &str) -> String {
     format!(
-        "client_id = \"{client_id}\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = {}",
-        toml_path(&root().join("tests/fixtures/test-issuer-b.pem"))
+        "client_id = \"{client_id}\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = {}\n\
+         certificate_file = {}",
+        toml_path(&root().join("tests/fixtures/test-issuer-b.pem")),
+        toml_path(&root().join("tests/fixtures/test-issuer-b.cert.pem"))
     )
 }
+
+/// The base64url SHA-256 thumbprint of the test key `b`'s certificate (`openssl x509
+/// -outform DER | openssl dgst -sha256`), which "Entra" has registered for the gateway.
+const CERT_THUMBPRINT: &str = "2CUhhej7izC-hlTo5a2K51LizBGHiVRMVvslXAz6k1s";
 
 /// The bearer token the API received on its `index`th request.
 fn received(api: &DownstreamApi, index: usize) -> String {
@@ -66,7 +73,8 @@ fn text(result: &Value) -> String {
 /// #29 AC1. An Entra-shaped issuer: users' tokens carry `aud` = the gateway application's
 /// GUID (refused before: `aud` had to be the resource URL) and `scp`; the gateway reaches the
 /// API with Entra's on-behalf-of request, authenticating with `private_key_jwt`, naming the
-/// API only by `scope` (Entra refuses `resource`, AADSTS901002). The GUID is tenant A's
+/// API only by `scope` (Entra refuses `resource`, AADSTS901002), its assertion naming the
+/// registered certificate (`x5t#S256`, else AADSTS700027). The GUID is tenant A's
 /// audience only: the same token at tenant B is refused.
 #[tokio::test]
 async fn an_entra_shaped_issuer_reaches_the_api_on_behalf_of_the_user() {
@@ -80,6 +88,7 @@ async fn an_entra_shaped_issuer_reaches_the_api_on_behalf_of_the_user() {
             ("AS_ENTRA_APP", GATEWAY_APP),
             ("AS_ENTRA_APIS", &format!("{NOTES_URI}={NOTES_APP}")),
             ("AS_GATEWAY_JWKS", jwks.to_str().unwrap()),
+            ("AS_ENTRA_CERT_THUMBPRINT", CERT_THUMBPRINT),
         ],
     )
     .await;

@@ -18,6 +18,8 @@
 //   AS_ENTRA_APP     with entra: the gateway's application (client) id, a GUID: the `aud` of
 //                    users' tokens for the MCP server, and the client that makes OBO requests
 //   AS_ENTRA_APIS    with entra: space-separated `<application id URI>=<GUID>` of downstream APIs
+//   AS_ENTRA_CERT_THUMBPRINT  with entra: the `x5t#S256` the gateway's client assertions must carry
+//                    (its registered certificate), else AADSTS700027
 //   AS_STEP_UP_USER  an account whose exchange, assertion and OBO grants answer
 //                    `interaction_required` (with Entra: and a claims challenge, as Conditional
 //                    Access does for MFA) until the user signs in interactively again
@@ -287,6 +289,15 @@ async function jwtBearer(ctx) {
 // Entra ID's on-behalf-of request, with Entra's answers.
 async function onBehalfOf(ctx) {
   const { client, params } = ctx.oidc;
+  // A certificate credential's assertion names its certificate by `x5t#S256`.
+  if (process.env.AS_ENTRA_CERT_THUMBPRINT) {
+    const [head] = String(ctx.oidc.body?.client_assertion ?? '').split('.');
+    let header = {};
+    try { header = JSON.parse(Buffer.from(head, 'base64url').toString()); } catch { /* none */ }
+    if (header['x5t#S256'] !== process.env.AS_ENTRA_CERT_THUMBPRINT) {
+      return entraError(ctx, 401, 'invalid_client', 700027, 'The certificate with identifier used to sign the client assertion is not registered on application.');
+    }
+  }
   if (params.resource) return entraError(ctx, 400, 'invalid_request', 901002, "The 'resource' request parameter is not supported.");
   if (params.requested_token_use !== 'on_behalf_of') return entraError(ctx, 400, 'invalid_request', 70003, 'The app requested an unsupported grant type.');
   let subject;

@@ -178,6 +178,10 @@ pub struct ExchangeConfig {
     pub private_key_alg: String,
     /// With `private_key_jwt`: the `kid` to put in the assertion header, if the AS needs one.
     pub key_id: Option<String>,
+    /// With `private_key_jwt`: the PEM certificate of the key (relative to this file); its
+    /// SHA-256 thumbprint goes in the assertion header as `x5t#S256`, as Entra ID requires
+    /// of certificate credentials.
+    pub certificate_file: Option<PathBuf>,
     /// `[exchange]` only: the issuer this client belongs to; default: the first trusted
     /// issuer. (In `[auth.issuer.exchange]` it is the enclosing issuer.)
     pub issuer: Option<String>,

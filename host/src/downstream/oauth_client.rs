@@ -173,7 +173,27 @@ pub(crate) enum ClientAuth {
         key: EncodingKey,
         alg: Algorithm,
         kid: Option<String>,
+        /// The certificate's SHA-256 thumbprint (base64url), for `x5t#S256`.
+        x5t_s256: Option<String>,
     },
+}
+
+/// The base64url SHA-256 thumbprint of the first certificate in `pem` (its DER bytes).
+fn thumbprint(pem: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END CERTIFICATE-----"))
+        .collect();
+    if body.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| format!("the certificate is not base64: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&der)))
 }
 
 impl ClientAuth {
@@ -202,7 +222,12 @@ impl ClientAuth {
                 ));
             }
         };
-        let auth = Self::PrivateKeyJwt { key, alg, kid };
+        let auth = Self::PrivateKeyJwt {
+            key,
+            alg,
+            kid,
+            x5t_s256: None,
+        };
         // Fail at start, not at the first exchange, if the key cannot sign with `alg`.
         auth.assertion("probe", "https://probe.invalid/token")
             .map_err(|e| format!("the key cannot sign {alg:?}: {e}"))?;
@@ -215,7 +240,13 @@ impl ClientAuth {
         client_id: &str,
         audience: &str,
     ) -> Result<Option<String>, jsonwebtoken::errors::Error> {
-        let Self::PrivateKeyJwt { key, alg, kid } = self else {
+        let Self::PrivateKeyJwt {
+            key,
+            alg,
+            kid,
+            x5t_s256,
+        } = self
+        else {
             return Ok(None);
         };
         let now = SystemTime::now()
@@ -224,6 +255,7 @@ impl ClientAuth {
             .as_secs();
         let mut header = Header::new(*alg);
         header.kid = kid.clone();
+        header.x5t_s256 = x5t_s256.clone();
         let mut jti = [0u8; 16];
         rand::fill(&mut jti);
         let claims = json!({
@@ -521,9 +553,30 @@ impl OAuthClient {
                         path.display()
                     )
                 })?;
-                ClientAuth::private_key_jwt(&pem, &x.private_key_alg, x.key_id.clone()).map_err(
-                    |e| anyhow::anyhow!("{file}: {at}.private_key_file: {}: {e}", path.display()),
-                )?
+                let mut auth =
+                    ClientAuth::private_key_jwt(&pem, &x.private_key_alg, x.key_id.clone())
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "{file}: {at}.private_key_file: {}: {e}",
+                                path.display()
+                            )
+                        })?;
+                if let (Some(cert), ClientAuth::PrivateKeyJwt { x5t_s256, .. }) =
+                    (&x.certificate_file, &mut auth)
+                {
+                    let path = config.resolve_path(cert);
+                    let pem = std::fs::read_to_string(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|pem| thumbprint(&pem))
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "{file}: {at}.certificate_file: {}: {e}",
+                                path.display()
+                            )
+                        })?;
+                    *x5t_s256 = Some(pem);
+                }
+                auth
             }
         };
         let mut client = Self::new(issuer, x.client_id.clone(), auth)?;
@@ -969,6 +1022,22 @@ mod tests {
             !shown.contains("eyJ.user.token") && !shown.contains('\n'),
             "{shown}"
         );
+    }
+
+    /// The `x5t#S256` of a certificate is the SHA-256 of its DER bytes, base64url.
+    #[test]
+    fn certificate_thumbprints_are_sha256_of_the_der() {
+        let pem = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/test-issuer-b.cert.pem"),
+        )
+        .unwrap();
+        // `openssl x509 -outform DER | openssl dgst -sha256 -binary | base64url`
+        assert_eq!(
+            thumbprint(&pem).unwrap(),
+            "2CUhhej7izC-hlTo5a2K51LizBGHiVRMVvslXAz6k1s"
+        );
+        assert!(thumbprint("-----BEGIN PRIVATE KEY-----\nAAAA\n").is_err());
     }
 
     /// A caller cancelled mid-request leaves no in-flight entry behind.
