@@ -27,7 +27,9 @@
 //! * [`tasks`]: MCP Tasks — tool calls that outlive their request, bound to their creator.
 //! * [`cluster`]: replicas sharing state on Redis (the session directory, announcements).
 //! * [`tenancy`]: which tenant a request belongs to and what it may consume (quotas).
-//! * [`downstream`]: the plugins' only way out (token exchange, egress guard).
+//! * [`downstream`]: the plugins' only way out (credential strategies, egress guard).
+//! * [`vault`]: users' grants at third-party providers, sealed (a file store; Redis in
+//!   `cluster`).
 //! * [`oauth`]: OAuth URNs and metadata discovery; [`net`]: address rules.
 //! * [`telemetry`]: the log subscriber, OpenTelemetry spans and metrics.
 //! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
@@ -59,12 +61,13 @@
 //! | sandbox    | config, telemetry                                              |
 //! | auth       | config, net, oauth, telemetry                                  |
 //! | plugins    | auth, config, sandbox, telemetry                               |
-//! | downstream | auth, config, net, oauth, sandbox, telemetry                   |
+//! | vault      | config, telemetry                                              |
+//! | downstream | auth, config, net, oauth, sandbox, telemetry, vault            |
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
-//! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy |
+//! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
 //! | transport  | admin, auth, config, mcp, net, sessions, telemetry, tenancy    |
@@ -94,6 +97,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod tenancy;
 pub mod transport;
+pub mod vault;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -19,6 +19,7 @@
 
 mod changes;
 mod directory;
+mod grants;
 mod introspection;
 mod quotas;
 mod replicas;
@@ -122,6 +123,11 @@ impl Keys {
     /// A shared downstream token (`key`: the cache key, a digest).
     fn token(&self, key: &[u8]) -> String {
         format!("{}:token:{}", self.prefix, hex::encode(key))
+    }
+
+    /// A user's grant in the vault (`name`: the tenant and a keyed digest).
+    fn grant(&self, name: &str) -> String {
+        format!("{}:grant:{name}", self.prefix)
     }
 
     /// The claim of the replica obtaining that token.

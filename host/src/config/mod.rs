@@ -20,6 +20,7 @@ mod tasks;
 mod telemetry;
 mod tenant;
 mod validate;
+mod vault;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,7 @@ pub use server::*;
 pub use tasks::*;
 pub use telemetry::*;
 pub use tenant::*;
+pub use vault::*;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +70,8 @@ pub struct Config {
     /// Tool calls that run as MCP Tasks.
     #[serde(default)]
     pub tasks: TasksConfig,
+    /// Users' grants at third-party providers (`credential = "user-consent"`), sealed.
+    pub vault: Option<VaultConfig>,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
