@@ -169,7 +169,7 @@ impl Portcullis {
             }
             _ => None,
         };
-        let tenants = build_tenants(&config, &loaded, cluster.as_ref())?;
+        let (tenants, consent) = build_tenants(&config, &loaded, cluster.as_ref())?;
         if let Some(cluster) = &cluster {
             let plugins: Vec<_> = loaded.values().cloned().collect();
             cluster.relay_changes(&plugins, &shutdown);
@@ -227,7 +227,10 @@ impl Portcullis {
         } else {
             None
         };
-        // Last, so it covers every route: MCP, metadata, health, admin and the dev AS.
+        if let Some(consent) = &consent {
+            router = router.merge(consent.router());
+        }
+        // Last, so it covers every route: MCP, metadata, health, admin, consent and the dev AS.
         let router = transport::guard_hosts(router, &settings, &config.server.cors_origins);
         Ok(Self {
             config,
@@ -397,12 +400,20 @@ fn state_key(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(Some(key.into_bytes()))
 }
 
-/// Every tenant's context: its loaded plugins, downstream services and quotas.
+/// Every tenant's context: its loaded plugins, downstream services and quotas; and the
+/// user-consent flow their services share, if any uses it.
+#[allow(
+    clippy::type_complexity,
+    reason = "the tenants and the one consent flow"
+)]
 fn build_tenants(
     config: &Config,
     loaded: &BTreeMap<String, Arc<TenantPlugins>>,
     cluster: Option<&cluster::Cluster>,
-) -> anyhow::Result<BTreeMap<String, Arc<TenantContext>>> {
+) -> anyhow::Result<(
+    BTreeMap<String, Arc<TenantContext>>,
+    Option<Arc<downstream::Consent>>,
+)> {
     let state_key = state_key(config)?;
     let shared_tokens = match (cluster, &config.cluster) {
         (Some(cluster), Some(section)) if !config.exchange_clients().is_empty() => Some(
@@ -416,6 +427,8 @@ fn build_tenants(
         config,
         shared_tokens,
     )?);
+    let vault = vault::Vault::from_config(config, cluster.map(|c| c.grants()))?;
+    let consent = downstream::Consent::from_config(config, vault, oauth_clients.clone())?;
     let mut tenants = BTreeMap::new();
     for tenant in &config.tenants {
         let Some(plugins) = loaded.get(&tenant.id) else {
@@ -428,7 +441,8 @@ fn build_tenants(
                 tenant.id
             )
         };
-        let services = downstream::TenantServices::new(tenant, &oauth_clients).with_context(at)?;
+        let services = downstream::TenantServices::new(tenant, &oauth_clients, consent.as_ref())
+            .with_context(at)?;
         let quotas = Arc::new(tenancy::quota::Quotas::new(
             &tenant.quota,
             config.instance_share(tenant),
@@ -452,7 +466,7 @@ fn build_tenants(
         );
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
-    Ok(tenants)
+    Ok((tenants, consent))
 }
 
 /// The plugin watcher, when `sandbox.watch` is on. Without one the gateway still serves what

@@ -7,7 +7,15 @@
 //   AS_PORT          port on 127.0.0.1 (0 = any; the chosen URL is written to AS_READY_FILE)
 //   AS_RESOURCES     space-separated resource URLs tokens may be issued for
 //   AS_SCOPES        space-separated scopes the resources accept
-//   AS_USER          the account every login becomes (default alice)
+//   AS_USER          the account every login becomes (default alice; `GET /__user?set=bob`
+//                    changes it)
+//   AS_GATEWAY_REDIRECTS  redirect URIs of the `gateway` client, which then also signs users
+//                    in (authorization code), as the gateway's consent flow does
+//   AS_APP_REDIRECTS redirect URIs of `consent-app` (secret `consent-app-secret`,
+//                    client_secret_post): the gateway's app at a third-party provider
+//   AS_REFRESH       issue refresh tokens with every authorization code grant
+//   AS_ACCESS_TTL    lifetime in seconds of access tokens issued without a resource
+//   AS_COOKIE_PREFIX cookie names of its own (two of these on one host)
 //   AS_TOKEN_FORMAT  "jwt" (default) or "opaque" (validated by introspection)
 //   AS_READY_FILE    where to write {"issuer": ...} once listening
 //   AS_EXCHANGE_RESOURCES  space-separated downstream audiences for RFC 8693 token exchange and
@@ -54,7 +62,6 @@ import { exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet } from 'jose';
 const port = Number(process.env.AS_PORT ?? 0);
 const resources = (process.env.AS_RESOURCES ?? '').split(' ').filter(Boolean);
 const scopes = (process.env.AS_SCOPES ?? 'mcp:tools').split(' ').filter(Boolean);
-const user = process.env.AS_USER ?? 'alice';
 const exchangeResources = (process.env.AS_EXCHANGE_RESOURCES ?? '').split(' ').filter(Boolean);
 const exchangeTtl = Number(process.env.AS_EXCHANGE_TTL ?? 600);
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -64,6 +71,9 @@ const entraApp = process.env.AS_ENTRA_APP ?? '';
 const entraApis = Object.fromEntries((process.env.AS_ENTRA_APIS ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=')));
 const ENTRA_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const stepUpUser = process.env.AS_STEP_UP_USER;
+const gatewayRedirects = (process.env.AS_GATEWAY_REDIRECTS ?? '').split(' ').filter(Boolean);
+// Who the next headless sign-in becomes (`GET /__user?set=<name>` changes it).
+let user = process.env.AS_USER ?? 'alice';
 // The step-up user's multi-factor sign-in: required (by a refused grant) until they sign in
 // interactively again; tokens issued from then on satisfy it.
 let stepUpPending = false;
@@ -116,14 +126,26 @@ const provider = new Provider(issuer, {
     },
   ] : [
     {
-      // The gateway's own confidential client (introspection, later token exchange).
+      // The gateway's own confidential client (introspection, exchanges; with
+      // AS_GATEWAY_REDIRECTS also users' sign-in, for the consent flow).
       client_id: 'gateway',
       client_secret: 'gateway-secret',
-      grant_types: ['client_credentials', TOKEN_EXCHANGE, JWT_BEARER],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: ['client_credentials', TOKEN_EXCHANGE, JWT_BEARER, ...(gatewayRedirects.length ? ['authorization_code'] : [])],
+      response_types: gatewayRedirects.length ? ['code'] : [],
+      redirect_uris: gatewayRedirects,
       token_endpoint_auth_method: 'client_secret_basic',
     },
+    ...(process.env.AS_APP_REDIRECTS
+      ? [{
+        // A third-party provider's registered app (the gateway's, for user consent).
+        client_id: 'consent-app',
+        client_secret: 'consent-app-secret',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: process.env.AS_APP_REDIRECTS.split(' '),
+        token_endpoint_auth_method: 'client_secret_post',
+      }]
+      : []),
     ...(process.env.AS_GATEWAY_JWKS
       ? [{
         client_id: 'gateway-pkjwt',
@@ -144,6 +166,11 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys: [signingJwk] },
+  // Two of these on one host share cookies (cookies ignore ports): give each its own names.
+  ...(process.env.AS_COOKIE_PREFIX ? { cookies: { names: Object.fromEntries(['session', 'interaction', 'resume', 'state'].map((n) => [n, `${process.env.AS_COOKIE_PREFIX}_${n}`])) } } : {}),
+  ...(process.env.AS_ACCESS_TTL ? { ttl: { AccessToken: Number(process.env.AS_ACCESS_TTL) } } : {}),
+  // A provider whose grants are refreshable (AS_REFRESH=1) issues refresh tokens always.
+  ...(process.env.AS_REFRESH ? { issueRefreshToken: async () => true } : {}),
   // Entra's v2 access token claims.
   formats: {
     customizers: {
@@ -384,6 +411,10 @@ server.on('request', async (req, res) => {
     if (req.url === '/__requests') {
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify(requests));
+    }
+    if (req.url.startsWith('/__user?set=')) {
+      user = new URL(req.url, issuer).searchParams.get('set');
+      return res.end(JSON.stringify({ user }));
     }
     if (req.url === '/__exchanges') {
       res.setHeader('content-type', 'application/json');

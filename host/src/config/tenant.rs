@@ -113,11 +113,39 @@ pub struct ServiceConfig {
     /// Largest response body returned to the plugin, in bytes. Default 1 MiB.
     #[serde(default = "default_service_bytes")]
     pub max_response_bytes: usize,
+    /// With `credential = "user-consent"`: the service's own OAuth provider.
+    pub provider: Option<ProviderConfig>,
     /// Request headers plugins may send to this service beyond the few every service takes
     /// (content negotiation, conditional requests, idempotency keys): an API's own headers,
     /// such as `x-github-api-version`. Every other header a plugin sets is dropped.
     #[serde(default)]
     pub headers: Vec<String>,
+}
+
+/// `[tenant.service.provider]`: a third-party OAuth provider (GitHub, Slack, Google style)
+/// where each user consents once; the gateway is its client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The provider's issuer, for RFC 8414 / OIDC discovery of its endpoints (or give both
+    /// endpoints instead).
+    pub issuer: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    /// The gateway's client id at the provider.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// `client_secret_post` (default: most SaaS providers) or `client_secret_basic`.
+    #[serde(default = "default_provider_auth")]
+    pub auth_method: super::ClientAuthMethod,
+    /// Scopes to ask the user for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+fn default_provider_auth() -> super::ClientAuthMethod {
+    super::ClientAuthMethod::ClientSecretPost
 }
 
 fn default_service_timeout() -> u64 {
@@ -149,10 +177,13 @@ pub enum CredentialMode {
     /// The gateway's own token from the `client_credentials` grant, for services called as
     /// the gateway rather than for a user (see `[exchange]`).
     ClientCredentials,
+    /// The user's own grant at the service's OAuth provider (`[tenant.service.provider]`),
+    /// obtained once with their consent (URL elicitation) and kept sealed in `[vault]`.
+    UserConsent,
 }
 
 impl CredentialMode {
-    /// Whether tokens for this service come from the authorization server.
+    /// Whether tokens for this service come from the caller's authorization server.
     pub fn uses_authorization_server(self) -> bool {
         self.acts_for_caller() || self == Self::ClientCredentials
     }
@@ -175,6 +206,7 @@ impl CredentialMode {
             Self::JwtBearer => "jwt-bearer",
             Self::OnBehalfOf => "on-behalf-of",
             Self::ClientCredentials => "client-credentials",
+            Self::UserConsent => "user-consent",
         }
     }
 }

@@ -512,6 +512,22 @@ impl Config {
         tenant: &TenantConfig,
         svc: &ServiceConfig,
     ) -> Result<(), (&'static str, String)> {
+        match (&svc.provider, svc.credential) {
+            (None, CredentialMode::UserConsent) => {
+                return Err((
+                    "provider",
+                    "\"user-consent\" needs the service's OAuth provider ([tenant.service.provider])".into(),
+                ));
+            }
+            (Some(_), CredentialMode::UserConsent) => return self.check_provider(svc),
+            (Some(_), _) => {
+                return Err((
+                    "provider",
+                    "a provider is used only with credential = \"user-consent\"".into(),
+                ));
+            }
+            (None, _) => {}
+        }
         if !svc.credential.uses_authorization_server() {
             return Ok(());
         }
@@ -572,6 +588,40 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A user-consent service's provider: where its endpoints come from, and the vault the
+    /// grants go to.
+    fn check_provider(&self, svc: &ServiceConfig) -> Result<(), (&'static str, String)> {
+        let p = svc.provider.as_ref().expect("checked by the caller");
+        let endpoints = p.authorization_endpoint.is_some() && p.token_endpoint.is_some();
+        if p.issuer.is_none() && !endpoints {
+            return Err((
+                "provider",
+                "give the provider's issuer (its metadata is discovered), or both authorization_endpoint and token_endpoint".into(),
+            ));
+        }
+        for url in [&p.issuer, &p.authorization_endpoint, &p.token_endpoint]
+            .into_iter()
+            .flatten()
+        {
+            if plain_http_url(url).is_none() {
+                return Err(("provider", format!("`{url}` is not an http(s) URL")));
+            }
+        }
+        if self.vault.is_none() {
+            return Err((
+                "credential",
+                "\"user-consent\" keeps each user's grant sealed in the vault: add a [vault] section".into(),
+            ));
+        }
+        if self.auth.mode != crate::config::AuthMode::Oauth {
+            return Err((
+                "credential",
+                "\"user-consent\" keeps grants per user: it needs auth.mode = \"oauth\"".into(),
+            ));
         }
         Ok(())
     }

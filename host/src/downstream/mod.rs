@@ -11,6 +11,7 @@
 //! for one thing only: an RFC 8693 exchange at the issuer that issued it; it never enters the
 //! sandbox and is never sent to a service or to another authorization server.
 
+mod consent;
 mod credential;
 mod oauth_client;
 
@@ -27,6 +28,7 @@ use crate::config::{ServiceConfig, TenantConfig};
 use crate::net::{always_blocked, internal};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry::{self, keys};
+pub use consent::Consent;
 pub use credential::CredentialError;
 use credential::{Caller, Strategy};
 pub use oauth_client::{
@@ -146,7 +148,11 @@ struct Service {
 }
 
 impl Service {
-    fn new(config: &ServiceConfig, oauth: &Arc<OAuthClients>) -> anyhow::Result<Self> {
+    fn new(
+        config: &ServiceConfig,
+        oauth: &Arc<OAuthClients>,
+        consent: Option<&Arc<Consent>>,
+    ) -> anyhow::Result<Self> {
         let base = Url::parse(&config.base_url)?;
         let host = base
             .host_str()
@@ -162,7 +168,7 @@ impl Service {
         }
         // A service configured on an internal address may use internal addresses.
         let allow_internal = literal.is_some_and(internal) || host == "localhost";
-        let credential = credential::for_service(config, oauth)?;
+        let credential = credential::for_service(config, oauth, consent)?;
         let origin = base.clone();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
@@ -301,10 +307,14 @@ impl std::fmt::Debug for TenantServices {
 
 impl TenantServices {
     /// Build the tenant's services; fails on a missing secret or a forbidden base URL.
-    pub(crate) fn new(tenant: &TenantConfig, oauth: &Arc<OAuthClients>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        tenant: &TenantConfig,
+        oauth: &Arc<OAuthClients>,
+        consent: Option<&Arc<Consent>>,
+    ) -> anyhow::Result<Self> {
         let mut services = HashMap::new();
         for s in &tenant.services {
-            services.insert(s.name.clone(), Arc::new(Service::new(s, oauth)?));
+            services.insert(s.name.clone(), Arc::new(Service::new(s, oauth, consent)?));
         }
         Ok(Self {
             tenant: Arc::from(tenant.id.as_str()),
@@ -328,6 +338,7 @@ impl TenantServices {
             plugin: plugin.clone(),
             trace_parent: origin.trace_parent,
             subject: origin.subject,
+            user: origin.user,
             needs: origin.needs,
         })
     }
@@ -350,7 +361,7 @@ pub async fn credential_problems(
     for tenant in &config.tenants {
         for svc in &tenant.services {
             let (grant, issuers) = match svc.credential {
-                M::None | M::Static => continue,
+                M::None | M::Static | M::UserConsent => continue,
                 M::ClientCredentials => (
                     "client_credentials",
                     clients
@@ -398,6 +409,8 @@ pub struct CallOrigin {
     pub trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     pub subject: Option<SecretToken>,
+    /// The caller's subject at that token's issuer (whose grants a user-consent service uses).
+    pub user: Option<String>,
     /// Where the call's downstream requests leave what the caller must do.
     pub needs: Arc<CallNeeds>,
 }
@@ -405,16 +418,34 @@ pub struct CallOrigin {
 /// What a call's downstream requests learned the caller must do before they can succeed;
 /// the protocol layer reads it when the call ends and tells the client.
 #[derive(Default)]
-pub struct CallNeeds(parking_lot::Mutex<Option<StepUp>>);
+pub struct CallNeeds(parking_lot::Mutex<Option<Need>>);
+
+/// What the user must do before a call's downstream requests can succeed.
+#[derive(Clone, Debug)]
+pub enum Need {
+    /// Sign in again (an authorization server asked).
+    StepUp(StepUp),
+    /// Consent at a service's provider, at `url` (the gateway's consent page).
+    Consent { service: String, url: String },
+}
 
 impl CallNeeds {
-    fn record(&self, step: StepUp) {
-        self.0.lock().get_or_insert(step);
+    /// The first need wins (the call stops at it anyway).
+    fn record(&self, need: Need) {
+        self.0.lock().get_or_insert(need);
     }
 
-    /// The first step-up the call's requests met, if any.
-    pub fn step_up(&self) -> Option<StepUp> {
+    /// What the call's requests met first, if anything.
+    pub fn need(&self) -> Option<Need> {
         self.0.lock().clone()
+    }
+
+    /// The first step-up the call's requests met, if that is what they met.
+    pub fn step_up(&self) -> Option<StepUp> {
+        match self.need()? {
+            Need::StepUp(s) => Some(s),
+            Need::Consent { .. } => None,
+        }
     }
 }
 
@@ -441,6 +472,7 @@ struct PluginEgress {
     trace_parent: Option<String>,
     /// The caller's token, for token exchange only (never sent anywhere else).
     subject: Option<SecretToken>,
+    user: Option<String>,
     needs: Arc<CallNeeds>,
 }
 
@@ -759,24 +791,31 @@ impl PluginEgress {
             let caller = Caller {
                 tenant: &self.tenant,
                 subject: self.subject.as_ref(),
+                user: self.user.as_deref(),
             };
             let sent = match &service.credential {
                 None => None,
                 Some(strategy) => {
                     let attached = strategy.attach(&caller).await.map_err(|e| {
-                        if let CredentialError::Token(TokenError::StepUp {
-                            error,
-                            description,
-                            claims,
-                            ..
-                        }) = &e
-                        {
-                            self.needs.record(StepUp {
+                        match &e {
+                            CredentialError::Token(TokenError::StepUp {
+                                error,
+                                description,
+                                claims,
+                                ..
+                            }) => self.needs.record(Need::StepUp(StepUp {
                                 service: service.config.name.clone(),
                                 error: error.clone(),
                                 description: description.clone(),
                                 claims: claims.clone(),
-                            });
+                            })),
+                            CredentialError::ConsentRequired { service, url } => {
+                                self.needs.record(Need::Consent {
+                                    service: service.clone(),
+                                    url: url.clone(),
+                                });
+                            }
+                            _ => {}
                         }
                         wit::FetchError::Credential(e.to_string())
                     })?;
@@ -842,7 +881,7 @@ pub(crate) fn fuzz_url_for(path: &str) -> Result<Url, String> {
     static SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
     let service = SERVICE.get_or_init(|| {
         let config = bare_service("http://api.example:8080/v1");
-        Service::new(&config, &Arc::default()).expect("the fuzz service")
+        Service::new(&config, &Arc::default(), None).expect("the fuzz service")
     });
     service.url_for(path).map_err(|e| e.to_string())
 }
@@ -854,6 +893,7 @@ fn bare_service(base: &str) -> ServiceConfig {
         name: "s".into(),
         base_url: base.into(),
         credential: crate::config::CredentialMode::None,
+        provider: None,
         audience: None,
         scopes: Vec::new(),
         header_env: None,
@@ -876,7 +916,7 @@ mod tests {
 
     #[test]
     fn paths_stay_under_the_service() {
-        let s = Service::new(&config("https://api.example/v1"), &Arc::default()).unwrap();
+        let s = Service::new(&config("https://api.example/v1"), &Arc::default(), None).unwrap();
         assert_eq!(
             s.url_for("/notes?limit=5").unwrap().as_str(),
             "https://api.example/v1/notes?limit=5"
@@ -940,6 +980,13 @@ mod tests {
             );
         }
         assert!(!internal("93.184.216.34".parse().unwrap()));
-        assert!(Service::new(&config("http://169.254.169.254/latest"), &Arc::default()).is_err());
+        assert!(
+            Service::new(
+                &config("http://169.254.169.254/latest"),
+                &Arc::default(),
+                None
+            )
+            .is_err()
+        );
     }
 }

@@ -344,6 +344,18 @@ struct Cached {
     expires: Instant,
 }
 
+/// What a token endpoint issued. Never printed: no `Debug`.
+pub(crate) struct Issued {
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) lifetime: Duration,
+    /// Whether the server said how long it lives (`expires_in`): a provider's token that
+    /// does not say lives until refused.
+    pub(crate) says_lifetime: bool,
+    pub(crate) scope: Option<String>,
+    pub(crate) id_token: Option<String>,
+}
+
 /// One token request: for whom, for what, and how.
 pub struct TokenRequest<'a> {
     /// The tenant the call belongs to (part of the cache key: tenants never share tokens).
@@ -784,7 +796,6 @@ impl OAuthClient {
         audience: &str,
         scopes: &[String],
     ) -> Result<(String, Duration), TokenError> {
-        let endpoint = self.endpoint().await?;
         let mut form = grant.form();
         let targets = self.targets.as_deref().unwrap_or(grant.default_targets());
         for target in targets.iter().filter(|_| !audience.is_empty()) {
@@ -797,6 +808,20 @@ impl OAuthClient {
         if !scopes.is_empty() {
             form.push(("scope", scopes.join(" ")));
         }
+        let secret = grant.subject().map(SecretToken::expose);
+        let issued = self.send(grant.name(), form, secret).await?;
+        Ok((issued.access_token, issued.lifetime))
+    }
+
+    /// One token request with this client's authentication: `form` (the grant's parameters)
+    /// to the token endpoint; `secret`: what an error text must never repeat.
+    pub(crate) async fn send(
+        &self,
+        grant: &'static str,
+        mut form: Vec<(&'static str, String)>,
+        secret: Option<&str>,
+    ) -> Result<Issued, TokenError> {
+        let endpoint = self.endpoint().await?;
         let mut req = self.http.post(endpoint);
         match &self.auth {
             ClientAuth::SecretBasic(secret) => {
@@ -810,10 +835,7 @@ impl OAuthClient {
                 let assertion = self
                     .auth
                     .assertion(&self.client_id, endpoint)
-                    .map_err(|source| TokenError::Assertion {
-                        grant: grant.name(),
-                        source,
-                    })?
+                    .map_err(|source| TokenError::Assertion { grant, source })?
                     .unwrap_or_default();
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION.into()));
@@ -822,13 +844,18 @@ impl OAuthClient {
         }
         let mut trace = http::HeaderMap::new();
         telemetry::inject(&mut trace);
+        // GitHub-style providers answer form-encoded unless asked for JSON.
+        trace.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
         let resp =
             req.headers(trace)
                 .form(&form)
                 .send()
                 .await
                 .map_err(|e| TokenError::Transport {
-                    grant: grant.name(),
+                    grant,
                     endpoint: endpoint.clone(),
                     source: e.without_url(),
                 })?;
@@ -841,22 +868,37 @@ impl OAuthClient {
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        if !status.is_success() {
+        // Some providers (GitHub) answer errors with 200.
+        if !status.is_success() || body.get("error").is_some() {
             if let Some(e) = body["error"].as_str() {
                 tracing::Span::current().record("oauth.error", e);
             }
-            let secret = grant.subject().map(SecretToken::expose);
-            return Err(refusal(grant.name(), &body, secret));
+            return Err(refusal(grant, &body, secret));
         }
-        let token = body["access_token"]
-            .as_str()
-            .ok_or(TokenError::NoAccessToken(grant.name()))?
-            .to_string();
-        // Trusted for at most a day, whatever the server says (a huge value must not overflow).
-        let lifetime = body["expires_in"]
-            .as_u64()
-            .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s.min(86_400)));
-        Ok((token, lifetime))
+        let text = |k: &str| body[k].as_str().map(str::to_string);
+        Ok(Issued {
+            access_token: text("access_token").ok_or(TokenError::NoAccessToken(grant))?,
+            refresh_token: text("refresh_token"),
+            // Trusted for at most a day, whatever the server says (a huge value must not
+            // overflow).
+            lifetime: body["expires_in"]
+                .as_u64()
+                .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s.min(86_400))),
+            says_lifetime: body["expires_in"].is_u64(),
+            scope: text("scope"),
+            id_token: text("id_token"),
+        })
+    }
+
+    /// This client, with its token endpoint given rather than discovered.
+    pub(crate) fn with_token_endpoint(self, endpoint: String) -> Self {
+        let _ = self.token_endpoint.set(endpoint);
+        self
+    }
+
+    /// The client id.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
     }
 }
 

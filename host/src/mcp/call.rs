@@ -64,6 +64,7 @@ impl Gateway {
         let origin = CallOrigin {
             trace_parent: ex.meta.get_traceparent().map(str::to_string),
             subject: ex.secret.clone(),
+            user: ex.who.subject.clone(),
             needs: ex.needs.clone(),
         };
         CallEnv {

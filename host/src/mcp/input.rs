@@ -220,6 +220,10 @@ impl Gateway {
         };
         let mut out = Vec::new();
         for (key, value) in responses.into_iter().flatten() {
+            if key == super::refusal::CONSENT_KEY {
+                // The host's own question (a consent): the call simply runs again.
+                continue;
+            }
             if asked.as_ref().is_some_and(|keys| !keys.contains(key)) {
                 tracing::debug!(tenant = %binding.tenant, key = %untrusted(key),
                     "ignoring an answer to a question this requestState did not ask");
@@ -237,6 +241,15 @@ impl Gateway {
                 key: key.clone(),
                 value: value.to_string(),
             });
+        }
+        if out.is_empty()
+            && plugin_state.is_none()
+            && asked
+                .as_ref()
+                .is_some_and(|keys| keys.iter().all(|k| k == super::refusal::CONSENT_KEY))
+        {
+            // Only the host asked: the plugin runs afresh.
+            return Ok(None);
         }
         Ok(Some(wit::Continuation {
             responses: out,

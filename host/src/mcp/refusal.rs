@@ -133,3 +133,54 @@ pub(super) fn step_up_denial(step: &StepUp) -> Denial {
         claims: step.claims.clone(),
     }
 }
+
+/// The input request key of the host's own consent question (never a plugin's: plugins'
+/// answers are theirs, this one is the host's).
+pub(super) const CONSENT_KEY: &str = "portcullis/consent";
+
+/// The answer to a tool call that needs the user's consent at `service`'s provider, given at
+/// `url`: a URL elicitation in the caller's era when the client takes them (2025-11-25: the
+/// `-32042` error; 2026-07-28: an input round whose retry runs the call again), else a tool
+/// result showing the link.
+pub(super) fn consent(
+    gw: &Gateway,
+    ex: &super::exchange::Exchange,
+    record: &super::record::RequestRecord,
+    tool: &str,
+    service: &str,
+    url: &str,
+) -> Result<super::input::Rounds<serde_json::Value>, super::input::RoundError> {
+    use super::era::Era;
+    use super::input::{Question, Rounds};
+    let message = format!(
+        "Tool `{tool}` uses `{service}` for you: connect your account there first (open the link, sign in, and allow it), then try again."
+    );
+    let takes_urls = ex.client_caps["elicitation"].get("url").is_some();
+    if !takes_urls {
+        return Ok(Rounds::Done(super::convert::error_result(&format!(
+            "{message} {url}"
+        ))));
+    }
+    match ex.era {
+        Era::Session => Err(super::input::RoundError::Rpc(ErrorData::new(
+            rmcp::model::ErrorCode(-32042),
+            message.clone(),
+            Some(json!({"elicitations": [{
+                "mode": "url",
+                "elicitationId": hex::encode(rand::random::<[u8; 16]>()),
+                "url": url,
+                "message": message,
+            }]})),
+        ))),
+        Era::Stateless => {
+            let question = Question {
+                key: CONSENT_KEY.into(),
+                method: "elicitation/create",
+                params: json!({"mode": "url", "message": message, "url": url}),
+            };
+            let binding = super::input::binding(ex, record);
+            gw.input_required(&binding, vec![question], None)
+                .map(Rounds::InputRequired)
+        }
+    }
+}

@@ -24,6 +24,7 @@ use super::input::{Retry, RoundError, Rounds, Step};
 use super::record::{Outcome, RequestRecord};
 use super::refusal::{Refused, failed, unknown};
 use super::tasks;
+use crate::downstream::Need;
 use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{SandboxError, wit};
 
@@ -106,9 +107,12 @@ pub(super) async fn call(
         .await;
     // A downstream authorization server asked for the user: whatever the plugin made of
     // it, the client is told what to do (and, where its answer has not started, challenged).
-    let rounds = match (rounds, ex.needs.step_up()) {
-        (Ok(Rounds::Done(_)), Some(step)) => {
+    let rounds = match (rounds, ex.needs.need()) {
+        (Ok(Rounds::Done(_)), Some(Need::StepUp(step))) => {
             Ok(Rounds::Done(super::refusal::step_up_result(&name, &step)))
+        }
+        (Ok(Rounds::Done(_)), Some(Need::Consent { service, url })) => {
+            super::refusal::consent(gw, ex, &record, &name, &service, &url)
         }
         (rounds, _) => rounds,
     };

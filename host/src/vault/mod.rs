@@ -12,7 +12,6 @@
 mod file;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
@@ -45,6 +44,18 @@ pub struct Grant {
     pub expires_at: u64,
     /// The scopes the provider granted, as it said them.
     pub scope: Option<String>,
+    /// When it was issued, in seconds since the epoch.
+    #[serde(default)]
+    pub issued_at: u64,
+}
+
+impl Grant {
+    /// Whether the access token is still good at `now`, leaving a margin (30 s, or a tenth
+    /// of a short lifetime) for the request it goes on.
+    pub fn usable(&self, now: u64) -> bool {
+        let lifetime = self.expires_at.saturating_sub(self.issued_at);
+        self.expires_at > now + (lifetime / 10).min(30)
+    }
 }
 
 impl std::fmt::Debug for Grant {
@@ -181,14 +192,14 @@ impl KeyRing {
         &self.0[0]
     }
 
-    fn seal(&self, name: &str, grant: &Grant) -> String {
+    /// `plain` sealed with the current key, bound to `aad`.
+    fn seal(&self, aad: &str, mut data: Vec<u8>) -> String {
         let key = self.current();
-        let mut data = serde_json::to_vec(grant).expect("a grant serializes");
         let nonce: [u8; NONCE_LEN] = rand::random();
         key.seal
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(name).as_bytes()),
+                Aad::from(aad.as_bytes()),
                 &mut data,
             )
             .expect("sealing a small value cannot fail");
@@ -201,9 +212,9 @@ impl KeyRing {
         )
     }
 
-    /// The grant sealed in `text` under `name`, and whether it was sealed by a key other
-    /// than the current one.
-    fn open(&self, name: &str, text: &str) -> Result<(Grant, bool), VaultError> {
+    /// What `text` holds if it opens for `aad`, and whether a key other than the current
+    /// one sealed it.
+    fn open(&self, aad: &str, text: &str) -> Result<(Vec<u8>, bool), VaultError> {
         let mut parts = text.splitn(3, '.');
         let (Some(FORMAT), Some(id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -222,12 +233,25 @@ impl KeyRing {
             .seal
             .open_in_place(
                 Nonce::try_assume_unique_for_key(nonce).map_err(|_| unreadable())?,
-                Aad::from(aad(name).as_bytes()),
+                Aad::from(aad.as_bytes()),
                 &mut data,
             )
             .map_err(|_| unreadable())?;
-        let grant = serde_json::from_slice(plain).map_err(|_| unreadable())?;
-        Ok((grant, index != 0))
+        Ok((plain.to_vec(), index != 0))
+    }
+
+    fn seal_grant(&self, name: &str, grant: &Grant) -> String {
+        self.seal(
+            &aad(name),
+            serde_json::to_vec(grant).expect("a grant serializes"),
+        )
+    }
+
+    fn open_grant(&self, name: &str, text: &str) -> Result<(Grant, bool), VaultError> {
+        let (plain, stale) = self.open(&aad(name), text)?;
+        let grant = serde_json::from_slice(&plain)
+            .map_err(|_| VaultError::Unreadable(self.current().id.clone()))?;
+        Ok((grant, stale))
     }
 }
 
@@ -275,7 +299,7 @@ impl Vault {
             let Some(text) = self.store.get(&name).await? else {
                 continue;
             };
-            let (grant, stale) = self.keys.open(&name, &text)?;
+            let (grant, stale) = self.keys.open_grant(&name, &text)?;
             if stale || i != 0 {
                 self.put(key, &grant).await?;
                 if i != 0 {
@@ -294,8 +318,25 @@ impl Vault {
     /// Keep `grant` as `key`'s.
     pub async fn put(&self, key: &GrantKey<'_>, grant: &Grant) -> Result<(), VaultError> {
         let name = self.keys.current().name(key);
-        let sealed = self.keys.seal(&name, grant);
+        let sealed = self.keys.seal_grant(&name, grant);
         self.store.put(&name, &sealed).await
+    }
+
+    /// `plain` sealed for `purpose` (a consent flow's ticket, say): only this vault's keys
+    /// open it, and only for the same purpose.
+    pub fn seal_note(&self, purpose: &str, plain: &[u8]) -> String {
+        self.keys.seal(
+            &format!("portcullis-vault/{FORMAT}/note/{purpose}"),
+            plain.to_vec(),
+        )
+    }
+
+    /// What [`Vault::seal_note`] sealed for `purpose`, if `text` opens.
+    pub fn open_note(&self, purpose: &str, text: &str) -> Option<Vec<u8>> {
+        self.keys
+            .open(&format!("portcullis-vault/{FORMAT}/note/{purpose}"), text)
+            .ok()
+            .map(|(plain, _)| plain)
     }
 
     /// Forget `key`'s grant (under every key's name): whether there was one.
@@ -306,11 +347,6 @@ impl Vault {
         }
         Ok(any)
     }
-}
-
-/// How long an access token stays usable, from a grant's `expires_at`.
-pub fn usable_for(grant: &Grant, now: u64) -> Duration {
-    Duration::from_secs(grant.expires_at.saturating_sub(now))
 }
 
 #[cfg(test)]
@@ -357,6 +393,7 @@ mod tests {
             refresh_token: Some("ghr_ALICEREFRESH".into()),
             expires_at: 2_000_000_000,
             scope: Some("repo".into()),
+            issued_at: 1_999_996_400,
         }
     }
 

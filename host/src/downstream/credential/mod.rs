@@ -6,6 +6,7 @@
 //! (`downstream`), or speak to a token endpoint (`oauth_client`).
 
 mod client_credentials;
+mod consent;
 mod for_caller;
 mod static_header;
 
@@ -23,6 +24,8 @@ use crate::sandbox::BoxFuture;
 pub(crate) struct Caller<'a> {
     pub(crate) tenant: &'a str,
     pub(crate) subject: Option<&'a SecretToken>,
+    /// The caller's subject (`sub`) at the token's issuer.
+    pub(crate) user: Option<&'a str>,
 }
 
 /// A credential header for one request, and the secret in it (the response is checked for
@@ -72,6 +75,13 @@ pub enum CredentialError {
     /// The token endpoint refused or failed.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The user has not consented to this service (or their grant was dropped): they must,
+    /// at `url`.
+    #[error("`{service}` needs the user's consent first (their client is asked for it)")]
+    ConsentRequired { service: String, url: String },
+    /// The vault could not be read or written; nothing is sent.
+    #[error("the vault of users' grants failed: {0}")]
+    Vault(crate::vault::VaultError),
 }
 
 /// How the gateway authenticates to one service.
@@ -126,8 +136,18 @@ impl<T: TokenSource> Strategy for T {
 pub(crate) fn for_service(
     config: &ServiceConfig,
     oauth: &Arc<OAuthClients>,
+    consent: Option<&Arc<super::consent::Consent>>,
 ) -> anyhow::Result<Option<Box<dyn Strategy>>> {
     Ok(match config.credential {
+        CredentialMode::UserConsent => {
+            let consent = consent.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "service `{}`: user-consent needs [vault] and a provider",
+                    config.name
+                )
+            })?;
+            Some(Box::new(consent::UserConsent::new(config, consent.clone())))
+        }
         CredentialMode::None => None,
         CredentialMode::Static => Some(Box::new(static_header::StaticHeader::new(config)?)),
         CredentialMode::ClientCredentials => Some(Box::new(client_credentials::GatewayToken::new(

@@ -1,0 +1,608 @@
+//! The user-consent flow (`credential = "user-consent"`): how a user's grant at a service's
+//! own OAuth provider gets into the vault.
+//!
+//! A call without a grant gets a consent URL ([`Consent::url`]) carrying a ticket sealed with
+//! the vault's key: (tenant, issuer, subject, service), valid ten minutes. The URL opens
+//! this flow in the user's browser:
+//!
+//! 1. `GET /consent/start?ticket=…` — the browser user must first prove they are the caller
+//!    the URL was minted for: they sign in at the tenant's issuer (authorization code + PKCE,
+//!    as the gateway's client there, `redirect_uri` = `/consent/signed-in`).
+//! 2. `GET /consent/signed-in` — the issuer's ID token (from its token endpoint) must name the
+//!    ticket's issuer and subject, for this client and this flow's nonce; anyone else gets
+//!    nothing, and nothing is stored. Then the provider's authorization code + PKCE flow.
+//! 3. `GET /consent/callback` — the provider's code becomes the grant, sealed in the vault
+//!    under the ticket's identity.
+//!
+//! Each step's `state` is random and used once; `redirect_uri`s are static (no per-flow
+//! value in them); flows are kept in memory, bounded in number and time.
+//!
+//! Owns: tickets, flows, the three routes and their pages, and the provider clients. Must
+//! not: decide who the caller is (`auth` did, the ticket carries it) or store grants other
+//! than through the vault.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use http::StatusCode;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::oauth_client::{ClientAuth, OAuthClient, OAuthClients, TokenError};
+use crate::config::{ClientAuthMethod, Config, ProviderConfig};
+use crate::oauth::discover;
+use crate::vault::{Grant, GrantKey, Vault, VaultError};
+
+/// How long a consent URL is good for.
+const TICKET_LIFETIME: Duration = Duration::from_secs(600);
+/// How long one step of a flow waits for the browser.
+const STEP_LIFETIME: Duration = Duration::from_secs(600);
+/// Most flows under way at once.
+const MAX_FLOWS: usize = 10_000;
+/// What a ticket is sealed for.
+const TICKET: &str = "consent-ticket";
+
+/// Whose consent a URL asks for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub(crate) tenant: String,
+    pub(crate) issuer: String,
+    pub(crate) subject: String,
+    pub(crate) service: String,
+    /// Until when, in seconds since the epoch.
+    expires: u64,
+}
+
+impl Ticket {
+    pub(crate) fn key(&self) -> GrantKey<'_> {
+        GrantKey {
+            tenant: &self.tenant,
+            issuer: &self.issuer,
+            subject: &self.subject,
+            service: &self.service,
+        }
+    }
+}
+
+/// The grant a provider issued now; `previous_refresh`: kept when the provider does not
+/// rotate it. An access token without `expires_in` (GitHub's classic tokens) lives until the
+/// provider refuses it.
+fn grant_of(issued: super::oauth_client::Issued, previous_refresh: Option<&str>) -> Grant {
+    let expires_at = if issued.says_lifetime {
+        now() + issued.lifetime.as_secs()
+    } else {
+        u64::MAX / 2
+    };
+    Grant {
+        access_token: issued.access_token,
+        refresh_token: issued
+            .refresh_token
+            .or(previous_refresh.map(str::to_string)),
+        expires_at,
+        scope: issued.scope,
+        issued_at: now(),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// One service's provider: the gateway as its OAuth client.
+pub(crate) struct Provider {
+    client: OAuthClient,
+    /// Where to send the browser (configured, or discovered from the issuer).
+    authorization_endpoint: tokio::sync::OnceCell<String>,
+    issuer: Option<String>,
+    scopes: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl Provider {
+    fn new(service: &str, p: &ProviderConfig) -> anyhow::Result<Self> {
+        let secret = crate::config::secret_from_env(&p.client_secret_env)
+            .map_err(|e| anyhow::anyhow!("service `{service}`: provider.client_secret_env: {e}"))?;
+        let auth = match p.auth_method {
+            ClientAuthMethod::ClientSecretBasic => ClientAuth::SecretBasic(secret),
+            _ => ClientAuth::SecretPost(secret),
+        };
+        let issuer = p.issuer.clone().unwrap_or_default();
+        let mut client = OAuthClient::new(issuer, p.client_id.clone(), auth)?;
+        if let Some(endpoint) = &p.token_endpoint {
+            client = client.with_token_endpoint(endpoint.clone());
+        }
+        let authorization_endpoint = tokio::sync::OnceCell::new();
+        if let Some(endpoint) = &p.authorization_endpoint {
+            let _ = authorization_endpoint.set(endpoint.clone());
+        }
+        Ok(Self {
+            client,
+            authorization_endpoint,
+            issuer: p.issuer.clone(),
+            scopes: p.scopes.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })
+    }
+
+    async fn authorize_url(&self) -> Result<&String, String> {
+        self.authorization_endpoint
+            .get_or_try_init(|| async {
+                let issuer = self.issuer.as_deref().unwrap_or_default();
+                let doc = discover(&self.http, issuer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                doc["authorization_endpoint"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{issuer} advertises no authorization_endpoint"))
+            })
+            .await
+    }
+
+    /// A fresh grant for `refresh_token` (the provider may rotate it; the old one is kept
+    /// when it does not).
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Grant, TokenError> {
+        let issued = self
+            .client
+            .send(
+                "refresh token grant",
+                vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("refresh_token", refresh_token.into()),
+                ],
+                Some(refresh_token),
+            )
+            .await?;
+        Ok(grant_of(issued, Some(refresh_token)))
+    }
+}
+
+/// Where a flow is.
+enum Step {
+    /// Waiting for the user to sign in at the tenant's issuer.
+    SignIn { nonce: String },
+    /// Waiting for the provider's consent.
+    Provider,
+}
+
+struct Flow {
+    ticket: Ticket,
+    step: Step,
+    verifier: String,
+    started: Instant,
+}
+
+/// The flow for every user-consent service of the gateway.
+pub struct Consent {
+    vault: Arc<Vault>,
+    /// The gateway's public base URL (the routes' origin).
+    base: String,
+    /// The gateway's clients at the tenants' issuers, for the sign-in.
+    sign_in: Arc<OAuthClients>,
+    /// Each user-consent service's provider, by (tenant, service).
+    providers: HashMap<(String, String), Arc<Provider>>,
+    flows: Mutex<HashMap<String, Flow>>,
+    http: reqwest::Client,
+}
+
+impl Consent {
+    /// The flow `config` needs (none without a user-consent service); fails on a missing
+    /// secret, or a user-consent service without `[vault]`.
+    pub fn from_config(
+        config: &Config,
+        vault: Option<Arc<Vault>>,
+        sign_in: Arc<OAuthClients>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        let mut providers = HashMap::new();
+        for tenant in &config.tenants {
+            for svc in &tenant.services {
+                if let Some(p) = &svc.provider {
+                    providers.insert(
+                        (tenant.id.clone(), svc.name.clone()),
+                        Arc::new(Provider::new(&svc.name, p)?),
+                    );
+                }
+            }
+        }
+        if providers.is_empty() {
+            return Ok(None);
+        }
+        let vault = vault.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: a user-consent service keeps users' grants in the vault: add [vault]",
+                config.source.display()
+            )
+        })?;
+        Ok(Some(Arc::new(Self {
+            vault,
+            base: config.public_url().trim_end_matches('/').to_string(),
+            sign_in,
+            providers,
+            flows: Mutex::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })))
+    }
+
+    /// The vault the flow keeps grants in.
+    pub(crate) fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// `tenant`'s provider for `service`.
+    pub(crate) fn provider(&self, tenant: &str, service: &str) -> Option<&Arc<Provider>> {
+        self.providers
+            .get(&(tenant.to_string(), service.to_string()))
+    }
+
+    /// The consent URL for `key`'s user (valid ten minutes).
+    pub(crate) fn url(&self, key: &GrantKey<'_>) -> String {
+        let ticket = Ticket {
+            tenant: key.tenant.into(),
+            issuer: key.issuer.into(),
+            subject: key.subject.into(),
+            service: key.service.into(),
+            expires: now() + TICKET_LIFETIME.as_secs(),
+        };
+        let sealed = self.vault.seal_note(
+            TICKET,
+            &serde_json::to_vec(&ticket).expect("a ticket serializes"),
+        );
+        let mut url = reqwest::Url::parse(&format!("{}/consent/start", self.base))
+            .expect("the public URL is a URL");
+        url.query_pairs_mut().append_pair("ticket", &sealed);
+        url.into()
+    }
+
+    /// The routes of the flow.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        use axum::routing::get;
+        axum::Router::new()
+            .route("/consent/start", get(start))
+            .route("/consent/signed-in", get(signed_in))
+            .route("/consent/callback", get(callback))
+            .with_state(self.clone())
+    }
+
+    /// Keep `flow` under a new one-time state: the state, or the page saying there are too
+    /// many flows under way.
+    fn keep(&self, flow: Flow) -> Result<String, Box<Response>> {
+        let mut flows = self.flows.lock();
+        flows.retain(|_, f| f.started.elapsed() < STEP_LIFETIME);
+        if flows.len() >= MAX_FLOWS {
+            tracing::warn!(max = MAX_FLOWS, "refused a consent: too many are under way");
+            return Err(Box::new(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many consents are under way right now; try again in a few minutes.",
+            )));
+        }
+        let state = hex::encode(rand::random::<[u8; 32]>());
+        flows.insert(state.clone(), flow);
+        Ok(state)
+    }
+
+    /// The flow waiting under `state`, taken (a state is used once).
+    fn take(&self, state: &str) -> Option<Flow> {
+        let flow = self.flows.lock().remove(state)?;
+        (flow.started.elapsed() < STEP_LIFETIME).then_some(flow)
+    }
+}
+
+/// A PKCE verifier and its S256 challenge.
+fn pkce() -> (String, String) {
+    use base64::Engine as _;
+    let verifier =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// A small HTML page (the flow's only output to the browser).
+fn page(status: StatusCode, message: &str) -> Response {
+    let text = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    (
+        status,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        Html(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Portcullis</title></head>\
+             <body><main><h1>Portcullis</h1><p id=\"message\">{text}</p></main></body></html>"
+        )),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    ticket: String,
+}
+
+/// Step 1: a valid ticket starts the sign-in at the tenant's issuer.
+async fn start(State(c): State<Arc<Consent>>, Query(q): Query<StartQuery>) -> Response {
+    let ticket = c
+        .vault
+        .open_note(TICKET, &q.ticket)
+        .and_then(|plain| serde_json::from_slice::<Ticket>(&plain).ok());
+    let Some(ticket) = ticket.filter(|t| t.expires > now()) else {
+        tracing::info!(
+            "refused a consent link that is not valid (altered, from another gateway, or expired)"
+        );
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This consent link is not valid or has expired. Ask your app to try again for a new one.",
+        );
+    };
+    let Some(client) = c.sign_in.at(&ticket.issuer) else {
+        tracing::warn!(tenant = %ticket.tenant, issuer = %ticket.issuer,
+            "a consent needs the user to sign in at their issuer, and the gateway has no client there ([auth.issuer.exchange])");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The gateway cannot confirm who you are at your identity provider (it is not configured for it).",
+        );
+    };
+    let authorize = match discover(&c.http, &ticket.issuer).await {
+        Ok(doc) => doc["authorization_endpoint"].as_str().map(str::to_string),
+        Err(e) => {
+            tracing::warn!(issuer = %ticket.issuer, "consent sign-in: {e}");
+            None
+        }
+    };
+    let Some(authorize) = authorize else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "Your identity provider cannot be reached right now; try again later.",
+        );
+    };
+    let (verifier, challenge) = pkce();
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let flow = Flow {
+        ticket,
+        step: Step::SignIn {
+            nonce: nonce.clone(),
+        },
+        verifier,
+        started: Instant::now(),
+    };
+    let state = match c.keep(flow) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    let Ok(mut url) = reqwest::Url::parse(&authorize) else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "Your identity provider's address is not valid.",
+        );
+    };
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client.client_id())
+        .append_pair("redirect_uri", &format!("{}/consent/signed-in", c.base))
+        .append_pair("scope", "openid")
+        .append_pair("state", &state)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    Redirect::to(url.as_str()).into_response()
+}
+
+#[derive(Deserialize)]
+struct Returned {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Step 2: who signed in must be the ticket's caller; then the provider's consent.
+async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> Response {
+    let flow = q.state.as_deref().and_then(|s| c.take(s));
+    let Some(Flow {
+        ticket,
+        step: Step::SignIn { nonce },
+        verifier,
+        ..
+    }) = flow
+    else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in does not belong to a consent under way (it was used already, or expired).",
+        );
+    };
+    let Some(code) = q.code.filter(|_| q.error.is_none()) else {
+        return page(
+            StatusCode::FORBIDDEN,
+            "The sign-in was not completed; nothing was stored.",
+        );
+    };
+    let Some(client) = c.sign_in.at(&ticket.issuer) else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The gateway has no client at your identity provider.",
+        );
+    };
+    let issued = client
+        .send(
+            "authorization code grant",
+            vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code),
+                ("redirect_uri", format!("{}/consent/signed-in", c.base)),
+                ("code_verifier", verifier),
+            ],
+            None,
+        )
+        .await;
+    let claims = issued
+        .ok()
+        .and_then(|i| i.id_token)
+        .and_then(|t| id_token_claims(&t));
+    // The ID token came from the issuer's own token endpoint, over the connection the gateway
+    // opened (OIDC Core 3.1.3.7): its claims are the issuer's word.
+    let same_user = claims.as_ref().is_some_and(|claims| {
+        claims["iss"] == ticket.issuer.as_str()
+            && claims["sub"] == ticket.subject.as_str()
+            && claims["nonce"] == nonce.as_str()
+            && match &claims["aud"] {
+                serde_json::Value::String(a) => a == client.client_id(),
+                serde_json::Value::Array(a) => a.iter().any(|x| x == client.client_id()),
+                _ => false,
+            }
+    });
+    if !same_user {
+        tracing::warn!(tenant = %ticket.tenant, service = %ticket.service,
+            "refused a consent: the browser's user signed in as someone other than the caller the link was made for");
+        return page(
+            StatusCode::FORBIDDEN,
+            "You signed in as someone other than the user this link was made for. Nothing was stored.",
+        );
+    }
+    let Some(provider) = c.provider(&ticket.tenant, &ticket.service).cloned() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "This service no longer asks for consent.",
+        );
+    };
+    let authorize = match provider.authorize_url().await {
+        Ok(a) => a.clone(),
+        Err(e) => {
+            tracing::warn!(service = %ticket.service, "consent: {e}");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The service's provider cannot be reached right now.",
+            );
+        }
+    };
+    let (verifier, challenge) = pkce();
+    let flow = Flow {
+        ticket,
+        step: Step::Provider,
+        verifier,
+        started: Instant::now(),
+    };
+    let state = match c.keep(flow) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    let Ok(mut url) = reqwest::Url::parse(&authorize) else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "The service provider's address is not valid.",
+        );
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", provider.client.client_id())
+            .append_pair("redirect_uri", &format!("{}/consent/callback", c.base))
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        if !provider.scopes.is_empty() {
+            query.append_pair("scope", &provider.scopes.join(" "));
+        }
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+/// Step 3: the provider's code becomes the user's grant, in the vault.
+async fn callback(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> Response {
+    let flow = q.state.as_deref().and_then(|s| c.take(s));
+    let Some(Flow {
+        ticket,
+        step: Step::Provider,
+        verifier,
+        ..
+    }) = flow
+    else {
+        tracing::info!(
+            "refused a consent callback that belongs to no consent under way (replayed or forged)"
+        );
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This answer does not belong to a consent under way (it was used already, or expired).",
+        );
+    };
+    let Some(code) = q.code.filter(|_| q.error.is_none()) else {
+        return page(
+            StatusCode::FORBIDDEN,
+            "The consent was declined; nothing was stored.",
+        );
+    };
+    let Some(provider) = c.provider(&ticket.tenant, &ticket.service).cloned() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "This service no longer asks for consent.",
+        );
+    };
+    let issued = provider
+        .client
+        .send(
+            "authorization code grant",
+            vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code),
+                ("redirect_uri", format!("{}/consent/callback", c.base)),
+                ("code_verifier", verifier),
+            ],
+            None,
+        )
+        .await;
+    let issued = match issued {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(tenant = %ticket.tenant, service = %ticket.service, "consent: the provider did not issue a grant: {e}");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The service's provider did not complete the consent; nothing was stored.",
+            );
+        }
+    };
+    let grant = grant_of(issued, None);
+    if let Err(e) = c.vault.put(&ticket.key(), &grant).await {
+        tracing::error!(tenant = %ticket.tenant, service = %ticket.service, "consent: the grant could not be kept: {e}");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The grant could not be stored; try again later.",
+        );
+    }
+    tracing::info!(tenant = %ticket.tenant, service = %ticket.service, "a user consented; their grant is in the vault");
+    page(
+        StatusCode::OK,
+        &format!(
+            "Connected: `{}` may now be used for you. You can return to your app.",
+            ticket.service
+        ),
+    )
+}
+
+/// The claims of an ID token (its payload), without checking its signature (see the caller).
+fn id_token_claims(token: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Why a grant could not be used, for the strategy.
+impl From<VaultError> for super::CredentialError {
+    fn from(e: VaultError) -> Self {
+        super::CredentialError::Vault(e)
+    }
+}
