@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod conformance;
+mod consent;
 mod deploy;
 mod dev_as;
 mod direct_path;

@@ -74,6 +74,8 @@ const stepUpUser = process.env.AS_STEP_UP_USER;
 const gatewayRedirects = (process.env.AS_GATEWAY_REDIRECTS ?? '').split(' ').filter(Boolean);
 // Who the next headless sign-in becomes (`GET /__user?set=<name>` changes it).
 let user = process.env.AS_USER ?? 'alice';
+// Set by `GET /__revoke-app`: refresh grants are refused from then on.
+let appRevoked = false;
 // The step-up user's multi-factor sign-in: required (by a refused grant) until they sign in
 // interactively again; tokens issued from then on satisfy it.
 let stepUpPending = false;
@@ -411,6 +413,21 @@ server.on('request', async (req, res) => {
     if (req.url === '/__requests') {
       res.setHeader('content-type', 'application/json');
       return res.end(JSON.stringify(requests));
+    }
+    if (req.url === '/__revoke-app') {
+      // The user revokes the app at the provider: its refresh tokens stop working.
+      appRevoked = true;
+      return res.end('{}');
+    }
+    if (appRevoked && req.method === 'POST' && req.url.startsWith('/token')) {
+      const body = await new Promise((resolve) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => resolve(b)); });
+      if (new URLSearchParams(body).get('grant_type') === 'refresh_token') {
+        requests.push({ endpoint: 'token', grant_type: 'refresh_token', status: 400 });
+        res.statusCode = 400;
+        res.setHeader('content-type', 'application/json');
+        return res.end(JSON.stringify({ error: 'invalid_grant', error_description: 'the app was revoked' }));
+      }
+      req.body = body;
     }
     if (req.url.startsWith('/__user?set=')) {
       user = new URL(req.url, issuer).searchParams.get('set');

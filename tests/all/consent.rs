@@ -1,0 +1,332 @@
+//! User consent for third-party APIs (#29 AC3, AC4): a service with its own OAuth provider
+//! (GitHub, Slack style), which no token exchange reaches. Two independent oidc-provider
+//! instances play the tenant's identity provider and the third-party provider; a downstream
+//! API records what it receives; the consent flow is driven by `tests/js/consent-follow.mjs`
+//! (every redirect followed, cookies per origin, the providers' headless sign-in).
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::peers::{DownstreamApi, RealAs};
+use crate::support::{BinaryGateway, Client, node, tempdir, toml_path};
+
+/// The vault key the gateway runs with (32 bytes, base64).
+fn vault_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+}
+
+struct Setup {
+    idp: RealAs,
+    provider: RealAs,
+    api: DownstreamApi,
+    gw: BinaryGateway,
+    mcp_url: String,
+    base: String,
+    vault_dir: std::path::PathBuf,
+}
+
+impl Setup {
+    /// The gateway with one user-consent service, `github`, whose provider issues access
+    /// tokens living `ttl` seconds (and refresh tokens).
+    async fn start(ttl: u64) -> Self {
+        let api = DownstreamApi::start().await;
+        let port = crate::support::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mcp_url = format!("{base}/mcp");
+        let idp = RealAs::start_with(
+            std::slice::from_ref(&mcp_url),
+            "mcp:tools",
+            &[
+                ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
+                ("AS_COOKIE_PREFIX", "idp"),
+            ],
+        )
+        .await;
+        let provider = RealAs::start_with(
+            &[],
+            "repo",
+            &[
+                ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
+                ("AS_COOKIE_PREFIX", "provider"),
+                ("AS_REFRESH", "1"),
+                ("AS_ACCESS_TTL", &ttl.to_string()),
+                ("AS_USER", "alice-at-provider"),
+            ],
+        )
+        .await;
+        let vault_dir = tempdir().join("vault");
+        let body = format!(
+            "[sandbox]\nmax_instances = 8\n\
+             [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+             [[auth.issuer]]\nissuer = \"{idp}\"\nalgorithms = [\"RS256\"]\n\
+             [auth.issuer.exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+             [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\ndir = {dir}\n\
+             [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+             [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
+             [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
+             client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
+             [tenant.plugin.probe]\nservices = [\"github\"]\n",
+            idp = idp.issuer,
+            provider = provider.issuer,
+            dir = toml_path(&vault_dir),
+            api = api.base,
+            probe = toml_path(&crate::support::plugin("probe")),
+        );
+        let key = vault_key();
+        let gw = BinaryGateway::start_on_port(
+            port,
+            &body,
+            &[
+                ("GATEWAY_SECRET", "gateway-secret"),
+                ("PROVIDER_SECRET", "consent-app-secret"),
+                ("VAULT_KEY", &key),
+            ],
+        )
+        .await;
+        Self {
+            idp,
+            provider,
+            api,
+            gw,
+            mcp_url,
+            base,
+            vault_dir,
+        }
+    }
+
+    /// `probe.fetch` of the github service as a 2026-07-28 client that takes URL
+    /// elicitations, with `inputs` answering an earlier round.
+    async fn fetch(&self, token: &str, inputs: Option<(&Value, &str)>) -> Value {
+        let mut params = json!({"name": "probe.fetch",
+            "arguments": {"service": "github", "path": "/echo"},
+            "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}});
+        if let Some((responses, state)) = inputs {
+            params["inputResponses"] = responses.clone();
+            params["requestState"] = state.into();
+        }
+        let r = Client::modern(&self.mcp_url)
+            .bearer(token)
+            .request("tools/call", params)
+            .await;
+        r.result().clone()
+    }
+
+    /// The grants kept in the vault's directory, as stored.
+    fn vault_files(&self) -> Vec<String> {
+        std::fs::read_dir(&self.vault_dir)
+            .map(|d| {
+                d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Follow `url` through the consent flow: the last page's status and message.
+async fn follow(url: &str) -> Value {
+    crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-follow.mjs",
+        &[url.as_ref()],
+        &[("RECORD", "1")],
+    )
+    .await
+}
+
+fn consent_url(result: &Value) -> String {
+    result["inputRequests"]["portcullis/consent"]["params"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a URL elicitation: {result}"))
+        .to_string()
+}
+
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+/// #29 AC3 on 2026-07-28: the first call asks for consent with a URL elicitation; the user
+/// signs in as themselves and consents at the provider; the retried call reaches the API
+/// with the provider's token; later calls reuse it; after it expires it is refreshed; after
+/// the user revokes the app at the provider, consent is asked again. The vault holds no
+/// token in clear.
+#[tokio::test]
+async fn a_user_consents_once_and_the_grant_is_reused_refreshed_and_asked_again() {
+    let s = Setup::start(4).await;
+    let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
+    let asked = s.fetch(&token, None).await;
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    let question = &asked["inputRequests"]["portcullis/consent"];
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(question["params"]["mode"], "url");
+    let url = consent_url(&asked);
+    assert!(
+        url.starts_with(&format!("{}/consent/start?ticket=", s.base)),
+        "{url}"
+    );
+    assert!(
+        !url.contains("alice"),
+        "the ticket names no one in clear: {url}"
+    );
+    assert!(s.api.authorizations().is_empty(), "the API saw nothing yet");
+
+    let done = follow(&url).await;
+    assert_eq!(done["status"], 200, "{done}");
+    assert!(
+        done["message"].as_str().unwrap().contains("Connected"),
+        "{done}"
+    );
+    let visited: Vec<&str> = done["visited"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        visited.iter().any(|v| v.starts_with(&s.idp.issuer))
+            && visited.iter().any(|v| v.starts_with(&s.provider.issuer)),
+        "signed in at the identity provider, consented at the provider: {visited:?}"
+    );
+
+    // The client retries as the elicitation said: the call runs afresh and succeeds.
+    let answers = json!({"portcullis/consent": {"action": "accept"}});
+    let state = asked["requestState"].as_str().unwrap();
+    let retried = s.fetch(&token, Some((&answers, state))).await;
+    assert!(text(&retried).starts_with("status 200: "), "{retried}");
+    let first = s.api.authorizations()[0].clone().unwrap();
+    assert!(
+        first.starts_with("Bearer ") && !first.contains(&token),
+        "{first}"
+    );
+    // Reused.
+    let again = s.fetch(&token, None).await;
+    assert!(text(&again).starts_with("status 200: "), "{again}");
+    assert_eq!(s.api.authorizations()[1].as_ref(), Some(&first));
+    // No token in clear in the vault: only sealed text under digest names.
+    let files = s.vault_files();
+    assert_eq!(files.len(), 1);
+    let provider_token = first.strip_prefix("Bearer ").unwrap();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("v1.k1.") && !f.contains(provider_token))
+    );
+
+    // The access token expires (4 s): the next call refreshes it.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let refreshed = s.fetch(&token, None).await;
+    assert!(text(&refreshed).starts_with("status 200: "), "{refreshed}");
+    let third = s.api.authorizations()[2].clone().unwrap();
+    assert_ne!(third, first, "a new access token");
+    let refreshes = |requests: &[Value]| {
+        requests
+            .iter()
+            .filter(|r| r["grant_type"] == "refresh_token" && r["status"] == 200)
+            .count()
+    };
+    assert_eq!(refreshes(&s.provider.requests().await), 1);
+
+    // The user revokes the app at the provider: once the access token expires, the refresh
+    // is refused, the grant dropped, and consent asked again.
+    reqwest::get(format!("{}/__revoke-app", s.provider.issuer))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let asked_again = s.fetch(&token, None).await;
+    assert_eq!(asked_again["resultType"], "input_required", "{asked_again}");
+    assert!(s.vault_files().is_empty(), "the grant was dropped");
+    let log = s.gw.stop().await;
+    assert!(!log.contains(provider_token) && !log.contains(&token));
+    assert!(
+        log.contains("refused a user's refresh token"),
+        "operators see why"
+    );
+}
+
+/// #29 AC3 (2025-11-25) and AC4: a session whose client takes URL elicitations gets the
+/// `-32042` error with the consent URL (a client without URL mode gets the link in the
+/// result). Then the attacks: another user opening the caller's consent URL gets nothing
+/// stored (for them or the caller); an altered ticket, a replayed and a forged callback are
+/// refused.
+#[tokio::test]
+async fn nobody_but_the_caller_completes_the_callers_consent() {
+    let s = Setup::start(600).await;
+    let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
+    let mut session = Client::new(&s.mcp_url);
+    session.authorization = Some(format!("Bearer {token}"));
+    session
+        .initialize_declaring("2025-11-25", json!({"elicitation": {"url": {}}}))
+        .await;
+    let r = session
+        .request(
+            "tools/call",
+            json!({"name": "probe.fetch", "arguments": {"service": "github", "path": "/echo"}}),
+        )
+        .await;
+    let error = r.error();
+    assert_eq!(error["code"], -32042, "{r:?}");
+    let elicitation = &error["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert!(
+        elicitation["elicitationId"]
+            .as_str()
+            .is_some_and(|i| !i.is_empty())
+    );
+    let url = elicitation["url"].as_str().unwrap().to_string();
+    // A client without URL mode gets the link to show.
+    let plain = Client::modern(&s.mcp_url)
+        .bearer(&token)
+        .call_tool("probe.fetch", json!({"service": "github", "path": "/echo"}))
+        .await;
+    assert!(plain.text().contains("/consent/start?ticket="), "{plain:?}");
+
+    // Bob opens alice's link: he signs in as himself, and is refused.
+    reqwest::get(format!("{}/__user?set=bob", s.idp.issuer))
+        .await
+        .unwrap();
+    let bobs = follow(&url).await;
+    assert_eq!(bobs["status"], 403, "{bobs}");
+    assert!(
+        bobs["message"].as_str().unwrap().contains("someone other"),
+        "{bobs}"
+    );
+    assert!(
+        s.vault_files().is_empty(),
+        "nothing stored, for bob or alice"
+    );
+    // An altered ticket.
+    let altered = url.replace("ticket=v1.", "ticket=v1.x");
+    assert_eq!(follow(&altered).await["status"], 400);
+    // Alice completes it; replaying the provider's callback afterwards, or forging one, is
+    // refused.
+    reqwest::get(format!("{}/__user?set=alice", s.idp.issuer))
+        .await
+        .unwrap();
+    let done = follow(&url).await;
+    assert_eq!(done["status"], 200, "{done}");
+    let callback = done["visited"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find(|v| v.contains("/consent/callback"))
+        .unwrap()
+        .to_string();
+    assert_eq!(follow(&callback).await["status"], 400, "replayed");
+    let forged = format!(
+        "{}/consent/callback?code=forged&state={}",
+        s.base,
+        "ab".repeat(32)
+    );
+    assert_eq!(follow(&forged).await["status"], 400, "forged");
+    assert_eq!(s.vault_files().len(), 1, "alice's grant only");
+    // Alice's session now reaches the API.
+    let r = session
+        .request(
+            "tools/call",
+            json!({"name": "probe.fetch", "arguments": {"service": "github", "path": "/echo"}}),
+        )
+        .await;
+    assert!(r.text().starts_with("status 200: "), "{r:?}");
+    let log = s.gw.stop().await;
+    assert!(log.contains("signed in as someone other than the caller"));
+}
