@@ -200,10 +200,22 @@ async fn exchanges_the_authorization_server_refuses_are_actionable_errors_and_no
             && out.contains("refused the token exchange: invalid_target"),
         "{out}"
     );
-    let out = s.fetch(&token, "widened", "/echo").await;
+    // The user's token lacks a scope the service asks for (an exchange only narrows): the
+    // client is told to step up to it, keeping what it holds (#29).
+    let widened = Client::modern(&s.mcp_url)
+        .bearer(&token)
+        .call_tool(
+            "probe.fetch",
+            json!({"service": "widened", "path": "/echo"}),
+        )
+        .await;
+    assert_eq!(widened.status, 403, "{widened:?}");
+    let challenge = widened.headers["www-authenticate"].to_str().unwrap();
     assert!(
-        out.contains("needs the user to grant other scopes: invalid_scope"),
-        "{out}"
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("notes:write")
+            && challenge.contains("mcp:tools"),
+        "{challenge}"
     );
     // The gateway keeps serving, and the good service still works.
     assert!(

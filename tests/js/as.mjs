@@ -241,35 +241,32 @@ function downstreamServer(audience, scope) {
   return { audience, scope, accessTokenTTL: exchangeTtl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
 }
 
+// A downstream token for the user whose access token (issued here, for one of AS_RESOURCES)
+// the client presents, for the one target it names (`resource` or `audience`), with scopes
+// that only narrow: the rules the exchange and the assertion grant share.
+async function issueFor(ctx, presented, gty, extra) {
+  const { client, params } = ctx.oidc;
+  const subject = await verifiedAccessToken(presented);
+  if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the presented token was not issued for a resource that may present it');
+  if (needsStepUp(subject)) throw new errors.InteractionRequired('multi-factor authentication is required');
+  const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
+  if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
+  const [target] = targets;
+  if (!exchangeResources.includes(target)) throw new errors.InvalidTarget(`${target} is not an audience tokens can be issued for`);
+  const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+  const requested = params.scope ? params.scope.split(' ') : [...held];
+  if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('a grant may only narrow the presented token\'s scopes', params.scope);
+  const token = new provider.AccessToken({ accountId: subject.sub, client, gty, scope: requested.join(' '), extra });
+  token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
+  return { value: await token.save(), token };
+}
+
 // RFC 8693 token exchange for a user's access token, acting as the authenticated client.
 async function tokenExchange(ctx) {
   const { client, params } = ctx.oidc;
   if (params.subject_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('subject_token_type must be an access token');
   if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('only access tokens can be requested');
-  let subject;
-  try {
-    ({ payload: subject } = await jwtVerify(params.subject_token, verifyKeys, { issuer, typ: 'at+jwt' }));
-  } catch (e) {
-    throw new errors.InvalidGrant(`the subject token is not valid: ${e.code ?? e.message}`);
-  }
-  if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the subject token was not issued for a resource that may exchange it');
-  if (needsStepUp(subject)) throw new errors.InteractionRequired('multi-factor authentication is required');
-  const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
-  if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
-  const [target] = targets;
-  if (!exchangeResources.includes(target)) throw new errors.InvalidTarget(`${target} is not an audience tokens can be exchanged for`);
-  const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
-  const requested = params.scope ? params.scope.split(' ') : [...held];
-  if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('an exchange may only narrow the subject token\'s scopes', params.scope);
-  const token = new provider.AccessToken({
-    accountId: subject.sub,
-    client,
-    gty: 'token_exchange',
-    scope: requested.join(' '),
-    extra: { act: { sub: client.clientId } },
-  });
-  token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
-  const value = await token.save();
+  const { value, token } = await issueFor(ctx, params.subject_token, 'token_exchange', { act: { sub: client.clientId } });
   ctx.body = {
     access_token: value,
     issued_token_type: ACCESS_TOKEN_TYPE,
@@ -291,27 +288,14 @@ async function verifiedAccessToken(value) {
     const { payload } = await jwtVerify(value, verifyKeys, { issuer, ...(entra ? {} : { typ: 'at+jwt' }) });
     return payload;
   } catch (e) {
-    throw new errors.InvalidGrant(`the assertion is not valid: ${e.code ?? e.message}`);
+    throw new errors.InvalidGrant(`the presented token is not valid: ${e.code ?? e.message}`);
   }
 }
 
 // RFC 7523 §2.1 with a user's access token as the assertion (and Entra's on-behalf-of).
 async function jwtBearer(ctx) {
-  const { client, params } = ctx.oidc;
   if (entra) return onBehalfOf(ctx);
-  const subject = await verifiedAccessToken(params.assertion);
-  if (!resources.includes(subject.aud)) throw new errors.InvalidGrant('the assertion was not issued for a resource that may present it');
-  if (needsStepUp(subject)) throw new errors.InteractionRequired('multi-factor authentication is required');
-  const targets = [...new Set([params.resource, params.audience].flat().filter(Boolean))];
-  if (targets.length !== 1) throw new errors.InvalidTarget('name exactly one target with resource or audience');
-  const [target] = targets;
-  if (!exchangeResources.includes(target)) throw new errors.InvalidTarget(`${target} is not an audience tokens can be issued for`);
-  const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
-  const requested = params.scope ? params.scope.split(' ') : [...held];
-  if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('an assertion grant may only narrow the assertion\'s scopes', params.scope);
-  const token = new provider.AccessToken({ accountId: subject.sub, client, gty: 'jwt_bearer', scope: requested.join(' ') });
-  token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
-  const value = await token.save();
+  const { value, token } = await issueFor(ctx, ctx.oidc.params.assertion, 'jwt_bearer', undefined);
   ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope };
 }
 

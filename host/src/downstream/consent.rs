@@ -293,6 +293,68 @@ impl Consent {
         Ok(state)
     }
 
+    /// Keep a flow for `ticket` at `step`, and send the browser to `authorize` as
+    /// `client_id`, back to this flow's `route`, with PKCE and the flow's one-time state
+    /// (`extra`: the scope, a nonce).
+    fn send_to_authorize(
+        &self,
+        ticket: Ticket,
+        step: Step,
+        authorize: &str,
+        client_id: &str,
+        route: &str,
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let (verifier, challenge) = pkce();
+        let flow = Flow {
+            ticket,
+            step,
+            verifier,
+            started: Instant::now(),
+        };
+        let state = match self.keep(flow) {
+            Ok(s) => s,
+            Err(resp) => return *resp,
+        };
+        let Ok(mut url) = reqwest::Url::parse(authorize) else {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The sign-in address is not valid; tell the gateway's operator.",
+            );
+        };
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", &format!("{}/consent/{route}", self.base))
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .extend_pairs(extra);
+        Redirect::to(url.as_str()).into_response()
+    }
+
+    /// Redeem `code`, issued for this flow's `route`, with its PKCE `verifier`, at `client`.
+    async fn redeem(
+        &self,
+        client: &OAuthClient,
+        code: String,
+        route: &str,
+        verifier: String,
+    ) -> Result<super::oauth_client::Issued, TokenError> {
+        client
+            .send(
+                "authorization code grant",
+                vec![
+                    ("grant_type", "authorization_code".into()),
+                    ("code", code),
+                    ("redirect_uri", format!("{}/consent/{route}", self.base)),
+                    ("code_verifier", verifier),
+                ],
+                None,
+            )
+            .await
+    }
+
     /// The flow waiting under `state`, taken (a state is used once).
     fn take(&self, state: &str) -> Option<Flow> {
         let flow = self.flows.lock().remove(state)?;
@@ -368,36 +430,19 @@ async fn start(State(c): State<Arc<Consent>>, Query(q): Query<StartQuery>) -> Re
             "Your identity provider cannot be reached right now; try again later.",
         );
     };
-    let (verifier, challenge) = pkce();
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let flow = Flow {
+    let step = Step::SignIn {
+        nonce: nonce.clone(),
+    };
+    let extra = [("scope", "openid"), ("nonce", nonce.as_str())];
+    c.send_to_authorize(
         ticket,
-        step: Step::SignIn {
-            nonce: nonce.clone(),
-        },
-        verifier,
-        started: Instant::now(),
-    };
-    let state = match c.keep(flow) {
-        Ok(s) => s,
-        Err(resp) => return *resp,
-    };
-    let Ok(mut url) = reqwest::Url::parse(&authorize) else {
-        return page(
-            StatusCode::BAD_GATEWAY,
-            "Your identity provider's address is not valid.",
-        );
-    };
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client.client_id())
-        .append_pair("redirect_uri", &format!("{}/consent/signed-in", c.base))
-        .append_pair("scope", "openid")
-        .append_pair("state", &state)
-        .append_pair("nonce", &nonce)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    Redirect::to(url.as_str()).into_response()
+        step,
+        &authorize,
+        client.client_id(),
+        "signed-in",
+        &extra,
+    )
 }
 
 #[derive(Deserialize)]
@@ -434,18 +479,7 @@ async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> 
             "The gateway has no client at your identity provider.",
         );
     };
-    let issued = client
-        .send(
-            "authorization code grant",
-            vec![
-                ("grant_type", "authorization_code".into()),
-                ("code", code),
-                ("redirect_uri", format!("{}/consent/signed-in", c.base)),
-                ("code_verifier", verifier),
-            ],
-            None,
-        )
-        .await;
+    let issued = c.redeem(client, code, "signed-in", verifier).await;
     let claims = issued
         .ok()
         .and_then(|i| i.id_token)
@@ -486,37 +520,20 @@ async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> 
             );
         }
     };
-    let (verifier, challenge) = pkce();
-    let flow = Flow {
+    let scope = provider.scopes.join(" ");
+    let extra: Vec<(&str, &str)> = [("scope", scope.as_str())]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let client_id = provider.client.client_id();
+    c.send_to_authorize(
         ticket,
-        step: Step::Provider,
-        verifier,
-        started: Instant::now(),
-    };
-    let state = match c.keep(flow) {
-        Ok(s) => s,
-        Err(resp) => return *resp,
-    };
-    let Ok(mut url) = reqwest::Url::parse(&authorize) else {
-        return page(
-            StatusCode::BAD_GATEWAY,
-            "The service provider's address is not valid.",
-        );
-    };
-    {
-        let mut query = url.query_pairs_mut();
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", provider.client.client_id())
-            .append_pair("redirect_uri", &format!("{}/consent/callback", c.base))
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
-        if !provider.scopes.is_empty() {
-            query.append_pair("scope", &provider.scopes.join(" "));
-        }
-    }
-    Redirect::to(url.as_str()).into_response()
+        Step::Provider,
+        &authorize,
+        client_id,
+        "callback",
+        &extra,
+    )
 }
 
 /// Step 3: the provider's code becomes the user's grant, in the vault.
@@ -549,19 +566,7 @@ async fn callback(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> R
             "This service no longer asks for consent.",
         );
     };
-    let issued = provider
-        .client
-        .send(
-            "authorization code grant",
-            vec![
-                ("grant_type", "authorization_code".into()),
-                ("code", code),
-                ("redirect_uri", format!("{}/consent/callback", c.base)),
-                ("code_verifier", verifier),
-            ],
-            None,
-        )
-        .await;
+    let issued = c.redeem(&provider.client, code, "callback", verifier).await;
     let issued = match issued {
         Ok(i) => i,
         Err(e) => {

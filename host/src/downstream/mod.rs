@@ -460,6 +460,10 @@ pub struct StepUp {
     pub description: String,
     /// A claims challenge for the client's next sign-in (Entra ID's), JSON.
     pub claims: Option<String>,
+    /// For `invalid_scope` at the caller's own issuer (an exchange or assertion grant, which
+    /// may only narrow the caller's scopes): the scopes the service asks for, which the
+    /// caller's token must carry.
+    pub scopes: Vec<String>,
 }
 
 /// What one plugin call may reach ([`TenantServices::for_call`] makes one).
@@ -803,12 +807,24 @@ impl PluginEgress {
                                 description,
                                 claims,
                                 ..
-                            }) => self.needs.record(Need::StepUp(StepUp {
-                                service: service.config.name.clone(),
-                                error: error.clone(),
-                                description: description.clone(),
-                                claims: claims.clone(),
-                            })),
+                            }) => {
+                                use crate::config::CredentialMode as M;
+                                let narrows = matches!(
+                                    service.config.credential,
+                                    M::TokenExchange | M::JwtBearer
+                                );
+                                self.needs.record(Need::StepUp(StepUp {
+                                    service: service.config.name.clone(),
+                                    error: error.clone(),
+                                    description: description.clone(),
+                                    claims: claims.clone(),
+                                    scopes: if error == "invalid_scope" && narrows {
+                                        service.config.scopes.clone()
+                                    } else {
+                                        Vec::new()
+                                    },
+                                }));
+                            }
                             CredentialError::ConsentRequired { service, url } => {
                                 self.needs.record(Need::Consent {
                                     service: service.clone(),

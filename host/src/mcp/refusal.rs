@@ -123,8 +123,15 @@ pub(super) fn step_up_result(tool: &str, step: &StepUp) -> serde_json::Value {
     ))
 }
 
-/// The challenge for it (RFC 9470), for an answer that has not started.
+/// The challenge for it, for an answer that has not started: `insufficient_scope` (403)
+/// naming the scopes the service needs when the caller's token lacks them (an exchange may
+/// only narrow it), else a fresh sign-in (RFC 9470, 401).
 pub(super) fn step_up_denial(step: &StepUp) -> Denial {
+    if !step.scopes.is_empty() {
+        return Denial::InsufficientScope {
+            required: step.scopes.clone(),
+        };
+    }
     Denial::UserAuthentication {
         description: format!(
             "the authorization server for `{}` needs you to sign in again ({}: {})",
