@@ -122,7 +122,8 @@ impl Setup {
     }
 }
 
-/// Follow `url` through the consent flow: the last page's status and message.
+/// Follow `url` through the consent flow, in a browser of its own: the last page's status
+/// and message.
 async fn follow(url: &str) -> Value {
     crate::support::run_json_program(
         &node(),
@@ -131,6 +132,21 @@ async fn follow(url: &str) -> Value {
         &[("RECORD", "1")],
     )
     .await
+}
+
+/// Follow `url` until the next step would open a URL starting with `prefix`: that URL.
+async fn follow_until(url: &str, prefix: &str) -> String {
+    let out = crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-follow.mjs",
+        &[url.as_ref()],
+        &[("STOP_AT", prefix)],
+    )
+    .await;
+    out["stopped"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
 }
 
 fn consent_url(result: &Value) -> String {
@@ -296,11 +312,18 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
     // An altered ticket.
     let altered = url.replace("ticket=v1.", "ticket=v1.x");
     assert_eq!(follow(&altered).await["status"], 400);
-    // Alice completes it; replaying the provider's callback afterwards, or forging one, is
-    // refused.
     reqwest::get(format!("{}/__user?set=alice", s.idp.issuer))
         .await
         .unwrap();
+    // Alice signs in, and the provider's consent page her flow leads to is opened in
+    // another browser (a phished victim consenting with their own provider account): the
+    // callback is refused, nothing is stored.
+    let at_provider = follow_until(&url, &s.provider.issuer).await;
+    let phished = follow(&at_provider).await;
+    assert_eq!(phished["status"], 400, "{phished}");
+    assert!(s.vault_files().is_empty());
+    // Alice completes it; replaying the provider's callback afterwards, or forging one, is
+    // refused.
     let done = follow(&url).await;
     assert_eq!(done["status"], 200, "{done}");
     let callback = done["visited"]
@@ -329,4 +352,5 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
     assert!(r.text().starts_with("status 200: "), "{r:?}");
     let log = s.gw.stop().await;
     assert!(log.contains("signed in as someone other than the caller"));
+    assert!(log.contains("from another browser than the one that started it"));
 }

@@ -4,11 +4,18 @@
 // {"status": ..., "url": ..., "message": ...} (the page's #message text) and, with
 // RECORD=1, "visited": every URL on the way.
 //
+// With STOP_AT=<prefix> it stops before opening the first URL starting with it, and prints
+// {"stopped": <that URL>} (to hand the rest of a flow to another browser).
+//
 // usage: node consent-follow.mjs <url>
 const jar = new Map();
 const visited = [];
 let url = process.argv[2];
 for (let i = 0; i < 30; i++) {
+  if (process.env.STOP_AT && url.startsWith(process.env.STOP_AT)) {
+    console.log(JSON.stringify({ stopped: url }));
+    process.exit(0);
+  }
   visited.push(url);
   const origin = new URL(url).origin;
   const cookies = jar.get(origin) ?? new Map();

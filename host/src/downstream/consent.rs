@@ -180,6 +180,28 @@ struct Flow {
     step: Step,
     verifier: String,
     started: Instant,
+    /// The digest of the browser's flow cookie: each step must come from the browser that
+    /// started the flow (a provider's consent page sent to someone else's browser cannot
+    /// put their account under this user's grant).
+    browser: [u8; 32],
+}
+
+/// The cookie binding a flow to the browser that started it.
+const COOKIE: &str = "portcullis_consent";
+
+/// The flow cookie's value in `headers`, digested.
+fn browser_of(headers: &http::HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+        .map(|v| Sha256::digest(v.as_bytes()).into())
 }
 
 /// The flow for every user-consent service of the gateway.
@@ -296,21 +318,42 @@ impl Consent {
     /// Keep a flow for `ticket` at `step`, and send the browser to `authorize` as
     /// `client_id`, back to this flow's `route`, with PKCE and the flow's one-time state
     /// (`extra`: the scope, a nonce).
+    /// `browser`: the flow cookie's digest, once the flow has one (else a cookie is set).
+    #[allow(clippy::too_many_arguments, reason = "one redirect, said in full")]
     fn send_to_authorize(
         &self,
         ticket: Ticket,
         step: Step,
+        browser: Option<[u8; 32]>,
         authorize: &str,
         client_id: &str,
         route: &str,
         extra: &[(&str, &str)],
     ) -> Response {
         let (verifier, challenge) = pkce();
+        let (browser, cookie) = match browser {
+            Some(b) => (b, None),
+            None => {
+                let value = hex::encode(rand::random::<[u8; 32]>());
+                let secure = if self.base.starts_with("https://") {
+                    "; Secure"
+                } else {
+                    ""
+                };
+                (
+                    Sha256::digest(value.as_bytes()).into(),
+                    Some(format!(
+                        "{COOKIE}={value}; Path=/consent; HttpOnly; SameSite=Lax; Max-Age=900{secure}"
+                    )),
+                )
+            }
+        };
         let flow = Flow {
             ticket,
             step,
             verifier,
             started: Instant::now(),
+            browser,
         };
         let state = match self.keep(flow) {
             Ok(s) => s,
@@ -330,7 +373,11 @@ impl Consent {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .extend_pairs(extra);
-        Redirect::to(url.as_str()).into_response()
+        let mut resp = Redirect::to(url.as_str()).into_response();
+        if let Some(cookie) = cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(http::header::SET_COOKIE, cookie);
+        }
+        resp
     }
 
     /// Redeem `code`, issued for this flow's `route`, with its PKCE `verifier`, at `client`.
@@ -355,9 +402,15 @@ impl Consent {
             .await
     }
 
-    /// The flow waiting under `state`, taken (a state is used once).
-    fn take(&self, state: &str) -> Option<Flow> {
-        let flow = self.flows.lock().remove(state)?;
+    /// The flow waiting under `state`, taken (a state is used once), if the browser that
+    /// started it (`headers`' flow cookie) is the one continuing it.
+    fn take(&self, state: Option<&str>, headers: &http::HeaderMap) -> Option<Flow> {
+        let flow = self.flows.lock().remove(state?)?;
+        if browser_of(headers) != Some(flow.browser) {
+            tracing::warn!(tenant = %flow.ticket.tenant, service = %flow.ticket.service,
+                "refused a consent step from another browser than the one that started it");
+            return None;
+        }
         (flow.started.elapsed() < STEP_LIFETIME).then_some(flow)
     }
 }
@@ -438,6 +491,7 @@ async fn start(State(c): State<Arc<Consent>>, Query(q): Query<StartQuery>) -> Re
     c.send_to_authorize(
         ticket,
         step,
+        None,
         &authorize,
         client.client_id(),
         "signed-in",
@@ -453,12 +507,17 @@ struct Returned {
 }
 
 /// Step 2: who signed in must be the ticket's caller; then the provider's consent.
-async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> Response {
-    let flow = q.state.as_deref().and_then(|s| c.take(s));
+async fn signed_in(
+    State(c): State<Arc<Consent>>,
+    headers: http::HeaderMap,
+    Query(q): Query<Returned>,
+) -> Response {
+    let flow = c.take(q.state.as_deref(), &headers);
     let Some(Flow {
         ticket,
         step: Step::SignIn { nonce },
         verifier,
+        browser,
         ..
     }) = flow
     else {
@@ -529,6 +588,7 @@ async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> 
     c.send_to_authorize(
         ticket,
         Step::Provider,
+        Some(browser),
         &authorize,
         client_id,
         "callback",
@@ -537,8 +597,12 @@ async fn signed_in(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> 
 }
 
 /// Step 3: the provider's code becomes the user's grant, in the vault.
-async fn callback(State(c): State<Arc<Consent>>, Query(q): Query<Returned>) -> Response {
-    let flow = q.state.as_deref().and_then(|s| c.take(s));
+async fn callback(
+    State(c): State<Arc<Consent>>,
+    headers: http::HeaderMap,
+    Query(q): Query<Returned>,
+) -> Response {
+    let flow = c.take(q.state.as_deref(), &headers);
     let Some(Flow {
         ticket,
         step: Step::Provider,
