@@ -27,8 +27,11 @@ struct Setup {
 
 impl Setup {
     /// The gateway with one user-consent service, `github`, whose provider issues access
-    /// tokens living `ttl` seconds (and refresh tokens).
-    async fn start(ttl: u64) -> Self {
+    /// tokens living `ttl` seconds (and refresh tokens); `forms`: the identity provider and
+    /// the provider show sign-in and consent pages a browser fills in (else they sign in
+    /// headless).
+    async fn start(ttl: u64, forms: bool) -> Self {
+        let forms = if forms { "1" } else { "0" };
         let api = DownstreamApi::start().await;
         let port = crate::support::free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -39,6 +42,7 @@ impl Setup {
             &[
                 ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
                 ("AS_COOKIE_PREFIX", "idp"),
+                ("AS_FORMS", forms),
             ],
         )
         .await;
@@ -51,6 +55,7 @@ impl Setup {
                 ("AS_REFRESH", "1"),
                 ("AS_ACCESS_TTL", &ttl.to_string()),
                 ("AS_USER", "alice-at-provider"),
+                ("AS_FORMS", forms),
             ],
         )
         .await;
@@ -122,6 +127,20 @@ impl Setup {
     }
 }
 
+/// Debian's Chromium through the consent flow at `url`, signing in as `idp_user` at the
+/// identity provider and as `provider_user` at the provider: the last page's status and
+/// message, and the pages on the way.
+async fn browse(s: &Setup, url: &str, idp_user: &str, provider_user: &str) -> Value {
+    let users = json!({ s.idp.issuer.clone(): idp_user, s.provider.issuer.clone(): provider_user });
+    crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-browser.mjs",
+        &[url.as_ref()],
+        &[("USERS", &users.to_string())],
+    )
+    .await
+}
+
 /// Follow `url` through the consent flow, in a browser of its own: the last page's status
 /// and message.
 async fn follow(url: &str) -> Value {
@@ -160,14 +179,15 @@ fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
 }
 
-/// #29 AC3 on 2026-07-28: the first call asks for consent with a URL elicitation; the user
-/// signs in as themselves and consents at the provider; the retried call reaches the API
+/// #29 AC3 on 2026-07-28: the first call asks for consent with a URL elicitation; the user,
+/// in a real browser (Debian's Chromium driven by playwright-core), fills in the sign-in form
+/// as themselves and allows the app at the provider; the retried call reaches the API
 /// with the provider's token; later calls reuse it; after it expires it is refreshed; after
 /// the user revokes the app at the provider, consent is asked again. The vault holds no
 /// token in clear.
 #[tokio::test]
 async fn a_user_consents_once_and_the_grant_is_reused_refreshed_and_asked_again() {
-    let s = Setup::start(4).await;
+    let s = Setup::start(4, true).await;
     let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
     let asked = s.fetch(&token, None).await;
     assert_eq!(asked["resultType"], "input_required", "{asked}");
@@ -185,7 +205,7 @@ async fn a_user_consents_once_and_the_grant_is_reused_refreshed_and_asked_again(
     );
     assert!(s.api.authorizations().is_empty(), "the API saw nothing yet");
 
-    let done = follow(&url).await;
+    let done = browse(&s, &url, "alice", "alice-at-provider").await;
     assert_eq!(done["status"], 200, "{done}");
     assert!(
         done["message"].as_str().unwrap().contains("Connected"),
@@ -265,7 +285,7 @@ async fn a_user_consents_once_and_the_grant_is_reused_refreshed_and_asked_again(
 /// refused.
 #[tokio::test]
 async fn nobody_but_the_caller_completes_the_callers_consent() {
-    let s = Setup::start(600).await;
+    let s = Setup::start(600, false).await;
     let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
     let mut session = Client::new(&s.mcp_url);
     session.authorization = Some(format!("Bearer {token}"));

@@ -16,6 +16,8 @@
 //   AS_REFRESH       issue refresh tokens with every authorization code grant
 //   AS_ACCESS_TTL    lifetime in seconds of access tokens issued without a resource
 //   AS_COOKIE_PREFIX cookie names of its own (two of these on one host)
+//   AS_FORMS=1       sign-in and consent are forms a browser fills in (else headless; the
+//                    `test-public` client always signs in headless)
 //   AS_TOKEN_FORMAT  "jwt" (default) or "opaque" (validated by introspection)
 //   AS_READY_FILE    where to write {"issuer": ...} once listening
 //   AS_EXCHANGE_RESOURCES  space-separated downstream audiences for RFC 8693 token exchange and
@@ -363,15 +365,31 @@ provider.on('grant.success', (ctx) => {
 });
 
 // Headless login and consent: log in as `user`, grant every requested scope and resource scope.
+// With AS_FORMS=1 the sign-in and the consent are pages a browser fills in and submits: a
+// login form (`#login`, `#signin`) and an Allow button (`#allow`).
+const forms = process.env.AS_FORMS === '1';
+const formPage = (uid, body) => `<!doctype html><html><head><meta charset="utf-8"><title>Sign in</title></head><body><main>${body}</main></body></html>`;
+
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
-  const { prompt, params, session } = details;
+  const { prompt, params, session, uid } = details;
+  const submitted = req.method === 'POST'
+    ? new URLSearchParams(await new Promise((resolve) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => resolve(b)); }))
+    : null;
+  // The tests' own public client (user-token.mjs) always signs in headless.
+  if (forms && !submitted && params.client_id !== 'test-public') {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    return res.end(prompt.name === 'login'
+      ? formPage(uid, `<form method="post"><label>User <input id="login" name="login"></label><button id="signin" type="submit">Sign in</button></form>`)
+      : formPage(uid, `<p>${params.client_id} asks for ${params.scope ?? ''}</p><form method="post"><button id="allow" name="allow" value="1" type="submit">Allow</button></form>`));
+  }
   if (prompt.name === 'login') {
-    if (user === stepUpUser && stepUpPending) {
+    const account = submitted?.get('login') || user;
+    if (account === stepUpUser && stepUpPending) {
       stepUpPending = false;
       mfaAt = Math.floor(Date.now() / 1000) * 1000;
     }
-    return provider.interactionFinished(req, res, { login: { accountId: user } }, { mergeWithLastSubmission: false });
+    return provider.interactionFinished(req, res, { login: { accountId: account } }, { mergeWithLastSubmission: false });
   }
   const grant = details.grantId
     ? await provider.Grant.find(details.grantId)

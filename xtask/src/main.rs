@@ -667,11 +667,13 @@ fn install_venv(venv: &Path, requirements: &Path) -> anyhow::Result<()> {
 /// The Debian packages the tests start as real peers (the cluster tests' Redis and load
 /// balancers), each with the program that shows it is installed, pinned to bookworm's
 /// security-updated versions.
-const DEBIAN_PEERS: [(&str, &str, &str); 4] = [
+const DEBIAN_PEERS: [(&str, &str, &str); 5] = [
     ("redis-server", "redis-server", "5:7.0.15-1~deb12u10"),
     ("nginx", "nginx", "1.22.1-9+deb12u11"),
     ("haproxy", "haproxy", "2.6.12-1+deb12u4"),
     ("buildah", "buildah", BUILDAH),
+    // The browser of the consent-flow test (driven by playwright-core, which downloads none).
+    ("chromium", "chromium", "156.0.8078.129-1~deb12u1"),
 ];
 
 /// The pinned `buildah` (`cargo xtask image`, and the image test).
