@@ -428,7 +428,12 @@ fn build_tenants(
         shared_tokens,
     )?);
     let vault = vault::Vault::from_config(config, cluster.map(|c| c.grants()))?;
-    let consent = downstream::Consent::from_config(config, vault, oauth_clients.clone())?;
+    let consent = downstream::Consent::from_config(
+        config,
+        vault,
+        oauth_clients.clone(),
+        cluster.map(|c| c.spent_states()),
+    )?;
     let mut tenants = BTreeMap::new();
     for tenant in &config.tenants {
         let Some(plugins) = loaded.get(&tenant.id) else {

@@ -125,6 +125,11 @@ impl Keys {
         format!("{}:token:{}", self.prefix, hex::encode(key))
     }
 
+    /// A used consent-flow step (`id`: random).
+    fn consent_spent(&self, id: &str) -> String {
+        format!("{}:consent-spent:{id}", self.prefix)
+    }
+
     /// A user's grant in the vault (`name`: the tenant and a keyed digest).
     fn grant(&self, name: &str) -> String {
         format!("{}:grant:{name}", self.prefix)

@@ -14,8 +14,10 @@
 //! 3. `GET /consent/callback` — the provider's code becomes the grant, sealed in the vault
 //!    under the ticket's identity.
 //!
-//! Each step's `state` is random and used once; `redirect_uri`s are static (no per-flow
-//! value in them); flows are kept in memory, bounded in number and time.
+//! Each step's `state` carries the flow, sealed with the vault's key (any replica continues
+//! it), is bound to the browser that started the flow (a cookie), good for ten minutes and
+//! used once (on every replica: [`SpentStates`]); `redirect_uri`s are static (no per-flow
+//! value in them).
 //!
 //! Owns: tickets, flows, the three routes and their pages, and the provider clients. Must
 //! not: decide who the caller is (`auth` did, the ticket carries it) or store grants other
@@ -41,8 +43,6 @@ use crate::vault::{Grant, GrantKey, Vault, VaultError};
 const TICKET_LIFETIME: Duration = Duration::from_secs(600);
 /// How long one step of a flow waits for the browser.
 const STEP_LIFETIME: Duration = Duration::from_secs(600);
-/// Most flows under way at once.
-const MAX_FLOWS: usize = 10_000;
 /// What a ticket is sealed for.
 const TICKET: &str = "consent-ticket";
 
@@ -168,6 +168,7 @@ impl Provider {
 }
 
 /// Where a flow is.
+#[derive(Serialize, Deserialize)]
 enum Step {
     /// Waiting for the user to sign in at the tenant's issuer.
     SignIn { nonce: String },
@@ -175,15 +176,62 @@ enum Step {
     Provider,
 }
 
+/// One step of a flow, carried in its `state` parameter sealed with the vault's key (so any
+/// replica continues it), used once.
+#[derive(Serialize, Deserialize)]
 struct Flow {
+    /// Names this step for the once-only check.
+    id: String,
     ticket: Ticket,
     step: Step,
     verifier: String,
-    started: Instant,
+    /// When the step began, in seconds since the epoch.
+    started: u64,
     /// The digest of the browser's flow cookie: each step must come from the browser that
     /// started the flow (a provider's consent page sent to someone else's browser cannot
     /// put their account under this user's grant).
     browser: [u8; 32],
+}
+
+/// What a flow's `state` is sealed for.
+const FLOW: &str = "consent-flow";
+
+/// Which flow steps were used already: a state is good once, on whichever replica. `cluster`
+/// implements it on Redis; one node keeps it in memory.
+pub trait SpentStates: Send + Sync {
+    /// Whether this is the first use of step `id` (remembered for `within`).
+    fn first_use<'a>(
+        &'a self,
+        id: &'a str,
+        within: Duration,
+    ) -> crate::sandbox::BoxFuture<'a, Result<bool, super::SharedDown>>;
+}
+
+/// Most steps remembered by one node.
+const MAX_SPENT: usize = 100_000;
+
+/// One node's memory of used steps.
+#[derive(Default)]
+struct LocalSpent(Mutex<HashMap<String, Instant>>);
+
+impl SpentStates for LocalSpent {
+    fn first_use<'a>(
+        &'a self,
+        id: &'a str,
+        within: Duration,
+    ) -> crate::sandbox::BoxFuture<'a, Result<bool, super::SharedDown>> {
+        Box::pin(async move {
+            let mut spent = self.0.lock();
+            if spent.len() >= MAX_SPENT {
+                spent.retain(|_, at| at.elapsed() < within);
+            }
+            if spent.len() >= MAX_SPENT || spent.contains_key(id) {
+                return Ok(false);
+            }
+            spent.insert(id.to_string(), Instant::now());
+            Ok(true)
+        })
+    }
 }
 
 /// The cookie binding a flow to the browser that started it.
@@ -213,17 +261,20 @@ pub struct Consent {
     sign_in: Arc<OAuthClients>,
     /// Each user-consent service's provider, by (tenant, service).
     providers: HashMap<(String, String), Arc<Provider>>,
-    flows: Mutex<HashMap<String, Flow>>,
+    /// Which flow steps were used (on every replica, with `[cluster]`).
+    spent: Arc<dyn SpentStates>,
     http: reqwest::Client,
 }
 
 impl Consent {
     /// The flow `config` needs (none without a user-consent service); fails on a missing
     /// secret, or a user-consent service without `[vault]`.
+    /// `spent`: where replicas share the used flow steps (else this node remembers them).
     pub fn from_config(
         config: &Config,
         vault: Option<Arc<Vault>>,
         sign_in: Arc<OAuthClients>,
+        spent: Option<Arc<dyn SpentStates>>,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let mut providers = HashMap::new();
         for tenant in &config.tenants {
@@ -250,7 +301,7 @@ impl Consent {
             base: config.public_url().trim_end_matches('/').to_string(),
             sign_in,
             providers,
-            flows: Mutex::default(),
+            spent: spent.unwrap_or_else(|| Arc::new(LocalSpent::default())),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
@@ -298,21 +349,10 @@ impl Consent {
             .with_state(self.clone())
     }
 
-    /// Keep `flow` under a new one-time state: the state, or the page saying there are too
-    /// many flows under way.
-    fn keep(&self, flow: Flow) -> Result<String, Box<Response>> {
-        let mut flows = self.flows.lock();
-        flows.retain(|_, f| f.started.elapsed() < STEP_LIFETIME);
-        if flows.len() >= MAX_FLOWS {
-            tracing::warn!(max = MAX_FLOWS, "refused a consent: too many are under way");
-            return Err(Box::new(page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many consents are under way right now; try again in a few minutes.",
-            )));
-        }
-        let state = hex::encode(rand::random::<[u8; 32]>());
-        flows.insert(state.clone(), flow);
-        Ok(state)
+    /// The `state` carrying `flow`, sealed.
+    fn keep(&self, flow: &Flow) -> String {
+        self.vault
+            .seal_note(FLOW, &serde_json::to_vec(flow).expect("a flow serializes"))
     }
 
     /// Keep a flow for `ticket` at `step`, and send the browser to `authorize` as
@@ -349,16 +389,14 @@ impl Consent {
             }
         };
         let flow = Flow {
+            id: hex::encode(rand::random::<[u8; 16]>()),
             ticket,
             step,
             verifier,
-            started: Instant::now(),
+            started: now(),
             browser,
         };
-        let state = match self.keep(flow) {
-            Ok(s) => s,
-            Err(resp) => return *resp,
-        };
+        let state = self.keep(&flow);
         let Ok(mut url) = reqwest::Url::parse(authorize) else {
             return page(
                 StatusCode::BAD_GATEWAY,
@@ -402,16 +440,33 @@ impl Consent {
             .await
     }
 
-    /// The flow waiting under `state`, taken (a state is used once), if the browser that
-    /// started it (`headers`' flow cookie) is the one continuing it.
-    fn take(&self, state: Option<&str>, headers: &http::HeaderMap) -> Option<Flow> {
-        let flow = self.flows.lock().remove(state?)?;
+    /// The flow step `state` carries, if it is this gateway's, current, continued by the
+    /// browser that started it (`headers`' flow cookie), and used for the first time.
+    async fn take(&self, state: Option<&str>, headers: &http::HeaderMap) -> Option<Flow> {
+        let flow: Flow = self
+            .vault
+            .open_note(FLOW, state?)
+            .and_then(|plain| serde_json::from_slice(&plain).ok())?;
+        if now().saturating_sub(flow.started) > STEP_LIFETIME.as_secs() {
+            return None;
+        }
         if browser_of(headers) != Some(flow.browser) {
             tracing::warn!(tenant = %flow.ticket.tenant, service = %flow.ticket.service,
                 "refused a consent step from another browser than the one that started it");
             return None;
         }
-        (flow.started.elapsed() < STEP_LIFETIME).then_some(flow)
+        match self.spent.first_use(&flow.id, STEP_LIFETIME).await {
+            Ok(true) => Some(flow),
+            Ok(false) => {
+                tracing::info!(tenant = %flow.ticket.tenant, service = %flow.ticket.service,
+                    "refused a consent step used already (replayed)");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("a consent step cannot be checked for reuse, refused: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -512,7 +567,7 @@ async fn signed_in(
     headers: http::HeaderMap,
     Query(q): Query<Returned>,
 ) -> Response {
-    let flow = c.take(q.state.as_deref(), &headers);
+    let flow = c.take(q.state.as_deref(), &headers).await;
     let Some(Flow {
         ticket,
         step: Step::SignIn { nonce },
@@ -602,7 +657,7 @@ async fn callback(
     headers: http::HeaderMap,
     Query(q): Query<Returned>,
 ) -> Response {
-    let flow = c.take(q.state.as_deref(), &headers);
+    let flow = c.take(q.state.as_deref(), &headers).await;
     let Some(Flow {
         ticket,
         step: Step::Provider,
