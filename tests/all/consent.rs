@@ -153,6 +153,17 @@ async fn follow(url: &str) -> Value {
     .await
 }
 
+/// Follow `url` as the browser whose cookies an earlier [`follow`] printed.
+async fn follow_as(url: &str, earlier: &Value) -> Value {
+    crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-follow.mjs",
+        &[url.as_ref()],
+        &[("COOKIES", &earlier["cookies"].to_string())],
+    )
+    .await
+}
+
 /// Follow `url` until the next step would open a URL starting with `prefix`: that URL.
 async fn follow_until(url: &str, prefix: &str) -> String {
     let out = crate::support::run_json_program(
@@ -354,7 +365,11 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
         .find(|v| v.contains("/consent/callback"))
         .unwrap()
         .to_string();
-    assert_eq!(follow(&callback).await["status"], 400, "replayed");
+    assert_eq!(
+        follow_as(&callback, &done).await["status"],
+        400,
+        "replayed by the same browser"
+    );
     let forged = format!(
         "{}/consent/callback?code=forged&state={}",
         s.base,
@@ -373,4 +388,144 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
     let log = s.gw.stop().await;
     assert!(log.contains("signed in as someone other than the caller"));
     assert!(log.contains("from another browser than the one that started it"));
+}
+
+/// #29 with replicas: two gateways on one Redis behind nginx round robin (no stickiness).
+/// Before, a flow's steps lived in the memory of the replica that started them, so a step
+/// that landed on the other replica was refused. Now each step travels sealed in its state
+/// and is spent on Redis: the consent completes across replicas, the grant is on Redis
+/// (sealed), both replicas use it, and a replayed callback is refused on either.
+#[tokio::test]
+async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all() {
+    use crate::support::peers::{Nginx, Redis};
+    let redis = Redis::start().await;
+    let api = DownstreamApi::start().await;
+    let ports = [crate::support::free_port(), crate::support::free_port()];
+    let nginx = Nginx::start(&ports.map(|p| format!("127.0.0.1:{p}"))).await;
+    let base = nginx.base.clone();
+    let mcp_url = format!("{base}/mcp");
+    let idp = RealAs::start_with(
+        std::slice::from_ref(&mcp_url),
+        "mcp:tools",
+        &[
+            ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
+            ("AS_COOKIE_PREFIX", "idp"),
+        ],
+    )
+    .await;
+    let provider = RealAs::start_with(
+        &[],
+        "repo",
+        &[
+            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
+            ("AS_COOKIE_PREFIX", "provider"),
+            ("AS_USER", "alice-at-provider"),
+        ],
+    )
+    .await;
+    let body = format!(
+        "public_url = \"{base}\"\nstate_key_env = \"STATE_KEY\"\n\
+         [sandbox]\nmax_instances = 8\ncache_dir = {cache}\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+         [[auth.issuer]]\nissuer = \"{idp}\"\nalgorithms = [\"RS256\"]\n\
+         [auth.issuer.exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+         [cluster]\nreplica_ttl_ms = 1500\n\
+         [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+         [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
+         [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
+         client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
+         [tenant.plugin.probe]\nservices = [\"github\"]\n",
+        cache = toml_path(&crate::support::root().join("target/test-artifact-cache")),
+        idp = idp.issuer,
+        provider = provider.issuer,
+        api = api.base,
+        probe = toml_path(&crate::support::plugin("probe")),
+    );
+    let key = vault_key();
+    let redis_url = redis.url();
+    let env = [
+        ("GATEWAY_SECRET", "gateway-secret"),
+        ("PROVIDER_SECRET", "consent-app-secret"),
+        ("VAULT_KEY", key.as_str()),
+        (
+            "STATE_KEY",
+            "a state key of at least thirty-two bytes, shared",
+        ),
+        ("PORTCULLIS_REDIS_URL", redis_url.as_str()),
+        (
+            "PORTCULLIS_TOKEN_CACHE_KEY",
+            "a token cache key of at least thirty-two bytes",
+        ),
+    ];
+    let mut replicas = Vec::new();
+    for port in ports {
+        replicas.push(BinaryGateway::start_on_port(port, &body, &env).await);
+    }
+    let token = idp.user_token(&mcp_url, "mcp:tools").await;
+    let call = |inputs: Option<(Value, String)>| {
+        let (url, token) = (mcp_url.clone(), token.clone());
+        async move {
+            let mut params = json!({"name": "probe.fetch",
+                "arguments": {"service": "github", "path": "/echo"},
+                "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}});
+            if let Some((responses, state)) = inputs {
+                params["inputResponses"] = responses;
+                params["requestState"] = state.into();
+            }
+            Client::modern(&url)
+                .bearer(&token)
+                .request("tools/call", params)
+                .await
+                .result()
+                .clone()
+        }
+    };
+    let asked = call(None).await;
+    let url = consent_url(&asked);
+    assert!(url.starts_with(&format!("{base}/consent/start")), "{url}");
+    let done = follow(&url).await;
+    assert_eq!(done["status"], 200, "{done}");
+    // Both replicas served the flow's gateway steps (round robin, three of them).
+    let served: std::collections::BTreeSet<String> = nginx
+        .logged()
+        .into_iter()
+        .filter(|l| l.method == "GET")
+        .map(|l| l.backend)
+        .collect();
+    assert_eq!(served.len(), 2, "{served:?}");
+    // The grant is on Redis, sealed; either replica uses it.
+    let grants = redis.keys("portcullis:grant:*").await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let answers = json!({"portcullis/consent": {"action": "accept"}});
+    let state = asked["requestState"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let r = call(Some((answers.clone(), state.clone()))).await;
+        assert!(text(&r).starts_with("status 200: "), "{r}");
+    }
+    let seen = api.authorizations();
+    let provider_token = seen[0].as_deref().unwrap().strip_prefix("Bearer ").unwrap();
+    let sealed = redis.get(&grants[0]).await;
+    assert!(sealed.starts_with("v1.k1.") && !sealed.contains(provider_token));
+    // The callback, replayed by the same browser: refused whichever replica gets it.
+    let callback = done["visited"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find(|v| v.contains("/consent/callback"))
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        assert_eq!(follow_as(&callback, &done).await["status"], 400);
+    }
+    let mut logs = String::new();
+    for r in replicas {
+        logs += &r.stop().await;
+    }
+    assert_eq!(
+        logs.matches("refused a consent step used already").count(),
+        2,
+        "spent on Redis, not refused for another reason"
+    );
 }

@@ -2,13 +2,15 @@
 // gateway's consent routes, the identity provider's and the service provider's headless
 // sign-in and consent), keeping cookies per origin, until a page answers. Prints
 // {"status": ..., "url": ..., "message": ...} (the page's #message text) and, with
-// RECORD=1, "visited": every URL on the way.
+// RECORD=1, "visited": every URL on the way and "cookies": the browser's cookies by origin
+// (COOKIES set to those continues as the same browser).
 //
 // With STOP_AT=<prefix> it stops before opening the first URL starting with it, and prints
 // {"stopped": <that URL>} (to hand the rest of a flow to another browser).
 //
 // usage: node consent-follow.mjs <url>
-const jar = new Map();
+// COOKIES (the `cookies` an earlier run printed) continues as that browser.
+const jar = new Map(Object.entries(JSON.parse(process.env.COOKIES ?? '{}')).map(([o, c]) => [o, new Map(Object.entries(c))]));
 const visited = [];
 let url = process.argv[2];
 for (let i = 0; i < 30; i++) {
@@ -34,7 +36,8 @@ for (let i = 0; i < 30; i++) {
   }
   const body = await res.text();
   const message = body.match(/<p id="message">([\s\S]*?)<\/p>/)?.[1] ?? body.slice(0, 500);
-  console.log(JSON.stringify({ status: res.status, url, message, ...(process.env.RECORD ? { visited } : {}) }));
+  const all = Object.fromEntries([...jar.entries()].map(([o, c]) => [o, Object.fromEntries(c)]));
+  console.log(JSON.stringify({ status: res.status, url, message, ...(process.env.RECORD ? { visited, cookies: all } : {}) }));
   process.exit(0);
 }
 throw new Error('too many redirects');

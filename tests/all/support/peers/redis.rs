@@ -123,6 +123,15 @@ impl Redis {
     }
 
     /// The keys matching `pattern`.
+    /// The string value of `key` (empty when there is none).
+    pub async fn get(&self, key: &str) -> String {
+        self.cli(&["--raw", "GET", key])
+            .await
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
         let text = self.cli(&["--raw", "KEYS", pattern]).await.unwrap();
         text.lines()
