@@ -16,6 +16,8 @@ fn vault_key() -> String {
 }
 
 struct Setup {
+    /// Where the gateway exports its spans and metrics.
+    otlp: crate::support::peers::Receiver,
     idp: RealAs,
     provider: RealAs,
     api: DownstreamApi,
@@ -32,6 +34,7 @@ impl Setup {
     /// headless).
     async fn start(ttl: u64, forms: bool) -> Self {
         let forms = if forms { "1" } else { "0" };
+        let otlp = crate::support::peers::Receiver::start().await;
         let api = DownstreamApi::start().await;
         let port = crate::support::free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -70,7 +73,9 @@ impl Setup {
              [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
              [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
              client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
-             [tenant.plugin.probe]\nservices = [\"github\"]\n",
+             [tenant.plugin.probe]\nservices = [\"github\"]\n\
+             [telemetry]\nendpoint = \"{otlp}\"\nmetrics_interval_ms = 300\n",
+            otlp = otlp.base,
             idp = idp.issuer,
             provider = provider.issuer,
             dir = toml_path(&vault_dir),
@@ -85,10 +90,12 @@ impl Setup {
                 ("GATEWAY_SECRET", "gateway-secret"),
                 ("PROVIDER_SECRET", "consent-app-secret"),
                 ("VAULT_KEY", &key),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ],
         )
         .await;
         Self {
+            otlp,
             idp,
             provider,
             api,
@@ -258,6 +265,20 @@ async fn a_user_consents_once_and_the_grant_is_reused_refreshed_and_asked_again(
             .all(|f| f.starts_with("v1.k1.") && !f.contains(provider_token))
     );
 
+    // Nor in what the plugin got back, nor in any span or metric exported.
+    assert!(!text(&retried).contains(provider_token) && !text(&again).contains(provider_token));
+    let spans = s
+        .otlp
+        .wait("spans", |x| {
+            x.iter()
+                .filter(|span| span["name"] == "tools/call probe.fetch")
+                .count()
+                >= 2
+        })
+        .await;
+    let exported = serde_json::to_string(&spans).unwrap() + &s.otlp.get("metrics").await;
+    assert!(!exported.contains(provider_token) && !exported.contains(&token));
+    assert!(!exported.contains("ticket="), "no consent ticket either");
     // The access token expires (4 s): the next call refreshes it.
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let refreshed = s.fetch(&token, None).await;
@@ -528,4 +549,50 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
         2,
         "spent on Redis, not refused for another reason"
     );
+}
+
+/// #29 AC4: a gateway whose vault key is missing, or not 32 bytes of base64, refuses to
+/// start, naming the variable (it never runs with grants it could not seal or open).
+#[test]
+fn a_missing_or_malformed_vault_key_stops_the_gateway() {
+    let dir = tempdir();
+    let config = dir.join("vault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+             [[auth.issuer]]\nissuer = \"https://idp.example\"\njwks_uri = \"https://idp.example/jwks\"\n\
+             [vault]\nkey_env = \"PORTCULLIS_TEST_VAULT_KEY\"\nkey_id = \"k1\"\ndir = {dir}\n\
+             [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+             [[tenant.service]]\nname = \"github\"\nbase_url = \"https://api.github.example\"\n\
+             credential = \"user-consent\"\n\
+             [tenant.service.provider]\nissuer = \"https://provider.example\"\nclient_id = \"app\"\n\
+             client_secret_env = \"PORTCULLIS_TEST_PROVIDER_SECRET\"\n",
+            dir = toml_path(&dir.join("vault")),
+            probe = toml_path(&crate::support::plugin("probe")),
+        ),
+    )
+    .unwrap();
+    let check = |key: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["check", "--config"])
+            .arg(&config)
+            .env("PORTCULLIS_TEST_PROVIDER_SECRET", "s")
+            .env_remove("PORTCULLIS_TEST_VAULT_KEY");
+        if let Some(key) = key {
+            cmd.env("PORTCULLIS_TEST_VAULT_KEY", key);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let (ok, said) = check(None);
+    assert!(!ok && said.contains("PORTCULLIS_TEST_VAULT_KEY"), "{said}");
+    let (ok, said) = check(Some("c2hvcnQ="));
+    assert!(!ok && said.contains("must be 32 bytes"), "{said}");
+    let (ok, said) = check(Some(&vault_key()));
+    assert!(ok, "{said}");
 }
