@@ -406,8 +406,45 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
         )
         .await;
     assert!(r.text().starts_with("status 200: "), "{r:?}");
+    // The user revokes their grant (#29): only their own; the next call asks again.
+    let revoke = |token: Option<String>, service: &'static str| {
+        let url = format!("{}/grants/{service}", s.mcp_url);
+        async move {
+            let mut req = reqwest::Client::new().delete(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(revoke(None, "github").await.0, 401);
+    reqwest::get(format!("{}/__user?set=bob", s.idp.issuer))
+        .await
+        .unwrap();
+    let bobs_token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
+    assert_eq!(
+        revoke(Some(bobs_token), "github").await,
+        (200, r#"{"revoked":false}"#.to_string()),
+        "bob has nothing to revoke, and cannot touch alice's"
+    );
+    assert_eq!(s.vault_files().len(), 1);
+    assert_eq!(revoke(Some(token.clone()), "gitlab").await.0, 404);
+    assert_eq!(
+        revoke(Some(token.clone()), "github").await,
+        (200, r#"{"revoked":true}"#.to_string())
+    );
+    assert!(s.vault_files().is_empty());
+    let r = session
+        .request(
+            "tools/call",
+            json!({"name": "probe.fetch", "arguments": {"service": "github", "path": "/echo"}}),
+        )
+        .await;
+    assert_eq!(r.error()["code"], -32042, "consent asked again: {r:?}");
     let log = s.gw.stop().await;
     assert!(log.contains("signed in as someone other than the caller"));
+    assert!(log.contains("a user revoked their grant"));
     assert!(log.contains("from another browser than the one that started it"));
 }
 

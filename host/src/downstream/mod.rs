@@ -322,6 +322,27 @@ impl TenantServices {
         })
     }
 
+    /// The user (`subject`'s token, `user` its subject) revokes what the gateway keeps for
+    /// them at `service` (their grant, for a user-consent service): whether there was
+    /// something; `None` for a service this tenant does not have.
+    pub async fn revoke_grant(
+        &self,
+        service: &str,
+        subject: &SecretToken,
+        user: &str,
+    ) -> Option<Result<bool, CredentialError>> {
+        let svc = self.services.get(service)?;
+        let Some(strategy) = &svc.credential else {
+            return Some(Ok(false));
+        };
+        let caller = Caller {
+            tenant: &self.tenant,
+            subject: Some(subject),
+            user: Some(user),
+        };
+        Some(strategy.revoke(&caller).await)
+    }
+
     /// The capability's per-call state (spin's `prepare`): what one call of `plugin` may
     /// reach — the services it was `granted` — carrying the caller's `origin` (trace context,
     /// and the token kept for exchange only).

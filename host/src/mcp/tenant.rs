@@ -59,6 +59,18 @@ impl TenantContext {
         &self.plugins.tenant
     }
 
+    /// `who` (with their token `secret`) revokes their grant at `service`: whether there was
+    /// one; `None` for a service the tenant does not have.
+    pub async fn revoke_grant(
+        &self,
+        who: &crate::auth::Principal,
+        secret: &crate::auth::SecretToken,
+        service: &str,
+    ) -> Option<Result<bool, crate::downstream::CredentialError>> {
+        let user = who.subject.as_deref()?;
+        self.services.revoke_grant(service, secret, user).await
+    }
+
     /// The catalog as it is now.
     pub(super) fn catalog(&self) -> Arc<Catalog> {
         self.plugins.catalog()

@@ -10,6 +10,7 @@
 mod cors;
 mod forward;
 mod front;
+mod grants;
 mod host_guard;
 mod jsonrpc;
 pub mod listener;
@@ -100,6 +101,8 @@ struct Served {
     /// With OAuth on, the tenant's authentication (its metadata is built per request: the
     /// scopes its plugins declare change on reload).
     metadata: Option<Arc<TenantAuth>>,
+    /// `DELETE <path>/grants/<service>`: a user revokes their grant.
+    grants: front::Inner,
 }
 
 /// A service answering `path` for the tenants mounted there, picked by the `Host` header.
@@ -174,9 +177,15 @@ fn serve_tenant(
         let front = front.clone();
         async move { Ok::<_, Infallible>(front.handle(req).await.into_response()) }
     });
+    let (tenant, auth_for_grants) = (tenant.clone(), auth.clone());
+    let grants = tower::service_fn(move |req: Request| {
+        let (tenant, auth) = (tenant.clone(), auth_for_grants.clone());
+        async move { Ok::<_, Infallible>(grants::revoke(&tenant, &auth, req).await) }
+    });
     Served {
         endpoint: BoxCloneSyncService::new(guarded),
         metadata: auth.requires_token().then(|| auth.clone()),
+        grants: BoxCloneSyncService::new(grants),
     }
 }
 
@@ -253,6 +262,20 @@ pub(crate) fn router(
             }
         });
         router = router.route_service(&path, endpoint);
+        let s = served.clone();
+        let grants = by_host(mount.clone(), move |i, req| {
+            let inner = s[i].grants.clone();
+            async move {
+                match inner.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            }
+        });
+        router = router.route_service(
+            &format!("{}/grants/{{service}}", path.trim_end_matches('/')),
+            grants,
+        );
         let s = served.clone();
         let serve_doc = move |i: usize, _req: Request| {
             let doc = s[i].metadata.as_ref().and_then(|auth| auth.metadata());

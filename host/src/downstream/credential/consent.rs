@@ -93,6 +93,16 @@ impl Strategy for UserConsent {
         })
     }
 
+    fn revoke<'a>(
+        &'a self,
+        caller: &'a Caller<'a>,
+    ) -> BoxFuture<'a, Result<bool, CredentialError>> {
+        Box::pin(async move {
+            let key = self.key(caller)?;
+            Ok(self.consent.vault().revoke(&key).await?)
+        })
+    }
+
     fn refused<'a>(&'a self, caller: &'a Caller<'a>) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             // The API refused the user's token: it was revoked at the provider. Drop the

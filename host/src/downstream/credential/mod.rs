@@ -98,6 +98,14 @@ pub(crate) trait Strategy: Send + Sync {
     fn header(&self) -> Option<&HeaderName> {
         None
     }
+    /// Forget what the gateway keeps for `caller` at this service (their grant): whether
+    /// there was something. Strategies that keep nothing per caller keep nothing to forget.
+    fn revoke<'a>(
+        &'a self,
+        _caller: &'a Caller<'a>,
+    ) -> BoxFuture<'a, Result<bool, CredentialError>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// A strategy whose credential is a token from an authorization server: it says which
