@@ -263,6 +263,8 @@ pub struct Consent {
     providers: HashMap<(String, String), Arc<Provider>>,
     /// Which flow steps were used (on every replica, with `[cluster]`).
     spent: Arc<dyn SpentStates>,
+    /// The tenants' issuers' authorization endpoints, as discovered.
+    sign_in_endpoints: Mutex<HashMap<String, String>>,
     http: reqwest::Client,
 }
 
@@ -302,11 +304,31 @@ impl Consent {
             sign_in,
             providers,
             spent: spent.unwrap_or_else(|| Arc::new(LocalSpent::default())),
+            sign_in_endpoints: Mutex::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
                 .build()?,
         })))
+    }
+
+    /// Where users sign in at `issuer` (its metadata's `authorization_endpoint`, read once
+    /// per issuer: a flood of consent links does not become a flood of metadata requests).
+    async fn sign_in_endpoint(&self, issuer: &str) -> Option<String> {
+        if let Some(known) = self.sign_in_endpoints.lock().get(issuer) {
+            return Some(known.clone());
+        }
+        let endpoint = match discover(&self.http, issuer).await {
+            Ok(doc) => doc["authorization_endpoint"].as_str().map(str::to_string),
+            Err(e) => {
+                tracing::warn!(issuer = %issuer, "consent sign-in: {e}");
+                None
+            }
+        }?;
+        self.sign_in_endpoints
+            .lock()
+            .insert(issuer.to_string(), endpoint.clone());
+        Some(endpoint)
     }
 
     /// The vault the flow keeps grants in.
@@ -525,14 +547,7 @@ async fn start(State(c): State<Arc<Consent>>, Query(q): Query<StartQuery>) -> Re
             "The gateway cannot confirm who you are at your identity provider (it is not configured for it).",
         );
     };
-    let authorize = match discover(&c.http, &ticket.issuer).await {
-        Ok(doc) => doc["authorization_endpoint"].as_str().map(str::to_string),
-        Err(e) => {
-            tracing::warn!(issuer = %ticket.issuer, "consent sign-in: {e}");
-            None
-        }
-    };
-    let Some(authorize) = authorize else {
+    let Some(authorize) = c.sign_in_endpoint(&ticket.issuer).await else {
         return page(
             StatusCode::BAD_GATEWAY,
             "Your identity provider cannot be reached right now; try again later.",
