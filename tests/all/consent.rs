@@ -15,6 +15,37 @@ fn vault_key() -> String {
     base64::engine::general_purpose::STANDARD.encode([42u8; 32])
 }
 
+/// The tenant's identity provider (signing users in for the gateway's consent flow at
+/// `base`) and the third-party provider (the gateway's app registered for `base`);
+/// `more_provider`: more of the provider's settings.
+async fn identity_peers(
+    base: &str,
+    mcp_url: &str,
+    forms: &str,
+    more_provider: &[(&str, &str)],
+) -> (RealAs, RealAs) {
+    let idp = RealAs::start_with(
+        &[mcp_url.to_string()],
+        "mcp:tools",
+        &[
+            ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
+            ("AS_COOKIE_PREFIX", "idp"),
+            ("AS_FORMS", forms),
+        ],
+    )
+    .await;
+    let callback = format!("{base}/consent/callback");
+    let mut env = vec![
+        ("AS_APP_REDIRECTS", callback.as_str()),
+        ("AS_COOKIE_PREFIX", "provider"),
+        ("AS_USER", "alice-at-provider"),
+        ("AS_FORMS", forms),
+    ];
+    env.extend_from_slice(more_provider);
+    let provider = RealAs::start_with(&[], "repo", &env).await;
+    (idp, provider)
+}
+
 struct Setup {
     /// Where the gateway exports its spans and metrics.
     otlp: crate::support::peers::Receiver,
@@ -39,27 +70,12 @@ impl Setup {
         let port = crate::support::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mcp_url = format!("{base}/mcp");
-        let idp = RealAs::start_with(
-            std::slice::from_ref(&mcp_url),
-            "mcp:tools",
-            &[
-                ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
-                ("AS_COOKIE_PREFIX", "idp"),
-                ("AS_FORMS", forms),
-            ],
-        )
-        .await;
-        let provider = RealAs::start_with(
-            &[],
-            "repo",
-            &[
-                ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
-                ("AS_COOKIE_PREFIX", "provider"),
-                ("AS_REFRESH", "1"),
-                ("AS_ACCESS_TTL", &ttl.to_string()),
-                ("AS_USER", "alice-at-provider"),
-                ("AS_FORMS", forms),
-            ],
+        let ttl = ttl.to_string();
+        let (idp, provider) = identity_peers(
+            &base,
+            &mcp_url,
+            forms,
+            &[("AS_REFRESH", "1"), ("AS_ACCESS_TTL", &ttl)],
         )
         .await;
         let vault_dir = tempdir().join("vault");
@@ -462,25 +478,7 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
     let nginx = Nginx::start(&ports.map(|p| format!("127.0.0.1:{p}"))).await;
     let base = nginx.base.clone();
     let mcp_url = format!("{base}/mcp");
-    let idp = RealAs::start_with(
-        std::slice::from_ref(&mcp_url),
-        "mcp:tools",
-        &[
-            ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
-            ("AS_COOKIE_PREFIX", "idp"),
-        ],
-    )
-    .await;
-    let provider = RealAs::start_with(
-        &[],
-        "repo",
-        &[
-            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
-            ("AS_COOKIE_PREFIX", "provider"),
-            ("AS_USER", "alice-at-provider"),
-        ],
-    )
-    .await;
+    let (idp, provider) = identity_peers(&base, &mcp_url, "0", &[]).await;
     let body = format!(
         "public_url = \"{base}\"\nstate_key_env = \"STATE_KEY\"\n\
          [sandbox]\nmax_instances = 8\ncache_dir = {cache}\n\

@@ -576,6 +576,17 @@ struct Returned {
     error: Option<String>,
 }
 
+impl Returned {
+    /// The authorization code, or (the user declined, or the server failed) the page saying
+    /// `declined`.
+    fn code(&self, declined: &str) -> Result<String, Box<Response>> {
+        match (&self.code, &self.error) {
+            (Some(code), None) => Ok(code.clone()),
+            _ => Err(Box::new(page(StatusCode::FORBIDDEN, declined))),
+        }
+    }
+}
+
 /// Step 2: who signed in must be the ticket's caller; then the provider's consent.
 async fn signed_in(
     State(c): State<Arc<Consent>>,
@@ -596,11 +607,9 @@ async fn signed_in(
             "This sign-in does not belong to a consent under way (it was used already, or expired).",
         );
     };
-    let Some(code) = q.code.filter(|_| q.error.is_none()) else {
-        return page(
-            StatusCode::FORBIDDEN,
-            "The sign-in was not completed; nothing was stored.",
-        );
+    let code = match q.code("The sign-in was not completed; nothing was stored.") {
+        Ok(code) => code,
+        Err(resp) => return *resp,
     };
     let Some(client) = c.sign_in.at(&ticket.issuer) else {
         return page(
@@ -688,11 +697,9 @@ async fn callback(
             "This answer does not belong to a consent under way (it was used already, or expired).",
         );
     };
-    let Some(code) = q.code.filter(|_| q.error.is_none()) else {
-        return page(
-            StatusCode::FORBIDDEN,
-            "The consent was declined; nothing was stored.",
-        );
+    let code = match q.code("The consent was declined; nothing was stored.") {
+        Ok(code) => code,
+        Err(resp) => return *resp,
     };
     let Some(provider) = c.provider(&ticket.tenant, &ticket.service).cloned() else {
         return page(
