@@ -356,6 +356,32 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
             .is_some_and(|i| !i.is_empty())
     );
     let url = elicitation["url"].as_str().unwrap().to_string();
+    // The official TypeScript SDK (1.32.2) on 2025-11-25 gets the same: its
+    // UrlElicitationRequiredError carries the elicitation.
+    let ts = crate::support::run_json_program(
+        &node(),
+        "tests/js/bearer-call.mjs",
+        &[
+            s.mcp_url.as_ref(),
+            token.as_ref(),
+            "probe.fetch".as_ref(),
+            r#"{"service": "github", "path": "/echo"}"#.as_ref(),
+        ],
+        &[("CAPS", r#"{"elicitation": {"url": {}}}"#)],
+    )
+    .await;
+    assert_eq!(
+        (ts["code"].as_i64(), ts["protocol"].as_str()),
+        (Some(-32042), Some("2025-11-25")),
+        "{ts}"
+    );
+    let ts_url = ts["data"]["elicitations"][0]["url"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        ts_url.starts_with(&format!("{}/consent/start?ticket=", s.base)),
+        "{ts}"
+    );
     // A client without URL mode gets the link to show.
     let plain = Client::modern(&s.mcp_url)
         .bearer(&token)
@@ -630,4 +656,30 @@ fn a_missing_or_malformed_vault_key_stops_the_gateway() {
     assert!(!ok && said.contains("must be 32 bytes"), "{said}");
     let (ok, said) = check(Some(&vault_key()));
     assert!(ok, "{said}");
+}
+
+/// #29 AC3 with the official Python SDK (PyPI `mcp` 2.3.0) on 2026-07-28: the gateway's
+/// input round asks a URL elicitation; the SDK hands it to its elicitation callback, where
+/// the user consents, and retries the call by itself: the call succeeds.
+#[tokio::test]
+async fn the_python_sdk_follows_the_url_elicitation_and_its_retry_succeeds() {
+    let s = Setup::start(600, false).await;
+    let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
+    let python = crate::support::root().join("tests/.venv/bin/python");
+    let node = node();
+    let t = crate::support::run_json_program(
+        &python,
+        "tests/py/consent_client.py",
+        &[s.mcp_url.as_ref(), token.as_ref(), node.as_os_str()],
+        &[],
+    )
+    .await;
+    assert_eq!(t["protocol"], "2026-07-28", "{t}");
+    assert_eq!(t["elicitations"][0]["mode"], "url", "{t}");
+    assert_eq!(t["consents"][0]["status"], 200, "{t}");
+    assert!(
+        t["text"].as_str().unwrap().starts_with("status 200: ") && t["is_error"] == false,
+        "{t}"
+    );
+    assert_eq!(s.vault_files().len(), 1);
 }
