@@ -471,6 +471,15 @@ fn build_tenants(
         );
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
+    if let Some(consent) = &consent {
+        // A completed consent is told to the tenant's sessions waiting for it.
+        let by_id = tenants.clone();
+        consent.on_consented(Arc::new(move |key: &vault::GrantKey<'_>| {
+            if let Some(tenant) = by_id.get(key.tenant) {
+                tenant.consented(key.issuer, key.subject, key.service);
+            }
+        }));
+    }
     Ok((tenants, consent))
 }
 

@@ -683,3 +683,25 @@ async fn the_python_sdk_follows_the_url_elicitation_and_its_retry_succeeds() {
     );
     assert_eq!(s.vault_files().len(), 1);
 }
+
+/// #29 on 2025-11-25: once the user has consented, the gateway tells the waiting session
+/// (`notifications/elicitation/complete` with the elicitation's id); the official TypeScript
+/// SDK client hears it and calls again, and the call succeeds.
+#[tokio::test]
+async fn a_2025_session_hears_that_the_consent_completed() {
+    let s = Setup::start(600, false).await;
+    let token = s.idp.user_token(&s.mcp_url, "mcp:tools").await;
+    let t = crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-session-client.mjs",
+        &[s.mcp_url.as_ref(), token.as_ref()],
+        &[],
+    )
+    .await;
+    assert_eq!(t["consent"]["status"], 200, "{t}");
+    assert_eq!(t["completed"], t["elicitationId"], "{t}");
+    assert!(
+        t["text"].as_str().unwrap().starts_with("status 200: "),
+        "{t}"
+    );
+}

@@ -252,6 +252,9 @@ fn browser_of(headers: &http::HeaderMap) -> Option<[u8; 32]> {
         .map(|v| Sha256::digest(v.as_bytes()).into())
 }
 
+/// Told the identity (tenant, issuer, subject, service) of each consent that completed.
+pub type Consented = Arc<dyn Fn(&GrantKey<'_>) + Send + Sync>;
+
 /// The flow for every user-consent service of the gateway.
 pub struct Consent {
     vault: Arc<Vault>,
@@ -265,6 +268,9 @@ pub struct Consent {
     spent: Arc<dyn SpentStates>,
     /// The tenants' issuers' authorization endpoints, as discovered.
     sign_in_endpoints: Mutex<HashMap<String, String>>,
+    /// Told of each consent that completed here (the protocol layer, to tell waiting
+    /// 2025-11-25 clients).
+    listeners: Mutex<Vec<Consented>>,
     http: reqwest::Client,
 }
 
@@ -305,6 +311,7 @@ impl Consent {
             providers,
             spent: spent.unwrap_or_else(|| Arc::new(LocalSpent::default())),
             sign_in_endpoints: Mutex::default(),
+            listeners: Mutex::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
@@ -329,6 +336,11 @@ impl Consent {
             .lock()
             .insert(issuer.to_string(), endpoint.clone());
         Some(endpoint)
+    }
+
+    /// Call `listener` with each consent that completes here.
+    pub fn on_consented(&self, listener: Consented) {
+        self.listeners.lock().push(listener);
     }
 
     /// The vault the flow keeps grants in.
@@ -727,6 +739,10 @@ async fn callback(
         );
     }
     tracing::info!(tenant = %ticket.tenant, service = %ticket.service, "a user consented; their grant is in the vault");
+    let listeners = c.listeners.lock().clone();
+    for listener in listeners {
+        listener(&ticket.key());
+    }
     page(
         StatusCode::OK,
         &format!(

@@ -28,7 +28,7 @@ use crate::config::{ServiceConfig, TenantConfig};
 use crate::net::{always_blocked, internal};
 use crate::sandbox::{BoxFuture, Egress, wit};
 use crate::telemetry::{self, keys};
-pub use consent::{Consent, SpentStates};
+pub use consent::{Consent, Consented, SpentStates};
 pub use credential::CredentialError;
 use credential::{Caller, Strategy};
 pub use oauth_client::{

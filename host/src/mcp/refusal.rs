@@ -169,16 +169,24 @@ pub(super) fn consent(
         ))));
     }
     match ex.era {
-        Era::Session => Err(super::input::RoundError::Rpc(ErrorData::new(
-            rmcp::model::ErrorCode(-32042),
-            message.clone(),
-            Some(json!({"elicitations": [{
-                "mode": "url",
-                "elicitationId": hex::encode(rand::random::<[u8; 16]>()),
-                "url": url,
-                "message": message,
-            }]})),
-        ))),
+        Era::Session => {
+            let elicitation_id = hex::encode(rand::random::<[u8; 16]>());
+            // Told when the consent completes (notifications/elicitation/complete).
+            if let Some(peer) = &ex.session_peer {
+                gw.tenant
+                    .await_consent(&ex.who, service, &elicitation_id, peer.clone());
+            }
+            Err(super::input::RoundError::Rpc(ErrorData::new(
+                rmcp::model::ErrorCode(-32042),
+                message.clone(),
+                Some(json!({"elicitations": [{
+                    "mode": "url",
+                    "elicitationId": elicitation_id,
+                    "url": url,
+                    "message": message,
+                }]})),
+            )))
+        }
         Era::Stateless => {
             let question = Question {
                 key: CONSENT_KEY.into(),

@@ -1,10 +1,13 @@
 //! What every session and request of one tenant shares: its plugins, services, quotas, tasks
 //! and the key that seals its `requestState`.
 //!
-//! Owns: [`TenantContext`] and the re-check of a resource read for notifications. Must not:
-//! hold per-session state (`crate::sessions`) or per-request state (the handlers).
+//! Owns: [`TenantContext`], the re-check of a resource read for notifications, and the
+//! sessions waiting for a consent they were sent a URL elicitation for. Must not: hold
+//! per-session state (`crate::sessions`) or per-request state (the handlers).
 
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::live::SessionTable;
 use super::request_state::StateSealer;
@@ -31,7 +34,32 @@ pub struct TenantContext {
     pub(crate) live: Arc<SessionTable>,
     /// The tenant's MCP Tasks.
     pub tasks: Arc<TaskTable>,
+    /// 2025-11-25 sessions waiting for a consent they were sent a URL elicitation for.
+    pub(crate) consents: Mutex<Vec<WaitingConsent>>,
 }
+
+/// A session told to consent at a URL (its `elicitationId`), until the consent completes.
+pub(crate) struct WaitingConsent {
+    issuer: String,
+    subject: String,
+    service: String,
+    elicitation_id: String,
+    peer: rmcp::service::Peer<rmcp::RoleServer>,
+    since: std::time::Instant,
+}
+
+impl std::fmt::Debug for WaitingConsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitingConsent")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a session waits for a consent's completion to be told.
+const CONSENT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Most sessions waiting at once, per tenant.
+const MAX_WAITING_CONSENTS: usize = 10_000;
 
 impl TenantContext {
     /// A context for `plugins`, sealing `requestState` with `state_key` (random if `None`).
@@ -51,6 +79,58 @@ impl TenantContext {
             quotas,
             live: Arc::default(),
             tasks,
+            consents: Mutex::default(),
+        }
+    }
+
+    /// `peer`'s session was sent URL elicitation `elicitation_id` for `who`'s consent at
+    /// `service`: tell it when that consent completes (2025-11-25).
+    pub(crate) fn await_consent(
+        &self,
+        who: &crate::auth::Principal,
+        service: &str,
+        elicitation_id: &str,
+        peer: rmcp::service::Peer<rmcp::RoleServer>,
+    ) {
+        let (Some(issuer), Some(subject)) = (who.issuer.as_deref(), who.subject.as_deref()) else {
+            return;
+        };
+        let mut waiting = self.consents.lock();
+        waiting.retain(|w| w.since.elapsed() < CONSENT_WAIT && !w.peer.is_transport_closed());
+        if waiting.len() >= MAX_WAITING_CONSENTS {
+            return;
+        }
+        waiting.push(WaitingConsent {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            service: service.into(),
+            elicitation_id: elicitation_id.into(),
+            peer,
+            since: std::time::Instant::now(),
+        });
+    }
+
+    /// The consent of `subject` (at `issuer`) for `service` completed: every session
+    /// waiting for it is told (`notifications/elicitation/complete`).
+    pub fn consented(&self, issuer: &str, subject: &str, service: &str) {
+        let done: Vec<WaitingConsent> = {
+            let mut waiting = self.consents.lock();
+            let (done, rest) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|w| w.issuer == issuer && w.subject == subject && w.service == service);
+            *waiting = rest;
+            done
+        };
+        for w in done {
+            tokio::spawn(async move {
+                let to = super::exchange::ToClient::Peer(w.peer);
+                to.notify(
+                    "portcullis",
+                    "notifications/elicitation/complete",
+                    serde_json::json!({"elicitationId": w.elicitation_id}),
+                )
+                .await;
+            });
         }
     }
 
