@@ -400,6 +400,23 @@ fn state_key(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(Some(key.into_bytes()))
 }
 
+/// The operator revokes one user's grant (`key`) in the vault `config` describes (on Redis
+/// with `[cluster]`): whether there was one. The user's next call asks for consent again.
+pub async fn revoke_grant(config: &Config, key: &vault::GrantKey<'_>) -> anyhow::Result<bool> {
+    let shared = match &config.cluster {
+        // Grants are sealed by the vault's keys; the cluster key authenticates nothing here.
+        Some(section) => Some(
+            cluster::Cluster::connect_only(section, b"")
+                .with_context(|| format!("{}: [cluster]", config.source.display()))?
+                .grants(),
+        ),
+        None => None,
+    };
+    let vault = vault::Vault::from_config(config, shared)?
+        .ok_or_else(|| anyhow::anyhow!("{}: no [vault]", config.source.display()))?;
+    Ok(vault.revoke(key).await?)
+}
+
 /// Every tenant's context: its loaded plugins, downstream services and quotas; and the
 /// user-consent flow their services share, if any uses it.
 #[allow(

@@ -70,6 +70,25 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Revoke one user's grant at a user-consent service (an operator's revocation): the
+    /// user's next call asks them to consent again. Prints `{"revoked": true|false}`.
+    RevokeGrant {
+        /// The configuration file (its `[vault]`, and `[cluster]` if grants are on Redis).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The issuer of the user's tokens, as in `[[auth.issuer]]`.
+        #[arg(long)]
+        issuer: String,
+        /// The user's subject (`sub`) at that issuer.
+        #[arg(long)]
+        subject: String,
+        /// The service's name.
+        #[arg(long)]
+        service: String,
+    },
     /// Run one tool of a plugin in the real sandbox, without a server, and print the MCP
     /// result (JSON) on stdout; the plugin's log lines and its downstream requests go to
     /// stderr. Exits 1 when the result is an error.
@@ -166,6 +185,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
         } => token(&config, &sub, scope, tenant.as_deref()),
         Command::Plugins { config } => plugins(&config).await,
+        Command::RevokeGrant {
+            config,
+            tenant,
+            issuer,
+            subject,
+            service,
+        } => {
+            let config = Config::load(&config)?;
+            let key = portcullis::vault::GrantKey {
+                tenant: &tenant,
+                issuer: &issuer,
+                subject: &subject,
+                service: &service,
+            };
+            let revoked = portcullis::revoke_grant(&config, &key).await?;
+            println!("{}", serde_json::json!({ "revoked": revoked }));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => check(&config).await,
         Command::Call {
             plugin,

@@ -589,6 +589,33 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
     let provider_token = seen[0].as_deref().unwrap().strip_prefix("Bearer ").unwrap();
     let sealed = redis.get(&grants[0]).await;
     assert!(sealed.starts_with("v1.k1.") && !sealed.contains(provider_token));
+    // The operator revokes alice's grant (`portcullis revoke-grant`, on Redis): her next call
+    // asks for consent again.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["revoke-grant", "--config"])
+        .arg(&replicas[0].config)
+        .args([
+            "--tenant",
+            "t",
+            "--issuer",
+            &idp.issuer,
+            "--subject",
+            "alice",
+        ])
+        .args(["--service", "github"])
+        .env("VAULT_KEY", &key)
+        .env("PORTCULLIS_REDIS_URL", &redis_url)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"revoked":true}"#,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(redis.keys("portcullis:grant:*").await.is_empty());
+    assert_eq!(call(None).await["resultType"], "input_required");
     // The callback, replayed by the same browser: refused whichever replica gets it.
     let callback = done["visited"]
         .as_array()

@@ -213,6 +213,26 @@ impl Cluster {
         state_key: &[u8],
         shutdown: &CancellationToken,
     ) -> Result<Self, ClusterError> {
+        let advertised = replicas::advertised_url(config, listen)?;
+        let cluster = Self::connect(config, advertised.clone(), state_key)?;
+        tracing::info!(replica = %cluster.inner.replica, advertised = %advertised, prefix = %config.key_prefix,
+            "joined the cluster (shared state on Redis)");
+        cluster.spawn_announcements(shutdown.clone());
+        Ok(cluster)
+    }
+
+    /// The cluster's shared state, for a one-shot command (an operator's): connected to
+    /// Redis, announcing nothing.
+    pub fn connect_only(config: &ClusterConfig, state_key: &[u8]) -> Result<Self, ClusterError> {
+        let nowhere = reqwest::Url::parse("http://127.0.0.1:9/").expect("a URL");
+        Self::connect(config, nowhere, state_key)
+    }
+
+    fn connect(
+        config: &ClusterConfig,
+        advertised: reqwest::Url,
+        state_key: &[u8],
+    ) -> Result<Self, ClusterError> {
         let url = secret_from_env(&config.redis_url_env)?;
         let client = redis::Client::open(url.as_str())
             .map_err(|_| ClusterError::BadUrl(config.redis_url_env.clone()))?;
@@ -224,7 +244,6 @@ impl Cluster {
             .set_max_delay(Duration::from_secs(2));
         let redis = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(|_| ClusterError::BadUrl(config.redis_url_env.clone()))?;
-        let advertised = replicas::advertised_url(config, listen)?;
         let replica = hex::encode(rand::random::<[u8; 8]>());
         let cluster = Self {
             inner: Arc::new(Inner {
@@ -243,9 +262,6 @@ impl Cluster {
                 held: Default::default(),
             }),
         };
-        tracing::info!(replica = %replica, advertised = %advertised, prefix = %config.key_prefix,
-            "joined the cluster (shared state on Redis)");
-        cluster.spawn_announcements(shutdown.clone());
         Ok(cluster)
     }
 
