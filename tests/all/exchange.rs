@@ -93,16 +93,6 @@ impl Setup {
         r.text()
     }
 }
-
-/// The token the API saw in request `index`, without `Bearer `.
-fn bearer(api: &DownstreamApi, index: usize) -> String {
-    api.authorizations()[index]
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or_else(|| panic!("request {index} carried no bearer token"))
-        .to_string()
-}
-
 #[tokio::test]
 async fn typescript_sdk_user_reaches_the_api_with_a_token_exchanged_at_oidc_provider() {
     let s = Setup::basic(&[], 600).await;
@@ -118,7 +108,7 @@ async fn typescript_sdk_user_reaches_the_api_with_a_token_exchanged_at_oidc_prov
     let text = t["calls"][0]["content"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("status 200: "), "{t}");
     let inbound = t["accessToken"].as_str().unwrap();
-    let exchanged = bearer(&s.api, 0);
+    let exchanged = s.api.bearer(0);
     assert_ne!(
         exchanged, inbound,
         "the inbound token never reaches the API"
@@ -145,8 +135,8 @@ async fn exchanges_are_cached_merged_and_renewed_counted_at_the_authorization_se
         assert!(out.starts_with("status 200: "), "{out}");
     }
     assert_eq!(s.as_.downstream_tokens_issued().await, 1, "merged");
-    let first = bearer(&s.api, 0);
-    assert!((0..6).all(|i| bearer(&s.api, i) == first));
+    let first = s.api.bearer(0);
+    assert!((0..6).all(|i| s.api.bearer(i) == first));
     // Within its lifetime: reused.
     s.fetch(&token, "notes", "/echo").await;
     assert_eq!(s.as_.downstream_tokens_issued().await, 1, "cached");
@@ -154,7 +144,7 @@ async fn exchanges_are_cached_merged_and_renewed_counted_at_the_authorization_se
     tokio::time::sleep(Duration::from_millis(3100)).await;
     s.fetch(&token, "notes", "/echo").await;
     assert_eq!(s.as_.downstream_tokens_issued().await, 2, "renewed");
-    assert_ne!(bearer(&s.api, 7), first);
+    assert_ne!(s.api.bearer(7), first);
     // A different user is a different cache entry (the key includes the subject token).
     let other = s.user_token().await;
     s.fetch(&other, "notes", "/echo").await;
@@ -171,7 +161,7 @@ async fn a_downstream_401_evicts_the_token_and_retries_once() {
         "status 200: accepted"
     );
     assert_eq!(s.as_.downstream_tokens_issued().await, 2);
-    assert_ne!(bearer(&s.api, 0), bearer(&s.api, 1));
+    assert_ne!(s.api.bearer(0), s.api.bearer(1));
     // Refused every time: one retry only, and the plugin sees the 401.
     assert_eq!(
         s.fetch(&token, "notes", "/always-401").await,
@@ -247,7 +237,7 @@ async fn client_credentials_and_private_key_jwt_against_oidc_provider() {
             .await
             .starts_with("status 200: ")
     );
-    let exchanged = jwt_part(&bearer(&s.api, 0), 1);
+    let exchanged = jwt_part(&s.api.bearer(0), 1);
     assert_eq!(
         (exchanged["sub"].as_str(), exchanged["act"]["sub"].as_str()),
         (Some("alice"), Some("gateway-pkjwt"))
@@ -258,7 +248,7 @@ async fn client_credentials_and_private_key_jwt_against_oidc_provider() {
             .await
             .starts_with("status 200: ")
     );
-    let own = jwt_part(&bearer(&s.api, 1), 1);
+    let own = jwt_part(&s.api.bearer(1), 1);
     assert_eq!(own["sub"], "gateway-pkjwt", "{own}");
     assert!(own.get("act").is_none(), "{own}");
     assert_eq!(own["aud"], format!("{}/api", s.api.base));
@@ -315,7 +305,7 @@ async fn nothing_the_plugin_can_observe_contains_the_inbound_or_the_exchanged_to
     assert_eq!(outcomes.len(), expected.len());
     assert_eq!(seen["context"]["subject"], "alice");
     // ...and no piece of either token is anywhere in it.
-    let exchanged = bearer(&s.api, 0);
+    let exchanged = s.api.bearer(0);
     assert_ne!(exchanged, token);
     let text = seen.to_string();
     for t in [&token, &exchanged] {

@@ -37,16 +37,6 @@ fn private_key_jwt(client_id: &str) -> String {
 /// The base64url SHA-256 thumbprint of the test key `b`'s certificate (`openssl x509
 /// -outform DER | openssl dgst -sha256`), which "Entra" has registered for the gateway.
 const CERT_THUMBPRINT: &str = "2CUhhej7izC-hlTo5a2K51LizBGHiVRMVvslXAz6k1s";
-
-/// The bearer token the API received on its `index`th request.
-fn received(api: &DownstreamApi, index: usize) -> String {
-    api.authorizations()[index]
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or_else(|| panic!("request {index} carried no bearer token"))
-        .to_string()
-}
-
 /// The official TypeScript SDK client calling `tool` at `url` with `token`.
 async fn sdk_call(url: &str, token: &str, tool: &str, arguments: Value) -> Value {
     crate::support::run_json_program(
@@ -123,7 +113,7 @@ async fn an_entra_shaped_issuer_reaches_the_api_on_behalf_of_the_user() {
     assert_eq!(out["status"], "ok", "{out}");
     assert!(text(&out).starts_with("status 200: "), "{out}");
     // The API got a token for itself, with alice as its subject.
-    let obo = jwt_part(&received(&api, 0), 1);
+    let obo = jwt_part(&api.bearer(0), 1);
     assert_eq!(
         (
             obo["aud"].as_str(),
@@ -202,7 +192,7 @@ async fn the_jwt_bearer_grant_presents_the_callers_token_at_its_issuer() {
     )
     .await;
     assert!(text(&out).starts_with("status 200: "), "{out}");
-    let issued = jwt_part(&received(&api, 0), 1);
+    let issued = jwt_part(&api.bearer(0), 1);
     assert_eq!(
         (issued["aud"].as_str(), issued["sub"].as_str()),
         (Some(audience.as_str()), Some("alice")),

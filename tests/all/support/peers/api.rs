@@ -210,6 +210,15 @@ impl DownstreamApi {
     pub fn authorizations(&self) -> Vec<Option<String>> {
         self.seen.lock().clone()
     }
+
+    /// The bearer token request `index` under `/api` carried, without `Bearer `.
+    pub fn bearer(&self, index: usize) -> String {
+        self.authorizations()[index]
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_else(|| panic!("request {index} carried no bearer token"))
+            .to_string()
+    }
 }
 
 /// The credential a request carried: its `x-api-key`, else its `Authorization`.
