@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::peers::{DownstreamApi, RealAs};
-use crate::support::{BinaryGateway, Client, node, tempdir, toml_path};
+use crate::support::{BinaryGateway, Client, jwt_part, node, tempdir, toml_path};
 
 /// The vault key the gateway runs with (32 bytes, base64).
 fn vault_key() -> String {
@@ -125,18 +125,7 @@ impl Setup {
     /// `probe.fetch` of the github service as a 2026-07-28 client that takes URL
     /// elicitations, with `inputs` answering an earlier round.
     async fn fetch(&self, token: &str, inputs: Option<(&Value, &str)>) -> Value {
-        let mut params = json!({"name": "probe.fetch",
-            "arguments": {"service": "github", "path": "/echo"},
-            "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}});
-        if let Some((responses, state)) = inputs {
-            params["inputResponses"] = responses.clone();
-            params["requestState"] = state.into();
-        }
-        let r = Client::modern(&self.mcp_url)
-            .bearer(token)
-            .request("tools/call", params)
-            .await;
-        r.result().clone()
+        fetch_github(&self.mcp_url, token, inputs).await
     }
 
     /// The grants kept in the vault's directory, as stored.
@@ -148,6 +137,23 @@ impl Setup {
             })
             .unwrap_or_default()
     }
+}
+
+/// `probe.fetch` of the github service at `mcp_url` as a 2026-07-28 client that takes URL
+/// elicitations, with `inputs` answering an earlier round.
+async fn fetch_github(mcp_url: &str, token: &str, inputs: Option<(&Value, &str)>) -> Value {
+    let mut params = json!({"name": "probe.fetch",
+        "arguments": {"service": "github", "path": "/echo"},
+        "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}});
+    if let Some((responses, state)) = inputs {
+        params["inputResponses"] = responses.clone();
+        params["requestState"] = state.into();
+    }
+    let r = Client::modern(mcp_url)
+        .bearer(token)
+        .request("tools/call", params)
+        .await;
+    r.result().clone()
 }
 
 /// Debian's Chromium through the consent flow at `url`, signing in as `idp_user` at the
@@ -164,38 +170,31 @@ async fn browse(s: &Setup, url: &str, idp_user: &str, provider_user: &str) -> Va
     .await
 }
 
+/// `tests/js/consent-follow.mjs` at `url` with `env` (RECORD, COOKIES, STOP_AT).
+async fn follow_with(url: &str, env: &[(&str, &str)]) -> Value {
+    crate::support::run_json_program(&node(), "tests/js/consent-follow.mjs", &[url.as_ref()], env)
+        .await
+}
+
 /// Follow `url` through the consent flow, in a browser of its own: the last page's status
 /// and message.
 async fn follow(url: &str) -> Value {
-    crate::support::run_json_program(
-        &node(),
-        "tests/js/consent-follow.mjs",
-        &[url.as_ref()],
-        &[("RECORD", "1")],
-    )
-    .await
+    follow_with(url, &[("RECORD", "1")]).await
 }
 
 /// Follow `url` as the browser whose cookies an earlier [`follow`] printed.
 async fn follow_as(url: &str, earlier: &Value) -> Value {
-    crate::support::run_json_program(
-        &node(),
-        "tests/js/consent-follow.mjs",
-        &[url.as_ref()],
-        &[("COOKIES", &earlier["cookies"].to_string())],
-    )
-    .await
+    follow_with(url, &[("COOKIES", &earlier["cookies"].to_string())]).await
 }
 
 /// Follow `url` until the next step would open a URL starting with `prefix`: that URL.
 async fn follow_until(url: &str, prefix: &str) -> String {
-    let out = crate::support::run_json_program(
-        &node(),
-        "tests/js/consent-follow.mjs",
-        &[url.as_ref()],
-        &[("STOP_AT", prefix)],
-    )
-    .await;
+    let out = follow_with(url, &[("STOP_AT", prefix)]).await;
+    stopped(&out)
+}
+
+/// Where a [`follow_with`] with `STOP_AT` stopped.
+fn stopped(out: &Value) -> String {
     out["stopped"]
         .as_str()
         .unwrap_or_else(|| panic!("{out}"))
@@ -731,4 +730,250 @@ async fn a_2025_session_hears_that_the_consent_completed() {
         t["text"].as_str().unwrap().starts_with("status 200: "),
         "{t}"
     );
+}
+
+/// #29 AC4: identity is (tenant, issuer, subject). Two identity providers both name a user
+/// `alice`, and two tenants trust both. Alice at the second issuer consents for herself; the
+/// grant is hers only: Alice at the first issuer is still asked, and so is she at the other
+/// tenant. Her browser opening the first Alice's link is sent to sign in at the first
+/// issuer (which she cannot); presenting her own issuer's sign-in code in that flow instead
+/// is refused, and nothing is stored for anyone.
+#[tokio::test]
+async fn the_same_sub_from_another_issuer_or_tenant_gets_no_grant_of_the_callers() {
+    let port = crate::support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (t_url, u_url) = (format!("{base}/mcp"), format!("{base}/t/u/mcp"));
+    let signed_in = format!("{base}/consent/signed-in");
+    let idp = |prefix: &'static str| {
+        let (resources, signed_in) = ([t_url.clone(), u_url.clone()], signed_in.clone());
+        async move {
+            RealAs::start_with(
+                &resources,
+                "mcp:tools",
+                &[
+                    ("AS_GATEWAY_REDIRECTS", signed_in.as_str()),
+                    ("AS_COOKIE_PREFIX", prefix),
+                ],
+            )
+            .await
+        }
+    };
+    let (idp1, idp2) = (idp("idp1").await, idp("idp2").await);
+    let provider = RealAs::start_with(
+        &[],
+        "repo",
+        &[
+            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
+            ("AS_COOKIE_PREFIX", "provider"),
+        ],
+    )
+    .await;
+    let api = DownstreamApi::start().await;
+    let vault_dir = tempdir().join("vault");
+    let issuer = |iss: &str| {
+        format!(
+            "[[auth.issuer]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\n\
+             [auth.issuer.exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n"
+        )
+    };
+    let tenant = |id: &str, path: &str| {
+        format!(
+            "[[tenant]]\nid = \"{id}\"\npath = \"{path}\"\nplugins = [{probe}]\n\
+             [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
+             [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
+             client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
+             [tenant.plugin.probe]\nservices = [\"github\"]\n",
+            probe = toml_path(&crate::support::plugin("probe")),
+            api = api.base,
+            provider = provider.issuer,
+        )
+    };
+    let body = format!(
+        "[sandbox]\nmax_instances = 8\n\
+         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n{}{}\
+         [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\ndir = {dir}\n{}{}",
+        issuer(&idp1.issuer),
+        issuer(&idp2.issuer),
+        tenant("t", "/mcp"),
+        tenant("u", "/t/u/mcp"),
+        dir = toml_path(&vault_dir),
+    );
+    let key = vault_key();
+    let gw = BinaryGateway::start_on_port(
+        port,
+        &body,
+        &[
+            ("GATEWAY_SECRET", "gateway-secret"),
+            ("PROVIDER_SECRET", "consent-app-secret"),
+            ("VAULT_KEY", &key),
+        ],
+    )
+    .await;
+    let grants = || std::fs::read_dir(&vault_dir).map_or(0, |d| d.count());
+    // Both issuers' users are `alice`.
+    let alice1 = idp1.user_token(&t_url, "mcp:tools").await;
+    let alice2 = idp2.user_token(&t_url, "mcp:tools").await;
+    assert_eq!(
+        jwt_part(&alice1, 1)["sub"],
+        jwt_part(&alice2, 1)["sub"],
+        "the same sub"
+    );
+    let url1 = consent_url(&fetch_github(&t_url, &alice1, None).await);
+    let url2 = consent_url(&fetch_github(&t_url, &alice2, None).await);
+
+    // Alice at issuer 2 starts her own flow and stops with issuer 2's sign-in code in hand;
+    // in the same browser she opens Alice-at-issuer-1's link: it sends her to issuer 1.
+    let query = |url: &str, name: &str| {
+        reqwest::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {url}"))
+    };
+    let own = follow_with(&url2, &[("STOP_AT", &signed_in), ("RECORD", "1")]).await;
+    let own_code = query(&stopped(&own), "code");
+    let theirs = follow_with(
+        &url1,
+        &[
+            ("STOP_AT", &format!("{}/", idp1.issuer)),
+            ("RECORD", "1"),
+            ("COOKIES", &own["cookies"].to_string()),
+        ],
+    )
+    .await;
+    let their_state = query(&stopped(&theirs), "state");
+    // Her issuer's code in their flow: redeemed at issuer 1 (where it means nothing), refused.
+    let spliced = reqwest::Url::parse_with_params(
+        &signed_in,
+        &[("code", own_code.as_str()), ("state", their_state.as_str())],
+    )
+    .unwrap();
+    let refused = follow_as(spliced.as_str(), &theirs).await;
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert_eq!(grants(), 0, "nothing stored, for either Alice");
+
+    // She completes her own consent: one grant, hers.
+    let done = follow(&url2).await;
+    assert_eq!(done["status"], 200, "{done}");
+    assert_eq!(grants(), 1);
+    let accepted = json!({"portcullis/consent": {"action": "accept"}});
+    let retried = |url: &str, token: &str| {
+        let (url, token, accepted) = (url.to_string(), token.to_string(), accepted.clone());
+        async move {
+            let asked = fetch_github(&url, &token, None).await;
+            match asked["requestState"].as_str() {
+                Some(state) => fetch_github(&url, &token, Some((&accepted, state))).await,
+                None => asked,
+            }
+        }
+    };
+    let r = retried(&t_url, &alice2).await;
+    assert!(text(&r).starts_with("status 200: "), "{r}");
+    // The same sub from issuer 1 is someone else: still asked.
+    let r = retried(&t_url, &alice1).await;
+    assert!(r["inputRequests"]["portcullis/consent"].is_object(), "{r}");
+    // The same user at the other tenant: asked there too.
+    let alice2_at_u = idp2.user_token(&u_url, "mcp:tools").await;
+    let r = retried(&u_url, &alice2_at_u).await;
+    assert!(r["inputRequests"]["portcullis/consent"].is_object(), "{r}");
+    // The API saw the provider's token once: for Alice at issuer 2, at tenant t.
+    assert_eq!(api.authorizations().len(), 1);
+    let log = gw.stop().await;
+    assert!(log.contains("signed in as someone other than the caller"));
+}
+
+/// #29 with Entra ID as the tenant's issuer: its `sub` is pairwise (an MCP client's access
+/// token and the gateway's sign-in ID token name the same user differently), `oid` names
+/// the user in both. With `subject_claim = "oid"` the consent completes; without it the
+/// gateway cannot tell the user signed in is the caller, and refuses (fails closed).
+#[tokio::test]
+async fn an_entra_user_consents_named_by_oid_and_a_pairwise_sub_fails_closed() {
+    const GATEWAY_APP: &str = "6f1d2b3c-4a5e-4f60-8172-93a4b5c6d7e8";
+    // Both gateways (one after the other) on one address: Entra's redirect URIs are one host.
+    let port = crate::support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let jwks = crate::support::root().join("tests/fixtures/test-issuer-b.jwk.json");
+    let entra = RealAs::start_with(
+        &[],
+        "mcp:tools",
+        &[
+            ("AS_SHAPE", "entra"),
+            ("AS_ENTRA_APP", GATEWAY_APP),
+            ("AS_GATEWAY_JWKS", jwks.to_str().unwrap()),
+            ("AS_GATEWAY_REDIRECTS", &format!("{base}/consent/signed-in")),
+            ("AS_COOKIE_PREFIX", "entra"),
+        ],
+    )
+    .await;
+    let provider = RealAs::start_with(
+        &[],
+        "repo",
+        &[
+            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
+            ("AS_COOKIE_PREFIX", "provider"),
+        ],
+    )
+    .await;
+    let api = DownstreamApi::start().await;
+    let key = vault_key();
+    let token = entra.user_token("", "mcp:tools").await;
+    let claims = jwt_part(&token, 1);
+    for subject_claim in ["subject_claim = \"oid\"\n", ""] {
+        let body = format!(
+            "[sandbox]\nmax_instances = 8\n\
+             [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+             [[auth.issuer]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\n{subject_claim}\
+             [auth.issuer.exchange]\nclient_id = \"{GATEWAY_APP}\"\nauth_method = \"private_key_jwt\"\n\
+             private_key_file = {pem}\n\
+             [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\ndir = {dir}\n\
+             [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+             audiences = {{ \"{iss}\" = [\"{GATEWAY_APP}\"] }}\n\
+             [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
+             [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
+             client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
+             [tenant.plugin.probe]\nservices = [\"github\"]\n",
+            iss = entra.issuer,
+            pem = toml_path(&crate::support::root().join("tests/fixtures/test-issuer-b.pem")),
+            dir = toml_path(&tempdir().join("vault")),
+            probe = toml_path(&crate::support::plugin("probe")),
+            api = api.base,
+            provider = provider.issuer,
+        );
+        let gw = BinaryGateway::start_on_port(
+            port,
+            &body,
+            &[
+                ("PROVIDER_SECRET", "consent-app-secret"),
+                ("VAULT_KEY", &key),
+            ],
+        )
+        .await;
+        let mcp_url = format!("{}/mcp", gw.base);
+        let asked = fetch_github(&mcp_url, &token, None).await;
+        let done = follow(&consent_url(&asked)).await;
+        let log = if subject_claim.is_empty() {
+            // The caller is the token's pairwise `sub`, which the sign-in's ID token does not
+            // carry: refused, nothing stored.
+            assert_eq!(done["status"], 403, "{done}");
+            let again = fetch_github(&mcp_url, &token, None).await;
+            assert!(
+                again["inputRequests"]["portcullis/consent"].is_object(),
+                "{again}"
+            );
+            gw.stop().await
+        } else {
+            assert_eq!(done["status"], 200, "{done}");
+            let accepted = json!({"portcullis/consent": {"action": "accept"}});
+            let state = asked["requestState"].as_str().unwrap();
+            let r = fetch_github(&mcp_url, &token, Some((&accepted, state))).await;
+            assert!(text(&r).starts_with("status 200: "), "{r}");
+            let log = gw.stop().await;
+            // The grant is the user's by `oid`: the operator names it so.
+            assert!(!log.contains(claims["sub"].as_str().unwrap()), "{log}");
+            log
+        };
+        assert!(!log.contains(&token));
+    }
+    assert_eq!(api.authorizations().len(), 1, "one consent completed");
 }

@@ -14,11 +14,11 @@ const GATEWAY_APP: &str = "6f1d2b3c-4a5e-4f60-8172-93a4b5c6d7e8";
 const NOTES_APP: &str = "0b9c8d7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e";
 const NOTES_URI: &str = "api://notes-api";
 
-/// `[[auth.issuer]]` for `issuer` with the gateway's OAuth client there (`client`: the keys
-/// of `[auth.issuer.exchange]`).
-fn issuer_with_client(issuer: &str, client: &str) -> String {
+/// `[[auth.issuer]]` for `issuer` (`more`: more of its keys) with the gateway's OAuth client
+/// there (`client`: the keys of `[auth.issuer.exchange]`).
+fn issuer_with_client(issuer: &str, more: &str, client: &str) -> String {
     format!(
-        "[[auth.issuer]]\nissuer = \"{issuer}\"\nalgorithms = [\"RS256\"]\n\
+        "[[auth.issuer]]\nissuer = \"{issuer}\"\nalgorithms = [\"RS256\"]\n{more}\
          [auth.issuer.exchange]\n{client}\n"
     )
 }
@@ -85,16 +85,21 @@ async fn an_entra_shaped_issuer_reaches_the_api_on_behalf_of_the_user() {
     let body = format!(
         "[sandbox]\nmax_instances = 8\n\
          [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n{issuer}\
-         [[tenant]]\nid = \"a\"\npath = \"/mcp\"\nplugins = [{probe}]\n\
+         [[tenant]]\nid = \"a\"\npath = \"/mcp\"\nplugins = [{probe}, {hello}]\n\
          audiences = {{ \"{iss}\" = [\"{GATEWAY_APP}\"] }}\n\
          [[tenant.service]]\nname = \"notes\"\nbase_url = \"{api}/api\"\ncredential = \"on-behalf-of\"\n\
          scopes = [\"{NOTES_URI}/.default\"]\n\
          [tenant.plugin.probe]\nservices = [\"notes\"]\n\
          [[tenant]]\nid = \"b\"\npath = \"/t/b/mcp\"\nplugins = [{probe}]\n",
-        issuer = issuer_with_client(&entra.issuer, &private_key_jwt(GATEWAY_APP)),
+        issuer = issuer_with_client(
+            &entra.issuer,
+            "subject_claim = \"oid\"\n",
+            &private_key_jwt(GATEWAY_APP)
+        ),
         iss = entra.issuer,
         api = api.base,
         probe = toml_path(&crate::support::plugin("probe")),
+        hello = toml_path(&crate::support::plugin("hello")),
     );
     let gw = BinaryGateway::start(&body, &[]).await;
     // Alice signs in at "Entra" (no resource parameter, as Entra requires).
@@ -115,15 +120,22 @@ async fn an_entra_shaped_issuer_reaches_the_api_on_behalf_of_the_user() {
     // The API got a token for itself, with alice as its subject.
     let obo = jwt_part(&api.bearer(0), 1);
     assert_eq!(
-        (
-            obo["aud"].as_str(),
-            obo["sub"].as_str(),
-            obo["ver"].as_str()
-        ),
-        (Some(NOTES_APP), Some("alice"), Some("2.0")),
+        (obo["aud"].as_str(), obo["ver"].as_str()),
+        (Some(NOTES_APP), Some("2.0")),
         "{obo}"
     );
     assert_eq!(obo["oid"], claims["oid"], "the same user");
+    assert_ne!(obo["sub"], claims["sub"], "Entra's sub is pairwise per app");
+    // The gateway names the user by `oid` (`subject_claim`), the same in every app's token.
+    let who = sdk_call(
+        &format!("{}/mcp", gw.base),
+        &token,
+        "hello.whoami",
+        json!({}),
+    )
+    .await;
+    let who: Value = serde_json::from_str(&text(&who)).unwrap_or_else(|_| panic!("{who}"));
+    assert_eq!(who["subject"], claims["oid"], "{who}");
     // What reached "Entra": one on-behalf-of request, by the gateway's signed assertion,
     // carrying alice's token as the assertion, the API named by its scope alone.
     let requests = entra.requests().await;
@@ -177,6 +189,7 @@ async fn the_jwt_bearer_grant_presents_the_callers_token_at_its_issuer() {
          [tenant.plugin.probe]\nservices = [\"notes\"]\n",
         issuer = issuer_with_client(
             &as_.issuer,
+            "",
             "client_id = \"gateway\"\nauth_method = \"client_secret_post\"\nclient_secret_env = \"GATEWAY_SECRET\""
         ),
         probe = toml_path(&crate::support::plugin("probe")),
@@ -247,6 +260,7 @@ async fn an_sts_asking_for_the_user_becomes_a_sign_in_the_sdk_client_completes()
          [tenant.plugin.probe]\nservices = [\"notes\"]\n",
         issuer = issuer_with_client(
             &as_.issuer,
+            "",
             "client_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\""
         ),
         probe = toml_path(&crate::support::plugin("probe")),

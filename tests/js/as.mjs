@@ -40,7 +40,8 @@
 //
 // With AS_SHAPE=entra the AS follows Entra's documented behaviour instead: users' access
 // tokens carry `aud` = AS_ENTRA_APP (a GUID, not the resource URL), `scp` instead of
-// `scope`, `azp`, `ver` "2.0", `tid` and `oid`, and no `resource` is accepted (AADSTS901002);
+// `scope`, `azp`, `ver` "2.0", `tid` and `oid`, a pairwise `sub` (per app, and different in ID
+// tokens, which carry `oid` with the `profile` scope), and no `resource` is accepted (AADSTS901002);
 // the on-behalf-of request is the jwt-bearer grant with `requested_token_use=on_behalf_of`,
 // made by the client the assertion was issued to (`aud` = its client id, else AADSTS500131),
 // its target named only by `scope` = `<application id URI>/.default`; the gateway's client
@@ -82,9 +83,16 @@ let appRevoked = false;
 // interactively again; tokens issued from then on satisfy it.
 let stepUpPending = false;
 let mfaAt = Infinity;
+// Entra's user ids: `oid`, one per user in the directory, and `sub`, pairwise: different for
+// each app a token is issued to, and between a user's access tokens and ID tokens.
+const oidOf = (account) => createHash('sha256').update(String(account)).digest('hex').slice(0, 32);
+const pairwise = (account, app) => createHash('sha256').update(`${ENTRA_TENANT}|${app}|${account}`).digest('base64url').slice(0, 43);
+const accountsByOid = new Map();
+// The account a verified access token issued here names.
+const accountOf = (payload) => (entra ? accountsByOid.get(payload.oid) : payload.sub);
 // Whether a grant presenting `subject` (a verified access token) must ask for the user.
 function needsStepUp(subject) {
-  if (!stepUpUser || subject.sub !== stepUpUser || subject.iat >= Math.floor(mfaAt / 1000)) return false;
+  if (!stepUpUser || accountOf(subject) !== stepUpUser || subject.iat >= Math.floor(mfaAt / 1000)) return false;
   stepUpPending = true;
   return true;
 }
@@ -115,9 +123,11 @@ const provider = new Provider(issuer, {
     {
       // The gateway's Entra application: its client id is the GUID in users' tokens.
       client_id: entraApp,
-      response_types: [],
-      redirect_uris: [],
-      grant_types: [JWT_BEARER],
+      // With AS_GATEWAY_REDIRECTS it also signs users in (the consent flow's sign-in).
+      response_types: gatewayRedirects.length ? ['code'] : [],
+      redirect_uris: gatewayRedirects,
+      grant_types: [JWT_BEARER, ...(gatewayRedirects.length ? ['authorization_code'] : [])],
+      subject_type: 'pairwise',
       token_endpoint_auth_method: 'private_key_jwt',
       jwks: ((k) => (k.keys ? k : { keys: [k] }))(JSON.parse(readFileSync(process.env.AS_GATEWAY_JWKS, 'utf8'))),
     },
@@ -184,7 +194,12 @@ const provider = new Provider(issuer, {
         p.azp = p.client_id;
         delete p.scope;
         delete p.client_id;
-        Object.assign(p, { ver: '2.0', tid: ENTRA_TENANT, oid: createHash('sha256').update(String(p.sub)).digest('hex').slice(0, 32) });
+        const account = token.accountId;
+        if (account !== undefined) {
+          accountsByOid.set(oidOf(account), account);
+          Object.assign(p, { oid: oidOf(account), sub: pairwise(account, `access:${p.azp}`) });
+        }
+        Object.assign(p, { ver: '2.0', tid: ENTRA_TENANT });
         jwt.header = { typ: 'JWT' };
       } : undefined,
     },
@@ -231,7 +246,13 @@ const provider = new Provider(issuer, {
       if (key === 'scope') delete metadata.scope;
     },
   },
-  findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub, ...(entra ? { oid: oidOf(sub) } : {}) }) }),
+  // Entra: `oid` is in ID tokens with the `profile` scope; their `sub` is pairwise per app.
+  ...(entra ? {
+    claims: { openid: ['sub'], profile: ['oid'] },
+    subjectTypes: ['public', 'pairwise'],
+    pairwiseIdentifier: async (ctx, accountId, client) => pairwise(accountId, `id:${client.clientId}`),
+  } : {}),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   loadExistingGrant: async (ctx) => {
     const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
@@ -258,7 +279,7 @@ async function issueFor(ctx, presented, gty, extra) {
   const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
   const requested = params.scope ? params.scope.split(' ') : [...held];
   if (requested.some((s) => !held.has(s))) throw new errors.InvalidScope('a grant may only narrow the presented token\'s scopes', params.scope);
-  const token = new provider.AccessToken({ accountId: subject.sub, client, gty, scope: requested.join(' '), extra });
+  const token = new provider.AccessToken({ accountId: accountOf(subject), client, gty, scope: requested.join(' '), extra });
   token.resourceServer = new provider.ResourceServer(target, downstreamServer(target, requested.join(' ')));
   return { value: await token.save(), token };
 }
@@ -330,7 +351,7 @@ async function onBehalfOf(ctx) {
     return entraError(ctx, 400, 'interaction_required', 50079, 'Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication.', { suberror: 'basic_action', claims });
   }
   const granted = scope.map((s) => s.slice(s.lastIndexOf('/') + 1)).filter((s) => s !== '.default').join(' ') || 'user_impersonation';
-  const token = new provider.AccessToken({ accountId: subject.sub, client, gty: 'on_behalf_of', scope: granted });
+  const token = new provider.AccessToken({ accountId: accountOf(subject), client, gty: 'on_behalf_of', scope: granted });
   token.resourceServer = new provider.ResourceServer(apis[0], { audience: entraApis[apis[0]], scope: granted, accessTokenTTL: exchangeTtl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } });
   const value = await token.save();
   ctx.body = { token_type: 'Bearer', scope: granted, expires_in: token.expiration, ext_expires_in: token.expiration, access_token: value };

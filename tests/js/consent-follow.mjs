@@ -6,16 +6,18 @@
 // (COOKIES set to those continues as the same browser).
 //
 // With STOP_AT=<prefix> it stops before opening the first URL starting with it, and prints
-// {"stopped": <that URL>} (to hand the rest of a flow to another browser).
+// {"stopped": <that URL>} (to hand the rest of a flow to another browser), with RECORD=1
+// also the cookies.
 //
 // usage: node consent-follow.mjs <url>
 // COOKIES (the `cookies` an earlier run printed) continues as that browser.
+const cookiesByOrigin = () => Object.fromEntries([...jar.entries()].map(([o, c]) => [o, Object.fromEntries(c)]));
 const jar = new Map(Object.entries(JSON.parse(process.env.COOKIES ?? '{}')).map(([o, c]) => [o, new Map(Object.entries(c))]));
 const visited = [];
 let url = process.argv[2];
 for (let i = 0; i < 30; i++) {
   if (process.env.STOP_AT && url.startsWith(process.env.STOP_AT)) {
-    console.log(JSON.stringify({ stopped: url }));
+    console.log(JSON.stringify({ stopped: url, ...(process.env.RECORD ? { cookies: cookiesByOrigin() } : {}) }));
     process.exit(0);
   }
   visited.push(url);
@@ -36,8 +38,7 @@ for (let i = 0; i < 30; i++) {
   }
   const body = await res.text();
   const message = body.match(/<p id="message">([\s\S]*?)<\/p>/)?.[1] ?? body.slice(0, 500);
-  const all = Object.fromEntries([...jar.entries()].map(([o, c]) => [o, Object.fromEntries(c)]));
-  console.log(JSON.stringify({ status: res.status, url, message, ...(process.env.RECORD ? { visited, cookies: all } : {}) }));
+  console.log(JSON.stringify({ status: res.status, url, message, ...(process.env.RECORD ? { visited, cookies: cookiesByOrigin() } : {}) }));
   process.exit(0);
 }
 throw new Error('too many redirects');

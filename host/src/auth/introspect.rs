@@ -186,8 +186,14 @@ impl Introspector {
         if expires <= now {
             return Err(Refused("the token has expired".into()));
         }
+        let claims = body.as_object().cloned().unwrap_or_default();
+        let subject = self
+            .issuer
+            .subject_of(&claims)
+            .map_err(|claim| Refused(format!("the token has no {claim} claim")))?;
         Ok(Verified {
-            claims: body.as_object().cloned().unwrap_or_default(),
+            claims,
+            subject,
             // Trusted until it expires or the cache window closes, whichever is first: a
             // revoked token stops working within the window.
             expires: expires.min(trusted_until),
@@ -360,6 +366,10 @@ mod tests {
     use super::*;
 
     fn introspector() -> Introspector {
+        introspector_naming_users_by("sub")
+    }
+
+    fn introspector_naming_users_by(subject_claim: &str) -> Introspector {
         let issuer = Arc::new(Issuer::new(
             &crate::config::IssuerConfig {
                 issuer: "https://as.example".into(),
@@ -367,6 +377,7 @@ mod tests {
                 jwks_uri: None,
                 introspection: None,
                 exchange: None,
+                subject_claim: subject_claim.into(),
             },
             Duration::from_secs(30),
             reqwest::Client::new(),
@@ -408,6 +419,48 @@ mod tests {
         let mut other_iss = good;
         other_iss["iss"] = "https://evil.example".into();
         assert!(refused(other_iss).contains("issuer"));
+    }
+
+    /// An issuer whose users are named by `oid` (Entra ID): the caller is the `oid`, never
+    /// the pairwise `sub`; a token without `oid` is refused, not taken as no one's (which
+    /// would fall back to its client, and share one identity among all its users).
+    #[test]
+    fn a_configured_subject_claim_names_the_caller_and_is_required() {
+        let i = introspector_naming_users_by("oid");
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = serde_json::json!({"active": true, "iss": "https://as.example",
+            "aud": "https://gw/mcp", "exp": now + 3600, "sub": "pairwise-for-this-client",
+            "oid": "00000000-0000-0000-0000-0000000000a1", "azp": "client-a"});
+        let v = i.judge(&token, &["https://gw/mcp"]).unwrap();
+        assert_eq!(
+            v.subject.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000a1")
+        );
+        let mut no_oid = token;
+        no_oid.as_object_mut().unwrap().remove("oid");
+        match i.judge(&no_oid, &["https://gw/mcp"]) {
+            Err(IntrospectError::Refused(why)) => assert!(why.contains("no oid claim"), "{why}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|v| v.subject)),
+        }
+        // With the default, a token without `sub` names no user (a client's own token).
+        let mut client_only = serde_json::json!({"active": true, "iss": "https://as.example",
+            "aud": "https://gw/mcp", "exp": now + 3600, "client_id": "svc"});
+        assert_eq!(
+            introspector()
+                .judge(&client_only, &["https://gw/mcp"])
+                .unwrap()
+                .subject,
+            None
+        );
+        client_only["sub"] = "alice".into();
+        assert_eq!(
+            introspector()
+                .judge(&client_only, &["https://gw/mcp"])
+                .unwrap()
+                .subject
+                .as_deref(),
+            Some("alice")
+        );
     }
 
     #[test]

@@ -100,6 +100,8 @@ impl From<jsonwebtoken::errors::Error> for JwtError {
 /// One trusted issuer and its current keys.
 pub(crate) struct Issuer {
     pub(crate) issuer: String,
+    /// The claim naming the user (`sub` unless configured).
+    subject_claim: String,
     algorithms: Vec<Algorithm>,
     configured_jwks: Option<String>,
     jwks_uri: ArcSwapOption<String>,
@@ -129,6 +131,7 @@ impl Issuer {
             .collect();
         Self {
             issuer: config.issuer.clone(),
+            subject_claim: config.subject_claim.clone(),
             algorithms,
             configured_jwks: config.jwks_uri.clone(),
             jwks_uri: ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new)),
@@ -137,6 +140,17 @@ impl Issuer {
             last_fetch: tokio::sync::Mutex::new(None),
             min_refresh,
             http,
+        }
+    }
+
+    /// The user `claims` name by this issuer's subject claim; `Err` (the claim's name) when
+    /// a configured claim other than `sub` is missing: such a token is refused rather than
+    /// taken as no one's (or as its client's).
+    pub(crate) fn subject_of(&self, claims: &Map<String, Value>) -> Result<Option<String>, String> {
+        match claims.get(&self.subject_claim).and_then(Value::as_str) {
+            Some(s) => Ok(Some(s.to_string())),
+            None if self.subject_claim == "sub" => Ok(None),
+            None => Err(self.subject_claim.clone()),
         }
     }
 
@@ -261,6 +275,8 @@ pub(crate) struct Verified {
     pub(crate) expires: u64,
     /// The issuer that vouched for the token.
     pub(crate) issuer: Arc<str>,
+    /// The user it names, by the issuer's subject claim.
+    pub(crate) subject: Option<String>,
 }
 
 /// What one tenant accepts as a token's `aud`: its resource URL, and per issuer the
@@ -350,10 +366,14 @@ pub(crate) async fn validate(
         .get("exp")
         .and_then(Value::as_u64)
         .unwrap_or(now);
+    let subject = issuer
+        .subject_of(&data.claims)
+        .map_err(JwtError::MissingClaim)?;
     Ok(Verified {
         claims: data.claims,
         expires,
         issuer: Arc::from(issuer.issuer.as_str()),
+        subject,
     })
 }
 

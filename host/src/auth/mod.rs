@@ -563,7 +563,10 @@ impl ResourceServer {
             _ => Vec::new(),
         };
         let granted = granted.into_iter().filter(|s| s != ALL_SCOPES);
-        let (subject, client_id) = (text("sub"), text("client_id").or_else(|| text("azp")));
+        let (subject, client_id) = (
+            verified.subject.clone(),
+            text("client_id").or_else(|| text("azp")),
+        );
         if subject.is_none() && client_id.is_none() {
             // Such callers would all be one: sharing sessions' caps, buckets and bindings.
             return Err(Denial::InvalidToken(

@@ -105,6 +105,17 @@ pub struct IssuerConfig {
     /// issuer issued, and client-credentials tokens for services that name it. The same
     /// keys as `[exchange]`, without `issuer`.
     pub exchange: Option<ExchangeConfig>,
+    /// The claim naming the user in this issuer's tokens: the caller's subject everywhere in
+    /// the gateway (sessions, tasks, quotas, vault grants) and what the consent flow's
+    /// sign-in must match. Default `sub`. Entra ID: `oid` (its `sub` is pairwise: it differs
+    /// between the user's MCP clients, and between an access token and an ID token). A
+    /// token without this claim is refused.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+}
+
+fn default_subject_claim() -> String {
+    "sub".into()
 }
 
 /// `[auth.issuer.introspection]`: the gateway's own client credentials for introspection.

@@ -227,6 +227,7 @@ impl Config {
                 jwks_uri: None,
                 introspection: None,
                 exchange: None,
+                subject_claim: "sub".into(),
             }]
         } else {
             self.auth.issuers.clone()
@@ -527,6 +528,15 @@ mod tests {
             parse(&format!("{base}{hs}{tenant}")).unwrap_err().key,
             "auth.issuer[0].algorithms"
         );
+        // A claim that names a client or the audience would make every caller one user.
+        for claim in ["azp", "aud", ""] {
+            let by = format!("{issuer}subject_claim = \"{claim}\"\n");
+            assert_eq!(
+                parse(&format!("{base}{by}{tenant}")).unwrap_err().key,
+                "auth.issuer[0].subject_claim"
+            );
+        }
+        assert!(parse(&format!("{base}{issuer}subject_claim = \"oid\"\n{tenant}")).is_ok());
         let offline = format!("{base}scopes_supported = [\"offline_access\"]\n{issuer}{tenant}");
         assert_eq!(parse(&offline).unwrap_err().key, "auth.scopes_supported");
         let rule = format!(

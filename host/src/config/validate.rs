@@ -717,6 +717,33 @@ impl Config {
                 ),
             ));
         }
+        // Claims that name a token, a client or a time, not a user: every caller would share
+        // one subject (their sessions, grants and quotas).
+        const NOT_A_USER: &[&str] = &[
+            "iss",
+            "aud",
+            "exp",
+            "nbf",
+            "iat",
+            "jti",
+            "scope",
+            "scp",
+            "client_id",
+            "azp",
+            "tid",
+            "ver",
+            "cnf",
+            "act",
+        ];
+        if iss.subject_claim.trim().is_empty() || NOT_A_USER.contains(&iss.subject_claim.as_str()) {
+            return Err(self.error(
+                format!("auth.issuer[{i}].subject_claim"),
+                format!(
+                    "`{}` does not name a user; use `sub` (the default) or a claim unique per user at this issuer, such as Entra ID's `oid`",
+                    iss.subject_claim
+                ),
+            ));
+        }
         if let Some(x) = &iss.exchange {
             self.check_exchange(&format!("auth.issuer[{i}].exchange"), x)?;
             if x.issuer.is_some() {

@@ -9,7 +9,8 @@
 //!    the URL was minted for: they sign in at the tenant's issuer (authorization code + PKCE,
 //!    as the gateway's client there, `redirect_uri` = `/consent/signed-in`).
 //! 2. `GET /consent/signed-in` — the issuer's ID token (from its token endpoint) must name the
-//!    ticket's issuer and subject, for this client and this flow's nonce; anyone else gets
+//!    ticket's issuer and subject (by the issuer's `subject_claim`: Entra ID's ID and access
+//!    tokens carry different `sub`s, one `oid`), for this client and this flow's nonce; anyone else gets
 //!    nothing, and nothing is stored. Then the provider's authorization code + PKCE flow.
 //! 3. `GET /consent/callback` — the provider's code becomes the grant, sealed in the vault
 //!    under the ticket's identity.
@@ -266,6 +267,8 @@ pub struct Consent {
     providers: HashMap<(String, String), Arc<Provider>>,
     /// Which flow steps were used (on every replica, with `[cluster]`).
     spent: Arc<dyn SpentStates>,
+    /// Each issuer's claim naming the user (`[[auth.issuer]] subject_claim`), when not `sub`.
+    subject_claims: HashMap<String, String>,
     /// The tenants' issuers' authorization endpoints, as discovered.
     sign_in_endpoints: Mutex<HashMap<String, String>>,
     /// Told of each consent that completed here (the protocol layer, to tell waiting
@@ -310,6 +313,12 @@ impl Consent {
             sign_in,
             providers,
             spent: spent.unwrap_or_else(|| Arc::new(LocalSpent::default())),
+            subject_claims: config
+                .trusted_issuers()
+                .into_iter()
+                .filter(|i| i.subject_claim != "sub")
+                .map(|i| (i.issuer, i.subject_claim))
+                .collect(),
             sign_in_endpoints: Mutex::default(),
             listeners: Mutex::default(),
             http: reqwest::Client::builder()
@@ -317,6 +326,13 @@ impl Consent {
                 .timeout(Duration::from_secs(10))
                 .build()?,
         })))
+    }
+
+    /// The claim naming the user at `issuer`: in its ID tokens as in its access tokens.
+    fn subject_claim(&self, issuer: &str) -> &str {
+        self.subject_claims
+            .get(issuer)
+            .map_or("sub", String::as_str)
     }
 
     /// Where users sign in at `issuer` (its metadata's `authorization_endpoint`, read once
@@ -569,7 +585,12 @@ async fn start(State(c): State<Arc<Consent>>, Query(q): Query<StartQuery>) -> Re
     let step = Step::SignIn {
         nonce: nonce.clone(),
     };
-    let extra = [("scope", "openid"), ("nonce", nonce.as_str())];
+    // A claim other than `sub` is in ID tokens with the `profile` scope (Entra ID's `oid`).
+    let scope = match c.subject_claim(&ticket.issuer) {
+        "sub" => "openid",
+        _ => "openid profile",
+    };
+    let extra = [("scope", scope), ("nonce", nonce.as_str())];
     c.send_to_authorize(
         ticket,
         step,
@@ -636,9 +657,10 @@ async fn signed_in(
         .and_then(|t| id_token_claims(&t));
     // The ID token came from the issuer's own token endpoint, over the connection the gateway
     // opened (OIDC Core 3.1.3.7): its claims are the issuer's word.
+    let subject_claim = c.subject_claim(&ticket.issuer);
     let same_user = claims.as_ref().is_some_and(|claims| {
         claims["iss"] == ticket.issuer.as_str()
-            && claims["sub"] == ticket.subject.as_str()
+            && claims[subject_claim] == ticket.subject.as_str()
             && claims["nonce"] == nonce.as_str()
             && match &claims["aud"] {
                 serde_json::Value::String(a) => a == client.client_id(),
