@@ -169,7 +169,7 @@ impl Portcullis {
             }
             _ => None,
         };
-        let (tenants, consent) = build_tenants(&config, &loaded, cluster.as_ref())?;
+        let (tenants, consent) = build_tenants(&config, &loaded, cluster.as_ref(), &shutdown)?;
         if let Some(cluster) = &cluster {
             let plugins: Vec<_> = loaded.values().cloned().collect();
             cluster.relay_changes(&plugins, &shutdown);
@@ -427,6 +427,7 @@ fn build_tenants(
     config: &Config,
     loaded: &BTreeMap<String, Arc<TenantPlugins>>,
     cluster: Option<&cluster::Cluster>,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<(
     BTreeMap<String, Arc<TenantContext>>,
     Option<Arc<downstream::Consent>>,
@@ -489,13 +490,18 @@ fn build_tenants(
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
     if let Some(consent) = &consent {
-        // A completed consent is told to the tenant's sessions waiting for it.
+        // A completed consent is told to the tenant's sessions waiting for it, here and (with
+        // replicas) on every other replica.
         let by_id = tenants.clone();
-        consent.on_consented(Arc::new(move |key: &vault::GrantKey<'_>| {
+        let here: cluster::ConsentListener = Arc::new(move |key: &vault::GrantKey<'_>| {
             if let Some(tenant) = by_id.get(key.tenant) {
                 tenant.consented(key.issuer, key.subject, key.service);
             }
-        }));
+        });
+        consent.on_consented(here.clone());
+        if let Some(cluster) = cluster {
+            consent.on_consented(cluster.relay_consents(consent.vault().clone(), here, shutdown));
+        }
     }
     Ok((tenants, consent))
 }

@@ -489,6 +489,63 @@ async fn nobody_but_the_caller_completes_the_callers_consent() {
     assert!(log.contains("from another browser than the one that started it"));
 }
 
+/// Two gateway replicas on one Redis, on `ports`, with `base` as their public URL, and one
+/// user-consent service `github` (the vault key `key`).
+struct Replicas {
+    gateways: Vec<BinaryGateway>,
+}
+
+impl Replicas {
+    async fn start(
+        ports: &[u16],
+        base: &str,
+        idp: &RealAs,
+        provider: &RealAs,
+        api: &DownstreamApi,
+        key: &str,
+        redis_url: &str,
+    ) -> Self {
+        let body = format!(
+            "public_url = \"{base}\"\nstate_key_env = \"STATE_KEY\"\n\
+             [sandbox]\nmax_instances = 8\ncache_dir = {cache}\n\
+             [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
+             [[auth.issuer]]\nissuer = \"{idp}\"\nalgorithms = [\"RS256\"]\n\
+             [auth.issuer.exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
+             [cluster]\nreplica_ttl_ms = 1500\n\
+             [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\n\
+             [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
+             [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
+             [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
+             client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
+             [tenant.plugin.probe]\nservices = [\"github\"]\n",
+            cache = toml_path(&crate::support::root().join("target/test-artifact-cache")),
+            idp = idp.issuer,
+            provider = provider.issuer,
+            api = api.base,
+            probe = toml_path(&crate::support::plugin("probe")),
+        );
+        let env = [
+            ("GATEWAY_SECRET", "gateway-secret"),
+            ("PROVIDER_SECRET", "consent-app-secret"),
+            ("VAULT_KEY", key),
+            (
+                "STATE_KEY",
+                "a state key of at least thirty-two bytes, shared",
+            ),
+            ("PORTCULLIS_REDIS_URL", redis_url),
+            (
+                "PORTCULLIS_TOKEN_CACHE_KEY",
+                "a token cache key of at least thirty-two bytes",
+            ),
+        ];
+        let mut gateways = Vec::new();
+        for port in ports {
+            gateways.push(BinaryGateway::start_on_port(*port, &body, &env).await);
+        }
+        Self { gateways }
+    }
+}
+
 /// #29 with replicas: two gateways on one Redis behind nginx round robin (no stickiness).
 /// Before, a flow's steps lived in the memory of the replica that started them, so a step
 /// that landed on the other replica was refused. Now each step travels sealed in its state
@@ -504,45 +561,9 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
     let base = nginx.base.clone();
     let mcp_url = format!("{base}/mcp");
     let (idp, provider) = identity_peers(&base, &mcp_url, "0", &[]).await;
-    let body = format!(
-        "public_url = \"{base}\"\nstate_key_env = \"STATE_KEY\"\n\
-         [sandbox]\nmax_instances = 8\ncache_dir = {cache}\n\
-         [auth]\nmode = \"oauth\"\nscopes_supported = [\"mcp:tools\"]\n\
-         [[auth.issuer]]\nissuer = \"{idp}\"\nalgorithms = [\"RS256\"]\n\
-         [auth.issuer.exchange]\nclient_id = \"gateway\"\nclient_secret_env = \"GATEWAY_SECRET\"\n\
-         [cluster]\nreplica_ttl_ms = 1500\n\
-         [vault]\nkey_env = \"VAULT_KEY\"\nkey_id = \"k1\"\n\
-         [[tenant]]\nid = \"t\"\nplugins = [{probe}]\n\
-         [[tenant.service]]\nname = \"github\"\nbase_url = \"{api}/api\"\ncredential = \"user-consent\"\n\
-         [tenant.service.provider]\nissuer = \"{provider}\"\nclient_id = \"consent-app\"\n\
-         client_secret_env = \"PROVIDER_SECRET\"\nscopes = [\"repo\"]\n\
-         [tenant.plugin.probe]\nservices = [\"github\"]\n",
-        cache = toml_path(&crate::support::root().join("target/test-artifact-cache")),
-        idp = idp.issuer,
-        provider = provider.issuer,
-        api = api.base,
-        probe = toml_path(&crate::support::plugin("probe")),
-    );
     let key = vault_key();
     let redis_url = redis.url();
-    let env = [
-        ("GATEWAY_SECRET", "gateway-secret"),
-        ("PROVIDER_SECRET", "consent-app-secret"),
-        ("VAULT_KEY", key.as_str()),
-        (
-            "STATE_KEY",
-            "a state key of at least thirty-two bytes, shared",
-        ),
-        ("PORTCULLIS_REDIS_URL", redis_url.as_str()),
-        (
-            "PORTCULLIS_TOKEN_CACHE_KEY",
-            "a token cache key of at least thirty-two bytes",
-        ),
-    ];
-    let mut replicas = Vec::new();
-    for port in ports {
-        replicas.push(BinaryGateway::start_on_port(port, &body, &env).await);
-    }
+    let replicas = Replicas::start(&ports, &base, &idp, &provider, &api, &key, &redis_url).await;
     let token = idp.user_token(&mcp_url, "mcp:tools").await;
     let call = |inputs: Option<(Value, String)>| {
         let (url, token) = (mcp_url.clone(), token.clone());
@@ -592,7 +613,7 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
     // asks for consent again.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["revoke-grant", "--config"])
-        .arg(&replicas[0].config)
+        .arg(&replicas.gateways[0].config)
         .args([
             "--tenant",
             "t",
@@ -628,7 +649,7 @@ async fn a_consent_completes_across_replicas_and_its_steps_are_good_once_on_all(
         assert_eq!(follow_as(&callback, &done).await["status"], 400);
     }
     let mut logs = String::new();
-    for r in replicas {
+    for r in replicas.gateways {
         logs += &r.stop().await;
     }
     assert_eq!(
@@ -976,4 +997,43 @@ async fn an_entra_user_consents_named_by_oid_and_a_pairwise_sub_fails_closed() {
         assert!(!log.contains(&token));
     }
     assert_eq!(api.authorizations().len(), 1, "one consent completed");
+}
+
+/// #29 with replicas, on 2025-11-25: the session is held by one replica and the consent's
+/// steps land on the other (the public URL is the other's address, so every step does).
+/// Before, `notifications/elicitation/complete` was told only to sessions on the replica
+/// where the callback landed: this client never heard it. Now the completed consent is
+/// relayed (sealed with the vault's key) and the session's replica tells it.
+#[tokio::test]
+async fn a_2025_session_on_one_replica_hears_a_consent_completed_on_another() {
+    use crate::support::peers::Redis;
+    let redis = Redis::start().await;
+    let api = DownstreamApi::start().await;
+    let ports = [crate::support::free_port(), crate::support::free_port()];
+    let [holder, other] = ports.map(|p| format!("http://127.0.0.1:{p}"));
+    let (idp, provider) = identity_peers(&other, &format!("{other}/mcp"), "0", &[]).await;
+    let key = vault_key();
+    let replicas = Replicas::start(&ports, &other, &idp, &provider, &api, &key, &redis.url()).await;
+    let token = idp.user_token(&format!("{other}/mcp"), "mcp:tools").await;
+    let t = crate::support::run_json_program(
+        &node(),
+        "tests/js/consent-session-client.mjs",
+        &[format!("{holder}/mcp").as_ref(), token.as_ref()],
+        &[],
+    )
+    .await;
+    assert_eq!(t["consent"]["status"], 200, "{t}");
+    assert!(
+        t["consent"]["url"].as_str().unwrap().starts_with(&other),
+        "the flow ended on the other replica: {t}"
+    );
+    assert_eq!(t["completed"], t["elicitationId"], "{t}");
+    assert!(
+        t["text"].as_str().unwrap().starts_with("status 200: "),
+        "{t}"
+    );
+    for r in replicas.gateways {
+        let log = r.stop().await;
+        assert!(!log.contains("did not open"), "{log}");
+    }
 }

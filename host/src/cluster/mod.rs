@@ -18,6 +18,7 @@
 //! many one may hold (`sessions`), or hold any caller's token.
 
 mod changes;
+mod consents;
 mod directory;
 mod grants;
 mod introspection;
@@ -26,6 +27,8 @@ mod replicas;
 mod seal;
 mod tasks;
 mod tokens;
+
+pub use consents::ConsentListener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,6 +167,11 @@ impl Keys {
     /// The pub/sub channel of cancels and answers for tasks another replica runs.
     fn task_control(&self) -> String {
         format!("{}:task-control", self.prefix)
+    }
+
+    /// The pub/sub channel of consents completed (sealed with the vault's key).
+    fn consents(&self) -> String {
+        format!("{}:consents", self.prefix)
     }
 }
 
