@@ -35,7 +35,13 @@ async fn arguments_that_break_the_input_schema_never_reach_the_plugin() {
         (json!({}), "at `/`: \"name\" is a required property"),
         (
             json!({"name": 42}),
-            "at `/name`: value is not of type \"string\"",
+            "at `/name`: value is not of type \"string\" (got 42)",
+        ),
+        // `style` is a Rust enum with documented variants: a `oneOf` of constants, refused
+        // with the allowed values named (#30).
+        (
+            json!({"name": "a", "style": "loud"}),
+            "at `/style`: must be one of \"plain\", \"warm\" (got \"loud\")",
         ),
         (
             json!({"name": "a", "admin": true}),
@@ -59,6 +65,10 @@ async fn arguments_that_break_the_input_schema_never_reach_the_plugin() {
     let ok = c.call_tool("hello.greet", json!({"name": "a"})).await;
     assert_eq!(ok.text(), "Hello, a!");
     assert_eq!(gw.plugin_instances(), before + 1);
+    let warm = c
+        .call_tool("hello.greet", json!({"name": "a", "style": "warm"}))
+        .await;
+    assert_eq!(warm.text(), "Hello there, a. Good to see you!");
 }
 
 /// `probe.shaped` declares an output schema `{"count": integer}` (required, nothing else) and

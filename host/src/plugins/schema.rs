@@ -91,9 +91,11 @@ impl ToolSchemas {
         self.param_headers
     }
 
-    /// Check a call's arguments against `inputSchema`.
+    /// Check a call's arguments against `inputSchema`. The violations are for the client
+    /// (and its model) to correct the call from: each names the field, what is allowed and,
+    /// for a scalar, the value received (the client's own, clipped).
     pub fn check_arguments(&self, arguments: &Value) -> Result<(), Violations> {
-        check(&self.input, arguments)
+        check(&self.input, arguments, Shown::Received)
     }
 
     /// Check a successful result's `structuredContent` against `outputSchema`: with an output
@@ -104,7 +106,7 @@ impl ToolSchemas {
             (Some(_), None) => Err(Violations::one(
                 "no structuredContent, but the tool declares an outputSchema",
             )),
-            (Some(schema), Some(value)) => check(schema, value),
+            (Some(schema), Some(value)) => check(schema, value, Shown::Masked),
         }
     }
 }
@@ -147,7 +149,19 @@ fn compile(
         })
 }
 
-fn check(schema: &Validator, value: &Value) -> Result<(), Violations> {
+/// Whether a violation shows the value it is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// A client's own arguments: scalars are shown back to it (clipped).
+    Received,
+    /// A plugin's output (it goes to the log): never.
+    Masked,
+}
+
+/// Longest received value shown in a violation (characters).
+const MAX_SHOWN_VALUE_CHARS: usize = 60;
+
+fn check(schema: &Validator, value: &Value, shown: Shown) -> Result<(), Violations> {
     let mut described = Vec::new();
     let mut more = 0;
     for error in schema.iter_errors(value) {
@@ -157,13 +171,80 @@ fn check(schema: &Validator, value: &Value) -> Result<(), Violations> {
         }
         let at = error.instance_path().to_string();
         let at = if at.is_empty() { "/".to_string() } else { at };
-        described.push(clip(&format!("at `{at}`: {}", error.masked())));
+        described.push(clip(&format!("at `{at}`: {}", describe(&error, shown))));
     }
     if described.is_empty() {
         Ok(())
     } else {
         Err(Violations { described, more })
     }
+}
+
+/// What is wrong, in words a model can correct the call from: a `oneOf`/`anyOf` whose
+/// branches are each one constant (what generators make of documented enum variants) reads
+/// as the list of allowed values; other `oneOf`/`anyOf` failures name each branch's first
+/// problem.
+fn describe(error: &jsonschema::ValidationError<'_>, shown: Shown) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let received = match (shown, error.instance().as_ref()) {
+        (Shown::Received, v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+            let v = v.to_string();
+            match v.char_indices().nth(MAX_SHOWN_VALUE_CHARS) {
+                Some((end, _)) => format!(" (got {}…)", &v[..end]),
+                None => format!(" (got {v})"),
+            }
+        }
+        (Shown::Received, Value::Null) => " (got null)".into(),
+        _ => String::new(),
+    };
+    let branches = match error.kind() {
+        Kind::OneOfNotValid { context } | Kind::AnyOf { context } => context,
+        Kind::Enum { options } => {
+            return format!("must be one of {}{received}", listed(options.as_array()));
+        }
+        Kind::Constant { expected_value } => {
+            return format!("must be {expected_value}{received}");
+        }
+        _ => return format!("{}{received}", error.masked()),
+    };
+    // Each branch's allowed values, if every branch is only a constant or an enum.
+    let constants: Option<Vec<Value>> = branches
+        .iter()
+        .map(|errors| match errors.as_slice() {
+            [only] => match only.kind() {
+                Kind::Constant { expected_value } => Some(vec![(**expected_value).clone()]),
+                Kind::Enum { options } => options.as_array().cloned(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    if let Some(values) = constants {
+        return format!("must be one of {}{received}", listed(Some(&values)));
+    }
+    let each: Vec<String> = branches
+        .iter()
+        .take(3)
+        .filter_map(|errors| errors.first())
+        .map(|e| describe(e, Shown::Masked))
+        .collect();
+    let more = if branches.len() > 3 { "; …" } else { "" };
+    format!(
+        "matches none of the {} allowed forms ({}{more}){received}",
+        branches.len(),
+        each.join("; ")
+    )
+}
+
+/// `values` as `"a", "b", 3` (at most 20, then how many more).
+fn listed(values: Option<&Vec<Value>>) -> String {
+    let values = values.map(Vec::as_slice).unwrap_or_default();
+    let mut text: Vec<String> = values.iter().take(20).map(Value::to_string).collect();
+    if values.len() > 20 {
+        text.push(format!("and {} more", values.len() - 20));
+    }
+    text.join(", ")
 }
 
 /// `text` cut to [`MAX_VIOLATION_CHARS`] characters.
@@ -208,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn arguments_are_checked_with_values_masked() {
+    fn arguments_are_checked_and_only_scalars_shown_back() {
         let s = schemas();
         assert!(s.check_arguments(&json!({"text": "aaa"})).is_ok());
         let missing = s.check_arguments(&json!({})).unwrap_err().to_string();
@@ -220,7 +301,10 @@ mod tests {
             .check_arguments(&json!({"text": 42}))
             .unwrap_err()
             .to_string();
-        assert_eq!(wrong, "at `/text`: value is not of type \"string\"");
+        assert_eq!(
+            wrong,
+            "at `/text`: value is not of type \"string\" (got 42)"
+        );
         let extra = s
             .check_arguments(&json!({"text": "a", "secret": "hunter2"}))
             .unwrap_err()
@@ -229,6 +313,58 @@ mod tests {
             extra.contains("secret") && !extra.contains("hunter2"),
             "{extra}"
         );
+    }
+
+    /// #30: a Rust enum with documented variants becomes `oneOf` of `const`s (schemars);
+    /// before, a wrong value read "value is not valid under any of the schemas listed in the
+    /// 'oneOf' keyword" — nothing a model can correct from.
+    #[test]
+    fn a_one_of_of_constants_reads_as_the_allowed_values() {
+        let s = ToolSchemas::compile(&tool(
+            json!({"type": "object", "properties": {
+                "priority": {"oneOf": [
+                    {"description": "Whenever.", "type": "string", "const": "low"},
+                    {"description": "Today.", "type": "string", "const": "high"}]},
+                "size": {"anyOf": [{"enum": ["s", "m"]}, {"const": "l"}]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                "when": {"oneOf": [{"type": "string", "format": "date"}, {"type": "integer"}]}}}),
+            None,
+        ))
+        .unwrap();
+        let refused = |args: Value| s.check_arguments(&args).unwrap_err().to_string();
+        assert_eq!(
+            refused(json!({"priority": "urgent"})),
+            "at `/priority`: must be one of \"low\", \"high\" (got \"urgent\")"
+        );
+        assert_eq!(
+            refused(json!({"size": "xl"})),
+            "at `/size`: must be one of \"s\", \"m\", \"l\" (got \"xl\")"
+        );
+        assert_eq!(
+            refused(json!({"limit": 500})),
+            "at `/limit`: value is greater than the maximum of 100 (got 500)"
+        );
+        let when = refused(json!({"when": true}));
+        assert!(
+            when.starts_with("at `/when`: matches none of the 2 allowed forms (")
+                && when.contains("\"string\"")
+                && when.contains("\"integer\"")
+                && when.ends_with("(got true)"),
+            "{when}"
+        );
+        // A long value is clipped; a plugin's output is never shown.
+        let long = refused(json!({"priority": "x".repeat(500)}));
+        assert!(long.len() < 150, "{long}");
+        let out = ToolSchemas::compile(&tool(
+            json!({"type": "object"}),
+            Some(json!({"type": "object", "properties": {"n": {"type": "integer"}}})),
+        ))
+        .unwrap();
+        let masked = out
+            .check_output(Some(&json!({"n": "secret-value"})))
+            .unwrap_err()
+            .to_string();
+        assert!(!masked.contains("secret-value"), "{masked}");
     }
 
     #[test]

@@ -144,11 +144,38 @@ impl Tool {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
-/// The JSON Schema of `T` as text (JSON Schema 2020-12, without the type's name as `title`).
+/// The JSON Schema of `T` as text (JSON Schema 2020-12, properties in declaration order,
+/// without the type's name as `title`, and without Rust's numeric `format`s such as `uint64`,
+/// which no JSON Schema client knows: their bounds are kept as `minimum`/`maximum`).
 pub(crate) fn schema_text<T: JsonSchema>() -> String {
-    let mut schema = schemars::schema_for!(T);
-    schema.remove("title");
+    let mut schema = schemars::schema_for!(T).to_value();
+    if let Some(root) = schema.as_object_mut() {
+        root.remove("title");
+    }
+    drop_rust_formats(&mut schema);
     serde_json::to_string(&schema).unwrap_or_else(|_| r#"{"type":"object"}"#.into())
+}
+
+/// Remove the `format`s schemars writes for Rust's number types, everywhere in `schema`.
+fn drop_rust_formats(schema: &mut serde_json::Value) {
+    const RUST_FORMATS: &[&str] = &[
+        "int8", "int16", "int32", "int64", "int128", "int", "uint8", "uint16", "uint32", "uint64",
+        "uint128", "uint", "float", "double",
+    ];
+    match schema {
+        serde_json::Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|f| RUST_FORMATS.contains(&f))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_rust_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_rust_formats),
+        _ => {}
+    }
 }
 
 /// What a tool handler may return.
@@ -260,5 +287,39 @@ impl IntoOutput for Output {
             structured_content: self.structured,
             is_error: self.is_error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fields in the order written, documented, with Rust's `uint`/`int` formats gone and
+    /// their bounds kept.
+    #[derive(serde::Deserialize, JsonSchema)]
+    #[allow(dead_code, reason = "only its schema is used")]
+    struct Search {
+        /// What to look for
+        query: String,
+        /// How many results
+        limit: u64,
+        offset: Option<i32>,
+        /// Anything else
+        all: bool,
+    }
+
+    #[test]
+    fn schemas_keep_declaration_order_and_drop_rust_number_formats() {
+        let schema: serde_json::Value = serde_json::from_str(&schema_text::<Search>()).unwrap();
+        let names: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, ["query", "limit", "offset", "all"]);
+        assert!(!schema.to_string().contains("\"format\""), "{schema}");
+        assert_eq!(schema["properties"]["limit"]["minimum"], 0);
+        assert!(schema.get("title").is_none());
     }
 }

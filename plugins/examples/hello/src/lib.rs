@@ -19,6 +19,22 @@ use portcullis_sdk::prelude::*;
 struct Greet {
     /// Who to greet
     name: String,
+    /// How warmly
+    #[serde(default)]
+    style: Style,
+}
+
+/// How `hello.greet` greets. Documented variants become a `oneOf` of constants in the schema
+/// (each with its description); a value outside them is refused by the gateway with the
+/// allowed values named.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+enum Style {
+    /// "Hello, NAME!"
+    #[default]
+    Plain,
+    /// "Hello there, NAME. Good to see you!"
+    Warm,
 }
 
 fn greet(_ctx: &Context, args: Greet) -> Result<String> {
@@ -28,7 +44,10 @@ fn greet(_ctx: &Context, args: Greet) -> Result<String> {
         Some("hello"),
         &format!("greeting {}", args.name),
     );
-    Ok(format!("Hello, {}!", args.name))
+    Ok(match args.style {
+        Style::Plain => format!("Hello, {}!", args.name),
+        Style::Warm => format!("Hello there, {}. Good to see you!", args.name),
+    })
 }
 
 /// Who the gateway says is calling: `hello.whoami`'s structured output (its schema becomes
