@@ -82,6 +82,11 @@ async fn plugins_in_three_languages_serve_a_real_sdk_client_over_oauth() {
         call("hello.greet", json!({"name": 7})),
         // The engine's own fetch() needs wasi:http, which the gateway does not provide.
         call("jswords.web", json!({"url": "http://127.0.0.1:9/"})),
+        // #30: Python `Annotated[int, Field(ge=1, le=50)] = 1` is a bound the host enforces;
+        // an exception's message reaches the client; a list result is structured.
+        call("pywords.count", json!({"text": "a", "min_length": 0})),
+        call("pywords.ratio", json!({"text": "", "of": "a"})),
+        call("pywords.longest", json!({"text": "a bb ccc", "top": 2})),
     ]);
     let mcp_url = format!("{}/mcp", gw.base);
     let t = run_json_program(
@@ -129,6 +134,27 @@ async fn plugins_in_three_languages_serve_a_real_sdk_client_over_oauth() {
             text(i)
         );
     }
+    assert_eq!(r[11]["isError"], true, "{t}");
+    assert!(
+        text(11).contains("at `/min_length`: value is less than the minimum of 1 (got 0)"),
+        "{}",
+        text(11)
+    );
+    assert_eq!(r[12]["isError"], true, "{t}");
+    assert!(
+        text(12).contains("tool `pywords.ratio` failed: ZeroDivisionError: division by zero"),
+        "{}",
+        text(12)
+    );
+    assert!(
+        log.contains("Traceback") && log.contains("ZeroDivisionError"),
+        "the traceback is in the operator's log"
+    );
+    assert_eq!(
+        r[13]["structuredContent"],
+        json!({"result": ["ccc", "bb"]}),
+        "{t}"
+    );
     // A JavaScript component importing wasi:http loaded; calling it fails, naming it.
     assert_eq!(r[10]["isError"], true, "{t}");
     assert!(text(10).contains("wasi:http"), "{}", text(10));

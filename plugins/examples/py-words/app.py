@@ -1,4 +1,6 @@
-"""`py-words`: a Portcullis plugin in Python, written with `portcullis_sdk`.
+"""`py-words`: a Portcullis plugin in Python, written with `portcullis_sdk`: tools with
+constrained arguments and structured results, a task tool with rich content, a resource
+template and a prompt with completion.
 
 Build: ``python -m portcullis_sdk build app.py -o py_words.wasm`` (``cargo xtask
 build-plugins`` does it, into ``target/plugins/py-words.wasm``). Test: ``python -m pytest``
@@ -7,7 +9,8 @@ or ``python test_app.py``.
 
 from typing import Annotated, TypedDict
 
-from portcullis_sdk import Context, Plugin, ToolError, fetch, log
+from portcullis_sdk import (Context, Field, NotFound, Output, Plugin, ResourceLink, fetch, log,
+                            notify_resource_updated)
 
 plugin = Plugin()
 
@@ -18,7 +21,9 @@ class Counted(TypedDict):
 
 
 @plugin.tool(name="pywords.count", title="Count words", scopes=["words:read"], read_only=True)
-def count(ctx: Context, text: Annotated[str, "The text to count"], min_length: int = 1) -> Counted:
+def count(ctx: Context, text: Annotated[str, "The text to count"],
+          min_length: Annotated[int, Field(ge=1, le=50, description="Shortest word counted")] = 1,
+          ) -> Counted:
     """Count the words in a text (words shorter than min_length are skipped)."""
     words = [w for w in text.split() if len(w) >= min_length]
     log(f"counted {len(words)} words for {ctx.subject}", logger="py-words")
@@ -33,4 +38,48 @@ def fetch_words(ctx: Context, path: Annotated[str, "The document's path on the d
     return f"{len(response.text().split())} words"
 
 
-Tools, Resources, Prompts, Completion = plugin.exports()
+@plugin.tool(name="pywords.longest", title="The longest words", scopes=["words:read"],
+             read_only=True)
+def longest(ctx: Context, text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> list[str]:
+    """The longest words of a text, longest first (structured as {"result": [...]})."""
+    return sorted(set(text.split()), key=lambda w: (-len(w), w))[:top]
+
+
+@plugin.tool(name="pywords.ratio", scopes=["words:read"])
+def ratio(ctx: Context, text: str, of: str) -> str:
+    """How often one word occurs per word of the text. A bug on purpose: an empty text divides
+    by zero, and the client sees the exception's message as an error result."""
+    words = text.split()
+    return f"{words.count(of) / len(words):.2f}"
+
+
+@plugin.tool(name="pywords.report", scopes=["words:read"], task="optional")
+def report(ctx: Context, path: str) -> Output:
+    """Count a document's words slowly (may run as an MCP Task); links the document."""
+    text = fetch("docs", path).ok().text()
+    ctx.progress(1, 2, "fetched")
+    notify_resource_updated(f"words://{path.strip('/')}")
+    return Output(f"{len(text.split())} words",
+                  content=[ResourceLink(f"words://{path.strip('/')}", path)])
+
+
+@plugin.resource_template("words://{name}", name="document", title="A document's words",
+                          mime_type="text/plain", scopes=["words:read"])
+def document(ctx: Context, name):
+    """A document of the docs service, one word per line."""
+    response = fetch("docs", f"/{name}")
+    if response.status == 404:
+        raise NotFound()
+    return "\n".join(response.ok().text().split())
+
+
+@plugin.prompt(name="pywords.summarise", title="Summarise a text",
+               complete={"style": lambda ctx, prefix: [s for s in ("brief", "bullets")
+                                                       if s.startswith(prefix)]})
+def summarise(ctx: Context, text: Annotated[str, "The text to summarise"],
+              style: Annotated[str, "brief or bullets"] = "brief"):
+    """Ask the model for a summary."""
+    return f"Summarise this ({style}):\n{text}"
+
+
+Tools, Resources, Prompts, Completion, Tasks = plugin.exports()

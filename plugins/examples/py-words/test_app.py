@@ -2,8 +2,8 @@
 
 import unittest
 
-from portcullis_sdk import DownstreamError, Response, ToolError
-from portcullis_sdk.testing import TestHost
+from portcullis_sdk import DownstreamError, InvalidArguments, Response, ToolError
+from portcullis_sdk.testing import McpTestClient, OutputMismatch, TestHost
 
 import app
 
@@ -29,6 +29,53 @@ class CountTest(unittest.TestCase):
         down = TestHost(downstream={"docs": lambda *a: (_ for _ in ()).throw(DownstreamError("timeout"))})
         with self.assertRaisesRegex(ToolError, "timeout"):
             down.call_tool(app.plugin, "pywords.fetch", {"path": "/a"})
+
+
+class HarnessTest(unittest.TestCase):
+    def test_bounds_are_enforced_before_the_tool_runs(self):
+        with self.assertRaisesRegex(InvalidArguments, "at `/min_length`: 0 is less than the minimum of 1"):
+            TestHost().call_tool(app.plugin, "pywords.count", {"text": "a", "min_length": 0})
+
+    def test_a_result_breaking_the_output_schema_is_caught(self):
+        # What the gateway would refuse: one field more than `Counted` declares.
+        original = app.plugin.tools["pywords.count"].function
+        app.plugin.tools["pywords.count"].function = lambda ctx, **a: {**original(ctx, **a), "extra": 1}
+        try:
+            with self.assertRaisesRegex(OutputMismatch, "'extra'"):
+                TestHost().call_tool(app.plugin, "pywords.count", {"text": "a"})
+        finally:
+            app.plugin.tools["pywords.count"].function = original
+
+    def test_the_bug_is_an_error_with_its_message(self):
+        with self.assertRaisesRegex(ToolError, "ZeroDivisionError"):
+            TestHost().call_tool(app.plugin, "pywords.ratio", {"text": "", "of": "a"})
+
+
+class ProtocolTest(unittest.TestCase):
+    """The plugin over MCP, in-process, as the gateway serves it."""
+
+    def test_tools_resources_prompts_and_completion(self):
+        docs = {("GET", "/a"): lambda *r: Response(200, "x yy zzz"),
+                ("GET", "/gone"): lambda *r: Response(404, "")}
+        host = TestHost(downstream={"docs": docs})
+        client = McpTestClient(app.plugin, host)
+        tools = {t["name"]: t for t in client.request("tools/list")["result"]["tools"]}
+        self.assertEqual(tools["pywords.report"]["execution"], {"taskSupport": "optional"})
+        self.assertEqual(tools["pywords.count"]["inputSchema"]["properties"]["min_length"]["default"], 1)
+        top = client.request("tools/call", {"name": "pywords.longest", "arguments": {"text": "a bb ccc", "top": 2}})
+        self.assertEqual(top["result"]["structuredContent"], {"result": ["ccc", "bb"]})
+        report = client.request("tools/call", {"name": "pywords.report", "arguments": {"path": "/a"}})
+        self.assertEqual([c["type"] for c in report["result"]["content"]], ["text", "resource_link"])
+        self.assertEqual(host.notifications, [("resource-updated", "words://a")])
+        read = client.request("resources/read", {"uri": "words://a"})["result"]
+        self.assertEqual(read["contents"][0]["text"], "x\nyy\nzzz")
+        self.assertEqual(client.request("resources/read", {"uri": "words://gone"})["error"]["code"], -32002)
+        got = client.request("prompts/get", {"name": "pywords.summarise", "arguments": {"text": "t"}})
+        self.assertEqual(got["result"]["messages"][0]["content"]["text"], "Summarise this (brief):\nt")
+        done = client.request("completion/complete", {
+            "ref": {"type": "ref/prompt", "name": "pywords.summarise"},
+            "argument": {"name": "style", "value": "bu"}})
+        self.assertEqual(done["result"]["completion"]["values"], ["bullets"])
 
 
 if __name__ == "__main__":

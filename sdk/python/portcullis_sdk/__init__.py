@@ -11,32 +11,44 @@ A tool is a function whose type hints are its schema::
         "Count the words in a text."
         return f"{len(text.split())} words"
 
-    Tools, Resources, Prompts, Completion = plugin.exports()
+    Tools, Resources, Prompts, Completion, Tasks = plugin.exports()
 
 Build with ``python -m portcullis_sdk build app.py -o plugin.wasm`` (componentize-py, world
-``full-plugin`` of the vendored WIT); test natively with ``portcullis_sdk.testing.TestHost``.
+``any-plugin`` of the vendored WIT); test natively with ``portcullis_sdk.testing.TestHost``.
 Each call runs in a fresh instance: keep no state between calls.
 """
 
 import dataclasses
+import inspect
 import json
 import re
+import sys
+import traceback
 import urllib.parse
 
 from . import schema as _schema
 from . import _host
+from .schema import Field
 
 __all__ = [
     "Plugin",
     "Context",
+    "Field",
     "ToolError",
     "InvalidArguments",
+    "NotFound",
     "NeedInput",
     "Output",
+    "Image",
+    "Audio",
+    "ResourceLink",
+    "EmbeddedResource",
     "DownstreamError",
     "Response",
     "fetch",
     "log",
+    "notify_lists_changed",
+    "notify_resource_updated",
 ]
 
 
@@ -46,6 +58,11 @@ class ToolError(Exception):
 
 class InvalidArguments(ToolError):
     """The arguments are unusable; the model sees why and can correct them."""
+
+
+class NotFound(Exception):
+    """Raised by a resource function: there is no such resource (the client gets MCP's
+    resource-not-found error, -32002)."""
 
 
 class NeedInput(Exception):
@@ -66,13 +83,62 @@ class DownstreamError(Exception):
         self.kind, self.message = kind, message
 
 
-class Output:
-    """A result with several content blocks, structured content, or ``is_error``."""
+class _Content:
+    """A content block other than text (a tool may return one, or several in an Output)."""
 
-    def __init__(self, text=None, structured=None, is_error=False):
-        self.texts = [] if text is None else [text]
+    _portcullis_content = True
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({vars(self)!r})"
+
+
+class Image(_Content):
+    """An image: its bytes and media type (``image/png``)."""
+
+    def __init__(self, data, mime_type):
+        self.data, self.mime_type = bytes(data), mime_type
+
+
+class Audio(_Content):
+    """Audio: its bytes and media type (``audio/wav``)."""
+
+    def __init__(self, data, mime_type):
+        self.data, self.mime_type = bytes(data), mime_type
+
+
+class ResourceLink(_Content):
+    """A link to a resource the client may read later."""
+
+    def __init__(self, uri, name, title=None, description=None, mime_type=None):
+        self.uri, self.name, self.title = uri, name, title
+        self.description, self.mime_type = description, mime_type
+
+
+class EmbeddedResource(_Content):
+    """A resource's contents inside a result: ``text`` or ``blob`` (bytes)."""
+
+    def __init__(self, uri, text=None, blob=None, mime_type=None):
+        if (text is None) == (blob is None):
+            raise TypeError("EmbeddedResource takes text or blob, one of them")
+        self.uri, self.text, self.mime_type = uri, text, mime_type
+        self.blob = None if blob is None else bytes(blob)
+
+
+class Output(_Content):
+    """A result with several content blocks (strings and Image, Audio, ResourceLink,
+    EmbeddedResource), structured content, or ``is_error``."""
+
+    def __init__(self, text=None, structured=None, is_error=False, content=()):
+        self.content = ([] if text is None else [text]) + list(content)
         self.structured = structured
         self.is_error = is_error
+
+    @property
+    def texts(self):
+        return [c for c in self.content if isinstance(c, str)]
 
     @classmethod
     def error(cls, text):
@@ -116,6 +182,17 @@ def log(message, level="info", logger=None):
     _host.host().log(level, logger, message)
 
 
+def notify_lists_changed(tools=False, prompts=False, resources=False):
+    """Tell connected clients that this plugin's lists changed."""
+    _host.host().notify_lists_changed(
+        {k for k, v in {"tools": tools, "prompts": prompts, "resources": resources}.items() if v})
+
+
+def notify_resource_updated(uri):
+    """Tell clients subscribed to ``uri`` that it changed."""
+    _host.host().notify_resource_updated(uri)
+
+
 class Context:
     """Who is calling: tenant, issuer, subject, scopes, claims, the operator's configuration.
     Never a token."""
@@ -131,6 +208,13 @@ class Context:
     client_id = property(lambda self: self._call.get("client_id"))
     scopes = property(lambda self: list(self._call.get("scopes", [])))
     request_id = property(lambda self: self._call.get("request_id", ""))
+
+    @property
+    def client(self):
+        """What the client can answer: ``{"sampling": bool, "elicitation": bool, "roots":
+        bool}``."""
+        features = self._call.get("client") or {}
+        return {k: bool(features.get(k)) for k in ("sampling", "elicitation", "roots")}
 
     def has_scope(self, scope):
         return scope in self._call.get("scopes", [])
@@ -179,6 +263,14 @@ class Context:
             raise NeedInput(key, "sample", json.dumps(params), self._keep)
         return answer
 
+    def roots(self, key="roots"):
+        """The client's roots (``roots/list``): a list of ``{"uri", "name"?}``; the first time
+        it raises NeedInput, which you let propagate."""
+        answer = self.answer(key)
+        if answer is None:
+            raise NeedInput(key, "roots", None, self._keep)
+        return list(answer.get("roots", []))
+
 
 @dataclasses.dataclass
 class _Tool:
@@ -190,11 +282,35 @@ class _Tool:
     annotations: dict
     input_schema: dict
     output_schema: dict
+    wrapped: bool
+    task: tuple
+
+
+_TASK_SUPPORT = ("optional", "required")
+_TASK_INPUT = ("in-task", "before-task")
+
+
+def _synchronous(kind, function):
+    """Refuse an ``async def``: a plugin call runs to its end in one pass; there is no event
+    loop to await in (host calls such as ``fetch`` simply block)."""
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(
+            f"{kind} `{function.__name__}` is `async def`: plugin functions run synchronously "
+            "(host calls such as fetch block until they answer); write `def` and drop `await`")
+    return function
+
+
+def _failure(what, error):
+    """An unexpected exception: its message for the client, its traceback for the gateway's
+    log (the plugin's stderr)."""
+    print(f"{what} raised:", file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)
+    return ("failed", f"{what} failed: {type(error).__name__}: {error}")
 
 
 class Plugin:
     """What a plugin offers. Decorate functions with ``tool``, ``resource`` and ``prompt``,
-    then export: ``Tools, Resources, Prompts, Completion = plugin.exports()``."""
+    then export: ``Tools, Resources, Prompts, Completion, Tasks = plugin.exports()``."""
 
     def __init__(self):
         self.tools = {}
@@ -203,12 +319,20 @@ class Plugin:
         self.prompts = {}
 
     def tool(self, name=None, title=None, scopes=(), read_only=None, destructive=None,
-             idempotent=None, open_world=None):
+             idempotent=None, open_world=None, task=None, task_input="in-task"):
         """Register ``function(ctx, **arguments)`` as a tool; its docstring is the
-        description, its type hints the schemas (a TypedDict or dataclass return value is
-        structured output with an outputSchema)."""
+        description, its type hints the schemas (a TypedDict, dataclass or dict return value
+        is structured output with an outputSchema; a list or number is structured as
+        ``{"result": ...}``). ``task``: ``"optional"`` or ``"required"`` makes it a tool that
+        may run as an MCP Task (``task_input``: where its questions are answered, ``"in-task"``
+        or ``"before-task"``)."""
+        if task is not None and task not in _TASK_SUPPORT:
+            raise ValueError(f"task must be one of {_TASK_SUPPORT}, not {task!r}")
+        if task_input not in _TASK_INPUT:
+            raise ValueError(f"task_input must be one of {_TASK_INPUT}, not {task_input!r}")
 
         def register(function):
+            _synchronous("tool", function)
             tool_name = name or function.__name__
             hints = {
                 "read_only_hint": read_only,
@@ -216,6 +340,7 @@ class Plugin:
                 "idempotent_hint": idempotent,
                 "open_world_hint": open_world,
             }
+            output, wrapped = _schema.output_schema(function)
             self.tools[tool_name] = _Tool(
                 name=tool_name,
                 function=function,
@@ -224,19 +349,27 @@ class Plugin:
                 scopes=list(scopes),
                 annotations={k: v for k, v in hints.items() if v is not None},
                 input_schema=_schema.parameters_schema(function),
-                output_schema=_schema.output_schema(function),
+                output_schema=output,
+                wrapped=wrapped,
+                task=None if task is None else (task, task_input),
             )
             return function
 
         return register
 
-    def resource(self, uri, name=None, mime_type=None, scopes=()):
+    def task_tools(self):
+        """``[(name, support, input)]`` of the tools that may run as tasks."""
+        return [(t.name, *t.task) for t in self.tools.values() if t.task is not None]
+
+    def resource(self, uri, name=None, mime_type=None, scopes=(), title=None):
         """Register ``function(ctx) -> str | bytes`` as the resource at ``uri``."""
 
         def register(function):
+            _synchronous("resource", function)
             self.resources[uri] = {
                 "uri": uri,
                 "name": name or function.__name__,
+                "title": title,
                 "description": (function.__doc__ or "").strip() or None,
                 "mime_type": mime_type,
                 "scopes": list(scopes),
@@ -246,15 +379,19 @@ class Plugin:
 
         return register
 
-    def resource_template(self, uri_template, name=None, mime_type=None, scopes=(), complete=None):
+    def resource_template(self, uri_template, name=None, mime_type=None, scopes=(), complete=None,
+                          title=None):
         """Register ``function(ctx, **variables) -> str | bytes`` for the URIs matching
         ``uri_template`` (RFC 6570 level 1, e.g. ``notes://{id}``); ``complete`` maps a
-        variable to ``completer(ctx, prefix) -> list[str]``."""
+        variable to ``completer(ctx, prefix) -> list[str]``. Raise ``NotFound`` for a URI that
+        matches but names nothing."""
 
         def register(function):
+            _synchronous("resource template", function)
             self.templates.append({
                 "uri_template": uri_template,
                 "name": name or function.__name__,
+                "title": title,
                 "description": (function.__doc__ or "").strip() or None,
                 "mime_type": mime_type,
                 "scopes": list(scopes),
@@ -265,17 +402,21 @@ class Plugin:
 
         return register
 
-    def prompt(self, name=None, scopes=(), complete=None):
-        """Register ``function(ctx, **string_arguments) -> str | list[(role, text)]``;
-        ``complete`` maps an argument to ``completer(ctx, prefix) -> list[str]``."""
+    def prompt(self, name=None, scopes=(), complete=None, title=None):
+        """Register ``function(ctx, **string_arguments) -> str | list[(role, str | content)]``
+        (an argument's description: ``Annotated[str, "what it is"]``); ``complete`` maps an
+        argument to ``completer(ctx, prefix) -> list[str]``."""
 
         def register(function):
+            _synchronous("prompt", function)
             parameters = _schema.parameters_schema(function)
             self.prompts[name or function.__name__] = {
                 "name": name or function.__name__,
+                "title": title,
                 "description": (function.__doc__ or "").strip(),
                 "arguments": [
-                    (arg, arg in parameters["required"]) for arg in parameters["properties"]
+                    (arg, arg in parameters["required"], schema.get("description"))
+                    for arg, schema in parameters["properties"].items()
                 ],
                 "scopes": list(scopes),
                 "complete": dict(complete or {}),
@@ -305,11 +446,11 @@ class Plugin:
         except TypeError as e:
             # A missing or unexpected argument (the gateway checks the schema first).
             return ("invalid", str(e))
-        except ToolError as e:
+        except (ToolError, DownstreamError) as e:
             return ("failed", str(e))
-        except DownstreamError as e:
-            return ("failed", str(e))
-        return ("done", _result(result, tool.output_schema is not None))
+        except Exception as e:  # noqa: BLE001 - the plugin's own bug: reported, not a trap
+            return _failure(f"tool `{name}`", e)
+        return ("done", _result(result, tool))
 
     def read_resource(self, call, uri, continuation=None):
         resource, variables = self.resources.get(uri), {}
@@ -325,8 +466,12 @@ class Plugin:
             body = resource["function"](Context(call, continuation), **variables)
         except NeedInput as need:
             return ("input", need)
+        except NotFound:
+            return ("not-found",)
         except (ToolError, DownstreamError) as e:
             return ("failed", str(e))
+        except Exception as e:  # noqa: BLE001
+            return _failure(f"resource `{uri}`", e)
         return ("done", (body, resource["mime_type"]))
 
     def get_prompt(self, call, name, arguments, continuation=None):
@@ -341,6 +486,8 @@ class Plugin:
             return ("invalid", str(e))
         except (ToolError, DownstreamError) as e:
             return ("failed", str(e))
+        except Exception as e:  # noqa: BLE001
+            return _failure(f"prompt `{name}`", e)
         if isinstance(messages, str):
             messages = [("user", messages)]
         return ("done", messages)
@@ -359,12 +506,13 @@ class Plugin:
         return [str(v) for v in completer(Context(call), prefix)][:100]
 
     def exports(self):
-        """The classes componentize-py looks for in the app module (outside a component,
-        e.g. in native tests, four Nones)."""
+        """The classes componentize-py looks for in the app module: ``Tools, Resources,
+        Prompts, Completion, Tasks = plugin.exports()`` (outside a component, e.g. in native
+        tests, five Nones)."""
         try:
             from ._component import exports
         except ImportError:
-            return (None, None, None, None)
+            return (None, None, None, None, None)
         return exports(self)
 
 
@@ -385,13 +533,30 @@ def match_template(template, uri):
     return {n: urllib.parse.unquote(v) for n, v in zip(names, m.groups())}
 
 
-def _result(value, structured):
-    """A tool's return value as (texts, structured, is_error)."""
+def _result(value, tool):
+    """A tool's return value as (content blocks, structured, is_error): a string, an Output,
+    a content block, or a JSON value (structured when the tool declares an outputSchema, or
+    a dict; wrapped as ``{"result": value}`` when the schema says so)."""
     if isinstance(value, Output):
-        return (value.texts, value.structured, value.is_error)
-    if isinstance(value, str):
+        return (value.content, value.structured, value.is_error)
+    if isinstance(value, (str, _Content)):
         return ([value], None, False)
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
+    value = _plain(value)
     text = json.dumps(value)
-    return ([text], value if structured or isinstance(value, dict) else None, False)
+    if tool.wrapped:
+        return ([text], {"result": value}, False)
+    structured = tool.output_schema is not None or isinstance(value, dict)
+    return ([text], value if structured else None, False)
+
+
+def _plain(value):
+    """Dataclasses (nested, in lists too) as dicts, Enum members as their values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, _schema.enum.Enum):
+        return value.value
+    return value

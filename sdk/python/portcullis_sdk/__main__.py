@@ -1,5 +1,5 @@
 """``python -m portcullis_sdk build APP.py -o PLUGIN.wasm``: build a plugin component with
-componentize-py (world ``full-plugin`` of the WIT this SDK ships), the app's directory and
+componentize-py (world ``any-plugin`` of the WIT this SDK ships), the app's directory and
 this SDK on the module path."""
 
 import argparse
@@ -22,7 +22,7 @@ def main(argv=None):
     command = [
         sys.executable, "-c", "import sys; from componentize_py import script; sys.exit(script())",
         "-d", str(sdk / "wit" / "plugin.wit"),
-        "-w", "full-plugin",
+        "-w", "any-plugin",
         "componentize", app.stem,
         "-p", str(app.parent),
         "-p", str(sdk.parent),

@@ -1,14 +1,15 @@
 """The component boundary: the WIT exports componentize-py calls, and the host imports.
-Only importable inside a component built for the `full-plugin` world (`wit_world` exists)."""
+Only importable inside a component built for the `any-plugin` world (`wit_world` exists)."""
 
 import json
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
-from wit_world.exports import completion, prompts, resources, tools
+from wit_world.exports import completion, prompts, resources, tasks, tools
 from wit_world.imports import downstream, host, types
 
-from . import DownstreamError, Response
+from . import (Audio, DownstreamError, EmbeddedResource, Image, Output, Response,
+               ResourceLink)
 
 _LEVELS = {level.name.lower(): level for level in host.LogLevel}
 
@@ -32,6 +33,15 @@ class ComponentHost:
     def progress(self, progress, total, message):
         host.progress(float(progress), None if total is None else float(total), message)
 
+    def notify_lists_changed(self, kinds):
+        flags = host.ListKinds(0)
+        for kind in kinds:
+            flags |= getattr(host.ListKinds, kind.upper())
+        host.notify_lists_changed(flags)
+
+    def notify_resource_updated(self, uri):
+        host.notify_resource_updated(uri)
+
     def fetch(self, service, method, path, headers, body):
         try:
             r = downstream.fetch(service, downstream.Request(method, path, headers, body))
@@ -51,7 +61,32 @@ def _call(ctx):
         "claims": list(ctx.claims),
         "request_id": ctx.request_id,
         "config": list(ctx.config),
+        "client": {
+            "sampling": types.ClientFeatures.SAMPLING in ctx.client,
+            "elicitation": types.ClientFeatures.ELICITATION in ctx.client,
+            "roots": types.ClientFeatures.ROOTS in ctx.client,
+        },
     }
+
+
+def _content(block):
+    """One SDK content block (a string, Image, Audio, ResourceLink, EmbeddedResource) as WIT."""
+    if isinstance(block, str):
+        return types.Content_Text(block)
+    if isinstance(block, Image):
+        return types.Content_Image(types.Binary(block.data, block.mime_type))
+    if isinstance(block, Audio):
+        return types.Content_Audio(types.Binary(block.data, block.mime_type))
+    if isinstance(block, ResourceLink):
+        return types.Content_ResourceLink(types.ResourceLink(
+            block.uri, block.name, block.title, block.description, block.mime_type))
+    if isinstance(block, EmbeddedResource):
+        body = (types.ResourceBody_Text(block.text) if block.text is not None
+                else types.ResourceBody_Blob(block.blob))
+        return types.Content_Resource(types.ResourceContents(block.uri, block.mime_type, body))
+    if isinstance(block, Output):
+        raise TypeError("an Output cannot be a content block of another")
+    return types.Content_Text(json.dumps(block))
 
 
 def _continuation(c):
@@ -64,6 +99,8 @@ def _input_required(need):
     if need.kind == "elicit":
         message, requested = need.payload
         request = types.InputRequest_Elicit(types.Elicitation(message, requested))
+    elif need.kind == "roots":
+        request = types.InputRequest_ListRoots()
     else:
         request = types.InputRequest_Sample(need.payload)
     return types.InputRequired([types.KeyedRequest(need.key, request)], need.state)
@@ -84,7 +121,7 @@ def _dumps(value):
 
 
 def exports(plugin):
-    """The four export classes for `plugin`."""
+    """The five export classes for `plugin`."""
 
     class Tools(_exports.Tools):
         def list_tools(self):
@@ -112,9 +149,9 @@ def exports(plugin):
         def call_tool(self, ctx, name, arguments, continuation):
             outcome = plugin.call_tool(_call(ctx), name, arguments, _continuation(continuation))
             if outcome[0] == "done":
-                texts, structured, is_error = outcome[1]
+                blocks, structured, is_error = outcome[1]
                 return tools.CallOutcome_Done(
-                    tools.ToolResult([types.Content_Text(t) for t in texts], _dumps(structured), is_error)
+                    tools.ToolResult([_content(b) for b in blocks], _dumps(structured), is_error)
                 )
             if outcome[0] == "input":
                 return tools.CallOutcome_InputRequired(_input_required(outcome[1]))
@@ -123,13 +160,15 @@ def exports(plugin):
     class Resources(_exports.Resources):
         def list_resources(self):
             return [
-                resources.Resource(r["uri"], r["name"], None, r["description"], r["mime_type"], None, r["scopes"])
+                resources.Resource(r["uri"], r["name"], r["title"], r["description"], r["mime_type"], None,
+                                   r["scopes"])
                 for r in plugin.resources.values()
             ]
 
         def list_resource_templates(self):
             return [
-                resources.ResourceTemplate(t["uri_template"], t["name"], None, t["description"], t["mime_type"], t["scopes"])
+                resources.ResourceTemplate(t["uri_template"], t["name"], t["title"], t["description"],
+                                           t["mime_type"], t["scopes"])
                 for t in plugin.templates
             ]
 
@@ -150,9 +189,10 @@ def exports(plugin):
             return [
                 prompts.Prompt(
                     p["name"],
-                    None,
+                    p["title"],
                     p["description"],
-                    [prompts.PromptArgument(a, None, None, required) for a, required in p["arguments"]],
+                    [prompts.PromptArgument(a, None, described, required)
+                     for a, required, described in p["arguments"]],
                     p["scopes"],
                 )
                 for p in plugin.prompts.values()
@@ -162,7 +202,7 @@ def exports(plugin):
             outcome = plugin.get_prompt(_call(ctx), name, arguments, _continuation(continuation))
             if outcome[0] == "done":
                 roles = {"user": prompts.Role.USER, "assistant": prompts.Role.ASSISTANT}
-                messages = [prompts.PromptMessage(roles[r], types.Content_Text(t)) for r, t in outcome[1]]
+                messages = [prompts.PromptMessage(roles[r], _content(b)) for r, b in outcome[1]]
                 return prompts.GetOutcome_Done(prompts.PromptResult(None, messages))
             if outcome[0] == "input":
                 return prompts.GetOutcome_InputRequired(_input_required(outcome[1]))
@@ -178,4 +218,10 @@ def exports(plugin):
                 raise Err(str(e)) from None
             return completion.CompletionResult(values, None, False)
 
-    return Tools, Resources, Prompts, Completion
+    class Tasks(_exports.Tasks):
+        def task_tools(self):
+            support = {"optional": tasks.TaskSupport.OPTIONAL, "required": tasks.TaskSupport.REQUIRED}
+            where = {"in-task": tasks.TaskInput.IN_TASK, "before-task": tasks.TaskInput.BEFORE_TASK}
+            return [tasks.TaskTool(n, support[s], where[i]) for n, s, i in plugin.task_tools()]
+
+    return Tools, Resources, Prompts, Completion, Tasks

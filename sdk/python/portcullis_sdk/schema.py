@@ -1,9 +1,12 @@
 """JSON Schemas from Python type hints: what a tool's signature says becomes its inputSchema.
 
 Supported: str, int, float, bool, None, list[T], dict[str, T], Optional[T] / T | None,
-Literal[...], Enum subclasses, TypedDict and dataclasses (nested), and
-Annotated[T, "description"]. Anything else is refused when the plugin is described, naming the
-parameter, so a schema never silently says less than the code expects.
+Literal[...], Enum subclasses, TypedDict and dataclasses (nested), and Annotated[T, ...] whose
+metadata is a description string, a :class:`Field` (pydantic's argument names:
+``Annotated[int, Field(ge=1, le=100)]``), or constraint objects of the same names
+(``annotated_types.Ge(1)``, a pydantic ``Field``'s constraints, read without importing
+pydantic, which does not run inside a component). Anything else is refused when the plugin is
+described, naming the parameter, so a schema never silently says less than the code expects.
 """
 
 import dataclasses
@@ -17,15 +20,101 @@ class SchemaError(TypeError):
     """A type hint this SDK cannot turn into a JSON Schema."""
 
 
+# Constraint names (pydantic's and annotated_types') and their JSON Schema keywords; the
+# lengths depend on the type they constrain.
+_NUMERIC = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum",
+            "lt": "exclusiveMaximum", "multiple_of": "multipleOf"}
+_LENGTHS = {"string": ("minLength", "maxLength"), "array": ("minItems", "maxItems"),
+            "object": ("minProperties", "maxProperties")}
+_DOCUMENTING = ("description", "title", "examples", "pattern", "format")
+
+
+class Field:
+    """Constraints and documentation for one value, by pydantic's names::
+
+        limit: Annotated[int, Field(ge=1, le=100, description="How many")] = 20
+
+    ``ge``/``gt``/``le``/``lt``/``multiple_of`` bound numbers; ``min_length``/``max_length``
+    bound strings, lists and dicts; ``pattern`` (a regular expression the whole-or-part of a
+    string must match, as JSON Schema's ``pattern``), ``format``, ``title``, ``description``
+    and ``examples`` go into the schema as they are. The gateway enforces every one before the
+    plugin runs."""
+
+    def __init__(self, description=None, *, title=None, examples=None, ge=None, gt=None,
+                 le=None, lt=None, multiple_of=None, min_length=None, max_length=None,
+                 pattern=None, format=None):
+        self.description, self.title, self.examples = description, title, examples
+        self.ge, self.gt, self.le, self.lt, self.multiple_of = ge, gt, le, lt, multiple_of
+        self.min_length, self.max_length = min_length, max_length
+        self.pattern, self.format = pattern, format
+
+    def __repr__(self):
+        given = {k: v for k, v in vars(self).items() if v is not None}
+        return f"Field({', '.join(f'{k}={v!r}' for k, v in given.items())})"
+
+
+_CONSTRAINT_NAMES = set(_NUMERIC) | {"min_length", "max_length"} | set(_DOCUMENTING)
+
+
+def _constrain(schema, meta, where):
+    """Apply one piece of ``Annotated`` metadata to ``schema``; refuse what is not understood."""
+    if isinstance(meta, str):
+        schema.setdefault("description", meta)
+        return
+    # A pydantic FieldInfo: its constraints are in `metadata`, its documentation beside them.
+    nested = getattr(meta, "metadata", None)
+    if isinstance(nested, list) and hasattr(meta, "description"):
+        for inner in nested:
+            _constrain(schema, inner, where)
+        for name in ("description", "title", "examples"):
+            value = getattr(meta, name, None)
+            if value is not None:
+                schema[name] = value
+        return
+    given = {n: getattr(meta, n) for n in _CONSTRAINT_NAMES
+             if getattr(meta, n, None) is not None}
+    if not given and not isinstance(meta, Field):
+        raise SchemaError(
+            f"{where}: Annotated metadata {meta!r} is not understood; use a description string "
+            "or portcullis_sdk.Field(ge=..., le=..., min_length=..., pattern=..., ...)")
+    for name, value in given.items():
+        if name in ("description", "title", "examples"):
+            schema[name] = value
+            continue
+        # Optional[T]: the constraint is T's (null stays allowed).
+        targets = [b for b in schema.get("anyOf", []) if b.get("type") != "null"] or [schema]
+        for target in targets:
+            _bound(target, name, value, where)
+
+
+def _bound(schema, name, value, where):
+    kind = schema.get("type")
+    if name in _NUMERIC:
+        if kind not in ("integer", "number"):
+            raise SchemaError(f"{where}: `{name}` bounds numbers, not {kind or 'this type'}")
+        schema[_NUMERIC[name]] = value
+    elif name in ("min_length", "max_length"):
+        keywords = _LENGTHS.get(kind)
+        if keywords is None:
+            raise SchemaError(f"{where}: `{name}` bounds strings, lists and dicts, not "
+                              f"{kind or 'this type'}")
+        schema[keywords[0] if name == "min_length" else keywords[1]] = value
+    elif name == "pattern":
+        if kind != "string":
+            raise SchemaError(f"{where}: `pattern` applies to strings, not {kind or 'this type'}")
+        schema["pattern"] = value.pattern if hasattr(value, "pattern") else str(value)
+    else:
+        schema[name] = value
+
+
 def schema_of(hint, where):
     """The JSON Schema (a dict) of the type `hint`; `where` names it in errors."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Annotated:
         schema = schema_of(args[0], where)
-        described = [a for a in args[1:] if isinstance(a, str)]
-        if described:
-            schema["description"] = described[0]
+        for meta in args[1:]:
+            _constrain(schema, meta, where)
         return schema
     if hint is str:
         return {"type": "string"}
@@ -83,7 +172,8 @@ def _object(hints, required, where):
 
 def parameters_schema(function):
     """The inputSchema of `function(ctx, **arguments)`: one property per parameter after the
-    first; parameters without a default are required; no other properties are allowed."""
+    first; parameters without a default are required, a default is the property's
+    ``default``; no other properties are allowed."""
     signature = inspect.signature(function)
     hints = typing.get_type_hints(function, include_extras=True)
     properties = {}
@@ -93,9 +183,12 @@ def parameters_schema(function):
             continue  # the Context
         if name not in hints:
             raise SchemaError(f"{function.__name__}: parameter `{name}` has no type hint")
-        properties[name] = schema_of(hints[name], f"{function.__name__}({name})")
+        where = f"{function.__name__}({name})"
+        properties[name] = schema_of(hints[name], where)
         if parameter.default is inspect.Parameter.empty:
             required.append(name)
+        else:
+            properties[name]["default"] = _json_default(parameter.default, where)
     return {
         "type": "object",
         "properties": properties,
@@ -104,10 +197,33 @@ def parameters_schema(function):
     }
 
 
+def _json_default(value, where):
+    """A parameter's default as JSON (an Enum member as its value)."""
+    import json
+    if isinstance(value, enum.Enum):
+        value = value.value
+    try:
+        json.dumps(value)
+    except TypeError:
+        raise SchemaError(f"{where}: the default {value!r} is not JSON") from None
+    return value
+
+
 def output_schema(function):
-    """The outputSchema of `function` when it returns a TypedDict or a dataclass (structured
-    output); None for text results (str) or no annotation."""
+    """``(schema, wrapped)``: the outputSchema of `function`'s return annotation and whether
+    its value is wrapped as ``{"result": value}`` (MCP's structured content is an object, so a
+    list, number or boolean travels wrapped, as the official Python SDK does). ``(None,
+    False)`` for text results (str), content (Output, Image, ...) or no annotation."""
     hint = typing.get_type_hints(function, include_extras=True).get("return")
-    if hint is not None and (typing.is_typeddict(hint) or dataclasses.is_dataclass(hint)):
-        return schema_of(hint, f"{function.__name__} -> return")
-    return None
+    where = f"{function.__name__} -> return"
+    bare = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+    if hint is None or bare is str or bare is type(None) or (
+            inspect.isclass(bare) and getattr(bare, "_portcullis_content", False)):
+        return None, False
+    if typing.is_typeddict(bare) or dataclasses.is_dataclass(bare):
+        return schema_of(hint, where), False
+    if typing.get_origin(bare) in (dict, typing.Dict) or bare is dict:
+        return schema_of(hint, where), False
+    inner = schema_of(hint, where)
+    return ({"type": "object", "properties": {"result": inner}, "required": ["result"],
+             "additionalProperties": False}, True)
