@@ -16,6 +16,12 @@ install({
   progress(progress, total, message) {
     wasiHost.progress(progress, total, message);
   },
+  notifyListsChanged(kinds) {
+    wasiHost.notifyListsChanged(kinds);
+  },
+  notifyResourceUpdated(uri) {
+    wasiHost.notifyResourceUpdated(uri);
+  },
   fetch(service, request) {
     let r;
     try {
@@ -177,11 +183,19 @@ setBoundary((plugin) => ({
     getPrompt(ctx, name, args, cont) {
       const outcome = plugin.getPrompt(call(ctx), name, args, continuation(cont));
       if (outcome.done) {
-        const messages = outcome.done.map(([role, text]) => ({ role, content: { tag: "text", val: text } }));
+        const messages = outcome.done.map(([role, block]) => ({
+          role,
+          content: content(typeof block === "string" ? { type: "text", text: block } : block),
+        }));
         return { tag: "done", val: { description: undefined, messages } };
       }
       if (outcome.input) return { tag: "input-required", val: inputRequired(outcome.input) };
       return fail(outcome, "unknown-prompt");
+    },
+  },
+  tasks: {
+    taskTools() {
+      return plugin.taskTools();
     },
   },
   completion: {

@@ -34,6 +34,10 @@ export namespace s {
 
 export class ToolError extends Error {}
 export class InvalidArguments extends ToolError {}
+/** Thrown by a resource's read function: no such resource (MCP -32002). */
+export class NotFound extends Error {
+  constructor(message?: string);
+}
 export class NeedInput extends Error {
   readonly key: string;
   readonly state: string | undefined;
@@ -66,6 +70,8 @@ export function fetch(service: string, path: string, init?: FetchInit): Response
 
 export type LogLevel = "debug" | "info" | "notice" | "warning" | "error" | "critical" | "alert" | "emergency";
 export function log(message: string, opts?: { level?: LogLevel; logger?: string }): void;
+export function notifyListsChanged(kinds: { tools?: boolean; prompts?: boolean; resources?: boolean }): void;
+export function notifyResourceUpdated(uri: string): void;
 
 export type ContentBlock =
   | { type: "text"; text: string }
@@ -95,6 +101,7 @@ export class Context {
   answer(key: string): unknown;
   elicit<P extends Record<string, Schema>>(key: string, message: string, fields: Schema<ObjectOf<P>>): ObjectOf<P> | null;
   sample(key: string, params: Record<string, unknown>): unknown;
+  roots(key?: string): { uri: string; name?: string }[];
 }
 
 export interface ToolDef<I extends Schema, O extends Schema | undefined> {
@@ -108,6 +115,8 @@ export interface ToolDef<I extends Schema, O extends Schema | undefined> {
   destructive?: boolean;
   idempotent?: boolean;
   openWorld?: boolean;
+  /** May run as an MCP Task: "optional", "required", or with where its questions are answered. */
+  task?: "optional" | "required" | { support: "optional" | "required"; input?: "in-task" | "before-task" };
 }
 type ToolReturn<O> = O extends Schema<infer T> ? T | Output : string | Output | unknown;
 
@@ -142,9 +151,10 @@ export class Plugin {
   ): this;
   prompt(
     def: { name: string; title?: string; description?: string; arguments?: PromptArgument[]; scopes?: string[] },
-    get: (ctx: Context, args: Record<string, string>) => string | ["user" | "assistant", string][],
+    get: (ctx: Context, args: Record<string, string>) => string | ["user" | "assistant", string | ContentBlock][],
   ): this;
-  exports(): { tools?: unknown; resources?: unknown; prompts?: unknown; completion?: unknown };
+  taskTools(): { name: string; support: "optional" | "required"; input: "in-task" | "before-task" }[];
+  exports(): { tools?: unknown; resources?: unknown; prompts?: unknown; completion?: unknown; tasks?: unknown };
 }
 
 export function matchTemplate(template: string, uri: string): Record<string, string> | null;

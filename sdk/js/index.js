@@ -6,10 +6,10 @@
 //     name: "words.count", description: "Count the words in a text.", scopes: ["words:read"],
 //     input: s.object({ text: s.string("The text to count") }),
 //   }, (ctx, { text }) => `${text.split(/\s+/).filter(Boolean).length} words`);
-//   export const { tools, resources, prompts, completion } = plugin.exports();
+//   export const { tools, resources, prompts, completion, tasks } = plugin.exports();
 //
 // Build with `npx portcullis-plugin build app.js -o plugin.wasm` (componentize-js, world
-// `full-plugin` of the WIT this SDK ships); test natively with `TestHost` from
+// `any-plugin` of the WIT this SDK ships); test natively with `TestHost` from
 // "portcullis-sdk/testing" (`node --test`). Each call runs in a fresh instance: keep no
 // state between calls. This module owns the plugin model (tools, resources, prompts, the
 // context, errors); the WIT shapes live in component.js, the host imports behind host.js.
@@ -24,6 +24,13 @@ export class ToolError extends Error {}
 
 /** The arguments are unusable; the model sees why and can correct them. */
 export class InvalidArguments extends ToolError {}
+
+/** Thrown by a resource's read function: there is no such resource (the client gets MCP's resource-not-found error, -32002). */
+export class NotFound extends Error {
+  constructor(message = "no such resource") {
+    super(message);
+  }
+}
 
 /** The call needs an answer from the client first (thrown by `ctx.elicit` / `ctx.sample`): let it propagate. */
 export class NeedInput extends Error {
@@ -98,6 +105,16 @@ const LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "aler
 export function log(message, { level = "info", logger } = {}) {
   if (!LEVELS.includes(level)) throw new TypeError(`unknown log level \`${level}\``);
   host().log(level, logger, String(message));
+}
+
+/** Tell connected clients that this plugin's lists changed: `{ tools, prompts, resources }`. */
+export function notifyListsChanged({ tools = false, prompts = false, resources = false } = {}) {
+  host().notifyListsChanged({ tools, prompts, resources });
+}
+
+/** Tell clients subscribed to `uri` that it changed. */
+export function notifyResourceUpdated(uri) {
+  host().notifyResourceUpdated(String(uri));
 }
 
 /** A result with several content blocks, structured content, or `isError`. */
@@ -184,6 +201,13 @@ export class Context {
     if (answer === undefined) throw new NeedInput(key, { sample: JSON.stringify(params) }, this.kept);
     return answer;
   }
+
+  /** The client's roots (`roots/list`): `[{ uri, name? }]`; the first time it throws NeedInput (let it propagate). */
+  roots(key = "roots") {
+    const answer = this.answer(key);
+    if (answer === undefined) throw new NeedInput(key, { roots: true }, this.kept);
+    return [...(answer.roots || [])];
+  }
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -215,7 +239,7 @@ export function matchTemplate(template, uri) {
 
 /**
  * What a plugin offers. Register with `tool`, `resource`, `resourceTemplate` and `prompt`,
- * then `export const { tools, resources, prompts, completion } = plugin.exports();`.
+ * then `export const { tools, resources, prompts, completion, tasks } = plugin.exports();`.
  */
 export class Plugin {
   constructor() {
@@ -227,21 +251,30 @@ export class Plugin {
 
   /**
    * Register a tool. `def`: `{ name, description, title, input (an s.object), output (a
-   * schema: structured results), scopes, readOnly, destructive, idempotent, openWorld }`;
+   * schema: structured results), scopes, readOnly, destructive, idempotent, openWorld, task }`;
    * `run(ctx, args)` returns a string, an Output, or a value (JSON; structured when `output`
-   * is declared). Arguments are checked against `input` before `run` is called.
+   * is declared). Arguments are checked against `input` before `run` is called. `task`:
+   * `"optional"` or `"required"` (or `{ support, input: "in-task" | "before-task" }`) makes
+   * it a tool that may run as an MCP Task.
    */
   tool(def, run) {
     const name = named("tool", def.name);
     if (this.tools.has(name)) throw new TypeError(`tool \`${name}\` is registered twice`);
     const input = def.input || s.object({});
     if (input.json.type !== "object") throw new TypeError(`tool \`${name}\`: input must be an s.object`);
-    this.tools.set(name, { ...def, name, input, run });
+    synchronous("tool", name, run);
+    this.tools.set(name, { ...def, name, input, run, task: taskMode(name, def.task) });
     return this;
+  }
+
+  /** `[{ name, support, input }]` of the tools that may run as tasks. */
+  taskTools() {
+    return [...this.tools.values()].filter((t) => t.task).map((t) => ({ name: t.name, ...t.task }));
   }
 
   /** Register the resource at `def.uri` (`{ uri, name, description, mimeType, scopes }`); `read(ctx)` returns a string or bytes. */
   resource(def, read) {
+    synchronous("resource", def.uri, read);
     this.resources.set(def.uri, { ...def, read });
     return this;
   }
@@ -251,6 +284,7 @@ export class Plugin {
    * id: (ctx, prefix) => [...] } }`); `read(ctx, vars, uri)` returns a string or bytes.
    */
   resourceTemplate(def, read) {
+    synchronous("resource template", def.uriTemplate, read);
     this.templates.push({ ...def, read });
     return this;
   }
@@ -258,10 +292,11 @@ export class Plugin {
   /**
    * Register a prompt (`{ name, description, arguments: [{ name, description, required,
    * complete(ctx, prefix) }], scopes }`); `get(ctx, args)` returns a string (one user
-   * message) or a list of [role, text].
+   * message) or a list of [role, text or content block].
    */
   prompt(def, get) {
     const name = named("prompt", def.name);
+    synchronous("prompt", name, get);
     this.prompts.set(name, { arguments: [], ...def, name, get });
     return this;
   }
@@ -331,11 +366,30 @@ export class Plugin {
   }
 
   /**
-   * The exports componentize-js looks for (`tools`, `resources`, `prompts`, `completion`);
-   * outside a component (native tests) an empty object.
+   * The exports componentize-js looks for (`tools`, `resources`, `prompts`, `completion`,
+   * `tasks`); outside a component (native tests) an empty object.
    */
   exports() {
     return exportsOf(this);
+  }
+}
+
+const TASK_SUPPORT = ["optional", "required"];
+const TASK_INPUT = ["in-task", "before-task"];
+
+function taskMode(name, task) {
+  if (task === undefined || task === null || task === false) return undefined;
+  const mode = typeof task === "string" ? { support: task, input: "in-task" } : { input: "in-task", ...task };
+  if (!TASK_SUPPORT.includes(mode.support)) throw new TypeError(`tool \`${name}\`: task must be one of ${TASK_SUPPORT.join(", ")}`);
+  if (!TASK_INPUT.includes(mode.input)) throw new TypeError(`tool \`${name}\`: task input must be one of ${TASK_INPUT.join(", ")}`);
+  return { support: mode.support, input: mode.input };
+}
+
+/** Refuse an `async` function at registration: calls run to their end in one pass (host calls such as fetch block), with no event loop to settle a promise. */
+function synchronous(kind, name, fn) {
+  if (typeof fn !== "function") throw new TypeError(`${kind} \`${name}\`: its handler must be a function`);
+  if (fn.constructor && fn.constructor.name === "AsyncFunction") {
+    throw new TypeError(`${kind} \`${name}\` is \`async\`: plugin functions run synchronously (host calls such as fetch block until they answer); drop \`async\` and \`await\``);
   }
 }
 
@@ -344,6 +398,7 @@ function outcome(run) {
     return { done: run() };
   } catch (e) {
     if (e instanceof NeedInput) return { input: e };
+    if (e instanceof NotFound) return { notFound: true };
     if (e instanceof InvalidArguments) return { invalid: e.message };
     if (e instanceof ToolError || e instanceof DownstreamError) return { failed: e.message };
     return { failed: `the plugin failed: ${e && e.message ? e.message : String(e)}` };

@@ -1,9 +1,11 @@
-// `js-words`: a Portcullis plugin in JavaScript, written with portcullis-sdk.
+// `js-words`: a Portcullis plugin in JavaScript, written with portcullis-sdk: tools with
+// constrained arguments and structured results, a task tool with rich content, a resource
+// template and a prompt with completion.
 //
 // Build: `npx portcullis-plugin build app.js -o js_words.wasm` (`cargo xtask build-plugins`
 // does it, into `target/plugins/js-words.wasm`). Test: `node --test test/`.
 
-import { Plugin, fetch, log, s } from "portcullis-sdk";
+import { NotFound, Output, Plugin, fetch, log, notifyResourceUpdated, s } from "portcullis-sdk";
 
 export const plugin = new Plugin();
 
@@ -54,4 +56,47 @@ plugin.tool(
   },
 );
 
-export const { tools, resources, prompts, completion } = plugin.exports();
+plugin.tool(
+  {
+    name: "jswords.report",
+    title: "Report on a document",
+    description: "Count a document's words slowly (may run as an MCP Task); links the document.",
+    scopes: ["words:read"],
+    task: "optional",
+    input: s.object({ path: s.string("The document's path on the docs service") }),
+  },
+  (ctx, { path }) => {
+    const text = fetch("docs", path).ok().text();
+    ctx.progress(1, 2, "fetched");
+    const name = path.replace(/^\/+/, "");
+    notifyResourceUpdated(`words://${name}`);
+    return new Output({
+      text: `${text.split(/\s+/).filter(Boolean).length} words`,
+      content: [{ type: "resource_link", uri: `words://${name}`, name: path }],
+    });
+  },
+);
+
+plugin.resourceTemplate(
+  { uriTemplate: "words://{name}", name: "document", title: "A document's words", mimeType: "text/plain", scopes: ["words:read"] },
+  (ctx, { name }) => {
+    const response = fetch("docs", `/${name}`);
+    if (response.status === 404) throw new NotFound();
+    return response.ok().text().split(/\s+/).filter(Boolean).join("\n");
+  },
+);
+
+plugin.prompt(
+  {
+    name: "jswords.summarise",
+    title: "Summarise a text",
+    description: "Ask the model for a summary.",
+    arguments: [
+      { name: "text", description: "The text to summarise", required: true },
+      { name: "style", description: "brief or bullets", complete: (ctx, prefix) => ["brief", "bullets"].filter((s) => s.startsWith(prefix)) },
+    ],
+  },
+  (ctx, { text, style = "brief" }) => `Summarise this (${style}):\n${text}`,
+);
+
+export const { tools, resources, prompts, completion, tasks } = plugin.exports();

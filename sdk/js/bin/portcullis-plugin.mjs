@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `portcullis-plugin build APP.js -o PLUGIN.wasm`: bundle the app with this SDK (rolldown)
-// and make a component of it (componentize-js, world `full-plugin` of the WIT this SDK
+// and make a component of it (componentize-js, world `any-plugin` of the WIT this SDK
 // ships). The bundle's entry imports the WIT boundary (component.js) before the app, so the
 // app itself never names a `portcullis:` import and stays testable with `node --test`.
 
@@ -35,7 +35,10 @@ try {
   await writeFile(
     entry,
     `import ${JSON.stringify(join(sdk, "component.js"))};\n` +
-      `export { tools, resources, prompts, completion } from ${JSON.stringify(app)};\n`,
+      `import * as app from ${JSON.stringify(app)};\n` +
+      `export const { tools, resources, prompts, completion } = app;\n` +
+      // An app written before tasks existed exports no `tasks`: it has no task tools.
+      `export const tasks = app.tasks ?? { taskTools: () => [] };\n`,
   );
   const { rolldown } = await import("rolldown");
   const bundle = await rolldown({
@@ -57,7 +60,7 @@ try {
   const { component } = await componentize({
     sourcePath: bundled,
     witPath: join(sdk, "wit", "plugin.wit"),
-    worldName: "full-plugin",
+    worldName: "any-plugin",
     disableFeatures,
   });
   await writeFile(output, component);

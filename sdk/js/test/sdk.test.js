@@ -42,7 +42,8 @@ test("results: strings, values, Outputs and thrown errors", () => {
     .tool({ name: "t.throws" }, () => {
       throw new RangeError("boom");
     })
-    .tool({ name: "t.async" }, async () => "later");
+    // A function returning a promise without being `async` is caught when it returns.
+    .tool({ name: "t.promise" }, () => Promise.resolve("later"));
   const host = new TestHost();
   assert.equal(host.callTool(plugin, "t.text").text, "hi");
   assert.deepEqual(host.callTool(plugin, "t.value").structured, { a: 1 });
@@ -50,7 +51,8 @@ test("results: strings, values, Outputs and thrown errors", () => {
   assert.equal(host.callTool(plugin, "t.output").isError, true);
   assert.throws(() => host.callTool(plugin, "t.throws"), /the plugin failed: boom/);
   assert.throws(() => host.callTool(plugin, "t.none"), /unknown tool `t.none`/);
-  assert.throws(() => host.callTool(plugin, "t.async"), /must be synchronous/);
+  assert.throws(() => host.callTool(plugin, "t.promise"), /must be synchronous/);
+  assert.throws(() => new Plugin().tool({ name: "t.async" }, async () => "later"), /drop `async` and `await`/);
   assert.throws(() => new Plugin().tool({ name: "bad name" }, () => ""), /must match/);
 });
 
@@ -85,4 +87,40 @@ test("resources, templates and prompts", () => {
 test("a host import outside a test host is a clear error", async () => {
   const { fetch } = await import("../index.js");
   assert.throws(() => fetch("docs", "/"), /outside a gateway: in tests, call the plugin through TestHost/);
+});
+
+test("parity: tasks, roots, not-found, notifications, rich prompts, harness output checks and MCP in-process", async () => {
+  const { McpTestClient, OutputMismatch } = await import("../testing.js");
+  const { NotFound, notifyResourceUpdated } = await import("../index.js");
+  const plugin = new Plugin()
+    .tool({ name: "t.report", task: "optional", input: s.object({ n: s.integer({ minimum: 1, maximum: 9 }) }) }, (ctx, { n }) => {
+      ctx.progress(1, 1, "done");
+      notifyResourceUpdated("x://1");
+      return `report ${n}`;
+    })
+    .tool({ name: "t.shaped", output: s.object({ n: s.integer() }) }, (ctx) => ({ n: 1, extra: true }))
+    .tool({ name: "t.where" }, (ctx) => ctx.roots().map((r) => r.uri).join(","))
+    .resourceTemplate({ uriTemplate: "x://{id}", name: "x" }, (ctx, { id }) => {
+      if (id !== "1") throw new NotFound();
+      return "one";
+    })
+    .prompt({ name: "p", arguments: [{ name: "a", description: "what" }] }, () => [["user", { type: "image", data: new Uint8Array([1]), mimeType: "image/png" }]]);
+  assert.deepEqual(plugin.taskTools(), [{ name: "t.report", support: "optional", input: "in-task" }]);
+  const host = new TestHost({ client: { roots: true } });
+  assert.equal(host.callTool(plugin, "t.report", { n: 2 }).text, "report 2");
+  assert.deepEqual(host.notifications, [{ resourceUpdated: "x://1" }]);
+  assert.throws(() => host.callTool(plugin, "t.report", { n: 10 }), /Invalid arguments for tool `t.report`: \$.n/);
+  assert.throws(() => host.callTool(plugin, "t.shaped"), (e) => e instanceof OutputMismatch && /extra/.test(e.message));
+  const client = new McpTestClient(plugin, host);
+  const tools = client.request("tools/list").result.tools;
+  assert.deepEqual(tools.find((t) => t.name === "t.report").execution, { taskSupport: "optional" });
+  assert.equal(client.request("resources/read", { uri: "x://2" }).error.code, -32002);
+  assert.equal(client.request("resources/read", { uri: "x://1" }).result.contents[0].text, "one");
+  const asked = client.request("tools/call", { name: "t.where" }).result;
+  assert.equal(asked.inputRequests.roots.method, "roots/list");
+  const done = client.request("tools/call", { name: "t.where", inputResponses: { roots: { roots: [{ uri: "file:///a" }] } }, requestState: asked.requestState });
+  assert.equal(done.result.content[0].text, "file:///a");
+  assert.equal(client.request("prompts/get", { name: "p" }).result.messages[0].content.type, "image");
+  assert.equal(client.request("tools/call", { name: "nope" }).error.code, -32602);
+  assert.equal(client.request("tools/call", { name: "t.shaped" }).result.isError, true);
 });

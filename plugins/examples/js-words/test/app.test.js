@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { DownstreamError, InvalidArguments, Response, ToolError } from "portcullis-sdk";
-import { TestHost } from "portcullis-sdk/testing";
+import { McpTestClient, OutputMismatch, TestHost } from "portcullis-sdk/testing";
 
 import { plugin } from "../app.js";
 
@@ -41,4 +41,34 @@ test("fetch uses the docs service and reports failures", () => {
   assert.throws(() => down.callTool(plugin, "jswords.fetch", { path: "/a" }), ToolError);
   const missing = new TestHost({ downstream: { docs: () => new Response(404, "no such document") } });
   assert.throws(() => missing.callTool(plugin, "jswords.fetch", { path: "/b" }), /HTTP 404: no such document/);
+});
+
+test("a result breaking the output schema is caught, as the gateway would", () => {
+  const tool = plugin.tools.get("jswords.count");
+  const run = tool.run;
+  tool.run = (ctx, args) => ({ ...run(ctx, args), extra: 1 });
+  try {
+    assert.throws(() => new TestHost().callTool(plugin, "jswords.count", { text: "a" }), OutputMismatch);
+  } finally {
+    tool.run = run;
+  }
+});
+
+test("over MCP, in-process, as the gateway serves it", () => {
+  const docs = { "GET /a": () => new Response(200, "x yy zzz"), "GET /gone": () => new Response(404, "") };
+  const host = new TestHost({ downstream: { docs } });
+  const client = new McpTestClient(plugin, host);
+  const tools = Object.fromEntries(client.request("tools/list").result.tools.map((t) => [t.name, t]));
+  assert.deepEqual(tools["jswords.report"].execution, { taskSupport: "optional" });
+  const report = client.request("tools/call", { name: "jswords.report", arguments: { path: "/a" } }).result;
+  assert.deepEqual(report.content.map((c) => c.type), ["text", "resource_link"]);
+  assert.deepEqual(host.notifications, [{ resourceUpdated: "words://a" }]);
+  assert.equal(client.request("resources/read", { uri: "words://a" }).result.contents[0].text, "x\nyy\nzzz");
+  assert.equal(client.request("resources/read", { uri: "words://gone" }).error.code, -32002);
+  const got = client.request("prompts/get", { name: "jswords.summarise", arguments: { text: "t" } }).result;
+  assert.equal(got.messages[0].content.text, "Summarise this (brief):\nt");
+  const done = client.request("completion/complete", { ref: { type: "ref/prompt", name: "jswords.summarise" }, argument: { name: "style", value: "bu" } });
+  assert.deepEqual(done.result.completion.values, ["bullets"]);
+  const bad = client.request("tools/call", { name: "jswords.count", arguments: { text: "a", minLength: 0 } }).result;
+  assert.equal(bad.isError, true);
 });
