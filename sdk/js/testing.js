@@ -175,6 +175,14 @@ function inputRound(need) {
   return { inputRequests: { [need.key]: request }, requestState: JSON.stringify({ state: need.state ?? null }) };
 }
 
+/** A tool's `_meta` as the gateway lists it: its scopes, and whether it may become a task. */
+function meta(t) {
+  const m = {};
+  if (t.scopes && t.scopes.length) m["dev.portcullis/requiredScopes"] = t.scopes;
+  if (t.task) m["io.modelcontextprotocol/tasks"] = { taskSupport: t.task.support };
+  return Object.keys(m).length ? m : undefined;
+}
+
 /**
  * MCP spoken to a plugin in-process, as the gateway serves it: `request(method, params)`
  * returns the JSON-RPC answer, `{ result }` or `{ error: { code, message } }`. A call that
@@ -225,8 +233,7 @@ export class McpTestClient {
           inputSchema: t.input.toJSON(),
           outputSchema: t.output && t.output.toJSON(),
           annotations: Object.keys(hints).length ? hints : undefined,
-          execution: t.task ? { taskSupport: t.task.support } : undefined,
-          _meta: t.scopes && t.scopes.length ? { "dev.portcullis/requiredScopes": t.scopes } : undefined,
+          _meta: meta(t),
         });
       }),
     };

@@ -212,7 +212,7 @@ class Protocol(unittest.TestCase):
         init = client.request("initialize", {"protocolVersion": "2025-11-25"})["result"]
         self.assertIn("resources", init["capabilities"])
         tools = {t["name"]: t for t in client.request("tools/list")["result"]["tools"]}
-        self.assertEqual(tools["issues.report"]["execution"], {"taskSupport": "optional"})
+        self.assertEqual(tools["issues.report"]["_meta"]["io.modelcontextprotocol/tasks"], {"taskSupport": "optional"})
         self.assertEqual(tools["issues.list"]["annotations"], {"readOnlyHint": True})
         listed = client.request("tools/call", {"name": "issues.list", "arguments": {"limit": 1}})
         self.assertEqual(listed["result"]["structuredContent"]["result"][0]["id"], 0)

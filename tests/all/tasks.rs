@@ -77,6 +77,34 @@ async fn a_typescript_sdk_client_creates_polls_and_reads_a_task() {
     assert_eq!(t["notified"], serde_json::json!(["completed"]), "{t}");
 }
 
+/// #30: a client can tell which tools may become tasks: `tools/list` marks them in `_meta`
+/// under the extension's identifier (the extension defines no field on `Tool`), in both eras.
+#[tokio::test]
+async fn tools_that_may_become_tasks_are_marked_in_tools_list() {
+    let gw = gateway().await;
+    let url = gw.url("/mcp");
+    let mut session = crate::support::Client::initialize(&url, "2025-11-25").await;
+    for listed in [
+        crate::support::Client::modern(&url)
+            .request("tools/list", serde_json::json!({}))
+            .await,
+        session.request("tools/list", serde_json::json!({})).await,
+    ] {
+        let tools = listed.result()["tools"].as_array().unwrap().clone();
+        let marker = |name: &str| {
+            tools.iter().find(|t| t["name"] == name).unwrap()["_meta"]
+                ["io.modelcontextprotocol/tasks"]
+                .clone()
+        };
+        assert_eq!(
+            marker("slow_compute"),
+            serde_json::json!({"taskSupport": "optional"}),
+            "{listed:?}"
+        );
+        assert!(marker("test_simple_text").is_null(), "{listed:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_task_drops_its_sandbox_instance() {
     let gw = gateway().await;

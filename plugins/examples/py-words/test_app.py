@@ -60,7 +60,7 @@ class ProtocolTest(unittest.TestCase):
         host = TestHost(downstream={"docs": docs})
         client = McpTestClient(app.plugin, host)
         tools = {t["name"]: t for t in client.request("tools/list")["result"]["tools"]}
-        self.assertEqual(tools["pywords.report"]["execution"], {"taskSupport": "optional"})
+        self.assertEqual(tools["pywords.report"]["_meta"]["io.modelcontextprotocol/tasks"], {"taskSupport": "optional"})
         self.assertEqual(tools["pywords.count"]["inputSchema"]["properties"]["min_length"]["default"], 1)
         top = client.request("tools/call", {"name": "pywords.longest", "arguments": {"text": "a bb ccc", "top": 2}})
         self.assertEqual(top["result"]["structuredContent"], {"result": ["ccc", "bb"]})

@@ -113,7 +113,7 @@ test("parity: tasks, roots, not-found, notifications, rich prompts, harness outp
   assert.throws(() => host.callTool(plugin, "t.shaped"), (e) => e instanceof OutputMismatch && /extra/.test(e.message));
   const client = new McpTestClient(plugin, host);
   const tools = client.request("tools/list").result.tools;
-  assert.deepEqual(tools.find((t) => t.name === "t.report").execution, { taskSupport: "optional" });
+  assert.deepEqual(tools.find((t) => t.name === "t.report")._meta["io.modelcontextprotocol/tasks"], { taskSupport: "optional" });
   assert.equal(client.request("resources/read", { uri: "x://2" }).error.code, -32002);
   assert.equal(client.request("resources/read", { uri: "x://1" }).result.contents[0].text, "one");
   const asked = client.request("tools/call", { name: "t.where" }).result;

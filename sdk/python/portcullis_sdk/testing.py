@@ -273,10 +273,13 @@ class McpTestClient:
                 tool["outputSchema"] = t.output_schema
             if t.annotations:
                 tool["annotations"] = {_camel(k): v for k, v in t.annotations.items()}
+            meta = {}
             if t.scopes:
-                tool["_meta"] = {"dev.portcullis/requiredScopes": t.scopes}
+                meta["dev.portcullis/requiredScopes"] = t.scopes
             if t.task is not None:
-                tool["execution"] = {"taskSupport": t.task[0]}
+                meta["io.modelcontextprotocol/tasks"] = {"taskSupport": t.task[0]}
+            if meta:
+                tool["_meta"] = meta
             tools.append(tool)
         return {"tools": tools}
 

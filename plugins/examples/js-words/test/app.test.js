@@ -59,7 +59,7 @@ test("over MCP, in-process, as the gateway serves it", () => {
   const host = new TestHost({ downstream: { docs } });
   const client = new McpTestClient(plugin, host);
   const tools = Object.fromEntries(client.request("tools/list").result.tools.map((t) => [t.name, t]));
-  assert.deepEqual(tools["jswords.report"].execution, { taskSupport: "optional" });
+  assert.deepEqual(tools["jswords.report"]._meta["io.modelcontextprotocol/tasks"], { taskSupport: "optional" });
   const report = client.request("tools/call", { name: "jswords.report", arguments: { path: "/a" } }).result;
   assert.deepEqual(report.content.map((c) => c.type), ["text", "resource_link"]);
   assert.deepEqual(host.notifications, [{ resourceUpdated: "words://a" }]);
