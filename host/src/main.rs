@@ -129,8 +129,8 @@ enum Command {
         /// Where to create the directory (default: the current one).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// A local copy of the language's SDK to depend on (default: this checkout's `sdk/…`,
-        /// else the published package).
+        /// A local copy of the language's SDK to vendor into the project (default: the SDK
+        /// this binary carries, the version it was built with).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -302,6 +302,28 @@ fn check_names_what_each_credential_strategy_is_missing() {
         "{said}"
     );
     assert!(!said.contains("default/exchanged"), "{said}");
+    // #30: the gateway's exchange client must be a client of the development AS too; before,
+    // `check` said ok and every downstream call failed with `invalid_client (unknown client)`.
+    let unregistered = std::fs::read_to_string(&config).unwrap().replacen(
+        "client_id = \"gateway\"\n            client_secret_env",
+        "client_id = \"other\"\n            client_secret_env",
+        1,
+    );
+    std::fs::write(&config, &unregistered).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("STRATEGIES_SECRET", "s")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("FAILED  default/exchanged (credential = \"token-exchange\"): the development AS does not know the gateway's client `gateway`")
+            && said.contains("[[dev_as.clients]]\n    client_id = \"gateway\"\n    client_secret_env = \"STRATEGIES_SECRET\"")
+            && said.contains("grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]"),
+        "{said}"
+    );
     // A missing secret is named before anything is asked.
     let (passed, said) = check_config(&config);
     assert!(!passed && said.contains("STRATEGIES_SECRET"), "{said}");

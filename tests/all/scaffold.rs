@@ -26,6 +26,36 @@ fn run(dir: &Path, cmd: &mut Command) -> String {
     text
 }
 
+/// A project moved after it was created (as a colleague's clone would be): it names its SDK
+/// by a relative path to the copy it carries, never by a path on the machine that made it.
+fn moved(project: &Path, to: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    let there = to.join(project.file_name().unwrap());
+    std::fs::rename(project, &there).unwrap();
+    for file in ["Cargo.toml", "requirements.txt", "package.json"] {
+        if let Ok(text) = std::fs::read_to_string(there.join(file)) {
+            assert!(
+                !text.contains(&*root().to_string_lossy()) && !text.contains("/tmp/"),
+                "{file} names no absolute path: {text}"
+            );
+        }
+    }
+    there
+}
+
+/// The README's configuration snippet, with the component where it was built, passes
+/// `portcullis check` (#30: the Python one named a key `check` refuses).
+fn readme_snippet_passes_check(project: &Path, wasm: &Path) {
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a toml snippet") + "```toml\n".len();
+    let snippet = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = wasm.parent().unwrap().to_string_lossy().replace('\\', "/");
+    let config = project.join("snippet.toml");
+    std::fs::write(&config, snippet.replace("path/to", &dir)).unwrap();
+    let (passed, said) = crate::support::check_config(&config);
+    assert!(passed, "{snippet}\n{said}");
+}
+
 #[tokio::test]
 async fn a_new_rust_plugin_builds_tests_and_serves_outside_the_repository() {
     // Outside the repository: the system temp directory.
@@ -36,7 +66,7 @@ async fn a_new_rust_plugin_builds_tests_and_serves_outside_the_repository() {
         Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["new", "rust", "word-count"]),
     );
     assert!(created.contains("created"), "{created}");
-    let project = parent.join("word-count");
+    let project = moved(&parent.join("word-count"), &parent.join("elsewhere"));
     // The builds share this repository's guest target directories (only to save time).
     let tested = run(
         &project,
@@ -60,6 +90,7 @@ async fn a_new_rust_plugin_builds_tests_and_serves_outside_the_repository() {
         &wasm,
     )
     .unwrap();
+    readme_snippet_passes_check(&project, &wasm);
     let gw = TestGateway::from_toml(&format!(
         r#"
         [auth]
@@ -98,7 +129,10 @@ async fn new_python_and_javascript_plugins_build_test_and_serve_outside_the_repo
 
     // Python, as its README says: a virtual environment with the SDK (this checkout's) and
     // its pinned componentize-py, the native test, then the build.
-    let py = scaffold(&parent, "python", "py-greeter");
+    let py = moved(
+        &scaffold(&parent, "python", "py-greeter"),
+        &parent.join("elsewhere"),
+    );
     run(&py, Command::new("python3").args(["-m", "venv", ".venv"]));
     run(
         &py,
@@ -127,8 +161,21 @@ async fn new_python_and_javascript_plugins_build_test_and_serve_outside_the_repo
         ]),
     );
 
-    // JavaScript: npm install (links this checkout's SDK), npm test, npm run build.
-    let js = scaffold(&parent, "js", "js-greeter");
+    readme_snippet_passes_check(&py, &py.join("py-greeter.wasm"));
+
+    // JavaScript, from a local copy of the SDK (`--sdk`, as a team changing the SDK would):
+    // npm install (the vendored SDK installed as a package, with its own dependencies), npm
+    // test, npm run build. Before (#30), the link to the copy left out rolldown.
+    let copy = parent.join("sdk-copy");
+    copy_tree(&root().join("sdk/js"), &copy);
+    let created = run(
+        &parent,
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["new", "js", "js-greeter", "--sdk"])
+            .arg(&copy),
+    );
+    assert!(created.contains("created"), "{created}");
+    let js = moved(&parent.join("js-greeter"), &parent.join("elsewhere"));
     run(
         &js,
         Command::new("npm").args(["install", "--no-audit", "--no-fund"]),
@@ -139,6 +186,7 @@ async fn new_python_and_javascript_plugins_build_test_and_serve_outside_the_repo
         "{tested}"
     );
     run(&js, Command::new("npm").args(["run", "build"]));
+    readme_snippet_passes_check(&js, &js.join("js-greeter.wasm"));
 
     let gw = TestGateway::from_toml(&format!(
         r#"
@@ -169,4 +217,21 @@ async fn new_python_and_javascript_plugins_build_test_and_serve_outside_the_repo
         .await;
     assert_eq!(r.text(), "Ahoy, Ada!", "{r:?}");
     std::fs::remove_dir_all(&parent).ok();
+}
+
+/// `from` copied to `to`, without what an install leaves (node_modules).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_tree(&path, &to.join(name));
+        } else {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
 }

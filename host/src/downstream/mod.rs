@@ -409,7 +409,11 @@ pub async fn credential_problems(
                 let known = served_here
                     .filter(|(issuer, _)| *issuer == client.issuer())
                     .map(|(_, doc)| doc);
-                if let Some(problem) = client.missing(grant, known).await {
+                let problem = match client.missing(grant, known).await {
+                    Some(p) => Some(p),
+                    None => known.and_then(|_| dev_as_registration(config, client, grant)),
+                };
+                if let Some(problem) = problem {
                     problems.push(format!(
                         "{}/{} (credential = \"{}\"): {problem}",
                         tenant.id,
@@ -421,6 +425,54 @@ pub async fn credential_problems(
         }
     }
     Ok(problems)
+}
+
+/// What keeps the gateway's `client` from getting `grant` tokens at the development AS this
+/// process serves: the AS knows only `[[dev_as.clients]]`, so the gateway's own client must be
+/// registered there too, confidential, with the same secret and the grant. Before (#30), `check`
+/// said ok and every downstream call failed with `invalid_client (unknown client)`.
+fn dev_as_registration(
+    config: &crate::config::Config,
+    client: &OAuthClient,
+    grant: &str,
+) -> Option<String> {
+    let id = client.client_id();
+    let var = config
+        .exchange_clients()
+        .into_iter()
+        .find(|(issuer, _, _)| issuer == client.issuer())
+        .and_then(|(_, _, x)| x.client_secret_env.clone())
+        .unwrap_or_else(|| "GATEWAY_SECRET".into());
+    let fix = format!(
+        "add to the configuration:\n    [[dev_as.clients]]\n    client_id = \"{id}\"\n    \
+         client_secret_env = \"{var}\"   # the gateway's own secret for this client\n    \
+         grant_types = [\"{grant}\"]"
+    );
+    let Some(registered) = config.dev_as.clients.iter().find(|c| c.client_id == id) else {
+        return Some(format!(
+            "the development AS does not know the gateway's client `{id}` (every downstream call would fail with invalid_client); {fix}"
+        ));
+    };
+    let Some(theirs) = &registered.client_secret_env else {
+        return Some(format!(
+            "`{id}` is a public client at the development AS, and the gateway authenticates as it with a secret; give its [[dev_as.clients]] entry client_secret_env = \"{var}\""
+        ));
+    };
+    if !registered.grant_types.iter().any(|g| g == grant) {
+        return Some(format!(
+            "the development AS's client `{id}` may not use {grant}; add \"{grant}\" to its grant_types"
+        ));
+    }
+    let same = theirs == &var
+        || matches!(
+            (crate::config::secret_from_env(theirs), crate::config::secret_from_env(&var)),
+            (Ok(a), Ok(b)) if a == b
+        );
+    (!same).then(|| {
+        format!(
+            "the development AS's client `{id}` has another secret ({theirs}) than the gateway uses ({var}); use one variable for both"
+        )
+    })
 }
 
 /// What the protocol layer knows of a call's caller that the downstream capability needs.

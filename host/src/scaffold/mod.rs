@@ -1,9 +1,16 @@
-//! `portcullis new`: plugin projects that build as they are, outside this repository.
+//! `portcullis new`: plugin projects that build as they are, outside this repository, and go
+//! on building wherever they are moved or cloned: each carries its SDK in
+//! `vendor/portcullis-sdk` and names it by a relative path.
 //!
 //! Owns: the project templates (one directory per language) and filling them in. Must not:
 //! build anything or touch an existing directory (it refuses one).
 
 use std::path::{Path, PathBuf};
+
+mod vendor;
+
+/// Where a project keeps its SDK, relative to the project.
+pub const VENDORED_SDK: &str = "vendor/portcullis-sdk";
 
 /// The languages a project can be scaffolded in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,16 +25,6 @@ pub enum Language {
 }
 
 impl Language {
-    /// The SDK's directory in a checkout of this repository.
-    fn checkout_sdk(self) -> PathBuf {
-        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-        sdk.join(match self {
-            Language::Rust => "rust",
-            Language::Python => "python",
-            Language::Js => "js",
-        })
-    }
-
     /// The project's files: path and template.
     fn files(self) -> &'static [(&'static str, &'static str)] {
         match self {
@@ -53,6 +50,9 @@ impl Language {
                 ("test/app.test.js", include_str!("js/app.test.js.tmpl")),
                 ("README.md", include_str!("js/README.md.tmpl")),
                 (".gitignore", "/node_modules\n*.wasm\n"),
+                // Install the vendored SDK as a package (with its own dependencies:
+                // componentize-js, rolldown), not as a link to a folder without them.
+                (".npmrc", "install-links=true\n"),
             ],
         }
     }
@@ -99,25 +99,64 @@ pub enum ScaffoldError {
     },
 }
 
-/// How a new project depends on the SDK: a local copy (`sdk_dir`, else the one in this
-/// binary's checkout if it is on this machine), else the published package; written in the
-/// language's own manifest syntax.
-pub fn sdk_dependency(language: Language, sdk_dir: Option<&Path>) -> String {
-    let local = sdk_dir.map(Path::to_path_buf).or_else(|| {
-        let checkout = language.checkout_sdk();
-        checkout.is_dir().then_some(checkout)
-    });
-    let local = local
-        .and_then(|p| p.canonicalize().ok())
-        .map(|p| p.display().to_string().replace('\\', "/"));
-    match (language, local) {
-        (Language::Rust, Some(path)) => format!("{{ version = \"0.1\", path = \"{path}\" }}"),
-        (Language::Rust, None) => "\"0.1\"".into(),
-        (Language::Python, Some(path)) => format!("portcullis-sdk @ file://{path}"),
-        (Language::Python, None) => "portcullis-sdk==0.2.0".into(),
-        (Language::Js, Some(path)) => format!("\"file:{path}\""),
-        (Language::Js, None) => "\"0.2.0\"".into(),
+/// How a new project depends on its vendored SDK, in the language's own manifest syntax: a
+/// path relative to the project, so it builds wherever the project is.
+pub fn sdk_dependency(language: Language) -> String {
+    match language {
+        Language::Rust => format!("{{ version = \"0.1\", path = \"{VENDORED_SDK}\" }}"),
+        Language::Python => format!("./{VENDORED_SDK}"),
+        Language::Js => format!("\"file:{VENDORED_SDK}\""),
     }
+}
+
+/// The SDK files to vendor: those of `sdk_dir` (a local copy of the SDK, e.g. one being
+/// changed), else the ones this binary carries.
+fn sdk_files(
+    language: Language,
+    sdk_dir: Option<&Path>,
+) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let Some(dir) = sdk_dir else {
+        return Ok(vendor::files(language)
+            .iter()
+            .map(|(path, text)| ((*path).to_string(), text.as_bytes().to_vec()))
+            .collect());
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // What a build or an install leaves behind, not the SDK.
+            if [
+                "node_modules",
+                "__pycache__",
+                "target",
+                "build",
+                ".venv",
+                ".git",
+            ]
+            .contains(&name.as_str())
+                || name.ends_with(".egg-info")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, std::fs::read(&path)?));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Create the project `name` in `language` under `parent`; returns its directory.
@@ -139,7 +178,7 @@ pub fn create(
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir));
     }
-    let sdk = sdk_dependency(language, sdk_dir);
+    let sdk = sdk_dependency(language);
     // The gateway keys per-plugin settings by the component's file stem.
     let stem = language.stem(name);
     for (file, template) in language.files() {
@@ -153,6 +192,21 @@ pub fn create(
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::write(path, text)
+        };
+        write(&path).map_err(|source| ScaffoldError::Write { path, source })?;
+    }
+    let vendored = dir.join(VENDORED_SDK);
+    let files = sdk_files(language, sdk_dir).map_err(|source| ScaffoldError::Write {
+        path: sdk_dir.map(Path::to_path_buf).unwrap_or_default(),
+        source,
+    })?;
+    for (rel, bytes) in files {
+        let path = vendored.join(rel);
+        let write = |path: &Path| -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, &bytes)
         };
         write(&path).map_err(|source| ScaffoldError::Write { path, source })?;
     }
