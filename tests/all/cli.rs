@@ -328,3 +328,43 @@ fn check_names_what_each_credential_strategy_is_missing() {
     let (passed, said) = check_config(&config);
     assert!(!passed && said.contains("STRATEGIES_SECRET"), "{said}");
 }
+
+/// #30: a manifest named after the crate (`word-count.toml` beside cargo's
+/// `word_count.wasm`) was silently ignored, so the scope it tightened did not apply. Now the
+/// plugin is refused, naming the file it should be; renamed, it loads and applies.
+#[test]
+fn a_manifest_named_after_the_crate_is_refused_with_the_name_it_needs() {
+    use crate::support::{check_config, plugin, tempdir, toml_path};
+    let dir = tempdir();
+    std::fs::copy(plugin("hello"), dir.join("word_count.wasm")).unwrap();
+    // Another component's manifest beside it is not a near miss.
+    std::fs::copy(plugin("probe"), dir.join("probe.wasm")).unwrap();
+    std::fs::write(dir.join("probe.toml"), "config = { a = \"b\" }\n").unwrap();
+    std::fs::write(
+        dir.join("word-count.toml"),
+        "scopes = { \"hello.greet\" = [\"words:admin\"] }\n",
+    )
+    .unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenant]]\nid = \"t\"\nplugins = [{}, {}]\n",
+            toml_path(&dir.join("word_count.wasm")),
+            toml_path(&dir.join("probe.wasm"))
+        ),
+    )
+    .unwrap();
+    let (passed, said) = check_config(&config);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("word-count.toml is not this plugin's manifest, which must be named")
+            && said.contains("word_count.toml")
+            && said.contains("did you mean"),
+        "{said}"
+    );
+    assert!(said.contains("ok      t/probe"), "{said}");
+    std::fs::rename(dir.join("word-count.toml"), dir.join("word_count.toml")).unwrap();
+    let (passed, said) = check_config(&config);
+    assert!(passed, "{said}");
+}

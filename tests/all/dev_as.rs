@@ -1033,3 +1033,44 @@ async fn a_registration_flood_is_bounded_and_evicts_no_client_in_use() {
     let (status, q) = used.authorize(&[]).await;
     assert_eq!(status, 303, "{q:?}");
 }
+
+/// #30: a client registered (RFC 7591) before a restart of a gateway whose development AS
+/// keeps its key (`key_file`) completes authorization after it. Before, the key survived and
+/// every registration was forgotten: a connected client (the MCP Inspector) landed on
+/// "unknown client_id" with nothing telling it to register again.
+#[tokio::test]
+async fn a_client_registered_before_a_restart_is_known_after_it() {
+    let dir = crate::support::tempdir();
+    let keep = format!("key_file = {}", toml_path(&dir.join("dev-as.key")));
+    let before = gateway_with_dev_as(&keep).await;
+    let registered = Flow::register(&before).await;
+    drop(before);
+    let after = gateway_with_dev_as(&keep).await;
+    let flow = Flow {
+        issuer: after.url("/dev-as"),
+        resource: after.url("/mcp"),
+        ..registered
+    };
+    let code = flow.code().await;
+    let (status, tokens, _) = flow.redeem(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["access_token"].is_string());
+    // Kept owner-only, beside the key.
+    let kept = dir.join("dev-as.clients.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // A file that does not parse is reported and ignored (clients register again).
+    std::fs::write(&kept, "not json").unwrap();
+    let fresh = gateway_with_dev_as(&keep).await;
+    let again = Flow {
+        issuer: fresh.url("/dev-as"),
+        resource: fresh.url("/mcp"),
+        ..flow
+    };
+    let (status, _) = again.authorize(&[]).await;
+    assert_ne!(status, 302, "forgotten, as the log says");
+}

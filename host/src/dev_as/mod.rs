@@ -93,6 +93,73 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A registered client as kept in the registrations file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredClient {
+    client_id: String,
+    name: String,
+    secret: Option<String>,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+}
+
+/// The clients registered before the last restart (none if the file is missing; a file that
+/// does not parse is reported and ignored: clients register again).
+fn load_registrations(path: &std::path::Path) -> HashMap<String, Client> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "development AS: cannot read the registered clients ({e}); they must register again");
+            return HashMap::new();
+        }
+    };
+    match serde_json::from_str::<Vec<StoredClient>>(&text) {
+        Ok(stored) => stored
+            .into_iter()
+            .take(MAX_REGISTERED_CLIENTS)
+            .map(|c| {
+                let client = Client {
+                    client_id: c.client_id,
+                    name: c.name,
+                    secret: c.secret,
+                    redirect_uris: c.redirect_uris,
+                    grant_types: c.grant_types,
+                    registered: Some(Instant::now()),
+                    used: false,
+                };
+                (client.client_id.clone(), client)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "development AS: the registered clients file is not valid ({e}); clients must register again");
+            HashMap::new()
+        }
+    }
+}
+
+/// Keep the registered (not configured) clients in `path`, owner-only, as the key is kept.
+fn save_registrations(path: &std::path::Path, clients: &HashMap<String, Client>) {
+    let stored: Vec<StoredClient> = clients
+        .values()
+        .filter(|c| c.registered.is_some())
+        .map(|c| StoredClient {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            secret: c.secret.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c.grant_types.clone(),
+        })
+        .collect();
+    let Ok(text) = serde_json::to_string(&stored) else {
+        return;
+    };
+    let temp = path.with_extension("json.tmp");
+    if let Err(e) = keys::write_private(&temp, &text).and_then(|()| std::fs::rename(&temp, path)) {
+        tracing::warn!(file = %path.display(), "development AS: cannot keep the registered clients ({e}); they will have to register again after a restart");
+    }
+}
+
 /// An authorization code awaiting redemption.
 struct CodeGrant {
     client_id: String,
@@ -131,6 +198,9 @@ pub struct DevAs {
     /// Test hook: client metadata documents served from files.
     cimd_documents: std::collections::BTreeMap<String, std::path::PathBuf>,
     clients: Mutex<HashMap<String, Client>>,
+    /// With `key_file`: where registered clients are kept, so a client that registered before
+    /// a restart is still known after it, as the key that signed its tokens is.
+    registrations_file: Option<std::path::PathBuf>,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh: Mutex<HashMap<String, RefreshGrant>>,
     /// Dynamic registrations per client network in the current minute: (window start, count).
@@ -210,7 +280,14 @@ impl DevAs {
         let dev = &config.dev_as;
         let key_file = dev.key_file.as_ref().map(|p| config.resolve_path(p));
         let key = keys::SigningKey::load_or_generate(key_file.as_deref())?;
-        let mut clients = HashMap::new();
+        let registrations_file = key_file
+            .as_ref()
+            .filter(|_| with_clients)
+            .map(|k| k.with_extension("clients.json"));
+        let mut clients: HashMap<String, Client> = registrations_file
+            .as_deref()
+            .map(load_registrations)
+            .unwrap_or_default();
         for (i, c) in dev.clients.iter().enumerate().filter(|_| with_clients) {
             let secret = match &c.client_secret_env {
                 Some(var) => Some(crate::config::secret_from_env(var).map_err(|e| {
@@ -266,6 +343,7 @@ impl DevAs {
                 .map(|(k, v)| (k.clone(), config.resolve_path(v)))
                 .collect(),
             clients: Mutex::new(clients),
+            registrations_file,
             codes: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
             registrations: Mutex::new(HashMap::new()),
@@ -409,6 +487,9 @@ impl DevAs {
             }
         }
         clients.insert(client.client_id.clone(), client);
+        if let Some(path) = &self.registrations_file {
+            save_registrations(path, &clients);
+        }
     }
 
     /// Checks shared by the authorization request and the consent decision. Errors before the

@@ -477,6 +477,37 @@ pub fn manifest_path(wasm: &Path) -> PathBuf {
     wasm.with_extension("toml")
 }
 
+/// A manifest beside `wasm` that was meant for it but is named otherwise (cargo writes
+/// `word_count.wasm` for a crate `word-count`; its manifest written as `word-count.toml` was
+/// silently ignored, and the scope it tightened did not apply): the same name but for case and
+/// `-`/`_`, or within two edits of a name of six letters or more, and not another
+/// component's manifest.
+pub fn manifest_near_miss(wasm: &Path) -> Option<PathBuf> {
+    let dir = wasm.parent()?;
+    let name = plugin_name(wasm);
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let components: Vec<String> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|p| stem(p))
+        .collect();
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| stem(p).is_some_and(|s| s != name && !components.contains(&s)))
+        .find(|p| {
+            let s = stem(p).unwrap_or_default();
+            norm(&s) == norm(&name)
+                || (name.len() >= 6 && edit_distance(&norm(&s), &norm(&name)) <= 2)
+        })
+        .cloned()
+}
+
 /// Build a tenant's catalog from its files. Plugins whose component and manifest are
 /// unchanged since `previous` are reused as they are; a plugin whose new version fails to
 /// load keeps serving its previous version, and the failure is recorded.
@@ -695,11 +726,23 @@ impl PluginSource {
                 text,
                 Some(manifest),
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-                tenant.plugin.get(&name).cloned().unwrap_or_default(),
-                String::new(),
-                None,
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(near) = manifest_near_miss(file) {
+                    // Refused rather than served without it: what it says (a tighter scope,
+                    // fewer services) would silently not apply.
+                    return Err(format!(
+                        "{} is not this plugin's manifest, which must be named {} (after the \
+                         component's file stem); did you mean that? Rename it",
+                        near.display(),
+                        manifest.display()
+                    ));
+                }
+                (
+                    tenant.plugin.get(&name).cloned().unwrap_or_default(),
+                    String::new(),
+                    None,
+                )
+            }
             Err(e) => return Err(format!("cannot read {}: {e}", manifest.display())),
         };
         let settings_from = match &manifest {
