@@ -368,3 +368,81 @@ fn a_manifest_named_after_the_crate_is_refused_with_the_name_it_needs() {
     let (passed, said) = check_config(&config);
     assert!(passed, "{said}");
 }
+
+/// #30 AC6: the quickstart needs only Rust. `cargo xtask run` with a `PATH` holding only the
+/// Rust toolchain (and the C linker it needs) serves the quickstart; before, it stopped at
+/// building the Python example (`python3 ... No such file or directory`). Here the builds are
+/// up to date (the test suite built them), so this shows what the command needs, not how long
+/// a cold build takes.
+#[test]
+fn the_quickstart_runs_with_only_rust_installed() {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+
+    use crate::support::toml_path;
+    let dir = crate::support::tempdir();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let which = |program: &str| -> std::path::PathBuf {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{program} on PATH"))
+    };
+    for program in ["cargo", "rustc", "rustup", "cc", "ld"] {
+        std::os::unix::fs::symlink(which(program), bin.join(program)).unwrap();
+    }
+    let root = crate::support::root();
+    let port = crate::support::free_port();
+    let config = dir.join("quickstart.toml");
+    let quickstart = std::fs::read_to_string(root.join("examples/quickstart.toml")).unwrap();
+    std::fs::write(
+        &config,
+        quickstart
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+            .replace(
+                "\"../target/plugins/hello.wasm\"",
+                &toml_path(&crate::support::plugin("hello")),
+            )
+            .replace(
+                "\"../target/dev-as.key\"",
+                &toml_path(&dir.join("dev-as.key")),
+            ),
+    )
+    .unwrap();
+    let mut child = Command::new(which("cargo"))
+        .current_dir(&root)
+        .args(["xtask", "run"])
+        .arg(&config)
+        .env("PATH", &bin)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = Vec::new();
+    let mut ready = false;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let endpoint = line.contains("MCP endpoint");
+        said.push(line);
+        if endpoint {
+            ready = true;
+            break;
+        }
+    }
+    // The whole group (cargo, xtask and the gateway), which the child leads.
+    let group = child.id();
+    assert!(group > 1);
+    let _ = Command::new("kill")
+        .args(["-s", "TERM", "--", &format!("-{group}")])
+        .status();
+    let _ = child.wait();
+    let said = said.join("\n");
+    assert!(ready, "{said}");
+    assert!(
+        !said.contains("python3\" \"-m\" \"venv") && !said.contains("No such file"),
+        "{said}"
+    );
+}

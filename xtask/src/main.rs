@@ -36,10 +36,11 @@ fn task() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = project_root();
     match args.first().map(String::as_str) {
-        Some("build-plugins") => build_plugins(&root),
+        Some("build-plugins") => build_plugins(&root, Scripts::Required),
         Some("deps") => deps::check(&root.join("host/src")),
         Some("run") => {
-            build_plugins(&root)?;
+            // The quickstart serves a Rust plugin: only Rust is needed to run it.
+            build_plugins(&root, Scripts::IfInstalled)?;
             let config = args
                 .get(1)
                 .cloned()
@@ -67,7 +68,7 @@ fn task() -> anyhow::Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            build_plugins(&root)?;
+            build_plugins(&root, Scripts::Required)?;
             test_guest_code(&root)?;
             install_test_peers(&root, &NPM_PEERS)?;
             install_python_peers(&root)?;
@@ -100,7 +101,7 @@ fn task() -> anyhow::Result<()> {
             )
         }
         Some("bench") => {
-            build_plugins(&root)?;
+            build_plugins(&root, Scripts::Required)?;
             // Only the TypeScript SDK and Node 22 (the conformance suites are not needed).
             install_test_peers(&root, &NPM_PEERS[..1])?;
             install_python_peers(&root)?;
@@ -121,7 +122,7 @@ fn task() -> anyhow::Result<()> {
             ]))
         }
         Some("fuzz") => {
-            build_plugins(&root)?;
+            build_plugins(&root, Scripts::Required)?;
             fuzz(&root, &args[1..])
         }
         Some("image") => image::build(&root, &args[1..]),
@@ -425,7 +426,30 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
 }
 
-fn build_plugins(root: &Path) -> anyhow::Result<()> {
+/// Whether the Python and JavaScript example plugins must be built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scripts {
+    /// Tests and `build-plugins`: their toolchains are required.
+    Required,
+    /// `run`: built when python3 / node and npm are installed, else skipped with a note.
+    IfInstalled,
+}
+
+/// Whether `program` is on `PATH`.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            candidate.is_file()
+                && std::fs::metadata(&candidate).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    })
+}
+
+fn build_plugins(root: &Path, scripts: Scripts) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     let guest_target = root.join("target/guest");
     run(Command::new(cargo())
@@ -447,7 +471,7 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("copying {}", path.display()))?;
         }
     }
-    build_script_plugins(root, &out)?;
+    build_script_plugins(root, &out, scripts)?;
     eprintln!("xtask: plugins are in {}", out.display());
     Ok(())
 }
@@ -474,6 +498,14 @@ impl Script {
         match self {
             Script::Python => "Python",
             Script::JavaScript => "JavaScript",
+        }
+    }
+
+    /// The programs building this language's plugins needs on `PATH`.
+    fn toolchain(self) -> &'static [&'static str] {
+        match self {
+            Script::Python => &["python3"],
+            Script::JavaScript => &["node", "npm"],
         }
     }
 
@@ -617,10 +649,24 @@ fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
 
 /// Build each Python and JavaScript example with its SDK's build command, unless its
 /// component is newer than the app and the SDK (a build takes ~10-40 s).
-fn build_script_plugins(root: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_script_plugins(root: &Path, out: &Path, scripts: Scripts) -> anyhow::Result<()> {
     for lang in Script::ALL {
         let apps = lang.examples(root)?;
         if apps.is_empty() {
+            continue;
+        }
+        let missing: Vec<&str> = lang
+            .toolchain()
+            .iter()
+            .copied()
+            .filter(|p| !installed(p))
+            .collect();
+        if scripts == Scripts::IfInstalled && !missing.is_empty() {
+            eprintln!(
+                "xtask: not building the {} example plugins ({} not installed; the quickstart does not need them)",
+                lang.name(),
+                missing.join(", ")
+            );
             continue;
         }
         lang.install(root)?;
