@@ -23,6 +23,7 @@ mod http_transport;
 mod identity;
 mod isolation;
 mod notes_demo;
+mod parity;
 mod real_as;
 mod reload;
 mod sandbox_limits;
