@@ -155,30 +155,47 @@ impl<T: Build> completion::Guest for T {
         argument_value: String,
         _context_arguments: Vec<(String, String)>,
     ) -> Result<completion::CompletionResult, String> {
-        let plugin = T::build();
-        let completers = match &reference {
-            completion::Reference::Prompt(name) => plugin
-                .prompts
-                .iter()
-                .find(|p| &p.name == name)
-                .map(|p| &p.completers),
-            completion::Reference::ResourceTemplate(template) => plugin
-                .templates
-                .iter()
-                .find(|t| &t.template == template)
-                .map(|t| &t.completers),
-        };
-        let ctx = Context::new(ctx, None);
-        let mut values = completers
-            .and_then(|c| c.iter().find(|(name, _)| *name == argument_name))
-            .map(|(_, complete)| complete(&ctx, &argument_value))
-            .unwrap_or_default();
-        let total = values.len();
-        values.truncate(MAX_COMPLETIONS);
-        Ok(completion::CompletionResult {
-            has_more: total > values.len(),
-            total: u32::try_from(total).ok(),
-            values,
-        })
+        Ok(complete(
+            &T::build(),
+            ctx,
+            &reference,
+            &argument_name,
+            &argument_value,
+        ))
+    }
+}
+
+/// The completions `plugin` offers for `argument_name` of `reference`, at most
+/// [`MAX_COMPLETIONS`].
+pub(crate) fn complete(
+    plugin: &Plugin,
+    ctx: CallContext,
+    reference: &completion::Reference,
+    argument_name: &str,
+    argument_value: &str,
+) -> completion::CompletionResult {
+    let completers = match reference {
+        completion::Reference::Prompt(name) => plugin
+            .prompts
+            .iter()
+            .find(|p| &p.name == name)
+            .map(|p| &p.completers),
+        completion::Reference::ResourceTemplate(template) => plugin
+            .templates
+            .iter()
+            .find(|t| &t.template == template)
+            .map(|t| &t.completers),
+    };
+    let ctx = Context::new(ctx, None);
+    let mut values = completers
+        .and_then(|c| c.iter().find(|(name, _)| *name == argument_name))
+        .map(|(_, complete)| complete(&ctx, argument_value))
+        .unwrap_or_default();
+    let total = values.len();
+    values.truncate(MAX_COMPLETIONS);
+    completion::CompletionResult {
+        has_more: total > values.len(),
+        total: u32::try_from(total).ok(),
+        values,
     }
 }

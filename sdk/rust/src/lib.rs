@@ -97,6 +97,8 @@ pub mod resource;
 mod sys;
 pub mod testing;
 pub mod tool;
+#[cfg(not(target_arch = "wasm32"))]
+mod validate;
 
 pub use context::{ClientFeatures, Context};
 pub use error::{Error, InputNeeded, Result};

@@ -19,6 +19,11 @@
 //! assert_eq!(host.logs()[0].message, "asked");
 //! ```
 //!
+//! Like the gateway, [`TestHost::call_tool`] checks the arguments against the tool's
+//! `inputSchema` before the tool runs (constraints serde does not see, such as `minimum`,
+//! refused as [`Error::InvalidArguments`]) and structured output against its `outputSchema`
+//! after (a mismatch is an [`Error::Failed`] naming it: the gateway would refuse that result).
+//!
 //! Natively, host imports made outside a `TestHost` call panic with a clear message (a
 //! normal, catchable test failure); in WebAssembly this module is inert.
 
@@ -27,7 +32,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::Plugin;
-use crate::bindings::exports::portcullis::plugin::{prompts, resources, tools};
+use crate::bindings::exports::portcullis::plugin::{completion, prompts, resources, tools};
 use crate::bindings::portcullis::plugin::types::{
     CallContext, ClientFeatures, Content, Continuation, InputResponse,
 };
@@ -222,19 +227,24 @@ impl TestHost {
         name: &str,
         arguments: Value,
     ) -> Result<CallResult, Error> {
+        checks::arguments(plugin, name, &arguments)?;
         let ctx = self.context.clone();
         let continuation = self.continuation();
         match self.with_host(|| {
             crate::guest::call_tool(plugin, ctx, name, &arguments.to_string(), continuation)
         }) {
-            Ok(tools::CallOutcome::Done(r)) => Ok(CallResult {
-                structured: r
-                    .structured_content
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str(s).ok()),
-                content: r.content,
-                is_error: r.is_error,
-            }),
+            Ok(tools::CallOutcome::Done(r)) => {
+                let result = CallResult {
+                    structured: r
+                        .structured_content
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str(s).ok()),
+                    content: r.content,
+                    is_error: r.is_error,
+                };
+                checks::output(plugin, name, &result)?;
+                Ok(result)
+            }
             Ok(tools::CallOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(tools::ToolError::UnknownTool) => {
                 Err(Error::failed(format!("unknown tool `{name}`")))
@@ -291,6 +301,42 @@ impl TestHost {
             Err(prompts::PromptError::InvalidArguments(m)) => Err(Error::InvalidArguments(m)),
             Err(prompts::PromptError::Failed(m)) => Err(Error::Failed(m)),
         }
+    }
+
+    /// Completions for `argument` of the prompt `name`, starting with `prefix`.
+    pub fn complete_prompt(
+        &mut self,
+        plugin: &Plugin,
+        name: &str,
+        argument: &str,
+        prefix: &str,
+    ) -> Vec<String> {
+        let reference = completion::Reference::Prompt(name.into());
+        self.complete(plugin, &reference, argument, prefix)
+    }
+
+    /// Completions for the variable `argument` of the resource template `template`.
+    pub fn complete_template(
+        &mut self,
+        plugin: &Plugin,
+        template: &str,
+        argument: &str,
+        prefix: &str,
+    ) -> Vec<String> {
+        let reference = completion::Reference::ResourceTemplate(template.into());
+        self.complete(plugin, &reference, argument, prefix)
+    }
+
+    fn complete(
+        &mut self,
+        plugin: &Plugin,
+        reference: &completion::Reference,
+        argument: &str,
+        prefix: &str,
+    ) -> Vec<String> {
+        let ctx = self.context.clone();
+        self.with_host(|| crate::guest::complete(plugin, ctx, reference, argument, prefix))
+            .values
     }
 
     fn continuation(&mut self) -> Option<Continuation> {
@@ -415,5 +461,79 @@ pub(crate) mod native {
             r.stubs.insert(service.into(), stub);
         });
         answer.map(|r| r.into_wit()).map_err(Into::into)
+    }
+}
+
+/// What the gateway checks around a call, natively (in WebAssembly, nothing: this module is
+/// inert there).
+#[cfg(not(target_arch = "wasm32"))]
+mod checks {
+    use serde_json::Value;
+
+    use super::CallResult;
+    use crate::{Error, Plugin};
+
+    fn schemas(plugin: &Plugin, name: &str) -> (Option<Value>, Option<Value>) {
+        let tool = plugin.describe_tools().into_iter().find(|t| t.name == name);
+        let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str(t).ok());
+        match tool {
+            Some(t) => (
+                parse(Some(&t.input_schema)),
+                parse(t.output_schema.as_deref()),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// The arguments against the tool's `inputSchema`, as the gateway checks them first.
+    pub(super) fn arguments(plugin: &Plugin, name: &str, arguments: &Value) -> Result<(), Error> {
+        let Some(input) = schemas(plugin, name).0 else {
+            return Ok(());
+        };
+        let wrong = crate::validate::problems(&input, arguments);
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArguments(format!(
+                "Invalid arguments for tool `{name}`: {}",
+                wrong.join("; ")
+            )))
+        }
+    }
+
+    /// A successful result against the tool's `outputSchema`, as the gateway checks it.
+    pub(super) fn output(plugin: &Plugin, name: &str, result: &CallResult) -> Result<(), Error> {
+        let Some(output) = schemas(plugin, name).1.filter(|_| !result.is_error) else {
+            return Ok(());
+        };
+        let wrong = match &result.structured {
+            Some(v) => crate::validate::problems(&output, v),
+            None => vec!["no structured content".into()],
+        };
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "tool `{name}` returned a result that does not match its outputSchema (the \
+                 gateway refuses such a result): {}",
+                wrong.join("; ")
+            )))
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod checks {
+    use serde_json::Value;
+
+    use super::CallResult;
+    use crate::{Error, Plugin};
+
+    pub(super) fn arguments(_: &Plugin, _: &str, _: &Value) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(super) fn output(_: &Plugin, _: &str, _: &CallResult) -> Result<(), Error> {
+        Ok(())
     }
 }

@@ -74,6 +74,7 @@ fn whoami(ctx: &Context, _: NoArgs) -> Result<Json<WhoAmI>> {
 #[serde(deny_unknown_fields)]
 struct Report {
     /// How long the report takes, in seconds (at most 300)
+    #[schemars(range(max = 300))]
     seconds: u32,
 }
 
@@ -146,6 +147,34 @@ mod tests {
             .call_tool(&plugin(), "hello.greet", json!({"name": 7}))
             .unwrap_err();
         assert!(matches!(e, Error::InvalidArguments(_)), "{e}");
+    }
+
+    /// The test host checks what the gateway checks: a schema bound serde does not see, and
+    /// structured output against the declared outputSchema.
+    #[test]
+    fn the_harness_refuses_what_the_gateway_would() {
+        let mut host = TestHost::new();
+        let e = host
+            .call_tool(&plugin(), "hello.report", json!({"seconds": 500}))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("at `/seconds`: 500 is greater than the maximum of 300"),
+            "{e}"
+        );
+        #[derive(Serialize, JsonSchema)]
+        struct Score {
+            #[schemars(range(max = 10))]
+            points: u32,
+        }
+        let broken = Plugin::new().tool(Tool::new("t.score", |_: &Context, _: NoArgs| {
+            Ok(Json(Score { points: 11 }))
+        }));
+        let e = host.call_tool(&broken, "t.score", json!({})).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match its outputSchema"),
+            "{e}"
+        );
     }
 
     #[test]
