@@ -113,7 +113,8 @@ enum Command {
         #[arg(long = "set", value_parser = key_value)]
         settings: Vec<(String, String)>,
         /// A stubbed downstream service, granted to the plugin: NAME=STATUS:BODY, NAME=BODY
-        /// or NAME=@FILE (repeatable).
+        /// or NAME=@FILE; `NAME METHOD /PATH=...` answers only those requests (repeatable; the
+        /// most specific stub answers).
         #[arg(long = "stub")]
         stubs: Vec<portcullis::harness::Stub>,
         /// The plugin's memory limit in MiB.
@@ -279,10 +280,32 @@ async fn call(
     let config = portcullis::harness::configuration(&plugin, plan, stubs, stub_server.base())?;
     let mut quiet = config.telemetry.clone();
     quiet.enabled = Some(false);
-    let _telemetry = Telemetry::init(Some(&quiet))?;
+    // The gateway's own lines only when they matter (PORTCULLIS_LOG=info shows them all): the
+    // plugin's logs, progress and downstream requests are what this command is for.
+    let _telemetry = Telemetry::init_at(Some(&quiet), "warn")?;
+    eprintln!(
+        "loading {} (its first load compiles it; later loads use the cache)",
+        plugin.display()
+    );
+    let started = std::time::Instant::now();
     let gateway = Portcullis::start_local(config).await?;
+    if started.elapsed() > std::time::Duration::from_secs(1) {
+        eprintln!("loaded in {:.1} s", started.elapsed().as_secs_f64());
+    }
     let transcript =
         portcullis::harness::call(gateway.stdio_tenant(), plan, tool, arguments).await?;
+    for p in &transcript.progress {
+        let total = p["total"]
+            .as_f64()
+            .map(|t| format!("/{t}"))
+            .unwrap_or_default();
+        let message = p["message"]
+            .as_str()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let done = p["progress"].as_f64().unwrap_or_default();
+        eprintln!("progress {done}{total}{message}");
+    }
     for line in &transcript.logs {
         let logger = line["logger"]
             .as_str()

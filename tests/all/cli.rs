@@ -157,6 +157,28 @@ fn call_runs_one_tool_in_the_sandbox_with_identity_config_and_stubs() {
         err.contains("downstream docs: GET /docs/intro?lang=en"),
         "{err}"
     );
+    // #30: stubs per method and path (the most specific answers), the plugin's progress
+    // shown, and the gateway's own INFO lines left out.
+    let (ok, r, err) = call_tool(
+        "py-words",
+        "pywords.report",
+        r#"{"path": "/a"}"#,
+        &[
+            "--stub",
+            "docs=404:",
+            "--stub",
+            "docs GET /a=x yy zzz",
+            "--sub",
+            "ada",
+        ],
+    );
+    assert!(ok, "{r} {err}");
+    assert_eq!(r["content"][0]["text"], "3 words", "{r}");
+    assert!(
+        err.contains("progress 1.0/2.0: fetched") || err.contains("progress 1/2: fetched"),
+        "{err}"
+    );
+    assert!(err.contains("loading ") && !err.contains(" INFO "), "{err}");
     let (ok, r, _) = call_tool(
         "py-words",
         "pywords.fetch",

@@ -32,6 +32,10 @@ const PROTOCOL_VERSION: &str = "2025-11-25";
 pub struct Stub {
     /// The service name plugins pass to `downstream.fetch`.
     pub service: String,
+    /// Only requests with this method (`GET`), if set.
+    pub method: Option<String>,
+    /// Only requests to this path (without the query unless it has one), if set.
+    pub path: Option<String>,
     /// The HTTP status every request gets.
     pub status: u16,
     /// The body every request gets.
@@ -41,10 +45,29 @@ pub struct Stub {
 impl FromStr for Stub {
     type Err = String;
 
+    /// `NAME[ METHOD][ /PATH]=STATUS:BODY`, `...=BODY` or `...=@FILE`: `notes=[]`, or
+    /// `notes GET /notes=[...]` and `notes POST /notes=201:{...}` for one service.
     fn from_str(spec: &str) -> Result<Self, String> {
-        let (service, answer) = spec.split_once('=').ok_or_else(|| {
-            format!("`{spec}`: expected NAME=STATUS:BODY, NAME=BODY or NAME=@FILE")
+        let (route, answer) = spec.split_once('=').ok_or_else(|| {
+            format!("`{spec}`: expected NAME[ METHOD][ /PATH]=STATUS:BODY, ...=BODY or ...=@FILE")
         })?;
+        let mut words = route.split_whitespace();
+        let service = words.next().unwrap_or_default();
+        let (mut method, mut path) = (None, None);
+        for word in words {
+            if word.starts_with('/') && path.is_none() {
+                path = Some(word.to_string());
+            } else if method.is_none()
+                && path.is_none()
+                && word.bytes().all(|b| b.is_ascii_alphabetic())
+            {
+                method = Some(word.to_ascii_uppercase());
+            } else {
+                return Err(format!(
+                    "`{route}`: expected NAME, then optionally a METHOD and a /PATH"
+                ));
+            }
+        }
         if service.is_empty()
             || !service
                 .chars()
@@ -72,10 +95,28 @@ impl FromStr for Stub {
         };
         Ok(Self {
             service: service.into(),
+            method,
+            path,
             status,
             body,
         })
     }
+}
+
+/// The stub for a request: the most specific that matches (method and path, then path, then
+/// method, then the service's catch-all).
+fn answer_for<'s>(stubs: &'s [Stub], service: &str, method: &str, path: &str) -> Option<&'s Stub> {
+    let bare = path.split('?').next().unwrap_or(path);
+    stubs
+        .iter()
+        .filter(|s| s.service == service)
+        .filter(|s| s.method.as_deref().is_none_or(|m| m == method))
+        .filter(|s| {
+            s.path
+                .as_deref()
+                .is_none_or(|p| p == path || (!p.contains('?') && p == bare))
+        })
+        .max_by_key(|s| (s.path.is_some(), s.method.is_some()))
 }
 
 /// The stub services, served on a loopback port for as long as this value lives.
@@ -109,7 +150,8 @@ impl StubServer {
                     .unwrap_or_default();
                 seen.lock()
                     .push(format!("{service}: {} /{rest}{query}", req.method()));
-                match answers.iter().find(|s| s.service == service) {
+                let (method, with_query) = (req.method().as_str(), format!("/{rest}{query}"));
+                match answer_for(&answers, service, method, &with_query) {
                     Some(stub) => (
                         http::StatusCode::from_u16(stub.status).unwrap_or(http::StatusCode::OK),
                         stub.body.clone(),
@@ -173,11 +215,18 @@ pub fn configuration(
         .unwrap_or_default();
     let services: Vec<Value> = stubs
         .iter()
+        .filter({
+            let mut seen = std::collections::BTreeSet::new();
+            move |s| seen.insert(s.service.clone())
+        })
         .map(|s| json!({"name": s.service, "base_url": format!("{stub_base}/{}", s.service)}))
         .collect();
     let mut settings = json!({
         "config": plan.settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "services": stubs.iter().map(|s| s.service.clone()).collect::<Vec<_>>(),
+        "services": stubs
+            .iter()
+            .map(|s| s.service.clone())
+            .collect::<std::collections::BTreeSet<_>>(),
     });
     if let Some(mb) = plan.memory_mb {
         settings["memory_mb"] = json!(mb);
@@ -211,6 +260,8 @@ pub struct Transcript {
     pub outcome: Result<Value, Value>,
     /// The `notifications/message` params the plugin's logs became.
     pub logs: Vec<Value>,
+    /// The `notifications/progress` params the plugin's progress reports became.
+    pub progress: Vec<Value>,
 }
 
 /// Call `tool` with `arguments` on `tenant` as `plan.identity`, through one MCP session on an
@@ -239,13 +290,14 @@ pub async fn call(
         }}),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         json!({"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "debug"}}),
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": arguments, "_meta": {"progressToken": 1}}}),
     ];
     for request in &requests {
         write.write_all(format!("{request}\n").as_bytes()).await?;
     }
     write.flush().await?;
     let mut logs = Vec::new();
+    let mut progress = Vec::new();
     let outcome = loop {
         let Some(line) = lines.next_line().await? else {
             bail!("the session ended before the call was answered");
@@ -253,6 +305,10 @@ pub async fn call(
         let message: Value = serde_json::from_str(&line).context("the gateway sent non-JSON")?;
         if message["method"] == "notifications/message" {
             logs.push(message["params"].clone());
+            continue;
+        }
+        if message["method"] == "notifications/progress" {
+            progress.push(message["params"].clone());
             continue;
         }
         if message["id"] != 3 {
@@ -269,12 +325,43 @@ pub async fn call(
     drop(write);
     drop(lines);
     server.abort();
-    Ok(Transcript { outcome, logs })
+    Ok(Transcript {
+        outcome,
+        logs,
+        progress,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stubs_by_method_and_path_answer_the_most_specific_request() {
+        let stubs: Vec<Stub> = [
+            "notes=404:",
+            "notes GET /notes=[]",
+            "notes POST /notes=201:{}",
+            "notes /notes/1=one",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let body = |method: &str, path: &str| {
+            answer_for(&stubs, "notes", method, path).map(|s| (s.status, s.body.clone()))
+        };
+        assert_eq!(body("GET", "/notes"), Some((200, "[]".into())));
+        assert_eq!(body("GET", "/notes?limit=5"), Some((200, "[]".into())));
+        assert_eq!(body("POST", "/notes"), Some((201, "{}".into())));
+        assert_eq!(body("DELETE", "/notes/1"), Some((200, "one".into())));
+        assert_eq!(
+            body("GET", "/other"),
+            Some((404, "".into())),
+            "the catch-all"
+        );
+        assert!(answer_for(&stubs, "docs", "GET", "/").is_none());
+        assert!("notes GET POST=x".parse::<Stub>().is_err());
+    }
 
     #[test]
     fn stubs_parse_status_body_and_files() {

@@ -240,12 +240,18 @@ impl Telemetry {
     /// or `RUST_LOG`, default `info`) and, when `config` asks for export, OpenTelemetry spans
     /// and metrics over OTLP. Call once, before the gateway starts, from a Tokio runtime.
     pub fn init(config: Option<&TelemetryConfig>) -> anyhow::Result<Self> {
+        Self::init_at(config, "info")
+    }
+
+    /// [`Telemetry::init`] whose log lines default to `level` (a one-shot command shows its
+    /// own output, and the gateway's only from `warn` up).
+    pub fn init_at(config: Option<&TelemetryConfig>, level: &str) -> anyhow::Result<Self> {
         let default = TelemetryConfig::default();
         let config = config.unwrap_or(&default);
         let export = Export::resolve(config)?;
         let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
             .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
