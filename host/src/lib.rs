@@ -301,6 +301,9 @@ impl Portcullis {
     /// Serve HTTP on `listener` until the shutdown token is cancelled, under the connection
     /// limits of `[server]`.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        if let Some(dev) = &self.dev_as {
+            dev.warn_served();
+        }
         let server = &self.config.server;
         let limits = transport::listener::ServeLimits {
             header_read: Duration::from_millis(server.header_read_timeout_ms),

@@ -324,6 +324,10 @@ fn check_names_what_each_credential_strategy_is_missing() {
         "{said}"
     );
     assert!(!said.contains("default/exchanged"), "{said}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("DEVELOPMENT AUTHORIZATION SERVER IS ON"),
+        "check serves no HTTP, so it does not warn that the development AS is on"
+    );
     // #30: the gateway's exchange client must be a client of the development AS too; before,
     // `check` said ok and every downstream call failed with `invalid_client (unknown client)`.
     let unregistered = std::fs::read_to_string(&config).unwrap().replacen(

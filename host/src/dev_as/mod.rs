@@ -258,12 +258,16 @@ impl DevAs {
     /// whatever scopes `declared` returns (the plugins' own, so a client can obtain what a
     /// tool requires).
     pub fn new(config: &Config, declared: DeclaredScopes) -> anyhow::Result<Arc<Self>> {
-        let dev = Self::build(config, true, declared)?;
+        Self::build(config, true, declared)
+    }
+
+    /// Say loudly that this development AS is being served (once the gateway listens; a
+    /// one-shot command that serves no HTTP — `check`, `call`, `stdio` — does not say it).
+    pub fn warn_served(&self) {
         tracing::warn!(
-            issuer = %dev.issuer,
+            issuer = %self.issuer,
             "THE DEVELOPMENT AUTHORIZATION SERVER IS ON: it issues tokens to anyone who asks. Never enable it in production."
         );
-        Ok(dev)
     }
 
     /// Only the signing side (the `portcullis token` command): no clients, so no client
@@ -503,7 +507,15 @@ impl DevAs {
             .lock()
             .get(&p.client_id)
             .cloned()
-            .ok_or_else(|| AuthorizeError::Show(format!("unknown client_id `{}`", p.client_id)))?;
+            .ok_or_else(|| {
+                AuthorizeError::Show(format!(
+                    "unknown client_id `{}`: this client is not registered with this development \
+                     authorization server (it was registered elsewhere, or before its key file was \
+                     removed). Clear the client's stored OAuth state (the MCP Inspector: \"Clear\" \
+                     in its authentication panel) so it registers again.",
+                    p.client_id
+                ))
+            })?;
         let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
         if !client.redirect_uris.contains(&redirect_uri) {
             return Err(AuthorizeError::Show(format!(

@@ -237,7 +237,7 @@ impl Export {
 
 impl Telemetry {
     /// Install the process-wide subscriber: log lines on stderr (filtered by `PORTCULLIS_LOG`
-    /// or `RUST_LOG`, default `info`) and, when `config` asks for export, OpenTelemetry spans
+    /// or `RUST_LOG`, default `info`, rmcp's own from `warn`) and, when `config` asks for export, OpenTelemetry spans
     /// and metrics over OTLP. Call once, before the gateway starts, from a Tokio runtime.
     pub fn init(config: Option<&TelemetryConfig>) -> anyhow::Result<Self> {
         Self::init_at(config, "info")
@@ -251,7 +251,9 @@ impl Telemetry {
         let export = Export::resolve(config)?;
         let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
             .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+            // rmcp logs every client's whole `initialize` parameters at INFO: only its
+            // warnings by default.
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},rmcp=warn")));
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
