@@ -537,3 +537,369 @@ mod checks {
         Ok(())
     }
 }
+
+/// MCP spoken to a plugin in-process, as the gateway serves it: [`McpTestClient::request`]
+/// takes a method and its params and returns the JSON-RPC answer, `{"result": …}` or
+/// `{"error": {"code", "message"}}`. A call that needs input answers the 2026-07-28 way
+/// (`inputRequests`, `requestState`); send `inputResponses` and the `requestState` back to go
+/// on. Tools are listed with their scopes and whether they may become tasks in `_meta`, as
+/// the gateway lists them.
+///
+/// ```
+/// use portcullis_sdk::prelude::*;
+/// use portcullis_sdk::testing::McpTestClient;
+///
+/// let plugin = Plugin::new().tool(Tool::new("t.hi", |_: &Context, _: NoArgs| Ok("hi")));
+/// let mut client = McpTestClient::new(plugin);
+/// let r = client.request("tools/call", serde_json::json!({"name": "t.hi"}));
+/// assert_eq!(r["result"]["content"][0]["text"], "hi");
+/// ```
+pub struct McpTestClient {
+    plugin: Plugin,
+    /// The host answering the plugin's imports (identity, stubs, and what it recorded).
+    pub host: TestHost,
+}
+
+impl McpTestClient {
+    /// Speak to `plugin` through a default [`TestHost`].
+    pub fn new(plugin: Plugin) -> Self {
+        Self::with_host(plugin, TestHost::new())
+    }
+
+    /// Speak to `plugin` through `host`.
+    pub fn with_host(plugin: Plugin, host: TestHost) -> Self {
+        Self { plugin, host }
+    }
+
+    /// One request: the JSON-RPC answer.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let answer = match method {
+            "initialize" => Ok(self.initialize(&params)),
+            "ping" => Ok(serde_json::json!({})),
+            "tools/list" => Ok(self.tools()),
+            "tools/call" => self.call(&params),
+            "resources/list" => Ok(self.resources()),
+            "resources/templates/list" => Ok(self.templates()),
+            "resources/read" => self.read(&params),
+            "prompts/list" => Ok(self.prompts()),
+            "prompts/get" => self.prompt(&params),
+            "completion/complete" => Ok(self.complete_request(&params)),
+            other => Err((-32601, format!("method not found: {other}"))),
+        };
+        match answer {
+            Ok(result) => serde_json::json!({ "result": result }),
+            Err((code, message)) => {
+                serde_json::json!({"error": {"code": code, "message": message}})
+            }
+        }
+    }
+
+    fn initialize(&self, params: &Value) -> Value {
+        let version = params["protocolVersion"].as_str().unwrap_or("2026-07-28");
+        serde_json::json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": true},
+                "resources": {"listChanged": true, "subscribe": true},
+                "prompts": {"listChanged": true}, "completions": {}},
+            "serverInfo": {"name": "portcullis-test", "version": "0"},
+        })
+    }
+
+    fn tools(&self) -> Value {
+        let tasks = self.plugin.describe_task_tools();
+        let tools: Vec<Value> = self
+            .plugin
+            .describe_tools()
+            .into_iter()
+            .map(|t| {
+                let mut tool = serde_json::json!({
+                    "name": t.name,
+                    "description": t.description,
+                    "inputSchema": serde_json::from_str::<Value>(&t.input_schema).unwrap_or_default(),
+                });
+                if let Some(title) = t.title {
+                    tool["title"] = title.into();
+                }
+                if let Some(out) = t.output_schema.and_then(|o| serde_json::from_str::<Value>(&o).ok()) {
+                    tool["outputSchema"] = out;
+                }
+                if let Some(a) = t.annotations {
+                    let mut hints = serde_json::Map::new();
+                    for (key, value) in [
+                        ("readOnlyHint", a.read_only_hint),
+                        ("destructiveHint", a.destructive_hint),
+                        ("idempotentHint", a.idempotent_hint),
+                        ("openWorldHint", a.open_world_hint),
+                    ] {
+                        if let Some(v) = value {
+                            hints.insert(key.into(), v.into());
+                        }
+                    }
+                    tool["annotations"] = hints.into();
+                }
+                let mut meta = serde_json::Map::new();
+                if !t.required_scopes.is_empty() {
+                    meta.insert("dev.portcullis/requiredScopes".into(), t.required_scopes.into());
+                }
+                if let Some(task) = tasks.iter().find(|k| k.name == t.name) {
+                    let support = match task.support {
+                        crate::bindings::exports::portcullis::plugin::tasks::TaskSupport::Optional => "optional",
+                        crate::bindings::exports::portcullis::plugin::tasks::TaskSupport::Required => "required",
+                    };
+                    meta.insert(
+                        "io.modelcontextprotocol/tasks".into(),
+                        serde_json::json!({ "taskSupport": support }),
+                    );
+                }
+                if !meta.is_empty() {
+                    tool["_meta"] = meta.into();
+                }
+                tool
+            })
+            .collect();
+        serde_json::json!({ "tools": tools })
+    }
+
+    /// The client's answers and state from `params`, for the next call.
+    fn take_inputs(&mut self, params: &Value) {
+        if let Some(responses) = params["inputResponses"].as_object() {
+            for (key, value) in responses {
+                self.host.answers.push(InputResponse {
+                    key: key.clone(),
+                    value: value.to_string(),
+                });
+            }
+        }
+        if let Some(state) = params["requestState"].as_str() {
+            self.host.state = serde_json::from_str::<Value>(state)
+                .ok()
+                .and_then(|v| v["state"].as_str().map(str::to_string));
+        }
+    }
+
+    fn call(&mut self, params: &Value) -> Result<Value, (i64, String)> {
+        let name = params["name"].as_str().unwrap_or_default().to_string();
+        if !self.plugin.tools.iter().any(|t| t.name == name) {
+            return Err((-32602, format!("unknown tool: {name}")));
+        }
+        self.take_inputs(params);
+        let arguments = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        Ok(match self.host.call_tool(&self.plugin, &name, arguments) {
+            Ok(r) => {
+                let mut out = serde_json::json!({
+                    "content": r.content.iter().map(content_json).collect::<Vec<_>>(),
+                    "isError": r.is_error,
+                });
+                if let Some(s) = r.structured {
+                    out["structuredContent"] = s;
+                }
+                out
+            }
+            Err(Error::NeedInput(needed)) => input_round(&needed),
+            Err(e) => serde_json::json!({
+                "content": [{"type": "text", "text": e.to_string()}],
+                "isError": true,
+            }),
+        })
+    }
+
+    fn resources(&self) -> Value {
+        let listed: Vec<Value> = self
+            .plugin
+            .resources
+            .iter()
+            .map(|r| {
+                let d = r.describe();
+                serde_json::json!({"uri": d.uri, "name": d.name, "title": d.title,
+                    "description": d.description, "mimeType": d.mime_type})
+            })
+            .collect();
+        serde_json::json!({ "resources": listed })
+    }
+
+    fn templates(&self) -> Value {
+        let listed: Vec<Value> = self
+            .plugin
+            .templates
+            .iter()
+            .map(|t| {
+                let d = t.describe();
+                serde_json::json!({"uriTemplate": d.uri_template, "name": d.name,
+                    "title": d.title, "description": d.description, "mimeType": d.mime_type})
+            })
+            .collect();
+        serde_json::json!({ "resourceTemplates": listed })
+    }
+
+    fn read(&mut self, params: &Value) -> Result<Value, (i64, String)> {
+        let uri = params["uri"].as_str().unwrap_or_default().to_string();
+        self.take_inputs(params);
+        match self.host.read_resource(&self.plugin, &uri) {
+            Ok(contents) => Ok(serde_json::json!({
+                "contents": contents.iter().map(contents_json).collect::<Vec<_>>(),
+            })),
+            Err(Error::NeedInput(needed)) => Ok(input_round(&needed)),
+            Err(Error::NotFound) => Err((-32002, format!("resource not found: {uri}"))),
+            Err(e) => Err((-32603, e.to_string())),
+        }
+    }
+
+    fn prompts(&self) -> Value {
+        let listed: Vec<Value> = self
+            .plugin
+            .prompts
+            .iter()
+            .map(|p| {
+                let d = p.describe();
+                serde_json::json!({"name": d.name, "title": d.title, "description": d.description,
+                    "arguments": d.arguments.iter().map(|a| serde_json::json!({
+                        "name": a.name, "description": a.description, "required": a.required,
+                    })).collect::<Vec<_>>()})
+            })
+            .collect();
+        serde_json::json!({ "prompts": listed })
+    }
+
+    fn prompt(&mut self, params: &Value) -> Result<Value, (i64, String)> {
+        let name = params["name"].as_str().unwrap_or_default().to_string();
+        if !self.plugin.prompts.iter().any(|p| p.name == name) {
+            return Err((-32602, format!("unknown prompt: {name}")));
+        }
+        self.take_inputs(params);
+        let arguments: Vec<(String, String)> = params["arguments"]
+            .as_object()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let borrowed: Vec<(&str, &str)> = arguments
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        match self.host.get_prompt(&self.plugin, &name, &borrowed) {
+            Ok(texts) => Ok(serde_json::json!({
+                "messages": texts.into_iter().map(|t| serde_json::json!({
+                    "role": "user", "content": {"type": "text", "text": t}})).collect::<Vec<_>>(),
+            })),
+            Err(Error::NeedInput(needed)) => Ok(input_round(&needed)),
+            Err(Error::InvalidArguments(m)) => Err((-32602, m)),
+            Err(e) => Err((-32603, e.to_string())),
+        }
+    }
+
+    fn complete_request(&mut self, params: &Value) -> Value {
+        let argument = params["argument"]["name"].as_str().unwrap_or_default();
+        let prefix = params["argument"]["value"].as_str().unwrap_or_default();
+        let values = match params["ref"]["type"].as_str() {
+            Some("ref/prompt") => {
+                let name = params["ref"]["name"].as_str().unwrap_or_default();
+                self.host
+                    .complete_prompt(&self.plugin, name, argument, prefix)
+            }
+            _ => {
+                let uri = params["ref"]["uri"].as_str().unwrap_or_default();
+                self.host
+                    .complete_template(&self.plugin, uri, argument, prefix)
+            }
+        };
+        serde_json::json!({"completion": {"values": values, "hasMore": false}})
+    }
+}
+
+/// A 2026-07-28 input round for what the plugin `needed`.
+fn input_round(needed: &InputNeeded) -> Value {
+    use crate::bindings::portcullis::plugin::types::InputRequest;
+    let wit = needed.clone().into_wit();
+    let mut requests = serde_json::Map::new();
+    for keyed in &wit.requests {
+        let request = match &keyed.request {
+            InputRequest::Elicit(e) => serde_json::json!({"method": "elicitation/create",
+                "params": {"message": e.message,
+                    "requestedSchema": serde_json::from_str::<Value>(&e.requested_schema).unwrap_or_default()}}),
+            InputRequest::Sample(p) => serde_json::json!({"method": "sampling/createMessage",
+                "params": serde_json::from_str::<Value>(p).unwrap_or_default()}),
+            InputRequest::ListRoots => serde_json::json!({"method": "roots/list", "params": {}}),
+        };
+        requests.insert(keyed.key.clone(), request);
+    }
+    serde_json::json!({
+        "inputRequests": requests,
+        "requestState": serde_json::json!({"state": wit.state}).to_string(),
+    })
+}
+
+/// One content block as MCP JSON.
+fn content_json(content: &Content) -> Value {
+    use base64_lite as b64;
+    match content {
+        Content::Text(t) => serde_json::json!({"type": "text", "text": t}),
+        Content::Image(b) => {
+            serde_json::json!({"type": "image", "data": b64::encode(&b.data), "mimeType": b.mime_type})
+        }
+        Content::Audio(b) => {
+            serde_json::json!({"type": "audio", "data": b64::encode(&b.data), "mimeType": b.mime_type})
+        }
+        Content::ResourceLink(l) => serde_json::json!({"type": "resource_link", "uri": l.uri,
+            "name": l.name, "title": l.title, "description": l.description, "mimeType": l.mime_type}),
+        Content::Resource(r) => {
+            serde_json::json!({"type": "resource", "resource": contents_json(r)})
+        }
+    }
+}
+
+fn contents_json(c: &crate::bindings::portcullis::plugin::types::ResourceContents) -> Value {
+    use crate::bindings::portcullis::plugin::types::ResourceBody;
+    let mut out = serde_json::json!({"uri": c.uri, "mimeType": c.mime_type});
+    match &c.body {
+        ResourceBody::Text(t) => out["text"] = t.clone().into(),
+        ResourceBody::Blob(b) => out["blob"] = base64_lite::encode(b).into(),
+    }
+    out
+}
+
+/// Standard base64, for binary content in the JSON answers (no dependency for it).
+mod base64_lite {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub(super) fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn encodes_as_rfc_4648_says() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode(plain.as_bytes()), encoded);
+        }
+    }
+}

@@ -69,8 +69,52 @@ fn add(_ctx: &Context, args: AddNote) -> Result<Output> {
     call(Request::post("/notes").body("text/plain", args.text))
 }
 
+/// `notes://{id}`: one note, as the notes API has it; a note it does not have is MCP's
+/// resource-not-found (-32002), not a failure.
+fn note(_ctx: &Context, vars: &portcullis_sdk::resource::UriVars) -> Result<Contents> {
+    let id = vars.get("id").unwrap_or_default();
+    let response = Request::get(&format!("/notes/{id}"))
+        .send(SERVICE)
+        .map_err(|e| Error::failed(explain(&e)))?;
+    match response.status {
+        404 => Err(Error::NotFound),
+        200..300 => Ok(Contents::text(response.text()).mime_type("text/plain")),
+        status => Err(Error::failed(format!(
+            "the notes API answered HTTP {status}"
+        ))),
+    }
+}
+
+/// The arguments of the `notes.summarise` prompt.
+#[derive(Deserialize, JsonSchema)]
+struct Summarise {
+    /// How to summarise: brief or bullets
+    style: Option<String>,
+}
+
+fn summarise(_ctx: &Context, args: Summarise) -> Result<Vec<Message>> {
+    let style = args.style.unwrap_or_else(|| "brief".into());
+    Ok(vec![Message::user(format!(
+        "Summarise my notes ({style}); read them with notes.list."
+    ))])
+}
+
 fn plugin() -> Plugin {
     Plugin::new()
+        .template(
+            ResourceTemplate::new("notes://{id}", "note", note)
+                .title("A note")
+                .scopes(["notes:read"]),
+        )
+        .prompt(
+            Prompt::new("notes.summarise", summarise).complete("style", |_, prefix| {
+                ["brief", "bullets"]
+                    .into_iter()
+                    .filter(|s| s.starts_with(prefix))
+                    .map(String::from)
+                    .collect()
+            }),
+        )
         .tool(
             Tool::new("notes.list", list)
                 .title("List my notes")
@@ -108,6 +152,52 @@ mod tests {
             .unwrap();
         assert_eq!(r.structured, Some(json!({"count": 1})));
         assert_eq!(host.requests()[0].1.body_bytes(), Some(&b"buy milk"[..]));
+    }
+
+    /// The plugin over MCP, in-process, as the gateway serves it: the harness checks what the
+    /// gateway checks (the note's length bound, before the tool runs).
+    #[test]
+    fn over_mcp_in_process() {
+        use portcullis_sdk::testing::McpTestClient;
+        let host = TestHost::new().downstream(SERVICE, |req| match req.path() {
+            "/notes/1" => Ok(Response::new(200, "buy milk")),
+            _ => Ok(Response::new(404, "")),
+        });
+        let mut client = McpTestClient::with_host(plugin(), host);
+        let tools = client.request("tools/list", json!({}));
+        assert_eq!(
+            tools["result"]["tools"][1]["_meta"]["dev.portcullis/requiredScopes"],
+            json!(["notes:write"])
+        );
+        let read = client.request("resources/read", json!({"uri": "notes://1"}));
+        assert_eq!(read["result"]["contents"][0]["text"], "buy milk");
+        let missing = client.request("resources/read", json!({"uri": "notes://2"}));
+        assert_eq!(missing["error"]["code"], -32002);
+        let too_long = client.request(
+            "tools/call",
+            json!({"name": "notes.add", "arguments": {"text": "x".repeat(1001)}}),
+        );
+        assert_eq!(too_long["result"]["isError"], true);
+        assert!(
+            too_long["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("is longer than 1000 characters"),
+            "{too_long}"
+        );
+        let done = client.request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "notes.summarise"},
+                   "argument": {"name": "style", "value": "bu"}}),
+        );
+        assert_eq!(done["result"]["completion"]["values"], json!(["bullets"]));
+        let prompt = client.request("prompts/get", json!({"name": "notes.summarise"}));
+        assert!(
+            prompt["result"]["messages"][0]["content"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Summarise my notes (brief)")
+        );
     }
 
     #[test]
