@@ -45,6 +45,10 @@ const RUST: &[SdkFile] = &[
     ),
     ("src/tool.rs", include_str!("../../../sdk/rust/src/tool.rs")),
     (
+        "src/validate.rs",
+        include_str!("../../../sdk/rust/src/validate.rs"),
+    ),
+    (
         "wit/plugin.wit",
         include_str!("../../../sdk/rust/wit/plugin.wit"),
     ),
