@@ -101,6 +101,16 @@ impl Tool {
         self
     }
 
+    /// Hint: the tool changes things but only adds (it neither deletes nor overwrites):
+    /// `readOnlyHint: false`, `destructiveHint: false` (MCP's default for a tool that is not
+    /// read-only is destructive).
+    #[must_use]
+    pub fn additive(mut self) -> Self {
+        self.annotations.read_only_hint = Some(false);
+        self.annotations.destructive_hint = Some(false);
+        self
+    }
+
     /// Hint: calling it twice with the same arguments does no more than once.
     #[must_use]
     pub fn idempotent(mut self) -> Self {

@@ -128,6 +128,7 @@ fn plugin() -> Plugin {
                 .title("Add a note")
                 .description("Add a note for the caller in the notes API.")
                 .scopes(["notes:write"])
+                .additive()
                 .open_world(true),
         )
 }
@@ -165,9 +166,14 @@ mod tests {
         });
         let mut client = McpTestClient::with_host(plugin(), host);
         let tools = client.request("tools/list", json!({}));
+        let add = &tools["result"]["tools"][1];
         assert_eq!(
-            tools["result"]["tools"][1]["_meta"]["dev.portcullis/requiredScopes"],
+            add["_meta"]["dev.portcullis/requiredScopes"],
             json!(["notes:write"])
+        );
+        assert_eq!(
+            add["annotations"],
+            json!({"readOnlyHint": false, "destructiveHint": false, "openWorldHint": true})
         );
         let read = client.request("resources/read", json!({"uri": "notes://1"}));
         assert_eq!(read["result"]["contents"][0]["text"], "buy milk");
