@@ -271,3 +271,74 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
         "{text}"
     );
 }
+
+/// #30 AC1: the Python and JavaScript examples serve everything the parity table lists, not
+/// only tools, to the official TypeScript SDK client: the task marker in `tools/list`, a
+/// resource template read through `downstream`, a missing resource as MCP's -32002, a prompt,
+/// a completion, and a tool result with a resource link.
+#[tokio::test]
+async fn python_and_javascript_plugins_serve_resources_prompts_and_completions() {
+    let api = DownstreamApi::start().await;
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [sandbox]
+        max_instances = 16
+        cache_dir = {cache}
+        [auth]
+        mode = "none"
+        [[tenant]]
+        id = "t"
+        plugins = [{py}, {js}]
+        [[tenant.service]]
+        name = "docs"
+        base_url = "{api}/api"
+        [tenant.plugin.py-words]
+        services = ["docs"]
+        [tenant.plugin.js-words]
+        services = ["docs"]
+        "#,
+        cache = toml_path(&artifact_cache()),
+        py = toml_path(&plugin("py-words")),
+        js = toml_path(&plugin("js-words")),
+        api = api.base,
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    for prefix in ["pywords", "jswords"] {
+        let t = run_json_program(
+            &node(),
+            "tests/js/features-client.mjs",
+            &[url.as_ref(), prefix.as_ref()],
+            &[],
+        )
+        .await;
+        let report = t["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == format!("{prefix}.report"))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            report["_meta"]["io.modelcontextprotocol/tasks"]["taskSupport"], "optional",
+            "{t}"
+        );
+        assert_eq!(
+            t["read"]["contents"][0]["text"], "hello\nfrom\nthe\nAPI",
+            "{t}"
+        );
+        assert_eq!(t["missing"]["code"], -32002, "{t}");
+        assert!(
+            t["prompt"]["messages"][0]["content"]["text"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Summarise this (brief):")),
+            "{t}"
+        );
+        let described = &t["prompts"][0]["arguments"][0];
+        assert_eq!(described["description"], "The text to summarise", "{t}");
+        assert_eq!(t["completion"]["values"], json!(["bullets"]), "{t}");
+        let content = t["report"]["content"].as_array().unwrap();
+        assert_eq!(content[0]["text"], "4 words", "{t}");
+        assert_eq!(content[1]["type"], "resource_link", "{t}");
+        assert_eq!(content[1]["uri"], "words://hello", "{t}");
+    }
+}
