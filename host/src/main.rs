@@ -402,6 +402,24 @@ async fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
                 p.tools.len(),
                 &p.sha256[..12]
             );
+            // What each tool needs of a caller (after operator overrides), and where the
+            // plugin may reach.
+            for t in &p.tools {
+                let scopes = if t.required_scopes.is_empty() {
+                    "no scope".to_string()
+                } else {
+                    t.required_scopes.join(" ")
+                };
+                let task = if p.task_tools.contains_key(&t.name) {
+                    " (may run as a task)"
+                } else {
+                    ""
+                };
+                println!("          tool {}: {scopes}{task}", t.name);
+            }
+            if !p.services.is_empty() {
+                println!("          services: {}", p.services.join(", "));
+            }
         }
         for f in &catalog.failures {
             failed += 1;

@@ -94,6 +94,13 @@ fn check_refuses_misnamed_settings_and_lists_the_scopes_to_offer() {
         ),
         "{out}"
     );
+    // Each tool's scopes after the override, which tools may become tasks (#30).
+    assert!(
+        out.contains("          tool hello.whoami: hello:admin\n")
+            && out.contains("          tool hello.report: mcp:tools (may run as a task)\n")
+            && out.contains("          tool notes.add: notes:write\n"),
+        "{out}"
+    );
 }
 
 /// `portcullis call PLUGIN TOOL ARGS` with its options; (exit success, stdout as JSON,
