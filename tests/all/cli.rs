@@ -314,14 +314,22 @@ fn check_names_what_each_credential_strategy_is_missing() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .env("STRATEGIES_SECRET", "s")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{said}");
+    // `check` with the secret set: (success, stdout, stderr).
+    let run_check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("STRATEGIES_SECRET", "s")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (passed, said, stderr) = run_check();
+    assert!(!passed, "{said}");
     assert!(
         said.contains("FAILED  default/asserted (credential = \"jwt-bearer\"): http://127.0.0.1:8080/dev-as does not list the grant urn:ietf:params:oauth:grant-type:jwt-bearer"),
         "{said}"
@@ -332,7 +340,7 @@ fn check_names_what_each_credential_strategy_is_missing() {
     );
     assert!(!said.contains("default/exchanged"), "{said}");
     assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("DEVELOPMENT AUTHORIZATION SERVER IS ON"),
+        !stderr.contains("DEVELOPMENT AUTHORIZATION SERVER IS ON"),
         "check serves no HTTP, so it does not warn that the development AS is on"
     );
     // #30: the gateway's exchange client must be a client of the development AS too; before,
@@ -343,14 +351,8 @@ fn check_names_what_each_credential_strategy_is_missing() {
         1,
     );
     std::fs::write(&config, &unregistered).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .env("STRATEGIES_SECRET", "s")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{said}");
+    let (passed, said, _) = run_check();
+    assert!(!passed, "{said}");
     assert!(
         said.contains("FAILED  default/exchanged (credential = \"token-exchange\"): the development AS does not know the gateway's client `gateway`")
             && said.contains("[[dev_as.clients]]\n    client_id = \"gateway\"\n    client_secret_env = \"STRATEGIES_SECRET\"")

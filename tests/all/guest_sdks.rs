@@ -26,6 +26,25 @@ pub fn artifact_cache() -> std::path::PathBuf {
     cache
 }
 
+/// A gateway configuration without authentication serving `plugins` (example names) in tenant
+/// `t`, each granted the `docs` service at `api`; `max_instances` in the sandbox.
+fn serving_with_docs(plugins: &[&str], api: &DownstreamApi, max_instances: usize) -> String {
+    let paths: Vec<String> = plugins.iter().map(|p| toml_path(&plugin(p))).collect();
+    let grants: String = plugins
+        .iter()
+        .map(|p| format!("[tenant.plugin.{p}]\nservices = [\"docs\"]\n"))
+        .collect();
+    format!(
+        "[sandbox]\nmax_instances = {max_instances}\ncache_dir = {cache}\n\
+         [auth]\nmode = \"none\"\n\
+         [[tenant]]\nid = \"t\"\nplugins = [{plugins}]\n\
+         [[tenant.service]]\nname = \"docs\"\nbase_url = \"{api}/api\"\n{grants}",
+        cache = toml_path(&artifact_cache()),
+        plugins = paths.join(", "),
+        api = api.base,
+    )
+}
+
 fn call(name: &str, arguments: Value) -> Value {
     json!({"name": name, "arguments": arguments})
 }
@@ -185,29 +204,10 @@ async fn plugins_in_three_languages_serve_a_real_sdk_client_over_oauth() {
 #[tokio::test]
 async fn fifty_python_instances_in_flight_beside_rust_ones() {
     let api = DownstreamApi::start().await;
-    let gw = TestGateway::from_toml(&format!(
-        r#"
-        [sandbox]
-        max_instances = 256
-        cache_dir = {cache}
-        [limits]
-        max_concurrency = 64
-        [auth]
-        mode = "none"
-        [[tenant]]
-        id = "t"
-        plugins = [{py}, {hello}]
-        [[tenant.service]]
-        name = "docs"
-        base_url = "{api}/api"
-        [tenant.plugin.py-words]
-        services = ["docs"]
-        "#,
-        cache = toml_path(&artifact_cache()),
-        py = toml_path(&plugin("py-words")),
-        hello = toml_path(&plugin("hello")),
-        api = api.base,
-    ))
+    let gw = TestGateway::from_toml(
+        &serving_with_docs(&["py-words", "hello"], &api, 256)
+            .replace("[auth]", "[limits]\nmax_concurrency = 64\n[auth]"),
+    )
     .await;
     let url = gw.url("/mcp");
     let python = (0..50).map(|_| {
@@ -279,30 +279,7 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
 #[tokio::test]
 async fn python_and_javascript_plugins_serve_resources_prompts_and_completions() {
     let api = DownstreamApi::start().await;
-    let gw = TestGateway::from_toml(&format!(
-        r#"
-        [sandbox]
-        max_instances = 16
-        cache_dir = {cache}
-        [auth]
-        mode = "none"
-        [[tenant]]
-        id = "t"
-        plugins = [{py}, {js}]
-        [[tenant.service]]
-        name = "docs"
-        base_url = "{api}/api"
-        [tenant.plugin.py-words]
-        services = ["docs"]
-        [tenant.plugin.js-words]
-        services = ["docs"]
-        "#,
-        cache = toml_path(&artifact_cache()),
-        py = toml_path(&plugin("py-words")),
-        js = toml_path(&plugin("js-words")),
-        api = api.base,
-    ))
-    .await;
+    let gw = TestGateway::from_toml(&serving_with_docs(&["py-words", "js-words"], &api, 16)).await;
     let url = gw.url("/mcp");
     for prefix in ["pywords", "jswords"] {
         let t = run_json_program(
