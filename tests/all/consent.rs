@@ -46,6 +46,19 @@ async fn identity_peers(
     (idp, provider)
 }
 
+/// A third-party provider (scope `repo`) where the gateway at `base` has its consent app.
+async fn third_party_provider(base: &str) -> RealAs {
+    RealAs::start_with(
+        &[],
+        "repo",
+        &[
+            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
+            ("AS_COOKIE_PREFIX", "provider"),
+        ],
+    )
+    .await
+}
+
 struct Setup {
     /// Where the gateway exports its spans and metrics.
     otlp: crate::support::peers::Receiver,
@@ -780,15 +793,7 @@ async fn the_same_sub_from_another_issuer_or_tenant_gets_no_grant_of_the_callers
         }
     };
     let (idp1, idp2) = (idp("idp1").await, idp("idp2").await);
-    let provider = RealAs::start_with(
-        &[],
-        "repo",
-        &[
-            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
-            ("AS_COOKIE_PREFIX", "provider"),
-        ],
-    )
-    .await;
+    let provider = third_party_provider(&base).await;
     let api = DownstreamApi::start().await;
     let vault_dir = tempdir().join("vault");
     let issuer = |iss: &str| {
@@ -927,15 +932,7 @@ async fn an_entra_user_consents_named_by_oid_and_a_pairwise_sub_fails_closed() {
         ],
     )
     .await;
-    let provider = RealAs::start_with(
-        &[],
-        "repo",
-        &[
-            ("AS_APP_REDIRECTS", &format!("{base}/consent/callback")),
-            ("AS_COOKIE_PREFIX", "provider"),
-        ],
-    )
-    .await;
+    let provider = third_party_provider(&base).await;
     let api = DownstreamApi::start().await;
     let key = vault_key();
     let token = entra.user_token("", "mcp:tools").await;
