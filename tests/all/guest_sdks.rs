@@ -275,7 +275,8 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
 /// #30 AC1: the Python and JavaScript examples serve everything the parity table lists, not
 /// only tools, to the official TypeScript SDK client: the task marker in `tools/list`, a
 /// resource template read through `downstream`, a missing resource as MCP's -32002, a prompt,
-/// a completion, and a tool result with a resource link.
+/// a completion, a tool result with a resource link, and a tool that asks for the client's
+/// roots (the gateway asks the SDK client and calls the plugin again with its answer).
 #[tokio::test]
 async fn python_and_javascript_plugins_serve_resources_prompts_and_completions() {
     let api = DownstreamApi::start().await;
@@ -317,5 +318,10 @@ async fn python_and_javascript_plugins_serve_resources_prompts_and_completions()
         assert_eq!(content[0]["text"], "4 words", "{t}");
         assert_eq!(content[1]["type"], "resource_link", "{t}");
         assert_eq!(content[1]["uri"], "words://hello", "{t}");
+        // The plugin asked for the client's roots; the gateway asked the client.
+        assert_eq!(
+            t["roots"]["content"][0]["text"], "file:///work/project",
+            "{t}"
+        );
     }
 }

@@ -77,6 +77,11 @@ plugin.tool(
   },
 );
 
+plugin.tool(
+  { name: "jswords.roots", title: "Where the client works", description: "The client's roots (the gateway asks the client, then calls again with the answer)." },
+  (ctx) => ctx.roots().map((r) => r.uri).join(", ") || "no roots",
+);
+
 plugin.resourceTemplate(
   { uriTemplate: "words://{name}", name: "document", title: "A document's words", mimeType: "text/plain", scopes: ["words:read"] },
   (ctx, { name }) => {

@@ -63,6 +63,12 @@ def report(ctx: Context, path: str) -> Output:
                   content=[ResourceLink(f"words://{path.strip('/')}", path)])
 
 
+@plugin.tool(name="pywords.roots", title="Where the client works")
+def roots(ctx: Context) -> str:
+    """The client's roots (the gateway asks the client, then calls again with the answer)."""
+    return ", ".join(r["uri"] for r in ctx.roots()) or "no roots"
+
+
 @plugin.resource_template("words://{name}", name="document", title="A document's words",
                           mime_type="text/plain", scopes=["words:read"])
 def document(ctx: Context, name):
