@@ -277,6 +277,23 @@ impl TestHost {
         name: &str,
         arguments: &[(&str, &str)],
     ) -> Result<Vec<String>, Error> {
+        Ok(self
+            .get_prompt_messages(plugin, name, arguments)?
+            .into_iter()
+            .map(|(_, content)| match content {
+                Content::Text(t) => t,
+                _ => String::new(),
+            })
+            .collect())
+    }
+
+    /// Render prompt `name` with string `arguments`: each message's role and content.
+    pub fn get_prompt_messages(
+        &mut self,
+        plugin: &Plugin,
+        name: &str,
+        arguments: &[(&str, &str)],
+    ) -> Result<Vec<(prompts::Role, Content)>, Error> {
         let ctx = self.context.clone();
         let continuation = self.continuation();
         let arguments: Vec<(String, String)> = arguments
@@ -289,10 +306,7 @@ impl TestHost {
             Ok(prompts::GetOutcome::Done(r)) => Ok(r
                 .messages
                 .into_iter()
-                .map(|m| match m.content {
-                    Content::Text(t) => t,
-                    _ => String::new(),
-                })
+                .map(|m| (m.role, m.content))
                 .collect()),
             Ok(prompts::GetOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(prompts::PromptError::UnknownPrompt) => {
@@ -786,10 +800,18 @@ impl McpTestClient {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        match self.host.get_prompt(&self.plugin, &name, &borrowed) {
-            Ok(texts) => Ok(serde_json::json!({
-                "messages": texts.into_iter().map(|t| serde_json::json!({
-                    "role": "user", "content": {"type": "text", "text": t}})).collect::<Vec<_>>(),
+        match self
+            .host
+            .get_prompt_messages(&self.plugin, &name, &borrowed)
+        {
+            Ok(messages) => Ok(serde_json::json!({
+                "messages": messages.iter().map(|(role, content)| serde_json::json!({
+                    "role": match role {
+                        prompts::Role::User => "user",
+                        prompts::Role::Assistant => "assistant",
+                    },
+                    "content": content_json(content),
+                })).collect::<Vec<_>>(),
             })),
             Err(Error::NeedInput(needed)) => Ok(input_round(&needed)),
             Err(Error::InvalidArguments(m)) => Err((-32602, m)),
