@@ -66,6 +66,31 @@ pub(crate) fn json_object(text: &str, what: &'static str) -> Result<JsonObject, 
 }
 
 /// A tool as MCP describes it.
+/// A tool as `tools/list` shows it: [`tool`], marked when it may become a task (#30). The
+/// tasks extension defines no field on `Tool` (2025-11-25's `execution.taskSupport` left
+/// core), so the marker is `_meta` under the extension's identifier.
+pub(crate) fn listed_tool(t: &wit::Tool, task: Option<&crate::plugins::TaskMode>) -> Value {
+    let mut listed = tool(t);
+    if let (Some(mode), Some(obj)) = (task, listed.as_object_mut()) {
+        let support = if mode.required {
+            "required"
+        } else {
+            "optional"
+        };
+        if let Some(meta) = obj
+            .entry("_meta")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            meta.insert(
+                super::tasks::EXTENSION.into(),
+                json!({ "taskSupport": support }),
+            );
+        }
+    }
+    listed
+}
+
 pub(crate) fn tool(t: &wit::Tool) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), t.name.clone().into());

@@ -12,7 +12,7 @@ use rmcp::ErrorData;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::call::Invocation;
@@ -38,28 +38,7 @@ pub(super) fn list(
         catalog
             .tools()
             .filter(|(_, t)| visible(Target::Tool(&t.name)))
-            .map(|(plugin, t)| {
-                let mut tool = convert::tool(t);
-                // Which tools may become tasks (#30): a client that declares the tasks
-                // extension may get such a call as a task; one that does not gets a plain
-                // result (or -32021 for a `required` one). The extension defines no field on
-                // `Tool` (2025-11-25's `execution.taskSupport` left core), so the marker is
-                // `_meta` under the extension's identifier.
-                if let (Some(mode), Some(obj)) =
-                    (plugin.task_tools.get(&t.name), tool.as_object_mut())
-                {
-                    let support = if mode.required {
-                        "required"
-                    } else {
-                        "optional"
-                    };
-                    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
-                    if let Some(meta) = meta.as_object_mut() {
-                        meta.insert(tasks::EXTENSION.into(), json!({ "taskSupport": support }));
-                    }
-                }
-                tool
-            })
+            .map(|(plugin, t)| convert::listed_tool(t, plugin.task_tools.get(&t.name)))
             .collect()
     })
 }

@@ -495,15 +495,14 @@ pub fn manifest_near_miss(wasm: &Path) -> Option<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .filter_map(|p| stem(p))
         .collect();
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     entries
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .filter(|p| stem(p).is_some_and(|s| s != name && !components.contains(&s)))
         .find(|p| {
             let s = stem(p).unwrap_or_default();
-            norm(&s) == norm(&name)
-                || (name.len() >= 6 && edit_distance(&norm(&s), &norm(&name)) <= 2)
+            normalized(&s) == normalized(&name)
+                || (name.len() >= 6 && edit_distance(&normalized(&s), &normalized(&name)) <= 2)
         })
         .cloned()
 }
@@ -596,16 +595,20 @@ fn settings_naming_none_of(
         .collect()
 }
 
+/// A plugin name as a near miss is compared: lowercase, `-` as `_`.
+fn normalized(name: &str) -> String {
+    name.to_ascii_lowercase().replace('-', "_")
+}
+
 /// The name in `names` that `wanted` most likely means: the same but for case and `-`/`_`,
 /// else the nearest within a few edits.
 fn closest<'n>(wanted: &str, names: &'n [String]) -> Option<&'n str> {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    if let Some(same) = names.iter().find(|n| norm(n) == norm(wanted)) {
+    if let Some(same) = names.iter().find(|n| normalized(n) == normalized(wanted)) {
         return Some(same);
     }
     names
         .iter()
-        .map(|n| (edit_distance(&norm(n), &norm(wanted)), n))
+        .map(|n| (edit_distance(&normalized(n), &normalized(wanted)), n))
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n.as_str())
