@@ -63,7 +63,28 @@ function inputRequired(need) {
   return { requests: [{ key: need.key, request }], state: need.state };
 }
 
-const bytes = (data) => (typeof data === "string" ? new TextEncoder().encode(data) : data);
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** Image and audio data: bytes, or base64 text as MCP writes it (decoded here, as TestHost reads it). */
+function bytes(data) {
+  if (typeof data !== "string") return data;
+  const digits = data.replace(/=+$/, "");
+  const out = new Uint8Array(Math.floor((digits.length * 3) / 4));
+  let bits = 0;
+  let value = 0;
+  let at = 0;
+  for (const c of digits) {
+    const d = BASE64.indexOf(c);
+    if (d < 0) throw new TypeError("image/audio `data` text must be base64");
+    value = (value << 6) | d;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[at++] = (value >> bits) & 0xff;
+    }
+  }
+  return out;
+}
 
 function content(block) {
   switch (block.type) {

@@ -75,7 +75,8 @@ export function notifyResourceUpdated(uri: string): void;
 
 export type ContentBlock =
   | { type: "text"; text: string }
-  | { type: "image" | "audio"; data: Uint8Array; mimeType: string }
+  /** `data`: the bytes, or base64 text (MCP's wire form). */
+  | { type: "image" | "audio"; data: Uint8Array | string; mimeType: string }
   | { type: "resource_link"; uri: string; name: string; title?: string; description?: string; mimeType?: string }
   | { type: "resource"; uri: string; mimeType?: string; text?: string; blob?: Uint8Array };
 

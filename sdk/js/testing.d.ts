@@ -20,6 +20,7 @@ export interface TestHostOptions {
   scopes?: string[];
   config?: Record<string, string>;
   claims?: Record<string, unknown>;
+  /** What the client can answer (default: everything). */
   client?: { sampling?: boolean; elicitation?: boolean; roots?: boolean };
   /** Per service: one stub, or stubs by `"METHOD /path"`. */
   downstream?: Record<string, Stub | Record<string, Stub>>;

@@ -35,7 +35,11 @@ export class Result {
   }
 }
 
-/** A stand-in for the gateway. */
+/**
+ * A stand-in for the gateway. By default tenant `test`, issuer `https://issuer.test`, subject
+ * `tester`, no scopes, and a client that can answer every kind of input request
+ * (`client: { sampling: false }` takes one away).
+ */
 export class TestHost {
   constructor({ tenant = "test", issuer = "https://issuer.test", subject = "tester", clientId, scopes = [], config = {}, claims = {}, client = {}, downstream = {} } = {}) {
     this.call = {
@@ -46,7 +50,7 @@ export class TestHost {
       scopes: [...scopes],
       claims: Object.entries(claims).map(([k, v]) => [k, JSON.stringify(v)]),
       requestId: "1",
-      client: { sampling: false, elicitation: false, roots: false, ...client },
+      client: { sampling: true, elicitation: true, roots: true, ...client },
       config: Object.entries(config),
     };
     this.stubs = { ...downstream };
@@ -152,6 +156,9 @@ const base64 = (data) => Buffer.from(data).toString("base64");
 export function contentJson(block) {
   if (typeof block === "string") return { type: "text", text: block };
   if (block.type === "image" || block.type === "audio") {
+    if (typeof block.data === "string" && !/^[A-Za-z0-9+/]*={0,2}$/.test(block.data)) {
+      throw new TypeError("image/audio `data` text must be base64");
+    }
     return { type: block.type, data: typeof block.data === "string" ? block.data : base64(block.data), mimeType: block.mimeType };
   }
   if (block.type === "resource") {

@@ -272,17 +272,24 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
     );
 }
 
-/// #30 AC1: the Python and JavaScript examples serve everything the parity table lists, not
-/// only tools, to the official TypeScript SDK client: the task marker in `tools/list`, a
-/// resource template read through `downstream`, a missing resource as MCP's -32002, a prompt,
-/// a completion, a tool result with a resource link, and a tool that asks for the client's
-/// roots (the gateway asks the SDK client and calls the plugin again with its answer).
+/// #30 AC1: the same words plugin in each SDK (`rs-words`, `py-words`, `js-words`) serves
+/// everything the parity table lists, not only tools, to the official TypeScript SDK client:
+/// the task marker in `tools/list`, a resource template read through `downstream`, a missing
+/// resource as MCP's -32002, a prompt, a completion, a tool result with a resource link, a
+/// tool that asks for the client's roots, and one that asks the client's model and then its
+/// user across two input rounds (the gateway asks the SDK client each time and calls the
+/// plugin again with the answer and the state it kept).
 #[tokio::test]
-async fn python_and_javascript_plugins_serve_resources_prompts_and_completions() {
+async fn plugins_in_each_sdk_serve_resources_prompts_completions_and_input_requests() {
     let api = DownstreamApi::start().await;
-    let gw = TestGateway::from_toml(&serving_with_docs(&["py-words", "js-words"], &api, 16)).await;
+    let gw = TestGateway::from_toml(&serving_with_docs(
+        &["rs-words", "py-words", "js-words"],
+        &api,
+        16,
+    ))
+    .await;
     let url = gw.url("/mcp");
-    for prefix in ["pywords", "jswords"] {
+    for prefix in ["rswords", "pywords", "jswords"] {
         let t = run_json_program(
             &node(),
             "tests/js/features-client.mjs",
@@ -323,5 +330,53 @@ async fn python_and_javascript_plugins_serve_resources_prompts_and_completions()
             t["roots"]["content"][0]["text"], "file:///work/project",
             "{t}"
         );
+        // The model drafted from the text, the user approved the draft the plugin kept.
+        assert_eq!(
+            t["headline"]["content"][0]["text"], "Draft: the gateway checks every call, approved",
+            "{t}"
+        );
+        assert_eq!(
+            t["asked"],
+            json!(["roots/list", "sampling/createMessage", "elicitation/create"]),
+            "{t}"
+        );
+        // Written downstream, embedded in the result, and the resource list announced as
+        // changed; the report announced the resource this session subscribed to.
+        let published = &t["published"]["content"];
+        assert_eq!(
+            published[0]["text"],
+            format!("published words://{prefix}-draft"),
+            "{t}"
+        );
+        assert_eq!(
+            published[1]["resource"],
+            json!({"uri": format!("words://{prefix}-draft"), "mimeType": "text/plain", "text": "a b c"}),
+            "{t}"
+        );
+        let heard: Vec<&str> = t["heard"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            heard.contains(&"updated words://hello") && heard.contains(&"resources/list_changed"),
+            "{t}"
+        );
+        // The same image as a tool result and as a fixed resource's blob.
+        let image = &t["logo"]["content"][0];
+        assert_eq!(
+            (&image["type"], &image["mimeType"]),
+            (&json!("image"), &json!("image/png")),
+            "{t}"
+        );
+        assert_eq!(image["data"], LOGO_PNG_BASE64, "{t}");
+        assert_eq!(
+            t["logoResource"]["contents"][0]["blob"], LOGO_PNG_BASE64,
+            "{t}"
+        );
     }
 }
+
+/// The 1×1 PNG each words plugin serves as its logo.
+const LOGO_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";

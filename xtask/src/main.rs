@@ -399,7 +399,7 @@ fn test_guest_code(root: &Path) -> anyhow::Result<()> {
     run(Command::new(cargo())
         .current_dir(root.join("plugins"))
         .env("CARGO_TARGET_DIR", &native)
-        .args(["test", "-p", "hello", "-p", "notes"]))?;
+        .args(["test", "-p", "hello", "-p", "notes", "-p", "rs-words"]))?;
     for lang in Script::ALL {
         lang.install(root)?;
         run(&mut lang.sdk_tests(root))?;

@@ -1,15 +1,20 @@
 """`py-words`: a Portcullis plugin in Python, written with `portcullis_sdk`: tools with
-constrained arguments and structured results, a task tool with rich content, a resource
-template and a prompt with completion.
+constrained arguments and structured results, a task tool with rich content, the client's
+roots, a tool asking the client's model and then the user (sampling, then elicitation), a tool
+that changes the resource list and embeds what it wrote, an image as a tool result and as a
+fixed resource, a resource template and a prompt with completion (the same plugin as
+``rs-words`` and ``js-words``).
 
 Build: ``python -m portcullis_sdk build app.py -o py_words.wasm`` (``cargo xtask
 build-plugins`` does it, into ``target/plugins/py-words.wasm``). Test: ``python -m pytest``
 or ``python test_app.py``.
 """
 
+import base64
 from typing import Annotated, TypedDict
 
-from portcullis_sdk import (Context, Field, NotFound, Output, Plugin, ResourceLink, fetch, log,
+from portcullis_sdk import (Context, EmbeddedResource, Field, Image, NotFound, Output, Plugin,
+                            ResourceLink, ToolError, fetch, log, notify_lists_changed,
                             notify_resource_updated)
 
 plugin = Plugin()
@@ -67,6 +72,56 @@ def report(ctx: Context, path: str) -> Output:
 def roots(ctx: Context) -> str:
     """The client's roots (the gateway asks the client, then calls again with the answer)."""
     return ", ".join(r["uri"] for r in ctx.roots()) or "no roots"
+
+
+@plugin.tool(name="pywords.headline", title="Find a headline")
+def headline(ctx: Context, text: Annotated[str, "The text to find a headline for"]) -> Output:
+    """The client's model drafts a headline for a text; the user approves or edits it."""
+    if not (ctx.client["sampling"] and ctx.client["elicitation"]):
+        return Output.error("pywords.headline needs a client that can sample and elicit")
+    # Two input rounds; each runs the tool again with that round's answers only, so the draft
+    # travels in the plugin's state (integrity-protected by the gateway).
+    draft = ctx.state
+    if draft is None:
+        sampled = ctx.sample("draft", {
+            "messages": [{"role": "user", "content": {
+                "type": "text", "text": f"One headline for this text:\n{text}"}}],
+            "maxTokens": 40})
+        draft = sampled["content"]["text"]
+    ctx.keep_state(draft)
+    approved = ctx.elicit("approve", f"Use this headline? {draft}", {"headline": str})
+    return Output(approved["headline"] if approved else "no headline (declined)")
+
+
+@plugin.tool(name="pywords.publish", title="Publish a document", scopes=["words:write"],
+             destructive=False, open_world=True)
+def publish(ctx: Context,
+            name: Annotated[str, Field(pattern="^[a-z0-9-]{1,40}$",
+                                       description="The document's name (its resource is words://NAME)")],
+            text: Annotated[str, "Its text"]) -> Output:
+    """Write a document to the docs service; it is then a `words://` resource."""
+    response = fetch("docs", f"/{name}", method="PUT", body=text,
+                     headers=[("content-type", "text/plain")])
+    if not 200 <= response.status < 300:
+        raise ToolError(f"the docs service answered HTTP {response.status}")
+    notify_lists_changed(resources=True)
+    return Output(f"published words://{name}",
+                  content=[EmbeddedResource(f"words://{name}", text=text, mime_type="text/plain")])
+
+
+# The plugin's logo: a 1x1 PNG.
+LOGO = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+@plugin.tool(name="pywords.logo", title="The logo", read_only=True)
+def logo(ctx: Context) -> Output:
+    """The plugin's logo, as an image."""
+    return Output(content=[Image(LOGO, "image/png")])
+
+
+@plugin.resource("logo://pywords", name="logo", title="The logo", mime_type="image/png")
+def logo_resource(ctx: Context):
+    return LOGO
 
 
 @plugin.resource_template("words://{name}", name="document", title="A document's words",

@@ -2,7 +2,7 @@
 
 import unittest
 
-from portcullis_sdk import DownstreamError, InvalidArguments, Response, ToolError
+from portcullis_sdk import DownstreamError, InvalidArguments, NeedInput, Response, ToolError
 from portcullis_sdk.testing import McpTestClient, OutputMismatch, TestHost
 
 import app
@@ -51,6 +51,37 @@ class HarnessTest(unittest.TestCase):
             TestHost().call_tool(app.plugin, "pywords.ratio", {"text": "", "of": "a"})
 
 
+class HeadlineTest(unittest.TestCase):
+    def test_the_model_drafts_then_the_user_approves(self):
+        host = TestHost()
+        text = {"text": "the gateway checks every call"}
+        with self.assertRaises(NeedInput) as first:
+            host.call_tool(app.plugin, "pywords.headline", text)
+        self.assertEqual((first.exception.key, first.exception.kind), ("draft", "sample"))
+        host.answer(first.exception, {"role": "assistant", "model": "m",
+                                      "content": {"type": "text", "text": "Every call checked"}})
+        with self.assertRaises(NeedInput) as second:
+            host.call_tool(app.plugin, "pywords.headline", text)
+        self.assertEqual((second.exception.key, second.exception.state), ("approve", "Every call checked"))
+        host.answer(second.exception, {"action": "accept", "content": {"headline": "Every call, checked"}})
+        self.assertEqual(host.call_tool(app.plugin, "pywords.headline", text).text, "Every call, checked")
+
+    def test_a_client_that_cannot_answer_is_told_so(self):
+        r = TestHost(client={"sampling": False}).call_tool(app.plugin, "pywords.headline", {"text": "t"})
+        self.assertTrue(r.is_error, r.text)
+
+
+class PublishTest(unittest.TestCase):
+    def test_publishing_changes_the_resource_list_and_embeds_the_document(self):
+        host = TestHost(downstream={"docs": {("PUT", "/draft"): lambda *r: Response(201, "")}})
+        r = host.call_tool(app.plugin, "pywords.publish", {"name": "draft", "text": "a b"})
+        self.assertEqual(r.text, "published words://draft")
+        self.assertEqual(r.content[1].uri, "words://draft")
+        self.assertEqual(host.notifications, [("lists-changed", ["resources"])])
+        with self.assertRaisesRegex(InvalidArguments, "/name"):
+            TestHost().call_tool(app.plugin, "pywords.publish", {"name": "../x", "text": "a"})
+
+
 class ProtocolTest(unittest.TestCase):
     """The plugin over MCP, in-process, as the gateway serves it."""
 
@@ -67,6 +98,11 @@ class ProtocolTest(unittest.TestCase):
         report = client.request("tools/call", {"name": "pywords.report", "arguments": {"path": "/a"}})
         self.assertEqual([c["type"] for c in report["result"]["content"]], ["text", "resource_link"])
         self.assertEqual(host.notifications, [("resource-updated", "words://a")])
+        logo = client.request("tools/call", {"name": "pywords.logo", "arguments": {}})["result"]
+        self.assertEqual((logo["content"][0]["type"], logo["content"][0]["mimeType"]), ("image", "image/png"))
+        listed = client.request("resources/list")["result"]["resources"]
+        self.assertEqual([r["uri"] for r in listed], ["logo://pywords"])
+        self.assertIn("blob", client.request("resources/read", {"uri": "logo://pywords"})["result"]["contents"][0])
         read = client.request("resources/read", {"uri": "words://a"})["result"]
         self.assertEqual(read["contents"][0]["text"], "x\nyy\nzzz")
         self.assertEqual(client.request("resources/read", {"uri": "words://gone"})["error"]["code"], -32002)
@@ -76,6 +112,13 @@ class ProtocolTest(unittest.TestCase):
             "ref": {"type": "ref/prompt", "name": "pywords.summarise"},
             "argument": {"name": "style", "value": "bu"}})
         self.assertEqual(done["result"]["completion"]["values"], ["bullets"])
+        # Input over MCP: the roots question comes back as inputRequests; the retry answers it.
+        call = {"name": "pywords.roots", "arguments": {}}
+        asked = client.request("tools/call", call)["result"]
+        self.assertEqual(asked["inputRequests"]["roots"]["method"], "roots/list")
+        answered = client.request("tools/call", {**call, "requestState": asked["requestState"],
+                                                 "inputResponses": {"roots": {"roots": [{"uri": "file:///w"}]}}})
+        self.assertEqual(answered["result"]["content"][0]["text"], "file:///w")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ class Result:
 
 
 class TestHost:
-    """A stand-in for the gateway."""
+    """A stand-in for the gateway. By default tenant ``test``, issuer
+    ``https://issuer.test``, subject ``tester``, no scopes, and a client that can answer every
+    kind of input request (``client={"sampling": False}`` takes one away)."""
 
     __test__ = False  # not a pytest test class
 
@@ -63,7 +65,7 @@ class TestHost:
             "claims": [(k, json.dumps(v)) for k, v in (claims or {}).items()],
             "request_id": "1",
             "config": list((config or {}).items()),
-            "client": {"sampling": False, "elicitation": False, "roots": False, **(client or {})},
+            "client": {"sampling": True, "elicitation": True, "roots": True, **(client or {})},
         }
         self.stubs = dict(downstream or {})
         self.logs = []

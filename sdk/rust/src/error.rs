@@ -37,6 +37,11 @@ impl InputNeeded {
         self.requests.iter().map(|r| r.key.as_str()).collect()
     }
 
+    /// The state the plugin kept for the next round ([`crate::Context::keep_state`]).
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
     pub(crate) fn into_wit(self) -> types::InputRequired {
         types::InputRequired {
             requests: self.requests,

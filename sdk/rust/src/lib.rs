@@ -110,8 +110,8 @@ pub use tool::{Content, IntoOutput, Json, NoArgs, Output, Tool};
 pub mod prelude {
     pub use crate::tool::{TaskInput, TaskSupport};
     pub use crate::{
-        Content, Contents, Context, Error, Json, Message, NoArgs, Output, Plugin, Prompt, Resource,
-        ResourceTemplate, Result, Tool,
+        ClientFeatures, Content, Contents, Context, Error, Json, Message, NoArgs, Output, Plugin,
+        Prompt, Resource, ResourceTemplate, Result, Tool,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

@@ -61,6 +61,7 @@ struct Recorder {
     requests: Vec<(String, Request)>,
     stubs: HashMap<String, Stub>,
     resources_updated: Vec<String>,
+    lists_changed: Vec<(bool, bool, bool)>,
 }
 
 /// A stand-in for the gateway, for native tests.
@@ -215,6 +216,12 @@ impl TestHost {
     /// Resources the plugin said changed.
     pub fn resources_updated(&self) -> &[String] {
         &self.recorder().resources_updated
+    }
+
+    /// The lists the plugin said changed, one `(tools, prompts, resources)` per
+    /// notification ([`crate::log::lists_changed`]).
+    pub fn lists_changed(&self) -> &[(bool, bool, bool)] {
+        &self.recorder().lists_changed
     }
 
     /// Call tool `name` with `arguments`. `Err` is what the gateway would turn into an error:
@@ -444,8 +451,14 @@ pub(crate) mod native {
         });
     }
 
-    pub(crate) fn notify_lists_changed(_kinds: host::ListKinds) {
-        with("notify-lists-changed", |_| ());
+    pub(crate) fn notify_lists_changed(kinds: host::ListKinds) {
+        with("notify-lists-changed", |r| {
+            r.lists_changed.push((
+                kinds.contains(host::ListKinds::TOOLS),
+                kinds.contains(host::ListKinds::PROMPTS),
+                kinds.contains(host::ListKinds::RESOURCES),
+            ));
+        });
     }
 
     pub(crate) fn notify_resource_updated(uri: &str) {

@@ -250,6 +250,41 @@ impl<T: Serialize + JsonSchema> IntoOutput for Json<T> {
     }
 }
 
+/// Content blocks other than text, without spelling out the WIT records.
+impl Content {
+    /// An image: its bytes and media type (`image/png`).
+    pub fn image(data: Vec<u8>, mime_type: &str) -> Self {
+        Content::Image(types::Binary {
+            data,
+            mime_type: mime_type.into(),
+        })
+    }
+
+    /// Audio: its bytes and media type (`audio/wav`).
+    pub fn audio(data: Vec<u8>, mime_type: &str) -> Self {
+        Content::Audio(types::Binary {
+            data,
+            mime_type: mime_type.into(),
+        })
+    }
+
+    /// A link to a resource the client may read later (`resource_link`).
+    pub fn link(uri: &str, name: &str) -> Self {
+        Content::ResourceLink(types::ResourceLink {
+            uri: uri.into(),
+            name: name.into(),
+            title: None,
+            description: None,
+            mime_type: None,
+        })
+    }
+
+    /// A resource's contents embedded in the result (`resource`).
+    pub fn embedded(uri: &str, contents: crate::resource::Contents) -> Self {
+        Content::Resource(contents.into_wit(uri))
+    }
+}
+
 /// Any result: content blocks, optional structured content, or an error the model sees.
 pub struct Output {
     content: Vec<Content>,

@@ -110,6 +110,13 @@ impl DownstreamApi {
                 get(|| async { ([("x-api", "notes")], "hello from the API") }),
             )
             .route("/api/big", get(|| async { "x".repeat(2 << 20) }))
+            // A document written (the words plugins' `publish`): created, its text echoed;
+            // other documents are not there.
+            .route(
+                "/api/{name}",
+                axum::routing::put(|body: String| async move { (http::StatusCode::CREATED, body) })
+                    .get(|| async { http::StatusCode::NOT_FOUND }),
+            )
             // Held for two seconds: how many callers are in flight at once (`peak_held`).
             .route(
                 "/api/hold",
