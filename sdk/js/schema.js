@@ -75,9 +75,54 @@ export function string(opts) {
       if (o.maxLength !== undefined && length > o.maxLength)
         problems.push(`${path}: longer than ${o.maxLength} characters`);
       if (pattern && !pattern.test(v)) problems.push(`${path}: does not match ${o.pattern}`);
+      const format = FORMATS[o.format];
+      if (format && !format(v)) problems.push(`${path}: ${JSON.stringify(v)} is not a valid ${o.format}`);
     },
   );
 }
+
+const TIME = /^([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const IPV4 = /^(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2})){3}$/;
+
+function date(v) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
+  if (!m) return false;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  return mo >= 1 && mo <= 12 && d >= 1 && d <= days;
+}
+
+const ipv4 = (v) => IPV4.test(v) && v.split(".").every((o) => Number(o) <= 255);
+
+function ipv6(v) {
+  const halves = v.split("::");
+  if (halves.length > 2) return false;
+  const groups = (h) => (h === "" ? [] : h.split(":"));
+  const parts = halves.flatMap(groups);
+  let count = parts.length;
+  if (parts.length && ipv4(parts[parts.length - 1])) count += 1; // an embedded IPv4 is two groups
+  else if (parts.length && parts[parts.length - 1].includes(".")) return false;
+  const hex = parts.filter((p, i) => !(i === parts.length - 1 && p.includes(".")));
+  if (!hex.every((p) => /^[0-9A-Fa-f]{1,4}$/.test(p))) return false;
+  return halves.length === 2 ? count < 8 : count === 8;
+}
+
+/** The string formats the gateway enforces that tests most often meet (RFC 3339 dates and
+ * times, email, hostname, IP addresses, URI, UUID); another format is not checked here. */
+const FORMATS = {
+  date,
+  time: (v) => TIME.test(v),
+  "date-time": (v) => v.length > 11 && "Tt".includes(v[10]) && date(v.slice(0, 10)) && TIME.test(v.slice(11)),
+  email: (v) => /^[^@\s]+@[^@\s]+$/.test(v),
+  hostname: (v) =>
+    v.length > 0 &&
+    v.length <= 253 &&
+    v.replace(/\.$/, "").split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)),
+  ipv4,
+  ipv6,
+  uri: (v) => /^[A-Za-z][A-Za-z0-9+.-]*:\S*$/.test(v),
+  uuid: (v) => /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(v),
+};
 
 function numeric(type, opts) {
   const o = options(opts);

@@ -1,6 +1,8 @@
 """The Python SDK's own tests, natively: ``python test_sdk.py`` in sdk/python."""
 
 import dataclasses
+import json
+import os
 import enum
 import unittest
 from typing import Annotated, Literal, Optional, TypedDict
@@ -170,6 +172,15 @@ class Harness(unittest.TestCase):
             host.call_tool(tracker(), "issues.create", {"title": "a", "priority": "urgent"})
         with self.assertRaisesRegex(InvalidArguments, "additional properties"):
             host.call_tool(tracker(), "issues.list", {"colour": "red"})
+
+    def test_string_formats_are_checked_as_the_gateway_does(self):
+        # The table the gateway's own unit test decides the same way.
+        from portcullis_sdk.validate import problems
+        with open(os.path.join(os.path.dirname(__file__), "..", "format-cases.json")) as f:
+            cases = json.load(f)["cases"]
+        for fmt, text, valid in cases:
+            found = problems({"type": "string", "format": fmt}, text)
+            self.assertEqual(not found, valid, (fmt, text, found))
 
     def test_an_output_schema_violation_fails_the_test(self):
         with self.assertRaisesRegex(OutputMismatch, "'secret'"):

@@ -452,4 +452,22 @@ mod tests {
             assert!(e.contains(problem), "{input}: {e}");
         }
     }
+
+    /// The format cases every SDK's harness is tested against (`sdk/format-cases.json`) are
+    /// what the gateway decides too.
+    #[test]
+    fn the_sdk_harnesses_format_cases_are_the_gateways() {
+        let table: Value =
+            serde_json::from_str(include_str!("../../../sdk/format-cases.json")).unwrap();
+        for case in table["cases"].as_array().unwrap() {
+            let (format, text, valid) = (&case[0], &case[1], case[2].as_bool().unwrap());
+            let schemas = ToolSchemas::compile(&tool(
+                json!({"type": "object", "properties": {"v": {"type": "string", "format": format}}}),
+                None,
+            ))
+            .unwrap();
+            let decided = schemas.check_arguments(&json!({ "v": text })).is_ok();
+            assert_eq!(decided, valid, "{format} {text}");
+        }
+    }
 }

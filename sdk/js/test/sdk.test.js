@@ -1,6 +1,7 @@
 // The SDK's own tests, natively: `node --test test/` in sdk/js.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { NeedInput, Output, Plugin, matchTemplate, s } from "../index.js";
@@ -31,6 +32,15 @@ test("schemas are JSON Schema and check the same rules", () => {
     "$: unexpected property `x`",
   ]);
   assert.deepEqual(schema.check([]), ["$: expected an object, got array"]);
+});
+
+test("string formats are checked as the gateway does", () => {
+  // The table the gateway's own unit test decides the same way.
+  const { cases } = JSON.parse(readFileSync(new URL("../../format-cases.json", import.meta.url), "utf8"));
+  for (const [format, text, valid] of cases) {
+    assert.equal(s.string({ format }).check(text).length === 0, valid, `${format} ${text}`);
+  }
+  assert.deepEqual(s.string({ format: "date" }).check("2026-13-01"), ['$: "2026-13-01" is not a valid date']);
 });
 
 test("results: strings, values, Outputs and thrown errors", () => {

@@ -2,10 +2,13 @@
 after it answers: what ``testing.TestHost`` uses so a test fails where the gateway would
 refuse. Covers the keywords this SDK writes and the common hand-written ones (type, enum,
 const, properties, required, additionalProperties, items, prefixItems, the bounds on numbers,
-strings, lists and objects, pattern, anyOf/oneOf/allOf/not, $ref within the schema); a
-keyword it does not know is ignored, as JSON Schema says of unknown keywords.
+strings, lists and objects, pattern, the common string formats, anyOf/oneOf/allOf/not, $ref
+within the schema); a keyword or format it does not know is ignored, as JSON Schema says of
+unknown keywords.
 """
 
+import datetime
+import ipaddress
 import math
 import re
 
@@ -69,6 +72,9 @@ def _check(schema, value, at, root, found):
             say(f"is longer than {schema['maxLength']} characters")
         if "pattern" in schema and re.search(schema["pattern"], value) is None:
             say(f"does not match the pattern {schema['pattern']!r}")
+        check = _FORMATS.get(schema.get("format"))
+        if check is not None and not check(value):
+            say(f"{_show(value)} is not a valid {schema['format']}")
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
             say(f"has fewer than {schema['minItems']} items")
@@ -144,3 +150,49 @@ def _same(a, b):
 def _show(value):
     text = repr(value) if not isinstance(value, str) else f'"{value}"'
     return text if len(text) <= 60 else text[:60] + "…"
+
+
+def _date(v):
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) is None:
+        return False
+    try:
+        datetime.date.fromisoformat(v)
+        return True
+    except ValueError:
+        return False
+
+
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)")
+
+
+def _ip(kind):
+    def check(v):
+        try:
+            return isinstance(ipaddress.ip_address(v), kind)
+        except ValueError:
+            return False
+    return check
+
+
+def _hostname(v):
+    labels = v[:-1].split(".") if v.endswith(".") else v.split(".")
+    return 0 < len(v) <= 253 and all(
+        re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels)
+
+
+# The string formats the gateway enforces that tests most often meet (RFC 3339 dates and
+# times, email, hostname, IP addresses, URI, UUID).
+_FORMATS = {
+    "date": _date,
+    "time": lambda v: _TIME.fullmatch(v) is not None,
+    "date-time": lambda v: len(v) > 11 and v[10] in "Tt" and _date(v[:10])
+    and _TIME.fullmatch(v[11:]) is not None,
+    "email": lambda v: re.fullmatch(r"[^@\s]+@[^@\s]+", v) is not None,
+    "hostname": _hostname,
+    "ipv4": lambda v: re.fullmatch(r"(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2})){3}", v) is not None
+    and _ip(ipaddress.IPv4Address)(v),
+    "ipv6": _ip(ipaddress.IPv6Address),
+    "uri": lambda v: re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]*", v) is not None,
+    "uuid": lambda v: re.fullmatch(
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", v) is not None,
+}

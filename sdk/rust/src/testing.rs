@@ -64,6 +64,35 @@ struct Recorder {
     lists_changed: Vec<(bool, bool, bool)>,
 }
 
+/// One resource's contents, as read: text or bytes, with the media type the plugin gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadContents {
+    /// The URI read.
+    pub uri: String,
+    /// The media type, if given.
+    pub mime_type: Option<String>,
+    /// The text, for text contents.
+    pub text: Option<String>,
+    /// The bytes, for binary contents.
+    pub blob: Option<Vec<u8>>,
+}
+
+impl From<crate::bindings::portcullis::plugin::types::ResourceContents> for ReadContents {
+    fn from(c: crate::bindings::portcullis::plugin::types::ResourceContents) -> Self {
+        use crate::bindings::portcullis::plugin::types::ResourceBody;
+        let (text, blob) = match c.body {
+            ResourceBody::Text(t) => (Some(t), None),
+            ResourceBody::Blob(b) => (None, Some(b)),
+        };
+        Self {
+            uri: c.uri,
+            mime_type: c.mime_type,
+            text,
+            blob,
+        }
+    }
+}
+
 /// A stand-in for the gateway, for native tests.
 pub struct TestHost {
     context: CallContext,
@@ -261,16 +290,19 @@ impl TestHost {
         }
     }
 
-    /// Read the resource at `uri`: its text (or blob) contents.
+    /// Read the resource at `uri`: its contents (text or blob, with a media type), as the
+    /// client would see them. A resource the plugin does not have is [`Error::NotFound`].
     pub fn read_resource(
         &mut self,
         plugin: &Plugin,
         uri: &str,
-    ) -> Result<Vec<crate::bindings::portcullis::plugin::types::ResourceContents>, Error> {
+    ) -> Result<Vec<ReadContents>, Error> {
         let ctx = self.context.clone();
         let continuation = self.continuation();
         match self.with_host(|| crate::guest::read_resource(plugin, ctx, uri, continuation)) {
-            Ok(resources::ReadOutcome::Done(c)) => Ok(c),
+            Ok(resources::ReadOutcome::Done(c)) => {
+                Ok(c.into_iter().map(ReadContents::from).collect())
+            }
             Ok(resources::ReadOutcome::InputRequired(ir)) => Err(need_input(ir)),
             Err(resources::ResourceError::NotFound) => Err(Error::NotFound),
             Err(resources::ResourceError::Failed(m)) => Err(Error::Failed(m)),
@@ -887,17 +919,18 @@ fn content_json(content: &Content) -> Value {
         Content::ResourceLink(l) => serde_json::json!({"type": "resource_link", "uri": l.uri,
             "name": l.name, "title": l.title, "description": l.description, "mimeType": l.mime_type}),
         Content::Resource(r) => {
-            serde_json::json!({"type": "resource", "resource": contents_json(r)})
+            serde_json::json!({"type": "resource", "resource": contents_json(&ReadContents::from(r.clone()))})
         }
     }
 }
 
-fn contents_json(c: &crate::bindings::portcullis::plugin::types::ResourceContents) -> Value {
-    use crate::bindings::portcullis::plugin::types::ResourceBody;
+fn contents_json(c: &ReadContents) -> Value {
     let mut out = serde_json::json!({"uri": c.uri, "mimeType": c.mime_type});
-    match &c.body {
-        ResourceBody::Text(t) => out["text"] = t.clone().into(),
-        ResourceBody::Blob(b) => out["blob"] = base64_lite::encode(b).into(),
+    if let Some(t) = &c.text {
+        out["text"] = t.clone().into();
+    }
+    if let Some(b) = &c.blob {
+        out["blob"] = base64_lite::encode(b).into();
     }
     out
 }

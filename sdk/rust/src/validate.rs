@@ -2,8 +2,9 @@
 //! after it answers: what [`crate::testing::TestHost`] uses so a test fails where the gateway
 //! would refuse. Covers the keywords schemars writes and the common hand-written ones (type,
 //! enum, const, properties, required, additionalProperties, items, prefixItems, the bounds on
-//! numbers, strings, arrays and objects, pattern, anyOf/oneOf/allOf/not, `$ref` and `$defs`
-//! within the schema); a keyword it does not know is ignored, as JSON Schema says.
+//! numbers, strings, arrays and objects, pattern, the common string formats,
+//! anyOf/oneOf/allOf/not, `$ref` and `$defs` within the schema); a keyword or format it does not
+//! know is ignored, as JSON Schema says.
 
 use serde_json::Value;
 
@@ -150,6 +151,11 @@ fn check(
                     format!("the schema's pattern {pattern:?} is not a regular expression: {e}"),
                 )),
             }
+        }
+        if let Some(format) = s.get("format").and_then(Value::as_str)
+            && formats::known(format, text) == Some(false)
+        {
+            found.push(msg(at, format!("{text:?} is not a valid {format}")));
         }
     }
     if let Some(items) = value.as_array() {
@@ -311,6 +317,75 @@ fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
     root.pointer(pointer)
 }
 
+/// The string formats the gateway enforces that tests most often meet (RFC 3339 dates and
+/// times, email, hostname, IP addresses, URI, UUID).
+mod formats {
+    use regex_lite::Regex;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+    }
+
+    fn date(v: &str) -> bool {
+        if !matches(r"^\d{4}-\d{2}-\d{2}$", v) {
+            return false;
+        }
+        let n = |r: std::ops::Range<usize>| v[r].parse::<u32>().unwrap_or(0);
+        let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let days = match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return false,
+        };
+        (1..=days).contains(&d)
+    }
+
+    fn time(v: &str) -> bool {
+        matches(
+            r"^([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$",
+            v,
+        )
+    }
+
+    fn hostname(v: &str) -> bool {
+        !v.is_empty()
+            && v.len() <= 253
+            && v.strip_suffix('.')
+                .unwrap_or(v)
+                .split('.')
+                .all(|label| matches(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", label))
+    }
+
+    /// Whether `text` is a valid `format`; `None` for a format not checked here.
+    pub(super) fn known(format: &str, text: &str) -> Option<bool> {
+        Some(match format {
+            "date" => date(text),
+            "time" => time(text),
+            "date-time" => {
+                text.len() > 11
+                    && text.is_char_boundary(10)
+                    && text.is_char_boundary(11)
+                    && matches!(&text[10..11], "T" | "t")
+                    && date(&text[..10])
+                    && time(&text[11..])
+            }
+            "email" => matches(r"^[^@\s]+@[^@\s]+$", text),
+            "hostname" => hostname(text),
+            "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+            "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+            "uri" => matches(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*$", text),
+            "uuid" => matches(
+                r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+                text,
+            ),
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +425,25 @@ mod tests {
         assert_eq!(
             problems(&schema, &json!({}))[0],
             "at `/`: \"limit\" is a required property"
+        );
+    }
+
+    /// The table the gateway's own unit test decides the same way.
+    #[test]
+    fn common_formats_are_checked_as_the_gateway_does() {
+        let table: Value = serde_json::from_str(include_str!("../../format-cases.json")).unwrap();
+        for case in table["cases"].as_array().unwrap() {
+            let (format, text, valid) = (&case[0], &case[1], case[2].as_bool().unwrap());
+            let found = problems(&json!({"type": "string", "format": format}), text);
+            assert_eq!(found.is_empty(), valid, "{format} {text}: {found:?}");
+        }
+        assert!(problems(&json!({"type": "string", "format": "unknown"}), &json!("x")).is_empty());
+        assert_eq!(
+            problems(
+                &json!({"type": "object", "properties": {"at": {"type": "string", "format": "date"}}}),
+                &json!({"at": "2026-13-01"})
+            ),
+            ["at `/at`: \"2026-13-01\" is not a valid date"]
         );
     }
 }

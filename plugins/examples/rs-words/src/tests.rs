@@ -148,6 +148,20 @@ fn publishing_changes_the_resource_list_and_embeds_the_document() {
     );
 }
 
+#[test]
+fn documents_and_the_logo_read_as_the_client_sees_them() {
+    let mut host = docs(TestHost::new());
+    let read = host.read_resource(&plugin(), "words://a").unwrap();
+    assert_eq!(read[0].text.as_deref(), Some("x\nyy\nzzz"));
+    assert_eq!(read[0].mime_type.as_deref(), Some("text/plain"));
+    assert!(matches!(
+        host.read_resource(&plugin(), "words://gone"),
+        Err(Error::NotFound)
+    ));
+    let logo = host.read_resource(&plugin(), "logo://rswords").unwrap();
+    assert_eq!(logo[0].blob.as_deref(), Some(&LOGO[..]));
+}
+
 /// The plugin over MCP, in-process, as the gateway serves it (2026-07-28: input requests
 /// come back as `inputRequests`, answered with `inputResponses` and the `requestState`).
 #[test]
