@@ -9,15 +9,16 @@ use serde_json::{Value, json};
 
 use crate::support::{BinaryGateway, Client, free_port, mint_with_cli, root, tempdir, toml_path};
 
-/// The `notes-api` example binary, built by `cargo test` next to the test executables.
+/// The `notes-api` binary (a workspace package of its own), beside the gateway's:
+/// `cargo xtask test` builds every binary of the workspace before the tests run.
 fn notes_api_binary() -> std::path::PathBuf {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
         .parent()
         .unwrap()
-        .join("examples/notes-api");
+        .join("notes-api");
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo test`",
+        "{} is missing: run `cargo build -p notes-api` (`cargo xtask test` does)",
         bin.display()
     );
     bin

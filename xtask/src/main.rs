@@ -73,6 +73,14 @@ fn task() -> anyhow::Result<()> {
             install_test_peers(&root, &NPM_PEERS)?;
             install_python_peers(&root)?;
             install_debian_peers(&DEBIAN_PEERS)?;
+            // Every binary the tests start (the gateway, the notes demo's API), built with
+            // the feature resolution `cargo test --workspace` uses, so the test run reuses it.
+            run(Command::new(cargo()).current_dir(&root).args([
+                "build",
+                "--workspace",
+                "--tests",
+                "--bins",
+            ]))?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(&root)
                 .args(["test", "--workspace"])

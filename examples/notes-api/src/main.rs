@@ -13,7 +13,7 @@
 //! acted, so the demo shows the chain user → client → gateway → API.
 //!
 //! ```text
-//! cargo run --example notes-api -- --listen 127.0.0.1:8090 --issuer http://127.0.0.1:8080/dev-as
+//! cargo run -p notes-api -- --listen 127.0.0.1:8090 --issuer http://127.0.0.1:8080/dev-as
 //! ```
 
 use std::collections::HashMap;
