@@ -378,5 +378,41 @@ async fn plugins_in_each_sdk_serve_resources_prompts_completions_and_input_reque
     }
 }
 
+/// #30 AC1, tasks: each SDK's task tool (`<prefix>.report`, declared `optional`) runs as an
+/// MCP Task for the TypeScript client that declares the extension: the call answers with the
+/// task, polling reads it completed with the tool's result (its resource link included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sdks_task_tool_runs_as_an_mcp_task_for_a_real_client() {
+    let api = DownstreamApi::start().await;
+    let gw = TestGateway::from_toml(&serving_with_docs(
+        &["rs-words", "py-words", "js-words"],
+        &api,
+        16,
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    for prefix in ["rswords", "pywords", "jswords"] {
+        let tool = format!("{prefix}.report");
+        let t = run_json_program(
+            &node(),
+            "tests/js/tasks-client.mjs",
+            &[
+                url.as_ref(),
+                "complete".as_ref(),
+                tool.as_ref(),
+                r#"{"path": "/hello"}"#.as_ref(),
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(t["created"]["resultType"], "task", "{t}");
+        assert_eq!(t["final"]["status"], "completed", "{t}");
+        let content = &t["final"]["result"]["content"];
+        assert_eq!(content[0]["text"], "4 words", "{t}");
+        assert_eq!(content[1]["uri"], "words://hello", "{t}");
+        assert_eq!(t["notified"], json!(["completed"]), "{t}");
+    }
+}
+
 /// The 1×1 PNG each words plugin serves as its logo.
 const LOGO_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";

@@ -6,7 +6,8 @@
 // task methods go through client.request with the result shapes checked here. Prints a JSON
 // transcript for the Rust test.
 //
-// usage: node tasks-client.mjs <mcp url> complete|cancel
+// usage: node tasks-client.mjs <mcp url> complete|cancel [tool] [arguments as JSON]
+// (default: the conformance fixture's slow_compute, 3 s to complete or 60 s to cancel)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { z } from 'zod';
@@ -28,7 +29,9 @@ const request = (method, params) => client.request({ method, params }, any);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const seconds = mode === 'cancel' ? 60 : 3;
-const created = await request('tools/call', { name: 'slow_compute', arguments: { seconds, label: 'report' } });
+const tool = process.argv[4] ?? 'slow_compute';
+const args = process.argv[5] ? JSON.parse(process.argv[5]) : { seconds, label: 'report' };
+const created = await request('tools/call', { name: tool, arguments: args });
 const id = created.taskId;
 const transcript = { protocol: transport.protocolVersion, created, statuses: [], messages: [] };
 const poll = async (until) => {
