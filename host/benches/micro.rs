@@ -223,13 +223,13 @@ fn jwt(c: &mut Criterion) {
                 &a,
                 &issuers.config.auth.issuers,
                 KeyFetch::Background,
+                None,
             ))
             .unwrap();
         TenantAuth::new(
             Arc::from("bench"),
             issuers.resource.clone(),
-            &[],
-            &Default::default(),
+            &issuers.config.tenants[0],
             &a,
             Some(rs),
         )
@@ -270,20 +270,21 @@ fn exchange(c: &mut Criterion) {
             &issuers.config.auth,
             &issuers.config.auth.issuers,
             KeyFetch::Background,
+            None,
         ))
         .unwrap();
     let auth = TenantAuth::new(
         Arc::from("bench"),
         issuers.resource.clone(),
-        &[],
-        &Default::default(),
+        &issuers.config.tenants[0],
         &issuers.config.auth,
         Some(rs),
     );
-    let (_, secret) = rt
+    let subject = rt
         .block_on(auth.authenticate(&request_parts(&issuers.es256)))
-        .unwrap();
-    let subject = secret.expect("an authenticated caller's token");
+        .unwrap()
+        .secret
+        .expect("an authenticated caller's token");
     let clients = OAuthClients::from_config(&issuers.config, None).unwrap();
     let client = clients
         .at(subject.issuer())

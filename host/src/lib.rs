@@ -190,14 +190,20 @@ impl Portcullis {
         spawn_quota_upkeep(&in_order, shutdown.clone());
         let resource_server = match config.auth.mode {
             AuthMode::Oauth => Some(
-                auth::ResourceServer::start(&config.auth, &config.trusted_issuers(), keys)
-                    .await
-                    .context("starting the OAuth resource server")?,
+                auth::ResourceServer::start(
+                    &config.auth,
+                    &config.trusted_issuers(),
+                    keys,
+                    state_key(&config)?.as_deref(),
+                )
+                .await
+                .context("starting the OAuth resource server")?,
             ),
             AuthMode::None => None,
         };
         if let (Some(rs), Some(cluster)) = (&resource_server, &cluster) {
             rs.share_introspection_budget(cluster.introspection_budget());
+            rs.share_dpop_replays(cluster.dpop_replays());
         }
         let settings = http_settings(&config, &shutdown);
         let directory = cluster

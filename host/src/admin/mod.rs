@@ -99,7 +99,7 @@ impl Admin {
         crate::auth::Principal,
     )> {
         for (tenant, auth) in self.tenants.iter().filter(|(_, a)| a.requires_token()) {
-            if let Ok((p, _)) = auth.authenticate(parts).await {
+            if let Ok((p, _)) = auth.authenticate_here(parts).await {
                 return Some((tenant, auth, p));
             }
         }
@@ -214,7 +214,7 @@ impl Admin {
                     required: vec![self.scope.clone()],
                 };
                 tracing::warn!(tenant = %tenant.plugins.tenant, "plugin inventory refused: the token lacks {}", self.scope);
-                return auth.challenge(&denial, Some(&principal));
+                return auth.challenge(&denial, Some(&principal), None).response();
             }
             tenant
         } else {

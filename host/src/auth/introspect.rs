@@ -187,6 +187,7 @@ impl Introspector {
             return Err(Refused("the token has expired".into()));
         }
         let claims = body.as_object().cloned().unwrap_or_default();
+        self.issuer.check_lifetime(&claims, now).map_err(Refused)?;
         let subject = self
             .issuer
             .subject_of(&claims)
@@ -378,6 +379,7 @@ mod tests {
                 introspection: None,
                 exchange: None,
                 subject_claim: subject_claim.into(),
+                max_token_lifetime_secs: None,
             },
             Duration::from_secs(30),
             reqwest::Client::new(),

@@ -80,6 +80,8 @@ pub(crate) enum JwtError {
     Invalid(String),
     #[error("the token was issued in the future (iat)")]
     IssuedInFuture,
+    #[error("{0}")]
+    TooLongLived(String),
 }
 
 impl From<jsonwebtoken::errors::Error> for JwtError {
@@ -102,6 +104,8 @@ pub(crate) struct Issuer {
     pub(crate) issuer: String,
     /// The claim naming the user (`sub` unless configured).
     subject_claim: String,
+    /// The longest lifetime a token may have, in seconds.
+    max_lifetime: Option<u64>,
     algorithms: Vec<Algorithm>,
     configured_jwks: Option<String>,
     jwks_uri: ArcSwapOption<String>,
@@ -132,6 +136,7 @@ impl Issuer {
         Self {
             issuer: config.issuer.clone(),
             subject_claim: config.subject_claim.clone(),
+            max_lifetime: config.max_token_lifetime_secs,
             algorithms,
             configured_jwks: config.jwks_uri.clone(),
             jwks_uri: ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new)),
@@ -152,6 +157,27 @@ impl Issuer {
             None if self.subject_claim == "sub" => Ok(None),
             None => Err(self.subject_claim.clone()),
         }
+    }
+
+    /// Refuse a token living longer than `max_token_lifetime_secs` (`exp` − `iat`, or what is
+    /// left of it at `now` without an `iat`).
+    pub(crate) fn check_lifetime(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), String> {
+        let (Some(max), Some(exp)) = (self.max_lifetime, claims.get("exp").and_then(Value::as_u64))
+        else {
+            return Ok(());
+        };
+        let from = claims.get("iat").and_then(Value::as_u64).unwrap_or(now);
+        let lifetime = exp.saturating_sub(from);
+        if lifetime > max {
+            return Err(format!(
+                "the token lives {lifetime} s; tokens from this issuer may live at most {max} s"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether keys have been fetched at least once.
@@ -366,6 +392,9 @@ pub(crate) async fn validate(
         .get("exp")
         .and_then(Value::as_u64)
         .unwrap_or(now);
+    issuer
+        .check_lifetime(&data.claims, now)
+        .map_err(JwtError::TooLongLived)?;
     let subject = issuer
         .subject_of(&data.claims)
         .map_err(JwtError::MissingClaim)?;

@@ -8,8 +8,15 @@
 //! call plugins. With `auth.mode = "none"` every request acts as a configured identity, for
 //! local development and the conformance suite only.
 
+mod challenge;
+mod credential;
+mod dpop;
 mod introspect;
 
+pub use challenge::{Challenge, DENIAL_ENVELOPE, IN_BAND_CHALLENGE};
+pub(crate) use credential::Carried;
+pub use credential::Scheme;
+pub use dpop::SharedReplays;
 pub use introspect::SharedBudget;
 mod jwt;
 
@@ -21,10 +28,12 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthConfig, AuthMode, Identity, IssuerConfig};
+use crate::config::{
+    AuthConfig, AuthMode, Challenges, DpopMode, Identity, IssuerConfig, TenantConfig,
+};
 
 /// The scope that stands for "every scope" in a configured identity (auth off, stdio). A
 /// token can never grant it: `*` in a token's `scope`/`scp` is dropped.
@@ -58,6 +67,8 @@ pub struct Principal {
     pub scopes: BTreeSet<String>,
     /// Operator-selected non-secret claims: name and JSON value as text.
     pub claims: Vec<(String, String)>,
+    /// How the caller presented its token (`None` for a configured identity).
+    pub credential: Option<Scheme>,
     /// Every scope, without listing them: only a configured identity whose scopes name `*`.
     all_scopes: bool,
 }
@@ -111,6 +122,7 @@ impl Principal {
                 .cloned()
                 .collect(),
             claims: Vec::new(),
+            credential: None,
         }
     }
 
@@ -197,6 +209,14 @@ pub enum Denial {
         /// Seconds until the address may try again.
         retry_after: u64,
     },
+    /// The DPoP proof is missing, malformed, for another request, too old, replayed, or not
+    /// for this token's key: 401 `invalid_dpop_proof` (RFC 9449 §7.1).
+    InvalidDpopProof(String),
+    /// The proof lacks the current server nonce: 401 `use_dpop_nonce` with a fresh
+    /// `DPoP-Nonce` (RFC 9449 §9).
+    UseDpopNonce,
+    /// The credential cannot be checked right now (the shared replay cache is away): 503.
+    Unavailable(String),
     /// The token is good here, but an authorization server the call needed wants the user to
     /// sign in again (RFC 9470): 401 `insufficient_user_authentication`.
     UserAuthentication {
@@ -208,6 +228,21 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// What an operator's log says about it (never a credential).
+    pub fn detail(&self) -> &str {
+        match self {
+            Denial::InvalidToken(d)
+            | Denial::InvalidRequest(d)
+            | Denial::InvalidDpopProof(d)
+            | Denial::Unavailable(d) => d.as_str(),
+            Denial::InsufficientScope { .. } => "the token lacks scopes this call needs",
+            Denial::Missing => "no access token",
+            Denial::TooManyFailures { .. } => "too many unacceptable tokens from this address",
+            Denial::UserAuthentication { description, .. } => description.as_str(),
+            Denial::UseDpopNonce => "the DPoP proof lacks the server's current nonce",
+        }
+    }
+
     /// A short label for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -217,6 +252,9 @@ impl Denial {
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::TooManyFailures { .. } => "too_many_failures",
             Denial::UserAuthentication { .. } => "user_authentication",
+            Denial::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Denial::UseDpopNonce => "use_dpop_nonce",
+            Denial::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -230,20 +268,25 @@ struct CachedToken {
     scopes: BTreeSet<String>,
     claims: Vec<(String, String)>,
     expires: u64,
+    /// The key the token is bound to (`cnf.jkt`, RFC 9449 §6), if it is DPoP-bound.
+    cnf_jkt: Option<String>,
 }
 
-/// Validated tokens by hash (token + audience), bounded, never outliving the token.
+/// Validated tokens by hash (token + audience + the proof key it came with), bounded, never
+/// outliving the token.
 struct TokenCache {
     capacity: usize,
     entries: Mutex<HashMap<[u8; 32], CachedToken>>,
 }
 
 impl TokenCache {
-    fn key(token: &str, audience: &str) -> [u8; 32] {
+    fn key(token: &str, audience: &str, proof_key: Option<&str>) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(audience.as_bytes());
         h.update([0]);
         h.update(token.as_bytes());
+        h.update([0]);
+        h.update(proof_key.unwrap_or_default().as_bytes());
         h.finalize().into()
     }
 
@@ -289,6 +332,8 @@ pub struct ResourceServer {
     rejected: Mutex<HashMap<[u8; 32], (u64, String)>>,
     /// Refused introspections per client address.
     failures: introspect::FailureLimiter,
+    /// DPoP proofs, for the tenants that accept them.
+    dpop: dpop::ProofChecker,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -303,6 +348,11 @@ impl ResourceServer {
     /// Count the introspection budget on `shared`, for every replica at once.
     pub fn share_introspection_budget(&self, shared: Arc<dyn SharedBudget>) {
         self.failures.share_through(shared);
+    }
+
+    /// Record spent DPoP proofs on `shared`, for every replica at once.
+    pub fn share_dpop_replays(&self, shared: Arc<dyn SharedReplays>) {
+        self.dpop.share_through(shared);
     }
 }
 
@@ -324,6 +374,7 @@ impl ResourceServer {
         config: &AuthConfig,
         trusted: &[IssuerConfig],
         fetch: KeyFetch,
+        nonce_key: Option<&[u8]>,
     ) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -393,6 +444,7 @@ impl ResourceServer {
             },
             rejected: Mutex::new(HashMap::new()),
             failures: introspect::FailureLimiter::new(config.introspection_failures_per_minute),
+            dpop: dpop::ProofChecker::new(&config.dpop, nonce_key),
         }))
     }
 
@@ -478,7 +530,7 @@ impl ResourceServer {
         peer: Option<IpAddr>,
     ) -> Result<jwt::Verified, Denial> {
         let now = jsonwebtoken::get_current_timestamp();
-        let key = TokenCache::key(token, &audiences.resource);
+        let key = TokenCache::key(token, &audiences.resource, None);
         if let Some(why) = self.recently_rejected(&key, now) {
             return Err(Denial::InvalidToken(why));
         }
@@ -527,6 +579,7 @@ impl ResourceServer {
     async fn validate(
         &self,
         token: &str,
+        proof_key: Option<&str>,
         audiences: &jwt::Audiences,
         trusted: &[Arc<jwt::Issuer>],
         peer: Option<IpAddr>,
@@ -538,7 +591,7 @@ impl ResourceServer {
             )));
         }
         let now = jsonwebtoken::get_current_timestamp();
-        let key = TokenCache::key(token, &audiences.resource);
+        let key = TokenCache::key(token, &audiences.resource, proof_key);
         if let Some(hit) = self.cache.get(&key, now) {
             return Ok(hit);
         }
@@ -584,6 +637,11 @@ impl ResourceServer {
                 .filter_map(|k| c.get(k).map(|v| (k.clone(), v.to_string())))
                 .collect(),
             expires: verified.expires,
+            cnf_jkt: c
+                .get("cnf")
+                .and_then(|cnf| cnf.get("jkt"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
         self.cache.put(key, entry.clone(), now);
         Ok(entry)
@@ -606,6 +664,12 @@ pub struct TenantAuth {
     declared_scopes: DeclaredScopes,
     challenge_scopes: Vec<String>,
     authorization_servers: Vec<String>,
+    /// Whether DPoP-bound tokens are accepted, or required.
+    dpop: DpopMode,
+    /// The proof algorithms accepted (`[auth.dpop] algorithms`), for challenges and metadata.
+    dpop_algorithms: Vec<String>,
+    /// Whether a curable refusal of a tool call also answers in-band.
+    challenges: Challenges,
 }
 
 pub use crate::oauth::DeclaredScopes;
@@ -623,13 +687,6 @@ impl std::fmt::Debug for TenantAuth {
             .field("resource", &self.resource)
             .finish_non_exhaustive()
     }
-}
-
-/// 429 for an address that presented too many unacceptable tokens.
-fn too_many_failures(retry_after: u64) -> Response {
-    let body = json!({"error": "too_many_requests",
-        "error_description": "too many unacceptable tokens from this address; retry later"});
-    too_many_requests(&body, retry_after)
 }
 
 /// A 429 with `Retry-After` and a JSON body (rate limits and failure budgets alike).
@@ -651,20 +708,57 @@ pub fn metadata_url_for(resource: &str) -> String {
     format!("{origin}/.well-known/oauth-protected-resource{path}")
 }
 
+/// A caller established by [`TenantAuth::authenticate`], whose DPoP proof (if it presented
+/// one) is not spent yet: the replica that serves the request spends it
+/// ([`Authenticated::spend`]); one that forwards the request does not (the serving replica
+/// authenticates it again, with the same proof).
+pub struct Authenticated {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The caller's token, for the one capability that may exchange it.
+    pub secret: Option<SecretToken>,
+    unspent: Option<(Arc<ResourceServer>, dpop::CheckedProof)>,
+}
+
+impl Authenticated {
+    /// Spend the caller's DPoP proof, if any: refused when it was presented before (here or on
+    /// another replica).
+    pub async fn spend(&mut self) -> Result<(), Denial> {
+        match self.unspent.take() {
+            Some((server, proof)) => {
+                server
+                    .dpop
+                    .spend(&proof, jsonwebtoken::get_current_timestamp())
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The scheme `parts` presents its credential with, if it can be read (for the challenge of a
+/// refused request).
+pub fn presented_scheme(parts: &http::request::Parts) -> Option<Scheme> {
+    credential::presented(parts)
+        .ok()
+        .flatten()
+        .map(credential::Presented::scheme)
+}
+
 impl TenantAuth {
-    /// Authentication for `tenant`, whose endpoint is `resource`, accepting tokens from the
-    /// issuers named in `issuers` (every configured issuer when empty).
+    /// Authentication for `tenant`, whose endpoint is `resource`, as `section` configures it
+    /// (the issuers it trusts — every configured issuer when it names none —, the audiences
+    /// it accepts, DPoP and challenges).
     pub fn new(
         tenant: Arc<str>,
         resource: String,
-        issuers: &[String],
-        audiences: &std::collections::BTreeMap<String, Vec<String>>,
+        section: &TenantConfig,
         config: &AuthConfig,
         server: Option<Arc<ResourceServer>>,
     ) -> Self {
         let mode = match (config.mode, server) {
             (AuthMode::Oauth, Some(s)) => {
-                let trusted = s.issuers_named(issuers);
+                let trusted = s.issuers_named(&section.issuers);
                 Mode::OAuth(s, trusted)
             }
             _ => Mode::Fixed(Principal::from_identity(tenant.clone(), &config.anonymous)),
@@ -677,7 +771,7 @@ impl TenantAuth {
             metadata_url: metadata_url_for(&resource),
             tenant,
             mode,
-            audiences: jwt::Audiences::new(resource.clone(), audiences),
+            audiences: jwt::Audiences::new(resource.clone(), &section.audiences),
             resource,
             scopes_supported: config.scopes_supported.clone(),
             declared_scopes: Arc::new(BTreeSet::new),
@@ -686,6 +780,9 @@ impl TenantAuth {
                 .clone()
                 .unwrap_or_else(|| config.scopes_supported.clone()),
             authorization_servers,
+            dpop: section.dpop,
+            dpop_algorithms: config.dpop.algorithms.clone(),
+            challenges: section.challenges,
         }
     }
 
@@ -712,55 +809,113 @@ impl TenantAuth {
         self.authorization_servers.iter().any(|i| i == issuer)
     }
 
-    /// Establish who is calling. The token is re-validated on every request (through the
-    /// cache); sessions are never authentication.
-    pub async fn authenticate(
+    /// Whether a curable refusal of a tool call answers in-band too (`challenges = "both"`).
+    pub fn challenges_in_band(&self) -> bool {
+        self.challenges == Challenges::Both && self.requires_token()
+    }
+
+    /// A nonce for DPoP proofs, when the resource server requires them.
+    fn fresh_dpop_nonce(&self) -> Option<String> {
+        match &self.mode {
+            Mode::OAuth(server, _) if server.dpop.nonce_required => Some(
+                server
+                    .dpop
+                    .fresh_nonce(jsonwebtoken::get_current_timestamp()),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The URL a DPoP proof for `parts` must name (`htu`): the request's path at the tenant's
+    /// public origin, as clients see it (never the address this replica listens on).
+    fn public_url(&self, parts: &http::request::Parts) -> String {
+        let (origin, _) = crate::oauth::split_origin(&self.resource);
+        format!("{origin}{}", parts.uri.path())
+    }
+
+    /// [`TenantAuth::authenticate`] for a request served right here (its proof spent at once).
+    pub async fn authenticate_here(
         &self,
         parts: &http::request::Parts,
     ) -> Result<(Principal, Option<SecretToken>), Denial> {
+        let mut a = self.authenticate(parts).await?;
+        a.spend().await?;
+        Ok((a.principal, a.secret))
+    }
+
+    /// Establish who is calling. The token is re-validated on every request (through the
+    /// cache); sessions are never authentication. A DPoP proof is checked here and spent by
+    /// the replica serving the request ([`Authenticated::spend`]).
+    pub async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Authenticated, Denial> {
         let (server, trusted) = match &self.mode {
-            Mode::Fixed(p) => return Ok((p.clone(), None)),
+            Mode::Fixed(p) => {
+                return Ok(Authenticated {
+                    principal: p.clone(),
+                    secret: None,
+                    unspent: None,
+                });
+            }
             Mode::OAuth(s, trusted) => (s, trusted),
         };
-        if let Some(q) = parts.uri.query()
-            && q.split('&')
-                .any(|kv| kv.split('=').next() == Some("access_token"))
-        {
-            return Err(Denial::InvalidRequest(
-                "access tokens are accepted only in the Authorization header".into(),
-            ));
-        }
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let Some(value) = values.next() else {
-            return Err(Denial::Missing);
-        };
-        if values.next().is_some() {
-            return Err(Denial::InvalidRequest(
-                "more than one Authorization header".into(),
-            ));
-        }
-        let value = value
-            .to_str()
-            .map_err(|_| Denial::InvalidToken("the Authorization header is not ASCII".into()))?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-            {
-                token.trim()
-            }
-            _ => {
+        let presented = credential::presented(parts)?.ok_or(Denial::Missing)?;
+        match (self.dpop, presented.scheme()) {
+            (DpopMode::Off, Scheme::Dpop) => {
                 return Err(Denial::InvalidToken(
-                    "expected `Authorization: Bearer <token>`".into(),
+                    "this resource does not accept DPoP; present a Bearer token".into(),
                 ));
             }
+            (DpopMode::Required, Scheme::Bearer) => {
+                return Err(Denial::InvalidToken(
+                    "this resource accepts only DPoP-bound tokens, presented with `Authorization: DPoP` and a proof".into(),
+                ));
+            }
+            _ => {}
+        }
+        let token = presented.token();
+        let proof = match presented {
+            credential::Presented::Dpop { token, proof } => Some(server.dpop.check(
+                proof,
+                parts.method.as_str(),
+                &self.public_url(parts),
+                token,
+                jsonwebtoken::get_current_timestamp(),
+            )?),
+            credential::Presented::Bearer(_) => None,
         };
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let t = server
-            .validate(token, &self.audiences, trusted, peer)
+            .validate(
+                token,
+                proof.as_ref().map(|p| p.jkt.as_str()),
+                &self.audiences,
+                trusted,
+                peer,
+            )
             .await?;
+        match (&t.cnf_jkt, &proof) {
+            (Some(_), None) => {
+                return Err(Denial::InvalidToken(
+                    "the token is DPoP-bound (cnf.jkt): present it with `Authorization: DPoP` and a proof".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Denial::InvalidToken(
+                    "the token is not DPoP-bound (it has no cnf.jkt): present it as Bearer".into(),
+                ));
+            }
+            (Some(bound), Some(p)) if *bound != p.jkt => {
+                return Err(Denial::InvalidDpopProof(
+                    "the proof is signed with another key than the one the token is bound to (cnf.jkt)".into(),
+                ));
+            }
+            _ => {}
+        }
         let secret = SecretToken {
             token: Arc::from(token),
             issuer: t.issuer.clone(),
@@ -772,111 +927,13 @@ impl TenantAuth {
             client_id: t.client_id,
             scopes: t.scopes,
             claims: t.claims,
+            credential: Some(presented.scheme()),
             all_scopes: false,
         };
-        Ok((principal, Some(secret)))
-    }
-
-    /// The 401/403/400 response for `denial`, with the exact `WWW-Authenticate` challenge.
-    /// `principal` (for a step-up) contributes the scopes it already holds, so a client that
-    /// re-authorizes with the challenged set keeps them.
-    pub fn challenge(&self, denial: &Denial, principal: Option<&Principal>) -> Response {
-        let q = |s: &str| s.replace(['"', '\\'], "'");
-        let (status, error, description, scopes) = match denial {
-            Denial::Missing => (
-                StatusCode::UNAUTHORIZED,
-                None,
-                None,
-                self.challenge_scopes.clone(),
-            ),
-            Denial::InvalidToken(why) => (
-                StatusCode::UNAUTHORIZED,
-                Some("invalid_token"),
-                Some(why.clone()),
-                self.challenge_scopes.clone(),
-            ),
-            Denial::InvalidRequest(why) => (
-                StatusCode::BAD_REQUEST,
-                Some("invalid_request"),
-                Some(why.clone()),
-                Vec::new(),
-            ),
-            Denial::TooManyFailures { retry_after } => return too_many_failures(*retry_after),
-            Denial::UserAuthentication { description, .. } => (
-                StatusCode::UNAUTHORIZED,
-                Some("insufficient_user_authentication"),
-                Some(description.clone()),
-                self.challenge_scopes.clone(),
-            ),
-            Denial::InsufficientScope { required } => {
-                let mut all: BTreeSet<String> = required.iter().cloned().collect();
-                if let Some(p) = principal {
-                    // Keep what the caller already holds, so stepping up loses nothing.
-                    let supported = self.scopes_supported();
-                    all.extend(p.scopes.iter().filter(|s| supported.contains(s)).cloned());
-                }
-                (
-                    StatusCode::FORBIDDEN,
-                    Some("insufficient_scope"),
-                    None,
-                    all.into_iter().collect(),
-                )
-            }
-        };
-        let mut parts = Vec::new();
-        if let Some(e) = error {
-            parts.push(format!("error=\"{e}\""));
-        }
-        if let Some(d) = &description {
-            parts.push(format!("error_description=\"{}\"", q(d)));
-        }
-        parts.push(format!("resource_metadata=\"{}\"", self.metadata_url));
-        if !scopes.is_empty() {
-            parts.push(format!("scope=\"{}\"", scopes.join(" ")));
-        }
-        if let Denial::UserAuthentication {
-            claims: Some(claims),
-            ..
-        } = denial
-        {
-            use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
-            parts.push(format!("claims=\"{encoded}\""));
-        }
-        let challenge = format!("Bearer {}", parts.join(", "));
-        // An OAuth-style body (RFC 6750 defines none); JSON-RPC codes are not ours to invent here.
-        let message = match denial {
-            Denial::Missing => "authentication required".to_string(),
-            Denial::InsufficientScope { required } => {
-                format!("this call needs the scope(s) {}", required.join(" "))
-            }
-            Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.clone(),
-            Denial::UserAuthentication { description, .. } => description.clone(),
-            Denial::TooManyFailures { .. } => String::new(),
-        };
-        let body = json!({"error": error.unwrap_or("unauthorized"), "error_description": message});
-        let mut resp = (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        resp
-    }
-
-    /// The RFC 9728 protected resource metadata document, with OAuth on.
-    pub fn metadata(&self) -> Option<Value> {
-        self.requires_token().then(|| {
-            json!({
-                "resource": self.resource,
-                "authorization_servers": self.authorization_servers,
-                "scopes_supported": self.scopes_supported(),
-                "bearer_methods_supported": ["header"],
-                "resource_name": format!("Portcullis MCP gateway ({})", self.tenant),
-            })
+        Ok(Authenticated {
+            principal,
+            secret: Some(secret),
+            unspent: proof.map(|p| (server.clone(), p)),
         })
     }
 }
@@ -905,19 +962,21 @@ mod tests {
         let auth = TenantAuth::new(
             std::sync::Arc::from("t"),
             "https://gw.example/mcp".into(),
-            &[],
-            &Default::default(),
+            &toml::from_str("id = \"t\"").unwrap(),
             &crate::config::AuthConfig::default(),
             None,
         );
         let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["c1"]}}}"#;
-        let resp = auth.challenge(
-            &Denial::UserAuthentication {
-                description: "sign in \"again\", error=\"forged\"".into(),
-                claims: Some(claims.into()),
-            },
-            None,
-        );
+        let resp = auth
+            .challenge(
+                &Denial::UserAuthentication {
+                    description: "sign in \"again\", error=\"forged\"".into(),
+                    claims: Some(claims.into()),
+                },
+                None,
+                Some(super::Scheme::Bearer),
+            )
+            .response();
         assert_eq!(resp.status(), 401);
         let header = resp.headers()["www-authenticate"].to_str().unwrap();
         assert!(

@@ -23,6 +23,7 @@ mod directory;
 mod grants;
 mod introspection;
 mod quotas;
+mod replays;
 mod replicas;
 mod seal;
 mod tasks;
@@ -162,6 +163,11 @@ impl Keys {
     /// A client network's introspection budget this minute (`network`: a keyed digest).
     fn introspection(&self, network: &str) -> String {
         format!("{}:introspect:{network}", self.prefix)
+    }
+
+    /// A spent DPoP proof (`digest`: a keyed digest of its key and `jti`).
+    fn dpop_proof(&self, digest: &str) -> String {
+        format!("{}:dpop:{digest}", self.prefix)
     }
 
     /// The pub/sub channel of cancels and answers for tasks another replica runs.

@@ -52,6 +52,48 @@ pub struct AuthConfig {
     /// What `tools/list` shows: every tool with its required scopes (`"all"`, the default, so
     /// clients can step up) or only the tools the caller may call (`"permitted"`).
     pub tools_list: ToolsList,
+    /// `[auth.dpop]`: how DPoP proofs (RFC 9449) are checked, for tenants that accept them
+    /// (`[[tenant]] dpop`).
+    pub dpop: DpopConfig,
+}
+
+/// `[auth.dpop]`: the checks on DPoP proofs (RFC 9449) every tenant that accepts them shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// JWS algorithms accepted for proofs (asymmetric only). Default: ES256, ES384, RS256,
+    /// PS256, EdDSA.
+    pub algorithms: Vec<String>,
+    /// How old (or how far in the future) a proof's `iat` may be, in seconds. Default 300.
+    pub max_age_secs: u64,
+    /// Require a server nonce in every proof (RFC 9449 §9): a proof without the current one
+    /// is answered `use_dpop_nonce` with a fresh `DPoP-Nonce`. Nonces are stateless (a keyed
+    /// MAC of the time), valid for `nonce_lifetime_secs` on every replica sharing the secret.
+    pub nonce: bool,
+    /// How long a server nonce stays valid, in seconds. Default 300.
+    pub nonce_lifetime_secs: u64,
+    /// Proofs (`jti`s) remembered against replay on this replica; with `[cluster]` they are
+    /// also recorded in Redis, for every replica. A proof is refused while it would not fit.
+    /// Default 100000.
+    pub replay_cache_entries: usize,
+}
+
+/// Proof algorithms accepted by default: what the MCP SDK clients sign with.
+pub const DEFAULT_DPOP_ALGORITHMS: &[&str] = &["ES256", "ES384", "RS256", "PS256", "EdDSA"];
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            algorithms: DEFAULT_DPOP_ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_string())
+                .collect(),
+            max_age_secs: 300,
+            nonce: false,
+            nonce_lifetime_secs: 300,
+            replay_cache_entries: 100_000,
+        }
+    }
 }
 
 /// `auth.tools_list`
@@ -84,6 +126,7 @@ impl Default for AuthConfig {
             introspection_cache_secs: 30,
             introspection_failures_per_minute: 30,
             tools_list: ToolsList::All,
+            dpop: DpopConfig::default(),
         }
     }
 }
@@ -112,6 +155,10 @@ pub struct IssuerConfig {
     /// token without this claim is refused.
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
+    /// The longest lifetime (`exp` − `iat`, or what is left of it when the token has no
+    /// `iat`) a token from this issuer may have, in seconds; a longer-lived token is refused
+    /// (short-lived bearer tokens limit what a stolen one is worth). Default: no limit.
+    pub max_token_lifetime_secs: Option<u64>,
 }
 
 fn default_subject_claim() -> String {

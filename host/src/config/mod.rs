@@ -228,6 +228,7 @@ impl Config {
                 introspection: None,
                 exchange: None,
                 subject_claim: "sub".into(),
+                max_token_lifetime_secs: None,
             }]
         } else {
             self.auth.issuers.clone()

@@ -29,6 +29,30 @@ pub struct QuotaConfig {
     pub max_instances: Option<u32>,
 }
 
+/// `[[tenant]] dpop`: whether the tenant accepts DPoP-bound tokens, and whether it insists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopMode {
+    /// Bearer tokens only (a DPoP-bound token is still refused as Bearer).
+    Off,
+    /// DPoP or Bearer.
+    #[default]
+    Allowed,
+    /// DPoP only.
+    Required,
+}
+
+/// `[[tenant]] challenges`: the forms an authorization challenge on a tool call takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Challenges {
+    /// The HTTP challenge only.
+    Transport,
+    /// The HTTP challenge, and the same challenge in-band in the body's tool result.
+    #[default]
+    Both,
+}
+
 /// `[[tenant]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +81,18 @@ pub struct TenantConfig {
     /// one tenant's only: never another tenant's resource or listed audience.
     #[serde(default)]
     pub audiences: BTreeMap<String, Vec<String>>,
+    /// DPoP (RFC 9449) sender-constrained tokens: `"allowed"` (the default: a `DPoP` token
+    /// with its proof, or a plain Bearer token), `"required"` (only DPoP: a Bearer token is
+    /// refused) or `"off"` (only Bearer). A DPoP-bound token (`cnf.jkt`) presented as Bearer
+    /// is refused whatever this says. Proof checks: `[auth.dpop]`.
+    #[serde(default)]
+    pub dpop: DpopMode,
+    /// How a refusal that more authorization would cure reaches the client on a tool call:
+    /// `"both"` (the default: the HTTP 401/403 challenge, and in its body a tool result with
+    /// `isError`, `_meta["mcp/www_authenticate"]` and the structured denial, for clients that
+    /// act only on an in-band challenge), or `"transport"` (the HTTP challenge alone).
+    #[serde(default)]
+    pub challenges: Challenges,
     /// Rate limits and concurrency caps.
     #[serde(default)]
     pub quota: QuotaConfig,

@@ -2,8 +2,9 @@
 //! its answer.
 //!
 //! Owns: the HTTP client to peer replicas; which headers cross (everything the client sent,
-//! its `Authorization` included — the peer authenticates the caller itself and trusts
-//! nothing from this replica — minus hop-by-hop headers, plus the mark [`FORWARDED`] so the
+//! its credential included (`Authorization`, and a `DPoP` proof, which the peer spends: this
+//! replica only checked it) — the peer authenticates the caller itself and trusts nothing from
+//! this replica — minus hop-by-hop headers, plus the mark [`FORWARDED`] so the
 //! peer never forwards it again); both bodies streamed, so event streams (a `GET` stream, a
 //! `POST` answered as SSE) pass through as they are produced; and the answer when the peer
 //! cannot be reached (404, as for a session that no longer exists: the session is gone with
@@ -16,8 +17,9 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::auth::Carried;
 use crate::telemetry::metrics;
 
 /// The header marking a request another replica forwarded (its value: that replica's id).
@@ -78,15 +80,13 @@ impl Forwarder {
         &self,
         parts: &Parts,
         body: Body,
-        authorization: Option<HeaderValue>,
+        credential: Carried,
         (replica, peer): (&str, &reqwest::Url),
     ) -> Response {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("{}{path}", peer.as_str().trim_end_matches('/'));
         let mut headers = relayed(&parts.headers);
-        if let Some(authorization) = authorization {
-            headers.insert(header::AUTHORIZATION, authorization);
-        }
+        credential.restore(&mut headers);
         headers.insert(FORWARDED, self.replica.clone());
         let sent = self
             .client

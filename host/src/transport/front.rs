@@ -29,7 +29,7 @@ use tracing::Instrument as _;
 use super::forward::{FORWARDED, Forwarder};
 use super::jsonrpc::{self, Envelope, Posted, code, rpc_error};
 use super::polling::Polling;
-use crate::auth::{Denial, Principal, SecretToken, TenantAuth};
+use crate::auth::{Carried, Denial, Principal, SecretToken, TenantAuth};
 use crate::mcp::{self, Gateway, TenantContext, step_up_scopes};
 use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
@@ -141,19 +141,31 @@ impl Front {
     /// parsed message, so they come after it (per message of a batch).
     async fn steps(&self, req: Request) -> Response {
         let (mut parts, body) = req.into_parts();
-        // Kept only while the request may go to another replica, which authenticates it again.
-        let authorization = self
-            .forwarder
-            .as_ref()
-            .and_then(|_| session_id(&parts))
-            .and_then(|_| parts.headers.get(header::AUTHORIZATION).cloned());
-        let caller = step!(self.authenticate(&mut parts).await);
+        let mut authenticated = match self.auth.authenticate(&parts).await {
+            Ok(a) => a,
+            Err(denial) => return self.refuse_unauthenticated(&denial, parts, body).await,
+        };
+        // The credential goes no further than this: handlers get the principal, and the
+        // downstream capability the non-printable secret. Its headers are kept only while the
+        // request may go to another replica, which authenticates it again.
+        let may_forward = self.forwarder.is_some() && session_id(&parts).is_some();
+        let carried = Carried::take(&mut parts.headers, may_forward);
+        let caller = authenticated.principal.clone();
+        parts.extensions.insert(caller.clone());
+        if let Some(secret) = authenticated.secret.take() {
+            parts.extensions.insert(secret);
+        }
         if let Route::Peer { replica, url } = step!(self.route_session(&parts, &caller).await)
             && let Some(forwarder) = &self.forwarder
         {
+            // Its DPoP proof is spent by the replica that serves it, not here.
             return forwarder
-                .forward(&parts, body, authorization, (&replica, &url))
+                .forward(&parts, body, carried, (&replica, &url))
                 .await;
+        }
+        drop(carried);
+        if let Err(denial) = authenticated.spend().await {
+            return self.deny(&denial, Some(&caller), &parts);
         }
         if parts.method != Method::POST {
             return self.not_posted(parts, body, &caller).await;
@@ -227,20 +239,24 @@ impl Front {
         resp
     }
 
-    /// Step 1: who is calling (401/400/429). The token goes no further than this: handlers
-    /// get the principal, and the downstream capability the non-printable secret.
-    async fn authenticate(&self, parts: &mut Parts) -> Result<Principal, Response> {
-        let (principal, secret) = self
+    /// Step 1 refused: who is calling could not be established (401/400/429/503). A tool
+    /// call that more authorization would cure is answered in-band too, when the tenant says
+    /// so: its body is read (bounded, as for any request) only to find the call's id.
+    async fn refuse_unauthenticated(&self, denial: &Denial, parts: Parts, body: Body) -> Response {
+        let challenge = self
             .auth
-            .authenticate(parts)
-            .await
-            .map_err(|denial| self.deny(&denial, None, parts))?;
-        parts.headers.remove(header::AUTHORIZATION);
-        parts.extensions.insert(principal.clone());
-        if let Some(secret) = secret {
-            parts.extensions.insert(secret);
+            .challenge(denial, None, crate::auth::presented_scheme(&parts));
+        self.log_denial(denial, None, &parts);
+        if challenge.curable()
+            && self.auth.challenges_in_band()
+            && parts.method == Method::POST
+            && let Ok(Posted::Single(message)) =
+                jsonrpc::read(&parts, body, self.max_body_bytes).await
+            && let Some(id) = tool_call_id(&message)
+        {
+            return challenge.in_band_response(&id);
         }
-        Ok(principal)
+        challenge.response()
     }
 
     /// Step 2: a session is usable only by the caller that created it (404 otherwise, as for
@@ -295,9 +311,12 @@ impl Front {
     ) -> Result<(), Response> {
         let catalog = self.tenant.plugins.catalog();
         match step_up_scopes(&catalog, caller, &message.message, self.tenant.tools_list) {
-            Some(required) => {
-                Err(self.deny(&Denial::InsufficientScope { required }, Some(caller), parts))
-            }
+            Some(required) => Err(self.deny_call(
+                &Denial::InsufficientScope { required },
+                caller,
+                parts,
+                tool_call_id(message),
+            )),
             None => Ok(()),
         }
     }
@@ -358,6 +377,7 @@ impl Front {
         {
             mcp::cancelled(&self.tenant, id, &message.message);
         }
+        let call = tool_call_id(&message);
         let catalog = self.tenant.plugins.catalog();
         let direct = span.as_ref().and_then(|_| {
             mcp::direct(&self.tenant, &catalog, &parts.headers, &mut message.message)
@@ -370,7 +390,7 @@ impl Front {
         }
         let resp = match (direct, &span) {
             (Some(direct), Some(span)) => {
-                self.direct(parts, direct, caller, span, admission.clone())
+                self.direct(parts, direct, caller, span, admission.clone(), call)
                     .await
             }
             _ => {
@@ -415,6 +435,30 @@ impl Front {
     }
 
     fn deny(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) -> Response {
+        self.log_denial(denial, principal, parts);
+        self.auth.challenge(denial, principal, None).response()
+    }
+
+    /// [`Front::deny`] for a message that may be a tool call (`call`: its id): answered
+    /// in-band too when the tenant says so and more authorization would cure it.
+    fn deny_call(
+        &self,
+        denial: &Denial,
+        principal: &Principal,
+        parts: &Parts,
+        call: Option<serde_json::Value>,
+    ) -> Response {
+        self.log_denial(denial, Some(principal), parts);
+        let challenge = self.auth.challenge(denial, Some(principal), None);
+        match call {
+            Some(id) if challenge.curable() && self.auth.challenges_in_band() => {
+                challenge.in_band_response(&id)
+            }
+            _ => challenge.response(),
+        }
+    }
+
+    fn log_denial(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) {
         metrics::get().denials.add(
             1,
             &metrics::attrs(self.tenant_id(), &[("portcullis.reason", denial.reason())]),
@@ -425,15 +469,8 @@ impl Front {
             subject = principal.and_then(|p| p.subject.as_deref()),
             method = telemetry::http_method(&parts.method),
             "request denied: {}",
-            match denial {
-                Denial::InvalidToken(d) | Denial::InvalidRequest(d) => d.as_str(),
-                Denial::InsufficientScope { .. } => "the token lacks scopes this call needs",
-                Denial::Missing => "no bearer token",
-                Denial::TooManyFailures { .. } => "too many unacceptable tokens from this address",
-                Denial::UserAuthentication { description, .. } => description.as_str(),
-            }
+            denial.detail()
         );
-        self.auth.challenge(denial, principal)
     }
 
     /// A request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id (503 when
@@ -495,6 +532,12 @@ impl Front {
     }
 }
 
+/// The id of `message` when it is a `tools/call` request: the refusals a client may cure are
+/// answered in-band to those.
+fn tool_call_id(message: &Envelope) -> Option<serde_json::Value> {
+    (message.is_request() && message.message["method"] == "tools/call").then(|| message.id())
+}
+
 /// 503 with a JSON-RPC error saying `why`, and `Retry-After: 1`.
 fn unavailable(why: &str) -> Response {
     let mut resp = rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::SERVER_ERROR, why);
@@ -523,13 +566,14 @@ impl Front {
         caller: &Principal,
         span: &tracing::Span,
         held: Option<Held>,
+        call: Option<serde_json::Value>,
     ) -> Response {
         let secret = parts.extensions.get::<SecretToken>().cloned();
         let answered = direct
             .answer(&self.gateway, caller.clone(), secret, span.clone(), held)
             .await;
         match answered.challenge {
-            Some(denial) => self.deny(&denial, Some(caller), parts),
+            Some(denial) => self.deny_call(&denial, caller, parts, call),
             None => answered.response,
         }
     }

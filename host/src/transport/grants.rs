@@ -30,7 +30,7 @@ pub(super) async fn revoke(tenant: &TenantContext, auth: &TenantAuth, req: Reque
         .next()
         .unwrap_or_default()
         .to_string();
-    let (who, secret) = match auth.authenticate(&parts).await {
+    let (who, secret) = match auth.authenticate_here(&parts).await {
         Ok((who, Some(secret))) => (who, secret),
         Ok((_, None)) => {
             return (
@@ -41,9 +41,13 @@ pub(super) async fn revoke(tenant: &TenantContext, auth: &TenantAuth, req: Reque
             )
                 .into_response();
         }
-        Err(denial) => return auth.challenge(&denial, None),
+        Err(denial) => {
+            return auth
+                .challenge(&denial, None, crate::auth::presented_scheme(&parts))
+                .response();
+        }
     };
-    parts.headers.remove(http::header::AUTHORIZATION);
+    drop(crate::auth::Carried::take(&mut parts.headers, false));
     match tenant.revoke_grant(&who, &secret, &service).await {
         None => (
             StatusCode::NOT_FOUND,

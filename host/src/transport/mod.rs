@@ -222,8 +222,7 @@ pub(crate) fn router(
             TenantAuth::new(
                 tenant.plugins.tenant.clone(),
                 config.tenant_resource(t),
-                &t.issuers,
-                &t.audiences,
+                t,
                 &config.auth,
                 resource_server.clone(),
             )
