@@ -120,9 +120,13 @@ async fn protected_resource_metadata_and_the_401_challenge() {
     let r = greet(&gw, None, "").await;
     assert_eq!(r.status, 401);
     let c = challenge(&r);
+    // One challenge per scheme the tenant accepts (DPoP is allowed by default).
     assert_eq!(
         c,
-        format!("Bearer resource_metadata=\"{prm_url}\", scope=\"mcp:tools\""),
+        format!(
+            "Bearer resource_metadata=\"{prm_url}\", scope=\"mcp:tools\", \
+             DPoP algs=\"ES256 ES384 RS256 PS256 EdDSA\", resource_metadata=\"{prm_url}\", scope=\"mcp:tools\""
+        ),
         "no error= without credentials"
     );
     // GET and DELETE need a token too.

@@ -17,6 +17,7 @@ mod deploy;
 mod dev_as;
 mod direct_path;
 mod downstream;
+mod dpop;
 mod exchange;
 mod guest_sdks;
 mod http_transport;

@@ -106,9 +106,12 @@ impl TenantAuth {
                     all.into_iter().collect(),
                 )
             }
-            Denial::InvalidRequest(why) => {
-                return self.plain(StatusCode::BAD_REQUEST, "invalid_request", why);
-            }
+            Denial::InvalidRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                Some(why.clone()),
+                Vec::new(),
+            ),
             Denial::Unavailable(why) => {
                 let mut c = self.plain(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -201,7 +204,7 @@ impl TenantAuth {
         }
     }
 
-    /// A refusal without a challenge (400, 429, 503).
+    /// A refusal without a challenge (429, 503).
     fn plain(&self, status: StatusCode, error: &'static str, why: &str) -> Challenge {
         Challenge {
             status,

@@ -125,6 +125,19 @@ pub(crate) fn presented(parts: &Parts) -> Result<Option<Presented<'_>>, Denial> 
     ))
 }
 
+/// The scheme `Authorization` names, whatever follows it.
+pub(crate) fn scheme_named(headers: &HeaderMap) -> Option<Scheme> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let scheme = value.split(' ').next()?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Scheme::Bearer)
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some(Scheme::Dpop)
+    } else {
+        None
+    }
+}
+
 /// The credential headers taken off a request: kept only to send it on to the replica that
 /// holds its session, which authenticates the caller again from them.
 #[derive(Default)]

@@ -22,22 +22,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Denial;
 use crate::config::DpopConfig;
+use crate::oauth::{self, proof::Proof};
 
-/// The longest proof accepted, in bytes (an RSA-4096 key's proof is about 2.5 KB).
-const MAX_PROOF_BYTES: usize = 8192;
-/// The longest `jti` accepted.
-const MAX_JTI_CHARS: usize = 256;
 /// How far a nonce's time may lie ahead of this replica's clock (replicas' clocks differ).
 const NONCE_SKEW_SECS: u64 = 5;
-/// Members a JWK carries only when it holds a private or symmetric key.
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// A proof that passed every check but the replay check.
 #[derive(Debug)]
@@ -211,96 +206,12 @@ impl ProofChecker {
         token: &str,
         now: u64,
     ) -> Result<CheckedProof, Denial> {
-        if proof.len() > MAX_PROOF_BYTES {
-            return Err(invalid(format!(
-                "the proof is longer than {MAX_PROOF_BYTES} bytes"
-            )));
-        }
-        let mut segments = proof.split('.');
-        let (Some(head), Some(_), Some(_), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
-            return Err(invalid("the proof is not a JWS in compact form"));
-        };
-        let header: Map<String, Value> = B64
-            .decode(head)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| invalid("the proof's header is not base64url JSON"))?;
-        if !header
-            .get("typ")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt"))
-        {
-            return Err(invalid("the proof's typ must be dpop+jwt"));
-        }
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .and_then(|a| Algorithm::from_str(a).ok())
-            .filter(|a| self.algorithms.contains(a))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "the proof's alg must be one of {}",
-                    self.algorithm_names.join(" ")
-                ))
-            })?;
-        let jwk = header
-            .get("jwk")
-            .and_then(Value::as_object)
-            .ok_or_else(|| invalid("the proof carries no jwk"))?;
-        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-            return Err(invalid("the proof's jwk must be a public key"));
-        }
-        let jkt = thumbprint(jwk)
-            .ok_or_else(|| invalid("the proof's jwk is not an EC, RSA or OKP public key"))?;
-        let key = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(Value::Object(jwk.clone()))
-            .ok()
-            .and_then(|j| DecodingKey::from_jwk(&j).ok())
-            .ok_or_else(|| invalid("the proof's jwk is not a usable key"))?;
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(proof, &key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    invalid("the proof's signature does not verify")
-                }
-                _ => invalid("the proof's signature or claims cannot be read with its jwk"),
-            })?
-            .claims;
+        let Proof { jkt, claims } =
+            oauth::proof::verify(proof, &self.algorithms, &self.algorithm_names)
+                .map_err(invalid)?;
+        let jti =
+            oauth::proof::for_request(&claims, method, htu, self.max_age, now).map_err(invalid)?;
         let text = |k: &str| claims.get(k).and_then(Value::as_str);
-        let jti = text("jti")
-            .filter(|j| !j.is_empty() && j.chars().count() <= MAX_JTI_CHARS)
-            .ok_or_else(|| invalid("the proof has no usable jti"))?;
-        if text("htm") != Some(method) {
-            return Err(invalid(format!(
-                "the proof is for another method (htm), not {method}"
-            )));
-        }
-        match text("htu").and_then(normalized_url) {
-            Some(u) if Some(&u) == normalized_url(htu).as_ref() => {}
-            _ => {
-                return Err(invalid(format!(
-                    "the proof is for another URL (htu), not {htu}"
-                )));
-            }
-        }
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| invalid("the proof has no iat"))?;
-        if iat.abs_diff(now) > self.max_age {
-            return Err(invalid(format!(
-                "the proof's iat is more than {} s from now",
-                self.max_age
-            )));
-        }
         if text("ath") != Some(access_token_hash(token).as_str()) {
             return Err(invalid(
                 "the proof's ath is not the hash of this access token",
@@ -315,6 +226,7 @@ impl ProofChecker {
         h.update(jti.as_bytes());
         let mut spend_key = [0u8; 16];
         spend_key.copy_from_slice(&h.finalize()[..16]);
+        let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(now);
         Ok(CheckedProof {
             jkt,
             spend_key,
@@ -356,39 +268,6 @@ impl ProofChecker {
         }
         Ok(())
     }
-}
-
-/// The RFC 7638 thumbprint (SHA-256, base64url) of a public JWK: its required members, in
-/// lexicographic order, without whitespace.
-pub(crate) fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
-    let members: &[&str] = match jwk.get("kty").and_then(Value::as_str)? {
-        "EC" => &["crv", "kty", "x", "y"],
-        "RSA" => &["e", "kty", "n"],
-        "OKP" => &["crv", "kty", "x"],
-        _ => return None,
-    };
-    let mut canonical = std::collections::BTreeMap::new();
-    for m in members {
-        canonical.insert(*m, jwk.get(*m)?.as_str()?);
-    }
-    let text = serde_json::to_string(&canonical).ok()?;
-    Some(B64.encode(Sha256::digest(text.as_bytes())))
-}
-
-/// `url` as two URLs naming the same resource compare (RFC 9449 §4.3: scheme and host
-/// case-insensitive, the default port implied; no query or fragment).
-fn normalized_url(url: &str) -> Option<String> {
-    let u = reqwest::Url::parse(url).ok()?;
-    if u.cannot_be_a_base() || !matches!(u.scheme(), "http" | "https") {
-        return None;
-    }
-    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Some(format!(
-        "{}://{}{port}{}",
-        u.scheme(),
-        u.host_str()?,
-        u.path()
-    ))
 }
 
 /// The hash a proof's `ath` must carry for `token` (RFC 9449 §4.2).
@@ -477,7 +356,10 @@ mod tests {
         let checked = c
             .check(&p, "POST", "HTTPS://GW.example/t/a/mcp", TOKEN, now)
             .unwrap();
-        assert_eq!(checked.jkt, thumbprint(k.jwk.as_object().unwrap()).unwrap());
+        assert_eq!(
+            checked.jkt,
+            oauth::proof::thumbprint(k.jwk.as_object().unwrap()).unwrap()
+        );
         c.spend(&checked, now).await.unwrap();
         let again = c.check(&p, "POST", HTU, TOKEN, now).unwrap();
         assert!(
@@ -608,20 +490,5 @@ mod tests {
         ));
         // Once the first two are past their window, there is room again.
         c.spend(&third, now + 301).await.unwrap();
-    }
-
-    #[test]
-    fn thumbprints_follow_rfc_7638() {
-        // RFC 7638 §3.1's example key.
-        let jwk = json!({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29",
-            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
-        assert_eq!(
-            thumbprint(jwk.as_object().unwrap()).as_deref(),
-            Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
-        );
-        assert_eq!(
-            thumbprint(json!({"kty": "oct", "k": "x"}).as_object().unwrap()),
-            None
-        );
     }
 }

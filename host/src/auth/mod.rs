@@ -736,13 +736,10 @@ impl Authenticated {
     }
 }
 
-/// The scheme `parts` presents its credential with, if it can be read (for the challenge of a
-/// refused request).
+/// The scheme `parts` names in `Authorization`, even when the rest of its credential is
+/// unusable (for the challenge of a refused request).
 pub fn presented_scheme(parts: &http::request::Parts) -> Option<Scheme> {
-    credential::presented(parts)
-        .ok()
-        .flatten()
-        .map(credential::Presented::scheme)
+    credential::scheme_named(&parts.headers)
 }
 
 impl TenantAuth {

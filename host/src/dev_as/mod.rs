@@ -38,6 +38,12 @@ const CODE_TTL: Duration = Duration::from_secs(60);
 const MAX_CODES: usize = 1000;
 /// Most live refresh tokens kept.
 const MAX_REFRESH_TOKENS: usize = 10_000;
+/// DPoP proofs remembered at the token endpoint (each for its `iat` window).
+const MAX_SPENT_PROOFS: usize = 10_000;
+/// How far a token request's DPoP proof `iat` may be from now, in seconds.
+const DPOP_MAX_AGE: u64 = 300;
+/// The algorithms token requests' DPoP proofs may use.
+const DPOP_ALGORITHMS: &[&str] = &["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 /// Most dynamically registered (and metadata document) clients kept; the oldest go first.
 const MAX_REGISTERED_CLIENTS: usize = 500;
 /// Dynamic registrations one client network may make per minute: a flood from one address
@@ -169,6 +175,8 @@ struct CodeGrant {
     scope: String,
     subject: String,
     expires: Instant,
+    /// `dpop_jkt` at authorize (RFC 9449 §10): the code is redeemed only with this key's proof.
+    dpop_jkt: Option<String>,
 }
 
 /// A refresh token (rotated on every use).
@@ -178,6 +186,9 @@ struct RefreshGrant {
     scope: String,
     subject: String,
     expires: Instant,
+    /// The key its access tokens are bound to: a refresh needs a proof by the same key
+    /// (RFC 9449 §5).
+    dpop_jkt: Option<String>,
 }
 
 pub use crate::oauth::DeclaredScopes;
@@ -205,6 +216,8 @@ pub struct DevAs {
     refresh: Mutex<HashMap<String, RefreshGrant>>,
     /// Dynamic registrations per client network in the current minute: (window start, count).
     registrations: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+    /// DPoP proofs presented at the token endpoint (hashed key + `jti`) until they expire.
+    spent_proofs: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl std::fmt::Debug for DevAs {
@@ -351,6 +364,7 @@ impl DevAs {
             codes: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
             registrations: Mutex::new(HashMap::new()),
+            spent_proofs: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -367,11 +381,28 @@ impl DevAs {
         resource: &str,
         scope: &str,
     ) -> anyhow::Result<String> {
+        self.mint_bound(subject, client_id, resource, scope, None)
+    }
+
+    /// [`DevAs::mint`], bound to the DPoP key with thumbprint `jkt` when given (`cnf.jkt`,
+    /// RFC 9449 §6).
+    pub fn mint_bound(
+        &self,
+        subject: &str,
+        client_id: &str,
+        resource: &str,
+        scope: &str,
+        jkt: Option<&str>,
+    ) -> anyhow::Result<String> {
         let now = now_secs();
-        self.key.sign(&json!({
+        let mut claims = json!({
             "iss": self.issuer, "sub": subject, "aud": resource, "client_id": client_id, "scope": scope,
             "iat": now, "exp": now + self.config.access_token_ttl_secs, "jti": random_token(),
-        }))
+        });
+        if let Some(jkt) = jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
+        self.key.sign(&claims)
     }
 
     /// Its RFC 8414 metadata document.
@@ -390,6 +421,7 @@ impl DevAs {
             "scopes_supported": self.scopes_supported(),
             "authorization_response_iss_parameter_supported": true,
             "client_id_metadata_document_supported": self.config.cimd,
+            "dpop_signing_alg_values_supported": DPOP_ALGORITHMS,
         });
         if self.config.dcr {
             m["registration_endpoint"] = format!("{i}/register").into();
@@ -596,6 +628,7 @@ impl DevAs {
                 scope,
                 subject,
                 expires: Instant::now() + CODE_TTL,
+                dpop_jkt: p.dpop_jkt.clone(),
             },
         );
         drop(codes);
@@ -613,9 +646,15 @@ impl DevAs {
         Redirect::to(url.as_str()).into_response()
     }
 
-    /// Issue an access token (and a rotated refresh token if the client may refresh).
-    fn tokens(&self, client: &Client, subject: &str, resource: &str, scope: &str) -> Response {
-        let access = match self.mint(subject, &client.client_id, resource, scope) {
+    /// Issue an access token (and a rotated refresh token if the client may refresh), bound
+    /// to the DPoP key `jkt` when the request carried a proof.
+    fn tokens(
+        &self,
+        client: &Client,
+        (subject, resource, scope): (&str, &str, &str),
+        jkt: Option<&str>,
+    ) -> Response {
+        let access = match self.mint_bound(subject, &client.client_id, resource, scope, jkt) {
             Ok(t) => t,
             Err(e) => {
                 return oauth_error(
@@ -626,7 +665,7 @@ impl DevAs {
             }
         };
         let mut body = json!({
-            "access_token": access, "token_type": "Bearer",
+            "access_token": access, "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": self.config.access_token_ttl_secs, "scope": scope,
         });
         // As in OIDC, a refresh token only for `offline_access`: a client that refreshes to
@@ -645,6 +684,7 @@ impl DevAs {
                     scope: scope.into(),
                     subject: subject.into(),
                     expires: Instant::now().checked_add(ttl).unwrap_or_else(Instant::now),
+                    dpop_jkt: jkt.map(str::to_string),
                 },
             );
             drop(tokens);
@@ -659,6 +699,47 @@ impl DevAs {
             axum::Json(body),
         )
             .into_response()
+    }
+
+    /// The key a token request's `DPoP` proof is signed with (its thumbprint), if it carries
+    /// one: the tokens issued are bound to it. A bad, stale or replayed proof is refused.
+    fn dpop_key(&self, headers: &HeaderMap) -> Result<Option<String>, String> {
+        let mut values = headers.get_all("dpop").iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err("more than one DPoP header".into());
+        }
+        let proof = value.to_str().map_err(|_| "the DPoP header is not ASCII")?;
+        let algorithms: Vec<jsonwebtoken::Algorithm> = DPOP_ALGORITHMS
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let names: Vec<String> = DPOP_ALGORITHMS.iter().map(|a| (*a).to_string()).collect();
+        let checked = crate::oauth::proof::verify(proof, &algorithms, &names)?;
+        let now = now_secs();
+        let endpoint = format!("{}/token", self.issuer);
+        let jti = crate::oauth::proof::for_request(
+            &checked.claims,
+            "POST",
+            &endpoint,
+            DPOP_MAX_AGE,
+            now,
+        )?;
+        let key: [u8; 32] = Sha256::digest(format!("{}\u{0}{jti}", checked.jkt)).into();
+        let mut spent = self.spent_proofs.lock();
+        if spent.len() >= MAX_SPENT_PROOFS {
+            spent.retain(|_, until| *until >= now);
+        }
+        if spent.get(&key).is_some_and(|until| *until >= now) {
+            return Err("the proof was presented before (its jti is spent)".into());
+        }
+        if spent.len() >= MAX_SPENT_PROOFS {
+            return Err("too many DPoP proofs right now; retry shortly".into());
+        }
+        spent.insert(key, now + 2 * DPOP_MAX_AGE);
+        Ok(Some(checked.jkt))
     }
 
     /// RFC 8693: exchange a user's access token (issued here, for one of the gateway's
@@ -865,6 +946,8 @@ struct AuthorizeParams {
     state: Option<String>,
     scope: Option<String>,
     resource: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the key the tokens will be bound to.
+    dpop_jkt: Option<String>,
     /// Consent page only: the chosen user and the decision.
     user: Option<String>,
     decision: Option<String>,
@@ -900,6 +983,7 @@ async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParam
         ("state", p.state.clone()),
         ("scope", p.scope.clone()),
         ("resource", Some(resource.clone())),
+        ("dpop_jkt", p.dpop_jkt.clone()),
     ]
     .iter()
     .filter_map(|(k, v)| {
@@ -988,10 +1072,15 @@ async fn token(
             &format!("this client may not use {}", form.grant_type),
         );
     }
+    let jkt = match dev.dpop_key(&headers) {
+        Ok(jkt) => jkt,
+        Err(why) => return bad("invalid_dpop_proof", &why),
+    };
+    let jkt = jkt.as_deref();
     match form.grant_type.as_str() {
-        "authorization_code" => dev.redeem_code(&client, &form),
-        "refresh_token" => dev.refresh_grant(&client, &form),
-        "client_credentials" => dev.client_credentials(&client, &form),
+        "authorization_code" => dev.redeem_code(&client, &form, jkt),
+        "refresh_token" => dev.refresh_grant(&client, &form, jkt),
+        "client_credentials" => dev.client_credentials(&client, &form, jkt),
         TOKEN_EXCHANGE => dev.exchange(&client, &form),
         other => bad(
             "unsupported_grant_type",
@@ -1002,7 +1091,7 @@ async fn token(
 
 impl DevAs {
     /// `authorization_code`: a code once, with its PKCE verifier and redirect URI.
-    fn redeem_code(&self, client: &Client, form: &TokenForm) -> Response {
+    fn redeem_code(&self, client: &Client, form: &TokenForm, jkt: Option<&str>) -> Response {
         let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
         // Single use: the code is gone whether or not the rest succeeds.
         let Some(grant) = form.code.as_ref().and_then(|c| self.codes.lock().remove(c)) else {
@@ -1037,11 +1126,17 @@ impl DevAs {
                 "resource differs from the authorization request",
             );
         }
-        self.tokens(client, &grant.subject, &grant.resource, &grant.scope)
+        if grant.dpop_jkt.is_some() && grant.dpop_jkt.as_deref() != jkt {
+            return bad(
+                "invalid_dpop_proof",
+                "the code is bound to another DPoP key (dpop_jkt)",
+            );
+        }
+        self.tokens(client, (&grant.subject, &grant.resource, &grant.scope), jkt)
     }
 
     /// `refresh_token`: rotation, and only narrowing the scope.
-    fn refresh_grant(&self, client: &Client, form: &TokenForm) -> Response {
+    fn refresh_grant(&self, client: &Client, form: &TokenForm, jkt: Option<&str>) -> Response {
         let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
         // Rotation: a refresh token works once; a reused one is refused.
         let Some(grant) = form
@@ -1070,11 +1165,17 @@ impl DevAs {
             Some(_) => return bad("invalid_scope", "a refresh may only narrow the scope"),
             None => grant.scope.clone(),
         };
-        self.tokens(client, &grant.subject, &grant.resource, &scope)
+        if grant.dpop_jkt.is_some() && grant.dpop_jkt.as_deref() != jkt {
+            return bad(
+                "invalid_dpop_proof",
+                "the refresh token is bound to another DPoP key",
+            );
+        }
+        self.tokens(client, (&grant.subject, &grant.resource, &scope), jkt)
     }
 
     /// `client_credentials`: a confidential client, for a known resource.
-    fn client_credentials(&self, client: &Client, form: &TokenForm) -> Response {
+    fn client_credentials(&self, client: &Client, form: &TokenForm, jkt: Option<&str>) -> Response {
         let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
         if client.secret.is_none() {
             return bad(
@@ -1101,9 +1202,8 @@ impl DevAs {
                 grant_types: vec![],
                 ..client.clone()
             },
-            &client.client_id,
-            &resource,
-            &scope,
+            (&client.client_id, &resource, &scope),
+            jkt,
         )
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 mod client;
+pub mod dpop;
 pub mod peers;
 
 pub use client::{Client, Reply, collect, initialize_request};

@@ -4,8 +4,10 @@
 //! Owns: the RFC 8693 / RFC 7523 URNs, bounded fetching of JSON documents from authorization
 //! servers (`fetch_json`) and RFC 8414 / OIDC metadata discovery with exact issuer matching
 //! (`discover`), with typed errors; which scopes are offered (`auth.scopes_supported` and
-//! those the plugins declare, `offered_scopes`). Must not: validate tokens (`auth`) or request
-//! them (`downstream`).
+//! those the plugins declare, `offered_scopes`); reading DPoP proofs (`proof`). Must not:
+//! validate tokens (`auth`) or request them (`downstream`).
+
+pub(crate) mod proof;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
