@@ -1494,3 +1494,80 @@ async fn tasks_are_answered_for_by_every_replica_and_only_for_their_owner() {
         }
     }
 }
+
+/// #31 AC1: a DPoP proof is spent once for every replica — replayed to another replica, it is
+/// refused there — and a request another replica forwards (its session is held elsewhere) has
+/// its proof spent by the replica that serves it, not by the one that forwards it: the
+/// forwarded call succeeds, and the same proof replayed anywhere afterwards is refused.
+#[tokio::test]
+async fn a_dpop_proof_is_spent_once_for_every_replica_and_a_forwarded_one_where_it_is_served() {
+    use crate::support::dpop::DpopKey;
+    let x = TestIssuer::start(&["a"]).await;
+    let redis = Redis::start().await;
+    let config = replica_config(&oauth(&[&x]), &format!("public_url = \"{PUBLIC}\""));
+    let replicas = replicas(&redis, 2, &config).await;
+    let (one, two) = (&replicas[0], &replicas[1]);
+    let htu = format!("{PUBLIC}/mcp");
+    let key = DpopKey::new();
+    let mut bound = claims(&x, &htu, "alice");
+    bound["cnf"] = json!({"jkt": key.jkt()});
+    let token = x.token("a", bound);
+    let dpop = format!("DPoP {token}");
+    let call = |replica: &BinaryGateway, session: Option<&str>, proof: String| {
+        let mut c = Client::new(&format!("{}/mcp", replica.base));
+        if session.is_none() {
+            c = Client::modern(&c.url);
+        }
+        c.session = session.map(str::to_string);
+        c.authorization = Some(dpop.clone());
+        async move {
+            c.request_with(
+                "tools/call",
+                json!({"name": "hello.whoami", "arguments": {}}),
+                &[("dpop", proof.as_str())],
+            )
+            .await
+        }
+    };
+    // Stateless: once on one replica; the same proof on the other is a replay.
+    let proof = key.proof("POST", &htu, Some(&token));
+    let r = call(one, None, proof.clone()).await;
+    assert_eq!(r.result()["structuredContent"]["subject"], "alice", "{r:?}");
+    let r = call(two, None, proof).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.body.contains("presented before"), "{r:?}");
+
+    // A session held by one, called on two: forwarded with its proof, spent by one.
+    let mut owner = Client::new(&format!("{}/mcp", one.base));
+    owner.authorization = Some(dpop.clone());
+    let init = owner
+        .post_raw(
+            crate::support::initialize_request("2025-11-25", json!({})),
+            &[("dpop", key.proof("POST", &htu, Some(&token)).as_str())],
+        )
+        .await;
+    assert_eq!(init.status, 200, "{init:?}");
+    let session = init.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let forwarded = key.proof("POST", &htu, Some(&token));
+    let r = call(two, Some(&session), forwarded.clone()).await;
+    assert_eq!(
+        r.status, 200,
+        "the forwarding replica must not spend the proof: {r:?}"
+    );
+    assert_eq!(r.result()["structuredContent"]["subject"], "alice", "{r:?}");
+    for replica in [one, two] {
+        let r = call(replica, Some(&session), forwarded.clone()).await;
+        assert_eq!(r.status, 401, "replayed at {}: {r:?}", replica.base);
+        let r = call(replica, None, forwarded.clone()).await;
+        assert_eq!(
+            r.status, 401,
+            "replayed stateless at {}: {r:?}",
+            replica.base
+        );
+    }
+    // Redis holds digests only: neither the token nor the proof.
+    for k in redis.keys("portcullis:dpop:*").await {
+        assert!(!k.contains(&token) && !k.contains(&key.jkt()), "{k}");
+    }
+    assert!(!redis.keys("portcullis:dpop:*").await.is_empty());
+}
