@@ -379,6 +379,23 @@ fn warn_if_unauthenticated(config: &Config) {
     }
 }
 
+/// The authorization extensions `tenant` honours: machine tokens whenever it takes OAuth
+/// tokens (a client-credentials token is a token like any other), identity assertions when it
+/// trusts the development AS and that serves them.
+fn auth_extensions(config: &Config, tenant: &config::TenantConfig) -> Vec<&'static str> {
+    if config.auth.mode != AuthMode::Oauth {
+        return Vec::new();
+    }
+    let mut out = vec![mcp::CLIENT_CREDENTIALS_EXTENSION];
+    let dev = config.dev_as_issuer();
+    let trusts_dev = config.trusted_issuers().iter().any(|i| i.issuer == dev)
+        && (tenant.issuers.is_empty() || tenant.issuers.contains(&dev));
+    if config.dev_as.enabled && !config.dev_as.enterprise_idps.is_empty() && trusts_dev {
+        out.push(mcp::ENTERPRISE_MANAGED_EXTENSION);
+    }
+    out
+}
+
 /// The task table of `tenant`: shared on Redis with the other replicas in a cluster (its
 /// records sealed under a key derived from `state_key`, which a cluster requires).
 fn task_table(
@@ -495,7 +512,8 @@ fn build_tenants(
             Arc::new(services),
             quotas,
             task_table(config, tenant, cluster, state_key.as_deref()),
-        );
+        )
+        .with_auth_extensions(auth_extensions(config, tenant));
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
     if let Some(consent) = &consent {

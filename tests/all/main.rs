@@ -18,6 +18,7 @@ mod dev_as;
 mod direct_path;
 mod downstream;
 mod dpop;
+mod enterprise;
 mod exchange;
 mod guest_sdks;
 mod http_transport;

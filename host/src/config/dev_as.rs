@@ -40,6 +40,21 @@ pub struct DevAsConfig {
     /// Serve the development AS although `server.listen` is not a loopback address (it
     /// issues tokens to anyone who asks). Default false: refused at start.
     pub allow_public: bool,
+    /// Enterprise identity providers whose identity assertions (ID-JAG,
+    /// `typ: oauth-id-jag+jwt`) a confidential client may trade for an access token with the
+    /// RFC 7523 `jwt-bearer` grant (Enterprise-Managed Authorization).
+    pub enterprise_idps: Vec<EnterpriseIdp>,
+}
+
+/// `[[dev_as.enterprise_idps]]`: an enterprise IdP the development AS trusts for
+/// Enterprise-Managed Authorization.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseIdp {
+    /// The IdP's issuer identifier: the `iss` of its identity assertions.
+    pub issuer: String,
+    /// Its public signing keys, a JWK set in a file (relative to the configuration file).
+    pub jwks_file: PathBuf,
 }
 
 impl Default for DevAsConfig {
@@ -57,6 +72,7 @@ impl Default for DevAsConfig {
             exchange_audiences: Vec::new(),
             cimd_documents: BTreeMap::new(),
             allow_public: false,
+            enterprise_idps: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! exactly as it would trust any external issuer, through its metadata and JWKS.
 
 mod cimd;
+mod enterprise;
 mod keys;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, DevAsConfig};
-use crate::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
+use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE};
 
 /// How long an authorization code may be redeemed.
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -206,6 +207,8 @@ pub struct DevAs {
     /// The scopes the tenants' plugins currently declare (they change on reload).
     declared_scopes: DeclaredScopes,
     key: keys::SigningKey,
+    /// The enterprise IdPs whose identity assertions it takes (`jwt-bearer`).
+    enterprise: enterprise::Enterprise,
     /// Test hook: client metadata documents served from files.
     cimd_documents: std::collections::BTreeMap<String, std::path::PathBuf>,
     clients: Mutex<HashMap<String, Client>>,
@@ -346,7 +349,11 @@ impl DevAs {
                 .filter(|s| s.credential.uses_authorization_server())
                 .filter_map(|s| s.audience.clone()),
         );
+        let enterprise =
+            enterprise::Enterprise::load(&dev.enterprise_idps, |p| config.resolve_path(p))
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source.display()))?;
         Ok(Arc::new(Self {
+            enterprise,
             exchange_audiences,
             issuer: config.dev_as_issuer(),
             config: dev.clone(),
@@ -423,6 +430,12 @@ impl DevAs {
             "client_id_metadata_document_supported": self.config.cimd,
             "dpop_signing_alg_values_supported": DPOP_ALGORITHMS,
         });
+        if self.enterprise.offered() {
+            if let Some(grants) = m["grant_types_supported"].as_array_mut() {
+                grants.push(JWT_BEARER_GRANT.into());
+            }
+            m["authorization_grant_profiles_supported"] = json!([enterprise::ID_JAG_PROFILE]);
+        }
         if self.config.dcr {
             m["registration_endpoint"] = format!("{i}/register").into();
         }
@@ -1054,6 +1067,8 @@ struct TokenForm {
     client_secret: Option<String>,
     resource: Option<String>,
     scope: Option<String>,
+    /// `jwt-bearer`: the identity assertion (ID-JAG).
+    assertion: Option<String>,
 }
 
 async fn token(
@@ -1082,6 +1097,7 @@ async fn token(
         "refresh_token" => dev.refresh_grant(&client, &form, jkt),
         "client_credentials" => dev.client_credentials(&client, &form, jkt),
         TOKEN_EXCHANGE => dev.exchange(&client, &form),
+        JWT_BEARER_GRANT if dev.enterprise.offered() => dev.identity_assertion(&client, &form, jkt),
         other => bad(
             "unsupported_grant_type",
             &format!("grant_type {other} is not supported"),
@@ -1172,6 +1188,61 @@ impl DevAs {
             );
         }
         self.tokens(client, (&grant.subject, &grant.resource, &scope), jkt)
+    }
+
+    /// `jwt-bearer` with an identity assertion from a trusted enterprise IdP
+    /// (Enterprise-Managed Authorization): a confidential client, the assertion issued to it
+    /// for one of this gateway's resources; the token names the IdP's user and carries the
+    /// scopes both the request (if it names any) and the assertion grant.
+    fn identity_assertion(&self, client: &Client, form: &TokenForm, jkt: Option<&str>) -> Response {
+        let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+        if client.secret.is_none() {
+            return bad(
+                "unauthorized_client",
+                "an identity assertion is accepted from a confidential client only",
+            );
+        }
+        let Some(assertion) = form.assertion.as_deref() else {
+            return bad("invalid_request", "assertion is missing");
+        };
+        let checked = match self.enterprise.check(
+            assertion,
+            &client.client_id,
+            &self.issuer,
+            &self.resources,
+            now_secs(),
+        ) {
+            Ok(a) => a,
+            Err((error, why)) => {
+                tracing::info!(client = %client.client_id, "dev AS refused an identity assertion: {why}");
+                return bad(error, &why);
+            }
+        };
+        let supported = self.scopes_supported();
+        let scope: Vec<&str> = match &form.scope {
+            Some(requested) => requested
+                .split_whitespace()
+                .filter(|s| checked.scopes.iter().any(|g| g == s))
+                .collect::<Vec<_>>(),
+            None => checked.scopes.iter().map(String::as_str).collect(),
+        }
+        .into_iter()
+        .filter(|s| supported.iter().any(|x| x == s))
+        .collect();
+        if scope.is_empty() && form.scope.is_some() {
+            return bad(
+                "invalid_scope",
+                "none of the requested scopes is granted by the identity assertion",
+            );
+        }
+        self.tokens(
+            &Client {
+                grant_types: vec![],
+                ..client.clone()
+            },
+            (&checked.subject, &checked.resource, &scope.join(" ")),
+            jkt,
+        )
     }
 
     /// `client_credentials`: a confidential client, for a known resource.

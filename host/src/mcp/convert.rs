@@ -66,30 +66,46 @@ pub(crate) fn json_object(text: &str, what: &'static str) -> Result<JsonObject, 
 }
 
 /// A tool as MCP describes it.
-/// A tool as `tools/list` shows it: [`tool`], marked when it may become a task (#30). The
+/// A tool as `tools/list` shows it: [`tool`], marked when it may become a task (#30) — the
 /// tasks extension defines no field on `Tool` (2025-11-25's `execution.taskSupport` left
-/// core), so the marker is `_meta` under the extension's identifier.
-pub(crate) fn listed_tool(t: &wit::Tool, task: Option<&crate::plugins::TaskMode>) -> Value {
+/// core), so the marker is `_meta` under the extension's identifier — and with what calling it
+/// takes as SEP-1488 `securitySchemes` (in `_meta`, beside the required scopes: `oauth2` with
+/// its scopes when the caller came with a token, else `noauth`).
+pub(crate) fn listed_tool(
+    t: &wit::Tool,
+    task: Option<&crate::plugins::TaskMode>,
+    oauth: bool,
+) -> Value {
     let mut listed = tool(t);
-    if let (Some(mode), Some(obj)) = (task, listed.as_object_mut()) {
+    let Some(meta) = listed.as_object_mut().and_then(|obj| {
+        obj.entry("_meta")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+    }) else {
+        return listed;
+    };
+    if let Some(mode) = task {
         let support = if mode.required {
             "required"
         } else {
             "optional"
         };
-        if let Some(meta) = obj
-            .entry("_meta")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
-            meta.insert(
-                super::tasks::EXTENSION.into(),
-                json!({ "taskSupport": support }),
-            );
-        }
+        meta.insert(
+            super::tasks::EXTENSION.into(),
+            json!({ "taskSupport": support }),
+        );
     }
+    let scheme = if oauth {
+        json!({"type": "oauth2", "scopes": t.required_scopes})
+    } else {
+        json!({"type": "noauth"})
+    };
+    meta.insert(SECURITY_SCHEMES_META.into(), json!([scheme]));
     listed
 }
+
+/// Where a listed tool says what calling it takes (SEP-1488, as `_meta` carries it).
+pub(crate) const SECURITY_SCHEMES_META: &str = "securitySchemes";
 
 pub(crate) fn tool(t: &wit::Tool) -> Value {
     let mut m = Map::new();

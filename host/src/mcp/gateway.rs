@@ -113,13 +113,18 @@ impl Gateway {
 
 impl ServerHandler for Gateway {
     fn get_info(&self) -> ServerConfig {
+        let mut extensions = serde_json::Map::new();
+        extensions.insert(tasks::EXTENSION.into(), json!({}));
+        for e in &self.tenant.auth_extensions {
+            extensions.insert((*e).into(), json!({}));
+        }
         let capabilities = serde_json::from_value(json!({
             "tools": {"listChanged": true},
             "resources": {"subscribe": true, "listChanged": true},
             "prompts": {"listChanged": true},
             "completions": {},
             "logging": {},
-            "extensions": {tasks::EXTENSION: {}},
+            "extensions": extensions,
         }))
         .expect("static capabilities");
         let info = serde_json::from_value(json!({

@@ -58,7 +58,7 @@ use crate::sandbox::BoxFuture;
 use crate::sessions::LiveSessions;
 pub(crate) use direct::Direct;
 pub use gateway::Gateway;
-pub use tenant::TenantContext;
+pub use tenant::{CLIENT_CREDENTIALS_EXTENSION, ENTERPRISE_MANAGED_EXTENSION, TenantContext};
 
 /// Transport settings for the HTTP endpoint.
 #[derive(Clone, Debug)]

@@ -36,7 +36,16 @@ pub struct TenantContext {
     pub tasks: Arc<TaskTable>,
     /// 2025-11-25 sessions waiting for a consent they were sent a URL elicitation for.
     pub(crate) consents: Mutex<Vec<WaitingConsent>>,
+    /// The authorization extensions the tenant honours, advertised in `initialize` and
+    /// `server/discover` capabilities (client credentials, enterprise-managed).
+    pub(crate) auth_extensions: Vec<&'static str>,
 }
+
+/// The OAuth client-credentials extension's identifier (machine-to-machine callers).
+pub const CLIENT_CREDENTIALS_EXTENSION: &str = "io.modelcontextprotocol/oauth-client-credentials";
+/// The Enterprise-Managed Authorization extension's identifier (ID-JAG).
+pub const ENTERPRISE_MANAGED_EXTENSION: &str =
+    "io.modelcontextprotocol/enterprise-managed-authorization";
 
 /// A session told to consent at a URL (its `elicitationId`), until the consent completes.
 pub(crate) struct WaitingConsent {
@@ -80,7 +89,15 @@ impl TenantContext {
             live: Arc::default(),
             tasks,
             consents: Mutex::default(),
+            auth_extensions: Vec::new(),
         }
+    }
+
+    /// Advertise the authorization extensions `extensions` (the tenant honours them).
+    #[must_use]
+    pub fn with_auth_extensions(mut self, extensions: Vec<&'static str>) -> Self {
+        self.auth_extensions = extensions;
+        self
     }
 
     /// `peer`'s session was sent URL elicitation `elicitation_id` for `who`'s consent at

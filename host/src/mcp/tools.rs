@@ -34,11 +34,13 @@ pub(super) fn list(
     request: Option<&PaginatedRequestParams>,
     ex: &Exchange,
 ) -> Result<ListToolsResult, ErrorData> {
+    // A caller that came with a token (an issuer vouched for it) is at a tenant using OAuth.
+    let oauth = ex.who.issuer.is_some();
     gw.listing(ex, "tools/list", "tools", request, |catalog, visible| {
         catalog
             .tools()
             .filter(|(_, t)| visible(Target::Tool(&t.name)))
-            .map(|(plugin, t)| convert::listed_tool(t, plugin.task_tools.get(&t.name)))
+            .map(|(plugin, t)| convert::listed_tool(t, plugin.task_tools.get(&t.name), oauth))
             .collect()
     })
 }
