@@ -549,8 +549,42 @@ async fn no_token_appears_in_the_log_even_at_trace_level() {
         .call_tool("hello.greet", json!({}))
         .await;
     assert_eq!(q.status, 400);
+    // #31 AC4: a DPoP-bound token with good, replayed and misdirected proofs.
+    let key = crate::support::dpop::DpopKey::new();
+    let mut bound_claims = good.clone();
+    bound_claims["cnf"] = json!({"jkt": key.jkt()});
+    let bound = issuer.token("a", bound_claims);
+    let proof = key.proof("POST", &url, Some(&bound));
+    let misdirected = key.proof("POST", "http://elsewhere.example/mcp", Some(&bound));
+    for (p, status) in [(&proof, 200), (&proof, 401), (&misdirected, 401)] {
+        let mut c = Client::modern(&url);
+        c.authorization = Some(format!("DPoP {bound}"));
+        let r = c
+            .request_with(
+                "tools/call",
+                json!({"name": "hello.greet", "arguments": {"name": "x"}}),
+                &[("dpop", p.as_str())],
+            )
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+    }
     drop(session);
     let text = gw.stop().await;
+    let key_parts = [
+        key.jwk["x"].as_str().unwrap(),
+        key.jwk["y"].as_str().unwrap(),
+    ];
+    for secret in bound
+        .split('.')
+        .chain(proof.split('.'))
+        .chain(misdirected.split('.'))
+        .chain(key_parts)
+    {
+        assert!(
+            !text.contains(secret),
+            "a DPoP token, proof or key part appears in the log"
+        );
+    }
     assert!(text.contains("TRACE"), "trace logging was on");
     assert!(
         text.contains("request denied"),

@@ -103,6 +103,12 @@ async fn an_enterprise_idps_assertion_gets_its_user_a_token_and_a_bad_one_gets_n
         "{t}"
     );
 
+    let mut signatures = vec![
+        t["assertions"][0]["signature"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
     for (mode, why) in [
         ("forged", "signature does not verify"),
         ("expired", "expired"),
@@ -116,6 +122,12 @@ async fn an_enterprise_idps_assertion_gets_its_user_a_token_and_a_bad_one_gets_n
         assert!(
             error.contains("invalid_grant") && error.contains(why),
             "{mode}: {t}"
+        );
+        signatures.push(
+            t["assertions"][0]["signature"]
+                .as_str()
+                .unwrap()
+                .to_string(),
         );
     }
 
@@ -137,6 +149,12 @@ async fn an_enterprise_idps_assertion_gets_its_user_a_token_and_a_bad_one_gets_n
     );
     let log = gw.stop().await;
     assert!(log.contains("refused an identity assertion"), "{log}");
+    for signature in signatures {
+        assert!(
+            !log.contains(&signature),
+            "an identity assertion appears in the log"
+        );
+    }
 }
 
 /// A token for a quick `server/discover`: the development AS's own (its key is in a file),

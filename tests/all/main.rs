@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod challenges;
 mod cli;
 mod cluster;
 mod conformance;
