@@ -5,7 +5,8 @@
 //! * `sandbox/spawn_hop`: that hop alone (a task on another runtime, awaited), to separate it
 //!   from wasmtime's share;
 //! * `jwt/*`: authenticating a request: validated-token cache hit, RS256 and ES256 without
-//!   the cache (signature, claims, scope expansion);
+//!   the cache (signature, claims, scope expansion), and a DPoP request with a cached bound
+//!   token (`dpop_cache_hit`: the proof checked and spent);
 //! * `exchange/cache_hit`: a plugin's downstream call finding the caller's exchanged token
 //!   (RFC 8693) in the cache — the cost every downstream request pays once the first
 //!   exchange for that user and service is done;
@@ -140,6 +141,8 @@ struct Issuers {
     rs256: String,
     es256: String,
     config: Config,
+    /// The development AS that minted `es256`.
+    dev: std::sync::Arc<portcullis::dev_as::DevAs>,
 }
 
 async fn issuers(tenant: &str) -> Issuers {
@@ -196,6 +199,7 @@ async fn issuers(tenant: &str) -> Issuers {
     .unwrap();
     let es256 = dev.mint("bench", "bench", &resource, "mcp:tools").unwrap();
     Issuers {
+        dev,
         resource,
         rs256,
         es256,
@@ -218,6 +222,8 @@ fn jwt(c: &mut Criterion) {
     let auth = |cache: usize| {
         let mut a = issuers.config.auth.clone();
         a.token_cache_entries = cache;
+        // Every proof a benchmark sends is spent: room for all of them.
+        a.dpop.replay_cache_entries = 50_000_000;
         let rs = rt
             .block_on(ResourceServer::start(
                 &a,
@@ -256,7 +262,102 @@ fn jwt(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { uncached.authenticate(&parts).await.unwrap() })
     });
+    // DPoP (RFC 9449): a cached, DPoP-bound ES256 token with a fresh ES256 proof each time
+    // (made outside the measurement): the proof's signature and claims, `ath`, the key
+    // binding, and spending its `jti` — what a DPoP request costs beyond `cache_hit`.
+    let key = ProofKey::new();
+    let bound = issuers
+        .dev
+        .mint_bound(
+            "bench",
+            "bench",
+            &issuers.resource,
+            "mcp:tools",
+            Some(&key.jkt),
+        )
+        .unwrap();
+    let dpop = auth(1000);
+    let proof_parts = |proof: String| {
+        http::Request::post("/mcp")
+            .header("authorization", format!("DPoP {bound}"))
+            .header("dpop", proof)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+    let fresh = || proof_parts(key.proof(&format!("{}", issuers.resource), &bound));
+    rt.block_on(async {
+        dpop.authenticate(&fresh())
+            .await
+            .unwrap()
+            .spend()
+            .await
+            .unwrap()
+    });
+    let dpop = &dpop;
+    g.bench_function("dpop_cache_hit", |b| {
+        b.to_async(&rt).iter_batched(
+            fresh,
+            |parts| async move {
+                let mut a = dpop.authenticate(&parts).await.unwrap();
+                a.spend().await.unwrap();
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.finish();
+}
+
+/// A client's DPoP key (P-256) and the proofs it signs, for the DPoP benchmark.
+struct ProofKey {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+    jwk: Value,
+    jkt: String,
+}
+
+impl ProofKey {
+    fn new() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let doc = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let (x, y) = (b64.encode(&point[1..33]), b64.encode(&point[33..65]));
+        let thumb = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let jkt = b64.encode(<sha2::Sha256 as sha2::Digest>::digest(thumb));
+        Self {
+            pair,
+            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            jkt,
+        }
+    }
+
+    /// A fresh proof of `POST htu` for `token`.
+    fn proof(&self, htu: &str, token: &str) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let claims = json!({"jti": format!("{:032x}", rand::random::<u128>()), "htm": "POST",
+            "htu": htu, "iat": jsonwebtoken::get_current_timestamp(),
+            "ath": b64.encode(<sha2::Sha256 as sha2::Digest>::digest(token))});
+        let signed = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), signed.as_bytes())
+            .unwrap();
+        format!("{signed}.{}", b64.encode(signature.as_ref()))
+    }
 }
 
 /// The audience the exchange benchmark asks tokens for.

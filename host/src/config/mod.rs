@@ -353,6 +353,50 @@ mod tests {
     }
 
     #[test]
+    fn dpop_settings_that_cannot_work_are_refused() {
+        let base = "[auth]\nmode = \"oauth\"\n[dev_as]\nenabled = true\n";
+        let tenant = "[[tenant]]\nid = \"a\"\n";
+        let key = |x: &str| {
+            parse(&format!("{base}{x}\n{tenant}"))
+                .map(|_| ())
+                .map_err(|e| e.key)
+        };
+        assert_eq!(
+            key("[auth.dpop]\nalgorithms = [\"HS256\"]"),
+            Err("auth.dpop.algorithms".into())
+        );
+        assert_eq!(
+            key("[auth.dpop]\nalgorithms = []"),
+            Err("auth.dpop.algorithms".into())
+        );
+        assert_eq!(
+            key("[auth.dpop]\nmax_age_secs = 0"),
+            Err("auth.dpop.max_age_secs".into())
+        );
+        assert_eq!(
+            key("[auth.dpop]\nreplay_cache_entries = 0"),
+            Err("auth.dpop.replay_cache_entries".into())
+        );
+        assert_eq!(
+            key("[auth.dpop]\nalgorithms = [\"EdDSA\"]\nnonce = true"),
+            Ok(())
+        );
+        let bad_mode = parse(&format!("{base}{tenant}dpop = \"sometimes\"\n")).unwrap_err();
+        assert!(
+            bad_mode
+                .to_string()
+                .contains("expected one of `off`, `allowed`, `required`"),
+            "{bad_mode}"
+        );
+        assert_eq!(
+            key(
+                "[[dev_as.enterprise_idps]]\nissuer = \"https://idp.example\"\njwks_file = \"nowhere.json\""
+            ),
+            Err("dev_as.enterprise_idps[0].jwks_file".into())
+        );
+    }
+
+    #[test]
     fn cluster_mode_refuses_what_replicas_cannot_share() {
         let tenant = "[[tenant]]\nid = \"a\"\n";
         let key = |x: &str| parse(&format!("{x}\n{tenant}")).map_err(|e| (e.key, e.problem));

@@ -187,6 +187,20 @@ impl Config {
                 ),
             ));
         }
+        for (i, idp) in self.dev_as.enterprise_idps.iter().enumerate() {
+            if plain_http_url(&idp.issuer).is_none() {
+                return Err(self.error(
+                    format!("dev_as.enterprise_idps[{i}].issuer"),
+                    format!("`{}` must be an http(s) URL", idp.issuer),
+                ));
+            }
+            if !self.resolve_path(&idp.jwks_file).is_file() {
+                return Err(self.error(
+                    format!("dev_as.enterprise_idps[{i}].jwks_file"),
+                    format!("{} is not a file", idp.jwks_file.display()),
+                ));
+            }
+        }
         if self.auth.mode == AuthMode::None
             && !self.server.listen.ip().is_loopback()
             && !self.server.allow_unauthenticated_public
@@ -692,6 +706,52 @@ impl Config {
         }
         if a.max_token_bytes < 256 {
             return Err(self.error("auth.max_token_bytes", "must be at least 256"));
+        }
+        self.check_dpop()
+    }
+
+    /// `[auth.dpop]`: asymmetric proof algorithms, and windows and a replay cache that can work.
+    fn check_dpop(&self) -> Result<(), ConfigError> {
+        let d = &self.auth.dpop;
+        if d.algorithms.is_empty() {
+            return Err(self.error("auth.dpop.algorithms", "must name at least one algorithm"));
+        }
+        if let Some(alg) = d
+            .algorithms
+            .iter()
+            .find(|alg| !ACCEPTED_ALGORITHMS.contains(&alg.as_str()))
+        {
+            return Err(self.error(
+                "auth.dpop.algorithms",
+                format!(
+                    "`{alg}` is not accepted for proofs; use asymmetric algorithms: {}",
+                    ACCEPTED_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        for (key, value, max) in [
+            ("auth.dpop.max_age_secs", d.max_age_secs, 3600),
+            (
+                "auth.dpop.nonce_lifetime_secs",
+                d.nonce_lifetime_secs,
+                86_400,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(self.error(key, format!("must be between 1 and {max} seconds")));
+            }
+        }
+        if d.replay_cache_entries == 0 {
+            return Err(self.error(
+                "auth.dpop.replay_cache_entries",
+                "must be at least 1: every proof is remembered until its window has passed",
+            ));
+        }
+        if d.nonce && self.cluster.is_some() && self.server.state_key_env.is_none() {
+            return Err(self.error(
+                "auth.dpop.nonce",
+                "with [cluster], nonces need server.state_key_env so every replica accepts them",
+            ));
         }
         Ok(())
     }
