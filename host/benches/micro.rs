@@ -6,7 +6,8 @@
 //!   from wasmtime's share;
 //! * `jwt/*`: authenticating a request: validated-token cache hit, RS256 and ES256 without
 //!   the cache (signature, claims, scope expansion), and a DPoP request with a cached bound
-//!   token (`dpop_cache_hit`: the proof checked and spent);
+//!   token (`dpop_cache_hit`: the proof checked and spent) beside its floor, one ES256
+//!   signature verified alone (`es256_signature_alone`);
 //! * `exchange/cache_hit`: a plugin's downstream call finding the caller's exchanged token
 //!   (RFC 8693) in the cache — the cost every downstream request pays once the first
 //!   exchange for that user and service is done;
@@ -27,6 +28,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::signature::KeyPair as _;
 use criterion::{Criterion, criterion_group};
 use portcullis::auth::{KeyFetch, ResourceServer, TenantAuth};
 use portcullis::config::Config;
@@ -286,7 +288,7 @@ fn jwt(c: &mut Criterion) {
             .into_parts()
             .0
     };
-    let fresh = || proof_parts(key.proof(&format!("{}", issuers.resource), &bound));
+    let fresh = || proof_parts(key.proof(&issuers.resource, &bound));
     rt.block_on(async {
         dpop.authenticate(&fresh())
             .await
@@ -296,6 +298,24 @@ fn jwt(c: &mut Criterion) {
             .unwrap()
     });
     let dpop = &dpop;
+    // The floor under it: one ES256 signature verified, nothing else (aws-lc, as above).
+    let signed = key.proof(&issuers.resource, &bound);
+    let (input, signature) = signed.rsplit_once('.').unwrap();
+    let signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap()
+    };
+    let public = key.pair.public_key().as_ref().to_vec();
+    g.bench_function("es256_signature_alone", |b| {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+        b.iter(|| {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
+                .verify(input.as_bytes(), &signature)
+                .unwrap()
+        })
+    });
     g.bench_function("dpop_cache_hit", |b| {
         b.to_async(&rt).iter_batched(
             fresh,
@@ -318,7 +338,7 @@ struct ProofKey {
 
 impl ProofKey {
     fn new() -> Self {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let doc = EcdsaKeyPair::generate_pkcs8(
