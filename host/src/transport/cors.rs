@@ -4,7 +4,7 @@
 //! Owns: the CORS answer — a preflight (`OPTIONS` with `Access-Control-Request-Method`) from a
 //! listed origin is answered here, before authentication (browsers send preflights without
 //! credentials), allowing the headers MCP and OAuth need; every response to a listed origin
-//! says so and exposes `WWW-Authenticate` and `Mcp-Session-Id`. Must not: decide which origins
+//! says so and exposes `WWW-Authenticate`, `Mcp-Session-Id` and `DPoP-Nonce`. Must not: decide which origins
 //! may call at all (`host_guard` refuses foreign ones first; listed CORS origins are allowed
 //! origins) or look at credentials. With no origins listed nothing changes.
 
@@ -19,7 +19,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 const ALLOWED_HEADERS: &str = "authorization, content-type, accept, mcp-session-id, \
     mcp-protocol-version, mcp-method, mcp-name, last-event-id, dpop";
 /// Response headers a browser client may read.
-const EXPOSED_HEADERS: &str = "www-authenticate, mcp-session-id, mcp-protocol-version";
+const EXPOSED_HEADERS: &str = "www-authenticate, mcp-session-id, mcp-protocol-version, dpop-nonce";
 const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// The origins browser clients may call from.
