@@ -770,3 +770,54 @@ async fn the_same_denial_gets_the_same_answer_in_every_era() {
         assert_eq!(unknown.error()["message"], "Unknown tool: nope", "{era}");
     }
 }
+
+/// #31: an issuer's `max_token_lifetime_secs` refuses its longer-lived tokens (`exp` − `iat`,
+/// or what is left without `iat`), before any plugin runs; shorter ones pass.
+#[tokio::test]
+async fn tokens_living_longer_than_their_issuer_allows_are_refused() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        {SCOPES}
+        [[auth.issuer]]
+        issuer = "{issuer}"
+        max_token_lifetime_secs = 300
+        [[tenant]]
+        id = "a"
+        plugins = [{hello}]
+        "#,
+        issuer = issuer.url,
+        hello = toml_path(&plugin("hello")),
+    ))
+    .await;
+    let with = |iat: Option<u64>, exp: u64| {
+        let mut c = json!({"iss": issuer.url, "sub": "alice", "aud": gw.url("/mcp"), "exp": exp,
+                           "scope": "mcp:tools"});
+        if let Some(iat) = iat {
+            c["iat"] = iat.into();
+        }
+        issuer.token("a", c)
+    };
+    let before = gw.plugin_instances();
+    for (name, token) in [
+        ("600 s from iat", with(Some(now()), now() + 600)),
+        ("600 s left, no iat", with(None, now() + 600)),
+    ] {
+        let r = greet(&gw, Some(&format!("Bearer {token}")), "").await;
+        assert_eq!(r.status, 401, "{name}: {r:?}");
+        assert!(
+            challenge(&r).contains("may live at most 300 s"),
+            "{name}: {r:?}"
+        );
+    }
+    assert_eq!(gw.plugin_instances(), before);
+    let r = greet(
+        &gw,
+        Some(&format!("Bearer {}", with(Some(now()), now() + 200))),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
