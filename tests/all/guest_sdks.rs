@@ -272,6 +272,21 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
     );
 }
 
+/// The words plugin in each SDK, in one gateway, with the docs service they read.
+async fn words_in_each_sdk() -> (DownstreamApi, TestGateway) {
+    let api = DownstreamApi::start().await;
+    let gw = TestGateway::from_toml(&serving_with_docs(
+        &["rs-words", "py-words", "js-words"],
+        &api,
+        16,
+    ))
+    .await;
+    (api, gw)
+}
+
+/// Each words plugin's tool prefix (`rs-words`, `py-words`, `js-words`).
+const WORDS_PREFIXES: [&str; 3] = ["rswords", "pywords", "jswords"];
+
 /// #30 AC1: the same words plugin in each SDK (`rs-words`, `py-words`, `js-words`) serves
 /// everything the parity table lists, not only tools, to the official TypeScript SDK client:
 /// the task marker in `tools/list`, a resource template read through `downstream`, a missing
@@ -281,15 +296,9 @@ async fn fifty_python_instances_in_flight_beside_rust_ones() {
 /// plugin again with the answer and the state it kept).
 #[tokio::test]
 async fn plugins_in_each_sdk_serve_resources_prompts_completions_and_input_requests() {
-    let api = DownstreamApi::start().await;
-    let gw = TestGateway::from_toml(&serving_with_docs(
-        &["rs-words", "py-words", "js-words"],
-        &api,
-        16,
-    ))
-    .await;
+    let (_api, gw) = words_in_each_sdk().await;
     let url = gw.url("/mcp");
-    for prefix in ["rswords", "pywords", "jswords"] {
+    for prefix in WORDS_PREFIXES {
         let t = run_json_program(
             &node(),
             "tests/js/features-client.mjs",
@@ -383,15 +392,9 @@ async fn plugins_in_each_sdk_serve_resources_prompts_completions_and_input_reque
 /// task, polling reads it completed with the tool's result (its resource link included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_sdks_task_tool_runs_as_an_mcp_task_for_a_real_client() {
-    let api = DownstreamApi::start().await;
-    let gw = TestGateway::from_toml(&serving_with_docs(
-        &["rs-words", "py-words", "js-words"],
-        &api,
-        16,
-    ))
-    .await;
+    let (_api, gw) = words_in_each_sdk().await;
     let url = gw.url("/mcp");
-    for prefix in ["rswords", "pywords", "jswords"] {
+    for prefix in WORDS_PREFIXES {
         let tool = format!("{prefix}.report");
         let t = run_json_program(
             &node(),
