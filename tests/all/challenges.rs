@@ -4,8 +4,9 @@
 //! `real_as`) and, in the same answer's body, a tool result with `isError`,
 //! `_meta["mcp/www_authenticate"]` holding the same challenges and the SEP-2643 denial
 //! envelope — read here exactly as a client that acts only on tool results (ChatGPT) reads
-//! it. Both eras; connect-time 401s stay plain; `challenges = "transport"` turns the in-band
-//! form off; a hidden tool answers like an unknown one.
+//! it. Both eras; connect-time 401s stay plain; an unauthenticated body over 64 KiB is not
+//! read for it; `challenges = "transport"` turns the in-band form off; a hidden tool answers
+//! like an unknown one.
 
 use serde_json::{Value, json};
 
@@ -153,6 +154,15 @@ async fn an_unauthenticated_call_is_challenged_in_both_forms_and_connecting_stay
         challenges[0].contains("error=\"invalid_token\""),
         "{challenges:?}"
     );
+
+    // A large unauthenticated body is not read for it: the HTTP challenge alone.
+    let big = Client::modern(&url)
+        .call_tool("hello.greet", json!({"name": "x".repeat(70_000)}))
+        .await;
+    assert_eq!(big.status, 401, "{big:?}");
+    assert!(header(&big).contains("resource_metadata="));
+    let body: Value = serde_json::from_str(&big.body).unwrap();
+    assert!(body.get("result").is_none(), "{body}");
 
     // Connecting (both eras) keeps its plain 401 at once: an OAuth error body, no tool result.
     let init = Client::new(&url)

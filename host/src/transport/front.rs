@@ -35,6 +35,9 @@ use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::{Admission, Held, Refusal};
 
+/// The most of an unauthenticated request's body read to answer it in-band.
+const UNAUTHENTICATED_BODY_BYTES: usize = 64 * 1024;
+
 /// The MCP stack behind the front.
 pub(crate) type Inner = BoxCloneSyncService<Request, Response, Infallible>;
 
@@ -241,7 +244,9 @@ impl Front {
 
     /// Step 1 refused: who is calling could not be established (401/400/429/503). A tool
     /// call that more authorization would cure is answered in-band too, when the tenant says
-    /// so: its body is read (bounded, as for any request) only to find the call's id.
+    /// so: its body is read only to find the call's id, and only up to
+    /// [`UNAUTHENTICATED_BODY_BYTES`] (a larger one gets the HTTP challenge alone), so an
+    /// unauthenticated caller makes the gateway hold little.
     async fn refuse_unauthenticated(&self, denial: &Denial, parts: Parts, body: Body) -> Response {
         let challenge = self
             .auth
@@ -250,8 +255,12 @@ impl Front {
         if challenge.curable()
             && self.auth.challenges_in_band()
             && parts.method == Method::POST
-            && let Ok(Posted::Single(message)) =
-                jsonrpc::read(&parts, body, self.max_body_bytes).await
+            && let Ok(Posted::Single(message)) = jsonrpc::read(
+                &parts,
+                body,
+                self.max_body_bytes.min(UNAUTHENTICATED_BODY_BYTES),
+            )
+            .await
             && let Some(id) = tool_call_id(&message)
         {
             return challenge.in_band_response(&id);
