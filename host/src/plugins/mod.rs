@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod approval;
 pub mod bounds;
 pub mod schema;
 pub mod watch;
