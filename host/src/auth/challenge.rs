@@ -35,6 +35,8 @@ pub struct Challenge {
     retry_after: Option<u64>,
     /// Whether more authorization would cure it (so it has an in-band form).
     curable: bool,
+    /// The `authorization_details` that would authorize the call (the in-band hint).
+    remediation: Option<Value>,
 }
 
 /// Quote a parameter value: no quote or backslash can break out of it.
@@ -91,6 +93,12 @@ impl TenantAuth {
                 Some("insufficient_user_authentication"),
                 Some(description.clone()),
                 self.challenge_scopes.clone(),
+            ),
+            Denial::InsufficientAuthorization { why, .. } => (
+                StatusCode::FORBIDDEN,
+                Some("insufficient_authorization"),
+                Some(why.clone()),
+                Vec::new(),
             ),
             Denial::InsufficientScope { required } => {
                 let mut all: BTreeSet<String> = required.iter().cloned().collect();
@@ -162,6 +170,12 @@ impl TenantAuth {
                 if !scopes.is_empty() {
                     params.push(format!("scope=\"{}\"", scopes.join(" ")));
                 }
+                if let Denial::InsufficientAuthorization { details, .. } = denial {
+                    use base64::Engine as _;
+                    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(details.to_string());
+                    params.push(format!("authorization_remediation=\"{encoded}\""));
+                }
                 if let Denial::UserAuthentication {
                     claims: Some(claims),
                     ..
@@ -183,6 +197,9 @@ impl TenantAuth {
             Denial::InsufficientScope { required } => {
                 format!("this call needs the scope(s) {}", required.join(" "))
             }
+            Denial::InsufficientAuthorization { why, .. } => {
+                format!("this call needs a person's approval of exactly this call ({why})")
+            }
             _ => description.unwrap_or_default(),
         };
         Challenge {
@@ -200,7 +217,12 @@ impl TenantAuth {
                     | Denial::InvalidToken(_)
                     | Denial::InsufficientScope { .. }
                     | Denial::UserAuthentication { .. }
+                    | Denial::InsufficientAuthorization { .. }
             ),
+            remediation: match denial {
+                Denial::InsufficientAuthorization { details, .. } => Some(details.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -214,6 +236,7 @@ impl TenantAuth {
             nonce: None,
             retry_after: None,
             curable: false,
+            remediation: None,
         }
     }
 
@@ -227,6 +250,10 @@ impl TenantAuth {
                 "bearer_methods_supported": ["header"],
                 "resource_name": format!("Portcullis MCP gateway ({})", self.tenant),
             });
+            let types = (self.approval_types)();
+            if !types.is_empty() {
+                doc["authorization_details_types_supported"] = json!(types);
+            }
             if self.dpop != DpopMode::Off {
                 doc["dpop_signing_alg_values_supported"] = json!(self.dpop_algorithms);
                 doc["dpop_bound_access_tokens_required"] = json!(self.dpop == DpopMode::Required);
@@ -269,16 +296,23 @@ impl Challenge {
 
     /// The in-band tool result.
     pub fn in_band(&self) -> Value {
+        let mut envelope = json!({
+            "reason": "insufficient_authorization",
+            "remediation": "available",
+            "credentialDisposition": "replacement",
+        });
+        if let Some(details) = &self.remediation {
+            // An approval of one call comes on a token of its own; the caller keeps its own.
+            envelope["credentialDisposition"] = "additional".into();
+            envelope["remediationHints"] =
+                json!([{"type": "oauth_authorization_details", "authorization_details": details}]);
+        }
         json!({
             "content": [{"type": "text", "text": format!("Authorization required: {}", self.message)}],
             "isError": true,
             "_meta": {
                 IN_BAND_CHALLENGE: self.challenges,
-                DENIAL_ENVELOPE: {
-                    "reason": "insufficient_authorization",
-                    "remediation": "available",
-                    "credentialDisposition": "replacement",
-                },
+                DENIAL_ENVELOPE: envelope,
             },
         })
     }

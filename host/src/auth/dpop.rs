@@ -237,36 +237,40 @@ impl ProofChecker {
     /// Spend `proof`: refused if it was presented before, here or (with `[cluster]`) on any
     /// replica; 503 while that cannot be told.
     pub(crate) async fn spend(&self, proof: &CheckedProof, now: u64) -> Result<(), Denial> {
-        let recorded = self.spent.lock().record(proof.spend_key, proof.until, now);
-        match recorded {
+        match self.first_use(proof.spend_key, proof.until, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid("the proof was presented before (its jti is spent)")),
+            Err(e) => {
+                tracing::warn!("refused a DPoP proof: {e}");
+                Err(Denial::Unavailable(
+                    "DPoP proofs cannot be checked for replay right now; retry shortly".into(),
+                ))
+            }
+        }
+    }
+
+    /// Record `key` (a digest of something that may be used once: a proof, a single-use
+    /// approval) until `until`: `Ok(true)` the first time, `Ok(false)` after, here or (with
+    /// `[cluster]`) on any replica; `Err` when that cannot be told (the cache is full of live
+    /// entries, or the shared store is away).
+    pub(crate) async fn first_use(&self, key: [u8; 16], until: u64, now: u64) -> Result<bool, String> {
+        match self.spent.lock().record(key, until, now) {
             Ok(true) => {}
-            Ok(false) => return Err(invalid("the proof was presented before (its jti is spent)")),
+            Ok(false) => return Ok(false),
             Err(()) => {
-                tracing::warn!(
-                    "refused a DPoP proof: the replay cache is full of live proofs (raise auth.dpop.replay_cache_entries)"
+                return Err(
+                    "the replay cache is full of live entries (raise auth.dpop.replay_cache_entries)"
+                        .into(),
                 );
-                return Err(Denial::Unavailable(
-                    "DPoP proofs cannot be recorded right now; retry shortly".into(),
-                ));
             }
         }
-        if let Some(shared) = self.shared.get() {
-            match shared.first_use(proof.spend_key, proof.until).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(invalid("the proof was presented before (its jti is spent)"));
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "refused a DPoP proof: the shared replay cache cannot be asked: {e}"
-                    );
-                    return Err(Denial::Unavailable(
-                        "DPoP proofs cannot be checked for replay right now; retry shortly".into(),
-                    ));
-                }
-            }
+        match self.shared.get() {
+            Some(shared) => shared
+                .first_use(key, until)
+                .await
+                .map_err(|e| format!("the shared replay cache cannot be asked: {e}")),
+            None => Ok(true),
         }
-        Ok(())
     }
 }
 

@@ -63,8 +63,23 @@ pub struct Principal {
     pub claims: Vec<(String, String)>,
     /// How the caller presented its token (`None` for a configured identity).
     pub credential: Option<Scheme>,
+    /// What the token carries for approvals of single calls (RFC 9396 `authorization_details`),
+    /// and when it was issued (`iat`) and its id (`jti`), which an approval's age and single
+    /// use are counted by.
+    pub approvals: Option<Arc<Approvals>>,
     /// Every scope, without listing them: only a configured identity whose scopes name `*`.
     all_scopes: bool,
+}
+
+/// A token's approvals of single calls (RFC 9396), as the gateway checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    /// The token's `authorization_details`.
+    pub details: Value,
+    /// Its `iat`.
+    pub issued_at: Option<u64>,
+    /// Its `jti`, or a hash of the token when it has none.
+    pub token_id: String,
 }
 
 /// Who a caller is within its tenant: the issuer and the name it vouched for. Sessions,
@@ -117,6 +132,7 @@ impl Principal {
                 .collect(),
             claims: Vec::new(),
             credential: None,
+            approvals: None,
         }
     }
 
@@ -211,6 +227,15 @@ pub enum Denial {
     UseDpopNonce,
     /// The credential cannot be checked right now (the shared replay cache is away): 503.
     Unavailable(String),
+    /// The call needs a person's approval of exactly this call, which the token does not
+    /// carry (or carried once, or too long ago): 403 `insufficient_authorization` with the
+    /// `authorization_details` that would authorize it (RFC 9396; the RAR remediation draft).
+    InsufficientAuthorization {
+        /// The `authorization_details` that would authorize exactly this call.
+        details: Value,
+        /// Why the token's approvals do not do (for the log and the client).
+        why: String,
+    },
     /// The token is good here, but an authorization server the call needed wants the user to
     /// sign in again (RFC 9470): 401 `insufficient_user_authentication`.
     UserAuthentication {
@@ -234,6 +259,7 @@ impl Denial {
             Denial::TooManyFailures { .. } => "too many unacceptable tokens from this address",
             Denial::UserAuthentication { description, .. } => description.as_str(),
             Denial::UseDpopNonce => "the DPoP proof lacks the server's current nonce",
+            Denial::InsufficientAuthorization { why, .. } => why.as_str(),
         }
     }
 
@@ -249,6 +275,7 @@ impl Denial {
             Denial::InvalidDpopProof(_) => "invalid_dpop_proof",
             Denial::UseDpopNonce => "use_dpop_nonce",
             Denial::Unavailable(_) => "unavailable",
+            Denial::InsufficientAuthorization { .. } => "insufficient_authorization",
         }
     }
 }
@@ -267,6 +294,8 @@ pub struct TenantAuth {
     scopes_supported: Vec<String>,
     /// The scopes the tenant's plugins currently require (they change on reload).
     declared_scopes: DeclaredScopes,
+    /// The `authorization_details` types its tools' approvals currently use (#32).
+    approval_types: DeclaredScopes,
     challenge_scopes: Vec<String>,
     authorization_servers: Vec<String>,
     /// Whether DPoP-bound tokens are accepted, or required.
@@ -377,6 +406,7 @@ impl TenantAuth {
             resource,
             scopes_supported: config.scopes_supported.clone(),
             declared_scopes: Arc::new(BTreeSet::new),
+            approval_types: Arc::new(BTreeSet::new),
             challenge_scopes: config
                 .challenge_scopes
                 .clone()
@@ -393,6 +423,14 @@ impl TenantAuth {
     #[must_use]
     pub fn with_declared_scopes(mut self, declared: DeclaredScopes) -> Self {
         self.declared_scopes = declared;
+        self
+    }
+
+    /// Advertise the approval types `types` returns (RFC 9728
+    /// `authorization_details_types_supported`).
+    #[must_use]
+    pub fn with_approval_types(mut self, types: DeclaredScopes) -> Self {
+        self.approval_types = types;
         self
     }
 
@@ -433,6 +471,43 @@ impl TenantAuth {
     fn public_url(&self, parts: &http::request::Parts) -> String {
         let (origin, _) = crate::oauth::split_origin(&self.resource);
         format!("{origin}{}", parts.uri.path())
+    }
+
+    /// Spend a single-use approval: the entry `detail` of `approvals` (a token's), usable until
+    /// `until`: `Ok(false)` when it was used before, here or on another replica.
+    pub async fn spend_approval(
+        &self,
+        approvals: &Approvals,
+        issuer: &str,
+        detail: &Value,
+        until: u64,
+    ) -> Result<bool, Denial> {
+        let Mode::OAuth(server, _) = &self.mode else {
+            return Ok(true);
+        };
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            b"approval".as_slice(),
+            issuer.as_bytes(),
+            approvals.token_id.as_bytes(),
+            detail.to_string().as_bytes(),
+        ] {
+            h.update(part);
+            h.update([0]);
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&h.finalize()[..16]);
+        let now = jsonwebtoken::get_current_timestamp();
+        match server.dpop.first_use(key, until, now).await {
+            Ok(first) => Ok(first),
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, "refused a single-use approval: {e}");
+                Err(Denial::Unavailable(
+                    "approvals cannot be checked for reuse right now; retry shortly".into(),
+                ))
+            }
+        }
     }
 
     /// [`TenantAuth::authenticate`] for a request served right here (its proof spent at once).
@@ -530,6 +605,7 @@ impl TenantAuth {
             scopes: t.scopes,
             claims: t.claims,
             credential: Some(presented.scheme()),
+            approvals: t.approvals,
             all_scopes: false,
         };
         Ok(Authenticated {

@@ -34,6 +34,8 @@ pub(super) struct CachedToken {
     pub(super) expires: u64,
     /// The key the token is bound to (`cnf.jkt`, RFC 9449 §6), if it is DPoP-bound.
     pub(super) cnf_jkt: Option<String>,
+    /// Its approvals of single calls, if it carries `authorization_details`.
+    pub(super) approvals: Option<Arc<super::Approvals>>,
 }
 
 /// Validated tokens by hash (token + audience + the proof key it came with), bounded, never
@@ -406,6 +408,16 @@ impl ResourceServer {
                 .and_then(|cnf| cnf.get("jkt"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            approvals: c.get("authorization_details").map(|details| {
+                Arc::new(super::Approvals {
+                    details: details.clone(),
+                    issued_at: c.get("iat").and_then(Value::as_u64),
+                    token_id: c
+                        .get("jti")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| hex::encode(&key[..16]), str::to_string),
+                })
+            }),
         };
         self.cache.put(key, entry.clone(), now);
         Ok(entry)

@@ -266,4 +266,36 @@ pub struct PluginSettings {
     pub require_claims: BTreeMap<String, BTreeMap<String, String>>,
     /// The tools to serve (an allow-list); default: every tool the plugin declares.
     pub tools: Option<Vec<String>>,
+    /// Tools a person must approve call by call (RFC 9396 authorization details in the
+    /// caller's token), by tool name, e.g. `{ "payments.refund" = { type = "payment_refund",
+    /// bind = ["amount", "currency", "account"] } }`.
+    pub approvals: BTreeMap<String, ApprovalConfig>,
+}
+
+/// `[tenant.plugin.<name>] approvals.<tool>`: what approving one call of the tool takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// The `authorization_details` `type` of the approval, e.g. `payment_refund`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The arguments whose values the approval binds; empty (the default): the digest of the
+    /// call's canonical arguments, so any change to any argument needs a new approval.
+    #[serde(default)]
+    pub bind: Vec<String>,
+    /// One approval authorizes one call. Default true.
+    #[serde(default = "yes")]
+    pub single_use: bool,
+    /// How long after the token carrying it was issued an approval may be used, in seconds.
+    /// Default 300.
+    #[serde(default = "five_minutes")]
+    pub max_age_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn five_minutes() -> u64 {
+    300
 }

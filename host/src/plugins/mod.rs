@@ -6,7 +6,7 @@
 //! that fails to load is recorded with its reason and the others keep serving. This module
 //! must not speak MCP: the `mcp` module turns catalog entries into protocol answers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,6 +51,8 @@ pub struct LoadedPlugin {
     pub config: Vec<(String, String)>,
     /// Claim rules per tool: claim → required value.
     pub claim_rules: BTreeMap<String, BTreeMap<String, String>>,
+    /// Tools a person must approve call by call, by tool name (#32).
+    pub approvals: BTreeMap<String, approval::ApprovalRule>,
     /// Downstream services the operator granted this plugin.
     pub services: Arc<[String]>,
     /// Tools, with operator scope overrides applied.
@@ -163,6 +165,21 @@ impl Catalog {
     /// The tool called `name`.
     pub fn tool(&self, name: &str) -> Option<(&Arc<LoadedPlugin>, &wit::Tool)> {
         self.tools.get(name).map(|(p, i)| (p, &p.tools[*i]))
+    }
+
+    /// The approval tool `name` requires, if any.
+    pub fn approval(&self, name: &str) -> Option<&approval::ApprovalRule> {
+        let (plugin, _) = self.tool(name)?;
+        plugin.approvals.get(name)
+    }
+
+    /// The `authorization_details` types the tenant's tools require (for the metadata).
+    pub fn approval_types(&self) -> BTreeSet<String> {
+        self.tools
+            .values()
+            .filter_map(|(p, i)| p.approvals.get(&p.tools[*i].name))
+            .map(|a| a.kind.clone())
+            .collect()
     }
 
     /// All prompts in name order.
@@ -895,6 +912,19 @@ async fn load_plugin(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         claim_rules: settings.require_claims.clone(),
+        approvals: settings
+            .approvals
+            .iter()
+            .map(|(tool, a)| {
+                let rule = approval::ApprovalRule {
+                    kind: a.kind.clone(),
+                    bind: a.bind.clone(),
+                    single_use: a.single_use,
+                    max_age_secs: a.max_age_secs,
+                };
+                (tool.clone(), rule)
+            })
+            .collect(),
         services: settings.services.clone().into(),
         tools: items.tools,
         schemas: items.schemas,

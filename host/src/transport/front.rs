@@ -187,10 +187,11 @@ impl Front {
         }
     }
 
-    /// One JSON-RPC message: quota, scopes, session cap, then the protocol layer.
+    /// One JSON-RPC message: quota, scopes, approval, session cap, then the protocol layer.
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
         let admission = step!(self.admit(caller, &message).await).map(Held::from);
         step!(self.check_scopes(caller, &message, parts));
+        step!(self.check_approval(caller, &message, parts).await);
         let room = if message.is_initialize() && session_id(parts).is_none() {
             Some(step!(self.make_room(caller, message.id()).await))
         } else {
@@ -328,6 +329,75 @@ impl Front {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Step 4b (`tools/call` of a tool that needs a person's approval of each call, #32): the
+    /// caller's token must carry `authorization_details` authorizing exactly this call — its
+    /// type, this tenant's resource, this tool, the bound argument values — issued recently
+    /// enough; a single-use approval is spent here, once for every replica (the call that
+    /// becomes a task spends it at creation, as this is before the protocol layer). Otherwise
+    /// 403 `insufficient_authorization` with the details that would authorize this call.
+    /// Judged against this call alone, never against what an earlier refusal asked for.
+    async fn check_approval(
+        &self,
+        caller: &Principal,
+        message: &Envelope,
+        parts: &Parts,
+    ) -> Result<(), Response> {
+        if tool_call_id(message).is_none() {
+            return Ok(());
+        }
+        let params = &message.message["params"];
+        let Some(tool) = params["name"].as_str() else {
+            return Ok(());
+        };
+        let catalog = self.tenant.plugins.catalog();
+        let Some(rule) = catalog.approval(tool) else {
+            return Ok(());
+        };
+        if caller.issuer.is_none() {
+            // A configured identity (auth off): the operator is the one approving.
+            return Ok(());
+        }
+        let empty = serde_json::Map::new();
+        let arguments = params["arguments"]
+            .as_object()
+            .map_or_else(|| serde_json::Value::Object(empty), |a| serde_json::Value::Object(a.clone()));
+        let resource = &self.auth.resource;
+        let required = || rule.details_for(tool, &arguments, resource);
+        let refuse = |why: &str| {
+            self.deny_call(
+                &Denial::InsufficientAuthorization {
+                    details: required(),
+                    why: why.into(),
+                },
+                caller,
+                parts,
+                tool_call_id(message),
+            )
+        };
+        let Some(approvals) = caller.approvals.as_deref() else {
+            return Err(refuse("the token carries no approval for it"));
+        };
+        let Some(detail) = rule.matching(&approvals.details, tool, &arguments, resource) else {
+            return Err(refuse("the token's approvals do not cover this call"));
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        if !rule.fresh(approvals.issued_at, now) {
+            return Err(refuse("the approval is older than this tool allows"));
+        }
+        if rule.single_use {
+            let until = approvals.issued_at.unwrap_or(now) + rule.max_age_secs + 60;
+            let issuer = caller.issuer.as_deref().unwrap_or_default();
+            match self.auth.spend_approval(approvals, issuer, detail, until).await {
+                Ok(true) => {}
+                Ok(false) => return Err(refuse("the approval authorized one call, which has been made")),
+                Err(denial) => return Err(self.deny(&denial, Some(caller), parts)),
+            }
+        }
+        tracing::info!(tenant = %self.tenant_id(), caller = %caller.caller(), tool = %tool,
+            kind = %rule.kind, "an approved call");
+        Ok(())
     }
 
     /// Step 5 (`initialize` only): room for a new session, reserved until the session exists

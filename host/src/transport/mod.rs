@@ -226,7 +226,11 @@ pub(crate) fn router(
                 &config.auth,
                 resource_server.clone(),
             )
-            .with_declared_scopes(Arc::new(move || plugins.catalog().declared_scopes())),
+            .with_declared_scopes(Arc::new(move || plugins.catalog().declared_scopes()))
+            .with_approval_types({
+                let plugins = tenant.plugins.clone();
+                Arc::new(move || plugins.catalog().approval_types())
+            }),
         );
         served.push(serve_tenant(
             config,
