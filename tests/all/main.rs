@@ -8,6 +8,7 @@
     reason = "items are shared between test modules of one binary"
 )]
 
+mod approvals;
 mod auth;
 mod challenges;
 mod cli;

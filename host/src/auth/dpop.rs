@@ -253,7 +253,12 @@ impl ProofChecker {
     /// approval) until `until`: `Ok(true)` the first time, `Ok(false)` after, here or (with
     /// `[cluster]`) on any replica; `Err` when that cannot be told (the cache is full of live
     /// entries, or the shared store is away).
-    pub(crate) async fn first_use(&self, key: [u8; 16], until: u64, now: u64) -> Result<bool, String> {
+    pub(crate) async fn first_use(
+        &self,
+        key: [u8; 16],
+        until: u64,
+        now: u64,
+    ) -> Result<bool, String> {
         match self.spent.lock().record(key, until, now) {
             Ok(true) => {}
             Ok(false) => return Ok(false),

@@ -360,9 +360,10 @@ impl Front {
             return Ok(());
         }
         let empty = serde_json::Map::new();
-        let arguments = params["arguments"]
-            .as_object()
-            .map_or_else(|| serde_json::Value::Object(empty), |a| serde_json::Value::Object(a.clone()));
+        let arguments = params["arguments"].as_object().map_or_else(
+            || serde_json::Value::Object(empty),
+            |a| serde_json::Value::Object(a.clone()),
+        );
         let resource = &self.auth.resource;
         let required = || rule.details_for(tool, &arguments, resource);
         let refuse = |why: &str| {
@@ -389,9 +390,17 @@ impl Front {
         if rule.single_use {
             let until = approvals.issued_at.unwrap_or(now) + rule.max_age_secs + 60;
             let issuer = caller.issuer.as_deref().unwrap_or_default();
-            match self.auth.spend_approval(approvals, issuer, detail, until).await {
+            match self
+                .auth
+                .spend_approval(approvals, issuer, detail, until)
+                .await
+            {
                 Ok(true) => {}
-                Ok(false) => return Err(refuse("the approval authorized one call, which has been made")),
+                Ok(false) => {
+                    return Err(refuse(
+                        "the approval authorized one call, which has been made",
+                    ));
+                }
                 Err(denial) => return Err(self.deny(&denial, Some(caller), parts)),
             }
         }
