@@ -1571,3 +1571,59 @@ async fn a_dpop_proof_is_spent_once_for_every_replica_and_a_forwarded_one_where_
     }
     assert!(!redis.keys("portcullis:dpop:*").await.is_empty());
 }
+
+/// #32: a single-use approval runs its call once for all replicas: used on one, it is refused
+/// on the other (the spent set is shared on Redis).
+#[tokio::test]
+async fn a_single_use_approval_runs_once_across_replicas() {
+    let x = TestIssuer::start(&["a"]).await;
+    let redis = Redis::start().await;
+    let config = format!(
+        r#"state_key_env = "PORTCULLIS_TEST_STATE_KEY"
+public_url = "{PUBLIC}"
+{auth}
+[sandbox]
+cache_dir = {cache}
+[cluster]
+replica_ttl_ms = 1500
+[[tenant]]
+id = "t"
+plugins = [{payments}]
+[tenant.plugin.payments.approvals."payments.refund"]
+type = "payment_refund"
+bind = ["amount", "currency", "account"]
+"#,
+        auth = oauth(&[&x]),
+        cache = toml_path(&root().join("target/test-artifact-cache")),
+        payments = toml_path(&plugin("payments")),
+    );
+    let replicas = replicas(&redis, 2, &config).await;
+    let aud = format!("{PUBLIC}/mcp");
+    let arguments = json!({"amount": "5.00", "currency": "EUR", "account": "DE02"});
+    let mut claims = claims(&x, &aud, "alice");
+    claims["scope"] = json!("mcp:tools payments:write");
+    claims["jti"] = json!("approval-1");
+    claims["authorization_details"] = json!([{"type": "payment_refund", "locations": [aud],
+        "actions": ["tools/call"], "tool": "payments.refund", "arguments": arguments}]);
+    let approved = x.token("a", claims);
+    let run = |replica: &BinaryGateway| {
+        let mut c = Client::modern(&format!("{}/mcp", replica.base)).bearer(&approved);
+        let arguments = arguments.clone();
+        async move { c.call_tool("payments.refund", arguments).await }
+    };
+    let first = run(&replicas[0]).await;
+    assert_eq!(
+        first.text(),
+        "refunded 5.00 EUR to DE02 for alice",
+        "{first:?}"
+    );
+    let again = run(&replicas[1]).await;
+    assert_eq!(again.status, 403, "{again:?}");
+    assert!(
+        again.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_authorization"),
+        "{again:?}"
+    );
+}
