@@ -211,3 +211,159 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         "{prm}"
     );
 }
+
+/// #32: the development AS takes the details a refusal named — pushed first (RFC 9126, they
+/// are large), shown on its consent page in plain words (the amount and the account), and
+/// carried by the token it issues — and the retry runs the call once.
+#[tokio::test]
+async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
+    let gw = TestGateway::from_toml(
+        &format!(
+            r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        [dev_as]
+        enabled = true
+        auto_approve = true
+        [[tenant]]
+        id = "a"
+        plugins = [{payments}]
+        [tenant.plugin.payments.approvals."payments.refund"]
+        type = "{KIND}"
+        bind = ["amount", "currency", "account"]
+        "#,
+            payments = toml_path(&plugin("payments")),
+        )
+        .replace("{auto}", "true"),
+    )
+    .await;
+    let url = gw.url("/mcp");
+    let meta = get_json(&gw.url("/.well-known/oauth-authorization-server/dev-as")).await;
+    assert_eq!(
+        meta["authorization_details_types_supported"],
+        json!([KIND]),
+        "{meta}"
+    );
+    let par = meta["pushed_authorization_request_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let plain = crate::support::dpop::dev_as_token(&gw.base, None, &url, "payments:write").await;
+    let plain = plain["access_token"].as_str().unwrap();
+    let arguments = refund("120.00", "DE02");
+    let refused = call(&url, plain, arguments.clone(), true).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let details = remediation(&refused);
+
+    // A public client pushes the request with those details, then authorizes by reference.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = "http://127.0.0.1:9/callback";
+    let registered: Value = http
+        .post(gw.url("/dev-as/register"))
+        .json(
+            &json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code"], "response_types": ["code"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    let verifier = format!("{:064x}", rand::random::<u128>());
+    let challenge = {
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier))
+    };
+    let details_text = details.to_string();
+    let pushed: Value = http
+        .post(&par)
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("scope", "payments:write"),
+            ("resource", url.as_str()),
+            ("authorization_details", details_text.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_uri = pushed["request_uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{pushed}"));
+    let mut authorize = reqwest::Url::parse(&gw.url("/dev-as/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("request_uri", request_uri);
+    let location = http.get(authorize.clone()).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let code = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("{location}"));
+    // The request_uri was good once.
+    let again = http.get(authorize).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    let issued: Value = http
+        .post(gw.url("/dev-as/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier.as_str()),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issued["authorization_details"], details, "{issued}");
+    let approved = issued["access_token"].as_str().unwrap();
+    let r = call(&url, approved, arguments.clone(), true).await;
+    assert_eq!(r.text(), "refunded 120.00 EUR to DE02 for alice", "{r:?}");
+    let r = call(&url, approved, arguments, true).await;
+    assert_eq!(r.status, 403, "single use: {r:?}");
+
+    // Unknown types and details for another resource are refused at the AS.
+    for bad in [
+        json!([{"type": "wire_transfer", "locations": [url]}]),
+        json!([{"type": KIND, "locations": ["https://elsewhere.example/mcp"]}]),
+    ] {
+        let r = http
+            .post(&par)
+            .form(&[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", redirect),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("resource", url.as_str()),
+                ("authorization_details", bad.to_string().as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_authorization_details", "{body}");
+    }
+}

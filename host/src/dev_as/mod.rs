@@ -13,6 +13,7 @@
 mod cimd;
 mod enterprise;
 mod keys;
+mod rar;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -178,6 +179,8 @@ struct CodeGrant {
     expires: Instant,
     /// `dpop_jkt` at authorize (RFC 9449 §10): the code is redeemed only with this key's proof.
     dpop_jkt: Option<String>,
+    /// The approvals of single calls the person approved (RFC 9396).
+    details: Option<Value>,
 }
 
 /// A refresh token (rotated on every use).
@@ -209,6 +212,8 @@ pub struct DevAs {
     key: keys::SigningKey,
     /// The enterprise IdPs whose identity assertions it takes (`jwt-bearer`).
     enterprise: enterprise::Enterprise,
+    /// Rich Authorization Requests: the approval types it grants, and pushed requests.
+    rar: rar::Rar<AuthorizeParams>,
     /// Test hook: client metadata documents served from files.
     cimd_documents: std::collections::BTreeMap<String, std::path::PathBuf>,
     clients: Mutex<HashMap<String, Client>>,
@@ -353,6 +358,7 @@ impl DevAs {
             enterprise::Enterprise::load(&dev.enterprise_idps, |p| config.resolve_path(p))
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source.display()))?;
         Ok(Arc::new(Self {
+            rar: rar::Rar::from_config(config),
             enterprise,
             exchange_audiences,
             issuer: config.dev_as_issuer(),
@@ -401,6 +407,18 @@ impl DevAs {
         scope: &str,
         jkt: Option<&str>,
     ) -> anyhow::Result<String> {
+        self.mint_with(subject, client_id, resource, scope, (jkt, None))
+    }
+
+    /// [`DevAs::mint_bound`], carrying the approved `details` (RFC 9396) when given.
+    fn mint_with(
+        &self,
+        subject: &str,
+        client_id: &str,
+        resource: &str,
+        scope: &str,
+        (jkt, details): (Option<&str>, Option<&Value>),
+    ) -> anyhow::Result<String> {
         let now = now_secs();
         let mut claims = json!({
             "iss": self.issuer, "sub": subject, "aud": resource, "client_id": client_id, "scope": scope,
@@ -409,7 +427,30 @@ impl DevAs {
         if let Some(jkt) = jkt {
             claims["cnf"] = json!({ "jkt": jkt });
         }
+        if let Some(details) = details {
+            claims["authorization_details"] = details.clone();
+        }
         self.key.sign(&claims)
+    }
+
+    /// The `authorization_details` of an authorization request, checked for `resource`.
+    fn requested_details(
+        &self,
+        p: &AuthorizeParams,
+        resource: &str,
+    ) -> Result<Option<Value>, AuthorizeError> {
+        let Some(text) = &p.authorization_details else {
+            return Ok(None);
+        };
+        self.rar
+            .check(text, resource)
+            .map(Some)
+            .map_err(|why| AuthorizeError::Redirect {
+                redirect_uri: p.redirect_uri.clone().unwrap_or_default(),
+                error: "invalid_authorization_details".into(),
+                description: why,
+                state: p.state.clone(),
+            })
     }
 
     /// Its RFC 8414 metadata document.
@@ -430,6 +471,11 @@ impl DevAs {
             "client_id_metadata_document_supported": self.config.cimd,
             "dpop_signing_alg_values_supported": DPOP_ALGORITHMS,
         });
+        m["pushed_authorization_request_endpoint"] = format!("{i}/par").into();
+        let types = self.rar.types();
+        if !types.is_empty() {
+            m["authorization_details_types_supported"] = json!(types);
+        }
         if self.enterprise.offered() {
             if let Some(grants) = m["grant_types_supported"].as_array_mut() {
                 grants.push(JWT_BEARER_GRANT.into());
@@ -458,6 +504,7 @@ impl DevAs {
             )
             .route("/dev-as/authorize", get(authorize).post(decide))
             .route("/dev-as/token", post(token))
+            .route("/dev-as/par", post(push))
             .route("/dev-as/register", post(register))
             .with_state(self.clone())
     }
@@ -642,6 +689,10 @@ impl DevAs {
                 subject,
                 expires: Instant::now() + CODE_TTL,
                 dpop_jkt: p.dpop_jkt.clone(),
+                details: p
+                    .authorization_details
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok()),
             },
         );
         drop(codes);
@@ -667,20 +718,34 @@ impl DevAs {
         (subject, resource, scope): (&str, &str, &str),
         jkt: Option<&str>,
     ) -> Response {
-        let access = match self.mint_bound(subject, &client.client_id, resource, scope, jkt) {
-            Ok(t) => t,
-            Err(e) => {
-                return oauth_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    e.to_string(),
-                );
-            }
-        };
+        self.tokens_with(client, (subject, resource, scope), (jkt, None))
+    }
+
+    /// [`DevAs::tokens`] carrying approved `details` (RFC 9396), which the response repeats.
+    fn tokens_with(
+        &self,
+        client: &Client,
+        (subject, resource, scope): (&str, &str, &str),
+        (jkt, details): (Option<&str>, Option<&Value>),
+    ) -> Response {
+        let access =
+            match self.mint_with(subject, &client.client_id, resource, scope, (jkt, details)) {
+                Ok(t) => t,
+                Err(e) => {
+                    return oauth_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        e.to_string(),
+                    );
+                }
+            };
         let mut body = json!({
             "access_token": access, "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": self.config.access_token_ttl_secs, "scope": scope,
         });
+        if let Some(details) = details {
+            body["authorization_details"] = details.clone();
+        }
         // As in OIDC, a refresh token only for `offline_access`: a client that refreshes to
         // step up would otherwise get its old scope back (the TypeScript SDK does exactly that).
         let offline = scope.split_whitespace().any(|s| s == "offline_access");
@@ -961,17 +1026,37 @@ struct AuthorizeParams {
     resource: Option<String>,
     /// RFC 9449 §10: the thumbprint of the key the tokens will be bound to.
     dpop_jkt: Option<String>,
+    /// RFC 9396: the approvals asked for (a JSON array).
+    authorization_details: Option<String>,
+    /// RFC 9126: a pushed request's reference (then the pushed parameters are the request).
+    request_uri: Option<String>,
     /// Consent page only: the chosen user and the decision.
     user: Option<String>,
     decision: Option<String>,
 }
 
 async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParams>) -> Response {
+    let p = match &p.request_uri {
+        Some(uri) => match dev.rar.take(uri, &p.client_id) {
+            Some(pushed) => pushed,
+            None => {
+                return AuthorizeError::Show(
+                    "request_uri is unknown, expired, used, or another client's".into(),
+                )
+                .into_response();
+            }
+        },
+        None => p,
+    };
     if let Err(e) = dev.load_metadata_client(&p.client_id).await {
         return e.into_response();
     }
     let (client, resource, scope) = match dev.check_authorization(&p) {
         Ok(ok) => ok,
+        Err(e) => return e.into_response(),
+    };
+    let details = match dev.requested_details(&p, &resource) {
+        Ok(d) => d,
         Err(e) => return e.into_response(),
     };
     if dev.config.auto_approve {
@@ -997,6 +1082,7 @@ async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParam
         ("scope", p.scope.clone()),
         ("resource", Some(resource.clone())),
         ("dpop_jkt", p.dpop_jkt.clone()),
+        ("authorization_details", p.authorization_details.clone()),
     ]
     .iter()
     .filter_map(|(k, v)| {
@@ -1015,11 +1101,15 @@ async fn authorize(State(dev): State<Arc<DevAs>>, Query(p): Query<AuthorizeParam
     } else {
         escape(&scope)
     };
+    let approvals = details
+        .as_ref()
+        .map(|d| format!("<h2>You are approving</h2>{}", dev.rar.describe(d, escape)))
+        .unwrap_or_default();
     Html(format!(
         "<!doctype html><title>Portcullis dev authorization</title>\
          <p><b>DEVELOPMENT AUTHORIZATION SERVER</b> &mdash; not for production.</p>\
          <h1>{name} wants to access {resource}</h1>\
-         <p>It will send you back to <b>{host}</b>.</p><p>Scopes: <code>{scopes}</code></p>\
+         <p>It will send you back to <b>{host}</b>.</p><p>Scopes: <code>{scopes}</code></p>{approvals}\
          <form method=post action=\"authorize\">{hidden}\
          <label>Sign in as <select name=user>{users}</select></label>\
          <button name=decision value=approve>Approve</button> <button name=decision value=deny>Deny</button></form>",
@@ -1038,6 +1128,9 @@ async fn decide(State(dev): State<Arc<DevAs>>, Form(p): Form<AuthorizeParams>) -
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = dev.requested_details(&p, &resource) {
+        return e.into_response();
+    }
     let user = p.user.clone().filter(|u| dev.config.users.contains(u));
     match (p.decision.as_deref(), user) {
         (Some("approve"), Some(user)) => dev.issue_code(&p, &client, resource, scope, user),
@@ -1052,7 +1145,7 @@ async fn decide(State(dev): State<Arc<DevAs>>, Form(p): Form<AuthorizeParams>) -
 }
 
 /// `/token` form fields. No `Debug`: it holds codes, tokens and client secrets.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct TokenForm {
     grant_type: String,
     code: Option<String>,
@@ -1069,6 +1162,65 @@ struct TokenForm {
     scope: Option<String>,
     /// `jwt-bearer`: the identity assertion (ID-JAG).
     assertion: Option<String>,
+}
+
+/// RFC 9126 pushed authorization requests: the authorization parameters (large
+/// `authorization_details` included) POSTed first, checked as `/authorize` would, and kept
+/// under a `request_uri` for 60 s, for this client, once. A confidential client authenticates.
+async fn push(
+    State(dev): State<Arc<DevAs>>,
+    headers: HeaderMap,
+    Form(p): Form<AuthorizeParams>,
+) -> Response {
+    let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
+    if p.request_uri.is_some() {
+        return bad("invalid_request", "request_uri cannot be pushed");
+    }
+    if let Err(e) = dev.load_metadata_client(&p.client_id).await {
+        return e.into_response();
+    }
+    let confidential = dev
+        .clients
+        .lock()
+        .get(&p.client_id)
+        .is_some_and(|c| c.secret.is_some());
+    let named = TokenForm {
+        client_id: Some(p.client_id.clone()),
+        ..TokenForm::default()
+    };
+    if confidential && dev.client_at_token(&headers, &named).is_err() {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+    }
+    let resource = match dev.check_authorization(&p) {
+        Ok((_, resource, _)) => resource,
+        Err(AuthorizeError::Redirect {
+            error, description, ..
+        }) => return bad(&error, &description),
+        Err(AuthorizeError::Show(why)) => return bad("invalid_request", &why),
+    };
+    if let Err(AuthorizeError::Redirect {
+        error, description, ..
+    }) = dev.requested_details(&p, &resource)
+    {
+        return bad(&error, &description);
+    }
+    match dev.rar.push(&p.client_id.clone(), p) {
+        Ok(uri) => (
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({"request_uri": uri, "expires_in": rar::PUSHED_TTL.as_secs()})),
+        )
+            .into_response(),
+        Err(why) => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            why,
+        ),
+    }
 }
 
 async fn token(
@@ -1148,7 +1300,11 @@ impl DevAs {
                 "the code is bound to another DPoP key (dpop_jkt)",
             );
         }
-        self.tokens(client, (&grant.subject, &grant.resource, &grant.scope), jkt)
+        self.tokens_with(
+            client,
+            (&grant.subject, &grant.resource, &grant.scope),
+            (jkt, grant.details.as_ref()),
+        )
     }
 
     /// `refresh_token`: rotation, and only narrowing the scope.
