@@ -120,11 +120,19 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
     let r = call(&url, &approved, with_memo, true).await;
     assert_eq!(
         r.text(),
-        "refunded 120.00 EUR to DE02 for alice (order 7)",
+        "refunded 120.00 EUR to DE02 for alice (order 7) [approved: payment_refund]",
+        "{r:?}"
+    );
+    // The same in a 2025 session (a fresh approval: the first is spent).
+    let in_session = token(&issuer, &url, "alice", detail(&url, call_args.clone()), 10);
+    let r = call(&url, &in_session, call_args.clone(), false).await;
+    assert_eq!(
+        r.text(),
+        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
         "{r:?}"
     );
     let ran = gw.plugin_instances();
-    assert_eq!(ran, before + 1);
+    assert_eq!(ran, before + 2);
 
     // Refused, each with the remediation for the call it carried: the same approval again (a
     // session this time), another amount, another account, another tenant, another subject,
@@ -339,7 +347,11 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
     assert_eq!(issued["authorization_details"], details, "{issued}");
     let approved = issued["access_token"].as_str().unwrap();
     let r = call(&url, approved, arguments.clone(), true).await;
-    assert_eq!(r.text(), "refunded 120.00 EUR to DE02 for alice", "{r:?}");
+    assert_eq!(
+        r.text(),
+        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
+        "{r:?}"
+    );
     let r = call(&url, approved, arguments, true).await;
     assert_eq!(r.status, 403, "single use: {r:?}");
 

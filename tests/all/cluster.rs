@@ -1614,7 +1614,7 @@ bind = ["amount", "currency", "account"]
     let first = run(&replicas[0]).await;
     assert_eq!(
         first.text(),
-        "refunded 5.00 EUR to DE02 for alice",
+        "refunded 5.00 EUR to DE02 for alice [approved: payment_refund]",
         "{first:?}"
     );
     let again = run(&replicas[1]).await;

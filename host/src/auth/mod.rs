@@ -149,6 +149,15 @@ impl Principal {
         }
     }
 
+    /// This principal with one more claim for the plugin (`name`, its JSON value).
+    #[must_use]
+    pub fn with_claim(&self, name: &str, value: &Value) -> Self {
+        let mut out = self.clone();
+        out.claims.retain(|(k, _)| k != name);
+        out.claims.push((name.to_string(), value.to_string()));
+        out
+    }
+
     /// Whether every scope in `required` is granted.
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
         self.missing_scopes(required).is_empty()

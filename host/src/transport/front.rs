@@ -191,13 +191,18 @@ impl Front {
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
         let admission = step!(self.admit(caller, &message).await).map(Held::from);
         step!(self.check_scopes(caller, &message, parts));
-        step!(self.check_approval(caller, &message, parts).await);
+        // An approved call: the plugin is told what was approved (its call context's claims).
+        let approved = step!(self.check_approval(caller, &message, parts).await)
+            .map(|detail| caller.with_claim("authorization_details", &detail));
+        let caller = approved.as_ref().unwrap_or(caller);
         let room = if message.is_initialize() && session_id(parts).is_none() {
             Some(step!(self.make_room(caller, message.id()).await))
         } else {
             None
         };
-        let resp = self.forward(parts, message, admission, caller).await;
+        let resp = self
+            .forward(parts, message, admission, caller, approved.is_some())
+            .await;
         if let Some(room) = room
             && let Some(id) = resp.headers().get("mcp-session-id")
             && let Ok(id) = id.to_str()
@@ -343,21 +348,21 @@ impl Front {
         caller: &Principal,
         message: &Envelope,
         parts: &Parts,
-    ) -> Result<(), Response> {
+    ) -> Result<Option<serde_json::Value>, Response> {
         if tool_call_id(message).is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let params = &message.message["params"];
         let Some(tool) = params["name"].as_str() else {
-            return Ok(());
+            return Ok(None);
         };
         let catalog = self.tenant.plugins.catalog();
         let Some(rule) = catalog.approval(tool) else {
-            return Ok(());
+            return Ok(None);
         };
         if caller.issuer.is_none() {
             // A configured identity (auth off): the operator is the one approving.
-            return Ok(());
+            return Ok(None);
         }
         let empty = serde_json::Map::new();
         let arguments = params["arguments"].as_object().map_or_else(
@@ -406,7 +411,7 @@ impl Front {
         }
         tracing::info!(tenant = %self.tenant_id(), caller = %caller.caller(), tool = %tool,
             kind = %rule.kind, "an approved call");
-        Ok(())
+        Ok(Some(detail.clone()))
     }
 
     /// Step 5 (`initialize` only): room for a new session, reserved until the session exists
@@ -458,6 +463,7 @@ impl Front {
         mut message: Envelope,
         admission: Option<Held>,
         caller: &Principal,
+        approved: bool,
     ) -> Response {
         let span = message.is_request().then(|| self.mcp_span(parts, &message));
         if let Some(id) = session_id(parts)
@@ -483,6 +489,10 @@ impl Front {
             }
             _ => {
                 let mut req = rebuild(parts, message.bytes);
+                if approved {
+                    // The request's own principal, with what was approved for this call.
+                    req.extensions_mut().insert(caller.clone());
+                }
                 if let Some(span) = &span {
                     req.extensions_mut().insert(RequestSpan(span.clone()));
                 }
