@@ -168,8 +168,12 @@ async fn issuers(tenant: &str) -> Issuers {
          [[tenant]]\nid = \"bench\"\n{tenant}"
     );
     let config = Config::parse(&text, &dir.join("bench.toml"), &dir).unwrap();
-    let dev =
-        portcullis::dev_as::DevAs::new(&config, std::sync::Arc::new(Default::default)).unwrap();
+    let dev = portcullis::dev_as::DevAs::new(
+        &config,
+        std::sync::Arc::new(Default::default),
+        std::sync::Arc::new(Vec::new),
+    )
+    .unwrap();
     let rs_meta = json!({"issuer": format!("{base}/rs"), "jwks_uri": format!("{base}/rs/jwks"),
         "authorization_endpoint": format!("{base}/rs/authorize"), "token_endpoint": format!("{base}/rs/token"),
         "response_types_supported": ["code"]});

@@ -60,7 +60,7 @@
 //! | telemetry  | config                                                         |
 //! | sandbox    | config, telemetry                                              |
 //! | auth       | config, net, oauth, telemetry                                  |
-//! | plugins    | auth, config, sandbox, telemetry                               |
+//! | plugins    | auth, config, oauth, sandbox, telemetry                        |
 //! | vault      | config, telemetry                                              |
 //! | downstream | auth, config, net, oauth, sandbox, telemetry, vault            |
 //! | tenancy    | auth, config, sandbox                                          |
@@ -70,7 +70,7 @@
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
 //! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
-//! | transport  | admin, auth, config, mcp, net, sessions, telemetry, tenancy    |
+//! | transport  | admin, auth, config, mcp, net, oauth, sessions, telemetry, tenancy |
 //! | fuzzing    | auth, config, downstream, mcp, plugins, sandbox                |
 //! | scaffold   |                                                                |
 //! | harness    | auth, config, mcp                                              |
@@ -220,13 +220,32 @@ impl Portcullis {
         )?;
         let dev_as = if config.dev_as.enabled {
             let catalogs: Vec<_> = in_order.iter().map(|t| t.plugins.clone()).collect();
+            let approvals: dev_as::DeclaredApprovals = {
+                let catalogs = catalogs.clone();
+                Arc::new(move || {
+                    catalogs
+                        .iter()
+                        .flat_map(|p| {
+                            let catalog = p.catalog();
+                            catalog
+                                .approval_rules()
+                                .map(|(tool, title, rule)| oauth::approval::Declared {
+                                    tool: tool.to_string(),
+                                    title: title.map(str::to_string),
+                                    rule: rule.clone(),
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect()
+                })
+            };
             let declared = Arc::new(move || {
                 catalogs
                     .iter()
                     .flat_map(|p| p.catalog().declared_scopes())
                     .collect()
             });
-            let dev = dev_as::DevAs::new(&config, declared)
+            let dev = dev_as::DevAs::new(&config, declared, approvals)
                 .context("starting the development authorization server")?;
             router = router.merge(dev.router());
             Some(dev)

@@ -219,6 +219,11 @@ setBoundary((plugin) => ({
       return plugin.taskTools();
     },
   },
+  approvals: {
+    approvalRules() {
+      return plugin.approvalRules();
+    },
+  },
   completion: {
     complete(ctx, reference, argName, argValue) {
       const ref = reference.tag === "prompt" ? { prompt: reference.val } : { resourceTemplate: reference.val };

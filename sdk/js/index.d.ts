@@ -118,6 +118,8 @@ export interface ToolDef<I extends Schema, O extends Schema | undefined> {
   openWorld?: boolean;
   /** May run as an MCP Task: "optional", "required", or with where its questions are answered. */
   task?: "optional" | "required" | { support: "optional" | "required"; input?: "in-task" | "before-task" };
+  /** Each call needs a person's approval (RFC 9396 authorization details of `type`). */
+  approval?: { type: string; bind?: string[]; singleUse?: boolean; maxAgeSecs?: number };
 }
 type ToolReturn<O> = O extends Schema<infer T> ? T | Output : string | Output | unknown;
 
@@ -155,7 +157,8 @@ export class Plugin {
     get: (ctx: Context, args: Record<string, string>) => string | ["user" | "assistant", string | ContentBlock][],
   ): this;
   taskTools(): { name: string; support: "optional" | "required"; input: "in-task" | "before-task" }[];
-  exports(): { tools?: unknown; resources?: unknown; prompts?: unknown; completion?: unknown; tasks?: unknown };
+  approvalRules(): { tool: string; detailType: string; bind: string[]; singleUse: boolean; maxAgeSecs: number }[];
+  exports(): { tools?: unknown; resources?: unknown; prompts?: unknown; completion?: unknown; tasks?: unknown; approvals?: unknown };
 }
 
 export function matchTemplate(template: string, uri: string): Record<string, string> | null;

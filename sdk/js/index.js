@@ -6,7 +6,7 @@
 //     name: "words.count", description: "Count the words in a text.", scopes: ["words:read"],
 //     input: s.object({ text: s.string("The text to count") }),
 //   }, (ctx, { text }) => `${text.split(/\s+/).filter(Boolean).length} words`);
-//   export const { tools, resources, prompts, completion, tasks } = plugin.exports();
+//   export const { tools, resources, prompts, completion, tasks, approvals } = plugin.exports();
 //
 // Build with `npx portcullis-plugin build app.js -o plugin.wasm` (componentize-js, world
 // `any-plugin` of the WIT this SDK ships); test natively with `TestHost` from
@@ -239,7 +239,7 @@ export function matchTemplate(template, uri) {
 
 /**
  * What a plugin offers. Register with `tool`, `resource`, `resourceTemplate` and `prompt`,
- * then `export const { tools, resources, prompts, completion, tasks } = plugin.exports();`.
+ * then `export const { tools, resources, prompts, completion, tasks, approvals } = plugin.exports();`.
  */
 export class Plugin {
   constructor() {
@@ -255,7 +255,11 @@ export class Plugin {
    * `run(ctx, args)` returns a string, an Output, or a value (JSON; structured when `output`
    * is declared). Arguments are checked against `input` before `run` is called. `task`:
    * `"optional"` or `"required"` (or `{ support, input: "in-task" | "before-task" }`) makes
-   * it a tool that may run as an MCP Task.
+   * it a tool that may run as an MCP Task. `approval`: `{ type, bind, singleUse, maxAgeSecs }`
+   * makes each call need a person's approval (RFC 9396 `authorization_details` of `type`
+   * binding the `bind` arguments' values, or the digest of all arguments when `bind` is
+   * empty; single use and 300 s by default): the gateway refuses a caller whose token does
+   * not carry it, and `run` sees what was approved in `ctx.claim("authorization_details")`.
    */
   tool(def, run) {
     const name = named("tool", def.name);
@@ -263,13 +267,19 @@ export class Plugin {
     const input = def.input || s.object({});
     if (input.json.type !== "object") throw new TypeError(`tool \`${name}\`: input must be an s.object`);
     synchronous("tool", name, run);
-    this.tools.set(name, { ...def, name, input, run, task: taskMode(name, def.task) });
+    const approval = approvalRule(name, def.approval, input.json);
+    this.tools.set(name, { ...def, name, input, run, task: taskMode(name, def.task), approval });
     return this;
   }
 
   /** `[{ name, support, input }]` of the tools that may run as tasks. */
   taskTools() {
     return [...this.tools.values()].filter((t) => t.task).map((t) => ({ name: t.name, ...t.task }));
+  }
+
+  /** `[{ tool, detailType, bind, singleUse, maxAgeSecs }]` of the tools a person must approve call by call. */
+  approvalRules() {
+    return [...this.tools.values()].filter((t) => t.approval).map((t) => ({ tool: t.name, ...t.approval }));
   }
 
   /** Register the resource at `def.uri` (`{ uri, name, description, mimeType, scopes }`); `read(ctx)` returns a string or bytes. */
@@ -367,11 +377,37 @@ export class Plugin {
 
   /**
    * The exports componentize-js looks for (`tools`, `resources`, `prompts`, `completion`,
-   * `tasks`); outside a component (native tests) an empty object.
+   * `tasks`, `approvals`); outside a component (native tests) an empty object.
    */
   exports() {
     return exportsOf(this);
   }
+}
+
+/**
+ * A tool's approval rule, checked as the gateway checks it when it loads the plugin: a type of
+ * `[A-Za-z0-9_.:/-]{1,128}`, at most 32 distinct bound arguments the input schema names, an
+ * age of 1 s to a day.
+ */
+function approvalRule(name, approval, input) {
+  if (approval === undefined || approval === null) return undefined;
+  const { type, bind = [], singleUse = true, maxAgeSecs = 300, ...rest } = approval;
+  const wrong = (why) => new TypeError(`tool \`${name}\`: approval: ${why}`);
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw wrong(`unknown field \`${unknown[0]}\` (type, bind, singleUse, maxAgeSecs)`);
+  if (typeof type !== "string" || !/^[A-Za-z0-9_.:\/-]{1,128}$/.test(type)) {
+    throw wrong("type must match [A-Za-z0-9_.:/-]{1,128}");
+  }
+  if (!Array.isArray(bind) || bind.length > 32) throw wrong("bind must be a list of at most 32 argument names");
+  bind.forEach((b, i) => {
+    if (bind.indexOf(b) !== i) throw wrong(`binds \`${b}\` twice`);
+    if (!Object.hasOwn(input.properties || {}, b)) throw wrong(`binds \`${b}\`, which the tool's input does not name`);
+  });
+  if (typeof singleUse !== "boolean") throw wrong("singleUse must be a boolean");
+  if (!Number.isInteger(maxAgeSecs) || maxAgeSecs < 1 || maxAgeSecs > 86400) {
+    throw wrong("maxAgeSecs must be 1 to 86400 seconds");
+  }
+  return { detailType: type, bind: [...bind], singleUse, maxAgeSecs };
 }
 
 const TASK_SUPPORT = ["optional", "required"];

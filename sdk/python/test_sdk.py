@@ -7,7 +7,7 @@ import enum
 import unittest
 from typing import Annotated, Literal, Optional, TypedDict
 
-from portcullis_sdk import (Context, Field, Image, InvalidArguments, NotFound, Output, Plugin,
+from portcullis_sdk import (Approval, Context, Field, Image, InvalidArguments, NotFound, Output, Plugin,
                             ResourceLink, ToolError, match_template, notify_resource_updated)
 from portcullis_sdk.schema import SchemaError
 from portcullis_sdk.testing import McpTestClient, OutputMismatch, TestHost
@@ -243,6 +243,40 @@ class Protocol(unittest.TestCase):
         prompt = client.request("prompts/list")["result"]["prompts"][0]
         self.assertEqual(prompt["arguments"][0]["description"], "The issue to triage")
         self.assertEqual(client.request("method/unknown")["error"]["code"], -32601)
+
+    def test_approvals_are_declared_and_checked_as_the_gateway_checks_them(self):
+        p = Plugin()
+
+        @p.tool(name="pay.refund", approval=Approval("payment_refund", bind=("amount", "account")))
+        def refund(ctx: Context, amount: str, account: str, memo: str = ""):
+            "Refund."
+            return f"{amount} {account} {ctx.claim('authorization_details')['type']}"
+
+        @p.tool(name="pay.payout", approval=Approval("payment_initiation", single_use=False, max_age_secs=600))
+        def payout(ctx: Context, batch: str):
+            "Pay out."
+            return batch
+
+        self.assertEqual(p.approval_rules(), [
+            ("pay.refund", Approval("payment_refund", ("amount", "account"), True, 300)),
+            ("pay.payout", Approval("payment_initiation", (), False, 600)),
+        ])
+        detail = {"type": "payment_refund", "arguments": {"amount": "1.00", "account": "DE02"}}
+        host = TestHost(claims={"authorization_details": detail})
+        self.assertEqual(host.call_tool(p, "pay.refund", {"amount": "1.00", "account": "DE02"}).text,
+                         "1.00 DE02 payment_refund")
+        for approval, problem in [
+            (Approval("a b"), "detail_type must match"),
+            (Approval("t", bind=("amount", "amount")), "binds `amount` twice"),
+            (Approval("t", bind=("iban",)), "binds `iban`, which the tool's parameters do not name"),
+            (Approval("t", max_age_secs=0), "max_age_secs must be 1 to 86400"),
+            (Approval("t", max_age_secs=86401), "max_age_secs must be 1 to 86400"),
+            (Approval("t", bind=tuple(f"a{i}" for i in range(33))), "at most 32"),
+        ]:
+            with self.assertRaisesRegex(ValueError, problem):
+                p.tool(name="pay.bad", approval=approval)(refund)
+        with self.assertRaisesRegex(TypeError, "approval must be an Approval"):
+            p.tool(name="pay.bad", approval={"type": "t"})
 
 
 if __name__ == "__main__":

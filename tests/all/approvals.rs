@@ -1,9 +1,11 @@
 //! Approvals bound to the exact call (#32): a tool that needs a person's approval of each call
 //! runs only for a token whose `authorization_details` authorize exactly that call — its type,
-//! this tenant's resource, this tool, the bound argument values — issued recently enough, and
-//! a single-use approval runs it once. Everything else gets 403 `insufficient_authorization`
-//! with the details that would authorize the call it carried (never what an earlier refusal
-//! asked for). The issuer here is the in-test one, so each attack's token can be written.
+//! this tenant's resource, this tool, the caller, the bound argument values — issued recently
+//! enough, and a single-use approval runs it once (a call that becomes an MCP Task spends it
+//! at creation). Everything else gets 403 `insufficient_authorization` with the details that
+//! would authorize the call it carried (never what an earlier refusal asked for). The
+//! `payments` fixture declares its rules through the Rust SDK; tenant `b`'s operator overrides
+//! one. The issuer here is the in-test one, so each attack's token can be written.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -21,18 +23,19 @@ async fn gateway(issuer: &TestIssuer) -> TestGateway {
         scopes_supported = ["payments:write"]
         [[auth.issuer]]
         issuer = "{issuer}"
+        [tasks]
+        deadline_ms = 20000
         [[tenant]]
         id = "a"
         plugins = [{payments}]
-        [tenant.plugin.payments.approvals."payments.refund"]
-        type = "{KIND}"
-        bind = ["amount", "currency", "account"]
         [[tenant]]
         id = "b"
         plugins = [{payments}]
+        # The operator's rule replaces the plugin's: approvals here last a minute.
         [tenant.plugin.payments.approvals."payments.refund"]
         type = "{KIND}"
         bind = ["amount", "currency", "account"]
+        max_age_secs = 60
         "#,
         issuer = issuer.url,
         payments = toml_path(&plugin("payments")),
@@ -55,9 +58,14 @@ fn token(issuer: &TestIssuer, aud: &str, sub: &str, details: Value, age: u64) ->
     )
 }
 
+/// What approves alice's refund with `arguments` at `resource`.
 fn detail(resource: &str, arguments: Value) -> Value {
+    detail_of("payments.refund", resource, "alice", arguments)
+}
+
+fn detail_of(tool: &str, resource: &str, subject: &str, arguments: Value) -> Value {
     json!([{"type": KIND, "locations": [resource], "actions": ["tools/call"],
-            "tool": "payments.refund", "arguments": arguments}])
+            "tool": tool, "subject": subject, "arguments": arguments}])
 }
 
 /// The remediation a refusal carries, decoded.
@@ -78,12 +86,16 @@ fn remediation(r: &Reply) -> Value {
 }
 
 async fn call(url: &str, token: &str, arguments: Value, modern: bool) -> Reply {
+    call_tool(url, token, "payments.refund", arguments, modern).await
+}
+
+async fn call_tool(url: &str, token: &str, tool: &str, arguments: Value, modern: bool) -> Reply {
     let mut c = if modern {
         Client::modern(url).bearer(token)
     } else {
         Client::initialize_with(url, "2025-11-25", Some(&format!("Bearer {token}"))).await
     };
-    c.call_tool("payments.refund", arguments).await
+    c.call_tool(tool, arguments).await
 }
 
 #[tokio::test]
@@ -136,10 +148,29 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
 
     // Refused, each with the remediation for the call it carried: the same approval again (a
     // session this time), another amount, another account, another tenant, another subject,
-    // an approval too old, one for another resource, one of an unknown type.
+    // an approval too old (here, and at tenant b, whose operator allows a minute), one for
+    // another resource, one of an unknown type.
     let mut other_type = detail(&url, call_args.clone());
     other_type[0]["type"] = json!("payment_initiation");
     let cases: Vec<(&str, String, String, Value)> = vec![
+        (
+            "by another subject",
+            url.clone(),
+            token(&issuer, &url, "bob", detail(&url, call_args.clone()), 0),
+            call_args.clone(),
+        ),
+        (
+            "too old for tenant b's operator",
+            other_tenant.clone(),
+            token(
+                &issuer,
+                &other_tenant,
+                "alice",
+                detail(&other_tenant, call_args.clone()),
+                100,
+            ),
+            call_args.clone(),
+        ),
         (
             "used once already",
             url.clone(),
@@ -202,32 +233,145 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
             }
             let r = call(&at, &token, arguments.clone(), modern).await;
             assert_eq!(r.status, 403, "{name}: {r:?}");
-            assert_eq!(remediation(&r), detail(&at, arguments.clone()), "{name}");
+            let subject = if name == "by another subject" {
+                "bob"
+            } else {
+                "alice"
+            };
+            let wanted = detail_of("payments.refund", &at, subject, arguments.clone());
+            assert_eq!(remediation(&r), wanted, "{name}");
         }
     }
+    // Another tool: the refund's approval does not pay out a batch (which needs its own, of
+    // its own type, binding the digest of all its arguments).
+    let batch = json!({"batch": "B-1", "count": 3});
+    let refund_approval = token(&issuer, &url, "alice", detail(&url, call_args.clone()), 0);
+    let r = call_tool(
+        &url,
+        &refund_approval,
+        "payments.payout",
+        batch.clone(),
+        true,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let wanted = json!([{"type": "payment_initiation", "locations": [url], "actions": ["tools/call"],
+        "tool": "payments.payout", "subject": "alice",
+        "arguments_digest": payout_digest(&batch)}]);
+    assert_eq!(remediation(&r), wanted);
+    // …and a fresh approval at b, within its minute, runs there.
+    let at_b = token(
+        &issuer,
+        &other_tenant,
+        "alice",
+        detail(&other_tenant, call_args.clone()),
+        30,
+    );
+    let r = call(&other_tenant, &at_b, call_args.clone(), false).await;
+    assert_eq!(
+        r.text(),
+        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
+        "{r:?}"
+    );
+    let ran = ran + 1;
     assert_eq!(
         gw.plugin_instances(),
         ran,
         "no refused call reached the plugin"
     );
 
-    // The metadata names the type the tenant enforces.
+    // The metadata names the types the tenant enforces.
     let prm = get_json(&gw.url("/.well-known/oauth-protected-resource/mcp")).await;
     assert_eq!(
         prm["authorization_details_types_supported"],
-        json!([KIND]),
+        json!(["payment_initiation", KIND]),
         "{prm}"
     );
 }
 
+/// The digest the gateway binds for `payments.payout`: SHA-256 of the canonical JSON (members
+/// sorted, no whitespace) of its arguments, written out here by hand.
+fn payout_digest(batch: &Value) -> String {
+    use sha2::Digest as _;
+    let canonical = format!(
+        "{{\"batch\":{},\"count\":{}}}",
+        batch["batch"], batch["count"]
+    );
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(canonical)))
+}
+
+/// #32 AC4: a call that becomes an MCP Task is checked like any other and spends its
+/// single-use approval when the task is created, so the approval runs one task; the task runs
+/// to its end for its caller.
+#[tokio::test]
+async fn an_approved_call_that_becomes_a_task_spends_its_approval_at_creation() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let gw = gateway(&issuer).await;
+    let url = gw.url("/mcp");
+    let batch = json!({"batch": "B-7", "count": 12});
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let start = |token: String, arguments: Value| {
+        let (url, caps) = (url.clone(), caps.clone());
+        async move {
+            Client::modern(&url)
+                .bearer(&token)
+                .request(
+                    "tools/call",
+                    json!({"name": "payments.payout", "arguments": arguments, "_meta": caps}),
+                )
+                .await
+        }
+    };
+    let approval = json!([{"type": "payment_initiation", "locations": [url],
+        "actions": ["tools/call"], "tool": "payments.payout", "subject": "alice",
+        "arguments_digest": payout_digest(&batch)}]);
+
+    // Without the approval no task is created: the same refusal as an inline call.
+    let plain = token(&issuer, &url, "alice", json!([]), 0);
+    let refused = start(plain, batch.clone()).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(remediation(&refused), approval);
+
+    let approved = token(&issuer, &url, "alice", approval.clone(), 5);
+    let created = start(approved.clone(), batch.clone()).await;
+    assert_eq!(created.result()["resultType"], "task", "{created:?}");
+    let id = created.result()["taskId"].as_str().unwrap().to_string();
+    // Spent at creation: a second task from the same approval is refused at once, and so is
+    // the approval for another batch.
+    let again = start(approved.clone(), batch.clone()).await;
+    assert_eq!(again.status, 403, "{again:?}");
+    let fresh = token(&issuer, &url, "alice", approval.clone(), 0);
+    let other = start(fresh, json!({"batch": "B-7", "count": 13})).await;
+    assert_eq!(other.status, 403, "{other:?}");
+    // The task finishes for alice.
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        let r = Client::modern(&url)
+            .bearer(&approved)
+            .request_with(
+                "tasks/get",
+                json!({"taskId": id, "_meta": caps}),
+                &[("mcp-name", &id)],
+            )
+            .await;
+        status = r.result()["status"].clone();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "completed");
+}
+
 /// #32: the development AS takes the details a refusal named — pushed first (RFC 9126, they
-/// are large), shown on its consent page in plain words (the amount and the account), and
-/// carried by the token it issues — and the retry runs the call once.
+/// are large) — for the types the plugin declares, issues them to the user whose call they
+/// name (never another's), and the token carries them; the retry runs the call once. (The
+/// consent page a person reads is `approvals::a_person_approves_the_exact_call_in_a_browser`.)
 #[tokio::test]
 async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
-    let gw = TestGateway::from_toml(
-        &format!(
-            r#"
+    let gw = TestGateway::from_toml(&format!(
+        r#"
         [auth]
         mode = "oauth"
         scopes_supported = ["payments:write"]
@@ -237,21 +381,16 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
         [[tenant]]
         id = "a"
         plugins = [{payments}]
-        [tenant.plugin.payments.approvals."payments.refund"]
-        type = "{KIND}"
-        bind = ["amount", "currency", "account"]
         "#,
-            payments = toml_path(&plugin("payments")),
-        )
-        .replace("{auto}", "true"),
-    )
+        payments = toml_path(&plugin("payments")),
+    ))
     .await;
     let url = gw.url("/mcp");
     let meta = get_json(&gw.url("/.well-known/oauth-authorization-server/dev-as")).await;
     assert_eq!(
         meta["authorization_details_types_supported"],
-        json!([KIND]),
-        "{meta}"
+        json!(["payment_initiation", KIND]),
+        "the types the plugin declares: {meta}"
     );
     let par = meta["pushed_authorization_request_endpoint"]
         .as_str()
@@ -354,6 +493,35 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
     );
     let r = call(&url, approved, arguments, true).await;
     assert_eq!(r.status, 403, "single use: {r:?}");
+
+    // Someone else's call is not this user's to approve.
+    let mut theirs = details.clone();
+    theirs[0]["subject"] = json!("mallory");
+    let pushed: Value = http
+        .post(&par)
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("resource", url.as_str()),
+            ("authorization_details", theirs.to_string().as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut authorize = reqwest::Url::parse(&gw.url("/dev-as/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("request_uri", pushed["request_uri"].as_str().unwrap());
+    let denied = http.get(authorize).send().await.unwrap();
+    let location = denied.headers()["location"].to_str().unwrap();
+    assert!(location.contains("error=access_denied"), "{location}");
 
     // Unknown types and details for another resource are refused at the AS.
     for bad in [

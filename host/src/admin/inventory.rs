@@ -1,5 +1,5 @@
-//! The plugin inventory operators see: each plugin's version, tools and scopes, grants, load
-//! facts and last error, and the files that serve nothing. Built from a catalog snapshot;
+//! The plugin inventory operators see: each plugin's version, tools with their scopes and
+//! approval rules, grants, load facts and last error, and the files that serve nothing. Built from a catalog snapshot;
 //! the registry itself renders nothing.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::plugins::Catalog;
+use crate::plugins::{ApprovalRule, Catalog};
 
 /// One tenant's plugins, as `GET /admin/plugins` and `portcullis plugins` show them.
 #[derive(Debug, Clone, Serialize)]
@@ -47,13 +47,17 @@ pub struct PluginEntry {
     pub last_error: Option<String>,
 }
 
-/// A tool and its required scopes.
+/// A tool, its required scopes and the approval each call needs, if any.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToolEntry {
     /// The tool name.
     pub name: String,
     /// Scopes a caller needs.
     pub scopes: Vec<String>,
+    /// The approval of each call it needs (RFC 9396 `type`, bound arguments, single use,
+    /// maximum age), as the plugin or the operator declared it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRule>,
 }
 
 /// A file that failed to load.
@@ -94,6 +98,7 @@ impl Inventory {
                     .map(|t| ToolEntry {
                         name: t.name.clone(),
                         scopes: t.required_scopes.clone(),
+                        approval: p.approvals.get(&t.name).cloned(),
                     })
                     .collect(),
                 prompts: p.prompts.len(),

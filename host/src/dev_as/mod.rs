@@ -196,6 +196,7 @@ struct RefreshGrant {
 }
 
 pub use crate::oauth::DeclaredScopes;
+pub use crate::oauth::approval::DeclaredApprovals;
 
 /// The development authorization server.
 pub struct DevAs {
@@ -277,9 +278,14 @@ impl DevAs {
     /// Build from the configuration: the issuer is `<public_url>/dev-as`, tokens may target
     /// every tenant's resource URL and carry `auth.scopes_supported`, `offline_access` and
     /// whatever scopes `declared` returns (the plugins' own, so a client can obtain what a
-    /// tool requires).
-    pub fn new(config: &Config, declared: DeclaredScopes) -> anyhow::Result<Arc<Self>> {
-        Self::build(config, true, declared)
+    /// tool requires); tokens may carry approvals of single calls (RFC 9396) of the types the
+    /// rules `approvals` returns name.
+    pub fn new(
+        config: &Config,
+        declared: DeclaredScopes,
+        approvals: DeclaredApprovals,
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::build(config, true, declared, approvals)
     }
 
     /// Say loudly that this development AS is being served (once the gateway listens; a
@@ -294,13 +300,14 @@ impl DevAs {
     /// Only the signing side (the `portcullis token` command): no clients, so no client
     /// secrets need to be in the environment.
     pub fn minter(config: &Config) -> anyhow::Result<Arc<Self>> {
-        Self::build(config, false, Arc::new(BTreeSet::new))
+        Self::build(config, false, Arc::new(BTreeSet::new), Arc::new(Vec::new))
     }
 
     fn build(
         config: &Config,
         with_clients: bool,
         declared_scopes: DeclaredScopes,
+        approvals: DeclaredApprovals,
     ) -> anyhow::Result<Arc<Self>> {
         let dev = &config.dev_as;
         let key_file = dev.key_file.as_ref().map(|p| config.resolve_path(p));
@@ -358,7 +365,7 @@ impl DevAs {
             enterprise::Enterprise::load(&dev.enterprise_idps, |p| config.resolve_path(p))
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source.display()))?;
         Ok(Arc::new(Self {
-            rar: rar::Rar::from_config(config),
+            rar: rar::Rar::new(approvals),
             enterprise,
             exchange_audiences,
             issuer: config.dev_as_issuer(),
@@ -670,6 +677,21 @@ impl DevAs {
         scope: String,
         subject: String,
     ) -> Response {
+        let details: Option<Value> = p
+            .authorization_details
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok());
+        if let Some(d) = &details
+            && !rar::approvable_by(d, &subject)
+        {
+            return AuthorizeError::Redirect {
+                redirect_uri: p.redirect_uri.clone().unwrap_or_default(),
+                error: "access_denied".into(),
+                description: "the approvals asked for are another user's calls".into(),
+                state: p.state.clone(),
+            }
+            .into_response();
+        }
         let code = random_token();
         let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
         // A client that got this far is in use: kept before ones only registered.
@@ -689,10 +711,7 @@ impl DevAs {
                 subject,
                 expires: Instant::now() + CODE_TTL,
                 dpop_jkt: p.dpop_jkt.clone(),
-                details: p
-                    .authorization_details
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str(d).ok()),
+                details,
             },
         );
         drop(codes);

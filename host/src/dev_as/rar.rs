@@ -2,19 +2,21 @@
 //! the gateway's tools require (#32), asked for at `/authorize` (or pushed first, RFC 9126),
 //! shown to the person in plain words, and carried by the token.
 //!
-//! Owns: which `authorization_details` types it grants (those the tenants' `approvals`
-//! declare, with each tool's single use and maximum age), checking requested details (a JSON
-//! array of objects of those types, for one of the gateway's resources), the consent page's
-//! words for them, and pushed authorization requests (a `request_uri` good for 60 s, once, for
-//! the client that pushed it). Must not: issue codes or tokens (`mod.rs`).
+//! Owns: which `authorization_details` types it grants (those of the approval rules in force
+//! in the tenants' catalogs — declared by plugins or by the operator — with each tool's single
+//! use and maximum age), checking requested details (a JSON array of objects of those types,
+//! for one of the gateway's resources) and, when a person approves them, that they name that
+//! person; the consent page's words for them, and pushed authorization requests (a
+//! `request_uri` good for 60 s, once, for the client that pushed it). Must not: issue codes or
+//! tokens (`mod.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::oauth::approval::{Declared, DeclaredApprovals};
 
 /// How long a pushed request's `request_uri` may be used.
 pub(super) const PUSHED_TTL: Duration = Duration::from_secs(60);
@@ -23,46 +25,35 @@ const MAX_PUSHED: usize = 1000;
 /// The longest `authorization_details` accepted, in bytes.
 const MAX_DETAILS_BYTES: usize = 16 * 1024;
 
-/// What one tool's approval is, as the operator declared it.
-#[derive(Debug, Clone)]
-struct Approval {
-    single_use: bool,
-    max_age_secs: u64,
-}
-
 /// The types the development AS grants, and its pushed requests.
 pub(super) struct Rar<P> {
-    /// Type → tool → its approval.
-    types: BTreeMap<String, BTreeMap<String, Approval>>,
+    /// The approval rules in force, by tool.
+    declared: DeclaredApprovals,
     pushed: Mutex<HashMap<String, (String, Instant, P)>>,
 }
 
 impl<P: Clone> Rar<P> {
-    /// The types the tenants' `approvals` declare in `config`.
-    pub(super) fn from_config(config: &Config) -> Self {
-        let mut types: BTreeMap<String, BTreeMap<String, Approval>> = BTreeMap::new();
-        for tenant in &config.tenants {
-            for settings in tenant.plugin.values() {
-                for (tool, a) in &settings.approvals {
-                    types.entry(a.kind.clone()).or_default().insert(
-                        tool.clone(),
-                        Approval {
-                            single_use: a.single_use,
-                            max_age_secs: a.max_age_secs,
-                        },
-                    );
-                }
-            }
-        }
+    /// Grants the types of the rules `declared` returns (as they are at each request).
+    pub(super) fn new(declared: DeclaredApprovals) -> Self {
         Self {
-            types,
+            declared,
             pushed: Mutex::new(HashMap::new()),
         }
     }
 
     /// The types, for the metadata.
-    pub(super) fn types(&self) -> Vec<&str> {
-        self.types.keys().map(String::as_str).collect()
+    pub(super) fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = (self.declared)().into_iter().map(|d| d.rule.kind).collect();
+        types.sort();
+        types.dedup();
+        types
+    }
+
+    /// The rule of `tool` whose type is `kind`, if one is in force.
+    fn rule(&self, kind: &str, tool: &str) -> Option<Declared> {
+        (self.declared)()
+            .into_iter()
+            .find(|d| d.tool == tool && d.rule.kind == kind)
     }
 
     /// Requested `authorization_details` (JSON text), checked: an array of objects of a type
@@ -79,9 +70,10 @@ impl<P: Clone> Rar<P> {
             .as_array()
             .filter(|a| !a.is_empty())
             .ok_or("authorization_details must be a non-empty array")?;
+        let types = self.types();
         for entry in entries {
             let kind = entry["type"].as_str().ok_or("each entry needs a type")?;
-            if !self.types.contains_key(kind) {
+            if !types.iter().any(|t| t == kind) {
                 return Err(format!(
                     "authorization_details type `{kind}` is not granted here"
                 ));
@@ -96,17 +88,24 @@ impl<P: Clone> Rar<P> {
         Ok(details)
     }
 
-    /// The details in plain words for the person approving them (HTML, escaped by `escape`).
+    /// The details in plain words for the person approving them (HTML, escaped by `escape`):
+    /// the tool's title, each bound argument and its value, on whose behalf, how often and
+    /// for how long.
     pub(super) fn describe(&self, details: &Value, escape: impl Fn(&str) -> String) -> String {
         let mut out = String::from("<ul class=approvals>");
         for entry in details.as_array().into_iter().flatten() {
             let kind = entry["type"].as_str().unwrap_or_default();
             let tool = entry["tool"].as_str().unwrap_or_default();
-            let approval = self.types.get(kind).and_then(|t| t.get(tool));
+            let declared = self.rule(kind, tool);
+            let title = declared
+                .as_ref()
+                .and_then(|d| d.title.clone())
+                .unwrap_or_else(|| tool.to_string());
             out.push_str(&format!(
-                "<li><b>{}</b> — call <code>{}</code> once with:<ul>",
-                escape(kind),
-                escape(tool)
+                "<li><b class=tool>{}</b> (<code>{}</code>, approval type <code>{}</code>) with:<ul>",
+                escape(&title),
+                escape(tool),
+                escape(kind)
             ));
             if let Some(args) = entry["arguments"].as_object() {
                 for (name, value) in args {
@@ -126,16 +125,22 @@ impl<P: Clone> Rar<P> {
                     escape(digest)
                 ));
             }
-            out.push_str("</ul>");
-            if let Some(a) = approval {
+            if let Some(subject) = entry["subject"].as_str() {
                 out.push_str(&format!(
-                    "<p>{} Valid for {} s after approval.</p>",
-                    if a.single_use {
+                    "<li>on behalf of <b class=subject>{}</b></li>",
+                    escape(subject)
+                ));
+            }
+            out.push_str("</ul>");
+            if let Some(d) = declared {
+                out.push_str(&format!(
+                    "<p class=terms>{} Valid for {} s after approval.</p>",
+                    if d.rule.single_use {
                         "Authorizes one call only."
                     } else {
-                        "May be used more than once."
+                        "May be used for this call more than once."
                     },
-                    a.max_age_secs
+                    d.rule.max_age_secs
                 ));
             }
             out.push_str("</li>");
@@ -163,4 +168,14 @@ impl<P: Clone> Rar<P> {
         let (owner, at, params) = self.pushed.lock().remove(uri)?;
         (owner == client_id && at.elapsed() < PUSHED_TTL).then_some(params)
     }
+}
+
+/// Whether `user` may approve `details`: every entry naming a subject names this one (an
+/// approval of someone else's call is theirs to give).
+pub(super) fn approvable_by(details: &Value, user: &str) -> bool {
+    details
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|entry| entry.get("subject").is_none_or(|s| s == user))
 }

@@ -4,9 +4,11 @@
 //! Owns: the RFC 8693 / RFC 7523 URNs, bounded fetching of JSON documents from authorization
 //! servers (`fetch_json`) and RFC 8414 / OIDC metadata discovery with exact issuer matching
 //! (`discover`), with typed errors; which scopes are offered (`auth.scopes_supported` and
-//! those the plugins declare, `offered_scopes`); reading DPoP proofs (`proof`). Must not:
+//! those the plugins declare, `offered_scopes`); reading DPoP proofs (`proof`); what an approval of one call is and
+//! whether a token's RFC 9396 details carry it (`approval`). Must not:
 //! validate tokens (`auth`) or request them (`downstream`).
 
+pub mod approval;
 pub(crate) mod proof;
 
 use std::collections::BTreeSet;

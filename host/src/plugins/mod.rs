@@ -1,8 +1,8 @@
 //! The plugin registry: which plugins a tenant serves, and what each one offers.
 //!
 //! Owns loading (read, compile off the async runtime, ask the plugin to describe itself),
-//! validation (tool names, schemas, duplicates across plugins), operator overrides (scopes,
-//! limits, config values) and the immutable [`Catalog`] snapshot each request reads. A plugin
+//! validation (tool names, schemas, approval rules, duplicates across plugins), operator
+//! overrides (scopes, limits, config values, approval rules) and the immutable [`Catalog`] snapshot each request reads. A plugin
 //! that fails to load is recorded with its reason and the others keep serving. This module
 //! must not speak MCP: the `mcp` module turns catalog entries into protocol answers.
 
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub mod approval;
 pub mod bounds;
 pub mod schema;
 pub mod watch;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
 use crate::config::{Config, TenantConfig, ToolsList};
+pub use crate::oauth::approval::ApprovalRule;
 use crate::sandbox::{
     BoxFuture, CallEnv, CallLabels, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox,
     Share, wit,
@@ -52,7 +52,7 @@ pub struct LoadedPlugin {
     /// Claim rules per tool: claim → required value.
     pub claim_rules: BTreeMap<String, BTreeMap<String, String>>,
     /// Tools a person must approve call by call, by tool name (#32).
-    pub approvals: BTreeMap<String, approval::ApprovalRule>,
+    pub approvals: BTreeMap<String, ApprovalRule>,
     /// Downstream services the operator granted this plugin.
     pub services: Arc<[String]>,
     /// Tools, with operator scope overrides applied.
@@ -168,17 +168,25 @@ impl Catalog {
     }
 
     /// The approval tool `name` requires, if any.
-    pub fn approval(&self, name: &str) -> Option<&approval::ApprovalRule> {
+    pub fn approval(&self, name: &str) -> Option<&ApprovalRule> {
         let (plugin, _) = self.tool(name)?;
         plugin.approvals.get(name)
     }
 
+    /// The tenant's tools that need a person's approval of each call: name, title, rule.
+    pub fn approval_rules(&self) -> impl Iterator<Item = (&str, Option<&str>, &ApprovalRule)> {
+        self.tools.iter().filter_map(|(name, (p, i))| {
+            let title = p.tools[*i].title.as_deref();
+            p.approvals
+                .get(name)
+                .map(|rule| (name.as_str(), title, rule))
+        })
+    }
+
     /// The `authorization_details` types the tenant's tools require (for the metadata).
     pub fn approval_types(&self) -> BTreeSet<String> {
-        self.tools
-            .values()
-            .filter_map(|(p, i)| p.approvals.get(&p.tools[*i].name))
-            .map(|a| a.kind.clone())
+        self.approval_rules()
+            .map(|(_, _, a)| a.kind.clone())
             .collect()
     }
 
@@ -843,6 +851,14 @@ pub enum ValidationError {
     /// The plugin's `tasks` export names a tool it does not list.
     #[error("the plugin runs `{0}` as a task but lists no such tool")]
     UnknownTaskTool(String),
+    /// The plugin's `approvals` export declares a rule that cannot be enforced.
+    #[error("the plugin's approval rule for `{tool}` is refused: {problem}")]
+    Approval {
+        /// The tool.
+        tool: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The plugin declares the same name twice.
     #[error("the plugin declares {kind} `{name}` more than once")]
     Duplicate {
@@ -912,19 +928,7 @@ async fn load_plugin(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         claim_rules: settings.require_claims.clone(),
-        approvals: settings
-            .approvals
-            .iter()
-            .map(|(tool, a)| {
-                let rule = approval::ApprovalRule {
-                    kind: a.kind.clone(),
-                    bind: a.bind.clone(),
-                    single_use: a.single_use,
-                    max_age_secs: a.max_age_secs,
-                };
-                (tool.clone(), rule)
-            })
-            .collect(),
+        approvals: items.approvals,
         services: settings.services.clone().into(),
         tools: items.tools,
         schemas: items.schemas,
@@ -959,6 +963,8 @@ struct Items {
     tools: Vec<wit::Tool>,
     schemas: std::collections::HashMap<String, schema::ToolSchemas>,
     task_tools: std::collections::HashMap<String, TaskMode>,
+    /// Tools a person must approve call by call: the plugin's rules, then the operator's.
+    approvals: BTreeMap<String, ApprovalRule>,
     resources: Vec<wit::Resource>,
     templates: Vec<wit::ResourceTemplate>,
     prompts: Vec<wit::Prompt>,
@@ -979,16 +985,19 @@ impl Items {
         let (resources, templates) = code.list_resources(env).await.map_err(describe)?;
         let prompts = code.list_prompts(env).await.map_err(describe)?;
         let declared = code.task_tools(env).await.map_err(describe)?;
+        let approval_rules = code.approval_rules(env).await.map_err(describe)?;
         let invalid = |source| PluginLoadError::Invalid {
             path: path.display().to_string(),
             source,
         };
         let schemas = validate_tools(&tools).map_err(invalid)?;
         let task_tools = task_modes(&tools, declared).map_err(invalid)?;
+        let approvals = declared_approvals(&tools, approval_rules).map_err(invalid)?;
         Ok(Self {
             tools,
             schemas,
             task_tools,
+            approvals,
             resources,
             templates,
             prompts,
@@ -1014,6 +1023,29 @@ impl Items {
             }
             self.tools.retain(|t| enabled.contains(&t.name));
             self.task_tools.retain(|name, _| enabled.contains(name));
+            self.approvals.retain(|name, _| enabled.contains(name));
+        }
+        // The operator's approval rules replace the plugin's, tool by tool.
+        for (tool, a) in &settings.approvals {
+            let Some(listed) = self.tools.iter().find(|t| &t.name == tool) else {
+                return Err(PluginLoadError::UnknownTool {
+                    settings_from: settings_from.to_string(),
+                    tool: tool.clone(),
+                });
+            };
+            let rule = ApprovalRule {
+                kind: a.kind.clone(),
+                bind: a.bind.clone(),
+                single_use: a.single_use,
+                max_age_secs: a.max_age_secs,
+            };
+            rule.check(&input_schema(listed))
+                .map_err(|problem| PluginLoadError::BadApproval {
+                    settings_from: settings_from.to_string(),
+                    tool: tool.clone(),
+                    problem,
+                })?;
+            self.approvals.insert(tool.clone(), rule);
         }
         let names_an_item = |key: &String| {
             self.tools.iter().any(|t| &t.name == key)
@@ -1072,6 +1104,46 @@ fn task_modes(
     Ok(modes)
 }
 
+/// A tool's `inputSchema` as JSON (`null` if it is not: such a tool was refused already).
+fn input_schema(tool: &wit::Tool) -> serde_json::Value {
+    serde_json::from_str(&tool.input_schema).unwrap_or_default()
+}
+
+/// The `approvals` export's rules by tool name, each well formed and naming a listed tool once.
+fn declared_approvals(
+    tools: &[wit::Tool],
+    declared: Vec<wit::ApprovalRule>,
+) -> Result<BTreeMap<String, ApprovalRule>, ValidationError> {
+    let mut rules = BTreeMap::new();
+    for d in declared {
+        let Some(tool) = tools.iter().find(|x| x.name == d.tool) else {
+            return Err(ValidationError::Approval {
+                tool: d.tool,
+                problem: "the plugin lists no such tool".into(),
+            });
+        };
+        let rule = ApprovalRule {
+            kind: d.detail_type,
+            bind: d.bind,
+            single_use: d.single_use,
+            max_age_secs: u64::from(d.max_age_secs),
+        };
+        if let Err(problem) = rule.check(&input_schema(tool)) {
+            return Err(ValidationError::Approval {
+                tool: d.tool,
+                problem,
+            });
+        }
+        if rules.insert(d.tool.clone(), rule).is_some() {
+            return Err(ValidationError::Duplicate {
+                kind: "approval rule for tool",
+                name: d.tool,
+            });
+        }
+    }
+    Ok(rules)
+}
+
 /// Why loading one plugin failed.
 #[derive(Debug, thiserror::Error)]
 enum PluginLoadError {
@@ -1090,6 +1162,13 @@ enum PluginLoadError {
         "{settings_from}: scopes: the plugin has no tool, prompt, resource or template `{item}`"
     )]
     UnknownItem { settings_from: String, item: String },
+    /// The settings' approval rule for a tool is malformed.
+    #[error("{settings_from}: approvals.\"{tool}\": {problem}")]
+    BadApproval {
+        settings_from: String,
+        tool: String,
+        problem: String,
+    },
     /// The compile task did not finish (it panicked or was cancelled).
     #[error("compile task failed: {0}")]
     CompileTask(#[from] tokio::task::JoinError),

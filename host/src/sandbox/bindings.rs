@@ -10,5 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use self::exports::portcullis::plugin::{completion, prompts, resources, tasks, tools};
+pub(crate) use self::exports::portcullis::plugin::{
+    approvals, completion, prompts, resources, tasks, tools,
+};
 pub(crate) use self::portcullis::plugin::{downstream, host, types};

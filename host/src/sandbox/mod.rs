@@ -40,6 +40,7 @@ pub use state::{BoxFuture, CallObserver, Egress, NoEgress};
 
 /// The WIT package's data types, for the rest of the host.
 pub mod wit {
+    pub use super::bindings::approvals::ApprovalRule;
     pub use super::bindings::completion::{CompletionResult, Reference};
     pub use super::bindings::downstream::{
         Error as FetchError, Request as FetchRequest, Response as FetchResponse,
@@ -376,6 +377,7 @@ impl Sandbox {
             prompts: bindings::prompts::GuestIndices::new(&pre).ok(),
             completion: bindings::completion::GuestIndices::new(&pre).ok(),
             tasks: bindings::tasks::GuestIndices::new(&pre).ok(),
+            approvals: bindings::approvals::GuestIndices::new(&pre).ok(),
         };
         // Only components that fit the plugin world are worth keeping.
         if let (Some(cache), false) = (&self.inner.artifacts, from_cache) {
@@ -702,6 +704,7 @@ struct Exports {
     prompts: Option<bindings::prompts::GuestIndices>,
     completion: Option<bindings::completion::GuestIndices>,
     tasks: Option<bindings::tasks::GuestIndices>,
+    approvals: Option<bindings::approvals::GuestIndices>,
 }
 
 /// Everything a single call needs besides its arguments.
@@ -1071,6 +1074,24 @@ impl PluginCode {
         };
         self.run(env, ("task-tools", None), move |store, inst| {
             Box::pin(async move { idx.load(&mut *store, &inst)?.call_task_tools(store).await })
+        })
+        .await
+    }
+
+    /// The tools a person must approve call by call (none unless it exports `approvals`).
+    pub async fn approval_rules(
+        &self,
+        env: &CallEnv,
+    ) -> Result<Vec<wit::ApprovalRule>, SandboxError> {
+        let Some(idx) = self.exports.approvals.clone() else {
+            return Ok(Vec::new());
+        };
+        self.run(env, ("approval-rules", None), move |store, inst| {
+            Box::pin(async move {
+                idx.load(&mut *store, &inst)?
+                    .call_approval_rules(store)
+                    .await
+            })
         })
         .await
     }

@@ -338,7 +338,8 @@ impl Front {
 
     /// Step 4b (`tools/call` of a tool that needs a person's approval of each call, #32): the
     /// caller's token must carry `authorization_details` authorizing exactly this call — its
-    /// type, this tenant's resource, this tool, the bound argument values — issued recently
+    /// type, this tenant's resource, this tool, the caller's subject, the bound argument
+    /// values — issued recently
     /// enough; a single-use approval is spent here, once for every replica (the call that
     /// becomes a task spends it at creation, as this is before the protocol layer). Otherwise
     /// 403 `insufficient_authorization` with the details that would authorize this call.
@@ -369,8 +370,13 @@ impl Front {
             || serde_json::Value::Object(empty),
             |a| serde_json::Value::Object(a.clone()),
         );
-        let resource = &self.auth.resource;
-        let required = || rule.details_for(tool, &arguments, resource);
+        let call = crate::oauth::approval::Call {
+            tool,
+            arguments: &arguments,
+            resource: &self.auth.resource,
+            subject: caller.subject.as_deref(),
+        };
+        let required = || rule.details_for(call);
         let refuse = |why: &str| {
             self.deny_call(
                 &Denial::InsufficientAuthorization {
@@ -385,7 +391,7 @@ impl Front {
         let Some(approvals) = caller.approvals.as_deref() else {
             return Err(refuse("the token carries no approval for it"));
         };
-        let Some(detail) = rule.matching(&approvals.details, tool, &arguments, resource) else {
+        let Some(detail) = rule.matching(&approvals.details, call) else {
             return Err(refuse("the token's approvals do not cover this call"));
         };
         let now = jsonwebtoken::get_current_timestamp();

@@ -174,4 +174,4 @@ plugin.prompt(
   (ctx, { text, style = "brief" }) => `Summarise this (${style}):\n${text}`,
 );
 
-export const { tools, resources, prompts, completion, tasks } = plugin.exports();
+export const { tools, resources, prompts, completion, tasks, approvals } = plugin.exports();

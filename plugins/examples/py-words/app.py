@@ -143,4 +143,4 @@ def summarise(ctx: Context, text: Annotated[str, "The text to summarise"],
     return f"Summarise this ({style}):\n{text}"
 
 
-Tools, Resources, Prompts, Completion, Tasks = plugin.exports()
+Tools, Resources, Prompts, Completion, Tasks, Approvals = plugin.exports()

@@ -38,7 +38,9 @@ try {
       `import * as app from ${JSON.stringify(app)};\n` +
       `export const { tools, resources, prompts, completion } = app;\n` +
       // An app written before tasks existed exports no `tasks`: it has no task tools.
-      `export const tasks = app.tasks ?? { taskTools: () => [] };\n`,
+      `export const tasks = app.tasks ?? { taskTools: () => [] };\n` +
+      // Nor one written before approvals existed: none of its tools needs one.
+      `export const approvals = app.approvals ?? { approvalRules: () => [] };\n`,
   );
   const { rolldown } = await import("rolldown");
   const bundle = await rolldown({

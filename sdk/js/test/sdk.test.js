@@ -134,3 +134,28 @@ test("parity: tasks, roots, not-found, notifications, rich prompts, harness outp
   assert.equal(client.request("tools/call", { name: "nope" }).error.code, -32602);
   assert.equal(client.request("tools/call", { name: "t.shaped" }).result.isError, true);
 });
+
+test("approvals are declared and checked as the gateway checks them", () => {
+  const input = s.object({ amount: s.string(), account: s.string(), memo: s.optional(s.string()) });
+  const plugin = new Plugin()
+    .tool({ name: "pay.refund", input, approval: { type: "payment_refund", bind: ["amount", "account"] } }, (ctx, a) =>
+      `${a.amount} ${a.account} ${ctx.claim("authorization_details").type}`)
+    .tool({ name: "pay.payout", approval: { type: "payment_initiation", singleUse: false, maxAgeSecs: 600 } }, () => "ok");
+  assert.deepEqual(plugin.approvalRules(), [
+    { tool: "pay.refund", detailType: "payment_refund", bind: ["amount", "account"], singleUse: true, maxAgeSecs: 300 },
+    { tool: "pay.payout", detailType: "payment_initiation", bind: [], singleUse: false, maxAgeSecs: 600 },
+  ]);
+  const host = new TestHost({ claims: { authorization_details: { type: "payment_refund" } } });
+  assert.equal(host.callTool(plugin, "pay.refund", { amount: "1.00", account: "DE02" }).text, "1.00 DE02 payment_refund");
+  for (const [approval, problem] of [
+    [{ type: "a b" }, /type must match/],
+    [{ type: "t", bind: ["amount", "amount"] }, /binds `amount` twice/],
+    [{ type: "t", bind: ["iban"] }, /binds `iban`, which the tool's input does not name/],
+    [{ type: "t", maxAgeSecs: 0 }, /maxAgeSecs must be 1 to 86400/],
+    [{ type: "t", maxAgeSecs: 86401 }, /maxAgeSecs must be 1 to 86400/],
+    [{ type: "t", bind: Array.from({ length: 33 }, (_, i) => `a${i}`) }, /at most 32/],
+    [{ type: "t", single_use: false }, /unknown field `single_use`/],
+  ]) {
+    assert.throws(() => new Plugin().tool({ name: "pay.bad", input, approval }, () => ""), problem);
+  }
+});

@@ -11,7 +11,7 @@ A tool is a function whose type hints are its schema::
         "Count the words in a text."
         return f"{len(text.split())} words"
 
-    Tools, Resources, Prompts, Completion, Tasks = plugin.exports()
+    Tools, Resources, Prompts, Completion, Tasks, Approvals = plugin.exports()
 
 Build with ``python -m portcullis_sdk build app.py -o plugin.wasm`` (componentize-py, world
 ``any-plugin`` of the vendored WIT); test natively with ``portcullis_sdk.testing.TestHost``.
@@ -31,6 +31,7 @@ from . import _host
 from .schema import Field
 
 __all__ = [
+    "Approval",
     "Plugin",
     "Context",
     "Field",
@@ -284,6 +285,41 @@ class _Tool:
     output_schema: dict
     wrapped: bool
     task: tuple
+    approval: object
+
+
+@dataclasses.dataclass(frozen=True)
+class Approval:
+    """What approving one call of a tool takes (RFC 9396 Rich Authorization Requests): an
+    ``authorization_details`` entry of ``detail_type`` (e.g. ``"payment_refund"``) binding the
+    values of the ``bind`` arguments (empty: the digest of all arguments), good for one call
+    (``single_use``) within ``max_age_secs`` of its token being issued."""
+
+    detail_type: str
+    bind: tuple = ()
+    single_use: bool = True
+    max_age_secs: int = 300
+
+    def checked(self, tool, input_schema):
+        """This rule, checked as the gateway checks it when it loads the plugin."""
+        def wrong(why):
+            return ValueError(f"tool `{tool}`: approval: {why}")
+
+        if not isinstance(self.detail_type, str) or not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,128}", self.detail_type):
+            raise wrong("detail_type must match [A-Za-z0-9_.:/-]{1,128}")
+        bind = list(self.bind)
+        if len(bind) > 32:
+            raise wrong("an approval binds at most 32 arguments")
+        for i, name in enumerate(bind):
+            if name in bind[:i]:
+                raise wrong(f"binds `{name}` twice")
+            if name not in input_schema.get("properties", {}):
+                raise wrong(f"binds `{name}`, which the tool's parameters do not name")
+        if not isinstance(self.single_use, bool):
+            raise wrong("single_use must be a bool")
+        if not isinstance(self.max_age_secs, int) or not 1 <= self.max_age_secs <= 86400:
+            raise wrong("max_age_secs must be 1 to 86400 seconds")
+        return Approval(self.detail_type, tuple(bind), self.single_use, self.max_age_secs)
 
 
 _TASK_SUPPORT = ("optional", "required")
@@ -310,7 +346,8 @@ def _failure(what, error):
 
 class Plugin:
     """What a plugin offers. Decorate functions with ``tool``, ``resource`` and ``prompt``,
-    then export: ``Tools, Resources, Prompts, Completion, Tasks = plugin.exports()``."""
+    then export: ``Tools, Resources, Prompts, Completion, Tasks, Approvals =
+    plugin.exports()``."""
 
     def __init__(self):
         self.tools = {}
@@ -319,13 +356,17 @@ class Plugin:
         self.prompts = {}
 
     def tool(self, name=None, title=None, scopes=(), read_only=None, destructive=None,
-             idempotent=None, open_world=None, task=None, task_input="in-task"):
+             idempotent=None, open_world=None, task=None, task_input="in-task", approval=None):
         """Register ``function(ctx, **arguments)`` as a tool; its docstring is the
         description, its type hints the schemas (a TypedDict, dataclass or dict return value
         is structured output with an outputSchema; a list or number is structured as
         ``{"result": ...}``). ``task``: ``"optional"`` or ``"required"`` makes it a tool that
         may run as an MCP Task (``task_input``: where its questions are answered, ``"in-task"``
-        or ``"before-task"``)."""
+        or ``"before-task"``). ``approval``: an ``Approval`` makes each call need a person's
+        approval: the gateway refuses a caller whose token does not carry it, and the function
+        sees what was approved in ``ctx.claim("authorization_details")``."""
+        if approval is not None and not isinstance(approval, Approval):
+            raise TypeError(f"approval must be an Approval, not {type(approval).__name__}")
         if task is not None and task not in _TASK_SUPPORT:
             raise ValueError(f"task must be one of {_TASK_SUPPORT}, not {task!r}")
         if task_input not in _TASK_INPUT:
@@ -341,6 +382,7 @@ class Plugin:
                 "open_world_hint": open_world,
             }
             output, wrapped = _schema.output_schema(function)
+            input_schema = _schema.parameters_schema(function)
             self.tools[tool_name] = _Tool(
                 name=tool_name,
                 function=function,
@@ -348,10 +390,11 @@ class Plugin:
                 description=(function.__doc__ or "").strip(),
                 scopes=list(scopes),
                 annotations={k: v for k, v in hints.items() if v is not None},
-                input_schema=_schema.parameters_schema(function),
+                input_schema=input_schema,
                 output_schema=output,
                 wrapped=wrapped,
                 task=None if task is None else (task, task_input),
+                approval=None if approval is None else approval.checked(tool_name, input_schema),
             )
             return function
 
@@ -360,6 +403,10 @@ class Plugin:
     def task_tools(self):
         """``[(name, support, input)]`` of the tools that may run as tasks."""
         return [(t.name, *t.task) for t in self.tools.values() if t.task is not None]
+
+    def approval_rules(self):
+        """``[(name, Approval)]`` of the tools a person must approve call by call."""
+        return [(t.name, t.approval) for t in self.tools.values() if t.approval is not None]
 
     def resource(self, uri, name=None, mime_type=None, scopes=(), title=None):
         """Register ``function(ctx) -> str | bytes`` as the resource at ``uri``."""
@@ -507,12 +554,12 @@ class Plugin:
 
     def exports(self):
         """The classes componentize-py looks for in the app module: ``Tools, Resources,
-        Prompts, Completion, Tasks = plugin.exports()`` (outside a component, e.g. in native
-        tests, five Nones)."""
+        Prompts, Completion, Tasks, Approvals = plugin.exports()`` (outside a component, e.g.
+        in native tests, six Nones)."""
         try:
             from ._component import exports
         except ImportError:
-            return (None, None, None, None, None)
+            return (None, None, None, None, None, None)
         return exports(self)
 
 

@@ -5,7 +5,7 @@ import json
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
-from wit_world.exports import completion, prompts, resources, tasks, tools
+from wit_world.exports import approvals, completion, prompts, resources, tasks, tools
 from wit_world.imports import downstream, host, types
 
 from . import (Audio, DownstreamError, EmbeddedResource, Image, Output, Response,
@@ -121,7 +121,7 @@ def _dumps(value):
 
 
 def exports(plugin):
-    """The five export classes for `plugin`."""
+    """The six export classes for `plugin`."""
 
     class Tools(_exports.Tools):
         def list_tools(self):
@@ -224,4 +224,11 @@ def exports(plugin):
             where = {"in-task": tasks.TaskInput.IN_TASK, "before-task": tasks.TaskInput.BEFORE_TASK}
             return [tasks.TaskTool(n, support[s], where[i]) for n, s, i in plugin.task_tools()]
 
-    return Tools, Resources, Prompts, Completion, Tasks
+    class Approvals(_exports.Approvals):
+        def approval_rules(self):
+            return [
+                approvals.ApprovalRule(name, a.detail_type, list(a.bind), a.single_use, a.max_age_secs)
+                for name, a in plugin.approval_rules()
+            ]
+
+    return Tools, Resources, Prompts, Completion, Tasks, Approvals

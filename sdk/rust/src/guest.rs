@@ -2,7 +2,9 @@
 //! definitions and dispatches to the matching handler, turning SDK errors into the WIT ones.
 
 use crate::Plugin;
-use crate::bindings::exports::portcullis::plugin::{completion, prompts, resources, tasks, tools};
+use crate::bindings::exports::portcullis::plugin::{
+    approvals, completion, prompts, resources, tasks, tools,
+};
 use crate::bindings::portcullis::plugin::types::{CallContext, Continuation};
 use crate::context::Context;
 use crate::error::Error;
@@ -54,6 +56,12 @@ impl<T: Build> tools::Guest for T {
 impl<T: Build> tasks::Guest for T {
     fn task_tools() -> Vec<tasks::TaskTool> {
         T::build().describe_task_tools()
+    }
+}
+
+impl<T: Build> approvals::Guest for T {
+    fn approval_rules() -> Vec<approvals::ApprovalRule> {
+        T::build().describe_approval_rules()
     }
 }
 

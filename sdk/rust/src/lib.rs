@@ -48,7 +48,8 @@
 #![warn(missing_docs)]
 
 /// The generated bindings of the `portcullis:plugin` WIT package (world `any-plugin`: every
-/// export; a plugin that declares no task tools answers the `tasks` export with none).
+/// export; a plugin that declares no task tools or approvals answers the `tasks` and
+/// `approvals` exports with none).
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -104,14 +105,14 @@ pub use context::{ClientFeatures, Context};
 pub use error::{Error, InputNeeded, Result};
 pub use prompt::{Message, Prompt};
 pub use resource::{Contents, Resource, ResourceTemplate};
-pub use tool::{Content, IntoOutput, Json, NoArgs, Output, Tool};
+pub use tool::{Approval, Content, IntoOutput, Json, NoArgs, Output, Tool};
 
 /// Everything a plugin usually needs, plus the derive macros for argument types.
 pub mod prelude {
     pub use crate::tool::{TaskInput, TaskSupport};
     pub use crate::{
-        ClientFeatures, Content, Contents, Context, Error, Json, Message, NoArgs, Output, Plugin,
-        Prompt, Resource, ResourceTemplate, Result, Tool,
+        Approval, ClientFeatures, Content, Contents, Context, Error, Json, Message, NoArgs, Output,
+        Plugin, Prompt, Resource, ResourceTemplate, Result, Tool,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
@@ -179,6 +180,16 @@ impl Plugin {
         &self,
     ) -> Vec<bindings::exports::portcullis::plugin::tasks::TaskTool> {
         self.tools.iter().filter_map(Tool::describe_task).collect()
+    }
+
+    /// The tools a person must approve call by call, as the `approvals` export describes them.
+    pub fn describe_approval_rules(
+        &self,
+    ) -> Vec<bindings::exports::portcullis::plugin::approvals::ApprovalRule> {
+        self.tools
+            .iter()
+            .filter_map(Tool::describe_approval)
+            .collect()
     }
 }
 

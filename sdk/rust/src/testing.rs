@@ -263,6 +263,7 @@ impl TestHost {
         name: &str,
         arguments: Value,
     ) -> Result<CallResult, Error> {
+        checks::approval(plugin, name)?;
         checks::arguments(plugin, name, &arguments)?;
         let ctx = self.context.clone();
         let continuation = self.continuation();
@@ -544,6 +545,58 @@ mod checks {
         }
     }
 
+    /// The tool's approval rule, if it has one, as the gateway checks it when it loads the
+    /// plugin: a type of `[A-Za-z0-9_.:/-]{1,128}`, at most 32 distinct bound arguments that
+    /// the `inputSchema` names, an age of 1 s to a day.
+    pub(super) fn approval(plugin: &Plugin, name: &str) -> Result<(), Error> {
+        let Some(rule) = plugin
+            .describe_approval_rules()
+            .into_iter()
+            .find(|r| r.tool == name)
+        else {
+            return Ok(());
+        };
+        let type_ok = (1..=128).contains(&rule.detail_type.len())
+            && rule
+                .detail_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b));
+        let input = schemas(plugin, name).0.unwrap_or_default();
+        let problem = if !type_ok {
+            Some(format!(
+                "type `{}` must match [A-Za-z0-9_.:/-]{{1,128}}",
+                rule.detail_type
+            ))
+        } else if rule.bind.len() > 32 {
+            Some("an approval binds at most 32 arguments".into())
+        } else if let Some((_, twice)) = rule
+            .bind
+            .iter()
+            .enumerate()
+            .find(|(i, b)| rule.bind[..*i].contains(b))
+        {
+            Some(format!("the approval binds `{twice}` twice"))
+        } else if let Some(unknown) = rule
+            .bind
+            .iter()
+            .find(|b| input["properties"].get(b.as_str()).is_none())
+        {
+            Some(format!(
+                "the approval binds `{unknown}`, which the tool's inputSchema does not name"
+            ))
+        } else if !(1..=86_400).contains(&rule.max_age_secs) {
+            Some("an approval's max age must be 1 to 86400 seconds".into())
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(Error::Failed(format!(
+                "the gateway refuses this plugin: its approval rule for `{name}`: {p}"
+            ))),
+        }
+    }
+
     /// The arguments against the tool's `inputSchema`, as the gateway checks them first.
     pub(super) fn arguments(plugin: &Plugin, name: &str, arguments: &Value) -> Result<(), Error> {
         let Some(input) = schemas(plugin, name).0 else {
@@ -587,6 +640,10 @@ mod checks {
 
     use super::CallResult;
     use crate::{Error, Plugin};
+
+    pub(super) fn approval(_: &Plugin, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
 
     pub(super) fn arguments(_: &Plugin, _: &str, _: &Value) -> Result<(), Error> {
         Ok(())

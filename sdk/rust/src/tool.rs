@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::exports::portcullis::plugin::approvals;
 use crate::bindings::exports::portcullis::plugin::tasks;
 use crate::bindings::exports::portcullis::plugin::tools as wit;
 use crate::bindings::portcullis::plugin::types;
@@ -26,7 +27,54 @@ pub struct Tool {
     scopes: Vec<String>,
     /// How it runs as an MCP Task, if it may.
     task: Option<(TaskSupport, TaskInput)>,
+    /// What approving one of its calls takes, if a person must.
+    approval: Option<Approval>,
     pub(crate) handler: Handler,
+}
+
+/// What approving one call of a tool takes (RFC 9396 Rich Authorization Requests): see
+/// [`Tool::approval`]. By default an approval binds the digest of all arguments, authorizes
+/// one call, and may be used within 300 seconds of its token being issued.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    detail_type: String,
+    bind: Vec<String>,
+    single_use: bool,
+    max_age_secs: u32,
+}
+
+impl Approval {
+    /// An approval carried as `authorization_details` of type `detail_type` (e.g.
+    /// `payment_refund`; `[A-Za-z0-9_.:/-]{1,128}`).
+    pub fn new(detail_type: &str) -> Self {
+        Self {
+            detail_type: detail_type.into(),
+            bind: Vec::new(),
+            single_use: true,
+            max_age_secs: 300,
+        }
+    }
+
+    /// Bind these arguments' values (the person approves them; the others may change).
+    #[must_use]
+    pub fn bind<S: Into<String>>(mut self, arguments: impl IntoIterator<Item = S>) -> Self {
+        self.bind = arguments.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// One approval may authorize the same call more than once (within its age).
+    #[must_use]
+    pub fn reusable(mut self) -> Self {
+        self.single_use = false;
+        self
+    }
+
+    /// How long after its token was issued an approval may be used (1 to 86400 seconds).
+    #[must_use]
+    pub fn max_age_secs(mut self, secs: u32) -> Self {
+        self.max_age_secs = secs;
+        self
+    }
 }
 
 impl Tool {
@@ -59,8 +107,31 @@ impl Tool {
             },
             scopes: Vec::new(),
             task: None,
+            approval: None,
             handler,
         }
+    }
+
+    /// A person must approve each call of this tool: the gateway runs it only for a caller
+    /// whose token carries `authorization_details` authorizing exactly this call (its type,
+    /// this tool, the caller, the bound argument values); other callers get 403
+    /// `insufficient_authorization` naming the details to ask their authorization server for.
+    /// The handler sees what was approved in [`Context::claim`]`("authorization_details")`.
+    /// The operator's settings may replace the rule.
+    #[must_use]
+    pub fn approval(mut self, approval: Approval) -> Self {
+        self.approval = Some(approval);
+        self
+    }
+
+    pub(crate) fn describe_approval(&self) -> Option<approvals::ApprovalRule> {
+        self.approval.as_ref().map(|a| approvals::ApprovalRule {
+            tool: self.name.clone(),
+            detail_type: a.detail_type.clone(),
+            bind: a.bind.clone(),
+            single_use: a.single_use,
+            max_age_secs: a.max_age_secs,
+        })
     }
 
     /// Run this tool as an MCP Task for clients that support tasks: the client gets a task id
@@ -366,5 +437,86 @@ mod tests {
         assert!(!schema.to_string().contains("\"format\""), "{schema}");
         assert_eq!(schema["properties"]["limit"]["minimum"], 0);
         assert!(schema.get("title").is_none());
+    }
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    struct Refund {
+        amount: String,
+        account: String,
+        #[allow(dead_code, reason = "not bound, not read")]
+        memo: Option<String>,
+    }
+
+    fn refund(ctx: &Context, r: Refund) -> Result<String> {
+        let kind = ctx.claim("authorization_details").unwrap_or_default();
+        Ok(format!("{} {} {}", r.amount, r.account, kind["type"]))
+    }
+
+    #[test]
+    fn approvals_are_declared_and_checked_as_the_gateway_checks_them() {
+        use crate::testing::TestHost;
+        let plugin = |approval: Approval| {
+            crate::Plugin::new().tool(Tool::new("pay.refund", refund).approval(approval))
+        };
+        let good = plugin(Approval::new("payment_refund").bind(["amount", "account"]));
+        let rules = good.describe_approval_rules();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            (
+                rules[0].tool.as_str(),
+                rules[0].detail_type.as_str(),
+                rules[0].bind.clone(),
+                rules[0].single_use,
+                rules[0].max_age_secs
+            ),
+            (
+                "pay.refund",
+                "payment_refund",
+                vec!["amount".to_string(), "account".to_string()],
+                true,
+                300
+            )
+        );
+        let mut host = TestHost::new().claim(
+            "authorization_details",
+            &serde_json::json!({"type": "payment_refund"}),
+        );
+        let args = serde_json::json!({"amount": "1.00", "account": "DE02"});
+        let r = host.call_tool(&good, "pay.refund", args.clone()).unwrap();
+        assert_eq!(r.text(), "1.00 DE02 \"payment_refund\"");
+        let reusable = plugin(Approval::new("t").reusable().max_age_secs(600));
+        assert!(!reusable.describe_approval_rules()[0].single_use);
+        for (approval, problem) in [
+            (Approval::new("a b"), "must match"),
+            (
+                Approval::new("t").bind(["amount", "amount"]),
+                "binds `amount` twice",
+            ),
+            (
+                Approval::new("t").bind(["iban"]),
+                "binds `iban`, which the tool's inputSchema does not name",
+            ),
+            (
+                Approval::new("t").max_age_secs(0),
+                "max age must be 1 to 86400",
+            ),
+            (
+                Approval::new("t").max_age_secs(86_401),
+                "max age must be 1 to 86400",
+            ),
+            (
+                Approval::new("t").bind((0..33).map(|i| format!("a{i}"))),
+                "at most 32",
+            ),
+        ] {
+            let e = host
+                .call_tool(&plugin(approval), "pay.refund", args.clone())
+                .unwrap_err();
+            assert!(e.to_string().contains(problem), "{e}");
+            assert!(
+                e.to_string().contains("the gateway refuses this plugin"),
+                "{e}"
+            );
+        }
     }
 }
