@@ -11,6 +11,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::peers::{TestIssuer, now};
+use crate::support::public_client::PublicClient;
 use crate::support::{Client, Reply, TestGateway, get_json, plugin, toml_path};
 
 const KIND: &str = "payment_refund";
@@ -405,84 +406,28 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
     let details = remediation(&refused);
 
     // A public client pushes the request with those details, then authorizes by reference.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let redirect = "http://127.0.0.1:9/callback";
-    let registered: Value = http
-        .post(gw.url("/dev-as/register"))
-        .json(
-            &json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none",
-                      "grant_types": ["authorization_code"], "response_types": ["code"]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = registered["client_id"].as_str().unwrap();
-    let verifier = format!("{:064x}", rand::random::<u128>());
-    let challenge = {
-        use sha2::Digest as _;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier))
+    let client = PublicClient::register(&gw.url("/dev-as/register"), "approvals-test").await;
+    let push = |details: &Value| {
+        let params = client.request(
+            &url,
+            "payments:write",
+            &[("authorization_details", &details.to_string())],
+        );
+        let (client, par) = (&client, &par);
+        async move { client.push(par, &params).await }
     };
-    let details_text = details.to_string();
-    let pushed: Value = http
-        .post(&par)
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("scope", "payments:write"),
-            ("resource", url.as_str()),
-            ("authorization_details", details_text.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, pushed) = push(&details).await;
     let request_uri = pushed["request_uri"]
         .as_str()
         .unwrap_or_else(|| panic!("{pushed}"));
-    let mut authorize = reqwest::Url::parse(&gw.url("/dev-as/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("client_id", client_id)
-        .append_pair("request_uri", request_uri);
-    let location = http.get(authorize.clone()).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let code = reqwest::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("{location}"));
+    let authorize = client.pushed_url(&gw.url("/dev-as/authorize"), request_uri);
+    let code = PublicClient::code(&client.follow(&authorize).await);
     // The request_uri was good once.
-    let again = http.get(authorize).send().await.unwrap();
+    let again = client.http.get(&authorize).send().await.unwrap();
     assert_eq!(again.status(), 400);
-    let issued: Value = http
-        .post(gw.url("/dev-as/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier.as_str()),
-            ("client_id", client_id),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = client
+        .redeem(&gw.url("/dev-as/token"), &code, &url, None)
+        .await;
     assert_eq!(issued["authorization_details"], details, "{issued}");
     let approved = issued["access_token"].as_str().unwrap();
     let r = call(&url, approved, arguments.clone(), true).await;
@@ -497,30 +442,12 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
     // Someone else's call is not this user's to approve.
     let mut theirs = details.clone();
     theirs[0]["subject"] = json!("mallory");
-    let pushed: Value = http
-        .post(&par)
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("resource", url.as_str()),
-            ("authorization_details", theirs.to_string().as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut authorize = reqwest::Url::parse(&gw.url("/dev-as/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("client_id", client_id)
-        .append_pair("request_uri", pushed["request_uri"].as_str().unwrap());
-    let denied = http.get(authorize).send().await.unwrap();
-    let location = denied.headers()["location"].to_str().unwrap();
+    let (_, pushed) = push(&theirs).await;
+    let authorize = client.pushed_url(
+        &gw.url("/dev-as/authorize"),
+        pushed["request_uri"].as_str().unwrap(),
+    );
+    let location = client.follow(&authorize).await;
     assert!(location.contains("error=access_denied"), "{location}");
 
     // Unknown types and details for another resource are refused at the AS.
@@ -528,22 +455,250 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
         json!([{"type": "wire_transfer", "locations": [url]}]),
         json!([{"type": KIND, "locations": ["https://elsewhere.example/mcp"]}]),
     ] {
-        let r = http
-            .post(&par)
-            .form(&[
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", redirect),
-                ("code_challenge", challenge.as_str()),
-                ("code_challenge_method", "S256"),
-                ("resource", url.as_str()),
-                ("authorization_details", bad.to_string().as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{bad}");
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = push(&bad).await;
+        assert_eq!(status, 400, "{bad}");
         assert_eq!(body["error"], "invalid_authorization_details", "{body}");
     }
+}
+
+/// #32 AC1, end to end with a person: a client's call is refused with the details of exactly
+/// that call; the client pushes them to the development AS (RFC 9126); Debian's Chromium,
+/// standing in for the person, reads the amount and the account on the consent page, signs in
+/// as alice and approves; the client redeems the code, and the retry runs once. The person can
+/// also say no: the client gets `access_denied` and no token.
+#[tokio::test]
+async fn a_person_approves_the_exact_call_in_a_browser() {
+    let dir = crate::support::tempdir();
+    let gw = crate::support::BinaryGateway::start(
+        &format!(
+            r#"
+            [auth]
+            mode = "oauth"
+            scopes_supported = ["payments:write"]
+            [dev_as]
+            enabled = true
+            key_file = {key}
+            users = ["bob", "alice"]
+            [[tenant]]
+            id = "default"
+            plugins = [{payments}]
+            "#,
+            key = toml_path(&dir.join("dev-as.key")),
+            payments = toml_path(&plugin("payments")),
+        ),
+        &[],
+    )
+    .await;
+    let url = format!("{}/mcp", gw.base);
+    let plain = crate::support::mint_with_cli(&gw.config, "alice", "payments:write").await;
+    let arguments = refund("120.00", "DE02");
+    let refused = call(&url, &plain, arguments.clone(), true).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let details = remediation(&refused);
+    assert_eq!(details, detail(&url, arguments.clone()));
+
+    let meta = get_json(&format!(
+        "{}/.well-known/oauth-authorization-server/dev-as",
+        gw.base
+    ))
+    .await;
+    let endpoint = |name: &str| meta[name].as_str().unwrap().to_string();
+    let client = PublicClient::register(&endpoint("registration_endpoint"), "approver").await;
+
+    let params = client.request(
+        &url,
+        "payments:write",
+        &[("authorization_details", &details.to_string())],
+    );
+    let browse = |decision: &'static str| {
+        let as_ = AsEndpoints::from(&meta);
+        let (client, params) = (&client, &params);
+        async move {
+            as_.approve_in_browser(client, params, "alice", decision)
+                .await
+        }
+    };
+
+    // The person sees this call — the tool, the amount, the account, who for, once — and
+    // approves it.
+    let seen = browse("approve").await;
+    assert_eq!(seen["values"], json!(["120.00", "EUR", "DE02"]), "{seen}");
+    let words = seen["approvals"].as_str().unwrap();
+    for shown in [
+        "Refund a payment",
+        "amount: 120.00",
+        "account: DE02",
+        "on behalf of alice",
+        "Authorizes one call only.",
+        "Valid for 300 s",
+    ] {
+        assert!(words.contains(shown), "{shown:?} not in {words:?}");
+    }
+    let code = PublicClient::code(seen["redirected"].as_str().unwrap());
+    let issued = client
+        .redeem(&endpoint("token_endpoint"), &code, &url, None)
+        .await;
+    assert_eq!(issued["authorization_details"], details, "{issued}");
+    let approved = issued["access_token"].as_str().unwrap();
+    let r = call(&url, approved, arguments.clone(), true).await;
+    assert_eq!(
+        r.text(),
+        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
+        "{r:?}"
+    );
+    let r = call(&url, approved, arguments.clone(), false).await;
+    assert_eq!(r.status, 403, "once: {r:?}");
+
+    // Denied: back at the client with access_denied and no code.
+    let seen = browse("deny").await;
+    let back = seen["redirected"].as_str().unwrap();
+    assert!(
+        back.contains("error=access_denied") && !back.contains("code="),
+        "{back}"
+    );
+}
+
+/// An authorization server's endpoints, from its metadata.
+struct AsEndpoints {
+    par: String,
+    authorize: String,
+}
+
+impl AsEndpoints {
+    fn from(meta: &Value) -> Self {
+        let endpoint = |name: &str| {
+            meta[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {meta}"))
+                .to_string()
+        };
+        Self {
+            par: endpoint("pushed_authorization_request_endpoint"),
+            authorize: endpoint("authorization_endpoint"),
+        }
+    }
+
+    /// Push `params` as `client`, then let Debian's Chromium, as `user`, take the decision
+    /// (`approve` or `deny`) on the consent page (`tests/js/approve-browser.mjs`): what the page
+    /// showed and where it sent the browser back to.
+    async fn approve_in_browser(
+        &self,
+        client: &PublicClient,
+        params: &[(String, String)],
+        user: &str,
+        decision: &str,
+    ) -> Value {
+        let (status, pushed) = client.push(&self.par, params).await;
+        assert_eq!(status, 201, "{pushed}");
+        let at = client.pushed_url(&self.authorize, pushed["request_uri"].as_str().unwrap());
+        crate::support::run_json_program(
+            &crate::support::node(),
+            "tests/js/approve-browser.mjs",
+            &[at.as_ref()],
+            &[
+                ("USER_NAME", user),
+                ("REDIRECT", crate::support::public_client::REDIRECT),
+                ("DECISION", decision),
+            ],
+        )
+        .await
+    }
+}
+
+/// #32 AC3: the same flow with an independent authorization server as the gateway's issuer:
+/// npm `oidc-provider` with its Rich Authorization Requests feature granting the fixture's
+/// types (`tests/js/as.mjs`, `AS_RAR_TYPES`), PAR, and a consent page a browser reads. The
+/// gateway as resource server refuses, names the details, and runs the approved call once;
+/// the AS will not let alice approve someone else's call.
+#[tokio::test]
+async fn an_independent_authorization_server_grants_the_approval_a_refusal_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let as_ = crate::support::peers::oidc::RealAs::start_with(
+        std::slice::from_ref(&url),
+        "payments:write",
+        &[
+            ("AS_RAR_TYPES", "payment_refund payment_initiation"),
+            ("AS_FORMS", "1"),
+        ],
+    )
+    .await;
+    let _gw = TestGateway::start_on(
+        listener,
+        "",
+        &format!(
+            "[auth]\nmode = \"oauth\"\nscopes_supported = [\"payments:write\"]\n\
+             [[auth.issuer]]\nissuer = \"{}\"\nalgorithms = [\"RS256\"]\n\
+             [[tenant]]\nid = \"default\"\nplugins = [{}]\n",
+            as_.issuer,
+            toml_path(&plugin("payments")),
+        ),
+    )
+    .await;
+    let meta = get_json(&format!("{}/.well-known/openid-configuration", as_.issuer)).await;
+    assert_eq!(
+        meta["authorization_details_types_supported"],
+        json!(["payment_refund", "payment_initiation"]),
+        "{meta}"
+    );
+
+    let plain = as_.user_token(&url, "payments:write").await;
+    let arguments = refund("75.50", "FR76");
+    let refused = call(&url, &plain, arguments.clone(), false).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let details = remediation(&refused);
+    assert_eq!(details, detail(&url, arguments.clone()));
+
+    let client =
+        PublicClient::register(meta["registration_endpoint"].as_str().unwrap(), "approver").await;
+    let endpoints = AsEndpoints::from(&meta);
+    let params = client.request(
+        &url,
+        "payments:write",
+        &[("authorization_details", &details.to_string())],
+    );
+    let seen = endpoints
+        .approve_in_browser(&client, &params, "alice", "approve")
+        .await;
+    assert_eq!(seen["values"], json!(["75.50", "EUR", "FR76"]), "{seen}");
+    let code = PublicClient::code(seen["redirected"].as_str().unwrap());
+    let issued = client
+        .redeem(meta["token_endpoint"].as_str().unwrap(), &code, &url, None)
+        .await;
+    let approved = issued["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{issued}"));
+    assert_eq!(
+        crate::support::jwt_part(approved, 1)["authorization_details"],
+        details
+    );
+    for modern in [true, false] {
+        let r = call(&url, approved, arguments.clone(), modern).await;
+        if modern {
+            assert_eq!(
+                r.text(),
+                "refunded 75.50 EUR to FR76 for alice [approved: payment_refund]",
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.status, 403, "once: {r:?}");
+        }
+    }
+
+    // Bob's call is not alice's to approve: the AS refuses, and nothing is issued.
+    let mut theirs = details.clone();
+    theirs[0]["subject"] = json!("bob");
+    let params = client.request(
+        &url,
+        "payments:write",
+        &[("authorization_details", &theirs.to_string())],
+    );
+    let seen = endpoints
+        .approve_in_browser(&client, &params, "alice", "approve")
+        .await;
+    let back = seen["redirected"].as_str().unwrap();
+    assert!(
+        back.contains("error=access_denied") && !back.contains("code="),
+        "{back}"
+    );
 }

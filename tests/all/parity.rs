@@ -16,6 +16,7 @@ const INTERFACES: &[&str] = &[
     "prompts",
     "completion",
     "tasks",
+    "approvals",
 ];
 const VARIANTS: &[&str] = &["input-request", "content", "resource-error", "tool-error"];
 

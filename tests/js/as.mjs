@@ -30,6 +30,13 @@
 //   AS_ENTRA_APIS    with entra: space-separated `<application id URI>=<GUID>` of downstream APIs
 //   AS_ENTRA_CERT_THUMBPRINT  with entra: the `x5t#S256` the gateway's client assertions must carry
 //                    (its registered certificate), else AADSTS700027
+//   AS_RAR_TYPES     space-separated RFC 9396 authorization_details types this AS grants (its
+//                    Rich Authorization Requests feature, at /auth and with PAR at /request):
+//                    each detail must name only AS_RESOURCES in `locations` and the `tool` it
+//                    approves; one naming a `subject` can be approved only by that user (else
+//                    access_denied). The consent page (AS_FORMS=1) lists each detail's
+//                    arguments (`.approvals`, each value in a `.value`); a code and its tokens
+//                    carry exactly the details of the request approved, never earlier ones
 //   AS_STEP_UP_USER  an account whose exchange, assertion and OBO grants answer
 //                    `interaction_required` (with Entra: and a claims challenge, as Conditional
 //                    Access does for MFA) until the user signs in interactively again
@@ -75,6 +82,7 @@ const entraApis = Object.fromEntries((process.env.AS_ENTRA_APIS ?? '').split(' '
 const ENTRA_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const stepUpUser = process.env.AS_STEP_UP_USER;
 const gatewayRedirects = (process.env.AS_GATEWAY_REDIRECTS ?? '').split(' ').filter(Boolean);
+const rarTypes = (process.env.AS_RAR_TYPES ?? '').split(' ').filter(Boolean);
 // Who the next headless sign-in becomes (`GET /__user?set=<name>` changes it).
 let user = process.env.AS_USER ?? 'alice';
 // Set by `GET /__revoke-app`: refresh grants are refused from then on.
@@ -180,6 +188,9 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys: [signingJwk] },
+  // MCP clients register without `authorization_details_types` (RFC 9396 §10): let each ask
+  // for every type granted here.
+  ...(rarTypes.length ? { clientDefaults: { authorization_details_types: rarTypes, grant_types: ['authorization_code'], id_token_signed_response_alg: 'RS256', response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' } } : {}),
   // Two of these on one host share cookies (cookies ignore ports): give each its own names.
   ...(process.env.AS_COOKIE_PREFIX ? { cookies: { names: Object.fromEntries(['session', 'interaction', 'resume', 'state'].map((n) => [n, `${process.env.AS_COOKIE_PREFIX}_${n}`])) } } : {}),
   ...(process.env.AS_ACCESS_TTL ? { ttl: { AccessToken: Number(process.env.AS_ACCESS_TTL) } } : {}),
@@ -210,6 +221,7 @@ const provider = new Provider(issuer, {
   responseTypes: ['code'],
   pkce: { required: () => true },
   features: {
+    ...(rarTypes.length ? { richAuthorizationRequests: richAuthorizationRequests() } : {}),
     devInteractions: { enabled: false },
     registration: { enabled: true },
     introspection: { enabled: true },
@@ -259,6 +271,37 @@ const provider = new Provider(issuer, {
     return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
   },
 });
+
+// The Rich Authorization Requests policy: which details a request may carry (validated before
+// anyone signs in), and which a code and its tokens carry: those of the approved request only.
+function richAuthorizationRequests() {
+  const validate = async (ctx, detail) => {
+    const locations = detail.locations;
+    if (!Array.isArray(locations) || !locations.length || !locations.every((l) => resources.includes(l))) {
+      throw new errors.InvalidAuthorizationDetails('each detail\'s locations must name resources served here');
+    }
+    if (typeof detail.tool !== 'string') throw new errors.InvalidAuthorizationDetails('each detail names the tool it approves');
+  };
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  return {
+    enabled: true,
+    types: Object.fromEntries(rarTypes.map((t) => [t, { validate }])),
+    authorizationDetailsForGrantSource: async (ctx) => {
+      const requested = JSON.parse(ctx.oidc.params.authorization_details ?? '[]');
+      const approved = ctx.oidc.grant.rar ?? [];
+      return requested.filter((d) => approved.some((a) => same(a, d)));
+    },
+    authorizationDetailsForAccessToken: async (ctx, token, source) => source?.rar,
+    authorizationDetailsForIntrospection: async (ctx, token) => token.rar,
+  };
+}
+
+// The consent page's list of what the person approves (HTML-escaped).
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const approvalsList = (rar) => `<ul class="approvals">${rar.map((d) => `<li><b>${esc(d.tool)}</b> (${esc(d.type)}) with:<ul>${
+  Object.entries(d.arguments ?? {}).map(([k, v]) => `<li>${esc(k)}: <b class="value">${esc(typeof v === 'string' ? v : JSON.stringify(v))}</b></li>`).join('')
+}${d.arguments_digest ? `<li>the arguments with digest <code>${esc(d.arguments_digest)}</code></li>` : ''}${
+  d.subject ? `<li>on behalf of <b class="subject">${esc(d.subject)}</b></li>` : ''}</ul></li>`).join('')}</ul>`;
 
 function downstreamServer(audience, scope) {
   return { audience, scope, accessTokenTTL: exchangeTtl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
@@ -402,7 +445,7 @@ async function interaction(req, res) {
     res.setHeader('content-type', 'text/html; charset=utf-8');
     return res.end(prompt.name === 'login'
       ? formPage(uid, `<form method="post"><label>User <input id="login" name="login"></label><button id="signin" type="submit">Sign in</button></form>`)
-      : formPage(uid, `<p>${params.client_id} asks for ${params.scope ?? ''}</p><form method="post"><button id="allow" name="allow" value="1" type="submit">Allow</button></form>`));
+      : formPage(uid, `<p>${esc(params.client_id)} asks for ${esc(params.scope ?? '')}</p>${prompt.details.rar ? approvalsList(prompt.details.rar) : ''}<form method="post"><button id="allow" name="allow" value="1" type="submit">Allow</button></form>`));
   }
   if (prompt.name === 'login') {
     const account = submitted?.get('login') || user;
@@ -418,6 +461,14 @@ async function interaction(req, res) {
   const missing = prompt.details;
   if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
   for (const [indicator, s] of Object.entries(missing.missingResourceScopes ?? {})) grant.addResourceScope(indicator, s.join(' '));
+  for (const detail of missing.rar ?? []) {
+    // Someone else's call is theirs to approve.
+    if (detail.subject !== undefined && detail.subject !== session.accountId) {
+      const error = { error: 'access_denied', error_description: 'the approvals asked for are another user\'s calls' };
+      return provider.interactionFinished(req, res, error, { mergeWithLastSubmission: false });
+    }
+    grant.addRar(detail);
+  }
   const grantId = await grant.save();
   return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }

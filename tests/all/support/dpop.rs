@@ -90,71 +90,16 @@ pub async fn bound_token(base: &str, key: &DpopKey, resource: &str, scope: &str)
 /// A token from the development AS as [`bound_token`] gets it, bound to `key` when given
 /// (without one: a Bearer token). Returns the token response.
 pub async fn dev_as_token(base: &str, key: Option<&DpopKey>, resource: &str, scope: &str) -> Value {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let redirect = "http://127.0.0.1:9/callback";
-    let registered: Value = http
-        .post(format!("{base}/dev-as/register"))
-        .json(
-            &json!({"client_name": "dpop-test", "redirect_uris": [redirect],
-                      "grant_types": ["authorization_code"], "response_types": ["code"],
-                      "token_endpoint_auth_method": "none"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = registered["client_id"].as_str().unwrap().to_string();
-    let verifier = format!("{:064x}", rand::random::<u128>());
-    let challenge = B64.encode(Sha256::digest(&verifier));
-    let mut query = vec![
-        ("response_type", "code".to_string()),
-        ("client_id", client_id.clone()),
-        ("redirect_uri", redirect.into()),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256".into()),
-        ("scope", scope.into()),
-        ("resource", resource.into()),
-        ("state", "s".into()),
-    ];
-    if let Some(key) = key {
-        query.push(("dpop_jkt", key.jkt()));
-    }
-    let mut authorize = reqwest::Url::parse(&format!("{base}/dev-as/authorize")).unwrap();
-    authorize.query_pairs_mut().extend_pairs(&query);
-    let authorized = http.get(authorize).send().await.unwrap();
-    let location = authorized.headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let code = reqwest::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code in {location}"));
+    use super::public_client::PublicClient;
+    let client = PublicClient::register(&format!("{base}/dev-as/register"), "dpop-test").await;
+    let jkt = key.map(DpopKey::jkt).unwrap_or_default();
+    let params = client.request(resource, scope, &[("state", "s"), ("dpop_jkt", &jkt)]);
+    let location = client
+        .follow(&client.authorize_url(&format!("{base}/dev-as/authorize"), &params))
+        .await;
     let token_url = format!("{base}/dev-as/token");
-    let mut request = http.post(&token_url);
-    if let Some(key) = key {
-        request = request.header("dpop", key.proof("POST", &token_url, None));
-    }
-    request
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier.as_str()),
-            ("client_id", client_id.as_str()),
-            ("resource", resource),
-        ])
-        .send()
+    let proof = key.map(|k| k.proof("POST", &token_url, None));
+    client
+        .redeem(&token_url, &PublicClient::code(&location), resource, proof)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }

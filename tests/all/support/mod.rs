@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 mod client;
 pub mod dpop;
 pub mod peers;
+pub mod public_client;
 
 pub use client::{Client, Reply, collect, initialize_request};
 
