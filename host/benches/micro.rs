@@ -594,10 +594,60 @@ fn request_path(c: &mut Criterion) {
     gateway.shutdown_token().cancel();
 }
 
+/// #32: what the approval check costs a call. For a tool without a rule (#32 AC5: at most
+/// 10 µs) the front's step is one catalog lookup by tool name, measured here on a tenant whose
+/// other plugin declares rules; for a tool with one, the comparison of the token's details
+/// with the call (a refund binding three arguments, a memo unbound).
+fn approvals(c: &mut Criterion) {
+    use portcullis::oauth::approval::Call;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plugins: Vec<String> = ["echo", "payments"]
+        .iter()
+        .map(|p| {
+            root()
+                .join(format!("target/plugins/{p}.wasm"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let issuers = rt.block_on(issuers(&format!("plugins = {plugins:?}\n")));
+    let gateway = rt
+        .block_on(portcullis::Portcullis::start(issuers.config.clone()))
+        .unwrap();
+    let (_, catalog) = gateway.catalogs().remove(0);
+    assert!(catalog.approval("echo").is_none());
+    let rule = catalog
+        .approval("payments.refund")
+        .expect("the fixture's rule")
+        .clone();
+    let mut g = c.benchmark_group("approvals");
+    g.bench_function("tool_without_rule", |b| {
+        b.iter(|| std::hint::black_box(catalog.approval(std::hint::black_box("echo")).is_none()))
+    });
+    let arguments = json!({"amount": "120.00", "currency": "EUR", "account": "DE02", "memo": "m"});
+    let call = Call {
+        tool: "payments.refund",
+        arguments: &arguments,
+        resource: &issuers.resource,
+        subject: Some("alice"),
+    };
+    let granted = rule.details_for(call);
+    g.bench_function("matching_detail", |b| {
+        b.iter(|| {
+            std::hint::black_box(
+                rule.matching(std::hint::black_box(&granted), call)
+                    .is_some(),
+            )
+        })
+    });
+    g.finish();
+    gateway.shutdown_token().cancel();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = request_path, sandbox, plugin_call, schema, jwt, exchange, jsonrpc
+    targets = request_path, approvals, sandbox, plugin_call, schema, jwt, exchange, jsonrpc
 }
 /// Criterion's `criterion_main!`, with the one environment variable the exchange benchmark
 /// needs set first, while this is the only thread.

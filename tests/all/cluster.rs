@@ -1604,7 +1604,8 @@ bind = ["amount", "currency", "account"]
     claims["scope"] = json!("mcp:tools payments:write");
     claims["jti"] = json!("approval-1");
     claims["authorization_details"] = json!([{"type": "payment_refund", "locations": [aud],
-        "actions": ["tools/call"], "tool": "payments.refund", "arguments": arguments}]);
+        "actions": ["tools/call"], "tool": "payments.refund", "subject": "alice",
+        "arguments": arguments}]);
     let approved = x.token("a", claims);
     let run = |replica: &BinaryGateway| {
         let mut c = Client::modern(&format!("{}/mcp", replica.base)).bearer(&approved);
