@@ -37,6 +37,10 @@ async fn gateway(issuer: &TestIssuer) -> TestGateway {
         type = "{KIND}"
         bind = ["amount", "currency", "account"]
         max_age_secs = 60
+        # …and payouts reusable within their age.
+        [tenant.plugin.payments.approvals."payments.payout"]
+        type = "payment_initiation"
+        single_use = false
         "#,
         issuer = issuer.url,
         payments = toml_path(&plugin("payments")),
@@ -69,8 +73,8 @@ fn detail_of(tool: &str, resource: &str, subject: &str, arguments: Value) -> Val
             "tool": tool, "subject": subject, "arguments": arguments}])
 }
 
-/// The remediation a refusal carries, decoded.
-fn remediation(r: &Reply) -> Value {
+/// The remediation object a refusal carries (the RAR remediation draft), decoded.
+fn remediation_object(r: &Reply) -> Value {
     let header = r.headers["www-authenticate"].to_str().unwrap();
     assert!(
         header.contains("error=\"insufficient_authorization\""),
@@ -84,6 +88,14 @@ fn remediation(r: &Reply) -> Value {
             .unwrap(),
     )
     .unwrap()
+}
+
+/// The details a refusal's remediation names; a single-use approval's carries no
+/// `authorization_reference` (no token a client holds can be used again).
+fn remediation(r: &Reply) -> Value {
+    let object = remediation_object(r);
+    assert!(object.get("authorization_reference").is_none(), "{object}");
+    object["authorization_details"].clone()
 }
 
 async fn call(url: &str, token: &str, arguments: Value, modern: bool) -> Reply {
@@ -280,6 +292,41 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         ran,
         "no refused call reached the plugin"
     );
+
+    // A reusable approval (tenant b's payouts): the refusal also names the details'
+    // reference, the same for the same call, so a client finds a token it already holds; and
+    // one approval runs the call more than once.
+    let plain_b = token(&issuer, &other_tenant, "alice", json!([]), 0);
+    let mut references = Vec::new();
+    for count in [3, 3, 4] {
+        let arguments = json!({"batch": "B-1", "count": count});
+        let r = call_tool(&other_tenant, &plain_b, "payments.payout", arguments, true).await;
+        assert_eq!(r.status, 403, "{r:?}");
+        let object = remediation_object(&r);
+        references.push(object["authorization_reference"].clone());
+    }
+    assert!(references[0].is_string(), "{references:?}");
+    assert_eq!(references[0], references[1]);
+    assert_ne!(references[0], references[2]);
+    let payout = json!([{"type": "payment_initiation", "locations": [other_tenant],
+        "actions": ["tools/call"], "tool": "payments.payout", "subject": "alice",
+        "arguments_digest": payout_digest(&batch)}]);
+    let reusable = token(&issuer, &other_tenant, "alice", payout, 0);
+    for _ in 0..2 {
+        let r = call_tool(
+            &other_tenant,
+            &reusable,
+            "payments.payout",
+            batch.clone(),
+            true,
+        )
+        .await;
+        assert_eq!(
+            r.text(),
+            "paid out batch B-1 (3 payments) for alice",
+            "{r:?}"
+        );
+    }
 
     // The metadata names the types the tenant enforces.
     let prm = get_json(&gw.url("/.well-known/oauth-protected-resource/mcp")).await;

@@ -170,10 +170,19 @@ impl TenantAuth {
                 if !scopes.is_empty() {
                     params.push(format!("scope=\"{}\"", scopes.join(" ")));
                 }
-                if let Denial::InsufficientAuthorization { details, .. } = denial {
+                if let Denial::InsufficientAuthorization {
+                    details, reference, ..
+                } = denial
+                {
+                    // The remediation draft's object: the details to ask for, and for a
+                    // reusable approval the reference of a token that would already do.
                     use base64::Engine as _;
+                    let mut remediation = serde_json::json!({ "authorization_details": details });
+                    if let Some(r) = reference {
+                        remediation["authorization_reference"] = Value::String(r.clone());
+                    }
                     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(details.to_string());
+                        .encode(remediation.to_string());
                     params.push(format!("authorization_remediation=\"{encoded}\""));
                 }
                 if let Denial::UserAuthentication {

@@ -242,6 +242,9 @@ pub enum Denial {
     InsufficientAuthorization {
         /// The `authorization_details` that would authorize exactly this call.
         details: Value,
+        /// For an approval that may be used more than once: the stable reference of those
+        /// details, by which a client finds a token it already holds for them.
+        reference: Option<String>,
         /// Why the token's approvals do not do (for the log and the client).
         why: String,
     },

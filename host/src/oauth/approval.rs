@@ -92,6 +92,15 @@ pub fn arguments_digest(arguments: &Value) -> String {
     )
 }
 
+/// The stable `authorization_reference` of `details` (the RAR remediation draft): the
+/// base64url of the first 16 bytes of the SHA-256 of their canonical JSON — the same for the
+/// same details whatever their members' order, and revealing nothing of them.
+pub fn reference(details: &Value) -> String {
+    use base64::Engine as _;
+    let digest = Sha256::digest(canonical(details));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
 impl ApprovalRule {
     /// What is wrong with this rule for a tool whose arguments `input_schema` describes, if
     /// anything: a type outside `[A-Za-z0-9_.:/-]{1,128}`, a bound argument named twice, not
@@ -309,6 +318,18 @@ mod tests {
         assert!(
             rule.matching(&details, call("t", &fewer, RESOURCE))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_reference_names_the_details_whatever_their_order() {
+        let a = json!([{"type": "t", "arguments": {"x": 1, "y": 2}}]);
+        let b: Value = serde_json::from_str(r#"[{"arguments":{"y":2,"x":1},"type":"t"}]"#).unwrap();
+        assert_eq!(reference(&a), reference(&b));
+        assert_eq!(reference(&a).len(), 22);
+        assert_ne!(
+            reference(&a),
+            reference(&json!([{"type": "t", "arguments": {"x": 1}}]))
         );
     }
 

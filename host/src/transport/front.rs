@@ -378,9 +378,12 @@ impl Front {
         };
         let required = || rule.details_for(call);
         let refuse = |why: &str| {
+            let details = required();
             self.deny_call(
                 &Denial::InsufficientAuthorization {
-                    details: required(),
+                    reference: (!rule.single_use)
+                        .then(|| crate::oauth::approval::reference(&details)),
+                    details,
                     why: why.into(),
                 },
                 caller,
