@@ -225,17 +225,7 @@ impl Portcullis {
                 Arc::new(move || {
                     catalogs
                         .iter()
-                        .flat_map(|p| {
-                            let catalog = p.catalog();
-                            catalog
-                                .approval_rules()
-                                .map(|(tool, title, rule)| oauth::approval::Declared {
-                                    tool: tool.to_string(),
-                                    title: title.map(str::to_string),
-                                    rule: rule.clone(),
-                                })
-                                .collect::<Vec<_>>()
-                        })
+                        .flat_map(|p| p.catalog().declared_approvals())
                         .collect()
                 })
             };

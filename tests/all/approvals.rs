@@ -328,13 +328,26 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         );
     }
 
-    // The metadata names the types the tenant enforces.
+    // The metadata names the types the tenant enforces, with the types metadata of the RAR
+    // remediation draft: the JSON Schema of the entries, which the details a refusal names
+    // satisfy (and a detail without its bound arguments does not).
     let prm = get_json(&gw.url("/.well-known/oauth-protected-resource/mcp")).await;
     assert_eq!(
         prm["authorization_details_types_supported"],
         json!(["payment_initiation", KIND]),
         "{prm}"
     );
+    let schema = &prm["authorization_details_types_metadata"][KIND]["schema"];
+    let validator = jsonschema::validator_for(schema).unwrap();
+    let named = detail(&url, call_args.clone());
+    assert!(validator.is_valid(&named[0]), "{schema}");
+    let mut unbound = named[0].clone();
+    unbound["arguments"] = json!({"amount": "120.00"});
+    assert!(!validator.is_valid(&unbound), "{schema}");
+    let description = prm["authorization_details_types_metadata"][KIND]["description"]
+        .as_str()
+        .unwrap();
+    assert!(description.contains("Refund a payment"), "{description}");
 }
 
 /// The digest the gateway binds for `payments.payout`: SHA-256 of the canonical JSON (members
@@ -439,6 +452,16 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
         meta["authorization_details_types_supported"],
         json!(["payment_initiation", KIND]),
         "the types the plugin declares: {meta}"
+    );
+    let types = get_json(
+        meta["authorization_details_types_metadata_endpoint"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        types["payment_initiation"]["schema"]["properties"]["type"]["const"], "payment_initiation",
+        "{types}"
     );
     let par = meta["pushed_authorization_request_endpoint"]
         .as_str()

@@ -259,9 +259,12 @@ impl TenantAuth {
                 "bearer_methods_supported": ["header"],
                 "resource_name": format!("Portcullis MCP gateway ({})", self.tenant),
             });
-            let types = (self.approval_types)();
-            if !types.is_empty() {
-                doc["authorization_details_types_supported"] = json!(types);
+            let approvals = (self.approvals)();
+            if !approvals.is_empty() {
+                let metadata = crate::oauth::approval::types_metadata(&approvals);
+                doc["authorization_details_types_supported"] =
+                    json!(metadata.keys().collect::<Vec<_>>());
+                doc["authorization_details_types_metadata"] = Value::Object(metadata);
             }
             if self.dpop != DpopMode::Off {
                 doc["dpop_signing_alg_values_supported"] = json!(self.dpop_algorithms);

@@ -306,8 +306,8 @@ pub struct TenantAuth {
     scopes_supported: Vec<String>,
     /// The scopes the tenant's plugins currently require (they change on reload).
     declared_scopes: DeclaredScopes,
-    /// The `authorization_details` types its tools' approvals currently use (#32).
-    approval_types: DeclaredScopes,
+    /// The approval rules its tools currently have (#32), for the metadata.
+    approvals: crate::oauth::approval::DeclaredApprovals,
     challenge_scopes: Vec<String>,
     authorization_servers: Vec<String>,
     /// Whether DPoP-bound tokens are accepted, or required.
@@ -418,7 +418,7 @@ impl TenantAuth {
             resource,
             scopes_supported: config.scopes_supported.clone(),
             declared_scopes: Arc::new(BTreeSet::new),
-            approval_types: Arc::new(BTreeSet::new),
+            approvals: Arc::new(Vec::new),
             challenge_scopes: config
                 .challenge_scopes
                 .clone()
@@ -438,11 +438,12 @@ impl TenantAuth {
         self
     }
 
-    /// Advertise the approval types `types` returns (RFC 9728
-    /// `authorization_details_types_supported`).
+    /// Advertise the approval rules `approvals` returns: their types (RFC 9728
+    /// `authorization_details_types_supported`) and the types metadata of the RAR remediation
+    /// draft (`authorization_details_types_metadata`).
     #[must_use]
-    pub fn with_approval_types(mut self, types: DeclaredScopes) -> Self {
-        self.approval_types = types;
+    pub fn with_approvals(mut self, approvals: crate::oauth::approval::DeclaredApprovals) -> Self {
+        self.approvals = approvals;
         self
     }
 

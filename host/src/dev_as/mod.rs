@@ -482,6 +482,8 @@ impl DevAs {
         let types = self.rar.types();
         if !types.is_empty() {
             m["authorization_details_types_supported"] = json!(types);
+            m["authorization_details_types_metadata_endpoint"] =
+                format!("{i}/authorization-details-types").into();
         }
         if self.enterprise.offered() {
             if let Some(grants) = m["grant_types_supported"].as_array_mut() {
@@ -512,6 +514,12 @@ impl DevAs {
             .route("/dev-as/authorize", get(authorize).post(decide))
             .route("/dev-as/token", post(token))
             .route("/dev-as/par", post(push))
+            .route(
+                "/dev-as/authorization-details-types",
+                get(|State(dev): State<Arc<DevAs>>| async move {
+                    axum::Json(Value::Object(dev.rar.types_metadata()))
+                }),
+            )
             .route("/dev-as/register", post(register))
             .with_state(self.clone())
     }

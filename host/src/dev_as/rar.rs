@@ -49,6 +49,11 @@ impl<P: Clone> Rar<P> {
         types
     }
 
+    /// The types metadata of the rules in force (the RAR remediation draft's endpoint).
+    pub(super) fn types_metadata(&self) -> serde_json::Map<String, Value> {
+        crate::oauth::approval::types_metadata(&(self.declared)())
+    }
+
     /// The rule of `tool` whose type is `kind`, if one is in force.
     fn rule(&self, kind: &str, tool: &str) -> Option<Declared> {
         (self.declared)()

@@ -92,6 +92,76 @@ pub fn arguments_digest(arguments: &Value) -> String {
     )
 }
 
+/// The types metadata of the rules `declared` (the RAR remediation draft's "authorization
+/// details types metadata"): for each type, a description for people and the JSON Schema of
+/// one entry of it — the entry the gateway requires, per tool: its `locations`, the tool,
+/// `tools/call`, the caller's `subject`, and the bound `arguments` (or `arguments_digest`).
+pub fn types_metadata(declared: &[Declared]) -> Map<String, Value> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&Declared>> = Default::default();
+    for d in declared {
+        by_type.entry(d.rule.kind.as_str()).or_default().push(d);
+    }
+    by_type
+        .into_iter()
+        .map(|(kind, rules)| {
+            let described: Vec<String> = rules
+                .iter()
+                .map(|d| {
+                    let bound = if d.rule.bind.is_empty() {
+                        "all its arguments".to_string()
+                    } else {
+                        d.rule.bind.join(", ")
+                    };
+                    format!(
+                        "{} (`{}`: binds {bound}; {}; usable for {} s)",
+                        d.title.as_deref().unwrap_or(&d.tool),
+                        d.tool,
+                        if d.rule.single_use { "one call" } else { "reusable" },
+                        d.rule.max_age_secs
+                    )
+                })
+                .collect();
+            let per_tool: Vec<Value> = rules
+                .iter()
+                .map(|d| {
+                    if d.rule.bind.is_empty() {
+                        json!({"properties": {"tool": {"const": d.tool}}, "required": ["arguments_digest"]})
+                    } else {
+                        json!({"properties": {"tool": {"const": d.tool},
+                            "arguments": {"type": "object", "required": d.rule.bind}},
+                            "required": ["arguments"]})
+                    }
+                })
+                .collect();
+            let schema = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "required": ["type", "locations", "tool"],
+                "properties": {
+                    "type": {"const": kind},
+                    "locations": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uri"}},
+                    "actions": {"type": "array", "contains": {"const": "tools/call"}},
+                    "tool": {"type": "string"},
+                    "subject": {"type": "string"},
+                    "arguments": {"type": "object"},
+                    "arguments_digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+                },
+                "anyOf": per_tool,
+            });
+            let description = format!(
+                "A person's approval of one exact call of a tool: {}. The entry names the \
+                 gateway's resource in `locations`, the tool, the caller's `subject`, and the \
+                 approved argument values (or the digest of all arguments).",
+                described.join("; ")
+            );
+            (
+                kind.to_string(),
+                json!({"description": description, "schema": schema}),
+            )
+        })
+        .collect()
+}
+
 /// The stable `authorization_reference` of `details` (the RAR remediation draft): the
 /// base64url of the first 16 bytes of the SHA-256 of their canonical JSON — the same for the
 /// same details whatever their members' order, and revealing nothing of them.
@@ -318,6 +388,52 @@ mod tests {
         assert!(
             rule.matching(&details, call("t", &fewer, RESOURCE))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_types_metadata_describes_each_type_and_its_entries() {
+        let declared = [
+            Declared {
+                tool: "payments.refund".into(),
+                title: Some("Refund a payment".into()),
+                rule: refund(),
+            },
+            Declared {
+                tool: "payments.payout".into(),
+                title: None,
+                rule: ApprovalRule {
+                    kind: "payment_initiation".into(),
+                    bind: vec![],
+                    single_use: false,
+                    max_age_secs: 600,
+                },
+            },
+        ];
+        let meta = types_metadata(&declared);
+        assert_eq!(
+            meta.keys().collect::<Vec<_>>(),
+            ["payment_initiation", "payment_refund"]
+        );
+        let refund = &meta["payment_refund"];
+        assert!(
+            refund["description"]
+                .as_str()
+                .unwrap()
+                .contains("Refund a payment (`payments.refund`: binds amount, currency, account; one call; usable for 300 s)"),
+            "{refund}"
+        );
+        assert_eq!(
+            refund["schema"]["properties"]["type"]["const"],
+            "payment_refund"
+        );
+        assert_eq!(
+            refund["schema"]["anyOf"][0]["properties"]["arguments"]["required"],
+            json!(["amount", "currency", "account"])
+        );
+        assert_eq!(
+            meta["payment_initiation"]["schema"]["anyOf"][0]["required"],
+            json!(["arguments_digest"])
         );
     }
 

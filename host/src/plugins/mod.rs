@@ -6,7 +6,7 @@
 //! that fails to load is recorded with its reason and the others keep serving. This module
 //! must not speak MCP: the `mcp` module turns catalog entries into protocol answers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -183,10 +183,14 @@ impl Catalog {
         })
     }
 
-    /// The `authorization_details` types the tenant's tools require (for the metadata).
-    pub fn approval_types(&self) -> BTreeSet<String> {
+    /// The approval rules in force, as the metadata and the development AS take them.
+    pub fn declared_approvals(&self) -> Vec<crate::oauth::approval::Declared> {
         self.approval_rules()
-            .map(|(_, _, a)| a.kind.clone())
+            .map(|(tool, title, rule)| crate::oauth::approval::Declared {
+                tool: tool.to_string(),
+                title: title.map(str::to_string),
+                rule: rule.clone(),
+            })
             .collect()
     }
 

@@ -227,9 +227,9 @@ pub(crate) fn router(
                 resource_server.clone(),
             )
             .with_declared_scopes(Arc::new(move || plugins.catalog().declared_scopes()))
-            .with_approval_types({
+            .with_approvals({
                 let plugins = tenant.plugins.clone();
-                Arc::new(move || plugins.catalog().approval_types())
+                Arc::new(move || plugins.catalog().declared_approvals())
             }),
         );
         served.push(serve_tenant(
