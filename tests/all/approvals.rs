@@ -495,19 +495,12 @@ async fn the_development_as_asks_for_and_issues_the_approval_a_refusal_named() {
     // The request_uri was good once.
     let again = client.http.get(&authorize).send().await.unwrap();
     assert_eq!(again.status(), 400);
-    let issued = client
-        .redeem(&gw.url("/dev-as/token"), &code, &url, None)
+    let token_endpoint = gw.url("/dev-as/token");
+    let redeemed = Redeemed::of(&client, &token_endpoint, &code, &url).await;
+    assert_eq!(redeemed.response["authorization_details"], details);
+    redeemed
+        .runs_once(&url, &arguments, "refunded 120.00 EUR to DE02 for alice")
         .await;
-    assert_eq!(issued["authorization_details"], details, "{issued}");
-    let approved = issued["access_token"].as_str().unwrap();
-    let r = call(&url, approved, arguments.clone(), true).await;
-    assert_eq!(
-        r.text(),
-        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
-        "{r:?}"
-    );
-    let r = call(&url, approved, arguments, true).await;
-    assert_eq!(r.status, 403, "single use: {r:?}");
 
     // Someone else's call is not this user's to approve.
     let mut theirs = details.clone();
@@ -575,16 +568,11 @@ async fn a_person_approves_the_exact_call_in_a_browser() {
     let endpoint = |name: &str| meta[name].as_str().unwrap().to_string();
     let client = PublicClient::register(&endpoint("registration_endpoint"), "approver").await;
 
-    let params = client.request(
-        &url,
-        "payments:write",
-        &[("authorization_details", &details.to_string())],
-    );
     let browse = |decision: &'static str| {
         let as_ = AsEndpoints::from(&meta);
-        let (client, params) = (&client, &params);
+        let (client, url, details) = (&client, &url, &details);
         async move {
-            as_.approve_in_browser(client, params, "alice", decision)
+            as_.approve_in_browser(client, (url, details), "alice", decision)
                 .await
         }
     };
@@ -605,19 +593,11 @@ async fn a_person_approves_the_exact_call_in_a_browser() {
         assert!(words.contains(shown), "{shown:?} not in {words:?}");
     }
     let code = PublicClient::code(seen["redirected"].as_str().unwrap());
-    let issued = client
-        .redeem(&endpoint("token_endpoint"), &code, &url, None)
+    let redeemed = Redeemed::of(&client, &endpoint("token_endpoint"), &code, &url).await;
+    assert_eq!(redeemed.response["authorization_details"], details);
+    redeemed
+        .runs_once(&url, &arguments, "refunded 120.00 EUR to DE02 for alice")
         .await;
-    assert_eq!(issued["authorization_details"], details, "{issued}");
-    let approved = issued["access_token"].as_str().unwrap();
-    let r = call(&url, approved, arguments.clone(), true).await;
-    assert_eq!(
-        r.text(),
-        "refunded 120.00 EUR to DE02 for alice [approved: payment_refund]",
-        "{r:?}"
-    );
-    let r = call(&url, approved, arguments.clone(), false).await;
-    assert_eq!(r.status, 403, "once: {r:?}");
 
     // Denied: back at the client with access_denied and no code.
     let seen = browse("deny").await;
@@ -626,6 +606,33 @@ async fn a_person_approves_the_exact_call_in_a_browser() {
         back.contains("error=access_denied") && !back.contains("code="),
         "{back}"
     );
+}
+
+/// The token response for an approval, and its access token.
+struct Redeemed {
+    response: Value,
+    token: String,
+}
+
+impl Redeemed {
+    /// Redeem `code` as `client` at `token_endpoint` for `resource`.
+    async fn of(client: &PublicClient, token_endpoint: &str, code: &str, resource: &str) -> Self {
+        let response = client.redeem(token_endpoint, code, resource, None).await;
+        let token = response["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{response}"))
+            .to_string();
+        Self { response, token }
+    }
+
+    /// The approved refund runs once (a stateless call answering `said`, the approval's type
+    /// appended), and the same token is refused the next time (in a session).
+    async fn runs_once(&self, url: &str, arguments: &Value, said: &str) {
+        let r = call(url, &self.token, arguments.clone(), true).await;
+        assert_eq!(r.text(), format!("{said} [approved: {KIND}]"), "{r:?}");
+        let r = call(url, &self.token, arguments.clone(), false).await;
+        assert_eq!(r.status, 403, "single use: {r:?}");
+    }
 }
 
 /// An authorization server's endpoints, from its metadata.
@@ -648,17 +655,23 @@ impl AsEndpoints {
         }
     }
 
-    /// Push `params` as `client`, then let Debian's Chromium, as `user`, take the decision
-    /// (`approve` or `deny`) on the consent page (`tests/js/approve-browser.mjs`): what the page
-    /// showed and where it sent the browser back to.
+    /// Push an authorization request for `details` at `resource` as `client`, then let
+    /// Debian's Chromium, as `user`, take the decision (`approve` or `deny`) on the consent page
+    /// (`tests/js/approve-browser.mjs`): what the page showed and where it sent the browser
+    /// back to.
     async fn approve_in_browser(
         &self,
         client: &PublicClient,
-        params: &[(String, String)],
+        (resource, details): (&str, &Value),
         user: &str,
         decision: &str,
     ) -> Value {
-        let (status, pushed) = client.push(&self.par, params).await;
+        let params = client.request(
+            resource,
+            "payments:write",
+            &[("authorization_details", &details.to_string())],
+        );
+        let (status, pushed) = client.push(&self.par, &params).await;
         assert_eq!(status, 201, "{pushed}");
         let at = client.pushed_url(&self.authorize, pushed["request_uri"].as_str().unwrap());
         crate::support::run_json_program(
@@ -722,49 +735,26 @@ async fn an_independent_authorization_server_grants_the_approval_a_refusal_named
     let client =
         PublicClient::register(meta["registration_endpoint"].as_str().unwrap(), "approver").await;
     let endpoints = AsEndpoints::from(&meta);
-    let params = client.request(
-        &url,
-        "payments:write",
-        &[("authorization_details", &details.to_string())],
-    );
     let seen = endpoints
-        .approve_in_browser(&client, &params, "alice", "approve")
+        .approve_in_browser(&client, (&url, &details), "alice", "approve")
         .await;
     assert_eq!(seen["values"], json!(["75.50", "EUR", "FR76"]), "{seen}");
     let code = PublicClient::code(seen["redirected"].as_str().unwrap());
-    let issued = client
-        .redeem(meta["token_endpoint"].as_str().unwrap(), &code, &url, None)
-        .await;
-    let approved = issued["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{issued}"));
+    let token_endpoint = meta["token_endpoint"].as_str().unwrap();
+    let redeemed = Redeemed::of(&client, token_endpoint, &code, &url).await;
     assert_eq!(
-        crate::support::jwt_part(approved, 1)["authorization_details"],
+        crate::support::jwt_part(&redeemed.token, 1)["authorization_details"],
         details
     );
-    for modern in [true, false] {
-        let r = call(&url, approved, arguments.clone(), modern).await;
-        if modern {
-            assert_eq!(
-                r.text(),
-                "refunded 75.50 EUR to FR76 for alice [approved: payment_refund]",
-                "{r:?}"
-            );
-        } else {
-            assert_eq!(r.status, 403, "once: {r:?}");
-        }
-    }
+    redeemed
+        .runs_once(&url, &arguments, "refunded 75.50 EUR to FR76 for alice")
+        .await;
 
     // Bob's call is not alice's to approve: the AS refuses, and nothing is issued.
     let mut theirs = details.clone();
     theirs[0]["subject"] = json!("bob");
-    let params = client.request(
-        &url,
-        "payments:write",
-        &[("authorization_details", &theirs.to_string())],
-    );
     let seen = endpoints
-        .approve_in_browser(&client, &params, "alice", "approve")
+        .approve_in_browser(&client, (&url, &theirs), "alice", "approve")
         .await;
     let back = seen["redirected"].as_str().unwrap();
     assert!(

@@ -7,18 +7,13 @@
 // Prints {"approvals": text, "values": [...], "redirected": url}.
 //
 // usage: USER_NAME=alice REDIRECT=http://127.0.0.1:9/callback node approve-browser.mjs <url>
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.mjs';
 
 const [url] = process.argv.slice(2);
 const user = process.env.USER_NAME ?? 'alice';
 const redirect = process.env.REDIRECT;
 const approve = (process.env.DECISION ?? 'approve') === 'approve';
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const back = new Promise((resolve) => {

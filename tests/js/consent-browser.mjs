@@ -5,16 +5,11 @@
 // "visited": [every page the main frame loaded]}.
 //
 // usage: USERS='{"http://127.0.0.1:1234": "alice"}' node consent-browser.mjs <url>
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.mjs';
 
 const [url] = process.argv.slice(2);
 const users = JSON.parse(process.env.USERS ?? '{}');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   let status = 0;
