@@ -328,6 +328,31 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         );
     }
 
+    // The operator's inventory lists each tool's rule, as this tenant has it (b's payouts are
+    // reusable; the plugin's own refund rule is replaced by b's).
+    let iat = now();
+    let admin = issuer.token(
+        "a",
+        json!({"iss": issuer.url, "sub": "ops", "aud": other_tenant, "iat": iat,
+               "exp": iat + 900, "scope": "portcullis:admin"}),
+    );
+    let inventory: Value = reqwest::Client::new()
+        .get(gw.url("/admin/plugins?tenant=b"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tools = &inventory["plugins"][0]["tools"];
+    assert_eq!(tools[0]["approval"]["max_age_secs"], 60, "{inventory}");
+    assert_eq!(
+        tools[1]["approval"],
+        json!({"type": "payment_initiation", "bind": [], "single_use": false, "max_age_secs": 300}),
+        "the operator's rule, whole (the plugin's said 600 s): {inventory}"
+    );
+
     // The metadata names the types the tenant enforces, with the types metadata of the RAR
     // remediation draft: the JSON Schema of the entries, which the details a refusal names
     // satisfy (and a detail without its bound arguments does not).
