@@ -61,6 +61,7 @@
 //! | sandbox    | config, telemetry                                              |
 //! | auth       | config, net, oauth, telemetry                                  |
 //! | plugins    | auth, config, oauth, sandbox, telemetry                        |
+//! | authz      | auth, config, plugins                                          |
 //! | vault      | config, telemetry                                              |
 //! | downstream | auth, config, net, oauth, sandbox, telemetry, vault            |
 //! | tenancy    | auth, config, sandbox                                          |
@@ -68,9 +69,9 @@
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
-//! | mcp        | auth, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
+//! | mcp        | auth, authz, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
-//! | transport  | admin, auth, config, mcp, net, oauth, sessions, telemetry, tenancy |
+//! | transport  | admin, auth, authz, config, mcp, net, oauth, sessions, telemetry, tenancy |
 //! | fuzzing    | auth, config, downstream, mcp, plugins, sandbox                |
 //! | scaffold   |                                                                |
 //! | harness    | auth, config, mcp                                              |
@@ -78,6 +79,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod cluster;
 pub mod config;
 pub mod dev_as;
@@ -517,7 +519,7 @@ fn build_tenants(
         let context = TenantContext::new(
             plugins.clone(),
             state_key.clone(),
-            config.auth.tools_list,
+            Arc::new(tenant_authz(config, tenant, plugins, shutdown)?),
             Arc::new(services),
             quotas,
             task_table(config, tenant, cluster, state_key.as_deref()),
@@ -540,6 +542,46 @@ fn build_tenants(
         }
     }
     Ok((tenants, consent))
+}
+
+/// The authorization of `tenant`: the built-in rules, and its Cedar policies when it has them
+/// (read and checked against its plugins now, then watched for changes until `shutdown`).
+fn tenant_authz(
+    config: &Config,
+    tenant: &config::TenantConfig,
+    plugins: &Arc<TenantPlugins>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<authz::TenantAuthz> {
+    let authz = authz::TenantAuthz::new(plugins.tenant.clone(), config.auth.tools_list);
+    let Some(policy) = &tenant.policy else {
+        return Ok(authz);
+    };
+    let files = policy
+        .files
+        .iter()
+        .map(|f| config.resolve_path(f))
+        .collect();
+    let policies = authz::policy::TenantPolicies::load(
+        files,
+        policy.mode,
+        config.auth.claims.clone(),
+        &plugins.catalog(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: tenant `{}` policy: {e}",
+            config.source.display(),
+            tenant.id
+        )
+    })?;
+    let policies = Arc::new(policies);
+    let watched = plugins.clone();
+    policies.clone().watch(
+        plugins.tenant.clone(),
+        move || watched.catalog(),
+        shutdown.clone(),
+    );
+    Ok(authz.with_policies(policies))
 }
 
 /// The plugin watcher, when `sandbox.watch` is on. Without one the gateway still serves what

@@ -345,10 +345,23 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         .json()
         .await
         .unwrap();
-    let tools = &inventory["plugins"][0]["tools"];
-    assert_eq!(tools[0]["approval"]["max_age_secs"], 60, "{inventory}");
+    let tool = |name: &str| {
+        inventory["plugins"][0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {inventory}"))
+    };
     assert_eq!(
-        tools[1]["approval"],
+        tool("payments.refund")["approval"]["max_age_secs"],
+        60,
+        "{inventory}"
+    );
+    assert!(tool("payments.transfer").get("approval").is_none());
+    assert_eq!(
+        tool("payments.payout")["approval"],
         json!({"type": "payment_initiation", "bind": [], "single_use": false, "max_age_secs": 300}),
         "the operator's rule, whole (the plugin's said 600 s): {inventory}"
     );

@@ -28,6 +28,7 @@ mod identity;
 mod isolation;
 mod notes_demo;
 mod parity;
+mod policy;
 mod real_as;
 mod reload;
 mod sandbox_limits;

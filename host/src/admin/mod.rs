@@ -240,6 +240,10 @@ impl Admin {
         let inventory = Inventory::of(&tenant.plugins.catalog());
         let mut body = serde_json::to_value(inventory).unwrap_or_default();
         body["tenant"] = serde_json::Value::from(&*tenant.plugins.tenant);
+        // The tenant's policies: their files, mode, ids, and why the last reload failed.
+        if let Some(policies) = tenant.authz.policies() {
+            body["policy"] = serde_json::to_value(policies.status()).unwrap_or_default();
+        }
         axum::Json(body).into_response()
     }
 }

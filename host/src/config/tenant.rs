@@ -108,6 +108,31 @@ pub struct TenantConfig {
     /// Downstream services plugins may call through the `downstream` capability.
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// The tenant's Cedar policies (#33): every decision also asks them.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+}
+
+/// `[tenant.policy]`: Cedar policy files, and whether they are enforced.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy files (`.cedar`), relative to this file; each is read whole and watched.
+    pub files: Vec<PathBuf>,
+    /// `enforce` (the default) or `shadow`: evaluated and logged, never refusing.
+    #[serde(default)]
+    pub mode: PolicyMode,
+}
+
+/// `[tenant.policy] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    /// A denial refuses the request.
+    #[default]
+    Enforce,
+    /// A denial is logged ("would deny") and the request goes on.
+    Shadow,
 }
 
 /// `[[tenant.service]]`: a logical downstream service.

@@ -52,8 +52,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
-use crate::config::ToolsList;
-use crate::plugins::{Catalog, Forbidden, Target};
+use crate::authz::{Forbidden, Request, TenantAuthz};
+use crate::plugins::{Catalog, Target};
 use crate::sandbox::BoxFuture;
 use crate::sessions::LiveSessions;
 pub(crate) use direct::Direct;
@@ -221,14 +221,16 @@ pub(crate) fn cancelled(tenant: &TenantContext, session: &str, message: &serde_j
 /// when `who` lacks scopes an item `message` targets declares. Every other outcome of the
 /// authorization decision is the protocol layer's to answer.
 pub fn step_up_scopes(
+    authz: &TenantAuthz,
     catalog: &Catalog,
     who: &Principal,
     message: &serde_json::Value,
-    listing: ToolsList,
 ) -> Option<Vec<String>> {
     let mut needed: Vec<String> = Vec::new();
     for target in targets(message) {
-        if let Err(Forbidden::Scopes { required, .. }) = catalog.authorize(who, target, listing) {
+        if let Err(Forbidden::Scopes { required, .. }) =
+            authz.decide(catalog, &Request::of(who, target))
+        {
             needed.extend(required);
         }
     }

@@ -15,8 +15,9 @@ use serde_json::json;
 use super::gateway::Gateway;
 use super::record::Outcome;
 use crate::auth::{Denial, Principal};
+use crate::authz::{Forbidden, Permit, Request};
 use crate::downstream::StepUp;
-use crate::plugins::{Catalog, Forbidden, LoadedPlugin, Permit, Target};
+use crate::plugins::{Catalog, LoadedPlugin, Target};
 use crate::sandbox::SandboxError;
 use crate::telemetry::untrusted;
 
@@ -74,17 +75,28 @@ pub(super) fn failed(
 }
 
 impl Gateway {
-    /// The one authorization decision ([`Catalog::authorize`]) for this tenant, mapped to the
-    /// protocol (see the module header).
+    /// The one authorization decision ([`crate::authz::TenantAuthz::decide`]) for this
+    /// tenant, mapped to the protocol (see the module header).
     pub(super) fn authorize<'c>(
         &self,
         catalog: &'c Catalog,
         who: &Principal,
         target: Target<'_>,
     ) -> Result<Permit<'c>, Refused> {
-        catalog
-            .authorize(who, target, self.tenant.tools_list)
-            .map_err(|f| refused(who, target, f))
+        self.decide(catalog, &Request::of(who, target))
+    }
+
+    /// The decision on `request` (with its arguments, for a call's second question), mapped
+    /// to the protocol.
+    pub(super) fn decide<'c>(
+        &self,
+        catalog: &'c Catalog,
+        request: &Request<'_>,
+    ) -> Result<Permit<'c>, Refused> {
+        self.tenant
+            .authz
+            .decide(catalog, request)
+            .map_err(|f| refused(request.who, request.target, f))
     }
 }
 
@@ -110,6 +122,10 @@ fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused
             Refused::Forbidden(format!(
                 "Forbidden: {what} is not available to this caller ({why})"
             ))
+        }
+        // Logged where the policies decided.
+        Forbidden::Policy(refusal) => {
+            Refused::Forbidden(format!("Forbidden: {what} is refused by {refusal}"))
         }
     }
 }

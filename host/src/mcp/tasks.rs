@@ -428,8 +428,13 @@ async fn lookup(gw: &Gateway, ex: &Exchange, id: &str) -> Result<Snapshot, Error
         .await
         .map_err(|e| refused(id, e))?;
     let catalog = gw.tenant.catalog();
-    gw.authorize(&catalog, &ex.who, Target::Tool(&snapshot.tool))
-        .map_err(|_| not_found(id))?;
+    // Its call was decided with its arguments when the task was created; the caller must
+    // still be allowed the tool.
+    gw.decide(
+        &catalog,
+        &crate::authz::Request::of(&ex.who, Target::Tool(&snapshot.tool)),
+    )
+    .map_err(|_| not_found(id))?;
     Ok(snapshot)
 }
 

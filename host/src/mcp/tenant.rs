@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::live::SessionTable;
 use super::request_state::StateSealer;
 use crate::auth::Principal;
-use crate::config::ToolsList;
+use crate::authz::{Request, TenantAuthz};
 use crate::downstream::TenantServices;
 use crate::plugins::{Catalog, Target, TenantPlugins};
 use crate::tasks::TaskTable;
@@ -24,8 +24,8 @@ pub struct TenantContext {
     /// The tenant's plugins.
     pub plugins: Arc<TenantPlugins>,
     pub(crate) sealer: Arc<StateSealer>,
-    /// What `tools/list` shows.
-    pub(crate) tools_list: ToolsList,
+    /// Every authorization decision of the tenant (and what its lists show).
+    pub authz: Arc<TenantAuthz>,
     /// The tenant's downstream services.
     pub(crate) services: Arc<TenantServices>,
     /// What the tenant may consume.
@@ -75,7 +75,7 @@ impl TenantContext {
     pub fn new(
         plugins: Arc<TenantPlugins>,
         state_key: Option<Vec<u8>>,
-        tools_list: ToolsList,
+        authz: Arc<TenantAuthz>,
         services: Arc<TenantServices>,
         quotas: Arc<Quotas>,
         tasks: Arc<TaskTable>,
@@ -83,7 +83,7 @@ impl TenantContext {
         Self {
             plugins,
             sealer: Arc::new(StateSealer::new(state_key)),
-            tools_list,
+            authz,
             services,
             quotas,
             live: Arc::default(),
@@ -173,16 +173,17 @@ impl TenantContext {
         self.plugins.catalog()
     }
 
-    /// Whether `who` may see `target` in a list (the one decision, [`Catalog::authorize`]).
+    /// Whether `who` may see `target` in a list (the one decision, [`TenantAuthz::decide`]).
     pub(super) fn visible(&self, catalog: &Catalog, who: &Principal, target: Target<'_>) -> bool {
-        catalog.visible(who, target, self.tools_list)
+        self.authz.visible(catalog, who, target)
     }
 
     /// Whether `who` may read `uri` now (checked again at every resource update, silently:
     /// a subscriber that lost the scope just stops hearing of it).
     pub(super) fn may_read(&self, who: &Principal, uri: &str) -> bool {
-        self.catalog()
-            .authorize(who, Target::Resource(uri), self.tools_list)
+        let catalog = self.catalog();
+        self.authz
+            .decide(&catalog, &Request::of(who, Target::Resource(uri)))
             .is_ok()
     }
 }

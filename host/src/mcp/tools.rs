@@ -24,6 +24,7 @@ use super::input::{Retry, RoundError, Rounds, Step};
 use super::record::{Outcome, RequestRecord};
 use super::refusal::{Refused, failed, unknown};
 use super::tasks;
+use crate::authz::Request;
 use crate::downstream::Need;
 use crate::plugins::{LoadedPlugin, Target};
 use crate::sandbox::{SandboxError, wit};
@@ -54,7 +55,7 @@ pub(super) async fn call(
     let name = request.name.to_string();
     let record = RequestRecord::start(&gw.tenant, ex, "tools/call", Some(&name));
     let catalog = gw.tenant.catalog();
-    let plugin = match gw.authorize(&catalog, &ex.who, Target::Tool(&name)) {
+    let plugin = match gw.decide(&catalog, &Request::of(&ex.who, Target::Tool(&name))) {
         Ok(permit) => permit.plugin,
         Err(Refused::Unknown(e)) => {
             record.finish(None, Outcome::Unknown);
@@ -78,6 +79,17 @@ pub(super) async fn call(
                 "Invalid arguments for tool `{name}`: {violations}"
             )),
         )?));
+    }
+    // The second question, now that the arguments are known to be what the tool takes.
+    let asked = Request::of(&ex.who, Target::Tool(&name)).with_arguments(&arguments);
+    if let Err(refused) = gw.decide(&catalog, &asked) {
+        record.finish(Some(&plugin.name), refused.outcome());
+        return match refused {
+            Refused::Unknown(e) => Err(e),
+            Refused::Forbidden(msg) => Ok(CallToolResponse::Complete(complete(
+                convert::error_result(&msg),
+            )?)),
+        };
     }
     let arguments = arguments.to_string();
     let retry = Retry {

@@ -20,8 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Principal;
-use crate::config::{Config, TenantConfig, ToolsList};
+use crate::config::{Config, TenantConfig};
 pub use crate::oauth::approval::ApprovalRule;
 use crate::sandbox::{
     BoxFuture, CallEnv, CallLabels, CallObserver, Limits, LoadError, NoEgress, PluginCode, Sandbox,
@@ -139,6 +138,15 @@ pub struct Catalog {
     tools: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
     prompts: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
     resources: BTreeMap<String, (Arc<LoadedPlugin>, usize)>,
+    /// Which catalog this is: a number no other catalog of this process has, so what is
+    /// derived from a catalog (the policies' schema) can tell when it is out of date.
+    pub generation: u64,
+}
+
+/// The next catalog's [`Catalog::generation`].
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Catalog {
@@ -235,7 +243,7 @@ impl Catalog {
     }
 
     /// The plugin serving `target` and the scopes it declares, if it exists.
-    fn lookup(&self, target: Target<'_>) -> Option<(&Arc<LoadedPlugin>, &[String])> {
+    pub fn lookup(&self, target: Target<'_>) -> Option<(&Arc<LoadedPlugin>, &[String])> {
         match target {
             Target::Tool(name) => self
                 .tool(name)
@@ -249,47 +257,6 @@ impl Catalog {
                 .find(|(_, t)| t.uri_template == template)
                 .map(|(p, t)| (p, t.required_scopes.as_slice())),
         }
-    }
-
-    /// The one authorization decision: may `who` use `target`? Every path asks it — lists
-    /// (what is visible), calls, reads, subscriptions, completions — so they all answer the
-    /// same. With `listing = Permitted` callers see only what they may use, and a denial is
-    /// [`Forbidden::Unknown`], indistinguishable from an item that does not exist.
-    pub fn authorize<'c>(
-        &'c self,
-        who: &Principal,
-        target: Target<'_>,
-        listing: ToolsList,
-    ) -> Result<Permit<'c>, Forbidden> {
-        let (plugin, required) = self.lookup(target).ok_or(Forbidden::Unknown)?;
-        let missing = who.missing_scopes(required);
-        let denied = if !missing.is_empty() {
-            Some(Forbidden::Scopes {
-                required: required.to_vec(),
-                missing: missing.into_iter().map(str::to_string).collect(),
-            })
-        } else if let Target::Tool(name) = target {
-            plugin
-                .claims_permit(name, &who.claims)
-                .err()
-                .map(Forbidden::Claim)
-        } else {
-            None
-        };
-        match (denied, listing) {
-            (None, _) => Ok(Permit { plugin }),
-            (Some(_), ToolsList::Permitted) => Err(Forbidden::Unknown),
-            (Some(f), ToolsList::All) => Err(f),
-        }
-    }
-
-    /// Whether `target` appears in `who`'s lists: everything that exists with
-    /// `listing = All` (scopes shown so clients can step up), only permitted items otherwise.
-    pub fn visible(&self, who: &Principal, target: Target<'_>, listing: ToolsList) -> bool {
-        !matches!(
-            self.authorize(who, target, listing),
-            Err(Forbidden::Unknown)
-        )
     }
 }
 
@@ -314,35 +281,6 @@ impl<'a> Target<'a> {
             Target::Tool(k) | Target::Prompt(k) | Target::Resource(k) | Target::Template(k) => k,
         }
     }
-}
-
-/// Proof that a caller may use a target, and the plugin that serves it. Only
-/// [`Catalog::authorize`] makes one.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Permit<'c> {
-    /// The plugin serving the target.
-    pub plugin: &'c Arc<LoadedPlugin>,
-}
-
-/// Why a caller may not use a target.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Forbidden {
-    /// No such item — or, where callers see only what they may use, one they may not use:
-    /// both answer alike, so a hidden item's existence and scopes are not disclosed.
-    #[error("unknown")]
-    Unknown,
-    /// The caller lacks scopes the item declares (a client can step up).
-    #[error("requires the scope(s) {}", .missing.join(" "))]
-    Scopes {
-        /// Every scope the item needs.
-        required: Vec<String>,
-        /// The ones the caller lacks.
-        missing: Vec<String>,
-    },
-    /// A claim rule of the operator's refuses this caller.
-    #[error("is not available to this caller ({0})")]
-    Claim(ClaimRule),
 }
 
 /// Whether `uri` matches an RFC 6570 level-1 template (each `{var}` matches one or more
@@ -548,7 +486,10 @@ pub async fn build_catalog(
 ) -> Catalog {
     let files = expand_plugin_paths(config, tenant);
     let stems = stems(&files);
-    let mut catalog = Catalog::default();
+    let mut catalog = Catalog {
+        generation: next_generation(),
+        ..Catalog::default()
+    };
     let total = files.len();
     for (n, file) in files.into_iter().enumerate() {
         let file = match file {

@@ -325,7 +325,7 @@ impl Front {
         parts: &Parts,
     ) -> Result<(), Response> {
         let catalog = self.tenant.plugins.catalog();
-        match step_up_scopes(&catalog, caller, &message.message, self.tenant.tools_list) {
+        match step_up_scopes(&self.tenant.authz, &catalog, caller, &message.message) {
             Some(required) => Err(self.deny_call(
                 &Denial::InsufficientScope { required },
                 caller,
@@ -361,6 +361,20 @@ impl Front {
         let Some(rule) = catalog.approval(tool) else {
             return Ok(None);
         };
+        // A call the caller may not make at all is refused as such (by the protocol layer,
+        // for what the decision says), never answered with a request for approval: that
+        // would show a tool the caller's list hides.
+        if self
+            .tenant
+            .authz
+            .decide(
+                &catalog,
+                &crate::authz::Request::of(caller, crate::authz::Target::Tool(tool)),
+            )
+            .is_err()
+        {
+            return Ok(None);
+        }
         if caller.issuer.is_none() {
             // A configured identity (auth off): the operator is the one approving.
             return Ok(None);

@@ -1,0 +1,852 @@
+//! A tenant's Cedar policies (#33): who may call which tool with which arguments, read which
+//! resource, get which prompt — from where and when.
+//!
+//! Owns: reading the policy files (each policy named by its `@id("…")` annotation, else
+//! `<file stem>:policyN`), the Cedar schema generated from the catalog ([`schema_json`]: the
+//! caller, the items, one action per tool — a member of `tools/call` — whose context types the
+//! tool's arguments from its `inputSchema`), validating the policies against it (strictly, at
+//! start, on every reload of the files, and again when the plugins change), translating one
+//! [`Request`] into Cedar's, evaluating it (a policy that fails to evaluate refuses: fail
+//! closed), shadow mode, and reloading when the files change (a set that does not parse or
+//! validate leaves the old one serving, and says why). Must not: decide on scopes or claim
+//! rules (`authz`), answer refusals, or see a token.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::{Arguments, Request};
+use crate::auth::Principal;
+use crate::config::PolicyMode;
+use crate::plugins::{Catalog, LoadedPlugin, Target};
+
+/// The namespace of every type and action the policies see.
+pub const NAMESPACE: &str = "Portcullis";
+/// The largest policy file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// How deep an argument's type is followed into nested objects.
+const MAX_ARGUMENT_DEPTH: usize = 4;
+/// How often the files are looked at for changes.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Why the policies refuse a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// These `forbid` policies apply.
+    Forbidden(Vec<String>),
+    /// No `permit` policy applies.
+    NotPermitted,
+    /// The request could not be put to the policies, or a policy failed to evaluate: refused.
+    Failed(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Forbidden(ids) => {
+                let ids: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
+                write!(f, "policy {}", ids.join(", "))
+            }
+            Refusal::NotPermitted => write!(f, "the policies (none permits it)"),
+            Refusal::Failed(why) => write!(f, "the policies (they could not decide: {why})"),
+        }
+    }
+}
+
+/// A policy set as read from the files.
+struct Loaded {
+    set: PolicySet,
+    /// The policies' ids, in file order.
+    ids: Vec<String>,
+    /// The files as they were read (length and modification time).
+    seen: Vec<Option<(u64, SystemTime)>>,
+    loaded_at: SystemTime,
+}
+
+/// What the policies see of one catalog: its schema, and each tool's argument type.
+struct Model {
+    generation: u64,
+    schema: Schema,
+    arguments: HashMap<String, Ty>,
+    /// The actions, with their groups (a tool's action is in `tools/call`).
+    actions: Entities,
+}
+
+/// What the inventory shows of a tenant's policies.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The files.
+    pub files: Vec<String>,
+    /// `enforce` or `shadow`.
+    pub mode: &'static str,
+    /// The ids of the policies serving.
+    pub policies: Vec<String>,
+    /// When they were read (Unix seconds).
+    pub loaded_at_unix: u64,
+    /// Why the last reload (or the last check against a changed catalog) failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// One tenant's policies.
+pub struct TenantPolicies {
+    files: Vec<PathBuf>,
+    mode: PolicyMode,
+    /// The claims a caller's token may carry to policies (`auth.claims`).
+    claims: Vec<String>,
+    loaded: ArcSwap<Loaded>,
+    model: ArcSwapOption<Model>,
+    /// Builds one model at a time.
+    building: Mutex<()>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for TenantPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPolicies")
+            .field("files", &self.files)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantPolicies {
+    /// Read `files` and check them against the schema of `catalog`: the error names the file
+    /// and the problem.
+    pub fn load(
+        files: Vec<PathBuf>,
+        mode: PolicyMode,
+        claims: Vec<String>,
+        catalog: &Catalog,
+    ) -> Result<Self, String> {
+        let loaded = read(&files)?;
+        let model = Model::of(catalog, &claims)?;
+        validate(&model.schema, &loaded.set)?;
+        Ok(Self {
+            files,
+            mode,
+            claims,
+            loaded: ArcSwap::from_pointee(loaded),
+            model: ArcSwapOption::from_pointee(model),
+            building: Mutex::new(()),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// What the inventory shows.
+    pub fn status(&self) -> Status {
+        let loaded = self.loaded.load();
+        Status {
+            files: self.files.iter().map(|f| f.display().to_string()).collect(),
+            mode: match self.mode {
+                PolicyMode::Enforce => "enforce",
+                PolicyMode::Shadow => "shadow",
+            },
+            policies: loaded.ids.clone(),
+            loaded_at_unix: loaded
+                .loaded_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            last_error: self.last_error.lock().clone(),
+        }
+    }
+
+    /// The model of `catalog` (of `tenant`), built once per catalog.
+    fn model(&self, tenant: &str, catalog: &Catalog) -> Result<Arc<Model>, String> {
+        if let Some(m) = self.model.load_full()
+            && m.generation == catalog.generation
+        {
+            return Ok(m);
+        }
+        let _one = self.building.lock();
+        if let Some(m) = self.model.load_full()
+            && m.generation == catalog.generation
+        {
+            return Ok(m);
+        }
+        let model = Arc::new(Model::of(catalog, &self.claims)?);
+        // The plugins changed: the policies must still fit them (they serve either way; a
+        // policy naming what is gone no longer applies, and one that no longer type-checks
+        // fails to evaluate and refuses).
+        let problem = validate(&model.schema, &self.loaded.load().set).err();
+        if let Some(p) = &problem {
+            tracing::error!(tenant, "the policies no longer fit the plugins: {p}");
+        }
+        *self.last_error.lock() = problem;
+        // Calls in flight on an older catalog rebuild theirs; the newest wins.
+        if self
+            .model
+            .load()
+            .as_ref()
+            .is_none_or(|m| m.generation < model.generation)
+        {
+            self.model.store(Some(model.clone()));
+        }
+        Ok(model)
+    }
+
+    /// Read the files again if they changed, and serve what they say if it parses and fits
+    /// the schema of `catalog`; otherwise keep serving the old set. `Ok(true)`: reloaded.
+    pub fn reload_if_changed(&self, tenant: &str, catalog: &Catalog) -> Result<bool, String> {
+        let seen: Vec<_> = self.files.iter().map(|f| fingerprint(f)).collect();
+        if seen == self.loaded.load().seen {
+            return Ok(false);
+        }
+        let outcome = read(&self.files).and_then(|loaded| {
+            let model = self.model(tenant, catalog)?;
+            validate(&model.schema, &loaded.set)?;
+            Ok(loaded)
+        });
+        match outcome {
+            Ok(loaded) => {
+                tracing::info!(tenant, policies = loaded.ids.len(), "policies reloaded");
+                self.loaded.store(Arc::new(loaded));
+                *self.last_error.lock() = None;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(
+                    tenant,
+                    "policies not reloaded, the previous ones still serve: {e}"
+                );
+                // Not retried until the files change again.
+                let mut old = Loaded::clone_of(&self.loaded.load());
+                old.seen = seen;
+                self.loaded.store(Arc::new(old));
+                *self.last_error.lock() = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Look at the files every half second and reload them when they change, until
+    /// `shutdown`.
+    pub fn watch(
+        self: Arc<Self>,
+        tenant: Arc<str>,
+        catalog: impl Fn() -> Arc<Catalog> + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+                let _ = self.reload_if_changed(&tenant, &catalog());
+            }
+        });
+    }
+
+    /// The policies' answer to `request` (for `plugin`'s item in `catalog`): `Err` when they
+    /// refuse it and are enforced. In shadow mode a refusal is logged and `Ok`.
+    pub fn decide(
+        &self,
+        tenant: &str,
+        catalog: &Catalog,
+        plugin: &LoadedPlugin,
+        request: &Request<'_>,
+    ) -> Result<(), Refusal> {
+        let answer = self
+            .model(tenant, catalog)
+            .map_err(Refusal::Failed)
+            .and_then(|model| self.evaluate(&model, catalog, plugin, request));
+        match (answer, self.mode) {
+            (Ok(()), _) => Ok(()),
+            (Err(refusal), PolicyMode::Shadow) => {
+                tracing::warn!(tenant, caller = %request.who.caller(), target = %request.target.key(),
+                    "shadow policies would refuse this: {refusal}");
+                Ok(())
+            }
+            (Err(refusal), PolicyMode::Enforce) => {
+                tracing::info!(tenant, caller = %request.who.caller(), target = %request.target.key(),
+                    "refused by {refusal}");
+                Err(refusal)
+            }
+        }
+    }
+
+    fn evaluate(
+        &self,
+        model: &Model,
+        catalog: &Catalog,
+        plugin: &LoadedPlugin,
+        request: &Request<'_>,
+    ) -> Result<(), Refusal> {
+        let (cedar, entities) = model
+            .request(catalog, plugin, request, &self.claims)
+            .map_err(Refusal::Failed)?;
+        let loaded = self.loaded.load();
+        let response = Authorizer::new().is_authorized(&cedar, &loaded.set, &entities);
+        let failed: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if !failed.is_empty() {
+            return Err(Refusal::Failed(failed.join("; ")));
+        }
+        match response.decision() {
+            Decision::Allow => Ok(()),
+            Decision::Deny => {
+                let ids: Vec<String> = response
+                    .diagnostics()
+                    .reason()
+                    .map(ToString::to_string)
+                    .collect();
+                Err(if ids.is_empty() {
+                    Refusal::NotPermitted
+                } else {
+                    Refusal::Forbidden(ids)
+                })
+            }
+        }
+    }
+}
+
+impl Loaded {
+    fn clone_of(other: &Loaded) -> Self {
+        Self {
+            set: other.set.clone(),
+            ids: other.ids.clone(),
+            seen: other.seen.clone(),
+            loaded_at: other.loaded_at,
+        }
+    }
+}
+
+/// A file's length and modification time, if it can be read.
+fn fingerprint(file: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(file).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Read and parse `files` into one set, each policy named by its `@id`, else
+/// `<file stem>:policyN`.
+fn read(files: &[PathBuf]) -> Result<Loaded, String> {
+    let mut set = PolicySet::new();
+    let mut ids = Vec::new();
+    let seen = files.iter().map(|f| fingerprint(f)).collect();
+    for file in files {
+        let shown = file.display();
+        let size = std::fs::metadata(file)
+            .map_err(|e| format!("{shown}: {e}"))?
+            .len();
+        if size > MAX_FILE_BYTES {
+            return Err(format!("{shown}: larger than {MAX_FILE_BYTES} bytes"));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: {e}"))?;
+        let parsed = PolicySet::from_str(&text).map_err(|e| format!("{shown}: {e:?}"))?;
+        if parsed.templates().next().is_some() {
+            return Err(format!("{shown}: policy templates are not supported"));
+        }
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut policies: Vec<_> = parsed.policies().collect();
+        policies.sort_by_key(|p| {
+            p.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+        });
+        for policy in policies {
+            let id = policy
+                .annotation("id")
+                .map_or_else(|| format!("{stem}:{}", policy.id()), str::to_string);
+            set.add(policy.new_id(PolicyId::new(&id)))
+                .map_err(|e| format!("{shown}: policy `{id}`: {e}"))?;
+            ids.push(id);
+        }
+    }
+    Ok(Loaded {
+        set,
+        ids,
+        seen,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// Validate `set` against `schema`, strictly: the error lists what does not fit.
+fn validate(schema: &Schema, set: &PolicySet) -> Result<(), String> {
+    let result = Validator::new(schema.clone()).validate(set, ValidationMode::Strict);
+    for warning in result.validation_warnings() {
+        tracing::warn!("policy warning: {warning}");
+    }
+    if result.validation_passed() {
+        return Ok(());
+    }
+    let errors: Vec<String> = result.validation_errors().map(|e| format!("{e}")).collect();
+    Err(format!(
+        "the policies do not fit the schema: {}",
+        errors.join("; ")
+    ))
+}
+
+/// The Cedar type of a value the policies see, from a JSON Schema.
+#[derive(Debug, Clone)]
+enum Ty {
+    String,
+    Long,
+    Decimal,
+    Bool,
+    Set(Box<Ty>),
+    Record(Vec<(String, Ty, bool)>),
+}
+
+impl Ty {
+    /// The Cedar type of what `schema` (JSON Schema) describes, if policies can see it:
+    /// strings and enums of them, integers, numbers (as `decimal`), booleans, arrays of those
+    /// (as sets), and objects with `properties` (records, four deep). Anything else is left
+    /// out, so no policy can name it.
+    fn of(schema: &Value, depth: usize) -> Option<Ty> {
+        if depth > MAX_ARGUMENT_DEPTH {
+            return None;
+        }
+        let kind = match &schema["type"] {
+            Value::String(t) => Some(t.as_str()),
+            Value::Array(ts) => {
+                let named: Vec<&str> = ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|t| *t != "null")
+                    .collect();
+                (named.len() == 1).then(|| named[0])
+            }
+            _ if schema["enum"]
+                .as_array()
+                .is_some_and(|e| e.iter().all(Value::is_string)) =>
+            {
+                Some("string")
+            }
+            _ => None,
+        };
+        match kind? {
+            "string" => Some(Ty::String),
+            "integer" => Some(Ty::Long),
+            "number" => Some(Ty::Decimal),
+            "boolean" => Some(Ty::Bool),
+            "array" => Ty::of(&schema["items"], depth + 1).map(|t| Ty::Set(Box::new(t))),
+            "object" => Some(Ty::record(schema, depth)),
+            _ => None,
+        }
+    }
+
+    /// The record of an object schema's `properties` (those policies can see).
+    fn record(schema: &Value, depth: usize) -> Ty {
+        let required: HashSet<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let attributes = schema["properties"]
+            .as_object()
+            .map(|props| {
+                props
+                    .iter()
+                    .filter_map(|(name, s)| {
+                        Ty::of(s, depth + 1)
+                            .map(|t| (name.clone(), t, required.contains(name.as_str())))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ty::Record(attributes)
+    }
+
+    /// Cedar's JSON schema of this type.
+    fn schema(&self) -> Value {
+        match self {
+            Ty::String => json!({"type": "String"}),
+            Ty::Long => json!({"type": "Long"}),
+            Ty::Decimal => json!({"type": "Extension", "name": "decimal"}),
+            Ty::Bool => json!({"type": "Boolean"}),
+            Ty::Set(t) => json!({"type": "Set", "element": t.schema()}),
+            Ty::Record(attrs) => {
+                let attributes: serde_json::Map<String, Value> = attrs
+                    .iter()
+                    .map(|(name, t, required)| {
+                        let mut s = t.schema();
+                        if !required {
+                            s["required"] = json!(false);
+                        }
+                        (name.clone(), s)
+                    })
+                    .collect();
+                json!({"type": "Record", "attributes": attributes})
+            }
+        }
+    }
+
+    /// `value` as this type (the arguments passed the tool's schema check, so a mismatch is
+    /// a value Cedar cannot hold: a number too large or too precise, which refuses the call).
+    fn value(&self, value: &Value) -> Result<RestrictedExpression, String> {
+        let wrong = || format!("the value {value} cannot be put to the policies");
+        Ok(match self {
+            Ty::String => {
+                RestrictedExpression::new_string(value.as_str().ok_or_else(wrong)?.into())
+            }
+            Ty::Long => RestrictedExpression::new_long(value.as_i64().ok_or_else(wrong)?),
+            Ty::Decimal => RestrictedExpression::new_decimal(decimal(value).ok_or_else(wrong)?),
+            Ty::Bool => RestrictedExpression::new_bool(value.as_bool().ok_or_else(wrong)?),
+            Ty::Set(t) => RestrictedExpression::new_set(
+                value
+                    .as_array()
+                    .ok_or_else(wrong)?
+                    .iter()
+                    .map(|v| t.value(v))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Ty::Record(attrs) => {
+                let object = value.as_object().ok_or_else(wrong)?;
+                let mut pairs = Vec::new();
+                for (name, t, _) in attrs {
+                    if let Some(v) = object.get(name).filter(|v| !v.is_null()) {
+                        pairs.push((name.clone(), t.value(v)?));
+                    }
+                }
+                RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())?
+            }
+        })
+    }
+}
+
+/// A JSON number as Cedar's `decimal` (four places; within its range), if it is one.
+fn decimal(value: &Value) -> Option<String> {
+    let n = value.as_f64()?;
+    // Cedar's decimal is an i64 of ten-thousandths.
+    if !n.is_finite() || n.abs() >= 922_337_203_685_477.0 {
+        return None;
+    }
+    let text = format!("{n:.4}");
+    Some(text)
+}
+
+/// The record type of the context every action shares, plus `arguments` when given.
+fn context_schema(arguments: Option<&Ty>) -> Value {
+    let mut attributes = json!({
+        "now": {"type": "Record", "attributes": {
+            "unix": {"type": "Long"}, "hour": {"type": "Long"}, "minute": {"type": "Long"},
+            "weekday": {"type": "Long"}}},
+        "listing": {"type": "Boolean"},
+        "client_address": {"type": "Extension", "name": "ipaddr", "required": false},
+        "approval": {"type": "String", "required": false},
+    });
+    if let Some(args) = arguments {
+        let mut s = args.schema();
+        s["required"] = json!(false);
+        attributes["arguments"] = s;
+    }
+    json!({"type": "Record", "attributes": attributes})
+}
+
+/// The Cedar schema (JSON form) the policies of a tenant with `catalog` and the token claims
+/// `claims` are checked against: what `portcullis policy schema` prints.
+pub fn schema_json(catalog: &Catalog, claims: &[String]) -> Value {
+    schema_and_arguments(catalog, claims).0
+}
+
+fn schema_and_arguments(catalog: &Catalog, claims: &[String]) -> (Value, HashMap<String, Ty>) {
+    let set_of_strings = json!({"type": "Set", "element": {"type": "String"}});
+    let optional_set = json!({"type": "Set", "element": {"type": "String"}, "required": false});
+    let claim_attributes: serde_json::Map<String, Value> = claims
+        .iter()
+        .map(|c| (c.clone(), optional_set.clone()))
+        .collect();
+    let optional_string = json!({"type": "String", "required": false});
+    let item = |extra: Value| {
+        let mut attributes = json!({"plugin": {"type": "String"}, "scopes": set_of_strings});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            attributes[k] = v.clone();
+        }
+        json!({"shape": {"type": "Record", "attributes": attributes}})
+    };
+    let entity_types = json!({
+        "Caller": {"shape": {"type": "Record", "attributes": {
+            "issuer": {"type": "String"},
+            "subject": optional_string,
+            "client_id": optional_string,
+            "scopes": set_of_strings,
+            "credential": {"type": "String"},
+            "claims": {"type": "Record", "attributes": claim_attributes},
+        }}},
+        "Tool": item(json!({"read_only": {"type": "Boolean"}, "destructive": {"type": "Boolean"},
+            "approval_type": optional_string})),
+        "Prompt": item(json!({})),
+        "Resource": item(json!({})),
+    });
+    let applies = |resource: &str, context: Value| json!({"appliesTo": {"principalTypes": ["Caller"], "resourceTypes": [resource], "context": context}});
+    let mut actions = serde_json::Map::new();
+    actions.insert("tools/call".into(), json!({}));
+    actions.insert(
+        "prompts/get".into(),
+        applies("Prompt", context_schema(None)),
+    );
+    actions.insert(
+        "resources/read".into(),
+        applies("Resource", context_schema(None)),
+    );
+    let mut arguments = HashMap::new();
+    for (_, tool) in catalog.tools() {
+        let schema: Value = serde_json::from_str(&tool.input_schema).unwrap_or_default();
+        let ty = Ty::record(&schema, 0);
+        let mut action = applies("Tool", context_schema(Some(&ty)));
+        action["memberOf"] = json!([{"id": "tools/call"}]);
+        actions.insert(tool.name.clone(), action);
+        arguments.insert(tool.name.clone(), ty);
+    }
+    let schema = json!({ NAMESPACE: {"entityTypes": entity_types, "actions": actions} });
+    (schema, arguments)
+}
+
+impl Model {
+    fn of(catalog: &Catalog, claims: &[String]) -> Result<Self, String> {
+        let (json, arguments) = schema_and_arguments(catalog, claims);
+        let schema = Schema::from_json_value(json)
+            .map_err(|e| format!("the generated policy schema is not valid: {e}"))?;
+        let actions = schema.action_entities().map_err(|e| e.to_string())?;
+        Ok(Self {
+            generation: catalog.generation,
+            schema,
+            arguments,
+            actions,
+        })
+    }
+
+    /// `request` as Cedar's request and the two entities it names (the caller and the item).
+    fn request(
+        &self,
+        catalog: &Catalog,
+        plugin: &LoadedPlugin,
+        request: &Request<'_>,
+        claims: &[String],
+    ) -> Result<(cedar_policy::Request, Entities), String> {
+        let who = request.who;
+        let principal = caller(who, claims)?;
+        let (action, resource) = item(catalog, plugin, request.target)?;
+        let mut context: Vec<(String, RestrictedExpression)> = vec![
+            ("now".into(), now()?),
+            (
+                "listing".into(),
+                RestrictedExpression::new_bool(matches!(request.arguments, Arguments::None)),
+            ),
+        ];
+        if let Some(ip) = request.peer {
+            context.push((
+                "client_address".into(),
+                RestrictedExpression::new_ip(ip.to_string()),
+            ));
+        }
+        if let Some(kind) = approval_type(who) {
+            context.push(("approval".into(), RestrictedExpression::new_string(kind)));
+        }
+        if let (Target::Tool(name), Arguments::Given(arguments)) =
+            (request.target, request.arguments)
+        {
+            let ty = self
+                .arguments
+                .get(name)
+                .ok_or("the tool is not in the policies' schema yet")?;
+            context.push(("arguments".into(), ty.value(arguments)?));
+        }
+        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        let action_entity = self
+            .actions
+            .get(&action)
+            .cloned()
+            .ok_or("the action is not in the policies' schema yet")?;
+        let cedar =
+            cedar_policy::Request::new(principal.uid(), action, resource.uid(), context, None)
+                .map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities([principal, resource, action_entity], None)
+            .map_err(|e| e.to_string())?;
+        Ok((cedar, entities))
+    }
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
+    let name =
+        EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}")).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
+}
+
+fn strings<'a>(values: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        values
+            .into_iter()
+            .map(|s| RestrictedExpression::new_string(s.clone())),
+    )
+}
+
+/// The caller as `Portcullis::Caller::"<issuer>|<subject>"` (for a token without a subject,
+/// `client:<client id>`; a configured identity's issuer is `(configured)`).
+fn caller(who: &Principal, claims: &[String]) -> Result<Entity, String> {
+    let issuer = who.issuer.as_deref().unwrap_or("(configured)");
+    let name = match (&who.subject, &who.client_id) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => format!("client:{c}"),
+        (None, None) => "anonymous".into(),
+    };
+    let mut attrs = HashMap::from([
+        (
+            "issuer".to_string(),
+            RestrictedExpression::new_string(issuer.into()),
+        ),
+        ("scopes".to_string(), strings(&who.scopes)),
+        (
+            "credential".to_string(),
+            RestrictedExpression::new_string(
+                match who.credential {
+                    None => "configured",
+                    Some(crate::auth::Scheme::Bearer) => "bearer",
+                    Some(crate::auth::Scheme::Dpop) => "dpop",
+                }
+                .into(),
+            ),
+        ),
+    ]);
+    if let Some(s) = &who.subject {
+        attrs.insert(
+            "subject".into(),
+            RestrictedExpression::new_string(s.clone()),
+        );
+    }
+    if let Some(c) = &who.client_id {
+        attrs.insert(
+            "client_id".into(),
+            RestrictedExpression::new_string(c.clone()),
+        );
+    }
+    let mut selected = Vec::new();
+    for (name, text) in &who.claims {
+        if !claims.contains(name) {
+            continue;
+        }
+        let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let members: Vec<String> = match value {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect(),
+            Value::String(s) => vec![s],
+            Value::Null | Value::Object(_) => continue,
+            other => vec![other.to_string()],
+        };
+        selected.push((name.clone(), strings(&members)));
+    }
+    attrs.insert(
+        "claims".into(),
+        RestrictedExpression::new_record(selected).map_err(|e| e.to_string())?,
+    );
+    Entity::new(
+        uid("Caller", &format!("{issuer}|{name}"))?,
+        attrs,
+        HashSet::new(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The action and the item entity of `target`.
+fn item(
+    catalog: &Catalog,
+    plugin: &LoadedPlugin,
+    target: Target<'_>,
+) -> Result<(EntityUid, Entity), String> {
+    let common = |scopes: &[String]| {
+        HashMap::from([
+            (
+                "plugin".to_string(),
+                RestrictedExpression::new_string(plugin.name.to_string()),
+            ),
+            ("scopes".to_string(), strings(scopes)),
+        ])
+    };
+    let (action, kind, key, attrs) = match target {
+        Target::Tool(name) => {
+            let (_, tool) = catalog.tool(name).ok_or("no such tool")?;
+            let mut attrs = common(&tool.required_scopes);
+            let hint = |h: Option<bool>| RestrictedExpression::new_bool(h.unwrap_or(false));
+            let hints = tool.annotations.as_ref();
+            attrs.insert(
+                "read_only".into(),
+                hint(hints.and_then(|a| a.read_only_hint)),
+            );
+            attrs.insert(
+                "destructive".into(),
+                hint(hints.and_then(|a| a.destructive_hint)),
+            );
+            if let Some(rule) = plugin.approvals.get(name) {
+                attrs.insert(
+                    "approval_type".into(),
+                    RestrictedExpression::new_string(rule.kind.clone()),
+                );
+            }
+            (name.to_string(), "Tool", name, attrs)
+        }
+        Target::Prompt(name) => {
+            let (_, prompt) = catalog.prompt(name).ok_or("no such prompt")?;
+            (
+                "prompts/get".into(),
+                "Prompt",
+                name,
+                common(&prompt.required_scopes),
+            )
+        }
+        Target::Resource(key) | Target::Template(key) => {
+            let (_, scopes) = catalog.lookup(target).ok_or("no such resource")?;
+            ("resources/read".into(), "Resource", key, common(scopes))
+        }
+    };
+    let entity = Entity::new(uid(kind, key)?, attrs, HashSet::new()).map_err(|e| e.to_string())?;
+    Ok((uid("Action", &action)?, entity))
+}
+
+/// The time now, as policies see it (UTC).
+fn now() -> Result<RestrictedExpression, String> {
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day_secs = unix % 86_400;
+    // 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
+    let weekday = (unix / 86_400 + 3) % 7;
+    RestrictedExpression::new_record([
+        (
+            "unix".to_string(),
+            RestrictedExpression::new_long(unix as i64),
+        ),
+        (
+            "hour".to_string(),
+            RestrictedExpression::new_long((day_secs / 3600) as i64),
+        ),
+        (
+            "minute".to_string(),
+            RestrictedExpression::new_long((day_secs % 3600 / 60) as i64),
+        ),
+        (
+            "weekday".to_string(),
+            RestrictedExpression::new_long(weekday as i64),
+        ),
+    ])
+    .map_err(|e| e.to_string())
+}
+
+/// The type of the approval the call carried, if it did (the front puts the matching entry
+/// in the caller's claims, #32).
+fn approval_type(who: &Principal) -> Option<String> {
+    let (_, text) = who
+        .claims
+        .iter()
+        .find(|(name, _)| name == "authorization_details")?;
+    let detail: Value = serde_json::from_str(text).ok()?;
+    detail["type"].as_str().map(str::to_string)
+}

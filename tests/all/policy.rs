@@ -1,0 +1,413 @@
+//! Policies (#33): a tenant's Cedar policies decide over who calls, which tool, with which
+//! arguments, from which client and when — after the scopes and claim rules, in both eras,
+//! for the official TypeScript client as for a raw stateless one; lists show what the
+//! argument-free question permits; a denial names the policy; shadow mode refuses nothing
+//! and logs what it would have refused; a policy file that breaks on reload leaves the old
+//! set serving and the inventory says why.
+
+use serde_json::{Value, json};
+
+use crate::support::peers::{TestIssuer, now};
+use crate::support::{Client, TestGateway, node, plugin, run_json_program, tempdir, toml_path};
+
+/// Only finance may call tools; transfers stay below 500; contractors may not use destructive
+/// tools during `[frozen_from, frozen_until)` ("after hours", as a window the test controls);
+/// destructive tools only from the registered app.
+fn policies(frozen_from: u64, frozen_until: u64) -> String {
+    format!(
+        r#"
+@id("finance-only")
+permit (principal, action in Portcullis::Action::"tools/call", resource)
+when {{ principal.claims has groups && principal.claims.groups.contains("finance") }};
+
+@id("transfers-below-500")
+forbid (principal, action == Portcullis::Action::"payments.transfer", resource)
+when {{ context has arguments && context.arguments.amount.greaterThanOrEqual(decimal("500.0")) }};
+
+@id("contractors-after-hours")
+forbid (principal, action in Portcullis::Action::"tools/call", resource)
+when {{ resource.destructive && principal.claims has groups && principal.claims.groups.contains("contractor")
+        && context.now.unix >= {frozen_from} && context.now.unix < {frozen_until} }};
+
+@id("registered-clients-write")
+forbid (principal, action in Portcullis::Action::"tools/call", resource)
+when {{ resource.destructive }}
+unless {{ principal has client_id && principal.client_id == "registered-app" }};
+"#
+    )
+}
+
+/// A gateway whose tenant serves `payments.transfer` and `payments.payout` under the policies
+/// in `file`, in `mode`, listing `listing` tools.
+async fn gateway(
+    issuer: &TestIssuer,
+    file: &std::path::Path,
+    mode: &str,
+    listing: &str,
+) -> TestGateway {
+    TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        claims = ["groups"]
+        tools_list = "{listing}"
+        [[auth.issuer]]
+        issuer = "{issuer}"
+        [[tenant]]
+        id = "a"
+        plugins = [{payments}]
+        [tenant.plugin.payments]
+        tools = ["payments.transfer", "payments.payout"]
+        [tenant.policy]
+        files = [{file}]
+        mode = "{mode}"
+        "#,
+        issuer = issuer.url,
+        payments = toml_path(&plugin("payments")),
+        file = toml_path(file),
+    ))
+    .await
+}
+
+/// A token of `sub` in `groups`, obtained by `client`.
+fn token(issuer: &TestIssuer, aud: &str, sub: &str, groups: &[&str], client: &str) -> String {
+    let iat = now();
+    issuer.token(
+        "a",
+        json!({"iss": issuer.url, "sub": sub, "aud": aud, "iat": iat, "exp": iat + 900,
+               "scope": "payments:write", "client_id": client, "groups": groups}),
+    )
+}
+
+/// `tool` called by `token` stateless (2026-07-28) and in a 2025-11-25 session: the text of
+/// each answer (the result's, or an error's message), which must agree.
+async fn call_both(url: &str, token: &str, tool: &str, arguments: Value) -> String {
+    let mut texts = Vec::new();
+    for modern in [true, false] {
+        let mut c = if modern {
+            Client::modern(url).bearer(token)
+        } else {
+            Client::initialize_with(url, "2025-11-25", Some(&format!("Bearer {token}"))).await
+        };
+        let r = c.call_tool(tool, arguments.clone()).await;
+        let failed = r.message.as_ref().is_some_and(|m| m.get("error").is_some());
+        texts.push(if failed {
+            r.error()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            r.text()
+        });
+    }
+    assert_eq!(texts[0], texts[1], "{tool} {arguments}: the eras disagree");
+    texts.remove(0)
+}
+
+#[tokio::test]
+async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let dir = tempdir();
+    let file = dir.join("payments.cedar");
+    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let gw = gateway(&issuer, &file, "enforce", "all").await;
+    let url = gw.url("/mcp");
+    let alice = token(&issuer, &url, "alice", &["finance"], "registered-app");
+    let bob = token(&issuer, &url, "bob", &["sales"], "registered-app");
+    let carol = token(&issuer, &url, "carol", &["finance"], "some-other-app");
+    let dave = token(
+        &issuer,
+        &url,
+        "dave",
+        &["finance", "contractor"],
+        "registered-app",
+    );
+    let small = json!({"amount": 120.5, "to": "DE02"});
+    let large = json!({"amount": 900, "to": "DE02"});
+
+    // Allowed: finance, below the limit, from the registered app.
+    assert_eq!(
+        call_both(&url, &alice, "payments.transfer", small.clone()).await,
+        "transferred 120.50 to DE02 for alice"
+    );
+    // Each refusal names what refused it.
+    for (who, tool, arguments, refused_by) in [
+        (
+            &alice,
+            "payments.transfer",
+            &large,
+            "policy `transfers-below-500`",
+        ),
+        (
+            &dave,
+            "payments.transfer",
+            &small,
+            "policy `contractors-after-hours`",
+        ),
+        (
+            &bob,
+            "payments.transfer",
+            &small,
+            "the policies (none permits it)",
+        ),
+        (
+            &carol,
+            "payments.transfer",
+            &small,
+            "policy `registered-clients-write`",
+        ),
+    ] {
+        let text = call_both(&url, who, tool, arguments.clone()).await;
+        assert_eq!(
+            text,
+            format!("Forbidden: tool `{tool}` is refused by {refused_by}"),
+            "{tool} {arguments}"
+        );
+    }
+    // The official TypeScript client (a 2025 session) is answered the same.
+    let ts = run_json_program(
+        &node(),
+        "tests/js/policy-client.mjs",
+        &[url.as_ref(), alice.as_ref()],
+        &[(
+            "CALLS",
+            &json!([["payments.transfer", small], ["payments.transfer", large]]).to_string(),
+        )],
+    )
+    .await;
+    assert_eq!(
+        ts["calls"][0],
+        json!({"ok": true, "text": "transferred 120.50 to DE02 for alice"}),
+        "{ts}"
+    );
+    assert_eq!(ts["calls"][1]["ok"], false, "{ts}");
+    assert!(
+        ts["calls"][1]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("transfers-below-500")),
+        "{ts}"
+    );
+
+    // Outside the window (the file edited: the new set serves within a second) dave may.
+    std::fs::write(&file, policies(now() + 3600, now() + 7200)).unwrap();
+    for _ in 0..100 {
+        let mut c = Client::modern(&url).bearer(&dave);
+        if !c
+            .call_tool("payments.transfer", small.clone())
+            .await
+            .is_error()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call_both(&url, &dave, "payments.transfer", small.clone()).await,
+        "transferred 120.50 to DE02 for dave"
+    );
+
+    // A broken file on reload: the previous set keeps serving, and the inventory says why.
+    std::fs::write(
+        &file,
+        "permit (principal, action, resource) when { nonsense",
+    )
+    .unwrap();
+    let admin = {
+        let iat = now();
+        issuer.token(
+            "a",
+            json!({"iss": issuer.url, "sub": "ops", "aud": url, "iat": iat, "exp": iat + 900,
+                   "scope": "portcullis:admin"}),
+        )
+    };
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let inventory: Value = reqwest::Client::new()
+            .get(gw.url("/admin/plugins?tenant=a"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = inventory["policy"].clone();
+        if status["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("payments.cedar")),
+        "{status}"
+    );
+    assert_eq!(
+        status["policies"],
+        json!([
+            "finance-only",
+            "transfers-below-500",
+            "contractors-after-hours",
+            "registered-clients-write"
+        ])
+    );
+    assert_eq!(
+        call_both(&url, &bob, "payments.transfer", small.clone()).await,
+        "Forbidden: tool `payments.transfer` is refused by the policies (none permits it)",
+        "the old set still decides"
+    );
+    // A policy that does not fit the schema (an argument the tool does not have) is refused
+    // the same way.
+    std::fs::write(
+        &file,
+        r#"forbid (principal, action == Portcullis::Action::"payments.transfer", resource) when { context has arguments && context.arguments.iban == "x" };"#,
+    )
+    .unwrap();
+    for _ in 0..100 {
+        let inventory: Value = reqwest::Client::new()
+            .get(gw.url("/admin/plugins?tenant=a"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = inventory["policy"].clone();
+        if status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("schema"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("iban")),
+        "{status}"
+    );
+}
+
+/// With `tools_list = "permitted"` a caller's list holds exactly the tools whose
+/// argument-free question the policies permit, and a call of a hidden one is an unknown tool.
+#[tokio::test]
+async fn lists_agree_with_calls() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let dir = tempdir();
+    let file = dir.join("payments.cedar");
+    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let gw = gateway(&issuer, &file, "enforce", "permitted").await;
+    let url = gw.url("/mcp");
+    for (who, groups, client, listed) in [
+        // An amount limit hides nothing (it needs arguments); the window hides dave's.
+        (
+            "alice",
+            &["finance"][..],
+            "registered-app",
+            vec!["payments.payout", "payments.transfer"],
+        ),
+        (
+            "dave",
+            &["finance", "contractor"][..],
+            "registered-app",
+            vec![],
+        ),
+        ("bob", &["sales"][..], "registered-app", vec![]),
+        ("carol", &["finance"][..], "other-app", vec![]),
+    ] {
+        let t = token(&issuer, &url, who, groups, client);
+        let mut c = Client::modern(&url).bearer(&t);
+        let names = c.request("tools/list", json!({})).await.tool_names();
+        assert_eq!(names, listed, "{who}");
+        for tool in ["payments.transfer", "payments.payout"] {
+            let r = c
+                .call_tool(
+                    tool,
+                    json!({"amount": 1, "to": "x", "batch": "b", "count": 1}),
+                )
+                .await;
+            if !listed.contains(&tool) {
+                assert_eq!(r.error()["code"], -32602, "{who} {tool}: {r:?}");
+            }
+        }
+    }
+}
+
+/// Shadow mode evaluates and logs, and refuses nothing.
+#[tokio::test]
+async fn shadow_policies_refuse_nothing_and_log_what_they_would_refuse() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let dir = tempdir();
+    let file = dir.join("payments.cedar");
+    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let body = format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        claims = ["groups"]
+        [[auth.issuer]]
+        issuer = "{issuer}"
+        [[tenant]]
+        id = "a"
+        plugins = [{payments}]
+        [tenant.policy]
+        files = [{file}]
+        mode = "shadow"
+        "#,
+        issuer = issuer.url,
+        payments = toml_path(&plugin("payments")),
+        file = toml_path(&file),
+    );
+    let gw = crate::support::BinaryGateway::start(&body, &[]).await;
+    let url = format!("{}/mcp", gw.base);
+    let bob = token(&issuer, &url, "bob", &["sales"], "registered-app");
+    assert_eq!(
+        call_both(
+            &url,
+            &bob,
+            "payments.transfer",
+            json!({"amount": 900, "to": "DE02"})
+        )
+        .await,
+        "transferred 900.00 to DE02 for bob"
+    );
+    let log = gw.stop().await;
+    assert!(
+        log.contains("shadow policies would refuse this: the policies (none permits it)"),
+        "{log}"
+    );
+}
+
+/// A policy that does not parse or fit stops the gateway from starting, naming the file.
+#[test]
+fn a_bad_policy_fails_the_check() {
+    let dir = tempdir();
+    let file = dir.join("bad.cedar");
+    std::fs::write(
+        &file,
+        r#"permit (principal, action == Portcullis::Action::"payments.transfer", resource) when { context.arguments.amount > 1 };"#,
+    )
+    .unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenant]]\nid = \"a\"\nplugins = [{}]\n[tenant.policy]\nfiles = [{}]\n",
+            toml_path(&plugin("payments")),
+            toml_path(&file)
+        ),
+    )
+    .unwrap();
+    let (ok, said) = crate::support::check_config(&config);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("bad.cedar") || said.contains("policy"),
+        "{said}"
+    );
+    assert!(said.contains("schema"), "{said}");
+}
