@@ -644,10 +644,72 @@ fn approvals(c: &mut Criterion) {
     gateway.shutdown_token().cancel();
 }
 
+/// #33: what the authorization decision costs a call whose arguments passed the schema check:
+/// on a tenant without policies (scopes and claim rules only), and on one with twenty Cedar
+/// rules over the caller, the tool, its arguments and the time.
+fn authz(c: &mut Criterion) {
+    use portcullis::authz::{Request, Target};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let payments = root().join("target/plugins/payments.wasm");
+    let dir = std::env::temp_dir().join(format!("portcullis-bench-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("twenty.cedar");
+    let mut rules = vec![
+        r#"permit (principal, action in Portcullis::Action::"tools/call", resource) when { principal.scopes.contains("payments:write") || principal.subject == "alice" };"#.to_string(),
+        r#"forbid (principal, action == Portcullis::Action::"payments.transfer", resource) when { context has arguments && context.arguments.amount.greaterThanOrEqual(decimal("500.0")) };"#.to_string(),
+        r#"forbid (principal, action in Portcullis::Action::"tools/call", resource) when { resource.destructive && principal.credential == "configured" && principal.subject == "mallory" };"#.to_string(),
+    ];
+    for n in 0..17 {
+        rules.push(format!(
+            r#"forbid (principal, action in Portcullis::Action::"tools/call", resource) when {{ principal has subject && principal.subject == "blocked-{n}" && context.now.hour >= 0 }};"#
+        ));
+    }
+    std::fs::write(&file, rules.join("\n")).unwrap();
+    let tenant_with = |policy: bool| {
+        let mut body = format!("plugins = [{:?}]\n", payments.display().to_string());
+        if policy {
+            body.push_str(&format!(
+                "[tenant.policy]\nfiles = [{:?}]\n",
+                file.display().to_string()
+            ));
+        }
+        body
+    };
+    let mut g = c.benchmark_group("authz");
+    for (name, policy) in [
+        ("decide_without_policies", false),
+        ("decide_20_rules", true),
+    ] {
+        let issuers = rt.block_on(issuers(&tenant_with(policy)));
+        let gateway = rt
+            .block_on(portcullis::Portcullis::start(issuers.config.clone()))
+            .unwrap();
+        let tenant = gateway.tenant("bench").unwrap();
+        let catalog = tenant.plugins.catalog();
+        let mut who = portcullis::auth::Principal::from_identity(
+            std::sync::Arc::from("bench"),
+            &portcullis::config::Identity {
+                subject: "alice".into(),
+                scopes: vec!["payments:write".into()],
+            },
+        );
+        who.issuer = Some(std::sync::Arc::from("https://issuer.example"));
+        let arguments = json!({"amount": 120.5, "to": "DE02"});
+        let ask =
+            || Request::of(&who, Target::Tool("payments.transfer")).with_arguments(&arguments);
+        assert!(tenant.authz.decide(&catalog, &ask()).is_ok());
+        g.bench_function(name, |b| {
+            b.iter(|| std::hint::black_box(tenant.authz.decide(&catalog, &ask()).is_ok()))
+        });
+        gateway.shutdown_token().cancel();
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = request_path, approvals, sandbox, plugin_call, schema, jwt, exchange, jsonrpc
+    targets = request_path, approvals, authz, sandbox, plugin_call, schema, jwt, exchange, jsonrpc
 }
 /// Criterion's `criterion_main!`, with the one environment variable the exchange benchmark
 /// needs set first, while this is the only thread.

@@ -20,6 +20,32 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Decide each request described in FILE (a JSON array of cases, each with the decision
+    /// it expects) as the gateway would for the tenant; fails if any case is not met.
+    Test {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant (default: the first).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The cases.
+        file: PathBuf,
+    },
+    /// Print the Cedar schema the tenant's policies are checked against (generated from its
+    /// plugins).
+    Schema {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant (default: the first).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve MCP over Streamable HTTP.
     Serve {
@@ -46,6 +72,11 @@ enum Command {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// A tenant's authorization policies (Cedar): test them, or print their schema.
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCommand,
     },
     /// Validate the configuration and load every plugin, without serving.
     Check {
@@ -186,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
         } => token(&config, &sub, scope, tenant.as_deref()),
         Command::Plugins { config } => plugins(&config).await,
+        Command::Policy { what } => policy(what).await,
         Command::RevokeGrant {
             config,
             tenant,
@@ -387,6 +419,59 @@ async fn plugins(config: &std::path::Path) -> anyhow::Result<ExitCode> {
         .collect();
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis policy test|schema`.
+async fn policy(what: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let (config, tenant) = match &what {
+        PolicyCommand::Test { config, tenant, .. } | PolicyCommand::Schema { config, tenant } => {
+            (config, tenant)
+        }
+    };
+    let (gateway, _telemetry) = load_once(config).await?;
+    let id = match tenant {
+        Some(t) => t.clone(),
+        None => gateway
+            .config()
+            .tenants
+            .first()
+            .map(|t| t.id.clone())
+            .ok_or_else(|| anyhow::anyhow!("the configuration has no tenant"))?,
+    };
+    let context = gateway
+        .tenant(&id)
+        .ok_or_else(|| anyhow::anyhow!("no tenant `{id}`"))?;
+    let catalog = context.plugins.catalog();
+    match what {
+        PolicyCommand::Schema { .. } => {
+            let schema =
+                portcullis::authz::policy::schema_json(&catalog, &gateway.config().auth.claims);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { file, .. } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let cases = portcullis::authz::cases::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut failed = 0;
+            for case in &cases {
+                match portcullis::authz::cases::run(&id, &context.authz, &catalog, case) {
+                    Ok(got) => println!("ok      {} ({got})", case.name),
+                    Err(why) => {
+                        failed += 1;
+                        println!("FAILED  {}: {why}", case.name);
+                    }
+                }
+            }
+            println!("{} cases, {failed} failed", cases.len());
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }
 
 /// `portcullis check`: load every plugin once; fails if any does not load.

@@ -411,3 +411,91 @@ fn a_bad_policy_fails_the_check() {
     );
     assert!(said.contains("schema"), "{said}");
 }
+
+/// `portcullis policy test FILE`: operators' cases, decided as the gateway decides them; a
+/// case not met fails the command and names it. `portcullis policy schema` prints what the
+/// policies are checked against, with the tool's argument types.
+#[test]
+fn operators_test_their_policies_from_the_command_line() {
+    let dir = tempdir();
+    let file = dir.join("payments.cedar");
+    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"oauth\"\nclaims = [\"groups\"]\n[[auth.issuer]]\nissuer = \"https://issuer.example\"\n\
+             [[tenant]]\nid = \"a\"\nplugins = [{}]\n[tenant.policy]\nfiles = [{}]\n",
+            toml_path(&plugin("payments")),
+            toml_path(&file)
+        ),
+    )
+    .unwrap();
+    let finance = json!({"subject": "alice", "client_id": "registered-app",
+        "scopes": ["payments:write"], "claims": {"groups": ["finance"]}});
+    let cases = |last_expect: &str| {
+        json!([
+            {"name": "finance transfers 120", "caller": finance, "tool": "payments.transfer",
+             "arguments": {"amount": 120, "to": "DE02"}, "expect": "allow"},
+            {"name": "not 900", "caller": finance, "tool": "payments.transfer",
+             "arguments": {"amount": 900, "to": "DE02"}, "expect": "deny", "by": "transfers-below-500"},
+            {"name": "sales may not", "caller": {"subject": "bob", "client_id": "registered-app",
+             "scopes": ["payments:write"], "claims": {"groups": ["sales"]}},
+             "tool": "payments.transfer", "expect": "deny", "by": "no-permit"},
+            {"name": "a scope is a scope", "caller": {"subject": "alice"}, "tool": "payments.transfer",
+             "expect": last_expect, "by": "scope"},
+        ])
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .output()
+            .unwrap();
+        // What it printed (stdout), then what it logged.
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let logged = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.success(),
+            format!("{printed}\n{logged}"),
+            printed,
+        )
+    };
+    let cases_file = dir.join("cases.json");
+    std::fs::write(&cases_file, cases("deny").to_string()).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let (ok, said, _) = run(&[
+        "policy",
+        "test",
+        "--config",
+        config_arg,
+        cases_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("ok      not 900 (deny (transfers-below-500))"),
+        "{said}"
+    );
+    assert!(said.contains("4 cases, 0 failed"), "{said}");
+    std::fs::write(&cases_file, cases("allow").to_string()).unwrap();
+    let (ok, said, _) = run(&[
+        "policy",
+        "test",
+        "--config",
+        config_arg,
+        cases_file.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("FAILED  a scope is a scope: expected allow, got deny (scope)"),
+        "{said}"
+    );
+    let (ok, said, printed) = run(&["policy", "schema", "--config", config_arg]);
+    assert!(ok, "{said}");
+    let schema: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        schema["Portcullis"]["actions"]["payments.transfer"]["appliesTo"]["context"]["attributes"]
+            ["arguments"]["attributes"]["amount"],
+        json!({"type": "Extension", "name": "decimal"}),
+        "{said}"
+    );
+}

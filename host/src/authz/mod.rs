@@ -1,18 +1,18 @@
 //! Every authorization decision (#33): may this caller do this to this item — with these
-//! arguments, from here, now?
+//! arguments, now?
 //!
 //! Owns: the decision's input ([`Request`]: the principal, the target — which names the
-//! action: a tool's call, a resource's read, a prompt's get — the arguments when the request
-//! has them, the peer address), the built-in rules (the scopes an item declares, the
+//! action: a tool's call, a resource's read, a prompt's get — and the arguments when the
+//! request has them), the built-in rules (the scopes an item declares, the
 //! operator's claim rules), the tenant's Cedar policies ([`policy`]: loaded, validated
 //! against the schema generated from the catalog, enforced or in shadow, reloaded when their
 //! files change), and the outcome ([`Permit`], [`Forbidden`]). Lists ask without arguments,
 //! calls ask again with them after the schema check. Must not: answer refusals (the front
 //! and `mcp::refusal` do), find items other than through the catalog, or read tokens.
 
+pub mod cases;
 pub mod policy;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -31,8 +31,6 @@ pub struct Request<'a> {
     pub target: Target<'a>,
     /// Where the question stands with the call's arguments.
     pub arguments: Arguments<'a>,
-    /// The client's address, where the transport knows it.
-    pub peer: Option<IpAddr>,
 }
 
 /// Whether a question carries the arguments of the call it is about. A call is asked twice:
@@ -55,7 +53,6 @@ impl<'a> Request<'a> {
             who,
             target,
             arguments: Arguments::None,
-            peer: None,
         }
     }
 

@@ -539,7 +539,6 @@ fn context_schema(arguments: Option<&Ty>) -> Value {
             "unix": {"type": "Long"}, "hour": {"type": "Long"}, "minute": {"type": "Long"},
             "weekday": {"type": "Long"}}},
         "listing": {"type": "Boolean"},
-        "client_address": {"type": "Extension", "name": "ipaddr", "required": false},
         "approval": {"type": "String", "required": false},
     });
     if let Some(args) = arguments {
@@ -641,12 +640,6 @@ impl Model {
                 RestrictedExpression::new_bool(matches!(request.arguments, Arguments::None)),
             ),
         ];
-        if let Some(ip) = request.peer {
-            context.push((
-                "client_address".into(),
-                RestrictedExpression::new_ip(ip.to_string()),
-            ));
-        }
         if let Some(kind) = approval_type(who) {
             context.push(("approval".into(), RestrictedExpression::new_string(kind)));
         }
