@@ -45,6 +45,22 @@ async fn gateway(
     mode: &str,
     listing: &str,
 ) -> TestGateway {
+    gateway_serving(
+        issuer,
+        file,
+        (mode, listing),
+        &["payments.transfer", "payments.payout"],
+    )
+    .await
+}
+
+/// The same, serving `tools` of the payments fixture.
+async fn gateway_serving(
+    issuer: &TestIssuer,
+    file: &std::path::Path,
+    (mode, listing): (&str, &str),
+    tools: &[&str],
+) -> TestGateway {
     TestGateway::from_toml(&format!(
         r#"
         [auth]
@@ -58,7 +74,7 @@ async fn gateway(
         id = "a"
         plugins = [{payments}]
         [tenant.plugin.payments]
-        tools = ["payments.transfer", "payments.payout"]
+        tools = {tools:?}
         [tenant.policy]
         files = [{file}]
         mode = "{mode}"
@@ -497,5 +513,64 @@ fn operators_test_their_policies_from_the_command_line() {
             ["arguments"]["attributes"]["amount"],
         json!({"type": "Extension", "name": "decimal"}),
         "{said}"
+    );
+}
+
+/// Policies and approvals (#32): a call the policies refuse is refused as such — the caller is
+/// not asked for a person's approval of a call that cannot run — and a rule can look at the
+/// approval a call carries (`context.approval`).
+#[tokio::test]
+async fn policies_see_approvals_and_refuse_before_asking_for_one() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let dir = tempdir();
+    let file = dir.join("refunds.cedar");
+    std::fs::write(
+        &file,
+        r#"
+permit (principal, action, resource);
+
+@id("no-refunds-to-XX99")
+forbid (principal, action == Portcullis::Action::"payments.refund", resource)
+when { context has arguments && context.arguments.account == "XX99" };
+
+@id("eve-approvals-not-honoured")
+forbid (principal, action == Portcullis::Action::"payments.refund", resource)
+when { context has approval && principal has subject && principal.subject == "eve" };
+"#,
+    )
+    .unwrap();
+    let gw = gateway_serving(&issuer, &file, ("enforce", "all"), &["payments.refund"]).await;
+    let url = gw.url("/mcp");
+    let refund = |account: &str| json!({"amount": "5.00", "currency": "EUR", "account": account});
+    let approved = |sub: &str, account: &str| {
+        let iat = now();
+        issuer.token(
+            "a",
+            json!({"iss": issuer.url, "sub": sub, "aud": url, "iat": iat, "exp": iat + 900,
+                   "scope": "payments:write", "jti": format!("{sub}-{account}"),
+                   "authorization_details": [{"type": "payment_refund", "locations": [url],
+                       "actions": ["tools/call"], "tool": "payments.refund", "subject": sub,
+                       "arguments": refund(account)}]}),
+        )
+    };
+    let plain = token(&issuer, &url, "alice", &[], "app");
+    let mut c = Client::modern(&url).bearer(&plain);
+    let r = c.call_tool("payments.refund", refund("XX99")).await;
+    assert_eq!(r.status, 200, "not an approval challenge: {r:?}");
+    assert_eq!(
+        r.text(),
+        "Forbidden: tool `payments.refund` is refused by policy `no-refunds-to-XX99`"
+    );
+    let r = c.call_tool("payments.refund", refund("DE02")).await;
+    assert_eq!(r.status, 403, "an approval is asked for: {r:?}");
+    let mut c = Client::modern(&url).bearer(&approved("alice", "DE02"));
+    assert_eq!(
+        c.call_tool("payments.refund", refund("DE02")).await.text(),
+        "refunded 5.00 EUR to DE02 for alice [approved: payment_refund]"
+    );
+    let mut c = Client::modern(&url).bearer(&approved("eve", "DE02"));
+    assert_eq!(
+        c.call_tool("payments.refund", refund("DE02")).await.text(),
+        "Forbidden: tool `payments.refund` is refused by policy `eve-approvals-not-honoured`"
     );
 }

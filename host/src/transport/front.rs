@@ -361,20 +361,6 @@ impl Front {
         let Some(rule) = catalog.approval(tool) else {
             return Ok(None);
         };
-        // A call the caller may not make at all is refused as such (by the protocol layer,
-        // for what the decision says), never answered with a request for approval: that
-        // would show a tool the caller's list hides.
-        if self
-            .tenant
-            .authz
-            .decide(
-                &catalog,
-                &crate::authz::Request::of(caller, crate::authz::Target::Tool(tool)),
-            )
-            .is_err()
-        {
-            return Ok(None);
-        }
         if caller.issuer.is_none() {
             // A configured identity (auth off): the operator is the one approving.
             return Ok(None);
@@ -384,6 +370,18 @@ impl Front {
             || serde_json::Value::Object(empty),
             |a| serde_json::Value::Object(a.clone()),
         );
+        // A call the caller may not make, with or without these arguments, is refused as such
+        // (by the protocol layer, after the tool's schema check), never answered with a
+        // request for approval: that would show a tool the caller's list hides, or spend a
+        // person's approval on a call that cannot run.
+        let authz = &self.tenant.authz;
+        let asked = crate::authz::Request::of(caller, crate::authz::Target::Tool(tool));
+        let allowed = authz
+            .decide(&catalog, &asked)
+            .and_then(|_| authz.decide(&catalog, &asked.with_arguments(&arguments)));
+        if allowed.is_err() {
+            return Ok(None);
+        }
         let call = crate::oauth::approval::Call {
             tool,
             arguments: &arguments,
