@@ -336,15 +336,7 @@ async fn an_approval_runs_exactly_its_call_once_and_nothing_else() {
         json!({"iss": issuer.url, "sub": "ops", "aud": other_tenant, "iat": iat,
                "exp": iat + 900, "scope": "portcullis:admin"}),
     );
-    let inventory: Value = reqwest::Client::new()
-        .get(gw.url("/admin/plugins?tenant=b"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inventory = crate::support::get_json_as(&gw.url("/admin/plugins?tenant=b"), &admin).await;
     let tool = |name: &str| {
         inventory["plugins"][0]["tools"]
             .as_array()

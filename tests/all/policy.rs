@@ -8,7 +8,9 @@
 use serde_json::{Value, json};
 
 use crate::support::peers::{TestIssuer, now};
-use crate::support::{Client, TestGateway, node, plugin, run_json_program, tempdir, toml_path};
+use crate::support::{
+    Client, TestGateway, get_json_as, node, plugin, run_json_program, tempdir, toml_path,
+};
 
 /// Only finance may call tools; transfers stay below 500; contractors may not use destructive
 /// tools during `[frozen_from, frozen_until)` ("after hours", as a window the test controls);
@@ -84,6 +86,25 @@ async fn gateway_serving(
         file = toml_path(file),
     ))
     .await
+}
+
+/// The tenant's policy status in the inventory, once `ready` holds for it (or as it is after
+/// five seconds).
+async fn policy_status_when(
+    gw: &TestGateway,
+    admin: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let inventory = get_json_as(&gw.url("/admin/plugins?tenant=a"), admin).await;
+        status = inventory["policy"].clone();
+        if ready(&status) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    status
 }
 
 /// A token of `sub` in `groups`, obtained by `client`.
@@ -237,23 +258,7 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
                    "scope": "portcullis:admin"}),
         )
     };
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        let inventory: Value = reqwest::Client::new()
-            .get(gw.url("/admin/plugins?tenant=a"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        status = inventory["policy"].clone();
-        if status["last_error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = policy_status_when(&gw, &admin, |s| s["last_error"].is_string()).await;
     assert!(
         status["last_error"]
             .as_str()
@@ -281,25 +286,12 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
         r#"forbid (principal, action == Portcullis::Action::"payments.transfer", resource) when { context has arguments && context.arguments.iban == "x" };"#,
     )
     .unwrap();
-    for _ in 0..100 {
-        let inventory: Value = reqwest::Client::new()
-            .get(gw.url("/admin/plugins?tenant=a"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        status = inventory["policy"].clone();
-        if status["last_error"]
+    let status = policy_status_when(&gw, &admin, |s| {
+        s["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("schema"))
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert!(
         status["last_error"]
             .as_str()

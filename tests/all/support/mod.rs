@@ -388,3 +388,17 @@ pub fn check_config(config: &Path) -> (bool, String) {
 pub async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
+
+/// GET `url` with `token` as a Bearer credential, and parse the answer as JSON (the admin
+/// endpoints).
+pub async fn get_json_as(url: &str, token: &str) -> Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
