@@ -107,6 +107,14 @@ async fn policy_status_when(
     status
 }
 
+/// A test issuer, and the policy file `name` holding `text` in a fresh directory.
+async fn setup(name: &str, text: &str) -> (TestIssuer, std::path::PathBuf) {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let file = tempdir().join(name);
+    std::fs::write(&file, text).unwrap();
+    (issuer, file)
+}
+
 /// A token of `sub` in `groups`, obtained by `client`.
 fn token(issuer: &TestIssuer, aud: &str, sub: &str, groups: &[&str], client: &str) -> String {
     let iat = now();
@@ -144,10 +152,7 @@ async fn call_both(url: &str, token: &str, tool: &str, arguments: Value) -> Stri
 
 #[tokio::test]
 async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
-    let issuer = TestIssuer::start(&["a"]).await;
-    let dir = tempdir();
-    let file = dir.join("payments.cedar");
-    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let (issuer, file) = setup("payments.cedar", &policies(now() - 60, now() + 3600)).await;
     let gw = gateway(&issuer, &file, "enforce", "all").await;
     let url = gw.url("/mcp");
     let alice = token(&issuer, &url, "alice", &["finance"], "registered-app");
@@ -304,10 +309,7 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
 /// argument-free question the policies permit, and a call of a hidden one is an unknown tool.
 #[tokio::test]
 async fn lists_agree_with_calls() {
-    let issuer = TestIssuer::start(&["a"]).await;
-    let dir = tempdir();
-    let file = dir.join("payments.cedar");
-    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let (issuer, file) = setup("payments.cedar", &policies(now() - 60, now() + 3600)).await;
     let gw = gateway(&issuer, &file, "enforce", "permitted").await;
     let url = gw.url("/mcp");
     for (who, groups, client, listed) in [
@@ -348,10 +350,7 @@ async fn lists_agree_with_calls() {
 /// Shadow mode evaluates and logs, and refuses nothing.
 #[tokio::test]
 async fn shadow_policies_refuse_nothing_and_log_what_they_would_refuse() {
-    let issuer = TestIssuer::start(&["a"]).await;
-    let dir = tempdir();
-    let file = dir.join("payments.cedar");
-    std::fs::write(&file, policies(now() - 60, now() + 3600)).unwrap();
+    let (issuer, file) = setup("payments.cedar", &policies(now() - 60, now() + 3600)).await;
     let body = format!(
         r#"
         [auth]
@@ -513,11 +512,8 @@ fn operators_test_their_policies_from_the_command_line() {
 /// approval a call carries (`context.approval`).
 #[tokio::test]
 async fn policies_see_approvals_and_refuse_before_asking_for_one() {
-    let issuer = TestIssuer::start(&["a"]).await;
-    let dir = tempdir();
-    let file = dir.join("refunds.cedar");
-    std::fs::write(
-        &file,
+    let (issuer, file) = setup(
+        "refunds.cedar",
         r#"
 permit (principal, action, resource);
 
@@ -530,7 +526,7 @@ forbid (principal, action == Portcullis::Action::"payments.refund", resource)
 when { context has approval && principal has subject && principal.subject == "eve" };
 "#,
     )
-    .unwrap();
+    .await;
     let gw = gateway_serving(&issuer, &file, ("enforce", "all"), &["payments.refund"]).await;
     let url = gw.url("/mcp");
     let refund = |account: &str| json!({"amount": "5.00", "currency": "EUR", "account": account});
