@@ -655,9 +655,9 @@ fn authz(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("twenty.cedar");
     let mut rules = vec![
-        r#"permit (principal, action in Portcullis::Action::"tools/call", resource) when { principal.scopes.contains("payments:write") || principal.subject == "alice" };"#.to_string(),
+        r#"permit (principal, action in Portcullis::Action::"tools/call", resource) when { principal.scopes.contains("payments:write") || (principal has subject && principal.subject == "alice") };"#.to_string(),
         r#"forbid (principal, action == Portcullis::Action::"payments.transfer", resource) when { context has arguments && context.arguments.amount.greaterThanOrEqual(decimal("500.0")) };"#.to_string(),
-        r#"forbid (principal, action in Portcullis::Action::"tools/call", resource) when { resource.destructive && principal.credential == "configured" && principal.subject == "mallory" };"#.to_string(),
+        r#"forbid (principal, action in Portcullis::Action::"tools/call", resource) when { resource.destructive && principal.credential == "configured" && principal has subject && principal.subject == "mallory" };"#.to_string(),
     ];
     for n in 0..17 {
         rules.push(format!(
@@ -665,9 +665,11 @@ fn authz(c: &mut Criterion) {
         ));
     }
     std::fs::write(&file, rules.join("\n")).unwrap();
-    let tenant_with = |policy: bool| {
+    let one = dir.join("one.cedar");
+    std::fs::write(&one, &rules[0]).unwrap();
+    let tenant_with = |policy: Option<&std::path::Path>| {
         let mut body = format!("plugins = [{:?}]\n", payments.display().to_string());
-        if policy {
+        if let Some(file) = policy {
             body.push_str(&format!(
                 "[tenant.policy]\nfiles = [{:?}]\n",
                 file.display().to_string()
@@ -677,8 +679,9 @@ fn authz(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("authz");
     for (name, policy) in [
-        ("decide_without_policies", false),
-        ("decide_20_rules", true),
+        ("decide_without_policies", None),
+        ("decide_1_rule", Some(one.as_path())),
+        ("decide_20_rules", Some(file.as_path())),
     ] {
         let issuers = rt.block_on(issuers(&tenant_with(policy)));
         let gateway = rt

@@ -80,6 +80,37 @@ struct Model {
     arguments: HashMap<String, Ty>,
     /// The actions, with their groups (a tool's action is in `tools/call`).
     actions: Entities,
+    types: Types,
+    /// Each tool's action and entity, made once per catalog.
+    tools: HashMap<String, (EntityUid, Entity)>,
+}
+
+/// The entity types, parsed once.
+struct Types {
+    caller: EntityTypeName,
+    tool: EntityTypeName,
+    prompt: EntityTypeName,
+    resource: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, String> {
+        let name = |kind: &str| {
+            EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}")).map_err(|e| e.to_string())
+        };
+        Ok(Self {
+            caller: name("Caller")?,
+            tool: name("Tool")?,
+            prompt: name("Prompt")?,
+            resource: name("Resource")?,
+            action: name("Action")?,
+        })
+    }
+
+    fn uid(name: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(name.clone(), EntityId::new(id))
+    }
 }
 
 /// What the inventory shows of a tenant's policies.
@@ -614,11 +645,19 @@ impl Model {
         let schema = Schema::from_json_value(json)
             .map_err(|e| format!("the generated policy schema is not valid: {e}"))?;
         let actions = schema.action_entities().map_err(|e| e.to_string())?;
+        let types = Types::new()?;
+        let mut tools = HashMap::new();
+        for (plugin, tool) in catalog.tools() {
+            let entity = item(catalog, plugin, Target::Tool(&tool.name), &types)?;
+            tools.insert(tool.name.clone(), entity);
+        }
         Ok(Self {
             generation: catalog.generation,
             schema,
             arguments,
             actions,
+            types,
+            tools,
         })
     }
 
@@ -631,8 +670,15 @@ impl Model {
         claims: &[String],
     ) -> Result<(cedar_policy::Request, Entities), String> {
         let who = request.who;
-        let principal = caller(who, claims)?;
-        let (action, resource) = item(catalog, plugin, request.target)?;
+        let principal = caller(who, claims, &self.types)?;
+        let (action, resource) = match request.target {
+            Target::Tool(name) => self
+                .tools
+                .get(name)
+                .cloned()
+                .ok_or("the tool is not in the policies' schema yet")?,
+            target => item(catalog, plugin, target, &self.types)?,
+        };
         let mut context: Vec<(String, RestrictedExpression)> = vec![
             ("now".into(), now()?),
             (
@@ -667,12 +713,6 @@ impl Model {
     }
 }
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
-    let name =
-        EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}")).map_err(|e| e.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
-}
-
 fn strings<'a>(values: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
     RestrictedExpression::new_set(
         values
@@ -683,7 +723,7 @@ fn strings<'a>(values: impl IntoIterator<Item = &'a String>) -> RestrictedExpres
 
 /// The caller as `Portcullis::Caller::"<issuer>|<subject>"` (for a token without a subject,
 /// `client:<client id>`; a configured identity's issuer is `(configured)`).
-fn caller(who: &Principal, claims: &[String]) -> Result<Entity, String> {
+fn caller(who: &Principal, claims: &[String], types: &Types) -> Result<Entity, String> {
     let issuer = who.issuer.as_deref().unwrap_or("(configured)");
     let name = match (&who.subject, &who.client_id) {
         (Some(s), _) => s.clone(),
@@ -742,7 +782,7 @@ fn caller(who: &Principal, claims: &[String]) -> Result<Entity, String> {
         RestrictedExpression::new_record(selected).map_err(|e| e.to_string())?,
     );
     Entity::new(
-        uid("Caller", &format!("{issuer}|{name}"))?,
+        Types::uid(&types.caller, &format!("{issuer}|{name}")),
         attrs,
         HashSet::new(),
     )
@@ -754,6 +794,7 @@ fn item(
     catalog: &Catalog,
     plugin: &LoadedPlugin,
     target: Target<'_>,
+    types: &Types,
 ) -> Result<(EntityUid, Entity), String> {
     let common = |scopes: &[String]| {
         HashMap::from([
@@ -784,24 +825,30 @@ fn item(
                     RestrictedExpression::new_string(rule.kind.clone()),
                 );
             }
-            (name.to_string(), "Tool", name, attrs)
+            (name.to_string(), &types.tool, name, attrs)
         }
         Target::Prompt(name) => {
             let (_, prompt) = catalog.prompt(name).ok_or("no such prompt")?;
             (
                 "prompts/get".into(),
-                "Prompt",
+                &types.prompt,
                 name,
                 common(&prompt.required_scopes),
             )
         }
         Target::Resource(key) | Target::Template(key) => {
             let (_, scopes) = catalog.lookup(target).ok_or("no such resource")?;
-            ("resources/read".into(), "Resource", key, common(scopes))
+            (
+                "resources/read".into(),
+                &types.resource,
+                key,
+                common(scopes),
+            )
         }
     };
-    let entity = Entity::new(uid(kind, key)?, attrs, HashSet::new()).map_err(|e| e.to_string())?;
-    Ok((uid("Action", &action)?, entity))
+    let entity =
+        Entity::new(Types::uid(kind, key), attrs, HashSet::new()).map_err(|e| e.to_string())?;
+    Ok((Types::uid(&types.action, &action), entity))
 }
 
 /// The time now, as policies see it (UTC).
