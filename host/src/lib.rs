@@ -68,6 +68,7 @@
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
+//! | audit      | tasks                                                          |
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
 //! | mcp        | auth, authz, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
@@ -78,6 +79,7 @@
 //! <!-- dependency-rule:end -->
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod cluster;

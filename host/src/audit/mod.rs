@@ -92,7 +92,7 @@ pub struct Event {
 
 /// The time now, as the record writes it.
 pub fn now() -> String {
-    crate::telemetry::rfc3339(std::time::SystemTime::now())
+    crate::tasks::rfc3339(std::time::SystemTime::now())
 }
 
 /// Where events go: the file, stdout, both, or nowhere (then recording costs nothing).
