@@ -273,7 +273,12 @@ mod tests {
         }
         let mut cut = text(&lines);
         cut.pop();
-        assert!(verify(&cut, KEY, false).unwrap_err().problem.contains("cut short"));
+        assert!(
+            verify(&cut, KEY, false)
+                .unwrap_err()
+                .problem
+                .contains("cut short")
+        );
         // A file still being written verifies with --open, up to its last checkpoint.
         let mut open = lines.clone();
         open.truncate(5);

@@ -183,7 +183,9 @@ impl Writer {
 
     /// End this file with its final checkpoint and go on in a new one, chained to it.
     fn rotate(&mut self) {
-        let line = self.chain.checkpoint(&self.settings.key, &super::now(), true);
+        let line = self
+            .chain
+            .checkpoint(&self.settings.key, &super::now(), true);
         self.put(&line);
         let _ = self.file.sync_data();
         let head = self.chain.head().to_string();
@@ -243,4 +245,91 @@ fn last_line_digest(path: &Path) -> std::io::Result<String> {
         .lines()
         .last()
         .map_or_else(|| GENESIS.to_string(), super::chain::digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::{digest, verify};
+
+    fn settings(dir: &Path, max_bytes: u64) -> FileSettings {
+        FileSettings {
+            path: dir.join("audit.jsonl"),
+            key: b"k".to_vec(),
+            checkpoint_lines: 4,
+            checkpoint_every: Duration::from_secs(60),
+            max_bytes,
+            keep: 3,
+            queue: 1000,
+        }
+    }
+
+    fn event(n: usize) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("event".into(), json!("request"));
+        m.insert("n".into(), json!(n));
+        m
+    }
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "portcullis-audit-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_stopped_file_verifies_and_a_restart_chains_to_it() {
+        let d = dir();
+        let sink = FileSink::open(settings(&d, u64::MAX)).unwrap();
+        for n in 0..10 {
+            sink.write(event(n));
+        }
+        sink.stop(Duration::from_secs(5));
+        let first = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+        let v = verify(&first, b"k", false).unwrap();
+        assert_eq!(
+            v.lines,
+            10 + 2 + 1,
+            "ten events, two checkpoints, the final one"
+        );
+        // A second writer rotates the first file away and chains its first line to it.
+        let sink = FileSink::open(settings(&d, u64::MAX)).unwrap();
+        sink.write(event(10));
+        sink.stop(Duration::from_secs(5));
+        let second = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+        let v2 = verify(&second, b"k", false).unwrap();
+        assert_eq!(v2.follows, digest(first.lines().last().unwrap()));
+        assert_eq!(
+            std::fs::read_to_string(d.join("audit.jsonl.1")).unwrap(),
+            first
+        );
+    }
+
+    #[test]
+    fn rotation_by_size_keeps_every_file_whole_and_chained() {
+        let d = dir();
+        let sink = FileSink::open(settings(&d, 600)).unwrap();
+        for n in 0..40 {
+            sink.write(event(n));
+        }
+        sink.stop(Duration::from_secs(5));
+        let mut follows = None;
+        for name in [
+            "audit.jsonl.3",
+            "audit.jsonl.2",
+            "audit.jsonl.1",
+            "audit.jsonl",
+        ] {
+            let text = std::fs::read_to_string(d.join(name)).unwrap();
+            let v = verify(&text, b"k", false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(head) = follows {
+                assert_eq!(v.follows, head, "{name} follows the file before");
+            }
+            follows = Some(v.head);
+        }
+    }
 }
