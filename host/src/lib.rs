@@ -9,12 +9,12 @@
 //! ```text
 //! HTTP ─► transport (host guard, tenant mount) ─► transport::front, in order:
 //!           auth ─► sessions (owner; another replica's session ─► forwarded there) ─► body
-//!           ─► tenancy (quota) ─► plugins::Catalog::authorize
-//!           (scopes) ─► sessions (cap)
+//!           ─► tenancy (quota) ─► authz (scopes; a tool's approval) ─► sessions (cap)
 //!      ─► mcp (handlers, eras, input rounds) ─► sandbox ─► plugin.wasm
 //!                        downstream (egress guard, exchange) ◄┘ (WIT import)
 //! stdio ─► mcp (a configured identity)
-//! side modules: config (leaf), net, oauth, telemetry, plugins (loading, reload), admin,
+//! side modules: config (leaf), net, oauth, telemetry, plugins (loading, reload), authz
+//!               (every authorization decision, Cedar policies), admin,
 //!               dev_as (development AS), cluster (state shared on Redis)
 //! ```
 //!
@@ -35,8 +35,9 @@
 //! * [`mcp`]: the protocol layer on rmcp (the only module that uses rmcp types).
 //! * [`sandbox`]: wasmtime; fresh instance per call, deadlines, memory limits, empty WASI,
 //!   one file per host capability.
-//! * [`plugins`]: loading, validating and indexing plugins per tenant, and the one
-//!   authorization decision over them ([`plugins::Catalog::authorize`]).
+//! * [`plugins`]: loading, validating and indexing plugins per tenant.
+//! * [`authz`]: every authorization decision ([`authz::TenantAuthz::decide`]: scopes, claim
+//!   rules, the tenant's Cedar policies).
 //! * [`admin`]: the operators' endpoints (plugin inventory, readiness) and who is an operator.
 //! * [`config`]: the TOML file, one file per section, and its validation.
 //! * [`dev_as`]: the embedded development authorization server (off unless enabled).

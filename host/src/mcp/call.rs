@@ -3,7 +3,7 @@
 //!
 //! Owns: assembling a [`CallEnv`] and a [`wit::CallContext`] from an [`Exchange`]. Must not:
 //! build a capability's own state (`downstream::TenantServices::for_call` and
-//! `RequestObserver::for_call` do) or decide whether the call may happen (`Catalog::authorize`).
+//! `RequestObserver::for_call` do) or decide whether the call may happen (`authz`).
 
 use std::sync::Arc;
 

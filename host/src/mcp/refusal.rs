@@ -7,7 +7,7 @@
 //! tools, `invalid_request` otherwise); the HTTP front answers scope refusals earlier with a
 //! 403 step-up (`transport`). Also what the client is told when a downstream authorization
 //! server asked for the user ([`StepUp`]): the tool's result, and the challenge for an
-//! answer that has not started. Must not: decide access (`Catalog::authorize` does).
+//! answer that has not started. Must not: decide access (`authz` does).
 
 use rmcp::ErrorData;
 use serde_json::json;

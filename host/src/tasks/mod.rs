@@ -12,7 +12,7 @@
 //! replica answers for any task, and another replica's cancel or answers reach the replica
 //! running it ([`Control`]). Must not: run plugins or speak the protocol (`mcp` does both and
 //! converts these values to the wire), decide who may call a tool
-//! (`plugins::Catalog::authorize`, at creation), or know how the shared store works.
+//! (`authz`, at creation), or know how the shared store works.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

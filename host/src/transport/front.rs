@@ -5,7 +5,7 @@
 //! (another caller's session), 413/400 (body), 429 + `Retry-After` (quota), 403 step-up
 //! (scopes, before any stream opens), 503 + `Retry-After` (session limit) — and each request's
 //! HTTP and MCP spans. Must not: decide any of them itself — `auth` authenticates, `sessions`
-//! owns session owners and caps, `tenancy` quotas, `plugins::Catalog::authorize` scopes;
+//! owns session owners and caps, `tenancy` quotas, `authz` scopes (and whether a call may be asked for an approval);
 //! `jsonrpc` reads the body. Host/Origin validation is the layer in front of this one.
 
 #![allow(
