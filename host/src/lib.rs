@@ -69,11 +69,11 @@
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
-//! | audit      | tasks                                                          |
+//! | audit      | auth, config, tasks                                            |
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
-//! | mcp        | auth, authz, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
+//! | mcp        | audit, auth, authz, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
-//! | transport  | admin, auth, authz, config, mcp, net, oauth, sessions, telemetry, tenancy |
+//! | transport  | admin, audit, auth, authz, config, mcp, net, oauth, sessions, telemetry, tenancy |
 //! | fuzzing    | auth, config, downstream, mcp, plugins, sandbox                |
 //! | scaffold   |                                                                |
 //! | harness    | auth, config, mcp                                              |
@@ -130,6 +130,8 @@ pub struct Portcullis {
     cluster: Option<cluster::Cluster>,
     /// Reloads plugins while the gateway lives.
     _watcher: Option<plugins::watch::PluginWatcher>,
+    /// Where the record of every decision goes.
+    audit: audit::Audit,
 }
 
 impl Portcullis {
@@ -174,7 +176,15 @@ impl Portcullis {
             }
             _ => None,
         };
-        let (tenants, consent) = build_tenants(&config, &loaded, cluster.as_ref(), &shutdown)?;
+        // The record of every decision: only a serving gateway writes one.
+        let audit = if serving {
+            audit::Audit::from_config(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.source.display()))?
+        } else {
+            audit::Audit::off()
+        };
+        let (tenants, consent) =
+            build_tenants(&config, &loaded, cluster.as_ref(), (&shutdown, &audit))?;
         if let Some(cluster) = &cluster {
             let plugins: Vec<_> = loaded.values().cloned().collect();
             cluster.relay_changes(&plugins, &shutdown);
@@ -261,6 +271,7 @@ impl Portcullis {
             draining,
             cluster,
             _watcher: watcher,
+            audit,
         })
     }
 
@@ -277,6 +288,12 @@ impl Portcullis {
     /// A tenant's context by id.
     pub fn tenant(&self, id: &str) -> Option<Arc<TenantContext>> {
         self.tenants.get(id).cloned()
+    }
+
+    /// Where the record of every decision goes (stop it last: it writes its final
+    /// checkpoint).
+    pub fn audit(&self) -> &audit::Audit {
+        &self.audit
     }
 
     /// The development authorization server, when enabled.
@@ -467,7 +484,7 @@ fn build_tenants(
     config: &Config,
     loaded: &BTreeMap<String, Arc<TenantPlugins>>,
     cluster: Option<&cluster::Cluster>,
-    shutdown: &CancellationToken,
+    (shutdown, audit): (&CancellationToken, &audit::Audit),
 ) -> anyhow::Result<(
     BTreeMap<String, Arc<TenantContext>>,
     Option<Arc<downstream::Consent>>,
@@ -527,7 +544,8 @@ fn build_tenants(
             quotas,
             task_table(config, tenant, cluster, state_key.as_deref()),
         )
-        .with_auth_extensions(auth_extensions(config, tenant));
+        .with_auth_extensions(auth_extensions(config, tenant))
+        .with_audit(audit.clone());
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
     if let Some(consent) = &consent {

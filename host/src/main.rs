@@ -46,6 +46,23 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an audit file's hash chain and signed checkpoints: finds a removed, reordered,
+    /// inserted or edited line and a cut-off tail (exit 1, naming the line).
+    Verify {
+        /// The audit file.
+        file: PathBuf,
+        /// The environment variable holding the checkpoint key.
+        #[arg(long, default_value = "PORTCULLIS_AUDIT_KEY")]
+        key_env: String,
+        /// The file may still be being written: accept lines after its last checkpoint
+        /// (reported, not vouched for).
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve MCP over Streamable HTTP.
     Serve {
@@ -72,6 +89,11 @@ enum Command {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// The audit record: verify a file.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
     },
     /// A tenant's authorization policies (Cedar): test them, or print their schema.
     Policy {
@@ -218,6 +240,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => token(&config, &sub, scope, tenant.as_deref()),
         Command::Plugins { config } => plugins(&config).await,
         Command::Policy { what } => policy(what).await,
+        Command::Audit {
+            what:
+                AuditCommand::Verify {
+                    file,
+                    key_env,
+                    open,
+                },
+        } => audit_verify(&file, &key_env, open),
         Command::RevokeGrant {
             config,
             tenant,
@@ -421,6 +451,31 @@ async fn plugins(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `portcullis audit verify`.
+fn audit_verify(file: &std::path::Path, key_env: &str, open: bool) -> anyhow::Result<ExitCode> {
+    let key = portcullis::config::secret_from_env(key_env)
+        .map_err(|e| anyhow::anyhow!("the checkpoint key: {e}"))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    match portcullis::audit::chain::verify(&text, key.as_bytes(), open) {
+        Ok(v) => {
+            println!(
+                "ok      {}: {} lines, {} checkpoints, follows {}, ends at {}",
+                file.display(),
+                v.lines,
+                v.checkpoints,
+                &v.follows[..12],
+                &v.head[..12]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("FAILED  {}: {broken}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// `portcullis policy test|schema`.
 async fn policy(what: PolicyCommand) -> anyhow::Result<ExitCode> {
     let (config, tenant) = match &what {
@@ -618,7 +673,11 @@ async fn serve(config: Config, telemetry: Telemetry) -> anyhow::Result<ExitCode>
     for t in &gateway.config().tenants {
         tracing::info!(tenant = %t.id, "MCP endpoint: {}", gateway.config().tenant_resource(t));
     }
-    gateway.serve(listener).await?;
+    let audit = gateway.audit().clone();
+    let served = gateway.serve(listener).await;
+    // The audit file ends with its final checkpoint, whatever ended the serving.
+    audit.stop();
+    served?;
     drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }

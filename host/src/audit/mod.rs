@@ -31,6 +31,17 @@ pub struct Caller {
     pub client_id: Option<String>,
 }
 
+impl Caller {
+    /// How the record names `who`: issuer, subject, client — never a token.
+    pub fn of(who: &crate::auth::Principal) -> Self {
+        Self {
+            issuer: who.issuer.as_deref().unwrap_or("(configured)").to_string(),
+            subject: who.subject.clone(),
+            client_id: who.client_id.clone(),
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -106,6 +117,34 @@ impl Audit {
     /// No sinks.
     pub fn off() -> Self {
         Self::default()
+    }
+
+    /// The sinks `[audit]` configures (the file's checkpoint key from its environment
+    /// variable): an error names what is missing.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
+        let a = &config.audit;
+        let file = match &a.file {
+            None => None,
+            Some(path) => {
+                let key = crate::config::secret_from_env(&a.key_env)
+                    .map_err(|e| format!("audit.key_env: {e}"))?;
+                let path = config.resolve_path(path);
+                let settings = file::FileSettings {
+                    path: path.clone(),
+                    key: key.into_bytes(),
+                    checkpoint_lines: a.checkpoint_lines.max(1),
+                    checkpoint_every: std::time::Duration::from_secs(a.checkpoint_secs.max(1)),
+                    max_bytes: a.max_bytes,
+                    keep: a.keep,
+                    queue: 65_536,
+                };
+                Some(
+                    file::FileSink::open(settings)
+                        .map_err(|e| format!("audit.file: {}: {e}", path.display()))?,
+                )
+            }
+        };
+        Ok(Self::new(file, a.stdout))
     }
 
     /// Events to `file` and, with `stdout`, to standard output as well.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Forbidden, Request, TenantAuthz, policy::Refusal};
+use super::{Request, TenantAuthz};
 use crate::auth::{Principal, Scheme};
 use crate::config::Identity;
 use crate::plugins::{Catalog, Target};
@@ -100,29 +100,17 @@ pub fn run(tenant: &str, authz: &TenantAuthz, catalog: &Catalog, case: &Case) ->
         .map(|_| ());
     let got = match &decided {
         Ok(()) => "allow".to_string(),
-        Err(f) => format!("deny ({})", by(f)),
+        Err(f) => format!("deny ({})", f.by()),
     };
     match (case.expect, decided) {
         (Expect::Allow, Ok(())) => Ok(got),
-        (Expect::Deny, Err(f)) if case.by.as_ref().is_none_or(|b| *b == by(&f)) => Ok(got),
+        (Expect::Deny, Err(f)) if case.by.as_ref().is_none_or(|b| *b == f.by()) => Ok(got),
         (Expect::Deny, Err(_)) => Err(format!(
             "expected deny by {}, got {got}",
             case.by.as_deref().unwrap_or("anything")
         )),
         (Expect::Allow, Err(_)) => Err(format!("expected allow, got {got}")),
         (Expect::Deny, Ok(())) => Err("expected deny, got allow".into()),
-    }
-}
-
-/// What refused: a policy id, or `scope`, `claim`, `unknown`, `no-permit`, `failed`.
-fn by(forbidden: &Forbidden) -> String {
-    match forbidden {
-        Forbidden::Unknown => "unknown".into(),
-        Forbidden::Scopes { .. } => "scope".into(),
-        Forbidden::Claim(_) => "claim".into(),
-        Forbidden::Policy(Refusal::Forbidden(ids)) => ids.join(", "),
-        Forbidden::Policy(Refusal::NotPermitted) => "no-permit".into(),
-        Forbidden::Policy(Refusal::Failed(_)) => "failed".into(),
     }
 }
 

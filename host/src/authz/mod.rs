@@ -96,6 +96,32 @@ pub enum Forbidden {
     /// The tenant's policies refuse it.
     #[error("is refused by {0}")]
     Policy(policy::Refusal),
+    /// Refused for this reason, and shown to the caller as [`Forbidden::Unknown`] (lists show
+    /// only what callers may use).
+    #[error("unknown")]
+    Hidden(Box<Forbidden>),
+}
+
+impl Forbidden {
+    /// What refused, in a word or an id, for records and operators' tests: a policy's id
+    /// (several joined by `, `), `scope`, `claim`, `no-permit`, `failed` (a policy that could
+    /// not decide), or `unknown` (no such item). A hidden refusal names its reason.
+    pub fn by(&self) -> String {
+        match self {
+            Forbidden::Unknown => "unknown".into(),
+            Forbidden::Scopes { .. } => "scope".into(),
+            Forbidden::Claim(_) => "claim".into(),
+            Forbidden::Policy(policy::Refusal::Forbidden(ids)) => ids.join(", "),
+            Forbidden::Policy(policy::Refusal::NotPermitted) => "no-permit".into(),
+            Forbidden::Policy(policy::Refusal::Failed(_)) => "failed".into(),
+            Forbidden::Hidden(why) => why.by(),
+        }
+    }
+
+    /// Whether the caller is told the item does not exist.
+    pub fn shown_as_unknown(&self) -> bool {
+        matches!(self, Forbidden::Unknown | Forbidden::Hidden(_))
+    }
 }
 
 /// One tenant's authorization: its listing mode and its policies, if it has any.
@@ -134,7 +160,7 @@ impl TenantAuthz {
     /// them: see [`Arguments`]), reads, subscriptions, completions — so they all answer the
     /// same. First the
     /// item's scopes (a missing one is a step-up), then the operator's claim rules, then the
-    /// tenant's policies. With `listing = Permitted` a denial is [`Forbidden::Unknown`],
+    /// tenant's policies. With `listing = Permitted` a denial is [`Forbidden::Hidden`],
     /// indistinguishable from an item that does not exist.
     pub fn decide<'c>(
         &self,
@@ -161,7 +187,7 @@ impl TenantAuthz {
         };
         match (denied, self.listing) {
             (None, _) => Ok(Permit { plugin }),
-            (Some(_), ToolsList::Permitted) => Err(Forbidden::Unknown),
+            (Some(f), ToolsList::Permitted) => Err(Forbidden::Hidden(Box::new(f))),
             (Some(f), ToolsList::All) => Err(f),
         }
     }
@@ -169,9 +195,8 @@ impl TenantAuthz {
     /// Whether `target` appears in `who`'s lists: everything that exists with
     /// `listing = All` (scopes shown so clients can step up), only permitted items otherwise.
     pub fn visible(&self, catalog: &Catalog, who: &Principal, target: Target<'_>) -> bool {
-        !matches!(
-            self.decide(catalog, &Request::of(who, target)),
-            Err(Forbidden::Unknown)
-        )
+        !self
+            .decide(catalog, &Request::of(who, target))
+            .is_err_and(|f| f.shown_as_unknown())
     }
 }

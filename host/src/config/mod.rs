@@ -10,6 +10,7 @@
 //! section's checks and the cross-section ones. This module is a leaf: it imports no other
 //! module of the host, and each module resolves its own runtime settings from its section.
 
+mod audit;
 mod auth;
 mod checks;
 mod cluster;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use audit::*;
 pub use auth::*;
 pub use checks::{EnvSecretError, secret_from_env};
 pub use cluster::*;
@@ -72,6 +74,9 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// Users' grants at third-party providers (`credential = "user-consent"`), sealed.
     pub vault: Option<VaultConfig>,
+    /// The record of every decision.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The tenants; a single-tenant deployment has exactly one.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,

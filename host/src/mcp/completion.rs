@@ -31,12 +31,12 @@ pub(super) async fn complete_argument(
     let plugin = match gw.authorize(&catalog, &ex.who, target) {
         Ok(permit) => permit.plugin.clone(),
         // An unknown template has nothing to complete (not an error in the protocol).
-        Err(Refused::Unknown(_)) if matches!(target, Target::Template(_)) => {
+        Err(Refused::Unknown(..)) if matches!(target, Target::Template(_)) => {
             record.finish(None, Outcome::Ok);
             return nothing();
         }
         Err(refused) => {
-            record.finish(None, refused.outcome());
+            record.refused(None, &refused);
             return Err(refused.into_error());
         }
     };

@@ -94,7 +94,7 @@ impl Gateway {
         let plugin = match self.authorize(&catalog, &ex.who, target) {
             Ok(permit) => permit.plugin,
             Err(refused) => {
-                record.finish(None, refused.outcome());
+                record.refused(None, &refused);
                 return Err(refused.into_error());
             }
         };

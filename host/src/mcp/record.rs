@@ -1,12 +1,17 @@
-//! The record of one MCP request: its span and its `mcp.server.operation.duration` sample.
+//! The record of one MCP request: its span, its `mcp.server.operation.duration` sample, and
+//! its audit event (#33).
 //!
-//! Owns: how a handled request appears in traces and metrics ([`RequestRecord`], [`Outcome`]).
-//! Must not: decide outcomes (the handlers do) or open HTTP spans (`transport` does).
+//! Owns: how a handled request appears in traces, metrics and the audit record
+//! ([`RequestRecord`], [`Outcome`]): who asked, what was decided and what decided a refusal,
+//! the plugin, the duration. Must not: decide outcomes (the handlers do) or open HTTP spans
+//! (`transport` does).
 
 use std::time::Instant;
 
 use super::exchange::Exchange;
+use super::refusal::Refused;
 use super::tenant::TenantContext;
+use crate::audit::{self, Audit};
 use crate::telemetry::{self, McpRequest, keys};
 
 /// How a request ended, as recorded on its span and metrics.
@@ -65,6 +70,9 @@ pub(super) struct RequestRecord {
     pub(super) method: &'static str,
     /// The tool, prompt or resource targeted.
     pub(super) target: String,
+    /// Who asked, as the audit record names them.
+    caller: audit::Caller,
+    audit: Audit,
 }
 
 impl RequestRecord {
@@ -96,12 +104,41 @@ impl RequestRecord {
             tenant: tenant.id().clone(),
             method,
             target: target.unwrap_or_default().to_string(),
+            caller: audit::Caller::of(&ex.who),
+            audit: tenant.audit.clone(),
         }
+    }
+
+    /// Record a refused request: its outcome, and what refused it.
+    pub(super) fn refused(&self, plugin: Option<&str>, refused: &Refused) {
+        self.end(plugin, refused.outcome(), Some(refused.by()));
     }
 
     /// Record how the request ended: on its span and in the metrics. A tool call is also
     /// counted per plugin when `plugin`, the tool's owner, is known.
     pub(super) fn finish(&self, plugin: Option<&str>, outcome: Outcome) {
+        self.end(plugin, outcome, None);
+    }
+
+    fn end(&self, plugin: Option<&str>, outcome: Outcome, by: Option<&str>) {
+        if self.audit.on() {
+            let denied = matches!(outcome, Outcome::Denied | Outcome::Unknown);
+            self.audit.record(
+                &self.tenant,
+                telemetry::trace_id(&self.span),
+                audit::What::Call {
+                    method: self.method.to_string(),
+                    target: self.target.clone(),
+                    caller: self.caller.clone(),
+                    decision: if denied { "deny" } else { "allow" },
+                    by: by.map(str::to_string),
+                    plugin: plugin.map(str::to_string),
+                    version: None,
+                    duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                    outcome: outcome.as_str().to_string(),
+                },
+            );
+        }
         if outcome != Outcome::Ok {
             telemetry::fail(&self.span, outcome.as_str());
         }

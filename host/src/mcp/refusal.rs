@@ -23,26 +23,35 @@ use crate::telemetry::untrusted;
 
 /// A refused request, as the protocol layer answers it.
 pub(super) enum Refused {
-    /// The method's "unknown item" error (also for items hidden from this caller).
-    Unknown(ErrorData),
-    /// Why a visible item may not be used (an `isError` tool result, else `invalid_request`).
-    Forbidden(String),
+    /// The method's "unknown item" error (also for items hidden from this caller), and what
+    /// refused it (for the record).
+    Unknown(ErrorData, String),
+    /// Why a visible item may not be used (an `isError` tool result, else `invalid_request`),
+    /// and what refused it.
+    Forbidden(String, String),
 }
 
 impl Refused {
     /// How the refused request is recorded.
     pub(super) fn outcome(&self) -> Outcome {
         match self {
-            Refused::Unknown(_) => Outcome::Unknown,
-            Refused::Forbidden(_) => Outcome::Denied,
+            Refused::Unknown(..) => Outcome::Unknown,
+            Refused::Forbidden(..) => Outcome::Denied,
+        }
+    }
+
+    /// What refused it: [`Forbidden::by`].
+    pub(super) fn by(&self) -> &str {
+        match self {
+            Refused::Unknown(_, by) | Refused::Forbidden(_, by) => by,
         }
     }
 
     /// As a JSON-RPC error (prompts, resources, subscriptions, completion).
     pub(super) fn into_error(self) -> ErrorData {
         match self {
-            Refused::Unknown(e) => e,
-            Refused::Forbidden(msg) => ErrorData::invalid_request(msg, None),
+            Refused::Unknown(e, _) => e,
+            Refused::Forbidden(msg, _) => ErrorData::invalid_request(msg, None),
         }
     }
 }
@@ -101,31 +110,36 @@ impl Gateway {
 }
 
 fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused {
+    let by = forbidden.by();
     let what = match target {
         Target::Tool(n) => format!("tool `{n}`"),
         Target::Prompt(n) => format!("prompt `{n}`"),
         Target::Resource(_) | Target::Template(_) => "this resource".to_string(),
     };
     match forbidden {
-        Forbidden::Unknown => Refused::Unknown(unknown(target)),
+        Forbidden::Unknown | Forbidden::Hidden(_) => Refused::Unknown(unknown(target), by),
         Forbidden::Scopes { missing, .. } => {
             tracing::info!(tenant = %who.tenant, caller = %who.caller(),
                 "denied {}: missing scopes {missing:?}", untrusted(&what));
-            Refused::Forbidden(format!(
-                "Forbidden: {what} requires the scope(s) {}",
-                missing.join(" ")
-            ))
+            Refused::Forbidden(
+                format!(
+                    "Forbidden: {what} requires the scope(s) {}",
+                    missing.join(" ")
+                ),
+                by,
+            )
         }
         Forbidden::Claim(why) => {
             tracing::info!(tenant = %who.tenant, caller = %who.caller(),
                 "denied {} by a claim rule: {why}", untrusted(&what));
-            Refused::Forbidden(format!(
-                "Forbidden: {what} is not available to this caller ({why})"
-            ))
+            Refused::Forbidden(
+                format!("Forbidden: {what} is not available to this caller ({why})"),
+                by,
+            )
         }
         // Logged where the policies decided.
         Forbidden::Policy(refusal) => {
-            Refused::Forbidden(format!("Forbidden: {what} is refused by {refusal}"))
+            Refused::Forbidden(format!("Forbidden: {what} is refused by {refusal}"), by)
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct TenantContext {
     pub(crate) sealer: Arc<StateSealer>,
     /// Every authorization decision of the tenant (and what its lists show).
     pub authz: Arc<TenantAuthz>,
+    /// Where the record of every decision goes.
+    pub audit: crate::audit::Audit,
     /// The tenant's downstream services.
     pub(crate) services: Arc<TenantServices>,
     /// What the tenant may consume.
@@ -84,6 +86,7 @@ impl TenantContext {
             plugins,
             sealer: Arc::new(StateSealer::new(state_key)),
             authz,
+            audit: crate::audit::Audit::off(),
             services,
             quotas,
             live: Arc::default(),
@@ -91,6 +94,13 @@ impl TenantContext {
             consents: Mutex::default(),
             auth_extensions: Vec::new(),
         }
+    }
+
+    /// Record every decision to `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Advertise the authorization extensions `extensions` (the tenant honours them).

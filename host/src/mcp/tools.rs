@@ -57,16 +57,9 @@ pub(super) async fn call(
     let catalog = gw.tenant.catalog();
     let plugin = match gw.decide(&catalog, &Request::of(&ex.who, Target::Tool(&name))) {
         Ok(permit) => permit.plugin,
-        Err(Refused::Unknown(e)) => {
-            record.finish(None, Outcome::Unknown);
-            return Err(e);
-        }
-        Err(Refused::Forbidden(msg)) => {
+        Err(refused) => {
             let owner = catalog.tool(&name).map(|(p, _)| p.name.clone());
-            record.finish(owner.as_deref(), Outcome::Denied);
-            return Ok(CallToolResponse::Complete(complete(
-                convert::error_result(&msg),
-            )?));
+            return refuse(&record, owner.as_deref(), refused);
         }
     };
     let arguments = Value::Object(request.arguments.take().unwrap_or_default());
@@ -83,13 +76,7 @@ pub(super) async fn call(
     // The second question, now that the arguments are known to be what the tool takes.
     let asked = Request::of(&ex.who, Target::Tool(&name)).with_arguments(&arguments);
     if let Err(refused) = gw.decide(&catalog, &asked) {
-        record.finish(Some(&plugin.name), refused.outcome());
-        return match refused {
-            Refused::Unknown(e) => Err(e),
-            Refused::Forbidden(msg) => Ok(CallToolResponse::Complete(complete(
-                convert::error_result(&msg),
-            )?)),
-        };
+        return refuse(&record, Some(&plugin.name), refused);
     }
     let arguments = arguments.to_string();
     let retry = Retry {
@@ -139,6 +126,22 @@ pub(super) async fn call(
     };
     record.finish(Some(&plugin.name), outcome);
     answer(&name, rounds, ex.era)
+}
+
+/// A refused call, recorded and answered: an unknown (or hidden) tool's error, else the
+/// refusal as the tool's `isError` result.
+fn refuse(
+    record: &RequestRecord,
+    plugin: Option<&str>,
+    refused: Refused,
+) -> Result<CallToolResponse, ErrorData> {
+    record.refused(plugin, &refused);
+    match refused {
+        Refused::Unknown(e, _) => Err(e),
+        Refused::Forbidden(msg, _) => Ok(CallToolResponse::Complete(complete(
+            convert::error_result(&msg),
+        )?)),
+    }
 }
 
 /// One round of the plugin's `call-tool` export.

@@ -35,6 +35,25 @@ use crate::sessions::{NoRoom, Reservation, Route, RouteError, Sessions};
 use crate::telemetry::{self, McpRequest, RequestSpan, metrics};
 use crate::tenancy::quota::{Admission, Held, Refusal};
 
+tokio::task_local! {
+    /// What the audit record says of the request the front is handling (#33).
+    static NOTE: std::cell::RefCell<Note>;
+}
+
+/// A request's audit facts, gathered by the steps that learn them.
+#[derive(Default)]
+struct Note {
+    method: Option<String>,
+    caller: Option<crate::audit::Caller>,
+    authentication: &'static str,
+    by: Option<String>,
+}
+
+/// Add to the request's note (a no-op outside [`Front::handle`]).
+fn note(f: impl FnOnce(&mut Note)) {
+    let _ = NOTE.try_with(|n| f(&mut n.borrow_mut()));
+}
+
 /// The most of an unauthenticated request's body read to answer it in-band.
 const UNAUTHENTICATED_BODY_BYTES: usize = 64 * 1024;
 
@@ -117,8 +136,32 @@ impl Front {
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let span = telemetry::http_span(self.tenant_id(), &method, req.uri().path(), req.headers());
-        let resp = self.steps(req).instrument(span.clone()).await;
+        let first = std::cell::RefCell::new(Note {
+            authentication: "none",
+            ..Note::default()
+        });
+        let (resp, said) = NOTE
+            .scope(first, async {
+                let resp = self.steps(req).await;
+                (resp, NOTE.with(|n| std::mem::take(&mut *n.borrow_mut())))
+            })
+            .instrument(span.clone())
+            .await;
         let status = resp.status().as_u16();
+        let audit = &self.tenant.audit;
+        if audit.on() {
+            audit.record(
+                self.tenant_id(),
+                telemetry::trace_id(&span),
+                crate::audit::What::Request {
+                    method: said.method,
+                    caller: said.caller,
+                    authentication: said.authentication,
+                    status,
+                    by: said.by,
+                },
+            );
+        }
         span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             telemetry::fail(&span, &status.to_string());
@@ -154,6 +197,14 @@ impl Front {
         let may_forward = self.forwarder.is_some() && session_id(&parts).is_some();
         let carried = Carried::take(&mut parts.headers, may_forward);
         let caller = authenticated.principal.clone();
+        note(|n| {
+            n.caller = Some(crate::audit::Caller::of(&caller));
+            n.authentication = if caller.issuer.is_some() {
+                "ok"
+            } else {
+                "none"
+            };
+        });
         parts.extensions.insert(caller.clone());
         if let Some(secret) = authenticated.secret.take() {
             parts.extensions.insert(secret);
@@ -189,6 +240,7 @@ impl Front {
 
     /// One JSON-RPC message: quota, scopes, approval, session cap, then the protocol layer.
     async fn message(&self, parts: &Parts, message: Envelope, caller: &Principal) -> Response {
+        note(|n| n.method = message.message["method"].as_str().map(str::to_string));
         let admission = step!(self.admit(caller, &message).await).map(Held::from);
         step!(self.check_scopes(caller, &message, parts));
         // An approved call: the plugin is told what was approved (its call context's claims).
@@ -578,6 +630,12 @@ impl Front {
     }
 
     fn log_denial(&self, denial: &Denial, principal: Option<&Principal>, parts: &Parts) {
+        note(|n| {
+            n.by = Some(denial.reason().to_string());
+            if principal.is_none() {
+                n.authentication = "refused";
+            }
+        });
         metrics::get().denials.add(
             1,
             &metrics::attrs(self.tenant_id(), &[("portcullis.reason", denial.reason())]),
@@ -595,6 +653,7 @@ impl Front {
     /// A request over a quota: 429, `Retry-After`, and a JSON-RPC error for its id (503 when
     /// the quotas cannot be checked).
     fn over_quota(&self, refusal: &Refusal, principal: &Principal, message: &Envelope) -> Response {
+        note(|n| n.by = Some("quota".into()));
         if !refusal.is_callers() {
             return unavailable(&format!("{refusal}; retry shortly"));
         }
