@@ -9,6 +9,7 @@
 )]
 
 mod approvals;
+mod audit;
 mod auth;
 mod challenges;
 mod cli;
