@@ -25,7 +25,7 @@ use crate::telemetry::untrusted;
 pub(super) enum Refused {
     /// The method's "unknown item" error (also for items hidden from this caller), and what
     /// refused it (for the record).
-    Unknown(ErrorData, String),
+    Unknown(Box<ErrorData>, String),
     /// Why a visible item may not be used (an `isError` tool result, else `invalid_request`),
     /// and what refused it.
     Forbidden(String, String),
@@ -50,7 +50,7 @@ impl Refused {
     /// As a JSON-RPC error (prompts, resources, subscriptions, completion).
     pub(super) fn into_error(self) -> ErrorData {
         match self {
-            Refused::Unknown(e, _) => e,
+            Refused::Unknown(e, _) => *e,
             Refused::Forbidden(msg, _) => ErrorData::invalid_request(msg, None),
         }
     }
@@ -117,7 +117,7 @@ fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused
         Target::Resource(_) | Target::Template(_) => "this resource".to_string(),
     };
     match forbidden {
-        Forbidden::Unknown | Forbidden::Hidden(_) => Refused::Unknown(unknown(target), by),
+        Forbidden::Unknown | Forbidden::Hidden(_) => Refused::Unknown(Box::new(unknown(target)), by),
         Forbidden::Scopes { missing, .. } => {
             tracing::info!(tenant = %who.tenant, caller = %who.caller(),
                 "denied {}: missing scopes {missing:?}", untrusted(&what));

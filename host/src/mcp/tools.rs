@@ -137,7 +137,7 @@ fn refuse(
 ) -> Result<CallToolResponse, ErrorData> {
     record.refused(plugin, &refused);
     match refused {
-        Refused::Unknown(e, _) => Err(e),
+        Refused::Unknown(e, _) => Err(*e),
         Refused::Forbidden(msg, _) => Ok(CallToolResponse::Complete(complete(
             convert::error_result(&msg),
         )?)),
