@@ -117,7 +117,9 @@ fn refused(who: &Principal, target: Target<'_>, forbidden: Forbidden) -> Refused
         Target::Resource(_) | Target::Template(_) => "this resource".to_string(),
     };
     match forbidden {
-        Forbidden::Unknown | Forbidden::Hidden(_) => Refused::Unknown(Box::new(unknown(target)), by),
+        Forbidden::Unknown | Forbidden::Hidden(_) => {
+            Refused::Unknown(Box::new(unknown(target)), by)
+        }
         Forbidden::Scopes { missing, .. } => {
             tracing::info!(tenant = %who.tenant, caller = %who.caller(),
                 "denied {}: missing scopes {missing:?}", untrusted(&what));
