@@ -64,12 +64,12 @@
 //! | plugins    | auth, config, oauth, sandbox, telemetry                        |
 //! | authz      | auth, config, plugins                                          |
 //! | vault      | config, telemetry                                              |
-//! | downstream | auth, config, net, oauth, sandbox, telemetry, vault            |
+//! | downstream | audit, auth, config, net, oauth, sandbox, telemetry, vault     |
 //! | tenancy    | auth, config, sandbox                                          |
 //! | dev_as     | config, net, oauth, telemetry                                  |
 //! | sessions   | auth, sandbox, telemetry                                       |
 //! | tasks      | auth, config                                                   |
-//! | audit      | auth, config, tasks                                            |
+//! | audit      | auth, config, tasks, telemetry                                 |
 //! | cluster    | auth, config, downstream, net, plugins, sandbox, sessions, tasks, telemetry, tenancy, vault |
 //! | mcp        | audit, auth, authz, config, downstream, plugins, sandbox, sessions, tasks, telemetry, tenancy |
 //! | admin      | auth, mcp, plugins                                             |
@@ -196,7 +196,16 @@ impl Portcullis {
                 cluster.relay_task_controls(tables, &key, &shutdown);
             }
         }
-        let watcher = start_watcher(&config, &sandbox, loaded, &shutdown);
+        let audits: BTreeMap<String, audit::Audit> = tenants
+            .iter()
+            .map(|(id, t)| (id.clone(), t.audit.clone()))
+            .collect();
+        let on_reload: plugins::watch::OnReload = Box::new(move |tenant, catalog| {
+            if let Some(audit) = audits.get(tenant) {
+                audit.record(tenant, None, reloaded_plugins(catalog));
+            }
+        });
+        let watcher = start_watcher(&config, &sandbox, loaded, on_reload, &shutdown);
         let in_order: Vec<Arc<TenantContext>> = config
             .tenants
             .iter()
@@ -536,16 +545,17 @@ fn build_tenants(
                     .unwrap_or_default(),
             }),
         ));
+        let audit = audit.for_tenant(tenant);
         let context = TenantContext::new(
             plugins.clone(),
             state_key.clone(),
-            Arc::new(tenant_authz(config, tenant, plugins, shutdown)?),
+            Arc::new(tenant_authz(config, tenant, plugins, (shutdown, &audit))?),
             Arc::new(services),
             quotas,
             task_table(config, tenant, cluster, state_key.as_deref()),
         )
         .with_auth_extensions(auth_extensions(config, tenant))
-        .with_audit(audit.clone());
+        .with_audit(audit);
         tenants.insert(tenant.id.clone(), Arc::new(context));
     }
     if let Some(consent) = &consent {
@@ -571,7 +581,7 @@ fn tenant_authz(
     config: &Config,
     tenant: &config::TenantConfig,
     plugins: &Arc<TenantPlugins>,
-    shutdown: &CancellationToken,
+    (shutdown, audit): (&CancellationToken, &audit::Audit),
 ) -> anyhow::Result<authz::TenantAuthz> {
     let authz = authz::TenantAuthz::new(plugins.tenant.clone(), config.auth.tools_list);
     let Some(policy) = &tenant.policy else {
@@ -597,12 +607,39 @@ fn tenant_authz(
     })?;
     let policies = Arc::new(policies);
     let watched = plugins.clone();
+    let (audit, tenant_id) = (audit.clone(), plugins.tenant.clone());
     policies.clone().watch(
         plugins.tenant.clone(),
         move || watched.catalog(),
+        move |reloaded| {
+            let (serving, failed) = match reloaded {
+                Ok(ids) => (ids, Vec::new()),
+                Err(e) => (Vec::new(), vec![e]),
+            };
+            let what = audit::What::Reload {
+                what: "policies",
+                serving,
+                failed,
+            };
+            audit.record(&tenant_id, None, what);
+        },
         shutdown.clone(),
     );
     Ok(authz.with_policies(policies))
+}
+
+/// A tenant's plugins after a reload, as the audit record names them: each plugin with its
+/// version (12 hex of its SHA-256), and the files that failed (the previous version serving).
+fn reloaded_plugins(catalog: &plugins::Catalog) -> audit::What {
+    audit::What::Reload {
+        what: "plugins",
+        serving: catalog
+            .plugins
+            .iter()
+            .map(|p| format!("{}@{}", p.name, &p.sha256[..12]))
+            .collect(),
+        failed: catalog.failures.iter().map(|f| f.error.clone()).collect(),
+    }
 }
 
 /// The plugin watcher, when `sandbox.watch` is on. Without one the gateway still serves what
@@ -611,6 +648,7 @@ fn start_watcher(
     config: &Config,
     sandbox: &Sandbox,
     loaded: BTreeMap<String, Arc<TenantPlugins>>,
+    on_reload: plugins::watch::OnReload,
     shutdown: &CancellationToken,
 ) -> Option<plugins::watch::PluginWatcher> {
     if !config.sandbox.watch {
@@ -620,7 +658,10 @@ fn start_watcher(
         sandbox.clone(),
         Arc::new(config.clone()),
         loaded,
-        Duration::from_millis(config.sandbox.reload_debounce_ms),
+        (
+            Duration::from_millis(config.sandbox.reload_debounce_ms),
+            on_reload,
+        ),
         shutdown.clone(),
     )
     .inspect_err(|e| {

@@ -562,3 +562,66 @@ when { context has approval && principal has subject && principal.subject == "ev
         "Forbidden: tool `payments.refund` is refused by policy `eve-approvals-not-honoured`"
     );
 }
+
+/// A rule over how the token is presented: transfers only with a DPoP-bound token (RFC 9449)
+/// — the same user's Bearer token is refused, naming the rule, in both eras; a token bound to
+/// the client's key, presented with a fresh proof, runs the transfer.
+#[tokio::test]
+async fn a_rule_can_require_a_dpop_bound_token() {
+    use crate::support::dpop::{DpopKey, dev_as_token};
+    let file = tempdir().join("dpop.cedar");
+    std::fs::write(
+        &file,
+        r#"
+permit (principal, action, resource);
+
+@id("transfers-need-dpop")
+forbid (principal, action == Portcullis::Action::"payments.transfer", resource)
+unless { principal.credential == "dpop" };
+"#,
+    )
+    .unwrap();
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        [dev_as]
+        enabled = true
+        auto_approve = true
+        [[tenant]]
+        id = "a"
+        plugins = [{payments}]
+        [tenant.plugin.payments]
+        tools = ["payments.transfer"]
+        [tenant.policy]
+        files = [{file}]
+        "#,
+        payments = toml_path(&plugin("payments")),
+        file = toml_path(&file),
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    let transfer = json!({"amount": 20, "to": "DE02"});
+    let bearer = dev_as_token(&gw.base, None, &url, "payments:write").await;
+    let bearer = bearer["access_token"].as_str().unwrap();
+    assert_eq!(
+        call_both(&url, bearer, "payments.transfer", transfer.clone()).await,
+        "Forbidden: tool `payments.transfer` is refused by policy `transfers-need-dpop`"
+    );
+    let key = DpopKey::new();
+    let bound = dev_as_token(&gw.base, Some(&key), &url, "payments:write").await;
+    assert_eq!(bound["token_type"], "DPoP", "{bound}");
+    let bound = bound["access_token"].as_str().unwrap();
+    let mut client = Client::modern(&url);
+    client.authorization = Some(format!("DPoP {bound}"));
+    let proof = key.proof("POST", &url, Some(bound));
+    let r = client
+        .request_with(
+            "tools/call",
+            json!({"name": "payments.transfer", "arguments": transfer}),
+            &[("dpop", &proof)],
+        )
+        .await;
+    assert_eq!(r.text(), "transferred 20.00 to DE02 for alice", "{r:?}");
+}

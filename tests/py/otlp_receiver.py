@@ -5,9 +5,10 @@ messages, exactly as a collector would, and keeps them in memory:
 
     python otlp_receiver.py --ready-file F     # writes the bound port to F once listening
 
-    POST /v1/traces, /v1/metrics   OTLP/HTTP protobuf (answers like a collector)
+    POST /v1/traces, /v1/metrics, /v1/logs   OTLP/HTTP protobuf (answers like a collector)
     GET  /spans                    every span received, flattened to JSON
     GET  /metrics                  every metric data point received, flattened to JSON
+    GET  /logs                     every log record received, flattened to JSON
     GET  /raw                      the text form of every export request (for "no secret" checks)
 
 Binds 127.0.0.1 on an ephemeral port; stops when its stdin closes or on SIGTERM.
@@ -20,12 +21,14 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 LOCK = threading.Lock()
 SPANS = []
 POINTS = []
+LOGS = []
 RAW = []
 
 
@@ -87,11 +90,31 @@ def points(req):
     return out
 
 
+def logs(req):
+    out = []
+    for rl in req.resource_logs:
+        resource = attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                out.append({
+                    "service": resource.get("service.name"),
+                    "scope": sl.scope.name,
+                    "event_name": r.event_name,
+                    "severity": r.severity_text,
+                    "trace_id": r.trace_id.hex(),
+                    "body": value(r.body),
+                    "attributes": attrs(r.attributes),
+                })
+    return out
+
+
 ROUTES = {
     "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest,
                    trace_service_pb2.ExportTraceServiceResponse, SPANS, spans),
     "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest,
                     metrics_service_pb2.ExportMetricsServiceResponse, POINTS, points),
+    "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest,
+                 logs_service_pb2.ExportLogsServiceResponse, LOGS, logs),
 }
 
 
@@ -129,6 +152,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps(SPANS).encode())
             if self.path == "/metrics":
                 return self.reply(200, json.dumps(POINTS).encode())
+            if self.path == "/logs":
+                return self.reply(200, json.dumps(LOGS).encode())
             if self.path == "/raw":
                 return self.reply(200, "\n".join(RAW).encode(), "text/plain")
         self.reply(404, b"{}")

@@ -86,19 +86,21 @@ impl FileSink {
             .spawn(move || writer.run(&rx))?;
         Ok(Self { queue, dropped })
     }
+}
 
+impl super::Sink for FileSink {
     /// Queue `fields` (an event, without `seq` and `prev`). Never waits: when the writer is
     /// behind by a whole queue the event is counted as dropped, and the file says so.
-    pub fn write(&self, fields: Map<String, Value>) {
+    fn write(&self, fields: &Map<String, Value>) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(Message::Event(fields))
+            self.queue.try_send(Message::Event(fields.clone()))
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Write the final checkpoint and flush; waits for the writer (at most `bound`).
-    pub fn stop(&self, bound: Duration) {
+    fn stop(&self, bound: Duration) {
         let (done, wait) = sync_channel(1);
         if self.queue.send(Message::Stop(done)).is_ok() {
             let _ = wait.recv_timeout(bound);
@@ -250,6 +252,7 @@ fn last_line_digest(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Sink as _;
     use crate::audit::chain::{digest, verify};
 
     fn settings(dir: &Path, max_bytes: u64) -> FileSettings {
@@ -286,7 +289,7 @@ mod tests {
         let d = dir();
         let sink = FileSink::open(settings(&d, u64::MAX)).unwrap();
         for n in 0..10 {
-            sink.write(event(n));
+            sink.write(&event(n));
         }
         sink.stop(Duration::from_secs(5));
         let first = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
@@ -298,7 +301,7 @@ mod tests {
         );
         // A second writer rotates the first file away and chains its first line to it.
         let sink = FileSink::open(settings(&d, u64::MAX)).unwrap();
-        sink.write(event(10));
+        sink.write(&event(10));
         sink.stop(Duration::from_secs(5));
         let second = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
         let v2 = verify(&second, b"k", false).unwrap();
@@ -314,7 +317,7 @@ mod tests {
         let d = dir();
         let sink = FileSink::open(settings(&d, 600)).unwrap();
         for n in 0..40 {
-            sink.write(event(n));
+            sink.write(&event(n));
         }
         sink.stop(Duration::from_secs(5));
         let mut follows = None;

@@ -261,10 +261,13 @@ impl TenantPolicies {
 
     /// Look at the files every half second and reload them when they change, until
     /// `shutdown`.
+    /// `reloaded` hears each attempt: the policies now serving, or why the files were not
+    /// taken.
     pub fn watch(
         self: Arc<Self>,
         tenant: Arc<str>,
         catalog: impl Fn() -> Arc<Catalog> + Send + 'static,
+        reloaded: impl Fn(Result<Vec<String>, String>) + Send + 'static,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         tokio::spawn(async move {
@@ -273,7 +276,11 @@ impl TenantPolicies {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(WATCH_EVERY) => {}
                 }
-                let _ = self.reload_if_changed(&tenant, &catalog());
+                match self.reload_if_changed(&tenant, &catalog()) {
+                    Ok(false) => {}
+                    Ok(true) => reloaded(Ok(self.loaded.load().ids.clone())),
+                    Err(e) => reloaded(Err(e)),
+                }
             }
         });
     }

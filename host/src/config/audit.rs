@@ -23,6 +23,12 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Rotated files kept (`file.1` … `file.N`). Default 10.
     pub keep: usize,
+    /// Also export each event as an OpenTelemetry log record, through `[telemetry]`'s OTLP
+    /// exporter (its endpoint, protocol and headers; `/v1/logs`).
+    pub otlp: bool,
+    /// The most of a call's arguments recorded (for tools a tenant lists in `[tenant.audit]
+    /// arguments`), in bytes of JSON. Default 2048.
+    pub max_argument_bytes: usize,
 }
 
 impl Default for AuditConfig {
@@ -35,6 +41,8 @@ impl Default for AuditConfig {
             checkpoint_secs: 10,
             max_bytes: 100 * 1024 * 1024,
             keep: 10,
+            otlp: false,
+            max_argument_bytes: 2048,
         }
     }
 }

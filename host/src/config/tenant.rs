@@ -111,6 +111,19 @@ pub struct TenantConfig {
     /// The tenant's Cedar policies (#33): every decision also asks them.
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// What the audit record keeps of this tenant's calls beyond the decision.
+    #[serde(default)]
+    pub audit: TenantAuditConfig,
+}
+
+/// `[tenant.audit]`: what the audit record keeps of this tenant's calls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantAuditConfig {
+    /// Tools whose call arguments are recorded (cut at `[audit] max_argument_bytes`). None
+    /// by default: arguments may carry personal data.
+    #[serde(default)]
+    pub arguments: Vec<String>,
 }
 
 /// `[tenant.policy]`: Cedar policy files, and whether they are enforced.

@@ -361,6 +361,7 @@ impl TenantServices {
             subject: origin.subject,
             user: origin.user,
             needs: origin.needs,
+            trail: origin.trail,
         })
     }
 }
@@ -486,6 +487,8 @@ pub struct CallOrigin {
     pub user: Option<String>,
     /// Where the call's downstream requests leave what the caller must do.
     pub needs: Arc<CallNeeds>,
+    /// Where they are recorded for the call's audit event.
+    pub trail: Arc<crate::audit::Trail>,
 }
 
 /// What a call's downstream requests learned the caller must do before they can succeed;
@@ -551,6 +554,14 @@ struct PluginEgress {
     subject: Option<SecretToken>,
     user: Option<String>,
     needs: Arc<CallNeeds>,
+    trail: Arc<crate::audit::Trail>,
+}
+
+/// What the record says of how one request was sent (filled in as it is).
+#[derive(Default)]
+struct Sent {
+    cache: Option<&'static str>,
+    retried: bool,
 }
 
 impl Egress for PluginEgress {
@@ -561,7 +572,8 @@ impl Egress for PluginEgress {
     ) -> BoxFuture<'_, Result<wit::FetchResponse, wit::FetchError>> {
         Box::pin(async move {
             let started = Instant::now();
-            let result = self.send(&service, request).await;
+            let mut sent = Sent::default();
+            let result = self.send(&service, request, &mut sent).await;
             // The plugin chose the name: a configured service, or `unknown` (never a new
             // series, nor an unbounded log field, per name a plugin makes up).
             let known = if self.services.services.contains_key(&service) {
@@ -591,6 +603,17 @@ impl Egress for PluginEgress {
             m.downstream.add(1, &attrs);
             m.downstream_duration
                 .record(started.elapsed().as_secs_f64(), &attrs);
+            self.trail.downstream(crate::audit::DownstreamCall {
+                service: known.to_string(),
+                credential: self
+                    .services
+                    .services
+                    .get(&service)
+                    .map_or("none", |s| s.config.credential.name()),
+                cache: sent.cache,
+                status,
+                retried: sent.retried,
+            });
             result
         })
     }
@@ -601,11 +624,12 @@ impl PluginEgress {
         &self,
         name: &str,
         request: wit::FetchRequest,
+        facts: &mut Sent,
     ) -> Result<wit::FetchResponse, wit::FetchError> {
         let (service, outgoing) = self.admit(name, request)?;
         let span = telemetry::downstream_span(name, outgoing.method.as_str(), &outgoing.url);
         let sent = self
-            .exchange(service, outgoing)
+            .exchange(service, outgoing, facts)
             .instrument(span.clone())
             .await;
         match &sent {
@@ -838,6 +862,7 @@ impl PluginEgress {
         &self,
         service: &Service,
         outgoing: Outgoing,
+        facts: &mut Sent,
     ) -> Result<(reqwest::Response, Option<String>), wit::FetchError> {
         let Outgoing {
             method,
@@ -909,6 +934,7 @@ impl PluginEgress {
                         wit::FetchError::Credential(e.to_string())
                     })?;
                     req = req.header(attached.name, attached.value);
+                    facts.cache = attached.source;
                     Some(attached.secret)
                 }
             };
@@ -921,6 +947,7 @@ impl PluginEgress {
                 && strategy.refused(&caller).await
             {
                 retried = true;
+                facts.retried = true;
                 continue;
             }
             break (resp, sent);

@@ -599,6 +599,15 @@ impl OAuthClient {
     /// A token for the request (or cached), inside an `oauth.token` span and counted by
     /// tenant and outcome (cache hit, shared with a concurrent request, issued, failed).
     pub async fn token(&self, request: &TokenRequest<'_>) -> Result<String, TokenError> {
+        self.token_from(request).await.map(|(token, _)| token)
+    }
+
+    /// [`OAuthClient::token`], and where it came from: `hit` (this replica's cache), `shared`
+    /// (a concurrent request obtained it), `replica` (another replica's), `issued`.
+    pub async fn token_from(
+        &self,
+        request: &TokenRequest<'_>,
+    ) -> Result<(String, &'static str), TokenError> {
         use tracing::Instrument as _;
         let grant = &request.grant;
         let span = telemetry::token_span(grant.kind(), request.service, request.audience);
@@ -618,7 +627,7 @@ impl OAuthClient {
                 ],
             ),
         );
-        result
+        result.map(|token| (token, outcome))
     }
 
     async fn obtain(

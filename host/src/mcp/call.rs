@@ -24,6 +24,8 @@ pub(super) struct Invocation {
     pub(super) plugin: Arc<LoadedPlugin>,
     pub(super) env: CallEnv,
     pub(super) context: wit::CallContext,
+    /// Where a failure of the sandbox is noted for the request's record.
+    pub(super) trail: Arc<crate::audit::Trail>,
 }
 
 impl Gateway {
@@ -39,6 +41,7 @@ impl Gateway {
             plugin: plugin.clone(),
             env: self.call_env(ex, plugin, record),
             context: call_context(ex, plugin),
+            trail: record.trail.clone(),
         }
     }
 
@@ -61,11 +64,13 @@ impl Gateway {
         let version = &plugin.sha256[..12];
         record.span.record("portcullis.plugin", &*plugin.name);
         record.span.record("portcullis.plugin.version", version);
+        record.note_version(version);
         let origin = CallOrigin {
             trace_parent: ex.meta.get_traceparent().map(str::to_string),
             subject: ex.secret.clone(),
             user: ex.who.subject.clone(),
             needs: ex.needs.clone(),
+            trail: record.trail.clone(),
         };
         CallEnv {
             plugin: plugin.name.clone(),

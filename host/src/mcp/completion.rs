@@ -58,7 +58,13 @@ pub(super) async fn complete_argument(
             format!("completion failed: {m}"),
             None,
         )),
-        Err(e) => Err(failed(gw.tenant.id(), &plugin, "completion", &e)),
+        Err(e) => Err(failed(
+            gw.tenant.id(),
+            &plugin,
+            "completion",
+            &e,
+            &record.trail,
+        )),
     };
     record.finish(Some(&plugin.name), Outcome::of(&result));
     result

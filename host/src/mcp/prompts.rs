@@ -101,6 +101,7 @@ async fn invoke(
             &call.plugin,
             &format!("prompt `{name}`"),
             &e,
+            &call.trail,
         )),
     }
 }

@@ -6,7 +6,11 @@
 //! the plugin, the duration. Must not: decide outcomes (the handlers do) or open HTTP spans
 //! (`transport` does).
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::Value;
 
 use super::exchange::Exchange;
 use super::refusal::Refused;
@@ -73,6 +77,18 @@ pub(super) struct RequestRecord {
     /// Who asked, as the audit record names them.
     caller: audit::Caller,
     audit: Audit,
+    /// What the request's plugin calls did below this layer (downstream requests, faults).
+    pub(super) trail: Arc<audit::Trail>,
+    /// What the handler learned along the way: the plugin's version, the task the call
+    /// became, the arguments where the operator wants them recorded.
+    noted: Mutex<Noted>,
+}
+
+#[derive(Default)]
+struct Noted {
+    version: Option<String>,
+    task: Option<String>,
+    arguments: Option<Value>,
 }
 
 impl RequestRecord {
@@ -106,6 +122,39 @@ impl RequestRecord {
             target: target.unwrap_or_default().to_string(),
             caller: audit::Caller::of(&ex.who),
             audit: tenant.audit.clone(),
+            trail: Arc::default(),
+            noted: Mutex::default(),
+        }
+    }
+
+    /// The version (12 hex of the component's SHA-256) of the plugin that serves the request.
+    pub(super) fn note_version(&self, version: &str) {
+        self.noted.lock().version = Some(version.to_string());
+    }
+
+    /// The call became task `id`.
+    pub(super) fn note_task(&self, id: &str) {
+        self.noted.lock().task = Some(id.to_string());
+    }
+
+    /// The call's arguments, recorded when the operator asked for them for `tool`
+    /// (`[audit] arguments`), cut at the configured size.
+    pub(super) fn note_arguments(&self, tool: &str, arguments: &Value) {
+        if let Some(recorded) = self.audit.arguments(&self.tenant, tool, arguments) {
+            self.noted.lock().arguments = Some(recorded);
+        }
+    }
+
+    /// What the record needs to write a task's end after this request has ended.
+    pub(super) fn for_task(&self) -> TaskRecord {
+        TaskRecord {
+            tenant: self.tenant.clone(),
+            trace_id: telemetry::trace_id(&self.span),
+            caller: self.caller.clone(),
+            audit: self.audit.clone(),
+            trail: self.trail.clone(),
+            plugin: None,
+            started: Instant::now(),
         }
     }
 
@@ -123,9 +172,19 @@ impl RequestRecord {
     fn end(&self, plugin: Option<&str>, outcome: Outcome, by: Option<&str>) {
         if self.audit.on() {
             let denied = matches!(outcome, Outcome::Denied | Outcome::Unknown);
+            let trace_id = telemetry::trace_id(&self.span);
+            let fault = downstream(
+                &self.audit,
+                &self.tenant,
+                &trace_id,
+                plugin,
+                &self.caller,
+                &self.trail,
+            );
+            let noted = std::mem::take(&mut *self.noted.lock());
             self.audit.record(
                 &self.tenant,
-                telemetry::trace_id(&self.span),
+                trace_id,
                 audit::What::Call {
                     method: self.method.to_string(),
                     target: self.target.clone(),
@@ -133,11 +192,15 @@ impl RequestRecord {
                     decision: if denied { "deny" } else { "allow" },
                     by: by.map(str::to_string),
                     plugin: plugin.map(str::to_string),
-                    version: None,
+                    version: noted.version,
                     duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
                     outcome: outcome.as_str().to_string(),
+                    fault,
+                    task: noted.task,
+                    arguments: noted.arguments,
                 },
             );
+            self.trail.recorded();
         }
         if outcome != Outcome::Ok {
             telemetry::fail(&self.span, outcome.as_str());
@@ -167,6 +230,93 @@ impl RequestRecord {
         m.mcp_duration.record(
             self.started.elapsed().as_secs_f64(),
             &telemetry::metrics::attrs(&self.tenant, &attrs),
+        );
+    }
+}
+
+/// Record the downstream requests `trail` gathered (one event each, in the order they were
+/// sent), and return the fault it holds.
+fn downstream(
+    audit: &Audit,
+    tenant: &str,
+    trace_id: &Option<String>,
+    plugin: Option<&str>,
+    caller: &audit::Caller,
+    trail: &audit::Trail,
+) -> Option<&'static str> {
+    let (calls, more, fault) = trail.take();
+    for call in calls {
+        audit.record(
+            tenant,
+            trace_id.clone(),
+            audit::What::Downstream {
+                plugin: plugin.unwrap_or_default().to_string(),
+                call,
+                caller: caller.clone(),
+            },
+        );
+    }
+    if more > 0 {
+        tracing::warn!(
+            tenant,
+            plugin,
+            more,
+            "downstream requests past the record's limit were counted, not listed"
+        );
+    }
+    fault
+}
+
+/// A task's record: written when the task ends, long after the request that created it.
+pub(super) struct TaskRecord {
+    tenant: Arc<str>,
+    trace_id: Option<String>,
+    caller: audit::Caller,
+    audit: Audit,
+    trail: Arc<audit::Trail>,
+    plugin: Option<String>,
+    started: Instant,
+}
+
+impl TaskRecord {
+    /// The plugin that runs the task.
+    pub(super) fn of_plugin(mut self, plugin: &str) -> Self {
+        self.plugin = Some(plugin.to_string());
+        self
+    }
+
+    /// Record the task's end: the downstream requests it sent after its request ended, then
+    /// its status.
+    pub(super) async fn ended(&self, task: &crate::tasks::TaskHandle) {
+        if !self.audit.on() {
+            return;
+        }
+        // After the call that created it, in the record too.
+        self.trail
+            .after_recorded(std::time::Duration::from_secs(5))
+            .await;
+        let Some(snapshot) = task.snapshot() else {
+            return;
+        };
+        let fault = downstream(
+            &self.audit,
+            &self.tenant,
+            &self.trace_id,
+            self.plugin.as_deref(),
+            &self.caller,
+            &self.trail,
+        );
+        self.audit.record(
+            &self.tenant,
+            self.trace_id.clone(),
+            audit::What::Task {
+                task: snapshot.id,
+                tool: snapshot.tool,
+                caller: self.caller.clone(),
+                status: snapshot.status.as_str().to_string(),
+                duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                fault,
+            },
         );
     }
 }

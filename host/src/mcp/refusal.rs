@@ -72,13 +72,16 @@ pub(super) fn unknown(target: Target<'_>) -> ErrorData {
     }
 }
 
-/// Log a sandbox failure with its tenant and plugin, and describe it for the client.
+/// Log a sandbox failure with its tenant and plugin, note its cause in the request's
+/// `trail`, and describe it for the client.
 pub(super) fn failed(
     tenant: &str,
     plugin: &LoadedPlugin,
     what: &str,
     e: &SandboxError,
+    trail: &crate::audit::Trail,
 ) -> ErrorData {
+    trail.fault(e.cause());
     tracing::warn!(tenant, plugin = %plugin.name, "{what} failed: {e}");
     ErrorData::internal_error(format!("{what} failed: {e}"), None)
 }

@@ -113,6 +113,7 @@ async fn invoke(
             &call.plugin,
             &format!("reading {uri}"),
             &e,
+            &call.trail,
         )),
     }
 }

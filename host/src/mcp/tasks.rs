@@ -29,7 +29,7 @@ use super::era::Era;
 use super::exchange::{Exchange, ToClient};
 use super::gateway::Gateway;
 use super::input::{self, MAX_INPUT_ROUNDS, Retry, RoundError, Step};
-use super::record::RequestRecord;
+use super::record::{RequestRecord, TaskRecord};
 use super::tools::{answer, invoke};
 use crate::plugins::{LoadedPlugin, Target, TaskMode};
 use crate::sandbox::wit;
@@ -119,9 +119,10 @@ pub(super) async fn call(
         name: name.to_string(),
         arguments,
         _held: tex.held.clone(),
+        record: record.for_task().of_plugin(&plugin.name),
     };
     if !mode.input_first {
-        let task = create(gw, ex, name, &token, &sink).await?;
+        let task = create(gw, ex, name, &token, &sink, record).await?;
         let created = envelope(&task)?;
         tokio::spawn(run.drive(task, None));
         return Ok(CallToolResponse::Task(created));
@@ -137,7 +138,7 @@ pub(super) async fn call(
         let finished = tokio::select! {
             out = job.wait() => out,
             () = tokio::time::sleep(settings.inline) => {
-                let task = create(gw, ex, name, &token, &sink).await?;
+                let task = create(gw, ex, name, &token, &sink, record).await?;
                 let created = envelope(&task)?;
                 tokio::spawn(run.drive(task, job.0.take()));
                 return Ok(CallToolResponse::Task(created));
@@ -149,9 +150,12 @@ pub(super) async fn call(
         };
         match finished {
             Ok(Step::Done(result)) if mode.required => {
-                let task = create(gw, ex, name, &token, &sink).await?;
+                let task = create(gw, ex, name, &token, &sink, record).await?;
                 let created = envelope(&task)?;
                 task.complete(result);
+                // Recorded once this request's own event is.
+                let record = run.record;
+                tokio::spawn(async move { record.ended(&task).await });
                 return Ok(CallToolResponse::Task(created));
             }
             Ok(Step::Done(result)) => {
@@ -198,6 +202,7 @@ async fn create(
     name: &str,
     token: &CancellationToken,
     sink: &TaskSink,
+    record: &RequestRecord,
 ) -> Result<Arc<TaskHandle>, ErrorData> {
     let task = gw
         .tenant
@@ -210,6 +215,7 @@ async fn create(
             ErrorData::invalid_request(format!("cannot start a task for `{name}`: {e}"), None)
         })?;
     let task = Arc::new(task);
+    record.note_task(task.id());
     let _ = sink.task.set(task.clone());
     if let Some(peer) = &ex.session_peer {
         announce(&task, peer.clone());
@@ -274,6 +280,8 @@ struct Run {
     arguments: String,
     /// The request's place among those in progress: a running task keeps it.
     _held: Option<Held>,
+    /// The audit record of the task's end.
+    record: TaskRecord,
 }
 
 /// A round running on its own task, aborted if dropped before it finishes.
@@ -316,8 +324,15 @@ impl Run {
         ))
     }
 
-    /// Run the task to its end: `pending` is a round already running.
+    /// Run the task to its end (`pending` is a round already running), and record how it
+    /// ended.
     async fn drive(self, task: Arc<TaskHandle>, pending: Option<JoinHandle<Outcome>>) {
+        self.rounds(&task, pending).await;
+        self.record.ended(&task).await;
+    }
+
+    /// The task's rounds, until it is done, failed, cancelled or gone.
+    async fn rounds(&self, task: &TaskHandle, pending: Option<JoinHandle<Outcome>>) {
         let cancelled = task.cancelled();
         let mut job = Abort(pending);
         let mut continuation = None;

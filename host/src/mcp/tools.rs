@@ -73,6 +73,7 @@ pub(super) async fn call(
             )),
         )?));
     }
+    record.note_arguments(&name, &arguments);
     // The second question, now that the arguments are known to be what the tool takes.
     let asked = Request::of(&ex.who, Target::Tool(&name)).with_arguments(&arguments);
     if let Err(refused) = gw.decide(&catalog, &asked) {
@@ -182,7 +183,7 @@ pub(super) async fn invoke(
         // A crash, timeout or memory exhaustion is the tool's failure, shown to the model.
         Err(e) => {
             let what = format!("Tool `{name}`");
-            let error = failed(&call.tenant, &call.plugin, &what, &e);
+            let error = failed(&call.tenant, &call.plugin, &what, &e, &call.trail);
             Ok(Step::Done(convert::error_result(&error.message)))
         }
     }

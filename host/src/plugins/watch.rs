@@ -60,12 +60,16 @@ impl std::fmt::Debug for PluginWatcher {
     }
 }
 
-/// Start watching every tenant's plugin entries; reloads run on the current runtime.
+/// Hears each reload: the tenant, and the catalog it now serves.
+pub type OnReload = Box<dyn Fn(&str, &super::Catalog) + Send + Sync>;
+
+/// Start watching every tenant's plugin entries; reloads run on the current runtime, and
+/// `on_reload` hears each.
 pub fn start(
     sandbox: Sandbox,
     config: Arc<Config>,
     tenants: BTreeMap<String, Arc<TenantPlugins>>,
-    debounce: Duration,
+    (debounce, on_reload): (Duration, OnReload),
     shutdown: CancellationToken,
 ) -> anyhow::Result<PluginWatcher> {
     let watched = watch_set(&config);
@@ -93,6 +97,7 @@ pub fn start(
         tenants,
         watched,
         loaded: BTreeMap::new(),
+        on_reload,
     };
     for id in reloader.tenants.keys().cloned().collect::<Vec<_>>() {
         let seen = reloader.fingerprint(&id);
@@ -150,6 +155,7 @@ struct Reloader {
     watched: Vec<Watched>,
     /// Each tenant's entries as they were when its catalog was last built.
     loaded: BTreeMap<String, Fingerprint>,
+    on_reload: OnReload,
 }
 
 impl Reloader {
@@ -240,6 +246,7 @@ impl Reloader {
         let catalog = build_catalog(&self.sandbox, &self.config, tenant, &previous).await;
         let failures = catalog.failures.len();
         let changed = plugins.publish(catalog);
+        (self.on_reload)(id, &plugins.catalog());
         tracing::info!(
             tenant = %id, ms = started.elapsed().as_millis() as u64, failures,
             "plugins reloaded{}",

@@ -21,7 +21,10 @@
 //! ```
 
 mod log_line;
+mod logs;
 pub mod metrics;
+
+pub use logs::LogExport;
 
 pub use log_line::untrusted;
 

@@ -66,7 +66,7 @@ impl Strategy for UserConsent {
                 return Err(self.consent_required(&key));
             };
             if grant.usable(now()) {
-                return Attached::bearer(grant.access_token);
+                return Attached::bearer(grant.access_token, "vault");
             }
             let (Some(refresh), Some(provider)) = (
                 grant.refresh_token.as_deref(),
@@ -78,7 +78,7 @@ impl Strategy for UserConsent {
             match provider.refresh(refresh).await {
                 Ok(fresh) => {
                     vault.put(&key, &fresh).await?;
-                    Attached::bearer(fresh.access_token)
+                    Attached::bearer(fresh.access_token, "refreshed")
                 }
                 Err(TokenError::Refused { .. } | TokenError::StepUp { .. }) => {
                     // The provider no longer honours the grant (revoked there, or expired):

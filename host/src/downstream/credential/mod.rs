@@ -34,11 +34,14 @@ pub(crate) struct Attached {
     pub(crate) name: HeaderName,
     pub(crate) value: HeaderValue,
     pub(crate) secret: String,
+    /// Where a token came from (the record's `cache`: `hit`, `shared`, `replica`, `issued`;
+    /// `vault` or `refreshed` for a user's grant); `None` for a fixed header.
+    pub(crate) source: Option<&'static str>,
 }
 
 impl Attached {
-    /// `Authorization: Bearer <token>`.
-    fn bearer(token: String) -> Result<Self, CredentialError> {
+    /// `Authorization: Bearer <token>`, obtained from `source`.
+    fn bearer(token: String, source: &'static str) -> Result<Self, CredentialError> {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| CredentialError::Unusable)?;
         value.set_sensitive(true);
@@ -46,6 +49,7 @@ impl Attached {
             name: http::header::AUTHORIZATION,
             value,
             secret: token,
+            source: Some(source),
         })
     }
 }
@@ -125,7 +129,8 @@ impl<T: TokenSource> Strategy for T {
     ) -> BoxFuture<'a, Result<Attached, CredentialError>> {
         Box::pin(async move {
             let (client, request) = self.request(caller)?;
-            Attached::bearer(client.token(&request).await?)
+            let (token, source) = client.token_from(&request).await?;
+            Attached::bearer(token, source)
         })
     }
 

@@ -46,6 +46,7 @@ impl Strategy for StaticHeader {
                 name: self.name.clone(),
                 value: self.value.clone(),
                 secret: self.value.to_str().unwrap_or_default().to_string(),
+                source: None,
             })
         })
     }
