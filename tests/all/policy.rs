@@ -167,6 +167,11 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
     );
     let small = json!({"amount": 120.5, "to": "DE02"});
     let large = json!({"amount": 900, "to": "DE02"});
+    // The same user with a token of another group, and of another client, right after a
+    // token that was allowed: each decided on its own token (the gateway keeps what it built
+    // for a caller, never for another token's claims).
+    let alice_in_sales = token(&issuer, &url, "alice", &["sales"], "registered-app");
+    let alice_elsewhere = token(&issuer, &url, "alice", &["finance"], "some-other-app");
 
     // Allowed: finance, below the limit, from the registered app.
     assert_eq!(
@@ -195,6 +200,18 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
         ),
         (
             &carol,
+            "payments.transfer",
+            &small,
+            "policy `registered-clients-write`",
+        ),
+        (
+            &alice_in_sales,
+            "payments.transfer",
+            &small,
+            "the policies (none permits it)",
+        ),
+        (
+            &alice_elsewhere,
             "payments.transfer",
             &small,
             "policy `registered-clients-write`",

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -71,6 +71,9 @@ struct Loaded {
     /// The files as they were read (length and modification time).
     seen: Vec<Option<(u64, SystemTime)>>,
     loaded_at: SystemTime,
+    /// The policies that can apply to each action asked about (their action scope names it,
+    /// a group it is in, or any action): a decision evaluates only those.
+    by_action: Mutex<HashMap<EntityUid, Arc<PolicySet>>>,
 }
 
 /// What the policies see of one catalog: its schema, and each tool's argument type.
@@ -83,6 +86,82 @@ struct Model {
     types: Types,
     /// Each tool's action and entity, made once per catalog.
     tools: HashMap<String, (EntityUid, Entity)>,
+    /// The entities of the (caller, item) pairs asked about lately: building them — the
+    /// caller's attributes, the transitive closure — is most of a decision's cost, and a
+    /// caller asks about the same few items again and again.
+    recent: parking_lot::Mutex<HashMap<u64, Vec<Arc<Asked>>>>,
+}
+
+/// The most (caller, item) pairs [`Model::recent`] keeps (then it starts over).
+const RECENT: usize = 4096;
+
+/// One (caller, item) pair's part of a Cedar request, made once.
+struct Asked {
+    /// Everything about the caller the entity was made from (compared in full: a hash that
+    /// collided must never hand one caller another's entity).
+    caller: CallerKey,
+    target: (u8, String),
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    entities: Entities,
+}
+
+/// What a caller's entity is made from.
+#[derive(PartialEq, Eq)]
+struct CallerKey {
+    issuer: Option<Arc<str>>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    scopes: std::collections::BTreeSet<String>,
+    credential: Option<crate::auth::Scheme>,
+    /// The claims policies may see (`[auth] claims`), as the token has them.
+    claims: Vec<(String, String)>,
+}
+
+impl CallerKey {
+    fn of(who: &Principal, claims: &[String]) -> Self {
+        Self {
+            issuer: who.issuer.clone(),
+            subject: who.subject.clone(),
+            client_id: who.client_id.clone(),
+            scopes: who.scopes.clone(),
+            credential: who.credential,
+            claims: selected(who, claims).cloned().collect(),
+        }
+    }
+
+    fn is(&self, who: &Principal, claims: &[String]) -> bool {
+        self.issuer == who.issuer
+            && self.subject == who.subject
+            && self.client_id == who.client_id
+            && self.credential == who.credential
+            && self.scopes == who.scopes
+            && self.claims.iter().eq(selected(who, claims))
+    }
+}
+
+/// The claims of `who` that policies see.
+fn selected<'a>(
+    who: &'a Principal,
+    claims: &'a [String],
+) -> impl Iterator<Item = &'a (String, String)> + 'a {
+    who.claims
+        .iter()
+        .filter(move |(name, _)| claims.contains(name))
+}
+
+/// Where `who` asking about `target` is kept in [`Model::recent`].
+fn recent_slot(who: &Principal, claims: &[String], target: (u8, &str)) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&who.issuer, &who.subject, &who.client_id, &who.scopes).hash(&mut h);
+    who.credential.map(|c| c as u8).hash(&mut h);
+    for claim in selected(who, claims) {
+        claim.hash(&mut h);
+    }
+    target.hash(&mut h);
+    h.finish()
 }
 
 /// The entity types, parsed once.
@@ -320,11 +399,11 @@ impl TenantPolicies {
         plugin: &LoadedPlugin,
         request: &Request<'_>,
     ) -> Result<(), Refusal> {
-        let (cedar, entities) = model
+        let (cedar, asked) = model
             .request(catalog, plugin, request, &self.claims)
             .map_err(Refusal::Failed)?;
-        let loaded = self.loaded.load();
-        let response = Authorizer::new().is_authorized(&cedar, &loaded.set, &entities);
+        let policies = self.loaded.load().for_action(&asked.action, &model.actions);
+        let response = Authorizer::new().is_authorized(&cedar, &policies, &asked.entities);
         let failed: Vec<String> = response
             .diagnostics()
             .errors()
@@ -358,7 +437,38 @@ impl Loaded {
             ids: other.ids.clone(),
             seen: other.seen.clone(),
             loaded_at: other.loaded_at,
+            by_action: Mutex::default(),
         }
+    }
+
+    /// The policies whose action scope can match `action` (in `actions`, with its groups).
+    /// Leaving out one whose scope cannot match changes no decision: its condition is false
+    /// before its body is looked at.
+    fn for_action(&self, action: &EntityUid, actions: &Entities) -> Arc<PolicySet> {
+        if let Some(set) = self.by_action.lock().get(action) {
+            return set.clone();
+        }
+        let groups: Vec<EntityUid> = actions
+            .ancestors(action)
+            .map(|a| a.cloned().collect())
+            .unwrap_or_default();
+        let mut set = PolicySet::new();
+        for policy in self.set.policies() {
+            let applies = match policy.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => &a == action,
+                ActionConstraint::In(list) => {
+                    list.iter().any(|a| a == action || groups.contains(a))
+                }
+            };
+            if applies && set.add(policy.clone()).is_err() {
+                // Ids are unique in `self.set`; were one not, keep every policy.
+                return Arc::new(self.set.clone());
+            }
+        }
+        let set = Arc::new(set);
+        self.by_action.lock().insert(action.clone(), set.clone());
+        set
     }
 }
 
@@ -413,6 +523,7 @@ fn read(files: &[PathBuf]) -> Result<Loaded, String> {
         ids,
         seen,
         loaded_at: SystemTime::now(),
+        by_action: Mutex::default(),
     })
 }
 
@@ -665,27 +776,21 @@ impl Model {
             actions,
             types,
             tools,
+            recent: parking_lot::Mutex::default(),
         })
     }
 
-    /// `request` as Cedar's request and the two entities it names (the caller and the item).
+    /// `request` as Cedar's request, and the entities it names (the caller, the item and the
+    /// action), made once per (caller, item) and catalog.
     fn request(
         &self,
         catalog: &Catalog,
         plugin: &LoadedPlugin,
         request: &Request<'_>,
         claims: &[String],
-    ) -> Result<(cedar_policy::Request, Entities), String> {
+    ) -> Result<(cedar_policy::Request, Arc<Asked>), String> {
         let who = request.who;
-        let principal = caller(who, claims, &self.types)?;
-        let (action, resource) = match request.target {
-            Target::Tool(name) => self
-                .tools
-                .get(name)
-                .cloned()
-                .ok_or("the tool is not in the policies' schema yet")?,
-            target => item(catalog, plugin, target, &self.types)?,
-        };
+        let asked = self.asked(catalog, plugin, request.target, who, claims)?;
         let mut context: Vec<(String, RestrictedExpression)> = vec![
             ("now".into(), now()?),
             (
@@ -706,17 +811,74 @@ impl Model {
             context.push(("arguments".into(), ty.value(arguments)?));
         }
         let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        let cedar = cedar_policy::Request::new(
+            asked.principal.clone(),
+            asked.action.clone(),
+            asked.resource.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((cedar, asked))
+    }
+
+    /// The entities of `who` asking about `target`: kept from an earlier request of the same
+    /// caller (every attribute equal) about the same item, or made now.
+    fn asked(
+        &self,
+        catalog: &Catalog,
+        plugin: &LoadedPlugin,
+        target: Target<'_>,
+        who: &Principal,
+        claims: &[String],
+    ) -> Result<Arc<Asked>, String> {
+        let kind = match target {
+            Target::Tool(_) => 0,
+            Target::Prompt(_) => 1,
+            Target::Resource(_) => 2,
+            Target::Template(_) => 3,
+        };
+        let slot = recent_slot(who, claims, (kind, target.key()));
+        let same = |a: &&Arc<Asked>| {
+            a.target.0 == kind && a.target.1 == target.key() && a.caller.is(who, claims)
+        };
+        if let Some(found) = self
+            .recent
+            .lock()
+            .get(&slot)
+            .and_then(|v| v.iter().find(same))
+        {
+            return Ok(found.clone());
+        }
+        let principal = caller(who, claims, &self.types)?;
+        let (action, resource) = match target {
+            Target::Tool(name) => self
+                .tools
+                .get(name)
+                .cloned()
+                .ok_or("the tool is not in the policies' schema yet")?,
+            target => item(catalog, plugin, target, &self.types)?,
+        };
         let action_entity = self
             .actions
             .get(&action)
             .cloned()
             .ok_or("the action is not in the policies' schema yet")?;
-        let cedar =
-            cedar_policy::Request::new(principal.uid(), action, resource.uid(), context, None)
-                .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities([principal, resource, action_entity], None)
-            .map_err(|e| e.to_string())?;
-        Ok((cedar, entities))
+        let asked = Arc::new(Asked {
+            caller: CallerKey::of(who, claims),
+            target: (kind, target.key().to_string()),
+            principal: principal.uid(),
+            action,
+            resource: resource.uid(),
+            entities: Entities::from_entities([principal, resource, action_entity], None)
+                .map_err(|e| e.to_string())?,
+        });
+        let mut recent = self.recent.lock();
+        if recent.len() >= RECENT {
+            recent.clear();
+        }
+        recent.entry(slot).or_default().push(asked.clone());
+        Ok(asked)
     }
 }
 
@@ -767,11 +929,8 @@ fn caller(who: &Principal, claims: &[String], types: &Types) -> Result<Entity, S
             RestrictedExpression::new_string(c.clone()),
         );
     }
-    let mut selected = Vec::new();
-    for (name, text) in &who.claims {
-        if !claims.contains(name) {
-            continue;
-        }
+    let mut shown = Vec::new();
+    for (name, text) in selected(who, claims) {
         let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let members: Vec<String> = match value {
             Value::Array(items) => items
@@ -782,11 +941,11 @@ fn caller(who: &Principal, claims: &[String], types: &Types) -> Result<Entity, S
             Value::Null | Value::Object(_) => continue,
             other => vec![other.to_string()],
         };
-        selected.push((name.clone(), strings(&members)));
+        shown.push((name.clone(), strings(&members)));
     }
     attrs.insert(
         "claims".into(),
-        RestrictedExpression::new_record(selected).map_err(|e| e.to_string())?,
+        RestrictedExpression::new_record(shown).map_err(|e| e.to_string())?,
     );
     Entity::new(
         Types::uid(&types.caller, &format!("{issuer}|{name}")),
