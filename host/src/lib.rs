@@ -587,16 +587,38 @@ fn tenant_authz(
     let Some(policy) = &tenant.policy else {
         return Ok(authz);
     };
-    let files = policy
+    let catalog = plugins.catalog();
+    let mut files: Vec<std::path::PathBuf> = policy
         .files
         .iter()
         .map(|f| config.resolve_path(f))
         .collect();
+    for name in &policy.suggested {
+        let plugin = catalog
+            .plugins
+            .iter()
+            .find(|p| &*p.name == name.as_str())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: tenant `{}` policy.suggested: no plugin `{name}` is loaded",
+                    config.source.display(),
+                    tenant.id
+                )
+            })?;
+        files.push(plugin.suggested_policies().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: tenant `{}` policy.suggested: the plugin `{name}` suggests no policies (no {} beside it)",
+                config.source.display(),
+                tenant.id,
+                plugin.path.with_extension("cedar").display()
+            )
+        })?);
+    }
     let policies = authz::policy::TenantPolicies::load(
         files,
         policy.mode,
         config.auth.claims.clone(),
-        &plugins.catalog(),
+        &catalog,
     )
     .map_err(|e| {
         anyhow::anyhow!(

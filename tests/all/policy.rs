@@ -642,3 +642,80 @@ unless { principal.credential == "dpop" };
         .await;
     assert_eq!(r.text(), "transferred 20.00 to DE02 for alice", "{r:?}");
 }
+
+/// A plugin's suggested policies (`payments.cedar` beside `payments.wasm`) apply where the
+/// operator enables them (`[tenant.policy] suggested`) and nowhere else; the inventory shows
+/// that the plugin suggests them, and the status names the policies serving.
+#[tokio::test]
+async fn a_plugins_suggested_policies_apply_only_where_enabled() {
+    let issuer = TestIssuer::start(&["a"]).await;
+    let file = tempdir().join("permit.cedar");
+    std::fs::write(&file, "permit (principal, action, resource);\n").unwrap();
+    let tenant = |id: &str, suggested: &str| {
+        format!(
+            r#"
+        [[tenant]]
+        id = "{id}"
+        path = "/t/{id}/mcp"
+        plugins = [{payments}]
+        [tenant.plugin.payments]
+        tools = ["payments.transfer"]
+        [tenant.policy]
+        files = [{file}]
+        {suggested}
+        "#,
+            payments = toml_path(&plugin("payments")),
+            file = toml_path(&file),
+        )
+    };
+    let gw = TestGateway::from_toml(&format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        [[auth.issuer]]
+        issuer = "{issuer}"
+        {a}
+        {b}
+        "#,
+        issuer = issuer.url,
+        a = tenant("a", r#"suggested = ["payments"]"#),
+        b = tenant("b", ""),
+    ))
+    .await;
+    let large = json!({"amount": 20000, "to": "DE02"});
+    for (id, expected) in [
+        (
+            "a",
+            "Forbidden: tool `payments.transfer` is refused by policy `payments:no-transfers-over-10000`",
+        ),
+        ("b", "transferred 20000.00 to DE02 for alice"),
+    ] {
+        let url = gw.url(&format!("/t/{id}/mcp"));
+        let alice = token(&issuer, &url, "alice", &[], "app");
+        assert_eq!(
+            call_both(&url, &alice, "payments.transfer", large.clone()).await,
+            expected,
+            "tenant {id}"
+        );
+    }
+    let admin = {
+        let iat = now();
+        issuer.token(
+            "a",
+            json!({"iss": issuer.url, "sub": "ops", "aud": gw.url("/t/a/mcp"), "iat": iat,
+                   "exp": iat + 900, "scope": "portcullis:admin"}),
+        )
+    };
+    let inventory = get_json_as(&gw.url("/admin/plugins?tenant=a"), &admin).await;
+    assert!(
+        inventory["plugins"][0]["suggested_policies"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("payments.cedar")),
+        "{inventory}"
+    );
+    assert_eq!(
+        inventory["policy"]["policies"],
+        json!(["permit:policy0", "payments:no-transfers-over-10000"])
+    );
+}

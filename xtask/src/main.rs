@@ -477,6 +477,15 @@ fn build_plugins(root: &Path, scripts: Scripts) -> anyhow::Result<()> {
                 .replace('_', "-");
             std::fs::copy(&path, out.join(&name))
                 .with_context(|| format!("copying {}", path.display()))?;
+            // The policies a plugin suggests travel beside it as `<name>.cedar`.
+            let stem = name.trim_end_matches(".wasm");
+            for kind in ["fixtures", "examples"] {
+                let suggested = root.join(format!("plugins/{kind}/{stem}/policies.cedar"));
+                if suggested.is_file() {
+                    std::fs::copy(&suggested, out.join(format!("{stem}.cedar")))
+                        .with_context(|| format!("copying {}", suggested.display()))?;
+                }
+            }
         }
     }
     build_script_plugins(root, &out, scripts)?;

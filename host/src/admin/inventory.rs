@@ -29,6 +29,9 @@ pub struct PluginEntry {
     pub sha256: String,
     /// The manifest its settings came from, if any.
     pub manifest: Option<String>,
+    /// The Cedar policies it suggests, if it ships them (`[tenant.policy] suggested`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_policies: Option<String>,
     /// Its tools with the scopes they need.
     pub tools: Vec<ToolEntry>,
     /// How many prompts it serves.
@@ -92,6 +95,7 @@ impl Inventory {
                 path: p.path.display().to_string(),
                 sha256: p.sha256.clone(),
                 manifest: p.manifest.as_ref().map(|m| m.display().to_string()),
+                suggested_policies: p.suggested_policies().map(|f| f.display().to_string()),
                 tools: p
                     .tools
                     .iter()

@@ -131,7 +131,12 @@ pub struct TenantAuditConfig {
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Policy files (`.cedar`), relative to this file; each is read whole and watched.
+    #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// Plugins whose suggested policies (the `<name>.cedar` shipped beside the component)
+    /// this tenant enables, with the files' policies.
+    #[serde(default)]
+    pub suggested: Vec<String>,
     /// `enforce` (the default) or `shadow`: evaluated and logged, never refusing.
     #[serde(default)]
     pub mode: PolicyMode,

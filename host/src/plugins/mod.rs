@@ -92,6 +92,13 @@ pub struct ClaimRule {
 }
 
 impl LoadedPlugin {
+    /// The policies the plugin suggests (`<name>.cedar` beside its component), if it ships
+    /// them: a tenant enables them with `[tenant.policy] suggested`.
+    pub fn suggested_policies(&self) -> Option<PathBuf> {
+        let file = self.path.with_extension("cedar");
+        file.is_file().then_some(file)
+    }
+
     /// Whether `claims` (name, JSON value text) satisfy `tool`'s claim rules; the error is
     /// the rule that failed.
     pub fn claims_permit(&self, tool: &str, claims: &[(String, String)]) -> Result<(), ClaimRule> {
