@@ -2,7 +2,8 @@
 //!
 //! * `deps`: check the host's module dependency rule (also part of `test`).
 //! * `build-plugins`: install the `wasm32-wasip2` target if missing, build the guest plugins in
-//!   `plugins/` and copy the components to `target/plugins/<name>.wasm`.
+//!   `plugins/` and copy the components to `target/plugins/<name>.wasm` (with the policies a crate
+//!   suggests, its `policies.cedar`, as `<name>.cedar`).
 //! * `run`: build the plugins, then run the gateway with `examples/quickstart.toml`.
 //! * `test`: check formatting, the host's module dependency rule (the table in
 //!   `host/src/lib.rs`) and clippy (`-D warnings`), build the plugins, install the pinned
