@@ -719,3 +719,80 @@ async fn a_plugins_suggested_policies_apply_only_where_enabled() {
         json!(["permit:policy0", "payments:no-transfers-over-10000"])
     );
 }
+
+/// A rule over where a request comes from (`context.client_address`, Cedar's `ipaddr`): large
+/// transfers only from the office network. Over HTTP from loopback — both eras — a small
+/// transfer runs and a large one is refused naming the rule; `portcullis policy test` decides
+/// the same call from an office address as allowed.
+#[tokio::test]
+async fn a_rule_can_look_at_the_client_address() {
+    let text = r#"
+permit (principal, action, resource);
+
+@id("large-transfers-from-the-office")
+forbid (principal, action == Portcullis::Action::"payments.transfer", resource)
+when { context has arguments && context.arguments.amount.greaterThan(decimal("100.0")) }
+unless { context has client_address && context.client_address.isInRange(ip("10.0.0.0/8")) };
+"#;
+    let (issuer, file) = setup("office.cedar", text).await;
+    let gw = gateway(&issuer, &file, "enforce", "all").await;
+    let url = gw.url("/mcp");
+    let alice = token(&issuer, &url, "alice", &[], "app");
+    assert_eq!(
+        call_both(
+            &url,
+            &alice,
+            "payments.transfer",
+            json!({"amount": 50, "to": "DE02"})
+        )
+        .await,
+        "transferred 50.00 to DE02 for alice"
+    );
+    assert_eq!(
+        call_both(
+            &url,
+            &alice,
+            "payments.transfer",
+            json!({"amount": 150, "to": "DE02"})
+        )
+        .await,
+        "Forbidden: tool `payments.transfer` is refused by policy `large-transfers-from-the-office`"
+    );
+    let dir = tempdir();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"oauth\"\n[[auth.issuer]]\nissuer = \"https://issuer.example\"\n\
+             [[tenant]]\nid = \"a\"\nplugins = [{}]\n[tenant.policy]\nfiles = [{}]\n",
+            toml_path(&plugin("payments")),
+            toml_path(&file)
+        ),
+    )
+    .unwrap();
+    let caller = |address: &str| json!({"subject": "alice", "scopes": ["payments:write"], "address": address});
+    let large = json!({"amount": 150, "to": "DE02"});
+    let cases = dir.join("cases.json");
+    std::fs::write(
+        &cases,
+        json!([
+            {"name": "office", "caller": caller("10.1.2.3"), "tool": "payments.transfer",
+             "arguments": large, "expect": "allow"},
+            {"name": "home", "caller": caller("192.0.2.7"), "tool": "payments.transfer",
+             "arguments": large, "expect": "deny", "by": "large-transfers-from-the-office"},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["policy", "test", "--config"])
+        .arg(&config)
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("2 cases, 0 failed"),
+        "{said}"
+    );
+}

@@ -67,6 +67,9 @@ pub struct Principal {
     /// and when it was issued (`iat`) and its id (`jti`), which an approval's age and single
     /// use are counted by.
     pub approvals: Option<Arc<Approvals>>,
+    /// Where this request came from (the TCP peer; behind a proxy, the proxy): context for
+    /// policies, not part of who the caller is. `None` on stdio.
+    pub address: Option<std::net::IpAddr>,
     /// Every scope, without listing them: only a configured identity whose scopes name `*`.
     all_scopes: bool,
 }
@@ -133,6 +136,7 @@ impl Principal {
             claims: Vec::new(),
             credential: None,
             approvals: None,
+            address: None,
         }
     }
 
@@ -542,8 +546,10 @@ impl TenantAuth {
     ) -> Result<Authenticated, Denial> {
         let (server, trusted) = match &self.mode {
             Mode::Fixed(p) => {
+                let mut principal = p.clone();
+                principal.address = peer(parts);
                 return Ok(Authenticated {
-                    principal: p.clone(),
+                    principal,
                     secret: None,
                     unspent: None,
                 });
@@ -575,10 +581,7 @@ impl TenantAuth {
             )?),
             credential::Presented::Bearer(_) => None,
         };
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = peer(parts);
         let t = server
             .validate(
                 token,
@@ -620,6 +623,7 @@ impl TenantAuth {
             credential: Some(presented.scheme()),
             approvals: t.approvals,
             all_scopes: false,
+            address: peer,
         };
         Ok(Authenticated {
             principal,
@@ -627,6 +631,14 @@ impl TenantAuth {
             unspent: proof.map(|p| (server.clone(), p)),
         })
     }
+}
+
+/// The address a request came from (its TCP peer), where the listener recorded it.
+fn peer(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// For the fuzz targets: validate `token` as a JWT no issuer trusts (every decoding step

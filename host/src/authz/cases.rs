@@ -2,7 +2,7 @@
 //! file of request descriptions, each with the decision it must get.
 //!
 //! Owns: the case format (JSON: an array of `{"name", "caller": {"subject", "issuer",
-//! "client_id", "scopes", "claims", "credential"}, "tool" | "prompt" | "resource",
+//! "client_id", "scopes", "claims", "credential", "address"}, "tool" | "prompt" | "resource",
 //! "arguments", "expect": "allow" | "deny", "by"}`), building each case's caller and question,
 //! and judging the decision against it. The decision is the gateway's own
 //! ([`TenantAuthz::decide`]: scopes, claim rules, then the policies), over the tenant's
@@ -60,6 +60,8 @@ pub struct Caller {
     pub claims: serde_json::Map<String, Value>,
     /// `bearer` (default) or `dpop`.
     pub credential: Option<String>,
+    /// The address the request comes from (`context.client_address`).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// The decision a case expects.
@@ -140,5 +142,6 @@ fn caller(tenant: &str, c: &Caller) -> Result<Principal, String> {
         .iter()
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
+    who.address = c.address;
     Ok(who)
 }

@@ -689,6 +689,7 @@ fn context_schema(arguments: Option<&Ty>) -> Value {
             "weekday": {"type": "Long"}}},
         "listing": {"type": "Boolean"},
         "approval": {"type": "String", "required": false},
+        "client_address": {"type": "Extension", "name": "ipaddr", "required": false},
     });
     if let Some(args) = arguments {
         let mut s = args.schema();
@@ -800,6 +801,12 @@ impl Model {
         ];
         if let Some(kind) = approval_type(who) {
             context.push(("approval".into(), RestrictedExpression::new_string(kind)));
+        }
+        if let Some(address) = who.address {
+            context.push((
+                "client_address".into(),
+                RestrictedExpression::new_ip(address.to_string()),
+            ));
         }
         if let (Target::Tool(name), Arguments::Given(arguments)) =
             (request.target, request.arguments)
