@@ -140,22 +140,24 @@ impl Portcullis {
     /// Plugins that fail to load are logged and skipped; the rest serve. Fails only for
     /// problems that make serving impossible (engine, state key, unsupported settings).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        Self::start_with(config, auth::KeyFetch::Background, true).await
+        Self::start_with(config, auth::KeyFetch::Background, Role::Server).await
     }
 
     /// [`Portcullis::start`] for stdio and one-shot commands: signing keys are fetched only
     /// when a token needs them (the issuer may be this gateway's own development AS, which
     /// is not listening).
     pub async fn start_local(config: Config) -> anyhow::Result<Self> {
-        Self::start_with(config, auth::KeyFetch::OnDemand, false).await
+        Self::start_with(config, auth::KeyFetch::OnDemand, Role::Command).await
     }
 
-    /// `serving`: an HTTP server (it joins the cluster, if there is one), not a local command.
-    async fn start_with(
-        config: Config,
-        keys: auth::KeyFetch,
-        serving: bool,
-    ) -> anyhow::Result<Self> {
+    /// [`Portcullis::start_local`] for serving stdio: it keeps the audit record too (never
+    /// on standard output, which carries the protocol).
+    pub async fn start_stdio(config: Config) -> anyhow::Result<Self> {
+        Self::start_with(config, auth::KeyFetch::OnDemand, Role::Stdio).await
+    }
+
+    async fn start_with(config: Config, keys: auth::KeyFetch, role: Role) -> anyhow::Result<Self> {
+        let serving = role == Role::Server;
         warn_if_unauthenticated(&config);
         let sandbox = Sandbox::new(&sandbox::SandboxConfig::from_config(&config))
             .context("starting the wasm engine")?;
@@ -176,12 +178,20 @@ impl Portcullis {
             }
             _ => None,
         };
-        // The record of every decision: only a serving gateway writes one.
-        let audit = if serving {
-            audit::Audit::from_config(&config)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", config.source.display()))?
-        } else {
-            audit::Audit::off()
+        // The record of every decision: a gateway serving HTTP or stdio writes one, a
+        // one-shot command does not.
+        let audit = match role {
+            Role::Command => audit::Audit::off(),
+            Role::Server | Role::Stdio => {
+                if role == Role::Stdio && config.audit.stdout {
+                    anyhow::bail!(
+                        "{}: audit.stdout cannot be used on stdio, where standard output carries the protocol; use audit.file or audit.otlp",
+                        config.source.display()
+                    );
+                }
+                audit::Audit::from_config(&config)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", config.source.display()))?
+            }
         };
         let (tenants, consent) =
             build_tenants(&config, &loaded, cluster.as_ref(), (&shutdown, &audit))?;
@@ -648,6 +658,17 @@ fn tenant_authz(
         shutdown.clone(),
     );
     Ok(authz.with_policies(policies))
+}
+
+/// What a gateway is started for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An HTTP server: it joins the cluster, if there is one, and keeps the audit record.
+    Server,
+    /// MCP on stdio: the audit record, no cluster.
+    Stdio,
+    /// A one-shot command (`check`, `call`, `policy test`): neither.
+    Command,
 }
 
 /// A tenant's plugins after a reload, as the audit record names them: each plugin with its

@@ -228,8 +228,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Stdio { config } => {
             let (config, _telemetry) = load(&config, true)?;
-            let gateway = Portcullis::start_local(config).await?;
-            portcullis::transport::stdio::run(gateway.config(), gateway.stdio_tenant()).await?;
+            let gateway = Portcullis::start_stdio(config).await?;
+            let served =
+                portcullis::transport::stdio::run(gateway.config(), gateway.stdio_tenant()).await;
+            // The record ends with its final checkpoint however the session ended.
+            gateway.audit().stop();
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {
