@@ -376,3 +376,87 @@ when { context has arguments && context.arguments.amount.greaterThanOrEqual(deci
         assert!(!ok && said.contains("FAILED"), "{name}: {said}");
     }
 }
+
+/// #32/#33: the record of a call a person approved names the approval it spent; the call
+/// refused for want of one names that at the front.
+#[tokio::test]
+async fn the_record_names_the_approval_a_call_spent() {
+    use crate::support::peers::{TestIssuer, now};
+    let issuer = TestIssuer::start(&["a"]).await;
+    let dir = tempdir();
+    let file = dir.join("audit.jsonl");
+    let body = format!(
+        r#"
+        [auth]
+        mode = "oauth"
+        scopes_supported = ["payments:write"]
+        [[auth.issuer]]
+        issuer = "{issuer}"
+        [audit]
+        file = {file}
+        [[tenant]]
+        id = "a"
+        plugins = [{payments}]
+        [tenant.plugin.payments]
+        tools = ["payments.refund"]
+        "#,
+        issuer = issuer.url,
+        file = toml_path(&file),
+        payments = toml_path(&plugin("payments")),
+    );
+    let gw = BinaryGateway::start(&body, &[("PORTCULLIS_AUDIT_KEY", KEY)]).await;
+    let url = format!("{}/mcp", gw.base);
+    let refund = json!({"amount": "5.00", "currency": "EUR", "account": "DE02"});
+    let token = |details: Value| {
+        let iat = now();
+        issuer.token(
+            "a",
+            json!({"iss": issuer.url, "sub": "alice", "aud": url, "iat": iat, "exp": iat + 900,
+                   "scope": "payments:write", "jti": format!("t-{}", details.to_string().len()),
+                   "authorization_details": details}),
+        )
+    };
+    let plain = token(json!([]));
+    let r = Client::modern(&url)
+        .bearer(&plain)
+        .call_tool("payments.refund", refund.clone())
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let approved = token(json!([{"type": "payment_refund", "locations": [url],
+        "actions": ["tools/call"], "tool": "payments.refund", "subject": "alice",
+        "arguments": refund}]));
+    let r = Client::modern(&url)
+        .bearer(&approved)
+        .call_tool("payments.refund", refund.clone())
+        .await;
+    assert!(r.text().starts_with("refunded 5.00 EUR to DE02"), "{r:?}");
+    gw.terminate().await;
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<String> = lines
+        .iter()
+        .filter(|l| l["event"] != "checkpoint")
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            format!(
+                "{} {} {} {}",
+                s("event"),
+                s("by"),
+                s("decision"),
+                s("approval")
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "request insufficient_authorization  ",
+            "call  allow payment_refund",
+            "request   "
+        ],
+        "{lines:?}"
+    );
+}

@@ -75,6 +75,9 @@ pub enum What {
         /// What decided a denial: `scope`, `claim`, `policy:<id>`, `no-permit`, …
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// The type of the person's approval the call carried and spent (#32), if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        approval: Option<String>,
         /// The plugin that served it, and its version (the component's SHA-256, 12 hex).
         #[serde(skip_serializing_if = "Option::is_none")]
         plugin: Option<String>,

@@ -21,6 +21,7 @@ use crate::auth::Principal;
 use crate::config::ToolsList;
 pub use crate::plugins::Target;
 use crate::plugins::{Catalog, ClaimRule, LoadedPlugin};
+pub use policy::approval_type;
 
 /// One authorization question.
 #[derive(Debug, Clone, Copy)]

@@ -1055,7 +1055,7 @@ fn now() -> Result<RestrictedExpression, String> {
 
 /// The type of the approval the call carried, if it did (the front puts the matching entry
 /// in the caller's claims, #32).
-fn approval_type(who: &Principal) -> Option<String> {
+pub fn approval_type(who: &Principal) -> Option<String> {
     let (_, text) = who
         .claims
         .iter()

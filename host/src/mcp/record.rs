@@ -76,6 +76,8 @@ pub(super) struct RequestRecord {
     pub(super) target: String,
     /// Who asked, as the audit record names them.
     caller: audit::Caller,
+    /// The approval the request carried (its type), if any.
+    approval: Option<String>,
     audit: Audit,
     /// What the request's plugin calls did below this layer (downstream requests, faults).
     pub(super) trail: Arc<audit::Trail>,
@@ -121,6 +123,11 @@ impl RequestRecord {
             method,
             target: target.unwrap_or_default().to_string(),
             caller: audit::Caller::of(&ex.who),
+            approval: tenant
+                .audit
+                .on()
+                .then(|| crate::authz::approval_type(&ex.who))
+                .flatten(),
             audit: tenant.audit.clone(),
             trail: Arc::default(),
             noted: Mutex::default(),
@@ -191,6 +198,7 @@ impl RequestRecord {
                     caller: self.caller.clone(),
                     decision: if denied { "deny" } else { "allow" },
                     by: by.map(str::to_string),
+                    approval: self.approval.clone(),
                     plugin: plugin.map(str::to_string),
                     version: noted.version,
                     duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
