@@ -796,3 +796,65 @@ unless { context has client_address && context.client_address.isInRange(ip("10.0
         "{said}"
     );
 }
+
+/// Decisions the gateway remembers follow the clock: a rule that starts refusing at a time
+/// refuses the same caller's same call from then on, though it was allowed a moment before.
+#[tokio::test]
+async fn a_remembered_decision_does_not_outlive_the_time_it_depends_on() {
+    let (issuer, file) = setup("clock.cedar", "permit (principal, action, resource);\n").await;
+    let gw = gateway(&issuer, &file, "enforce", "all").await;
+    let url = gw.url("/mcp");
+    let alice = token(&issuer, &url, "alice", &[], "app");
+    let transfer = json!({"amount": 5, "to": "DE02"});
+    let mut client = Client::modern(&url).bearer(&alice);
+    // From a few seconds on, transfers close (written now that the gateway is serving).
+    let from = now() + 4;
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+permit (principal, action, resource);
+
+@id("closed-from-now-on")
+forbid (principal, action == Portcullis::Action::"payments.transfer", resource)
+when {{ context.now.unix >= {from} }};
+"#
+        ),
+    )
+    .unwrap();
+    let admin = {
+        let iat = now();
+        issuer.token(
+            "a",
+            json!({"iss": issuer.url, "sub": "ops", "aud": url, "iat": iat, "exp": iat + 900,
+                   "scope": "portcullis:admin"}),
+        )
+    };
+    policy_status_when(&gw, &admin, |s| {
+        s["policies"].as_array().is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    let before = client
+        .call_tool("payments.transfer", transfer.clone())
+        .await
+        .text();
+    // Decided before `from` when answered before it.
+    if now() < from {
+        assert_eq!(before, "transferred 5.00 to DE02 for alice");
+    }
+    let mut after = String::new();
+    for _ in 0..300 {
+        after = client
+            .call_tool("payments.transfer", transfer.clone())
+            .await
+            .text();
+        if now() > from && after.contains("closed-from-now-on") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        after,
+        "Forbidden: tool `payments.transfer` is refused by policy `closed-from-now-on`"
+    );
+}

@@ -11,6 +11,7 @@
 //! and `mcp::refusal` do), find items other than through the catalog, or read tokens.
 
 pub mod cases;
+mod memo;
 pub mod policy;
 
 use std::sync::Arc;

@@ -23,6 +23,8 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use parking_lot::Mutex;
+
+use super::memo::{ContextInputs, Memo, Now, NowUse, context_key};
 use serde_json::{Value, json};
 
 use super::{Arguments, Request};
@@ -74,7 +76,14 @@ struct Loaded {
     /// The policies that can apply to each action asked about (their action scope names it,
     /// a group it is in, or any action): a decision evaluates only those.
     by_action: Mutex<HashMap<EntityUid, Arc<PolicySet>>>,
+    /// This set's number among the sets read (decisions are remembered under it).
+    generation: u64,
+    /// What it reads of `context.now`.
+    now_use: NowUse,
 }
+
+/// Numbers the policy sets read, so a remembered decision is never taken for another set's.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What the policies see of one catalog: its schema, and each tool's argument type.
 struct Model {
@@ -105,6 +114,8 @@ struct Asked {
     action: EntityUid,
     resource: EntityUid,
     entities: Entities,
+    /// The decisions made for it.
+    memo: Memo<Result<(), Refusal>>,
 }
 
 /// What a caller's entity is made from.
@@ -399,33 +410,60 @@ impl TenantPolicies {
         plugin: &LoadedPlugin,
         request: &Request<'_>,
     ) -> Result<(), Refusal> {
-        let (cedar, asked) = model
-            .request(catalog, plugin, request, &self.claims)
+        let asked = model
+            .asked(catalog, plugin, request.target, request.who, &self.claims)
             .map_err(Refusal::Failed)?;
-        let policies = self.loaded.load().for_action(&asked.action, &model.actions);
-        let response = Authorizer::new().is_authorized(&cedar, &policies, &asked.entities);
-        let failed: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| e.to_string())
-            .collect();
-        if !failed.is_empty() {
-            return Err(Refusal::Failed(failed.join("; ")));
+        let loaded = self.loaded.load();
+        let approval = approval_type(request.who);
+        let arguments = match (request.target, request.arguments) {
+            (Target::Tool(_), Arguments::Given(a)) => Some(a),
+            _ => None,
+        };
+        let inputs = ContextInputs {
+            listing: matches!(request.arguments, Arguments::None),
+            approval: approval.as_deref(),
+            address: request.who.address,
+            arguments,
+            now: Now::current(),
+        };
+        // The same question in the same context, under the same policies: the same answer.
+        let key = context_key(&inputs, loaded.now_use);
+        if let Some(decided) = asked.memo.get(loaded.generation, &key) {
+            return decided;
         }
-        match response.decision() {
-            Decision::Allow => Ok(()),
-            Decision::Deny => {
-                let ids: Vec<String> = response
-                    .diagnostics()
-                    .reason()
-                    .map(ToString::to_string)
-                    .collect();
-                Err(if ids.is_empty() {
-                    Refusal::NotPermitted
-                } else {
-                    Refusal::Forbidden(ids)
-                })
-            }
+        let cedar = model
+            .cedar_request(&asked, request.target, &inputs)
+            .map_err(Refusal::Failed)?;
+        let policies = loaded.for_action(&asked.action, &model.actions);
+        let decided = answer(&Authorizer::new().is_authorized(&cedar, &policies, &asked.entities));
+        asked.memo.put(loaded.generation, key, decided.clone());
+        decided
+    }
+}
+
+/// Cedar's response as the gateway's answer.
+fn answer(response: &cedar_policy::Response) -> Result<(), Refusal> {
+    let failed: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(|e| e.to_string())
+        .collect();
+    if !failed.is_empty() {
+        return Err(Refusal::Failed(failed.join("; ")));
+    }
+    match response.decision() {
+        Decision::Allow => Ok(()),
+        Decision::Deny => {
+            let ids: Vec<String> = response
+                .diagnostics()
+                .reason()
+                .map(ToString::to_string)
+                .collect();
+            Err(if ids.is_empty() {
+                Refusal::NotPermitted
+            } else {
+                Refusal::Forbidden(ids)
+            })
         }
     }
 }
@@ -438,6 +476,8 @@ impl Loaded {
             seen: other.seen.clone(),
             loaded_at: other.loaded_at,
             by_action: Mutex::default(),
+            generation: other.generation,
+            now_use: other.now_use,
         }
     }
 
@@ -519,11 +559,13 @@ fn read(files: &[PathBuf]) -> Result<Loaded, String> {
         }
     }
     Ok(Loaded {
+        now_use: NowUse::of(&set),
         set,
         ids,
         seen,
         loaded_at: SystemTime::now(),
         by_action: Mutex::default(),
+        generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
 
@@ -781,36 +823,33 @@ impl Model {
         })
     }
 
-    /// `request` as Cedar's request, and the entities it names (the caller, the item and the
-    /// action), made once per (caller, item) and catalog.
-    fn request(
+    /// The Cedar request of `asked` about `target` in the context `inputs`.
+    fn cedar_request(
         &self,
-        catalog: &Catalog,
-        plugin: &LoadedPlugin,
-        request: &Request<'_>,
-        claims: &[String],
-    ) -> Result<(cedar_policy::Request, Arc<Asked>), String> {
-        let who = request.who;
-        let asked = self.asked(catalog, plugin, request.target, who, claims)?;
+        asked: &Asked,
+        target: Target<'_>,
+        inputs: &ContextInputs<'_>,
+    ) -> Result<cedar_policy::Request, String> {
         let mut context: Vec<(String, RestrictedExpression)> = vec![
-            ("now".into(), now()?),
+            ("now".into(), now(&inputs.now)?),
             (
                 "listing".into(),
-                RestrictedExpression::new_bool(matches!(request.arguments, Arguments::None)),
+                RestrictedExpression::new_bool(inputs.listing),
             ),
         ];
-        if let Some(kind) = approval_type(who) {
-            context.push(("approval".into(), RestrictedExpression::new_string(kind)));
+        if let Some(kind) = inputs.approval {
+            context.push((
+                "approval".into(),
+                RestrictedExpression::new_string(kind.to_string()),
+            ));
         }
-        if let Some(address) = who.address {
+        if let Some(address) = inputs.address {
             context.push((
                 "client_address".into(),
                 RestrictedExpression::new_ip(address.to_string()),
             ));
         }
-        if let (Target::Tool(name), Arguments::Given(arguments)) =
-            (request.target, request.arguments)
-        {
+        if let (Target::Tool(name), Some(arguments)) = (target, inputs.arguments) {
             let ty = self
                 .arguments
                 .get(name)
@@ -818,15 +857,14 @@ impl Model {
             context.push(("arguments".into(), ty.value(arguments)?));
         }
         let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
-        let cedar = cedar_policy::Request::new(
+        cedar_policy::Request::new(
             asked.principal.clone(),
             asked.action.clone(),
             asked.resource.clone(),
             context,
             None,
         )
-        .map_err(|e| e.to_string())?;
-        Ok((cedar, asked))
+        .map_err(|e| e.to_string())
     }
 
     /// The entities of `who` asking about `target`: kept from an earlier request of the same
@@ -879,6 +917,7 @@ impl Model {
             resource: resource.uid(),
             entities: Entities::from_entities([principal, resource, action_entity], None)
                 .map_err(|e| e.to_string())?,
+            memo: Memo::default(),
         });
         let mut recent = self.recent.lock();
         if recent.len() >= RECENT {
@@ -1024,30 +1063,18 @@ fn item(
     Ok((Types::uid(&types.action, &action), entity))
 }
 
-/// The time now, as policies see it (UTC).
-fn now() -> Result<RestrictedExpression, String> {
-    let unix = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let day_secs = unix % 86_400;
-    // 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
-    let weekday = (unix / 86_400 + 3) % 7;
+/// `now` as policies see it (UTC).
+fn now(now: &Now) -> Result<RestrictedExpression, String> {
     RestrictedExpression::new_record([
-        (
-            "unix".to_string(),
-            RestrictedExpression::new_long(unix as i64),
-        ),
-        (
-            "hour".to_string(),
-            RestrictedExpression::new_long((day_secs / 3600) as i64),
-        ),
+        ("unix".to_string(), RestrictedExpression::new_long(now.unix)),
+        ("hour".to_string(), RestrictedExpression::new_long(now.hour)),
         (
             "minute".to_string(),
-            RestrictedExpression::new_long((day_secs % 3600 / 60) as i64),
+            RestrictedExpression::new_long(now.minute),
         ),
         (
             "weekday".to_string(),
-            RestrictedExpression::new_long(weekday as i64),
+            RestrictedExpression::new_long(now.weekday),
         ),
     ])
     .map_err(|e| e.to_string())
