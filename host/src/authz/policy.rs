@@ -681,32 +681,32 @@ impl Ty {
 
     /// `value` as this type (the arguments passed the tool's schema check, so a mismatch is
     /// a value Cedar cannot hold: a number too large or too precise, which refuses the call).
-    /// `value` in Cedar's JSON form for this type (a decimal as its text, which the schema
-    /// makes a `decimal`; members the type does not name left out).
-    fn json(&self, value: &Value) -> Result<Value, String> {
+    fn value(&self, value: &Value) -> Result<RestrictedExpression, String> {
         let wrong = || format!("the value {value} cannot be put to the policies");
         Ok(match self {
-            Ty::String => Value::String(value.as_str().ok_or_else(wrong)?.into()),
-            Ty::Long => Value::from(value.as_i64().ok_or_else(wrong)?),
-            Ty::Decimal => Value::String(decimal(value).ok_or_else(wrong)?),
-            Ty::Bool => Value::Bool(value.as_bool().ok_or_else(wrong)?),
-            Ty::Set(t) => Value::Array(
+            Ty::String => {
+                RestrictedExpression::new_string(value.as_str().ok_or_else(wrong)?.into())
+            }
+            Ty::Long => RestrictedExpression::new_long(value.as_i64().ok_or_else(wrong)?),
+            Ty::Decimal => RestrictedExpression::new_decimal(decimal(value).ok_or_else(wrong)?),
+            Ty::Bool => RestrictedExpression::new_bool(value.as_bool().ok_or_else(wrong)?),
+            Ty::Set(t) => RestrictedExpression::new_set(
                 value
                     .as_array()
                     .ok_or_else(wrong)?
                     .iter()
-                    .map(|v| t.json(v))
+                    .map(|v| t.value(v))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Ty::Record(attrs) => {
                 let object = value.as_object().ok_or_else(wrong)?;
-                let mut fields = serde_json::Map::new();
+                let mut pairs = Vec::new();
                 for (name, t, _) in attrs {
                     if let Some(v) = object.get(name).filter(|v| !v.is_null()) {
-                        fields.insert(name.clone(), t.json(v)?);
+                        pairs.push((name.clone(), t.value(v)?));
                     }
                 }
-                Value::Object(fields)
+                RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())?
             }
         })
     }
@@ -830,28 +830,33 @@ impl Model {
         target: Target<'_>,
         inputs: &ContextInputs<'_>,
     ) -> Result<cedar_policy::Request, String> {
-        // Cedar's JSON form, read against the schema: its extension values (`decimal`,
-        // `ipaddr`) are made from their text by the type the schema names, not by name.
-        let now = &inputs.now;
-        let mut context = json!({
-            "now": {"unix": now.unix, "hour": now.hour, "minute": now.minute, "weekday": now.weekday},
-            "listing": inputs.listing,
-        });
+        let mut context: Vec<(String, RestrictedExpression)> = vec![
+            ("now".into(), now(&inputs.now)?),
+            (
+                "listing".into(),
+                RestrictedExpression::new_bool(inputs.listing),
+            ),
+        ];
         if let Some(kind) = inputs.approval {
-            context["approval"] = json!(kind);
+            context.push((
+                "approval".into(),
+                RestrictedExpression::new_string(kind.to_string()),
+            ));
         }
         if let Some(address) = inputs.address {
-            context["client_address"] = json!(address.to_string());
+            context.push((
+                "client_address".into(),
+                RestrictedExpression::new_ip(address.to_string()),
+            ));
         }
         if let (Target::Tool(name), Some(arguments)) = (target, inputs.arguments) {
             let ty = self
                 .arguments
                 .get(name)
                 .ok_or("the tool is not in the policies' schema yet")?;
-            context["arguments"] = ty.json(arguments)?;
+            context.push(("arguments".into(), ty.value(arguments)?));
         }
-        let context = Context::from_json_value(context, Some((&self.schema, &asked.action)))
-            .map_err(|e| e.to_string())?;
+        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
         cedar_policy::Request::new(
             asked.principal.clone(),
             asked.action.clone(),
@@ -1056,6 +1061,23 @@ fn item(
     let entity =
         Entity::new(Types::uid(kind, key), attrs, HashSet::new()).map_err(|e| e.to_string())?;
     Ok((Types::uid(&types.action, &action), entity))
+}
+
+/// `now` as policies see it (UTC).
+fn now(now: &Now) -> Result<RestrictedExpression, String> {
+    RestrictedExpression::new_record([
+        ("unix".to_string(), RestrictedExpression::new_long(now.unix)),
+        ("hour".to_string(), RestrictedExpression::new_long(now.hour)),
+        (
+            "minute".to_string(),
+            RestrictedExpression::new_long(now.minute),
+        ),
+        (
+            "weekday".to_string(),
+            RestrictedExpression::new_long(now.weekday),
+        ),
+    ])
+    .map_err(|e| e.to_string())
 }
 
 /// The type of the approval the call carried, if it did (the front puts the matching entry
