@@ -19,16 +19,7 @@ const KEY: &str = "an audit checkpoint key for the tests";
 const SECRET: &str = "gateway-secret";
 
 fn verify(file: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["audit", "verify"])
-        .arg(file)
-        .env("PORTCULLIS_AUDIT_KEY", KEY)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    crate::support::audit_verify(file, KEY)
 }
 
 /// The audit file's lines, once one satisfies `ready` (the writer appends as events come).

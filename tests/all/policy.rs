@@ -115,6 +115,32 @@ async fn setup(name: &str, text: &str) -> (TestIssuer, std::path::PathBuf) {
     (issuer, file)
 }
 
+/// An operator's token (`portcullis:admin`) for the endpoint `aud`.
+fn admin_token(issuer: &TestIssuer, aud: &str) -> String {
+    let iat = now();
+    issuer.token(
+        "a",
+        json!({"iss": issuer.url, "sub": "ops", "aud": aud, "iat": iat, "exp": iat + 900,
+               "scope": "portcullis:admin"}),
+    )
+}
+
+/// `portcullis policy test --config CONFIG CASES`: whether it passed, and what it printed
+/// then logged.
+fn policy_test(config: &std::path::Path, cases: &std::path::Path) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["policy", "test", "--config"])
+        .arg(config)
+        .arg(cases)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A token of `sub` in `groups`, obtained by `client`.
 fn token(issuer: &TestIssuer, aud: &str, sub: &str, groups: &[&str], client: &str) -> String {
     let iat = now();
@@ -272,14 +298,7 @@ async fn policies_decide_over_arguments_groups_time_and_clients_in_both_eras() {
         "permit (principal, action, resource) when { nonsense",
     )
     .unwrap();
-    let admin = {
-        let iat = now();
-        issuer.token(
-            "a",
-            json!({"iss": issuer.url, "sub": "ops", "aud": url, "iat": iat, "exp": iat + 900,
-                   "scope": "portcullis:admin"}),
-        )
-    };
+    let admin = admin_token(&issuer, &url);
     let status = policy_status_when(&gw, &admin, |s| s["last_error"].is_string()).await;
     assert!(
         status["last_error"]
@@ -487,13 +506,8 @@ fn operators_test_their_policies_from_the_command_line() {
     let cases_file = dir.join("cases.json");
     std::fs::write(&cases_file, cases("deny").to_string()).unwrap();
     let config_arg = config.to_str().unwrap();
-    let (ok, said, _) = run(&[
-        "policy",
-        "test",
-        "--config",
-        config_arg,
-        cases_file.to_str().unwrap(),
-    ]);
+    let (ok, printed, logged) = policy_test(&config, &cases_file);
+    let said = format!("{printed}\n{logged}");
     assert!(ok, "{said}");
     assert!(
         said.contains("ok      not 900 (deny (transfers-below-500))"),
@@ -501,13 +515,8 @@ fn operators_test_their_policies_from_the_command_line() {
     );
     assert!(said.contains("4 cases, 0 failed"), "{said}");
     std::fs::write(&cases_file, cases("allow").to_string()).unwrap();
-    let (ok, said, _) = run(&[
-        "policy",
-        "test",
-        "--config",
-        config_arg,
-        cases_file.to_str().unwrap(),
-    ]);
+    let (ok, printed, logged) = policy_test(&config, &cases_file);
+    let said = format!("{printed}\n{logged}");
     assert!(!ok, "{said}");
     assert!(
         said.contains("FAILED  a scope is a scope: expected allow, got deny (scope)"),
@@ -699,14 +708,7 @@ async fn a_plugins_suggested_policies_apply_only_where_enabled() {
             "tenant {id}"
         );
     }
-    let admin = {
-        let iat = now();
-        issuer.token(
-            "a",
-            json!({"iss": issuer.url, "sub": "ops", "aud": gw.url("/t/a/mcp"), "iat": iat,
-                   "exp": iat + 900, "scope": "portcullis:admin"}),
-        )
-    };
+    let admin = admin_token(&issuer, &gw.url("/t/a/mcp"));
     let inventory = get_json_as(&gw.url("/admin/plugins?tenant=a"), &admin).await;
     assert!(
         inventory["plugins"][0]["suggested_policies"]
@@ -784,17 +786,8 @@ unless { context has client_address && context.client_address.isInRange(ip("10.0
         .to_string(),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["policy", "test", "--config"])
-        .arg(&config)
-        .arg(&cases)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("2 cases, 0 failed"),
-        "{said}"
-    );
+    let (ok, said, logged) = policy_test(&config, &cases);
+    assert!(ok && said.contains("2 cases, 0 failed"), "{said}\n{logged}");
 }
 
 /// Decisions the gateway remembers follow the clock: a rule that starts refusing at a time
@@ -822,14 +815,7 @@ when {{ context.now.unix >= {from} }};
         ),
     )
     .unwrap();
-    let admin = {
-        let iat = now();
-        issuer.token(
-            "a",
-            json!({"iss": issuer.url, "sub": "ops", "aud": url, "iat": iat, "exp": iat + 900,
-                   "scope": "portcullis:admin"}),
-        )
-    };
+    let admin = admin_token(&issuer, &url);
     policy_status_when(&gw, &admin, |s| {
         s["policies"].as_array().is_some_and(|p| p.len() == 2)
     })

@@ -82,13 +82,8 @@ async fn stdio_keeps_the_audit_record() {
     assert_eq!(greet["decision"], "allow");
     assert_eq!(greet["caller"]["subject"], "configured-user");
     assert_eq!(greet["plugin"], "hello");
-    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["audit", "verify"])
-        .arg(&file)
-        .env(key.0, key.1)
-        .output()
-        .unwrap();
-    assert!(verified.status.success(), "{verified:?}");
+    let (verified, said) = crate::support::audit_verify(&file, key.1);
+    assert!(verified, "{said}");
 
     let config = dir.join("stdout.toml");
     std::fs::write(

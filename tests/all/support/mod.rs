@@ -125,6 +125,21 @@ impl Drop for TestGateway {
 }
 
 /// A fresh temporary directory under `target/test-tmp`.
+/// `portcullis audit verify FILE` with the checkpoint key `key`: whether the file verified,
+/// and what the command said.
+pub fn audit_verify(file: &Path, key: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .env("PORTCULLIS_AUDIT_KEY", key)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 pub fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
