@@ -701,9 +701,37 @@ fn authz(c: &mut Criterion) {
         let ask =
             || Request::of(&who, Target::Tool("payments.transfer")).with_arguments(&arguments);
         assert!(tenant.authz.decide(&catalog, &ask()).is_ok());
+        // The same call again: a remembered decision, once made.
         g.bench_function(name, |b| {
             b.iter(|| std::hint::black_box(tenant.authz.decide(&catalog, &ask()).is_ok()))
         });
+        if policy.is_some() {
+            // Arguments never seen before: the caller's entities are kept, the policies
+            // evaluated.
+            let mut cents = 0u64;
+            g.bench_function(format!("{name}_new_arguments"), |b| {
+                b.iter(|| {
+                    cents += 1;
+                    let arguments =
+                        json!({"amount": (cents % 40_000) as f64 / 100.0 + 0.005, "to": "DE02"});
+                    let asked = Request::of(&who, Target::Tool("payments.transfer"))
+                        .with_arguments(&arguments);
+                    std::hint::black_box(tenant.authz.decide(&catalog, &asked).is_ok())
+                })
+            });
+            // A caller never seen before: its entities made, the policies evaluated.
+            let mut n = 0u64;
+            g.bench_function(format!("{name}_new_caller"), |b| {
+                b.iter(|| {
+                    n += 1;
+                    let mut caller = who.clone();
+                    caller.subject = Some(format!("user-{n}"));
+                    let asked = Request::of(&caller, Target::Tool("payments.transfer"))
+                        .with_arguments(&arguments);
+                    std::hint::black_box(tenant.authz.decide(&catalog, &asked).is_ok())
+                })
+            });
+        }
         gateway.shutdown_token().cancel();
     }
     g.finish();
