@@ -38,6 +38,13 @@ async fn lines_once(file: &std::path::Path, ready: impl Fn(&Value) -> bool) -> V
     panic!("the audit file never showed the event awaited");
 }
 
+/// A plugin's version as the record names it: 12 hex of the component's SHA-256.
+fn version(file: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(std::fs::read(file).unwrap());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// An event, in short: its kind and what distinguishes it in this run.
 fn short(l: &Value) -> String {
     let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
@@ -80,6 +87,9 @@ async fn a_scripted_run_is_recorded_in_order_verified_and_exported() {
     )
     .await;
     let dir = tempdir();
+    // The payments plugin from a directory of its own, so it can be redeployed.
+    let payments = dir.join("payments.wasm");
+    std::fs::copy(plugin("payments"), &payments).unwrap();
     let policy = dir.join("p.cedar");
     let permit = "permit (principal, action, resource);\n";
     let below_500 = r#"@id("transfers-below-500")
@@ -131,7 +141,7 @@ when { context has arguments && context.arguments.amount.greaterThanOrEqual(deci
         issuer = as_.issuer,
         otlp = receiver.base,
         file = toml_path(&file),
-        payments = toml_path(&plugin("payments")),
+        payments = toml_path(&payments),
         probe = toml_path(&plugin("probe")),
         conformance = toml_path(&plugin("conformance")),
         policy = toml_path(&policy),
@@ -195,7 +205,12 @@ when { context has arguments && context.arguments.amount.greaterThanOrEqual(deci
     )
     .unwrap();
     lines_once(&file, |l| l["event"] == "reload").await;
-    // 9. The user's quota runs out.
+    // 9. The payments plugin is redeployed (written aside, renamed over): reloaded.
+    let staged = dir.join("payments.wasm.new");
+    std::fs::copy(plugin("payments"), &staged).unwrap();
+    std::fs::rename(&staged, &payments).unwrap();
+    lines_once(&file, |l| l["event"] == "reload" && l["what"] == "plugins").await;
+    // 10. The user's quota runs out.
     let mut allowed = 0;
     loop {
         let r = call(Some(&writer), "payments.transfer", transfer(1)).await;
@@ -236,6 +251,14 @@ when { context has arguments && context.arguments.amount.greaterThanOrEqual(deci
         "request 200 ",
         "task slow_compute completed",
         r#"reload policies ["p:policy0","transfers-below-500","reads"]"#,
+        &format!(
+            "reload plugins {}",
+            json!([
+                format!("payments@{}", version(&payments)),
+                format!("probe@{}", version(&plugin("probe"))),
+                format!("conformance@{}", version(&plugin("conformance"))),
+            ])
+        ),
     ]
     .iter()
     .map(|s| s.to_string())
