@@ -516,6 +516,34 @@ fn schema(c: &mut Criterion) {
 /// with an RS256 token (a validated-token cache hit) through the router — host guard, auth,
 /// the front, MCP, a fresh sandbox instance — and the response body collected. The
 /// regression guard for the hot path; compare it with `sandbox/echo_call` and `jwt/cache_hit`.
+/// One stateless (2026-07-28) `tools/call` of the echo plugin through `router`, `accept`
+/// choosing the path: the status, whether the answer was SSE, and its body.
+async fn stateless_echo(
+    router: &axum::Router,
+    host: &str,
+    authorization: &str,
+    body: &bytes::Bytes,
+    accept: &str,
+) -> (http::StatusCode, bool, bytes::Bytes) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let request = http::Request::post("/mcp")
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .header("authorization", authorization)
+        .body(axum::body::Body::from(body.clone()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let sse = response.headers()["content-type"] == "text/event-stream";
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, sse, bytes)
+}
+
 fn request_path(c: &mut Criterion) {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
@@ -548,23 +576,7 @@ fn request_path(c: &mut Criterion) {
     // `accept` as clients send it takes the direct path; spelled with weights (the same
     // preference), the request goes through rmcp's stateless service: the baseline.
     let (host, authorization, body, router) = (&host, &authorization, &body, &router);
-    let call = |accept: &'static str| async move {
-        let request = http::Request::post("/mcp")
-            .header("host", host)
-            .header("content-type", "application/json")
-            .header("accept", accept)
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "echo")
-            .header("authorization", authorization)
-            .body(axum::body::Body::from(body.clone()))
-            .unwrap();
-        let response = router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let sse = response.headers()["content-type"] == "text/event-stream";
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, sse, bytes)
-    };
+    let call = |accept: &'static str| stateless_echo(router, host, authorization, body, accept);
     const DIRECT: &str = "application/json, text/event-stream";
     const THROUGH_RMCP: &str = "application/json;q=1, text/event-stream;q=1";
     // The first call fetches the issuer's keys; every answer must be the echo, and each
@@ -591,6 +603,79 @@ fn request_path(c: &mut Criterion) {
             })
         });
     }
+
+    // A 2025-11-25 session: initialized once, then each call on it.
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http::Request::post("/mcp")
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", DIRECT)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("authorization", authorization);
+        if let Some(id) = session {
+            request = request.header("mcp-session-id", id);
+        }
+        let request = request
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        async move {
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let id = response
+                .headers()
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, id, bytes)
+        }
+    };
+    let (status, session, bytes) = rt.block_on(post(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}}),
+        None,
+    ));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let session = session.expect("a session id");
+    let (status, _, _) = rt.block_on(post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    ));
+    assert_eq!(status, 202);
+    let in_session = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "hello"}}});
+    let (status, _, bytes) = rt.block_on(post(in_session.clone(), Some(&session)));
+    assert!(
+        status == 200 && String::from_utf8_lossy(&bytes).contains("hello"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    c.bench_function("request_path/tools_call_jwt_cached_session", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (status, _, bytes) = post(in_session.clone(), Some(&session)).await;
+            assert_eq!(status, 200);
+            std::hint::black_box(bytes)
+        })
+    });
+    gateway.shutdown_token().cancel();
+
+    // The token verified (RS256) on every request: no token cache.
+    let mut uncached = issuers.config.clone();
+    uncached.auth.token_cache_entries = 0;
+    let gateway = rt
+        .block_on(portcullis::Portcullis::start(uncached))
+        .unwrap();
+    let router = &gateway.router();
+    let (status, _, bytes) = rt.block_on(stateless_echo(router, host, authorization, body, DIRECT));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    c.bench_function("request_path/tools_call_rs256_every_request", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (status, _, bytes) =
+                stateless_echo(router, host, authorization, body, DIRECT).await;
+            assert_eq!(status, 200);
+            std::hint::black_box(bytes)
+        })
+    });
     gateway.shutdown_token().cancel();
 }
 
