@@ -13,6 +13,7 @@
 pub mod cases;
 mod memo;
 pub mod policy;
+mod schema;
 
 use std::sync::Arc;
 
