@@ -346,6 +346,23 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_record_that_cannot_be_kept_is_refused() {
+        let tenant = "[[tenant]]\nid = \"a\"\n";
+        let e = parse(&format!(
+            "[telemetry]\nenabled = false\n[audit]\notlp = true\n{tenant}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "audit.otlp");
+        assert!(e.to_string().contains("exports nowhere"), "{e}");
+        parse(&format!(
+            "[telemetry]\nendpoint = \"http://127.0.0.1:4318\"\n[audit]\notlp = true\n{tenant}"
+        ))
+        .unwrap();
+        let e = parse(&format!("[audit]\nmax_argument_bytes = 0\n{tenant}")).unwrap_err();
+        assert_eq!(e.key, "audit.max_argument_bytes");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = parse("[[tenant]]\nid = \"Bad Id\"\n").unwrap_err();
         assert_eq!(e.key, "tenant[0].id");

@@ -15,6 +15,7 @@ impl Config {
         self.check_cluster()?;
         self.check_tasks()?;
         self.check_telemetry()?;
+        self.check_audit()?;
         if let Some(x) = &self.exchange {
             self.check_exchange("exchange", x)?;
         }
@@ -237,6 +238,33 @@ impl Config {
             return Err(self.error(
                 "telemetry.endpoint",
                 format!("`{e}` must be an http(s) URL such as http://127.0.0.1:4318"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[audit]`: its OTLP sink needs somewhere to export to; its sizes must make sense.
+    fn check_audit(&self) -> Result<(), ConfigError> {
+        let a = &self.audit;
+        let exported_elsewhere = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
+        if a.otlp
+            && (self.telemetry.enabled == Some(false)
+                || (self.telemetry.endpoint.is_none() && !exported_elsewhere))
+        {
+            return Err(self.error(
+                "audit.otlp",
+                "the audit record is exported through [telemetry]'s OTLP exporter, which exports nowhere: set telemetry.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT), or turn otlp off",
+            ));
+        }
+        if a.max_argument_bytes == 0 || a.max_argument_bytes > 1024 * 1024 {
+            return Err(self.error(
+                "audit.max_argument_bytes",
+                "must be between 1 and 1048576 bytes",
             ));
         }
         Ok(())
